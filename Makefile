@@ -1,0 +1,32 @@
+# Two entry points (see README): `make demo` and `make test`. Both build a
+# virtual environment in .venv with perfsdk installed in editable mode, so the
+# Cython extensions are compiled in place and the doctests see them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.perfsdk-installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(wildcard perfsdk/_native/*.pyx)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/perfsdk detect perfsdk/data/sample_latency.csv --window 120 --threshold 4
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Full benchmark runs (the test suite runs each bench once, untimed).
+bench: $(STAMP)
+	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only \
+		--benchmark-group-by=group --benchmark-columns=min,median,mean,ops,rounds \
+		--benchmark-sort=mean
+
+clean:
+	rm -rf $(VENV) build *.egg-info perfsdk/_native/*.c perfsdk/_native/*.so

@@ -1,0 +1,49 @@
+"""Compiled hot paths: Cython per-event objects and Numba batch kernels.
+
+Importing this package checks that the Cython extensions were built and match
+the Python side (the state layout they share with the Numba kernels). A
+missing or stale build fails here, with the command that fixes it, instead of
+as a bare ImportError or a silent mismatch deep in a detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perfsdk._native import kernels
+
+_REBUILD_HINT = (
+    "Rebuild them from the project root with `pip install -e .` "
+    "(or `python setup.py build_ext --inplace`)."
+)
+
+try:
+    from perfsdk._native import _zscore
+except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
+    ) from exc
+
+
+def _check_fresh() -> None:
+    here = Path(__file__).parent
+    expected = {k: v for k, v in vars(kernels).items() if k.startswith("ZS_") and isinstance(v, int)}
+    if _zscore.LAYOUT != expected:
+        raise ImportError(
+            "perfsdk's compiled extensions are stale: their state layout does not "
+            f"match perfsdk/_native/kernels.py. {_REBUILD_HINT}"
+        )
+    compiled = Path(_zscore.__file__)
+    source = here / "_zscore.pyx"
+    if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime + 1:
+        raise ImportError(
+            f"perfsdk's compiled extension {compiled.name} is older than "
+            f"{source.name}. {_REBUILD_HINT}"
+        )
+
+
+_check_fresh()
+
+ZScoreCore = _zscore.ZScoreCore
+
+__all__ = ["ZScoreCore", "kernels"]

@@ -1,0 +1,196 @@
+# cython: language_level=3
+"""Per-event engine of the Z-score detector.
+
+``ZScoreCore`` updates the detector's float64 state array one point at a time
+through a raw pointer (no per-call buffer acquisition), which is what keeps
+``update`` close to the cost of an empty Python call. The arithmetic mirrors
+``kernels.zscore_update_many`` operation for operation: the two engines share
+the state array and must agree bit for bit.
+"""
+
+from libc.math cimport sqrt, isfinite, copysign, NAN, INFINITY
+
+
+# Mirrors the ZS_* constants in kernels.py (checked at import by perfsdk._native).
+cdef enum:
+    ZS_MODE = 0
+    ZS_WINDOW = 1
+    ZS_INV_WINDOW = 2
+    ZS_ALPHA = 3
+    ZS_WARMUP = 4
+    ZS_MIN_STD = 5
+    ZS_COUNT = 6
+    ZS_REJECTED = 7
+    ZS_POS = 8
+    ZS_MEAN = 9
+    ZS_M2 = 10
+    ZS_SINCE_RESYNC = 11
+    ZS_SHIFT = 12
+    ZS_HEADER = 16
+
+LAYOUT = {
+    "ZS_MODE": ZS_MODE, "ZS_WINDOW": ZS_WINDOW, "ZS_INV_WINDOW": ZS_INV_WINDOW,
+    "ZS_ALPHA": ZS_ALPHA, "ZS_WARMUP": ZS_WARMUP, "ZS_MIN_STD": ZS_MIN_STD,
+    "ZS_COUNT": ZS_COUNT, "ZS_REJECTED": ZS_REJECTED, "ZS_POS": ZS_POS,
+    "ZS_MEAN": ZS_MEAN, "ZS_M2": ZS_M2, "ZS_SINCE_RESYNC": ZS_SINCE_RESYNC,
+    "ZS_SHIFT": ZS_SHIFT, "ZS_HEADER": ZS_HEADER,
+}
+
+
+cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
+    # Exact two-pass recompute of a full window; see kernels._zscore_resync.
+    cdef double total = 0.0, shift, correction = 0.0, m2 = 0.0, d
+    cdef Py_ssize_t i
+    for i in range(window):
+        total += s[ZS_HEADER + i]
+    shift = total / window
+    for i in range(window):
+        d = s[ZS_HEADER + i] - shift
+        correction += d
+        m2 += d * d
+    m2 -= correction * correction / window
+    if m2 < 0.0:
+        m2 = 0.0
+    s[ZS_SHIFT] = shift
+    s[ZS_MEAN] = correction / window
+    s[ZS_M2] = m2
+
+
+cdef class ZScoreCore:
+    """State-array owner with the per-event verbs; subclassed by ZScoreDetector."""
+
+    cdef double* _s
+    cdef object _state
+    cdef double[::1] _view  # holds a buffer export: the array can't be resized under us
+    cdef readonly double last_expected
+    """Expected value (mean) the last scored point was compared with."""
+    cdef readonly double last_std
+    """Standard deviation the last scored point was divided by."""
+
+    def __cinit__(self):
+        self._s = NULL
+        self.last_expected = NAN
+        self.last_std = NAN
+
+    def _bind(self, state):
+        """Adopt ``state`` (1-D, C-contiguous float64) as this detector's state."""
+        cdef double[::1] view = state
+        if view.shape[0] < ZS_HEADER:
+            raise ValueError("state array is too short for a Z-score state")
+        self._state = state
+        self._view = view
+        self._s = &view[0]
+
+    @property
+    def state(self):
+        """The live state array (read it, snapshot() it; don't rebind it)."""
+        return self._state
+
+    cdef inline double _score(self, double x) noexcept:
+        cdef double* s = self._s
+        cdef double count = s[ZS_COUNT], var, std, dev
+        if count < s[ZS_WARMUP]:
+            self.last_expected = NAN
+            self.last_std = NAN
+            return NAN
+        if s[ZS_MODE] != 0.0:
+            var = s[ZS_M2]
+        elif count < s[ZS_WINDOW]:
+            var = s[ZS_M2] / (count - 1.0)
+        else:
+            var = s[ZS_M2] / (s[ZS_WINDOW] - 1.0)
+        std = sqrt(var)
+        if std < s[ZS_MIN_STD]:
+            std = s[ZS_MIN_STD]
+        dev = (x - s[ZS_SHIFT]) - s[ZS_MEAN]
+        self.last_expected = s[ZS_SHIFT] + s[ZS_MEAN]
+        self.last_std = std
+        if std > 0.0:
+            return dev / std
+        if dev == 0.0:
+            return 0.0
+        return copysign(INFINITY, dev)
+
+    cdef inline void _learn(self, double x) noexcept:
+        cdef double* s = self._s
+        cdef double count = s[ZS_COUNT], mean = s[ZS_MEAN], m2 = s[ZS_M2]
+        cdef double diff, incr, delta, old, new_mean, shift
+        cdef Py_ssize_t window, pos
+        if s[ZS_MODE] != 0.0:
+            if count == 0.0:
+                mean = x
+                m2 = 0.0
+            else:
+                diff = x - mean
+                incr = s[ZS_ALPHA] * diff
+                mean = mean + incr
+                m2 = (1.0 - s[ZS_ALPHA]) * (m2 + diff * incr)
+            s[ZS_MEAN] = mean
+            s[ZS_M2] = m2
+        else:
+            window = <Py_ssize_t> s[ZS_WINDOW]
+            pos = <Py_ssize_t> s[ZS_POS]
+            if count < s[ZS_WINDOW]:
+                if count == 0.0:
+                    s[ZS_SHIFT] = x
+                shift = s[ZS_SHIFT]
+                s[ZS_HEADER + pos] = x
+                pos += 1
+                if pos == window:
+                    pos = 0
+                delta = (x - shift) - mean
+                mean = mean + delta / (count + 1.0)
+                m2 = m2 + delta * ((x - shift) - mean)
+                s[ZS_MEAN] = mean
+                s[ZS_M2] = m2
+            else:
+                old = s[ZS_HEADER + pos]
+                s[ZS_HEADER + pos] = x
+                pos += 1
+                if pos == window:
+                    pos = 0
+                shift = s[ZS_SHIFT]
+                new_mean = mean + (x - old) * s[ZS_INV_WINDOW]
+                m2 = m2 + (x - old) * (((x - shift) - new_mean) + ((old - shift) - mean))
+                s[ZS_MEAN] = new_mean
+                s[ZS_M2] = m2
+                s[ZS_SINCE_RESYNC] += 1.0
+                if s[ZS_SINCE_RESYNC] == s[ZS_WINDOW]:
+                    _resync(s, window)
+                    s[ZS_SINCE_RESYNC] = 0.0
+                if s[ZS_M2] < 0.0:
+                    s[ZS_M2] = 0.0
+            s[ZS_POS] = <double> pos
+        s[ZS_COUNT] = count + 1.0
+
+    cdef inline bint _accept(self, double x) except -1:
+        if self._s == NULL:
+            raise RuntimeError("detector is not initialised (use its constructor)")
+        if not isfinite(x):
+            self._s[ZS_REJECTED] += 1.0
+            return False
+        return True
+
+    def update(self, double x):
+        """Score ``x`` against the state, then learn it; return the z-score.
+
+        NaN during warm-up; NaN (and the ``rejected`` counter bumped, state
+        untouched) when ``x`` is NaN or infinite.
+        """
+        cdef double z
+        if not self._accept(x):
+            return NAN
+        z = self._score(x)
+        self._learn(x)
+        return z
+
+    def _score_one(self, double x):
+        if self._s == NULL:
+            raise RuntimeError("detector is not initialised (use its constructor)")
+        if not isfinite(x):
+            return NAN
+        return self._score(x)
+
+    def _learn_one(self, double x):
+        if self._accept(x):
+            self._learn(x)

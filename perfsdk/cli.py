@@ -1,0 +1,109 @@
+"""The ``perfsdk`` command.
+
+    perfsdk detect FILE.csv [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
+
+streams a ``timestamp,value`` CSV through a ZScoreDetector and prints every
+anomaly with its explanation, then a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from perfsdk.detect import ZScoreDetector
+
+
+class InputError(Exception):
+    """A problem with the user's input file, reported without a traceback."""
+
+
+def read_series(path: Path) -> tuple[list[str], np.ndarray]:
+    """Read a ``timestamp,value`` CSV (header optional) into timestamps and values.
+
+    Empty values and ``nan`` are kept as NaN so the detector counts them as
+    rejected; anything else that is not a number is an error naming the line.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    timestamps: list[str] = []
+    values: list[float] = []
+    with path.open(newline="") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < 2:
+                raise InputError(f"{path}:{line_no}: expected 'timestamp,value', got {','.join(row)!r}")
+            stamp, raw = row[0].strip(), row[1].strip()
+            try:
+                value = float(raw) if raw else math.nan
+            except ValueError:
+                if line_no == 1:
+                    continue  # a header row
+                raise InputError(f"{path}:{line_no}: value {raw!r} is not a number") from None
+            timestamps.append(stamp)
+            values.append(value)
+    if not values:
+        raise InputError(f"{path}: no data rows")
+    return timestamps, np.array(values, dtype=np.float64)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    timestamps, values = read_series(Path(args.file))
+    try:
+        detector = ZScoreDetector(
+            window=args.window, alpha=args.alpha, threshold=args.threshold, warmup=args.warmup
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    anomalies = detector.detect_many(values, timestamps=timestamps)
+    if args.json:
+        for a in anomalies:
+            print(json.dumps(a.as_dict()))
+        return 0
+    print(f"{args.file}: {len(values)} points, {detector!r}")
+    for a in anomalies:
+        print(f"  {a}")
+    warm = min(detector.warmup, detector.n_learned)
+    print(
+        f"{len(anomalies)} anomalies in {len(values)} points "
+        f"({warm} used to warm up, {detector.rejected} rejected as NaN/inf)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perfsdk", description="perfsdk command-line tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    detect = commands.add_parser(
+        "detect", help="stream a timestamp,value CSV through the Z-score detector"
+    )
+    detect.add_argument("file", help="CSV with timestamp,value rows (a header row is fine)")
+    mode = detect.add_mutually_exclusive_group()
+    mode.add_argument("--window", type=int, default=256, help="rolling window length (default 256)")
+    mode.add_argument("--alpha", type=float, default=None, help="EWMA smoothing factor instead of a window")
+    detect.add_argument("--threshold", type=float, default=3.0, help="|z| above this is an anomaly (default 3)")
+    detect.add_argument("--warmup", type=int, default=None, help="points before the first score")
+    detect.add_argument("--json", action="store_true", help="one JSON object per anomaly")
+    detect.set_defaults(run=_detect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as exc:
+        print(f"perfsdk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

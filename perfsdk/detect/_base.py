@@ -1,0 +1,190 @@
+"""Behaviour shared by every streaming detector whose state is one float64 array.
+
+A concrete detector combines this mixin with a Cython core that provides the
+per-event verbs (``update``, ``_score_one``, ``_learn_one``, ``last_expected``,
+``last_std``) and names a Numba batch kernel. Everything else -- batch
+updates, anomaly records, snapshots, pickling, cloning, repr -- lives here
+once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from perfsdk.detect.anomaly import Anomaly
+
+
+def _as_scalar(x: Any) -> float:
+    """River passes features as a dict; a univariate detector takes its one value."""
+    if isinstance(x, Mapping):
+        if len(x) != 1:
+            raise ValueError(f"x must be a number or a one-item dict, got a dict with {len(x)} items")
+        (x,) = x.values()
+    return float(x)
+
+
+class StreamingDetector:
+    """Mixin: the Python-side verbs of a detector (see module docstring)."""
+
+    #: Numba kernel ``(state, xs, z_out, expected_out, std_out, details) -> None``.
+    _batch_kernel: Callable[..., None]
+    #: Offset of the rejected-points counter in the state array.
+    _REJECTED_AT: int
+    #: Offset of the learned-points counter in the state array.
+    _COUNT_AT: int
+
+    threshold: float
+    name: str
+
+    #: The constructor parameters, for repr, clone and pickling.
+    _params: Callable[[], dict[str, Any]]
+    #: A fresh state array for these parameters.
+    _fresh_state: Callable[[], np.ndarray]
+    #: The leading state slots that hold parameters (a snapshot must match them).
+    _N_PARAMS: int
+
+    # the Cython core supplies these
+    state: np.ndarray
+    last_expected: float
+    last_std: float
+    update: Callable[[float], float]
+    _score_one: Callable[[float], float]
+    _learn_one: Callable[[float], None]
+
+    # -- counters ------------------------------------------------------------
+    @property
+    def n_seen(self) -> int:
+        """Points offered so far, valid or not."""
+        return int(self.state[self._COUNT_AT] + self.state[self._REJECTED_AT])
+
+    @property
+    def n_learned(self) -> int:
+        """Valid points learned so far."""
+        return int(self.state[self._COUNT_AT])
+
+    @property
+    def rejected(self) -> int:
+        """Points refused as NaN or infinite (they left the state unchanged)."""
+        return int(self.state[self._REJECTED_AT])
+
+    # -- River verbs ---------------------------------------------------------
+    def score_one(self, x: float | Mapping[str, float]) -> float:
+        """River-style anomaly score ``|z|`` of ``x``, without learning it.
+
+        0.0 while warming up or for a rejected value: River treats a score as
+        "how anomalous", and an unscorable point is not evidence of anything.
+        """
+        z = self._score_one(_as_scalar(x))
+        return 0.0 if math.isnan(z) else abs(z)
+
+    def learn_one(self, x: float | Mapping[str, float]) -> None:
+        """Learn ``x`` without scoring it (River's verb)."""
+        self._learn_one(_as_scalar(x))
+
+    # -- batches -------------------------------------------------------------
+    def update_many(self, xs: Iterable[float] | np.ndarray) -> np.ndarray:
+        """``update`` over a batch, in compiled code: returns the z-scores.
+
+        Equivalent to ``[self.update(x) for x in xs]``, bit for bit.
+        """
+        values = self._as_batch(xs)
+        z = np.empty_like(values)
+        self._batch_kernel(self.state, values, z, z[:0], z[:0], False)
+        return z
+
+    def detect_many(
+        self, xs: Iterable[float] | np.ndarray, timestamps: Sequence[Any] | None = None
+    ) -> list[Anomaly]:
+        """Update over a batch and return the anomalies found, explained."""
+        values = self._as_batch(xs)
+        if timestamps is not None and len(timestamps) != len(values):
+            raise ValueError(
+                f"timestamps has {len(timestamps)} entries but xs has {len(values)}"
+            )
+        first = self.n_seen
+        z = np.empty_like(values)
+        expected = np.empty_like(values)
+        std = np.empty_like(values)
+        self._batch_kernel(self.state, values, z, expected, std, True)
+        with np.errstate(invalid="ignore"):
+            hits = np.flatnonzero(np.abs(z) > self.threshold)
+        return [
+            self._anomaly(
+                first + int(i), values[i], expected[i], std[i], z[i],
+                None if timestamps is None else timestamps[i],
+            )
+            for i in hits
+        ]
+
+    def check(self, x: float, timestamp: Any = None) -> Anomaly | None:
+        """``update(x)``, returning an explained ``Anomaly`` if it is one."""
+        index = self.n_seen
+        z = self.update(x)
+        if abs(z) > self.threshold:
+            return self._anomaly(index, float(x), self.last_expected, self.last_std, z, timestamp)
+        return None
+
+    def _anomaly(
+        self, index: int, value: float, expected: float, std: float, z: float, timestamp: Any
+    ) -> Anomaly:
+        return Anomaly(
+            detector=self.name, index=index, value=float(value), expected=float(expected),
+            std=float(std), score=float(z), threshold=self.threshold,
+            timestamp=timestamp, details=self._explain_details(),
+        )
+
+    def _explain_details(self) -> dict[str, Any]:
+        return self._params()
+
+    @staticmethod
+    def _as_batch(xs: Iterable[float] | np.ndarray) -> np.ndarray:
+        values = np.ascontiguousarray(
+            xs if isinstance(xs, np.ndarray) else np.fromiter(xs, dtype=np.float64),
+            dtype=np.float64,
+        )
+        if values.ndim != 1:
+            raise ValueError(f"xs must be one-dimensional, got shape {values.shape}")
+        return values
+
+    # -- state ---------------------------------------------------------------
+    def snapshot(self) -> np.ndarray:
+        """A copy of the whole state; ``restore`` it here or into a clone."""
+        return self.state.copy()
+
+    def restore(self, snapshot: np.ndarray) -> None:
+        """Load a ``snapshot()`` taken from a detector with the same parameters."""
+        snap = np.asarray(snapshot)
+        if snap.shape != self.state.shape or snap.dtype != np.float64:
+            raise ValueError(
+                f"snapshot has shape {snap.shape} and dtype {snap.dtype}; this detector's "
+                f"state is {self.state.shape} float64 (was it taken with other parameters?)"
+            )
+        fresh = self._fresh_state()
+        n_params = self._N_PARAMS
+        if not np.array_equal(snap[:n_params], fresh[:n_params]):
+            raise ValueError("snapshot was taken from a detector with different parameters")
+        self.state[:] = snap  # in place: the compiled core keeps its pointer
+
+    def reset(self) -> None:
+        """Forget everything learned; parameters stay."""
+        self.state[:] = self._fresh_state()
+
+    def clone(self):
+        """A fresh, unfitted detector with the same parameters."""
+        return type(self)(**self._params())
+
+    def __reduce__(self):
+        return (_restore_detector, (type(self), self._params(), self.snapshot()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _restore_detector(cls: type, params: dict[str, Any], snapshot: np.ndarray) -> StreamingDetector:
+    detector = cls(**params)
+    detector.restore(snapshot)
+    return detector

@@ -1,0 +1,17 @@
+"""Shared fixtures: where the project's real data lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real labelled data; read in place, never copied in)."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared data folder {DATA} is absent")
+    return DATA

@@ -1,0 +1,164 @@
+"""ZScoreDetector: numbers against naive references, stability, both engines, bad input."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import naive
+from perfsdk import Anomaly, ZScoreDetector
+from perfsdk._native import kernels
+
+
+def series(n=2000, seed=1):
+    rng = np.random.default_rng(seed)
+    return 50.0 + 10.0 * np.sin(np.arange(n) / 40.0) + rng.normal(0, 3.0, n)
+
+
+@pytest.mark.parametrize("window,warmup", [(2, 2), (16, 5), (256, 256)])
+def test_rolling_matches_naive(window, warmup):
+    xs = series()
+    xs[[100, 700, 1500]] = [np.nan, np.inf, -np.inf]
+    got = ZScoreDetector(window=window, warmup=warmup).update_many(xs)
+    want = naive.rolling_zscores(xs, window, warmup)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_ewma_matches_naive():
+    xs = series()
+    got = ZScoreDetector(alpha=0.05).update_many(xs)
+    np.testing.assert_allclose(got, naive.ewma_zscores(xs, 0.05, 40), rtol=1e-9, atol=1e-12)
+
+
+def test_no_drift_over_ten_million_points_with_large_offset():
+    """Running sums would lose every digit here; the windowed state must not drift."""
+    n, window = 10_000_000, 256
+    rng = np.random.default_rng(3)
+    xs = 1e9 + rng.uniform(-1.0, 1.0, n)
+    det = ZScoreDetector(window=window)
+    z = det.update_many(xs)
+    checkpoints = np.r_[np.linspace(window, n - 1, 2000).astype(int), n - 1]
+    windows = np.lib.stride_tricks.sliding_window_view(xs, window)
+    ref = windows[checkpoints - window]  # the `window` points before each checkpoint
+    # numpy on the raw values loses ~3e-7 itself; subtracting the offset first
+    # (exact here) gives the true values, which the detector must match.
+    ref, point = ref - 1e9, xs[checkpoints] - 1e9
+    want = (point - ref.mean(axis=1)) / ref.std(axis=1, ddof=1)
+    np.testing.assert_allclose(z[checkpoints], want, rtol=0, atol=1e-12)
+    expected = det.state[kernels.ZS_SHIFT] + det.state[kernels.ZS_MEAN]
+    np.testing.assert_allclose(expected, xs[-window:].mean(), rtol=1e-15)
+
+
+def test_constant_series_rule():
+    det = ZScoreDetector(window=8)
+    det.update_many(np.full(8, 42.0))
+    assert det.update(42.0) == 0.0
+    assert det.update(42.5) == math.inf
+    assert ZScoreDetector(window=8, min_std=0.25).update_many(np.r_[np.full(8, 42.0), 42.5])[-1] == 2.0
+
+
+def test_warmup_returns_nan_then_scores():
+    z = ZScoreDetector(window=10, warmup=3).update_many(series(6))
+    assert np.isnan(z[:3]).all() and np.isfinite(z[3:]).all()
+
+
+def test_check_returns_explained_anomaly():
+    det = ZScoreDetector(window=50, threshold=4.0)
+    det.update_many(series(200))
+    assert det.check(52.0) is None
+    a = det.check(500.0, timestamp="2026-11-28T10:00:00")
+    assert isinstance(a, Anomaly)
+    assert a.index == 201 and a.value == 500.0 and a.threshold == 4.0
+    assert a.score == pytest.approx((500.0 - a.expected) / a.std)
+    assert a.lower < a.expected < a.upper < a.value
+    assert "above the expected" in str(a) and "2026-11-28T10:00:00" in str(a)
+    assert a.as_dict()["details.window"] == 50
+
+
+def test_detect_many_indices_count_rejected_points():
+    xs = np.r_[series(100), np.nan, 1000.0]
+    a = ZScoreDetector(window=50).detect_many(xs)[-1]
+    assert a.index == 101 and a.value == 1000.0
+
+
+def test_river_verbs_take_dicts():
+    det = ZScoreDetector(window=4)
+    for x in [1.0, 2.0, 3.0, 4.0]:
+        det.learn_one({"latency": x})
+    assert det.score_one({"latency": 2.5}) == 0.0
+    assert det.score_one(10.0) == pytest.approx(abs(det._score_one(10.0)))
+    with pytest.raises(ValueError, match="one-item dict"):
+        det.learn_one({"a": 1.0, "b": 2.0})
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"window": 1}, "window"),
+        ({"window": 2.5}, "window"),
+        ({"window": True}, "window"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"threshold": 0}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"warmup": 1}, "warmup"),
+        ({"min_std": -1.0}, "min_std"),
+        ({"name": 3}, "name"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        ZScoreDetector(**kwargs)
+
+
+def test_bad_batches_and_snapshots_are_refused():
+    det = ZScoreDetector(window=8)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        det.update_many(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="timestamps"):
+        det.detect_many([1.0, 2.0], timestamps=[1])
+    with pytest.raises(ValueError, match="shape"):
+        det.restore(ZScoreDetector(window=16).snapshot())
+    with pytest.raises(ValueError, match="different parameters"):
+        det.restore(ZScoreDetector(window=8, threshold=4.0, warmup=3).snapshot())
+
+
+def test_pickle_round_trip_is_exact():
+    det = ZScoreDetector(window=32)
+    det.update_many(series(100))
+    copy = pickle.loads(pickle.dumps(det))
+    assert np.array_equal(copy.state, det.state) and repr(copy) == repr(det)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+points = st.one_of(finite, finite, finite, st.sampled_from([math.nan, math.inf, -math.inf]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    xs=st.lists(points, min_size=1, max_size=300),
+    cuts=st.lists(st.integers(0, 300), max_size=6),
+    window=st.integers(2, 20),
+    ewma=st.booleans(),
+)
+def test_any_interleaving_of_engines_is_bit_identical(xs, cuts, window, ewma):
+    xs = np.array(xs)
+    make = lambda: ZScoreDetector(alpha=0.2, warmup=2) if ewma else ZScoreDetector(window=window, warmup=2)
+    scalar = make()
+    want = np.array([scalar.update(x) for x in xs])
+    mixed = make()
+    bounds = sorted({0, len(xs), *[c for c in cuts if c < len(xs)]})
+    got = []
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        if k % 2:
+            got.extend(mixed.update(x) for x in xs[lo:hi])
+        else:
+            got.extend(mixed.update_many(xs[lo:hi]))
+    assert np.array_equal(np.array(got), want, equal_nan=True)
+    assert np.array_equal(mixed.state, scalar.state)
+    assert mixed.rejected == int((~np.isfinite(xs)).sum())
