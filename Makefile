@@ -1,4 +1,4 @@
-# Two entry points (see README): `make demo` and `make test`. Both build a
+# Two entry points (see README): `make demo` and `make test` (pytest, then mypy). Both build a
 # virtual environment in .venv with perfsdk installed in editable mode, so the
 # Cython extensions are compiled in place and the doctests see them.
 PYTHON ?= python3
@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python -m mypy perfsdk
 
 # Full benchmark runs (the test suite runs each bench once, untimed).
 bench: $(STAMP)

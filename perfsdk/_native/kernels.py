@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from perfsdk._native.config import NJIT_OPTIONS
+from perfsdk._native.config import kernel
 
 # --- Z-score state layout (indices into the float64 state array) -----------
 ZS_MODE = 0  # 0: exact rolling window, 1: EWMA
@@ -55,7 +54,7 @@ def zscore_new_state(
     return state
 
 
-@njit(**NJIT_OPTIONS)
+@kernel
 def _zscore_resync(state, window):
     """Recompute shift, mean and M2 of a full window exactly (two-pass).
 
@@ -80,7 +79,7 @@ def _zscore_resync(state, window):
     return shift, correction / window, m2
 
 
-@njit(**NJIT_OPTIONS)
+@kernel
 def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
     """Score then learn every point of ``xs``, writing z-scores to ``z_out``.
 

@@ -114,7 +114,7 @@ class StreamingDetector:
         return [
             self._anomaly(
                 first + int(i), values[i], expected[i], std[i], z[i],
-                None if timestamps is None else timestamps[i],
+                None if timestamps is None else timestamps[int(i)],
             )
             for i in hits
         ]
