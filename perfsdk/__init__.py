@@ -5,6 +5,6 @@
 """
 
 from perfsdk._version import __version__
-from perfsdk.detect import Anomaly, ZScoreDetector
+from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Forecast, ZScoreDetector
 
-__all__ = ["Anomaly", "ZScoreDetector", "__version__"]
+__all__ = ["Anomaly", "ArimaDetector", "ArimaFit", "Forecast", "ZScoreDetector", "__version__"]

@@ -39,7 +39,10 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 def check_repr(detector: Any, stream: np.ndarray) -> None:
     text = repr(detector)
     assert text.startswith(type(detector).__name__ + "("), f"repr {text!r} should name the class"
-    rebuilt = eval(text, {type(detector).__name__: type(detector)})  # repr is the constructor call
+    import perfsdk
+
+    namespace = {**{k: getattr(perfsdk, k) for k in perfsdk.__all__}, type(detector).__name__: type(detector)}
+    rebuilt = eval(text, namespace)  # repr is the constructor call
     assert repr(rebuilt) == text, f"repr does not round-trip: {text!r} -> {rebuilt!r}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfsdk import ZScoreDetector
+from perfsdk import ArimaDetector, ZScoreDetector
 from perfsdk.checks import yield_checks
 
 DETECTORS = [
@@ -12,6 +12,11 @@ DETECTORS = [
     ZScoreDetector(window=256, threshold=4.0),
     ZScoreDetector(alpha=0.05),
     ZScoreDetector(window=8, warmup=3, min_std=0.5, name="latency"),
+    ArimaDetector.from_params((2, 1, 2), ar=[0.5, -0.2], ma=[0.3, 0.1], sigma2=25.0, warmup=20),
+    # fitted inline so that the stream position of every fit is deterministic
+    ArimaDetector(order=(1, 0, 1), warmup=100, refit_every=150, background=False),
+    ArimaDetector(order="auto", warmup=150, background=False),
+    ArimaDetector(order=(1, 0, 0), season=12, warmup=100, background=False, name="seasonal"),
 ]
 
 CASES = [(d, check) for d in DETECTORS for check in yield_checks(d)]

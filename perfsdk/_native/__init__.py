@@ -18,7 +18,8 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _zscore
+    from perfsdk._native import _arima as _arima
+    from perfsdk._native import _zscore as _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -27,23 +28,27 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 
 def _check_fresh() -> None:
     here = Path(__file__).parent
-    expected = {k: v for k, v in vars(kernels).items() if k.startswith("ZS_") and isinstance(v, int)}
-    if _zscore.LAYOUT != expected:
-        raise ImportError(
-            "perfsdk's compiled extensions are stale: their state layout does not "
-            f"match perfsdk/_native/kernels.py. {_REBUILD_HINT}"
-        )
-    compiled = Path(_zscore.__file__)
-    source = here / "_zscore.pyx"
-    if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime + 1:
-        raise ImportError(
-            f"perfsdk's compiled extension {compiled.name} is older than "
-            f"{source.name}. {_REBUILD_HINT}"
-        )
+    for module, prefix in ((_zscore, "ZS_"), (_arima, "AR_")):
+        expected = {
+            k: v for k, v in vars(kernels).items() if k.startswith(prefix) and isinstance(v, int)
+        }
+        if module.LAYOUT != expected:
+            raise ImportError(
+                f"perfsdk's compiled extension {module.__name__} is stale: its state layout "
+                f"does not match perfsdk/_native/kernels.py. {_REBUILD_HINT}"
+            )
+        compiled = Path(module.__file__ or "")
+        source = here / (module.__name__.rsplit(".", 1)[-1] + ".pyx")
+        if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime + 1:
+            raise ImportError(
+                f"perfsdk's compiled extension {compiled.name} is older than "
+                f"{source.name}. {_REBUILD_HINT}"
+            )
 
 
 _check_fresh()
 
 ZScoreCore = _zscore.ZScoreCore
+ArimaCore = _arima.ArimaCore
 
-__all__ = ["ZScoreCore", "kernels"]
+__all__ = ["ArimaCore", "ZScoreCore", "kernels"]

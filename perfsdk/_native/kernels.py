@@ -181,3 +181,226 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
     state[ZS_M2] = m2
     state[ZS_SINCE_RESYNC] = since
     state[ZS_SHIFT] = shift
+
+
+# --- ARIMA state layout ------------------------------------------------------
+# Structural slots (fixed at construction; a snapshot must match them):
+AR_P = 0  # AR capacity (coefficients beyond the fitted order are 0)
+AR_Q = 1  # MA capacity
+AR_M = 2  # span of the differencing polynomial: d + season * D
+AR_NTAPS = 3  # nonzero lags of the differencing polynomial (capacity)
+AR_WARMUP = 4  # points learned before the first score (and the first fit)
+AR_HISTORY = 5  # capacity of the history ring that refits read
+AR_REFIT_EVERY = 6  # request a refit after this many points (0: never)
+AR_SHIFT_RUN = 7  # request a refit after this many anomalies in a row (0: never)
+AR_THRESHOLD = 8
+AR_SCALE_BETA = 9  # weight of a new |residual| in the running scale
+AR_SCALE_CLIP = 10  # residuals enter the scale clipped at this many scales
+AR_N_PARAMS = 12
+# Dynamic slots:
+AR_COUNT = 12  # valid points learned
+AR_REJECTED = 13
+AR_FITTED = 14  # 1 once the state holds model coefficients
+AR_FIT_STATE = 15  # 0 idle, 1 requested (the caller must act), 2 fit in flight
+AR_SINCE_FIT = 16
+AR_RUN = 17  # consecutive anomalies
+AR_SCALE = 18  # robust running scale of one-step residuals
+AR_HIST_POS = 19
+AR_YRING_POS = 20
+AR_INTERCEPT = 21
+AR_SIGMA2 = 22  # innovation variance of the model (for forecast intervals)
+AR_D = 23  # fitted differencing order (for explanations)
+AR_RETRY_AT = 24  # a fit is due once COUNT reaches this (0: none due)
+AR_FIT_P = 25  # fitted AR order (<= AR_P; the unused coefficients are 0)
+AR_FIT_Q = 26  # fitted MA order
+AR_REGIME_START = 27  # COUNT at the onset of the last level shift (fits read from here)
+AR_HEADER = 28  # then: phi[P] theta[Q] tap_lag[T] tap_coef[T] wlag[P] elag[Q] yring[M] history[H]
+
+FIT_IDLE = 0.0
+FIT_REQUESTED = 1.0
+FIT_IN_FLIGHT = 2.0
+
+# sqrt(pi / 2): turns a mean absolute residual into a Gaussian standard deviation
+MEAN_ABS_TO_STD = 1.2533141373155001
+
+
+def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:
+    """Offsets of the variable-length parts of an ARIMA state array."""
+    phi = AR_HEADER
+    theta = phi + p
+    tap_lag = theta + q
+    tap_coef = tap_lag + ntaps
+    wlag = tap_coef + ntaps
+    elag = wlag + p
+    yring = elag + q
+    hist = yring + m
+    return {"phi": phi, "theta": theta, "tap_lag": tap_lag, "tap_coef": tap_coef,
+            "wlag": wlag, "elag": elag, "yring": yring, "hist": hist, "size": hist + history}
+
+
+@kernel
+def _arima_offsets(state):
+    p = np.int64(state[AR_P])
+    q = np.int64(state[AR_Q])
+    ntaps = np.int64(state[AR_NTAPS])
+    phi = AR_HEADER
+    theta = phi + p
+    tap_lag = theta + q
+    tap_coef = tap_lag + ntaps
+    wlag = tap_coef + ntaps
+    elag = wlag + p
+    yring = elag + q
+    hist = yring + np.int64(state[AR_M])
+    return p, q, ntaps, phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist
+
+
+@kernel
+def arima_forecast_one(state, x):
+    """One-step forecast ``y_hat`` of the next point, and ``w``, the value ``x`` differenced.
+
+    Needs the last M points in the y ring (the caller checks that).
+    """
+    p, q, ntaps, phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist = _arima_offsets(state)
+    m = np.int64(state[AR_M])
+    w_hat = state[AR_INTERCEPT]
+    for i in range(p):
+        w_hat += state[phi + i] * state[wlag + i]
+    for j in range(q):
+        w_hat += state[theta + j] * state[elag + j]
+    integ = 0.0
+    pos = np.int64(state[AR_YRING_POS])
+    for k in range(ntaps):
+        slot = pos - np.int64(state[tap_lag + k])
+        if slot < 0:
+            slot += m
+        integ += state[tap_coef + k] * state[yring + slot]
+    return w_hat - integ, x + integ
+
+
+@kernel
+def _arima_push(state, x, w, e, has_lags, record):
+    """Shift x into the y ring and, with ``has_lags``, w and e into the lags.
+
+    With ``record`` x also goes into the history ring and counts as learned.
+    """
+    p, q, ntaps, phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist = _arima_offsets(state)
+    m = np.int64(state[AR_M])
+    if has_lags:
+        for i in range(p - 1, 0, -1):
+            state[wlag + i] = state[wlag + i - 1]
+        if p > 0:
+            state[wlag] = w
+        for j in range(q - 1, 0, -1):
+            state[elag + j] = state[elag + j - 1]
+        if q > 0:
+            state[elag] = e
+    if m > 0:
+        pos = np.int64(state[AR_YRING_POS])
+        state[yring + pos] = x
+        pos += 1
+        if pos == m:
+            pos = 0
+        state[AR_YRING_POS] = pos
+    if record:
+        hp = np.int64(state[AR_HIST_POS])
+        state[hist + hp] = x
+        hp += 1
+        if hp == np.int64(state[AR_HISTORY]):
+            hp = 0
+        state[AR_HIST_POS] = hp
+        state[AR_COUNT] += 1.0
+
+
+@kernel
+def _arima_wants_fit(state):
+    if state[AR_FIT_STATE] != FIT_IDLE:
+        return False
+    if state[AR_RETRY_AT] > 0.0 and state[AR_COUNT] >= state[AR_RETRY_AT]:
+        return True
+    if state[AR_FITTED] == 0.0:
+        return False
+    if state[AR_REFIT_EVERY] > 0.0 and state[AR_SINCE_FIT] >= state[AR_REFIT_EVERY]:
+        return True
+    return state[AR_SHIFT_RUN] > 0.0 and state[AR_RUN] >= state[AR_SHIFT_RUN]
+
+
+@kernel
+def arima_update_many(state, xs, start, z_out, expected_out, std_out, details):
+    """Score then learn ``xs[start:]``; return the index it stopped at.
+
+    It stops early, right after the point that made the detector request a
+    fit (``state[AR_FIT_STATE] == FIT_REQUESTED``), so the caller can fit
+    and resume at exactly that stream position, as the per-event path does.
+    """
+    n = xs.shape[0]
+    m = state[AR_M]
+    threshold = state[AR_THRESHOLD]
+    beta = state[AR_SCALE_BETA]
+    clip = state[AR_SCALE_CLIP]
+    for i in range(start, n):
+        x = xs[i]
+        if not math.isfinite(x):
+            state[AR_REJECTED] += 1.0
+            z_out[i] = np.nan
+            if details:
+                expected_out[i] = np.nan
+                std_out[i] = np.nan
+            continue
+        z = np.nan
+        y_hat = np.nan
+        scale = np.nan
+        w = np.nan
+        e = np.nan
+        has_lags = state[AR_FITTED] != 0.0 and state[AR_COUNT] >= m
+        if has_lags:
+            y_hat, w = arima_forecast_one(state, x)
+            e = x - y_hat
+            scale = state[AR_SCALE]
+            if state[AR_COUNT] >= state[AR_WARMUP]:
+                z = e / scale
+                if abs(z) > threshold:
+                    state[AR_RUN] += 1.0
+                else:
+                    state[AR_RUN] = 0.0
+            a = abs(e)
+            if a > clip * scale:
+                a = clip * scale
+            state[AR_SCALE] = scale + beta * (a * MEAN_ABS_TO_STD - scale)
+        if state[AR_FITTED] != 0.0:
+            state[AR_SINCE_FIT] += 1.0
+        z_out[i] = z
+        if details:
+            expected_out[i] = y_hat
+            std_out[i] = scale
+        _arima_push(state, x, w, e, has_lags, True)
+        if _arima_wants_fit(state):
+            state[AR_FIT_STATE] = FIT_REQUESTED
+            return i + 1
+    return n
+
+
+@kernel
+def arima_replay(state, ys):
+    """Rebuild the lags from ``ys`` (the history, oldest first) under the current model.
+
+    Run after new coefficients are installed: the lagged differences and
+    residuals are recomputed by running the model over the recent past, so
+    the stream goes on at the same position with consistent state. Counters,
+    scale and history are left as they are.
+    """
+    p, q, ntaps, phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist = _arima_offsets(state)
+    m = np.int64(state[AR_M])
+    for i in range(p):
+        state[wlag + i] = 0.0
+    for j in range(q):
+        state[elag + j] = 0.0
+    for k in range(m):
+        state[yring + k] = 0.0
+    state[AR_YRING_POS] = 0.0
+    for i in range(ys.shape[0]):
+        has_lags = i >= m
+        y_hat = np.nan
+        w = np.nan
+        if has_lags:
+            y_hat, w = arima_forecast_one(state, ys[i])
+        _arima_push(state, ys[i], w, ys[i] - y_hat, has_lags, False)

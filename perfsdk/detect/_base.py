@@ -10,7 +10,7 @@ once.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +45,8 @@ class StreamingDetector:
     _fresh_state: Callable[[], np.ndarray]
     #: The leading state slots that hold parameters (a snapshot must match them).
     _N_PARAMS: int
+    #: What an anomaly's ``details`` says about the model; replaced, never mutated.
+    _details: Mapping[str, Any]
 
     # the Cython core supplies these
     state: np.ndarray
@@ -85,15 +87,21 @@ class StreamingDetector:
         self._learn_one(_as_scalar(x))
 
     # -- batches -------------------------------------------------------------
-    def update_many(self, xs: Iterable[float] | np.ndarray) -> np.ndarray:
-        """``update`` over a batch, in compiled code: returns the z-scores.
+    def update_many(
+        self, xs: Iterable[float] | np.ndarray, details: bool = False
+    ) -> Any:
+        """``update`` over a batch, in compiled code: returns the scores.
 
-        Equivalent to ``[self.update(x) for x in xs]``, bit for bit.
+        Equivalent to ``[self.update(x) for x in xs]``, bit for bit. With
+        ``details=True`` returns ``(scores, expected, std)``: what each point
+        was compared with and the scale its deviation was measured in.
         """
         values = self._as_batch(xs)
         z = np.empty_like(values)
-        self._batch_kernel(self.state, values, z, z[:0], z[:0], False)
-        return z
+        expected, std = (np.empty_like(values), np.empty_like(values)) if details else (z[:0], z[:0])
+        for _ in self._advance(values, z, expected, std, details):
+            pass
+        return (z, expected, std) if details else z
 
     def detect_many(
         self, xs: Iterable[float] | np.ndarray, timestamps: Sequence[Any] | None = None
@@ -108,36 +116,48 @@ class StreamingDetector:
         z = np.empty_like(values)
         expected = np.empty_like(values)
         std = np.empty_like(values)
-        self._batch_kernel(self.state, values, z, expected, std, True)
-        with np.errstate(invalid="ignore"):
-            hits = np.flatnonzero(np.abs(z) > self.threshold)
-        return [
-            self._anomaly(
-                first + int(i), values[i], expected[i], std[i], z[i],
-                None if timestamps is None else timestamps[int(i)],
+        anomalies: list[Anomaly] = []
+        for lo, hi in self._advance(values, z, expected, std, True):
+            details = self._details  # the model that scored this segment
+            with np.errstate(invalid="ignore"):
+                hits = lo + np.flatnonzero(np.abs(z[lo:hi]) > self.threshold)
+            anomalies.extend(
+                self._anomaly(
+                    first + int(i), values[i], expected[i], std[i], z[i],
+                    None if timestamps is None else timestamps[int(i)], details,
+                )
+                for i in hits
             )
-            for i in hits
-        ]
+        return anomalies
+
+    def _advance(
+        self, values: np.ndarray, z: np.ndarray, expected: np.ndarray, std: np.ndarray,
+        details: bool,
+    ) -> Iterator[tuple[int, int]]:
+        """Run the batch kernel; yield each ``(lo, hi)`` stretch scored under one model."""
+        self._batch_kernel(self.state, values, z, expected, std, details)
+        yield 0, len(values)
 
     def check(self, x: float, timestamp: Any = None) -> Anomaly | None:
         """``update(x)``, returning an explained ``Anomaly`` if it is one."""
         index = self.n_seen
+        details = self._details
         z = self.update(x)
         if abs(z) > self.threshold:
-            return self._anomaly(index, float(x), self.last_expected, self.last_std, z, timestamp)
+            return self._anomaly(
+                index, float(x), self.last_expected, self.last_std, z, timestamp, details
+            )
         return None
 
     def _anomaly(
-        self, index: int, value: float, expected: float, std: float, z: float, timestamp: Any
+        self, index: int, value: float, expected: float, std: float, z: float, timestamp: Any,
+        details: Mapping[str, Any],
     ) -> Anomaly:
         return Anomaly(
             detector=self.name, index=index, value=float(value), expected=float(expected),
             std=float(std), score=float(z), threshold=self.threshold,
-            timestamp=timestamp, details=self._explain_details(),
+            timestamp=timestamp, details=details,
         )
-
-    def _explain_details(self) -> dict[str, Any]:
-        return self._params()
 
     @staticmethod
     def _as_batch(xs: Iterable[float] | np.ndarray) -> np.ndarray:

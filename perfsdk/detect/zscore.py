@@ -116,6 +116,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
             f"zscore(alpha={self.alpha:g})" if self.alpha is not None else f"zscore(window={self.window})"
         )
         self._custom_name = name
+        self._details = self._params()
         self._bind(self._fresh_state())
 
     def _fresh_state(self) -> np.ndarray:

@@ -1,0 +1,228 @@
+# cython: language_level=3
+"""Per-event engine of the ARIMA detector.
+
+``ArimaCore`` advances the detector's float64 state array one point at a
+time: one-step forecast, standardised residual, running scale, lag shift.
+The arithmetic mirrors ``kernels.arima_update_many`` (and the helpers it
+calls) operation for operation, so the two engines agree bit for bit.
+Fitting never happens here: when the state asks for a fit, ``update`` calls
+the subclass's Python hook ``_fit_requested`` (rare), and new coefficients are
+swapped in by its ``_apply_pending`` at the start of the next call.
+"""
+
+from libc.math cimport isfinite, isnan, fabs, NAN
+
+# Mirrors the AR_* constants in kernels.py (checked at import by perfsdk._native).
+cdef enum:
+    AR_P = 0
+    AR_Q = 1
+    AR_M = 2
+    AR_NTAPS = 3
+    AR_WARMUP = 4
+    AR_HISTORY = 5
+    AR_REFIT_EVERY = 6
+    AR_SHIFT_RUN = 7
+    AR_THRESHOLD = 8
+    AR_SCALE_BETA = 9
+    AR_SCALE_CLIP = 10
+    AR_N_PARAMS = 12
+    AR_COUNT = 12
+    AR_REJECTED = 13
+    AR_FITTED = 14
+    AR_FIT_STATE = 15
+    AR_SINCE_FIT = 16
+    AR_RUN = 17
+    AR_SCALE = 18
+    AR_HIST_POS = 19
+    AR_YRING_POS = 20
+    AR_INTERCEPT = 21
+    AR_SIGMA2 = 22
+    AR_D = 23
+    AR_RETRY_AT = 24
+    AR_FIT_P = 25
+    AR_FIT_Q = 26
+    AR_REGIME_START = 27
+    AR_HEADER = 28
+
+LAYOUT = {
+    "AR_P": AR_P, "AR_Q": AR_Q, "AR_M": AR_M, "AR_NTAPS": AR_NTAPS,
+    "AR_WARMUP": AR_WARMUP, "AR_HISTORY": AR_HISTORY, "AR_REFIT_EVERY": AR_REFIT_EVERY,
+    "AR_SHIFT_RUN": AR_SHIFT_RUN, "AR_THRESHOLD": AR_THRESHOLD,
+    "AR_SCALE_BETA": AR_SCALE_BETA, "AR_SCALE_CLIP": AR_SCALE_CLIP,
+    "AR_N_PARAMS": AR_N_PARAMS, "AR_COUNT": AR_COUNT, "AR_REJECTED": AR_REJECTED,
+    "AR_FITTED": AR_FITTED, "AR_FIT_STATE": AR_FIT_STATE, "AR_SINCE_FIT": AR_SINCE_FIT,
+    "AR_RUN": AR_RUN, "AR_SCALE": AR_SCALE, "AR_HIST_POS": AR_HIST_POS,
+    "AR_YRING_POS": AR_YRING_POS, "AR_INTERCEPT": AR_INTERCEPT, "AR_SIGMA2": AR_SIGMA2,
+    "AR_D": AR_D, "AR_RETRY_AT": AR_RETRY_AT,
+    "AR_FIT_P": AR_FIT_P, "AR_FIT_Q": AR_FIT_Q,
+    "AR_REGIME_START": AR_REGIME_START, "AR_HEADER": AR_HEADER,
+}
+
+cdef double FIT_IDLE = 0.0
+cdef double FIT_REQUESTED = 1.0
+cdef double MEAN_ABS_TO_STD = 1.2533141373155001
+
+
+cdef class ArimaCore:
+    """State-array owner with the per-event verbs; subclassed by ArimaDetector."""
+
+    cdef double* _s
+    cdef object _state
+    cdef double[::1] _view
+    cdef Py_ssize_t _p, _q, _m, _ntaps, _history
+    cdef Py_ssize_t _phi, _theta, _tap_lag, _tap_coef, _wlag, _elag, _yring, _hist
+    cdef public bint _has_pending
+    """Set (by the fitting worker) when new coefficients wait to be swapped in."""
+    cdef readonly double last_expected
+    """The forecast the last scored point was compared with."""
+    cdef readonly double last_std
+    """The residual scale the last scored point was divided by."""
+
+    def __cinit__(self):
+        self._s = NULL
+        self._has_pending = False
+        self.last_expected = NAN
+        self.last_std = NAN
+
+    def _bind(self, state):
+        """Adopt ``state`` (1-D, C-contiguous float64) as this detector's state."""
+        cdef double[::1] view = state
+        if view.shape[0] < AR_HEADER:
+            raise ValueError("state array is too short for an ARIMA state")
+        self._p = <Py_ssize_t> view[AR_P]
+        self._q = <Py_ssize_t> view[AR_Q]
+        self._m = <Py_ssize_t> view[AR_M]
+        self._ntaps = <Py_ssize_t> view[AR_NTAPS]
+        self._history = <Py_ssize_t> view[AR_HISTORY]
+        self._phi = AR_HEADER
+        self._theta = self._phi + self._p
+        self._tap_lag = self._theta + self._q
+        self._tap_coef = self._tap_lag + self._ntaps
+        self._wlag = self._tap_coef + self._ntaps
+        self._elag = self._wlag + self._p
+        self._yring = self._elag + self._q
+        self._hist = self._yring + self._m
+        if view.shape[0] != self._hist + self._history:
+            raise ValueError("state array size does not match its ARIMA layout")
+        self._state = state
+        self._view = view
+        self._s = &view[0]
+
+    @property
+    def state(self):
+        """The live state array (read it, snapshot() it; don't rebind it)."""
+        return self._state
+
+    cdef inline double _forecast(self, double x, double* w) noexcept:
+        # kernels.arima_forecast_one
+        cdef double* s = self._s
+        cdef double w_hat = s[AR_INTERCEPT], integ = 0.0
+        cdef Py_ssize_t i, slot, pos = <Py_ssize_t> s[AR_YRING_POS]
+        for i in range(self._p):
+            w_hat += s[self._phi + i] * s[self._wlag + i]
+        for i in range(self._q):
+            w_hat += s[self._theta + i] * s[self._elag + i]
+        for i in range(self._ntaps):
+            slot = pos - <Py_ssize_t> s[self._tap_lag + i]
+            if slot < 0:
+                slot += self._m
+            integ += s[self._tap_coef + i] * s[self._yring + slot]
+        w[0] = x + integ
+        return w_hat - integ
+
+    cdef inline void _push(self, double x, double w, double e, bint has_lags) noexcept:
+        # kernels._arima_push with record=True
+        cdef double* s = self._s
+        cdef Py_ssize_t i, pos
+        if has_lags:
+            for i in range(self._p - 1, 0, -1):
+                s[self._wlag + i] = s[self._wlag + i - 1]
+            if self._p > 0:
+                s[self._wlag] = w
+            for i in range(self._q - 1, 0, -1):
+                s[self._elag + i] = s[self._elag + i - 1]
+            if self._q > 0:
+                s[self._elag] = e
+        if self._m > 0:
+            pos = <Py_ssize_t> s[AR_YRING_POS]
+            s[self._yring + pos] = x
+            pos += 1
+            if pos == self._m:
+                pos = 0
+            s[AR_YRING_POS] = <double> pos
+        pos = <Py_ssize_t> s[AR_HIST_POS]
+        s[self._hist + pos] = x
+        pos += 1
+        if pos == self._history:
+            pos = 0
+        s[AR_HIST_POS] = <double> pos
+        s[AR_COUNT] += 1.0
+
+    cdef inline bint _wants_fit(self) noexcept:
+        # kernels._arima_wants_fit
+        cdef double* s = self._s
+        if s[AR_FIT_STATE] != FIT_IDLE:
+            return False
+        if s[AR_RETRY_AT] > 0.0 and s[AR_COUNT] >= s[AR_RETRY_AT]:
+            return True
+        if s[AR_FITTED] == 0.0:
+            return False
+        if s[AR_REFIT_EVERY] > 0.0 and s[AR_SINCE_FIT] >= s[AR_REFIT_EVERY]:
+            return True
+        return s[AR_SHIFT_RUN] > 0.0 and s[AR_RUN] >= s[AR_SHIFT_RUN]
+
+    def update(self, double x):
+        """Score ``x`` by its one-step forecast error, then learn it; return the score.
+
+        NaN while warming up (no model yet); NaN, with ``rejected`` bumped and
+        the state untouched, when ``x`` is NaN or infinite.
+        """
+        cdef double* s = self._s
+        cdef double z = NAN, y_hat = NAN, scale = NAN, w = NAN, e = NAN, a
+        cdef bint has_lags
+        if s == NULL:
+            raise RuntimeError("detector is not initialised (use its constructor)")
+        if self._has_pending:
+            self._apply_pending()
+        if not isfinite(x):
+            s[AR_REJECTED] += 1.0
+            return NAN
+        has_lags = s[AR_FITTED] != 0.0 and s[AR_COUNT] >= s[AR_M]
+        if has_lags:
+            y_hat = self._forecast(x, &w)
+            e = x - y_hat
+            scale = s[AR_SCALE]
+            if s[AR_COUNT] >= s[AR_WARMUP]:
+                z = e / scale
+                if fabs(z) > s[AR_THRESHOLD]:
+                    s[AR_RUN] += 1.0
+                else:
+                    s[AR_RUN] = 0.0
+            a = fabs(e)
+            if a > s[AR_SCALE_CLIP] * scale:
+                a = s[AR_SCALE_CLIP] * scale
+            s[AR_SCALE] = scale + s[AR_SCALE_BETA] * (a * MEAN_ABS_TO_STD - scale)
+        if s[AR_FITTED] != 0.0:
+            s[AR_SINCE_FIT] += 1.0
+        self.last_expected = y_hat
+        self.last_std = scale
+        self._push(x, w, e, has_lags)
+        if self._wants_fit():
+            s[AR_FIT_STATE] = FIT_REQUESTED
+            self._fit_requested()
+        return z
+
+    def _score_one(self, double x):
+        """The score ``x`` would get, without learning it (NaN if not scorable)."""
+        cdef double w, y_hat
+        if self._s == NULL:
+            raise RuntimeError("detector is not initialised (use its constructor)")
+        if not isfinite(x) or self._s[AR_FITTED] == 0.0 or self._s[AR_COUNT] < self._s[AR_M] \
+                or self._s[AR_COUNT] < self._s[AR_WARMUP]:
+            return NAN
+        y_hat = self._forecast(x, &w)
+        return (x - y_hat) / self._s[AR_SCALE]
+
+    def _learn_one(self, double x):
+        """Learn ``x`` without reporting its score (River's learn_one)."""
+        self.update(x)

@@ -1,0 +1,227 @@
+"""Fitting ARIMA models with statsmodels, off the application's path.
+
+``fit_arima`` and ``choose_order`` are plain functions (statsmodels does the
+estimation); ``FitWorker`` runs them on one background thread with a bounded
+queue, so a detector's ``update`` never waits for a fit and a flood of fit
+requests cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("perfsdk.fit")
+
+#: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
+AUTO_MAX_P = 2
+AUTO_MAX_Q = 2
+AUTO_MAX_D = 2
+
+
+class FitError(Exception):
+    """A fit that failed or did not converge (the detector keeps its old model)."""
+
+
+@dataclass(frozen=True)
+class ArimaFit:
+    """Coefficients of a fitted ARIMA(p, d, q) model (statsmodels' SARIMAX convention).
+
+    On the differenced series ``w``: ``w_t = intercept + sum(ar[i] w_{t-1-i})
+    + sum(ma[j] e_{t-1-j}) + e_t`` with ``Var(e) = sigma2``.
+    """
+
+    order: tuple[int, int, int]
+    intercept: float
+    ar: tuple[float, ...]
+    ma: tuple[float, ...]
+    sigma2: float
+    aic: float = field(default=float("nan"), repr=False, compare=False)
+    n_obs: int = field(default=0, repr=False, compare=False)
+
+
+def differencing_taps(d: int, season: int | None) -> list[tuple[int, float]]:
+    """Nonzero lags of (1 - B)^d (1 - B^s): ``w_t = y_t + sum(coef * y_{t-lag})``.
+
+    >>> differencing_taps(1, None)
+    [(1, -1.0)]
+    >>> differencing_taps(1, 24)
+    [(1, -1.0), (24, -1.0), (25, 1.0)]
+    """
+    poly = np.array([1.0])
+    for _ in range(d):
+        poly = np.convolve(poly, [1.0, -1.0])
+    if season:
+        seasonal = np.zeros(season + 1)
+        seasonal[0], seasonal[season] = 1.0, -1.0
+        poly = np.convolve(poly, seasonal)
+    return [(lag, float(c)) for lag, c in enumerate(poly) if lag > 0 and c != 0.0]
+
+
+def _sarimax(y: np.ndarray, order: tuple[int, int, int], season: int | None) -> Any:
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    p, d, q = order
+    return SARIMAX(
+        y,
+        order=order,
+        seasonal_order=(0, 1, 0, season) if season else (0, 0, 0, 0),
+        trend="c" if d == 0 and not season else "n",
+        simple_differencing=True,
+    )
+
+
+def fit_arima(y: np.ndarray, order: tuple[int, int, int], season: int | None = None) -> ArimaFit:
+    """Fit ARIMA ``order`` to ``y`` by maximum likelihood (statsmodels SARIMAX).
+
+    Raises ``FitError`` if statsmodels fails, does not converge, or returns
+    coefficients that are not finite.
+    """
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    p, d, q = order
+    # Fit on the standardised series: the optimiser is far better conditioned
+    # when a metric at 1000 +/- 2 is not asked to find an intercept of ~400.
+    center = float(np.mean(y))
+    w = y
+    for _ in range(d):
+        w = np.diff(w)
+    if season:
+        w = w[season:] - w[:-season]
+    spread = float(np.std(w)) if len(w) > 1 else 0.0
+    spread = spread if spread > 0.0 and math.isfinite(spread) else 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # statsmodels' warnings become our counted errors
+            warnings.simplefilter("error", ConvergenceWarning)
+            result = _sarimax((y - center) / spread, order, season).fit(disp=False, maxiter=200)
+    except ConvergenceWarning as exc:
+        raise FitError(f"ARIMA{order} did not converge: {exc}") from None
+    except Exception as exc:  # statsmodels raises many kinds (LinAlgError, ValueError, ...)
+        raise FitError(f"ARIMA{order} fit failed: {type(exc).__name__}: {exc}") from None
+    params = dict(zip(result.model.param_names, np.asarray(result.params, dtype=float).tolist()))
+    ar = tuple(params[f"ar.L{i}"] for i in range(1, p + 1))
+    intercept = params.get("intercept", 0.0) * spread
+    if "intercept" in params:  # undo the centring: w = y - center had intercept c'
+        intercept += center * (1.0 - sum(ar))
+    fit = ArimaFit(
+        order=order,
+        intercept=intercept,
+        ar=ar,
+        ma=tuple(params[f"ma.L{j}"] for j in range(1, q + 1)),
+        sigma2=params["sigma2"] * spread * spread,
+        aic=float(result.aic),
+        n_obs=int(result.nobs),
+    )
+    values = (fit.intercept, *fit.ar, *fit.ma, fit.sigma2)
+    if not all(np.isfinite(values)) or fit.sigma2 <= 0.0:
+        raise FitError(f"ARIMA{order} fit gave unusable coefficients {values}")
+    return fit
+
+
+def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
+    """Pick (p, d, q): d by repeated ADF unit-root tests, then p, q by AIC.
+
+    Returns the best fit found; raises ``FitError`` if no candidate fits.
+    """
+    from statsmodels.tsa.stattools import adfuller
+
+    w = y
+    if season:
+        w = y[season:] - y[:-season]
+    d = 0
+    while d < AUTO_MAX_D:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # FutureWarning about its return type
+                p_value = adfuller(w, autolag="AIC")[1]
+        except Exception:  # too short or constant: no evidence of a unit root
+            break
+        if p_value <= 0.05:
+            break
+        w = np.diff(w)
+        d += 1
+    best: ArimaFit | None = None
+    errors = []
+    for p in range(AUTO_MAX_P + 1):
+        for q in range(AUTO_MAX_Q + 1):
+            try:
+                fit = fit_arima(y, (p, d, q), season)
+            except FitError as exc:
+                errors.append(str(exc))
+                continue
+            if best is None or fit.aic < best.aic:
+                best = fit
+    if best is None:
+        raise FitError(f"no ARIMA order fitted (d={d}): {'; '.join(errors[:3])}")
+    return best
+
+
+class FitWorker:
+    """One daemon thread that runs fits; at most ``max_pending`` wait in line.
+
+    ``submit`` never blocks: it returns False when the line is full (the
+    caller counts the drop and asks again later). Results are delivered by
+    calling ``deliver(result)`` on the worker thread, where ``result`` is the
+    fit or the ``FitError`` it raised.
+    """
+
+    def __init__(self, max_pending: int = 256) -> None:
+        self.max_pending = max_pending
+        self._queue: queue.Queue[tuple[Callable[[], Any], Callable[[Any], None]]] = queue.Queue(
+            maxsize=max_pending
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fit: Callable[[], Any], deliver: Callable[[Any], None]) -> bool:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait((fit, deliver))
+        except queue.Full:
+            return False
+        return True
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="perfsdk-fit", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            fit, deliver = self._queue.get()
+            try:
+                result: Any = fit()
+            except Exception as exc:  # a bug in a fit must not kill the worker
+                result = FitError(f"{type(exc).__name__}: {exc}")
+            try:
+                deliver(result)
+            except Exception:
+                log.exception("perfsdk: delivering a fit result failed")
+            self._queue.task_done()
+
+    def join(self) -> None:
+        """Wait until every submitted fit has been delivered (for tests and shutdown)."""
+        self._queue.join()
+
+    def _after_fork(self) -> None:
+        # A forked child has no worker thread and must not inherit queued work.
+        self._queue = queue.Queue(maxsize=self.max_pending)
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+WORKER = FitWorker()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=WORKER._after_fork)

@@ -1,0 +1,517 @@
+"""ArimaDetector: one-step ARIMA forecast errors as anomaly scores, compiled.
+
+statsmodels fits the model (on a background thread); the per-point work --
+forecast, residual, running scale -- runs in Cython per event and in a Numba
+kernel over batches, on one shared state array.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from perfsdk._native import ArimaCore, kernels as K
+from perfsdk.detect._base import StreamingDetector
+from perfsdk.detect._fitting import (
+    AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, WORKER, ArimaFit, FitError, choose_order,
+    differencing_taps, fit_arima,
+)
+
+log = logging.getLogger("perfsdk.detect")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """``h``-step-ahead forecast: mean and a prediction interval per step."""
+
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    std: np.ndarray
+    level: float
+
+
+class ArimaDetector(StreamingDetector, ArimaCore):
+    """Streaming ARIMA(p, d, q) anomaly detector and forecaster.
+
+    The model, on the series differenced ``d`` times (and once at lag
+    ``season`` if given): ``w_t = c + sum(phi_i w_{t-i}) + sum(theta_j e_{t-j}) + e_t``.
+    Each point is scored by its one-step-ahead forecast error over a robust
+    running scale of recent errors, ``score = (y_t - forecast_t) / scale``,
+    so scores are comparable across series; ``abs(score) > threshold`` is an
+    anomaly.
+
+    The first ``warmup`` points are buffered; then statsmodels fits the model
+    on a background thread (``update`` never waits) and the new coefficients
+    are swapped in at the next call, the lags rebuilt from the recent history
+    so the stream goes on where it was. Refits follow every ``refit_every``
+    points and after ``shift_run`` anomalies in a row (a level shift). A fit
+    that fails or does not converge keeps the previous model and is counted
+    (``fit_failures``), never raised.
+
+    Parameters
+    ----------
+    order
+        ``(p, d, q)``, or ``"auto"``: d by unit-root tests and p, q <= 2 by
+        AIC, chosen on the warm-up window.
+    season
+        Seasonal period in points (e.g. 288 for a daily cycle of 5-minute
+        samples): adds one seasonal difference.
+    threshold
+        ``abs(score)`` above this is an anomaly.
+    warmup
+        Points before the first fit (and the first score).
+    history
+        How many recent points refits (and the lag rebuild) use.
+    refit_every
+        Refit after this many points (0: never).
+    shift_run
+        Refit after this many anomalies in a row (0: never).
+    scale_beta
+        Weight of each new residual in the running scale (memory ~1/beta).
+    scale_clip
+        Residuals enter the scale clipped at ``scale_clip`` scales, so one
+        outlier cannot inflate it.
+    background
+        Fit on the shared background thread (default). ``False`` fits inline
+        at the exact stream position: deterministic, for tests and offline
+        analysis.
+    model
+        Start from known coefficients (an ``ArimaFit``); see ``from_params``.
+    name
+        Name used in anomaly records.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = 100 + np.cumsum(rng.normal(0, 1, 400))          # a wandering metric
+    >>> det = ArimaDetector(order=(1, 1, 1), warmup=200, background=False)
+    >>> scores = det.update_many(y)
+    >>> det.model.order, bool(np.isnan(scores[:200]).all())
+    ((1, 1, 1), True)
+    >>> anomaly = det.check(y[-1] + 25.0)                   # a sudden jump
+    >>> anomaly.score > det.threshold
+    True
+    >>> det.forecast(3).mean.shape
+    (3,)
+
+    References
+    ----------
+    G. E. P. Box, G. M. Jenkins, G. C. Reinsel, *Time Series Analysis:
+    Forecasting and Control*. statsmodels' SARIMAX fits the coefficients.
+    """
+
+    _batch_kernel = staticmethod(K.arima_update_many)
+    _REJECTED_AT = K.AR_REJECTED
+    _COUNT_AT = K.AR_COUNT
+    _N_PARAMS = K.AR_N_PARAMS
+
+    def __init__(
+        self,
+        order: tuple[int, int, int] | str = (1, 1, 1),
+        *,
+        season: int | None = None,
+        threshold: float = 3.0,
+        warmup: int | None = None,
+        history: int | None = None,
+        refit_every: int = 2000,
+        shift_run: int = 8,
+        scale_beta: float = 0.02,
+        scale_clip: float = 3.0,
+        background: bool = True,
+        model: ArimaFit | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.order = _check_order(order)
+        self.season = _check_int("season", season, 2) if season is not None else None
+        if isinstance(self.order, tuple):
+            p_cap, d_cap, q_cap = self.order
+        else:  # "auto": room for the largest order the search may pick
+            p_cap, d_cap, q_cap = AUTO_MAX_P, AUTO_MAX_D, AUTO_MAX_Q
+        self._taps_capacity = len(differencing_taps(d_cap, self.season))
+        self._p_cap, self._q_cap, self._m = p_cap, q_cap, d_cap + (self.season or 0)
+        # a fit needs data; known coefficients only need the differencing lags
+        self._min_fit = self._m + 2 * (p_cap + q_cap) + 10
+        min_warmup = self._m + 1 if model is not None else self._min_fit
+        self.warmup = _check_int("warmup", 200 + 2 * self._m if warmup is None else warmup, min_warmup)
+        self.history = _check_int("history", max(self.warmup, 512) if history is None else history, self.warmup)
+        self.threshold = _check_positive("threshold", threshold)
+        self.refit_every = _check_int("refit_every", refit_every, 0)
+        self.shift_run = _check_int("shift_run", shift_run, 0)
+        self.scale_beta = _check_positive("scale_beta", scale_beta, upper=1.0)
+        self.scale_clip = _check_positive("scale_clip", scale_clip)
+        if not isinstance(background, bool):
+            raise ValueError(f"background must be True or False, got {background!r}")
+        self.background = background
+        if model is not None:
+            _check_model(model, self.order, p_cap, q_cap)
+        self._initial_model = model
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be a string, got {name!r}")
+        self._custom_name = name
+        self.name = name or f"arima{self.order if self.order != 'auto' else '(auto)'}" + (
+            f"[season={self.season}]" if self.season else ""
+        )
+        self.fits = 0
+        self.level_shifts = 0
+        self.fit_failures = 0
+        self.fits_dropped = 0
+        self.last_fit_error: str | None = None
+        self._pending: ArimaFit | FitError | None = None
+        self._generation = 0
+        self._bind(self._fresh_state())
+        self._sync_model()
+
+    @classmethod
+    def from_params(
+        cls,
+        order: tuple[int, int, int],
+        *,
+        ar: Sequence[float] = (),
+        ma: Sequence[float] = (),
+        intercept: float = 0.0,
+        sigma2: float = 1.0,
+        **kwargs: Any,
+    ) -> "ArimaDetector":
+        """A detector with known coefficients: no fitting, no refits (unless asked).
+
+        For tests, and for a model fitted offline. ``kwargs`` are the
+        constructor's (``season``, ``threshold``, ``warmup``, ...).
+
+        >>> det = ArimaDetector.from_params((1, 0, 0), ar=[0.5], intercept=10.0, warmup=5)
+        >>> _ = det.update_many([12.0, 11.0, 14.0])
+        >>> float(det.forecast(1).mean[0])     # 10 + 0.5 * 14
+        17.0
+        """
+        kwargs.setdefault("refit_every", 0)
+        kwargs.setdefault("shift_run", 0)
+        model = ArimaFit(
+            order=tuple(order),  # type: ignore[arg-type]
+            intercept=float(intercept),
+            ar=tuple(float(a) for a in ar),
+            ma=tuple(float(m) for m in ma),
+            sigma2=float(sigma2),
+        )
+        return cls(order, model=model, **kwargs)
+
+    # -- state ---------------------------------------------------------------
+    def _fresh_state(self) -> np.ndarray:
+        layout = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
+        state = np.zeros(layout["size"])
+        state[K.AR_P], state[K.AR_Q] = self._p_cap, self._q_cap
+        state[K.AR_M], state[K.AR_NTAPS] = self._m, self._taps_capacity
+        state[K.AR_WARMUP], state[K.AR_HISTORY] = self.warmup, self.history
+        state[K.AR_REFIT_EVERY], state[K.AR_SHIFT_RUN] = self.refit_every, self.shift_run
+        state[K.AR_THRESHOLD] = self.threshold
+        state[K.AR_SCALE_BETA], state[K.AR_SCALE_CLIP] = self.scale_beta, self.scale_clip
+        state[K.AR_SCALE] = math.nan
+        if self._initial_model is not None:
+            self._write_model(state, self._initial_model)
+        else:
+            state[K.AR_RETRY_AT] = self.warmup  # the first fit
+        return state
+
+    def _layout(self) -> dict[str, int]:
+        return K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
+
+    def _write_model(self, state: np.ndarray, fit: ArimaFit) -> None:
+        """Install ``fit``'s coefficients (zero-padded to capacity) into ``state``."""
+        lay = self._layout()
+        p, d, q = fit.order
+        state[lay["phi"] : lay["phi"] + self._p_cap] = np.pad(fit.ar, (0, self._p_cap - p))
+        state[lay["theta"] : lay["theta"] + self._q_cap] = np.pad(fit.ma, (0, self._q_cap - q))
+        taps = differencing_taps(d, self.season)
+        taps += [(1, 0.0)] * (self._taps_capacity - len(taps))  # inert padding
+        state[lay["tap_lag"] : lay["tap_lag"] + self._taps_capacity] = [lag for lag, _ in taps]
+        state[lay["tap_coef"] : lay["tap_coef"] + self._taps_capacity] = [c for _, c in taps]
+        state[K.AR_INTERCEPT], state[K.AR_SIGMA2] = fit.intercept, fit.sigma2
+        state[K.AR_D], state[K.AR_FIT_P], state[K.AR_FIT_Q] = d, p, q
+        state[K.AR_SCALE] = math.sqrt(fit.sigma2)
+        state[K.AR_FITTED] = 1.0
+
+    def _history_values(self, since_regime: bool = False) -> np.ndarray:
+        """The recent points, oldest first (what fits and the lag rebuild read).
+
+        With ``since_regime`` only those since the last level shift, if there
+        are enough of them to fit a model.
+        """
+        lay = self._layout()
+        ring = self.state[lay["hist"] : lay["hist"] + self.history]
+        count = int(self.state[K.AR_COUNT])
+        if count < self.history:
+            values = ring[:count].copy()
+        else:
+            pos = int(self.state[K.AR_HIST_POS])
+            values = np.concatenate((ring[pos:], ring[:pos]))
+        regime = count - int(self.state[K.AR_REGIME_START])
+        if since_regime and self._min_fit <= regime < len(values):
+            return values[-regime:]
+        return values
+
+    def restore(self, snapshot: np.ndarray) -> None:
+        super().restore(snapshot)
+        if self.state[K.AR_FIT_STATE] != K.FIT_IDLE:
+            self.state[K.AR_FIT_STATE] = K.FIT_IDLE  # that fit belongs to another life
+        self._generation += 1
+        self._sync_model()
+
+    def reset(self) -> None:
+        super().reset()
+        self._generation += 1
+        self._sync_model()
+
+    def _sync_model(self) -> None:
+        """Rebuild ``model`` and the anomaly explanation from the state."""
+        s = self.state
+        if s[K.AR_FITTED] == 0.0:
+            self.model: ArimaFit | None = None
+            self._details: Mapping[str, Any] = {"order": self.order, "season": self.season, "fitted": False}
+            return
+        lay = self._layout()
+        p, d, q = int(s[K.AR_FIT_P]), int(s[K.AR_D]), int(s[K.AR_FIT_Q])
+        self.model = ArimaFit(
+            order=(p, d, q),
+            intercept=float(s[K.AR_INTERCEPT]),
+            ar=tuple(float(v) for v in s[lay["phi"] : lay["phi"] + p]),
+            ma=tuple(float(v) for v in s[lay["theta"] : lay["theta"] + q]),
+            sigma2=float(s[K.AR_SIGMA2]),
+        )
+        self._details = {
+            "order": self.model.order,
+            "season": self.season,
+            "intercept": self.model.intercept,
+            "ar": self.model.ar,
+            "ma": self.model.ma,
+            "sigma2": self.model.sigma2,
+        }
+
+    # -- fitting -------------------------------------------------------------
+    def _fit(self, ys: np.ndarray) -> ArimaFit | FitError:
+        try:
+            if self.order == "auto" and self.model is None:
+                return choose_order(ys, self.season)
+            order = self.model.order if self.model is not None else self.order
+            return fit_arima(ys, order, self.season)  # type: ignore[arg-type]
+        except FitError as exc:
+            return exc
+
+    def _fit_requested(self) -> None:
+        """Called by either engine when the state asks for a fit."""
+        s = self.state
+        if s[K.AR_SHIFT_RUN] > 0 and s[K.AR_RUN] >= s[K.AR_SHIFT_RUN] and s[K.AR_RETRY_AT] == 0:
+            self._on_level_shift()
+            return
+        ys = self._history_values(since_regime=True)
+        if not self.background:
+            self._install(self._fit(ys))
+            return
+        self.state[K.AR_FIT_STATE] = K.FIT_IN_FLIGHT
+        generation = self._generation
+        if not WORKER.submit(lambda: self._fit(ys), lambda result: self._deliver(generation, result)):
+            self.fits_dropped += 1
+            self._install(FitError("the fit queue is full; will ask again later"))
+
+    def _on_level_shift(self) -> None:
+        """A run of anomalies: the level moved. Re-anchor now, refit on new data soon.
+
+        A refit right away would see mostly the old regime. Instead a model
+        without differencing has its intercept moved so its mean is the run's
+        mean (a differenced model follows a new level by itself), and a fit on
+        the data since the onset is scheduled ``warmup / 2`` points later.
+        """
+        s, run = self.state, int(self.state[K.AR_RUN])
+        model = self.model
+        if model is not None and model.order[1] == 0 and not self.season:
+            level = float(np.mean(self._history_values()[-run:]))
+            s[K.AR_INTERCEPT] = level * (1.0 - sum(model.ar))
+            lay = self._layout()
+            s[lay["elag"] : lay["elag"] + self._q_cap] = 0.0  # old-regime errors say nothing now
+        s[K.AR_REGIME_START] = s[K.AR_COUNT] - run
+        s[K.AR_RETRY_AT] = s[K.AR_COUNT] + max(self.warmup // 2, self._min_fit)
+        s[K.AR_FIT_STATE] = K.FIT_IDLE
+        s[K.AR_RUN] = 0.0
+        self.level_shifts += 1
+        self._sync_model()
+
+    def _deliver(self, generation: int, result: ArimaFit | FitError) -> None:
+        # On the worker thread: hand over; the stream's own thread installs it.
+        if generation == self._generation:
+            self._pending = result
+            self._has_pending = True
+
+    def _apply_pending(self) -> None:
+        result, self._pending = self._pending, None
+        self._has_pending = False
+        if result is not None:
+            self._install(result)
+
+    def _install(self, result: ArimaFit | FitError) -> None:
+        s = self.state
+        s[K.AR_FIT_STATE] = K.FIT_IDLE
+        s[K.AR_SINCE_FIT] = 0.0
+        s[K.AR_RUN] = 0.0
+        if isinstance(result, FitError):
+            self.fit_failures += 1
+            if self.last_fit_error is None:
+                log.warning("perfsdk: %s: %s (keeping the previous model)", self.name, result)
+            self.last_fit_error = str(result)
+            # back off: an unfitted detector tries again a warm-up later, a
+            # fitted one at its next scheduled refit
+            s[K.AR_RETRY_AT] = s[K.AR_COUNT] + self.warmup if s[K.AR_FITTED] == 0.0 else 0.0
+            return
+        s[K.AR_RETRY_AT] = 0.0
+        self._write_model(s, result)
+        K.arima_replay(s, self._history_values())
+        self.fits += 1
+        self._sync_model()
+
+    def wait_for_fits(self) -> None:
+        """Block until queued background fits are delivered, then install them.
+
+        For tests, scripts and shutdown; never needed on the hot path.
+        """
+        WORKER.join()
+        if self._has_pending:
+            self._apply_pending()
+
+    # -- batches -------------------------------------------------------------
+    def _advance(
+        self, values: np.ndarray, z: np.ndarray, expected: np.ndarray, std: np.ndarray,
+        details: bool,
+    ) -> Iterator[tuple[int, int]]:
+        if self._has_pending:
+            self._apply_pending()
+        start, n = 0, len(values)
+        while True:
+            stop = K.arima_update_many(self.state, values, start, z, expected, std, details)
+            yield start, stop
+            if self.state[K.AR_FIT_STATE] == K.FIT_REQUESTED:
+                self._fit_requested()  # the kernel stopped right after the asking point
+            if stop >= n:
+                return
+            start = stop
+
+    # -- forecasting ---------------------------------------------------------
+    def forecast(self, h: int = 1, level: float = 0.95) -> Forecast:
+        """Mean and prediction interval for the next ``h`` points.
+
+        The interval uses the model's innovation variance and its psi-weights
+        (as statsmodels' ``get_forecast`` does once its filter has converged).
+        """
+        _check_int("h", h, 1)
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        model = self.model
+        if model is None:
+            raise ValueError("no model yet: the detector is still warming up")
+        s, lay = self.state, self._layout()
+        p, d, q = model.order
+        taps = differencing_taps(d, self.season)
+        m = self._m
+        ring = s[lay["yring"] : lay["yring"] + m]
+        pos = int(s[K.AR_YRING_POS])
+        past_y = list(np.concatenate((ring[pos:], ring[:pos]))) if m else []  # oldest first
+        w_lags = list(s[lay["wlag"] : lay["wlag"] + p])  # most recent first
+        e_lags = list(s[lay["elag"] : lay["elag"] + q])
+        means = np.empty(h)
+        for k in range(h):
+            w_hat = model.intercept + sum(a * w for a, w in zip(model.ar, w_lags))
+            w_hat += sum(t * e for t, e in zip(model.ma, e_lags))
+            y_hat = w_hat - sum(c * past_y[-lag] for lag, c in taps)
+            means[k] = y_hat
+            w_lags = [w_hat, *w_lags[:-1]] if p else []
+            e_lags = [0.0, *e_lags[:-1]] if q else []
+            past_y.append(y_hat)
+        std = np.sqrt(model.sigma2 * np.cumsum(_psi_weights(model, taps, h) ** 2))
+        half = NormalDist().inv_cdf(0.5 + level / 2.0) * std
+        return Forecast(mean=means, lower=means - half, upper=means + half, std=std, level=level)
+
+    # -- description -----------------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"order": self.order}
+        if self.season is not None:
+            params["season"] = self.season
+        params.update(
+            threshold=self.threshold, warmup=self.warmup, history=self.history,
+            refit_every=self.refit_every, shift_run=self.shift_run,
+            scale_beta=self.scale_beta, scale_clip=self.scale_clip, background=self.background,
+        )
+        if self._initial_model is not None:
+            params["model"] = self._initial_model
+        if self._custom_name is not None:
+            params["name"] = self._custom_name
+        return params
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: points, rejections, fits, failures, drops, the last fit error."""
+        return {
+            "n_seen": self.n_seen, "rejected": self.rejected, "fits": self.fits,
+            "level_shifts": self.level_shifts, "fit_failures": self.fit_failures,
+            "fits_dropped": self.fits_dropped,
+            "last_fit_error": self.last_fit_error, "model": self.model,
+        }
+
+
+def _psi_weights(model: ArimaFit, taps: list[tuple[int, float]], h: int) -> np.ndarray:
+    """MA(infinity) weights of the full model, differencing included."""
+    phi_poly = np.r_[1.0, -np.asarray(model.ar, dtype=float)]
+    diff_poly = np.zeros(max([lag for lag, _ in taps], default=0) + 1)
+    diff_poly[0] = 1.0
+    for lag, c in taps:
+        diff_poly[lag] = c
+    ar_full = np.convolve(phi_poly, diff_poly)  # 1 - a_1 B - a_2 B^2 ...
+    theta = np.r_[1.0, np.asarray(model.ma, dtype=float)]
+    psi = np.zeros(h)
+    for k in range(h):
+        acc = theta[k] if k < len(theta) else 0.0
+        for i in range(1, min(k, len(ar_full) - 1) + 1):
+            acc -= ar_full[i] * psi[k - i]
+        psi[k] = acc
+    return psi
+
+
+def _check_order(order: Any) -> tuple[int, int, int] | str:
+    if order == "auto":
+        return "auto"
+    if (
+        isinstance(order, (tuple, list)) and len(order) == 3
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in order)
+        and order[1] <= 2 and order[0] <= 10 and order[2] <= 10
+    ):
+        return (int(order[0]), int(order[1]), int(order[2]))
+    raise ValueError(f"order must be (p, d, q) with p, q in 0..10 and d in 0..2, or 'auto'; got {order!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value: Any, upper: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= upper \
+            or not math.isfinite(value):
+        bound = f" and <= {upper:g}" if math.isfinite(upper) else ""
+        raise ValueError(f"{name} must be a finite number > 0{bound}, got {value!r}")
+    return float(value)
+
+
+def _check_model(model: Any, order: Any, p_cap: int, q_cap: int) -> None:
+    if not isinstance(model, ArimaFit):
+        raise ValueError(f"model must be an ArimaFit, got {type(model).__name__}")
+    if order == "auto":
+        raise ValueError("model cannot be combined with order='auto'")
+    if tuple(model.order) != tuple(order):
+        raise ValueError(f"model has order {model.order} but order is {order}")
+    p, _, q = model.order
+    if len(model.ar) != p or len(model.ma) != q:
+        raise ValueError(f"model needs {p} ar and {q} ma coefficients, got {len(model.ar)} and {len(model.ma)}")
+    values = (model.intercept, *model.ar, *model.ma, model.sigma2)
+    if not all(math.isfinite(v) for v in values) or model.sigma2 <= 0:
+        raise ValueError(f"model coefficients must be finite and sigma2 > 0, got {values}")

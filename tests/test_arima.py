@@ -1,0 +1,233 @@
+"""ArimaDetector: statsmodels as the oracle, fitting off the path, refits, bad input."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from statsmodels.tsa.arima.model import ARIMA
+from statsmodels.tsa.arima_process import arma_generate_sample
+from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+from perfsdk import ArimaDetector, ArimaFit
+from perfsdk._native import kernels as K
+from perfsdk.detect._fitting import WORKER, choose_order
+
+# (order, season, ar, ma, intercept)
+MODELS = [
+    ((1, 0, 1), None, [0.6], [0.3], 5.0),
+    ((2, 0, 0), None, [0.5, -0.3], [], -2.0),
+    ((0, 0, 2), None, [], [0.5, 0.2], 3.0),
+    ((2, 1, 2), None, [0.5, -0.2], [0.3, 0.1], 0.0),
+    ((0, 1, 1), None, [], [-0.4], 0.0),
+    ((1, 2, 1), None, [0.3], [0.2], 0.0),
+    ((1, 0, 1), 12, [0.5], [0.3], 0.0),
+]
+SIGMA2 = 4.0
+
+
+def simulate(order, season, ar, ma, n=800, seed=1, offset=1000.0):
+    rng = np.random.default_rng(seed)
+    y = arma_generate_sample(np.r_[1, -np.array(ar)], np.r_[1, ma], n, scale=2.0,
+                             distrvs=rng.standard_normal)
+    for _ in range(order[1]):
+        y = np.cumsum(y)
+    if season:
+        for t in range(season, n):
+            y[t] += y[t - season]
+    return y + offset
+
+
+def statsmodels_results(y, order, season, ar, ma, intercept):
+    with_const = order[1] == 0 and not season
+    model = SARIMAX(y, order=order, seasonal_order=(0, 1, 0, season) if season else (0, 0, 0, 0),
+                    trend="c" if with_const else "n")
+    params = ([intercept] if with_const else []) + list(ar) + list(ma) + [SIGMA2]
+    return model.filter(np.array(params))
+
+
+def known(order, season, ar, ma, intercept, **kwargs):
+    kwargs.setdefault("warmup", order[1] + (season or 0) + 1)
+    return ArimaDetector.from_params(order, ar=ar, ma=ma, intercept=intercept, sigma2=SIGMA2,
+                                     season=season, **kwargs)
+
+
+@pytest.mark.parametrize("order,season,ar,ma,intercept", MODELS, ids=[f"{m[0]}s{m[1]}" for m in MODELS])
+def test_one_step_forecasts_equal_statsmodels(order, season, ar, ma, intercept):
+    y = simulate(order, season, ar, ma)
+    _, forecasts, _ = known(order, season, ar, ma, intercept).update_many(y, details=True)
+    oracle = statsmodels_results(y, order, season, ar, ma, intercept).predict()
+    burn = 100 + (season or 0)
+    np.testing.assert_allclose(forecasts[burn:], oracle[burn:], rtol=1e-8)
+
+
+@pytest.mark.parametrize("order,season,ar,ma,intercept", MODELS, ids=[f"{m[0]}s{m[1]}" for m in MODELS])
+def test_forecast_h_equals_statsmodels(order, season, ar, ma, intercept):
+    y = simulate(order, season, ar, ma)
+    det = known(order, season, ar, ma, intercept)
+    det.update_many(y)
+    ours = det.forecast(24, level=0.95)
+    theirs = statsmodels_results(y, order, season, ar, ma, intercept).get_forecast(24)
+    interval = theirs.conf_int(alpha=0.05)
+    np.testing.assert_allclose(ours.mean, theirs.predicted_mean, rtol=1e-6)
+    np.testing.assert_allclose(ours.lower, interval[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(ours.upper, interval[:, 1], rtol=1e-4)
+
+
+def test_scalar_path_equals_batch_path_exactly():
+    order, season, ar, ma, c = MODELS[3]
+    y = simulate(order, season, ar, ma, n=400)
+    y[[50, 120]] = [np.nan, np.inf]
+    scalar, batch = known(order, season, ar, ma, c), known(order, season, ar, ma, c)
+    want = [scalar.update(v) for v in y]
+    assert np.array_equal(batch.update_many(y), want, equal_nan=True)
+    assert np.array_equal(batch.state, scalar.state, equal_nan=True)
+
+
+def test_fit_recovers_the_model_and_detects_a_spike():
+    order, season, ar, ma, c = MODELS[0]
+    y = simulate(order, season, ar, ma, n=700, seed=4)
+    y[650] += 30.0  # ~15 sigma
+    det = ArimaDetector(order=(1, 0, 1), warmup=500, background=False)
+    anomalies = det.detect_many(y)
+    assert det.fits == 1 and det.model is not None
+    # the same estimate as statsmodels' other ARIMA implementation (mean form)
+    reference = ARIMA(y[:500], order=(1, 0, 1)).fit()
+    assert det.model.ar[0] == pytest.approx(reference.params[1], abs=0.02)
+    assert det.model.ma[0] == pytest.approx(reference.params[2], abs=0.02)
+    spike = [a for a in anomalies if a.index == 650]
+    assert spike, [a.index for a in anomalies]
+    a = spike[0]
+    assert a.details["order"] == (1, 0, 1) and a.details["ar"] == det.model.ar
+    assert a.lower < a.expected < a.upper < a.value
+    assert "above the expected" in str(a)
+
+
+def test_update_never_waits_for_a_background_fit():
+    y = simulate((1, 1, 1), None, [0.4], [0.2], n=2000, seed=2)
+    det = ArimaDetector(order=(1, 1, 1), warmup=300)
+    started = threading.Event()
+    release = threading.Event()
+    WORKER.submit(lambda: (started.set(), release.wait(10)), lambda _: None)  # occupy the worker
+    started.wait(5)
+    try:
+        scores = det.update_many(y[:1000])  # asks for a fit at 300; the worker is busy
+        assert det.state[K.AR_FIT_STATE] == K.FIT_IN_FLIGHT and det.model is None
+        assert np.isnan(scores).all()  # no model yet: nothing is scored, nothing blocks
+    finally:
+        release.set()
+    det.wait_for_fits()
+    assert det.model is not None and det.fits == 1
+    scores = det.update_many(y[1000:])
+    assert np.isfinite(scores).all()
+
+
+def test_failed_fit_is_counted_and_keeps_the_previous_model(caplog):
+    det = ArimaDetector(order=(1, 1, 1), warmup=100, history=100, refit_every=100,
+                        shift_run=0, background=False)
+    rng = np.random.default_rng(0)
+    det.update_many(100 + np.cumsum(rng.normal(size=200)))
+    model = det.model
+    assert det.fits == 2 and det.fit_failures == 0
+    det.update_many(np.full(100, 42.0))  # the refit at 300 sees a flat line: it cannot fit
+    assert det.fits == 2 and det.fit_failures == 1 and det.last_fit_error.startswith("ARIMA(1, 1, 1)")
+    assert det.model == model
+    assert "keeping the previous model" in caplog.text
+
+
+def test_unfitted_detector_backs_off_after_a_failed_fit():
+    det = ArimaDetector(order=(1, 1, 1), warmup=100, background=False)
+    det.update_many(np.full(250, 7.0))
+    assert det.model is None and det.fit_failures == 2  # at 100 and 200, not at every point
+    assert det.state[K.AR_RETRY_AT] == 300
+
+
+def test_level_shift_triggers_a_refit():
+    rng = np.random.default_rng(5)
+    y = 50 + rng.normal(0, 1, 1200)
+    y[800:] += 25.0
+    det = ArimaDetector(order=(1, 0, 0), warmup=300, refit_every=0, shift_run=5, background=False)
+    flagged = [a.index for a in det.detect_many(y)]
+    assert det.level_shifts == 1 and det.fits == 2
+    assert 800 in flagged and max(flagged) < 810  # re-anchored: the new level is normal at once
+    assert det.model.intercept / (1 - det.model.ar[0]) == pytest.approx(75, abs=0.5)  # refit on new data
+    assert det.state[K.AR_REGIME_START] == 800
+
+
+def test_refit_every_swaps_parameters_without_losing_position():
+    y = simulate((1, 1, 1), None, [0.4], [0.2], n=1500, seed=3)
+    det = ArimaDetector(order=(1, 1, 1), warmup=300, refit_every=400, background=False)
+    det.update_many(y)
+    assert det.fits == 4  # at 300, 700, 1100, 1500
+    assert det.n_seen == 1500
+    fresh = known((1, 1, 1), None, det.model.ar, det.model.ma, 0.0)
+    fresh.update_many(y[-det.history:])  # same model over the same history ...
+    assert det.forecast(1).mean[0] == pytest.approx(fresh.forecast(1).mean[0], rel=1e-12)
+
+
+def test_auto_order_picks_differencing_by_unit_root():
+    rng = np.random.default_rng(6)
+    walk = np.cumsum(rng.normal(size=400))
+    noise = arma_generate_sample([1, -0.5], [1], 400, distrvs=rng.standard_normal)
+    assert choose_order(walk).order[1] == 1
+    assert choose_order(noise).order[1] == 0
+    det = ArimaDetector(order="auto", warmup=300, background=False)
+    det.update_many(walk)
+    assert det.model is not None and det.model.order[1] == 1 and det.name == "arima(auto)"
+
+
+def test_seasonal_detector_follows_a_daily_cycle():
+    rng = np.random.default_rng(7)
+    t = np.arange(24 * 30)
+    y = 100 + 20 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, len(t))
+    y[700] += 12
+    det = ArimaDetector(order=(1, 0, 1), season=24, warmup=300, background=False)
+    flagged = {a.index for a in det.detect_many(y)}
+    assert 700 in flagged and len(flagged) < 10
+
+
+def test_pickle_keeps_the_fitted_model():
+    y = simulate((1, 1, 1), None, [0.4], [0.2], n=500, seed=8)
+    det = ArimaDetector(order=(1, 1, 1), warmup=300, background=False)
+    det.update_many(y)
+    copy = pickle.loads(pickle.dumps(det))
+    assert copy.model == det.model
+    tail = simulate((1, 1, 1), None, [0.4], [0.2], n=100, seed=9)
+    assert np.array_equal(copy.update_many(tail), det.update_many(tail))
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"order": (1, 3, 1)}, "order"),
+        ({"order": (1, 1)}, "order"),
+        ({"order": "best"}, "order"),
+        ({"season": 1}, "season"),
+        ({"threshold": -1}, "threshold"),
+        ({"warmup": 5}, "warmup"),
+        ({"warmup": 300, "history": 100}, "history"),
+        ({"refit_every": -1}, "refit_every"),
+        ({"scale_beta": 2.0}, "scale_beta"),
+        ({"background": "yes"}, "background"),
+        ({"order": (1, 0, 0), "model": ArimaFit((1, 0, 0), 0.0, (), (), 1.0)}, "model"),
+        ({"order": "auto", "model": ArimaFit((1, 0, 0), 0.0, (0.5,), (), 1.0)}, "model"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        ArimaDetector(**kwargs)
+
+
+def test_forecast_refuses_bad_requests():
+    det = ArimaDetector(order=(1, 1, 1))
+    with pytest.raises(ValueError, match="warming up"):
+        det.forecast(3)
+    det = known(*MODELS[0])
+    with pytest.raises(ValueError, match="h must be"):
+        det.forecast(0)
+    with pytest.raises(ValueError, match="level"):
+        det.forecast(3, level=1.5)
+    assert math.isfinite(det.forecast(3).mean[-1])
