@@ -57,13 +57,15 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     Parameters
     ----------
     order
-        ``(p, d, q)``, or ``"auto"``: d by unit-root tests and p, q <= 2 by
-        AIC, chosen on the warm-up window.
+        ``(p, d, q)``, or ``"auto"`` (default): d by unit-root tests and
+        p, q <= 2 by AIC, chosen on the warm-up window.
     season
         Seasonal period in points (e.g. 288 for a daily cycle of 5-minute
         samples): adds one seasonal difference.
     threshold
-        ``abs(score)`` above this is an anomaly.
+        ``abs(score)`` above this is an anomaly. The default, 5, is higher
+        than the Z-score detector's 3: one-step errors of real metrics are
+        heavy-tailed, and 5 scored best on the NAB corpus (docs/benchmarks.md).
     warmup
         Points before the first fit (and the first score).
     history
@@ -114,10 +116,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
 
     def __init__(
         self,
-        order: tuple[int, int, int] | str = (1, 1, 1),
+        order: tuple[int, int, int] | str = "auto",
         *,
         season: int | None = None,
-        threshold: float = 3.0,
+        threshold: float = 5.0,
         warmup: int | None = None,
         history: int | None = None,
         refit_every: int = 2000,
