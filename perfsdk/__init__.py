@@ -6,5 +6,9 @@
 
 from perfsdk._version import __version__
 from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Forecast, ZScoreDetector
+from perfsdk.instrument import DetectorBank, Incident, PerfSDK, PerfSpanProcessor, init, monitor
 
-__all__ = ["Anomaly", "ArimaDetector", "ArimaFit", "Forecast", "ZScoreDetector", "__version__"]
+__all__ = [
+    "Anomaly", "ArimaDetector", "ArimaFit", "DetectorBank", "Forecast", "Incident", "PerfSDK",
+    "PerfSpanProcessor", "ZScoreDetector", "__version__", "init", "monitor",
+]

@@ -1,0 +1,135 @@
+"""Incidents: anomalies close in time, grouped, with the likely origin first.
+
+When a database slows down, the route that calls it slows down too, and so
+may CPU and memory: one cause, several anomalies. An ``Incident`` groups the
+anomalies that start within ``window_s`` of each other and ranks them, so a
+person reads the likely cause first: a span that is *called by* other
+anomalous spans (learned from the spans' parent/child links) outranks its
+callers; then earlier onset; then larger deviation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable
+
+from perfsdk.detect import Anomaly
+
+
+def _onset(a: Anomaly) -> datetime | None:
+    onset = a.details.get("onset")
+    return onset if isinstance(onset, datetime) else a.timestamp
+
+
+def _clock(t: datetime | None) -> str:
+    return "?" if t is None else t.strftime("%H:%M:%S.%f")[:-3]
+
+
+def _describe(a: Anomaly) -> str:
+    unit = " ms" if a.details.get("metric", "duration_ms") == "duration_ms" else ""
+    return (
+        f"{a.details.get('series', a.detector)!r} at {a.value:.4g}{unit} against an expected "
+        f"{a.expected:.4g}{unit} ({abs(a.score):.1f} std {a.direction}), from {_clock(_onset(a))}"
+    )
+
+
+@dataclass
+class Incident:
+    """Anomalies that started within a short window of each other.
+
+    ``members`` are ranked: the likely origin first. ``callers[name]`` holds
+    the anomalous series that call ``name`` (from span parent links).
+    """
+
+    members: list[Anomaly]
+    callers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> Anomaly:
+        return self.members[0]
+
+    @property
+    def started(self) -> datetime | None:
+        times = [t for t in (_onset(a) for a in self.members) if t is not None]
+        return min(times) if times else None
+
+    @property
+    def ended(self) -> datetime | None:
+        times = [a.timestamp for a in self.members if a.timestamp is not None]
+        return max(times) if times else None
+
+    def __str__(self) -> str:
+        names = list(dict.fromkeys(a.details.get("series", a.detector) for a in self.members))
+        origin = self.origin
+        origin_name = origin.details.get("series", origin.detector)
+        text = (
+            f"Incident from {_clock(self.started)} to {_clock(self.ended)}: "
+            f"{len(self.members)} anomal{'y' if len(self.members) == 1 else 'ies'} on "
+            f"{', '.join(repr(n) for n in names)}. Likely origin: {_describe(origin)}"
+        )
+        if self.callers.get(origin_name):
+            text += f"; it is called by {', '.join(repr(c) for c in self.callers[origin_name])}"
+        rest = self.members[1:]
+        if rest:
+            text += ". Then: " + "; ".join(_describe(a) for a in rest)
+        return text + "."
+
+
+class IncidentTracker:
+    """Groups anomalies into incidents (bounded: the newest ``max_incidents``).
+
+    ``ancestors(name)`` returns the names that call ``name``, directly or not.
+    """
+
+    def __init__(
+        self, ancestors: Callable[[str], set[str]], window_s: float = 30.0,
+        max_incidents: int = 100, max_members: int = 50,
+    ) -> None:
+        self.ancestors = ancestors
+        self.window_s = window_s
+        self.max_members = max_members
+        self.dropped_members = 0
+        self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
+        self._last_seen: datetime | None = None
+        self._lock = threading.Lock()
+
+    def add(self, anomaly: Anomaly) -> None:
+        when = _onset(anomaly)
+        with self._lock:
+            fresh = (
+                not self._groups or when is None or self._last_seen is None
+                or (when - self._last_seen).total_seconds() > self.window_s
+            )
+            if fresh:
+                self._groups.append([anomaly])
+            elif len(self._groups[-1]) < self.max_members:
+                self._groups[-1].append(anomaly)
+            else:
+                self.dropped_members += 1
+            if when is not None and (self._last_seen is None or when > self._last_seen):
+                self._last_seen = when
+
+    def incidents(self) -> list[Incident]:
+        with self._lock:
+            groups = [list(g) for g in self._groups]
+        return [self._rank(group) for group in groups]
+
+    def _rank(self, members: Iterable[Anomaly]) -> Incident:
+        members = list(members)
+        names = {a.details.get("series", a.detector) for a in members}
+        callers = {n: sorted(self.ancestors(n) & names - {n}) for n in names}
+
+        def key(a: Anomaly) -> tuple:
+            name = a.details.get("series", a.detector)
+            onset = _onset(a)
+            return (-len(callers[name]), onset.timestamp() if onset else 0.0, -abs(a.score))
+
+        return Incident(sorted(members, key=key), {n: c for n, c in callers.items() if c})
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._groups.clear()
+        self._last_seen = None

@@ -1,0 +1,141 @@
+"""PerfSpanProcessor: the OpenTelemetry SpanProcessor that feeds the detectors.
+
+Added to any SDK ``TracerProvider``, it sees every span -- from perfsdk's
+``@monitor`` or from any OTel instrumentation library -- and at span end feeds
+its duration (ms) into the per-name detectors of a ``DetectorBank``. It also
+learns which span names call which (from parent links), which incidents use to
+rank a callee above its callers.
+
+Its contract with the host: ``on_start``/``on_end`` never raise (faults are
+counted), never block on I/O, and keep only bounded state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from perfsdk.detect import Anomaly
+from perfsdk.instrument._guard import Faults
+from perfsdk.instrument.bank import DetectorBank
+from perfsdk.instrument.sink import AnomalySink
+
+MAX_OPEN_SPANS = 100_000  # spans in flight whose names are remembered for parent links
+MAX_CALL_EDGES = 10_000
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+class PerfSpanProcessor(SpanProcessor):
+    """Feeds span durations into a DetectorBank and publishes the anomalies."""
+
+    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None) -> None:
+        self.bank = bank
+        self.sink = sink
+        self.faults = faults or Faults()
+        self.spans = 0
+        self.errors = 0
+        self.open_dropped = 0
+        self.edges_dropped = 0
+        self._open: dict[int, str] = {}
+        self._callers: dict[str, set[str]] = {}
+        self._n_edges = 0
+        self._shutdown = False
+
+    # -- the SpanProcessor contract ------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self._shutdown:
+            return
+        try:
+            if len(self._open) < MAX_OPEN_SPANS:
+                self._open[span.context.span_id] = span.name
+            else:
+                self.open_dropped += 1
+        except Exception as exc:
+            self.faults.record("span processor on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._shutdown:
+            return
+        try:
+            self._on_end(span)
+        except Exception as exc:
+            self.faults.record("span processor on_end", exc)
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.sink.flush(timeout_millis / 1000.0)
+
+    # -- work ----------------------------------------------------------------
+    def _on_end(self, span: ReadableSpan) -> None:
+        name = span.name
+        context = span.context
+        if context is not None:
+            self._open.pop(context.span_id, None)
+        parent = span.parent
+        if parent is not None:
+            caller = self._open.get(parent.span_id)
+            if caller is not None:
+                self._learn_call(caller, name)
+        start, end = span.start_time, span.end_time
+        if start is None or end is None:
+            return
+        error = span.status.status_code is StatusCode.ERROR
+        self.spans += 1
+        if error:
+            self.errors += 1
+        found = self.bank.observe(name, (end - start) / 1e6, start, error)
+        for anomaly in found:
+            self.sink.publish(self._with_span(anomaly, span))
+
+    def _learn_call(self, caller: str, callee: str) -> None:
+        callers = self._callers.get(callee)
+        if callers is not None and caller in callers:
+            return
+        if self._n_edges >= MAX_CALL_EDGES:
+            self.edges_dropped += 1
+            return
+        self._callers.setdefault(callee, set()).add(caller)
+        self._n_edges += 1
+
+    def _with_span(self, anomaly: Anomaly, span: ReadableSpan) -> Anomaly:
+        details: dict[str, Any] = dict(anomaly.details)
+        onset, confirmed = details.get("onset"), details.get("confirmed_at")
+        details.update(
+            source="span", metric="duration_ms",
+            onset=ns_to_datetime(onset) if isinstance(onset, int) else onset,
+            confirmed_at=ns_to_datetime(confirmed) if isinstance(confirmed, int) else confirmed,
+            trace_id=f"{span.context.trace_id:032x}" if span.context else None,
+            span_id=f"{span.context.span_id:016x}" if span.context else None,
+            parent_span_id=f"{span.parent.span_id:016x}" if span.parent else None,
+        )
+        timestamp = anomaly.timestamp
+        return replace(
+            anomaly, details=details,
+            timestamp=ns_to_datetime(timestamp) if isinstance(timestamp, int) else timestamp,
+        )
+
+    def ancestors(self, name: str) -> set[str]:
+        """Span names that call ``name``, directly or through other spans."""
+        seen: set[str] = set()
+        frontier = [name]
+        while frontier:
+            for caller in self._callers.get(frontier.pop(), ()):
+                if caller not in seen:
+                    seen.add(caller)
+                    frontier.append(caller)
+        return seen
+
+    def after_fork(self) -> None:
+        self._open = {}
+        self.spans = self.errors = 0

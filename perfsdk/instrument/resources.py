@@ -1,0 +1,113 @@
+"""ResourceSampler: process CPU, memory, threads and GC pauses, as streams.
+
+A daemon thread samples every ``interval_s`` and feeds each metric into a
+detector of its own (a ``DetectorBank`` keyed by metric name), so a CPU spike
+or a sudden jump in memory is caught like a slow span.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from perfsdk.instrument._guard import Faults
+from perfsdk.instrument.bank import DetectorBank
+from perfsdk.instrument.sink import AnomalySink
+
+CPU = "process.cpu.utilization"  # percent of one core
+RSS = "process.memory.rss_mb"
+THREADS = "process.thread.count"
+GC_PAUSE = "process.gc.pause_ms"  # total collector pause time in the interval
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
+
+
+def resident_mb() -> float:
+    """Current resident set size (MB); the peak where /proc is not available."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_MB
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class ResourceSampler:
+    """Samples resource metrics on a background thread into ``bank``."""
+
+    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0) -> None:
+        if not (isinstance(interval_s, (int, float)) and interval_s > 0):
+            raise ValueError(f"resource_interval_s must be a positive number, got {interval_s!r}")
+        self.bank = bank
+        self.sink = sink
+        self.faults = faults
+        self.interval_s = float(interval_s)
+        self.samples = 0
+        self.last: dict[str, float] = {}
+        self._gc_pause_ns = 0
+        self._gc_started = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_cpu = time.process_time()
+        self._last_wall = time.monotonic()
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter_ns()
+        elif self._gc_started:
+            self._gc_pause_ns += time.perf_counter_ns() - self._gc_started
+            self._gc_started = 0
+
+    def start(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+        self._stop.clear()
+        self._last_cpu, self._last_wall = time.process_time(), time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="perfsdk-resources", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self.faults.guard("resource sampler"):
+                self.sample()
+
+    def read(self) -> dict[str, float]:
+        """Read the metrics now (CPU is averaged since the previous read)."""
+        cpu, wall = time.process_time(), time.monotonic()
+        elapsed = max(wall - self._last_wall, 1e-9)
+        values = {
+            CPU: 100.0 * (cpu - self._last_cpu) / elapsed,
+            RSS: resident_mb(),
+            THREADS: float(threading.active_count()),
+            GC_PAUSE: self._gc_pause_ns / 1e6,
+        }
+        self._last_cpu, self._last_wall, self._gc_pause_ns = cpu, wall, 0
+        return values
+
+    def sample(self) -> dict[str, float]:
+        """Read the metrics and feed them to their detectors; returns what was read."""
+        values = self.read()
+        now = datetime.now(timezone.utc)
+        for metric, value in values.items():
+            for anomaly in self.bank.observe(metric, value, now):
+                anomaly.details.update(source="resource", metric=metric)  # type: ignore[attr-defined]
+                self.sink.publish(anomaly)
+        self.samples += 1
+        self.last = values
+        return values
+
+    def after_fork(self) -> None:
+        self._stop = threading.Event()
+        self._gc_pause_ns = self._gc_started = 0
+        self.start()

@@ -1,0 +1,363 @@
+"""Instrumentation: init, @monitor, the span processor, anomalies, incidents, resources."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import perfsdk
+from perfsdk import DetectorBank, PerfSpanProcessor, ZScoreDetector
+from perfsdk.instrument import resources
+from perfsdk.instrument._guard import Faults
+from perfsdk.instrument.incidents import IncidentTracker
+from perfsdk.instrument.sink import AnomalySink
+
+
+@pytest.fixture
+def traced():
+    """A TracerProvider with an in-memory exporter, and perfsdk initialised on it."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    seen: list = []
+    sdk = perfsdk.init("test", tracer_provider=provider, on_anomaly=seen.append,
+                       sample_resources=False, meter_provider=MeterProvider(metric_readers=[reader]))
+    yield sdk, exporter, reader, seen
+    sdk.shutdown()
+
+
+def spans_by_name(exporter):
+    return {s.name: s for s in exporter.get_finished_spans()}
+
+
+def test_monitor_traces_sync_async_and_generators(traced):
+    sdk, exporter, _, _ = traced
+
+    @perfsdk.monitor
+    def plain(x, *, scale=2):
+        """Doc."""
+        return x * scale
+
+    @perfsdk.monitor("co", attributes={"tier": "gold"})
+    async def co(x):
+        await asyncio.sleep(0)
+        return plain(x)
+
+    @perfsdk.monitor("gen")
+    def gen(n):
+        for i in range(n):
+            yield plain(i)
+        return "done"
+
+    @perfsdk.monitor("agen")
+    async def agen(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield plain(i)
+
+    async def consume():
+        return [x async for x in agen(3)]
+
+    assert plain(3) == 6 and plain.__doc__ == "Doc." and plain.__name__ == "plain"
+    assert inspect.signature(plain) == inspect.signature(plain.__wrapped__)
+    assert asyncio.run(co(4)) == 8
+    assert list(gen(3)) == [0, 2, 4]
+    assert asyncio.run(consume()) == [0, 2, 4]
+    spans = exporter.get_finished_spans()
+    names = [s.name for s in spans]
+    assert names.count("co") == 1 and names.count("gen") == 1 and names.count("agen") == 1
+    by_id = {s.context.span_id: s for s in spans}
+    # calls made inside the traced bodies are children of their spans
+    for parent in ("co", "gen", "agen"):
+        children = [s for s in spans if s.parent and by_id.get(s.parent.span_id, None) is not None
+                    and by_id[s.parent.span_id].name == parent]
+        assert children and all(c.name.endswith("plain") for c in children), parent
+    assert spans_by_name(exporter)["co"].attributes["tier"] == "gold"
+    # between generator steps the caller's context does not see the generator's span
+    g = gen(2)
+    next(g)
+    with sdk.tracer_provider.get_tracer("t").start_as_current_span("outside"):
+        pass
+    assert spans_by_name(exporter)["outside"].parent is None
+    g.close()
+    assert sdk.stats()["spans"] == len(exporter.get_finished_spans())
+
+
+def test_exceptions_are_recorded_and_reraised_unchanged(traced):
+    _, exporter, _, _ = traced
+    boom = KeyError("missing")
+
+    @perfsdk.monitor("fails")
+    def fails():
+        raise boom
+
+    @perfsdk.monitor("gen_fails")
+    def gen_fails():
+        yield 1
+        raise boom
+
+    with pytest.raises(KeyError) as caught:
+        fails()
+    assert caught.value is boom
+    with pytest.raises(KeyError):
+        list(gen_fails())
+    for name in ("fails", "gen_fails"):
+        span = spans_by_name(exporter)[name]
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.events[0].name == "exception"
+    assert traced[0].stats()["span_errors"] == 2
+
+
+def test_uninitialised_monitor_calls_straight_through():
+    @perfsdk.monitor
+    def f(x):
+        return x + 1
+
+    assert f(1) == 2  # no provider, no span, no error
+
+
+def test_slow_span_is_flagged_explained_and_grouped(traced):
+    sdk, _, reader, seen = traced
+    delay = {"db": 0.0005}
+
+    @perfsdk.monitor("db.query")
+    def db():
+        time.sleep(delay["db"])
+
+    @perfsdk.monitor("GET /checkout")
+    def checkout():
+        db()
+
+    @perfsdk.monitor("GET /home")
+    def home():
+        time.sleep(0.0005)
+
+    for _ in range(60):
+        checkout()
+        home()
+    delay["db"] = 0.03
+    for _ in range(5):
+        checkout()
+        home()
+    assert sdk.force_flush()
+    flagged = {a.details["series"] for a in sdk.anomalies()}
+    assert flagged == {"db.query", "GET /checkout"}
+    a = next(a for a in sdk.anomalies() if a.details["series"] == "db.query")
+    assert a.value > 25 and a.expected < 10 and a.score > a.threshold
+    assert a.details["source"] == "span" and len(a.details["trace_id"]) == 32
+    assert [x.detector for x in seen] == [x.detector for x in sdk.anomalies()]  # the callback saw them
+    (incident,) = sdk.incidents()
+    assert incident.origin.details["series"] == "db.query"  # the callee, not its caller
+    text = str(incident)
+    assert "Likely origin: 'db.query'" in text and "called by 'GET /checkout'" in text
+    points = [p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics if m.name == "perfsdk.anomalies" for p in m.data.data_points]
+    assert sum(p.value for p in points) == 2
+    assert {p.attributes["perfsdk.series"] for p in points} == flagged
+
+
+def test_anomalies_are_logged(traced, caplog):
+    sdk, _, _, _ = traced
+    tracer = sdk.tracer_provider.get_tracer("t")
+    with caplog.at_level(logging.WARNING, logger="perfsdk.anomaly"):
+        for i in range(40):
+            with tracer.start_as_current_span("job"):
+                time.sleep(0.0002 if i < 35 else 0.02)
+        sdk.force_flush()
+    assert "perfsdk anomaly" in caplog.text and "job" in caplog.text
+
+
+def test_callback_fault_is_counted_not_raised():
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, confirm=1,
+                       on_anomaly=lambda a: 1 / 0)
+    try:
+        tracer = provider.get_tracer("t")
+        for i in range(30):
+            with tracer.start_as_current_span("x"):
+                time.sleep(0.0002 if i < 25 else 0.02)
+        sdk.force_flush()
+        assert sdk.stats()["faults"] == {"on_anomaly callback": sdk.stats()["anomalies"]}
+    finally:
+        sdk.shutdown()
+
+
+def test_processor_fault_is_counted_and_the_span_still_ends():
+    def broken(name):
+        raise RuntimeError("detector factory broke")
+
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    processor = PerfSpanProcessor(DetectorBank({"broken": broken}), sink, faults)
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("request"):
+        pass
+    assert len(exporter.get_finished_spans()) == 1
+    assert faults.snapshot() == {"span processor on_end": 1}
+    sink.close()
+
+
+def test_cardinality_explosion_stays_within_the_cap():
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, max_span_names=500)
+    try:
+        tracer = provider.get_tracer("t")
+        for i in range(100_000):
+            tracer.start_span(f"GET /users/{i}").end()
+        stats = sdk.stats()
+        assert stats["spans"] == 100_000
+        assert stats["span_names"] == 501  # the cap plus the shared overflow series
+        assert stats["overflowed_spans"] == 100_000 - 500
+        assert stats["per_span"]["(other names)"]["count"] == 100_000 - 500
+        assert len(sdk.processor._open) == 0
+    finally:
+        sdk.shutdown()
+
+
+def test_eight_threads_exact_counts_no_faults_bounded_state():
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+    tracer = provider.get_tracer("t")
+    errors: list[BaseException] = []
+
+    def work(k):  # 50,000 spans a thread: 25,000 parents, each with a child
+        try:
+            for i in range(25_000):
+                with tracer.start_as_current_span(f"op{i % 4}"):
+                    with tracer.start_as_current_span(f"child{k % 2}"):
+                        pass
+        except BaseException as exc:  # pragma: no cover - the assertion reports it
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = sdk.stats()
+        assert not errors and stats["faults"] == {}
+        assert stats["spans"] == 8 * 50_000
+        assert {n: s["count"] for n, s in stats["per_span"].items()} == {
+            **{f"op{j}": 8 * 25_000 // 4 for j in range(4)}, "child0": 100_000, "child1": 100_000
+        }
+        assert len(sdk.processor._open) == 0 and len(sdk.anomalies()) <= 1000
+    finally:
+        sdk.shutdown()
+
+
+def test_shutdown_is_idempotent_and_init_twice_returns_the_handle():
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider)
+    assert perfsdk.init(tracer_provider=provider) is sdk
+    assert sdk.sampler is not None and sdk.sampler._thread.is_alive()
+    sdk.shutdown()
+    sdk.shutdown()
+    assert not sdk.sampler._thread.is_alive()
+
+    @perfsdk.monitor
+    def f():
+        return 1
+
+    assert f() == 1 and sdk.stats()["spans"] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [({"detectors": ["lstm"]}, "detectors"), ({"threshold": -1}, "threshold"),
+     ({"on_anomaly": 3}, "on_anomaly"), ({"max_span_names": 0}, "max_span_names"),
+     ({"confirm": 0}, "confirm"), ({"min_ratio": -0.1}, "min_ratio"),
+     ({"tracer_provider": object()}, "tracer_provider")],
+)
+def test_bad_init_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        perfsdk.init(**kwargs)
+
+
+def test_resource_sampler_flags_a_cpu_spike_and_a_memory_jump():
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    bank = DetectorBank({"zscore": lambda n: ZScoreDetector(window=30, warmup=10, threshold=4.0, name=n)},
+                        confirm=2)
+    sampler = resources.ResourceSampler(bank, sink, faults, interval_s=0.02)
+    for _ in range(15):
+        time.sleep(0.02)
+        sampler.sample()
+    for _ in range(2):
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            pass
+        sampler.sample()
+    ballast = bytearray(300 * 2**20)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page so it is resident
+    for _ in range(2):
+        time.sleep(0.02)
+        sampler.sample()
+    flagged = {a.details["metric"] for a in sink.recent()}
+    assert resources.CPU in flagged and resources.RSS in flagged
+    cpu = next(a for a in sink.recent() if a.details["metric"] == resources.CPU)
+    assert cpu.value > 50 and cpu.expected < 30 and cpu.details["source"] == "resource"
+    del ballast
+    sink.close()
+
+
+def test_service_name_comes_from_the_environment(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import perfsdk\n"
+        "sdk = perfsdk.init(sample_resources=False)\n"
+        "print(sdk.tracer_provider.resource.attributes['service.name'])\n"
+        "sdk.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OTEL_SERVICE_NAME": "from-env"})
+    assert out.stdout.strip() == "from-env"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_starts_clean_with_working_threads():
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, resource_interval_s=0.05)
+    tracer = provider.get_tracer("t")
+    try:
+        for _ in range(10):
+            tracer.start_span("parent-work").end()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without running pytest's teardown
+            ok = 0
+            try:
+                clean = sdk.stats()["spans"] == 0 and sdk.processor.bank.names() == []
+                tracer.start_span("child-work").end()
+                counted = sdk.stats()["spans"] == 1
+                time.sleep(0.3)
+                sampling = sdk.sampler._thread.is_alive() and sdk.stats()["resource_samples"] > 0
+                ok = int(clean and counted and sampling)
+            finally:
+                os.write(write, str(ok).encode())
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 8)
+        os.waitpid(pid, 0)
+        assert answer == b"1"
+        assert sdk.stats()["spans"] == 10  # the parent is untouched
+    finally:
+        sdk.shutdown()
