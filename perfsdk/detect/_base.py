@@ -45,6 +45,10 @@ class StreamingDetector:
     _fresh_state: Callable[[], np.ndarray]
     #: The leading state slots that hold parameters (a snapshot must match them).
     _N_PARAMS: int
+    #: True if ``update`` runs start to finish in compiled code, never calling
+    #: back into Python: under the GIL it is then atomic, and callers sharing
+    #: a detector between threads need no lock around it.
+    atomic_update: bool = False
     #: What an anomaly's ``details`` says about the model; replaced, never mutated.
     _details: Mapping[str, Any]
 

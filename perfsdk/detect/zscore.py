@@ -78,6 +78,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
     of weighted mean and variance", 2009.
     """
 
+    atomic_update = True
     _batch_kernel = staticmethod(kernels.zscore_update_many)
     _REJECTED_AT = kernels.ZS_REJECTED
     _COUNT_AT = kernels.ZS_COUNT

@@ -2,7 +2,7 @@
 
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident
-from perfsdk.instrument.monitor import monitor
+from perfsdk.instrument.decorator import monitor
 from perfsdk.instrument.processor import PerfSpanProcessor
 from perfsdk.instrument.sdk import PerfSDK, init
 

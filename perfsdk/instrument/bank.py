@@ -14,6 +14,7 @@ state before the trouble began -- and carries the run in its details.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -30,16 +31,21 @@ class Series:
     """What the bank keeps for one name."""
 
     detectors: list[Any]
+    thresholds: list[float]
+    slots: list[tuple[int, Any, float]]  # (k, detector, threshold): the hot loop's view
     runs: list[int]
     onsets: list[Any]  # per detector: the current run's first point
-    count: int = 0
+    lock: threading.Lock | None  # only for detectors whose update is not atomic
     errors: int = 0
     anomalies: int = 0
-    sources: set[str] = field(default_factory=set)
+
+    @property
+    def count(self) -> int:
+        return int(self.detectors[0].n_seen)
 
 
 class DetectorBank:
-    """Per-name detectors behind one lock, with a cap on the number of names.
+    """Per-name detectors, thread-safe, with a cap on the number of names.
 
     Parameters
     ----------
@@ -56,6 +62,12 @@ class DetectorBank:
         A route going from 0.59 ms to 0.63 ms can be 3.5 standard deviations
         out and still not worth anyone's time.
 
+    The common path -- a normal value for a known name -- takes no lock: a
+    detector whose ``update`` is atomic under the GIL (``atomic_update``: it
+    runs in compiled code without calling back into Python, as the Z-score
+    detector's does) is updated directly; others get a lock per name. Runs,
+    anomalies and new names are handled under the bank's lock.
+
     Examples
     --------
     >>> from perfsdk import ZScoreDetector
@@ -64,7 +76,7 @@ class DetectorBank:
     >>> for i in range(20):
     ...     _ = bank.observe("GET /", 10.0 + i % 3)
     >>> bank.observe("GET /", 95.0), len(bank.observe("GET /", 97.0))
-    ([], 1)
+    ((), 1)
     >>> _ = bank.observe("GET /a", 1.0); _ = bank.observe("GET /b", 1.0)
     >>> bank.names(), bank.overflowed
     (['GET /', 'GET /a', '(other names)'], 1)
@@ -92,48 +104,73 @@ class DetectorBank:
         self._series: dict[str, Series] = {}
         self._lock = threading.Lock()
 
-    def _new_series(self, name: str) -> Series:
-        detectors = [make(name) for make in self.factories.values()]
-        return Series(detectors, [0] * len(detectors), [None] * len(detectors))
-
     def _series_for(self, name: str) -> Series:
-        series = self._series.get(name)
-        if series is None:
-            if len(self._series) >= self.max_names:
+        """The series for a name not seen on the lock-free path (takes the lock)."""
+        with self._lock:
+            series = self._series.get(name)
+            if series is None and len(self._series) >= self.max_names:
                 self.overflowed += 1
                 name = OVERFLOW
                 series = self._series.get(name)
             if series is None:
-                series = self._series[name] = self._new_series(name)
-        return series
+                detectors = [make(name) for make in self.factories.values()]
+                atomic = all(getattr(d, "atomic_update", False) for d in detectors)
+                thresholds = [float(d.threshold) for d in detectors]
+                series = self._series[name] = Series(
+                    detectors, thresholds, list(zip(range(len(detectors)), detectors, thresholds)),
+                    [0] * len(detectors), [None] * len(detectors),
+                    None if atomic else threading.Lock(),
+                )
+            return series
 
     def observe(
         self, name: str, value: float, timestamp: Any = None, error: bool = False,
         context: Mapping[str, Any] | None = None,
-    ) -> list[Anomaly]:
+    ) -> Sequence[Anomaly]:
         """Feed one value; return the anomalies it completes (usually none)."""
-        emitted: list[Anomaly] | None = None
-        with self._lock:
-            series = self._series_for(name)
-            series.count += 1
-            if error:
+        series = self._series.get(name) or self._series_for(name)
+        if error or series.lock is not None:
+            return self._observe_locked(series, name, value, timestamp, error, context)
+        emitted: Sequence[Anomaly] = ()
+        runs = series.runs
+        for k, det, threshold in series.slots:
+            z = det.update(value)
+            if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
+                emitted = self._advance_run(series, k, det, name, value, z, timestamp, context, emitted)
+        return emitted
+
+    def _observe_locked(self, series: Series, name: str, value: float, timestamp: Any,
+                        error: bool, context: Mapping[str, Any] | None) -> Sequence[Anomaly]:
+        if error:
+            with self._lock:
                 series.errors += 1
-            for k, det in enumerate(series.detectors):
+        with series.lock or contextlib.nullcontext():
+            emitted: Sequence[Anomaly] = ()
+            for k, det, threshold in series.slots:
                 z = det.update(value)
-                if series.runs[k] and self._continues(series.onsets[k], value, det.threshold):
-                    series.runs[k] += 1
-                elif (z > det.threshold or z < -det.threshold) and self._material(value, det.last_expected):
-                    # NaN (warming up) compares False above: never an onset
-                    series.runs[k] = 1
-                    series.onsets[k] = (det.n_seen - 1, value, det.last_expected, det.last_std, z, timestamp)
-                else:
-                    series.runs[k] = 0
-                    continue
-                if series.runs[k] == self.confirm:
-                    anomaly = self._anomaly(det, name, series.onsets[k], timestamp, context)
-                    series.anomalies += 1
-                    emitted = [anomaly] if emitted is None else [*emitted, anomaly]
-        return emitted or []
+                if series.runs[k] or z > threshold or z < -threshold:
+                    emitted = self._advance_run(series, k, det, name, value, z, timestamp, context, emitted)
+            return emitted
+
+    def _advance_run(self, series: Series, k: int, det: Any, name: str, value: float, z: float,
+                     timestamp: Any, context: Mapping[str, Any] | None,
+                     emitted: Sequence[Anomaly]) -> Sequence[Anomaly]:
+        """Start, extend or end detector ``k``'s run; emit when it reaches ``confirm``."""
+        threshold = series.thresholds[k]
+        with self._lock:
+            if series.runs[k] and self._continues(series.onsets[k], value, threshold):
+                series.runs[k] += 1
+            elif (z > threshold or z < -threshold) and self._material(value, det.last_expected):
+                series.runs[k] = 1
+                series.onsets[k] = (det.n_seen - 1, value, det.last_expected, det.last_std, z, timestamp)
+            else:
+                series.runs[k] = 0
+                return emitted
+            if series.runs[k] != self.confirm:
+                return emitted
+            series.anomalies += 1
+            onset = series.onsets[k]
+        return (*emitted, self._anomaly(det, name, onset, timestamp, context))
 
     def _continues(self, onset: tuple, value: float, threshold: float) -> bool:
         """Is ``value`` still out, on the same side, of the band the onset broke?

@@ -16,7 +16,7 @@ from perfsdk.detect import Anomaly, ArimaDetector, ZScoreDetector
 from perfsdk.instrument._guard import Faults
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
-from perfsdk.instrument.monitor import ACTIVE
+from perfsdk.instrument.decorator import ACTIVE
 from perfsdk.instrument.processor import PerfSpanProcessor
 from perfsdk.instrument.resources import ResourceSampler
 from perfsdk.instrument.sink import AnomalySink

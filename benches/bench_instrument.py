@@ -1,0 +1,110 @@
+"""Instrumentation overhead, side by side (issue 4 targets).
+
+* a span through the OTel SDK alone vs with PerfSpanProcessor added (target:
+  the processor adds at most 1 us a span);
+* ``@monitor`` before ``init()`` vs a bare call (target: under 300 ns added);
+* spans/s through the processor alone (``on_start`` + ``on_end``).
+
+    make bench
+"""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import perfsdk
+from benchutil import per_item
+from perfsdk.instrument._guard import Faults
+from perfsdk.instrument.decorator import ACTIVE
+from perfsdk.instrument.incidents import IncidentTracker
+from perfsdk.instrument.sdk import span_detector_factories
+from perfsdk.instrument.sink import AnomalySink
+
+LOOP = 5_000
+NAMES = [f"GET /route{i}" for i in range(20)]
+
+
+def _processor() -> perfsdk.PerfSpanProcessor:
+    faults = Faults()
+    bank = perfsdk.DetectorBank(span_detector_factories(["zscore"], None), min_delta=1.0, min_ratio=0.2)
+    return perfsdk.PerfSpanProcessor(bank, AnomalySink(IncidentTracker(lambda n: set()), faults), faults)
+
+
+def _spans(provider: TracerProvider, n: int) -> None:
+    tracer = provider.get_tracer("bench")
+    for i in range(n):
+        with tracer.start_as_current_span(NAMES[i % 20]):
+            pass
+
+
+@pytest.mark.benchmark(group="span cost: OTel SDK alone vs with PerfSpanProcessor (ns/span)")
+def test_otel_sdk_alone(benchmark):
+    provider = TracerProvider()
+    per_item(benchmark, LOOP, anchor="OTel SDK alone")
+    benchmark(_spans, provider, LOOP)
+
+
+@pytest.mark.benchmark(group="span cost: OTel SDK alone vs with PerfSpanProcessor (ns/span)")
+def test_otel_sdk_with_perf_processor(benchmark):
+    provider = TracerProvider()
+    processor = _processor()
+    provider.add_span_processor(processor)
+    _spans(provider, 2_000)  # past the detectors' warm-up
+    per_item(benchmark, LOOP)
+    benchmark(_spans, provider, LOOP)
+    assert processor.faults.snapshot() == {}
+    processor.sink.close()
+
+
+@pytest.mark.benchmark(group="processor alone: on_start + on_end (spans/s)")
+def test_processor_throughput(benchmark):
+    provider = TracerProvider()
+    tracer = provider.get_tracer("bench")
+    spans = []
+    for i in range(LOOP):
+        span = tracer.start_span(NAMES[i % 20])
+        span.end()
+        spans.append(span)
+    processor = _processor()
+
+    def run():
+        for span in spans:
+            processor.on_start(span)
+            processor.on_end(span)
+
+    per_item(benchmark, LOOP)
+    benchmark(run)
+    assert processor.spans >= LOOP
+    processor.sink.close()
+
+
+def bare(x):
+    return x
+
+
+@perfsdk.monitor
+def monitored(x):
+    return x
+
+
+@pytest.mark.benchmark(group="@monitor before init() vs a bare call (ns/call)")
+def test_bare_call(benchmark):
+    def run():
+        for i in range(LOOP):
+            bare(i)
+
+    per_item(benchmark, LOOP, anchor="bare call")
+    benchmark(run)
+
+
+@pytest.mark.benchmark(group="@monitor before init() vs a bare call (ns/call)")
+def test_monitor_uninitialised(benchmark):
+    assert ACTIVE.tracer is None
+
+    def run():
+        for i in range(LOOP):
+            monitored(i)
+
+    per_item(benchmark, LOOP)
+    benchmark(run)
