@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-from benchutil import per_item
+from benchutil import bench_per_event, empty, per_item
 from perfsdk import ArimaDetector
 from perfsdk.detect._fitting import fit_arima
 
@@ -40,29 +40,17 @@ def events() -> list[float]:
     return _series(LOOP).tolist()
 
 
-@pytest.mark.benchmark(group="arima(2,1,2): per-event update (ns/event)")
+PER_EVENT = "arima(2,1,2): per-event update (ns/event)"
+
+
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_floor_empty_call(benchmark, events):
-    def empty(x):
-        pass
-
-    def run():
-        for x in events:
-            empty(x)
-
-    per_item(benchmark, LOOP, anchor="floor")
-    benchmark(run)
+    bench_per_event(benchmark, events, empty, anchor="floor")
 
 
-@pytest.mark.benchmark(group="arima(2,1,2): per-event update (ns/event)")
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_perfsdk_arima_update(benchmark, events):
-    update = _detector().update
-
-    def run():
-        for x in events:
-            update(x)
-
-    per_item(benchmark, LOOP)
-    benchmark(run)
+    bench_per_event(benchmark, events, _detector().update)
 
 
 def _statsmodels_results():
@@ -71,31 +59,19 @@ def _statsmodels_results():
     return model.filter(np.r_[AR, MA, SIGMA2])
 
 
-@pytest.mark.benchmark(group="arima(2,1,2): per-event update (ns/event)")
-def test_statsmodels_append_and_forecast(benchmark, events, full_size):
-    points = events[: full_size(50, 3)]
+@pytest.mark.benchmark(group=PER_EVENT)
+@pytest.mark.parametrize("method,points", [("append", 50), ("extend", 200)])
+def test_statsmodels_per_point_and_forecast(benchmark, events, full_size, method, points):
+    """A new observation through statsmodels, then a one-step forecast."""
+    todo = events[: full_size(points, 3)]
 
     def run():
         results = _statsmodels_results()
-        for x in points:
-            results = results.append([x])
+        for x in todo:
+            results = getattr(results, method)([x])
             results.forecast(1)
 
-    per_item(benchmark, len(points), anchor="statsmodels append")
-    benchmark.pedantic(run, rounds=3, iterations=1)
-
-
-@pytest.mark.benchmark(group="arima(2,1,2): per-event update (ns/event)")
-def test_statsmodels_extend_and_forecast(benchmark, events, full_size):
-    points = events[: full_size(200, 3)]
-
-    def run():
-        results = _statsmodels_results()
-        for x in points:
-            results = results.extend([x])
-            results.forecast(1)
-
-    per_item(benchmark, len(points), anchor="statsmodels extend")
+    per_item(benchmark, len(todo), anchor=f"statsmodels {method}")
     benchmark.pedantic(run, rounds=3, iterations=1)
 
 

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from benchutil import per_item
+from benchutil import bench_per_event, empty, per_item
 from perfsdk import ZScoreDetector
 
 WINDOW = 256
@@ -39,44 +39,25 @@ def _warm(det: ZScoreDetector) -> ZScoreDetector:
 # ---- per event -------------------------------------------------------------
 
 
-@pytest.mark.benchmark(group="zscore: per-event update (ns/event)")
+PER_EVENT = "zscore: per-event update (ns/event)"
+
+
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_floor_empty_call(benchmark, events):
-    def empty(x):
-        pass
-
-    def run():
-        for x in events:
-            empty(x)
-
-    per_item(benchmark, LOOP, anchor="floor")
-    benchmark(run)
+    bench_per_event(benchmark, events, empty, anchor="floor")
 
 
-@pytest.mark.benchmark(group="zscore: per-event update (ns/event)")
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_perfsdk_update_window(benchmark, events):
-    update = _warm(ZScoreDetector(window=WINDOW)).update
-
-    def run():
-        for x in events:
-            update(x)
-
-    per_item(benchmark, LOOP)
-    benchmark(run)
+    bench_per_event(benchmark, events, _warm(ZScoreDetector(window=WINDOW)).update)
 
 
-@pytest.mark.benchmark(group="zscore: per-event update (ns/event)")
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_perfsdk_update_ewma(benchmark, events):
-    update = _warm(ZScoreDetector(alpha=0.01)).update
-
-    def run():
-        for x in events:
-            update(x)
-
-    per_item(benchmark, LOOP)
-    benchmark(run)
+    bench_per_event(benchmark, events, _warm(ZScoreDetector(alpha=0.01)).update)
 
 
-@pytest.mark.benchmark(group="zscore: per-event update (ns/event)")
+@pytest.mark.benchmark(group=PER_EVENT)
 def test_river_rolling_var(benchmark, events):
     from river import stats, utils
 
@@ -87,13 +68,11 @@ def test_river_rolling_var(benchmark, events):
         rolling.update(x)
     mean, var, learn = rolling.obj.mean.get, rolling.get, rolling.update
 
-    def run():
-        for x in events:
-            (x - mean()) / (var() ** 0.5)  # score against the window, then learn
-            learn(x)
+    def score_then_learn(x):
+        (x - mean()) / (var() ** 0.5)
+        learn(x)
 
-    per_item(benchmark, LOOP, anchor="river")
-    benchmark(run)
+    bench_per_event(benchmark, events, score_then_learn, anchor="river")
 
 
 # ---- batch -----------------------------------------------------------------

@@ -225,7 +225,15 @@ MEAN_ABS_TO_STD = 1.2533141373155001
 
 
 def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:
-    """Offsets of the variable-length parts of an ARIMA state array."""
+    """Offsets of the variable-length parts of an ARIMA state array, and its size."""
+    names = ("phi", "theta", "tap_lag", "tap_coef", "wlag", "elag", "yring", "hist")
+    layout = dict(zip(names, (int(v) for v in _arima_offsets_of(p, q, m, ntaps))))
+    layout["size"] = layout["hist"] + history
+    return layout
+
+
+@kernel
+def _arima_offsets_of(p, q, m, ntaps):
     phi = AR_HEADER
     theta = phi + p
     tap_lag = theta + q
@@ -233,9 +241,7 @@ def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, 
     wlag = tap_coef + ntaps
     elag = wlag + p
     yring = elag + q
-    hist = yring + m
-    return {"phi": phi, "theta": theta, "tap_lag": tap_lag, "tap_coef": tap_coef,
-            "wlag": wlag, "elag": elag, "yring": yring, "hist": hist, "size": hist + history}
+    return phi, theta, tap_lag, tap_coef, wlag, elag, yring, yring + m
 
 
 @kernel
@@ -243,14 +249,9 @@ def _arima_offsets(state):
     p = np.int64(state[AR_P])
     q = np.int64(state[AR_Q])
     ntaps = np.int64(state[AR_NTAPS])
-    phi = AR_HEADER
-    theta = phi + p
-    tap_lag = theta + q
-    tap_coef = tap_lag + ntaps
-    wlag = tap_coef + ntaps
-    elag = wlag + p
-    yring = elag + q
-    hist = yring + np.int64(state[AR_M])
+    phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist = _arima_offsets_of(
+        p, q, np.int64(state[AR_M]), ntaps
+    )
     return p, q, ntaps, phi, theta, tap_lag, tap_coef, wlag, elag, yring, hist
 
 
