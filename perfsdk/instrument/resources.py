@@ -23,6 +23,7 @@ CPU = "process.cpu.utilization"  # percent of one core
 RSS = "process.memory.rss_mb"
 THREADS = "process.thread.count"
 GC_PAUSE = "process.gc.pause_ms"  # total collector pause time in the interval
+UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms"}
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
@@ -39,11 +40,14 @@ def resident_mb() -> float:
 class ResourceSampler:
     """Samples resource metrics on a background thread into ``bank``."""
 
-    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0) -> None:
+    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0,
+                 writer: Any = None, service: str = "") -> None:
         if not (isinstance(interval_s, (int, float)) and interval_s > 0):
             raise ValueError(f"resource_interval_s must be a positive number, got {interval_s!r}")
         self.bank = bank
         self.sink = sink
+        self.writer = writer  # a TableWriter for the resources table, or None
+        self.service = service
         self.faults = faults
         self.interval_s = float(interval_s)
         self.samples = 0
@@ -103,6 +107,11 @@ class ResourceSampler:
             for anomaly in self.bank.observe(metric, value, now):
                 anomaly.details.update(source="resource", metric=metric)  # type: ignore[attr-defined]
                 self.sink.publish(anomaly)
+        if self.writer is not None:
+            with self.faults.guard("resource export"):
+                for metric, value in values.items():
+                    self.writer.add({"timestamp": now, "service.name": self.service, "metric": metric,
+                                     "value": value, "unit": UNITS[metric]})
         self.samples += 1
         self.last = values
         return values

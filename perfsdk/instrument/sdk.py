@@ -49,13 +49,41 @@ def resource_detector_factories(threshold: float | None) -> dict[str, Callable[[
     )}
 
 
+class Export:
+    """The Arrow export that ``init(export_dir=...)`` sets up: spans, anomalies, resources."""
+
+    def __init__(self, directory: str, service: str, fmt: str, redactor: Any, faults: Faults) -> None:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from perfsdk.export import ArrowSpanExporter, TableWriter
+
+        self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
+        self.span_processor = BatchSpanProcessor(self.spans)
+        self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
+        self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
+        self.faults = faults
+
+    def flush(self, timeout_millis: int) -> bool:
+        ok = self.span_processor.force_flush(timeout_millis) and self.spans.force_flush()
+        for writer in (self.anomalies, self.resources):
+            with self.faults.guard("export flush"):
+                writer.flush()
+        return ok
+
+    def close(self) -> None:
+        self.span_processor.shutdown()  # flushes the exporter and publishes its files
+        for writer in (self.anomalies, self.resources):
+            with self.faults.guard("export close"):
+                writer.close()
+
+
 class PerfSDK:
     """The handle ``perfsdk.init()`` returns: counters, anomalies, incidents, shutdown."""
 
     def __init__(
         self, provider: TracerProvider, owns_provider: bool, processor: PerfSpanProcessor,
         sink: AnomalySink, sampler: ResourceSampler | None, faults: Faults,
-        incidents: IncidentTracker,
+        incidents: IncidentTracker, export: Export | None = None,
     ) -> None:
         self.tracer_provider = provider
         self.processor = processor
@@ -63,6 +91,7 @@ class PerfSDK:
         self.faults = faults
         self._sink = sink
         self._incidents = incidents
+        self.export = export
         self._owns_provider = owns_provider
         self._closed = False
         self._lock = threading.Lock()
@@ -91,12 +120,15 @@ class PerfSDK:
             "call_edges_dropped": self.processor.edges_dropped,
             "resource_samples": self.sampler.samples if self.sampler else 0,
             "faults": self.faults.snapshot(),
+            "export": self.export.spans.stats() if self.export else None,
             "per_span": bank.summary(),
         }
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Deliver queued anomaly notifications and flush the tracer provider's exporters."""
         ok = self._sink.flush(timeout_millis / 1000.0)
+        if self.export is not None:
+            ok = self.export.flush(timeout_millis) and ok
         if self._owns_provider:
             ok = self.tracer_provider.force_flush(timeout_millis) and ok
         return ok
@@ -114,6 +146,8 @@ class PerfSDK:
             self._sink.flush(5.0)
             self.processor.shutdown()
             self._sink.close()
+            if self.export is not None:
+                self.export.close()
             if self._owns_provider:
                 self.tracer_provider.shutdown()
         with _INIT_LOCK:
@@ -152,6 +186,9 @@ def init(
     max_anomalies: int = 1000,
     meter_provider: Any = None,
     otlp_endpoint: str | None = None,
+    export_dir: str | None = None,
+    export_format: str = "arrow",
+    redactor: Any = None,
 ) -> PerfSDK:
     """Start perfsdk in this process and return its handle.
 
@@ -182,6 +219,10 @@ def init(
         Sample CPU, memory, threads and GC pauses every ``resource_interval_s``.
     incident_window_s
         Anomalies starting within this many seconds of each other form one incident.
+    export_dir, export_format, redactor
+        Write spans, anomalies and resource samples to Arrow (or Parquet)
+        files under ``export_dir`` (see ``perfsdk.export``); span attributes
+        pass through ``redactor`` (default: sensitive keys dropped).
 
     A second ``init`` while perfsdk is running returns the running handle.
     """
@@ -211,18 +252,24 @@ def init(
         span_bank = DetectorBank(factories, max_names=max_span_names, confirm=confirm,
                                  min_delta=min_delta_ms, min_ratio=min_ratio)
         provider, owns = _provider(service_name, tracer_provider, otlp_endpoint, faults)
+        service = str(provider.resource.attributes.get("service.name", "unknown_service"))
+        export = Export(export_dir, service, export_format, redactor, faults) if export_dir else None
         processor_box: list[PerfSpanProcessor] = []
         incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
-        sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies)
+        sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
+                           writer=export.anomalies if export else None, service=service)
         processor = PerfSpanProcessor(span_bank, sink, faults)
         processor_box.append(processor)
         provider.add_span_processor(processor)
+        if export is not None:
+            provider.add_span_processor(export.span_processor)
         sampler = None
         if sample_resources:
             resource_bank = DetectorBank(resource_detector_factories(threshold), max_names=16, confirm=2)
-            sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s)
+            sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
+                                      writer=export.resources if export else None, service=service)
             sampler.start()
-        _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents)
+        _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
         ACTIVE.tracer = provider.get_tracer("perfsdk", __version__)
         return _HANDLE
 

@@ -31,6 +31,8 @@ class AnomalySink:
         meter_provider: Any = None,
         max_anomalies: int = 1000,
         max_queue: int = 1000,
+        writer: Any = None,
+        service: str = "",
     ) -> None:
         from opentelemetry import metrics
 
@@ -44,6 +46,8 @@ class AnomalySink:
         )
         self.incidents = incidents
         self.faults = faults
+        self.writer = writer  # a TableWriter for the anomalies table, or None
+        self.service = service
         self.on_anomaly = on_anomaly
         self.total = 0
         self.notifications_dropped = 0
@@ -92,6 +96,11 @@ class AnomalySink:
                 "perfsdk.detector": anomaly.detector.rsplit("[", 1)[-1].rstrip("]"),
                 "perfsdk.source": str(anomaly.details.get("source", "")),
             })
+        if self.writer is not None:
+            from perfsdk.export.tables import anomaly_row
+
+            with self.faults.guard("anomaly export"):
+                self.writer.add(anomaly_row(anomaly, self.service))
         if self.on_anomaly is not None:
             with self.faults.guard("on_anomaly callback"):
                 self.on_anomaly(anomaly)

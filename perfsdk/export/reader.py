@@ -1,0 +1,128 @@
+"""Reading perfsdk's Arrow/Parquet files back, as one ``pyarrow.Table``."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from perfsdk.export.schema import TABLES
+
+_TIME_COLUMN = {"spans": "start_time", "anomalies": "timestamp", "decisions": "timestamp",
+                "resources": "timestamp"}
+_NAME_COLUMN = {"spans": "name", "anomalies": "series", "decisions": "controller",
+                "resources": "metric"}
+
+
+def read(
+    path: str | os.PathLike[str],
+    *,
+    table: str = "spans",
+    service: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    name: str | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Read a file, a table directory or a whole export directory.
+
+    ``service``, ``start``/``end`` (on the table's time column, ``start <= t <
+    end``; timezone-aware datetimes) and ``name`` (span name, anomaly series,
+    controller or metric) filter rows; the filters are pushed down into the
+    scan.
+
+    >>> read("no/such/dir")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no/such/dir: no such file or directory
+    """
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+    target = Path(path)
+    if not target.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    schema = TABLES[table]
+    wanted = columns or list(schema.names)
+    filt = _filter(table, service, start, end, name)
+    if target.is_file():
+        data = _read_file(target)
+        return data.filter(filt).select(wanted) if filt is not None else data.select(wanted)
+    if (target / table).is_dir():
+        root = target / table  # an export directory
+    elif any((target / other).is_dir() for other in TABLES):
+        return schema.empty_table().select(wanted)  # an export directory without this table
+    else:
+        root = target  # the table's own directory
+    fmt = _format_of(root)
+    if fmt is None:
+        return schema.empty_table().select(wanted)
+    dataset = ds.dataset(root, format="ipc" if fmt == "arrow" else "parquet",
+                         partitioning="hive", schema=_with_partitions(schema))
+    return dataset.to_table(columns=wanted, filter=filt)
+
+
+def recover(path: str | os.PathLike[str]) -> pa.Table:
+    """The complete record batches of an Arrow file whose writer died mid-file.
+
+    An unfinished ``.part-*.arrow.tmp`` has no footer, so it is not a valid
+    Arrow file; but it is the magic bytes followed by an Arrow stream, and
+    every batch written before the crash can be read back from that stream.
+    """
+    data = pa.memory_map(str(path)).read_buffer()
+    if data.size < 8 or data[:6].to_pybytes() != b"ARROW1":
+        raise ValueError(f"{path}: not an Arrow IPC file")
+    reader = ipc.open_stream(pa.BufferReader(data.slice(8)))
+    batches = []
+    try:
+        for batch in reader:
+            batches.append(batch)
+    except (pa.ArrowInvalid, OSError):
+        pass  # the batch the crash cut short
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _with_partitions(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field("service", pa.string())).append(pa.field("date", pa.string()))
+
+
+def _read_file(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_file(source).read_all()
+
+
+def _format_of(root: Path) -> str | None:
+    for _, _, files in os.walk(root):
+        for f in files:
+            if not f.startswith(".") and f.endswith((".arrow", ".parquet")):
+                return "arrow" if f.endswith(".arrow") else "parquet"
+    return None
+
+
+def _filter(table: str, service: str | None, start: datetime | None, end: datetime | None,
+            name: str | None) -> Any:
+    conditions = []
+    if service is not None:
+        conditions.append(ds.field("service.name") == service)
+    if name is not None:
+        conditions.append(ds.field(_NAME_COLUMN[table]) == name)
+    for bound, op in ((start, "ge"), (end, "lt")):
+        if bound is not None:
+            if bound.tzinfo is None:
+                raise ValueError("start and end must be timezone-aware datetimes")
+            field = ds.field(_TIME_COLUMN[table])
+            value = pa.scalar(bound, type=TABLES[table].field(_TIME_COLUMN[table]).type)
+            conditions.append(field >= value if op == "ge" else field < value)
+    if not conditions:
+        return None
+    combined = conditions[0]
+    for c in conditions[1:]:
+        combined = combined & c
+    return combined

@@ -1,0 +1,75 @@
+"""TableWriter: rows of the anomalies, decisions and resources tables, batched."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from perfsdk.detect import Anomaly
+from perfsdk.export.schema import TABLES
+from perfsdk.export.writer import RotatingWriter
+
+
+class TableWriter:
+    """Buffers rows (dicts keyed by column) and writes them ``batch_rows`` at a time."""
+
+    def __init__(self, directory: str, table: str, service: str, *, format: str = "arrow",
+                 batch_rows: int = 1024, max_bytes: int = 64 * 2**20, max_age_s: float = 60.0) -> None:
+        if table not in TABLES:
+            raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+        self.schema = TABLES[table]
+        self.batch_rows = batch_rows
+        self._writer = RotatingWriter(directory, table, self.schema, service, format, max_bytes, max_age_s)
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._rows.append(dict(row))
+            if len(self._rows) >= self.batch_rows:
+                self._write()
+
+    def flush(self) -> None:
+        """Write buffered rows and publish the open file."""
+        with self._lock:
+            self._write()
+            self._writer.flush()
+
+    close = flush
+
+    def _write(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._writer.write(pa.Table.from_pylist(rows, schema=self.schema))
+
+
+_ANOMALY_COLUMNS = {"series", "source", "metric", "onset", "confirmed_at", "trace_id", "span_id"}
+
+
+def anomaly_row(anomaly: Anomaly, service: str) -> dict[str, Any]:
+    """An ``Anomaly`` as a row of the anomalies table (the rest goes to ``details``)."""
+    d = anomaly.details
+    return {
+        "timestamp": anomaly.timestamp if isinstance(anomaly.timestamp, datetime) else None,
+        "service.name": service,
+        "series": str(d.get("series", anomaly.detector)),
+        "source": d.get("source"),
+        "metric": d.get("metric"),
+        "detector": anomaly.detector,
+        "index": anomaly.index,
+        "value": anomaly.value,
+        "expected": anomaly.expected,
+        "std": anomaly.std,
+        "score": anomaly.score,
+        "threshold": anomaly.threshold,
+        "lower": anomaly.lower,
+        "upper": anomaly.upper,
+        "onset": d.get("onset") if isinstance(d.get("onset"), datetime) else None,
+        "confirmed_at": d.get("confirmed_at") if isinstance(d.get("confirmed_at"), datetime) else None,
+        "trace_id": d.get("trace_id"),
+        "span_id": d.get("span_id"),
+        "details": [(k, str(v)) for k, v in d.items() if k not in _ANOMALY_COLUMNS],
+    }

@@ -1,0 +1,151 @@
+"""RotatingWriter: Arrow IPC (or Parquet) files, rotated, that appear only complete.
+
+Layout (a hive-partitioned dataset that pyarrow.dataset, DuckDB, polars and
+pandas read directly)::
+
+    <root>/<table>/service=<name>/date=<YYYY-MM-DD>/part-<utc time>-<pid>-<seq>.arrow
+
+A file is written under a hidden temporary name (``.part-....tmp``, which
+dataset readers skip), one record batch at a time; when it reaches
+``max_bytes`` or ``max_age_s`` (or the date changes, or on flush/close) it is
+closed, fsynced and renamed into place. A reader therefore never sees a
+half-written file. A crash leaves the open file hidden (readers skip it);
+``perfsdk.export.recover`` reads it back up to its last complete batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from perfsdk.export.schema import with_metadata
+
+FORMATS = ("arrow", "parquet")
+
+
+def check_options(fmt: str, max_bytes: int, max_age_s: float) -> None:
+    """Raise ValueError naming the first bad file option."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if isinstance(max_bytes, bool) or not (isinstance(max_bytes, int) and max_bytes > 0):
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if isinstance(max_age_s, bool) or not (isinstance(max_age_s, (int, float)) and max_age_s > 0):
+        raise ValueError(f"max_age_s must be a positive number, got {max_age_s!r}")
+
+
+def _safe(value: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value) or "_"
+
+
+class RotatingWriter:
+    """Writes record batches of one table into rotated, atomically published files."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], table: str, schema: pa.Schema, service: str,
+        fmt: str = "arrow", max_bytes: int = 64 * 2**20, max_age_s: float = 60.0,
+    ) -> None:
+        check_options(fmt, max_bytes, max_age_s)
+        self.root = Path(root)
+        self.table = table
+        self.service = service
+        self.schema = with_metadata(schema, table, service)
+        self.fmt = fmt
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.files_written = 0
+        self.rows_written = 0
+        self._lock = threading.Lock()
+        self._writer: Any = None
+        self._sink: Any = None
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self._opened_at = 0.0
+        self._date = ""
+        self._seq = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append ``batch`` (raises OSError on disk trouble: the caller counts it)."""
+        with self._lock:
+            today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+            if self._writer is not None and (
+                today != self._date or time.monotonic() - self._opened_at > self.max_age_s
+            ):
+                self._publish()
+            if self._writer is None:
+                self._open(today)
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            try:
+                self._writer.write_table(table.replace_schema_metadata(self.schema.metadata))
+            except BaseException:
+                self._abandon()  # a broken file is not worth publishing; keep what was published
+                raise
+            self.rows_written += table.num_rows
+            if self._sink.tell() >= self.max_bytes:
+                self._publish()
+
+    def flush(self) -> None:
+        """Publish the open file now (its rows become visible to readers)."""
+        with self._lock:
+            if self._writer is not None:
+                self._publish()
+
+    close = flush
+
+    def _open(self, date: str) -> None:
+        directory = self.root / self.table / f"service={_safe(self.service)}" / f"date={date}"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        name = f"part-{stamp}-{os.getpid()}-{self._seq:06d}.{self.fmt}"
+        self._final = directory / name
+        self._tmp = directory / f".{name}.tmp"
+        self._sink = pa.OSFile(str(self._tmp), "wb")
+        if self.fmt == "arrow":
+            self._writer = ipc.new_file(self._sink, self.schema)
+        else:
+            self._writer = pq.ParquetWriter(self._sink, self.schema)
+        self._opened_at = time.monotonic()
+        self._date = date
+
+    def _publish(self) -> None:
+        writer, sink, tmp, final = self._writer, self._sink, self._tmp, self._final
+        self._writer = self._sink = self._tmp = self._final = None
+        try:
+            writer.close()
+        finally:
+            sink.close()
+        assert tmp is not None and final is not None
+        _fsync(tmp)
+        os.replace(tmp, final)  # atomic: readers see the whole file or none of it
+        _fsync(final.parent)
+        self.files_written += 1
+
+    def _abandon(self) -> None:
+        writer, sink, tmp = self._writer, self._sink, self._tmp
+        self._writer = self._sink = self._tmp = self._final = None
+        for step in (writer.close, sink.close, tmp.unlink if tmp else None):
+            try:
+                if step is not None:
+                    step()
+            except Exception:
+                pass  # it is already broken; the caller reports the original error
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's) data to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # directories cannot be opened on some platforms; the rename is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

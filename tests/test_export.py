@@ -1,0 +1,253 @@
+"""Arrow export: the exporter, files that appear only complete, redaction, reading back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+import perfsdk
+from perfsdk.export import SPANS, ArrowSpanExporter, Redactor, TableWriter, read, recover
+from perfsdk.export.schema import SCHEMA_VERSION
+
+
+def make_spans(provider: TracerProvider, n: int, name: str = "GET /cart", **attributes):
+    tracer = provider.get_tracer("test")
+    for i in range(n):
+        with tracer.start_as_current_span(name, attributes=attributes) as span:
+            if i % 10 == 9:
+                span.set_status(Status(StatusCode.ERROR, "boom"))
+
+
+def provider_for(exporter, service="shop"):
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def published(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("part-*") if not p.name.startswith("."))
+
+
+def test_spans_round_trip_with_schema_metadata_and_partitions(tmp_path):
+    exporter = ArrowSpanExporter(str(tmp_path))
+    provider = provider_for(exporter)
+    make_spans(provider, 20, **{"http.route": "/cart", "http.status_code": 200})
+    provider.shutdown()
+    (path,) = published(tmp_path)
+    assert path.relative_to(tmp_path).parts[:3] == (
+        "spans", "service=shop", f"date={datetime.now(timezone.utc):%Y-%m-%d}")
+    with pa.memory_map(str(path)) as f:
+        table = pa.ipc.open_file(f).read_all()
+    meta = table.schema.metadata
+    assert meta[b"perfsdk.schema_version"] == SCHEMA_VERSION.encode()
+    assert meta[b"service.name"] == b"shop" and meta[b"perfsdk.version"] == perfsdk.__version__.encode()
+    assert table.schema.remove_metadata().equals(SPANS)
+    rows = read(tmp_path).to_pylist()
+    assert len(rows) == 20 and sum(r["status_code"] == "ERROR" for r in rows) == 2
+    row = rows[0]
+    assert len(row["trace_id"]) == 32 and len(row["span_id"]) == 16 and row["parent_span_id"] is None
+    assert row["duration_ms"] == pytest.approx((row["end_time"] - row["start_time"]).total_seconds() * 1e3, abs=1e-3)
+    assert dict(row["attributes"]) == {"http.route": "/cart", "http.status_code": "200"}
+    assert row["kind"] == "INTERNAL" and row["service.name"] == "shop" and row["scope.name"] == "test"
+
+
+def test_pandas_and_duckdb_read_the_files_without_perfsdk(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    exporter = ArrowSpanExporter(str(tmp_path), format="parquet")
+    provider = provider_for(exporter)
+    make_spans(provider, 30, name="GET /cart")
+    make_spans(provider, 10, name="POST /checkout")
+    provider.shutdown()
+    frame = read(tmp_path).to_pandas()
+    assert frame.groupby("name").size().to_dict() == {"GET /cart": 30, "POST /checkout": 10}
+    glob = str(tmp_path / "spans" / "**" / "*.parquet")
+    counts = duckdb.sql(
+        f"SELECT name, count(*) AS n, max(service) AS service FROM read_parquet('{glob}', hive_partitioning = true) "
+        "GROUP BY name ORDER BY name"
+    ).fetchall()
+    assert counts == [("GET /cart", 30, "shop"), ("POST /checkout", 10, "shop")]
+
+
+def test_files_rotate_by_size_and_by_age(tmp_path):
+    exporter = ArrowSpanExporter(str(tmp_path / "size"), max_bytes=4096)
+    provider = provider_for(exporter)
+    make_spans(provider, 200)
+    provider.shutdown()
+    assert len(published(tmp_path / "size")) > 3
+    assert read(tmp_path / "size").num_rows == 200
+
+    exporter = ArrowSpanExporter(str(tmp_path / "age"), max_age_s=0.05)
+    provider = provider_for(exporter)
+    make_spans(provider, 5)
+    time.sleep(0.1)
+    make_spans(provider, 5)  # the first file is older than 50 ms: rotated before this write
+    assert len(published(tmp_path / "age")) == 1
+    provider.shutdown()
+    assert len(published(tmp_path / "age")) == 2 and read(tmp_path / "age").num_rows == 10
+
+
+def test_read_filters_by_service_time_and_name(tmp_path):
+    exporter = ArrowSpanExporter(str(tmp_path))
+    for service in ("shop", "billing"):
+        provider = provider_for(exporter, service)
+        make_spans(provider, 5, name=f"{service}-op")
+        provider.force_flush()
+    middle = datetime.now(timezone.utc)
+    provider = provider_for(exporter, "shop")
+    make_spans(provider, 3, name="late-op")
+    exporter.force_flush()
+    assert read(tmp_path, service="billing").column("name").to_pylist() == ["billing-op"] * 5
+    assert read(tmp_path, start=middle).column("name").to_pylist() == ["late-op"] * 3
+    assert read(tmp_path, end=middle, service="shop").num_rows == 5
+    assert read(tmp_path, name="late-op", columns=["name", "duration_ms"]).num_columns == 2
+    assert read(tmp_path, table="anomalies").num_rows == 0
+    with pytest.raises(ValueError, match="timezone-aware"):
+        read(tmp_path, start=datetime.now())
+    with pytest.raises(ValueError, match="table"):
+        read(tmp_path, table="logs")
+
+
+def test_default_redaction_keeps_secrets_off_disk(tmp_path):
+    exporter = ArrowSpanExporter(str(tmp_path))
+    provider = provider_for(exporter)
+    make_spans(provider, 1, **{
+        "http.request.header.authorization": "Bearer s3cr3t", "http.request.header.cookie": "sid=1",
+        "user.email": "alice@example.com", "db.password": "hunter2", "auth_token": "t0k",
+        "http.route": "/cart",
+    })
+    provider.shutdown()
+    assert dict(read(tmp_path).to_pylist()[0]["attributes"]) == {"http.route": "/cart"}
+    raw = b"".join(p.read_bytes() for p in published(tmp_path))
+    for secret in (b"s3cr3t", b"sid=1", b"alice@example.com", b"hunter2", b"t0k"):
+        assert secret not in raw
+    assert exporter.stats()["attributes_redacted"] == 5
+
+
+def test_keyed_hashing_joins_without_revealing(tmp_path):
+    redactor = Redactor(hash_keys=["enduser.id"], opt_in=["user.email"], hash_key=b"fleet-key")
+    exporter = ArrowSpanExporter(str(tmp_path), redactor=redactor)
+    provider = provider_for(exporter)
+    make_spans(provider, 2, **{"enduser.id": "alice", "user.email": "a@example.com"})
+    provider.shutdown()
+    values = [dict(r["attributes"]) for r in read(tmp_path).to_pylist()]
+    assert values[0]["enduser.id"] == values[1]["enduser.id"] != "alice"
+    assert values[0]["enduser.id"] == Redactor(hash_key=b"fleet-key").hash("alice")
+    assert values[0]["user.email"] == "a@example.com"  # opted in
+    assert Redactor(allow=["http.route"])({"http.route": "/", "x": "y"}) == {"http.route": "/"}
+
+
+def test_eight_threads_exporting_concurrently_lose_nothing(tmp_path):
+    exporter = ArrowSpanExporter(str(tmp_path), max_bytes=64 * 1024)
+    source = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    tracer = source.get_tracer("t")
+    batches = []
+    for b in range(8 * 25):
+        spans = []
+        for i in range(50):
+            span = tracer.start_span(f"op{i % 5}")
+            span.end()
+            spans.append(span)
+        batches.append(spans)
+
+    def work(k):
+        for spans in batches[k::8]:
+            assert exporter.export(spans).name == "SUCCESS"
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    exporter.shutdown()
+    table = read(tmp_path)
+    assert table.num_rows == 8 * 25 * 50 == exporter.stats()["spans_exported"]
+    assert len(set(table.column("span_id").to_pylist())) == table.num_rows
+
+
+def test_sigkill_mid_write_leaves_finished_files_readable(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, pyarrow as pa
+        from perfsdk.export.writer import RotatingWriter
+        from perfsdk.export.schema import RESOURCES
+        from datetime import datetime, timezone
+        writer = RotatingWriter({str(tmp_path)!r}, "resources", RESOURCES, "svc", max_bytes=20_000)
+        now = datetime.now(timezone.utc)
+        i = 0
+        while True:
+            rows = [{{"timestamp": now, "service.name": "svc", "metric": "m", "value": float(i * 100 + j),
+                      "unit": "ms"}} for j in range(100)]
+            writer.write(pa.Table.from_pylist(rows, schema=RESOURCES))
+            i += 1
+            if writer.files_written >= 3:
+                print("ready", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = published(tmp_path)
+    assert len(finished) >= 3
+    table = read(tmp_path, table="resources")  # every finished file reads; the open one is hidden
+    assert table.num_rows % 100 == 0 and table.num_rows >= 300
+    for tmp in tmp_path.rglob(".part-*.tmp"):  # the open file: whole batches, or nothing
+        assert recover(tmp).num_rows % 100 == 0
+
+
+def test_unwritable_export_dir_is_reported_and_the_application_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the export directory should be")
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(blocker), sample_resources=False)
+    try:
+        @perfsdk.monitor
+        def handler():
+            return "served"
+
+        assert [handler() for _ in range(5)] == ["served"] * 5
+        sdk.force_flush()
+        stats = sdk.stats()
+        assert stats["export"]["spans_failed"] == 5 and stats["export"]["spans_exported"] == 0
+        assert stats["faults"]["arrow span export"] >= 1
+        assert "arrow span export failed" in caplog.text
+    finally:
+        sdk.shutdown()
+
+
+def test_init_exports_spans_anomalies_and_resources(tmp_path):
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), resource_interval_s=0.02)
+    tracer = provider.get_tracer("t")
+    for i in range(60):
+        with tracer.start_as_current_span("job"):
+            time.sleep(0.0005 if i < 55 else 0.03)
+    time.sleep(0.2)
+    sdk.shutdown()
+    assert read(tmp_path).num_rows == 60
+    anomalies = read(tmp_path, table="anomalies").to_pylist()
+    assert [a["series"] for a in anomalies] == ["job"] and anomalies[0]["value"] > 20
+    assert dict(anomalies[0]["details"])["run"] == "3"
+    resources = read(tmp_path, table="resources")
+    assert set(resources.column("metric").to_pylist()) >= {"process.cpu.utilization", "process.memory.rss_mb"}
+
+
+def test_table_writer_rejects_unknown_tables_and_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="table"):
+        TableWriter(str(tmp_path), "logs", "svc")
+    with pytest.raises(ValueError, match="format"):
+        ArrowSpanExporter(str(tmp_path), format="csv")
+    with pytest.raises(ValueError, match="max_bytes"):
+        ArrowSpanExporter(str(tmp_path), max_bytes=0)
