@@ -1,9 +1,11 @@
 """The ``perfsdk`` command.
 
     perfsdk detect FILE.csv [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
+    perfsdk analyze PATH [--out DIR] [--detector zscore|arima] [--threshold T] [--scheduler ADDRESS]
 
-streams a ``timestamp,value`` CSV through a ZScoreDetector and prints every
-anomaly with its explanation, then a summary.
+``detect`` streams a ``timestamp,value`` CSV through a ZScoreDetector and
+prints every anomaly with its explanation, then a summary. ``analyze`` runs
+the batch detectors over exported spans (see ``perfsdk.export.analyze``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    from perfsdk.export.analyze import analyze
+
+    try:
+        result = analyze(args.path, out=args.out or args.path, detector=args.detector,
+                         threshold=args.threshold, scheduler=args.scheduler, progress=not args.quiet,
+                         confirm=args.confirm)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise InputError(str(exc)) from None
+    print(result.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfsdk", description="perfsdk command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--warmup", type=int, default=None, help="points before the first score")
     detect.add_argument("--json", action="store_true", help="one JSON object per anomaly")
     detect.set_defaults(run=_detect)
+    analyze = commands.add_parser("analyze", help="run the batch detectors over exported spans")
+    analyze.add_argument("path", help="an export directory, a spans directory or one file")
+    analyze.add_argument("--out", help="where the anomalies table goes (default: PATH)")
+    analyze.add_argument("--detector", choices=["zscore", "arima"], default="zscore")
+    analyze.add_argument("--threshold", type=float, default=None, help="score threshold")
+    analyze.add_argument("--confirm", type=int, default=1, help="consecutive flagged spans per anomaly")
+    analyze.add_argument("--scheduler", help="Dask scheduler address: one task per partition")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar")
+    analyze.set_defaults(run=_analyze)
     return parser
 
 

@@ -3,7 +3,7 @@
 Layout (a hive-partitioned dataset that pyarrow.dataset, DuckDB, polars and
 pandas read directly)::
 
-    <root>/<table>/service=<name>/date=<YYYY-MM-DD>/part-<utc time>-<pid>-<seq>.arrow
+    <root>/<table>/service=<name>/date=<YYYY-MM-DD>/part-<utc time>-<pid>-<tag>-<seq>.arrow
 
 A file is written under a hidden temporary name (``.part-....tmp``, which
 dataset readers skip), one record batch at a time; when it reaches
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ class RotatingWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        name = f"part-{stamp}-{os.getpid()}-{self._seq:06d}.{self.fmt}"
+        # pid and a random tag keep names unique across processes and writers of one partition
+        name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
         self._final = directory / name
         self._tmp = directory / f".{name}.tmp"
         self._sink = pa.OSFile(str(self._tmp), "wb")

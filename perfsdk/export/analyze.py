@@ -1,0 +1,238 @@
+"""``perfsdk analyze``: run the batch detectors over exported spans.
+
+The unit of work is one partition of the spans dataset (one service on one
+day): within it, spans are grouped by name, kept in the order they were
+exported (the order they ended), and each name's durations go through a
+detector's Numba batch kernel. A local run and a Dask run split the work the
+same way, so they produce identical results.
+
+Flagged points are reported like the live processor does: a point must be
+beyond the threshold *and* a material change (at least ``min_delta_ms`` and
+``min_ratio`` of the expected duration), and consecutive flagged points form
+one anomaly -- the run's first point, with the run's length and end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfsdk.export.reader import _read_file
+from perfsdk.export.schema import ANOMALIES
+from perfsdk.export.writer import RotatingWriter
+
+SPAN_COLUMNS = ["name", "start_time", "duration_ms", "service.name", "trace_id", "span_id"]
+
+
+def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
+    """Published span files, grouped by partition directory (sorted, so runs are reproducible)."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if root.is_file():
+        return [[str(root)]]
+    if (root / "spans").is_dir():
+        root = root / "spans"
+    groups: dict[str, list[str]] = defaultdict(list)
+    for file in sorted(root.rglob("part-*")):
+        if file.suffix in (".arrow", ".parquet"):
+            groups[str(file.parent)].append(str(file))
+    return [groups[k] for k in sorted(groups)]
+
+
+def analyze_partition(
+    files: Sequence[str], detector: str = "zscore", threshold: float | None = None,
+    min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = 1,
+) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]]]:
+    """Anomalies (as an ANOMALIES table) and per-(service, name) figures for one partition."""
+    from perfsdk.instrument.sdk import span_detector_factories
+
+    make = span_detector_factories([detector], threshold)[detector]
+    spans = pa.concat_tables([_read_file(Path(f)).select(SPAN_COLUMNS) for f in files])
+    encoded = pc.dictionary_encode(spans.column("name")).combine_chunks()
+    codes = encoded.indices.to_numpy()
+    names = encoded.dictionary.to_pylist()
+    durations = spans.column("duration_ms").to_numpy()
+    if len(names) <= 2**16:
+        codes = codes.astype(np.uint16)  # numpy's stable sort is a radix sort for 16-bit keys
+    order = np.argsort(codes, kind="stable")  # by name, keeping export order within a name
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    services = spans.column("service.name")
+    service = services[0].as_py() if len(services) else "unknown_service"
+    hits: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    figures: dict[tuple[str, str], dict[str, Any]] = {}
+    for group in np.split(order, bounds):
+        if not len(group):
+            continue
+        name = names[codes[group[0]]]
+        det = make(name)
+        values = durations[group]
+        z, expected, std = det.update_many(values, details=True)
+        with np.errstate(invalid="ignore"):
+            flagged = (np.abs(z) > det.threshold) & (
+                np.abs(values - expected) >= np.maximum(min_delta_ms, min_ratio * np.abs(expected))
+            )
+        starts, lengths = _runs(flagged)
+        keep = lengths >= confirm
+        starts, lengths = starts[keep], lengths[keep]
+        figures[(service, name)] = {
+            "spans": len(group), "anomalies": len(starts),
+            "max_score": float(np.nanmax(np.abs(z[starts]))) if len(starts) else 0.0,
+        }
+        if len(starts):
+            hits.append(group[starts])
+            for key, column in (("z", z), ("expected", expected), ("std", std)):
+                parts[key].append(column[starts])
+            parts["run"].append(lengths)
+            parts["threshold"].append(np.full(len(starts), det.threshold))
+            parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
+            parts["run_end"].append(group[starts + lengths - 1])
+    return _anomaly_table(spans, service, hits, parts), figures
+
+
+def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and length of every run of True in ``flags``."""
+    padded = np.concatenate(([False], flags, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[::2], edges[1::2] - edges[::2]
+
+
+def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
+                   parts: dict[str, list[np.ndarray]]) -> pa.Table:
+    if not hits:
+        return ANOMALIES.empty_table()
+    idx = np.concatenate(hits)
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    taken = spans.take(pa.array(idx))
+    ends = spans.column("start_time").take(pa.array(np.concatenate(parts["run_end"])))
+    value = taken.column("duration_ms").to_numpy()
+    return pa.table({
+        "timestamp": taken.column("start_time"),
+        "service.name": pa.array([service] * len(idx), pa.string()),
+        "series": taken.column("name"),
+        "source": pa.array(["analyze"] * len(idx), pa.string()),
+        "metric": pa.array(["duration_ms"] * len(idx), pa.string()),
+        "detector": pa.array(cat["detector"].tolist(), pa.string()),
+        "index": pa.array(idx, pa.int64()),
+        "value": value,
+        "expected": cat["expected"],
+        "std": cat["std"],
+        "score": cat["z"],
+        "threshold": cat["threshold"],
+        "lower": cat["expected"] - cat["threshold"] * cat["std"],
+        "upper": cat["expected"] + cat["threshold"] * cat["std"],
+        "onset": taken.column("start_time"),
+        "confirmed_at": ends,
+        "trace_id": taken.column("trace_id"),
+        "span_id": taken.column("span_id"),
+        "details": pa.MapArray.from_arrays(  # one entry per row: run -> its length
+            pa.array(np.arange(len(idx) + 1, dtype=np.int32)),
+            pa.array(["run"] * len(idx), pa.string()),
+            pa.array(cat["run"].astype(str), pa.string()),
+        ),
+    }, schema=ANOMALIES)
+
+
+@dataclass
+class Analysis:
+    """What ``analyze`` found: the anomalies table and per-name figures."""
+
+    anomalies: pa.Table
+    names: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (service, name)
+    spans: int = 0
+    partitions: int = 0
+    seconds: float = 0.0
+
+    def summary(self, top: int = 10) -> str:
+        lines = [f"{self.spans:,} spans in {self.partitions} partition(s), {self.anomalies.num_rows:,} "
+                 f"anomalies, {self.seconds:.2f} s ({self.spans / max(self.seconds, 1e-9):,.0f} spans/s)"]
+        worst = sorted(self.names.items(), key=lambda kv: (-kv[1]["anomalies"], -kv[1]["max_score"]))
+        worst = [(n, f) for n, f in worst if f["anomalies"]][:top]
+        if worst:
+            lines.append("worst span names:")
+            times = self.anomalies.group_by(["service.name", "series"]).aggregate(
+                [("timestamp", "min"), ("confirmed_at", "max")]).to_pylist()
+            spans_of = {(t["service.name"], t["series"]): (t["timestamp_min"], t["confirmed_at_max"])
+                        for t in times}
+            for key, f in worst:
+                first, last = spans_of[key]
+                lines.append(
+                    f"  {key[1]} ({key[0]}): {f['anomalies']} anomalies in {f['spans']:,} spans, max score "
+                    f"{f['max_score']:.1f}, from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S}"
+                )
+        return "\n".join(lines)
+
+
+def analyze(
+    path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
+    detector: str = "zscore", threshold: float | None = None, scheduler: str | None = None,
+    progress: bool = True, confirm: int = 1,
+) -> Analysis:
+    """Analyse every partition under ``path``; write the anomalies table under ``out``.
+
+    With ``scheduler`` (a Dask distributed scheduler address, or a ``Client``)
+    each partition is a task on the cluster (``pip install perfsdk[dask]``).
+    """
+    started = time.perf_counter()
+    partitions = span_partitions(path)
+    options: dict[str, Any] = {"detector": detector, "threshold": threshold, "confirm": confirm}
+    if scheduler is not None:
+        results = _on_dask(scheduler, partitions, options)
+    else:
+        results = []
+        for i, files in enumerate(partitions):
+            results.append(analyze_partition(files, **options))
+            if progress:
+                _progress(i + 1, len(partitions), started)
+    tables = [table for table, _ in results]
+    anomalies = pa.concat_tables(tables) if tables else ANOMALIES.empty_table()
+    names: dict[tuple[str, str], dict[str, Any]] = {}
+    for _, figures in results:
+        for name, f in figures.items():
+            mine = names.setdefault(name, {"spans": 0, "anomalies": 0, "max_score": 0.0})
+            mine["spans"] += f["spans"]
+            mine["anomalies"] += f["anomalies"]
+            mine["max_score"] = max(mine["max_score"], f["max_score"])
+    if out is not None and anomalies.num_rows:
+        for service in pc.unique(anomalies.column("service.name")).to_pylist():
+            writer = RotatingWriter(out, "anomalies", ANOMALIES, service)
+            writer.write(anomalies.filter(pc.equal(anomalies.column("service.name"), service)))
+            writer.close()
+    return Analysis(anomalies, names, sum(f["spans"] for f in names.values()), len(partitions),
+                    time.perf_counter() - started)
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    if elapsed < 1.0 and done < total:
+        return  # quick runs print nothing
+    width = 30
+    filled = int(width * done / total)
+    sys.stderr.write(f"\ranalyzing [{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions, {elapsed:.1f} s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _on_dask(scheduler: Any, partitions: list[list[str]], options: dict[str, Any]) -> list[Any]:
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError("--scheduler needs Dask: pip install 'perfsdk[dask]'") from exc
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = client.map(analyze_partition, partitions, pure=False, **options)
+        return client.gather(futures)
+    finally:
+        if client is not scheduler:
+            client.close()

@@ -1,0 +1,79 @@
+"""`perfsdk analyze`: batch detectors over exported spans, locally and on a Dask cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from perfsdk.cli import main
+from perfsdk.export import ArrowSpanExporter, read
+from perfsdk.export.analyze import analyze, span_partitions
+
+T0 = 1_800_000_000_000_000_000  # ns
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Two services; in 'shop', GET /checkout gets 10x slower for 5 requests at #300."""
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(1)
+    for service in ("shop", "billing"):  # two processes of a fleet, exporting side by side
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(root), max_bytes=32 * 1024)))
+        tracer = provider.get_tracer("t")
+        for i in range(400):
+            for name, base in (("GET /checkout", 20.0), ("GET /cart", 5.0)):
+                duration = base * rng.uniform(0.9, 1.1)
+                if service == "shop" and name == "GET /checkout" and 300 <= i < 305:
+                    duration *= 10
+                start = T0 + i * 10**9
+                span = tracer.start_span(name, start_time=start)
+                span.end(end_time=start + int(duration * 1e6))
+        provider.shutdown()
+    return root
+
+
+def test_finds_the_slow_run_and_writes_the_anomalies_table(dataset, tmp_path):
+    result = analyze(dataset, out=tmp_path, progress=False)
+    assert result.spans == 1600 and result.partitions == 2
+    rows = result.anomalies.to_pylist()
+    assert [(r["service.name"], r["series"]) for r in rows] == [("shop", "GET /checkout")]
+    (row,) = rows
+    assert 180 < row["value"] < 220 and 18 < row["expected"] < 22 and row["score"] > row["threshold"]
+    assert dict(row["details"]) == {"run": "5"}  # the five slow requests, one anomaly
+    assert (row["confirmed_at"] - row["onset"]).total_seconds() == 4
+    assert read(tmp_path, table="anomalies").to_pylist() == rows
+    summary = result.summary()
+    assert "1,600 spans in 2 partition(s), 1 anomalies" in summary
+    assert "GET /checkout (shop): 1 anomalies in 400 spans" in summary
+
+
+def test_confirm_drops_short_runs(dataset):
+    assert analyze(dataset, progress=False, confirm=6).anomalies.num_rows == 0
+
+
+def test_dask_cluster_gives_identical_results(dataset):
+    distributed = pytest.importorskip("distributed")
+    local = analyze(dataset, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote = analyze(dataset, progress=False, scheduler=cluster.scheduler_address)
+    assert remote.anomalies.equals(local.anomalies)
+    assert remote.names == local.names and remote.spans == local.spans
+
+
+def test_partitions_are_service_and_date(dataset):
+    parts = span_partitions(dataset)
+    assert len(parts) == 2 and all(len({p.rsplit("/", 1)[0] for p in files}) == 1 for files in parts)
+    assert "service=billing" in parts[0][0] and "service=shop" in parts[1][0]
+
+
+def test_cli_prints_the_summary(dataset, tmp_path, capsys):
+    assert main(["analyze", str(dataset), "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "worst span names:" in out and "GET /checkout" in out
+    assert main(["analyze", str(tmp_path / "missing")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
