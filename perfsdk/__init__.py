@@ -5,10 +5,11 @@
 """
 
 from perfsdk._version import __version__
+from perfsdk.adapt import Discretizer, QLearner
 from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Forecast, ZScoreDetector
 from perfsdk.instrument import DetectorBank, Incident, PerfSDK, PerfSpanProcessor, init, monitor
 
 __all__ = [
-    "Anomaly", "ArimaDetector", "ArimaFit", "DetectorBank", "Forecast", "Incident", "PerfSDK",
-    "PerfSpanProcessor", "ZScoreDetector", "__version__", "init", "monitor",
+    "Anomaly", "ArimaDetector", "ArimaFit", "DetectorBank", "Discretizer", "Forecast", "Incident",
+    "PerfSDK", "PerfSpanProcessor", "QLearner", "ZScoreDetector", "__version__", "init", "monitor",
 ]

@@ -19,6 +19,7 @@ _REBUILD_HINT = (
 
 try:
     from perfsdk._native import _arima as _arima
+    from perfsdk._native import _qlearn as _qlearn
     from perfsdk._native import _zscore as _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
@@ -28,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 
 def _check_fresh() -> None:
     here = Path(__file__).parent
-    for module, prefix in ((_zscore, "ZS_"), (_arima, "AR_")):
+    for module, prefix in ((_zscore, "ZS_"), (_arima, "AR_"), (_qlearn, "QL_")):
         expected = {
             k: v for k, v in vars(kernels).items() if k.startswith(prefix) and isinstance(v, int)
         }
@@ -50,5 +51,6 @@ _check_fresh()
 
 ZScoreCore = _zscore.ZScoreCore
 ArimaCore = _arima.ArimaCore
+QCore = _qlearn.QCore
 
-__all__ = ["ArimaCore", "ZScoreCore", "kernels"]
+__all__ = ["ArimaCore", "QCore", "ZScoreCore", "kernels"]
