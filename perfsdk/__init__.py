@@ -5,11 +5,12 @@
 """
 
 from perfsdk._version import __version__
-from perfsdk.adapt import Discretizer, QLearner
+from perfsdk.adapt import AdaptiveCache, CacheController, Decision, Discretizer, QLearner, cached
 from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Forecast, ZScoreDetector
 from perfsdk.instrument import DetectorBank, Incident, PerfSDK, PerfSpanProcessor, init, monitor
 
 __all__ = [
-    "Anomaly", "ArimaDetector", "ArimaFit", "DetectorBank", "Discretizer", "Forecast", "Incident",
-    "PerfSDK", "PerfSpanProcessor", "QLearner", "ZScoreDetector", "__version__", "init", "monitor",
+    "AdaptiveCache", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Decision",
+    "DetectorBank", "Discretizer", "Forecast", "Incident", "PerfSDK", "PerfSpanProcessor", "QLearner",
+    "ZScoreDetector", "__version__", "cached", "init", "monitor",
 ]

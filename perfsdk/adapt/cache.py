@@ -1,0 +1,399 @@
+"""AdaptiveCache: a dict-like LRU cache that learns its size and admission policy.
+
+The compiled core (``perfsdk._native._cache.CacheCore``) does the per-access
+work. Every ``interval`` operations a ``CacheController`` looks at what the
+interval looked like -- hit ratio, how often recently evicted keys were asked
+for again (ghost hits: what a larger cache would have hit), where the capacity
+sits between its limits, whether frequency admission is on -- and a tabular
+Q-learner picks an action: keep, shrink, grow, or switch admission. The
+reward trades misses against memory. Limits and a cooldown bound what it may
+do; in advisory mode it only recommends. Every decision is recorded with its
+state, Q-values, reward and any guardrail that changed it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+from collections import deque
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, TypeVar
+
+from perfsdk._native._cache import CacheCore
+from perfsdk.adapt.qlearner import Discretizer, QLearner
+
+_MISSING = object()
+F = TypeVar("F", bound=Callable[..., Any])
+
+ACTIONS = ("keep", "shrink", "grow", "switch_admission")  # keep first: ties go to keep
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One controller decision, explained."""
+
+    timestamp: datetime
+    controller: str
+    mode: str
+    state: int
+    features: dict[str, float]
+    action: str
+    q_values: tuple[float, ...]
+    reward: float
+    capacity_before: int
+    capacity_after: int
+    applied: bool
+    guardrail: str | None
+
+    def __str__(self) -> str:
+        f = self.features
+        text = (
+            f"{self.controller}: {self.action} (capacity {self.capacity_before} -> {self.capacity_after}"
+            f"{'' if self.applied else ', not applied: ' + self.mode}) after an interval with hit ratio "
+            f"{f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}, admission "
+            f"{'on' if f['admission'] else 'off'}; reward {self.reward:.4f}; Q = "
+            f"{dict(zip(ACTIONS, (round(q, 4) for q in self.q_values)))}"
+        )
+        return text + (f"; limited by {self.guardrail}" if self.guardrail else "")
+
+    def as_row(self, service: str) -> dict[str, Any]:
+        """A row of the Arrow decisions table."""
+        return {
+            "timestamp": self.timestamp, "service.name": service, "controller": self.controller,
+            "mode": self.mode, "state": self.state, "state_features": list(self.features.items()),
+            "action": self.action, "q_values": list(self.q_values), "reward": self.reward,
+            "value_before": float(self.capacity_before), "value_after": float(self.capacity_after),
+            "applied": self.applied, "guardrail": self.guardrail,
+        }
+
+
+class CacheController:
+    """Q-learning controller for an AdaptiveCache's size and admission policy.
+
+    Parameters
+    ----------
+    interval
+        Operations (gets) per decision.
+    miss_cost, memory_cost
+        The reward per interval is ``-(miss_ratio * miss_cost + capacity *
+        memory_cost)``: what a miss costs, and what holding one entry costs,
+        per operation, in the same unit.
+    target_hit_ratio
+        Instead of costs: reward ``-(10 * shortfall below the target +
+        capacity / max_capacity)``, i.e. the smallest cache that meets the target.
+    step
+        Grow multiplies the capacity by ``step``, shrink divides by it.
+    cooldown
+        Intervals after a capacity change during which it may not change again.
+    learner
+        A ``QLearner`` to start from (e.g. one loaded or merged from a fleet).
+    """
+
+    discretizer = Discretizer({
+        "hit_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        "ghost_ratio": [0.005, 0.02, 0.05, 0.1],
+        "capacity_position": [0.25, 0.5, 0.75],
+        "admission": [0.5],
+    })
+
+    def __init__(
+        self, *, interval: int = 10_000, miss_cost: float = 1.0, memory_cost: float = 1e-5,
+        target_hit_ratio: float | None = None, step: float = 1.25, cooldown: int = 1,
+        learner: QLearner | None = None, epsilon: float = 0.1, seed: int = 0, max_decisions: int = 1000,
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 10:
+            raise ValueError(f"interval must be an integer >= 10, got {interval!r}")
+        for name, value in (("miss_cost", miss_cost), ("memory_cost", memory_cost)):
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if target_hit_ratio is not None and not (0 < target_hit_ratio < 1):
+            raise ValueError(f"target_hit_ratio must be in (0, 1), got {target_hit_ratio!r}")
+        if not (isinstance(step, (int, float)) and step > 1):
+            raise ValueError(f"step must be a number > 1, got {step!r}")
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise ValueError(f"cooldown must be an integer >= 0, got {cooldown!r}")
+        n_states = self.discretizer.n_states
+        if learner is not None and (learner.n_states, learner.n_actions) != (n_states, len(ACTIONS)):
+            raise ValueError(f"learner must have {n_states} states and {len(ACTIONS)} actions")
+        self.interval = interval
+        self.miss_cost, self.memory_cost = float(miss_cost), float(memory_cost)
+        self.target_hit_ratio = target_hit_ratio
+        self.step = float(step)
+        self.cooldown = cooldown
+        self.learner = learner or QLearner(n_states, len(ACTIONS), alpha=0.2, gamma=0.5,
+                                           epsilon=epsilon, epsilon_min=epsilon, seed=seed)
+        self.decisions: deque[Decision] = deque(maxlen=max_decisions)
+        self._last: tuple[int, int] | None = None  # (state, action) awaiting its reward
+        self._seen = (0, 0, 0)  # hits, misses, ghost hits at the last decision
+        self._cooling = 0
+
+    def features(self, core: CacheCore, min_capacity: int, max_capacity: int) -> dict[str, float]:
+        hits, misses, ghost = core.hits - self._seen[0], core.misses - self._seen[1], core.ghost_hits - self._seen[2]
+        self._seen = (core.hits, core.misses, core.ghost_hits)
+        ops = max(hits + misses, 1)
+        span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
+        return {
+            "hit_ratio": hits / ops,
+            "ghost_ratio": ghost / ops,
+            "capacity_position": math.log(core.capacity / min_capacity) / span if span else 0.0,
+            "admission": 1.0 if core.admission else 0.0,
+            "capacity": float(core.capacity),
+        }
+
+    def reward(self, features: dict[str, float], max_capacity: int) -> float:
+        if self.target_hit_ratio is not None:
+            shortfall = max(0.0, self.target_hit_ratio - features["hit_ratio"])
+            return -(10.0 * shortfall + features["capacity"] / max_capacity)
+        return -((1.0 - features["hit_ratio"]) * self.miss_cost + features["capacity"] * self.memory_cost)
+
+    def decide(self, core: CacheCore, min_capacity: int, max_capacity: int, mode: str, name: str) -> Decision:
+        """Learn from the interval that just ended; choose (and maybe apply) the next action."""
+        features = self.features(core, min_capacity, max_capacity)
+        state = self.discretizer(features)
+        reward = self.reward(features, max_capacity)
+        if self._last is not None:
+            self.learner.learn(self._last[0], self._last[1], reward, state)
+        action = self.learner.act(state)
+        before = after = core.capacity
+        guardrail = None
+        chosen = ACTIONS[action]
+        if chosen in ("shrink", "grow"):
+            if self._cooling > 0:
+                guardrail, after = "cooldown", before
+            else:
+                wanted = round(before * self.step) if chosen == "grow" else round(before / self.step)
+                after = min(max(wanted, min_capacity), max_capacity)
+                if after != wanted:
+                    guardrail = "max_capacity" if wanted > max_capacity else "min_capacity"
+        applied = mode == "auto" and (after != before or chosen == "switch_admission")
+        if applied:
+            if after != before:
+                core.resize(after)
+                self._cooling = self.cooldown + 1
+            if chosen == "switch_admission":
+                core.admission = not core.admission
+        self._cooling = max(0, self._cooling - 1)
+        self._last = (state, action)
+        decision = Decision(
+            timestamp=datetime.now(timezone.utc), controller=name, mode=mode, state=state,
+            features={k: v for k, v in features.items()}, action=chosen,
+            q_values=tuple(float(q) for q in self.learner.q[state]), reward=reward,
+            capacity_before=before, capacity_after=after if mode == "auto" else before,
+            applied=applied, guardrail=guardrail,
+        )
+        self.decisions.append(decision)
+        return decision
+
+
+class AdaptiveCache(MutableMapping):
+    """A thread-safe, dict-like LRU cache that sizes itself within limits a person sets.
+
+    Parameters
+    ----------
+    capacity
+        Starting capacity (entries).
+    min_capacity, max_capacity
+        Hard limits for the controller (default: capacity / 4 and capacity * 4).
+    controller
+        A ``CacheController``, ``"default"`` for one with default settings, or
+        ``None`` for a plain, fixed-size LRU cache.
+    mode
+        ``"auto"`` applies decisions within the limits; ``"advisory"`` only
+        records them (the cache never changes by itself).
+    admission
+        Start with frequency admission (TinyLFU-style) on.
+    name
+        Names the cache in decisions.
+    on_decision
+        Called with every ``Decision`` (e.g. to export it).
+
+    Examples
+    --------
+    >>> cache = AdaptiveCache(capacity=2, controller=None)
+    >>> cache["a"] = 1; cache["b"] = 2
+    >>> cache.get("a"), cache.get("zzz", "default")
+    (1, 'default')
+    >>> cache["c"] = 3          # evicts "b", the least recently used
+    >>> sorted(cache), cache.stats()["evictions"]
+    (['a', 'c'], 1)
+    >>> cache.get_or_load("d", lambda key: key.upper())
+    'D'
+    """
+
+    def __init__(
+        self, capacity: int = 1024, *, min_capacity: int | None = None, max_capacity: int | None = None,
+        controller: CacheController | str | None = "default", mode: str = "auto", admission: bool = False,
+        name: str = "cache", on_decision: Callable[[Decision], Any] | None = None,
+    ) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+        min_capacity = max(1, capacity // 4) if min_capacity is None else min_capacity
+        max_capacity = capacity * 4 if max_capacity is None else max_capacity
+        if isinstance(min_capacity, bool) or not isinstance(min_capacity, int) or not 1 <= min_capacity <= capacity:
+            raise ValueError(f"min_capacity must be an integer in 1..capacity, got {min_capacity!r}")
+        if isinstance(max_capacity, bool) or not isinstance(max_capacity, int) or max_capacity < capacity:
+            raise ValueError(f"max_capacity must be an integer >= capacity, got {max_capacity!r}")
+        if mode not in ("auto", "advisory"):
+            raise ValueError(f"mode must be 'auto' or 'advisory', got {mode!r}")
+        if controller == "default":
+            controller = CacheController()
+        if controller is not None and not isinstance(controller, CacheController):
+            raise ValueError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
+        self.min_capacity, self.max_capacity = min_capacity, max_capacity
+        self.mode = mode
+        self.name = name
+        self.controller = controller
+        self.on_decision = on_decision
+        self.decision_faults = 0
+        self._core = CacheCore(capacity, max_capacity)
+        self._core.admission = admission
+        if controller is not None:
+            self._core.on_interval = self._on_interval
+            self._core.next_interval_at = controller.interval
+        self._decide_lock = threading.Lock()
+
+    # -- the controller hook (runs every `interval` operations, outside the core's lock) --
+    def _on_interval(self) -> None:
+        controller = self.controller
+        assert controller is not None
+        try:
+            with self._decide_lock:
+                decision = controller.decide(self._core, self.min_capacity, self.max_capacity, self.mode, self.name)
+            if self.on_decision is not None:
+                self.on_decision(decision)
+        except Exception:
+            self.decision_faults += 1  # a controller fault must not break a cache read
+        finally:
+            self._core.next_interval_at = self._core.ops + controller.interval
+
+    # -- access ---------------------------------------------------------------------------
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._core.get(key, default)
+
+    def put(self, key: Any, value: Any) -> bool:
+        """Store ``value``; False if frequency admission turned the new key away."""
+        return self._core.put(key, value)
+
+    def get_or_load(self, key: Any, loader: Callable[[Any], Any]) -> Any:
+        """The cached value, or ``loader(key)`` -- called outside any lock -- stored and returned."""
+        value = self._core.get(key, _MISSING)
+        if value is _MISSING:
+            value = loader(key)
+            self._core.put(key, value)
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._core.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._core.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if self._core.pop(key, _MISSING) is _MISSING:
+            raise KeyError(key)
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        value = self._core.pop(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._core.contains(key))  # no effect on recency or statistics
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._core.keys_by_recency())
+
+    def __len__(self) -> int:
+        return int(self._core.size)
+
+    def clear(self) -> None:
+        self._core.clear()
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return int(self._core.capacity)
+
+    def resize(self, capacity: int) -> None:
+        """Set the capacity by hand (within min/max); evicts to fit."""
+        if not self.min_capacity <= capacity <= self.max_capacity:
+            raise ValueError(f"capacity must be in {self.min_capacity}..{self.max_capacity}, got {capacity}")
+        self._core.resize(capacity)
+
+    def decisions(self) -> list[Decision]:
+        return list(self.controller.decisions) if self.controller else []
+
+    def stats(self) -> dict[str, Any]:
+        """Hits, misses, evictions, capacity, an approximate size in bytes, and more."""
+        core = self._core
+        ops = core.hits + core.misses
+        return {
+            "hits": core.hits, "misses": core.misses,
+            "hit_ratio": core.hits / ops if ops else 0.0,
+            "evictions": core.evictions, "ghost_hits": core.ghost_hits,
+            "admission_rejections": core.rejected, "admission": bool(core.admission),
+            "size": core.size, "capacity": core.capacity,
+            "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
+            "approx_bytes": self._approx_bytes(), "mode": self.mode,
+            "decisions": len(self.controller.decisions) if self.controller else 0,
+            "decision_faults": self.decision_faults,
+        }
+
+    def _approx_bytes(self) -> int:
+        keys = self._core.keys_by_recency()[:64]
+        if not keys:
+            return 0
+        sample = sum(sys.getsizeof(k) + sys.getsizeof(self._core.peek(k)) for k in keys) / len(keys)
+        return int(self._core.size * (sample + 100))  # + dict slot, list slots, links
+
+    def __repr__(self) -> str:
+        return (f"AdaptiveCache(capacity={self.capacity}, min_capacity={self.min_capacity}, "
+                f"max_capacity={self.max_capacity}, mode={self.mode!r}, size={len(self)})")
+
+
+def cached(maxsize: int = 128, **cache_options: Any) -> Callable[[F], F]:
+    """Memoize a function in an ``AdaptiveCache`` (like ``functools.lru_cache``).
+
+    ``maxsize`` is the starting capacity; other options go to ``AdaptiveCache``.
+    The wrapper has ``cache`` (the AdaptiveCache), ``cache_info()`` and ``cache_clear()``.
+
+    >>> @cached(maxsize=256, controller=None)
+    ... def square(x):
+    ...     return x * x
+    >>> square(4), square(4), square.cache_info()["hits"]
+    (16, 16, 1)
+    """
+    def decorate(fn: F) -> F:
+        cache = AdaptiveCache(maxsize, **cache_options)
+        get, put = cache._core.get, cache._core.put
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs:
+                key: Any = (args, frozenset(kwargs.items()))
+            elif len(args) == 1 and type(args[0]) in (int, str):
+                key = args[0]  # lru_cache's fast path: the argument is the key
+            else:
+                key = args
+            value = get(key, _MISSING)
+            if value is _MISSING:
+                value = fn(*args, **kwargs)
+                put(key, value)
+            return value
+
+        wrapper.cache = cache  # type: ignore[attr-defined]
+        wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,214 @@
+"""AdaptiveCache: dict semantics, LRU order, admission, the controller and its limits."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from perfsdk import AdaptiveCache, CacheController, cached
+from perfsdk.export import DECISIONS
+
+keys = st.integers(0, 12) | st.sampled_from(["a", "b", "c", ("t", 1)])
+
+
+class LRUModel(RuleBasedStateMachine):
+    """The cache against an OrderedDict LRU of the same capacity."""
+
+    def __init__(self):
+        super().__init__()
+        self.cache = AdaptiveCache(capacity=5, controller=None)
+        self.model: OrderedDict = OrderedDict()
+
+    @rule(key=keys, value=st.integers())
+    def put(self, key, value):
+        self.cache[key] = value
+        self.model[key] = value
+        self.model.move_to_end(key)
+        if len(self.model) > 5:
+            self.model.popitem(last=False)
+
+    @rule(key=keys)
+    def get(self, key):
+        expected = self.model.get(key, "missing")
+        if key in self.model:
+            self.model.move_to_end(key)
+        assert self.cache.get(key, "missing") == expected
+
+    @rule(key=keys)
+    def delete(self, key):
+        if key in self.model:
+            del self.model[key]
+            del self.cache[key]
+        else:
+            with pytest.raises(KeyError):
+                del self.cache[key]
+
+    @rule(key=keys)
+    def contains(self, key):
+        assert (key in self.cache) == (key in self.model)
+
+    @invariant()
+    def same_contents_in_recency_order(self):
+        assert list(self.cache) == list(reversed(self.model))
+        assert len(self.cache) == len(self.model)
+
+
+TestLRUModel = LRUModel.TestCase
+TestLRUModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_mapping_api():
+    cache = AdaptiveCache(capacity=3, controller=None)
+    cache.update({"a": 1, "b": 2})
+    assert cache["a"] == 1 and cache.pop("b") == 2 and cache.pop("b", None) is None
+    with pytest.raises(KeyError):
+        cache["zzz"]
+    with pytest.raises(KeyError):
+        cache.pop("zzz")
+    assert dict(cache.items()) == {"a": 1}
+    cache.clear()
+    assert len(cache) == 0 and cache.stats()["misses"] == 1
+
+
+def test_ghost_hits_measure_what_a_larger_cache_would_hit():
+    cache = AdaptiveCache(capacity=2, controller=None)
+    for k in ("a", "b", "c"):
+        cache[k] = k  # "a" is evicted by "c"
+    assert cache.get("a") is None and cache.stats()["ghost_hits"] == 1
+
+
+def test_frequency_admission_protects_popular_keys_from_a_scan():
+    plain = AdaptiveCache(capacity=50, controller=None)
+    guarded = AdaptiveCache(capacity=50, controller=None, admission=True)
+    for cache in (plain, guarded):
+        for _ in range(5):
+            for k in range(50):
+                cache.get_or_load(("hot", k), lambda key: key)
+        for k in range(1000):  # a one-off scan
+            cache.get_or_load(("scan", k), lambda key: key)
+        hits_before = cache.stats()["hits"]
+        for k in range(50):
+            cache.get_or_load(("hot", k), lambda key: key)
+        cache.rehits = cache.stats()["hits"] - hits_before
+    assert plain.rehits == 0 and guarded.rehits == 50
+    assert guarded.stats()["admission_rejections"] >= 900
+
+
+def test_eight_threads_hammering_one_cache():
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=500))
+    errors = []
+
+    def work(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(20_000):
+                k = rng.randrange(400)
+                op = rng.random()
+                if op < 0.6:
+                    cache.get(k)
+                elif op < 0.95:
+                    cache[k] = k
+                else:
+                    cache.pop(k, None)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(list(cache)) == len(cache) <= cache.capacity
+    assert all(cache.get(k) == k for k in list(cache))
+    assert cache.stats()["decision_faults"] == 0
+
+
+def zipf_trace(n, universe, seed=0, a=1.1):
+    rng = np.random.default_rng(seed)
+    return (rng.zipf(a, n) % universe).tolist()
+
+
+def test_controller_stays_within_limits_and_explains_itself():
+    cache = AdaptiveCache(capacity=100, min_capacity=50, max_capacity=200,
+                          controller=CacheController(interval=200, cooldown=0, epsilon=0.5, seed=1))
+    seen = set()
+    for k in zipf_trace(60_000, 5000):
+        cache.get_or_load(k, lambda key: key)
+        seen.add(cache.capacity)
+        assert 50 <= cache.capacity <= 200
+    decisions = cache.decisions()
+    assert len(decisions) >= 200 and len(seen) > 2
+    limited = [d for d in decisions if d.guardrail in ("min_capacity", "max_capacity")]
+    assert limited and all(50 <= d.capacity_after <= 200 for d in decisions)
+    text = str(decisions[-1])
+    assert "hit ratio" in text and "Q = {'keep'" in text
+    table = pa.Table.from_pylist([d.as_row("shop") for d in decisions], schema=DECISIONS)
+    assert table.num_rows == len(decisions)
+
+
+def test_advisory_mode_changes_nothing():
+    cache = AdaptiveCache(capacity=100, mode="advisory",
+                          controller=CacheController(interval=100, cooldown=0, epsilon=1.0, seed=2))
+    for k in zipf_trace(20_000, 3000):
+        cache.get_or_load(k, lambda key: key)
+    decisions = cache.decisions()
+    assert decisions and cache.capacity == 100 and not cache.stats()["admission"]
+    assert all(not d.applied and d.capacity_after == 100 for d in decisions)
+    assert any(d.action in ("grow", "shrink", "switch_admission") for d in decisions)
+
+
+def test_controller_grows_when_misses_are_dear_and_shrinks_when_memory_is():
+    trace = zipf_trace(300_000, 20_000, seed=3)
+
+    def final_capacity(miss_cost, memory_cost):
+        cache = AdaptiveCache(capacity=400, min_capacity=100, max_capacity=1600,
+                              controller=CacheController(interval=1000, miss_cost=miss_cost,
+                                                         memory_cost=memory_cost, seed=4))
+        for k in trace:
+            cache.get_or_load(k, lambda key: key)
+        return cache.capacity
+
+    assert final_capacity(1.0, 0.0) > 400  # memory is free: grow
+    assert final_capacity(0.0, 1e-3) < 400  # misses are free: shrink
+
+
+def test_cached_decorator():
+    calls = []
+
+    @cached(maxsize=2, controller=None)
+    def slow_square(x, offset=0):
+        calls.append(x)
+        return x * x + offset
+
+    assert [slow_square(3), slow_square(3), slow_square(3, offset=1)] == [9, 9, 10]
+    assert calls == [3, 3] and slow_square.cache_info()["hits"] == 1
+    assert slow_square.__name__ == "slow_square"
+    slow_square.cache_clear()
+    assert len(slow_square.cache) == 0
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    ({"capacity": 0}, "capacity"), ({"min_capacity": 0}, "min_capacity"),
+    ({"max_capacity": 5}, "max_capacity"), ({"mode": "yolo"}, "mode"), ({"controller": 3}, "controller"),
+])
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        AdaptiveCache(**{"capacity": 10, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    ({"interval": 1}, "interval"), ({"miss_cost": -1}, "miss_cost"), ({"step": 1.0}, "step"),
+    ({"target_hit_ratio": 2}, "target_hit_ratio"), ({"cooldown": -1}, "cooldown"),
+])
+def test_bad_controller_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        CacheController(**kwargs)
