@@ -87,7 +87,7 @@ def test_ghost_hits_measure_what_a_larger_cache_would_hit():
 
 def test_frequency_admission_protects_popular_keys_from_a_scan():
     plain = AdaptiveCache(capacity=50, controller=None)
-    guarded = AdaptiveCache(capacity=50, controller=None, admission=True)
+    guarded = AdaptiveCache(capacity=50, controller=None, window=0.02)
     for cache in (plain, guarded):
         for _ in range(5):
             for k in range(50):
@@ -98,7 +98,7 @@ def test_frequency_admission_protects_popular_keys_from_a_scan():
         for k in range(50):
             cache.get_or_load(("hot", k), lambda key: key)
         cache.rehits = cache.stats()["hits"] - hits_before
-    assert plain.rehits == 0 and guarded.rehits == 50
+    assert plain.rehits == 0 and guarded.rehits >= 48  # one window slot holds the newest scan key
     assert guarded.stats()["admission_rejections"] >= 900
 
 
@@ -161,9 +161,9 @@ def test_advisory_mode_changes_nothing():
     for k in zipf_trace(20_000, 3000):
         cache.get_or_load(k, lambda key: key)
     decisions = cache.decisions()
-    assert decisions and cache.capacity == 100 and not cache.stats()["admission"]
+    assert decisions and cache.capacity == 100 and cache.stats()["window_share"] == 0.01
     assert all(not d.applied and d.capacity_after == 100 for d in decisions)
-    assert any(d.action in ("grow", "shrink", "switch_admission") for d in decisions)
+    assert any(d.action != "keep" for d in decisions)
 
 
 def test_controller_grows_when_misses_are_dear_and_shrinks_when_memory_is():

@@ -1,12 +1,18 @@
 # cython: language_level=3
-"""Compiled core of the adaptive cache: an LRU list, a ghost list, a frequency sketch.
+"""Compiled core of the adaptive cache: W-TinyLFU with a movable window, and a ghost list.
 
 ``CacheCore`` keeps entries in slots: a dict maps each key to its slot, C
-arrays link the slots in recency order, and Python lists hold the keys and
-values. A hit is one dict lookup and a relink. Evicted keys go to a bounded
-ghost list, so the controller can see what a larger cache would have hit. An
-optional TinyLFU-style admission filter (a count-min sketch of recent
-frequencies) keeps a one-off key from evicting a popular one.
+arrays link the slots into two recency lists, and Python lists hold the keys
+and values. A hit is one dict lookup and a relink.
+
+New keys enter the *window* (an LRU list holding ``window_capacity`` of the
+``capacity`` entries). A key pushed out of the window joins the *main* list
+if there is room, or if a count-min sketch of recent access frequencies says
+it is used more often than main's least recent entry, which it then evicts
+(TinyLFU admission). With the window at the whole capacity this is plain LRU;
+with a 1 % window it is W-TinyLFU (Caffeine's policy). The controller moves
+the window between the two. Evicted keys go to a bounded ghost list, so the
+controller can see what a larger cache would have hit.
 
 Thread safety: every operation runs under one C-level lock (acquired without
 holding up other threads when contended). Do not touch the cache from a key's
@@ -21,9 +27,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
 
+cdef enum:
+    WINDOW = 0
+    MAIN = 1
+
 
 cdef class CacheCore:
-    """LRU with ghost list and optional frequency admission; see module docstring."""
+    """W-TinyLFU with a movable window, and a ghost list; see the module docstring."""
 
     cdef dict _index
     cdef list _keys
@@ -31,8 +41,12 @@ cdef class CacheCore:
     cdef Py_ssize_t* _prev
     cdef Py_ssize_t* _next
     cdef Py_ssize_t* _free
+    cdef uint8_t* _segment  # per slot: WINDOW or MAIN
     cdef Py_ssize_t _nfree
-    cdef Py_ssize_t _head, _tail
+    cdef Py_ssize_t _head[2]
+    cdef Py_ssize_t _tail[2]
+    cdef Py_ssize_t _count_in[2]
+    cdef readonly Py_ssize_t window_capacity
     cdef readonly Py_ssize_t size
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t max_capacity
@@ -41,8 +55,6 @@ cdef class CacheCore:
     cdef uint8_t* _sketch
     cdef uint64_t _width_mask
     cdef Py_ssize_t _sketch_adds, _sketch_reset_at
-    cdef public bint admission
-    """Frequency admission on: a new key must be used more often than the victim."""
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
@@ -51,29 +63,33 @@ cdef class CacheCore:
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
         cdef Py_ssize_t i, width = 64
+        cdef Py_ssize_t slots = max_capacity + 1  # a new key is placed before the eviction it causes
         if capacity < 1 or max_capacity < capacity:
             raise ValueError("need 1 <= capacity <= max_capacity")
         self._lock = PyThread_allocate_lock()
-        self._prev = <Py_ssize_t*> malloc(max_capacity * sizeof(Py_ssize_t))
-        self._next = <Py_ssize_t*> malloc(max_capacity * sizeof(Py_ssize_t))
-        self._free = <Py_ssize_t*> malloc(max_capacity * sizeof(Py_ssize_t))
+        self._prev = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
+        self._next = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
+        self._free = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
+        self._segment = <uint8_t*> malloc(slots)
         while width < 4 * max_capacity:
             width *= 2
         self._sketch = <uint8_t*> malloc(4 * width)
-        if not (self._lock and self._prev and self._next and self._free and self._sketch):
+        if not (self._lock and self._prev and self._next and self._free and self._sketch and self._segment):
             raise MemoryError("cannot allocate the cache's arrays")
         memset(self._sketch, 0, 4 * width)
         self._width_mask = width - 1
         self._sketch_reset_at = 10 * max_capacity
-        for i in range(max_capacity):
-            self._free[i] = max_capacity - 1 - i
-        self._nfree = max_capacity
+        for i in range(slots):
+            self._free[i] = slots - 1 - i
+        self._nfree = slots
         self._index = {}
-        self._keys = [None] * max_capacity
-        self._values = [None] * max_capacity
+        self._keys = [None] * slots
+        self._values = [None] * slots
         self._ghost = {}
-        self._head = self._tail = -1
+        self._head[0] = self._head[1] = self._tail[0] = self._tail[1] = -1
+        self._count_in[0] = self._count_in[1] = 0
         self.capacity = capacity
+        self.window_capacity = capacity  # plain LRU until resize() moves the window
         self.max_capacity = max_capacity
         self.ghost_capacity = capacity
 
@@ -82,6 +98,7 @@ cdef class CacheCore:
         free(self._next)
         free(self._free)
         free(self._sketch)
+        free(self._segment)
         if self._lock:
             PyThread_free_lock(self._lock)
 
@@ -95,24 +112,28 @@ cdef class CacheCore:
         PyThread_release_lock(self._lock)
 
     cdef inline void _unlink(self, Py_ssize_t slot) noexcept:
+        cdef uint8_t seg = self._segment[slot]
         cdef Py_ssize_t p = self._prev[slot], n = self._next[slot]
         if p >= 0:
             self._next[p] = n
         else:
-            self._head = n
+            self._head[seg] = n
         if n >= 0:
             self._prev[n] = p
         else:
-            self._tail = p
+            self._tail[seg] = p
+        self._count_in[seg] -= 1
 
-    cdef inline void _push_front(self, Py_ssize_t slot) noexcept:
+    cdef inline void _push_front(self, Py_ssize_t slot, uint8_t seg) noexcept:
+        self._segment[slot] = seg
         self._prev[slot] = -1
-        self._next[slot] = self._head
-        if self._head >= 0:
-            self._prev[self._head] = slot
-        self._head = slot
-        if self._tail < 0:
-            self._tail = slot
+        self._next[slot] = self._head[seg]
+        if self._head[seg] >= 0:
+            self._prev[self._head[seg]] = slot
+        self._head[seg] = slot
+        if self._tail[seg] < 0:
+            self._tail[seg] = slot
+        self._count_in[seg] += 1
 
     # -- frequency sketch (count-min, 4 rows of saturating 8-bit counters) ---------
     cdef inline uint64_t _mix(self, uint64_t h, uint64_t row) noexcept:
@@ -158,6 +179,7 @@ cdef class CacheCore:
         """The value for ``key`` (and it becomes most recent), or ``default``."""
         cdef object slot_obj, value
         cdef Py_ssize_t slot
+        cdef uint8_t seg
         self._acquire()
         try:
             slot_obj = self._index.get(key)
@@ -165,16 +187,17 @@ cdef class CacheCore:
                 self.misses += 1
                 if key in self._ghost:
                     self.ghost_hits += 1
-                if self.admission:
+                if self.window_capacity < self.capacity:
                     self._count(key)
                 value = default
             else:
                 slot = <Py_ssize_t> slot_obj
-                if slot != self._head:
+                seg = self._segment[slot]
+                if slot != self._head[seg]:
                     self._unlink(slot)
-                    self._push_front(slot)
+                    self._push_front(slot, seg)
                 self.hits += 1
-                if self.admission:
+                if self.window_capacity < self.capacity:
                     self._count(key)
                 value = self._values[slot]
             if self.next_interval_at:
@@ -195,38 +218,57 @@ cdef class CacheCore:
             self._release()
 
     def put(self, key, value):
-        """Store ``value``; returns False if the admission filter turned the key away."""
+        """Store ``value`` (a new key enters the window); returns True."""
         cdef object slot_obj
         cdef Py_ssize_t slot
+        cdef uint8_t seg
         self._acquire()
         try:
             slot_obj = self._index.get(key)
             if slot_obj is not None:
                 slot = <Py_ssize_t> slot_obj
                 self._values[slot] = value
-                if slot != self._head:
+                seg = self._segment[slot]
+                if slot != self._head[seg]:
                     self._unlink(slot)
-                    self._push_front(slot)
+                    self._push_front(slot, seg)
                 return True
-            if self.size >= self.capacity:
-                if self.admission and self._frequency(key) <= self._frequency(self._keys[self._tail]):
-                    self.rejected += 1
-                    return False
-                self._evict_one()
             slot = self._free[self._nfree - 1]
             self._nfree -= 1
             self._keys[slot] = key
             self._values[slot] = value
             self._index[key] = slot
-            self._push_front(slot)
+            self._push_front(slot, WINDOW)
             self.size += 1
             self._ghost.pop(key, None)
+            self._rebalance()
             return True
         finally:
             self._release()
 
-    cdef void _evict_one(self) except *:
-        cdef Py_ssize_t slot = self._tail
+    cdef void _rebalance(self) except *:
+        """Move window overflow into main (admission decides who stays); evict to fit."""
+        cdef Py_ssize_t candidate, victim
+        cdef Py_ssize_t main_quota = self.capacity - self.window_capacity
+        while self._count_in[WINDOW] > self.window_capacity:
+            candidate = self._tail[WINDOW]
+            self._unlink(candidate)
+            if self._count_in[MAIN] < main_quota:
+                self._push_front(candidate, MAIN)
+                continue
+            victim = self._tail[MAIN]
+            if victim >= 0 and self._frequency(self._keys[candidate]) > self._frequency(self._keys[victim]):
+                self._push_front(candidate, MAIN)
+                self._evict(victim)
+            else:
+                self._push_front(candidate, WINDOW)  # back in a list, so _evict can unlink it
+                self._evict(candidate)
+                if main_quota:
+                    self.rejected += 1
+        while self.size > self.capacity:  # after a resize: shrink main first
+            self._evict(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
+
+    cdef void _evict(self, Py_ssize_t slot) except *:
         cdef object key = self._keys[slot]
         self._unlink(slot)
         del self._index[key]
@@ -267,29 +309,43 @@ cdef class CacheCore:
         finally:
             self._release()
 
-    def resize(self, Py_ssize_t capacity):
-        """Set the capacity (1..max_capacity), evicting least recent entries to fit."""
+    def resize(self, Py_ssize_t capacity, double window_share=-1.0):
+        """Set the capacity (1..max_capacity) and, optionally, the window's share of it.
+
+        The share is kept when not given; entries are evicted to fit.
+        """
         if capacity < 1 or capacity > self.max_capacity:
             raise ValueError(f"capacity must be in 1..{self.max_capacity}, got {capacity}")
+        if window_share > 1.0:
+            raise ValueError(f"window_share must be in (0, 1], got {window_share}")
         self._acquire()
         try:
-            while self.size > capacity:
-                self._evict_one()
+            if window_share <= 0.0:
+                window_share = self.window_capacity / <double> self.capacity
             self.capacity = capacity
             self.ghost_capacity = capacity
+            self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
+            self._rebalance()
         finally:
             self._release()
+
+    @property
+    def window_share(self):
+        """The window's share of the capacity: 1.0 is plain LRU, 0.01 is W-TinyLFU."""
+        return self.window_capacity / <double> self.capacity
 
     def keys_by_recency(self):
         """Keys, most recent first (a snapshot)."""
         cdef Py_ssize_t slot
+        cdef int seg
         out = []
         self._acquire()
         try:
-            slot = self._head
-            while slot >= 0:
-                out.append(self._keys[slot])
-                slot = self._next[slot]
+            for seg in (WINDOW, MAIN):  # the window holds the newest keys
+                slot = self._head[seg]
+                while slot >= 0:
+                    out.append(self._keys[slot])
+                    slot = self._next[slot]
             return out
         finally:
             self._release()
@@ -299,7 +355,7 @@ cdef class CacheCore:
         self._acquire()
         try:
             while self.size:
-                self._evict_one()
+                self._evict(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
             self._ghost.clear()
         finally:
             self._release()

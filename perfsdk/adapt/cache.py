@@ -1,12 +1,13 @@
 """AdaptiveCache: a dict-like LRU cache that learns its size and admission policy.
 
-The compiled core (``perfsdk._native._cache.CacheCore``) does the per-access
-work. Every ``interval`` operations a ``CacheController`` looks at what the
-interval looked like -- hit ratio, how often recently evicted keys were asked
-for again (ghost hits: what a larger cache would have hit), where the capacity
-sits between its limits, whether frequency admission is on -- and a tabular
-Q-learner picks an action: keep, shrink, grow, or switch admission. The
-reward trades misses against memory. Limits and a cooldown bound what it may
+The compiled core (``perfsdk._native._cache.CacheCore``, W-TinyLFU with a
+movable window) does the per-access work. Every ``interval`` operations a
+``CacheController`` looks at what the interval looked like -- hit ratio, how
+often recently evicted keys were asked for again (ghost hits: what a larger
+cache would have hit), where the capacity sits between its limits, how large
+the recency window is -- and a tabular Q-learner picks an action: keep,
+shrink, grow, or move the window (a larger window favours recency, LRU at the
+limit; a smaller one favours frequency). The reward trades misses against memory. Limits and a cooldown bound what it may
 do; in advisory mode it only recommends. Every decision is recorded with its
 state, Q-values, reward and any guardrail that changed it.
 """
@@ -29,7 +30,8 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 _MISSING = object()
 F = TypeVar("F", bound=Callable[..., Any])
 
-ACTIONS = ("keep", "shrink", "grow", "switch_admission")  # keep first: ties go to keep
+ACTIONS = ("keep", "shrink", "grow", "less_window", "more_window")  # keep first: ties go to keep
+WINDOW_SHARES = (0.01, 0.05, 0.2, 1.0)  # the window's steps: W-TinyLFU ... plain LRU
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,8 @@ class Decision:
         text = (
             f"{self.controller}: {self.action} (capacity {self.capacity_before} -> {self.capacity_after}"
             f"{'' if self.applied else ', not applied: ' + self.mode}) after an interval with hit ratio "
-            f"{f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}, admission "
-            f"{'on' if f['admission'] else 'off'}; reward {self.reward:.4f}; Q = "
+            f"{f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}, window "
+            f"{f['window_share']:.0%}; reward {self.reward:.4f}; Q = "
             f"{dict(zip(ACTIONS, (round(q, 4) for q in self.q_values)))}"
         )
         return text + (f"; limited by {self.guardrail}" if self.guardrail else "")
@@ -97,7 +99,7 @@ class CacheController:
         "hit_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         "ghost_ratio": [0.005, 0.02, 0.05, 0.1],
         "capacity_position": [0.25, 0.5, 0.75],
-        "admission": [0.5],
+        "window_share": [0.03, 0.1, 0.5],
     })
 
     def __init__(
@@ -140,7 +142,7 @@ class CacheController:
             "hit_ratio": hits / ops,
             "ghost_ratio": ghost / ops,
             "capacity_position": math.log(core.capacity / min_capacity) / span if span else 0.0,
-            "admission": 1.0 if core.admission else 0.0,
+            "window_share": float(core.window_share),
             "capacity": float(core.capacity),
         }
 
@@ -159,6 +161,7 @@ class CacheController:
             self.learner.learn(self._last[0], self._last[1], reward, state)
         action = self.learner.act(state)
         before = after = core.capacity
+        share = core.window_share
         guardrail = None
         chosen = ACTIONS[action]
         if chosen in ("shrink", "grow"):
@@ -169,13 +172,17 @@ class CacheController:
                 after = min(max(wanted, min_capacity), max_capacity)
                 if after != wanted:
                     guardrail = "max_capacity" if wanted > max_capacity else "min_capacity"
-        applied = mode == "auto" and (after != before or chosen == "switch_admission")
+        elif chosen in ("less_window", "more_window"):
+            step = _nearest_step(share) + (1 if chosen == "more_window" else -1)
+            if 0 <= step < len(WINDOW_SHARES):
+                share = WINDOW_SHARES[step]
+            else:
+                guardrail = "window limit"
+        applied = mode == "auto" and (after != before or share != core.window_share)
         if applied:
+            core.resize(after, share)
             if after != before:
-                core.resize(after)
                 self._cooling = self.cooldown + 1
-            if chosen == "switch_admission":
-                core.admission = not core.admission
         self._cooling = max(0, self._cooling - 1)
         self._last = (state, action)
         decision = Decision(
@@ -187,6 +194,10 @@ class CacheController:
         )
         self.decisions.append(decision)
         return decision
+
+
+def _nearest_step(share: float) -> int:
+    return min(range(len(WINDOW_SHARES)), key=lambda i: abs(math.log(WINDOW_SHARES[i] / share)))
 
 
 class AdaptiveCache(MutableMapping):
@@ -204,8 +215,10 @@ class AdaptiveCache(MutableMapping):
     mode
         ``"auto"`` applies decisions within the limits; ``"advisory"`` only
         records them (the cache never changes by itself).
-    admission
-        Start with frequency admission (TinyLFU-style) on.
+    window
+        The recency window's share of the capacity, in (0, 1]: 1.0 is plain
+        LRU, 0.01 is W-TinyLFU (frequency admission behind a small window).
+        Default: 1.0 without a controller, 0.01 with one (it moves it).
     name
         Names the cache in decisions.
     on_decision
@@ -226,8 +239,9 @@ class AdaptiveCache(MutableMapping):
 
     def __init__(
         self, capacity: int = 1024, *, min_capacity: int | None = None, max_capacity: int | None = None,
-        controller: CacheController | str | None = "default", mode: str = "auto", admission: bool = False,
-        name: str = "cache", on_decision: Callable[[Decision], Any] | None = None,
+        controller: CacheController | str | None = "default", mode: str = "auto",
+        window: float | None = None, name: str = "cache",
+        on_decision: Callable[[Decision], Any] | None = None,
     ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
@@ -243,6 +257,10 @@ class AdaptiveCache(MutableMapping):
             controller = CacheController()
         if controller is not None and not isinstance(controller, CacheController):
             raise ValueError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
+        if window is None:
+            window = 1.0 if controller is None else WINDOW_SHARES[0]
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 1:
+            raise ValueError(f"window must be a number in (0, 1], got {window!r}")
         self.min_capacity, self.max_capacity = min_capacity, max_capacity
         self.mode = mode
         self.name = name
@@ -250,7 +268,8 @@ class AdaptiveCache(MutableMapping):
         self.on_decision = on_decision
         self.decision_faults = 0
         self._core = CacheCore(capacity, max_capacity)
-        self._core.admission = admission
+        self._core.resize(capacity, float(window))
+        self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
         if controller is not None:
             self._core.on_interval = self._on_interval
             self._core.next_interval_at = controller.interval
@@ -272,11 +291,12 @@ class AdaptiveCache(MutableMapping):
 
     # -- access ---------------------------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
-        return self._core.get(key, default)
+        """The value for ``key`` (it becomes most recent), or ``default``."""
+        return self._core.get(key, default)  # instances call the compiled core directly
 
-    def put(self, key: Any, value: Any) -> bool:
-        """Store ``value``; False if frequency admission turned the new key away."""
-        return self._core.put(key, value)
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` (a new key enters the recency window)."""
+        self._core.put(key, value)
 
     def get_or_load(self, key: Any, loader: Callable[[Any], Any]) -> Any:
         """The cached value, or ``loader(key)`` -- called outside any lock -- stored and returned."""
@@ -341,7 +361,7 @@ class AdaptiveCache(MutableMapping):
             "hits": core.hits, "misses": core.misses,
             "hit_ratio": core.hits / ops if ops else 0.0,
             "evictions": core.evictions, "ghost_hits": core.ghost_hits,
-            "admission_rejections": core.rejected, "admission": bool(core.admission),
+            "admission_rejections": core.rejected, "window_share": core.window_share,
             "size": core.size, "capacity": core.capacity,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
             "approx_bytes": self._approx_bytes(), "mode": self.mode,

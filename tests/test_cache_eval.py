@@ -1,0 +1,42 @@
+"""The cache evaluation bench (benches/cache_eval.py): its reference policies are right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cache_eval
+
+
+@pytest.fixture(scope="module")
+def trace():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.zipf(1.2, 6000) % 800, np.arange(3000) % 300]).astype(np.int64)
+
+
+def test_mattson_matches_a_simulated_lru_at_every_capacity(trace):
+    hits_at = cache_eval.lru_hits_at_every_capacity(trace)
+    for capacity in (1, 10, 100, 299, 300, 700):
+        assert hits_at[min(capacity, len(hits_at) - 1)] == cache_eval.lru_hits(trace, capacity)
+
+
+def test_belady_is_the_ceiling(trace):
+    for capacity in (20, 100, 400):
+        best = cache_eval.belady_hits(trace, capacity)
+        for name in ("LRU", "ARC", "perfsdk W-TinyLFU (fixed 1 %)", "perfsdk adaptive"):
+            assert cache_eval.POLICIES[name](trace, capacity) <= best, name
+
+
+def test_arc_resists_a_scan_that_flushes_lru():
+    hot = list(range(50)) * 20
+    scan = list(range(1000, 3000))
+    trace = np.array(hot + scan + hot, dtype=np.int64)
+    assert cache_eval.arc_hits(trace, 100) > cache_eval.lru_hits(trace, 100)
+
+
+def test_real_traces_load(shared_data):
+    oltp = cache_eval.load_trace("arc/OLTP.lis.gz", shared_data / "cache-traces", limit=5000)
+    loop = cache_eval.load_trace("lirs/loop.trace.gz", shared_data / "cache-traces", limit=5000)
+    assert len(oltp) == len(loop) == 5000 and oltp.min() == 0 and loop.dtype == np.int64
+    rows = cache_eval.hit_ratio_table(limit=3000, runs={"lirs/gli.trace.gz": [250]})
+    assert rows[0]["Belady (optimum)"] >= max(v for k, v in rows[0].items() if isinstance(v, float))
