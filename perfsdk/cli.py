@@ -84,8 +84,11 @@ def _detect(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from perfsdk.export.analyze import analyze
 
+    path = Path(args.path)
+    # anomalies go beside the spans table, never inside it
+    default_out = path.parent if path.name == "spans" else path if path.is_dir() else path.parent
     try:
-        result = analyze(args.path, out=args.out or args.path, detector=args.detector,
+        result = analyze(args.path, out=args.out or default_out, detector=args.detector,
                          threshold=args.threshold, scheduler=args.scheduler, progress=not args.quiet,
                          confirm=args.confirm)
     except (FileNotFoundError, ValueError, ImportError) as exc:
@@ -110,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.set_defaults(run=_detect)
     analyze = commands.add_parser("analyze", help="run the batch detectors over exported spans")
     analyze.add_argument("path", help="an export directory, a spans directory or one file")
-    analyze.add_argument("--out", help="where the anomalies table goes (default: PATH)")
+    analyze.add_argument("--out", help="export directory for the anomalies table (default: PATH's)")
     analyze.add_argument("--detector", choices=["zscore", "arima"], default="zscore")
     analyze.add_argument("--threshold", type=float, default=None, help="score threshold")
     analyze.add_argument("--confirm", type=int, default=1, help="consecutive flagged spans per anomaly")

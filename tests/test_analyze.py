@@ -77,3 +77,15 @@ def test_cli_prints_the_summary(dataset, tmp_path, capsys):
     assert "worst span names:" in out and "GET /checkout" in out
     assert main(["analyze", str(tmp_path / "missing")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_analyzing_the_spans_directory_twice(dataset, tmp_path, capsys):
+    """Anomalies are written beside the spans table, so a second run reads only spans."""
+    import shutil
+
+    root = tmp_path / "export"
+    shutil.copytree(dataset, root)
+    for _ in range(2):
+        assert main(["analyze", str(root / "spans"), "--quiet"]) == 0
+        assert "1,600 spans in 2 partition(s), 1 anomalies" in capsys.readouterr().out
+    assert read(root, table="anomalies").num_rows == 2  # one per run, beside spans/

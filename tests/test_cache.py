@@ -212,3 +212,23 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
 def test_bad_controller_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         CacheController(**kwargs)
+
+
+def test_a_finaliser_may_use_the_cache():
+    """Evicted, overwritten and popped values are released after the cache's lock."""
+    cache = AdaptiveCache(capacity=2, controller=None)
+    used = []
+
+    class Value:
+        def __del__(self):
+            used.append(cache.get("other"))
+
+    cache["a"] = Value()
+    cache["b"] = 1
+    cache["c"] = 2  # evicts "a"
+    cache["b"] = Value()
+    cache["b"] = 3  # overwrites one
+    cache["d"] = Value()
+    cache.clear()
+    assert len(used) == 3 and cache.stats()["evictions"] == 2  # clear() is not an eviction
+

@@ -27,3 +27,18 @@ CASES = [(d, check) for d in DETECTORS for check in yield_checks(d)]
 )
 def test_detector_check(detector, check):
     check()
+
+
+def test_corrupt_snapshots_are_refused_not_trusted():
+    from perfsdk._native import kernels as K
+
+    det = ZScoreDetector(window=8)
+    snap = det.snapshot()
+    snap[K.ZS_POS] = 1e9
+    with pytest.raises(ValueError, match="position"):
+        det.restore(snap)
+    arima = ArimaDetector(order=(1, 1, 1))
+    snap = arima.snapshot()
+    snap[K.AR_HIST_POS] = -3
+    with pytest.raises(ValueError, match="history position"):
+        arima.restore(snap)

@@ -251,3 +251,50 @@ def test_table_writer_rejects_unknown_tables_and_bad_options(tmp_path):
         ArrowSpanExporter(str(tmp_path), format="csv")
     with pytest.raises(ValueError, match="max_bytes"):
         ArrowSpanExporter(str(tmp_path), max_bytes=0)
+
+
+def test_a_failed_write_keeps_earlier_batches_recoverable(tmp_path):
+    from perfsdk.export.schema import RESOURCES
+    from perfsdk.export.writer import RotatingWriter
+
+    writer = RotatingWriter(tmp_path, "resources", RESOURCES, "svc")
+    now = datetime.now(timezone.utc)
+    good = pa.Table.from_pylist([{"timestamp": now, "service.name": "svc", "metric": "m", "value": 1.0,
+                                  "unit": "ms"}] * 100, schema=RESOURCES)
+    writer.write(good)
+    writer.write(good)
+    with pytest.raises(Exception):
+        writer.write(pa.table({"wrong": [1]}))  # a batch the file cannot take
+    (tmp,) = list(tmp_path.rglob(".part-*.tmp"))  # kept, hidden, not deleted
+    assert recover(tmp).num_rows == 200 and writer.abandoned_files == 1
+    writer.write(good)  # the writer goes on with a new file
+    writer.close()
+    assert read(tmp_path, table="resources").num_rows == 100
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_open_files_alone(tmp_path):
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False)
+    try:
+        tracer = provider.get_tracer("t")
+        span = TracerProvider(resource=provider.resource).get_tracer("t").start_span("before-fork")
+        span.end()
+        assert sdk.export.spans.export([span]).name == "SUCCESS"
+        assert sdk.export.spans._writers["shop"]._writer is not None  # an open file at the fork
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with tracer.start_as_current_span("in-child"):
+                    pass
+                sdk.shutdown()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        with tracer.start_as_current_span("after-fork"):
+            pass
+    finally:
+        sdk.shutdown()
+    names = sorted(read(tmp_path).column("name").to_pylist())
+    assert names.count("before-fork") == 1 and names.count("after-fork") == 1
+    assert names.count("in-child") == 1

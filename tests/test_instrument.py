@@ -361,3 +361,24 @@ def test_forked_child_starts_clean_with_working_threads():
         assert sdk.stats()["spans"] == 10  # the parent is untouched
     finally:
         sdk.shutdown()
+
+
+def test_processor_reads_any_readable_span_through_the_public_api():
+    """Spans that are not the SDK's own ReadableSpan (no private fields) work too."""
+    from types import SimpleNamespace
+
+    from opentelemetry.trace import SpanContext, Status
+
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    processor = PerfSpanProcessor(DetectorBank({"z": lambda n: ZScoreDetector(window=8, warmup=4, name=n)},
+                                               confirm=1), sink, faults)
+    for i in range(12):
+        duration_ms = 1.0 if i < 10 else 50.0
+        processor.on_end(SimpleNamespace(
+            name="foreign", context=SpanContext(1, i + 1, False), parent=None,
+            start_time=0, end_time=int(duration_ms * 1e6), status=Status(StatusCode.UNSET),
+        ))
+    assert faults.snapshot() == {}
+    assert processor.spans == 12 and [a.value for a in sink.recent()] == [50.0]
+    sink.close()

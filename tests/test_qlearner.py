@@ -171,3 +171,12 @@ def test_discretizer():
         Discretizer({"x": [1.0, 0.5]})
     with pytest.raises(ValueError, match="missing feature"):
         d({"hit_ratio": 0.5})
+
+
+def test_run_episodes_refuses_a_start_outside_the_table():
+    transitions, rewards, terminal = chain(3)
+    q = QLearner(3, 2)
+    for start in (-1, 3):
+        with pytest.raises(ValueError, match="start"):
+            q.run_episodes(transitions, rewards, terminal, start=start)
+    assert q.steps == 0

@@ -15,8 +15,9 @@ the window between the two. Evicted keys go to a bounded ghost list, so the
 controller can see what a larger cache would have hit.
 
 Thread safety: every operation runs under one C-level lock (acquired without
-holding up other threads when contended). Do not touch the cache from a key's
-``__hash__``/``__eq__``.
+holding up other threads when contended). Keys and values leaving the cache
+are released only after the lock is, so a finaliser may use the cache. Do not
+touch the cache from a key's ``__hash__``/``__eq__``.
 """
 
 from cpython.pythread cimport (
@@ -51,6 +52,7 @@ cdef class CacheCore:
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t max_capacity
     cdef dict _ghost
+    cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
     cdef readonly Py_ssize_t ghost_capacity
     cdef uint8_t* _sketch
     cdef uint64_t _width_mask
@@ -86,6 +88,7 @@ cdef class CacheCore:
         self._keys = [None] * slots
         self._values = [None] * slots
         self._ghost = {}
+        self._dropped = []
         self._head[0] = self._head[1] = self._tail[0] = self._tail[1] = -1
         self._count_in[0] = self._count_in[1] = 0
         self.capacity = capacity
@@ -110,6 +113,14 @@ cdef class CacheCore:
 
     cdef inline void _release(self) noexcept:
         PyThread_release_lock(self._lock)
+
+    cdef inline list _take_dropped(self):
+        # under the lock: hand the released objects to the caller, who lets go of them
+        # after releasing the lock
+        cdef list dropped = self._dropped
+        if dropped:
+            self._dropped = []
+        return dropped
 
     cdef inline void _unlink(self, Py_ssize_t slot) noexcept:
         cdef uint8_t seg = self._segment[slot]
@@ -222,11 +233,13 @@ cdef class CacheCore:
         cdef object slot_obj
         cdef Py_ssize_t slot
         cdef uint8_t seg
+        cdef list dropped  # released when this call returns, after the lock
         self._acquire()
         try:
             slot_obj = self._index.get(key)
             if slot_obj is not None:
                 slot = <Py_ssize_t> slot_obj
+                self._dropped.append(self._values[slot])
                 self._values[slot] = value
                 seg = self._segment[slot]
                 if slot != self._head[seg]:
@@ -244,6 +257,7 @@ cdef class CacheCore:
             self._rebalance()
             return True
         finally:
+            dropped = self._take_dropped()
             self._release()
 
     cdef void _rebalance(self) except *:
@@ -270,36 +284,39 @@ cdef class CacheCore:
 
     cdef void _evict(self, Py_ssize_t slot) except *:
         cdef object key = self._keys[slot]
+        self._drop(slot)
+        self.evictions += 1
+        self._ghost[key] = None
+        while len(self._ghost) > self.ghost_capacity:
+            self._dropped.append(next(iter(self._ghost)))
+            del self._ghost[self._dropped[len(self._dropped) - 1]]
+
+    cdef void _drop(self, Py_ssize_t slot) except *:
+        """Take ``slot`` out of the cache (its key and value are released after the lock)."""
+        cdef object key = self._keys[slot]
         self._unlink(slot)
         del self._index[key]
+        self._dropped.append(key)
+        self._dropped.append(self._values[slot])
         self._keys[slot] = None
         self._values[slot] = None
         self._free[self._nfree] = slot
         self._nfree += 1
         self.size -= 1
-        self.evictions += 1
-        self._ghost[key] = None
-        while len(self._ghost) > self.ghost_capacity:
-            del self._ghost[next(iter(self._ghost))]
 
     def pop(self, key, default=None):
         """Remove ``key``; return its value or ``default``."""
-        cdef Py_ssize_t slot
+        cdef list dropped
         self._acquire()
         try:
-            slot_obj = self._index.pop(key, None)
+            slot_obj = self._index.get(key)
             if slot_obj is None:
                 return default
-            slot = <Py_ssize_t> slot_obj
-            value = self._values[slot]
-            self._unlink(slot)
-            self._keys[slot] = None
-            self._values[slot] = None
-            self._free[self._nfree] = slot
-            self._nfree += 1
-            self.size -= 1
+            value = self._values[<Py_ssize_t> slot_obj]
+            self._drop(<Py_ssize_t> slot_obj)
             return value
         finally:
+            dropped = self._take_dropped()
             self._release()
 
     def contains(self, key):
@@ -318,6 +335,7 @@ cdef class CacheCore:
             raise ValueError(f"capacity must be in 1..{self.max_capacity}, got {capacity}")
         if window_share > 1.0:
             raise ValueError(f"window_share must be in (0, 1], got {window_share}")
+        cdef list dropped
         self._acquire()
         try:
             if window_share <= 0.0:
@@ -327,6 +345,7 @@ cdef class CacheCore:
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._rebalance()
         finally:
+            dropped = self._take_dropped()
             self._release()
 
     @property
@@ -351,13 +370,16 @@ cdef class CacheCore:
             self._release()
 
     def clear(self):
-        """Drop every entry and the ghost list (statistics stay)."""
+        """Drop every entry and the ghost list (statistics stay as they are)."""
+        cdef list dropped
         self._acquire()
         try:
             while self.size:
-                self._evict(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
-            self._ghost.clear()
+                self._drop(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
+            self._dropped.append(self._ghost)
+            self._ghost = {}
         finally:
+            dropped = self._take_dropped()
             self._release()
 
     def ghost_size(self):

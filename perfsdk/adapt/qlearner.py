@@ -148,6 +148,10 @@ class QLearner(QCore):
         r = np.ascontiguousarray(rewards, dtype=np.float64)
         term = np.ascontiguousarray(terminal, dtype=np.bool_)
         shape = (self.n_states, self.n_actions)
+        if not 0 <= start < self.n_states:
+            raise ValueError(f"start must be a state in 0..{self.n_states - 1}, got {start!r}")
+        if episodes < 0 or max_steps < 0:
+            raise ValueError(f"episodes and max_steps must be >= 0, got {episodes!r} and {max_steps!r}")
         if t.shape != shape or r.shape != shape or term.shape != (self.n_states,):
             raise ValueError(f"transitions and rewards must be {shape} and terminal ({self.n_states},)")
         if t.min() < 0 or t.max() >= self.n_states:
@@ -210,7 +214,8 @@ class QLearner(QCore):
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: unreadable parameters ({exc})") from None
         table = np.frombuffer(body[start + header_len :], dtype=np.float64)
-        if table.shape != learner.state.shape:
+        if table.shape != learner.state.shape or not np.array_equal(
+                table[: K.QL_N_PARAMS][[K.QL_STATES, K.QL_ACTIONS]], learner.state[[K.QL_STATES, K.QL_ACTIONS]]):
             raise ValueError(f"{path}: table size does not match its header")
         learner.state[:] = table  # only now, with everything checked
         return learner

@@ -45,6 +45,8 @@ class StreamingDetector:
     _fresh_state: Callable[[], np.ndarray]
     #: The leading state slots that hold parameters (a snapshot must match them).
     _N_PARAMS: int
+    #: Raises ValueError if a snapshot's counters or ring positions are out of range.
+    _check_snapshot: Callable[[np.ndarray], None]
     #: True if ``update`` runs start to finish in compiled code, never calling
     #: back into Python: under the GIL it is then atomic, and callers sharing
     #: a detector between threads need no lock around it.
@@ -190,6 +192,7 @@ class StreamingDetector:
         n_params = self._N_PARAMS
         if not np.array_equal(snap[:n_params], fresh[:n_params]):
             raise ValueError("snapshot was taken from a detector with different parameters")
+        self._check_snapshot(snap)  # the compiled code indexes with these slots, unchecked
         self.state[:] = snap  # in place: the compiled core keeps its pointer
 
     def reset(self) -> None:
@@ -206,6 +209,14 @@ class StreamingDetector:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_slots(snap: np.ndarray, slots: Mapping[str, tuple[int, float, float]]) -> None:
+    """Each named slot must hold a whole number in [low, high) (a corrupt snapshot otherwise)."""
+    for name, (index, low, high) in slots.items():
+        value = snap[index]
+        if not (math.isfinite(value) and value == int(value) and low <= value < high):
+            raise ValueError(f"snapshot is corrupt: {name} = {value!r} is not a whole number in [{low}, {high})")
 
 
 def _restore_detector(cls: type, params: dict[str, Any], snapshot: np.ndarray) -> StreamingDetector:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from perfsdk._native import ArimaCore, kernels as K
-from perfsdk.detect._base import StreamingDetector
+from perfsdk.detect._base import StreamingDetector, check_slots
 from perfsdk.detect._fitting import (
     AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, WORKER, ArimaFit, FitError, choose_order,
     differencing_taps, fit_arima,
@@ -255,6 +255,19 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if since_regime and self._min_fit <= regime < len(values):
             return values[-regime:]
         return values
+
+    def _check_snapshot(self, snap: np.ndarray) -> None:
+        lay = self._layout()
+        check_slots(snap, {
+            "count": (K.AR_COUNT, 0, math.inf), "rejected": (K.AR_REJECTED, 0, math.inf),
+            "history position": (K.AR_HIST_POS, 0, self.history),
+            "lag position": (K.AR_YRING_POS, 0, max(self._m, 1)),
+            "fitted": (K.AR_FITTED, 0, 2), "fit state": (K.AR_FIT_STATE, 0, 3),
+            "AR order": (K.AR_FIT_P, 0, self._p_cap + 1), "MA order": (K.AR_FIT_Q, 0, self._q_cap + 1),
+            "d": (K.AR_D, 0, 3),
+        })
+        for k in range(self._taps_capacity):
+            check_slots(snap, {"tap lag": (lay["tap_lag"] + k, 1, self._m + 1)})
 
     def restore(self, snapshot: np.ndarray) -> None:
         super().restore(snapshot)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from perfsdk._native import ZScoreCore, kernels
-from perfsdk.detect._base import StreamingDetector
+from perfsdk.detect._base import StreamingDetector, check_slots
 
 
 class ZScoreDetector(StreamingDetector, ZScoreCore):
@@ -124,6 +124,15 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         return kernels.zscore_new_state(
             self.window, self.alpha or 0.0, self.warmup, self.min_std, ewma=self.alpha is not None
         )
+
+    def _check_snapshot(self, snap: np.ndarray) -> None:
+        check_slots(snap, {
+            "count": (kernels.ZS_COUNT, 0, math.inf), "rejected": (kernels.ZS_REJECTED, 0, math.inf),
+            "position": (kernels.ZS_POS, 0, 1 if self.alpha is not None else self.window),
+            "since_resync": (kernels.ZS_SINCE_RESYNC, 0, max(self.window, 1)),
+        })
+        if not (np.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
+            raise ValueError("snapshot is corrupt: mean or M2 out of range")
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"window": self.window} if self.alpha is None else {"alpha": self.alpha}

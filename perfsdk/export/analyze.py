@@ -43,7 +43,7 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
     if (root / "spans").is_dir():
         root = root / "spans"
     groups: dict[str, list[str]] = defaultdict(list)
-    for file in sorted(root.rglob("part-*")):
+    for file in sorted(root.glob("service=*/date=*/part-*")):  # spans partitions only
         if file.suffix in (".arrow", ".parquet"):
             groups[str(file.parent)].append(str(file))
     return [groups[k] for k in sorted(groups)]

@@ -15,15 +15,17 @@ import os
 import re
 from typing import Any, Iterable, Mapping
 
-#: Key fragments that mark a value as sensitive (matched case-insensitively
-#: against the key's dotted / dashed / underscored parts).
+#: Key fragments that mark a value as sensitive, matched case-insensitively
+#: anywhere inside the key's parts (split on dots, dashes, underscores and spaces).
 SENSITIVE = (
-    "authorization", "cookie", "set-cookie", "password", "passwd", "pwd", "secret", "token",
-    "api-key", "apikey", "api_key", "session", "email", "e-mail", "credit", "card", "ssn",
-    "private", "credential", "auth",
+    "authorization", "cookie", "password", "passwd", "secret", "token", "apikey", "session",
+    "email", "credit", "card", "ssn", "private", "credential",
 )
+#: Fragments too short to match inside a longer word ("author", "ssnapshot"):
+#: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
+WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
 
-_SPLIT = re.compile(r"[.\s]")
+_SPLIT = re.compile(r"[.\s_\-]+")
 
 
 class Redactor:
@@ -64,6 +66,7 @@ class Redactor:
     ) -> None:
         self.allow = None if allow is None else frozenset(allow)
         self.deny = tuple(d.lower() for d in deny)
+        self.deny_whole = WHOLE_PARTS if deny is SENSITIVE else ()
         self.hash_keys = frozenset(hash_keys)
         self.opt_in = frozenset(opt_in)
         env_key = os.environ.get("PERFSDK_REDACTION_KEY")
@@ -89,9 +92,10 @@ class Redactor:
             return "drop"
         lowered = key.lower()
         parts = _SPLIT.split(lowered)
-        for fragment in self.deny:
-            if fragment in parts or any(fragment in p for p in parts if len(fragment) > 4):
-                return "drop"
+        if any(fragment in lowered.replace("-", "").replace("_", "") for fragment in self.deny):
+            return "drop"
+        if any(part in self.deny_whole for part in parts):
+            return "drop"
         return "keep"
 
     def hash(self, value: str) -> str:

@@ -145,6 +145,12 @@ class ArrowSpanExporter(SpanExporter):
             self.force_flush()
             self._shutdown = True
 
+    def after_fork(self) -> None:
+        """In a forked child: leave the parent's open files alone, start clean."""
+        self._lock = threading.Lock()
+        for writer in self._writers.values():
+            writer.after_fork()
+
     def stats(self) -> dict[str, object]:
         return {
             "spans_exported": self.spans_exported,

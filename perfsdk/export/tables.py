@@ -25,6 +25,7 @@ class TableWriter:
         self._writer = RotatingWriter(directory, table, self.schema, service, format, max_bytes, max_age_s)
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.rows_dropped = 0  # rows given up after repeated write errors (bounded buffer)
 
     def add(self, row: Mapping[str, Any]) -> None:
         with self._lock:
@@ -41,9 +42,23 @@ class TableWriter:
     close = flush
 
     def _write(self) -> None:
-        if self._rows:
-            rows, self._rows = self._rows, []
+        if not self._rows:
+            return
+        rows, self._rows = self._rows, []
+        try:
             self._writer.write(pa.Table.from_pylist(rows, schema=self.schema))
+        except BaseException:
+            # keep the rows for the next attempt, up to a bound; beyond it, count the loss
+            keep = rows[-4 * self.batch_rows :]
+            self.rows_dropped += len(rows) - len(keep)
+            self._rows = keep + self._rows
+            raise
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's buffered rows are the parent's to write."""
+        self._rows = []
+        self._lock = threading.Lock()
+        self._writer.after_fork()
 
 
 _ANOMALY_COLUMNS = {"series", "source", "metric", "onset", "confirmed_at", "trace_id", "span_id"}

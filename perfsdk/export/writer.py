@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from perfsdk.export.schema import with_metadata
 
 FORMATS = ("arrow", "parquet")
+_INHERITED: list[Any] = []  # open files a forked child inherited and must leave alone
 
 
 def check_options(fmt: str, max_bytes: int, max_age_s: float) -> None:
@@ -63,6 +64,7 @@ class RotatingWriter:
         self.max_age_s = max_age_s
         self.files_written = 0
         self.rows_written = 0
+        self.abandoned_files = 0  # files given up after a write error (hidden, recoverable)
         self._lock = threading.Lock()
         self._writer: Any = None
         self._sink: Any = None
@@ -86,7 +88,7 @@ class RotatingWriter:
             try:
                 self._writer.write_table(table.replace_schema_metadata(self.schema.metadata))
             except BaseException:
-                self._abandon()  # a broken file is not worth publishing; keep what was published
+                self._abandon()
                 raise
             self.rows_written += table.num_rows
             if self._sink.tell() >= self.max_bytes:
@@ -131,14 +133,28 @@ class RotatingWriter:
         self.files_written += 1
 
     def _abandon(self) -> None:
-        writer, sink, tmp = self._writer, self._sink, self._tmp
+        """Give up the open file after a failed write, keeping it (hidden) for ``recover``.
+
+        Its earlier batches are complete on disk; the failed one may be cut
+        short, and ``recover`` stops there. The next write opens a new file.
+        """
+        sink = self._sink
+        self.abandoned_files += 1
         self._writer = self._sink = self._tmp = self._final = None
-        for step in (writer.close, sink.close, tmp.unlink if tmp else None):
-            try:
-                if step is not None:
-                    step()
-            except Exception:
-                pass  # it is already broken; the caller reports the original error
+        try:
+            sink.close()  # no footer: the writer's close could fail the same way
+        except Exception:
+            pass  # it is already broken; the caller reports the original error
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's open file without touching it.
+
+        The child shares the file's descriptor and offset with the parent;
+        writing a footer or renaming it would corrupt the parent's file.
+        """
+        _INHERITED.append((self._writer, self._sink))  # never closed here: the parent owns them
+        self._writer = self._sink = self._tmp = self._final = None
+        self._lock = threading.Lock()
 
 
 def _fsync(path: Path) -> None:

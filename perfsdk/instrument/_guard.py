@@ -41,6 +41,9 @@ class Faults:
         except Exception as exc:
             self.record(kind, exc)
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)

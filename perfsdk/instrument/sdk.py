@@ -70,6 +70,11 @@ class Export:
                 writer.flush()
         return ok
 
+    def after_fork(self) -> None:
+        self.spans.after_fork()
+        self.anomalies.after_fork()
+        self.resources.after_fork()
+
     def close(self) -> None:
         self.span_processor.shutdown()  # flushes the exporter and publishes its files
         for writer in (self.anomalies, self.resources):
@@ -156,6 +161,9 @@ class PerfSDK:
                 ACTIVE.tracer = None
 
     def _after_fork(self) -> None:
+        self.faults.after_fork()
+        if self.export is not None:
+            self.export.after_fork()
         self.processor.bank.after_fork()
         self.processor.after_fork()
         self._incidents.after_fork()

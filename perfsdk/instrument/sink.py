@@ -49,8 +49,9 @@ class AnomalySink:
         self.writer = writer  # a TableWriter for the anomalies table, or None
         self.service = service
         self.on_anomaly = on_anomaly
-        self.total = 0
+        self.total = 0  # anomalies published (anomalies are rare: a lock costs nothing here)
         self.notifications_dropped = 0
+        self._count_lock = threading.Lock()
         self._recent: deque[Anomaly] = deque(maxlen=max_anomalies)
         self._max_queue = max_queue
         self._queue: queue.Queue[Anomaly | None] = queue.Queue(maxsize=max_queue)
@@ -64,7 +65,8 @@ class AnomalySink:
 
     def publish(self, anomaly: Anomaly) -> None:
         """Record ``anomaly`` now; notify (log, metric, callback) in the background."""
-        self.total += 1
+        with self._count_lock:
+            self.total += 1
         self._recent.append(anomaly)
         self.incidents.add(anomaly)
         if self._closed:
@@ -72,7 +74,8 @@ class AnomalySink:
         try:
             self._queue.put_nowait(anomaly)
         except queue.Full:
-            self.notifications_dropped += 1
+            with self._count_lock:
+                self.notifications_dropped += 1
 
     def recent(self) -> list[Anomaly]:
         return list(self._recent)
@@ -128,6 +131,7 @@ class AnomalySink:
             self._thread.join(timeout_s)
 
     def after_fork(self) -> None:
+        self._count_lock = threading.Lock()
         self._recent.clear()
         self._queue = queue.Queue(maxsize=self._max_queue)
         if not self._closed:
