@@ -38,11 +38,11 @@ def _check_fresh() -> None:
                 f"perfsdk's compiled extension {module.__name__} is stale: its state layout "
                 f"does not match perfsdk/_native/kernels.py. {_REBUILD_HINT}"
             )
-        compiled = Path(module.__file__ or "")
-        source = here / (module.__name__.rsplit(".", 1)[-1] + ".pyx")
-        if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime + 1:
+    for source in sorted(here.glob("*.pyx")):  # every extension, the shared base included
+        compiled = [p for p in here.glob(source.stem + ".*") if p.suffix in (".so", ".pyd")]
+        if compiled and source.stat().st_mtime > max(p.stat().st_mtime for p in compiled) + 1:
             raise ImportError(
-                f"perfsdk's compiled extension {compiled.name} is older than "
+                f"perfsdk's compiled extension {compiled[0].name} is older than "
                 f"{source.name}. {_REBUILD_HINT}"
             )
 

@@ -12,6 +12,8 @@ swapped in by its ``_apply_pending`` at the start of the next call.
 
 from libc.math cimport isfinite, isnan, fabs, NAN
 
+from perfsdk._native._state cimport StateOwner
+
 # Mirrors the AR_* constants in kernels.py (checked at import by perfsdk._native).
 cdef enum:
     AR_P = 0
@@ -63,12 +65,9 @@ cdef double FIT_REQUESTED = 1.0
 cdef double MEAN_ABS_TO_STD = 1.2533141373155001
 
 
-cdef class ArimaCore:
-    """State-array owner with the per-event verbs; subclassed by ArimaDetector."""
+cdef class ArimaCore(StateOwner):
+    """The per-event verbs on an ARIMA state array; subclassed by ArimaDetector."""
 
-    cdef double* _s
-    cdef object _state
-    cdef double[::1] _view
     cdef Py_ssize_t _p, _q, _m, _ntaps, _history
     cdef Py_ssize_t _phi, _theta, _tap_lag, _tap_coef, _wlag, _elag, _yring, _hist
     cdef public bint _has_pending
@@ -79,7 +78,6 @@ cdef class ArimaCore:
     """The residual scale the last scored point was divided by."""
 
     def __cinit__(self):
-        self._s = NULL
         self._has_pending = False
         self.last_expected = NAN
         self.last_std = NAN
@@ -104,14 +102,7 @@ cdef class ArimaCore:
         self._hist = self._yring + self._m
         if view.shape[0] != self._hist + self._history:
             raise ValueError("state array size does not match its ARIMA layout")
-        self._state = state
-        self._view = view
-        self._s = &view[0]
-
-    @property
-    def state(self):
-        """The live state array (read it, snapshot() it; don't rebind it)."""
-        return self._state
+        self._adopt(state, AR_HEADER, "an ARIMA state")
 
     cdef inline double _forecast(self, double x, double* w) noexcept:
         # kernels.arima_forecast_one

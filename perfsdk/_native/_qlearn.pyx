@@ -10,6 +10,8 @@ training can be mixed and give the same table.
 
 from libc.stdint cimport uint64_t
 
+from perfsdk._native._state cimport StateOwner
+
 # Mirrors the QL_* constants in kernels.py (checked at import by perfsdk._native).
 cdef enum:
     QL_STATES = 0
@@ -33,16 +35,10 @@ LAYOUT = {
 }
 
 
-cdef class QCore:
-    """State-array owner with act/learn; subclassed by QLearner."""
+cdef class QCore(StateOwner):
+    """act/learn on a Q-learner's state array (header, Q table, visit counts)."""
 
-    cdef double* _s
-    cdef object _state
-    cdef double[::1] _view
     cdef Py_ssize_t _n_states, _n_actions
-
-    def __cinit__(self):
-        self._s = NULL
 
     def _bind(self, state):
         cdef double[::1] view = state
@@ -52,14 +48,7 @@ cdef class QCore:
         self._n_actions = <Py_ssize_t> view[QL_ACTIONS]
         if view.shape[0] != QL_HEADER + 2 * self._n_states * self._n_actions:
             raise ValueError("state array size does not match its Q-learner layout")
-        self._state = state
-        self._view = view
-        self._s = &view[0]
-
-    @property
-    def state(self):
-        """The live state array: header, Q table, visit counts."""
-        return self._state
+        self._adopt(state, QL_HEADER, "a Q-learner")
 
     cdef inline double _random(self) noexcept:
         cdef double* s = self._s

@@ -10,6 +10,8 @@ the state array and must agree bit for bit.
 
 from libc.math cimport sqrt, isfinite, copysign, NAN, INFINITY
 
+from perfsdk._native._state cimport StateOwner
+
 
 # Mirrors the ZS_* constants in kernels.py (checked at import by perfsdk._native).
 cdef enum:
@@ -56,35 +58,21 @@ cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
     s[ZS_M2] = m2
 
 
-cdef class ZScoreCore:
-    """State-array owner with the per-event verbs; subclassed by ZScoreDetector."""
+cdef class ZScoreCore(StateOwner):
+    """The per-event verbs on a Z-score state array; subclassed by ZScoreDetector."""
 
-    cdef double* _s
-    cdef object _state
-    cdef double[::1] _view  # holds a buffer export: the array can't be resized under us
     cdef readonly double last_expected
     """Expected value (mean) the last scored point was compared with."""
     cdef readonly double last_std
     """Standard deviation the last scored point was divided by."""
 
     def __cinit__(self):
-        self._s = NULL
         self.last_expected = NAN
         self.last_std = NAN
 
     def _bind(self, state):
         """Adopt ``state`` (1-D, C-contiguous float64) as this detector's state."""
-        cdef double[::1] view = state
-        if view.shape[0] < ZS_HEADER:
-            raise ValueError("state array is too short for a Z-score state")
-        self._state = state
-        self._view = view
-        self._s = &view[0]
-
-    @property
-    def state(self):
-        """The live state array (read it, snapshot() it; don't rebind it)."""
-        return self._state
+        self._adopt(state, ZS_HEADER, "a Z-score state")
 
     cdef inline double _score(self, double x) noexcept:
         cdef double* s = self._s
