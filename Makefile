@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml setup.py $(wildcard perfsdk/_native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --prefer-binary -e '.[test]'
 	touch $@
 
 demo: $(STAMP)
