@@ -61,8 +61,11 @@ class PerfSpanProcessor(SpanProcessor):
         if self._shutdown:
             return
         try:
-            context = span.context
-            if context.trace_id & self._trace_mask:
+            try:
+                context = span._context  # the SDK's field (its property costs more)
+            except AttributeError:
+                context = span.context
+            if context is None or context.trace_id & self._trace_mask:
                 return
             if len(self._open) < MAX_OPEN_SPANS:
                 self._open[context.span_id] = span.name
