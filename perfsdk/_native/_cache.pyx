@@ -146,7 +146,7 @@ cdef class CacheCore:
             self._tail[seg] = slot
         self._count_in[seg] += 1
 
-    # -- frequency sketch (count-min, 4 rows of saturating 8-bit counters) ---------
+    # -- frequency sketch (count-min, 4 rows of counters saturating at 15) ----------
     cdef inline uint64_t _mix(self, uint64_t h, uint64_t row) noexcept:
         h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
         return (h ^ (h >> 31)) & self._width_mask
@@ -157,7 +157,7 @@ cdef class CacheCore:
         cdef Py_ssize_t i, n
         for r in range(4):
             cell = self._sketch + r * (self._width_mask + 1) + self._mix(h, r)
-            if cell[0] < 255:
+            if cell[0] < 15:  # 4-bit counters, as in TinyLFU: popularity must be recent
                 cell[0] += 1
         self._sketch_adds += 1
         if self._sketch_adds >= self._sketch_reset_at:  # age: halve every counter

@@ -159,6 +159,11 @@ class CacheController:
         reward = self.reward(features, max_capacity)
         if self._last is not None:
             self.learner.learn(self._last[0], self._last[1], reward, state)
+        elif not self.learner.steps:
+            # Costs make every reward negative: a table of zeros would make each
+            # untried action look best and the cache would wander. Start every
+            # estimate at the value of staying as it is now.
+            self.learner.q[:] = reward / (1.0 - self.learner.gamma)
         action = self.learner.act(state)
         before = after = core.capacity
         share = core.window_share
