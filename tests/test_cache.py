@@ -232,3 +232,21 @@ def test_a_finaliser_may_use_the_cache():
     cache.clear()
     assert len(used) == 3 and cache.stats()["evictions"] == 2  # clear() is not an eviction
 
+
+
+def test_cached_works_on_methods_and_keeps_the_signature():
+    import inspect
+
+    class Prices:
+        calls = 0
+
+        @cached(maxsize=8, controller=None)
+        def price(self, sku, *, currency="EUR"):
+            """The price of a SKU."""
+            Prices.calls += 1
+            return f"{sku}:{currency}"
+
+    shop = Prices()
+    assert [shop.price("a"), shop.price("a"), shop.price("a", currency="USD")] == ["a:EUR", "a:EUR", "a:USD"]
+    assert Prices.calls == 2 and Prices.price.__doc__ == "The price of a SKU."
+    assert list(inspect.signature(Prices.price).parameters) == ["self", "sku", "currency"]

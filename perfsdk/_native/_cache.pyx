@@ -27,6 +27,7 @@ from cpython.pythread cimport (
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
+from types import MethodType
 
 cdef enum:
     WINDOW = 0
@@ -188,6 +189,9 @@ cdef class CacheCore:
 
     def get(self, key, default=None):
         """The value for ``key`` (and it becomes most recent), or ``default``."""
+        return self._get(key, default)
+
+    cdef object _get(self, object key, object default):
         cdef object slot_obj, value
         cdef Py_ssize_t slot
         cdef uint8_t seg
@@ -230,6 +234,9 @@ cdef class CacheCore:
 
     def put(self, key, value):
         """Store ``value`` (a new key enters the window); returns True."""
+        return self._put(key, value)
+
+    cdef object _put(self, object key, object value):
         cdef object slot_obj
         cdef Py_ssize_t slot
         cdef uint8_t seg
@@ -384,3 +391,43 @@ cdef class CacheCore:
 
     def ghost_size(self):
         return len(self._ghost)
+
+
+cdef object _MISSING = object()
+
+
+cdef class CachedFunction:
+    """A function memoized in a CacheCore: ``perfsdk.cached``'s compiled wrapper.
+
+    Keys as ``functools.lru_cache`` makes them: a lone int or str argument is
+    its own key; otherwise the positional arguments, plus the keyword ones.
+    The function runs outside the cache's lock.
+    """
+
+    cdef object _fn
+    cdef CacheCore _core
+    cdef dict __dict__  # functools.update_wrapper copies __name__, __doc__, __wrapped__ here
+
+    def __cinit__(self, fn, CacheCore core):
+        self._fn = fn
+        self._core = core
+
+    def __call__(self, *args, **kwargs):
+        cdef object key, value
+        if kwargs:
+            key = (args, frozenset(kwargs.items()))
+        elif len(args) == 1 and (type(args[0]) is int or type(args[0]) is str):
+            key = args[0]
+        else:
+            key = args
+        value = self._core._get(key, _MISSING)
+        if value is _MISSING:
+            value = self._fn(*args, **kwargs)
+            self._core._put(key, value)
+        return value
+
+    def __get__(self, instance, owner):
+        """As a method: bound to the instance (which becomes part of the key)."""
+        if instance is None:
+            return self
+        return MethodType(self, instance)

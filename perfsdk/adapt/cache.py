@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, TypeVar
 
-from perfsdk._native._cache import CacheCore
+from perfsdk._native._cache import CacheCore, CachedFunction
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 _MISSING = object()
@@ -400,22 +400,8 @@ def cached(maxsize: int = 128, **cache_options: Any) -> Callable[[F], F]:
     """
     def decorate(fn: F) -> F:
         cache = AdaptiveCache(maxsize, **cache_options)
-        get, put = cache._core.get, cache._core.put
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs:
-                key: Any = (args, frozenset(kwargs.items()))
-            elif len(args) == 1 and type(args[0]) in (int, str):
-                key = args[0]  # lru_cache's fast path: the argument is the key
-            else:
-                key = args
-            value = get(key, _MISSING)
-            if value is _MISSING:
-                value = fn(*args, **kwargs)
-                put(key, value)
-            return value
-
+        wrapper = CachedFunction(fn, cache._core)  # compiled: a hit never runs Python code
+        functools.update_wrapper(wrapper, fn)
         wrapper.cache = cache  # type: ignore[attr-defined]
         wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
         wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
