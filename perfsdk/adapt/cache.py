@@ -31,7 +31,7 @@ _MISSING = object()
 F = TypeVar("F", bound=Callable[..., Any])
 
 ACTIONS = ("keep", "shrink", "grow", "less_window", "more_window")  # keep first: ties go to keep
-WINDOW_SHARES = (0.01, 0.05, 0.2, 1.0)  # the window's steps: W-TinyLFU ... plain LRU
+WINDOW_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the window's steps: W-TinyLFU ... plain LRU
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class CacheController:
         "hit_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         "ghost_ratio": [0.005, 0.02, 0.05, 0.1],
         "capacity_position": [0.25, 0.5, 0.75],
-        "window_share": [0.03, 0.1, 0.5],
+        "window_share": [0.02, 0.05, 0.2, 0.5],  # one bucket per WINDOW_SHARES step
     })
 
     def __init__(
