@@ -105,7 +105,7 @@ class CacheController:
     def __init__(
         self, *, interval: int = 10_000, miss_cost: float = 1.0, memory_cost: float = 1e-5,
         target_hit_ratio: float | None = None, step: float = 1.25, cooldown: int = 1,
-        learner: QLearner | None = None, epsilon: float = 0.1, seed: int = 0, max_decisions: int = 1000,
+        learner: QLearner | None = None, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 10:
             raise ValueError(f"interval must be an integer >= 10, got {interval!r}")
