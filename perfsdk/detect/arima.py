@@ -167,6 +167,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.last_fit_error: str | None = None
         self._pending: ArimaFit | FitError | None = None
         self._generation = 0
+        # offsets of the state's variable-length parts: fixed for this detector's life
+        self._lay = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
         self._bind(self._fresh_state())
         self._sync_model()
 
@@ -204,8 +206,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
 
     # -- state ---------------------------------------------------------------
     def _fresh_state(self) -> np.ndarray:
-        layout = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
-        state = np.zeros(layout["size"])
+        state = np.zeros(self._lay["size"])
         state[K.AR_P], state[K.AR_Q] = self._p_cap, self._q_cap
         state[K.AR_M], state[K.AR_NTAPS] = self._m, self._taps_capacity
         state[K.AR_WARMUP], state[K.AR_HISTORY] = self.warmup, self.history
@@ -219,12 +220,9 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             state[K.AR_RETRY_AT] = self.warmup  # the first fit
         return state
 
-    def _layout(self) -> dict[str, int]:
-        return K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
-
     def _write_model(self, state: np.ndarray, fit: ArimaFit) -> None:
         """Install ``fit``'s coefficients (zero-padded to capacity) into ``state``."""
-        lay = self._layout()
+        lay = self._lay
         p, d, q = fit.order
         state[lay["phi"] : lay["phi"] + self._p_cap] = np.pad(fit.ar, (0, self._p_cap - p))
         state[lay["theta"] : lay["theta"] + self._q_cap] = np.pad(fit.ma, (0, self._q_cap - q))
@@ -243,7 +241,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         With ``since_regime`` only those since the last level shift, if there
         are enough of them to fit a model.
         """
-        lay = self._layout()
+        lay = self._lay
         ring = self.state[lay["hist"] : lay["hist"] + self.history]
         count = int(self.state[K.AR_COUNT])
         if count < self.history:
@@ -257,7 +255,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         return values
 
     def _check_snapshot(self, snap: np.ndarray) -> None:
-        lay = self._layout()
+        lay = self._lay
         check_slots(snap, {
             "count": (K.AR_COUNT, 0, math.inf), "rejected": (K.AR_REJECTED, 0, math.inf),
             "history position": (K.AR_HIST_POS, 0, self.history),
@@ -288,7 +286,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             self.model: ArimaFit | None = None
             self._details: Mapping[str, Any] = {"order": self.order, "season": self.season, "fitted": False}
             return
-        lay = self._layout()
+        lay = self._lay
         p, d, q = int(s[K.AR_FIT_P]), int(s[K.AR_D]), int(s[K.AR_FIT_Q])
         self.model = ArimaFit(
             order=(p, d, q),
@@ -345,7 +343,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if model is not None and model.order[1] == 0 and not self.season:
             level = float(np.mean(self._history_values()[-run:]))
             s[K.AR_INTERCEPT] = level * (1.0 - sum(model.ar))
-            lay = self._layout()
+            lay = self._lay
             s[lay["elag"] : lay["elag"] + self._q_cap] = 0.0  # old-regime errors say nothing now
         s[K.AR_REGIME_START] = s[K.AR_COUNT] - run
         s[K.AR_RETRY_AT] = s[K.AR_COUNT] + max(self.warmup // 2, self._min_fit)
@@ -425,7 +423,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         model = self.model
         if model is None:
             raise ValueError("no model yet: the detector is still warming up")
-        s, lay = self.state, self._layout()
+        s, lay = self.state, self._lay
         p, d, q = model.order
         taps = differencing_taps(d, self.season)
         m = self._m

@@ -14,9 +14,8 @@ state before the trouble began -- and carries the run in its details.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from perfsdk.detect import Anomaly
@@ -31,7 +30,6 @@ class Series:
     """What the bank keeps for one name."""
 
     detectors: list[Any]
-    thresholds: list[float]
     slots: list[tuple[int, Any, float]]  # (k, detector, threshold): the hot loop's view
     runs: list[int]
     onsets: list[Any]  # per detector: the current run's first point
@@ -115,9 +113,8 @@ class DetectorBank:
             if series is None:
                 detectors = [make(name) for make in self.factories.values()]
                 atomic = all(getattr(d, "atomic_update", False) for d in detectors)
-                thresholds = [float(d.threshold) for d in detectors]
                 series = self._series[name] = Series(
-                    detectors, thresholds, list(zip(range(len(detectors)), detectors, thresholds)),
+                    detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)],
                     [0] * len(detectors), [None] * len(detectors),
                     None if atomic else threading.Lock(),
                 )
@@ -129,34 +126,29 @@ class DetectorBank:
     ) -> Sequence[Anomaly]:
         """Feed one value; return the anomalies it completes (usually none)."""
         series = self._series.get(name) or self._series_for(name)
-        if error or series.lock is not None:
-            return self._observe_locked(series, name, value, timestamp, error, context)
-        emitted: Sequence[Anomaly] = ()
-        runs = series.runs
-        for k, det, threshold in series.slots:
-            z = det.update(value)
-            if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
-                emitted = self._advance_run(series, k, det, name, value, z, timestamp, context, emitted)
-        return emitted
-
-    def _observe_locked(self, series: Series, name: str, value: float, timestamp: Any,
-                        error: bool, context: Mapping[str, Any] | None) -> Sequence[Anomaly]:
         if error:
             with self._lock:
                 series.errors += 1
-        with series.lock or contextlib.nullcontext():
+        lock = series.lock  # None for atomic detectors: the common path takes no lock
+        if lock is not None:
+            lock.acquire()
+        try:
             emitted: Sequence[Anomaly] = ()
+            runs = series.runs
             for k, det, threshold in series.slots:
                 z = det.update(value)
-                if series.runs[k] or z > threshold or z < -threshold:
-                    emitted = self._advance_run(series, k, det, name, value, z, timestamp, context, emitted)
+                if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
+                    emitted = self._advance_run(series, k, det, threshold, name, value, z,
+                                                timestamp, context, emitted)
             return emitted
+        finally:
+            if lock is not None:
+                lock.release()
 
-    def _advance_run(self, series: Series, k: int, det: Any, name: str, value: float, z: float,
-                     timestamp: Any, context: Mapping[str, Any] | None,
+    def _advance_run(self, series: Series, k: int, det: Any, threshold: float, name: str,
+                     value: float, z: float, timestamp: Any, context: Mapping[str, Any] | None,
                      emitted: Sequence[Anomaly]) -> Sequence[Anomaly]:
         """Start, extend or end detector ``k``'s run; emit when it reaches ``confirm``."""
-        threshold = series.thresholds[k]
         with self._lock:
             if series.runs[k] and self._continues(series.onsets[k], value, threshold):
                 series.runs[k] += 1
