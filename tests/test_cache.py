@@ -92,14 +92,14 @@ def test_frequency_admission_protects_popular_keys_from_a_scan():
         for _ in range(5):
             for k in range(50):
                 cache.get_or_load(("hot", k), lambda key: key)
-        for k in range(1000):  # a one-off scan
+        for k in range(400):  # a one-off scan (8x the cache: frequencies age every 10x)
             cache.get_or_load(("scan", k), lambda key: key)
         hits_before = cache.stats()["hits"]
         for k in range(50):
             cache.get_or_load(("hot", k), lambda key: key)
         cache.rehits = cache.stats()["hits"] - hits_before
     assert plain.rehits == 0 and guarded.rehits >= 48  # one window slot holds the newest scan key
-    assert guarded.stats()["admission_rejections"] >= 900
+    assert guarded.stats()["admission_rejections"] >= 350
 
 
 def test_eight_threads_hammering_one_cache():

@@ -13,8 +13,10 @@ class CacheCore:
     misses: int
     evictions: int
     ghost_hits: int
+    probation_hits: int
     rejected: int
     ops: int
+    count_frequencies: bool
     next_interval_at: int
     on_interval: Callable[[], Any] | None
     def __init__(self, capacity: int, max_capacity: int) -> None: ...
@@ -27,6 +29,8 @@ class CacheCore:
     def keys_by_recency(self) -> list[Any]: ...
     def clear(self) -> None: ...
     def ghost_size(self) -> int: ...
+    def ghost_origins(self) -> tuple[int, int]: ...
+    def ghost_hits_by_age(self) -> tuple[list[int], list[int]]: ...
 
 
 class CachedFunction:

@@ -6,12 +6,15 @@ arrays link the slots into two recency lists, and Python lists hold the keys
 and values. A hit is one dict lookup and a relink.
 
 New keys enter the *window* (an LRU list holding ``window_capacity`` of the
-``capacity`` entries). A key pushed out of the window joins the *main* list
+``capacity`` entries). A key pushed out of the window joins the *main* area
 if there is room, or if a count-min sketch of recent access frequencies says
-it is used more often than main's least recent entry, which it then evicts
-(TinyLFU admission). With the window at the whole capacity this is plain LRU;
-with a 1 % window it is W-TinyLFU (Caffeine's policy). The controller moves
-the window between the two. Evicted keys go to a bounded ghost list, so the
+it is used more often than main's next victim, which it then evicts (TinyLFU
+admission). Main is a segmented LRU: keys admitted land in *probation*; a
+hit there promotes them to *protected* (80 % of main), whose overflow is
+demoted back to probation, so a key must prove itself twice to be hard to
+evict. With the window at the whole capacity this is plain LRU; with a 1 %
+window it is W-TinyLFU (Caffeine's policy). The controller moves the window
+between the two. Evicted keys go to a bounded ghost list, so the
 controller can see what a larger cache would have hit.
 
 Thread safety: every operation runs under one C-level lock (acquired without
@@ -31,7 +34,12 @@ from types import MethodType
 
 cdef enum:
     WINDOW = 0
-    MAIN = 1
+    PROBATION = 1
+    PROTECTED = 2
+
+cdef double PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine
+cdef enum:
+    GHOST_BANDS = 16  # ghost hits are counted by age, in sixteenths of the capacity
 
 
 cdef class CacheCore:
@@ -43,12 +51,13 @@ cdef class CacheCore:
     cdef Py_ssize_t* _prev
     cdef Py_ssize_t* _next
     cdef Py_ssize_t* _free
-    cdef uint8_t* _segment  # per slot: WINDOW or MAIN
+    cdef uint8_t* _segment  # per slot: WINDOW, PROBATION or PROTECTED
     cdef Py_ssize_t _nfree
-    cdef Py_ssize_t _head[2]
-    cdef Py_ssize_t _tail[2]
-    cdef Py_ssize_t _count_in[2]
+    cdef Py_ssize_t _head[3]
+    cdef Py_ssize_t _tail[3]
+    cdef Py_ssize_t _count_in[3]
     cdef readonly Py_ssize_t window_capacity
+    cdef Py_ssize_t _protected_capacity
     cdef readonly Py_ssize_t size
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t max_capacity
@@ -59,6 +68,13 @@ cdef class CacheCore:
     cdef uint64_t _width_mask
     cdef Py_ssize_t _sketch_adds, _sketch_reset_at
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
+    cdef readonly long long probation_hits
+    """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
+    cdef long long _ghost_ages[2][GHOST_BANDS]
+    cdef Py_ssize_t _ghost_from[2]  # ghost keys evicted from the window, from main
+    cdef public bint count_frequencies
+    """Feed the frequency sketch even while the window is the whole cache (an adaptive
+    cache may move it back, and then needs recent frequencies)."""
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
     cdef public object on_interval
@@ -81,7 +97,7 @@ cdef class CacheCore:
             raise MemoryError("cannot allocate the cache's arrays")
         memset(self._sketch, 0, 4 * width)
         self._width_mask = width - 1
-        self._sketch_reset_at = 10 * max_capacity
+        self._sketch_reset_at = 10 * capacity
         for i in range(slots):
             self._free[i] = slots - 1 - i
         self._nfree = slots
@@ -90,10 +106,14 @@ cdef class CacheCore:
         self._values = [None] * slots
         self._ghost = {}
         self._dropped = []
-        self._head[0] = self._head[1] = self._tail[0] = self._tail[1] = -1
-        self._count_in[0] = self._count_in[1] = 0
+        self._ghost_from[0] = self._ghost_from[1] = 0
+        memset(self._ghost_ages, 0, sizeof(self._ghost_ages))
+        for i in range(3):
+            self._head[i] = self._tail[i] = -1
+            self._count_in[i] = 0
         self.capacity = capacity
         self.window_capacity = capacity  # plain LRU until resize() moves the window
+        self._protected_capacity = 0
         self.max_capacity = max_capacity
         self.ghost_capacity = capacity
 
@@ -147,6 +167,22 @@ cdef class CacheCore:
             self._tail[seg] = slot
         self._count_in[seg] += 1
 
+    cdef inline void _touch(self, Py_ssize_t slot) noexcept:
+        """A hit: most recent in its list; from probation, promoted to protected."""
+        cdef uint8_t seg = self._segment[slot]
+        cdef Py_ssize_t demoted
+        if seg == PROBATION:
+            self.probation_hits += 1
+            self._unlink(slot)
+            self._push_front(slot, PROTECTED)
+            if self._count_in[PROTECTED] > self._protected_capacity:
+                demoted = self._tail[PROTECTED]
+                self._unlink(demoted)
+                self._push_front(demoted, PROBATION)
+        elif slot != self._head[seg]:
+            self._unlink(slot)
+            self._push_front(slot, seg)
+
     # -- frequency sketch (count-min, 4 rows of counters saturating at 15) ----------
     cdef inline uint64_t _mix(self, uint64_t h, uint64_t row) noexcept:
         h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
@@ -192,7 +228,8 @@ cdef class CacheCore:
         return self._get(key, default)
 
     cdef object _get(self, object key, object default):
-        cdef object slot_obj, value
+        cdef object slot_obj, value, origin
+        cdef long long band
         cdef Py_ssize_t slot
         cdef uint8_t seg
         self._acquire()
@@ -200,19 +237,20 @@ cdef class CacheCore:
             slot_obj = self._index.get(key)
             if slot_obj is None:
                 self.misses += 1
-                if key in self._ghost:
+                origin = self._ghost.get(key)
+                if origin is not None:
                     self.ghost_hits += 1
-                if self.window_capacity < self.capacity:
+                    band = (self.evictions - (<long long> origin >> 1)) * GHOST_BANDS // self.capacity
+                    if band < GHOST_BANDS:
+                        self._ghost_ages[<long long> origin & 1][band] += 1
+                if self.window_capacity < self.capacity or self.count_frequencies:
                     self._count(key)
                 value = default
             else:
                 slot = <Py_ssize_t> slot_obj
-                seg = self._segment[slot]
-                if slot != self._head[seg]:
-                    self._unlink(slot)
-                    self._push_front(slot, seg)
+                self._touch(slot)
                 self.hits += 1
-                if self.window_capacity < self.capacity:
+                if self.window_capacity < self.capacity or self.count_frequencies:
                     self._count(key)
                 value = self._values[slot]
             if self.next_interval_at:
@@ -237,7 +275,7 @@ cdef class CacheCore:
         return self._put(key, value)
 
     cdef object _put(self, object key, object value):
-        cdef object slot_obj
+        cdef object slot_obj, origin
         cdef Py_ssize_t slot
         cdef uint8_t seg
         cdef list dropped  # released when this call returns, after the lock
@@ -248,10 +286,7 @@ cdef class CacheCore:
                 slot = <Py_ssize_t> slot_obj
                 self._dropped.append(self._values[slot])
                 self._values[slot] = value
-                seg = self._segment[slot]
-                if slot != self._head[seg]:
-                    self._unlink(slot)
-                    self._push_front(slot, seg)
+                self._touch(slot)
                 return True
             slot = self._free[self._nfree - 1]
             self._nfree -= 1
@@ -260,7 +295,9 @@ cdef class CacheCore:
             self._index[key] = slot
             self._push_front(slot, WINDOW)
             self.size += 1
-            self._ghost.pop(key, None)
+            origin = self._ghost.pop(key, None)
+            if origin is not None:
+                self._ghost_from[<long long> origin & 1] -= 1
             self._rebalance()
             return True
         finally:
@@ -274,29 +311,41 @@ cdef class CacheCore:
         while self._count_in[WINDOW] > self.window_capacity:
             candidate = self._tail[WINDOW]
             self._unlink(candidate)
-            if self._count_in[MAIN] < main_quota:
-                self._push_front(candidate, MAIN)
+            if self._count_in[PROBATION] + self._count_in[PROTECTED] < main_quota:
+                self._push_front(candidate, PROBATION)
                 continue
-            victim = self._tail[MAIN]
+            victim = self._main_victim()
             if victim >= 0 and self._frequency(self._keys[candidate]) > self._frequency(self._keys[victim]):
-                self._push_front(candidate, MAIN)
+                self._push_front(candidate, PROBATION)
                 self._evict(victim)
             else:
                 self._push_front(candidate, WINDOW)  # back in a list, so _evict can unlink it
                 self._evict(candidate)
                 if main_quota:
                     self.rejected += 1
+        while self._count_in[PROTECTED] > self._protected_capacity:  # after a resize
+            victim = self._tail[PROTECTED]
+            self._unlink(victim)
+            self._push_front(victim, PROBATION)
         while self.size > self.capacity:  # after a resize: shrink main first
-            self._evict(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
+            victim = self._main_victim()
+            self._evict(victim if victim >= 0 else self._tail[WINDOW])
+
+    cdef inline Py_ssize_t _main_victim(self) noexcept:
+        """Main's least valuable entry: probation's least recent, else protected's (-1: main is empty)."""
+        return self._tail[PROBATION] if self._count_in[PROBATION] > 0 else self._tail[PROTECTED]
 
     cdef void _evict(self, Py_ssize_t slot) except *:
-        cdef object key = self._keys[slot]
+        cdef object key = self._keys[slot], oldest
+        cdef int origin = 0 if self._segment[slot] == WINDOW else 1
         self._drop(slot)
         self.evictions += 1
-        self._ghost[key] = None
+        self._ghost[key] = (self.evictions << 1) | origin  # when, and from where
+        self._ghost_from[origin] += 1
         while len(self._ghost) > self.ghost_capacity:
-            self._dropped.append(next(iter(self._ghost)))
-            del self._ghost[self._dropped[len(self._dropped) - 1]]
+            oldest = next(iter(self._ghost))
+            self._ghost_from[<long long> self._ghost.pop(oldest) & 1] -= 1
+            self._dropped.append(oldest)
 
     cdef void _drop(self, Py_ssize_t slot) except *:
         """Take ``slot`` out of the cache (its key and value are released after the lock)."""
@@ -350,6 +399,8 @@ cdef class CacheCore:
             self.capacity = capacity
             self.ghost_capacity = capacity
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
+            self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
+            self._sketch_reset_at = 10 * capacity
             self._rebalance()
         finally:
             dropped = self._take_dropped()
@@ -367,7 +418,7 @@ cdef class CacheCore:
         out = []
         self._acquire()
         try:
-            for seg in (WINDOW, MAIN):  # the window holds the newest keys
+            for seg in (WINDOW, PROTECTED, PROBATION):  # the window holds the newest keys
                 slot = self._head[seg]
                 while slot >= 0:
                     out.append(self._keys[slot])
@@ -379,18 +430,32 @@ cdef class CacheCore:
     def clear(self):
         """Drop every entry and the ghost list (statistics stay as they are)."""
         cdef list dropped
+        cdef Py_ssize_t victim
         self._acquire()
         try:
             while self.size:
-                self._drop(self._tail[MAIN] if self._count_in[MAIN] > 0 else self._tail[WINDOW])
+                victim = self._main_victim()
+                self._drop(victim if victim >= 0 else self._tail[WINDOW])
             self._dropped.append(self._ghost)
             self._ghost = {}
+            self._ghost_from[0] = self._ghost_from[1] = 0
         finally:
             dropped = self._take_dropped()
             self._release()
 
     def ghost_size(self):
         return len(self._ghost)
+
+    def ghost_hits_by_age(self):
+        """Ghost hits so far by how long ago the key was evicted, in sixteenths of the
+        capacity's evictions: (from the window, from main), 16 counts each. Band 0 is
+        the margin a small move changes; bands 0-3 what growing by a quarter would hit."""
+        return ([self._ghost_ages[0][i] for i in range(GHOST_BANDS)],
+                [self._ghost_ages[1][i] for i in range(GHOST_BANDS)])
+
+    def ghost_origins(self):
+        """(keys in the ghost list evicted from the window, from main)."""
+        return self._ghost_from[0], self._ghost_from[1]
 
 
 cdef object _MISSING = object()

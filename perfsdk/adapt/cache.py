@@ -1,15 +1,18 @@
 """AdaptiveCache: a dict-like LRU cache that learns its size and admission policy.
 
 The compiled core (``perfsdk._native._cache.CacheCore``, W-TinyLFU with a
-movable window) does the per-access work. Every ``interval`` operations a
-``CacheController`` looks at what the interval looked like -- hit ratio, how
-often recently evicted keys were asked for again (ghost hits: what a larger
-cache would have hit), where the capacity sits between its limits, how large
-the recency window is -- and a tabular Q-learner picks an action: keep,
-shrink, grow, or move the window (a larger window favours recency, LRU at the
-limit; a smaller one favours frequency). The reward trades misses against memory. Limits and a cooldown bound what it may
-do; in advisory mode it only recommends. Every decision is recorded with its
-state, Q-values, reward and any guardrail that changed it.
+movable window in front of a segmented-LRU main area) does the per-access
+work. Every ``interval`` operations a ``CacheController`` looks at what the
+interval looked like -- hit ratio, how often recently evicted keys were asked
+for again (ghost hits: what a larger cache would have hit), where the
+capacity sits between its limits -- and a tabular Q-learner picks keep,
+shrink or grow; the reward trades misses against memory. The policy -- the
+recency window's share, from 1 % (frequency-filtered, W-TinyLFU) to 100 %
+(plain LRU) -- moves by ARC's rule: requests for keys recently evicted from
+the window argue for a larger window, those for keys evicted from main for
+a smaller one. Limits and a cooldown bound what the controller
+may do; in advisory mode it only recommends. Every decision is recorded with
+its state, Q-values, reward, window move and any guardrail that changed it.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 _MISSING = object()
 F = TypeVar("F", bound=Callable[..., Any])
 
-ACTIONS = ("keep", "shrink", "grow", "less_window", "more_window")  # keep first: ties go to keep
-WINDOW_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the window's steps: W-TinyLFU ... plain LRU
+ACTIONS = ("keep", "shrink", "grow")  # keep first: ties go to keep
+MIN_WINDOW = 0.01  # W-TinyLFU's window; the other end, 1.0, is plain LRU
 
 
 @dataclass(frozen=True)
@@ -50,31 +53,73 @@ class Decision:
     capacity_after: int
     applied: bool
     guardrail: str | None
+    window_before: float = 1.0
+    window_after: float = 1.0
+    window_reason: str | None = None
 
     def __str__(self) -> str:
         f = self.features
         text = (
             f"{self.controller}: {self.action} (capacity {self.capacity_before} -> {self.capacity_after}"
-            f"{'' if self.applied else ', not applied: ' + self.mode}) after an interval with hit ratio "
-            f"{f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}, window "
-            f"{f['window_share']:.0%}; reward {self.reward:.4f}; Q = "
-            f"{dict(zip(ACTIONS, (round(q, 4) for q in self.q_values)))}"
+            f"{'' if self.applied or self.mode == 'auto' else ', not applied: ' + self.mode}) after an "
+            f"interval with hit ratio {f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}; reward "
+            f"{self.reward:.4f}; Q = {dict(zip(ACTIONS, (round(q, 4) for q in self.q_values)))}"
         )
-        return text + (f"; limited by {self.guardrail}" if self.guardrail else "")
+        if self.guardrail:
+            text += f"; limited by {self.guardrail}"
+        if self.window_reason:
+            text += f"; window {self.window_before:.1%} -> {self.window_after:.1%}: {self.window_reason}"
+        return text
 
     def as_row(self, service: str) -> dict[str, Any]:
-        """A row of the Arrow decisions table."""
+        """A row of the Arrow decisions table (the window's move is among the state features)."""
+        features = dict(self.features)
+        features["window_share_after"] = self.window_after
         return {
             "timestamp": self.timestamp, "service.name": service, "controller": self.controller,
-            "mode": self.mode, "state": self.state, "state_features": list(self.features.items()),
+            "mode": self.mode, "state": self.state, "state_features": list(features.items()),
             "action": self.action, "q_values": list(self.q_values), "reward": self.reward,
             "value_before": float(self.capacity_before), "value_after": float(self.capacity_after),
             "applied": self.applied, "guardrail": self.guardrail,
         }
 
 
+def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
+                ghosts_window: int, ghosts_main: int) -> tuple[int, str] | None:
+    """ARC's rule for the recency window: the new window size, and why (None: no evidence).
+
+    A request for a key just evicted from the window (turned away by the
+    frequency filter) is one a slightly larger window would have hit; one for
+    a key just evicted from main, one a larger main area would have. "Just":
+    within the last capacity / 16 evictions, the margin a move can change (a
+    loop longer than the cache brings every key back, but no small move would
+    catch it). Each such request moves the boundary by one entry, weighted as
+    ARC weights it by how many ghosts of each kind there are. Both counts come
+    from the same requests, so the workload's own ups and downs do not steer
+    the policy.
+
+    >>> tune_window(10, 1000, hits_window=50, hits_main=10, ghosts_window=600, ghosts_main=400)
+    (45, '50 requests for keys the window had evicted, 10 for keys main had: a larger window')
+    """
+    if not hits_window and not hits_main:
+        return None
+    step = hits_window * _ghost_weight(ghosts_main, ghosts_window) \
+        - hits_main * _ghost_weight(ghosts_window, ghosts_main)
+    lowest = max(1, math.ceil(MIN_WINDOW * capacity))
+    moved = int(min(capacity, max(lowest, round(window + step))))
+    way = "a larger window" if moved > window else "a smaller window" if moved < window else "no room to move"
+    return moved, (f"{hits_window} requests for keys the window had evicted, {hits_main} for keys "
+                   f"main had: {way}")
+
+
+def _ghost_weight(others: int, these: int) -> float:
+    # ARC's delta: a hit among the scarcer kind of ghost counts for more -- but at most 64,
+    # so one stray request cannot undo a long run of evidence the other way.
+    return min(64.0, max(others / max(these, 1), 1.0))
+
+
 class CacheController:
-    """Q-learning controller for an AdaptiveCache's size and admission policy.
+    """Sizes an AdaptiveCache with a Q-learner and tunes its admission policy by ARC's rule.
 
     Parameters
     ----------
@@ -93,19 +138,21 @@ class CacheController:
         Intervals after a capacity change during which it may not change again.
     learner
         A ``QLearner`` to start from (e.g. one loaded or merged from a fleet).
+    adapt_window
+        Move the window (the policy) by ARC's rule (``tune_window``); False keeps it.
     """
 
     discretizer = Discretizer({
         "hit_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         "ghost_ratio": [0.005, 0.02, 0.05, 0.1],
         "capacity_position": [0.25, 0.5, 0.75],
-        "window_share": [0.02, 0.05, 0.2, 0.5],  # one bucket per WINDOW_SHARES step
     })
 
     def __init__(
         self, *, interval: int = 10_000, miss_cost: float = 1.0, memory_cost: float = 1e-5,
         target_hit_ratio: float | None = None, step: float = 1.25, cooldown: int = 1,
         learner: QLearner | None = None, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
+        adapt_window: bool = True,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 10:
             raise ValueError(f"interval must be an integer >= 10, got {interval!r}")
@@ -128,81 +175,124 @@ class CacheController:
         self.cooldown = cooldown
         self.learner = learner or QLearner(n_states, len(ACTIONS), alpha=0.2, gamma=0.5,
                                            epsilon=epsilon, epsilon_min=epsilon, seed=seed)
+        self.adapt_window = adapt_window
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self._last: tuple[int, int] | None = None  # (state, action) awaiting its reward
-        self._seen = (0, 0, 0)  # hits, misses, ghost hits at the last decision
+        self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
         self._cooling = 0
 
     def features(self, core: CacheCore, min_capacity: int, max_capacity: int) -> dict[str, float]:
-        hits, misses, ghost = core.hits - self._seen[0], core.misses - self._seen[1], core.ghost_hits - self._seen[2]
-        self._seen = (core.hits, core.misses, core.ghost_hits)
+        """What the interval that just ended looked like, and what the ghost list says of the others."""
+        window_ages, main_ages = core.ghost_hits_by_age()
+        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, *window_ages, *main_ages)
+        delta = [a - b for a, b in zip(now, self._seen)] if self._seen else list(now)
+        self._seen = now
+        hits, misses, ghost, probation = delta[:4]
+        window_ages, main_ages = delta[4:4 + len(window_ages)], delta[4 + len(window_ages):]
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
+        grown = self.step - 1.0  # growing adds this share of the capacity
+        near = round(grown * len(window_ages))
+        # Growing: the ghost hits within the added share of evictions, or that share of all
+        # ghost hits (an even spread), whichever is more; both err low.
+        grow_gain = max(sum(window_ages[:near]) + sum(main_ages[:near]), grown * ghost) / ops
+        # Shrinking gives up the least valuable entries: probation's (a fifth of main), scaled to
+        # the share removed; with main empty (plain LRU), assume what growing would gain.
+        main_share = 1.0 - core.window_share
+        removed = 1.0 - 1.0 / self.step
+        shrink_loss = probation / ops * removed / (0.2 * main_share) if main_share > 0.05 else grow_gain
+        smaller = core.capacity / self.step  # entries beyond it are what shrinking drops: maybe none yet
+        shrink_loss *= min(1.0, max(0.0, (core.size - smaller) / (core.capacity - smaller)))
         return {
             "hit_ratio": hits / ops,
             "ghost_ratio": ghost / ops,
             "capacity_position": math.log(core.capacity / min_capacity) / span if span else 0.0,
-            "window_share": float(core.window_share),
             "capacity": float(core.capacity),
+            "window_share": float(core.window_share),
+            "grow_gain": grow_gain,
+            "shrink_loss": min(shrink_loss, hits / ops),
+            "ghost_hits_window_margin": float(window_ages[0]),
+            "ghost_hits_main_margin": float(main_ages[0]),
         }
 
-    def reward(self, features: dict[str, float], max_capacity: int) -> float:
+    def reward(self, hit_ratio: float, capacity: float, max_capacity: int) -> float:
+        """The reward of an interval with this hit ratio at this capacity."""
         if self.target_hit_ratio is not None:
-            shortfall = max(0.0, self.target_hit_ratio - features["hit_ratio"])
-            return -(10.0 * shortfall + features["capacity"] / max_capacity)
-        return -((1.0 - features["hit_ratio"]) * self.miss_cost + features["capacity"] * self.memory_cost)
+            shortfall = max(0.0, self.target_hit_ratio - hit_ratio)
+            return -(10.0 * shortfall + capacity / max_capacity)
+        return -((1.0 - hit_ratio) * self.miss_cost + capacity * self.memory_cost)
 
     def decide(self, core: CacheCore, min_capacity: int, max_capacity: int, mode: str, name: str) -> Decision:
-        """Learn from the interval that just ended; choose (and maybe apply) the next action."""
+        """Learn from the interval that just ended; choose (and maybe apply) the next action.
+
+        Besides the action taken, the learner is taught what growing and shrinking
+        would have earned in this state, estimated from the ghost list and the
+        probation hits: each interval teaches all three actions, so the cache
+        reacts within a few intervals instead of waiting for exploration to try a move.
+        """
         features = self.features(core, min_capacity, max_capacity)
         state = self.discretizer(features)
-        reward = self.reward(features, max_capacity)
+        hit_ratio, capacity = features["hit_ratio"], features["capacity"]
+        reward = self.reward(hit_ratio, capacity, max_capacity)
+        if not hit_ratio and not features["ghost_ratio"]:
+            # Nothing came back yet (a cold cache): no evidence for or against any move.
+            return self._record(features, state, reward, "keep", name, mode, core.capacity, core.capacity,
+                                False, "no evidence yet", core.window_share, core.window_share, None)
+        if not self.learner.visits[state].any():
+            # Costs make every reward negative: zeros would make each untried action
+            # look best. A new state starts at the value of staying as the cache is.
+            self.learner.q[state] = reward / (1.0 - self.learner.gamma)
         if self._last is not None:
             self.learner.learn(self._last[0], self._last[1], reward, state)
-        elif not self.learner.steps:
-            # Costs make every reward negative: a table of zeros would make each
-            # untried action look best and the cache would wander. Start every
-            # estimate at the value of staying as it is now.
-            self.learner.q[:] = reward / (1.0 - self.learner.gamma)
+        self.learner.learn(state, 0, reward, state)
+        if capacity * self.step <= max_capacity:
+            self.learner.learn(state, 2, self.reward(hit_ratio + features["grow_gain"], capacity * self.step,
+                                                     max_capacity), state)
+        if capacity / self.step >= min_capacity:
+            self.learner.learn(state, 1, self.reward(hit_ratio - features["shrink_loss"], capacity / self.step,
+                                                     max_capacity), state)
         action = self.learner.act(state)
         before = after = core.capacity
-        share = core.window_share
         guardrail = None
         chosen = ACTIONS[action]
-        if chosen in ("shrink", "grow"):
+        if chosen != "keep":
             if self._cooling > 0:
-                guardrail, after = "cooldown", before
+                guardrail = "cooldown"
             else:
                 wanted = round(before * self.step) if chosen == "grow" else round(before / self.step)
                 after = min(max(wanted, min_capacity), max_capacity)
                 if after != wanted:
                     guardrail = "max_capacity" if wanted > max_capacity else "min_capacity"
-        elif chosen in ("less_window", "more_window"):
-            step = _nearest_step(share) + (1 if chosen == "more_window" else -1)
-            if 0 <= step < len(WINDOW_SHARES):
-                share = WINDOW_SHARES[step]
-            else:
-                guardrail = "window limit"
-        applied = mode == "auto" and (after != before or share != core.window_share)
+        share = core.window_share
+        window, window_reason = share, None
+        if self.adapt_window:
+            moved = tune_window(core.window_capacity, core.capacity, int(features["ghost_hits_window_margin"]),
+                                int(features["ghost_hits_main_margin"]), *core.ghost_origins())
+            if moved is not None:
+                window, window_reason = moved[0] / core.capacity, moved[1]
+        applied = mode == "auto" and (after != before or window != share)
         if applied:
-            core.resize(after, share)
-            if after != before:
-                self._cooling = self.cooldown + 1
+            core.resize(after, window)
+        if mode == "auto" and after != before:
+            self._cooling = self.cooldown + 1
         self._cooling = max(0, self._cooling - 1)
         self._last = (state, action)
+        return self._record(features, state, reward, chosen, name, mode, before,
+                            after if mode == "auto" else before, applied, guardrail, share,
+                            window if mode == "auto" else share, window_reason)
+
+    def _record(self, features: dict[str, float], state: int, reward: float, action: str, name: str,
+                mode: str, before: int, after: int, applied: bool, guardrail: str | None,
+                window_before: float, window_after: float, window_reason: str | None) -> Decision:
         decision = Decision(
             timestamp=datetime.now(timezone.utc), controller=name, mode=mode, state=state,
-            features={k: v for k, v in features.items()}, action=chosen,
-            q_values=tuple(float(q) for q in self.learner.q[state]), reward=reward,
-            capacity_before=before, capacity_after=after if mode == "auto" else before,
-            applied=applied, guardrail=guardrail,
+            features=features, action=action, q_values=tuple(float(q) for q in self.learner.q[state]),
+            reward=reward, capacity_before=before, capacity_after=after, applied=applied,
+            guardrail=guardrail, window_before=window_before, window_after=window_after,
+            window_reason=window_reason,
         )
         self.decisions.append(decision)
         return decision
-
-
-def _nearest_step(share: float) -> int:
-    return min(range(len(WINDOW_SHARES)), key=lambda i: abs(math.log(WINDOW_SHARES[i] / share)))
 
 
 class AdaptiveCache(MutableMapping):
@@ -263,7 +353,7 @@ class AdaptiveCache(MutableMapping):
         if controller is not None and not isinstance(controller, CacheController):
             raise ValueError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
         if window is None:
-            window = 1.0 if controller is None else WINDOW_SHARES[0]
+            window = 1.0 if controller is None else MIN_WINDOW
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 1:
             raise ValueError(f"window must be a number in (0, 1], got {window!r}")
         self.min_capacity, self.max_capacity = min_capacity, max_capacity
@@ -276,6 +366,7 @@ class AdaptiveCache(MutableMapping):
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
         if controller is not None:
+            self._core.count_frequencies = True  # the climber may move the window back from LRU
             self._core.on_interval = self._on_interval
             self._core.next_interval_at = controller.interval
         self._decide_lock = threading.Lock()
