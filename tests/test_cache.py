@@ -102,6 +102,79 @@ def test_frequency_admission_protects_popular_keys_from_a_scan():
     assert guarded.stats()["admission_rejections"] >= 350
 
 
+def test_ghost_hits_are_counted_by_age_and_origin():
+    cache = AdaptiveCache(capacity=4, controller=None, window=0.25, max_capacity=4)
+    for k in "abcd":
+        cache[k] = k  # a, b, c admitted to main; d in the window
+    for _ in range(3):
+        cache.get("x")  # x becomes frequent before it is ever stored
+    cache["x"] = "x"  # d leaves the window and loses to a (both never asked for): d is turned away
+    cache["y"] = "y"  # x leaves the window and beats a, which main evicts
+    assert cache._core.ghost_origins() == (1, 1)
+    assert cache.get("a") is None  # evicted just now: the margin, from main
+    window_ages, main_ages = cache._core.ghost_hits_by_age()
+    assert main_ages[0] == 1 and sum(window_ages) == 0
+    assert cache.get("d") is None  # one eviction ago, from the window: 1/4 of the capacity = band 4
+    assert cache._core.ghost_hits_by_age()[0][4] == 1
+
+
+def recency_trace(n, seed=0, reach=300):
+    """New keys, and re-requests of keys among the last `reach`: LRU's game, TinyLFU's nightmare."""
+    rng = np.random.default_rng(seed)
+    out, fresh = [], 0
+    for _ in range(n):
+        if rng.random() < 0.4 or fresh < reach:
+            out.append(fresh)
+            fresh += 1
+        else:
+            out.append(fresh - 1 - int(rng.integers(0, reach)))
+    return out
+
+
+def hit_ratio(trace, cache):
+    hits = 0
+    for k in trace:
+        if cache.get(k) is None:
+            cache.put(k, k)
+        else:
+            hits += 1
+    return hits / len(trace)
+
+
+def test_the_window_moves_to_recency_or_to_frequency_as_the_traffic_wants():
+    def pinned(**kwargs):
+        return AdaptiveCache(500, min_capacity=500, max_capacity=500, **kwargs)
+
+    def adaptive():
+        return pinned(controller=CacheController(interval=1000, memory_cost=0.0))
+
+    recency = recency_trace(60_000)
+    lru, tinylfu = hit_ratio(recency, pinned(controller=None)), hit_ratio(recency, pinned(controller=None, window=0.01))
+    cache = adaptive()
+    assert hit_ratio(recency, cache) > lru - 0.05 > tinylfu + 0.4
+    assert cache.stats()["window_share"] > 0.5
+    moves = [d for d in cache.decisions() if d.window_reason]
+    assert "for keys the window had evicted" in str(moves[0]) and moves[0].window_after > moves[0].window_before
+
+    loop = [i % 700 for i in range(60_000)]  # a loop longer than the cache: LRU never hits
+    cache = adaptive()
+    assert hit_ratio(loop, pinned(controller=None)) == 0.0 and hit_ratio(loop, cache) > 0.65
+    assert cache.stats()["window_share"] <= 0.02
+
+
+def test_ghost_estimates_teach_the_controller_to_grow_within_a_few_intervals():
+    """A loop of 1,500 keys through a 1,000-entry cache: growing pays, and the ghost list says so."""
+    cache = AdaptiveCache(1000, min_capacity=250, max_capacity=4000,
+                          controller=CacheController(interval=1000, memory_cost=1e-6))
+    hit_ratio([i % 1500 for i in range(20_000)], cache)
+    decisions = cache.decisions()
+    assert cache.capacity >= 1500 and decisions[-1].features["hit_ratio"] == 1.0
+    first_grow = next(i for i, d in enumerate(decisions) if d.action == "grow" and d.applied)
+    assert first_grow <= 3 and decisions[first_grow].features["grow_gain"] > 0
+    assert "growing would have hit" in str(decisions[first_grow])
+    assert decisions[0].guardrail == "no evidence yet"  # a cold cache: nothing to learn from yet
+
+
 def test_eight_threads_hammering_one_cache():
     cache = AdaptiveCache(capacity=100, controller=CacheController(interval=500))
     errors = []
@@ -153,6 +226,7 @@ def test_controller_stays_within_limits_and_explains_itself():
     assert "hit ratio" in text and "Q = {'keep'" in text
     table = pa.Table.from_pylist([d.as_row("shop") for d in decisions], schema=DECISIONS)
     assert table.num_rows == len(decisions)
+    assert dict(table.column("state_features")[0].as_py())["window_share_after"] == decisions[0].window_after
 
 
 def test_advisory_mode_changes_nothing():

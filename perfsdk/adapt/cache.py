@@ -62,7 +62,8 @@ class Decision:
         text = (
             f"{self.controller}: {self.action} (capacity {self.capacity_before} -> {self.capacity_after}"
             f"{'' if self.applied or self.mode == 'auto' else ', not applied: ' + self.mode}) after an "
-            f"interval with hit ratio {f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f}; reward "
+            f"interval with hit ratio {f['hit_ratio']:.3f}, ghost hits {f['ghost_ratio']:.3f} (growing would "
+            f"have hit {f.get('grow_gain', 0.0):+.3f}, shrinking {-f.get('shrink_loss', 0.0):+.3f}); reward "
             f"{self.reward:.4f}; Q = {dict(zip(ACTIONS, (round(q, 4) for q in self.q_values)))}"
         )
         if self.guardrail:
