@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -203,6 +204,58 @@ def test_eight_threads_hammering_one_cache():
     assert len(list(cache)) == len(cache) <= cache.capacity
     assert all(cache.get(k) == k for k in list(cache))
     assert cache.stats()["decision_faults"] == 0
+
+
+class SlowKey:
+    """A key whose hash runs Python code that lets other threads in mid-operation."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __hash__(self):
+        time.sleep(0)  # releases the GIL while the cache is held
+        return hash(self.k)
+
+    def __eq__(self, other):
+        return isinstance(other, SlowKey) and other.k == self.k
+
+
+def test_threads_wait_while_a_key_runs_python_code_inside_the_cache():
+    cache = AdaptiveCache(capacity=50, controller=CacheController(interval=100))
+    errors = []
+
+    def work(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(1500):
+                k = SlowKey(rng.randrange(120))
+                if cache.get(k) is None:
+                    cache[k] = k.k
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    keys = list(cache)
+    assert len(keys) == len(cache) <= cache.capacity and all(cache[k] == k.k for k in keys)
+
+
+def test_using_the_cache_from_a_keys_hash_is_an_error_not_a_deadlock():
+    cache = AdaptiveCache(capacity=4, controller=None)
+
+    class Meddler:
+        def __hash__(self):
+            cache.get("other")
+            return 1
+
+    with pytest.raises(RuntimeError, match="inside one of its own operations"):
+        cache.get(Meddler())
+    cache["fine"] = 1  # and the cache is still usable
+    assert cache["fine"] == 1
 
 
 def zipf_trace(n, universe, seed=0, a=1.1):
