@@ -80,7 +80,7 @@ def _workload(benchmark, make_cache, anchor=None):
             get_or_load(key, _load)
 
     per_item(benchmark, len(WORKLOAD), anchor)
-    benchmark.pedantic(run, setup=lambda: ((make_cache(),), {}), rounds=7, iterations=1)
+    benchmark.pedantic(run, setup=lambda: ((make_cache(),), {}), rounds=15, iterations=1)
 
 
 @pytest.mark.benchmark(group=CONTROL)

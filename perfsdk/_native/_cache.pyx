@@ -242,7 +242,7 @@ cdef class CacheCore:
         h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
         return (h ^ (h >> 31)) & self._width_mask
 
-    cdef inline void _count(self, object key) except *:
+    cdef inline int _count(self, object key) except -1:
         cdef uint64_t h = <uint64_t> hash(key), r
         cdef uint8_t* cell
         cdef Py_ssize_t i, n
@@ -256,6 +256,7 @@ cdef class CacheCore:
             for i in range(n):
                 self._sketch[i] >>= 1
             self._sketch_adds = 0
+        return 0
 
     cdef inline int _frequency(self, object key) except -1:
         cdef uint64_t h = <uint64_t> hash(key), r
@@ -267,7 +268,7 @@ cdef class CacheCore:
         return best
 
     # -- operations -------------------------------------------------------------------
-    cdef inline void _tick(self) except *:
+    cdef inline int _tick(self) except -1:
         self.ops += 1
         if self.next_interval_at and self.ops >= self.next_interval_at and self.on_interval is not None:
             self.next_interval_at = 0  # the hook sets the next one
@@ -276,6 +277,7 @@ cdef class CacheCore:
                 self.on_interval()
             finally:
                 self._acquire()
+        return 0
 
     def get(self, key, default=None):
         """The value for ``key`` (and it becomes most recent), or ``default``."""
@@ -358,7 +360,7 @@ cdef class CacheCore:
             dropped = self._take_dropped()
             self._release()
 
-    cdef void _rebalance(self) except *:
+    cdef int _rebalance(self) except -1:
         """Move window overflow into main (admission decides who stays); evict to fit."""
         cdef Py_ssize_t candidate, victim
         cdef Py_ssize_t main_quota = self.capacity - self.window_capacity
@@ -384,12 +386,13 @@ cdef class CacheCore:
         while self.size > self.capacity:  # after a resize: shrink main first
             victim = self._main_victim()
             self._evict(victim if victim >= 0 else self._tail[WINDOW])
+        return 0
 
     cdef inline Py_ssize_t _main_victim(self) noexcept:
         """Main's least valuable entry: probation's least recent, else protected's (-1: main is empty)."""
         return self._tail[PROBATION] if self._count_in[PROBATION] > 0 else self._tail[PROTECTED]
 
-    cdef void _evict(self, Py_ssize_t slot) except *:
+    cdef int _evict(self, Py_ssize_t slot) except -1:
         cdef object key = self._keys[slot], oldest
         cdef int origin = 0 if self._segment[slot] == WINDOW else 1
         self._drop(slot)
@@ -400,8 +403,9 @@ cdef class CacheCore:
             oldest = next(iter(self._ghost))
             self._ghost_from[<long long> self._ghost.pop(oldest) & 1] -= 1
             self._dropped.append(oldest)
+        return 0
 
-    cdef void _drop(self, Py_ssize_t slot) except *:
+    cdef int _drop(self, Py_ssize_t slot) except -1:
         """Take ``slot`` out of the cache (its key and value are released after the lock)."""
         cdef object key = self._keys[slot]
         self._unlink(slot)
@@ -413,6 +417,7 @@ cdef class CacheCore:
         self._free[self._nfree] = slot
         self._nfree += 1
         self.size -= 1
+        return 0
 
     def pop(self, key, default=None):
         """Remove ``key``; return its value or ``default``."""
@@ -506,6 +511,16 @@ cdef class CacheCore:
         the margin a small move changes; bands 0-3 what growing by a quarter would hit."""
         return ([self._ghost_ages[0][i] for i in range(GHOST_BANDS)],
                 [self._ghost_ages[1][i] for i in range(GHOST_BANDS)])
+
+    def ghost_hits_within(self, int bands):
+        """Ghost hits so far on keys evicted within the first ``bands`` sixteenths of the
+        capacity's evictions: (from the window, from main)."""
+        cdef long long window = 0, main = 0
+        cdef int i
+        for i in range(min(max(bands, 0), GHOST_BANDS)):
+            window += self._ghost_ages[0][i]
+            main += self._ghost_ages[1][i]
+        return window, main
 
     def ghost_origins(self):
         """(keys in the ghost list evicted from the window, from main)."""

@@ -35,6 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ACTIONS = ("keep", "shrink", "grow")  # keep first: ties go to keep
 MIN_WINDOW = 0.01  # W-TinyLFU's window; the other end, 1.0, is plain LRU
+GHOST_BANDS = 16  # the core counts ghost hits by age in sixteenths of the capacity
 
 
 @dataclass(frozen=True)
@@ -180,23 +181,22 @@ class CacheController:
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self._last: tuple[int, int] | None = None  # (state, action) awaiting its reward
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
+        self._started: set[int] = set()  # states whose Q row has its starting value
         self._cooling = 0
 
     def features(self, core: CacheCore, min_capacity: int, max_capacity: int) -> dict[str, float]:
         """What the interval that just ended looked like, and what the ghost list says of the others."""
-        window_ages, main_ages = core.ghost_hits_by_age()
-        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, *window_ages, *main_ages)
-        delta = [a - b for a, b in zip(now, self._seen)] if self._seen else list(now)
+        grown = self.step - 1.0  # growing adds this share of the capacity
+        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits,
+               *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)))
+        hits, misses, ghost, probation, margin_window, margin_main, near_window, near_main = (
+            (a - b for a, b in zip(now, self._seen)) if self._seen else now)
         self._seen = now
-        hits, misses, ghost, probation = delta[:4]
-        window_ages, main_ages = delta[4:4 + len(window_ages)], delta[4 + len(window_ages):]
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
-        grown = self.step - 1.0  # growing adds this share of the capacity
-        near = round(grown * len(window_ages))
         # Growing: the ghost hits within the added share of evictions, or that share of all
         # ghost hits (an even spread), whichever is more; both err low.
-        grow_gain = max(sum(window_ages[:near]) + sum(main_ages[:near]), grown * ghost) / ops
+        grow_gain = max(near_window + near_main, grown * ghost) / ops
         # Shrinking gives up the least valuable entries: probation's (a fifth of main), scaled to
         # the share removed; with main empty (plain LRU), assume what growing would gain.
         main_share = 1.0 - core.window_share
@@ -212,8 +212,8 @@ class CacheController:
             "window_share": float(core.window_share),
             "grow_gain": grow_gain,
             "shrink_loss": min(shrink_loss, hits / ops),
-            "ghost_hits_window_margin": float(window_ages[0]),
-            "ghost_hits_main_margin": float(main_ages[0]),
+            "ghost_hits_window_margin": float(margin_window),
+            "ghost_hits_main_margin": float(margin_main),
         }
 
     def reward(self, hit_ratio: float, capacity: float, max_capacity: int) -> float:
@@ -239,10 +239,11 @@ class CacheController:
             # Nothing came back yet (a cold cache): no evidence for or against any move.
             return self._record(features, state, reward, "keep", name, mode, core.capacity, core.capacity,
                                 False, "no evidence yet", core.window_share, core.window_share, None)
-        if not self.learner.visits[state].any():
+        if state not in self._started and not self.learner.visits[state].any():
             # Costs make every reward negative: zeros would make each untried action
             # look best. A new state starts at the value of staying as the cache is.
             self.learner.q[state] = reward / (1.0 - self.learner.gamma)
+        self._started.add(state)
         if self._last is not None:
             self.learner.learn(self._last[0], self._last[1], reward, state)
         self.learner.learn(state, 0, reward, state)
@@ -287,7 +288,7 @@ class CacheController:
                 window_before: float, window_after: float, window_reason: str | None) -> Decision:
         decision = Decision(
             timestamp=datetime.now(timezone.utc), controller=name, mode=mode, state=state,
-            features=features, action=action, q_values=tuple(float(q) for q in self.learner.q[state]),
+            features=features, action=action, q_values=tuple(self.learner.q[state].tolist()),
             reward=reward, capacity_before=before, capacity_after=after, applied=applied,
             guardrail=guardrail, window_before=window_before, window_after=window_after,
             window_reason=window_reason,
