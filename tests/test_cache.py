@@ -282,6 +282,19 @@ def test_controller_stays_within_limits_and_explains_itself():
     assert dict(table.column("state_features")[0].as_py())["window_share_after"] == decisions[0].window_after
 
 
+def test_a_slow_cache_still_decides_every_interval_seconds():
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=10**9, interval_seconds=0.02))
+    for i in range(40):
+        for k in range(64):
+            cache.get_or_load(k % 150, lambda key: key)
+        time.sleep(0.005)
+    assert 4 <= len(cache.decisions()) <= 14  # ~0.2 s of traffic: one decision per 0.02 s, checked every 64 gets
+    idle = AdaptiveCache(capacity=100, controller=CacheController(interval=10**9, interval_seconds=0.01))
+    idle.get("x")
+    time.sleep(0.05)
+    assert idle.decisions() == []  # no traffic, nothing to learn from: left alone
+
+
 def test_advisory_mode_changes_nothing():
     cache = AdaptiveCache(capacity=100, mode="advisory",
                           controller=CacheController(interval=100, cooldown=0, epsilon=1.0, seed=2))
@@ -335,6 +348,7 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
 @pytest.mark.parametrize("kwargs,argument", [
     ({"interval": 1}, "interval"), ({"miss_cost": -1}, "miss_cost"), ({"step": 1.0}, "step"),
     ({"target_hit_ratio": 2}, "target_hit_ratio"), ({"cooldown": -1}, "cooldown"),
+    ({"interval_seconds": 0}, "interval_seconds"), ({"interval_seconds": float("nan")}, "interval_seconds"),
 ])
 def test_bad_controller_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):

@@ -32,6 +32,7 @@ cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from types import MethodType
 
 cdef extern from *:
@@ -54,6 +55,11 @@ cdef extern from *:
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 cdef enum:
     WINDOW = 0
@@ -99,6 +105,8 @@ cdef class CacheCore:
     cdef public bint count_frequencies
     """Feed the frequency sketch even while the window is the whole cache (an adaptive
     cache may move it back, and then needs recent frequencies)."""
+    cdef public double next_interval_time
+    """``monotonic()`` time after which the hook runs at the next 64th operation (0: never)."""
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
     cdef public object on_interval
@@ -269,9 +277,14 @@ cdef class CacheCore:
 
     # -- operations -------------------------------------------------------------------
     cdef inline int _tick(self) except -1:
+        # called only while next_interval_at is set; the clock is read every 64th operation
         self.ops += 1
-        if self.next_interval_at and self.ops >= self.next_interval_at and self.on_interval is not None:
-            self.next_interval_at = 0  # the hook sets the next one
+        if self.ops >= self.next_interval_at or (
+                self.next_interval_time and (self.ops & 63) == 0 and _monotonic() >= self.next_interval_time):
+            if self.on_interval is None:
+                return 0
+            self.next_interval_at = 0  # the hook sets the next ones
+            self.next_interval_time = 0.0
             self._release()
             try:
                 self.on_interval()
@@ -501,6 +514,11 @@ cdef class CacheCore:
         finally:
             dropped = self._take_dropped()
             self._release()
+
+    @staticmethod
+    def monotonic():
+        """The clock ``next_interval_time`` is read against (seconds)."""
+        return _monotonic()
 
     def ghost_size(self):
         return len(self._ghost)

@@ -127,6 +127,10 @@ class CacheController:
     ----------
     interval
         Operations (gets) per decision.
+    interval_seconds
+        Also decide once this many seconds have passed since the last decision
+        (the clock is read every 64 gets, so an idle cache is left alone: it has
+        nothing to learn from).
     miss_cost, memory_cost
         The reward per interval is ``-(miss_ratio * miss_cost + capacity *
         memory_cost)``: what a miss costs, and what holding one entry costs,
@@ -151,13 +155,16 @@ class CacheController:
     })
 
     def __init__(
-        self, *, interval: int = 10_000, miss_cost: float = 1.0, memory_cost: float = 1e-5,
+        self, *, interval: int = 10_000, interval_seconds: float | None = None, miss_cost: float = 1.0, memory_cost: float = 1e-5,
         target_hit_ratio: float | None = None, step: float = 1.25, cooldown: int = 1,
         learner: QLearner | None = None, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
         adapt_window: bool = True,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 10:
             raise ValueError(f"interval must be an integer >= 10, got {interval!r}")
+        if interval_seconds is not None and not (
+                isinstance(interval_seconds, (int, float)) and 0 < interval_seconds < math.inf):
+            raise ValueError(f"interval_seconds must be a number > 0 or None, got {interval_seconds!r}")
         for name, value in (("miss_cost", miss_cost), ("memory_cost", memory_cost)):
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -171,6 +178,7 @@ class CacheController:
         if learner is not None and (learner.n_states, learner.n_actions) != (n_states, len(ACTIONS)):
             raise ValueError(f"learner must have {n_states} states and {len(ACTIONS)} actions")
         self.interval = interval
+        self.interval_seconds = interval_seconds
         self.miss_cost, self.memory_cost = float(miss_cost), float(memory_cost)
         self.target_hit_ratio = target_hit_ratio
         self.step = float(step)
@@ -370,7 +378,7 @@ class AdaptiveCache(MutableMapping):
         if controller is not None:
             self._core.count_frequencies = True  # the climber may move the window back from LRU
             self._core.on_interval = self._on_interval
-            self._core.next_interval_at = controller.interval
+            self._schedule_decision()
         self._decide_lock = threading.Lock()
 
     # -- the controller hook (runs every `interval` operations, outside the core's lock) --
@@ -385,7 +393,14 @@ class AdaptiveCache(MutableMapping):
         except Exception:
             self.decision_faults += 1  # a controller fault must not break a cache read
         finally:
-            self._core.next_interval_at = self._core.ops + controller.interval
+            self._schedule_decision()
+
+    def _schedule_decision(self) -> None:
+        controller = self.controller
+        assert controller is not None
+        self._core.next_interval_at = self._core.ops + controller.interval
+        if controller.interval_seconds:
+            self._core.next_interval_time = CacheCore.monotonic() + controller.interval_seconds
 
     # -- access ---------------------------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
