@@ -152,15 +152,16 @@ def test_the_window_moves_to_recency_or_to_frequency_as_the_traffic_wants():
     recency = recency_trace(60_000)
     lru, tinylfu = hit_ratio(recency, pinned(controller=None)), hit_ratio(recency, pinned(controller=None, window=0.01))
     cache = adaptive()
-    assert hit_ratio(recency, cache) > lru - 0.05 > tinylfu + 0.4
+    assert hit_ratio(recency, cache) > lru - 0.08 > tinylfu + 0.4
     assert cache.stats()["window_share"] > 0.5
     moves = [d for d in cache.decisions() if d.window_reason]
     assert "for keys the window had evicted" in str(moves[0]) and moves[0].window_after > moves[0].window_before
 
     loop = [i % 700 for i in range(60_000)]  # a loop longer than the cache: LRU never hits
-    cache = adaptive()
-    assert hit_ratio(loop, pinned(controller=None)) == 0.0 and hit_ratio(loop, cache) > 0.65
-    assert cache.stats()["window_share"] <= 0.02
+    assert hit_ratio(loop, pinned(controller=None)) == 0.0
+    assert hit_ratio(loop, adaptive()) > 0.65
+    assert hit_ratio([10**7 + k for k in loop], cache) > 0.5  # the same cache, after the recency phase:
+    assert cache.stats()["window_share"] <= 0.02  # the window comes back
 
 
 def test_ghost_estimates_teach_the_controller_to_grow_within_a_few_intervals():

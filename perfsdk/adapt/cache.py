@@ -34,7 +34,9 @@ _MISSING = object()
 F = TypeVar("F", bound=Callable[..., Any])
 
 ACTIONS = ("keep", "shrink", "grow")  # keep first: ties go to keep
-MIN_WINDOW = 0.01  # W-TinyLFU's window; the other end, 1.0, is plain LRU
+MIN_WINDOW = 0.01  # W-TinyLFU's window
+MAX_WINDOW = 0.8  # the controller's other end: main keeps a fifth, so evidence for a smaller window
+# still comes in (main's evictions); at 1.0 (plain LRU) it would stop and the window stay put
 GHOST_BANDS = 16  # the core counts ghost hits by age in sixteenths of the capacity
 
 
@@ -108,7 +110,8 @@ def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
     step = hits_window * _ghost_weight(ghosts_main, ghosts_window) \
         - hits_main * _ghost_weight(ghosts_window, ghosts_main)
     lowest = max(1, math.ceil(MIN_WINDOW * capacity))
-    moved = int(min(capacity, max(lowest, round(window + step))))
+    highest = max(lowest, math.floor(MAX_WINDOW * capacity))
+    moved = int(min(highest, max(lowest, round(window + step))))
     way = "a larger window" if moved > window else "a smaller window" if moved < window else "no room to move"
     return moved, (f"{hits_window} requests for keys the window had evicted, {hits_main} for keys "
                    f"main had: {way}")
