@@ -2,8 +2,9 @@
 """Compiled core of the adaptive cache: W-TinyLFU with a movable window, and a ghost list.
 
 ``CacheCore`` keeps entries in slots: a dict maps each key to its slot, C
-arrays link the slots into two recency lists, and Python lists hold the keys
-and values. A hit is one dict lookup and a relink.
+arrays link the slots into three recency lists (window, probation,
+protected) and keep each key's hash, and Python lists hold the keys and
+values. A hit is one dict lookup and a relink.
 
 New keys enter the *window* (an LRU list holding ``window_capacity`` of the
 ``capacity`` entries). A key pushed out of the window joins the *main* area
@@ -14,14 +15,21 @@ hit there promotes them to *protected* (80 % of main), whose overflow is
 demoted back to probation, so a key must prove itself twice to be hard to
 evict. With the window at the whole capacity this is plain LRU; with a 1 %
 window it is W-TinyLFU (Caffeine's policy). The controller moves the window
-between the two. Evicted keys go to a bounded ghost list, so the
-controller can see what a larger cache would have hit.
+between the two. Evicted keys go to a ghost list -- a ring of the last
+``capacity`` evictions, each remembering when and from where it was evicted --
+so the controller can see what a larger or differently split cache would have hit.
+
+Exceptions: a key's ``__hash__`` or ``__eq__`` may raise; every step that can
+call them runs before the step changes anything, so the exception reaches the
+caller and the cache stays whole (an eviction it interrupted happens at the
+next put).
 
 Thread safety: every operation runs under the cache's own lock -- with a GIL,
 a flag tested and set under it (two stores when uncontended); on free-threaded
 builds, a real lock. Keys and values leaving the cache are released only
-after the lock is, so a finaliser may use the cache. Using the cache from a
-key's ``__hash__``/``__eq__`` raises RuntimeError instead of deadlocking.
+after the lock is, so a finaliser may use the cache. Using the cache from
+inside one of its own operations (a key's ``__hash__``/``__eq__``) raises
+RuntimeError instead of deadlocking.
 """
 
 from cpython.pythread cimport (
@@ -55,6 +63,9 @@ cdef extern from *:
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
+
+cdef extern from "<unistd.h>" nogil:
+    int usleep(unsigned int usec)
 
 cdef inline double _monotonic() noexcept nogil:
     cdef timespec ts
@@ -91,7 +102,11 @@ cdef class CacheCore:
     cdef readonly Py_ssize_t size
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t max_capacity
-    cdef dict _ghost
+    cdef dict _ghost  # key -> its position in the ring
+    cdef list _ring_keys  # the ring holds the ghost keys (so the dict never drops the last reference)
+    cdef long long* _ring_code  # per ring position: eviction number << 1 | from main; -1: gone
+    cdef Py_ssize_t _ring_head, _ring_len, _ring_size
+    cdef uint64_t* _hashes  # per slot: hash(key), so evictions never call back into Python
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
     cdef readonly Py_ssize_t ghost_capacity
     cdef uint8_t* _sketch
@@ -124,10 +139,14 @@ cdef class CacheCore:
         self._next = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
         self._free = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
         self._segment = <uint8_t*> malloc(slots)
+        self._hashes = <uint64_t*> malloc(slots * sizeof(uint64_t))
+        self._ring_size = max_capacity
+        self._ring_code = <long long*> malloc(max_capacity * sizeof(long long))
         while width < 4 * max_capacity:
             width *= 2
         self._sketch = <uint8_t*> malloc(4 * width)
-        if not (self._lock and self._prev and self._next and self._free and self._sketch and self._segment):
+        if not (self._lock and self._prev and self._next and self._free and self._sketch and self._segment
+                and self._hashes and self._ring_code):
             raise MemoryError("cannot allocate the cache's arrays")
         memset(self._sketch, 0, 4 * width)
         self._width_mask = width - 1
@@ -139,6 +158,8 @@ cdef class CacheCore:
         self._keys = [None] * slots
         self._values = [None] * slots
         self._ghost = {}
+        self._ring_keys = [None] * max_capacity
+        self._ring_head = self._ring_len = 0
         self._dropped = []
         self._ghost_from[0] = self._ghost_from[1] = 0
         memset(self._ghost_ages, 0, sizeof(self._ghost_ages))
@@ -157,6 +178,8 @@ cdef class CacheCore:
         free(self._free)
         free(self._sketch)
         free(self._segment)
+        free(self._hashes)
+        free(self._ring_code)
         if self._lock:
             PyThread_free_lock(self._lock)
 
@@ -172,26 +195,35 @@ cdef class CacheCore:
                 self._busy = True
                 self._owner = THREAD_ID()
                 return 0
-            return self._wait()
-        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            with nogil:
-                PyThread_acquire_lock(self._lock, WAIT_LOCK)
-        return 0
+        elif PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._owner = THREAD_ID()
+            return 0
+        return self._wait()
 
     cdef int _wait(self) except -1:
         cdef size_t me = THREAD_ID()
+        cdef int spins = 0
         if self._owner == me:
             raise RuntimeError(
                 "the cache was used from inside one of its own operations (a key's __hash__ or "
                 "__eq__, or a finaliser the garbage collector ran mid-operation): not supported")
-        while self._busy:
+        if GIL_GUARDED:
+            while self._busy:  # the holder is running Python code; let it finish
+                with nogil:
+                    if spins < 64:
+                        sched_yield()
+                    else:
+                        usleep(50)  # a long hold (a slow __hash__): stop burning a core
+                spins += 1
+            self._busy = True
+        else:
             with nogil:
-                sched_yield()
-        self._busy = True
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
         self._owner = me
         return 0
 
     cdef inline void _release(self) noexcept:
+        self._owner = 0
         if GIL_GUARDED:
             self._busy = False
         else:
@@ -250,8 +282,8 @@ cdef class CacheCore:
         h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
         return (h ^ (h >> 31)) & self._width_mask
 
-    cdef inline int _count(self, object key) except -1:
-        cdef uint64_t h = <uint64_t> hash(key), r
+    cdef inline void _count(self, uint64_t h) noexcept:
+        cdef uint64_t r
         cdef uint8_t* cell
         cdef Py_ssize_t i, n
         for r in range(4):
@@ -264,10 +296,9 @@ cdef class CacheCore:
             for i in range(n):
                 self._sketch[i] >>= 1
             self._sketch_adds = 0
-        return 0
 
-    cdef inline int _frequency(self, object key) except -1:
-        cdef uint64_t h = <uint64_t> hash(key), r
+    cdef inline int _frequency(self, uint64_t h) noexcept:
+        cdef uint64_t r
         cdef int best = 255, c
         for r in range(4):
             c = self._sketch[r * (self._width_mask + 1) + self._mix(h, r)]
@@ -297,30 +328,30 @@ cdef class CacheCore:
         return self._get(key, default)
 
     cdef object _get(self, object key, object default):
-        cdef object slot_obj, value, origin
-        cdef long long band
+        cdef object slot_obj, value, position
+        cdef long long band, code
         cdef Py_ssize_t slot
-        cdef uint8_t seg
         self._acquire()
         try:
             slot_obj = self._index.get(key)
             if slot_obj is None:
-                self.misses += 1
-                origin = self._ghost.get(key)
-                if origin is not None:
-                    self.ghost_hits += 1
-                    band = (self.evictions - (<long long> origin >> 1)) * GHOST_BANDS // self.capacity
-                    if band < GHOST_BANDS:
-                        self._ghost_ages[<long long> origin & 1][band] += 1
+                position = self._ghost.get(key)
                 if self.window_capacity < self.capacity or self.count_frequencies:
-                    self._count(key)
+                    self._count(<uint64_t> hash(key))
+                self.misses += 1
+                if position is not None:
+                    self.ghost_hits += 1
+                    code = self._ring_code[<Py_ssize_t> position]
+                    band = (self.evictions - (code >> 1)) * GHOST_BANDS // self.capacity
+                    if band < GHOST_BANDS:
+                        self._ghost_ages[code & 1][band] += 1
                 value = default
             else:
                 slot = <Py_ssize_t> slot_obj
                 self._touch(slot)
                 self.hits += 1
                 if self.window_capacity < self.capacity or self.count_frequencies:
-                    self._count(key)
+                    self._count(self._hashes[slot])
                 value = self._values[slot]
             if self.next_interval_at:
                 self._tick()
@@ -344,12 +375,18 @@ cdef class CacheCore:
         return self._put(key, value)
 
     cdef object _put(self, object key, object value):
-        cdef object slot_obj, origin
+        cdef object slot_obj, position
         cdef Py_ssize_t slot
-        cdef uint8_t seg
+        cdef uint64_t h
         cdef list dropped  # released when this call returns, after the lock
         self._acquire()
         try:
+            # Every step that may call the key's __hash__/__eq__ comes before the
+            # step that changes anything, so an exception leaves the cache whole.
+            h = <uint64_t> hash(key)
+            if (self.size > self.capacity or self._count_in[WINDOW] > self.window_capacity
+                    or self._count_in[PROTECTED] > self._protected_capacity):
+                self._rebalance()  # finish what an exception interrupted
             slot_obj = self._index.get(key)
             if slot_obj is not None:
                 slot = <Py_ssize_t> slot_obj
@@ -357,16 +394,17 @@ cdef class CacheCore:
                 self._values[slot] = value
                 self._touch(slot)
                 return True
+            position = self._ghost.pop(key, None)
+            if position is not None:
+                self._forget_ghost(<Py_ssize_t> position)
             slot = self._free[self._nfree - 1]
+            self._index[key] = slot
             self._nfree -= 1
             self._keys[slot] = key
             self._values[slot] = value
-            self._index[key] = slot
+            self._hashes[slot] = h
             self._push_front(slot, WINDOW)
             self.size += 1
-            origin = self._ghost.pop(key, None)
-            if origin is not None:
-                self._ghost_from[<long long> origin & 1] -= 1
             self._rebalance()
             return True
         finally:
@@ -379,16 +417,16 @@ cdef class CacheCore:
         cdef Py_ssize_t main_quota = self.capacity - self.window_capacity
         while self._count_in[WINDOW] > self.window_capacity:
             candidate = self._tail[WINDOW]
-            self._unlink(candidate)
             if self._count_in[PROBATION] + self._count_in[PROTECTED] < main_quota:
+                self._unlink(candidate)
                 self._push_front(candidate, PROBATION)
                 continue
             victim = self._main_victim()
-            if victim >= 0 and self._frequency(self._keys[candidate]) > self._frequency(self._keys[victim]):
+            if victim >= 0 and self._frequency(self._hashes[candidate]) > self._frequency(self._hashes[victim]):
+                self._evict(victim)  # first: it may raise, and then nothing has moved
+                self._unlink(candidate)
                 self._push_front(candidate, PROBATION)
-                self._evict(victim)
             else:
-                self._push_front(candidate, WINDOW)  # back in a list, so _evict can unlink it
                 self._evict(candidate)
                 if main_quota:
                     self.rejected += 1
@@ -406,23 +444,44 @@ cdef class CacheCore:
         return self._tail[PROBATION] if self._count_in[PROBATION] > 0 else self._tail[PROTECTED]
 
     cdef int _evict(self, Py_ssize_t slot) except -1:
-        cdef object key = self._keys[slot], oldest
-        cdef int origin = 0 if self._segment[slot] == WINDOW else 1
+        """Drop ``slot`` and remember its key in the ghost ring (the oldest ghost makes room)."""
+        cdef object key = self._keys[slot]
+        cdef long long origin = 0 if self._segment[slot] == WINDOW else 1
+        cdef Py_ssize_t position
         self._drop(slot)
         self.evictions += 1
-        self._ghost[key] = (self.evictions << 1) | origin  # when, and from where
+        while self._ring_len >= self.ghost_capacity and self._ring_len:
+            self._drop_oldest_ghost()
+        position = (self._ring_head + self._ring_len) % self._ring_size
+        self._ghost[key] = position  # may raise (the key's __eq__): then it is simply not a ghost
+        self._ring_keys[position] = key
+        self._ring_code[position] = (self.evictions << 1) | origin
+        self._ring_len += 1
         self._ghost_from[origin] += 1
-        while len(self._ghost) > self.ghost_capacity:
-            oldest = next(iter(self._ghost))
-            self._ghost_from[<long long> self._ghost.pop(oldest) & 1] -= 1
-            self._dropped.append(oldest)
         return 0
+
+    cdef int _drop_oldest_ghost(self) except -1:
+        cdef Py_ssize_t position = self._ring_head
+        cdef object key = self._ring_keys[position]
+        if self._ring_code[position] >= 0:
+            del self._ghost[key]  # may raise (another key's __eq__); then nothing has changed
+            self._forget_ghost(position)
+        self._dropped.append(key)  # the ring held the last reference: released after the lock
+        self._ring_keys[position] = None
+        self._ring_head = (position + 1) % self._ring_size
+        self._ring_len -= 1
+        return 0
+
+    cdef inline void _forget_ghost(self, Py_ssize_t position) noexcept:
+        """The key at ``position`` is no longer a ghost (asked for again, or aged out)."""
+        self._ghost_from[self._ring_code[position] & 1] -= 1
+        self._ring_code[position] = -1
 
     cdef int _drop(self, Py_ssize_t slot) except -1:
         """Take ``slot`` out of the cache (its key and value are released after the lock)."""
         cdef object key = self._keys[slot]
+        del self._index[key]  # may raise (another key's __eq__); then nothing has changed
         self._unlink(slot)
-        del self._index[key]
         self._dropped.append(key)
         self._dropped.append(self._values[slot])
         self._keys[slot] = None
@@ -509,7 +568,10 @@ cdef class CacheCore:
                 victim = self._main_victim()
                 self._drop(victim if victim >= 0 else self._tail[WINDOW])
             self._dropped.append(self._ghost)
+            self._dropped.append(self._ring_keys)
             self._ghost = {}
+            self._ring_keys = [None] * self._ring_size
+            self._ring_head = self._ring_len = 0
             self._ghost_from[0] = self._ghost_from[1] = 0
         finally:
             dropped = self._take_dropped()
@@ -519,6 +581,44 @@ cdef class CacheCore:
     def monotonic():
         """The clock ``next_interval_time`` is read against (seconds)."""
         return _monotonic()
+
+    def check_invariants(self):
+        """Raise AssertionError naming the first broken invariant (for tests; walks everything)."""
+        cdef Py_ssize_t slot, prev, n, seg, total = 0, slots = self.max_capacity + 1, i, position
+        self._acquire()
+        try:
+            linked = set()
+            for seg in range(3):
+                n, prev, slot = 0, -1, self._head[seg]
+                while slot >= 0:
+                    _expect(0 <= slot < slots and slot not in linked, "a slot linked twice or out of range")
+                    linked.add(slot)
+                    _expect(self._segment[slot] == seg and self._prev[slot] == prev, "a broken link")
+                    _expect(self._index.get(self._keys[slot]) == slot, "the index and the lists disagree")
+                    _expect(self._hashes[slot] == <uint64_t> hash(self._keys[slot]), "a stale hash")
+                    prev, slot, n = slot, self._next[slot], n + 1
+                _expect(self._tail[seg] == prev and self._count_in[seg] == n, "a list's tail or count")
+                total += n
+            _expect(total == self.size == len(self._index), "size")
+            _expect(self._nfree + self.size == slots, "the free list's length")
+            _expect(not ({self._free[i] for i in range(self._nfree)} & linked), "a linked slot marked free")
+            _expect(all(self._keys[i] is None and self._values[i] is None for i in range(slots) if i not in linked),
+                    "a free slot still holding a key or value")
+            _expect(self.size <= self.capacity, "size over capacity")
+            _expect(self._count_in[WINDOW] <= self.window_capacity, "window over its share")
+            _expect(self._count_in[PROTECTED] <= self._protected_capacity, "protected over its share")
+            origins = [0, 0]
+            for i in range(self._ring_len):
+                position = (self._ring_head + i) % self._ring_size
+                if self._ring_code[position] >= 0:
+                    _expect(self._ghost.get(self._ring_keys[position]) == position, "ghost ring and dict disagree")
+                    origins[self._ring_code[position] & 1] += 1
+            _expect(origins == [self._ghost_from[0], self._ghost_from[1]] == [
+                        sum(1 for p in self._ghost.values() if self._ring_code[p] & 1 == o) for o in (0, 1)],
+                    "ghost origin counts")
+            _expect(not (self._ghost.keys() & self._index.keys()), "a key both cached and a ghost")
+        finally:
+            self._release()
 
     def ghost_size(self):
         return len(self._ghost)
@@ -543,6 +643,11 @@ cdef class CacheCore:
     def ghost_origins(self):
         """(keys in the ghost list evicted from the window, from main)."""
         return self._ghost_from[0], self._ghost_from[1]
+
+
+cdef inline void _expect(bint condition, str what) except *:
+    if not condition:
+        raise AssertionError(what)
 
 
 cdef object _MISSING = object()
