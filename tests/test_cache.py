@@ -89,17 +89,18 @@ def test_ghost_hits_measure_what_a_larger_cache_would_hit():
 
 
 def test_frequency_admission_protects_popular_keys_from_a_scan():
+    # int keys: their hashes, and so the sketch's collisions, are the same in every run
     plain = AdaptiveCache(capacity=50, controller=None)
     guarded = AdaptiveCache(capacity=50, controller=None, window=0.02)
     for cache in (plain, guarded):
         for _ in range(5):
             for k in range(50):
-                cache.get_or_load(("hot", k), lambda key: key)
+                cache.get_or_load(k, lambda key: key)
         for k in range(400):  # a one-off scan (8x the cache: frequencies age every 10x)
-            cache.get_or_load(("scan", k), lambda key: key)
+            cache.get_or_load(10_000 + k, lambda key: key)
         hits_before = cache.stats()["hits"]
         for k in range(50):
-            cache.get_or_load(("hot", k), lambda key: key)
+            cache.get_or_load(k, lambda key: key)
         cache.rehits = cache.stats()["hits"] - hits_before
     assert plain.rehits == 0 and guarded.rehits >= 48  # one window slot holds the newest scan key
     assert guarded.stats()["admission_rejections"] >= 350
@@ -364,8 +365,9 @@ def test_advisory_mode_changes_nothing():
         cache.get_or_load(k, lambda key: key)
     decisions = cache.decisions()
     assert decisions and cache.capacity == 100 and cache.stats()["window_share"] == 0.01
-    assert all(not d.applied and d.capacity_after == 100 for d in decisions)
-    assert any(d.action != "keep" for d in decisions)
+    assert all(not d.applied and d.capacity_before == 100 and d.window_before == 0.01 for d in decisions)
+    recommended = [d for d in decisions if d.capacity_after != 100 or d.window_after != 0.01]
+    assert recommended and "not applied: advisory" in str(recommended[0])  # the advice is kept
 
 
 def test_controller_grows_when_misses_are_dear_and_shrinks_when_memory_is():
@@ -383,6 +385,29 @@ def test_controller_grows_when_misses_are_dear_and_shrinks_when_memory_is():
     assert final_capacity(0.0, 1e-3) < 400  # misses are free: shrink
 
 
+def test_reading_in_bulk_changes_nothing():
+    cache = AdaptiveCache(capacity=4, controller=None)
+    for k in "abcd":
+        cache[k] = k.upper()
+    before = (cache.stats(), list(cache))
+    assert cache.items() == [("d", "D"), ("c", "C"), ("b", "B"), ("a", "A")] and cache.values()[0] == "D"
+    assert cache == {"a": "A", "b": "B", "c": "C", "d": "D"} and cache != {"a": "A"}
+    assert (cache.stats(), list(cache)) == before
+    cache["e"] = "E"  # so "a" is still the one evicted
+    assert "a" not in cache and "d" in cache
+
+
+def test_a_tiny_cache_can_still_grow_and_shrink():
+    controller = CacheController(interval=10)
+    assert controller.stepped(1, "grow") == 2 and controller.stepped(2, "grow") == 3
+    assert controller.stepped(2, "shrink") == 1 and controller.stepped(1, "shrink") == 1
+    cache = AdaptiveCache(capacity=1, min_capacity=1, max_capacity=8, controller=CacheController(
+        interval=100, memory_cost=0.0))
+    for i in range(3000):
+        cache.get_or_load(i % 2, lambda key: key)  # two keys take turns: a cache of one never hits
+    assert cache.capacity >= 2 and cache.stats()["hits"] > 2000
+
+
 def test_cached_decorator():
     calls = []
 
@@ -393,6 +418,14 @@ def test_cached_decorator():
 
     assert [slow_square(3), slow_square(3), slow_square(3, offset=1)] == [9, 9, 10]
     assert calls == [3, 3] and slow_square.cache_info()["hits"] == 1
+
+    @cached(maxsize=8, controller=None)
+    def echo(*args, **kwargs):
+        return args, kwargs
+
+    # a positional call shaped like a keyword call's key must not get its result
+    assert echo(1, b=2) == ((1,), {"b": 2})
+    assert echo((1,), frozenset({("b", 2)})) == (((1,), frozenset({("b", 2)})), {})
     assert slow_square.__name__ == "slow_square"
     slow_square.cache_clear()
     assert len(slow_square.cache) == 0
@@ -411,6 +444,8 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
     ({"interval": 1}, "interval"), ({"miss_cost": -1}, "miss_cost"), ({"step": 1.0}, "step"),
     ({"target_hit_ratio": 2}, "target_hit_ratio"), ({"cooldown": -1}, "cooldown"),
     ({"interval_seconds": 0}, "interval_seconds"), ({"interval_seconds": float("nan")}, "interval_seconds"),
+    ({"step": float("inf")}, "step"), ({"memory_cost": 1e306}, "memory_cost"),
+    ({"learner": __import__("perfsdk").QLearner(200, 3, gamma=1.0)}, "gamma"),
 ])
 def test_bad_controller_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):

@@ -99,6 +99,7 @@ cdef class CacheCore:
     cdef Py_ssize_t _count_in[3]
     cdef readonly Py_ssize_t window_capacity
     cdef Py_ssize_t _protected_capacity
+    cdef double _share  # the window's share as set (window_capacity rounds it)
     cdef readonly Py_ssize_t size
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t max_capacity
@@ -121,7 +122,8 @@ cdef class CacheCore:
     """Feed the frequency sketch even while the window is the whole cache (an adaptive
     cache may move it back, and then needs recent frequencies)."""
     cdef public double next_interval_time
-    """``monotonic()`` time after which the hook runs at the next 64th operation (0: never)."""
+    """``monotonic()`` time after which the hook runs at the next 64th operation (0: never;
+    read only while ``next_interval_at`` is set)."""
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
     cdef public object on_interval
@@ -168,6 +170,7 @@ cdef class CacheCore:
             self._count_in[i] = 0
         self.capacity = capacity
         self.window_capacity = capacity  # plain LRU until resize() moves the window
+        self._share = 1.0
         self._protected_capacity = 0
         self.max_capacity = max_capacity
         self.ghost_capacity = capacity
@@ -520,13 +523,14 @@ cdef class CacheCore:
         """
         if capacity < 1 or capacity > self.max_capacity:
             raise ValueError(f"capacity must be in 1..{self.max_capacity}, got {capacity}")
-        if window_share > 1.0:
+        if not window_share <= 1.0:  # NaN too
             raise ValueError(f"window_share must be in (0, 1], got {window_share}")
         cdef list dropped
         self._acquire()
         try:
             if window_share <= 0.0:
-                window_share = self.window_capacity / <double> self.capacity
+                window_share = self._share  # kept as a share, so repeated resizes do not drift it
+            self._share = window_share
             self.capacity = capacity
             self.ghost_capacity = capacity
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
@@ -539,20 +543,29 @@ cdef class CacheCore:
 
     @property
     def window_share(self):
-        """The window's share of the capacity: 1.0 is plain LRU, 0.01 is W-TinyLFU."""
-        return self.window_capacity / <double> self.capacity
+        """The window's share of the capacity: 1.0 is plain LRU, 0.01 is W-TinyLFU
+        (``window_capacity`` is it in entries, rounded, at least one)."""
+        return self._share
 
     def keys_by_recency(self):
-        """Keys, most recent first (a snapshot)."""
+        """Keys (a snapshot): the window's, then protected's, then probation's, each most
+        recent first. With the window the whole cache (plain LRU): most to least recent."""
+        return self._snapshot(False)
+
+    def items_by_recency(self):
+        """(key, value) pairs in ``keys_by_recency`` order (a snapshot; no effect on recency)."""
+        return self._snapshot(True)
+
+    cdef list _snapshot(self, bint with_values):
         cdef Py_ssize_t slot
         cdef int seg
         out = []
         self._acquire()
         try:
-            for seg in (WINDOW, PROTECTED, PROBATION):  # the window holds the newest keys
+            for seg in (WINDOW, PROTECTED, PROBATION):
                 slot = self._head[seg]
                 while slot >= 0:
-                    out.append(self._keys[slot])
+                    out.append((self._keys[slot], self._values[slot]) if with_values else self._keys[slot])
                     slot = self._next[slot]
             return out
         finally:
@@ -651,6 +664,7 @@ cdef inline void _expect(bint condition, str what) except *:
 
 
 cdef object _MISSING = object()
+cdef object _KEYWORDS = object()
 
 
 cdef class CachedFunction:
@@ -672,7 +686,7 @@ cdef class CachedFunction:
     def __call__(self, *args, **kwargs):
         cdef object key, value
         if kwargs:
-            key = (args, frozenset(kwargs.items()))
+            key = (_KEYWORDS, args, frozenset(kwargs.items()))  # the marker: no positional call can match
         elif len(args) == 1 and (type(args[0]) is int or type(args[0]) is str):
             key = args[0]
         else:

@@ -22,7 +22,7 @@ import math
 import sys
 import threading
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, TypeVar
@@ -169,17 +169,19 @@ class CacheController:
                 isinstance(interval_seconds, (int, float)) and 0 < interval_seconds < math.inf):
             raise ValueError(f"interval_seconds must be a number > 0 or None, got {interval_seconds!r}")
         for name, value in (("miss_cost", miss_cost), ("memory_cost", memory_cost)):
-            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1e12):
+                raise ValueError(f"{name} must be a number in [0, 1e12], got {value!r}")
         if target_hit_ratio is not None and not (0 < target_hit_ratio < 1):
             raise ValueError(f"target_hit_ratio must be in (0, 1), got {target_hit_ratio!r}")
-        if not (isinstance(step, (int, float)) and step > 1):
-            raise ValueError(f"step must be a number > 1, got {step!r}")
+        if not (isinstance(step, (int, float)) and 1 < step <= 16):
+            raise ValueError(f"step must be a number in (1, 16], got {step!r}")
         if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
             raise ValueError(f"cooldown must be an integer >= 0, got {cooldown!r}")
         n_states = self.discretizer.n_states
         if learner is not None and (learner.n_states, learner.n_actions) != (n_states, len(ACTIONS)):
             raise ValueError(f"learner must have {n_states} states and {len(ACTIONS)} actions")
+        if learner is not None and not learner.gamma < 1:
+            raise ValueError(f"learner must discount the future (gamma < 1), got gamma={learner.gamma}")
         self.interval = interval
         self.interval_seconds = interval_seconds
         self.miss_cost, self.memory_cost = float(miss_cost), float(memory_cost)
@@ -246,8 +248,12 @@ class CacheController:
         state = self.discretizer(features)
         hit_ratio, capacity = features["hit_ratio"], features["capacity"]
         reward = self.reward(hit_ratio, capacity, max_capacity)
+        if not math.isfinite(reward):
+            raise ValueError(f"the reward overflowed ({reward}): miss_cost or memory_cost is too large")
         if not hit_ratio and not features["ghost_ratio"]:
             # Nothing came back yet (a cold cache): no evidence for or against any move.
+            self._last = None
+            self._cooling = max(0, self._cooling - 1)
             return self._record(features, state, reward, "keep", name, mode, core.capacity, core.capacity,
                                 False, "no evidence yet", core.window_share, core.window_share, None)
         if state not in self._started and not self.learner.visits[state].any():
@@ -258,21 +264,22 @@ class CacheController:
         if self._last is not None:
             self.learner.learn(self._last[0], self._last[1], reward, state)
         self.learner.learn(state, 0, reward, state)
-        if capacity * self.step <= max_capacity:
-            self.learner.learn(state, 2, self.reward(hit_ratio + features["grow_gain"], capacity * self.step,
-                                                     max_capacity), state)
-        if capacity / self.step >= min_capacity:
-            self.learner.learn(state, 1, self.reward(hit_ratio - features["shrink_loss"], capacity / self.step,
-                                                     max_capacity), state)
+        before = core.capacity
+        grown, shrunk = self.stepped(before, "grow"), self.stepped(before, "shrink")
+        if grown <= max_capacity:
+            self.learner.learn(state, 2, self.reward(hit_ratio + features["grow_gain"], grown, max_capacity), state)
+        if min_capacity <= shrunk:
+            self.learner.learn(state, 1, self.reward(hit_ratio - features["shrink_loss"], shrunk, max_capacity),
+                               state)
         action = self.learner.act(state)
-        before = after = core.capacity
+        after = before
         guardrail = None
         chosen = ACTIONS[action]
         if chosen != "keep":
             if self._cooling > 0:
                 guardrail = "cooldown"
             else:
-                wanted = round(before * self.step) if chosen == "grow" else round(before / self.step)
+                wanted = grown if chosen == "grow" else shrunk
                 after = min(max(wanted, min_capacity), max_capacity)
                 if after != wanted:
                     guardrail = "max_capacity" if wanted > max_capacity else "min_capacity"
@@ -286,13 +293,19 @@ class CacheController:
         applied = mode == "auto" and (after != before or window != share)
         if applied:
             core.resize(after, window)
-        if mode == "auto" and after != before:
-            self._cooling = self.cooldown + 1
+            if after != before:
+                self._cooling = self.cooldown + 1
         self._cooling = max(0, self._cooling - 1)
-        self._last = (state, action)
-        return self._record(features, state, reward, chosen, name, mode, before,
-                            after if mode == "auto" else before, applied, guardrail, share,
-                            window if mode == "auto" else share, window_reason)
+        # what the next reward follows from: in advisory mode the cache stayed as it was
+        self._last = (state, action if mode == "auto" else 0)
+        return self._record(features, state, reward, chosen, name, mode, before, after, applied, guardrail,
+                            share, window, window_reason)
+
+    def stepped(self, capacity: int, action: str) -> int:
+        """The capacity one grow or shrink step from ``capacity`` (always at least one entry away)."""
+        if action == "grow":
+            return max(capacity + 1, round(capacity * self.step))
+        return max(1, min(capacity - 1, round(capacity / self.step)))
 
     def _record(self, features: dict[str, float], state: int, reward: float, action: str, name: str,
                 mode: str, before: int, after: int, applied: bool, guardrail: str | None,
@@ -448,6 +461,22 @@ class AdaptiveCache(MutableMapping):
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._core.keys_by_recency())
+
+    # Bulk reads are snapshots: they must not count as traffic, promote keys or reorder them.
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        """(key, value) pairs, a snapshot in iteration order (no effect on recency or stats)."""
+        return self._core.items_by_recency()
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        """Values, a snapshot in iteration order (no effect on recency or stats)."""
+        return [value for _, value in self._core.items_by_recency()]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like dict
 
     def __len__(self) -> int:
         return int(self._core.size)
