@@ -118,9 +118,9 @@ def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
 
 
 def _ghost_weight(others: int, these: int) -> float:
-    # ARC's delta: a hit among the scarcer kind of ghost counts for more -- but at most 64,
+    # ARC's delta: a hit among the scarcer kind of ghost counts for more -- but at most 32,
     # so one stray request cannot undo a long run of evidence the other way.
-    return min(64.0, max(others / max(these, 1), 1.0))
+    return min(32.0, max(others / max(these, 1), 1.0))
 
 
 class CacheController:
