@@ -358,6 +358,40 @@ def test_a_slow_cache_still_decides_every_interval_seconds():
     assert idle.decisions() == []  # no traffic, nothing to learn from: left alone
 
 
+def test_a_slow_on_decision_callback_never_holds_up_a_get():
+    from perfsdk.adapt.cache import CALLBACKS
+
+    seen = []
+
+    def slow_export(decision):
+        time.sleep(0.1)
+        seen.append(decision)
+
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=100), on_decision=slow_export)
+    slowest = 0.0
+    for k in zipf_trace(400, 300):
+        started = time.perf_counter()
+        cache.get_or_load(k, lambda key: key)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert slowest < 0.05 and len(seen) < len(cache.decisions())  # the callbacks are still running
+    CALLBACKS.join()
+    assert seen == cache.decisions() and cache.stats()["decision_faults"] == 0
+
+
+def test_controller_faults_are_counted_and_one_controller_drives_one_cache():
+    controller = CacheController(interval=10)
+    cache = AdaptiveCache(capacity=10, controller=controller)
+    with pytest.raises(ValueError, match="already drives another cache"):
+        AdaptiveCache(capacity=10, controller=controller)
+    controller.decide = None  # type: ignore[assignment]  # a broken controller
+    for k in range(100):
+        cache.get_or_load(k, lambda key: key)  # never raises
+    assert cache.stats()["decision_faults"] >= 9
+    cache.controller = None  # taken away: the hook stops quietly
+    for k in range(100):
+        cache.get_or_load(k, lambda key: key)
+
+
 def test_advisory_mode_changes_nothing():
     cache = AdaptiveCache(capacity=100, mode="advisory",
                           controller=CacheController(interval=100, cooldown=0, epsilon=1.0, seed=2))

@@ -18,6 +18,7 @@ its state, Q-values, reward, window move and any guardrail that changed it.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import sys
 import threading
@@ -28,9 +29,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, TypeVar
 
 from perfsdk._native._cache import CacheCore, CachedFunction
+from perfsdk._worker import BackgroundWorker
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 _MISSING = object()
+log = logging.getLogger("perfsdk.cache")
+#: on_decision callbacks run here, off the application's path (1,024 may wait; more are dropped, counted).
+CALLBACKS = BackgroundWorker("perfsdk-cache-decisions", max_pending=1024)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ACTIONS = ("keep", "shrink", "grow")  # keep first: ties go to keep
@@ -196,6 +201,7 @@ class CacheController:
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
         self._started: set[int] = set()  # states whose Q row has its starting value
         self._cooling = 0
+        self.bound = False  # set by the AdaptiveCache it drives (one cache per controller)
 
     def features(self, core: CacheCore, min_capacity: int, max_capacity: int) -> dict[str, float]:
         """What the interval that just ended looked like, and what the ghost list says of the others."""
@@ -343,7 +349,8 @@ class AdaptiveCache(MutableMapping):
     name
         Names the cache in decisions.
     on_decision
-        Called with every ``Decision`` (e.g. to export it).
+        Called with every ``Decision`` (e.g. to export it), on a background
+        thread: a slow callback never holds up a get.
 
     Examples
     --------
@@ -378,6 +385,11 @@ class AdaptiveCache(MutableMapping):
             controller = CacheController()
         if controller is not None and not isinstance(controller, CacheController):
             raise ValueError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
+        if controller is not None:
+            if controller.bound:
+                raise ValueError("controller already drives another cache: give each cache its own "
+                                 "(share what they learn with QLearner.merge)")
+            controller.bound = True
         if window is None:
             window = 1.0 if controller is None else MIN_WINDOW
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 1:
@@ -388,6 +400,7 @@ class AdaptiveCache(MutableMapping):
         self.controller = controller
         self.on_decision = on_decision
         self.decision_faults = 0
+        self.callbacks_dropped = 0  # decisions not handed to on_decision: its queue was full
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
@@ -399,21 +412,40 @@ class AdaptiveCache(MutableMapping):
 
     # -- the controller hook (runs every `interval` operations, outside the core's lock) --
     def _on_interval(self) -> None:
-        controller = self.controller
-        assert controller is not None
+        # Runs inside the get that closed the interval: bounded work only (~20-40 us);
+        # the on_decision callback, which may do anything, runs on a background thread.
         try:
+            controller = self.controller
+            if controller is None:
+                return  # the controller was taken away: the hook stops
             with self._decide_lock:
                 decision = controller.decide(self._core, self.min_capacity, self.max_capacity, self.mode, self.name)
-            if self.on_decision is not None:
-                self.on_decision(decision)
-        except Exception:
-            self.decision_faults += 1  # a controller fault must not break a cache read
-        finally:
+            callback = self.on_decision
+            if callback is not None and not CALLBACKS.submit(lambda: self._deliver(callback, decision)):
+                self.callbacks_dropped += 1
             self._schedule_decision()
+        except Exception:
+            self._fault("the cache controller failed")  # a controller fault must not break a cache read
+            try:
+                self._schedule_decision()
+            except Exception:
+                pass
+
+    def _deliver(self, callback: Callable[[Decision], Any], decision: Decision) -> None:
+        try:
+            callback(decision)
+        except Exception:
+            self._fault("an on_decision callback failed")
+
+    def _fault(self, what: str) -> None:
+        self.decision_faults += 1
+        if self.decision_faults == 1:
+            log.exception("perfsdk: %s (counted in stats()['decision_faults']; logged once)", what)
 
     def _schedule_decision(self) -> None:
         controller = self.controller
-        assert controller is not None
+        if controller is None:
+            return
         self._core.next_interval_at = self._core.ops + controller.interval
         if controller.interval_seconds:
             self._core.next_interval_time = CacheCore.monotonic() + controller.interval_seconds
@@ -511,7 +543,7 @@ class AdaptiveCache(MutableMapping):
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
             "approx_bytes": self._approx_bytes(), "mode": self.mode,
             "decisions": len(self.controller.decisions) if self.controller else 0,
-            "decision_faults": self.decision_faults,
+            "decision_faults": self.decision_faults, "callbacks_dropped": self.callbacks_dropped,
         }
 
     def _approx_bytes(self) -> int:

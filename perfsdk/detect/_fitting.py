@@ -1,25 +1,21 @@
 """Fitting ARIMA models with statsmodels, off the application's path.
 
 ``fit_arima`` and ``choose_order`` are plain functions (statsmodels does the
-estimation); ``FitWorker`` runs them on one background thread with a bounded
+estimation); ``WORKER`` runs them on one background thread with a bounded
 queue, so a detector's ``update`` never waits for a fit and a flood of fit
 requests cannot grow memory without bound.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import queue
-import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("perfsdk.fit")
+from perfsdk._worker import BackgroundWorker
 
 #: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
 AUTO_MAX_P = 2
@@ -165,63 +161,6 @@ def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
     return best
 
 
-class FitWorker:
-    """One daemon thread that runs fits; at most ``max_pending`` wait in line.
-
-    ``submit`` never blocks: it returns False when the line is full (the
-    caller counts the drop and asks again later). Results are delivered by
-    calling ``deliver(result)`` on the worker thread, where ``result`` is the
-    fit or the ``FitError`` it raised.
-    """
-
-    def __init__(self, max_pending: int = 256) -> None:
-        self.max_pending = max_pending
-        self._queue: queue.Queue[tuple[Callable[[], Any], Callable[[Any], None]]] = queue.Queue(
-            maxsize=max_pending
-        )
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, fit: Callable[[], Any], deliver: Callable[[Any], None]) -> bool:
-        self._ensure_thread()
-        try:
-            self._queue.put_nowait((fit, deliver))
-        except queue.Full:
-            return False
-        return True
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="perfsdk-fit", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            fit, deliver = self._queue.get()
-            try:
-                result: Any = fit()
-            except Exception as exc:  # a bug in a fit must not kill the worker
-                result = FitError(f"{type(exc).__name__}: {exc}")
-            try:
-                deliver(result)
-            except Exception:
-                log.exception("perfsdk: delivering a fit result failed")
-            self._queue.task_done()
-
-    def join(self) -> None:
-        """Wait until every submitted fit has been delivered (for tests and shutdown)."""
-        self._queue.join()
-
-    def _after_fork(self) -> None:
-        # A forked child has no worker thread and must not inherit queued work.
-        self._queue = queue.Queue(maxsize=self.max_pending)
-        self._thread = None
-        self._lock = threading.Lock()
-
-
-WORKER = FitWorker()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=WORKER._after_fork)
+#: Fits run here: one daemon thread, at most 256 waiting (``submit`` returns False when full).
+WORKER = BackgroundWorker(
+    "perfsdk-fit", max_pending=256, on_error=lambda exc: FitError(f"{type(exc).__name__}: {exc}"))
