@@ -216,13 +216,19 @@ class CacheController:
         # Growing: the ghost hits within the added share of evictions, or that share of all
         # ghost hits (an even spread), whichever is more; both err low.
         grow_gain = max(near_window + near_main, grown * ghost) / ops
-        # Shrinking gives up the least valuable entries: probation's (a fifth of main), scaled to
-        # the share removed; with main empty (plain LRU), assume what growing would gain.
+        # Shrinking drops the entries beyond the smaller capacity -- none if the cache is not
+        # that full. They are the least valuable: probation's (a fifth of main), so its hits,
+        # scaled to the share removed, are the estimate. With main (nearly) empty -- plain LRU,
+        # only with adapt_window=False -- nothing ranks the entries; assume the hit density just
+        # inside the capacity is the one just outside (the ghost's), right for a concave hit
+        # curve, low for a loop (docs/benchmarks.md: sizing alone).
+        smaller = core.capacity / self.step
+        dropped = max(0.0, core.size - smaller)
         main_share = 1.0 - core.window_share
-        removed = 1.0 - 1.0 / self.step
-        shrink_loss = probation / ops * removed / (0.2 * main_share) if main_share > 0.05 else grow_gain
-        smaller = core.capacity / self.step  # entries beyond it are what shrinking drops: maybe none yet
-        shrink_loss *= min(1.0, max(0.0, (core.size - smaller) / (core.capacity - smaller)))
+        if main_share > 0.05:
+            shrink_loss = probation / ops * (dropped / core.capacity) / (0.2 * main_share)
+        else:
+            shrink_loss = grow_gain * dropped / (core.capacity - smaller)
         return {
             "hit_ratio": hits / ops,
             "ghost_ratio": ghost / ops,
