@@ -213,6 +213,7 @@ def test_the_window_moves_to_recency_or_to_frequency_as_the_traffic_wants():
     cache = adaptive()
     assert hit_ratio(recency, cache) > lru - 0.08 > tinylfu + 0.4
     assert cache.stats()["window_share"] > 0.5
+    assert any(d.guardrail == "window limit" and "ceiling" in d.window_reason for d in cache.decisions())
     moves = [d for d in cache.decisions() if d.window_reason]
     assert "for keys the window had evicted" in str(moves[0]) and moves[0].window_after > moves[0].window_before
 
@@ -340,6 +341,7 @@ def test_controller_stays_within_limits_and_explains_itself():
     table = pa.Table.from_pylist([d.as_row("shop") for d in decisions], schema=DECISIONS)
     assert table.num_rows == len(decisions)
     assert dict(table.column("state_features")[0].as_py())["window_share_after"] == decisions[0].window_after
+    assert table.column("explanation")[0].as_py() == str(decisions[0])
 
 
 def test_a_slow_cache_still_decides_every_interval_seconds():

@@ -81,10 +81,12 @@ class Decision:
         return text
 
     def as_row(self, service: str) -> dict[str, Any]:
-        """A row of the Arrow decisions table (the window's move is among the state features)."""
+        """A row of the Arrow decisions table (the window's move: ``window_share`` and
+        ``window_share_after`` among the state features, its reason in ``explanation``)."""
         features = dict(self.features)
         features["window_share_after"] = self.window_after
         return {
+            "explanation": str(self),
             "timestamp": self.timestamp, "service.name": service, "controller": self.controller,
             "mode": self.mode, "state": self.state, "state_features": list(features.items()),
             "action": self.action, "q_values": list(self.q_values), "reward": self.reward,
@@ -116,8 +118,11 @@ def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
         - hits_main * _ghost_weight(ghosts_window, ghosts_main)
     lowest = max(1, math.ceil(MIN_WINDOW * capacity))
     highest = max(lowest, math.floor(MAX_WINDOW * capacity))
-    moved = int(min(highest, max(lowest, round(window + step))))
-    way = "a larger window" if moved > window else "a smaller window" if moved < window else "no room to move"
+    wanted = round(window + step)
+    moved = int(min(highest, max(lowest, wanted)))
+    way = "a larger window" if moved > window else "a smaller window" if moved < window else "stays"
+    if moved != wanted:
+        way += f" (limited by the window's {'ceiling, 80 %' if wanted > highest else 'floor, 1 %'})"
     return moved, (f"{hits_window} requests for keys the window had evicted, {hits_main} for keys "
                    f"main had: {way}")
 
@@ -302,6 +307,8 @@ class CacheController:
                                 int(features["ghost_hits_main_margin"]), *core.ghost_origins())
             if moved is not None:
                 window, window_reason = moved[0] / core.capacity, moved[1]
+                if guardrail is None and "(limited by" in window_reason:
+                    guardrail = "window limit"
         applied = mode == "auto" and (after != before or window != share)
         if applied:
             core.resize(after, window)

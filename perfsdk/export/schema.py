@@ -70,6 +70,7 @@ DECISIONS = pa.schema([
     pa.field("value_after", pa.float64()),
     pa.field("applied", pa.bool_(), nullable=False),
     pa.field("guardrail", pa.string()),  # the limit that clipped the action, if any
+    pa.field("explanation", pa.string()),  # the whole decision in words
 ])
 
 RESOURCES = pa.schema([
