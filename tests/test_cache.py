@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -453,7 +454,16 @@ def test_cached_decorator():
         return x * x + offset
 
     assert [slow_square(3), slow_square(3), slow_square(3, offset=1)] == [9, 9, 10]
-    assert calls == [3, 3] and slow_square.cache_info()["hits"] == 1
+    assert calls == [3, 3] and slow_square.cache_info().hits == 1
+    assert slow_square.cache_info()._fields == functools.lru_cache(lambda: 0).cache_info()._fields
+
+    @cached  # bare, as functools.lru_cache allows
+    def double(x):
+        return 2 * x
+
+    assert double(3) == double(3) == 6 and double.cache_info().hits == 1
+    with pytest.raises(ValueError, match="maxsize"):
+        cached(maxsize=None)
 
     @cached(maxsize=8, controller=None)
     def echo(*args, **kwargs):

@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 import threading
-from collections import deque
+from collections import deque, namedtuple
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +33,7 @@ from perfsdk._worker import BackgroundWorker
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 _MISSING = object()
+CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])  # functools' fields
 log = logging.getLogger("perfsdk.cache")
 #: on_decision callbacks run here, off the application's path (1,024 may wait; more are dropped, counted).
 CALLBACKS = BackgroundWorker("perfsdk-cache-decisions", max_pending=1024)
@@ -571,24 +572,42 @@ class AdaptiveCache(MutableMapping):
                 f"max_capacity={self.max_capacity}, mode={self.mode!r}, size={len(self)})")
 
 
-def cached(maxsize: int = 128, **cache_options: Any) -> Callable[[F], F]:
-    """Memoize a function in an ``AdaptiveCache`` (like ``functools.lru_cache``).
+def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache_options: Any) -> Any:
+    """Memoize a function in an ``AdaptiveCache``, as ``functools.lru_cache`` does.
 
-    ``maxsize`` is the starting capacity; other options go to ``AdaptiveCache``.
-    The wrapper has ``cache`` (the AdaptiveCache), ``cache_info()`` and ``cache_clear()``.
+    ``@cached`` or ``@cached(maxsize=...)``: ``maxsize`` is the starting
+    capacity (the controller may move it within ``min_capacity`` /
+    ``max_capacity``); other options go to ``AdaptiveCache``. Keys as
+    lru_cache makes them (``typed=True`` is not supported). The wrapper has
+    ``cache_info()`` (lru_cache's named tuple: hits, misses, maxsize — the
+    current capacity — and currsize), ``cache_clear()``, and ``cache`` (the
+    AdaptiveCache: ``cache.stats()``, ``cache.decisions()``).
 
     >>> @cached(maxsize=256, controller=None)
     ... def square(x):
     ...     return x * x
-    >>> square(4), square(4), square.cache_info()["hits"]
-    (16, 16, 1)
+    >>> square(4), square(4), square.cache_info()
+    (16, 16, CacheInfo(hits=1, misses=1, maxsize=256, currsize=1))
     """
+    if callable(maxsize):  # bare @cached
+        return cached()(maxsize)
+    if maxsize is None or isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+        raise ValueError(f"maxsize must be an integer >= 1 (a cache perfsdk sizes needs a bound; "
+                         f"functools.cache is the unbounded one), got {maxsize!r}")
+    if typed:
+        raise ValueError("typed=True is not supported: wrap the function in functools.lru_cache for that")
+
     def decorate(fn: F) -> F:
         cache = AdaptiveCache(maxsize, **cache_options)
         wrapper = CachedFunction(fn, cache._core)  # compiled: a hit never runs Python code
         functools.update_wrapper(wrapper, fn)
+
+        def cache_info() -> Any:
+            stats = cache.stats()
+            return CacheInfo(stats["hits"], stats["misses"], stats["capacity"], stats["size"])
+
         wrapper.cache = cache  # type: ignore[attr-defined]
-        wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
+        wrapper.cache_info = cache_info  # type: ignore[attr-defined]
         wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
