@@ -563,13 +563,14 @@ cdef class CacheCore:
     def keys_by_recency(self):
         """Keys (a snapshot): the window's, then protected's, then probation's, each most
         recent first. With the window the whole cache (plain LRU): most to least recent."""
-        return self._snapshot(False)
+        return self._snapshot(False, self.size)
 
-    def items_by_recency(self):
-        """(key, value) pairs in ``keys_by_recency`` order (a snapshot; no effect on recency)."""
-        return self._snapshot(True)
+    def items_by_recency(self, Py_ssize_t limit=-1):
+        """(key, value) pairs in ``keys_by_recency`` order, the first ``limit`` (all: -1);
+        a snapshot with no effect on recency."""
+        return self._snapshot(True, self.size if limit < 0 else limit)
 
-    cdef list _snapshot(self, bint with_values):
+    cdef list _snapshot(self, bint with_values, Py_ssize_t limit):
         cdef Py_ssize_t slot
         cdef int seg
         out = []
@@ -577,7 +578,7 @@ cdef class CacheCore:
         try:
             for seg in (WINDOW, PROTECTED, PROBATION):
                 slot = self._head[seg]
-                while slot >= 0:
+                while slot >= 0 and len(out) < limit:
                     out.append((self._keys[slot], self._values[slot]) if with_values else self._keys[slot])
                     slot = self._next[slot]
             return out

@@ -561,11 +561,11 @@ class AdaptiveCache(MutableMapping):
         }
 
     def _approx_bytes(self) -> int:
-        keys = self._core.keys_by_recency()[:64]
-        if not keys:
+        sample = self._core.items_by_recency(64)  # a few entries, not a copy of the cache
+        if not sample:
             return 0
-        sample = sum(sys.getsizeof(k) + sys.getsizeof(self._core.peek(k)) for k in keys) / len(keys)
-        return int(self._core.size * (sample + 100))  # + dict slot, list slots, links
+        per_entry = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample)
+        return int(self._core.size * (per_entry + 100))  # + dict slot, list slots, links
 
     def __repr__(self) -> str:
         return (f"AdaptiveCache(capacity={self.capacity}, min_capacity={self.min_capacity}, "
