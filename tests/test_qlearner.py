@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -113,6 +115,22 @@ def test_save_load_round_trip_and_corrupt_files(tmp_path):
     with pytest.raises(ValueError, match="not a perfsdk Q-learner file"):
         QLearner.load(tmp_path / "foreign.bin")
 
+    def resealed(name, body):  # a well-formed file (valid checksum) with a changed body
+        (tmp_path / name).write_bytes(body + hashlib.sha256(body).digest())
+        return tmp_path / name
+
+    body = path.read_bytes()[:-32]
+    newer = body[:8] + struct.pack("<I", 99) + body[12:]  # after the 8-byte magic
+    with pytest.raises(ValueError, match="file version 99"):
+        QLearner.load(resealed("newer.bin", newer))
+    with pytest.raises(ValueError, match="has .* bytes, its header says"):
+        QLearner.load(resealed("ragged.bin", body + b"\x00\x01\x02"))
+    header_len = struct.unpack_from("<I", body, 12)[0]
+    table = np.frombuffer(body[16 + header_len:], dtype=np.float64).copy()
+    table[K.QL_ALPHA] = 0.9  # alpha in the table, 0.2 in the header
+    with pytest.raises(ValueError, match="parameters do not match"):
+        QLearner.load(resealed("mixed.bin", body[: 16 + header_len] + table.tobytes()))
+
 
 def test_merge_is_visit_weighted():
     a, b = QLearner(2, 2, alpha=1.0), QLearner(2, 2, alpha=1.0)
@@ -125,6 +143,16 @@ def test_merge_is_visit_weighted():
     assert merged.q[1, 1] == 2.0 and merged.visits[0, 0] == 4
     with pytest.raises(ValueError, match="same n_states"):
         a.merge([QLearner(3, 2)])
+
+
+def test_a_merged_learner_survives_save_and_load(tmp_path):
+    a, b = QLearner(4, 2, seed=1), QLearner(4, 2, seed=2)
+    a.learn_many([0, 1], [1, 0], [1.0, 2.0], [1, 2])
+    b.learn_many([1, 3], [0, 1], [4.0, -1.0], [2, 0])
+    merged = a.merge([b])
+    merged.save(tmp_path / "fleet.bin")
+    loaded = QLearner.load(tmp_path / "fleet.bin")
+    assert np.array_equal(loaded.q, merged.q) and np.array_equal(loaded.visits, merged.visits)
 
 
 def test_pickle_and_explain():

@@ -213,10 +213,13 @@ class QLearner(QCore):
             learner = cls(**params)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: unreadable parameters ({exc})") from None
-        table = np.frombuffer(body[start + header_len :], dtype=np.float64)
-        if table.shape != learner.state.shape or not np.array_equal(
-                table[: K.QL_N_PARAMS][[K.QL_STATES, K.QL_ACTIONS]], learner.state[[K.QL_STATES, K.QL_ACTIONS]]):
-            raise ValueError(f"{path}: table size does not match its header")
+        payload = body[start + header_len :]
+        if len(payload) != learner.state.nbytes:
+            raise ValueError(f"{path}: the table has {len(payload)} bytes, its header says {learner.state.nbytes}")
+        table = np.frombuffer(payload, dtype=np.float64)
+        fixed = [K.QL_STATES, K.QL_ACTIONS, K.QL_ALPHA, K.QL_GAMMA, K.QL_EPSILON_MIN, K.QL_EPSILON_DECAY]
+        if not np.array_equal(table[fixed], learner.state[fixed]):
+            raise ValueError(f"{path}: the table's parameters do not match its header")
         learner.state[:] = table  # only now, with everything checked
         return learner
 
