@@ -289,19 +289,20 @@ def test_threads_wait_while_a_key_runs_python_code_inside_the_cache():
     def work(seed):
         rng = random.Random(seed)
         try:
-            for _ in range(1500):
+            for _ in range(800):
                 k = SlowKey(rng.randrange(120))
                 if cache.get(k) is None:
                     cache[k] = k.k
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+    cache._core.check_invariants()
     keys = list(cache)
     assert len(keys) == len(cache) <= cache.capacity and all(cache[k] == k.k for k in keys)
 
@@ -393,6 +394,36 @@ def test_controller_faults_are_counted_and_one_controller_drives_one_cache():
     cache.controller = None  # taken away: the hook stops quietly
     for k in range(100):
         cache.get_or_load(k, lambda key: key)
+
+
+def test_one_step_per_interval_and_a_cooldown_after_each():
+    controller = CacheController(interval=100, cooldown=2, epsilon=0.5, seed=3, max_decisions=10_000)
+    cache = AdaptiveCache(capacity=100, min_capacity=20, max_capacity=500, controller=controller)
+    for k in zipf_trace(60_000, 3000):
+        cache.get_or_load(k, lambda key: key)
+    decisions = cache.decisions()
+    changes = [i for i, d in enumerate(decisions) if d.capacity_after != d.capacity_before]
+    assert len(changes) > 10
+    assert all(b - a > 2 for a, b in zip(changes, changes[1:]))  # two quiet intervals after each change
+    assert all(d.guardrail == "cooldown" for i in changes for d in decisions[i + 1 : i + 3]
+               if d.action != "keep")
+    for i in changes:  # one step of x1.25 (clipped to the limits), never more
+        before, after = decisions[i].capacity_before, decisions[i].capacity_after
+        assert after in {min(max(controller.stepped(before, way), 20), 500) for way in ("grow", "shrink")}
+
+
+def test_a_target_hit_ratio_buys_the_smallest_cache_that_meets_it():
+    trace = zipf_trace(200_000, 20_000, seed=5)
+
+    def settle(target):
+        cache = AdaptiveCache(capacity=400, min_capacity=50, max_capacity=6400,
+                              controller=CacheController(interval=1000, target_hit_ratio=target, seed=1))
+        for k in trace:
+            cache.get_or_load(k, lambda key: key)
+        return cache.capacity, cache.decisions()[-1].features["hit_ratio"]
+
+    (small, low_ratio), (large, high_ratio) = settle(0.5), settle(0.8)
+    assert small < large and low_ratio < high_ratio
 
 
 def test_advisory_mode_changes_nothing():
