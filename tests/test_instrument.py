@@ -382,3 +382,25 @@ def test_processor_reads_any_readable_span_through_the_public_api():
     assert faults.snapshot() == {}
     assert processor.spans == 12 and [a.value for a in sink.recent()] == [50.0]
     sink.close()
+
+
+class InterruptedZScore(ZScoreDetector):
+    """Another thread's update lands right after each of ours, before the bank reads the
+    explanation -- the interleaving lock-free updates allow, made certain."""
+
+    def update(self, x):
+        z = super().update(x)
+        super().update(10.0)  # the other thread's normal point
+        return z
+
+
+def test_an_anomaly_explains_its_own_point_even_when_another_thread_updated_in_between():
+    bank = DetectorBank({"zscore": lambda n: InterruptedZScore(window=30, warmup=10, threshold=4.0, name=n)},
+                        confirm=2)
+    for i in range(40):
+        bank.observe("GET /", 10.0 + (i % 3) * 0.1)
+    assert not bank.observe("GET /", 60.0)
+    (anomaly,) = bank.observe("GET /", 61.0)
+    # the numbers reproduce the score: they are the onset's own, not the interloper's
+    assert anomaly.value == 60.0 and anomaly.expected == pytest.approx(10.1, abs=0.05)
+    assert (anomaly.value - anomaly.expected) / anomaly.std == pytest.approx(anomaly.score, rel=1e-12)

@@ -8,7 +8,7 @@ through a raw pointer (no per-call buffer acquisition), which is what keeps
 the state array and must agree bit for bit.
 """
 
-from libc.math cimport sqrt, isfinite, copysign, NAN, INFINITY
+from libc.math cimport sqrt, isfinite, copysign, fabs, NAN, INFINITY
 
 from perfsdk._native._state cimport StateOwner
 
@@ -58,6 +58,10 @@ cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
     s[ZS_M2] = m2
 
 
+cdef enum:
+    FLAG_RING = 8  # flagged points remembered per detector
+
+
 cdef class ZScoreCore(StateOwner):
     """The per-event verbs on a Z-score state array; subclassed by ZScoreDetector."""
 
@@ -65,10 +69,20 @@ cdef class ZScoreCore(StateOwner):
     """Expected value (mean) the last scored point was compared with."""
     cdef readonly double last_std
     """Standard deviation the last scored point was divided by."""
+    cdef public double flag_threshold
+    """``update`` remembers points scoring beyond it (|z|), with their explanation, in a
+    small ring: a caller updating without a lock reads its own point's explanation back
+    with ``flagged_point`` even after other threads' updates (``last_*`` would be theirs)."""
+    cdef double _flagged[FLAG_RING][5]  # index, value, expected, std, z
+    cdef int _flag_next
 
     def __cinit__(self):
         self.last_expected = NAN
         self.last_std = NAN
+        self.flag_threshold = INFINITY
+        self._flag_next = 0
+        for i in range(FLAG_RING):
+            self._flagged[i][1] = NAN  # matches no value
 
     def _bind(self, state):
         """Adopt ``state`` (1-D, C-contiguous float64) as this detector's state."""
@@ -166,11 +180,30 @@ cdef class ZScoreCore(StateOwner):
         untouched) when ``x`` is NaN or infinite.
         """
         cdef double z
+        cdef double* f
         if not self._accept(x):
             return NAN
         z = self._score(x)
+        if fabs(z) > self.flag_threshold:  # rare; NaN (warming up) never
+            f = self._flagged[self._flag_next]
+            self._flag_next = (self._flag_next + 1) % FLAG_RING
+            f[0] = self._s[ZS_COUNT] + self._s[ZS_REJECTED]
+            f[1] = x
+            f[2] = self.last_expected
+            f[3] = self.last_std
+            f[4] = z
         self._learn(x)
         return z
+
+    def flagged_point(self, double x, double z):
+        """(index, expected, std) of a recent point scoring ``z`` beyond ``flag_threshold``
+        for value ``x``, or None if it has left the ring (or never entered it)."""
+        cdef int i, k
+        for k in range(FLAG_RING):  # newest first
+            i = (self._flag_next - 1 - k + FLAG_RING) % FLAG_RING
+            if self._flagged[i][1] == x and self._flagged[i][4] == z:
+                return int(self._flagged[i][0]), self._flagged[i][2], self._flagged[i][3]
+        return None
 
     def _score_one(self, double x):
         if self._s == NULL:

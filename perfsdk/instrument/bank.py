@@ -113,6 +113,9 @@ class DetectorBank:
             if series is None:
                 detectors = [make(name) for make in self.factories.values()]
                 atomic = all(getattr(d, "atomic_update", False) for d in detectors)
+                for d in detectors:
+                    if hasattr(d, "flag_threshold"):  # remember out-of-band points' explanations
+                        d.flag_threshold = float(d.threshold)
                 series = self._series[name] = Series(
                     detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)],
                     [0] * len(detectors), [None] * len(detectors),
@@ -149,12 +152,13 @@ class DetectorBank:
                      value: float, z: float, timestamp: Any, context: Mapping[str, Any] | None,
                      emitted: Sequence[Anomaly]) -> Sequence[Anomaly]:
         """Start, extend or end detector ``k``'s run; emit when it reaches ``confirm``."""
+        onset = self._explain(det, value, z, timestamp) if z > threshold or z < -threshold else None
         with self._lock:
             if series.runs[k] and self._continues(series.onsets[k], value, threshold):
                 series.runs[k] += 1
-            elif (z > threshold or z < -threshold) and self._material(value, det.last_expected):
+            elif onset is not None and self._material(value, onset[2]):
                 series.runs[k] = 1
-                series.onsets[k] = (det.n_seen - 1, value, det.last_expected, det.last_std, z, timestamp)
+                series.onsets[k] = onset
             else:
                 series.runs[k] = 0
                 return emitted
@@ -163,6 +167,17 @@ class DetectorBank:
             series.anomalies += 1
             onset = series.onsets[k]
         return (*emitted, self._anomaly(det, name, onset, timestamp, context))
+
+    @staticmethod
+    def _explain(det: Any, value: float, z: float, timestamp: Any) -> tuple:
+        """The onset record (index, value, expected, std, z, timestamp) of the point just
+        scored ``z``. A lock-free detector remembers its flagged points, so this is the
+        point's own explanation even if another thread has updated the detector since;
+        the others are still under their series' lock here."""
+        flagged = getattr(det, "flagged_point", None)
+        point = flagged(value, z) if flagged is not None else None
+        index, expected, std = point if point is not None else (det.n_seen - 1, det.last_expected, det.last_std)
+        return index, value, expected, std, z, timestamp
 
     def _continues(self, onset: tuple, value: float, threshold: float) -> bool:
         """Is ``value`` still out, on the same side, of the band the onset broke?
