@@ -119,9 +119,7 @@ cdef class CacheCore:
     """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
     cdef long long _ghost_ages[2][GHOST_BANDS]
     cdef Py_ssize_t _ghost_from[2]  # ghost keys evicted from the window, from main
-    cdef public bint count_frequencies
-    """Feed the frequency sketch even while the window is the whole cache (an adaptive
-    cache may move it back, and then needs recent frequencies)."""
+    cdef bint _count_always, _counting  # _counting: the window is not the whole cache, or _count_always
     cdef public double next_interval_time
     """``monotonic()`` time after which the hook runs at the next 64th operation (0: never;
     read only while ``next_interval_at`` is set)."""
@@ -340,7 +338,7 @@ cdef class CacheCore:
         """The value for ``key`` (and it becomes most recent), or ``default``."""
         return self._get(key, default)
 
-    cdef object _get(self, object key, object default):
+    cdef inline object _get(self, object key, object default):
         cdef object slot_obj, value, position
         cdef long long band, code
         cdef Py_ssize_t slot
@@ -349,7 +347,7 @@ cdef class CacheCore:
             slot_obj = self._index.get(key)
             if slot_obj is None:
                 position = self._ghost.get(key)
-                if self.window_capacity < self.capacity or self.count_frequencies:
+                if self._counting:
                     self._count(<uint64_t> hash(key))
                 self.misses += 1
                 if position is not None:
@@ -363,7 +361,7 @@ cdef class CacheCore:
                 slot = <Py_ssize_t> slot_obj
                 self._touch(slot)
                 self.hits += 1
-                if self.window_capacity < self.capacity or self.count_frequencies:
+                if self._counting:
                     self._count(self._hashes[slot])
                 value = self._values[slot]
             if self.next_interval_at:
@@ -547,12 +545,24 @@ cdef class CacheCore:
             self.ghost_capacity = capacity
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
+            self._counting = self._count_always or self.window_capacity < capacity
             self._sketch_reset_at = 10 * capacity
             self._rebalance()
         finally:
             dropped = self._take_dropped()
             self._release()
             self._let_go(dropped)
+
+    @property
+    def count_frequencies(self):
+        """Feed the frequency sketch even while the window is the whole cache (an adaptive
+        cache may move it back, and then needs recent frequencies)."""
+        return self._count_always
+
+    @count_frequencies.setter
+    def count_frequencies(self, bint value):
+        self._count_always = value
+        self._counting = value or self.window_capacity < self.capacity
 
     @property
     def window_share(self):
