@@ -419,7 +419,7 @@ class AdaptiveCache(MutableMapping):
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
         if controller is not None:
-            self._core.count_frequencies = True  # the climber may move the window back from LRU
+            self._core.count_frequencies = True  # the window may move back from LRU: keep counting
             self._core.on_interval = self._on_interval
             self._schedule_decision()
         self._decide_lock = threading.Lock()
