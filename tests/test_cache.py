@@ -565,3 +565,29 @@ def test_cached_works_on_methods_and_keeps_the_signature():
     assert [shop.price("a"), shop.price("a"), shop.price("a", currency="USD")] == ["a:EUR", "a:EUR", "a:USD"]
     assert Prices.calls == 2 and Prices.price.__doc__ == "The price of a SKU."
     assert list(inspect.signature(Prices.price).parameters) == ["self", "sku", "currency"]
+
+
+@pytest.mark.parametrize("seed", range(FUZZ_SEEDS // 2))
+def test_random_controller_settings_never_fault_or_leave_their_limits(seed):
+    rng = random.Random(seed)
+    capacity = rng.randint(1, 300)
+    low, high = rng.randint(1, capacity), rng.randint(capacity, capacity * 6)
+    options = dict(interval=rng.choice([10, 50, 200]), miss_cost=rng.choice([0.0, 1.0, 1e6]),
+                   memory_cost=rng.choice([0.0, 1e-6, 1e-2, 10.0]), step=rng.choice([1.01, 1.25, 2.0, 16.0]),
+                   cooldown=rng.randint(0, 3), epsilon=rng.random(), seed=seed, adapt_window=rng.random() < 0.8)
+    if rng.random() < 0.3:
+        options["target_hit_ratio"] = rng.uniform(0.05, 0.95)
+    cache = AdaptiveCache(capacity, min_capacity=low, max_capacity=high, controller=CacheController(**options),
+                          mode=rng.choice(["auto", "advisory"]), window=rng.choice([None, 1.0, 0.5, 0.01]))
+    universe = capacity * rng.choice([2, 5])
+    for _ in range(3000):
+        k = rng.randrange(universe) if rng.random() < 0.5 else int(rng.paretovariate(1.2)) % universe
+        if rng.random() < 0.03:
+            cache.pop(k, None)
+        elif rng.random() < 0.005:
+            cache.resize(rng.randint(low, high))
+        else:
+            cache.get_or_load(k, lambda key: key)
+    assert cache.stats()["decision_faults"] == 0 and low <= cache.capacity <= high
+    assert all(low <= d.capacity_after <= high and 0 < d.window_after <= 1 for d in cache.decisions())
+    cache._core.check_invariants()
