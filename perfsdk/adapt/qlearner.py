@@ -131,7 +131,7 @@ class QLearner(QCore):
             raise ValueError("states, actions, rewards, next_states and dones must have one length")
         for name, values, high in (("state", s, self.n_states), ("action", a, self.n_actions),
                                    ("next_state", s2, self.n_states)):
-            if len(values) and (values.min() < 0 or values.max() >= high):
+            if len(values) and (np.min(values) < 0 or np.max(values) >= high):
                 raise ValueError(f"every {name} must be in 0..{high - 1}")
         if not np.isfinite(r).all():
             raise ValueError("rewards must be finite")
@@ -154,7 +154,7 @@ class QLearner(QCore):
             raise ValueError(f"episodes and max_steps must be >= 0, got {episodes!r} and {max_steps!r}")
         if t.shape != shape or r.shape != shape or term.shape != (self.n_states,):
             raise ValueError(f"transitions and rewards must be {shape} and terminal ({self.n_states},)")
-        if t.min() < 0 or t.max() >= self.n_states:
+        if np.min(t) < 0 or np.max(t) >= self.n_states:
             raise ValueError("transitions must name states in range")
         return K.ql_run_episodes(self.state, t, r, term, int(start), int(episodes), int(max_steps))
 
