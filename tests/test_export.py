@@ -244,6 +244,26 @@ def test_init_exports_spans_anomalies_and_resources(tmp_path):
     assert set(resources.column("metric").to_pylist()) >= {"process.cpu.utilization", "process.memory.rss_mb"}
 
 
+def test_init_exports_every_adaptive_cache_decision(tmp_path):
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False)
+    try:
+        cache = perfsdk.AdaptiveCache(capacity=50, name="prices", controller=perfsdk.CacheController(interval=100))
+        for i in range(3000):
+            cache.get_or_load((i * 7919) % 400, lambda key: key)
+        sdk.force_flush()
+    finally:
+        sdk.shutdown()
+    rows = read(tmp_path, table="decisions").to_pylist()
+    assert len(rows) == len(cache.decisions()) == 30
+    assert {r["controller"] for r in rows} == {"prices"} and {r["service.name"] for r in rows} == {"shop"}
+    assert rows[-1]["explanation"] == str(cache.decisions()[-1])
+    after = perfsdk.AdaptiveCache(capacity=50, controller=perfsdk.CacheController(interval=100))
+    for i in range(300):
+        after.get_or_load(i % 80, lambda key: key)  # perfsdk shut down: nothing more is exported
+    assert read(tmp_path, table="decisions").num_rows == 30
+
+
 def test_table_writer_rejects_unknown_tables_and_bad_options(tmp_path):
     with pytest.raises(ValueError, match="table"):
         TableWriter(str(tmp_path), "logs", "svc")

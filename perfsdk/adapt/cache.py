@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from perfsdk._native._cache import CacheCore, CachedFunction
 from perfsdk._worker import BackgroundWorker
+from perfsdk.instrument.decorator import ACTIVE
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 _MISSING = object()
@@ -363,8 +364,9 @@ class AdaptiveCache(MutableMapping):
     name
         Names the cache in decisions.
     on_decision
-        Called with every ``Decision`` (e.g. to export it), on a background
-        thread: a slow callback never holds up a get.
+        Called with every ``Decision``, on a background thread: a slow
+        callback never holds up a get. (While ``perfsdk.init(export_dir=...)``
+        runs, decisions also go to its Arrow ``decisions`` table.)
 
     Examples
     --------
@@ -434,9 +436,9 @@ class AdaptiveCache(MutableMapping):
                 return  # the controller was taken away: the hook stops
             with self._decide_lock:
                 decision = controller.decide(self._core, self.min_capacity, self.max_capacity, self.mode, self.name)
-            callback = self.on_decision
-            if callback is not None and not CALLBACKS.submit(lambda: self._deliver(callback, decision)):
-                self.callbacks_dropped += 1
+            for callback in (self.on_decision, ACTIVE.decisions):  # yours; perfsdk's Arrow export
+                if callback is not None and not CALLBACKS.submit(functools.partial(self._deliver, callback, decision)):
+                    self.callbacks_dropped += 1
             self._schedule_decision()
         except Exception:
             self._fault("the cache controller failed")  # a controller fault must not break a cache read

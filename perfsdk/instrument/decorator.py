@@ -21,9 +21,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Active:
-    """The tracer @monitor uses; None while perfsdk is not initialised."""
+    """What the running ``perfsdk.init()`` offers the rest of the SDK (None while not initialised):
+    the tracer @monitor uses, and where adaptive caches send their decisions (with an export_dir)."""
 
     tracer: trace.Tracer | None = None
+    decisions: Callable[[Any], None] | None = None
 
 
 ACTIVE = _Active()

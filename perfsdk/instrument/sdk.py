@@ -50,7 +50,8 @@ def resource_detector_factories(threshold: float | None) -> dict[str, Callable[[
 
 
 class Export:
-    """The Arrow export that ``init(export_dir=...)`` sets up: spans, anomalies, resources."""
+    """The Arrow export that ``init(export_dir=...)`` sets up: spans, anomalies, resources,
+    and the decisions of every adaptive cache in the process."""
 
     def __init__(self, directory: str, service: str, fmt: str, redactor: Any, faults: Faults) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -61,11 +62,21 @@ class Export:
         self.span_processor = BatchSpanProcessor(self.spans)
         self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
+        self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
+        self.service = service
         self.faults = faults
 
+    def add_decision(self, decision: Any) -> None:
+        """A cache's decision as a row of the decisions table (called off the application's path)."""
+        with self.faults.guard("decision export"):
+            self.decisions.add(decision.as_row(self.service))
+
     def flush(self, timeout_millis: int) -> bool:
+        from perfsdk.adapt.cache import CALLBACKS
+
         ok = self.span_processor.force_flush(timeout_millis) and self.spans.force_flush()
-        for writer in (self.anomalies, self.resources):
+        CALLBACKS.join()  # decisions still on their way to the table
+        for writer in (self.anomalies, self.resources, self.decisions):
             with self.faults.guard("export flush"):
                 writer.flush()
         return ok
@@ -74,10 +85,14 @@ class Export:
         self.spans.after_fork()
         self.anomalies.after_fork()
         self.resources.after_fork()
+        self.decisions.after_fork()
 
     def close(self) -> None:
+        from perfsdk.adapt.cache import CALLBACKS
+
         self.span_processor.shutdown()  # flushes the exporter and publishes its files
-        for writer in (self.anomalies, self.resources):
+        CALLBACKS.join()
+        for writer in (self.anomalies, self.resources, self.decisions):
             with self.faults.guard("export close"):
                 writer.close()
 
@@ -159,6 +174,7 @@ class PerfSDK:
             if _HANDLE is self:
                 _HANDLE = None
                 ACTIVE.tracer = None
+                ACTIVE.decisions = None
 
     def _after_fork(self) -> None:
         self.faults.after_fork()
@@ -279,6 +295,7 @@ def init(
             sampler.start()
         _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
         ACTIVE.tracer = provider.get_tracer("perfsdk", __version__)
+        ACTIVE.decisions = export.add_decision if export is not None else None
         return _HANDLE
 
 
