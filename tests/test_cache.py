@@ -238,30 +238,40 @@ def test_ghost_estimates_teach_the_controller_to_grow_within_a_few_intervals():
     assert decisions[0].guardrail == "no evidence yet"  # a cold cache: nothing to learn from yet
 
 
-def test_eight_threads_hammering_one_cache():
-    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=500))
+def in_threads(work, n=8):
+    """Run ``work(seed)`` on ``n`` threads at once; the exceptions they raised."""
     errors = []
 
-    def work(seed):
-        rng = random.Random(seed)
+    def guarded(seed):
         try:
-            for _ in range(20_000):
-                k = rng.randrange(400)
-                op = rng.random()
-                if op < 0.6:
-                    cache.get(k)
-                elif op < 0.95:
-                    cache[k] = k
-                else:
-                    cache.pop(k, None)
-        except Exception as exc:  # pragma: no cover - reported below
+            work(seed)
+        except Exception as exc:  # pragma: no cover - reported by the caller's assert
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    threads = [threading.Thread(target=guarded, args=(s,)) for s in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return errors
+
+
+def test_eight_threads_hammering_one_cache():
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=500))
+
+    def work(seed):
+        rng = random.Random(seed)
+        for _ in range(20_000):
+            k = rng.randrange(400)
+            op = rng.random()
+            if op < 0.6:
+                cache.get(k)
+            elif op < 0.95:
+                cache[k] = k
+            else:
+                cache.pop(k, None)
+
+    errors = in_threads(work)
     assert not errors
     assert len(list(cache)) == len(cache) <= cache.capacity
     assert all(cache.get(k) == k for k in list(cache))
@@ -284,23 +294,15 @@ class SlowKey:
 
 def test_threads_wait_while_a_key_runs_python_code_inside_the_cache():
     cache = AdaptiveCache(capacity=50, controller=CacheController(interval=100))
-    errors = []
 
     def work(seed):
         rng = random.Random(seed)
-        try:
-            for _ in range(800):
-                k = SlowKey(rng.randrange(120))
-                if cache.get(k) is None:
-                    cache[k] = k.k
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for _ in range(800):
+            k = SlowKey(rng.randrange(120))
+            if cache.get(k) is None:
+                cache[k] = k.k
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = in_threads(work)
     assert not errors
     cache._core.check_invariants()
     keys = list(cache)

@@ -65,6 +65,25 @@ cdef double FIT_REQUESTED = 1.0
 cdef double MEAN_ABS_TO_STD = 1.2533141373155001
 
 
+cdef inline void _shift_in(double* s, Py_ssize_t lags, Py_ssize_t n, double newest) noexcept:
+    """Lags s[lags .. lags+n) move one back; ``newest`` becomes lag 1."""
+    cdef Py_ssize_t i
+    for i in range(n - 1, 0, -1):
+        s[lags + i] = s[lags + i - 1]
+    if n > 0:
+        s[lags] = newest
+
+
+cdef inline void _ring_put(double* s, Py_ssize_t ring, Py_ssize_t pos_at, Py_ssize_t size, double x) noexcept:
+    """Write ``x`` at the ring's position (kept in s[pos_at]) and advance it."""
+    cdef Py_ssize_t pos = <Py_ssize_t> s[pos_at]
+    s[ring + pos] = x
+    pos += 1
+    if pos == size:
+        pos = 0
+    s[pos_at] = <double> pos
+
+
 cdef class ArimaCore(StateOwner):
     """The per-event verbs on an ARIMA state array; subclassed by ArimaDetector."""
 
@@ -124,29 +143,12 @@ cdef class ArimaCore(StateOwner):
     cdef inline void _push(self, double x, double w, double e, bint has_lags) noexcept:
         # kernels._arima_push with record=True
         cdef double* s = self._s
-        cdef Py_ssize_t i, pos
         if has_lags:
-            for i in range(self._p - 1, 0, -1):
-                s[self._wlag + i] = s[self._wlag + i - 1]
-            if self._p > 0:
-                s[self._wlag] = w
-            for i in range(self._q - 1, 0, -1):
-                s[self._elag + i] = s[self._elag + i - 1]
-            if self._q > 0:
-                s[self._elag] = e
+            _shift_in(s, self._wlag, self._p, w)
+            _shift_in(s, self._elag, self._q, e)
         if self._m > 0:
-            pos = <Py_ssize_t> s[AR_YRING_POS]
-            s[self._yring + pos] = x
-            pos += 1
-            if pos == self._m:
-                pos = 0
-            s[AR_YRING_POS] = <double> pos
-        pos = <Py_ssize_t> s[AR_HIST_POS]
-        s[self._hist + pos] = x
-        pos += 1
-        if pos == self._history:
-            pos = 0
-        s[AR_HIST_POS] = <double> pos
+            _ring_put(s, self._yring, AR_YRING_POS, self._m, x)
+        _ring_put(s, self._hist, AR_HIST_POS, self._history, x)
         s[AR_COUNT] += 1.0
 
     cdef inline bint _wants_fit(self) noexcept:

@@ -109,7 +109,6 @@ cdef class CacheCore:
     cdef Py_ssize_t _ring_head, _ring_len, _ring_size
     cdef uint64_t* _hashes  # per slot: hash(key), so evictions never call back into Python
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
-    cdef list _spare  # an emptied _dropped, ready for reuse
     cdef readonly Py_ssize_t ghost_capacity
     cdef uint8_t* _sketch
     cdef uint64_t _width_mask
@@ -233,20 +232,11 @@ cdef class CacheCore:
 
     cdef inline list _take_dropped(self):
         # under the lock: hand the released objects to the caller, who lets go of them
-        # after releasing the lock (_let_go)
+        # after releasing the lock
         cdef list dropped = self._dropped
         if dropped:
-            self._dropped = self._spare if self._spare is not None else []
-            self._spare = None
+            self._dropped = []
         return dropped
-
-    cdef inline void _let_go(self, list dropped):
-        # after the lock: release what an operation dropped (finalisers may run, and may
-        # use the cache), and keep the emptied list for the next one -- a new list per
-        # eviction would feed the garbage collector's counters for nothing
-        if dropped and dropped is not self._dropped:
-            dropped.clear()
-            self._spare = dropped
 
     cdef inline void _unlink(self, Py_ssize_t slot) noexcept:
         cdef uint8_t seg = self._segment[slot]
@@ -421,7 +411,6 @@ cdef class CacheCore:
         finally:
             dropped = self._take_dropped()
             self._release()
-            self._let_go(dropped)
 
     cdef int _rebalance(self) except -1:
         """Move window overflow into main (admission decides who stays); evict to fit."""
@@ -517,7 +506,6 @@ cdef class CacheCore:
         finally:
             dropped = self._take_dropped()
             self._release()
-            self._let_go(dropped)
 
     def contains(self, key):
         self._acquire()
@@ -551,7 +539,6 @@ cdef class CacheCore:
         finally:
             dropped = self._take_dropped()
             self._release()
-            self._let_go(dropped)
 
     @property
     def count_frequencies(self):
@@ -613,7 +600,6 @@ cdef class CacheCore:
         finally:
             dropped = self._take_dropped()
             self._release()
-            self._let_go(dropped)
 
     @staticmethod
     def monotonic():

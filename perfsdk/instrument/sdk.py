@@ -71,11 +71,16 @@ class Export:
         with self.faults.guard("decision export"):
             self.decisions.add(decision.as_row(self.service))
 
-    def flush(self, timeout_millis: int) -> bool:
-        from perfsdk.adapt.cache import CALLBACKS
+    @staticmethod
+    def _decisions_delivered() -> None:
+        """Wait for cache decisions still on their way to the table (queued off the app's path)."""
+        from perfsdk.adapt.cache import CALLBACKS  # the cache module imports the instrumentation
 
+        CALLBACKS.join()
+
+    def flush(self, timeout_millis: int) -> bool:
         ok = self.span_processor.force_flush(timeout_millis) and self.spans.force_flush()
-        CALLBACKS.join()  # decisions still on their way to the table
+        self._decisions_delivered()
         for writer in (self.anomalies, self.resources, self.decisions):
             with self.faults.guard("export flush"):
                 writer.flush()
@@ -88,10 +93,8 @@ class Export:
         self.decisions.after_fork()
 
     def close(self) -> None:
-        from perfsdk.adapt.cache import CALLBACKS
-
         self.span_processor.shutdown()  # flushes the exporter and publishes its files
-        CALLBACKS.join()
+        self._decisions_delivered()
         for writer in (self.anomalies, self.resources, self.decisions):
             with self.faults.guard("export close"):
                 writer.close()
