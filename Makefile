@@ -10,7 +10,7 @@ STAMP := $(VENV)/.perfsdk-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard perfsdk/_native/*.pyx)
+$(STAMP): pyproject.toml setup.py perfsdk/_native/layout.py $(wildcard perfsdk/_native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --prefer-binary -e '.[test]'
@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python benches/ratios.py .benchmarks/latest.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info perfsdk/_native/*.c perfsdk/_native/*.so
+	rm -rf $(VENV) build *.egg-info perfsdk/_native/*.c perfsdk/_native/*.so perfsdk/_native/_layout.pxi

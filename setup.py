@@ -4,10 +4,12 @@ Compiler directives are global (scikit-learn style): bounds and wraparound
 checks are off for speed; set PERFSDK_CYTHON_DEBUG=1 at build time to turn the
 checks back on while hunting a bug. ``-ffp-contract=off`` keeps the C compiler
 from fusing multiply-adds, so the per-event (Cython) and batch (Numba) engines
-compute bit-identical results.
+compute bit-identical results. The Cython engines' slot offsets come from
+``perfsdk/_native/layout.py`` through a generated ``_layout.pxi``.
 """
 
 import os
+import runpy
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -23,6 +25,10 @@ directives = {
     "cdivision": True,
     "embedsignature": True,
 }
+
+# The state layouts have one definition, perfsdk/_native/layout.py; the Cython engines
+# include it as a generated _layout.pxi (cythonize sees the include as a dependency).
+runpy.run_path("perfsdk/_native/layout.py")["write_pxi"]("perfsdk/_native/_layout.pxi")
 
 extensions = [
     Extension(

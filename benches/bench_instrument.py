@@ -15,20 +15,20 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import perfsdk
 from benchutil import per_item
-from perfsdk.instrument._guard import Faults
-from perfsdk.instrument.decorator import ACTIVE
+from perfsdk._runtime import HOOKS, Faults
+from perfsdk.detect import span_detectors
+from perfsdk.instrument import DetectorBank, PerfSpanProcessor
 from perfsdk.instrument.incidents import IncidentTracker
-from perfsdk.instrument.sdk import span_detector_factories
 from perfsdk.instrument.sink import AnomalySink
 
 LOOP = 5_000
 NAMES = [f"GET /route{i}" for i in range(20)]
 
 
-def _processor() -> perfsdk.PerfSpanProcessor:
+def _processor() -> PerfSpanProcessor:
     faults = Faults()
-    bank = perfsdk.DetectorBank(span_detector_factories(["zscore"], None), min_delta=1.0, min_ratio=0.2)
-    return perfsdk.PerfSpanProcessor(bank, AnomalySink(IncidentTracker(lambda n: set()), faults), faults)
+    bank = DetectorBank(span_detectors(["zscore"]), min_delta=1.0, min_ratio=0.2)
+    return PerfSpanProcessor(bank, AnomalySink(IncidentTracker(lambda n: set()), faults), faults)
 
 
 def _spans(provider: TracerProvider, n: int) -> None:
@@ -100,7 +100,7 @@ def test_bare_call(benchmark):
 
 @pytest.mark.benchmark(group="@monitor before init() vs a bare call (ns/call)")
 def test_monitor_uninitialised(benchmark):
-    assert ACTIVE.tracer is None
+    assert HOOKS.tracer is None
 
     def run():
         for i in range(LOOP):

@@ -5,12 +5,14 @@
 """
 
 from perfsdk._version import __version__
-from perfsdk.adapt import AdaptiveCache, CacheController, Decision, Discretizer, QLearner, cached
-from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Forecast, ZScoreDetector
-from perfsdk.instrument import DetectorBank, Incident, PerfSDK, PerfSpanProcessor, init, monitor
+from perfsdk.adapt import (
+    Action, AdaptiveCache, CacheController, Controller, Decision, Discretizer, QLearner, cached,
+)
+from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector
+from perfsdk.instrument import Incident, PerfSDK, init, monitor
 
 __all__ = [
-    "AdaptiveCache", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Decision",
-    "DetectorBank", "Discretizer", "Forecast", "Incident", "PerfSDK", "PerfSpanProcessor", "QLearner",
+    "Action", "AdaptiveCache", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Controller",
+    "Decision", "Detector", "Discretizer", "Forecast", "Incident", "PerfSDK", "QLearner", "RunRule",
     "ZScoreDetector", "__version__", "cached", "init", "monitor",
 ]

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from perfsdk import detect
+
 BAD_VALUES = (float("nan"), float("inf"), float("-inf"))
 
 
@@ -39,9 +41,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 def check_repr(detector: Any, stream: np.ndarray) -> None:
     text = repr(detector)
     assert text.startswith(type(detector).__name__ + "("), f"repr {text!r} should name the class"
-    import perfsdk
-
-    namespace = {**{k: getattr(perfsdk, k) for k in perfsdk.__all__}, type(detector).__name__: type(detector)}
+    namespace = {**{k: getattr(detect, k) for k in detect.__all__}, type(detector).__name__: type(detector)}
     rebuilt = eval(text, namespace)  # repr is the constructor call
     assert repr(rebuilt) == text, f"repr does not round-trip: {text!r} -> {rebuilt!r}"
 
@@ -113,7 +113,7 @@ def check_bad_input_leaves_state(detector: Any, stream: np.ndarray) -> None:
         assert det.score_one(bad) == 0.0, f"score_one({bad}) must be 0.0"
     assert all(math.isnan(z) for z in det.update_many(np.array(BAD_VALUES)))
     after = det.snapshot()
-    counters = [det._REJECTED_AT]
+    counters = [det.rejected_slot]
     mask = np.ones(len(before), bool)
     mask[counters] = False
     assert _same(before[mask], after[mask]), "bad values changed the state"

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from perfsdk.detect import ZScoreDetector
+from perfsdk.detect import DEFAULT_CONFIRM, ZScoreDetector
 
 
 class InputError(Exception):
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", help="export directory for the anomalies table (default: PATH's)")
     analyze.add_argument("--detector", choices=["zscore", "arima"], default="zscore")
     analyze.add_argument("--threshold", type=float, default=None, help="score threshold")
-    analyze.add_argument("--confirm", type=int, default=1, help="consecutive flagged spans per anomaly")
+    analyze.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
+                         help="flagged spans in a row per anomaly (as live)")
     analyze.add_argument("--scheduler", help="Dask scheduler address: one task per partition")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze.set_defaults(run=_analyze)

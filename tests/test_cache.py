@@ -16,8 +16,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from perfsdk import AdaptiveCache, CacheController, cached
-from perfsdk.export import DECISIONS
+from perfsdk import Action, AdaptiveCache, CacheController, cached
+from perfsdk.export import DECISIONS, decision_row
 
 FUZZ_SEEDS = int(os.environ.get("PERFSDK_FUZZ_SEEDS", "40"))  # e.g. 3000 for a long run
 keys = st.integers(0, 12) | st.sampled_from(["a", "b", "c", ("t", 1)])
@@ -214,9 +214,9 @@ def test_the_window_moves_to_recency_or_to_frequency_as_the_traffic_wants():
     cache = adaptive()
     assert hit_ratio(recency, cache) > lru - 0.08 > tinylfu + 0.4
     assert cache.stats()["window_share"] > 0.5
-    assert any(d.guardrail == "window limit" and "ceiling" in d.window_reason for d in cache.decisions())
-    moves = [d for d in cache.decisions() if d.window_reason]
-    assert "for keys the window had evicted" in str(moves[0]) and moves[0].window_after > moves[0].window_before
+    assert any(d.guardrail == "window limit" and "ceiling" in (d.setting and d.setting.reason) for d in cache.decisions())
+    moves = [d for d in cache.decisions() if (d.setting and d.setting.reason)]
+    assert "for keys the window had evicted" in str(moves[0]) and moves[0].setting.after > moves[0].setting.before
 
     loop = [i % 700 for i in range(60_000)]  # a loop longer than the cache: LRU never hits
     assert hit_ratio(loop, pinned(controller=None)) == 0.0
@@ -232,7 +232,7 @@ def test_ghost_estimates_teach_the_controller_to_grow_within_a_few_intervals():
     hit_ratio([i % 1500 for i in range(20_000)], cache)
     decisions = cache.decisions()
     assert cache.capacity >= 1500 and decisions[-1].features["hit_ratio"] == 1.0
-    first_grow = next(i for i, d in enumerate(decisions) if d.action == "grow" and d.applied)
+    first_grow = next(i for i, d in enumerate(decisions) if d.action is Action.GROW and d.applied)
     assert first_grow <= 3 and decisions[first_grow].features["grow_gain"] > 0
     assert "growing would have hit" in str(decisions[first_grow])
     assert decisions[0].guardrail == "no evidence yet"  # a cold cache: nothing to learn from yet
@@ -339,12 +339,12 @@ def test_controller_stays_within_limits_and_explains_itself():
     decisions = cache.decisions()
     assert len(decisions) >= 200 and len(seen) > 2
     limited = [d for d in decisions if d.guardrail in ("min_capacity", "max_capacity")]
-    assert limited and all(50 <= d.capacity_after <= 200 for d in decisions)
+    assert limited and all(50 <= d.value_after <= 200 for d in decisions)
     text = str(decisions[-1])
     assert "hit ratio" in text and "Q = {'keep'" in text
-    table = pa.Table.from_pylist([d.as_row("shop") for d in decisions], schema=DECISIONS)
+    table = pa.Table.from_pylist([decision_row(d, "shop") for d in decisions], schema=DECISIONS)
     assert table.num_rows == len(decisions)
-    assert dict(table.column("state_features")[0].as_py())["window_share_after"] == decisions[0].window_after
+    assert dict(table.column("state_features")[0].as_py())["window_share_after"] == decisions[0].setting.after
     assert table.column("explanation")[0].as_py() == str(decisions[0])
 
 
@@ -365,7 +365,7 @@ def test_a_slow_cache_still_decides_every_interval_seconds():
 
 
 def test_a_slow_on_decision_callback_never_holds_up_a_get():
-    from perfsdk.adapt.cache import CALLBACKS
+    from perfsdk.adapt.controller import DECISION_DELIVERY
 
     seen = []
 
@@ -380,14 +380,14 @@ def test_a_slow_on_decision_callback_never_holds_up_a_get():
         cache.get_or_load(k, lambda key: key)
         slowest = max(slowest, time.perf_counter() - started)
     assert slowest < 0.05 and len(seen) < len(cache.decisions())  # the callbacks are still running
-    CALLBACKS.join()
+    DECISION_DELIVERY.flush()
     assert seen == cache.decisions() and cache.stats()["decision_faults"] == 0
 
 
 def test_controller_faults_are_counted_and_one_controller_drives_one_cache():
     controller = CacheController(interval=10)
     cache = AdaptiveCache(capacity=10, controller=controller)
-    with pytest.raises(ValueError, match="already drives another cache"):
+    with pytest.raises(ValueError, match="already drives another target"):
         AdaptiveCache(capacity=10, controller=controller)
     controller.decide = None  # type: ignore[assignment]  # a broken controller
     for k in range(100):
@@ -404,14 +404,14 @@ def test_one_step_per_interval_and_a_cooldown_after_each():
     for k in zipf_trace(60_000, 3000):
         cache.get_or_load(k, lambda key: key)
     decisions = cache.decisions()
-    changes = [i for i, d in enumerate(decisions) if d.capacity_after != d.capacity_before]
+    changes = [i for i, d in enumerate(decisions) if d.value_after != d.value_before]
     assert len(changes) > 10
     assert all(b - a > 2 for a, b in zip(changes, changes[1:]))  # two quiet intervals after each change
     assert all(d.guardrail == "cooldown" for i in changes for d in decisions[i + 1 : i + 3]
-               if d.action != "keep")
+               if d.action is not Action.KEEP)
     for i in changes:  # one step of x1.25 (clipped to the limits), never more
-        before, after = decisions[i].capacity_before, decisions[i].capacity_after
-        assert after in {min(max(controller.stepped(before, way), 20), 500) for way in ("grow", "shrink")}
+        before, after = decisions[i].value_before, decisions[i].value_after
+        assert after in {min(max(controller.stepped(before, way), 20), 500) for way in (Action.GROW, Action.SHRINK)}
 
 
 def test_a_target_hit_ratio_buys_the_smallest_cache_that_meets_it():
@@ -435,8 +435,8 @@ def test_advisory_mode_changes_nothing():
         cache.get_or_load(k, lambda key: key)
     decisions = cache.decisions()
     assert decisions and cache.capacity == 100 and cache.stats()["window_share"] == 0.01
-    assert all(not d.applied and d.capacity_before == 100 and d.window_before == 0.01 for d in decisions)
-    recommended = [d for d in decisions if d.capacity_after != 100 or d.window_after != 0.01]
+    assert all(not d.applied and d.value_before == 100 and d.setting.before == 0.01 for d in decisions)
+    recommended = [d for d in decisions if d.value_after != 100 or d.setting.after != 0.01]
     assert recommended and "not applied: advisory" in str(recommended[0])  # the advice is kept
 
 
@@ -469,8 +469,8 @@ def test_reading_in_bulk_changes_nothing():
 
 def test_a_tiny_cache_can_still_grow_and_shrink():
     controller = CacheController(interval=10)
-    assert controller.stepped(1, "grow") == 2 and controller.stepped(2, "grow") == 3
-    assert controller.stepped(2, "shrink") == 1 and controller.stepped(1, "shrink") == 1
+    assert controller.stepped(1, Action.GROW) == 2 and controller.stepped(2, Action.GROW) == 3
+    assert controller.stepped(2, Action.SHRINK) == 1 and controller.stepped(1, Action.SHRINK) == 1
     cache = AdaptiveCache(capacity=1, min_capacity=1, max_capacity=8, controller=CacheController(
         interval=100, memory_cost=0.0))
     for i in range(3000):
@@ -510,12 +510,15 @@ def test_cached_decorator():
     assert len(slow_square.cache) == 0
 
 
-@pytest.mark.parametrize("kwargs,argument", [
-    ({"capacity": 0}, "capacity"), ({"min_capacity": 0}, "min_capacity"),
-    ({"max_capacity": 5}, "max_capacity"), ({"mode": "yolo"}, "mode"), ({"controller": 3}, "controller"),
+@pytest.mark.parametrize("kwargs,argument,error", [
+    ({"capacity": 0}, "capacity", ValueError), ({"min_capacity": 0}, "min_capacity", ValueError),
+    ({"max_capacity": 5}, "max_capacity", ValueError), ({"mode": "yolo"}, "mode", ValueError),
+    ({"controller": 3}, "controller", TypeError), ({"capacity": 2.5}, "capacity", TypeError),
+    ({"window": "wide"}, "window", TypeError), ({"on_decision": 3}, "on_decision", TypeError),
 ])
-def test_bad_arguments_name_the_argument(kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
+def test_bad_arguments_name_the_argument(kwargs, argument, error):
+    """A wrong type is a TypeError, a wrong value a ValueError; both name the argument."""
+    with pytest.raises(error, match=argument):
         AdaptiveCache(**{"capacity": 10, **kwargs})
 
 
@@ -591,5 +594,5 @@ def test_random_controller_settings_never_fault_or_leave_their_limits(seed):
         else:
             cache.get_or_load(k, lambda key: key)
     assert cache.stats()["decision_faults"] == 0 and low <= cache.capacity <= high
-    assert all(low <= d.capacity_after <= high and 0 < d.window_after <= 1 for d in cache.decisions())
+    assert all(low <= d.value_after <= high and 0 < d.setting.after <= 1 for d in cache.decisions())
     cache._core.check_invariants()

@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import perfsdk
-from perfsdk import DetectorBank, PerfSpanProcessor, ZScoreDetector
-from perfsdk.instrument import resources
-from perfsdk.instrument._guard import Faults
+from perfsdk import ZScoreDetector
+from perfsdk._runtime import Faults
+from perfsdk.instrument import DetectorBank, PerfSpanProcessor, resources
 from perfsdk.instrument.incidents import IncidentTracker
 from perfsdk.instrument.sink import AnomalySink
 
@@ -266,10 +266,10 @@ def test_shutdown_is_idempotent_and_init_twice_returns_the_handle():
     provider = TracerProvider()
     sdk = perfsdk.init(tracer_provider=provider)
     assert perfsdk.init(tracer_provider=provider) is sdk
-    assert sdk.sampler is not None and sdk.sampler._thread.is_alive()
+    assert sdk.sampler is not None and sdk.sampler.running
     sdk.shutdown()
     sdk.shutdown()
-    assert not sdk.sampler._thread.is_alive()
+    assert not sdk.sampler.running
 
     @perfsdk.monitor
     def f():
@@ -279,14 +279,16 @@ def test_shutdown_is_idempotent_and_init_twice_returns_the_handle():
 
 
 @pytest.mark.parametrize(
-    "kwargs,argument",
-    [({"detectors": ["lstm"]}, "detectors"), ({"threshold": -1}, "threshold"),
-     ({"on_anomaly": 3}, "on_anomaly"), ({"max_span_names": 0}, "max_span_names"),
-     ({"confirm": 0}, "confirm"), ({"min_ratio": -0.1}, "min_ratio"),
-     ({"tracer_provider": object()}, "tracer_provider")],
+    "kwargs,argument,error",
+    [({"detectors": ["lstm"]}, "detectors", ValueError), ({"threshold": -1}, "threshold", ValueError),
+     ({"on_anomaly": 3}, "on_anomaly", TypeError), ({"max_span_names": 0}, "max_span_names", ValueError),
+     ({"confirm": 0}, "confirm", ValueError), ({"min_ratio": -0.1}, "min_ratio", ValueError),
+     ({"confirm": "3"}, "confirm", TypeError), ({"threshold": "high"}, "threshold", TypeError),
+     ({"tracer_provider": object()}, "tracer_provider", TypeError)],
 )
-def test_bad_init_arguments_name_the_argument(kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
+def test_bad_init_arguments_name_the_argument(kwargs, argument, error):
+    """A wrong type is a TypeError, a wrong value a ValueError; both name the argument."""
+    with pytest.raises(error, match=argument):
         perfsdk.init(**kwargs)
 
 
@@ -349,7 +351,7 @@ def test_forked_child_starts_clean_with_working_threads():
                 tracer.start_span("child-work").end()
                 counted = sdk.stats()["spans"] == 1
                 time.sleep(0.3)
-                sampling = sdk.sampler._thread.is_alive() and sdk.stats()["resource_samples"] > 0
+                sampling = sdk.sampler.running and sdk.stats()["resource_samples"] > 0
                 ok = int(clean and counted and sampling)
             finally:
                 os.write(write, str(ok).encode())

@@ -9,16 +9,37 @@ import textwrap
 import pytest
 
 import perfsdk._native as native
-from perfsdk._native import kernels
+from perfsdk._native import _arima, kernels, kernels_arima, layout
 
 
 def test_layout_of_compiled_module_matches_kernels():
     native._check_fresh()
 
 
-def test_stale_layout_is_reported_with_rebuild_hint(monkeypatch):
-    monkeypatch.setattr(kernels, "ZS_HEADER", kernels.ZS_HEADER + 1)
+def test_one_layout_source_for_both_engines():
+    """The Numba kernels read their slots from layout.py, and so do the compiled modules
+    (through the _layout.pxi that setup.py generates from it)."""
+    assert kernels_arima.AR_HEADER is layout.AR_HEADER and kernels.ZS_HEADER == layout.ZS_HEADER
+    assert _arima.LAYOUT == layout.constants()
+
+
+@pytest.mark.parametrize("slot", ["ZS_HEADER", "AR_COUNT", "QL_STEPS", "CACHE_GHOST_BANDS"])
+def test_stale_layout_is_reported_with_rebuild_hint(monkeypatch, slot):
+    monkeypatch.setattr(layout, slot, getattr(layout, slot) + 1)
     with pytest.raises(ImportError, match="stale.*pip install -e ."):
+        native._check_fresh()
+
+
+def test_arima_engines_disagreeing_on_variable_offsets_is_reported(monkeypatch):
+    """The variable-length parts of an ARIMA state are covered too."""
+    real = kernels.arima_layout
+
+    def shifted(*args):
+        offsets = real(*args)
+        return {**offsets, "elag": offsets["elag"] + 1}
+
+    monkeypatch.setattr(kernels, "arima_layout", shifted)
+    with pytest.raises(ImportError, match="ARIMA state's parts"):
         native._check_fresh()
 
 

@@ -112,7 +112,7 @@ def test_river_verbs_take_dicts():
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises((TypeError, ValueError), match=argument):  # TypeError for a wrong type
         ZScoreDetector(**kwargs)
 
 

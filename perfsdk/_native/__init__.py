@@ -1,16 +1,20 @@
 """Compiled hot paths: Cython per-event objects and Numba batch kernels.
 
 Importing this package checks that the Cython extensions were built and match
-the Python side (the state layout they share with the Numba kernels). A
-missing or stale build fails here, with the command that fixes it, instead of
-as a bare ImportError or a silent mismatch deep in a detector.
+the Python side: every compiled module carries the state layout it was built
+from (``layout.py``, through the generated ``_layout.pxi``), and the ARIMA
+engines must place the variable-length parts of its state where the Numba
+kernels do. A missing or stale build fails here, with the command that fixes
+it, instead of as a bare ImportError or a silent mismatch deep in a detector.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from perfsdk._native import kernels
+import numpy as np
+
+from perfsdk._native import kernels, layout
 
 _REBUILD_HINT = (
     "Rebuild them from the project root with `pip install -e .` "
@@ -18,9 +22,7 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _arima as _arima
-    from perfsdk._native import _qlearn as _qlearn
-    from perfsdk._native import _zscore as _zscore
+    from perfsdk._native import _arima, _cache, _qlearn, _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -29,17 +31,29 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 
 def _check_fresh() -> None:
     here = Path(__file__).parent
-    for module, prefix in ((_zscore, "ZS_"), (_arima, "AR_"), (_qlearn, "QL_")):
-        expected = {
-            k: v for k, v in vars(kernels).items() if k.startswith(prefix) and isinstance(v, int)
-        }
+    expected = layout.constants()
+    for module in (_zscore, _arima, _qlearn, _cache):
         if module.LAYOUT != expected:
             raise ImportError(
                 f"perfsdk's compiled extension {module.__name__} is stale: its state layout "
-                f"does not match perfsdk/_native/kernels.py. {_REBUILD_HINT}"
+                f"does not match perfsdk/_native/layout.py. {_REBUILD_HINT}"
             )
-    for source in sorted(here.glob("*.pyx")):  # every extension, the shared base included
-        compiled = [p for p in here.glob(source.stem + ".*") if p.suffix in (".so", ".pyd")]
+    # the variable-length parts of an ARIMA state: the same offsets in both engines
+    for p, q, m, ntaps, history in ((0, 0, 0, 0, 1), (2, 1, 1, 1, 7), (3, 4, 26, 3, 512)):
+        offsets = kernels.arima_layout(p, q, m, ntaps, history)
+        state = np.zeros(offsets["size"])
+        state[[layout.AR_P, layout.AR_Q, layout.AR_M, layout.AR_NTAPS, layout.AR_HISTORY]] = (
+            p, q, m, ntaps, history)
+        core = _arima.ArimaCore()
+        core._bind(state)
+        if core.offsets != offsets:
+            raise ImportError(
+                f"perfsdk's compiled extension {_arima.__name__} places the ARIMA state's parts at "
+                f"{core.offsets}, the Numba kernels at {offsets}. {_REBUILD_HINT}"
+            )
+    for source in sorted([*here.glob("*.pyx"), here / "layout.py"]):  # every extension's source
+        built = [p for p in here.glob("_*.*") if p.suffix in (".so", ".pyd")]
+        compiled = [p for p in built if p.name.startswith(source.stem + ".")] if source.suffix == ".pyx" else built
         if compiled and source.stat().st_mtime > max(p.stat().st_mtime for p in compiled) + 1:
             raise ImportError(
                 f"perfsdk's compiled extension {compiled[0].name} is older than "
@@ -52,5 +66,7 @@ _check_fresh()
 ZScoreCore = _zscore.ZScoreCore
 ArimaCore = _arima.ArimaCore
 QCore = _qlearn.QCore
+CacheCore = _cache.CacheCore
+CachedFunction = _cache.CachedFunction
 
-__all__ = ["ArimaCore", "QCore", "ZScoreCore", "kernels"]
+__all__ = ["ArimaCore", "CacheCore", "CachedFunction", "QCore", "ZScoreCore", "kernels", "layout"]

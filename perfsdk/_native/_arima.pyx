@@ -14,55 +14,8 @@ from libc.math cimport isfinite, isnan, fabs, NAN
 
 from perfsdk._native._state cimport StateOwner
 
-# Mirrors the AR_* constants in kernels.py (checked at import by perfsdk._native).
-cdef enum:
-    AR_P = 0
-    AR_Q = 1
-    AR_M = 2
-    AR_NTAPS = 3
-    AR_WARMUP = 4
-    AR_HISTORY = 5
-    AR_REFIT_EVERY = 6
-    AR_SHIFT_RUN = 7
-    AR_THRESHOLD = 8
-    AR_SCALE_BETA = 9
-    AR_SCALE_CLIP = 10
-    AR_N_PARAMS = 12
-    AR_COUNT = 12
-    AR_REJECTED = 13
-    AR_FITTED = 14
-    AR_FIT_STATE = 15
-    AR_SINCE_FIT = 16
-    AR_RUN = 17
-    AR_SCALE = 18
-    AR_HIST_POS = 19
-    AR_YRING_POS = 20
-    AR_INTERCEPT = 21
-    AR_SIGMA2 = 22
-    AR_D = 23
-    AR_RETRY_AT = 24
-    AR_FIT_P = 25
-    AR_FIT_Q = 26
-    AR_REGIME_START = 27
-    AR_HEADER = 28
+include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
-LAYOUT = {
-    "AR_P": AR_P, "AR_Q": AR_Q, "AR_M": AR_M, "AR_NTAPS": AR_NTAPS,
-    "AR_WARMUP": AR_WARMUP, "AR_HISTORY": AR_HISTORY, "AR_REFIT_EVERY": AR_REFIT_EVERY,
-    "AR_SHIFT_RUN": AR_SHIFT_RUN, "AR_THRESHOLD": AR_THRESHOLD,
-    "AR_SCALE_BETA": AR_SCALE_BETA, "AR_SCALE_CLIP": AR_SCALE_CLIP,
-    "AR_N_PARAMS": AR_N_PARAMS, "AR_COUNT": AR_COUNT, "AR_REJECTED": AR_REJECTED,
-    "AR_FITTED": AR_FITTED, "AR_FIT_STATE": AR_FIT_STATE, "AR_SINCE_FIT": AR_SINCE_FIT,
-    "AR_RUN": AR_RUN, "AR_SCALE": AR_SCALE, "AR_HIST_POS": AR_HIST_POS,
-    "AR_YRING_POS": AR_YRING_POS, "AR_INTERCEPT": AR_INTERCEPT, "AR_SIGMA2": AR_SIGMA2,
-    "AR_D": AR_D, "AR_RETRY_AT": AR_RETRY_AT,
-    "AR_FIT_P": AR_FIT_P, "AR_FIT_Q": AR_FIT_Q,
-    "AR_REGIME_START": AR_REGIME_START, "AR_HEADER": AR_HEADER,
-}
-
-cdef double FIT_IDLE = 0.0
-cdef double FIT_REQUESTED = 1.0
-cdef double MEAN_ABS_TO_STD = 1.2533141373155001
 
 
 cdef inline void _shift_in(double* s, Py_ssize_t lags, Py_ssize_t n, double newest) noexcept:
@@ -122,6 +75,14 @@ cdef class ArimaCore(StateOwner):
         if view.shape[0] != self._hist + self._history:
             raise ValueError("state array size does not match its ARIMA layout")
         self._adopt(state, AR_HEADER, "an ARIMA state")
+
+    @property
+    def offsets(self):
+        """Where this engine reads the state's variable-length parts (checked against
+        ``kernels.arima_layout`` at import: the two engines must agree)."""
+        return {"phi": self._phi, "theta": self._theta, "tap_lag": self._tap_lag,
+                "tap_coef": self._tap_coef, "wlag": self._wlag, "elag": self._elag,
+                "yring": self._yring, "hist": self._hist, "size": self._hist + self._history}
 
     cdef inline double _forecast(self, double x, double* w) noexcept:
         # kernels.arima_forecast_one

@@ -77,9 +77,10 @@ cdef enum:
     PROBATION = 1
     PROTECTED = 2
 
-cdef double PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine
+include "_layout.pxi"  # CACHE_GHOST_BANDS, CACHE_PROBATION_SHARE: one definition, in layout.py
+cdef double PROTECTED_SHARE = 1.0 - CACHE_PROBATION_SHARE  # of the main area, as in Caffeine
 cdef enum:
-    GHOST_BANDS = 16  # ghost hits are counted by age, in sixteenths of the capacity
+    GHOST_BANDS = CACHE_GHOST_BANDS
 
 
 @cython.final  # never subclassed: its C methods are called directly, and may be inlined
@@ -601,6 +602,44 @@ cdef class CacheCore:
             dropped = self._take_dropped()
             self._release()
 
+    def _after_fork(self):
+        """In a forked child: free the lock another thread of the parent may have held.
+
+        That thread does not exist here, so it would never let go. An operation it was
+        in the middle of may have left the lists half-linked: if the lock was held, the
+        cache starts empty (statistics stay). Returns whether it was held.
+        """
+        cdef Py_ssize_t i, slots = self.max_capacity + 1
+        cdef bint held
+        if GIL_GUARDED:
+            held = self._busy
+        else:
+            held = not PyThread_acquire_lock(self._lock, NOWAIT_LOCK)
+            if held:
+                self._lock = PyThread_allocate_lock()  # the old one stays locked: leave it
+            else:
+                PyThread_release_lock(self._lock)
+        self._busy = False
+        self._owner = 0
+        if not held:
+            return False
+        for i in range(slots):  # rebuilt, not walked: the links may be broken
+            self._free[i] = slots - 1 - i
+        self._nfree = slots
+        self._index = {}
+        self._keys = [None] * slots
+        self._values = [None] * slots
+        self._ghost = {}
+        self._ring_keys = [None] * self._ring_size
+        self._ring_head = self._ring_len = 0
+        self._ghost_from[0] = self._ghost_from[1] = 0
+        for i in range(3):
+            self._head[i] = self._tail[i] = -1
+            self._count_in[i] = 0
+        self.size = 0
+        self._dropped = []
+        return True
+
     @staticmethod
     def monotonic():
         """The clock ``next_interval_time`` is read against (seconds)."""
@@ -643,9 +682,6 @@ cdef class CacheCore:
             _expect(not (self._ghost.keys() & self._index.keys()), "a key both cached and a ghost")
         finally:
             self._release()
-
-    def ghost_size(self):
-        return len(self._ghost)
 
     def ghost_hits_by_age(self):
         """Ghost hits so far by how long ago the key was evicted, in sixteenths of the

@@ -2,7 +2,7 @@
 
 from perfsdk._native._state import StateOwner
 
-LAYOUT: dict[str, int]
+LAYOUT: dict[str, int | float]
 
 class QCore(StateOwner):
     def act(self, state: int) -> int: ...

@@ -12,27 +12,7 @@ from libc.stdint cimport uint64_t
 
 from perfsdk._native._state cimport StateOwner
 
-# Mirrors the QL_* constants in kernels.py (checked at import by perfsdk._native).
-cdef enum:
-    QL_STATES = 0
-    QL_ACTIONS = 1
-    QL_ALPHA = 2
-    QL_GAMMA = 3
-    QL_EPSILON = 4
-    QL_EPSILON_MIN = 5
-    QL_EPSILON_DECAY = 6
-    QL_RNG_HI = 7
-    QL_RNG_LO = 8
-    QL_STEPS = 9
-    QL_N_PARAMS = 7
-    QL_HEADER = 16
-
-LAYOUT = {
-    "QL_STATES": QL_STATES, "QL_ACTIONS": QL_ACTIONS, "QL_ALPHA": QL_ALPHA, "QL_GAMMA": QL_GAMMA,
-    "QL_EPSILON": QL_EPSILON, "QL_EPSILON_MIN": QL_EPSILON_MIN,
-    "QL_EPSILON_DECAY": QL_EPSILON_DECAY, "QL_RNG_HI": QL_RNG_HI, "QL_RNG_LO": QL_RNG_LO,
-    "QL_STEPS": QL_STEPS, "QL_N_PARAMS": QL_N_PARAMS, "QL_HEADER": QL_HEADER,
-}
+include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
 
 cdef class QCore(StateOwner):

@@ -2,7 +2,7 @@
 
 from perfsdk._native._state import StateOwner
 
-LAYOUT: dict[str, int]
+LAYOUT: dict[str, int | float]
 
 class ZScoreCore(StateOwner):
     @property

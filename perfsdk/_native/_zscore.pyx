@@ -13,30 +13,7 @@ from libc.math cimport sqrt, isfinite, copysign, fabs, NAN, INFINITY
 from perfsdk._native._state cimport StateOwner
 
 
-# Mirrors the ZS_* constants in kernels.py (checked at import by perfsdk._native).
-cdef enum:
-    ZS_MODE = 0
-    ZS_WINDOW = 1
-    ZS_INV_WINDOW = 2
-    ZS_ALPHA = 3
-    ZS_WARMUP = 4
-    ZS_MIN_STD = 5
-    ZS_COUNT = 6
-    ZS_REJECTED = 7
-    ZS_POS = 8
-    ZS_MEAN = 9
-    ZS_M2 = 10
-    ZS_SINCE_RESYNC = 11
-    ZS_SHIFT = 12
-    ZS_HEADER = 16
-
-LAYOUT = {
-    "ZS_MODE": ZS_MODE, "ZS_WINDOW": ZS_WINDOW, "ZS_INV_WINDOW": ZS_INV_WINDOW,
-    "ZS_ALPHA": ZS_ALPHA, "ZS_WARMUP": ZS_WARMUP, "ZS_MIN_STD": ZS_MIN_STD,
-    "ZS_COUNT": ZS_COUNT, "ZS_REJECTED": ZS_REJECTED, "ZS_POS": ZS_POS,
-    "ZS_MEAN": ZS_MEAN, "ZS_M2": ZS_M2, "ZS_SINCE_RESYNC": ZS_SINCE_RESYNC,
-    "ZS_SHIFT": ZS_SHIFT, "ZS_HEADER": ZS_HEADER,
-}
+include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
 
 cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:

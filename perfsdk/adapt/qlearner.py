@@ -14,6 +14,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from perfsdk._native import QCore, kernels as K
+from perfsdk._runtime import check_int, check_number
+
+__all__ = ["Discretizer", "QLearner"]
 
 FILE_MAGIC = b"PERFSDKQ"
 FILE_VERSION = 1
@@ -53,9 +56,8 @@ class QLearner(QCore):
         self, n_states: int, n_actions: int, *, alpha: float = 0.1, gamma: float = 0.9,
         epsilon: float = 0.1, epsilon_min: float = 0.01, epsilon_decay: float = 1.0, seed: int = 0,
     ) -> None:
-        for name, value in (("n_states", n_states), ("n_actions", n_actions)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int("n_states", n_states, minimum=1)
+        check_int("n_actions", n_actions, minimum=1)
         if n_states * n_actions > 10_000_000:
             raise ValueError(f"n_states * n_actions must be at most 10,000,000, got {n_states * n_actions}")
         _check_unit("alpha", alpha, low_open=True)
@@ -63,8 +65,7 @@ class QLearner(QCore):
         _check_unit("epsilon", epsilon)
         _check_unit("epsilon_min", epsilon_min)
         _check_unit("epsilon_decay", epsilon_decay, low_open=True)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        check_int("seed", seed, minimum=0)
         self.n_states, self.n_actions = int(n_states), int(n_actions)
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.epsilon_start, self.epsilon_min, self.epsilon_decay = float(epsilon), float(epsilon_min), float(epsilon_decay)
@@ -238,11 +239,7 @@ def _rebuild(n_states: int, n_actions: int, params: dict[str, Any], state: np.nd
 
 
 def _check_unit(name: str, value: Any, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0)
-    if not ok:
-        interval = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    check_number(name, value, low=0.0, high=1.0, low_open=low_open)
 
 
 class Discretizer:

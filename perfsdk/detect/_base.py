@@ -31,8 +31,8 @@ class StreamingDetector:
 
     #: Numba kernel ``(state, xs, z_out, expected_out, std_out, details) -> None``.
     _batch_kernel: Callable[..., None]
-    #: Offset of the rejected-points counter in the state array.
-    _REJECTED_AT: int
+    #: Offset of the rejected-points counter in the state array (the one slot bad input changes).
+    rejected_slot: int
     #: Offset of the learned-points counter in the state array.
     _COUNT_AT: int
 
@@ -66,7 +66,7 @@ class StreamingDetector:
     @property
     def n_seen(self) -> int:
         """Points offered so far, valid or not."""
-        return int(self.state[self._COUNT_AT] + self.state[self._REJECTED_AT])
+        return int(self.state[self._COUNT_AT] + self.state[self.rejected_slot])
 
     @property
     def n_learned(self) -> int:
@@ -76,7 +76,16 @@ class StreamingDetector:
     @property
     def rejected(self) -> int:
         """Points refused as NaN or infinite (they left the state unchanged)."""
-        return int(self.state[self._REJECTED_AT])
+        return int(self.state[self.rejected_slot])
+
+    @property
+    def details(self) -> Mapping[str, Any]:
+        """What an anomaly's explanation says about the model (parameters, coefficients)."""
+        return self._details
+
+    def explain_point(self, value: float, score: float) -> tuple[int, float, float]:
+        """``(index, expected, std)`` of the point just scored ``score`` (see ``Detector``)."""
+        return self.n_seen - 1, self.last_expected, self.last_std
 
     # -- River verbs ---------------------------------------------------------
     def score_one(self, x: float | Mapping[str, float]) -> float:

@@ -1,7 +1,7 @@
 """Fitting ARIMA models with statsmodels, off the application's path.
 
 ``fit_arima`` and ``choose_order`` are plain functions (statsmodels does the
-estimation); ``WORKER`` runs them on one background thread with a bounded
+estimation); ``FITS`` runs them on one background thread with a bounded
 queue, so a detector's ``update`` never waits for a fit and a flood of fit
 requests cannot grow memory without bound.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from perfsdk._worker import BackgroundWorker
+from perfsdk._runtime import Worker
 
 #: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
 AUTO_MAX_P = 2
@@ -161,6 +161,5 @@ def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
     return best
 
 
-#: Fits run here: one daemon thread, at most 256 waiting (``submit`` returns False when full).
-WORKER = BackgroundWorker(
-    "perfsdk-fit", max_pending=256, on_error=lambda exc: FitError(f"{type(exc).__name__}: {exc}"))
+#: The background thread fits run on (256 may wait; more are refused, and the detector asks later).
+FITS: Worker = Worker("perfsdk-fits", max_queue=256, max_batch=1)

@@ -16,11 +16,14 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from perfsdk._native import ArimaCore, kernels as K
+from perfsdk._runtime import at_fork, check_bool, check_int, check_number, check_str
 from perfsdk.detect._base import StreamingDetector, check_slots
 from perfsdk.detect._fitting import (
-    AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, WORKER, ArimaFit, FitError, choose_order,
+    AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, ArimaFit, FitError, choose_order,
     differencing_taps, fit_arima,
 )
+
+__all__ = ["ArimaDetector", "Forecast"]
 
 log = logging.getLogger("perfsdk.detect")
 
@@ -110,7 +113,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     """
 
     _batch_kernel = staticmethod(K.arima_update_many)
-    _REJECTED_AT = K.AR_REJECTED
+    rejected_slot = K.AR_REJECTED
     _COUNT_AT = K.AR_COUNT
     _N_PARAMS = K.AR_N_PARAMS
 
@@ -148,14 +151,12 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.shift_run = _check_int("shift_run", shift_run, 0)
         self.scale_beta = _check_positive("scale_beta", scale_beta, upper=1.0)
         self.scale_clip = _check_positive("scale_clip", scale_clip)
-        if not isinstance(background, bool):
-            raise ValueError(f"background must be True or False, got {background!r}")
-        self.background = background
+        self.background = check_bool("background", background)
         if model is not None:
             _check_model(model, self.order, p_cap, q_cap)
         self._initial_model = model
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be a string, got {name!r}")
+        if name is not None:
+            check_str("name", name)
         self._custom_name = name
         self.name = name or f"arima{self.order if self.order != 'auto' else '(auto)'}" + (
             f"[season={self.season}]" if self.season else ""
@@ -171,6 +172,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self._lay = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
         self._bind(self._fresh_state())
         self._sync_model()
+        at_fork(self._after_fork)
 
     @classmethod
     def from_params(
@@ -326,7 +328,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             return
         self.state[K.AR_FIT_STATE] = K.FIT_IN_FLIGHT
         generation = self._generation
-        if not WORKER.submit(lambda: self._fit(ys), lambda result: self._deliver(generation, result)):
+        if not FITS.submit(lambda: self._fit_in_background(generation, ys)):
             self.fits_dropped += 1
             self._install(FitError("the fit queue is full; will ask again later"))
 
@@ -352,8 +354,12 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.level_shifts += 1
         self._sync_model()
 
-    def _deliver(self, generation: int, result: ArimaFit | FitError) -> None:
-        # On the worker thread: hand over; the stream's own thread installs it.
+    def _fit_in_background(self, generation: int, ys: np.ndarray) -> None:
+        # On the worker thread: fit, then hand over; the stream's own thread installs it.
+        try:
+            result = self._fit(ys)
+        except Exception as exc:  # a statsmodels bug is a failed fit, not a dead worker
+            result = FitError(f"{type(exc).__name__}: {exc}")
         if generation == self._generation:
             self._pending = result
             self._has_pending = True
@@ -389,9 +395,16 @@ class ArimaDetector(StreamingDetector, ArimaCore):
 
         For tests, scripts and shutdown; never needed on the hot path.
         """
-        WORKER.join()
+        FITS.flush()
         if self._has_pending:
             self._apply_pending()
+
+    def _after_fork(self) -> None:
+        # A fit in flight ran on the parent's worker thread: it never lands here. Ask again.
+        if self.state[K.AR_FIT_STATE] == K.FIT_IN_FLIGHT:
+            self._generation += 1
+            self.state[K.AR_FIT_STATE] = K.FIT_REQUESTED
+            self._fit_requested()
 
     # -- batches -------------------------------------------------------------
     def _advance(
@@ -502,22 +515,16 @@ def _check_order(order: Any) -> tuple[int, int, int] | str:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def _check_positive(name: str, value: Any, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= upper \
-            or not math.isfinite(value):
-        bound = f" and <= {upper:g}" if math.isfinite(upper) else ""
-        raise ValueError(f"{name} must be a finite number > 0{bound}, got {value!r}")
-    return float(value)
+    return check_number(name, value, low=0.0, high=None if math.isinf(upper) else upper, low_open=True)
 
 
 def _check_model(model: Any, order: Any, p_cap: int, q_cap: int) -> None:
     if not isinstance(model, ArimaFit):
-        raise ValueError(f"model must be an ArimaFit, got {type(model).__name__}")
+        raise TypeError(f"model must be an ArimaFit, got {type(model).__name__}")
     if order == "auto":
         raise ValueError("model cannot be combined with order='auto'")
     if tuple(model.order) != tuple(order):

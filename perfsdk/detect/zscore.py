@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from perfsdk._native import ZScoreCore, kernels
+from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk.detect._base import StreamingDetector, check_slots
+
+__all__ = ["ZScoreDetector"]
 
 
 class ZScoreDetector(StreamingDetector, ZScoreCore):
@@ -80,7 +83,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
 
     atomic_update = True
     _batch_kernel = staticmethod(kernels.zscore_update_many)
-    _REJECTED_AT = kernels.ZS_REJECTED
+    rejected_slot = kernels.ZS_REJECTED
     _COUNT_AT = kernels.ZS_COUNT
     _N_PARAMS = kernels.ZS_COUNT
 
@@ -94,20 +97,16 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         min_std: float = 0.0,
         name: str | None = None,
     ) -> None:
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 < alpha <= 1.0):
-            raise ValueError(f"alpha must be a number in (0, 1], got {alpha!r}")
-        if not (isinstance(threshold, (int, float)) and threshold > 0 and math.isfinite(threshold)):
-            raise ValueError(f"threshold must be a positive finite number, got {threshold!r}")
+        check_int("window", window, minimum=2)
+        if alpha is not None:
+            check_number("alpha", alpha, low=0.0, high=1.0, low_open=True)
+        check_number("threshold", threshold, low=0.0, low_open=True)
         if warmup is None:
             warmup = math.ceil(2.0 / alpha) if alpha is not None else int(window)
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 2:
-            raise ValueError(f"warmup must be an integer >= 2, got {warmup!r}")
-        if not (isinstance(min_std, (int, float)) and min_std >= 0 and math.isfinite(min_std)):
-            raise ValueError(f"min_std must be a finite number >= 0, got {min_std!r}")
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be a string, got {name!r}")
+        check_int("warmup", warmup, minimum=2)
+        check_number("min_std", min_std, low=0.0)
+        if name is not None:
+            check_str("name", name)
         self.window = int(window)
         self.alpha = None if alpha is None else float(alpha)
         self.threshold = float(threshold)
@@ -119,11 +118,18 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         self._custom_name = name
         self._details = self._params()
         self._bind(self._fresh_state())
+        self.flag_threshold = self.threshold  # remember flagged points' explanations (rare: cheap)
 
     def _fresh_state(self) -> np.ndarray:
         return kernels.zscore_new_state(
             self.window, self.alpha or 0.0, self.warmup, self.min_std, ewma=self.alpha is not None
         )
+
+    def explain_point(self, value: float, score: float) -> tuple[int, float, float]:
+        """``(index, expected, std)`` of the point just scored ``score``: a flagged point's
+        own, from a small ring of recent ones, even after other threads' updates."""
+        point = self.flagged_point(value, score)
+        return point if point is not None else (self.n_seen - 1, self.last_expected, self.last_std)
 
     def _check_snapshot(self, snap: np.ndarray) -> None:
         check_slots(snap, {

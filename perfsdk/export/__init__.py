@@ -30,7 +30,7 @@ from perfsdk.export.reader import read, recover
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
 from perfsdk.export.spans import ArrowSpanExporter
-from perfsdk.export.tables import TableWriter, anomaly_row
+from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
 
 __all__ = ["ANOMALIES", "DECISIONS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
-           "TableWriter", "anomaly_row", "read", "recover"]
+           "TableWriter", "anomaly_row", "decision_row", "read", "recover"]

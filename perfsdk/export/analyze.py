@@ -6,10 +6,11 @@ exported (the order they ended), and each name's durations go through a
 detector's Numba batch kernel. A local run and a Dask run split the work the
 same way, so they produce identical results.
 
-Flagged points are reported like the live processor does: a point must be
-beyond the threshold *and* a material change (at least ``min_delta_ms`` and
-``min_ratio`` of the expected duration), and consecutive flagged points form
-one anomaly -- the run's first point, with the run's length and end.
+Each name's series is judged exactly as the live processor judges it: the
+same detector preset (``perfsdk.detect.span_detectors``) and the same run
+rule (``perfsdk.detect.RunRule``: a flagged, material onset, then ``confirm``
+points beyond the band it broke). An anomaly is the run's first point, with
+the run's length and end.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from perfsdk.export.reader import _read_file
+from perfsdk.detect import DEFAULT_CONFIRM, RunRule, span_detectors
+from perfsdk.export.reader import read_file
 from perfsdk.export.schema import ANOMALIES
 from perfsdk.export.writer import RotatingWriter
+
+__all__ = ["Analysis", "analyze", "analyze_partition", "span_partitions"]
 
 SPAN_COLUMNS = ["name", "start_time", "duration_ms", "service.name", "trace_id", "span_id"]
 
@@ -51,13 +55,12 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
 
 def analyze_partition(
     files: Sequence[str], detector: str = "zscore", threshold: float | None = None,
-    min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = 1,
+    min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = DEFAULT_CONFIRM,
 ) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]]]:
     """Anomalies (as an ANOMALIES table) and per-(service, name) figures for one partition."""
-    from perfsdk.instrument.sdk import span_detector_factories
-
-    make = span_detector_factories([detector], threshold)[detector]
-    spans = pa.concat_tables([_read_file(Path(f)).select(SPAN_COLUMNS) for f in files])
+    make = span_detectors([detector], threshold)[detector]
+    rule = RunRule(confirm, min_delta_ms, min_ratio)
+    spans = pa.concat_tables([read_file(f).select(SPAN_COLUMNS) for f in files])
     encoded = pc.dictionary_encode(spans.column("name")).combine_chunks()
     codes = encoded.indices.to_numpy()
     names = encoded.dictionary.to_pylist()
@@ -78,13 +81,10 @@ def analyze_partition(
         det = make(name)
         values = durations[group]
         z, expected, std = det.update_many(values, details=True)
-        with np.errstate(invalid="ignore"):
-            flagged = (np.abs(z) > det.threshold) & (
-                np.abs(values - expected) >= np.maximum(min_delta_ms, min_ratio * np.abs(expected))
-            )
-        starts, lengths = _runs(flagged)
-        keep = lengths >= confirm
-        starts, lengths = starts[keep], lengths[keep]
+        found = rule.confirmed_runs(values, z, expected, std, det.threshold)
+        starts = np.array([start for start, _, _ in found], dtype=np.int64)
+        lengths = np.array([length for _, length, _ in found], dtype=np.int64)
+        ends = np.array([end for _, _, end in found], dtype=np.int64)
         figures[(service, name)] = {
             "spans": len(group), "anomalies": len(starts),
             "max_score": float(np.nanmax(np.abs(z[starts]))) if len(starts) else 0.0,
@@ -96,15 +96,8 @@ def analyze_partition(
             parts["run"].append(lengths)
             parts["threshold"].append(np.full(len(starts), det.threshold))
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
-            parts["run_end"].append(group[starts + lengths - 1])
+            parts["run_end"].append(group[ends])
     return _anomaly_table(spans, service, hits, parts), figures
-
-
-def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start index and length of every run of True in ``flags``."""
-    padded = np.concatenate(([False], flags, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return edges[::2], edges[1::2] - edges[::2]
 
 
 def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
@@ -176,7 +169,7 @@ class Analysis:
 def analyze(
     path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
     detector: str = "zscore", threshold: float | None = None, scheduler: str | None = None,
-    progress: bool = True, confirm: int = 1,
+    progress: bool = True, confirm: int = DEFAULT_CONFIRM,
 ) -> Analysis:
     """Analyse every partition under ``path``; write the anomalies table under ``out``.
 

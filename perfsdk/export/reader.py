@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 
 from perfsdk.export.schema import TABLES
 
+__all__ = ["read", "read_file", "recover"]
+
 _TIME_COLUMN = {"spans": "start_time", "anomalies": "timestamp", "decisions": "timestamp",
                 "resources": "timestamp"}
 _NAME_COLUMN = {"spans": "name", "anomalies": "series", "decisions": "controller",
@@ -51,7 +53,7 @@ def read(
     wanted = columns or list(schema.names)
     filt = _filter(table, service, start, end, name)
     if target.is_file():
-        data = _read_file(target)
+        data = read_file(target)
         return data.filter(filt).select(wanted) if filt is not None else data.select(wanted)
     if (target / table).is_dir():
         root = target / table  # an export directory
@@ -91,7 +93,9 @@ def _with_partitions(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field("service", pa.string())).append(pa.field("date", pa.string()))
 
 
-def _read_file(path: Path) -> pa.Table:
+def read_file(path: str | os.PathLike[str]) -> pa.Table:
+    """One published file (Arrow IPC or Parquet), whole, without its partition columns."""
+    path = Path(path)
     if path.suffix == ".parquet":
         return pq.read_table(path)
     with pa.memory_map(str(path)) as source:

@@ -18,10 +18,10 @@ import pyarrow as pa
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from perfsdk._runtime import Faults, at_fork
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.writer import RotatingWriter, check_options
-from perfsdk.instrument._guard import Faults
 
 log = logging.getLogger("perfsdk.export")
 
@@ -103,6 +103,7 @@ class ArrowSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._shutdown = False
         check_options(format, max_bytes, max_age_s)
+        at_fork(self._after_fork)
 
     def _writer(self, service: str) -> RotatingWriter:
         writer = self._writers.get(service)
@@ -145,11 +146,9 @@ class ArrowSpanExporter(SpanExporter):
             self.force_flush()
             self._shutdown = True
 
-    def after_fork(self) -> None:
-        """In a forked child: leave the parent's open files alone, start clean."""
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock (each writer leaves the parent's open file alone)."""
         self._lock = threading.Lock()
-        for writer in self._writers.values():
-            writer.after_fork()
 
     def stats(self) -> dict[str, object]:
         return {

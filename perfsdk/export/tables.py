@@ -10,7 +10,10 @@ import pyarrow as pa
 
 from perfsdk.detect import Anomaly
 from perfsdk.export.schema import TABLES
+from perfsdk._runtime import at_fork
 from perfsdk.export.writer import RotatingWriter
+
+__all__ = ["TableWriter", "anomaly_row", "decision_row"]
 
 
 class TableWriter:
@@ -26,6 +29,7 @@ class TableWriter:
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.rows_dropped = 0  # rows given up after repeated write errors (bounded buffer)
+        at_fork(self._after_fork)
 
     def add(self, row: Mapping[str, Any]) -> None:
         with self._lock:
@@ -54,11 +58,10 @@ class TableWriter:
             self._rows = keep + self._rows
             raise
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         """In a forked child: the parent's buffered rows are the parent's to write."""
         self._rows = []
         self._lock = threading.Lock()
-        self._writer.after_fork()
 
 
 _ANOMALY_COLUMNS = {"series", "source", "metric", "onset", "confirmed_at", "trace_id", "span_id"}
@@ -87,4 +90,26 @@ def anomaly_row(anomaly: Anomaly, service: str) -> dict[str, Any]:
         "trace_id": d.get("trace_id"),
         "span_id": d.get("span_id"),
         "details": [(k, str(v)) for k, v in d.items() if k not in _ANOMALY_COLUMNS],
+    }
+
+
+def decision_row(decision: Any, service: str) -> dict[str, Any]:
+    """A controller's ``Decision`` as a row of the decisions table.
+
+    The features are the learner's inputs and estimates; a second setting's
+    move joins them as ``<name>`` (before) and ``<name>_after``; the whole
+    explanation goes to ``explanation``.
+    """
+    features = dict(decision.features)
+    setting = decision.setting
+    if setting is not None:
+        features.setdefault(setting.name, setting.before)
+        features[f"{setting.name}_after"] = setting.after
+    return {
+        "explanation": str(decision),
+        "timestamp": decision.timestamp, "service.name": service, "controller": decision.target,
+        "mode": decision.mode, "state": decision.state, "state_features": list(features.items()),
+        "action": str(decision.action), "q_values": list(decision.q_values), "reward": decision.reward,
+        "value_before": float(decision.value_before), "value_after": float(decision.value_after),
+        "applied": decision.applied, "guardrail": decision.guardrail,
     }

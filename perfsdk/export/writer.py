@@ -27,7 +27,10 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from perfsdk._runtime import at_fork, check_int, check_number
 from perfsdk.export.schema import with_metadata
+
+__all__ = ["FORMATS", "RotatingWriter", "check_options"]
 
 FORMATS = ("arrow", "parquet")
 _INHERITED: list[Any] = []  # open files a forked child inherited and must leave alone
@@ -37,10 +40,8 @@ def check_options(fmt: str, max_bytes: int, max_age_s: float) -> None:
     """Raise ValueError naming the first bad file option."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    if isinstance(max_bytes, bool) or not (isinstance(max_bytes, int) and max_bytes > 0):
-        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    if isinstance(max_age_s, bool) or not (isinstance(max_age_s, (int, float)) and max_age_s > 0):
-        raise ValueError(f"max_age_s must be a positive number, got {max_age_s!r}")
+    check_int("max_bytes", max_bytes, minimum=1)
+    check_number("max_age_s", max_age_s, low=0.0, low_open=True)
 
 
 def _safe(value: str) -> str:
@@ -73,6 +74,7 @@ class RotatingWriter:
         self._opened_at = 0.0
         self._date = ""
         self._seq = 0
+        at_fork(self._after_fork)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Append ``batch`` (raises OSError on disk trouble: the caller counts it)."""
@@ -146,7 +148,7 @@ class RotatingWriter:
         except Exception:
             pass  # it is already broken; the caller reports the original error
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         """In a forked child: forget the parent's open file without touching it.
 
         The child shares the file's descriptor and offset with the parent;

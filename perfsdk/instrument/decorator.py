@@ -17,18 +17,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from perfsdk._runtime import HOOKS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Active:
-    """What the running ``perfsdk.init()`` offers the rest of the SDK (None while not initialised):
-    the tracer @monitor uses, and where adaptive caches send their decisions (with an export_dir)."""
-
-    tracer: trace.Tracer | None = None
-    decisions: Callable[[Any], None] | None = None
-
-
-ACTIVE = _Active()
+__all__ = ["monitor"]
 
 
 @overload
@@ -54,15 +48,15 @@ def monitor(fn_or_name: Any = None, /, *, attributes: Mapping[str, Any] | None =
     if callable(fn_or_name):
         return _wrap(fn_or_name, _default_name(fn_or_name), None)
     if fn_or_name is not None and not isinstance(fn_or_name, str):
-        raise ValueError(f"monitor takes a function or a span name, got {fn_or_name!r}")
+        raise TypeError(f"monitor takes a function or a span name, got {fn_or_name!r}")
     if attributes is not None and not isinstance(attributes, Mapping):
-        raise ValueError(f"attributes must be a mapping, got {attributes!r}")
+        raise TypeError(f"attributes must be a mapping, got {attributes!r}")
     name = fn_or_name
     attrs = dict(attributes) if attributes else None
 
     def decorate(fn: F) -> F:
         if not callable(fn):
-            raise ValueError(f"monitor decorates a callable, got {fn!r}")
+            raise TypeError(f"monitor decorates a callable, got {fn!r}")
         return _wrap(fn, name or _default_name(fn), attrs)
 
     return decorate
@@ -85,7 +79,7 @@ def _wrap(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
 def _wrap_function(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
     @functools.wraps(fn)
     def traced(*args: Any, **kwargs: Any) -> Any:
-        tracer = ACTIVE.tracer
+        tracer = HOOKS.tracer
         if tracer is None:
             return fn(*args, **kwargs)
         with tracer.start_as_current_span(name, attributes=attrs):
@@ -97,7 +91,7 @@ def _wrap_function(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
 def _wrap_coroutine(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
     @functools.wraps(fn)
     async def traced(*args: Any, **kwargs: Any) -> Any:
-        tracer = ACTIVE.tracer
+        tracer = HOOKS.tracer
         if tracer is None:
             return await fn(*args, **kwargs)
         with tracer.start_as_current_span(name, attributes=attrs):
@@ -117,7 +111,7 @@ def _wrap_generator(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
     # context must not see it.
     @functools.wraps(fn)
     def traced(*args: Any, **kwargs: Any) -> Any:
-        tracer = ACTIVE.tracer
+        tracer = HOOKS.tracer
         if tracer is None:
             return (yield from fn(*args, **kwargs))
         span = tracer.start_span(name, attributes=attrs)
@@ -152,7 +146,7 @@ def _wrap_generator(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
 def _wrap_async_generator(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
     @functools.wraps(fn)
     async def traced(*args: Any, **kwargs: Any) -> Any:
-        tracer = ACTIVE.tracer
+        tracer = HOOKS.tracer
         if tracer is None:
             async for item in fn(*args, **kwargs):
                 yield item

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
+from perfsdk._runtime import at_fork
 from perfsdk.detect import Anomaly
+
+__all__ = ["Incident", "IncidentTracker"]
 
 
 def _onset(a: Anomaly) -> datetime | None:
@@ -95,6 +98,7 @@ class IncidentTracker:
         self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
         self._last_seen: datetime | None = None
         self._lock = threading.Lock()
+        at_fork(self._after_fork)
 
     def add(self, anomaly: Anomaly) -> None:
         when = _onset(anomaly)
@@ -129,7 +133,7 @@ class IncidentTracker:
 
         return Incident(sorted(members, key=key), {n: c for n, c in callers.items() if c})
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._groups.clear()
         self._last_seen = None

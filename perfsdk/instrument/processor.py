@@ -22,8 +22,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
+from perfsdk._runtime import Faults, at_fork
 from perfsdk.detect import Anomaly
-from perfsdk.instrument._guard import Faults
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.sink import AnomalySink
 
@@ -52,6 +52,7 @@ class PerfSpanProcessor(SpanProcessor):
         self._edges_lock = threading.Lock()
         self._trace_mask = 0  # trace ids with any of these bits set are not followed
         self._shutdown = False
+        at_fork(self._after_fork)
 
     # -- the SpanProcessor contract ------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -157,7 +158,7 @@ class PerfSpanProcessor(SpanProcessor):
                     frontier.append(caller)
         return seen
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         self._edges_lock = threading.Lock()
         self._open = {}
         self._ended = itertools.count(1)

@@ -1,6 +1,6 @@
 """ResourceSampler: process CPU, memory, threads and GC pauses, as streams.
 
-A daemon thread samples every ``interval_s`` and feeds each metric into a
+A background ``Worker`` ticks every ``interval_s``, samples and feeds each metric into a
 detector of its own (a ``DetectorBank`` keyed by metric name), so a CPU spike
 or a sudden jump in memory is caught like a slow span.
 """
@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from perfsdk.instrument._guard import Faults
+from perfsdk._runtime import Faults, Worker, at_fork, check_number
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.sink import AnomalySink
 
@@ -24,6 +24,8 @@ RSS = "process.memory.rss_mb"
 THREADS = "process.thread.count"
 GC_PAUSE = "process.gc.pause_ms"  # total collector pause time in the interval
 UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms"}
+
+__all__ = ["CPU", "GC_PAUSE", "RSS", "THREADS", "UNITS", "ResourceSampler", "resident_mb"]
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
@@ -42,8 +44,7 @@ class ResourceSampler:
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0,
                  writer: Any = None, service: str = "") -> None:
-        if not (isinstance(interval_s, (int, float)) and interval_s > 0):
-            raise ValueError(f"resource_interval_s must be a positive number, got {interval_s!r}")
+        check_number("resource_interval_s", interval_s, low=0.0, low_open=True)
         self.bank = bank
         self.sink = sink
         self.writer = writer  # a TableWriter for the resources table, or None
@@ -54,10 +55,11 @@ class ResourceSampler:
         self.last: dict[str, float] = {}
         self._gc_pause_ns = 0
         self._gc_started = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_cpu = time.process_time()
         self._last_wall = time.monotonic()
+        self._worker: Worker[Any] = Worker("perfsdk-resources", tick=self._tick,
+                                           tick_interval_s=self.interval_s, faults=faults)
+        at_fork(self._after_fork)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -69,22 +71,21 @@ class ResourceSampler:
     def start(self) -> None:
         if self._on_gc not in gc.callbacks:
             gc.callbacks.append(self._on_gc)
-        self._stop.clear()
         self._last_cpu, self._last_wall = time.process_time(), time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="perfsdk-resources", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+        self._worker.shutdown()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with self.faults.guard("resource sampler"):
-                self.sample()
+    @property
+    def running(self) -> bool:
+        return self._worker.alive
+
+    def _tick(self) -> None:
+        with self.faults.guard("resource sampler"):
+            self.sample()
 
     def read(self) -> dict[str, float]:
         """Read the metrics now (CPU is averaged since the previous read)."""
@@ -116,7 +117,5 @@ class ResourceSampler:
         self.last = values
         return values
 
-    def after_fork(self) -> None:
-        self._stop = threading.Event()
-        self._gc_pause_ns = self._gc_started = 0
-        self.start()
+    def _after_fork(self) -> None:
+        self._gc_pause_ns = self._gc_started = 0  # the worker restarts its own ticks

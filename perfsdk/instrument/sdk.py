@@ -3,101 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any, Callable, Sequence
 
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from perfsdk._runtime import FAULTS, HOOKS, Faults, check_callable, check_int, check_number
 from perfsdk._version import __version__
-from perfsdk.detect import Anomaly, ArimaDetector, ZScoreDetector
-from perfsdk.instrument._guard import Faults
+from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors
+from perfsdk.instrument.arrow_export import ArrowExport
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
-from perfsdk.instrument.decorator import ACTIVE
 from perfsdk.instrument.processor import PerfSpanProcessor
+from perfsdk.instrument.provider import tracer_provider as tracer_provider_for
 from perfsdk.instrument.resources import ResourceSampler
 from perfsdk.instrument.sink import AnomalySink
 
+__all__ = ["PerfSDK", "init"]
+
 log = logging.getLogger("perfsdk")
-
-DETECTOR_KINDS = ("zscore", "arima")
-
-
-def span_detector_factories(kinds: Sequence[str], threshold: float | None) -> dict[str, Callable[[str], Any]]:
-    """Detectors for span durations: quick to warm up, since routes differ in traffic."""
-    factories: dict[str, Callable[[str], Any]] = {}
-    for kind in kinds:
-        if kind == "zscore":
-            factories[kind] = lambda name: ZScoreDetector(
-                window=128, warmup=20, threshold=threshold or 3.0, name=name
-            )
-        elif kind == "arima":
-            factories[kind] = lambda name: ArimaDetector(threshold=threshold or 5.0, name=name)
-        else:
-            raise ValueError(f"detectors must be drawn from {DETECTOR_KINDS}, got {kind!r}")
-    return factories
-
-
-def resource_detector_factories(threshold: float | None) -> dict[str, Callable[[str], Any]]:
-    """Resource metrics come once per interval: a short window, a short warm-up."""
-    # min_std 1 in each metric's unit (%, MB, threads, ms): one more thread is not 100 sigma
-    return {"zscore": lambda name: ZScoreDetector(
-        window=60, warmup=10, threshold=threshold or 4.0, min_std=1.0, name=name
-    )}
-
-
-class Export:
-    """The Arrow export that ``init(export_dir=...)`` sets up: spans, anomalies, resources,
-    and the decisions of every adaptive cache in the process."""
-
-    def __init__(self, directory: str, service: str, fmt: str, redactor: Any, faults: Faults) -> None:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        from perfsdk.export import ArrowSpanExporter, TableWriter
-
-        self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
-        self.span_processor = BatchSpanProcessor(self.spans)
-        self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
-        self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
-        self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
-        self.service = service
-        self.faults = faults
-
-    def add_decision(self, decision: Any) -> None:
-        """A cache's decision as a row of the decisions table (called off the application's path)."""
-        with self.faults.guard("decision export"):
-            self.decisions.add(decision.as_row(self.service))
-
-    @staticmethod
-    def _decisions_delivered() -> None:
-        """Wait for cache decisions still on their way to the table (queued off the app's path)."""
-        from perfsdk.adapt.cache import CALLBACKS  # the cache module imports the instrumentation
-
-        CALLBACKS.join()
-
-    def flush(self, timeout_millis: int) -> bool:
-        ok = self.span_processor.force_flush(timeout_millis) and self.spans.force_flush()
-        self._decisions_delivered()
-        for writer in (self.anomalies, self.resources, self.decisions):
-            with self.faults.guard("export flush"):
-                writer.flush()
-        return ok
-
-    def after_fork(self) -> None:
-        self.spans.after_fork()
-        self.anomalies.after_fork()
-        self.resources.after_fork()
-        self.decisions.after_fork()
-
-    def close(self) -> None:
-        self.span_processor.shutdown()  # flushes the exporter and publishes its files
-        self._decisions_delivered()
-        for writer in (self.anomalies, self.resources, self.decisions):
-            with self.faults.guard("export close"):
-                writer.close()
 
 
 class PerfSDK:
@@ -106,7 +30,7 @@ class PerfSDK:
     def __init__(
         self, provider: TracerProvider, owns_provider: bool, processor: PerfSpanProcessor,
         sink: AnomalySink, sampler: ResourceSampler | None, faults: Faults,
-        incidents: IncidentTracker, export: Export | None = None,
+        incidents: IncidentTracker, export: ArrowExport | None = None,
     ) -> None:
         self.tracer_provider = provider
         self.processor = processor
@@ -142,7 +66,7 @@ class PerfSDK:
             "open_spans_untracked": self.processor.open_dropped,
             "call_edges_dropped": self.processor.edges_dropped,
             "resource_samples": self.sampler.samples if self.sampler else 0,
-            "faults": self.faults.snapshot(),
+            "faults": {**FAULTS.snapshot(), **self.faults.snapshot()},  # background jobs' too
             "export": self.export.spans.stats() if self.export else None,
             "per_span": bank.summary(),
         }
@@ -176,20 +100,7 @@ class PerfSDK:
         with _INIT_LOCK:
             if _HANDLE is self:
                 _HANDLE = None
-                ACTIVE.tracer = None
-                ACTIVE.decisions = None
-
-    def _after_fork(self) -> None:
-        self.faults.after_fork()
-        if self.export is not None:
-            self.export.after_fork()
-        self.processor.bank.after_fork()
-        self.processor.after_fork()
-        self._incidents.after_fork()
-        self._sink.after_fork()
-        if self.sampler is not None:
-            self.sampler.bank.after_fork()
-            self.sampler.after_fork()
+                HOOKS.clear()
 
 
 _HANDLE: PerfSDK | None = None
@@ -204,7 +115,7 @@ def init(
     threshold: float | None = None,
     on_anomaly: Callable[[Anomaly], Any] | None = None,
     max_span_names: int = 1000,
-    confirm: int = 3,
+    confirm: int = DEFAULT_CONFIRM,
     min_delta_ms: float = 1.0,
     min_ratio: float = 0.2,
     sample_resources: bool = True,
@@ -254,23 +165,16 @@ def init(
     A second ``init`` while perfsdk is running returns the running handle.
     """
     global _HANDLE
-    if detectors and isinstance(detectors, str):
-        detectors = (detectors,)
-    factories = span_detector_factories(list(detectors), threshold)
-    if not factories:
-        raise ValueError("detectors must name at least one of 'zscore', 'arima'")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and threshold > 0):
-        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
-    if on_anomaly is not None and not callable(on_anomaly):
-        raise ValueError(f"on_anomaly must be callable, got {on_anomaly!r}")
-    for label, value, minimum in (("max_span_names", max_span_names, 1), ("confirm", confirm, 1),
-                                  ("max_anomalies", max_anomalies, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
-    for label, number in (("min_delta_ms", min_delta_ms), ("min_ratio", min_ratio),
-                          ("incident_window_s", incident_window_s)):
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:
-            raise ValueError(f"{label} must be a number >= 0, got {number!r}")
+    factories = span_detectors(detectors, threshold)
+    if on_anomaly is not None:
+        check_callable("on_anomaly", on_anomaly)
+    check_int("max_span_names", max_span_names, minimum=1)
+    check_int("confirm", confirm, minimum=1)
+    check_int("max_anomalies", max_anomalies, minimum=1)
+    check_number("min_delta_ms", min_delta_ms, low=0.0)
+    check_number("min_ratio", min_ratio, low=0.0)
+    check_number("incident_window_s", incident_window_s, low=0.0)
+    check_number("resource_interval_s", resource_interval_s, low=0.0, low_open=True)
     with _INIT_LOCK:
         if _HANDLE is not None:
             log.warning("perfsdk.init() called again; returning the running handle")
@@ -278,9 +182,9 @@ def init(
         faults = Faults()
         span_bank = DetectorBank(factories, max_names=max_span_names, confirm=confirm,
                                  min_delta=min_delta_ms, min_ratio=min_ratio)
-        provider, owns = _provider(service_name, tracer_provider, otlp_endpoint, faults)
+        provider, owns = tracer_provider_for(service_name, tracer_provider, otlp_endpoint, faults)
         service = str(provider.resource.attributes.get("service.name", "unknown_service"))
-        export = Export(export_dir, service, export_format, redactor, faults) if export_dir else None
+        export = ArrowExport(export_dir, service, export_format, redactor, faults) if export_dir else None
         processor_box: list[PerfSpanProcessor] = []
         incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
         sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
@@ -292,44 +196,11 @@ def init(
             provider.add_span_processor(export.span_processor)
         sampler = None
         if sample_resources:
-            resource_bank = DetectorBank(resource_detector_factories(threshold), max_names=16, confirm=2)
+            resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
             sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
                                       writer=export.resources if export else None, service=service)
             sampler.start()
         _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
-        ACTIVE.tracer = provider.get_tracer("perfsdk", __version__)
-        ACTIVE.decisions = export.add_decision if export is not None else None
+        HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
+        HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
-
-
-def _provider(
-    service_name: str | None, given: TracerProvider | None, otlp_endpoint: str | None, faults: Faults
-) -> tuple[TracerProvider, bool]:
-    if given is not None:
-        if not hasattr(given, "add_span_processor"):
-            raise ValueError("tracer_provider must be an OpenTelemetry SDK TracerProvider")
-        return given, False
-    current = trace.get_tracer_provider()
-    if hasattr(current, "add_span_processor"):
-        return current, False  # type: ignore[return-value]
-    attributes = {"service.name": service_name} if service_name else {}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    if otlp_endpoint:
-        with faults.guard("OTLP exporter set-up"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            endpoint = None if otlp_endpoint == "env" else otlp_endpoint
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    trace.set_tracer_provider(provider)
-    return provider, True
-
-
-def _after_fork_in_child() -> None:
-    handle = _HANDLE
-    if handle is not None and not handle._closed:
-        handle._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,28 +1,33 @@
 """AnomalySink: where emitted anomalies go, without blocking the application.
 
 On the caller's thread an anomaly is only appended to a bounded list and to
-the incident tracker. Logging, the OTel metric and the user's ``on_anomaly``
-callback run on one dispatcher thread behind a bounded queue: a slow log
-handler or callback delays other anomalies, never a request. A full queue
-drops the notification and counts it.
+the incident tracker. Logging, the OTel metric, the Arrow row and the user's
+``on_anomaly`` callback run on a background ``Worker`` behind a bounded
+queue: a slow log handler or callback delays other anomalies, never a
+request. A full queue drops the notification and counts it.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import deque
 from typing import Any, Callable
 
+from perfsdk._runtime import Faults, Worker, at_fork, call_user, suppressed
+from perfsdk._version import __version__
 from perfsdk.detect import Anomaly
-from perfsdk.instrument._guard import Faults
+from perfsdk.export import anomaly_row
 from perfsdk.instrument.incidents import IncidentTracker
+
+__all__ = ["AnomalySink"]
 
 anomaly_log = logging.getLogger("perfsdk.anomaly")
 
 
 class AnomalySink:
+    """Records anomalies on the caller's thread; notifies about them in the background."""
+
     def __init__(
         self,
         incidents: IncidentTracker,
@@ -36,8 +41,6 @@ class AnomalySink:
     ) -> None:
         from opentelemetry import metrics
 
-        from perfsdk._version import __version__
-
         provider = meter_provider or metrics.get_meter_provider()
         meter = provider.get_meter("perfsdk", __version__)
         self._counter = meter.create_counter(
@@ -50,45 +53,33 @@ class AnomalySink:
         self.service = service
         self.on_anomaly = on_anomaly
         self.total = 0  # anomalies published (anomalies are rare: a lock costs nothing here)
-        self.notifications_dropped = 0
         self._count_lock = threading.Lock()
         self._recent: deque[Anomaly] = deque(maxlen=max_anomalies)
-        self._max_queue = max_queue
-        self._queue: queue.Queue[Anomaly | None] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
+        self._worker: Worker[Anomaly] = Worker("perfsdk-anomalies", self._notify_all, max_queue=max_queue,
+                                               max_batch=64, faults=faults)
         self._closed = False
-        self._start()
+        at_fork(self._after_fork)
 
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="perfsdk-anomalies", daemon=True)
-        self._thread.start()
+    @property
+    def notifications_dropped(self) -> int:
+        return self._worker.dropped
 
     def publish(self, anomaly: Anomaly) -> None:
-        """Record ``anomaly`` now; notify (log, metric, callback) in the background."""
+        """Record ``anomaly`` now; notify (log, metric, export, callback) in the background."""
         with self._count_lock:
             self.total += 1
         self._recent.append(anomaly)
         self.incidents.add(anomaly)
-        if self._closed:
-            return
-        try:
-            self._queue.put_nowait(anomaly)
-        except queue.Full:
-            with self._count_lock:
-                self.notifications_dropped += 1
+        if not self._closed:
+            self._worker.submit(anomaly)
 
     def recent(self) -> list[Anomaly]:
         return list(self._recent)
 
-    def _run(self) -> None:
-        while True:
-            anomaly = self._queue.get()
-            try:
-                if anomaly is None:
-                    return
+    def _notify_all(self, anomalies: list[Anomaly]) -> None:
+        with suppressed():  # perfsdk's own logging and export are not the application's work
+            for anomaly in anomalies:
                 self._notify(anomaly)
-            finally:
-                self._queue.task_done()
 
     def _notify(self, anomaly: Anomaly) -> None:
         with self.faults.guard("anomaly logging"):
@@ -100,39 +91,22 @@ class AnomalySink:
                 "perfsdk.source": str(anomaly.details.get("source", "")),
             })
         if self.writer is not None:
-            from perfsdk.export.tables import anomaly_row
-
             with self.faults.guard("anomaly export"):
                 self.writer.add(anomaly_row(anomaly, self.service))
         if self.on_anomaly is not None:
             with self.faults.guard("on_anomaly callback"):
-                self.on_anomaly(anomaly)
+                call_user(self.on_anomaly, anomaly)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until queued notifications are delivered (or the timeout passes)."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout_s)
+        return self._worker.flush(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            return
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._worker.shutdown(timeout_s)
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         self._count_lock = threading.Lock()
         self._recent.clear()
-        self._queue = queue.Queue(maxsize=self._max_queue)
-        if not self._closed:
-            self._start()

@@ -1,0 +1,30 @@
+"""The bottom layer: what every other part of perfsdk shares at run time.
+
+- ``Faults``: one fault counter type; every ``stats()`` reads one.
+- ``Worker``: the one background worker (bounded queue, batches, flush with a
+  deadline, drop counter), used by every background job.
+- ``at_fork``: the fork-reset registry every object with threads or locks joins.
+- ``HOOKS``: what the running ``perfsdk.init()`` offers the layers below it
+  (the tracer ``@monitor`` uses, where decisions go).
+- ``call_user``: runs a user callback under OpenTelemetry's
+  suppress-instrumentation key, so the callback's own I/O is never traced back
+  into the detectors.
+- ``check_*``: argument validation (``TypeError`` for a wrong type, ``ValueError``
+  for a wrong value, naming the argument).
+
+It imports nothing from perfsdk, and every other package may import it.
+"""
+
+from perfsdk._runtime.callbacks import call_user, suppressed
+from perfsdk._runtime.faults import FAULTS, Faults
+from perfsdk._runtime.forks import at_fork
+from perfsdk._runtime.hooks import HOOKS, Hooks
+from perfsdk._runtime.validate import (
+    check_bool, check_callable, check_choice, check_int, check_number, check_str,
+)
+from perfsdk._runtime.worker import Worker
+
+__all__ = [
+    "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
+    "check_callable", "check_choice", "check_int", "check_number", "check_str", "suppressed",
+]

@@ -1,0 +1,194 @@
+"""Worker: the one background worker every perfsdk background job runs on.
+
+Modelled on OpenTelemetry's ``BatchProcessor`` (``sdk/_shared_internal``): a
+bounded queue that ``submit`` never blocks on (a full queue drops the item and
+counts it), one daemon thread that handles items in batches, ``flush`` with a
+deadline, and a reset in a forked child (the parent's queued work is the
+parent's; a thread starts again on first use). A worker may also run a
+periodic ``tick`` (the resource sampler's).
+
+Items are zero-argument callables unless a ``handle(batch)`` is given.
+
+>>> done = []
+>>> worker = Worker("demo")
+>>> worker.submit(lambda: done.append(1)), worker.flush(5.0), done
+(True, True, [1])
+>>> worker.shutdown()
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from perfsdk._runtime.faults import FAULTS, Faults
+from perfsdk._runtime.forks import at_fork
+
+__all__ = ["Worker"]
+
+T = TypeVar("T")
+
+
+def _run_each(batch: Sequence[Callable[[], Any]]) -> None:
+    for task in batch:
+        task()
+
+
+class Worker(Generic[T]):
+    """A daemon thread behind a bounded queue (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        The thread's name, and the fault kind its failures are counted under.
+    handle
+        Called with each batch (a list); default: call each item.
+    max_queue
+        Items that may wait; beyond it ``submit`` drops and counts.
+    max_batch
+        Items handed to ``handle`` at once.
+    tick, tick_interval_s
+        Also call ``tick()`` every ``tick_interval_s`` seconds once ``start()`` is called.
+    faults
+        Where a failing batch or tick is counted (default: the process-wide ``FAULTS``).
+    """
+
+    def __init__(self, name: str, handle: Callable[[list[T]], Any] | None = None, *,
+                 max_queue: int = 2048, max_batch: int = 256,
+                 tick: Callable[[], Any] | None = None, tick_interval_s: float | None = None,
+                 faults: Faults | None = None) -> None:
+        self.name = name
+        self._handle: Callable[[list[T]], Any] = handle or _run_each  # type: ignore[assignment]
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        self._tick = tick
+        self.tick_interval_s = tick_interval_s
+        self.faults = faults or FAULTS
+        self.submitted = 0
+        self.handled = 0
+        self.dropped = 0
+        self._ticking = False
+        self._shutdown = False
+        self._reset()
+        at_fork(self._after_fork)
+
+    def _reset(self) -> None:
+        self._queue: collections.deque[T] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._accepted = 0  # items queued (the flush target)
+        self._finished = 0  # items handled or failed
+
+    # -- the caller's side --------------------------------------------------------
+    def submit(self, item: T) -> bool:
+        """Queue ``item``; False (and counted in ``dropped``) if the queue is full or shut."""
+        with self._cond:
+            if self._shutdown or len(self._queue) >= self.max_queue:
+                self.dropped += 1
+                return False
+            self._queue.append(item)
+            self._accepted += 1
+            self.submitted += 1
+            self._ensure_thread()
+            self._cond.notify_all()
+        return True
+
+    def start(self) -> None:
+        """Start ticking (a worker without ``tick`` starts on its first ``submit``)."""
+        with self._cond:
+            self._shutdown = False
+            self._ticking = self._tick is not None
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def stop_ticking(self) -> None:
+        with self._cond:
+            self._ticking = False
+            self._cond.notify_all()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything submitted so far is handled; False if the deadline passed."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            target = self._accepted
+            while self._finished < target:
+                if self._thread is None or not self._thread.is_alive():
+                    self._ensure_thread()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+        return True
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Handle what is queued (within the deadline), then stop the thread."""
+        self.flush(timeout_s)
+        with self._cond:
+            self._shutdown = True
+            self._ticking = False
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def reopen(self) -> None:
+        """Accept work again after ``shutdown`` (a process-wide worker outlives one init)."""
+        with self._cond:
+            self._shutdown = False
+
+    @property
+    def alive(self) -> bool:
+        """Is the worker's thread running?"""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stats(self) -> dict[str, int]:
+        return {"submitted": self.submitted, "handled": self.handled, "dropped": self.dropped,
+                "queued": len(self._queue)}
+
+    # -- the worker's side ----------------------------------------------------------
+    def _ensure_thread(self) -> None:  # under self._cond
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._shutdown:
+                        return
+                    if self._ticking and self.tick_interval_s:
+                        wait = next_tick - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+                tick = self._ticking and self.tick_interval_s and time.monotonic() >= next_tick
+            if batch:
+                try:
+                    self._handle(batch)
+                except Exception as exc:  # a bug in a job must not kill the worker
+                    self.faults.record(self.name, exc)
+                finally:
+                    with self._cond:
+                        self.handled += len(batch)
+                        self._finished += len(batch)
+                        self._cond.notify_all()
+            if tick:
+                next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
+                try:
+                    self._tick()  # type: ignore[misc]
+                except Exception as exc:
+                    self.faults.record(f"{self.name} tick", exc)
+
+    def _after_fork(self) -> None:
+        # The parent's queued items are the parent's; the thread did not survive the fork.
+        self._reset()
+        if self._ticking and not self._shutdown:
+            self.start()

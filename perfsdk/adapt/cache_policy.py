@@ -1,0 +1,135 @@
+"""What an AdaptiveCache tells its controller: the interval's evidence, and the window rule.
+
+``CacheEvidence`` reads the compiled core's counters at the end of each
+interval -- hit ratio, ghost hits (requests for recently evicted keys: what
+a larger cache would have hit), probation hits (what the least valuable
+entries earned) -- and turns them into the learner's features, the reward,
+and what growing or shrinking would have earned. ``tune_window`` is ARC's
+rule for the recency window's share, the policy knob the cache moves itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Mapping
+
+from perfsdk._native import CacheCore, layout
+from perfsdk.adapt.controller import Evidence
+from perfsdk.adapt.decision import Action, SettingMove
+
+if TYPE_CHECKING:
+    from perfsdk.adapt.cache_controller import CacheController
+
+__all__ = ["GHOST_BANDS", "MAX_WINDOW", "MIN_WINDOW", "CacheEvidence", "tune_window"]
+
+MIN_WINDOW = 0.01  # W-TinyLFU's window
+MAX_WINDOW = 0.8  # the controller's other end: main keeps a fifth, so evidence for a smaller window
+# still comes in (main's evictions); at 1.0 (plain LRU) it would stop and the window stay put
+GHOST_BANDS = layout.CACHE_GHOST_BANDS  # the core counts ghost hits by age in sixteenths of the capacity
+PROBATION_SHARE = layout.CACHE_PROBATION_SHARE  # of the main area; the rest is protected
+
+
+def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
+                ghosts_window: int, ghosts_main: int) -> tuple[int, str, bool] | None:
+    """ARC's rule for the recency window: the new window size, why, and whether a limit
+    held it back (None: no evidence).
+
+    A request for a key just evicted from the window (turned away by the
+    frequency filter) is one a slightly larger window would have hit; one for
+    a key just evicted from main, one a larger main area would have. "Just":
+    within the last capacity / 16 evictions, the margin a move can change (a
+    loop longer than the cache brings every key back, but no small move would
+    catch it). Each such request moves the boundary by one entry, weighted as
+    ARC weights it by how many ghosts of each kind there are. Both counts come
+    from the same requests, so the workload's own ups and downs do not steer
+    the policy.
+
+    >>> tune_window(10, 1000, hits_window=50, hits_main=10, ghosts_window=600, ghosts_main=400)
+    (45, '50 requests for keys the window had evicted, 10 for keys main had: a larger window', False)
+    """
+    if not hits_window and not hits_main:
+        return None
+    step = hits_window * _ghost_weight(ghosts_main, ghosts_window) \
+        - hits_main * _ghost_weight(ghosts_window, ghosts_main)
+    lowest = max(1, math.ceil(MIN_WINDOW * capacity))
+    highest = max(lowest, math.floor(MAX_WINDOW * capacity))
+    wanted = round(window + step)
+    moved = int(min(highest, max(lowest, wanted)))
+    way = "a larger window" if moved > window else "a smaller window" if moved < window else "stays"
+    if moved != wanted:
+        way += f" (limited by the window's {'ceiling, 80 %' if wanted > highest else 'floor, 1 %'})"
+    return moved, (f"{hits_window} requests for keys the window had evicted, {hits_main} for keys "
+                   f"main had: {way}"), moved != wanted
+
+
+def _ghost_weight(others: int, these: int) -> float:
+    # ARC's delta: a hit among the scarcer kind of ghost counts for more -- but at most 32,
+    # so one stray request cannot undo a long run of evidence the other way.
+    return min(32.0, max(others / max(these, 1), 1.0))
+
+
+class CacheEvidence:
+    """Reads one cache core's counters at the end of each interval (see the module docstring)."""
+
+    def __init__(self, core: CacheCore) -> None:
+        self.core = core
+        self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
+
+    def __call__(self, controller: CacheController, min_capacity: int, max_capacity: int,
+                 candidates: Mapping[Action, int]) -> Evidence:
+        core = self.core
+        grown = controller.step - 1.0  # growing adds this share of the capacity
+        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits,
+               *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)))
+        hits, misses, ghost, probation, margin_window, margin_main, near_window, near_main = (
+            (a - b for a, b in zip(now, self._seen)) if self._seen else now)
+        self._seen = now
+        ops = max(hits + misses, 1)
+        span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
+        # Growing: the ghost hits within the added share of evictions, or that share of all
+        # ghost hits (an even spread), whichever is more; both err low.
+        grow_gain = max(near_window + near_main, grown * ghost) / ops
+        # Shrinking drops the entries beyond the smaller capacity -- none if the cache is not
+        # that full. They are the least valuable: probation's (a fifth of main), so its hits,
+        # scaled to the share removed, are the estimate. With main (nearly) empty -- plain LRU,
+        # only with adapt_window=False -- nothing ranks the entries; assume the hit density just
+        # inside the capacity is the one just outside (the ghost's), right for a concave hit
+        # curve, low for a loop (docs/benchmarks.md: sizing alone).
+        capacity = core.capacity
+        smaller = capacity / controller.step
+        dropped = max(0.0, core.size - smaller)
+        main_share = 1.0 - core.window_share
+        if main_share > 0.05:
+            shrink_loss = probation / ops * (dropped / capacity) / (PROBATION_SHARE * main_share)
+        else:
+            shrink_loss = grow_gain * dropped / (capacity - smaller)
+        hit_ratio = hits / ops
+        shrink_loss = min(shrink_loss, hit_ratio)
+        features = {
+            "hit_ratio": hit_ratio,
+            "ghost_ratio": ghost / ops,
+            "capacity_position": math.log(capacity / min_capacity) / span if span else 0.0,
+            "capacity": float(capacity),
+            "window_share": float(core.window_share),
+            "grow_gain": grow_gain,
+            "shrink_loss": shrink_loss,
+            "ghost_hits_window_margin": float(margin_window),
+            "ghost_hits_main_margin": float(margin_main),
+        }
+        reward = controller.reward(hit_ratio, capacity, max_capacity)
+        what_if = {}
+        if Action.GROW in candidates:
+            what_if[Action.GROW] = controller.reward(hit_ratio + grow_gain, candidates[Action.GROW], max_capacity)
+        if Action.SHRINK in candidates:
+            what_if[Action.SHRINK] = controller.reward(hit_ratio - shrink_loss, candidates[Action.SHRINK],
+                                                       max_capacity)
+        summary = (f"hit ratio {hit_ratio:.3f}, ghost hits {ghost / ops:.3f} (growing would have hit "
+                   f"{grow_gain:+.3f}, shrinking {-shrink_loss:+.3f})")
+        cold = not hit_ratio and not features["ghost_ratio"]
+        share = core.window_share
+        setting = SettingMove("window_share", "window", share, share)
+        if controller.adapt_window and not cold:
+            moved = tune_window(core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
+            if moved is not None:
+                setting = SettingMove("window_share", "window", share, moved[0] / capacity, moved[1], moved[2])
+        return Evidence(features, reward, what_if, summary, cold, setting)

@@ -1,0 +1,58 @@
+"""``@cached``: memoize a function in an AdaptiveCache, as ``functools.lru_cache`` does."""
+
+from __future__ import annotations
+
+import functools
+from collections import namedtuple
+from typing import Any, Callable, TypeVar
+
+from perfsdk._runtime import check_int
+from perfsdk.adapt.cache import AdaptiveCache
+
+__all__ = ["CacheInfo", "cached"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])  # functools' fields
+
+
+def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache_options: Any) -> Any:
+    """Memoize a function in an ``AdaptiveCache``, as ``functools.lru_cache`` does.
+
+    ``@cached`` or ``@cached(maxsize=...)``: ``maxsize`` is the starting
+    capacity (the controller may move it within ``min_capacity`` /
+    ``max_capacity``); other options go to ``AdaptiveCache``. Keys as
+    lru_cache makes them (``typed=True`` is not supported). The wrapper has
+    ``cache_info()`` (lru_cache's named tuple: hits, misses, maxsize — the
+    current capacity — and currsize), ``cache_clear()``, and ``cache`` (the
+    AdaptiveCache: ``cache.stats()``, ``cache.decisions()``).
+
+    >>> @cached(maxsize=256, controller=None)
+    ... def square(x):
+    ...     return x * x
+    >>> square(4), square(4), square.cache_info()
+    (16, 16, CacheInfo(hits=1, misses=1, maxsize=256, currsize=1))
+    """
+    if callable(maxsize):  # bare @cached
+        return cached()(maxsize)
+    if maxsize is None:
+        raise ValueError("maxsize must be an integer >= 1 (a cache perfsdk sizes needs a bound; "
+                         "functools.cache is the unbounded one), got None")
+    check_int("maxsize", maxsize, minimum=1)
+    if typed:
+        raise ValueError("typed=True is not supported: wrap the function in functools.lru_cache for that")
+
+    def decorate(fn: F) -> F:
+        cache = AdaptiveCache(maxsize, **cache_options)
+        wrapper = cache.memoize(fn)  # compiled: a hit never runs Python code
+        functools.update_wrapper(wrapper, fn)
+
+        def cache_info() -> Any:
+            stats = cache.stats()
+            return CacheInfo(stats["hits"], stats["misses"], stats["capacity"], stats["size"])
+
+        wrapper.cache = cache  # type: ignore[attr-defined]
+        wrapper.cache_info = cache_info  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

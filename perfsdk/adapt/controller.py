@@ -1,0 +1,236 @@
+"""The generic sizing loop: a Q-learner that decides, targets that supply evidence and apply.
+
+As in Caffeine, deciding and applying are apart. A ``Controller`` owns the
+schedule (every ``interval`` operations or ``interval_seconds``), the
+learner and the starting values of new states, learning from what-ifs, the
+cooldown, min/max clamping with the guardrail recorded, auto/advisory mode,
+a bounded log of explained decisions, and delivering them (to the target's
+``on_decision`` and to the Arrow export) on a background worker. A target
+(``AdaptiveCache`` now, a connection pool next) implements ``Target``:
+``evidence()`` says what the interval looked like, what it earned and what
+each other size would have earned; ``apply()`` resizes. The target decides
+nothing; the controller touches nothing but the target's two methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Protocol
+
+from perfsdk._runtime import FAULTS, HOOKS, Faults, Worker, call_user, check_int, check_number
+from perfsdk.adapt.decision import Action, Decision, SettingMove
+from perfsdk.adapt.qlearner import Discretizer, QLearner
+
+__all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
+
+#: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
+DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a target saw over the interval that just ended.
+
+    ``what_if`` holds, for the actions the controller asked about, the reward
+    the interval would have earned at that size (an estimate: ghost hits for a
+    larger cache, queueing for a larger pool). ``cold`` means nothing came back
+    yet: no evidence for or against any move, so nothing is learned.
+    """
+
+    features: Mapping[str, float]
+    reward: float
+    what_if: Mapping[Action, float] = field(default_factory=dict)
+    summary: str = ""
+    cold: bool = False
+    setting: SettingMove | None = None
+
+
+class Target(Protocol):
+    """What a controller sizes (see the module docstring)."""
+
+    name: str
+    mode: str  # "auto" or "advisory"
+    value_name: str  # what the value is called: "capacity"; its limits are "min_<it>", "max_<it>"
+
+    @property
+    def value(self) -> int: ...
+    @property
+    def min_value(self) -> int: ...
+    @property
+    def max_value(self) -> int: ...
+    def evidence(self, candidates: Mapping[Action, int]) -> Evidence: ...
+    def apply(self, value: int, setting: SettingMove | None) -> None: ...
+
+
+class Controller:
+    """Decides keep, shrink or grow for one target with a tabular Q-learner.
+
+    Parameters
+    ----------
+    discretizer
+        Turns the evidence's features into the learner's state.
+    interval
+        Operations per decision.
+    interval_seconds
+        Also decide once this many seconds have passed since the last decision.
+    step
+        Grow multiplies the value by ``step``, shrink divides by it (always one unit at least).
+    cooldown
+        Intervals after a change of the value during which it may not change again.
+    learner
+        A ``QLearner`` to start from (one loaded or merged from a fleet); else a fresh one
+        with ``alpha``, ``gamma``, ``epsilon``, ``seed``.
+    max_decisions
+        Decisions kept in ``decisions`` (the newest).
+    """
+
+    def __init__(
+        self, discretizer: Discretizer, *, interval: int = 10_000, interval_seconds: float | None = None,
+        step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, alpha: float = 0.2,
+        gamma: float = 0.5, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
+    ) -> None:
+        check_int("interval", interval, minimum=10)
+        if interval_seconds is not None:
+            check_number("interval_seconds", interval_seconds, low=0.0, low_open=True)
+        check_number("step", step, low=1.0, high=16.0, low_open=True)
+        check_int("cooldown", cooldown, minimum=0)
+        check_int("max_decisions", max_decisions, minimum=1)
+        n_actions = len(Action)
+        if learner is not None:
+            if not isinstance(learner, QLearner):
+                raise TypeError(f"learner must be a QLearner, got {learner!r}")
+            if (learner.n_states, learner.n_actions) != (discretizer.n_states, n_actions):
+                raise ValueError(f"learner must have {discretizer.n_states} states and {n_actions} actions")
+            if not learner.gamma < 1:
+                raise ValueError(f"learner must discount the future (gamma < 1), got gamma={learner.gamma}")
+        self.discretizer = discretizer
+        self.interval = int(interval)
+        self.interval_seconds = None if interval_seconds is None else float(interval_seconds)
+        self.step = float(step)
+        self.cooldown = int(cooldown)
+        self.learner = learner or QLearner(discretizer.n_states, n_actions, alpha=alpha, gamma=gamma,
+                                           epsilon=epsilon, epsilon_min=epsilon, seed=seed)
+        self.decisions: deque[Decision] = deque(maxlen=max_decisions)
+        self.bound = False  # set by the target it drives: one target per controller
+        self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward
+        self._started: set[int] = set()  # states whose Q row has its starting value
+        self._cooling = 0
+        self._lock = threading.Lock()
+
+    # -- schedule -------------------------------------------------------------------
+    def next_due(self, ops: int, now: float) -> tuple[int, float | None]:
+        """When the next decision is due, given the target's operation count and clock
+        now: at this count, or at this time (None: by count only), whichever comes first."""
+        return ops + self.interval, (now + self.interval_seconds if self.interval_seconds else None)
+
+    def bind(self, target_name: str) -> None:
+        if self.bound:
+            raise ValueError(f"controller already drives another target (not {target_name!r}): give each "
+                             "its own (share what they learn with QLearner.merge)")
+        self.bound = True
+
+    # -- deciding ---------------------------------------------------------------------
+    def stepped(self, value: int, action: Action) -> int:
+        """The value one grow or shrink step from ``value`` (always at least one unit away)."""
+        if not isinstance(action, Action):
+            raise TypeError(f"action must be an Action, got {action!r}")
+        if action is Action.GROW:
+            return max(value + 1, round(value * self.step))
+        if action is Action.SHRINK:
+            return max(1, min(value - 1, round(value / self.step)))
+        return value
+
+    def decide(self, target: Target) -> Decision:
+        """Learn from the interval that just ended; choose (and in auto mode apply) the next move.
+
+        Besides the action taken, the learner is taught what the other actions
+        would have earned in this state (the target's what-ifs), so each
+        interval teaches every action within the limits and the target reacts
+        within a few intervals instead of waiting for exploration to try a move.
+        """
+        with self._lock:
+            return self._decide(target)
+
+    def _decide(self, target: Target) -> Decision:
+        before = target.value
+        low, high = target.min_value, target.max_value
+        stepped = {a: self.stepped(before, a) for a in (Action.GROW, Action.SHRINK)}
+        candidates = {a: v for a, v in stepped.items() if low <= v <= high}
+        evidence = target.evidence(candidates)
+        features = dict(evidence.features)
+        state = self.discretizer(features)
+        reward = evidence.reward
+        if not all(math.isfinite(r) for r in (reward, *evidence.what_if.values())):
+            raise ValueError(f"the reward overflowed ({reward}): the target's costs are too large")
+        learner = self.learner
+        if evidence.cold:
+            self._last = None
+            self._cooling = max(0, self._cooling - 1)
+            return self._record(target, evidence, state, Action.KEEP, before, before, False, "no evidence yet")
+        if state not in self._started and not learner.visits[state].any():
+            # Costs make every reward negative: zeros would make each untried action
+            # look best. A new state starts at the value of staying as it is.
+            learner.q[state] = reward / (1.0 - learner.gamma)
+        self._started.add(state)
+        if self._last is not None:
+            learner.learn(self._last[0], int(self._last[1]), reward, state)
+        learner.learn(state, int(Action.KEEP), reward, state)
+        for action in (Action.GROW, Action.SHRINK):  # what the others would have earned
+            if action in candidates and action in evidence.what_if:
+                learner.learn(state, int(action), evidence.what_if[action], state)
+        action = Action(learner.act(state))
+        after, guardrail = before, None
+        if action is not Action.KEEP:
+            if self._cooling > 0:
+                guardrail = "cooldown"
+            else:
+                wanted = stepped[action]
+                after = min(max(wanted, low), high)
+                if after != wanted:
+                    guardrail = f"{'max' if wanted > high else 'min'}_{target.value_name}"
+        setting = evidence.setting
+        if setting is not None and guardrail is None and setting.limited:
+            guardrail = f"{setting.label} limit"
+        moved = setting is not None and setting.after != setting.before
+        applied = target.mode == "auto" and (after != before or moved)
+        if applied:
+            target.apply(after, setting)
+            if after != before:
+                self._cooling = self.cooldown + 1
+        self._cooling = max(0, self._cooling - 1)
+        # what the next reward follows from: in advisory mode the target stayed as it was
+        self._last = (state, action if target.mode == "auto" else Action.KEEP)
+        return self._record(target, evidence, state, action, before, after, applied, guardrail)
+
+    def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
+                after: int, applied: bool, guardrail: str | None) -> Decision:
+        decision = Decision(
+            timestamp=datetime.now(timezone.utc), target=target.name, unit=target.value_name, mode=target.mode,
+            state=state, features=dict(evidence.features), evidence=evidence.summary, action=action,
+            q_values=tuple(self.learner.q[state].tolist()), reward=evidence.reward, value_before=before,
+            value_after=after, applied=applied, guardrail=guardrail, setting=evidence.setting,
+        )
+        self.decisions.append(decision)
+        return decision
+
+    # -- delivering ---------------------------------------------------------------------
+    def deliver(self, decision: Decision, on_decision: Callable[[Decision], Any] | None,
+                faults: Faults = FAULTS) -> int:
+        """Hand ``decision`` to ``on_decision`` and to perfsdk's export, on the worker;
+        returns how many could not be queued (the queue was full)."""
+        dropped = 0
+        for callback in (on_decision, HOOKS.decisions):
+            if callback is not None and not DECISION_DELIVERY.submit(
+                    functools.partial(_deliver_one, callback, decision, faults)):
+                dropped += 1
+        return dropped
+
+
+def _deliver_one(callback: Callable[[Decision], Any], decision: Decision, faults: Faults) -> None:
+    with faults.guard("an on_decision callback"):
+        call_user(callback, decision)

@@ -1,0 +1,40 @@
+"""Which OpenTelemetry ``TracerProvider`` perfsdk joins, or the one it creates."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from perfsdk._runtime import Faults
+
+__all__ = ["tracer_provider"]
+
+
+def tracer_provider(
+    service_name: str | None, given: TracerProvider | None, otlp_endpoint: str | None, faults: Faults
+) -> tuple[TracerProvider, bool]:
+    """The provider to add perfsdk's processors to, and whether perfsdk created it.
+
+    ``given``, else the application's global SDK provider, else a new one
+    (resource from the ``OTEL_*`` variables unless ``service_name`` is given,
+    OTLP/HTTP export if ``otlp_endpoint``), made global.
+    """
+    if given is not None:
+        if not hasattr(given, "add_span_processor"):
+            raise TypeError(f"tracer_provider must be an OpenTelemetry SDK TracerProvider, got {given!r}")
+        return given, False
+    current = trace.get_tracer_provider()
+    if hasattr(current, "add_span_processor"):
+        return current, False  # type: ignore[return-value]
+    attributes = {"service.name": service_name} if service_name else {}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    if otlp_endpoint:
+        with faults.guard("OTLP exporter set-up"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            endpoint = None if otlp_endpoint == "env" else otlp_endpoint
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    return provider, True

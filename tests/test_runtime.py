@@ -1,0 +1,269 @@
+"""The runtime layer: the worker, the fork-reset registry, suppressed callbacks,
+argument validation -- and get_or_load's one load per key."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import perfsdk
+from perfsdk import AdaptiveCache, ArimaDetector, CacheController
+from perfsdk._native import layout
+from perfsdk._runtime import Faults, Worker, at_fork, call_user, check_int, check_number
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def in_child(check) -> bool:
+    """Run ``check()`` in a forked child; its truth comes back through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            ok = bool(check())
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    return answer == b"1"
+
+
+# -- the worker -------------------------------------------------------------------------
+def test_worker_is_bounded_counts_drops_and_flushes_with_a_deadline():
+    release = threading.Event()
+    worker = Worker("test-worker", max_queue=3, max_batch=2)
+    assert worker.submit(release.wait)  # occupies the thread
+    time.sleep(0.05)
+    assert all(worker.submit(lambda: None) for _ in range(3))
+    assert not worker.submit(lambda: None) and worker.dropped == 1  # full: dropped, counted
+    assert worker.flush(0.05) is False  # the deadline passes while the first task blocks
+    release.set()
+    assert worker.flush(5.0) and worker.stats()["handled"] == 4
+    worker.shutdown()
+    assert not worker.submit(lambda: None) and not worker.alive
+
+
+def test_a_failing_task_is_counted_and_the_worker_goes_on():
+    faults = Faults()
+    done = []
+    worker = Worker("test-faulty", faults=faults, max_batch=1)
+    worker.submit(lambda: 1 / 0)
+    worker.submit(lambda: done.append(1))
+    assert worker.flush(5.0) and done == [1] and faults.snapshot() == {"test-faulty": 1}
+    worker.shutdown()
+
+
+# -- the fork registry ------------------------------------------------------------------
+class Resettable:
+    def __init__(self):
+        self.resets = 0
+        at_fork(self._after_fork)
+
+    def _after_fork(self):
+        self.resets += 1
+
+
+@needs_fork
+def test_fork_registry_resets_live_objects_and_holds_them_weakly():
+    import gc
+    import weakref
+
+    kept = Resettable()
+    gone = weakref.ref(Resettable())
+    gc.collect()
+    assert gone() is None  # joining the registry keeps nothing alive
+    assert in_child(lambda: kept.resets == 1)
+
+
+@needs_fork
+def test_a_worker_queue_does_not_follow_into_a_forked_child():
+    release = threading.Event()
+    ran = []
+    worker = Worker("test-fork")
+    worker.submit(release.wait)
+    worker.submit(lambda: ran.append("parent's"))
+    time.sleep(0.05)
+
+    def child():
+        worker.submit(lambda: ran.append("child's"))
+        return worker.flush(5.0) and ran == ["child's"]
+
+    assert in_child(child)
+    release.set()
+    assert worker.flush(5.0) and ran == ["parent's"]
+    worker.shutdown()
+
+
+@needs_fork
+def test_a_cache_whose_lock_was_held_at_fork_works_in_the_child():
+    """A thread inside the cache (a slow Python __hash__) when another thread forks:
+    without the reset, the child's first get would wait forever for a thread it lacks."""
+    inside, release = threading.Event(), threading.Event()
+
+    class SlowKey:
+        def __hash__(self):
+            inside.set()
+            release.wait(10)
+            return 1
+
+        def __eq__(self, other):
+            return self is other
+
+    cache = AdaptiveCache(capacity=100, controller=None)
+    cache["a"] = 1
+    holder = threading.Thread(target=lambda: cache.get(SlowKey()))
+    holder.start()
+    inside.wait(5)
+
+    def child():
+        cache.put("b", 2)  # would hang here
+        cache.check_invariants() if hasattr(cache, "check_invariants") else None
+        return cache.get("b") == 2 and "a" not in cache  # emptied: the held operation may have torn it
+
+    try:
+        assert in_child(child)
+    finally:
+        release.set()
+        holder.join()
+    assert cache.get("a") == 1  # the parent keeps its entries
+
+
+@needs_fork
+def test_an_arima_fit_in_flight_at_fork_is_asked_again_in_the_child():
+    from perfsdk.detect._fitting import FITS
+
+    rng = np.random.default_rng(3)
+    y = 100 + np.cumsum(rng.normal(0, 1, 600))
+    started, release = threading.Event(), threading.Event()
+    FITS.submit(lambda: (started.set(), release.wait(10)))  # hold the parent's fit worker
+    started.wait(5)
+    det = ArimaDetector(order=(1, 1, 0), warmup=200)
+    det.update_many(y[:300])  # asks for a fit at 200: queued behind the held one
+
+    def child():
+        det.wait_for_fits()
+        return det.model is not None and det.fits == 1
+
+    try:
+        assert det.model is None
+        assert in_child(child)
+    finally:
+        release.set()
+    det.wait_for_fits()
+    assert det.model is not None
+
+
+# -- callbacks --------------------------------------------------------------------------
+def test_user_callbacks_run_with_instrumentation_suppressed():
+    seen = []
+    call_user(lambda: seen.append(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY)))
+    assert seen == [True] and otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY) is None
+
+
+def test_spans_started_inside_on_anomaly_are_not_recorded():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+
+    def on_anomaly(anomaly):
+        # what an instrumented HTTP client does: it checks the key before making a span
+        if not otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+            tracer.start_span("POST /webhook").end()
+
+    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=on_anomaly, confirm=1, sample_resources=False)
+    try:
+        for i in range(60):
+            start = 10**18 + i * 10**9
+            tracer.start_span("GET /slow", start_time=start).end(end_time=start + (10**9 if i == 59 else 10**7))
+        sdk.force_flush()
+        assert sdk.stats()["anomalies"] >= 1
+        assert "POST /webhook" not in {s.name for s in exporter.get_finished_spans()}
+    finally:
+        sdk.shutdown()
+
+
+# -- validation -------------------------------------------------------------------------
+def test_a_wrong_type_is_a_type_error_and_a_wrong_value_a_value_error():
+    with pytest.raises(TypeError, match="window must be an integer, got True"):
+        check_int("window", True)
+    with pytest.raises(ValueError, match=r"step must be a finite number in \(1, 16\], got 1"):
+        check_number("step", 1, low=1.0, high=16.0, low_open=True)
+    with pytest.raises(TypeError, match="interval must be an integer"):
+        CacheController(interval=1.5)
+    with pytest.raises(TypeError, match="window must be an integer"):
+        perfsdk.ZScoreDetector(window="64")
+
+
+# -- get_or_load ------------------------------------------------------------------------
+def test_get_or_load_loads_once_while_sixteen_threads_wait():
+    cache = AdaptiveCache(capacity=100, controller=None)
+    loads, gate = [], threading.Barrier(16)
+
+    def slow_loader(key):
+        loads.append(key)
+        time.sleep(0.2)  # everyone else arrives while this runs
+        return key * 2
+
+    def caller(results):
+        gate.wait()
+        results.append(cache.get_or_load(21, slow_loader))
+
+    results: list[int] = []
+    threads = [threading.Thread(target=caller, args=(results,)) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [21] and results == [42] * 16
+
+
+def test_a_failed_load_reaches_every_waiter_and_caches_nothing():
+    cache = AdaptiveCache(capacity=100, controller=None)
+    gate = threading.Barrier(8)
+    calls = []
+
+    def failing(key):
+        calls.append(key)
+        time.sleep(0.2)
+        raise ConnectionError("database down")
+
+    errors = []
+
+    def caller():
+        gate.wait()
+        try:
+            cache.get_or_load("k", failing)
+        except ConnectionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(errors) == 8 and "k" not in cache
+    assert cache.get_or_load("k", lambda key: "up again") == "up again"  # the next call loads anew
+
+
+def test_a_loader_that_loads_its_own_key_gets_an_error_not_a_deadlock():
+    cache = AdaptiveCache(capacity=10, controller=None)
+    with pytest.raises(RuntimeError, match="inside its own loader"):
+        cache.get_or_load("k", lambda key: cache.get_or_load(key, str))
+
+
+def test_layout_constants_come_from_one_module():
+    from perfsdk.adapt.cache_policy import GHOST_BANDS
+
+    assert GHOST_BANDS == layout.CACHE_GHOST_BANDS
