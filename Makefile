@@ -26,7 +26,7 @@ test: $(STAMP)
 # Full benchmark runs (the test suite runs each bench once, untimed).
 bench: $(STAMP)
 	mkdir -p .benchmarks
-	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only \
+	$(BIN)/python -m pytest benches/speed --benchmark-enable --benchmark-only \
 		--benchmark-group-by=group --benchmark-columns=min,median,mean,ops,rounds \
 		--benchmark-sort=mean --benchmark-json=.benchmarks/latest.json
 	$(BIN)/python benches/ratios.py .benchmarks/latest.json

@@ -22,6 +22,8 @@ import numpy as np
 
 from perfsdk.detect import DEFAULT_CONFIRM, ZScoreDetector
 
+__all__ = ["build_parser", "main", "read_series"]
+
 
 class InputError(Exception):
     """A problem with the user's input file, reported without a traceback."""

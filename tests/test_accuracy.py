@@ -1,4 +1,4 @@
-"""The accuracy bench (benches/accuracy.py): its scorer, and a run on a few real series."""
+"""The accuracy bench (benches/eval/accuracy.py): its scorer, and a run on a few real series."""
 
 from __future__ import annotations
 

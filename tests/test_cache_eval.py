@@ -1,4 +1,4 @@
-"""The cache evaluation bench (benches/cache_eval.py): its reference policies are right."""
+"""The cache evaluation bench (benches/eval/cache_eval.py): its reference policies are right."""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ from typing import Any, Callable, TypeVar, cast
 
 from numba import njit
 
+__all__ = ["CACHE", "kernel"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 CACHE = os.environ.get("PERFSDK_NUMBA_CACHE", "") == "1"

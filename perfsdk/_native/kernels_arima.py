@@ -16,6 +16,8 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     MEAN_ABS_TO_STD,
 )
 
+__all__ = ["arima_forecast_one", "arima_layout", "arima_replay", "arima_update_many"]
+
 
 def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:
     """Offsets of the variable-length parts of an ARIMA state array, and its size."""

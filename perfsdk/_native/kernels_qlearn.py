@@ -13,6 +13,8 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     QL_HEADER,
 )
 
+__all__ = ["ql_act", "ql_greedy", "ql_learn", "ql_learn_many", "ql_random", "ql_run_episodes"]
+
 _MASK32 = 0xFFFFFFFF
 
 

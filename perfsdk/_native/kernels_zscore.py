@@ -14,6 +14,8 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     ZS_MODE_EWMA,
 )
 
+__all__ = ["zscore_new_state", "zscore_update_many"]
+
 
 def zscore_new_state(
     window: int, alpha: float, warmup: int, min_std: float, ewma: bool

@@ -16,6 +16,8 @@ import numpy as np
 
 from perfsdk.detect.anomaly import Anomaly
 
+__all__ = ["StreamingDetector", "check_slots"]
+
 
 def _as_scalar(x: Any) -> float:
     """River passes features as a dict; a univariate detector takes its one value."""

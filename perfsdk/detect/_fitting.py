@@ -17,6 +17,9 @@ import numpy as np
 
 from perfsdk._runtime import Worker
 
+__all__ = ["AUTO_MAX_D", "AUTO_MAX_P", "AUTO_MAX_Q", "FITS", "ArimaFit", "FitError", "choose_order",
+           "differencing_taps", "fit_arima"]
+
 #: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
 AUTO_MAX_P = 2
 AUTO_MAX_Q = 2

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+__all__ = ["Anomaly"]
+
 
 @dataclass(frozen=True)
 class Anomaly:

@@ -15,6 +15,8 @@ import os
 import re
 from typing import Any, Iterable, Mapping
 
+__all__ = ["SENSITIVE", "WHOLE_PARTS", "Redactor"]
+
 #: Key fragments that mark a value as sensitive, matched case-insensitively
 #: anywhere inside the key's parts (split on dots, dashes, underscores and spaces).
 SENSITIVE = (

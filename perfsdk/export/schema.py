@@ -13,6 +13,9 @@ import pyarrow as pa
 
 from perfsdk._version import __version__
 
+__all__ = ["ANOMALIES", "DECISIONS", "RESOURCES", "SCHEMA_VERSION", "SPANS", "STRING_MAP", "TABLES", "TS",
+           "with_metadata"]
+
 SCHEMA_VERSION = "1"
 
 TS = pa.timestamp("ns", tz="UTC")

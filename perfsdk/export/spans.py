@@ -23,6 +23,8 @@ from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.writer import RotatingWriter, check_options
 
+__all__ = ["ArrowSpanExporter", "spans_to_batch"]
+
 log = logging.getLogger("perfsdk.export")
 
 

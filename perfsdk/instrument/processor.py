@@ -27,6 +27,8 @@ from perfsdk.detect import Anomaly
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.sink import AnomalySink
 
+__all__ = ["PerfSpanProcessor", "ns_to_datetime"]
+
 MAX_OPEN_SPANS = 100_000  # spans in flight whose names are remembered for parent links
 MAX_CALL_EDGES = 10_000
 LEARN_ALL_SPANS = 10_000  # follow every trace for this many spans, then one in 16

@@ -20,8 +20,8 @@ events with a hold-off: after an alarm, alarms in the next 72 points (6 hours
 at NAB's 5-minute steps) belong to the same alert and are not raised again --
 what an alerting pipeline (perfsdk's incidents) does with a detector's output.
 
-    .venv/bin/python benches/accuracy.py                 # the whole table
-    .venv/bin/python benches/accuracy.py --files 3       # a quick look
+    .venv/bin/python benches/eval/accuracy.py                 # the whole table
+    .venv/bin/python benches/eval/accuracy.py --files 3       # a quick look
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 
 import perfsdk
 
-NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab"
 CATEGORIES = ("realAWSCloudwatch", "artificialWithAnomaly")
 TP_WEIGHT, FP_WEIGHT, FN_WEIGHT = 1.0, 0.11, 1.0
 HOLD_OFF = 72  # points

@@ -16,8 +16,8 @@ fixed capacity in hindsight coming from one pass of Mattson's stack-distance
 algorithm (a Numba kernel with a Fenwick tree), on a stationary trace and on
 phase-changing synthetic ones.
 
-    .venv/bin/python benches/cache_eval.py            # the tables (a few minutes)
-    .venv/bin/python benches/cache_eval.py --quick    # the first 50,000 requests of each trace
+    .venv/bin/python benches/eval/cache_eval.py            # the tables (a few minutes)
+    .venv/bin/python benches/eval/cache_eval.py --quick    # the first 50,000 requests of each trace
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from numba import njit
 
 from perfsdk import AdaptiveCache, CacheController
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cache-traces"
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cache-traces"
 HIT_RATIO_RUNS = {  # trace -> capacities
     "arc/OLTP.lis.gz": [1000, 5000, 15000],
     "lirs/gli.trace.gz": [250, 1000],
