@@ -51,7 +51,8 @@ def _check_fresh() -> None:
                 f"perfsdk's compiled extension {_arima.__name__} places the ARIMA state's parts at "
                 f"{core.offsets}, the Numba kernels at {offsets}. {_REBUILD_HINT}"
             )
-    for source in sorted([*here.glob("*.pyx"), here / "layout.py"]):  # every extension's source
+    included = [p for p in here.glob("*.pxi") if p.name != "_layout.pxi"]  # _layout.pxi: layout.py's
+    for source in sorted([*here.glob("*.pyx"), *included, here / "layout.py"]):  # every extension's source
         built = [p for p in here.glob("_*.*") if p.suffix in (".so", ".pyd")]
         compiled = [p for p in built if p.name.startswith(source.stem + ".")] if source.suffix == ".pyx" else built
         if compiled and source.stat().st_mtime > max(p.stat().st_mtime for p in compiled) + 1:

@@ -32,40 +32,11 @@ inside one of its own operations (a key's ``__hash__``/``__eq__``) raises
 RuntimeError instead of deadlocking.
 """
 
-from cpython.pythread cimport (
-    PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
-    PyThread_acquire_lock, PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK,
-)
 cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
-from types import MethodType
-
-cdef extern from *:
-    """
-    #ifdef Py_GIL_DISABLED
-    #define PERFSDK_GIL_GUARDED 0
-    #else
-    #define PERFSDK_GIL_GUARDED 1
-    #endif
-    /* a thread's identity for free: the address of a thread-local byte */
-    #if defined(_MSC_VER)
-    static __declspec(thread) char perfsdk_thread_marker;
-    #else
-    static __thread char perfsdk_thread_marker;
-    #endif
-    #define PERFSDK_THREAD_ID() ((size_t) &perfsdk_thread_marker)
-    """
-    const bint GIL_GUARDED "PERFSDK_GIL_GUARDED"
-    size_t THREAD_ID "PERFSDK_THREAD_ID" ()
-
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
-
-cdef extern from "<unistd.h>" nogil:
-    int usleep(unsigned int usec)
 
 cdef inline double _monotonic() noexcept nogil:
     cdef timespec ts
@@ -78,6 +49,8 @@ cdef enum:
     PROTECTED = 2
 
 include "_layout.pxi"  # CACHE_GHOST_BANDS, CACHE_PROBATION_SHARE: one definition, in layout.py
+include "_cache_lock.pxi"  # CacheLock: the cache's own lock
+include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
 cdef double PROTECTED_SHARE = 1.0 - CACHE_PROBATION_SHARE  # of the main area, as in Caffeine
 cdef enum:
     GHOST_BANDS = CACHE_GHOST_BANDS
@@ -111,9 +84,7 @@ cdef class CacheCore:
     cdef uint64_t* _hashes  # per slot: hash(key), so evictions never call back into Python
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
     cdef readonly Py_ssize_t ghost_capacity
-    cdef uint8_t* _sketch
-    cdef uint64_t _width_mask
-    cdef Py_ssize_t _sketch_adds, _sketch_reset_at
+    cdef Sketch _sketch
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef readonly long long probation_hits
     """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
@@ -126,16 +97,13 @@ cdef class CacheCore:
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
     cdef public object on_interval
-    cdef PyThread_type_lock _lock  # free-threaded builds only
-    cdef bint _busy  # with a GIL: the cache's lock, a flag only ever tested and set under the GIL
-    cdef size_t _owner  # the thread holding it
+    cdef CacheLock _lock
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
-        cdef Py_ssize_t i, width = 64
         cdef Py_ssize_t slots = max_capacity + 1  # a new key is placed before the eviction it causes
         if capacity < 1 or max_capacity < capacity:
             raise ValueError("need 1 <= capacity <= max_capacity")
-        self._lock = PyThread_allocate_lock()
+        lock_init(&self._lock)
         self._prev = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
         self._next = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
         self._free = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
@@ -143,15 +111,23 @@ cdef class CacheCore:
         self._hashes = <uint64_t*> malloc(slots * sizeof(uint64_t))
         self._ring_size = max_capacity
         self._ring_code = <long long*> malloc(max_capacity * sizeof(long long))
-        while width < 4 * max_capacity:
-            width *= 2
-        self._sketch = <uint8_t*> malloc(4 * width)
-        if not (self._lock and self._prev and self._next and self._free and self._sketch and self._segment
-                and self._hashes and self._ring_code):
+        if not (self._prev and self._next and self._free and self._segment and self._hashes
+                and self._ring_code):
             raise MemoryError("cannot allocate the cache's arrays")
-        memset(self._sketch, 0, 4 * width)
-        self._width_mask = width - 1
-        self._sketch_reset_at = 10 * capacity
+        sketch_init(&self._sketch, max_capacity, capacity)
+        self.max_capacity = max_capacity
+        self._empty()
+        memset(self._ghost_ages, 0, sizeof(self._ghost_ages))
+        self.capacity = capacity
+        self.window_capacity = capacity  # plain LRU until resize() moves the window
+        self._share = 1.0
+        self._protected_capacity = 0
+        self.ghost_capacity = capacity
+
+    cdef int _empty(self) except -1:
+        """No entries, no ghosts: every slot free, the lists and the ring empty (set afresh,
+        not walked, so this also repairs lists an interrupted operation left half-linked)."""
+        cdef Py_ssize_t i, slots = self.max_capacity + 1
         for i in range(slots):
             self._free[i] = slots - 1 - i
         self._nfree = slots
@@ -159,77 +135,32 @@ cdef class CacheCore:
         self._keys = [None] * slots
         self._values = [None] * slots
         self._ghost = {}
-        self._ring_keys = [None] * max_capacity
+        self._ring_keys = [None] * self._ring_size
         self._ring_head = self._ring_len = 0
-        self._dropped = []
         self._ghost_from[0] = self._ghost_from[1] = 0
-        memset(self._ghost_ages, 0, sizeof(self._ghost_ages))
         for i in range(3):
             self._head[i] = self._tail[i] = -1
             self._count_in[i] = 0
-        self.capacity = capacity
-        self.window_capacity = capacity  # plain LRU until resize() moves the window
-        self._share = 1.0
-        self._protected_capacity = 0
-        self.max_capacity = max_capacity
-        self.ghost_capacity = capacity
+        self.size = 0
+        self._dropped = []
+        return 0
 
     def __dealloc__(self):
         free(self._prev)
         free(self._next)
         free(self._free)
-        free(self._sketch)
         free(self._segment)
         free(self._hashes)
         free(self._ring_code)
-        if self._lock:
-            PyThread_free_lock(self._lock)
+        sketch_free(&self._sketch)
+        lock_free(&self._lock)
 
-    # -- locking and the linked list -----------------------------------------------
-    # With a GIL, compiled code between two Python-level calls runs without interruption,
-    # so testing and setting a flag is atomic: the uncontended lock costs two stores
-    # where a real lock costs ~25 ns a get. The flag stays set while the holder runs
-    # Python code (a key's __hash__, a finaliser the garbage collector calls); another
-    # thread then waits with the GIL released. Free-threaded builds use a real lock.
+    # -- locking and the linked list (the lock: _cache_lock.pxi) ----------------------
     cdef inline int _acquire(self) except -1:
-        if GIL_GUARDED:
-            if not self._busy:
-                self._busy = True
-                self._owner = THREAD_ID()
-                return 0
-        elif PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            self._owner = THREAD_ID()
-            return 0
-        return self._wait()
-
-    cdef int _wait(self) except -1:
-        cdef size_t me = THREAD_ID()
-        cdef int spins = 0
-        if self._owner == me:
-            raise RuntimeError(
-                "the cache was used from inside one of its own operations (a key's __hash__ or "
-                "__eq__, or a finaliser the garbage collector ran mid-operation): not supported")
-        if GIL_GUARDED:
-            while self._busy:  # the holder is running Python code; let it finish
-                with nogil:
-                    if spins < 64:
-                        sched_yield()
-                    else:
-                        usleep(50)  # a long hold (a slow __hash__): stop burning a core
-                spins += 1
-            self._busy = True
-        else:
-            with nogil:
-                PyThread_acquire_lock(self._lock, WAIT_LOCK)
-        self._owner = me
-        return 0
+        return lock_acquire(&self._lock)
 
     cdef inline void _release(self) noexcept:
-        self._owner = 0
-        if GIL_GUARDED:
-            self._busy = False
-        else:
-            PyThread_release_lock(self._lock)
+        lock_release(&self._lock)
 
     cdef inline list _take_dropped(self):
         # under the lock: hand the released objects to the caller, who lets go of them
@@ -279,35 +210,6 @@ cdef class CacheCore:
             self._unlink(slot)
             self._push_front(slot, seg)
 
-    # -- frequency sketch (count-min, 4 rows of counters saturating at 15) ----------
-    cdef inline uint64_t _mix(self, uint64_t h, uint64_t row) noexcept:
-        h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
-        return (h ^ (h >> 31)) & self._width_mask
-
-    cdef inline void _count(self, uint64_t h) noexcept:
-        cdef uint64_t r
-        cdef uint8_t* cell
-        cdef Py_ssize_t i, n
-        for r in range(4):
-            cell = self._sketch + r * (self._width_mask + 1) + self._mix(h, r)
-            if cell[0] < 15:  # 4-bit counters, as in TinyLFU: popularity must be recent
-                cell[0] += 1
-        self._sketch_adds += 1
-        if self._sketch_adds >= self._sketch_reset_at:  # age: halve every counter
-            n = 4 * (self._width_mask + 1)
-            for i in range(n):
-                self._sketch[i] >>= 1
-            self._sketch_adds = 0
-
-    cdef inline int _frequency(self, uint64_t h) noexcept:
-        cdef uint64_t r
-        cdef int best = 255, c
-        for r in range(4):
-            c = self._sketch[r * (self._width_mask + 1) + self._mix(h, r)]
-            if c < best:
-                best = c
-        return best
-
     # -- operations -------------------------------------------------------------------
     cdef inline int _tick(self) except -1:
         # called only while next_interval_at is set; the clock is read every 64th operation
@@ -339,7 +241,7 @@ cdef class CacheCore:
             if slot_obj is None:
                 position = self._ghost.get(key)
                 if self._counting:
-                    self._count(<uint64_t> hash(key))
+                    sketch_count(&self._sketch, <uint64_t> hash(key))
                 self.misses += 1
                 if position is not None:
                     self.ghost_hits += 1
@@ -353,7 +255,7 @@ cdef class CacheCore:
                 self._touch(slot)
                 self.hits += 1
                 if self._counting:
-                    self._count(self._hashes[slot])
+                    sketch_count(&self._sketch, self._hashes[slot])
                 value = self._values[slot]
             if self.next_interval_at:
                 self._tick()
@@ -424,7 +326,7 @@ cdef class CacheCore:
                 self._push_front(candidate, PROBATION)
                 continue
             victim = self._main_victim()
-            if victim >= 0 and self._frequency(self._hashes[candidate]) > self._frequency(self._hashes[victim]):
+            if victim >= 0 and sketch_frequency(&self._sketch, self._hashes[candidate]) > sketch_frequency(&self._sketch, self._hashes[victim]):
                 self._evict(victim)  # first: it may raise, and then nothing has moved
                 self._unlink(candidate)
                 self._push_front(candidate, PROBATION)
@@ -535,7 +437,7 @@ cdef class CacheCore:
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
             self._counting = self._count_always or self.window_capacity < capacity
-            self._sketch_reset_at = 10 * capacity
+            self._sketch.reset_at = 10 * capacity
             self._rebalance()
         finally:
             dropped = self._take_dropped()
@@ -609,35 +511,9 @@ cdef class CacheCore:
         in the middle of may have left the lists half-linked: if the lock was held, the
         cache starts empty (statistics stay). Returns whether it was held.
         """
-        cdef Py_ssize_t i, slots = self.max_capacity + 1
-        cdef bint held
-        if GIL_GUARDED:
-            held = self._busy
-        else:
-            held = not PyThread_acquire_lock(self._lock, NOWAIT_LOCK)
-            if held:
-                self._lock = PyThread_allocate_lock()  # the old one stays locked: leave it
-            else:
-                PyThread_release_lock(self._lock)
-        self._busy = False
-        self._owner = 0
-        if not held:
+        if not lock_reset_after_fork(&self._lock):
             return False
-        for i in range(slots):  # rebuilt, not walked: the links may be broken
-            self._free[i] = slots - 1 - i
-        self._nfree = slots
-        self._index = {}
-        self._keys = [None] * slots
-        self._values = [None] * slots
-        self._ghost = {}
-        self._ring_keys = [None] * self._ring_size
-        self._ring_head = self._ring_len = 0
-        self._ghost_from[0] = self._ghost_from[1] = 0
-        for i in range(3):
-            self._head[i] = self._tail[i] = -1
-            self._count_in[i] = 0
-        self.size = 0
-        self._dropped = []
+        self._empty()
         return True
 
     @staticmethod
@@ -710,42 +586,4 @@ cdef inline void _expect(bint condition, str what) except *:
         raise AssertionError(what)
 
 
-cdef object _MISSING = object()
-cdef object _KEYWORDS = object()
-
-
-cdef class CachedFunction:
-    """A function memoized in a CacheCore: ``perfsdk.cached``'s compiled wrapper.
-
-    Keys as ``functools.lru_cache`` makes them: a lone int or str argument is
-    its own key; otherwise the positional arguments, plus the keyword ones.
-    The function runs outside the cache's lock.
-    """
-
-    cdef object _fn
-    cdef CacheCore _core
-    cdef dict __dict__  # functools.update_wrapper copies __name__, __doc__, __wrapped__ here
-
-    def __cinit__(self, fn, CacheCore core):
-        self._fn = fn
-        self._core = core
-
-    def __call__(self, *args, **kwargs):
-        cdef object key, value
-        if kwargs:
-            key = (_KEYWORDS, args, frozenset(kwargs.items()))  # the marker: no positional call can match
-        elif len(args) == 1 and (type(args[0]) is int or type(args[0]) is str):
-            key = args[0]
-        else:
-            key = args
-        value = self._core._get(key, _MISSING)
-        if value is _MISSING:
-            value = self._fn(*args, **kwargs)
-            self._core._put(key, value)
-        return value
-
-    def __get__(self, instance, owner):
-        """As a method: bound to the instance (which becomes part of the key)."""
-        if instance is None:
-            return self
-        return MethodType(self, instance)
+include "_cached_function.pxi"  # CachedFunction: @cached's compiled wrapper

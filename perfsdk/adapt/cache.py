@@ -13,8 +13,8 @@ explained.
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
@@ -31,15 +31,26 @@ _MISSING = object()
 
 
 class _Load:
-    """One load in flight: the callers of the same missing key wait for it."""
+    """One load in flight: its lock is held until the value (or the error) is in."""
 
-    __slots__ = ("done", "value", "error", "thread")
+    __slots__ = ("lock", "value", "error", "thread")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.lock = _thread.allocate_lock()  # cheaper than an Event: this runs on every miss
+        self.lock.acquire()
         self.value: Any = None
         self.error: BaseException | None = None
-        self.thread = threading.get_ident()
+        self.thread = _thread.get_ident()
+
+    def wait(self, key: Any) -> Any:
+        """The loaded value (or the load's exception), once the loading thread is done."""
+        if self.thread == _thread.get_ident():
+            raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
+        with self.lock:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class AdaptiveCache(MutableMapping):
@@ -118,7 +129,6 @@ class AdaptiveCache(MutableMapping):
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
         self._loads: dict[Any, _Load] = {}  # keys being loaded by get_or_load
-        self._loads_lock = threading.Lock()
         self._evidence = CacheEvidence(self._core)
         if controller is not None:
             self._core.count_frequencies = True  # the window may move back from LRU: keep counting
@@ -192,34 +202,23 @@ class AdaptiveCache(MutableMapping):
         value = self._core.get(key, _MISSING)
         if value is not _MISSING:
             return value
-        with self._loads_lock:
-            load = self._loads.get(key)
-            if load is None:
-                value = self._core.peek(key, _MISSING)  # loaded since our miss?
-                if value is not _MISSING:
-                    return value
-                load = self._loads[key] = _Load()
-                leader = True
-            else:
-                leader = False
-        if not leader:
-            if load.thread == threading.get_ident():
-                raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
-            load.done.wait()
-            if load.error is not None:
-                raise load.error
-            return load.value
+        load = _Load()
+        running = self._loads.setdefault(key, load)  # atomic: exactly one caller's load is in
+        if running is not load:
+            return running.wait(key)
         try:
-            load.value = loader(key)
-            self._core.put(key, load.value)
-            return load.value
+            value = self._core.peek(key, _MISSING)  # loaded and published since our miss?
+            if value is _MISSING:
+                value = loader(key)
+                self._core.put(key, value)
+            load.value = value
+            return value
         except BaseException as exc:
             load.error = exc
             raise
         finally:
-            with self._loads_lock:
-                del self._loads[key]
-            load.done.set()
+            self._loads.pop(key, None)
+            load.lock.release()
 
     def __getitem__(self, key: Any) -> Any:
         value = self._core.get(key, _MISSING)
@@ -317,7 +316,6 @@ class AdaptiveCache(MutableMapping):
         # does not exist here. The core frees its lock (empty if it was held mid-operation).
         self._core._after_fork()
         self._loads = {}
-        self._loads_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"AdaptiveCache(capacity={self.capacity}, min_capacity={self.min_capacity}, "

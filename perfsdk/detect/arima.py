@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from perfsdk._native import ArimaCore, kernels as K
 from perfsdk._runtime import at_fork, check_bool, check_int, check_number, check_str
 from perfsdk.detect._base import StreamingDetector, check_slots
+from perfsdk.detect._forecast import Forecast, forecast_ahead
 from perfsdk.detect._fitting import (
     AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, ArimaFit, FitError, choose_order,
     differencing_taps, fit_arima,
@@ -26,17 +25,6 @@ from perfsdk.detect._fitting import (
 __all__ = ["ArimaDetector", "Forecast"]
 
 log = logging.getLogger("perfsdk.detect")
-
-
-@dataclass(frozen=True)
-class Forecast:
-    """``h``-step-ahead forecast: mean and a prediction interval per step."""
-
-    mean: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    std: np.ndarray
-    level: float
 
 
 class ArimaDetector(StreamingDetector, ArimaCore):
@@ -437,26 +425,14 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if model is None:
             raise ValueError("no model yet: the detector is still warming up")
         s, lay = self.state, self._lay
-        p, d, q = model.order
-        taps = differencing_taps(d, self.season)
+        p, _, q = model.order
         m = self._m
         ring = s[lay["yring"] : lay["yring"] + m]
         pos = int(s[K.AR_YRING_POS])
         past_y = list(np.concatenate((ring[pos:], ring[:pos]))) if m else []  # oldest first
-        w_lags = list(s[lay["wlag"] : lay["wlag"] + p])  # most recent first
-        e_lags = list(s[lay["elag"] : lay["elag"] + q])
-        means = np.empty(h)
-        for k in range(h):
-            w_hat = model.intercept + sum(a * w for a, w in zip(model.ar, w_lags))
-            w_hat += sum(t * e for t, e in zip(model.ma, e_lags))
-            y_hat = w_hat - sum(c * past_y[-lag] for lag, c in taps)
-            means[k] = y_hat
-            w_lags = [w_hat, *w_lags[:-1]] if p else []
-            e_lags = [0.0, *e_lags[:-1]] if q else []
-            past_y.append(y_hat)
-        std = np.sqrt(model.sigma2 * np.cumsum(_psi_weights(model, taps, h) ** 2))
-        half = NormalDist().inv_cdf(0.5 + level / 2.0) * std
-        return Forecast(mean=means, lower=means - half, upper=means + half, std=std, level=level)
+        return forecast_ahead(model, differencing_taps(model.order[1], self.season), past_y,
+                              list(s[lay["wlag"] : lay["wlag"] + p]), list(s[lay["elag"] : lay["elag"] + q]),
+                              h, level)
 
     # -- description -----------------------------------------------------------
     def _params(self) -> dict[str, Any]:
@@ -482,24 +458,6 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             "fits_dropped": self.fits_dropped,
             "last_fit_error": self.last_fit_error, "model": self.model,
         }
-
-
-def _psi_weights(model: ArimaFit, taps: list[tuple[int, float]], h: int) -> np.ndarray:
-    """MA(infinity) weights of the full model, differencing included."""
-    phi_poly = np.r_[1.0, -np.asarray(model.ar, dtype=float)]
-    diff_poly = np.zeros(max([lag for lag, _ in taps], default=0) + 1)
-    diff_poly[0] = 1.0
-    for lag, c in taps:
-        diff_poly[lag] = c
-    ar_full = np.convolve(phi_poly, diff_poly)  # 1 - a_1 B - a_2 B^2 ...
-    theta = np.r_[1.0, np.asarray(model.ma, dtype=float)]
-    psi = np.zeros(h)
-    for k in range(h):
-        acc = theta[k] if k < len(theta) else 0.0
-        for i in range(1, min(k, len(ar_full) - 1) + 1):
-            acc -= ar_full[i] * psi[k - i]
-        psi[k] = acc
-    return psi
 
 
 def _check_order(order: Any) -> tuple[int, int, int] | str:

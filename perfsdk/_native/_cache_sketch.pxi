@@ -1,0 +1,65 @@
+# Included by _cache.pyx: the frequency sketch behind TinyLFU admission.
+#
+# A count-min sketch of recent access frequencies: 4 rows of 4-bit-style counters
+# (saturating at 15, as in TinyLFU: popularity must be recent), all halved every
+# ``10 * capacity`` counts so that old popularity fades.
+
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport uint64_t, uint8_t
+
+
+cdef struct Sketch:
+    uint8_t* cells  # 4 rows of (width_mask + 1) counters
+    uint64_t width_mask
+    Py_ssize_t adds  # counts since the last halving
+    Py_ssize_t reset_at  # halve at this many counts
+
+
+cdef int sketch_init(Sketch* sk, Py_ssize_t max_capacity, Py_ssize_t capacity) except -1:
+    cdef Py_ssize_t width = 64
+    while width < 4 * max_capacity:
+        width *= 2
+    sk.cells = <uint8_t*> malloc(4 * width)
+    if not sk.cells:
+        raise MemoryError("cannot allocate the cache's frequency sketch")
+    memset(sk.cells, 0, 4 * width)
+    sk.width_mask = width - 1
+    sk.adds = 0
+    sk.reset_at = 10 * capacity
+    return 0
+
+
+cdef void sketch_free(Sketch* sk) noexcept:
+    free(sk.cells)
+
+
+cdef inline uint64_t _sketch_cell(Sketch* sk, uint64_t h, uint64_t row) noexcept:
+    h = (h + row * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL
+    return row * (sk.width_mask + 1) + ((h ^ (h >> 31)) & sk.width_mask)
+
+
+cdef inline void sketch_count(Sketch* sk, uint64_t h) noexcept:
+    cdef uint64_t r
+    cdef uint8_t* cell
+    cdef Py_ssize_t i, n
+    for r in range(4):
+        cell = sk.cells + _sketch_cell(sk, h, r)
+        if cell[0] < 15:
+            cell[0] += 1
+    sk.adds += 1
+    if sk.adds >= sk.reset_at:  # age: halve every counter
+        n = 4 * (sk.width_mask + 1)
+        for i in range(n):
+            sk.cells[i] >>= 1
+        sk.adds = 0
+
+
+cdef inline int sketch_frequency(Sketch* sk, uint64_t h) noexcept:
+    cdef uint64_t r
+    cdef int best = 255, c
+    for r in range(4):
+        c = sk.cells[_sketch_cell(sk, h, r)]
+        if c < best:
+            best = c
+    return best
