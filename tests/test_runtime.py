@@ -267,3 +267,27 @@ def test_layout_constants_come_from_one_module():
     from perfsdk.adapt.cache_policy import GHOST_BANDS
 
     assert GHOST_BANDS == layout.CACHE_GHOST_BANDS
+
+
+def test_cached_functions_run_once_per_arguments_while_callers_wait():
+    calls = []
+    gate = threading.Barrier(8)
+
+    @perfsdk.cached(maxsize=16, controller=None)
+    def slow_price(sku, currency="EUR"):
+        calls.append((sku, currency))
+        time.sleep(0.2)
+        return f"{sku}:{currency}"
+
+    results = []
+
+    def caller():
+        gate.wait()
+        results.append(slow_price("A-1", currency="USD"))
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [("A-1", "USD")] and results == ["A-1:USD"] * 8

@@ -51,6 +51,9 @@ cdef enum:
 include "_layout.pxi"  # CACHE_GHOST_BANDS, CACHE_PROBATION_SHARE: one definition, in layout.py
 include "_cache_lock.pxi"  # CacheLock: the cache's own lock
 include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
+include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
+
+cdef object _MISSING = object()
 cdef double PROTECTED_SHARE = 1.0 - CACHE_PROBATION_SHARE  # of the main area, as in Caffeine
 cdef enum:
     GHOST_BANDS = CACHE_GHOST_BANDS
@@ -97,6 +100,7 @@ cdef class CacheCore:
     cdef public long long next_interval_at
     """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
     cdef public object on_interval
+    cdef dict _loading  # key -> _Loading, while that key is being loaded
     cdef CacheLock _lock
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
@@ -143,6 +147,7 @@ cdef class CacheCore:
             self._count_in[i] = 0
         self.size = 0
         self._dropped = []
+        self._loading = {}
         return 0
 
     def __dealloc__(self):
@@ -264,6 +269,65 @@ cdef class CacheCore:
             return value
         finally:
             self._release()
+
+    def get_or_load(self, key, loader):
+        """The value for ``key``, or ``loader(key)`` -- called outside the lock, once while
+        concurrent callers of the same key wait for it -- stored and returned."""
+        cdef object value = self._get(key, _MISSING)
+        if value is _MISSING:
+            return self._load(key, loader, (key,), None)
+        return value
+
+    cdef object _load(self, object key, object loader, tuple args, dict kwargs):
+        """A missed ``key``: load it with ``loader(*args, **kwargs)``, or wait for the load
+        already running (see _cache_loading.pxi)."""
+        cdef _Loading loading
+        cdef object slot_obj, value
+        cdef bint leader = False
+        self._acquire()
+        try:
+            slot_obj = self._index.get(key)
+            if slot_obj is not None:  # loaded and stored since the miss
+                return self._values[<Py_ssize_t> slot_obj]
+            loading = self._loading.get(key)
+            if loading is None:
+                loading = _Loading.__new__(_Loading)
+                loading.owner = THREAD_ID()
+                self._loading[key] = loading
+                leader = True
+            elif loading.owner == THREAD_ID():
+                raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
+            elif not loading.gate:
+                loading.gate = PyThread_allocate_lock()
+                if not loading.gate:
+                    raise MemoryError("cannot allocate a lock to wait for a load")
+                PyThread_acquire_lock(loading.gate, WAIT_LOCK)  # closed until the load is in
+        finally:
+            self._release()
+        if not leader:
+            with nogil:
+                PyThread_acquire_lock(loading.gate, WAIT_LOCK)
+            PyThread_release_lock(loading.gate)  # the next waiter's turn
+            if loading.error is not None:
+                raise loading.error
+            return loading.value
+        try:
+            value = loader(*args, **kwargs) if kwargs else loader(*args)
+            self._put(key, value)
+            loading.value = value
+            return value
+        except BaseException as exc:
+            loading.error = exc
+            raise
+        finally:
+            self._acquire()
+            try:
+                if self._loading.get(key) is loading:
+                    del self._loading[key]
+            finally:
+                if loading.gate:
+                    PyThread_release_lock(loading.gate)
+                self._release()
 
     def peek(self, key, default=None):
         """The value for ``key`` without touching recency or statistics."""

@@ -2,7 +2,6 @@
 
 from types import MethodType
 
-cdef object _MISSING = object()
 cdef object _KEYWORDS = object()
 
 
@@ -11,7 +10,8 @@ cdef class CachedFunction:
 
     Keys as ``functools.lru_cache`` makes them: a lone int or str argument is
     its own key; otherwise the positional arguments, plus the keyword ones.
-    The function runs outside the cache's lock.
+    The function runs outside the cache's lock, once per key while concurrent
+    callers of the same key wait for it.
     """
 
     cdef object _fn
@@ -31,9 +31,8 @@ cdef class CachedFunction:
         else:
             key = args
         value = self._core._get(key, _MISSING)
-        if value is _MISSING:
-            value = self._fn(*args, **kwargs)
-            self._core._put(key, value)
+        if value is _MISSING:  # loaded once, while concurrent callers with these arguments wait
+            return self._core._load(key, self._fn, args, kwargs)
         return value
 
     def __get__(self, instance, owner):

@@ -13,7 +13,6 @@ explained.
 
 from __future__ import annotations
 
-import _thread
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
@@ -28,29 +27,6 @@ from perfsdk.adapt.decision import Action, Decision, SettingMove
 __all__ = ["AdaptiveCache"]
 
 _MISSING = object()
-
-
-class _Load:
-    """One load in flight: its lock is held until the value (or the error) is in."""
-
-    __slots__ = ("lock", "value", "error", "thread")
-
-    def __init__(self) -> None:
-        self.lock = _thread.allocate_lock()  # cheaper than an Event: this runs on every miss
-        self.lock.acquire()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.thread = _thread.get_ident()
-
-    def wait(self, key: Any) -> Any:
-        """The loaded value (or the load's exception), once the loading thread is done."""
-        if self.thread == _thread.get_ident():
-            raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
-        with self.lock:
-            pass
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 class AdaptiveCache(MutableMapping):
@@ -128,7 +104,7 @@ class AdaptiveCache(MutableMapping):
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
-        self._loads: dict[Any, _Load] = {}  # keys being loaded by get_or_load
+        self.get_or_load = self._core.get_or_load  # type: ignore[method-assign]
         self._evidence = CacheEvidence(self._core)
         if controller is not None:
             self._core.count_frequencies = True  # the window may move back from LRU: keep counting
@@ -199,26 +175,7 @@ class AdaptiveCache(MutableMapping):
         load and get its value (or its exception; a failed load caches nothing),
         as Caffeine's and cachetools' loading caches do.
         """
-        value = self._core.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        load = _Load()
-        running = self._loads.setdefault(key, load)  # atomic: exactly one caller's load is in
-        if running is not load:
-            return running.wait(key)
-        try:
-            value = self._core.peek(key, _MISSING)  # loaded and published since our miss?
-            if value is _MISSING:
-                value = loader(key)
-                self._core.put(key, value)
-            load.value = value
-            return value
-        except BaseException as exc:
-            load.error = exc
-            raise
-        finally:
-            self._loads.pop(key, None)
-            load.lock.release()
+        return self._core.get_or_load(key, loader)  # instances call the compiled core directly
 
     def __getitem__(self, key: Any) -> Any:
         value = self._core.get(key, _MISSING)
@@ -315,7 +272,6 @@ class AdaptiveCache(MutableMapping):
         # A thread of the parent may have held the core's lock (or been loading a key): it
         # does not exist here. The core frees its lock (empty if it was held mid-operation).
         self._core._after_fork()
-        self._loads = {}
 
     def __repr__(self) -> str:
         return (f"AdaptiveCache(capacity={self.capacity}, min_capacity={self.min_capacity}, "

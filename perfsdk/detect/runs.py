@@ -91,30 +91,38 @@ class RunRule:
                        threshold: float) -> list[tuple[int, int, int]]:
         """``(onset index, length, last index)`` of every run that reached ``confirm``.
 
-        Only flagged points and the runs they start are visited, so a batch with
-        few anomalies costs little beyond the one vectorised comparison.
+        ``step`` over a whole batch, vectorised: the points that can start a run
+        (flagged and material) are found at once, and from each onset the run's
+        end is the first point that no longer ``continues`` it -- which may itself
+        start the next run.
         """
-        with np.errstate(invalid="ignore"):
-            flagged_at = np.flatnonzero(np.abs(scores) > threshold)  # NaN (warming up) is never
+        with np.errstate(invalid="ignore"):  # NaN scores (warming up) are never flagged
+            starts = np.flatnonzero((np.abs(scores) > threshold) & (
+                np.abs(values - expected) >= np.maximum(self.min_delta, self.min_ratio * np.abs(expected))))
         n = len(values)
         runs: list[tuple[int, int, int]] = []
         k = 0
-        while k < len(flagged_at):
-            i, run, onset = int(flagged_at[k]), 0, None
-            while True:
-                z = float(scores[i])
-                point = Onset(i, float(values[i]), float(expected[i]), float(std[i]), z) \
-                    if abs(z) > threshold else None
-                new_run, new_onset = self.step(run, onset, float(values[i]), threshold, point)
-                if new_run != run + 1 and run >= self.confirm and onset is not None:
-                    runs.append((onset.index, run, i - 1))  # the run ended before this point
-                run, onset = new_run, new_onset
-                if run == 0:
-                    break
-                i += 1
-                if i == n:
-                    if run >= self.confirm and onset is not None:
-                        runs.append((onset.index, run, n - 1))
-                    break
-            k = int(np.searchsorted(flagged_at, i, side="right"))
+        while k < len(starts):
+            onset = int(starts[k])
+            end = self._run_end(values, onset, float(expected[onset]), float(std[onset]),
+                                float(scores[onset]), threshold)
+            if end - onset >= self.confirm:
+                runs.append((onset, end - onset, end - 1))
+            k = int(np.searchsorted(starts, end, side="left"))  # the point that broke it may start one
         return runs
+
+    def _run_end(self, values: np.ndarray, onset: int, expected: float, std: float, score: float,
+                 threshold: float) -> int:
+        """The first index after ``onset`` that does not continue its run (``continues``,
+        vectorised; scanned in growing chunks, since most runs are short)."""
+        floor = max(self.min_delta, self.min_ratio * abs(expected))
+        n, at, chunk = len(values), onset + 1, 8
+        with np.errstate(invalid="ignore"):
+            while at < n:
+                deviation = values[at : at + chunk] - expected
+                size = np.abs(deviation)
+                goes_on = (deviation * score > 0) & (size > threshold * std) & (size >= floor)
+                if not goes_on.all():
+                    return at + int(np.argmin(goes_on))
+                at, chunk = at + len(goes_on), chunk * 4
+        return n

@@ -1,0 +1,40 @@
+"""The run rule: the batch walk (analyze) agrees with the point-by-point step (the live bank)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfsdk.detect import Onset, RunRule
+
+
+def stepped_runs(rule, values, scores, expected, std, threshold):
+    """The live bank's way: ``step`` at every point."""
+    runs, run, onset = [], 0, None
+    for i, value in enumerate(values):
+        flagged = Onset(i, value, expected[i], std[i], scores[i]) if abs(scores[i]) > threshold else None
+        new_run, new_onset = rule.step(run, onset, value, threshold, flagged)
+        if new_run != run + 1 and run >= rule.confirm:
+            runs.append((onset.index, run, i - 1))
+        run, onset = new_run, new_onset
+    if run >= rule.confirm:
+        runs.append((onset.index, run, len(values) - 1))
+    return runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10**6), confirm=st.integers(1, 4), n=st.integers(0, 300),
+       min_ratio=st.sampled_from([0.0, 0.2]), burst=st.floats(0.0, 0.3))
+def test_batch_runs_equal_stepped_runs(seed, confirm, n, min_ratio, burst):
+    rng = np.random.default_rng(seed)
+    expected = 20.0 + rng.normal(0, 1, n)
+    std = rng.uniform(0.5, 3.0, n)
+    values = expected + rng.normal(0, 2, n)
+    shifted = rng.random(n) < burst  # runs of slow and fast points
+    values[shifted] += rng.choice([-15.0, 15.0, 40.0]) * rng.uniform(0.5, 1.5, shifted.sum())
+    scores = (values - expected) / std
+    scores[rng.random(n) < 0.05] = np.nan  # warming up / rejected
+    rule = RunRule(confirm, min_delta=1.0, min_ratio=min_ratio)
+    assert rule.confirmed_runs(values, scores, expected, std, 3.0) == stepped_runs(
+        rule, values.tolist(), scores.tolist(), expected.tolist(), std.tolist(), 3.0)
