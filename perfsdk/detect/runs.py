@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from perfsdk._native import kernels_runs
 from perfsdk._runtime import check_int, check_number
 
 __all__ = ["DEFAULT_CONFIRM", "Onset", "RunRule"]
@@ -91,38 +92,10 @@ class RunRule:
                        threshold: float) -> list[tuple[int, int, int]]:
         """``(onset index, length, last index)`` of every run that reached ``confirm``.
 
-        ``step`` over a whole batch, vectorised: the points that can start a run
-        (flagged and material) are found at once, and from each onset the run's
-        end is the first point that no longer ``continues`` it -- which may itself
-        start the next run.
+        ``step`` over a whole batch, in compiled code (``kernels_runs``): the same
+        comparisons, so the batch and the live bank report the same runs.
         """
-        with np.errstate(invalid="ignore"):  # NaN scores (warming up) are never flagged
-            starts = np.flatnonzero((np.abs(scores) > threshold) & (
-                np.abs(values - expected) >= np.maximum(self.min_delta, self.min_ratio * np.abs(expected))))
-        n = len(values)
-        runs: list[tuple[int, int, int]] = []
-        k = 0
-        while k < len(starts):
-            onset = int(starts[k])
-            end = self._run_end(values, onset, float(expected[onset]), float(std[onset]),
-                                float(scores[onset]), threshold)
-            if end - onset >= self.confirm:
-                runs.append((onset, end - onset, end - 1))
-            k = int(np.searchsorted(starts, end, side="left"))  # the point that broke it may start one
-        return runs
-
-    def _run_end(self, values: np.ndarray, onset: int, expected: float, std: float, score: float,
-                 threshold: float) -> int:
-        """The first index after ``onset`` that does not continue its run (``continues``,
-        vectorised; scanned in growing chunks, since most runs are short)."""
-        floor = max(self.min_delta, self.min_ratio * abs(expected))
-        n, at, chunk = len(values), onset + 1, 8
-        with np.errstate(invalid="ignore"):
-            while at < n:
-                deviation = values[at : at + chunk] - expected
-                size = np.abs(deviation)
-                goes_on = (deviation * score > 0) & (size > threshold * std) & (size >= floor)
-                if not goes_on.all():
-                    return at + int(np.argmin(goes_on))
-                at, chunk = at + len(goes_on), chunk * 4
-        return n
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std)]
+        onsets, lengths, ends = kernels_runs.confirmed_runs(
+            *arrays, float(threshold), self.confirm, self.min_delta, self.min_ratio)
+        return list(zip(onsets.tolist(), lengths.tolist(), ends.tolist()))
