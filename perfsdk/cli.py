@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("file", help="CSV with timestamp,value rows (a header row is fine)")
     mode = detect.add_mutually_exclusive_group()
-    mode.add_argument("--window", type=int, default=256, help="rolling window length (default 256)")
+    mode.add_argument("--window", type=int, default=None, help="rolling window length (default 256)")
     mode.add_argument("--alpha", type=float, default=None, help="EWMA smoothing factor instead of a window")
     detect.add_argument("--threshold", type=float, default=3.0, help="|z| above this is an anomaly (default 3)")
     detect.add_argument("--warmup", type=int, default=None, help="points before the first score")

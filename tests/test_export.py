@@ -207,12 +207,57 @@ def test_sigkill_mid_write_leaves_finished_files_readable(tmp_path):
         assert recover(tmp).num_rows % 100 == 0
 
 
-def test_unwritable_export_dir_is_reported_and_the_application_goes_on(tmp_path, caplog):
+def test_recover_at_every_stage_of_a_files_life(tmp_path):
+    """A SIGKILL can land anywhere: before the magic bytes, inside the schema, inside a
+    batch. At every cut, recover() returns the whole batches written so far (maybe none)."""
+    from perfsdk.export.schema import RESOURCES
+
+    now = datetime.now(timezone.utc)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, RESOURCES) as writer:
+        for i in range(3):
+            writer.write_batch(pa.RecordBatch.from_pylist(
+                [{"timestamp": now, "service.name": "svc", "metric": "m", "value": float(i * 100 + j),
+                  "unit": "ms"} for j in range(100)], schema=RESOURCES))
+    whole = sink.getvalue().to_pybytes()
+    part = tmp_path / "resources" / "service=svc" / "date=2026-11-29" / ".part-x.arrow.tmp"
+    part.parent.mkdir(parents=True)
+    cuts = sorted({*range(0, 1200), *range(1200, len(whole), 97), len(whole)})
+    recovered = []
+    for cut in cuts:
+        part.write_bytes(whole[:cut])
+        table = recover(part)
+        assert table.schema == RESOURCES and table.num_rows % 100 == 0, cut
+        recovered.append(table.num_rows)
+    assert recovered[0] == 0 and recovered[-1] == 300 and recovered == sorted(recovered)
+    part.write_bytes(b"PAR1 not arrow")
+    with pytest.raises(ValueError, match="not an Arrow IPC file"):
+        recover(part)
+
+
+def test_an_unusable_export_dir_fails_init_at_once_and_changes_nothing(tmp_path):
+    from opentelemetry import trace
+
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the export directory should be")
+    before = trace.get_tracer_provider()
+    with pytest.raises(ValueError, match="export_dir .*not-a-dir.* cannot be used"):
+        perfsdk.init(service_name="shop", export_dir=str(blocker))
+    with pytest.raises(TypeError, match="export_dir must be a path"):
+        perfsdk.init(service_name="shop", export_dir=123)
+    assert trace.get_tracer_provider() is before  # no global provider left behind
+
+
+def test_an_export_dir_that_breaks_later_is_reported_and_the_application_goes_on(tmp_path, caplog):
+    import shutil
+
+    target = tmp_path / "export"
     provider = TracerProvider()
-    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(blocker), sample_resources=False)
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(target), sample_resources=False)
     try:
+        shutil.rmtree(target)
+        target.write_text("the disk was reorganised under us")
+
         @perfsdk.monitor
         def handler():
             return "served"

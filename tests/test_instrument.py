@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+import numpy as np
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -18,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import perfsdk
-from perfsdk import ZScoreDetector
+from perfsdk import ArimaDetector, ZScoreDetector
 from perfsdk._runtime import Faults
 from perfsdk.instrument import DetectorBank, PerfSpanProcessor, resources
 from perfsdk.instrument.incidents import IncidentTracker
@@ -406,3 +407,34 @@ def test_an_anomaly_explains_its_own_point_even_when_another_thread_updated_in_b
     # the numbers reproduce the score: they are the onset's own, not the interloper's
     assert anomaly.value == 60.0 and anomaly.expected == pytest.approx(10.1, abs=0.05)
     assert (anomaly.value - anomaly.expected) / anomaly.std == pytest.approx(anomaly.score, rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,argument,error", [
+    ({"redactor": "x"}, "redactor", TypeError), ({"service_name": 123}, "service_name", TypeError),
+    ({"threshold": float("inf")}, "threshold", ValueError), ({"export_format": "csv"}, "export_format", ValueError),
+    ({"sample_resources": "yes"}, "sample_resources", TypeError),
+])
+def test_init_refuses_bad_arguments_before_changing_anything(kwargs, argument, error):
+    from opentelemetry import trace
+
+    before = trace.get_tracer_provider()
+    with pytest.raises(error, match=argument):
+        perfsdk.init(**kwargs)
+    assert trace.get_tracer_provider() is before
+
+
+def test_no_perfsdk_thread_outlives_shutdown():
+    import threading
+
+    from perfsdk import AdaptiveCache, CacheController
+
+    sdk = perfsdk.init(tracer_provider=TracerProvider(), resource_interval_s=0.05, on_anomaly=lambda a: None)
+    cache = AdaptiveCache(100, controller=CacheController(interval=10), on_decision=lambda d: None)
+    for k in range(200):
+        cache.get_or_load(k % 150, str)
+    ArimaDetector(order=(1, 0, 0), warmup=60).update_many(np.random.default_rng(1).normal(size=100))
+    sdk.shutdown()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+    for k in range(200):  # the cache goes on working; its deliveries start a thread again
+        cache.get_or_load(k % 150, str)
+    assert len(cache.decisions()) >= 30

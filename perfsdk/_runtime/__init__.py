@@ -22,9 +22,10 @@ from perfsdk._runtime.hooks import HOOKS, Hooks
 from perfsdk._runtime.validate import (
     check_bool, check_callable, check_choice, check_int, check_number, check_str,
 )
-from perfsdk._runtime.worker import Worker
+from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
     "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
-    "check_callable", "check_choice", "check_int", "check_number", "check_str", "suppressed",
+    "check_callable", "check_choice", "check_int", "check_number", "check_str", "park_shared_workers",
+    "suppressed",
 ]

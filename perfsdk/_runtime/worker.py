@@ -26,7 +26,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.forks import at_fork
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "park_shared_workers"]
 
 T = TypeVar("T")
 
@@ -53,12 +53,15 @@ class Worker(Generic[T]):
         Also call ``tick()`` every ``tick_interval_s`` seconds once ``start()`` is called.
     faults
         Where a failing batch or tick is counted (default: the process-wide ``FAULTS``).
+    shared
+        A process-wide worker (fits, decision delivery): ``park_shared_workers`` ends its
+        thread when perfsdk shuts down; it starts again on the next ``submit``.
     """
 
     def __init__(self, name: str, handle: Callable[[list[T]], Any] | None = None, *,
                  max_queue: int = 2048, max_batch: int = 256,
                  tick: Callable[[], Any] | None = None, tick_interval_s: float | None = None,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, shared: bool = False) -> None:
         self.name = name
         self._handle: Callable[[list[T]], Any] = handle or _run_each  # type: ignore[assignment]
         self.max_queue = max_queue
@@ -71,8 +74,11 @@ class Worker(Generic[T]):
         self.dropped = 0
         self._ticking = False
         self._shutdown = False
+        self._parking = False  # stop the thread once the queue is empty (it starts again on use)
         self._reset()
         at_fork(self._after_fork)
+        if shared:
+            _SHARED.append(self)
 
     def _reset(self) -> None:
         self._queue: collections.deque[T] = collections.deque()
@@ -91,6 +97,7 @@ class Worker(Generic[T]):
             self._queue.append(item)
             self._accepted += 1
             self.submitted += 1
+            self._parking = False
             self._ensure_thread()
             self._cond.notify_all()
         return True
@@ -133,10 +140,22 @@ class Worker(Generic[T]):
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
-    def reopen(self) -> None:
-        """Accept work again after ``shutdown`` (a process-wide worker outlives one init)."""
+    def park(self, timeout_s: float = 5.0) -> bool:
+        """Handle what is queued, then end the thread; the next ``submit`` starts a new one.
+
+        For process-wide workers when ``perfsdk`` shuts down: no thread of perfsdk's
+        outlives ``shutdown()``, yet a cache used afterwards still works.
+        """
+        done = self.flush(timeout_s)
         with self._cond:
-            self._shutdown = False
+            if self._queue or self._ticking:
+                return False
+            self._parking = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        return done and not self.alive
 
     @property
     def alive(self) -> bool:
@@ -159,7 +178,8 @@ class Worker(Generic[T]):
         while True:
             with self._cond:
                 while not self._queue:
-                    if self._shutdown:
+                    if self._shutdown or self._parking:
+                        self._thread = None if self._thread is threading.current_thread() else self._thread
                         return
                     if self._ticking and self.tick_interval_s:
                         wait = next_tick - time.monotonic()
@@ -192,3 +212,11 @@ class Worker(Generic[T]):
         self._reset()
         if self._ticking and not self._shutdown:
             self.start()
+
+
+_SHARED: list[Worker[Any]] = []
+
+
+def park_shared_workers(timeout_s: float = 5.0) -> bool:
+    """Finish and end the threads of every process-wide worker (``perfsdk`` shutting down)."""
+    return all([worker.park(timeout_s) for worker in _SHARED])

@@ -29,7 +29,7 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
 
 #: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
-DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024)
+DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
 
 
 @dataclass(frozen=True)

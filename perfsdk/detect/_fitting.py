@@ -165,4 +165,4 @@ def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
 
 
 #: The background thread fits run on (256 may wait; more are refused, and the detector asks later).
-FITS: Worker = Worker("perfsdk-fits", max_queue=256, max_batch=1)
+FITS: Worker = Worker("perfsdk-fits", max_queue=256, max_batch=1, shared=True)

@@ -95,7 +95,7 @@ class RunRule:
         ``step`` over a whole batch, in compiled code (``kernels_runs``): the same
         comparisons, so the batch and the live bank report the same runs.
         """
-        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std)]
+        v, z, e, s = (np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std))
         onsets, lengths, ends = kernels_runs.confirmed_runs(
-            *arrays, float(threshold), self.confirm, self.min_delta, self.min_ratio)
+            v, z, e, s, float(threshold), self.confirm, self.min_delta, self.min_ratio)
         return list(zip(onsets.tolist(), lengths.tolist(), ends.tolist()))

@@ -31,9 +31,9 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
     Parameters
     ----------
     window
-        Length of the rolling window (>= 2). Ignored when ``alpha`` is given.
+        Length of the rolling window (>= 2; default 256). Not with ``alpha``.
     alpha
-        EWMA smoothing factor in (0, 1]; selects EWMA mode.
+        EWMA smoothing factor in (0, 1]; selects EWMA mode (not with ``window``).
     threshold
         ``|z|`` above this is an anomaly (default 3.0).
     warmup
@@ -89,7 +89,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
 
     def __init__(
         self,
-        window: int = 256,
+        window: int | None = None,
         *,
         alpha: float | None = None,
         threshold: float = 3.0,
@@ -97,9 +97,13 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         min_std: float = 0.0,
         name: str | None = None,
     ) -> None:
-        check_int("window", window, minimum=2)
         if alpha is not None:
+            if window is not None:
+                raise ValueError(f"give window or alpha, not both (window={window!r}, alpha={alpha!r}): "
+                                 "a detector keeps a rolling window or an EWMA")
             check_number("alpha", alpha, low=0.0, high=1.0, low_open=True)
+        window = 256 if window is None else window
+        check_int("window", window, minimum=2)
         check_number("threshold", threshold, low=0.0, low_open=True)
         if warmup is None:
             warmup = math.ceil(2.0 / alpha) if alpha is not None else int(window)

@@ -31,6 +31,7 @@ from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
 from perfsdk.export.spans import ArrowSpanExporter
 from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
+from perfsdk.export.writer import FORMATS
 
-__all__ = ["ANOMALIES", "DECISIONS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
+__all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
            "TableWriter", "anomaly_row", "decision_row", "read", "recover"]

@@ -75,11 +75,21 @@ def recover(path: str | os.PathLike[str]) -> pa.Table:
     An unfinished ``.part-*.arrow.tmp`` has no footer, so it is not a valid
     Arrow file; but it is the magic bytes followed by an Arrow stream, and
     every batch written before the crash can be read back from that stream.
+    A crash can land at any point of a file's life: before the magic or the
+    schema were written whole, nothing is recovered (an empty table, with the
+    table's schema when the path names the table), never an error.
     """
     data = pa.memory_map(str(path)).read_buffer()
-    if data.size < 8 or data[:6].to_pybytes() != b"ARROW1":
+    head = data[:8].to_pybytes()
+    if not _MAGIC.startswith(head[:6]):
         raise ValueError(f"{path}: not an Arrow IPC file")
-    reader = ipc.open_stream(pa.BufferReader(data.slice(8)))
+    empty = _schema_of(Path(path)).empty_table()
+    if data.size <= 8:
+        return empty  # killed before (or just after) the magic bytes
+    try:
+        reader = ipc.open_stream(pa.BufferReader(data.slice(8)))
+    except (pa.ArrowInvalid, OSError):
+        return empty  # killed while the schema was being written
     batches = []
     try:
         for batch in reader:
@@ -87,6 +97,17 @@ def recover(path: str | os.PathLike[str]) -> pa.Table:
     except (pa.ArrowInvalid, OSError):
         pass  # the batch the crash cut short
     return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+_MAGIC = b"ARROW1"
+
+
+def _schema_of(path: Path) -> pa.Schema:
+    """The schema of the table a file belongs to (``<root>/<table>/service=.../``), if known."""
+    for parent in path.parents:
+        if parent.name in TABLES:
+            return TABLES[parent.name]
+    return pa.schema([])
 
 
 def _with_partitions(schema: pa.Schema) -> pa.Schema:

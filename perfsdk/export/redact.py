@@ -1,10 +1,21 @@
 """Redaction: attribute values pass through a policy before they reach disk.
 
-The default is safe: keys that commonly carry secrets or personal data
-(authorization headers, cookies, passwords, tokens, keys, e-mail addresses,
-...) are dropped, and nothing is written unless the user opts in. Keys can
-instead be *hashed* with a keyed hash (HMAC-SHA256), so rows can be joined on
-the value without anyone reading it.
+The default is safe, because personal data travels in more places than keys
+named "email":
+
+- keys that commonly carry secrets or personal data (authorization headers,
+  cookies, passwords, tokens, keys, e-mail addresses, forwarded client
+  addresses, ...) are dropped, and nothing is written unless the user opts in;
+- URL attributes (``http.target``, ``http.url``, ``url.full``, ``url.query``,
+  ``url.original``) keep their path and the *names* of their query parameters
+  -- routes stay analysable -- but every parameter value is replaced
+  (``safe_params`` lists the harmless ones to keep), the user-info
+  (``user:password@``) and the fragment are removed;
+- in every value written in clear, e-mail addresses and card numbers (digit
+  runs that pass the Luhn check) are replaced.
+
+Keys can instead be *hashed* with a keyed hash (HMAC-SHA256), so rows can be
+joined on the value without anyone reading it.
 """
 
 from __future__ import annotations
@@ -14,20 +25,29 @@ import hmac
 import os
 import re
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SENSITIVE", "WHOLE_PARTS", "Redactor"]
+from perfsdk._runtime import check_bool, check_int
+
+__all__ = ["REDACTED", "SENSITIVE", "URL_KEYS", "WHOLE_PARTS", "Redactor", "scrub"]
 
 #: Key fragments that mark a value as sensitive, matched case-insensitively
 #: anywhere inside the key's parts (split on dots, dashes, underscores and spaces).
 SENSITIVE = (
     "authorization", "cookie", "password", "passwd", "secret", "token", "apikey", "session",
-    "email", "credit", "card", "ssn", "private", "credential",
+    "email", "credit", "card", "ssn", "private", "credential", "forwarded", "realip", "phone",
 )
+#: Attributes holding a URL (or its query): redacted part by part, not dropped.
+URL_KEYS = ("http.target", "http.url", "url.full", "url.query", "url.original")
+#: What a redacted query value, e-mail address or card number becomes.
+REDACTED = "REDACTED"
 #: Fragments too short to match inside a longer word ("author", "ssnapshot"):
 #: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
 WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
 
 _SPLIT = re.compile(r"[.\s_\-]+")
+_EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
+_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 
 
 class Redactor:
@@ -42,19 +62,27 @@ class Redactor:
     hash_keys
         Keys whose values are replaced by a keyed hash instead of being dropped.
     opt_in
-        Keys written in clear even though a ``deny`` fragment matches them.
+        Keys written in clear, as they are, even though a ``deny`` fragment matches them.
     hash_key
         The HMAC key; default ``PERFSDK_REDACTION_KEY`` from the environment,
         else a random key per process (hashes then join within one process only).
     max_value_chars
         Longer values are cut (and marked with a trailing ``...``).
+    url_keys
+        Attributes holding URLs, redacted part by part (default ``URL_KEYS``).
+    safe_params
+        Query parameters whose values are harmless and kept (e.g. ``["page", "sort"]``).
+    scrub_values
+        Replace e-mail addresses and card numbers inside every value kept in clear.
 
     Examples
     --------
-    >>> r = Redactor(hash_keys=["enduser.id"], hash_key=b"k")
+    >>> r = Redactor(hash_keys=["enduser.id"], hash_key=b"k", safe_params=["page"])
     >>> r({"http.route": "/cart", "http.request.header.authorization": "Bearer x",
-    ...    "enduser.id": "alice"})
-    {'http.route': '/cart', 'enduser.id': 'hmac:ec631a55bb81f5b9dc96aa930a45628d'}
+    ...    "enduser.id": "alice", "http.target": "/cart?email=alice%40example.com&page=2"})
+    {'http.route': '/cart', 'enduser.id': 'hmac:ec631a55bb81f5b9dc96aa930a45628d', 'http.target': '/cart?email=REDACTED&page=2'}
+    >>> r({"url.full": "https://bob:hunter2@shop.example/pay?card=4111111111111111#token=abc"})
+    {'url.full': 'https://shop.example/pay?card=REDACTED'}
     """
 
     def __init__(
@@ -65,7 +93,20 @@ class Redactor:
         opt_in: Iterable[str] = (),
         hash_key: bytes | None = None,
         max_value_chars: int = 1024,
+        url_keys: Iterable[str] = URL_KEYS,
+        safe_params: Iterable[str] = (),
+        scrub_values: bool = True,
     ) -> None:
+        for name, value in (("allow", allow), ("deny", deny), ("hash_keys", hash_keys), ("opt_in", opt_in),
+                            ("url_keys", url_keys), ("safe_params", safe_params)):
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"{name} must be a collection of strings, not one string: got {value!r}")
+        if hash_key is not None and not isinstance(hash_key, bytes):
+            raise TypeError(f"hash_key must be bytes, got {hash_key!r}")
+        check_int("max_value_chars", max_value_chars, minimum=1)
+        self.url_keys = frozenset(url_keys)
+        self.safe_params = frozenset(safe_params)
+        self.scrub_values = check_bool("scrub_values", scrub_values)
         self.allow = None if allow is None else frozenset(allow)
         self.deny = tuple(d.lower() for d in deny)
         self.deny_whole = WHOLE_PARTS if deny is SENSITIVE else ()
@@ -89,7 +130,9 @@ class Redactor:
         if key in self.hash_keys:
             return "hash"
         if key in self.opt_in:
-            return "keep"
+            return "clear"  # written as it is: the user said so
+        if key in self.url_keys:
+            return "url"
         if self.allow is not None and key not in self.allow:
             return "drop"
         lowered = key.lower()
@@ -115,11 +158,56 @@ class Redactor:
                 continue
             text = value if isinstance(value, str) else _text(value)
             if verdict == "hash":
-                text = self.hash(text)
-            elif len(text) > self.max_value_chars:
+                out[key] = self.hash(text)
+                continue
+            if verdict == "url":
+                text = self.url(text, query_only=key == "url.query")
+            if self.scrub_values and verdict != "clear":
+                text = scrub(text)
+            if len(text) > self.max_value_chars:
                 text = text[: self.max_value_chars] + "..."
             out[key] = text
         return out
+
+    def url(self, text: str, query_only: bool = False) -> str:
+        """``text`` (a URL, a request target, or with ``query_only`` a query string) with
+        its query values, user-info and fragment removed; path and parameter names stay."""
+        if query_only:
+            return self._query(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            return REDACTED  # not a URL we can take apart: keep none of it
+        netloc = parts.netloc.rpartition("@")[2]  # user:password@host -> host
+        return urlunsplit((parts.scheme, netloc, parts.path, self._query(parts.query), ""))
+
+    def _query(self, query: str) -> str:
+        if not query:
+            return query
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, _ = pair.partition("=")
+            pairs.append(pair if name in self.safe_params else (f"{name}={REDACTED}" if eq or name else pair))
+        return "&".join(pairs)
+
+
+def scrub(text: str) -> str:
+    """``text`` with e-mail addresses and card numbers (Luhn-valid digit runs) replaced.
+
+    >>> scrub("receipt for alice@example.com, card 4111 1111 1111 1111, order 12345")
+    'receipt for REDACTED, card REDACTED, order 12345'
+    """
+    if "@" in text or "%40" in text:
+        text = _EMAIL.sub(REDACTED, text)
+    if sum(c.isdigit() for c in text) >= 13:
+        text = _CARD.sub(lambda m: REDACTED if _luhn(m.group()) else m.group(), text)
+    return text
+
+
+def _luhn(candidate: str) -> bool:
+    digits = [int(c) for c in candidate if c.isdigit()]
+    total = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+    return total % 10 == 0
 
 
 def _text(value: Any) -> str:

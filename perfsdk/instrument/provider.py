@@ -18,7 +18,9 @@ def tracer_provider(
 
     ``given``, else the application's global SDK provider, else a new one
     (resource from the ``OTEL_*`` variables unless ``service_name`` is given,
-    OTLP/HTTP export if ``otlp_endpoint``), made global.
+    OTLP/HTTP export if ``otlp_endpoint``). A new one is *not* made global here:
+    ``init`` does that once everything else stood up, so a failed ``init``
+    leaves nothing behind.
     """
     if given is not None:
         if not hasattr(given, "add_span_processor"):
@@ -36,5 +38,4 @@ def tracer_provider(
 
             endpoint = None if otlp_endpoint == "env" else otlp_endpoint
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    trace.set_tracer_provider(provider)
     return provider, True

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from typing import Any, Callable, Sequence
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from perfsdk._runtime import FAULTS, HOOKS, Faults, check_callable, check_int, check_number
+from perfsdk._runtime import (
+    FAULTS, HOOKS, Faults, check_bool, check_callable, check_choice, check_int, check_number, check_str,
+    park_shared_workers,
+)
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors
+from perfsdk.export import FORMATS, Redactor
 from perfsdk.instrument.arrow_export import ArrowExport
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
@@ -101,6 +108,8 @@ class PerfSDK:
             if _HANDLE is self:
                 _HANDLE = None
                 HOOKS.clear()
+        with self.faults.guard("shutdown"):
+            park_shared_workers(5.0)  # no thread of perfsdk's outlives shutdown()
 
 
 _HANDLE: PerfSDK | None = None
@@ -175,6 +184,17 @@ def init(
     check_number("min_ratio", min_ratio, low=0.0)
     check_number("incident_window_s", incident_window_s, low=0.0)
     check_number("resource_interval_s", resource_interval_s, low=0.0, low_open=True)
+    if service_name is not None:
+        check_str("service_name", service_name)
+    if otlp_endpoint is not None:
+        check_str("otlp_endpoint", otlp_endpoint)
+    check_bool("sample_resources", sample_resources)
+    check_choice("export_format", export_format, FORMATS)
+    if redactor is not None and not isinstance(redactor, Redactor):
+        raise TypeError(f"redactor must be a perfsdk.export.Redactor, got {redactor!r}")
+    if export_dir is not None:
+        export_dir = _usable_directory(export_dir)
+    # Nothing above changed anything; nothing below is made global until all of it stood up.
     with _INIT_LOCK:
         if _HANDLE is not None:
             log.warning("perfsdk.init() called again; returning the running handle")
@@ -200,7 +220,24 @@ def init(
             sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
                                       writer=export.resources if export else None, service=service)
             sampler.start()
+        if owns:
+            trace.set_tracer_provider(provider)
         _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
+
+
+def _usable_directory(path: Any) -> str:
+    """``path`` as a directory perfsdk can write to (created if missing), or a clear error now
+    -- not a fault on every export later."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"export_dir must be a path (str or os.PathLike), got {path!r}")
+    directory = os.fspath(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".perfsdk-probe-")
+        probe.close()
+    except OSError as exc:
+        raise ValueError(f"export_dir {directory!r} cannot be used: {exc.strerror or exc}") from None
+    return str(directory)
