@@ -32,13 +32,13 @@ def test_stale_layout_is_reported_with_rebuild_hint(monkeypatch, slot):
 
 def test_arima_engines_disagreeing_on_variable_offsets_is_reported(monkeypatch):
     """The variable-length parts of an ARIMA state are covered too."""
-    real = kernels.arima_layout
+    real = layout.arima_layout
 
     def shifted(*args):
         offsets = real(*args)
         return {**offsets, "elag": offsets["elag"] + 1}
 
-    monkeypatch.setattr(kernels, "arima_layout", shifted)
+    monkeypatch.setattr(layout, "arima_layout", shifted)
     with pytest.raises(ImportError, match="ARIMA state's parts"):
         native._check_fresh()
 

@@ -40,7 +40,7 @@ def _check_fresh() -> None:
             )
     # the variable-length parts of an ARIMA state: the same offsets in both engines
     for p, q, m, ntaps, history in ((0, 0, 0, 0, 1), (2, 1, 1, 1, 7), (3, 4, 26, 3, 512)):
-        offsets = kernels.arima_layout(p, q, m, ntaps, history)
+        offsets = layout.arima_layout(p, q, m, ntaps, history)
         state = np.zeros(offsets["size"])
         state[[layout.AR_P, layout.AR_Q, layout.AR_M, layout.AR_NTAPS, layout.AR_HISTORY]] = (
             p, q, m, ntaps, history)
@@ -52,7 +52,8 @@ def _check_fresh() -> None:
                 f"{core.offsets}, the Numba kernels at {offsets}. {_REBUILD_HINT}"
             )
     included = [p for p in here.glob("*.pxi") if p.name != "_layout.pxi"]  # _layout.pxi: layout.py's
-    for source in sorted([*here.glob("*.pyx"), *included, here / "layout.py"]):  # every extension's source
+    # layout.py is checked by content above (a new function there rebuilds nothing)
+    for source in sorted([*here.glob("*.pyx"), *included]):  # every extension's source
         built = [p for p in here.glob("_*.*") if p.suffix in (".so", ".pyd")]
         compiled = [p for p in built if p.name.startswith(source.stem + ".")] if source.suffix == ".pyx" else built
         if compiled and source.stat().st_mtime > max(p.stat().st_mtime for p in compiled) + 1:

@@ -13,30 +13,13 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     AR_SCALE_CLIP, AR_COUNT, AR_REJECTED, AR_FITTED, AR_FIT_STATE,
     AR_SINCE_FIT, AR_RUN, AR_SCALE, AR_HIST_POS, AR_YRING_POS,
     AR_INTERCEPT, AR_RETRY_AT, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
-    MEAN_ABS_TO_STD,
+    MEAN_ABS_TO_STD, arima_layout, arima_offsets,
 )
 
 __all__ = ["arima_forecast_one", "arima_layout", "arima_replay", "arima_update_many"]
 
 
-def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:
-    """Offsets of the variable-length parts of an ARIMA state array, and its size."""
-    names = ("phi", "theta", "tap_lag", "tap_coef", "wlag", "elag", "yring", "hist")
-    layout = dict(zip(names, (int(v) for v in _arima_offsets_of(p, q, m, ntaps))))
-    layout["size"] = layout["hist"] + history
-    return layout
-
-
-@kernel
-def _arima_offsets_of(p, q, m, ntaps):
-    phi = AR_HEADER
-    theta = phi + p
-    tap_lag = theta + q
-    tap_coef = tap_lag + ntaps
-    wlag = tap_coef + ntaps
-    elag = wlag + p
-    yring = elag + q
-    return phi, theta, tap_lag, tap_coef, wlag, elag, yring, yring + m
+_arima_offsets_of = kernel(arima_offsets)  # the one definition, in layout.py, compiled
 
 
 @kernel

@@ -14,22 +14,7 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     ZS_MODE_EWMA,
 )
 
-__all__ = ["zscore_new_state", "zscore_update_many"]
-
-
-def zscore_new_state(
-    window: int, alpha: float, warmup: int, min_std: float, ewma: bool
-) -> np.ndarray:
-    """A fresh Z-score state array (window mode carries a ring buffer)."""
-    size = ZS_HEADER + (0 if ewma else window)
-    state = np.zeros(size, dtype=np.float64)
-    state[ZS_MODE] = ZS_MODE_EWMA if ewma else ZS_MODE_WINDOW
-    state[ZS_WINDOW] = window
-    state[ZS_INV_WINDOW] = 1.0 / window
-    state[ZS_ALPHA] = alpha
-    state[ZS_WARMUP] = warmup
-    state[ZS_MIN_STD] = min_std
-    return state
+__all__ = ["zscore_update_many"]
 
 
 @kernel

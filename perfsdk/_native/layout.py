@@ -89,6 +89,30 @@ CACHE_GHOST_BANDS = 16  # ghost hits are counted by age, in sixteenths of the ca
 CACHE_PROBATION_SHARE = 0.2  # of the main area; the rest is protected (as in Caffeine)
 
 
+def arima_offsets(p, q, m, ntaps):  # also compiled by Numba: no annotations
+    """Where the variable-length parts of an ARIMA state start (``AR_HEADER`` onwards):
+    phi[P] theta[Q] tap_lag[T] tap_coef[T] wlag[P] elag[Q] yring[M] history[H].
+
+    Plain Python here; ``kernels_arima`` compiles this same function for its kernels.
+    """
+    phi = AR_HEADER
+    theta = phi + p
+    tap_lag = theta + q
+    tap_coef = tap_lag + ntaps
+    wlag = tap_coef + ntaps
+    elag = wlag + p
+    yring = elag + q
+    return phi, theta, tap_lag, tap_coef, wlag, elag, yring, yring + m
+
+
+def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:
+    """Offsets of the variable-length parts of an ARIMA state array, and its size."""
+    names = ("phi", "theta", "tap_lag", "tap_coef", "wlag", "elag", "yring", "hist")
+    offsets = dict(zip(names, (int(v) for v in arima_offsets(p, q, m, ntaps))))
+    offsets["size"] = offsets["hist"] + history
+    return offsets
+
+
 def constants() -> dict[str, int | float]:
     """Every layout constant, by name."""
     return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, float))}

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from perfsdk._native import kernels
 from perfsdk.detect.anomaly import Anomaly
 
 __all__ = ["StreamingDetector", "check_slots"]
@@ -31,8 +32,9 @@ def _as_scalar(x: Any) -> float:
 class StreamingDetector:
     """Mixin: the Python-side verbs of a detector (see module docstring)."""
 
-    #: Numba kernel ``(state, xs, z_out, expected_out, std_out, details) -> None``.
-    _batch_kernel: Callable[..., None]
+    #: Name of the Numba kernel ``(state, xs, z_out, expected_out, std_out, details) -> None``
+    #: in ``perfsdk._native.kernels`` (looked up at the first batch: Numba loads only then).
+    _batch_kernel: str
     #: Offset of the rejected-points counter in the state array (the one slot bad input changes).
     rejected_slot: int
     #: Offset of the learned-points counter in the state array.
@@ -152,7 +154,7 @@ class StreamingDetector:
         details: bool,
     ) -> Iterator[tuple[int, int]]:
         """Run the batch kernel; yield each ``(lo, hi)`` stretch scored under one model."""
-        self._batch_kernel(self.state, values, z, expected, std, details)
+        getattr(kernels, self._batch_kernel)(self.state, values, z, expected, std, details)
         yield 0, len(values)
 
     def check(self, x: float, timestamp: Any = None) -> Anomaly | None:

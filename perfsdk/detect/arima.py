@@ -100,7 +100,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     Forecasting and Control*. statsmodels' SARIMAX fits the coefficients.
     """
 
-    _batch_kernel = staticmethod(K.arima_update_many)
+    _batch_kernel = "arima_update_many"
     rejected_slot = K.AR_REJECTED
     _COUNT_AT = K.AR_COUNT
     _N_PARAMS = K.AR_N_PARAMS

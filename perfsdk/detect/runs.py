@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from perfsdk._native import kernels_runs
+from perfsdk._native import kernels
 from perfsdk._runtime import check_int, check_number
 
 __all__ = ["DEFAULT_CONFIRM", "Onset", "RunRule"]
@@ -96,6 +96,6 @@ class RunRule:
         comparisons, so the batch and the live bank report the same runs.
         """
         v, z, e, s = (np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std))
-        onsets, lengths, ends = kernels_runs.confirmed_runs(
+        onsets, lengths, ends = kernels.confirmed_runs(
             v, z, e, s, float(threshold), self.confirm, self.min_delta, self.min_ratio)
         return list(zip(onsets.tolist(), lengths.tolist(), ends.tolist()))

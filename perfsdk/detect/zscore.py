@@ -82,7 +82,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
     """
 
     atomic_update = True
-    _batch_kernel = staticmethod(kernels.zscore_update_many)
+    _batch_kernel = "zscore_update_many"
     rejected_slot = kernels.ZS_REJECTED
     _COUNT_AT = kernels.ZS_COUNT
     _N_PARAMS = kernels.ZS_COUNT
@@ -125,9 +125,15 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         self.flag_threshold = self.threshold  # remember flagged points' explanations (rare: cheap)
 
     def _fresh_state(self) -> np.ndarray:
-        return kernels.zscore_new_state(
-            self.window, self.alpha or 0.0, self.warmup, self.min_std, ewma=self.alpha is not None
-        )
+        ewma = self.alpha is not None
+        state = np.zeros(kernels.ZS_HEADER + (0 if ewma else self.window), dtype=np.float64)
+        state[kernels.ZS_MODE] = kernels.ZS_MODE_EWMA if ewma else kernels.ZS_MODE_WINDOW
+        state[kernels.ZS_WINDOW] = self.window
+        state[kernels.ZS_INV_WINDOW] = 1.0 / self.window
+        state[kernels.ZS_ALPHA] = self.alpha or 0.0
+        state[kernels.ZS_WARMUP] = self.warmup
+        state[kernels.ZS_MIN_STD] = self.min_std
+        return state
 
     def explain_point(self, value: float, score: float) -> tuple[int, float, float]:
         """``(index, expected, std)`` of the point just scored ``score``: a flagged point's

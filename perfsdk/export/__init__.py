@@ -26,12 +26,35 @@ Parquet files with ``read_parquet``, and the Arrow files through a
 [{'name': 'GET /cart', 'duration_ms_count': 2}, {'name': 'GET /checkout', 'duration_ms_count': 1}]
 """
 
-from perfsdk.export.reader import read, recover
-from perfsdk.export.redact import Redactor
-from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
-from perfsdk.export.spans import ArrowSpanExporter
-from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
-from perfsdk.export.writer import FORMATS
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from perfsdk.export.options import FORMATS
+    from perfsdk.export.reader import read, recover
+    from perfsdk.export.redact import Redactor
+    from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
+    from perfsdk.export.spans import ArrowSpanExporter
+    from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
+
+#: name -> the module that defines it. pyarrow is a large import: a process that
+#: never exports (no ``export_dir``) never loads it, so the names load on first use.
+_HOMES = {
+    "FORMATS": "options", "read": "reader", "recover": "reader", "Redactor": "redact",
+    "ANOMALIES": "schema", "DECISIONS": "schema", "RESOURCES": "schema", "SPANS": "schema",
+    "ArrowSpanExporter": "spans", "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
+}
 
 __all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
            "TableWriter", "anomaly_row", "decision_row", "read", "recover"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -64,6 +63,8 @@ def read(
     fmt = _format_of(root)
     if fmt is None:
         return schema.empty_table().select(wanted)
+    import pyarrow.dataset as ds  # here, not at import: it loads pandas
+
     dataset = ds.dataset(root, format="ipc" if fmt == "arrow" else "parquet",
                          partitioning="hive", schema=_with_partitions(schema))
     return dataset.to_table(columns=wanted, filter=filt)
@@ -133,6 +134,8 @@ def _format_of(root: Path) -> str | None:
 
 def _filter(table: str, service: str | None, start: datetime | None, end: datetime | None,
             name: str | None) -> Any:
+    import pyarrow.dataset as ds
+
     conditions = []
     if service is not None:
         conditions.append(ds.field("service.name") == service)

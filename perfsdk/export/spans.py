@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from perfsdk._runtime import Faults, at_fork
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
-from perfsdk.export.writer import RotatingWriter, check_options
+from perfsdk.export.options import check_options
+from perfsdk.export.writer import RotatingWriter
 
 __all__ = ["ArrowSpanExporter", "spans_to_batch"]
 

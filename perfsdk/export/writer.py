@@ -27,21 +27,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from perfsdk._runtime import at_fork, check_int, check_number
+from perfsdk._runtime import at_fork
+from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
-__all__ = ["FORMATS", "RotatingWriter", "check_options"]
+__all__ = ["RotatingWriter"]
 
-FORMATS = ("arrow", "parquet")
 _INHERITED: list[Any] = []  # open files a forked child inherited and must leave alone
-
-
-def check_options(fmt: str, max_bytes: int, max_age_s: float) -> None:
-    """Raise ValueError naming the first bad file option."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    check_int("max_bytes", max_bytes, minimum=1)
-    check_number("max_age_s", max_age_s, low=0.0, low_open=True)
 
 
 def _safe(value: str) -> str:

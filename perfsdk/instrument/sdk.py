@@ -17,8 +17,8 @@ from perfsdk._runtime import (
 )
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors
-from perfsdk.export import FORMATS, Redactor
-from perfsdk.instrument.arrow_export import ArrowExport
+from perfsdk.export.options import FORMATS
+from perfsdk.export.redact import Redactor
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 from perfsdk.instrument.processor import PerfSpanProcessor
@@ -37,7 +37,7 @@ class PerfSDK:
     def __init__(
         self, provider: TracerProvider, owns_provider: bool, processor: PerfSpanProcessor,
         sink: AnomalySink, sampler: ResourceSampler | None, faults: Faults,
-        incidents: IncidentTracker, export: ArrowExport | None = None,
+        incidents: IncidentTracker, export: Any = None,
     ) -> None:
         self.tracer_provider = provider
         self.processor = processor
@@ -204,7 +204,11 @@ def init(
                                  min_delta=min_delta_ms, min_ratio=min_ratio)
         provider, owns = tracer_provider_for(service_name, tracer_provider, otlp_endpoint, faults)
         service = str(provider.resource.attributes.get("service.name", "unknown_service"))
-        export = ArrowExport(export_dir, service, export_format, redactor, faults) if export_dir else None
+        export = None
+        if export_dir:
+            from perfsdk.instrument.arrow_export import ArrowExport  # loads pyarrow: only when exporting
+
+            export = ArrowExport(export_dir, service, export_format, redactor, faults)
         processor_box: list[PerfSpanProcessor] = []
         incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
         sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,

@@ -17,7 +17,6 @@ from typing import Any, Callable
 from perfsdk._runtime import Faults, Worker, at_fork, call_user, suppressed
 from perfsdk._version import __version__
 from perfsdk.detect import Anomaly
-from perfsdk.export import anomaly_row
 from perfsdk.instrument.incidents import IncidentTracker
 
 __all__ = ["AnomalySink"]
@@ -91,6 +90,8 @@ class AnomalySink:
                 "perfsdk.source": str(anomaly.details.get("source", "")),
             })
         if self.writer is not None:
+            from perfsdk.export.tables import anomaly_row  # loads pyarrow: only when exporting
+
             with self.faults.guard("anomaly export"):
                 self.writer.add(anomaly_row(anomaly, self.service))
         if self.on_anomaly is not None:
