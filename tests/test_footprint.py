@@ -45,3 +45,42 @@ def test_heavy_libraries_load_when_first_needed():
         from opentelemetry.sdk.trace import TracerProvider
         perfsdk.init(tracer_provider=TracerProvider(), export_dir=tempfile.mkdtemp(), sample_resources=False).shutdown()
     """)
+
+
+MEMORY = textwrap.dedent("""
+    import functools, gc, sys
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    import perfsdk
+    which, n = sys.argv[1], int(sys.argv[2])
+    gc.collect(); before = rss_mb()
+    if which == "empty":
+        cache = perfsdk.AdaptiveCache(n)
+    elif which == "adaptive":
+        cache = perfsdk.AdaptiveCache(n)
+        for k in range(n):
+            cache[k] = k
+    else:
+        @functools.lru_cache(maxsize=n)
+        def f(k):
+            return k
+        for k in range(n):
+            f(k)
+    gc.collect()
+    print(rss_mb() - before)
+""")
+
+
+def added_mb(which: str, n: int) -> float:
+    out = subprocess.run([sys.executable, "-c", MEMORY, which, str(n)], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def test_cache_memory_follows_the_entries_held_not_the_limits():
+    if not sys.platform.startswith("linux"):
+        import pytest
+        pytest.skip("reads /proc/self/statm")
+    assert added_mb("empty", 10**7) < 16  # was 2.2 GB: every array sized for max_capacity up front
+    held, lru = added_mb("adaptive", 300_000), added_mb("lru", 300_000)
+    assert held <= 1.5 * lru, (held, lru)

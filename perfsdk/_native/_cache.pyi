@@ -19,6 +19,7 @@ class CacheCore:
     rejected: int
     ops: int
     count_frequencies: bool
+    structure_bytes: int
     next_interval_at: int
     next_interval_time: float
     on_interval: Callable[[], Any] | None

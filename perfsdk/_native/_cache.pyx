@@ -33,7 +33,8 @@ RuntimeError instead of deadlocking.
 """
 
 cimport cython
-from libc.stdlib cimport malloc, free
+import sys
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -54,6 +55,16 @@ include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
 include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
 
 cdef object _MISSING = object()
+cdef enum:
+    INITIAL_SLOTS = 64  # slots (and ghost ring positions) a new cache starts with
+
+
+cdef void* _regrow(void* block, size_t size) except NULL:
+    """``realloc``, or MemoryError (the block is then untouched)."""
+    cdef void* grown = realloc(block, size)
+    if grown == NULL:
+        raise MemoryError("cannot grow the cache's arrays")
+    return grown
 cdef double PROTECTED_SHARE = 1.0 - CACHE_PROBATION_SHARE  # of the main area, as in Caffeine
 cdef enum:
     GHOST_BANDS = CACHE_GHOST_BANDS
@@ -71,6 +82,7 @@ cdef class CacheCore:
     cdef Py_ssize_t* _free
     cdef uint8_t* _segment  # per slot: WINDOW, PROBATION or PROTECTED
     cdef Py_ssize_t _nfree
+    cdef Py_ssize_t _slots  # slots allocated: they grow with the entries held, up to max_capacity + 1
     cdef Py_ssize_t _head[3]
     cdef Py_ssize_t _tail[3]
     cdef Py_ssize_t _count_in[3]
@@ -104,22 +116,16 @@ cdef class CacheCore:
     cdef CacheLock _lock
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
-        cdef Py_ssize_t slots = max_capacity + 1  # a new key is placed before the eviction it causes
+        # Memory follows the entries held, not the limits: the slot arrays and the ghost
+        # ring start small and double as they fill (amortised O(1)), the frequency sketch
+        # is made when the cache first gets half full -- before that nothing is evicted,
+        # so nothing needs admitting (Caffeine waits the same way).
         if capacity < 1 or max_capacity < capacity:
             raise ValueError("need 1 <= capacity <= max_capacity")
         lock_init(&self._lock)
-        self._prev = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
-        self._next = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
-        self._free = <Py_ssize_t*> malloc(slots * sizeof(Py_ssize_t))
-        self._segment = <uint8_t*> malloc(slots)
-        self._hashes = <uint64_t*> malloc(slots * sizeof(uint64_t))
-        self._ring_size = max_capacity
-        self._ring_code = <long long*> malloc(max_capacity * sizeof(long long))
-        if not (self._prev and self._next and self._free and self._segment and self._hashes
-                and self._ring_code):
-            raise MemoryError("cannot allocate the cache's arrays")
-        sketch_init(&self._sketch, max_capacity, capacity)
         self.max_capacity = max_capacity
+        self._grow_slots(min(max_capacity + 1, INITIAL_SLOTS))  # a new key is placed before the
+        self._grow_ring(min(max_capacity, INITIAL_SLOTS))        # eviction it causes: +1
         self._empty()
         memset(self._ghost_ages, 0, sizeof(self._ghost_ages))
         self.capacity = capacity
@@ -128,10 +134,57 @@ cdef class CacheCore:
         self._protected_capacity = 0
         self.ghost_capacity = capacity
 
+    cdef int _grow_slots(self, Py_ssize_t slots) except -1:
+        """Room for ``slots`` slots; the new ones go on the free stack (taken lowest first).
+        A failed allocation leaves the cache as it was (an array may just be larger)."""
+        cdef Py_ssize_t i, old = self._slots
+        if slots <= old:
+            return 0
+        self._prev = <Py_ssize_t*> _regrow(self._prev, slots * sizeof(Py_ssize_t))
+        self._next = <Py_ssize_t*> _regrow(self._next, slots * sizeof(Py_ssize_t))
+        self._free = <Py_ssize_t*> _regrow(self._free, slots * sizeof(Py_ssize_t))
+        self._segment = <uint8_t*> _regrow(self._segment, slots)
+        self._hashes = <uint64_t*> _regrow(self._hashes, slots * sizeof(uint64_t))
+        if self._keys is None:
+            self._keys, self._values = [], []
+        self._keys.extend([None] * (slots - old))
+        self._values.extend([None] * (slots - old))
+        for i in range(slots - 1, old - 1, -1):
+            self._free[self._nfree] = i
+            self._nfree += 1
+        self._slots = slots
+        return 0
+
+    cdef int _grow_ring(self, Py_ssize_t ring_size) except -1:
+        """Room for ``ring_size`` ghosts: the ring is laid out afresh, oldest first."""
+        cdef Py_ssize_t i, old_position, old_size = self._ring_size
+        cdef long long* codes
+        cdef list keys
+        cdef object key
+        if ring_size <= old_size:
+            return 0
+        codes = <long long*> malloc(ring_size * sizeof(long long))
+        if codes == NULL:
+            raise MemoryError("cannot grow the cache's ghost ring")
+        keys = [None] * ring_size
+        for i in range(self._ring_len):
+            old_position = (self._ring_head + i) % old_size
+            codes[i] = self._ring_code[old_position]
+            key = self._ring_keys[old_position]
+            keys[i] = key
+            if codes[i] >= 0:
+                self._ghost[key] = i  # the key is in the dict already: no new entry, no __eq__ of others
+        free(self._ring_code)
+        self._ring_code = codes
+        self._ring_keys = keys
+        self._ring_head = 0
+        self._ring_size = ring_size
+        return 0
+
     cdef int _empty(self) except -1:
         """No entries, no ghosts: every slot free, the lists and the ring empty (set afresh,
         not walked, so this also repairs lists an interrupted operation left half-linked)."""
-        cdef Py_ssize_t i, slots = self.max_capacity + 1
+        cdef Py_ssize_t i, slots = self._slots
         for i in range(slots):
             self._free[i] = slots - 1 - i
         self._nfree = slots
@@ -362,6 +415,8 @@ cdef class CacheCore:
                 self._values[slot] = value
                 self._touch(slot)
                 return True
+            if self._nfree == 0:  # before anything changes: this may fail (MemoryError)
+                self._grow_slots(min(self.max_capacity + 1, 2 * self._slots))
             position = self._ghost.pop(key, None)
             if position is not None:
                 self._forget_ghost(<Py_ssize_t> position)
@@ -373,6 +428,8 @@ cdef class CacheCore:
             self._hashes[slot] = h
             self._push_front(slot, WINDOW)
             self.size += 1
+            if self._sketch.cells == NULL and 2 * self.size >= self.capacity:
+                sketch_init(&self._sketch, self.capacity)  # half full: admission is coming
             self._rebalance()
             return True
         finally:
@@ -416,6 +473,8 @@ cdef class CacheCore:
         cdef object key = self._keys[slot]
         cdef long long origin = 0 if self._segment[slot] == WINDOW else 1
         cdef Py_ssize_t position
+        if self._ring_len == self._ring_size and self._ring_len < self.ghost_capacity:
+            self._grow_ring(min(self.max_capacity, 2 * self._ring_size))  # before anything changes
         self._drop(slot)
         self.evictions += 1
         while self._ring_len >= self.ghost_capacity and self._ring_len:
@@ -501,6 +560,8 @@ cdef class CacheCore:
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
             self._counting = self._count_always or self.window_capacity < capacity
+            if self._sketch.cells != NULL and not sketch_fits(&self._sketch, capacity):
+                sketch_init(&self._sketch, capacity)  # a larger cache needs a wider sketch (counts restart)
             self._sketch.reset_at = 10 * capacity
             self._rebalance()
         finally:
@@ -580,6 +641,17 @@ cdef class CacheCore:
         self._empty()
         return True
 
+    @property
+    def structure_bytes(self):
+        """Bytes held by the cache's own structures (slot arrays, lists, dicts, ghost ring,
+        sketch), not by the keys and values: what an empty cache costs, and what grows."""
+        cdef Py_ssize_t total = self._slots * (3 * sizeof(Py_ssize_t) + 1 + sizeof(uint64_t))
+        total += self._ring_size * sizeof(long long)
+        if self._sketch.cells != NULL:
+            total += 4 * (self._sketch.width_mask + 1)
+        return total + sum(sys.getsizeof(x) for x in (self._keys, self._values, self._ring_keys,
+                                                        self._index, self._ghost, self._loading))
+
     @staticmethod
     def monotonic():
         """The clock ``next_interval_time`` is read against (seconds)."""
@@ -587,7 +659,7 @@ cdef class CacheCore:
 
     def check_invariants(self):
         """Raise AssertionError naming the first broken invariant (for tests; walks everything)."""
-        cdef Py_ssize_t slot, prev, n, seg, total = 0, slots = self.max_capacity + 1, i, position
+        cdef Py_ssize_t slot, prev, n, seg, total = 0, slots = self._slots, i, position
         self._acquire()
         try:
             linked = set()

@@ -2,7 +2,8 @@
 #
 # A count-min sketch of recent access frequencies: 4 rows of 4-bit-style counters
 # (saturating at 15, as in TinyLFU: popularity must be recent), all halved every
-# ``10 * capacity`` counts so that old popularity fades.
+# ``10 * capacity`` counts so that old popularity fades. Made when the cache is
+# first half full (``cells`` is NULL until then: no counts, every frequency 0).
 
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
@@ -16,18 +17,26 @@ cdef struct Sketch:
     Py_ssize_t reset_at  # halve at this many counts
 
 
-cdef int sketch_init(Sketch* sk, Py_ssize_t max_capacity, Py_ssize_t capacity) except -1:
+cdef int sketch_init(Sketch* sk, Py_ssize_t capacity) except -1:
+    """(Re)make the sketch for a cache of ``capacity`` entries: 4 counters per entry a row."""
     cdef Py_ssize_t width = 64
-    while width < 4 * max_capacity:
+    cdef uint8_t* cells
+    while width < 4 * capacity:
         width *= 2
-    sk.cells = <uint8_t*> malloc(4 * width)
-    if not sk.cells:
+    cells = <uint8_t*> malloc(4 * width)
+    if not cells:
         raise MemoryError("cannot allocate the cache's frequency sketch")
-    memset(sk.cells, 0, 4 * width)
+    memset(cells, 0, 4 * width)
+    free(sk.cells)
+    sk.cells = cells
     sk.width_mask = width - 1
     sk.adds = 0
     sk.reset_at = 10 * capacity
     return 0
+
+
+cdef inline bint sketch_fits(Sketch* sk, Py_ssize_t capacity) noexcept:
+    return 4 * capacity <= <Py_ssize_t> (sk.width_mask + 1)
 
 
 cdef void sketch_free(Sketch* sk) noexcept:
@@ -43,6 +52,8 @@ cdef inline void sketch_count(Sketch* sk, uint64_t h) noexcept:
     cdef uint64_t r
     cdef uint8_t* cell
     cdef Py_ssize_t i, n
+    if sk.cells == NULL:  # not made yet: the cache was never half full
+        return
     for r in range(4):
         cell = sk.cells + _sketch_cell(sk, h, r)
         if cell[0] < 15:
@@ -58,6 +69,8 @@ cdef inline void sketch_count(Sketch* sk, uint64_t h) noexcept:
 cdef inline int sketch_frequency(Sketch* sk, uint64_t h) noexcept:
     cdef uint64_t r
     cdef int best = 255, c
+    if sk.cells == NULL:
+        return 0
     for r in range(4):
         c = sk.cells[_sketch_cell(sk, h, r)]
         if c < best:

@@ -262,11 +262,10 @@ class AdaptiveCache(MutableMapping):
         }
 
     def _approx_bytes(self) -> int:
-        sample = self._core.items_by_recency(64)  # a few entries, not a copy of the cache
-        if not sample:
-            return 0
-        per_entry = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample)
-        return int(self._core.size * (per_entry + 100))  # + dict slot, list slots, links
+        # the structures exactly; keys and values from a sample of 64 entries, not a copy of all
+        sample = self._core.items_by_recency(64)
+        per_entry = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample) if sample else 0
+        return int(self._core.structure_bytes + self._core.size * per_entry)
 
     def _after_fork(self) -> None:
         # A thread of the parent may have held the core's lock (or been loading a key): it
