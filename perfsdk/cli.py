@@ -37,9 +37,17 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray]:
     """
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+                         f"expected timestamp,value CSV") from None
+
+
+def _read_rows(path: Path) -> tuple[list[str], np.ndarray]:
     timestamps: list[str] = []
     values: list[float] = []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -93,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
         result = analyze(args.path, out=args.out or default_out, detector=args.detector,
                          threshold=args.threshold, scheduler=args.scheduler, progress=not args.quiet,
                          confirm=args.confirm)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
+    except (FileNotFoundError, ValueError, ImportError, ConnectionError) as exc:
         raise InputError(str(exc)) from None
     print(result.summary())
     return 0

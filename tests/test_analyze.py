@@ -88,7 +88,7 @@ def test_analyzing_the_spans_directory_twice(dataset, tmp_path, capsys):
     for _ in range(2):
         assert main(["analyze", str(root / "spans"), "--quiet"]) == 0
         assert "1,600 spans in 2 partition(s), 1 anomalies" in capsys.readouterr().out
-    assert read(root, table="anomalies").num_rows == 2  # one per run, beside spans/
+    assert read(root, table="anomalies").num_rows == 1  # beside spans/; the second run replaced the first
 
 
 def _series_with_incidents(n=3000, seed=7):
@@ -143,3 +143,38 @@ def test_the_old_per_point_rule_put_back_disagrees_with_live():
         flagged = (np.abs(z) > 3.0) & (np.abs(values - expected) >= np.maximum(1.0, 0.2 * np.abs(expected)))
     per_point = [i for i in range(len(values)) if flagged[i] and not (i and flagged[i - 1])]
     assert per_point != live and set(live) < set(per_point)
+
+
+def test_analyze_says_when_it_found_no_spans_and_where_it_looked(tmp_path, capsys):
+    (tmp_path / "metrics.csv").write_text("t,v\n1,2\n")
+    assert main(["analyze", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no span files under" in err and str(tmp_path) in err and "Traceback" not in err
+    assert main(["analyze", str(tmp_path), "--confirm", "0"]) == 2
+    assert "confirm must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_corrupt_file_is_named_and_the_rest_is_analysed(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(dataset, copy)
+    victim = sorted(copy.rglob("part-*.arrow"))[0]
+    victim.write_bytes(b"ARROW1\x00\x00garbage")
+    result = analyze(copy, out=tmp_path / "out", progress=False)
+    assert len(result.skipped) == 1 and victim.name in result.skipped[0]
+    assert 0 < result.spans < 1600 and "skipped (unreadable)" in result.summary()
+
+
+def test_a_second_run_replaces_its_own_output(dataset, tmp_path):
+    first = analyze(dataset, out=tmp_path, progress=False).anomalies.num_rows
+    analyze(dataset, out=tmp_path, progress=False)
+    assert first >= 1 and read(tmp_path, table="anomalies").num_rows == first
+
+
+def test_detect_reports_a_non_utf8_file_in_one_line(tmp_path, capsys):
+    path = tmp_path / "latency.csv"
+    path.write_bytes(b"t,v\n1,\xff\xfe\n")
+    assert main(["detect", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a UTF-8 text file" in err

@@ -56,11 +56,20 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
 def analyze_partition(
     files: Sequence[str], detector: str = "zscore", threshold: float | None = None,
     min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = DEFAULT_CONFIRM,
-) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]]]:
-    """Anomalies (as an ANOMALIES table) and per-(service, name) figures for one partition."""
+) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """Anomalies (as an ANOMALIES table), per-(service, name) figures, and the files that
+    could not be read (named, with why), for one partition."""
     make = span_detectors([detector], threshold)[detector]
     rule = RunRule(confirm, min_delta_ms, min_ratio)
-    spans = pa.concat_tables([read_file(f).select(SPAN_COLUMNS) for f in files])
+    tables, skipped = [], []
+    for f in files:
+        try:
+            tables.append(read_file(f).select(SPAN_COLUMNS))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError) as exc:
+            skipped.append(f"{f}: {exc}")  # a corrupt file is named and skipped; the rest goes on
+    if not tables:
+        return ANOMALIES.empty_table(), {}, skipped
+    spans = pa.concat_tables(tables)
     encoded = pc.dictionary_encode(spans.column("name")).combine_chunks()
     codes = encoded.indices.to_numpy()
     names = encoded.dictionary.to_pylist()
@@ -97,7 +106,7 @@ def analyze_partition(
             parts["threshold"].append(np.full(len(starts), det.threshold))
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
             parts["run_end"].append(group[ends])
-    return _anomaly_table(spans, service, hits, parts), figures
+    return _anomaly_table(spans, service, hits, parts), figures, skipped
 
 
 def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
@@ -145,10 +154,12 @@ class Analysis:
     spans: int = 0
     partitions: int = 0
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # files that could not be read, and why
 
     def summary(self, top: int = 10) -> str:
         lines = [f"{self.spans:,} spans in {self.partitions} partition(s), {self.anomalies.num_rows:,} "
                  f"anomalies, {self.seconds:.2f} s ({self.spans / max(self.seconds, 1e-9):,.0f} spans/s)"]
+        lines += [f"skipped (unreadable): {why}" for why in self.skipped]
         worst = sorted(self.names.items(), key=lambda kv: (-kv[1]["anomalies"], -kv[1]["max_score"]))
         worst = [(n, f) for n, f in worst if f["anomalies"]][:top]
         if worst:
@@ -177,7 +188,12 @@ def analyze(
     each partition is a task on the cluster (``pip install perfsdk[dask]``).
     """
     started = time.perf_counter()
+    span_detectors([detector], threshold)  # bad options fail now, not in the first task
+    RunRule(confirm)
     partitions = span_partitions(path)
+    if not partitions:
+        raise FileNotFoundError(
+            f"no span files under {path} (looked for spans/service=*/date=*/part-*.arrow or .parquet)")
     options: dict[str, Any] = {"detector": detector, "threshold": threshold, "confirm": confirm}
     if scheduler is not None:
         results = _on_dask(scheduler, partitions, options)
@@ -187,22 +203,27 @@ def analyze(
             results.append(analyze_partition(files, **options))
             if progress:
                 _progress(i + 1, len(partitions), started)
-    tables = [table for table, _ in results]
+    tables = [table for table, _, _ in results]
     anomalies = pa.concat_tables(tables) if tables else ANOMALIES.empty_table()
     names: dict[tuple[str, str], dict[str, Any]] = {}
-    for _, figures in results:
+    skipped: list[str] = []
+    for _, figures, unreadable in results:
+        skipped += unreadable
         for name, f in figures.items():
             mine = names.setdefault(name, {"spans": 0, "anomalies": 0, "max_score": 0.0})
             mine["spans"] += f["spans"]
             mine["anomalies"] += f["anomalies"]
             mine["max_score"] = max(mine["max_score"], f["max_score"])
+    if out is not None:
+        for old in Path(out).glob("anomalies/service=*/date=*/part-*-analyze-*"):
+            old.unlink()  # an earlier run's output: a second run replaces it, never adds a copy
     if out is not None and anomalies.num_rows:
         for service in pc.unique(anomalies.column("service.name")).to_pylist():
-            writer = RotatingWriter(out, "anomalies", ANOMALIES, service)
+            writer = RotatingWriter(out, "anomalies", ANOMALIES, service, tag="analyze")
             writer.write(anomalies.filter(pc.equal(anomalies.column("service.name"), service)))
             writer.close()
     return Analysis(anomalies, names, sum(f["spans"] for f in names.values()), len(partitions),
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, skipped)
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -222,7 +243,14 @@ def _on_dask(scheduler: Any, partitions: list[list[str]], options: dict[str, Any
         from distributed import Client
     except ImportError as exc:
         raise ImportError("--scheduler needs Dask: pip install 'perfsdk[dask]'") from exc
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    if isinstance(scheduler, Client):
+        client = scheduler
+    else:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler} within 10 s "
+                                  f"({type(exc).__name__})") from None
     try:
         futures = client.map(analyze_partition, partitions, pure=False, **options)
         return client.gather(futures)

@@ -45,9 +45,10 @@ class RotatingWriter:
 
     def __init__(
         self, root: str | os.PathLike[str], table: str, schema: pa.Schema, service: str,
-        fmt: str = "arrow", max_bytes: int = 64 * 2**20, max_age_s: float = 60.0,
+        fmt: str = "arrow", max_bytes: int = 64 * 2**20, max_age_s: float = 60.0, tag: str | None = None,
     ) -> None:
         check_options(fmt, max_bytes, max_age_s)
+        self.tag = tag  # names the writer's files (``analyze`` finds its own earlier output by it)
         self.root = Path(root)
         self.table = table
         self.service = service
@@ -102,7 +103,7 @@ class RotatingWriter:
         self._seq += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         # pid and a random tag keep names unique across processes and writers of one partition
-        name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
+        name = f"part-{stamp}-{os.getpid()}-{self.tag or uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
         self._final = directory / name
         self._tmp = directory / f".{name}.tmp"
         self._sink = pa.OSFile(str(self._tmp), "wb")
