@@ -363,3 +363,16 @@ def test_a_forked_child_leaves_the_parents_open_files_alone(tmp_path):
     names = sorted(read(tmp_path).column("name").to_pylist())
     assert names.count("before-fork") == 1 and names.count("after-fork") == 1
     assert names.count("in-child") == 1
+
+
+def test_read_keeps_the_files_schema_metadata(tmp_path):
+    for service in ("shop", "billing"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(tmp_path))))
+        provider.get_tracer("t").start_span("GET /").end()
+        provider.shutdown()
+    metadata = read(tmp_path).schema.metadata
+    assert metadata[b"perfsdk.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert metadata[b"perfsdk.table"] == b"spans" and metadata[b"service.name"] == b"billing,shop"
+    one = next(tmp_path.rglob("part-*.arrow"))
+    assert read(one).schema.metadata[b"perfsdk.table"] == b"spans"

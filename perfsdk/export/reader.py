@@ -67,7 +67,18 @@ def read(
 
     dataset = ds.dataset(root, format="ipc" if fmt == "arrow" else "parquet",
                          partitioning="hive", schema=_with_partitions(schema))
-    return dataset.to_table(columns=wanted, filter=filt)
+    data = dataset.to_table(columns=wanted, filter=filt)
+    return data.replace_schema_metadata(_common_metadata(dataset))
+
+
+def _common_metadata(dataset: Any) -> dict[bytes, bytes]:
+    """The files' own schema metadata (perfsdk version, schema version, table, service):
+    a key all files agree on keeps its value; one they differ on lists every value."""
+    values: dict[bytes, set[bytes]] = {}
+    for fragment in dataset.get_fragments():
+        for key, value in (fragment.physical_schema.metadata or {}).items():
+            values.setdefault(key, set()).add(value)
+    return {key: b",".join(sorted(found)) for key, found in values.items()}
 
 
 def recover(path: str | os.PathLike[str]) -> pa.Table:
