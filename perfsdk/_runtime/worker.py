@@ -49,6 +49,10 @@ class Worker(Generic[T]):
         Items that may wait; beyond it ``submit`` drops and counts.
     max_batch
         Items handed to ``handle`` at once.
+    min_batch, linger_s
+        Wait up to ``linger_s`` for ``min_batch`` items before handling fewer (a
+        flush never waits): few wake-ups and large batches for work with a fixed
+        cost per batch, such as writing Arrow record batches. Default: no waiting.
     tick, tick_interval_s
         Also call ``tick()`` every ``tick_interval_s`` seconds once ``start()`` is called.
     faults
@@ -59,17 +63,18 @@ class Worker(Generic[T]):
     """
 
     def __init__(self, name: str, handle: Callable[[list[T]], Any] | None = None, *,
-                 max_queue: int = 2048, max_batch: int = 256,
+                 max_queue: int = 2048, max_batch: int = 256, min_batch: int = 1, linger_s: float = 0.0,
                  tick: Callable[[], Any] | None = None, tick_interval_s: float | None = None,
                  faults: Faults | None = None, shared: bool = False) -> None:
         self.name = name
         self._handle: Callable[[list[T]], Any] = handle or _run_each  # type: ignore[assignment]
         self.max_queue = max_queue
         self.max_batch = max_batch
+        self.min_batch = max(1, min(min_batch, max_batch, max_queue))  # a full queue never lingers
+        self.linger_s = linger_s
         self._tick = tick
         self.tick_interval_s = tick_interval_s
         self.faults = faults or FAULTS
-        self.submitted = 0
         self.handled = 0
         self.dropped = 0
         self._ticking = False
@@ -82,25 +87,56 @@ class Worker(Generic[T]):
 
     def _reset(self) -> None:
         self._queue: collections.deque[T] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._accepted = 0  # items queued (the flush target)
+        self._in_progress = 0  # items the worker is handling now
         self._finished = 0  # items handled or failed
+        self._flushing = 0  # callers waiting in flush(): no lingering for them
+        self._linger_until = 0.0
 
     # -- the caller's side --------------------------------------------------------
-    def submit(self, item: T) -> bool:
-        """Queue ``item``; False (and counted in ``dropped``) if the queue is full or shut."""
-        with self._cond:
-            if self._shutdown or len(self._queue) >= self.max_queue:
-                self.dropped += 1
-                return False
-            self._queue.append(item)
-            self._accepted += 1
-            self.submitted += 1
+    def submit(self, item: T, timeout_s: float = 0.0) -> bool:
+        """Queue ``item``; False (and counted in ``dropped``) if the queue is full or shut.
+
+        With ``timeout_s`` a full queue is waited on for that long first (a caller
+        that prefers a bounded wait to a loss); the default never waits.
+        """
+        queue = self._queue
+        if self._thread is not None and len(queue) < self.max_queue and not self._shutdown:
+            queue.append(item)  # atomic: no lock on the application's path (the bound may
+            queued = len(queue)  # be passed by a few items when threads race: it stays a bound)
+            if queued == 1 or queued == self.min_batch:  # wake the worker (it also polls)
+                with self._lock:
+                    self._cond.notify()
+            return True
+        return self._submit_locked(item, timeout_s)
+
+    def _submit_locked(self, item: T, timeout_s: float) -> bool:
+        """The rare path: no thread yet, a full queue (wait or drop, counted), or shut down."""
+        with self._lock:
+            queue = self._queue
+            if len(queue) >= self.max_queue or self._shutdown:
+                if not self._wait_for_room(timeout_s):
+                    self.dropped += 1
+                    return False
+            queue.append(item)
             self._parking = False
             self._ensure_thread()
-            self._cond.notify_all()
+            self._cond.notify()
         return True
+
+    def _wait_for_room(self, timeout_s: float) -> bool:  # under self._lock
+        if timeout_s <= 0 or self._shutdown:
+            return False
+        deadline = time.monotonic() + timeout_s
+        self._ensure_thread()
+        while len(self._queue) >= self.max_queue and not self._shutdown:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._cond.wait(remaining)
+        return not self._shutdown
 
     def start(self) -> None:
         """Start ticking (a worker without ``tick`` starts on its first ``submit``)."""
@@ -119,14 +155,19 @@ class Worker(Generic[T]):
         """Wait until everything submitted so far is handled; False if the deadline passed."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            target = self._accepted
-            while self._finished < target:
-                if self._thread is None or not self._thread.is_alive():
-                    self._ensure_thread()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.5))
+            target = self._finished + self._in_progress + len(self._queue)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._finished < target and (self._queue or self._in_progress):
+                    if self._thread is None or not self._thread.is_alive():
+                        self._ensure_thread()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(min(remaining, 0.5))
+            finally:
+                self._flushing -= 1
         return True
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
@@ -164,7 +205,7 @@ class Worker(Generic[T]):
         return thread is not None and thread.is_alive()
 
     def stats(self) -> dict[str, int]:
-        return {"submitted": self.submitted, "handled": self.handled, "dropped": self.dropped,
+        return {"submitted": self.handled + len(self._queue), "handled": self.handled, "dropped": self.dropped,
                 "queued": len(self._queue)}
 
     # -- the worker's side ----------------------------------------------------------
@@ -177,6 +218,8 @@ class Worker(Generic[T]):
         next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
         while True:
             with self._cond:
+                while self._lingering():
+                    self._cond.wait(max(self._linger_until - time.monotonic(), 0.0))
                 while not self._queue:
                     if self._shutdown or self._parking:
                         self._thread = None if self._thread is threading.current_thread() else self._thread
@@ -187,8 +230,10 @@ class Worker(Generic[T]):
                             break
                         self._cond.wait(wait)
                     else:
-                        self._cond.wait()
+                        self._cond.wait(0.25)  # submit's lock-free path may miss a wake-up: poll too
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+                self._in_progress = len(batch)
+                self._linger_until = 0.0
                 tick = self._ticking and self.tick_interval_s and time.monotonic() >= next_tick
             if batch:
                 try:
@@ -199,6 +244,7 @@ class Worker(Generic[T]):
                     with self._cond:
                         self.handled += len(batch)
                         self._finished += len(batch)
+                        self._in_progress = 0
                         self._cond.notify_all()
             if tick:
                 next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
@@ -206,6 +252,17 @@ class Worker(Generic[T]):
                     self._tick()  # type: ignore[misc]
                 except Exception as exc:
                     self.faults.record(f"{self.name} tick", exc)
+
+    def _lingering(self) -> bool:  # under self._cond
+        """Wait for a fuller batch? Only while fewer than ``min_batch`` items wait, nobody
+        is flushing or stopping, and the first of them has not waited ``linger_s`` yet."""
+        if not self._queue or len(self._queue) >= self.min_batch or self._flushing \
+                or self._shutdown or self._parking:
+            return False
+        now = time.monotonic()
+        if not self._linger_until:
+            self._linger_until = now + self.linger_s
+        return now < self._linger_until
 
     def _after_fork(self) -> None:
         # The parent's queued items are the parent's; the thread did not survive the fork.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -105,6 +105,8 @@ class ArrowSpanExporter(SpanExporter):
         self._writers: dict[str, RotatingWriter] = {}
         self._lock = threading.Lock()
         self._shutdown = False
+        #: More metadata for each new file (perfsdk's export records its drops so far there).
+        self.file_metadata: Callable[[], dict[str, str]] | None = None
         check_options(format, max_bytes, max_age_s)
         at_fork(self._after_fork)
 
@@ -114,6 +116,7 @@ class ArrowSpanExporter(SpanExporter):
             writer = self._writers[service] = RotatingWriter(
                 self.directory, "spans", SPANS, service, self.format, self.max_bytes, self.max_age_s
             )
+            writer.file_metadata = self.file_metadata
         return writer
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -49,6 +49,8 @@ class RotatingWriter:
     ) -> None:
         check_options(fmt, max_bytes, max_age_s)
         self.tag = tag  # names the writer's files (``analyze`` finds its own earlier output by it)
+        #: Called as each file opens: more metadata for it (the span export records its drops so far).
+        self.file_metadata: Callable[[], dict[str, str]] | None = None
         self.root = Path(root)
         self.table = table
         self.service = service
@@ -81,7 +83,7 @@ class RotatingWriter:
                 self._open(today)
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             try:
-                self._writer.write_table(table.replace_schema_metadata(self.schema.metadata))
+                self._writer.write_table(table.replace_schema_metadata(self._file_schema.metadata))
             except BaseException:
                 self._abandon()
                 raise
@@ -106,11 +108,14 @@ class RotatingWriter:
         name = f"part-{stamp}-{os.getpid()}-{self.tag or uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
         self._final = directory / name
         self._tmp = directory / f".{name}.tmp"
+        self._file_schema = self.schema
+        if self.file_metadata is not None:
+            self._file_schema = self.schema.with_metadata({**self.schema.metadata, **self.file_metadata()})
         self._sink = pa.OSFile(str(self._tmp), "wb")
         if self.fmt == "arrow":
-            self._writer = ipc.new_file(self._sink, self.schema)
+            self._writer = ipc.new_file(self._sink, self._file_schema)
         else:
-            self._writer = pq.ParquetWriter(self._sink, self.schema)
+            self._writer = pq.ParquetWriter(self._sink, self._file_schema)
         self._opened_at = time.monotonic()
         self._date = date
 

@@ -41,9 +41,11 @@ def ns_to_datetime(ns: int) -> datetime:
 class PerfSpanProcessor(SpanProcessor):
     """Feeds span durations into a DetectorBank and publishes the anomalies."""
 
-    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None) -> None:
+    def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None,
+                 export: Any = None) -> None:
         self.bank = bank
         self.sink = sink
+        self.export = export  # an ArrowExport: every ended span is queued for the Arrow files
         self.faults = faults or Faults()
         self.open_dropped = 0
         self._ended = itertools.count(1)
@@ -93,6 +95,8 @@ class PerfSpanProcessor(SpanProcessor):
                     caller = self._open.get(parent.span_id)
                     if caller is not None:
                         self._learn_call(caller, name)
+            if self.export is not None:
+                self.export.enqueue(span)
             if start is None or end is None:
                 return
             error = status.status_code is StatusCode.ERROR

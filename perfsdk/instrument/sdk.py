@@ -74,7 +74,7 @@ class PerfSDK:
             "call_edges_dropped": self.processor.edges_dropped,
             "resource_samples": self.sampler.samples if self.sampler else 0,
             "faults": {**FAULTS.snapshot(), **self.faults.snapshot()},  # background jobs' too
-            "export": self.export.spans.stats() if self.export else None,
+            "export": self.export.stats() if self.export else None,
             "per_span": bank.summary(),
         }
 
@@ -135,6 +135,8 @@ def init(
     otlp_endpoint: str | None = None,
     export_dir: str | None = None,
     export_format: str = "arrow",
+    export_queue_bytes: int = 64 * 2**20,
+    export_on_full: str = "drop",
     redactor: Any = None,
 ) -> PerfSDK:
     """Start perfsdk in this process and return its handle.
@@ -169,7 +171,13 @@ def init(
     export_dir, export_format, redactor
         Write spans, anomalies and resource samples to Arrow (or Parquet)
         files under ``export_dir`` (see ``perfsdk.export``); span attributes
-        pass through ``redactor`` (default: sensitive keys dropped).
+        pass through ``redactor`` (default: sensitive keys, URL query values,
+        e-mail addresses and card numbers removed).
+    export_queue_bytes, export_on_full
+        The span export's queue bound (64 MiB, about 65,000 spans) and what
+        happens when it is full: ``"drop"`` (counted in
+        ``stats()["export"]["spans_dropped"]``, a metric, the log and the next
+        file's metadata) or ``"block"`` (wait up to 0.1 s for room, then drop).
 
     A second ``init`` while perfsdk is running returns the running handle.
     """
@@ -190,6 +198,8 @@ def init(
         check_str("otlp_endpoint", otlp_endpoint)
     check_bool("sample_resources", sample_resources)
     check_choice("export_format", export_format, FORMATS)
+    check_int("export_queue_bytes", export_queue_bytes, minimum=1024)
+    check_choice("export_on_full", export_on_full, ("drop", "block"))
     if redactor is not None and not isinstance(redactor, Redactor):
         raise TypeError(f"redactor must be a perfsdk.export.Redactor, got {redactor!r}")
     if export_dir is not None:
@@ -208,16 +218,16 @@ def init(
         if export_dir:
             from perfsdk.instrument.arrow_export import ArrowExport  # loads pyarrow: only when exporting
 
-            export = ArrowExport(export_dir, service, export_format, redactor, faults)
+            export = ArrowExport(export_dir, service, export_format, redactor, faults,
+                                 max_queue_bytes=export_queue_bytes, on_full=export_on_full,
+                                 meter_provider=meter_provider)
         processor_box: list[PerfSpanProcessor] = []
         incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
         sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
                            writer=export.anomalies if export else None, service=service)
-        processor = PerfSpanProcessor(span_bank, sink, faults)
+        processor = PerfSpanProcessor(span_bank, sink, faults, export=export)
         processor_box.append(processor)
         provider.add_span_processor(processor)
-        if export is not None:
-            provider.add_span_processor(export.span_processor)
         sampler = None
         if sample_resources:
             resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
