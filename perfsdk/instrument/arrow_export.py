@@ -14,6 +14,11 @@ the running count in the next file's metadata (``perfsdk.spans_dropped``), so
 an analyst sees the gap; ``"block"`` waits up to ``block_timeout_s`` for room
 first. Nothing is lost in silence; ``force_flush()`` and ``shutdown()`` write
 everything queued.
+
+The writer waits for large batches (8,192 spans, or one second): each batch
+hands the GIL to pyarrow and back a few dozen times, and every hand-back can
+make the application's threads wait (CPython's convoy effect), so fewer,
+larger batches cost the application less.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class ArrowExport:
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.span_queue.dropped)}
         self.span_queue: Worker[Any] = Worker(
             "perfsdk-span-export", self._write_spans, max_queue=max_queue_bytes // SPAN_BYTES_ESTIMATE,
-            max_batch=4096, min_batch=1024, linger_s=0.5, faults=faults)  # large batches: a batch has a fixed cost
+            max_batch=16384, min_batch=8192, linger_s=1.0, faults=faults)  # few, large batches: see above
         self.block_timeout_s = block_timeout_s if on_full == "block" else 0.0
         self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
