@@ -580,8 +580,9 @@ def test_random_controller_settings_never_fault_or_leave_their_limits(seed):
     options = dict(interval=rng.choice([10, 50, 200]), miss_cost=rng.choice([0.0, 1.0, 1e6]),
                    memory_cost=rng.choice([0.0, 1e-6, 1e-2, 10.0]), step=rng.choice([1.01, 1.25, 2.0, 16.0]),
                    cooldown=rng.randint(0, 3), epsilon=rng.random(), seed=seed, adapt_window=rng.random() < 0.8)
-    if rng.random() < 0.3:
+    if rng.random() < 0.3:  # a target replaces the costs
         options["target_hit_ratio"] = rng.uniform(0.05, 0.95)
+        del options["miss_cost"], options["memory_cost"]
     cache = AdaptiveCache(capacity, min_capacity=low, max_capacity=high, controller=CacheController(**options),
                           mode=rng.choice(["auto", "advisory"]), window=rng.choice([None, 1.0, 0.5, 0.01]))
     universe = capacity * rng.choice([2, 5])

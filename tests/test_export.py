@@ -276,10 +276,11 @@ def test_init_exports_spans_anomalies_and_resources(tmp_path):
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
     sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), resource_interval_s=0.02)
     tracer = provider.get_tracer("t")
-    for i in range(60):
-        with tracer.start_as_current_span("job"):
-            time.sleep(0.0005 if i < 55 else 0.03)
-    time.sleep(0.2)
+    t0 = time.time_ns()
+    for i in range(60):  # durations set exactly, not slept: a busy machine cannot make a normal span slow
+        start = t0 + i * 10**8
+        tracer.start_span("job", start_time=start).end(end_time=start + (500_000 if i < 55 else 30_000_000))
+    time.sleep(0.2)  # a few resource samples
     sdk.shutdown()
     assert read(tmp_path).num_rows == 60
     anomalies = read(tmp_path, table="anomalies").to_pylist()

@@ -13,6 +13,7 @@ import pytest
 flask = pytest.importorskip("flask")
 FlaskInstrumentor = pytest.importorskip("opentelemetry.instrumentation.flask").FlaskInstrumentor
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
@@ -37,8 +38,8 @@ def shop():
         time.sleep(0.002 + slow["delay_s"])
         return "ok"
 
-    provider = TracerProvider()
-    sdk = perfsdk.init("shop", tracer_provider=provider, sample_resources=False)
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -34,7 +34,7 @@ def traced():
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     seen: list = []
-    sdk = perfsdk.init("test", tracer_provider=provider, on_anomaly=seen.append,
+    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=seen.append,
                        sample_resources=False, meter_provider=MeterProvider(metric_readers=[reader]))
     yield sdk, exporter, reader, seen
     sdk.shutdown()
@@ -174,9 +174,10 @@ def test_anomalies_are_logged(traced, caplog):
     sdk, _, _, _ = traced
     tracer = sdk.tracer_provider.get_tracer("t")
     with caplog.at_level(logging.WARNING, logger="perfsdk.anomaly"):
-        for i in range(40):
-            with tracer.start_as_current_span("job"):
-                time.sleep(0.0002 if i < 35 else 0.02)
+        t0 = time.time_ns()
+        for i in range(40):  # exact durations: a busy machine cannot fake or hide the anomaly
+            start = t0 + i * 10**8
+            tracer.start_span("job", start_time=start).end(end_time=start + (200_000 if i < 35 else 20_000_000))
         sdk.force_flush()
     assert "perfsdk anomaly" in caplog.text and "job" in caplog.text
 
@@ -187,9 +188,10 @@ def test_callback_fault_is_counted_not_raised():
                        on_anomaly=lambda a: 1 / 0)
     try:
         tracer = provider.get_tracer("t")
+        t0 = time.time_ns()
         for i in range(30):
-            with tracer.start_as_current_span("x"):
-                time.sleep(0.0002 if i < 25 else 0.02)
+            start = t0 + i * 10**8
+            tracer.start_span("x", start_time=start).end(end_time=start + (200_000 if i < 25 else 20_000_000))
         sdk.force_flush()
         assert sdk.stats()["faults"] == {"on_anomaly callback": sdk.stats()["anomalies"]}
     finally:
@@ -438,3 +440,14 @@ def test_no_perfsdk_thread_outlives_shutdown():
     for k in range(200):  # the cache goes on working; its deliveries start a thread again
         cache.get_or_load(k % 150, str)
     assert len(cache.decisions()) >= 30
+
+
+def test_options_that_exclude_each_other_are_refused():
+    from perfsdk import CacheController
+
+    with pytest.raises(ValueError, match="set them on your provider"):
+        perfsdk.init(tracer_provider=TracerProvider(), service_name="shop")
+    with pytest.raises(ValueError, match="target_hit_ratio or miss_cost"):
+        CacheController(target_hit_ratio=0.9, miss_cost=5.0)
+    with pytest.raises(ValueError, match="window or alpha"):
+        ZScoreDetector(window=10, alpha=0.1)

@@ -59,6 +59,9 @@ class CacheController(Controller):
         self.memory_cost = check_number("memory_cost", memory_cost, low=0.0, high=1e12)
         if target_hit_ratio is not None:
             check_number("target_hit_ratio", target_hit_ratio, low=0.0, high=1.0, low_open=True, high_open=True)
+            if (miss_cost, memory_cost) != (1.0, 1e-5):
+                raise ValueError("give target_hit_ratio or miss_cost/memory_cost, not both: a target "
+                                 "replaces the costs (the smallest cache that meets it)")
         self.target_hit_ratio = target_hit_ratio
         self.adapt_window = check_bool("adapt_window", adapt_window)
         super().__init__(self.discretizer, interval=interval, interval_seconds=interval_seconds, step=step,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from perfsdk._runtime import Faults
+
+log = logging.getLogger("perfsdk")
 
 __all__ = ["tracer_provider"]
 
@@ -28,6 +32,10 @@ def tracer_provider(
         return given, False
     current = trace.get_tracer_provider()
     if hasattr(current, "add_span_processor"):
+        if service_name is not None or otlp_endpoint is not None:
+            log.warning("perfsdk: the application already has an OpenTelemetry SDK TracerProvider; "
+                        "perfsdk joins it, and service_name/otlp_endpoint (which configure a provider "
+                        "perfsdk creates) are not applied")
         return current, False  # type: ignore[return-value]
     attributes = {"service.name": service_name} if service_name else {}
     provider = TracerProvider(resource=Resource.create(attributes))

@@ -194,6 +194,9 @@ def init(
     check_number("resource_interval_s", resource_interval_s, low=0.0, low_open=True)
     if service_name is not None:
         check_str("service_name", service_name)
+    if tracer_provider is not None and (service_name is not None or otlp_endpoint is not None):
+        raise ValueError("service_name and otlp_endpoint configure a TracerProvider perfsdk creates; "
+                         "with tracer_provider=..., set them on your provider instead")
     if otlp_endpoint is not None:
         check_str("otlp_endpoint", otlp_endpoint)
     check_bool("sample_resources", sample_resources)
