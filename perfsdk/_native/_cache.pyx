@@ -117,7 +117,7 @@ cdef class CacheCore:
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
         # Memory follows the entries held, not the limits: the slot arrays and the ghost
-        # ring start small and double as they fill (amortised O(1)), the frequency sketch
+        # ring start small and grow by half as they fill (amortised O(1)), the frequency sketch
         # is made when the cache first gets half full -- before that nothing is evicted,
         # so nothing needs admitting (Caffeine waits the same way).
         if capacity < 1 or max_capacity < capacity:
@@ -416,7 +416,7 @@ cdef class CacheCore:
                 self._touch(slot)
                 return True
             if self._nfree == 0:  # before anything changes: this may fail (MemoryError)
-                self._grow_slots(min(self.max_capacity + 1, 2 * self._slots))
+                self._grow_slots(min(self.max_capacity + 1, self._slots + self._slots // 2))
             position = self._ghost.pop(key, None)
             if position is not None:
                 self._forget_ghost(<Py_ssize_t> position)
@@ -474,7 +474,7 @@ cdef class CacheCore:
         cdef long long origin = 0 if self._segment[slot] == WINDOW else 1
         cdef Py_ssize_t position
         if self._ring_len == self._ring_size and self._ring_len < self.ghost_capacity:
-            self._grow_ring(min(self.max_capacity, 2 * self._ring_size))  # before anything changes
+            self._grow_ring(min(self.max_capacity, self._ring_size + self._ring_size // 2))  # before anything changes
         self._drop(slot)
         self.evictions += 1
         while self._ring_len >= self.ghost_capacity and self._ring_len:
