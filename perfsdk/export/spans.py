@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from operator import attrgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,26 +38,9 @@ def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redact
     function call each, 13 of them a span); any other ``ReadableSpan`` through
     the public API.
     """
-    if all(type(s) is ReadableSpan for s in spans):
-        contexts = [s._context for s in spans]
-        parents = [s._parent for s in spans]
-        start_times = [s._start_time for s in spans]
-        end_times = [s._end_time for s in spans]
-        statuses = [s._status for s in spans]
-        scopes = [s._instrumentation_scope for s in spans]
-        names = [s._name for s in spans]
-        kinds = [s._kind for s in spans]
-        attributes = [s._attributes for s in spans]
-    else:
-        contexts = [s.context for s in spans]
-        parents = [s.parent for s in spans]
-        start_times = [s.start_time for s in spans]
-        end_times = [s.end_time for s in spans]
-        statuses = [s.status for s in spans]
-        scopes = [s.instrumentation_scope for s in spans]
-        names = [s.name for s in spans]
-        kinds = [s.kind for s in spans]
-        attributes = [s.attributes for s in spans]
+    getters = _SDK_FIELDS if all(type(s) is ReadableSpan for s in spans) else _PUBLIC_FIELDS
+    (contexts, parents, start_times, end_times, statuses, scopes, names, kinds,
+     attributes) = (list(map(get, spans)) for get in getters)  # one column at a time, in C
     starts = np.array([t or 0 for t in start_times], dtype=np.int64)
     ends = np.array([t or 0 for t in end_times], dtype=np.int64)
     columns = [
@@ -77,10 +61,14 @@ def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redact
     return pa.RecordBatch.from_arrays(columns, schema=SPANS)
 
 
+_FIELDS = ("context", "parent", "start_time", "end_time", "status", "instrumentation_scope", "name", "kind",
+           "attributes")
+_PUBLIC_FIELDS = [attrgetter(name) for name in _FIELDS]
+_SDK_FIELDS = [attrgetter(f"_{name}") for name in _FIELDS]  # the properties' own fields
 _LOW64 = (1 << 64) - 1
 
 
-def _trace_words(contexts: list[Any]) -> tuple[list[int], list[int]]:
+def _trace_words(contexts: Sequence[Any]) -> tuple[list[int], list[int]]:
     """128-bit trace ids as their high and low 64-bit words."""
     ids = [0 if c is None else c.trace_id for c in contexts]
     return [i >> 64 for i in ids], [i & _LOW64 for i in ids]
