@@ -382,15 +382,6 @@ cdef class CacheCore:
                     PyThread_release_lock(loading.gate)
                 self._release()
 
-    def peek(self, key, default=None):
-        """The value for ``key`` without touching recency or statistics."""
-        self._acquire()
-        try:
-            slot_obj = self._index.get(key)
-            return default if slot_obj is None else self._values[<Py_ssize_t> slot_obj]
-        finally:
-            self._release()
-
     def put(self, key, value):
         """Store ``value`` (a new key enters the window); returns True."""
         return self._put(key, value)

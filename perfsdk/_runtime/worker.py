@@ -146,11 +146,6 @@ class Worker(Generic[T]):
             self._ensure_thread()
             self._cond.notify_all()
 
-    def stop_ticking(self) -> None:
-        with self._cond:
-            self._ticking = False
-            self._cond.notify_all()
-
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until everything submitted so far is handled; False if the deadline passed."""
         deadline = time.monotonic() + timeout_s
@@ -176,10 +171,7 @@ class Worker(Generic[T]):
         with self._cond:
             self._shutdown = True
             self._ticking = False
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        self._end_thread(timeout_s)
 
     def park(self, timeout_s: float = 5.0) -> bool:
         """Handle what is queued, then end the thread; the next ``submit`` starts a new one.
@@ -192,11 +184,16 @@ class Worker(Generic[T]):
             if self._queue or self._ticking:
                 return False
             self._parking = True
+        self._end_thread(timeout_s)
+        return done and not self.alive
+
+    def _end_thread(self, timeout_s: float) -> None:
+        """Wake the thread to see it should stop (shutdown or parking), and wait for it."""
+        with self._cond:
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        return done and not self.alive
 
     @property
     def alive(self) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from perfsdk._native import CacheCore, CachedFunction
-from perfsdk._runtime import Faults, at_fork, check_choice, check_int, check_number, check_str
+from perfsdk._runtime import Faults, at_fork, check_callable, check_choice, check_int, check_number, check_str
 from perfsdk.adapt.cache_controller import CacheController
 from perfsdk.adapt.cache_policy import MIN_WINDOW, CacheEvidence
 from perfsdk.adapt.controller import Evidence
@@ -83,8 +83,8 @@ class AdaptiveCache(MutableMapping):
         check_int("max_capacity", max_capacity, minimum=capacity)
         check_choice("mode", mode, ("auto", "advisory"))
         check_str("name", name)
-        if on_decision is not None and not callable(on_decision):
-            raise TypeError(f"on_decision must be callable, got {on_decision!r}")
+        if on_decision is not None:
+            check_callable("on_decision", on_decision)
         if controller == "default":
             controller = CacheController()
         if controller is not None and not isinstance(controller, CacheController):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from perfsdk._runtime import check_choice, check_int, check_number
 
-__all__ = ["FORMATS", "check_options"]
+__all__ = ["FORMATS", "SPAN_BYTES_ESTIMATE", "check_options"]
 
 FORMATS = ("arrow", "parquet")
+#: What one ended span waiting for the export costs, roughly (the SDK's ReadableSpan and its
+#: attributes): the span queue's bound in bytes, divided by this, is its bound in spans.
+SPAN_BYTES_ESTIMATE = 1024
 
 
 def check_options(fmt: str, max_bytes: int, max_age_s: float) -> None:

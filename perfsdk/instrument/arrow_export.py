@@ -30,17 +30,15 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from perfsdk._runtime import Faults, Worker, check_choice, check_int, check_number, suppressed
+from perfsdk._runtime import Faults, Worker, suppressed
 from perfsdk._version import __version__
 from perfsdk.adapt.controller import DECISION_DELIVERY
 from perfsdk.export import ArrowSpanExporter, TableWriter, decision_row
+from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
-__all__ = ["ArrowExport", "SPAN_BYTES_ESTIMATE"]
+__all__ = ["ArrowExport"]
 
 log = logging.getLogger("perfsdk.export")
-
-#: What one ended span held in the queue costs, roughly (the SDK's ReadableSpan and its attributes).
-SPAN_BYTES_ESTIMATE = 1024
 
 
 class ArrowExport:
@@ -55,14 +53,13 @@ class ArrowExport:
     on_full, block_timeout_s
         ``"drop"`` (counted, logged, recorded) or ``"block"`` (wait that long for
         room, then drop and count) when the queue is full.
+
+    ``perfsdk.init`` checks these, as it checks all its arguments, before making one.
     """
 
     def __init__(self, directory: str, service: str, fmt: str, redactor: Any, faults: Faults, *,
                  max_queue_bytes: int = 64 * 2**20, on_full: str = "drop", block_timeout_s: float = 0.1,
                  meter_provider: Any = None) -> None:
-        check_int("max_queue_bytes", max_queue_bytes, minimum=SPAN_BYTES_ESTIMATE)
-        check_choice("on_full", on_full, ("drop", "block"))
-        check_number("block_timeout_s", block_timeout_s, low=0.0)
         self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.span_queue.dropped)}
         self.span_queue: Worker[Any] = Worker(

@@ -17,7 +17,7 @@ from perfsdk._runtime import (
 )
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors
-from perfsdk.export.options import FORMATS
+from perfsdk.export.options import FORMATS, SPAN_BYTES_ESTIMATE
 from perfsdk.export.redact import Redactor
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
@@ -201,7 +201,7 @@ def init(
         check_str("otlp_endpoint", otlp_endpoint)
     check_bool("sample_resources", sample_resources)
     check_choice("export_format", export_format, FORMATS)
-    check_int("export_queue_bytes", export_queue_bytes, minimum=1024)
+    check_int("export_queue_bytes", export_queue_bytes, minimum=SPAN_BYTES_ESTIMATE)
     check_choice("export_on_full", export_on_full, ("drop", "block"))
     if redactor is not None and not isinstance(redactor, Redactor):
         raise TypeError(f"redactor must be a perfsdk.export.Redactor, got {redactor!r}")
