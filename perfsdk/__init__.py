@@ -1,15 +1,34 @@
 """perfsdk: the performance SDK that lives inside a Python service.
 
+``import perfsdk`` loads almost nothing: each name below loads its part of
+the SDK (and numpy, OpenTelemetry's SDK, pyarrow) the first time it is used.
+
 >>> import perfsdk
 >>> det = perfsdk.ZScoreDetector(window=64, threshold=3.0)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perfsdk._runtime import lazy_names
 from perfsdk._version import __version__
-from perfsdk.adapt import (
-    Action, AdaptiveCache, CacheController, Controller, Decision, Discretizer, QLearner, cached,
-)
-from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector
-from perfsdk.instrument import Incident, PerfSDK, init, monitor
+
+if TYPE_CHECKING:
+    from perfsdk.adapt import (
+        Action, AdaptiveCache, CacheController, Controller, Decision, Discretizer, QLearner, cached,
+    )
+    from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector
+    from perfsdk.instrument import Incident, PerfSDK, init, monitor
+
+_HOMES = {
+    **dict.fromkeys(["Action", "AdaptiveCache", "CacheController", "Controller", "Decision", "Discretizer",
+                     "QLearner", "cached"], "perfsdk.adapt"),
+    **dict.fromkeys(["Anomaly", "ArimaDetector", "ArimaFit", "Detector", "Forecast", "RunRule",
+                     "ZScoreDetector"], "perfsdk.detect"),
+    **dict.fromkeys(["Incident", "PerfSDK", "init", "monitor"], "perfsdk.instrument"),
+}
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)
 
 __all__ = [
     "Action", "AdaptiveCache", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Controller",

@@ -274,7 +274,8 @@ def test_eight_threads_hammering_one_cache():
     errors = in_threads(work)
     assert not errors
     assert len(list(cache)) == len(cache) <= cache.capacity
-    assert all(cache.get(k) == k for k in list(cache))
+    # items(), not get(): gets count toward the next decision, which may shrink the cache mid-check
+    assert all(k == v for k, v in cache.items())
     assert cache.stats()["decision_faults"] == 0
 
 

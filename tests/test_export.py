@@ -17,7 +17,8 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import perfsdk
 from perfsdk.export import SPANS, ArrowSpanExporter, Redactor, TableWriter, read, recover
@@ -63,6 +64,28 @@ def test_spans_round_trip_with_schema_metadata_and_partitions(tmp_path):
     assert row["duration_ms"] == pytest.approx((row["end_time"] - row["start_time"]).total_seconds() * 1e3, abs=1e-3)
     assert dict(row["attributes"]) == {"http.route": "/cart", "http.status_code": "200"}
     assert row["kind"] == "INTERNAL" and row["service.name"] == "shop" and row["scope.name"] == "test"
+
+
+def test_span_rows_read_through_fields_agree_with_the_public_api():
+    """span_row reads the SDK's fields (and SpanContext's tuple layout) for speed; an
+    OpenTelemetry release that changes them must show up here, not as wrong files."""
+    from perfsdk.export.spans import public_span_row, span_row
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    tracer = provider.get_tracer("scope-a")
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with tracer.start_as_current_span("parent", kind=SpanKind.SERVER):
+        with tracer.start_as_current_span("child", attributes={"a": 1, "b": ("x", "y")}) as child:
+            child.set_status(Status(StatusCode.ERROR, "boom"))
+    ended = memory.get_finished_spans()
+    for span in ended:
+        assert span_row(span) == public_span_row(span)
+    child_row, parent_row = (span_row(s) for s in ended)
+    assert child_row[2] == parent_row[1] and parent_row[2] is None
+    assert (child_row[4], child_row[7], child_row[8], child_row[9]) == ("INTERNAL", "ERROR", "boom", "scope-a")
+    assert (parent_row[4], parent_row[10], parent_row[11]) == ("SERVER", None, "shop")
+    assert child_row[10] == {"a": 1, "b": ("x", "y")}
 
 
 def test_pandas_and_duckdb_read_the_files_without_perfsdk(tmp_path):

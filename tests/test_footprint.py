@@ -21,6 +21,13 @@ def loaded_after(code: str) -> set[str]:
 
 def test_import_and_init_load_no_heavy_library():
     assert loaded_after("import perfsdk") == set()
+    out = subprocess.run([sys.executable, "-c", "import sys, perfsdk; print(sorted(m for m in sys.modules "
+                          "if m.split('.')[0] in ('numpy', 'perfsdk') or m.startswith('opentelemetry.sdk')))"],
+                         capture_output=True, text=True, check=True)
+    # names load on first use: the package itself is its version and the runtime layer
+    assert eval(out.stdout) == ["perfsdk", "perfsdk._runtime", "perfsdk._runtime.callbacks", "perfsdk._runtime.faults",
+                                "perfsdk._runtime.forks", "perfsdk._runtime.hooks", "perfsdk._runtime.lazy",
+                                "perfsdk._runtime.validate", "perfsdk._runtime.worker", "perfsdk._version"]
     assert loaded_after("""
         import perfsdk
         from opentelemetry.sdk.trace import TracerProvider
@@ -47,12 +54,35 @@ def test_heavy_libraries_load_when_first_needed():
     """)
 
 
+def test_exporting_spans_and_tables_does_not_load_pandas():
+    """pyarrow's ``pa.array`` imports pandas (33,000 objects for the host's collector to scan);
+    the writers build their columns from buffers instead."""
+    assert "pandas" not in loaded_after("""
+        import tempfile, perfsdk
+        from opentelemetry.sdk.trace import TracerProvider
+        sdk = perfsdk.init(tracer_provider=TracerProvider(), export_dir=tempfile.mkdtemp(), sample_resources=False)
+        tracer = sdk.tracer_provider.get_tracer("t")
+        for i in range(50):
+            with tracer.start_as_current_span("GET /a", attributes={"http.target": "/a?x=1", "n": i}):
+                pass
+        sdk.export.anomalies.add({"series": "GET /a", "detector": "z", "service.name": "s", "details": [("k", "v")]})
+        sdk.export.decisions.add({"timestamp": 1, "service.name": "s", "controller": "c", "mode": "auto", "state": 1,
+                                  "action": "hold", "applied": True, "q_values": [0.0, 1.0],
+                                  "state_features": {"hit_ratio": 0.5}})
+        sdk.force_flush()
+        assert sdk.stats()["export"]["spans_exported"] == 50, sdk.stats()
+        assert not sdk.stats()["faults"], sdk.stats()
+        sdk.shutdown()
+    """)
+
+
 MEMORY = textwrap.dedent("""
     import functools, gc, sys
     def rss_mb():
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096 / 2**20
     import perfsdk
+    perfsdk.AdaptiveCache  # its modules (numpy, the compiled core) are not the cache's memory
     which, n = sys.argv[1], int(sys.argv[2])
     gc.collect(); before = rss_mb()
     if which == "empty":

@@ -9,6 +9,8 @@
 - ``call_user``: runs a user callback under OpenTelemetry's
   suppress-instrumentation key, so the callback's own I/O is never traced back
   into the detectors.
+- ``lazy_names``: packages whose names load on first use (``import perfsdk``
+  loads almost nothing).
 - ``check_*``: argument validation (``TypeError`` for a wrong type, ``ValueError``
   for a wrong value, naming the argument).
 
@@ -19,6 +21,7 @@ from perfsdk._runtime.callbacks import call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import HOOKS, Hooks
+from perfsdk._runtime.lazy import lazy_names
 from perfsdk._runtime.validate import (
     check_bool, check_callable, check_choice, check_int, check_number, check_str,
 )
@@ -26,6 +29,7 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
     "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
-    "check_callable", "check_choice", "check_int", "check_number", "check_str", "park_shared_workers",
+    "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names",
+    "park_shared_workers",
     "suppressed",
 ]

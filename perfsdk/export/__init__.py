@@ -28,15 +28,16 @@ Parquet files with ``read_parquet``, and the Arrow files through a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from perfsdk._runtime import lazy_names
 
 if TYPE_CHECKING:
     from perfsdk.export.options import FORMATS
     from perfsdk.export.reader import read, recover
     from perfsdk.export.redact import Redactor
     from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
-    from perfsdk.export.spans import ArrowSpanExporter
+    from perfsdk.export.spans import ArrowSpanExporter, SpanRow, span_row
     from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
 
 #: name -> the module that defines it. pyarrow is a large import: a process that
@@ -44,17 +45,11 @@ if TYPE_CHECKING:
 _HOMES = {
     "FORMATS": "options", "read": "reader", "recover": "reader", "Redactor": "redact",
     "ANOMALIES": "schema", "DECISIONS": "schema", "RESOURCES": "schema", "SPANS": "schema",
-    "ArrowSpanExporter": "spans", "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
+    "ArrowSpanExporter": "spans", "SpanRow": "spans", "span_row": "spans", "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
 }
 
 __all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
-           "TableWriter", "anomaly_row", "decision_row", "read", "recover"]
+           "SpanRow", "TableWriter", "anomaly_row", "decision_row", "read", "recover", "span_row"]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {name: f"{__name__}.{home}" for name, home in _HOMES.items()})

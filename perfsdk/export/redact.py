@@ -45,6 +45,8 @@ REDACTED = "REDACTED"
 #: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
 WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
 
+MEMO_ENTRIES = 4096  # (key, value) outcomes remembered; short scalar values only
+_MEMO_TYPES = frozenset((str, bool, int, float))
 _SPLIT = re.compile(r"[.\s_\-]+")
 _EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
@@ -116,6 +118,7 @@ class Redactor:
         self._hash_key = hash_key or (env_key.encode() if env_key else os.urandom(32))
         self.max_value_chars = max_value_chars
         self._verdicts: dict[str, str] = {}  # key -> keep / hash / drop (keys repeat a lot)
+        self._memo: dict[tuple[str, type, Any], str | None] = {}  # (key, value) -> what is written
         self.dropped = 0
 
     def verdict(self, key: str) -> str:
@@ -147,27 +150,50 @@ class Redactor:
         return "hmac:" + hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
     def __call__(self, attributes: Mapping[str, Any] | None) -> dict[str, str]:
-        """The attributes that may be written, as strings."""
+        """The attributes that may be written, as strings.
+
+        Keys and values repeat a lot (``http.method=GET``): each pair's outcome is
+        remembered (a bounded memo, cleared when full), so most cost a lookup.
+        """
+        # OTel's BoundedAttributes: its plain dict (a span's attributes no longer change once it
+        # has ended, and the mapping's own iteration takes a lock per item)
+        attributes = getattr(attributes, "_dict", attributes)
         if not attributes:
             return {}
         out: dict[str, str] = {}
+        memo = self._memo
         for key, value in attributes.items():
-            verdict = self.verdict(key)
-            if verdict == "drop":
+            try:
+                text = memo[key, type(value), value]
+            except KeyError:
+                text = self._redact(key, value)
+                if type(value) in _MEMO_TYPES and not (type(value) is str and len(value) > 256):
+                    if len(memo) >= MEMO_ENTRIES:
+                        memo.clear()
+                    memo[key, type(value), value] = text
+            except TypeError:  # an unhashable value
+                text = self._redact(key, value)
+            if text is None:
                 self.dropped += 1
-                continue
-            text = value if isinstance(value, str) else _text(value)
-            if verdict == "hash":
-                out[key] = self.hash(text)
-                continue
-            if verdict == "url":
-                text = self.url(text, query_only=key == "url.query")
-            if self.scrub_values and verdict != "clear":
-                text = scrub(text)
-            if len(text) > self.max_value_chars:
-                text = text[: self.max_value_chars] + "..."
-            out[key] = text
+            else:
+                out[key] = text
         return out
+
+    def _redact(self, key: str, value: Any) -> str | None:
+        """One attribute as it may be written, or None to drop it."""
+        verdict = self.verdict(key)
+        if verdict == "drop":
+            return None
+        text = value if isinstance(value, str) else _text(value)
+        if verdict == "hash":
+            return self.hash(text)
+        if verdict == "url":
+            text = self.url(text, query_only=key == "url.query")
+        if self.scrub_values and verdict != "clear":
+            text = scrub(text)
+        if len(text) > self.max_value_chars:
+            text = text[: self.max_value_chars] + "..."
+        return text
 
     def url(self, text: str, query_only: bool = False) -> str:
         """``text`` (a URL, a request target, or with ``query_only`` a query string) with

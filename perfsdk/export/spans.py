@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from operator import attrgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,60 +20,114 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from perfsdk._runtime import Faults, at_fork
+from perfsdk.export.columns import column, strings
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["ArrowSpanExporter", "spans_to_batch"]
+__all__ = ["ArrowSpanExporter", "SpanRow", "public_span_row", "rows_to_batch", "span_row", "spans_to_batch"]
 
 log = logging.getLogger("perfsdk.export")
 
 
-def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redactor) -> pa.RecordBatch:
-    """One record batch of the SPANS table from OTel spans (redacted).
+#: trace id, span id, parent span id (or None), name, kind, start ns, end ns, status code,
+#: status message, scope name, attributes (a dict, or None), service name: plain values only.
+SpanRow = tuple[int, int, "int | None", str, str, int, int, str, "str | None", "str | None",
+                "dict[str, Any] | None", str]
 
-    The SDK's own spans are read through their fields (its properties cost a
-    function call each, 13 of them a span); any other ``ReadableSpan`` through
-    the public API.
+
+def span_row(span: ReadableSpan) -> SpanRow:
+    """The values an ended span's Arrow row is made of.
+
+    perfsdk's export queues these rows, not the spans, and the rows hold plain
+    values only (ints, strings, a dict of them): the garbage collector stops
+    tracking such a row at its first young collection, while a queued span
+    keeps a dozen tracked objects alive, to be scanned again and again and to
+    bring on full collections (that scanning cost the host more than the
+    export itself). The SDK's spans are read through their fields, which costs
+    the application's thread a fraction of their properties (``SpanContext``
+    is a tuple of trace id, span id, ...); any other ``ReadableSpan`` through
+    the public API. ``tests/test_export.py`` checks that both ways agree.
     """
-    getters = _SDK_FIELDS if all(type(s) is ReadableSpan for s in spans) else _PUBLIC_FIELDS
-    (contexts, parents, start_times, end_times, statuses, scopes, names, kinds,
-     attributes) = (list(map(get, spans)) for get in getters)  # one column at a time, in C
-    starts = np.array([t or 0 for t in start_times], dtype=np.int64)
-    ends = np.array([t or 0 for t in end_times], dtype=np.int64)
+    sdk: Any = span  # its private fields, checked against the public API by the tests
+    try:
+        context, parent, status, scope, attributes = (
+            sdk._context, sdk._parent, sdk._status, sdk._instrumentation_scope, sdk._attributes)
+        return (context[0], context[1], None if parent is None else parent[1], sdk._name,
+                _NAME_OF[id(sdk._kind)], sdk._start_time or 0, sdk._end_time or 0,
+                _NAME_OF[id(status._status_code)], status._description,
+                None if scope is None else scope._name,
+                None if attributes is None else (attributes._dict or None),
+                _service_name(sdk._resource))
+    except Exception:  # not the SDK's span (or a future SDK): what the public API says
+        return public_span_row(span)
+
+
+def public_span_row(span: ReadableSpan) -> SpanRow:
+    """``span_row`` through the public ``ReadableSpan`` API only."""
+    context, parent, status, scope = span.context, span.parent, span.status, span.instrumentation_scope
+    return (0 if context is None else context.trace_id, 0 if context is None else context.span_id,
+            None if parent is None else parent.span_id, span.name, span.kind.name, span.start_time or 0,
+            span.end_time or 0, status.status_code.name, status.description,
+            None if scope is None else scope.name, dict(span.attributes) if span.attributes else None,
+            _service_name(span.resource))
+
+
+_NAME_OF = {id(member): member.name for member in (*SpanKind, *StatusCode)}  # enum hashes run in Python
+_last_resource: tuple[Any, str] = (None, "unknown_service")  # a provider's spans share one resource
+
+
+def _service_name(resource: Any) -> str:
+    """The ``service.name`` of a span's resource (the last resource's, remembered)."""
+    global _last_resource
+    last = _last_resource  # one read and one write of a tuple: safe without a lock
+    if last[0] is resource:
+        return last[1]
+    name = "unknown_service" if resource is None else str(
+        resource.attributes.get("service.name", "unknown_service"))
+    _last_resource = (resource, name)
+    return name
+
+
+def rows_to_batch(rows: Sequence[SpanRow], service: str, redactor: Redactor) -> pa.RecordBatch:
+    """One record batch of the SPANS table from span rows (``span_row``), attributes redacted.
+
+    Each column is built for the whole batch at once (``zip``, numpy, the hex
+    ids in C), from buffers (``export.columns``: ``pa.array`` would import pandas
+    into the host).
+    """
+    (trace_ids, span_ids, parent_ids, names, kinds, start_times, end_times, statuses, messages, scopes,
+     attributes, _) = zip(*rows)
+    starts = np.array(start_times, dtype=np.int64)
+    ends = np.array(end_times, dtype=np.int64)
     columns = [
-        _hex_ids(*_trace_words(contexts)),
-        _hex_ids([0 if c is None else c.span_id for c in contexts]),
-        _hex_ids([0 if p is None else p.span_id for p in parents], valid=[p is not None for p in parents]),
-        pa.array(names, pa.string()),
-        pa.array([_KIND_NAMES[k] for k in kinds], pa.string()),
-        pa.array(starts, TS),
-        pa.array(ends, TS),
-        pa.array((ends - starts) / 1e6, pa.float64()),
-        pa.array([_STATUS_NAMES[st.status_code] for st in statuses], pa.string()),
-        pa.array([st.description for st in statuses], pa.string()),
-        pa.array([service] * len(spans), pa.string()),
-        pa.array([None if sc is None else sc.name for sc in scopes], pa.string()),
-        pa.array([list(redactor(a).items()) if a else [] for a in attributes], STRING_MAP),
+        _hex_ids([i >> 64 for i in trace_ids], [i & _LOW64 for i in trace_ids]),
+        _hex_ids(span_ids),
+        _hex_ids([p or 0 for p in parent_ids], valid=[p is not None for p in parent_ids]),
+        strings(names),
+        strings(kinds),
+        column(starts, TS),
+        column(ends, TS),
+        column((ends - starts) / 1e6, pa.float64()),
+        strings(statuses),
+        strings(messages),
+        strings([service] * len(rows)),
+        strings(scopes),
+        column(list(map(redactor, attributes)), STRING_MAP),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=SPANS)
 
 
-_FIELDS = ("context", "parent", "start_time", "end_time", "status", "instrumentation_scope", "name", "kind",
-           "attributes")
-_PUBLIC_FIELDS = [attrgetter(name) for name in _FIELDS]
-_SDK_FIELDS = [attrgetter(f"_{name}") for name in _FIELDS]  # the properties' own fields
+def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redactor) -> pa.RecordBatch:
+    """One record batch of the SPANS table from OTel spans (redacted)."""
+    return rows_to_batch([span_row(s) for s in spans], service, redactor)
+
+
 _LOW64 = (1 << 64) - 1
 
 
-def _trace_words(contexts: Sequence[Any]) -> tuple[list[int], list[int]]:
-    """128-bit trace ids as their high and low 64-bit words."""
-    ids = [0 if c is None else c.trace_id for c in contexts]
-    return [i >> 64 for i in ids], [i & _LOW64 for i in ids]
-
-
-def _hex_ids(*words: list[int], valid: list[bool] | None = None) -> pa.Array:
+def _hex_ids(*words: Sequence[int], valid: list[bool] | None = None) -> pa.Array:
     """Ids as lowercase hex strings (16 characters per 64-bit word), built in C: formatting
     ids one by one in Python was the largest cost of a span's row."""
     n = len(words[0])
@@ -90,8 +143,6 @@ def _hex_ids(*words: list[int], valid: list[bool] | None = None) -> pa.Array:
     return pa.StringArray.from_buffers(n, offsets, data, nulls)
 
 
-_KIND_NAMES = {kind: kind.name for kind in SpanKind}  # an enum's .name is a descriptor call
-_STATUS_NAMES = {code: code.name for code in StatusCode}
 
 
 class ArrowSpanExporter(SpanExporter):
@@ -159,19 +210,23 @@ class ArrowSpanExporter(SpanExporter):
         return writer
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.write_rows([span_row(span) for span in spans])
+
+    def write_rows(self, rows: Sequence[SpanRow]) -> SpanExportResult:
+        """Write span rows (``span_row``), one batch per service."""
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:
-            by_service: dict[str, list[ReadableSpan]] = defaultdict(list)
-            for span in spans:
-                by_service[str(span.resource.attributes.get("service.name", "unknown_service"))].append(span)
+            by_service: dict[str, list[SpanRow]] = defaultdict(list)
+            for row in rows:
+                by_service[row[11]].append(row)
             with self._lock:
                 for service, group in by_service.items():
-                    self._writer(service).write(spans_to_batch(group, service, self.redactor))
+                    self._writer(service).write(rows_to_batch(group, service, self.redactor))
                     self.spans_exported += len(group)
             return SpanExportResult.SUCCESS
         except Exception as exc:
-            self.spans_failed += len(spans)
+            self.spans_failed += len(rows)
             self.faults.record("arrow span export", exc)
             return SpanExportResult.FAILURE
 

@@ -6,9 +6,8 @@ import threading
 from datetime import datetime
 from typing import Any, Mapping
 
-import pyarrow as pa
-
 from perfsdk.detect import Anomaly
+from perfsdk.export.columns import batch_from_rows
 from perfsdk.export.schema import TABLES
 from perfsdk._runtime import at_fork
 from perfsdk.export.writer import RotatingWriter
@@ -50,7 +49,7 @@ class TableWriter:
             return
         rows, self._rows = self._rows, []
         try:
-            self._writer.write(pa.Table.from_pylist(rows, schema=self.schema))
+            self._writer.write(batch_from_rows(rows, self.schema))
         except BaseException:
             # keep the rows for the next attempt, up to a bound; beyond it, count the loss
             keep = rows[-4 * self.batch_rows :]

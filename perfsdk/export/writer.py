@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from perfsdk._runtime import at_fork
 from perfsdk.export.options import check_options
@@ -115,6 +114,8 @@ class RotatingWriter:
         if self.fmt == "arrow":
             self._writer = ipc.new_file(self._sink, self._file_schema)
         else:
+            import pyarrow.parquet as pq  # only for Parquet files: it loads pyarrow's compute and file systems
+
             self._writer = pq.ParquetWriter(self._sink, self._file_schema)
         self._opened_at = time.monotonic()
         self._date = date

@@ -5,8 +5,9 @@ controller in the process, each a table of its own.
 
 Spans do not go through OpenTelemetry's ``BatchSpanProcessor``, whose full
 queue drops spans with one log line and nothing counted. perfsdk's span
-processor hands each ended span to this export's bounded queue (one append on
-the application's thread); a background worker writes them as Arrow batches.
+processor hands each ended span to this export's bounded queue, as a row of
+plain values (``span_row``: a queued span would keep a dozen objects alive for
+the garbage collector to scan); a background worker writes them as Arrow batches.
 When the queue is full the policy applies: ``"drop"`` (the default) counts the
 span in ``stats()["export"]["spans_dropped"]``, adds it to the
 ``perfsdk.export.spans_dropped`` metric, logs (at most every 10 s) and records
@@ -33,7 +34,7 @@ from opentelemetry import metrics
 from perfsdk._runtime import Faults, Worker, suppressed
 from perfsdk._version import __version__
 from perfsdk.adapt.controller import DECISION_DELIVERY
-from perfsdk.export import ArrowSpanExporter, TableWriter, decision_row
+from perfsdk.export import ArrowSpanExporter, SpanRow, TableWriter, decision_row, span_row
 from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
 __all__ = ["ArrowExport"]
@@ -62,7 +63,7 @@ class ArrowExport:
                  meter_provider: Any = None) -> None:
         self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.span_queue.dropped)}
-        self.span_queue: Worker[Any] = Worker(
+        self.span_queue: Worker[SpanRow] = Worker(
             "perfsdk-span-export", self._write_spans, max_queue=max_queue_bytes // SPAN_BYTES_ESTIMATE,
             max_batch=16384, min_batch=8192, linger_s=1.0, faults=faults)  # few, large batches: see above
         self.block_timeout_s = block_timeout_s if on_full == "block" else 0.0
@@ -80,8 +81,8 @@ class ArrowExport:
 
     # -- spans ------------------------------------------------------------------------
     def enqueue(self, span: Any) -> None:
-        """Queue an ended span (on the application's thread: an append, or a counted drop)."""
-        if not self.span_queue.submit(span, self.block_timeout_s):
+        """Queue an ended span's row (on the application's thread: an append, or a counted drop)."""
+        if not self.span_queue.submit(span_row(span), self.block_timeout_s):
             self._dropped_span()
 
     def _dropped_span(self) -> None:
@@ -97,9 +98,9 @@ class ArrowExport:
                             "counted in stats()['export']['spans_dropped'] and in the files' metadata",
                             self.span_queue.max_queue, self.span_queue.dropped)
 
-    def _write_spans(self, spans: list[Any]) -> None:
+    def _write_spans(self, rows: list[SpanRow]) -> None:
         with suppressed():  # perfsdk's own writes are not the application's work
-            self.spans.export(spans)
+            self.spans.write_rows(rows)
 
     def stats(self) -> dict[str, Any]:
         return {**self.spans.stats(), "spans_dropped": self.span_queue.dropped,

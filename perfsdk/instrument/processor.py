@@ -34,6 +34,9 @@ MAX_CALL_EDGES = 10_000
 LEARN_ALL_SPANS = 10_000  # follow every trace for this many spans, then one in 16
 
 
+ERROR = StatusCode.ERROR
+
+
 def ns_to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
@@ -85,10 +88,11 @@ class PerfSpanProcessor(SpanProcessor):
         try:
             try:  # the SDK's ReadableSpan: its fields directly (its properties cost ~230 ns a span)
                 name, context, parent = span._name, span._context, span._parent
-                start, end, status = span._start_time, span._end_time, span._status
+                start, end = span._start_time, span._end_time
+                error = span._status._status_code is ERROR
             except AttributeError:  # any other ReadableSpan: the public API
                 name, context, parent = span.name, span.context, span.parent
-                start, end, status = span.start_time, span.end_time, span.status
+                start, end, error = span.start_time, span.end_time, span.status.status_code is ERROR
             if self._open and context is not None:
                 followed = self._open.pop(context.span_id, None)
                 if followed is not None and parent is not None:
@@ -99,11 +103,12 @@ class PerfSpanProcessor(SpanProcessor):
                 self.export.enqueue(span)
             if start is None or end is None:
                 return
-            error = status.status_code is StatusCode.ERROR
             if next(self._ended) == LEARN_ALL_SPANS:  # itertools.count: atomic
                 self._trace_mask = 0xF
-            for anomaly in self.bank.observe(name, (end - start) / 1e6, start, error):
-                self.sink.publish(self._with_span(anomaly, span))
+            anomalies = self.bank.observe(name, (end - start) / 1e6, start, error)
+            if anomalies:
+                for anomaly in anomalies:
+                    self.sink.publish(self._with_span(anomaly, span))
         except Exception as exc:
             self.faults.record("span processor on_end", exc)
 

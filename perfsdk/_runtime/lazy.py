@@ -1,0 +1,37 @@
+"""Packages whose public names load on first use (PEP 562).
+
+perfsdk runs inside other people's processes: ``import perfsdk`` should cost
+the host next to nothing, and a process that only decorates functions should
+not load numpy, pyarrow or the OpenTelemetry SDK. A package lists where each
+of its names lives; the first access imports that module, and the name is
+then an ordinary module attribute.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, Callable, Mapping
+
+__all__ = ["lazy_names"]
+
+
+def lazy_names(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``: ``homes`` maps each name to its module.
+
+    >>> getattr_, dir_ = lazy_names("json", {"loads": "json.decoder"})
+    >>> "loads" in dir_()
+    True
+    """
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(homes))
+
+    return __getattr__, __dir__
