@@ -114,3 +114,31 @@ def test_cache_memory_follows_the_entries_held_not_the_limits():
     assert added_mb("empty", 10**7) < 16  # was 2.2 GB: every array sized for max_capacity up front
     held, lru = added_mb("adaptive", 300_000), added_mb("lru", 300_000)
     assert held <= 1.5 * lru, (held, lru)
+
+
+GC_OBJECTS = textwrap.dedent("""
+    import gc, sys, tempfile
+    from opentelemetry.sdk.trace import TracerProvider
+    provider = TracerProvider()
+    if sys.argv[1] != "otel":
+        import perfsdk
+        sdk = perfsdk.init(tracer_provider=provider, sample_resources=False,
+                           export_dir=tempfile.mkdtemp() if sys.argv[1] == "export" else None)
+        with provider.get_tracer("t").start_as_current_span("GET /a"):
+            pass
+        sdk.force_flush()
+    gc.collect()
+    print(len(gc.get_objects()))
+""")
+
+
+def tracked_objects(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", GC_OBJECTS, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_objects_the_host_collector_scans():
+    """A full collection's time follows the objects it tracks (timing it here would be noise)."""
+    otel = tracked_objects("otel")
+    assert tracked_objects("init") <= 1.5 * otel  # numpy is most of the rest (detector state)
+    assert tracked_objects("export") <= 1.75 * otel  # + pyarrow; no pandas, no pyarrow.compute
