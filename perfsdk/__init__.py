@@ -16,14 +16,16 @@ from perfsdk._version import __version__
 
 if TYPE_CHECKING:
     from perfsdk.adapt import (
-        Action, AdaptiveCache, CacheController, Controller, Decision, Discretizer, QLearner, cached,
+        Action, AdaptiveCache, AdaptivePool, CacheController, Controller, Decision, Discretizer, PoolClosed,
+        PoolController, PoolTimeout, QLearner, cached,
     )
     from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector
     from perfsdk.instrument import Incident, PerfSDK, init, monitor
 
 _HOMES = {
-    **dict.fromkeys(["Action", "AdaptiveCache", "CacheController", "Controller", "Decision", "Discretizer",
-                     "QLearner", "cached"], "perfsdk.adapt"),
+    **dict.fromkeys(["Action", "AdaptiveCache", "AdaptivePool", "CacheController", "Controller", "Decision",
+                     "Discretizer", "PoolClosed", "PoolController", "PoolTimeout", "QLearner", "cached"],
+                    "perfsdk.adapt"),
     **dict.fromkeys(["Anomaly", "ArimaDetector", "ArimaFit", "Detector", "Forecast", "RunRule",
                      "ZScoreDetector"], "perfsdk.detect"),
     **dict.fromkeys(["Incident", "PerfSDK", "init", "monitor"], "perfsdk.instrument"),
@@ -31,7 +33,8 @@ _HOMES = {
 __getattr__, __dir__ = lazy_names(__name__, _HOMES)
 
 __all__ = [
-    "Action", "AdaptiveCache", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Controller",
-    "Decision", "Detector", "Discretizer", "Forecast", "Incident", "PerfSDK", "QLearner", "RunRule",
+    "Action", "AdaptiveCache", "AdaptivePool", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Controller",
+    "Decision", "Detector", "Discretizer", "Forecast", "Incident", "PerfSDK", "PoolClosed", "PoolController",
+    "PoolTimeout", "QLearner", "RunRule",
     "ZScoreDetector", "__version__", "cached", "init", "monitor",
 ]

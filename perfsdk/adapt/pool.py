@@ -1,0 +1,610 @@
+"""AdaptivePool: a thread-safe pool of connections that learns its size while the application runs.
+
+The right number of database connections depends on the load and on the
+database: too few and requests queue in the application, too many and the
+database slows down under its own contention. The pool measures both (the
+wait for a connection, and how long a connection is held at each level of
+concurrency), and once an interval its ``PoolController`` (the generic
+controller of ``perfsdk.adapt.controller``) decides keep, shrink or grow
+within the limits a person set, explaining each decision.
+
+Serving is first come, first served with direct hand-off: a returned
+connection goes to the longest waiter, never back to the returning thread.
+Connections are made and retired off the caller's path, on the pool's
+maintenance thread; a connection in use is never closed by a shrink.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+from perfsdk._runtime import Faults, Worker, at_fork, check_callable, check_choice, check_int, check_number, check_str
+from perfsdk.adapt.controller import Evidence
+from perfsdk.adapt.decision import Action, Decision, SettingMove
+from perfsdk.adapt.pool_controller import PoolController
+from perfsdk.adapt.pool_policy import SAMPLES, IntervalRecord, PoolEvidence, percentile
+
+__all__ = ["AdaptivePool", "PoolClosed", "PoolTimeout"]
+
+log = logging.getLogger("perfsdk.pool")
+
+
+class PoolTimeout(TimeoutError):
+    """No connection came within the timeout (or too many were already waiting)."""
+
+
+class PoolClosed(RuntimeError):
+    """The pool is closed."""
+
+
+class _Conn:
+    """A connection and what the pool knows about it."""
+
+    __slots__ = ("conn", "created", "returned", "taken", "waited", "level", "stack", "leak_reported")
+
+    def __init__(self, conn: Any, now: float) -> None:
+        self.conn = conn
+        self.created = now
+        self.returned = now  # when it last became idle
+        self.taken = 0.0
+        self.waited = 0.0  # how long its current borrower waited for it
+        self.level = 0  # connections in use when it was taken (the hold-time relation)
+        self.stack: str | None = None  # who took it (kept only with leak_timeout)
+        self.leak_reported = False
+
+
+class _Waiter:
+    __slots__ = ("ready", "record", "error", "since")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.ready = threading.Lock()
+        self.ready.acquire()  # released by the hand-off
+        self.record: _Conn | None = None
+        self.error: BaseException | None = None
+
+
+class AdaptivePool:
+    """A pool of any connection-like resource that ``factory()`` makes.
+
+    Parameters
+    ----------
+    factory
+        Makes one connection (e.g. ``lambda: psycopg.connect(dsn)``). Called on
+        the pool's own thread; if it raises, the pool retries with back-off and
+        a waiting caller's ``PoolTimeout`` names the error.
+    min_size, max_size
+        Hard limits for the size (the controller and ``resize``).
+    size
+        The starting size (default ``min_size``); the pool opens that many in the background.
+    timeout
+        Default seconds ``acquire`` waits before raising ``PoolTimeout``.
+    check
+        Called with a connection before it is lent again; if it raises, the
+        connection is retired and another is tried (e.g. ``lambda c: c.execute("SELECT 1")``).
+    reset
+        Called with a connection when it comes back (e.g. roll back an open
+        transaction); if it raises, the connection is retired.
+    close_connection
+        Closes a retired connection (default: its ``close()``).
+    max_lifetime, max_idle
+        Connections older than this, or idle longer than this (seconds), are retired
+        (idle ones only while the pool has more than ``min_size``).
+    max_waiting
+        Callers that may wait at once; beyond it ``acquire`` raises ``PoolTimeout``
+        at once (0: no limit), shedding load early.
+    leak_timeout
+        A connection held longer than this is reported once (logged, counted in
+        ``stats()``) with the stack that took it; None: not watched.
+    controller
+        A ``PoolController``, ``"default"`` for one with default settings, or
+        ``None`` for a pool of fixed size.
+    mode
+        ``"auto"`` applies decisions; ``"advisory"`` only records them.
+    name
+        Names the pool in decisions, metrics and errors.
+    on_decision
+        Called with every ``Decision`` on a background thread (while
+        ``perfsdk.init(export_dir=...)`` runs they also go to the Arrow ``decisions`` table).
+
+    Examples
+    --------
+    >>> import sqlite3
+    >>> pool = AdaptivePool(lambda: sqlite3.connect(":memory:", check_same_thread=False),
+    ...                     min_size=1, max_size=4, controller=None)
+    >>> with pool.connection() as conn:
+    ...     conn.execute("SELECT 1 + 1").fetchone()
+    (2,)
+    >>> pool.stats()["size"], pool.stats()["in_use"]
+    (1, 0)
+    >>> pool.close()
+    """
+
+    value_name = "size"  # the controller's guardrails: "min_size", "max_size"
+
+    def __init__(
+        self, factory: Callable[[], Any], *, min_size: int = 1, max_size: int = 32, size: int | None = None,
+        timeout: float = 30.0, check: Callable[[Any], Any] | None = None, reset: Callable[[Any], Any] | None = None,
+        close_connection: Callable[[Any], Any] | None = None, max_lifetime: float = 3600.0,
+        max_idle: float = 600.0, max_waiting: int = 0, leak_timeout: float | None = None,
+        controller: PoolController | str | None = "default", mode: str = "auto", name: str = "pool",
+        on_decision: Callable[[Decision], Any] | None = None,
+    ) -> None:
+        check_callable("factory", factory)
+        check_int("min_size", min_size, minimum=0)
+        check_int("max_size", max_size, minimum=max(1, min_size))
+        size = min_size if size is None else size
+        check_int("size", size, minimum=min_size, maximum=max_size)
+        check_number("timeout", timeout, low=0.0)
+        for label, fn in (("check", check), ("reset", reset), ("close_connection", close_connection),
+                          ("on_decision", on_decision)):
+            if fn is not None:
+                check_callable(label, fn)
+        check_number("max_lifetime", max_lifetime, low=0.0, low_open=True)
+        check_number("max_idle", max_idle, low=0.0, low_open=True)
+        check_int("max_waiting", max_waiting, minimum=0)
+        if leak_timeout is not None:
+            check_number("leak_timeout", leak_timeout, low=0.0, low_open=True)
+        check_choice("mode", mode, ("auto", "advisory"))
+        check_str("name", name)
+        if controller == "default":
+            controller = PoolController()
+        if controller is not None and not isinstance(controller, PoolController):
+            raise TypeError(f"controller must be a PoolController, 'default' or None, got {controller!r}")
+        if controller is not None:
+            controller.bind(name)
+        self.factory = factory
+        self.min_size, self.max_size = min_size, max_size
+        self.timeout = float(timeout)
+        self.check, self.reset = check, reset
+        self.close_connection = close_connection or _close
+        self.max_lifetime, self.max_idle = float(max_lifetime), float(max_idle)
+        self.max_waiting = max_waiting
+        self.leak_timeout = leak_timeout
+        self.controller = controller
+        self.mode = mode
+        self.name = name
+        self.on_decision = on_decision
+        self.faults = Faults()
+        self.callbacks_dropped = 0
+        self._target = size
+        self._lock = threading.Lock()
+        self._idle: deque[_Conn] = deque()  # most recently returned on the right
+        self._in_use: dict[int, _Conn] = {}
+        self._waiters: deque[_Waiter] = deque()
+        self._opening = 0  # connections the maintenance thread is making
+        self._closed = False
+        self._counts = {"opened": 0, "retired": 0, "factory_errors": 0, "check_failures": 0, "reset_failures": 0,
+                        "timeouts": 0, "shed": 0, "leaks_reported": 0, "acquisitions": 0,
+                        "closed_in_use": 0}
+        self.last_factory_error: BaseException | None = None
+        self._backoff = 0.0
+        self._evidence = PoolEvidence(max_size)
+        now = time.monotonic()
+        self._record = IntervalRecord(started=now, last_change=now)
+        self._closing_record = self._record  # the interval the controller is judging
+        self._last_interval: dict[str, float] = {}
+        self._maker: Worker[Callable[[], Any]] = Worker(f"perfsdk-pool-{name}-open", max_queue=max_size + 1,
+                                                        faults=self.faults)
+        self._ticker: Worker[Callable[[], Any]] = Worker(
+            f"perfsdk-pool-{name}", tick=self._maintain, faults=self.faults,
+            tick_interval_s=controller.interval_seconds if controller is not None else 1.0)
+        self._ticker.start()
+        self._maker.submit(functools.partial(self._fill, True))  # the first connections open in the background
+        at_fork(self._after_fork)
+
+    # -- lending ---------------------------------------------------------------------------
+    def acquire(self, timeout: float | None = None) -> Any:
+        """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
+        within ``timeout`` seconds (default: the pool's ``timeout``)."""
+        while True:
+            record = self._take(self.timeout if timeout is None else timeout)
+            if self.check is None:
+                return record.conn
+            try:
+                self.check(record.conn)
+                return record.conn
+            except Exception:
+                self._counts["check_failures"] += 1
+                self._give_back(record.conn, True, time.monotonic())
+
+    def _take(self, timeout: float) -> _Conn:
+        now = time.monotonic()
+        expired: list[_Conn] = []
+        with self._lock:
+            if self._closed:
+                raise PoolClosed(f"pool {self.name!r} is closed")
+            idle = self._idle
+            while idle:
+                record = idle.pop()
+                if now - record.created <= self.max_lifetime:
+                    self._lend(record, now, 0.0)
+                    break
+                expired.append(record)
+            else:
+                record = None
+                if self.max_waiting and len(self._waiters) >= self.max_waiting:
+                    self._counts["shed"] += 1
+                    self._record.shed += 1
+                    raise PoolTimeout(self._shortage(f"{len(self._waiters)} callers already waiting "
+                                                     f"(max_waiting={self.max_waiting})"))
+                waiter = _Waiter(now)
+                self._count_change(now)
+                self._waiters.append(waiter)
+            if expired:
+                self._forget(expired)
+        if expired:
+            self._retire(expired)
+        if record is not None:
+            return record
+        return self._wait(waiter, timeout)
+
+    def _wait(self, waiter: _Waiter, timeout: float) -> _Conn:
+        self._maker.submit(self._fill)  # grow toward the target off the caller's path
+        got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
+        if not got:
+            with self._lock:
+                if waiter.record is None and waiter.error is None:  # not served meanwhile
+                    message = self._shortage(f"no connection within {timeout:g} s")  # this caller counted
+                    self._count_change(time.monotonic())
+                    self._waiters.remove(waiter)
+                    self._counts["timeouts"] += 1
+                    self._record.timeouts += 1
+                    raise PoolTimeout(message)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.record is not None
+        return waiter.record
+
+    def _lend(self, record: _Conn, now: float, waited: float) -> None:  # under the lock
+        rec = self._record
+        in_use = self._in_use
+        span = now - rec.last_change  # the time integrals of busy and waiting (_count_change, inlined)
+        if span > 0:
+            rec.busy_area += len(in_use) * span
+            rec.queue_area += len(self._waiters) * span
+            rec.last_change = now
+        in_use[id(record.conn)] = record
+        record.taken = now
+        record.waited = waited
+        record.level = len(in_use)
+        if self.leak_timeout is not None:
+            record.stack = "".join(traceback.format_stack(limit=12)[:-3])
+        n = rec.acquisitions
+        rec.acquisitions = n + 1
+        if waited > 0:
+            rec.waited += 1
+        waits = rec.waits
+        if len(waits) < SAMPLES:
+            waits.append(waited)
+        else:
+            waits[n % SAMPLES] = waited
+
+    def release(self, conn: Any, *, broken: bool = False) -> None:
+        """Give ``conn`` back (``broken=True``: it is retired, not lent again)."""
+        if self.reset is not None and not broken:
+            try:
+                self.reset(conn)
+            except Exception:
+                self._counts["reset_failures"] += 1
+                broken = True
+        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
+            broken = True  # e.g. a psycopg connection whose server went away
+        self._give_back(conn, broken, time.monotonic())
+
+    def _give_back(self, conn: Any, broken: bool, now: float) -> None:
+        retire = None
+        with self._lock:
+            record = self._in_use.pop(id(conn), None)
+            if record is None or record.conn is not conn:
+                if record is not None:
+                    self._in_use[id(conn)] = record
+                raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
+            rec = self._record
+            span = now - rec.last_change  # _count_change, inlined (the in-use count included this one)
+            if span > 0:
+                rec.busy_area += (len(self._in_use) + 1) * span
+                rec.queue_area += len(self._waiters) * span
+                rec.last_change = now
+            held = now - record.taken
+            n = rec.releases
+            rec.releases = n + 1
+            if n < SAMPLES:
+                rec.holds.append(held)
+                rec.latencies.append(record.waited + held)
+            else:
+                rec.holds[n % SAMPLES] = held
+                rec.latencies[n % SAMPLES] = record.waited + held
+            self._evidence.record_hold(record.level, held)
+            if (broken or self._closed or now - record.created > self.max_lifetime
+                    or len(self._idle) + len(self._in_use) + 1 + self._opening > self._target):
+                retire = record
+                self._counts["retired"] += 1
+            elif self._waiters:
+                self._hand_off(record, now)
+            else:
+                record.returned = now
+                self._idle.append(record)
+        if retire is not None:
+            self._retire([retire])
+            if not self._closed:
+                self._maker.submit(self._fill)  # a broken one is replaced
+
+    def _hand_off(self, record: _Conn, now: float) -> None:  # under the lock; there is a waiter
+        waiter = self._waiters.popleft()
+        self._lend(record, now, max(now - waiter.since, 1e-9))
+        waiter.record = record
+        waiter.ready.release()
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Any]:
+        """``with pool.connection() as conn:`` -- acquired, and released however the block ends."""
+        conn = self.acquire(timeout)
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    # -- size ------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        with self._lock:
+            return len(self._idle) + len(self._in_use) + self._opening
+
+    @property
+    def target(self) -> int:
+        """The size the pool keeps (the controller's or ``resize``'s)."""
+        return self._target
+
+    def resize(self, size: int) -> None:
+        """Keep ``size`` connections (within the limits): growing opens them in the background,
+        shrinking retires idle ones now and busy ones as they come back."""
+        check_int("size", size, minimum=self.min_size, maximum=self.max_size)
+        self._set_target(size)
+
+    def _set_target(self, size: int) -> None:
+        retire: list[_Conn] = []
+        with self._lock:
+            self._target = size
+            while self._idle and len(self._idle) + len(self._in_use) + self._opening > size:
+                retire.append(self._idle.popleft())  # the longest idle first
+            self._forget(retire)
+        self._retire(retire)
+        self._maker.submit(functools.partial(self._fill, True))
+
+    def _fill(self, eager: bool = False) -> None:
+        """Open connections (on the maker thread), backing off on errors: up to the target when
+        ``eager`` (a new size) or while callers wait, else up to ``min_size`` (connections that
+        sat idle past ``max_idle`` come back only when there is demand for them)."""
+        while True:
+            with self._lock:
+                goal = self._target if eager or self._waiters else min(self.min_size, self._target)
+                if self._closed or len(self._idle) + len(self._in_use) + self._opening >= goal:
+                    return
+                self._opening += 1
+            if self._backoff:
+                time.sleep(self._backoff)
+            try:
+                conn = self.factory()
+            except Exception as exc:
+                with self._lock:
+                    self._opening -= 1
+                self._counts["factory_errors"] += 1
+                self.last_factory_error = exc
+                self._backoff = min(5.0, max(0.05, self._backoff * 2))
+                if self._counts["factory_errors"] == 1:
+                    log.warning("perfsdk: pool %r could not open a connection (retrying with back-off): %r",
+                                self.name, exc)
+                continue
+            self._backoff = 0.0
+            self.last_factory_error = None
+            now = time.monotonic()
+            record = _Conn(conn, now)
+            with self._lock:
+                self._opening -= 1
+                self._counts["opened"] += 1
+                if self._closed:
+                    closing = True
+                else:
+                    closing = False
+                    if self._waiters:
+                        self._hand_off(record, now)
+                    else:
+                        self._idle.append(record)
+            if closing:
+                self._retire([record])
+                return
+
+    def _forget(self, records: list[_Conn]) -> None:  # under the lock
+        self._counts["retired"] += len(records)
+
+    def _retire(self, records: list[_Conn]) -> None:
+        for record in records:
+            try:
+                self.close_connection(record.conn)
+            except Exception as exc:
+                self.faults.record("closing a connection", exc)
+
+    def _count_change(self, now: float) -> None:  # under the lock: the time integrals of busy and waiting
+        rec = self._record
+        span = now - rec.last_change
+        if span > 0:
+            rec.busy_area += len(self._in_use) * span
+            rec.queue_area += len(self._waiters) * span
+            rec.last_change = now
+
+    def _shortage(self, what: str) -> str:  # under the lock
+        message = (f"pool {self.name!r}: {what}: size {len(self._idle) + len(self._in_use) + self._opening} "
+                   f"(target {self._target}, max {self.max_size}), {len(self._in_use)} in use, "
+                   f"{len(self._idle)} idle, {self._opening} being opened, {len(self._waiters)} waiting")
+        if self.last_factory_error is not None:
+            message += f"; opening a connection last failed with {self.last_factory_error!r}"
+        return message
+
+    # -- maintenance and the controller (on the pool's thread) -------------------------------
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        retire: list[_Conn] = []
+        with self._lock:
+            if self._closed:
+                return
+            keep: deque[_Conn] = deque()
+            total = len(self._idle) + len(self._in_use) + self._opening
+            for record in self._idle:
+                too_old = now - record.created > self.max_lifetime
+                too_idle = now - record.returned > self.max_idle and total > self.min_size
+                if too_old or too_idle:
+                    retire.append(record)
+                    total -= 1
+                else:
+                    keep.append(record)
+            self._idle = keep
+            self._forget(retire)
+            leaks = [r for r in self._in_use.values() if self.leak_timeout is not None and not r.leak_reported
+                     and now - r.taken > self.leak_timeout]
+            for record in leaks:
+                record.leak_reported = True
+                self._counts["leaks_reported"] += 1
+        self._retire(retire)
+        for record in leaks:
+            log.warning("perfsdk: pool %r: a connection has been held for %.1f s (leak_timeout=%s); taken at:\n%s",
+                        self.name, now - record.taken, self.leak_timeout, record.stack or "")
+        self._decide(now)
+        self._maker.submit(self._fill)  # the maker opens (a hanging factory never stalls this thread)
+
+    def _decide(self, now: float) -> None:
+        with self._lock:
+            self._count_change(now)
+            record, self._record = self._record, IntervalRecord(started=now, last_change=now)
+        self._last_interval = self._interval_summary(record, now)
+        controller = self.controller
+        if controller is None:
+            return
+        self._closing_record = record
+        try:
+            decision = controller.decide(self)
+            self.callbacks_dropped += controller.deliver(decision, self.on_decision, self.faults)
+        except Exception as exc:
+            self.faults.record("the pool controller", exc)
+        self._evidence.decay()
+
+    # the controller's target
+    @property
+    def value(self) -> int:
+        return self._target
+
+    @property
+    def min_value(self) -> int:
+        return max(1, self.min_size)
+
+    @property
+    def max_value(self) -> int:
+        return self.max_size
+
+    def evidence(self, candidates: Mapping[Action, int]) -> Evidence:
+        """What the interval that just ended says (the controller asks; see ``pool_policy``)."""
+        assert self.controller is not None
+        controller = self.controller
+        return self._evidence(self._closing_record, time.monotonic(), self._target, self.min_size, self.max_size,
+                              lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
+                              controller.min_acquisitions)
+
+    def apply(self, value: int, setting: SettingMove | None) -> None:
+        """Resize to what the controller decided."""
+        self._set_target(value)
+
+    # -- reporting -------------------------------------------------------------------------
+    def _interval_summary(self, record: IntervalRecord, now: float) -> dict[str, float]:
+        elapsed = max(now - record.started, 1e-9)
+        return {
+            "seconds": elapsed, "acquisitions": record.acquisitions, "waited": record.waited,
+            "timeouts": record.timeouts,
+            "wait_p50_ms": percentile(record.waits, 50) * 1e3, "wait_p99_ms": percentile(record.waits, 99) * 1e3,
+            "hold_p50_ms": percentile(record.holds, 50) * 1e3, "hold_p99_ms": percentile(record.holds, 99) * 1e3,
+            "mean_in_use": record.busy_area / elapsed, "mean_waiting": record.queue_area / elapsed,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Size, idle, in use, waiting, lifetime counts, and the last interval's wait and hold percentiles."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "name": self.name, "size": len(self._idle) + len(self._in_use) + self._opening,
+                "target": self._target, "min_size": self.min_size, "max_size": self.max_size,
+                "idle": len(self._idle), "in_use": len(self._in_use), "waiting": len(self._waiters),
+                "opening": self._opening, "closed": self._closed, **self._counts,
+            }
+        out["last_interval"] = dict(self._last_interval)
+        out["decisions"] = len(self.controller.decisions) if self.controller is not None else 0
+        out["callbacks_dropped"] = self.callbacks_dropped
+        out["faults"] = self.faults.snapshot()
+        return out
+
+    def decisions(self) -> list[Decision]:
+        return list(self.controller.decisions) if self.controller is not None else []
+
+    # -- closing -----------------------------------------------------------------------------
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool: waiters get ``PoolClosed``, idle connections close now, connections
+        in use close when they come back -- or, after ``timeout`` seconds, here (counted in
+        ``stats()["closed_in_use"]``). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle, self._idle = list(self._idle), deque()
+            self._forget(idle)
+            waiters, self._waiters = list(self._waiters), deque()
+            for waiter in waiters:
+                waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
+                waiter.ready.release()
+        self._retire(idle)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_use:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            stuck = list(self._in_use.values())
+            self._in_use.clear()
+            self._forget(stuck)
+            self._counts["closed_in_use"] += len(stuck)
+        if stuck:
+            log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
+                        self.name, len(stuck), timeout)
+        self._retire(stuck)
+        self._ticker.shutdown(timeout)
+        self._maker.shutdown(0.1)
+
+    def __enter__(self) -> "AdaptivePool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connections are the parent's (never reuse a socket
+        across a fork); the pool starts empty and opens its own."""
+        self._lock = threading.Lock()
+        self._idle = deque()
+        self._in_use = {}
+        self._waiters = deque()
+        self._opening = 0
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return f"AdaptivePool({self.name!r}, size={s['size']}, in_use={s['in_use']}, waiting={s['waiting']})"
+
+
+def _close(conn: Any) -> None:
+    close = getattr(conn, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,60 @@
+"""PoolController: the generic controller, configured for a connection pool."""
+
+from __future__ import annotations
+
+from perfsdk._runtime import check_int, check_number
+from perfsdk.adapt.controller import Controller
+from perfsdk.adapt.qlearner import Discretizer, QLearner
+
+__all__ = ["PoolController"]
+
+
+class PoolController(Controller):
+    """Sizes an ``AdaptivePool`` with a Q-learner, once an interval, off the application's path.
+
+    Parameters
+    ----------
+    interval_seconds
+        Seconds per decision (the pool's maintenance thread decides).
+    connection_weight
+        The trade-off between latency and connections: the reward is
+        ``-p95_ms * (1 + connection_weight * size / max_size)``, so at
+        ``max_size`` a request's p95 counts ``connection_weight`` more. Of two
+        sizes with the same latency, the smaller wins; a size that cuts p95 by
+        more than that share is worth its connections.
+    min_acquisitions
+        An interval with fewer acquisitions teaches nothing (the size is kept).
+    step
+        Grow multiplies the size by ``step``, shrink divides by it (one connection at least).
+    cooldown
+        Intervals after a change during which the size may not change again.
+    learner
+        A ``QLearner`` to start from (e.g. one merged from a fleet's).
+
+    Examples
+    --------
+    >>> PoolController(connection_weight=0.25).reward(p95_ms=20.0, size=8, max_size=32)
+    -21.25
+    """
+
+    discretizer = Discretizer({
+        "utilisation": [0.5, 0.8, 0.95],
+        "waited_share": [0.01, 0.1, 0.5],
+        "hold_trend": [0.1, 0.5, 1.5],
+        "size_position": [0.25, 0.5, 0.75],
+    })
+
+    def __init__(
+        self, *, interval_seconds: float = 1.0, connection_weight: float = 0.1, min_acquisitions: int = 20,
+        step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.05,
+        seed: int = 0, max_decisions: int = 1000,
+    ) -> None:
+        self.connection_weight = check_number("connection_weight", connection_weight, low=0.0, high=100.0)
+        self.min_acquisitions = check_int("min_acquisitions", min_acquisitions, minimum=1)
+        super().__init__(self.discretizer, interval=10, interval_seconds=interval_seconds, step=step,
+                         cooldown=cooldown, learner=learner, epsilon=epsilon, seed=seed,
+                         max_decisions=max_decisions)
+
+    def reward(self, p95_ms: float, size: int, max_size: int) -> float:
+        """The reward of an interval with this p95 latency (ms) at this size."""
+        return -p95_ms * (1.0 + self.connection_weight * size / max_size)

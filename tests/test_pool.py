@@ -1,0 +1,350 @@
+"""AdaptivePool: lending, hand-off, retiring, failures, closing, and sizing by the controller."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perfsdk import AdaptivePool, PoolClosed, PoolController, PoolTimeout
+
+
+class Conn:
+    """A connection-like object that knows whether it is closed."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        Conn.made += 1
+        self.serial = Conn.made
+        self.closed = False
+        self.resets = 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fixed(**kwargs) -> AdaptivePool:
+    kwargs.setdefault("controller", None)
+    pool = AdaptivePool(Conn, **kwargs)
+    wait_until(lambda: pool.stats()["size"] == pool.target and pool.stats()["opening"] == 0)
+    return pool
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_lends_and_takes_back_and_reuses():
+    pool = fixed(min_size=1, max_size=4, size=2)
+    with pool.connection() as a:
+        assert pool.stats()["in_use"] == 1
+    b = pool.acquire()
+    assert b is a  # the most recently returned is lent first
+    pool.release(b)
+    assert pool.stats()["opened"] == 2 and pool.stats()["in_use"] == 0
+    with pytest.raises(ValueError, match="not lent by pool"):
+        pool.release(b)
+    pool.close()
+
+
+def test_timeout_says_what_the_pool_looked_like():
+    pool = fixed(min_size=1, max_size=2, size=1)
+    held = pool.acquire()
+    start = time.monotonic()
+    with pytest.raises(PoolTimeout, match=r"no connection within 0.1 s: size 1 .*1 in use, 0 idle.*1 waiting"):
+        pool.acquire(timeout=0.1)
+    assert 0.09 <= time.monotonic() - start < 2.0
+    assert pool.stats()["timeouts"] == 1 and pool.stats()["waiting"] == 0
+    pool.release(held)
+    pool.close()
+
+
+def test_max_waiting_sheds_load_at_once():
+    pool = fixed(min_size=1, max_size=1, size=1, max_waiting=1)
+    held = pool.acquire()
+    waiter = threading.Thread(target=lambda: pool.release(pool.acquire(timeout=5)))
+    waiter.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1)
+    with pytest.raises(PoolTimeout, match="1 callers already waiting"):
+        pool.acquire(timeout=5)
+    pool.release(held)
+    waiter.join()
+    assert pool.stats()["shed"] == 1
+    pool.close()
+
+
+def test_waiters_are_served_first_come_first_served_by_hand_off():
+    pool = fixed(min_size=1, max_size=1, size=1)
+    held = pool.acquire()
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        conn = pool.acquire(timeout=5)
+        order.append(i)
+        pool.release(conn)
+
+    threads = []
+    for i in range(5):
+        threads.append(threading.Thread(target=wait, args=(i,)))
+        threads[-1].start()
+        wait_until(lambda: pool.stats()["waiting"] == i + 1)
+    pool.release(held)
+    # the releasing thread cannot grab it back: the longest waiter has it
+    for t in threads:
+        t.join()
+    assert order == [0, 1, 2, 3, 4]
+    pool.close()
+
+
+def test_check_reset_and_broken_connections_are_retired_and_replaced():
+    failing: set[int] = set()
+
+    def check(conn):
+        if conn.serial in failing:
+            raise ConnectionError("stale")
+
+    def reset(conn):
+        conn.resets += 1
+        if conn.resets == 2:
+            raise RuntimeError("cannot roll back")
+
+    pool = fixed(min_size=1, max_size=2, size=1, check=check, reset=reset)
+    first = pool.acquire()
+    pool.release(first)
+    failing.add(first.serial)
+    second = pool.acquire()  # the first fails its check: retired, a new one is opened
+    assert second is not first and first.closed
+    pool.release(second)
+    pool.release(pool.acquire())  # second's reset fails: retired
+    wait_until(lambda: second.closed)
+    conn = pool.acquire()
+    conn.closed = True  # e.g. the server went away
+    pool.release(conn)
+    s = pool.stats()
+    assert (s["check_failures"], s["reset_failures"]) == (1, 1)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    pool.close()
+
+
+def test_old_and_long_idle_connections_are_retired():
+    pool = fixed(min_size=1, max_size=4, size=3, max_lifetime=0.05)
+    old = pool.acquire()
+    time.sleep(0.06)
+    pool.release(old)  # too old: retired on return
+    assert old.closed
+    pool.close()
+    pool = fixed(min_size=1, max_size=4, size=3, max_idle=0.05)
+    wait_until(lambda: pool.stats()["size"] == 1, timeout=5)  # the maintenance tick retires down to min_size
+    pool.close()
+
+
+def test_a_held_connection_is_reported_once_with_the_stack_that_took_it(caplog):
+    pool = fixed(min_size=1, max_size=1, size=1, leak_timeout=0.05)
+
+    def take_and_forget():
+        return pool.acquire()
+
+    with caplog.at_level(logging.WARNING, logger="perfsdk.pool"):
+        conn = take_and_forget()
+        wait_until(lambda: pool.stats()["leaks_reported"] == 1, timeout=5)
+        time.sleep(1.2)
+    assert pool.stats()["leaks_reported"] == 1
+    reports = [r.getMessage() for r in caplog.records if "has been held" in r.getMessage()]
+    assert len(reports) == 1 and "take_and_forget" in reports[0]
+    pool.release(conn)
+    pool.close()
+
+
+def test_close_waits_for_connections_in_use_then_closes_them_and_wakes_waiters():
+    pool = fixed(min_size=1, max_size=1, size=1)
+    held = pool.acquire()
+    errors: list[BaseException] = []
+
+    def wait():
+        try:
+            pool.acquire(timeout=5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1)
+    pool.close(timeout=0.1)
+    waiter.join()
+    assert isinstance(errors[0], PoolClosed)
+    assert held.closed and pool.stats()["closed_in_use"] == 1
+    pool.close()  # idempotent
+    with pytest.raises(PoolClosed):
+        pool.acquire()
+    names = {t.name for t in threading.enumerate()}
+    assert not any(n.startswith("perfsdk-pool-") for n in names)
+
+
+def test_a_failing_factory_gives_a_clear_error_in_time_and_the_pool_recovers():
+    attempts = {"n": 0, "fail": True}
+
+    def factory():
+        attempts["n"] += 1
+        if attempts["fail"]:
+            raise ConnectionRefusedError("connection refused")
+        return Conn()
+
+    pool = AdaptivePool(factory, min_size=0, max_size=2, size=1, controller=None)
+    start = time.monotonic()
+    with pytest.raises(PoolTimeout, match="ConnectionRefusedError"):
+        pool.acquire(timeout=0.3)
+    assert time.monotonic() - start < 2.0
+    tried = attempts["n"]
+    time.sleep(0.3)
+    assert attempts["n"] - tried < 10  # retries back off
+    attempts["fail"] = False
+    with pool.connection(timeout=10) as conn:
+        assert isinstance(conn, Conn)
+    assert pool.stats()["factory_errors"] >= 1
+    pool.close()
+
+
+def test_a_hanging_factory_does_not_hang_the_caller():
+    release = threading.Event()
+
+    def factory():
+        release.wait(10)
+        return Conn()
+
+    pool = AdaptivePool(factory, min_size=0, max_size=2, size=1, controller=None)
+    start = time.monotonic()
+    with pytest.raises(PoolTimeout, match="1 being opened"):
+        pool.acquire(timeout=0.2)
+    assert time.monotonic() - start < 2.0
+    release.set()
+    with pool.connection(timeout=5):
+        pass
+    pool.close()
+
+
+def test_resize_grows_in_the_background_and_never_closes_a_connection_in_use():
+    pool = fixed(min_size=1, max_size=8, size=4)
+    held = [pool.acquire() for _ in range(4)]
+    pool.resize(1)
+    assert not any(c.closed for c in held)
+    for c in held:
+        pool.release(c)
+    assert sum(c.closed for c in held) == 3 and pool.stats()["size"] == 1
+    pool.resize(6)
+    wait_until(lambda: pool.stats()["idle"] == 6)
+    with pytest.raises(ValueError, match="size"):
+        pool.resize(9)
+    pool.close()
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"factory": 5}, TypeError), ({"min_size": -1}, ValueError), ({"max_size": 0}, ValueError),
+    ({"min_size": 4, "max_size": 2}, ValueError), ({"size": 40}, ValueError), ({"timeout": "1"}, TypeError),
+    ({"max_waiting": -1}, ValueError), ({"leak_timeout": 0}, ValueError), ({"mode": "manual"}, ValueError),
+    ({"controller": "yes"}, TypeError), ({"check": 1}, TypeError),
+])
+def test_bad_arguments_are_refused_naming_them(kwargs, error):
+    kwargs = {"factory": Conn, **kwargs}
+    with pytest.raises(error):
+        AdaptivePool(kwargs.pop("factory"), **kwargs)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 0.002)), min_size=16, max_size=16),
+       st.integers(1, 4))
+def test_no_connection_is_ever_lent_to_two_callers_at_once(schedules, size):
+    """16 threads, each with its own operations and hold times drawn by hypothesis."""
+    pool = fixed(min_size=1, max_size=4, size=size)
+    lent: set[int] = set()
+    lent_lock = threading.Lock()
+    problems: list[str] = []
+
+    def work(kind: int, hold: float) -> None:
+        for _ in range(30):
+            try:
+                conn = pool.acquire(timeout=5)
+            except PoolTimeout as exc:
+                problems.append(str(exc))
+                continue
+            with lent_lock:
+                if conn.serial in lent:
+                    problems.append(f"connection {conn.serial} lent twice")
+                lent.add(conn.serial)
+            time.sleep(hold)
+            with lent_lock:
+                lent.discard(conn.serial)
+            pool.release(conn, broken=kind == 0 and hold > 0.0015)
+            if kind == 1:
+                pool.resize(1 + (conn.serial % 4))
+
+    threads = [threading.Thread(target=work, args=s) for s in schedules]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    s = pool.stats()
+    assert s["in_use"] == 0 and s["waiting"] == 0
+    assert s["opened"] == s["retired"] + s["size"] - s["opening"]  # every connection accounted for
+    pool.close()
+    assert pool.stats()["opened"] == pool.stats()["retired"]
+
+
+class ContendedDatabase:
+    """Holds grow with the connections in use (a database past its best concurrency)."""
+
+    def __init__(self, base: float, contention: float) -> None:
+        self.base, self.contention = base, contention
+        self.busy = 0
+        self.lock = threading.Lock()
+
+    def query(self) -> None:
+        with self.lock:
+            self.busy += 1
+            n = self.busy
+        time.sleep(self.base * (1 + self.contention * (n - 1) ** 2))
+        with self.lock:
+            self.busy -= 1
+
+
+def run_clients(pool: AdaptivePool, db: ContendedDatabase, clients: int, seconds: float) -> int:
+    stop = time.monotonic() + seconds
+    done = [0] * clients
+
+    def client(i: int) -> None:
+        while time.monotonic() < stop:
+            with pool.connection(timeout=10):
+                db.query()
+            done[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done)
+
+
+def test_the_controller_moves_toward_the_best_size_and_explains_itself():
+    """With hold times that grow as (n-1)^2 past one connection, 16 clients are served best by
+    a few connections: from 16 the controller must come down, within its limits."""
+    seen = []
+    pool = AdaptivePool(Conn, min_size=2, max_size=16, size=16, on_decision=seen.append,
+                        controller=PoolController(interval_seconds=0.25, seed=1))
+    run_clients(pool, ContendedDatabase(base=0.001, contention=0.02), clients=16, seconds=6.0)
+    decisions = pool.decisions()
+    assert decisions and all(2 <= d.value_after <= 16 for d in decisions)
+    assert pool.target <= 10
+    applied = [d for d in decisions if d.applied]
+    assert applied and "p95" in applied[0].evidence and "connections busy" in applied[0].evidence
+    assert str(applied[0]).startswith("pool")
+    pool.close()
+    wait_until(lambda: len(seen) == len(decisions))
