@@ -1,10 +1,11 @@
-"""Shared fixtures: where the project's real data lives."""
+"""Shared fixtures: where the project's real data lives, a private PostgreSQL server."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from postgres_server import postgres  # noqa: F401  (a fixture)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -8,6 +8,7 @@ full runs (``make bench``) use the sizes the targets are stated for.
 from __future__ import annotations
 
 import pytest
+from postgres_server import postgres  # noqa: F401  (a fixture: a private PostgreSQL server)
 
 
 @pytest.fixture

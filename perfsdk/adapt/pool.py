@@ -182,8 +182,8 @@ class AdaptivePool:
         self._opening = 0  # connections the maintenance thread is making
         self._closed = False
         self._counts = {"opened": 0, "retired": 0, "factory_errors": 0, "check_failures": 0, "reset_failures": 0,
-                        "timeouts": 0, "shed": 0, "leaks_reported": 0, "acquisitions": 0,
-                        "closed_in_use": 0}
+                        "timeouts": 0, "shed": 0, "leaks_reported": 0, "closed_in_use": 0}
+        self._acquired_before = 0  # acquisitions in the intervals before the current one
         self.last_factory_error: BaseException | None = None
         self._backoff = 0.0
         self._evidence = PoolEvidence(max_size)
@@ -204,6 +204,14 @@ class AdaptivePool:
     def acquire(self, timeout: float | None = None) -> Any:
         """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
         within ``timeout`` seconds (default: the pool's ``timeout``)."""
+        idle = self._idle
+        if idle and self.check is None:  # the common case: an idle connection, lent at once
+            now = time.monotonic()
+            with self._lock:
+                if idle and not self._closed and now - idle[-1].created <= self.max_lifetime:
+                    record = idle.pop()
+                    self._lend(record, now, 0.0)
+                    return record.conn
         while True:
             record = self._take(self.timeout if timeout is None else timeout)
             if self.check is None:
@@ -295,7 +303,7 @@ class AdaptivePool:
             except Exception:
                 self._counts["reset_failures"] += 1
                 broken = True
-        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
+        if not broken and type(conn) not in _NO_STATUS and _reports_broken(conn):
             broken = True  # e.g. a psycopg connection whose server went away
         self._give_back(conn, broken, time.monotonic())
 
@@ -484,6 +492,7 @@ class AdaptivePool:
         with self._lock:
             self._count_change(now)
             record, self._record = self._record, IntervalRecord(started=now, last_change=now)
+            self._acquired_before += record.acquisitions
         self._last_interval = self._interval_summary(record, now)
         controller = self.controller
         if controller is None:
@@ -539,7 +548,8 @@ class AdaptivePool:
                 "name": self.name, "size": len(self._idle) + len(self._in_use) + self._opening,
                 "target": self._target, "min_size": self.min_size, "max_size": self.max_size,
                 "idle": len(self._idle), "in_use": len(self._in_use), "waiting": len(self._waiters),
-                "opening": self._opening, "closed": self._closed, **self._counts,
+                "opening": self._opening, "closed": self._closed,
+                "acquisitions": self._acquired_before + self._record.acquisitions, **self._counts,
             }
         out["last_interval"] = dict(self._last_interval)
         out["decisions"] = len(self.controller.decisions) if self.controller is not None else 0
@@ -602,6 +612,18 @@ class AdaptivePool:
     def __repr__(self) -> str:
         s = self.stats()
         return f"AdaptivePool({self.name!r}, size={s['size']}, in_use={s['in_use']}, waiting={s['waiting']})"
+
+
+_NO_STATUS: set[type] = set()  # connection types with neither ``closed`` nor ``broken``
+
+
+def _reports_broken(conn: Any) -> bool:
+    """Whether ``conn`` says it is closed or broken (psycopg's and most drivers' attributes)."""
+    cls = type(conn)
+    if not (hasattr(cls, "closed") or hasattr(cls, "broken") or hasattr(conn, "__dict__")):
+        _NO_STATUS.add(cls)
+        return False
+    return getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True
 
 
 def _close(conn: Any) -> None:
