@@ -73,3 +73,12 @@ def test_a_database_that_refuses_connections_gives_a_clear_timeout(postgres):
     with pytest.raises(TimeoutError, match="no_such_database"):
         pool.acquire(timeout=1.0)
     pool.close()
+
+
+def test_the_postgres_evaluation_runs_in_its_quick_mode(postgres):
+    """benches/eval/pool_postgres.py, run once in its quick mode so it never rots."""
+    from pool_postgres import main
+
+    rows = main(postgres.dsn, quick=True)
+    assert rows[2].startswith("| fixed 4 |") and any(r.startswith("| adaptive") for r in rows)
+    assert any(r.startswith("best fixed size by p99") for r in rows)

@@ -1,0 +1,125 @@
+"""AdaptivePool on a real PostgreSQL, a contended workload (issue 12).
+
+48 client threads, each running a transaction that updates one of 8 hot rows
+and reads a 200-row range, against a private PostgreSQL server: first every
+fixed size in a sweep (the best fixed size in hindsight), then the adaptive
+pool starting from one connection per client thread. Reported: throughput,
+p50/p99 latency (acquire to release, as the client sees it), mean connections.
+
+    .venv/bin/python benches/eval/pool_postgres.py            # ~2 minutes
+    .venv/bin/python benches/eval/pool_postgres.py --quick    # the test suite's run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from perfsdk import AdaptivePool, PoolController  # noqa: E402
+from perfsdk.adapt.pool_policy import percentile  # noqa: E402
+
+CLIENTS = 48
+
+
+def prepare(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS hot, items")
+        conn.execute("CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL)")
+        conn.execute("INSERT INTO hot SELECT g, 0 FROM generate_series(1, 8) g")
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, price int NOT NULL)")
+        conn.execute("INSERT INTO items SELECT g, g % 97 FROM generate_series(1, 100000) g")
+        conn.execute("ANALYZE")
+
+
+def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict[str, float]:
+    """Closed-loop clients for ``seconds``; figures from ``measure_after`` on."""
+    stop = time.monotonic() + seconds
+    start_measuring = time.monotonic() + measure_after
+    latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
+    sizes: list[int] = []
+
+    def client(i: int) -> None:
+        k = i
+        while time.monotonic() < stop:
+            t0 = time.monotonic()
+            with pool.connection(timeout=30) as conn:
+                with conn.transaction():
+                    conn.execute("UPDATE hot SET n = n + 1 WHERE id = %s", (1 + k % 8,))
+                    conn.execute("SELECT sum(price) FROM items WHERE id BETWEEN %s AND %s",
+                                 (k * 37 % 99000, k * 37 % 99000 + 200)).fetchone()
+            t1 = time.monotonic()
+            if t0 >= start_measuring:
+                latencies[i].append(t1 - t0)
+            k += CLIENTS
+
+    def sample_size() -> None:
+        while time.monotonic() < stop:
+            if time.monotonic() >= start_measuring:
+                sizes.append(pool.target)
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    threads.append(threading.Thread(target=sample_size))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [x for lat in latencies for x in lat]
+    return {"tx_s": len(done) / (seconds - measure_after), "p50_ms": percentile(done, 50) * 1e3,
+            "p99_ms": percentile(done, 99) * 1e3, "connections": sum(sizes) / max(len(sizes), 1)}
+
+
+def main(dsn: str, quick: bool) -> list[str]:
+    import psycopg
+
+    prepare(dsn)
+    factory = lambda: psycopg.connect(dsn)  # noqa: E731
+    sweep = [4, 8, 48] if quick else [2, 4, 6, 8, 12, 16, 24, 48]
+    seconds = 2.0 if quick else 8.0
+    rows = [f"| pool | tx/s | p50 ms | p99 ms | connections |", "| --- | ---: | ---: | ---: | ---: |"]
+    results = {}
+    for size in sweep:
+        with AdaptivePool(factory, min_size=size, max_size=size, size=size, controller=None,
+                          reset=lambda c: c.rollback()) as pool:
+            r = results[size] = run(pool, seconds, measure_after=seconds / 4)
+        rows.append(f"| fixed {size} | {r['tx_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {size} |")
+    adaptive_s = 8.0 if quick else 60.0
+    with AdaptivePool(factory, min_size=1, max_size=48, size=48, reset=lambda c: c.rollback(),
+                      controller=PoolController(interval_seconds=1.0)) as pool:
+        r = run(pool, adaptive_s, measure_after=adaptive_s / 2)
+        decisions = pool.decisions()
+    rows.append(f"| adaptive (from 48; second half of {adaptive_s:.0f} s) | {r['tx_s']:.0f} | {r['p50_ms']:.1f} | "
+                f"{r['p99_ms']:.1f} | {r['connections']:.1f} |")
+    best = min(results, key=lambda n: results[n]["p99_ms"])
+    rows.append("")
+    rows.append(f"best fixed size by p99: {best}; adaptive p99 / best: {r['p99_ms'] / results[best]['p99_ms']:.2f}x, "
+                f"throughput / best's: {r['tx_s'] / results[best]['tx_s']:.2f}, p99 / one connection per client: "
+                f"{r['p99_ms'] / results[48]['p99_ms']:.2f}x")
+    if decisions:
+        rows.append(f"last decision: {decisions[-1]}")
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dsn", help="an existing server (default: a private one, started and stopped here)")
+    args = parser.parse_args()
+    if args.dsn:
+        print("\n".join(main(args.dsn, args.quick)))
+    else:
+        import postgres_server
+
+        gen = postgres_server.postgres.__wrapped__()  # the fixture's generator, outside pytest
+        server = next(gen)
+        try:
+            print("\n".join(main(server.dsn, args.quick)))
+        finally:
+            gen.close()
