@@ -6,7 +6,7 @@ learner and the starting values of new states, learning from what-ifs, the
 cooldown, min/max clamping with the guardrail recorded, auto/advisory mode,
 a bounded log of explained decisions, and delivering them (to the target's
 ``on_decision`` and to the Arrow export) on a background worker. A target
-(``AdaptiveCache`` now, a connection pool next) implements ``Target``:
+(``AdaptiveCache``, ``AdaptivePool``) implements ``Target``:
 ``evidence()`` says what the interval looked like, what it earned and what
 each other size would have earned; ``apply()`` resizes. The target decides
 nothing; the controller touches nothing but the target's two methods.
