@@ -1,6 +1,7 @@
 """A private PostgreSQL server for tests and benches: a temporary directory, a free loopback port.
 
-``postgres`` (a session fixture) yields a connection string. Without
+``private_server()`` starts one and stops it after; ``postgres`` (a session
+fixture) is that server for the tests and benches. Without
 PostgreSQL on the machine (``initdb``/``pg_ctl`` on the PATH or in
 ``pg_config --bindir``) or psycopg, the tests that use it are skipped with
 the reason -- unless ``PERFSDK_REQUIRE_POSTGRES=1`` (``.ci/run`` sets it),
@@ -15,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -38,10 +40,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("PERFSDK_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL is required here (PERFSDK_REQUIRE_POSTGRES=1) but {reason}")
-    pytest.skip(f"needs PostgreSQL: {reason}")
+class Unavailable(Exception):
+    """PostgreSQL or psycopg is not installed."""
 
 
 class Server:
@@ -57,16 +57,17 @@ class Server:
                        text=True, cwd="/")
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Server]:
+@contextmanager
+def private_server() -> Iterator[Server]:
+    """Start a server in a temporary directory on a free loopback port; stop and remove it after.
+    Raises ``Unavailable`` when PostgreSQL or psycopg is not installed."""
     bindir = _bindir()
     if bindir is None:
-        _unavailable("initdb and pg_ctl are not installed (Debian: apt-get install postgresql)")
+        raise Unavailable("initdb and pg_ctl are not installed (Debian: apt-get install postgresql)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _unavailable("psycopg is not installed")
-    assert bindir is not None
+        raise Unavailable("psycopg is not installed") from None
     root = Path(tempfile.mkdtemp(prefix="perfsdk-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -81,7 +82,7 @@ def postgres() -> Iterator[Server]:
                    "-c fsync=off -c synchronous_commit=off", "start")
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {exc.stderr or exc}")
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc}") from None
     try:
         yield server
     finally:
@@ -89,3 +90,14 @@ def postgres() -> Iterator[Server]:
             server.run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    try:
+        with private_server() as server:
+            yield server
+    except Unavailable as missing:
+        if os.environ.get("PERFSDK_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here (PERFSDK_REQUIRE_POSTGRES=1) but {missing}")
+        pytest.skip(f"needs PostgreSQL: {missing}")

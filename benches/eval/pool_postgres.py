@@ -115,11 +115,7 @@ if __name__ == "__main__":
     if args.dsn:
         print("\n".join(main(args.dsn, args.quick)))
     else:
-        import postgres_server
+        from postgres_server import private_server
 
-        gen = postgres_server.postgres.__wrapped__()  # the fixture's generator, outside pytest
-        server = next(gen)
-        try:
+        with private_server() as server:
             print("\n".join(main(server.dsn, args.quick)))
-        finally:
-            gen.close()

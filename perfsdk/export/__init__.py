@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "FORMATS": "options", "read": "reader", "recover": "reader", "Redactor": "redact",
     "ANOMALIES": "schema", "DECISIONS": "schema", "RESOURCES": "schema", "SPANS": "schema",
-    "ArrowSpanExporter": "spans", "SpanRow": "spans", "span_row": "spans", "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
+    "ArrowSpanExporter": "spans", "SpanRow": "spans", "span_row": "spans",
+    "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
 }
 
 __all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",

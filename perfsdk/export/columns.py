@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["batch_from_rows", "column", "nanoseconds", "strings"]
+__all__ = ["batch_from_rows", "column", "nanoseconds", "strings", "validity"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -45,11 +45,10 @@ def strings(values: Sequence[str | None]) -> pa.StringArray:
     else:
         encoding = {v: b"" if v is None else v.encode("utf-8", "replace") for v in distinct}
         encoded = list(map(encoding.__getitem__, values))
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+    offsets = _offsets(encoded)
     if n and offsets[-1] < 0:
         raise OverflowError("a string column of 2 GiB or more: write smaller batches")
-    nulls = _nulls([v is not None for v in values]) if None in distinct else None
+    nulls = validity([v is not None for v in values]) if None in distinct else None
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)), nulls)
 
 
@@ -70,13 +69,13 @@ def _fixed_width(values: Sequence[Any] | np.ndarray, type_: pa.DataType, dtype: 
         data, nulls = np.ascontiguousarray(values, dtype=dtype), None
     else:
         data = np.array([0 if v is None else convert(v) for v in values], dtype=dtype)
-        nulls = _nulls([v is not None for v in values])
+        nulls = validity([v is not None for v in values])
     return pa.Array.from_buffers(type_, len(data), [nulls, pa.py_buffer(data)])
 
 
 def _booleans(values: Sequence[Any]) -> pa.Array:
     bits = np.packbits(np.array([bool(v) for v in values], dtype=bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(values), [_nulls([v is not None for v in values]),
+    return pa.Array.from_buffers(pa.bool_(), len(values), [validity([v is not None for v in values]),
                                                            pa.py_buffer(bits)])
 
 
@@ -86,15 +85,21 @@ def _lists(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
         maps = [{} if v is None else (v if type(v) is dict else dict(v)) for v in values]
         keys = column(list(chain.from_iterable(maps)), type_.key_type)
         items = column(list(chain.from_iterable(map(dict.values, maps))), type_.item_type)
-        return pa.MapArray.from_arrays(_offsets(maps), keys, items, type=type_)
+        return pa.MapArray.from_arrays(_offsets_array(maps), keys, items, type=type_)
     lists = [() if v is None else v for v in values]
     flat = column(list(chain.from_iterable(lists)), type_.value_type)
-    return pa.ListArray.from_arrays(_offsets(lists), flat, type=type_)
+    return pa.ListArray.from_arrays(_offsets_array(lists), flat, type=type_)
 
 
-def _offsets(entries: Sequence[Any]) -> pa.Array:
+def _offsets(entries: Sequence[Any]) -> np.ndarray:
+    """Where each entry starts in the concatenation of all (and where the last ends)."""
     offsets = np.zeros(len(entries) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, entries), dtype=np.int64, count=len(entries)), out=offsets[1:])
+    return offsets
+
+
+def _offsets_array(entries: Sequence[Any]) -> pa.Array:
+    offsets = _offsets(entries)
     return pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
 
 
@@ -125,7 +130,7 @@ def batch_from_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.
         [column([row.get(field.name) for row in rows], field.type) for field in schema], schema=schema)
 
 
-def _nulls(valid: list[bool]) -> pa.Buffer | None:
+def validity(valid: Sequence[bool]) -> pa.Buffer | None:
     """A validity bitmap, or None when every value is there."""
     if all(valid):
         return None

@@ -155,9 +155,6 @@ class Redactor:
         Keys and values repeat a lot (``http.method=GET``): each pair's outcome is
         remembered (a bounded memo, cleared when full), so most cost a lookup.
         """
-        # OTel's BoundedAttributes: its plain dict (a span's attributes no longer change once it
-        # has ended, and the mapping's own iteration takes a lock per item)
-        attributes = getattr(attributes, "_dict", attributes)
         if not attributes:
             return {}
         out: dict[str, str] = {}

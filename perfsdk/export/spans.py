@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from perfsdk._runtime import Faults, at_fork
-from perfsdk.export.columns import column, strings
+from perfsdk.export.columns import column, strings, validity
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
@@ -132,17 +132,12 @@ def _hex_ids(*words: Sequence[int], valid: list[bool] | None = None) -> pa.Array
     ids one by one in Python was the largest cost of a span's row."""
     n = len(words[0])
     packed = np.empty((n, len(words)), dtype=">u8")
-    for column, values in enumerate(words):
-        packed[:, column] = np.array(values, dtype=np.uint64)
+    for position, values in enumerate(words):
+        packed[:, position] = np.array(values, dtype=np.uint64)
     width = 16 * len(words)
     data = pa.py_buffer(packed.tobytes().hex().encode())
     offsets = pa.py_buffer(np.arange(0, width * (n + 1), width, dtype=np.int32))
-    nulls = None
-    if valid is not None and not all(valid):
-        nulls = pa.py_buffer(np.packbits(np.array(valid, dtype=bool), bitorder="little"))
-    return pa.StringArray.from_buffers(n, offsets, data, nulls)
-
-
+    return pa.StringArray.from_buffers(n, offsets, data, None if valid is None else validity(valid))
 
 
 class ArrowSpanExporter(SpanExporter):

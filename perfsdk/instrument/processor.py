@@ -105,10 +105,8 @@ class PerfSpanProcessor(SpanProcessor):
                 return
             if next(self._ended) == LEARN_ALL_SPANS:  # itertools.count: atomic
                 self._trace_mask = 0xF
-            anomalies = self.bank.observe(name, (end - start) / 1e6, start, error)
-            if anomalies:
-                for anomaly in anomalies:
-                    self.sink.publish(self._with_span(anomaly, span))
+            for anomaly in self.bank.observe(name, (end - start) / 1e6, start, error):
+                self.sink.publish(self._with_span(anomaly, span))
         except Exception as exc:
             self.faults.record("span processor on_end", exc)
 
