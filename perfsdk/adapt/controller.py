@@ -48,6 +48,7 @@ class Evidence:
     summary: str = ""
     cold: bool = False
     setting: SettingMove | None = None
+    modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
 
 
 class Target(Protocol):
@@ -119,6 +120,7 @@ class Controller:
         self.bound = False  # set by the target it drives: one target per controller
         self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward
         self._started: set[int] = set()  # states whose Q row has its starting value
+        self._taken: set[tuple[int, Action]] = set()  # (state, action) moves really made
         self._cooling = 0
         self._lock = threading.Lock()
 
@@ -183,7 +185,14 @@ class Controller:
         for action in (Action.GROW, Action.SHRINK):  # what the others would have earned
             if action in candidates and action in evidence.what_if:
                 learner.learn(state, int(action), evidence.what_if[action], state)
-        action = Action(learner.act(state))
+        # An action never taken in this state whose outcome nothing measured (no what-if, or one
+        # from a model) is tried once: a model's estimate is no substitute for one interval's
+        # evidence, and an unknown outcome is not that of staying put.
+        untried = [a for a in (Action.SHRINK, Action.GROW)
+                   if a in candidates and (evidence.modelled or a not in evidence.what_if)
+                   and (state, a) not in self._taken]
+        action = untried[0] if untried else Action(learner.act(state))
+        summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None
         if action is not Action.KEEP:
             if self._cooling > 0:
@@ -202,16 +211,18 @@ class Controller:
             target.apply(after, setting)
             if after != before:
                 self._cooling = self.cooldown + 1
+                self._taken.add((state, action))
         self._cooling = max(0, self._cooling - 1)
         # what the next reward follows from: in advisory mode the target stayed as it was
         self._last = (state, action if target.mode == "auto" else Action.KEEP)
-        return self._record(target, evidence, state, action, before, after, applied, guardrail)
+        return self._record(target, evidence, state, action, before, after, applied, guardrail, summary)
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
-                after: int, applied: bool, guardrail: str | None) -> Decision:
+                after: int, applied: bool, guardrail: str | None, summary: str | None = None) -> Decision:
         decision = Decision(
             timestamp=datetime.now(timezone.utc), target=target.name, unit=target.value_name, mode=target.mode,
-            state=state, features=dict(evidence.features), evidence=evidence.summary, action=action,
+            state=state, features=dict(evidence.features), evidence=evidence.summary if summary is None else summary,
+            action=action,
             q_values=tuple(self.learner.q[state].tolist()), reward=evidence.reward, value_before=before,
             value_after=after, applied=applied, guardrail=guardrail, setting=evidence.setting,
         )

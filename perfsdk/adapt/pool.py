@@ -29,7 +29,7 @@ from perfsdk._runtime import Faults, Worker, at_fork, check_callable, check_choi
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.pool_controller import PoolController
-from perfsdk.adapt.pool_policy import SAMPLES, IntervalRecord, PoolEvidence, percentile
+from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, percentile
 
 __all__ = ["AdaptivePool", "PoolClosed", "PoolTimeout"]
 
@@ -204,14 +204,6 @@ class AdaptivePool:
     def acquire(self, timeout: float | None = None) -> Any:
         """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
         within ``timeout`` seconds (default: the pool's ``timeout``)."""
-        idle = self._idle
-        if idle and self.check is None:  # the common case: an idle connection, lent at once
-            now = time.monotonic()
-            with self._lock:
-                if idle and not self._closed and now - idle[-1].created <= self.max_lifetime:
-                    record = idle.pop()
-                    self._lend(record, now, 0.0)
-                    return record.conn
         while True:
             record = self._take(self.timeout if timeout is None else timeout)
             if self.check is None:
@@ -220,7 +212,8 @@ class AdaptivePool:
                 self.check(record.conn)
                 return record.conn
             except Exception:
-                self._counts["check_failures"] += 1
+                with self._lock:
+                    self._counts["check_failures"] += 1
                 self._give_back(record.conn, True, time.monotonic())
 
     def _take(self, timeout: float) -> _Conn:
@@ -246,8 +239,7 @@ class AdaptivePool:
                 waiter = _Waiter(now)
                 self._count_change(now)
                 self._waiters.append(waiter)
-            if expired:
-                self._forget(expired)
+            self._count_retired(expired)
         if expired:
             self._retire(expired)
         if record is not None:
@@ -272,28 +264,14 @@ class AdaptivePool:
         return waiter.record
 
     def _lend(self, record: _Conn, now: float, waited: float) -> None:  # under the lock
-        rec = self._record
-        in_use = self._in_use
-        span = now - rec.last_change  # the time integrals of busy and waiting (_count_change, inlined)
-        if span > 0:
-            rec.busy_area += len(in_use) * span
-            rec.queue_area += len(self._waiters) * span
-            rec.last_change = now
-        in_use[id(record.conn)] = record
+        self._count_change(now)
+        self._in_use[id(record.conn)] = record
         record.taken = now
         record.waited = waited
-        record.level = len(in_use)
+        record.level = len(self._in_use)
         if self.leak_timeout is not None:
             record.stack = "".join(traceback.format_stack(limit=12)[:-3])
-        n = rec.acquisitions
-        rec.acquisitions = n + 1
-        if waited > 0:
-            rec.waited += 1
-        waits = rec.waits
-        if len(waits) < SAMPLES:
-            waits.append(waited)
-        else:
-            waits[n % SAMPLES] = waited
+        self._record.lent(waited)
 
     def release(self, conn: Any, *, broken: bool = False) -> None:
         """Give ``conn`` back (``broken=True``: it is retired, not lent again)."""
@@ -301,38 +279,26 @@ class AdaptivePool:
             try:
                 self.reset(conn)
             except Exception:
-                self._counts["reset_failures"] += 1
+                with self._lock:
+                    self._counts["reset_failures"] += 1
                 broken = True
-        if not broken and type(conn) not in _NO_STATUS and _reports_broken(conn):
+        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
             broken = True  # e.g. a psycopg connection whose server went away
         self._give_back(conn, broken, time.monotonic())
 
     def _give_back(self, conn: Any, broken: bool, now: float) -> None:
         retire = None
         with self._lock:
-            record = self._in_use.pop(id(conn), None)
-            if record is None or record.conn is not conn:
-                if record is not None:
-                    self._in_use[id(conn)] = record
+            record = self._in_use.get(id(conn))  # its record holds it: no other live object has its id
+            if record is None:
                 raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
-            rec = self._record
-            span = now - rec.last_change  # _count_change, inlined (the in-use count included this one)
-            if span > 0:
-                rec.busy_area += (len(self._in_use) + 1) * span
-                rec.queue_area += len(self._waiters) * span
-                rec.last_change = now
+            self._count_change(now)
+            del self._in_use[id(conn)]
             held = now - record.taken
-            n = rec.releases
-            rec.releases = n + 1
-            if n < SAMPLES:
-                rec.holds.append(held)
-                rec.latencies.append(record.waited + held)
-            else:
-                rec.holds[n % SAMPLES] = held
-                rec.latencies[n % SAMPLES] = record.waited + held
+            self._record.returned(held, record.waited + held)
             self._evidence.record_hold(record.level, held)
             if (broken or self._closed or now - record.created > self.max_lifetime
-                    or len(self._idle) + len(self._in_use) + 1 + self._opening > self._target):
+                    or self._open_count() + 1 > self._target):  # + 1: this one
                 retire = record
                 self._counts["retired"] += 1
             elif self._waiters:
@@ -365,7 +331,7 @@ class AdaptivePool:
     def size(self) -> int:
         """Connections open or being opened."""
         with self._lock:
-            return len(self._idle) + len(self._in_use) + self._opening
+            return self._open_count()
 
     @property
     def target(self) -> int:
@@ -382,9 +348,9 @@ class AdaptivePool:
         retire: list[_Conn] = []
         with self._lock:
             self._target = size
-            while self._idle and len(self._idle) + len(self._in_use) + self._opening > size:
+            while self._idle and self._open_count() > size:
                 retire.append(self._idle.popleft())  # the longest idle first
-            self._forget(retire)
+            self._count_retired(retire)
         self._retire(retire)
         self._maker.submit(functools.partial(self._fill, True))
 
@@ -395,7 +361,7 @@ class AdaptivePool:
         while True:
             with self._lock:
                 goal = self._target if eager or self._waiters else min(self.min_size, self._target)
-                if self._closed or len(self._idle) + len(self._in_use) + self._opening >= goal:
+                if self._closed or self._open_count() >= goal:
                     return
                 self._opening += 1
             if self._backoff:
@@ -431,8 +397,11 @@ class AdaptivePool:
                 self._retire([record])
                 return
 
-    def _forget(self, records: list[_Conn]) -> None:  # under the lock
+    def _count_retired(self, records: list[_Conn]) -> None:  # under the lock
         self._counts["retired"] += len(records)
+
+    def _open_count(self) -> int:  # under the lock: idle, lent, and being opened
+        return len(self._idle) + len(self._in_use) + self._opening
 
     def _retire(self, records: list[_Conn]) -> None:
         for record in records:
@@ -441,16 +410,11 @@ class AdaptivePool:
             except Exception as exc:
                 self.faults.record("closing a connection", exc)
 
-    def _count_change(self, now: float) -> None:  # under the lock: the time integrals of busy and waiting
-        rec = self._record
-        span = now - rec.last_change
-        if span > 0:
-            rec.busy_area += len(self._in_use) * span
-            rec.queue_area += len(self._waiters) * span
-            rec.last_change = now
+    def _count_change(self, now: float) -> None:  # under the lock, before in use or waiting change
+        self._record.elapse(now, len(self._in_use), len(self._waiters))
 
     def _shortage(self, what: str) -> str:  # under the lock
-        message = (f"pool {self.name!r}: {what}: size {len(self._idle) + len(self._in_use) + self._opening} "
+        message = (f"pool {self.name!r}: {what}: size {self._open_count()} "
                    f"(target {self._target}, max {self.max_size}), {len(self._in_use)} in use, "
                    f"{len(self._idle)} idle, {self._opening} being opened, {len(self._waiters)} waiting")
         if self.last_factory_error is not None:
@@ -465,7 +429,7 @@ class AdaptivePool:
             if self._closed:
                 return
             keep: deque[_Conn] = deque()
-            total = len(self._idle) + len(self._in_use) + self._opening
+            total = self._open_count()
             for record in self._idle:
                 too_old = now - record.created > self.max_lifetime
                 too_idle = now - record.returned > self.max_idle and total > self.min_size
@@ -475,7 +439,7 @@ class AdaptivePool:
                 else:
                     keep.append(record)
             self._idle = keep
-            self._forget(retire)
+            self._count_retired(retire)
             leaks = [r for r in self._in_use.values() if self.leak_timeout is not None and not r.leak_reported
                      and now - r.taken > self.leak_timeout]
             for record in leaks:
@@ -545,7 +509,7 @@ class AdaptivePool:
         """Size, idle, in use, waiting, lifetime counts, and the last interval's wait and hold percentiles."""
         with self._lock:
             out: dict[str, Any] = {
-                "name": self.name, "size": len(self._idle) + len(self._in_use) + self._opening,
+                "name": self.name, "size": self._open_count(),
                 "target": self._target, "min_size": self.min_size, "max_size": self.max_size,
                 "idle": len(self._idle), "in_use": len(self._in_use), "waiting": len(self._waiters),
                 "opening": self._opening, "closed": self._closed,
@@ -570,7 +534,7 @@ class AdaptivePool:
                 return
             self._closed = True
             idle, self._idle = list(self._idle), deque()
-            self._forget(idle)
+            self._count_retired(idle)
             waiters, self._waiters = list(self._waiters), deque()
             for waiter in waiters:
                 waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
@@ -585,7 +549,7 @@ class AdaptivePool:
         with self._lock:
             stuck = list(self._in_use.values())
             self._in_use.clear()
-            self._forget(stuck)
+            self._count_retired(stuck)
             self._counts["closed_in_use"] += len(stuck)
         if stuck:
             log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
@@ -612,18 +576,6 @@ class AdaptivePool:
     def __repr__(self) -> str:
         s = self.stats()
         return f"AdaptivePool({self.name!r}, size={s['size']}, in_use={s['in_use']}, waiting={s['waiting']})"
-
-
-_NO_STATUS: set[type] = set()  # connection types with neither ``closed`` nor ``broken``
-
-
-def _reports_broken(conn: Any) -> bool:
-    """Whether ``conn`` says it is closed or broken (psycopg's and most drivers' attributes)."""
-    cls = type(conn)
-    if not (hasattr(cls, "closed") or hasattr(cls, "broken") or hasattr(conn, "__dict__")):
-        _NO_STATUS.add(cls)
-        return False
-    return getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True
 
 
 def _close(conn: Any) -> None:

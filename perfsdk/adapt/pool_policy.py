@@ -24,12 +24,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
+
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action
 
-__all__ = ["IntervalRecord", "PoolEvidence", "percentile"]
+__all__ = ["IntervalRecord", "PoolEvidence", "percentile", "usl_fit"]
 
 SAMPLES = 2048  # wait and hold samples kept an interval (a ring): bounded memory, percentiles to ~0.1 %
+DECAY = 0.8
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,6 +45,35 @@ def percentile(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
+    """``hold(n) = a + b (n - 1) + c n (n - 1)`` with ``a > 0`` and ``b, c >= 0`` through
+    (level, hold, weight) points by weighted least squares: the Universal Scalability Law's
+    time per request (contention ``b``, coherency ``c``), so it rises convexly and never
+    falls below ``a``. Terms whose fit comes out negative are dropped.
+
+    >>> [round(x, 6) for x in usl_fit([(1, 1.0, 1), (4, 1.36, 1), (8, 2.12, 1)])]
+    [1.0, 0.0, 0.02]
+    """
+    basis = [lambda n: 1.0, lambda n: n - 1.0, lambda n: n * (n - 1.0)]
+    best: tuple[float, tuple[float, float, float]] | None = None
+    for terms in ((0, 1, 2), (0, 2), (0, 1), (0,)):
+        rows = [[basis[t](n) * math.sqrt(w) for t in terms] for n, _, w in points]
+        target = [h * math.sqrt(w) for _, h, w in points]
+        fitted = np.linalg.lstsq(np.array(rows), np.array(target), rcond=None)[0]
+        coef = [0.0, 0.0, 0.0]
+        for t, value in zip(terms, fitted):
+            coef[t] = float(value)
+        if coef[0] <= 0 or coef[1] < 0 or coef[2] < 0:
+            continue
+        residual = sum(w * (h - (coef[0] + coef[1] * (n - 1) + coef[2] * n * (n - 1))) ** 2 for n, h, w in points)
+        if best is None or residual < best[0] - 1e-15:
+            best = (residual, (coef[0], coef[1], coef[2]))
+    if best is None:  # even a constant fits no better than this: the weighted mean
+        mean = sum(h * w for _, h, w in points) / sum(w for _, _, w in points)
+        return mean, 0.0, 0.0
+    return best[1]
 
 
 @dataclass
@@ -61,12 +93,41 @@ class IntervalRecord:
     queue_area: float = 0.0  # integral of waiting requests over time
     last_change: float = 0.0
 
+    def elapse(self, now: float, in_use: int, waiting: int) -> None:
+        """Advance the time integrals to ``now`` (call before the counts change)."""
+        span = now - self.last_change
+        if span > 0:
+            self.busy_area += in_use * span
+            self.queue_area += waiting * span
+            self.last_change = now
+
+    def lent(self, waited: float) -> None:
+        n = self.acquisitions
+        self.acquisitions = n + 1
+        if waited > 0:
+            self.waited += 1
+        _put(self.waits, n, waited)
+
+    def returned(self, held: float, latency: float) -> None:
+        n = self.releases
+        self.releases = n + 1
+        _put(self.holds, n, held)
+        _put(self.latencies, n, latency)
+
+
+def _put(ring: list[float], n: int, value: float) -> None:
+    """The ``n``-th sample into a ring of SAMPLES."""
+    if n < SAMPLES:
+        ring.append(value)
+    else:
+        ring[n % SAMPLES] = value
+
 
 class PoolEvidence:
     """Turns a pool's interval into ``Evidence`` (see the module docstring).
 
-    ``hold_by_level`` keeps, per concurrency level (connections in use when
-    one was taken), a decayed sum and count of hold times: halved at every
+    ``hold_sum``/``hold_count`` keep, per concurrency level (connections in use when
+    one was taken), a decayed sum and count of hold times: weighted by ``DECAY`` at every
     interval, so the relation follows a database whose cost changes.
     """
 
@@ -81,23 +142,21 @@ class PoolEvidence:
 
     def hold_at(self, level: int) -> float:
         """The expected hold time (s) with ``level`` connections in use: measured where seen
-        (with enough samples), else a least-squares line through the levels seen."""
+        (with enough samples), else the Universal Scalability Law's curve through the levels
+        seen; NaN when fewer than two levels were seen (a saturated pool sees only its size):
+        the trend is unknown then, not flat, and the controller learns no estimate for it."""
         level = max(1, min(level, len(self.hold_sum) - 1))
         if self.hold_count[level] >= 5:
             return self.hold_sum[level] / self.hold_count[level]
         seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 1]
-        if not seen:
+        if len(seen) < 2:
             return math.nan
-        weight = sum(c for _, _, c in seen)
-        mean_n = sum(n * c for n, _, c in seen) / weight
-        mean_h = sum(h * c for _, h, c in seen) / weight
-        var = sum(c * (n - mean_n) ** 2 for n, _, c in seen)
-        slope = 0.0 if var == 0 else max(0.0, sum(c * (n - mean_n) * (h - mean_h) for n, h, c in seen) / var)
-        return max(mean_h + slope * (level - mean_n), 0.0)
+        a, b, c = usl_fit(seen)
+        return a + b * (level - 1) + c * level * (level - 1)
 
     def decay(self) -> None:
-        self.hold_sum = [s * 0.5 for s in self.hold_sum]
-        self.hold_count = [c * 0.5 for c in self.hold_count]
+        self.hold_sum = [s * DECAY for s in self.hold_sum]
+        self.hold_count = [c * DECAY for c in self.hold_count]
 
     def __call__(self, record: IntervalRecord, now: float, size: int, min_size: int, max_size: int,
                  reward: Callable[[float, int], float], candidates: Mapping[Action, int],
@@ -108,7 +167,6 @@ class PoolEvidence:
         in_system = (record.busy_area + record.queue_area) / elapsed  # L, Little's law
         latencies = record.latencies
         p95 = percentile(latencies, 95)
-        mean_latency = sum(latencies) / len(latencies) if latencies else math.nan
         low, high = self.hold_at(1), self.hold_at(max(size, 2))
         features = {
             "utilisation": utilisation,
@@ -127,26 +185,22 @@ class PoolEvidence:
             return Evidence(features, 0.0, cold=True,
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
         earned = reward(p95 * 1e3, size)
-        what_if: dict[Action, float] = {}
         now_latency = self.latency(size, in_system)
-        tail = p95 / mean_latency if mean_latency > 0 else 1.0
-        for action, other in candidates.items():
-            estimate = self.latency(other, in_system)
-            if math.isfinite(estimate) and math.isfinite(now_latency) and now_latency > 0:
-                # the model's relative change, applied to what was measured
-                what_if[action] = reward(p95 * 1e3 * estimate / now_latency, other)
-            elif math.isfinite(estimate):
-                what_if[action] = reward(estimate * tail * 1e3, other)
+        estimates: dict[Action, float] = {}  # p95 (ms) at each other size: the model's change, applied
+        if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown
+            estimates = {action: p95 * 1e3 * self.latency(other, in_system) / now_latency
+                         for action, other in candidates.items()
+                         if math.isfinite(self.latency(other, in_system))}
+        what_if = {action: reward(p95_ms, candidates[action]) for action, p95_ms in estimates.items()}
         summary = (f"p95 {p95 * 1e3:.2f} ms (wait p95 {features['wait_p95_ms']:.2f} ms, hold p50 "
                    f"{features['hold_p50_ms']:.2f} ms), {utilisation:.0%} of {size} connections busy, "
                    f"{features['waited_share']:.0%} of {record.acquisitions} acquisitions waited, "
                    f"{in_system:.1f} requests in the system on average, hold time "
                    f"{features['hold_trend']:+.0%} from 1 to {max(size, 2)} in use")
-        if what_if:
+        if estimates:
             summary += "; estimated p95 " + ", ".join(
-                f"{candidates[a]} connections {p95 * 1e3 * self.latency(candidates[a], in_system) / now_latency:.2f} ms"
-                for a in what_if if now_latency > 0)
-        return Evidence(features, earned, what_if, summary)
+                f"{candidates[action]} connections {p95_ms:.2f} ms" for action, p95_ms in estimates.items())
+        return Evidence(features, earned, what_if, summary, modelled=True)
 
     def latency(self, size: int, in_system: float) -> float:
         """A request's expected time (s) at ``size`` connections with ``in_system`` requests present."""
