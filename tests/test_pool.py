@@ -189,6 +189,16 @@ def test_close_waits_for_connections_in_use_then_closes_them_and_wakes_waiters()
     assert not any(n.startswith("perfsdk-pool-") for n in names)
 
 
+def test_close_without_a_timeout_leaves_connections_in_use_to_their_borrowers():
+    pool = fixed(min_size=2, max_size=2, size=2)
+    held, idle = pool.acquire(), pool.acquire()
+    pool.release(idle)
+    pool.close(timeout=None)
+    assert idle.closed and not held.closed and pool.stats()["in_use"] == 1
+    pool.release(held)  # closed as it comes back
+    assert held.closed and pool.stats()["in_use"] == 0 and pool.stats()["closed_in_use"] == 0
+
+
 def times_out_in_time(pool: AdaptivePool, timeout: float, says: str) -> None:
     start = time.monotonic()
     with pytest.raises(PoolTimeout, match=says):
@@ -398,3 +408,54 @@ def test_the_controller_settles_at_the_best_size_on_an_exact_model(start, max_si
         model.policy.decay()  # as the pool does after each decision
     # settled: nearly all the last 20 intervals there (the rest: a step tried once in a new state)
     assert sum(size in settled for size in sizes[-20:]) >= 17 and sizes[-1] in settled, sizes
+
+
+def test_metrics_are_named_as_otel_database_conventions_name_them():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    pool = AdaptivePool(Conn, min_size=1, max_size=3, size=1, controller=PoolController(interval_seconds=0.05),
+                        name="orders-db", meter_provider=MeterProvider(metric_readers=[reader]))
+    held = pool.acquire()
+    with pytest.raises(PoolTimeout):
+        pool.acquire(timeout=0.0)
+
+    def collect() -> dict[str, list]:
+        return {metric.name: list(metric.data.data_points)
+                for resource_metrics in reader.get_metrics_data().resource_metrics
+                for scope in resource_metrics.scope_metrics for metric in scope.metrics}
+
+    wait_until(lambda: "db.client.connection.wait_time" in collect())  # the next interval's end
+    points = collect()
+    assert {p.attributes["db.client.connection.pool.name"] for ps in points.values() for p in ps} == {"orders-db"}
+    count = {p.attributes["db.client.connection.state"]: p.value for p in points["db.client.connection.count"]}
+    assert count == {"used": 1, "idle": 0}
+    assert points["db.client.connection.max"][0].value == 3
+    assert points["db.client.connection.idle.min"][0].value == 1
+    assert points["db.client.connection.timeouts"][0].value == 1
+    assert points["db.client.connection.pending_requests"][0].value == 0
+    assert points["db.client.connection.wait_time"][0].count == 1
+    assert points["db.client.connection.create_time"][0].count == pool.stats()["opened"] == 1
+    pool.release(held)
+    pool.close()
+    assert collect().get("db.client.connection.count", []) == []  # a closed pool reports nothing
+
+
+def test_decisions_reach_the_arrow_decisions_table_while_init_runs(tmp_path):
+    import perfsdk
+    from opentelemetry.sdk.trace import TracerProvider
+
+    sdk = perfsdk.init(tracer_provider=TracerProvider(), export_dir=str(tmp_path), sample_resources=False)
+    try:
+        pool = AdaptivePool(Conn, min_size=1, max_size=8, size=8, name="orders-db",
+                            controller=PoolController(interval_seconds=0.05, min_acquisitions=1))
+        run_clients(pool, ContendedDatabase(base=0.0005, contention=0.02), clients=4, seconds=0.5)
+        pool.close()
+        decisions = pool.decisions()
+        assert decisions
+    finally:
+        sdk.shutdown()
+    table = perfsdk.export.read(tmp_path, table="decisions", name="orders-db")
+    assert table.num_rows == len(decisions)
+    assert table.column("explanation").to_pylist() == [str(d) for d in decisions]

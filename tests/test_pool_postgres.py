@@ -82,3 +82,104 @@ def test_the_postgres_evaluation_runs_in_its_quick_mode(postgres):
     rows = main(postgres.dsn, quick=True)
     assert rows[2].startswith("| fixed 4 |") and any(r.startswith("| adaptive") for r in rows)
     assert any(r.startswith("best fixed size by p99") for r in rows)
+
+
+def test_a_sqlalchemy_engine_on_the_adaptive_pool_keeps_its_events_and_recovers(postgres):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool
+
+    engine = sqlalchemy.create_engine(postgres.url, poolclass=AdaptiveSQLAlchemyPool, min_size=1, max_size=4,
+                                      size=2, pool_pre_ping=True, pool_timeout=5, name="orders-db",
+                                      controller=PoolController(interval_seconds=0.2))
+    seen: dict[str, int] = {"connect": 0, "checkout": 0, "checkin": 0}
+    for event in seen:
+        sqlalchemy.event.listen(engine, event, lambda *args, _e=event: seen.__setitem__(_e, seen[_e] + 1))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(25):
+                with engine.begin() as conn:
+                    conn.execute(sqlalchemy.text("SELECT pg_sleep(0.001)"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    adaptive = engine.pool.adaptive
+    assert seen["checkout"] == seen["checkin"] == 200 == adaptive.stats()["acquisitions"]
+    assert seen["connect"] == adaptive.stats()["opened"] <= 4  # SQLAlchemy's events fire for our records
+    assert "orders-db" in engine.pool.status() and engine.pool.checkedout() == 0
+
+    with engine.connect() as conn:  # the server kills a connection: pre-ping notices, SQLAlchemy reconnects
+        pid = conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+    with psycopg.connect(postgres.dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar() != pid
+
+    adaptive.mode = "advisory"  # the size stays where it is put: 4
+    adaptive.resize(4)
+    adaptive.timeout = 0.5
+    held = [engine.connect() for _ in range(4)]  # all lent: the next waits its timeout, then a clear error
+    with pytest.raises(sqlalchemy.exc.TimeoutError, match="orders-db.*4 in use"):
+        engine.connect()
+    engine.dispose()  # checked-out connections are closed when they come back, not before
+    assert all(not c.closed for c in held)
+    for c in held:
+        c.close()
+    assert adaptive.stats()["in_use"] == 0 and adaptive.stats()["opened"] == adaptive.stats()["retired"]
+    with engine.connect() as conn:  # a fresh pool after dispose, as with SQLAlchemy's own pools
+        assert conn.execute(sqlalchemy.text("SELECT 41 + 1")).scalar() == 42
+    engine.dispose()
+
+
+def test_the_flask_example_serves_real_http_through_the_adaptive_pool(postgres):
+    import importlib.util
+    import json
+    import urllib.request
+    from pathlib import Path
+
+    from werkzeug.serving import make_server
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "flask_pool.py"
+    spec = importlib.util.spec_from_file_location("flask_pool_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    app = example.create_app(postgres.url)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+
+    def call(method: str, route: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + route, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    counts: list[int] = []
+
+    def client(i: int) -> None:
+        for k in range(10):
+            call("POST", "/orders", {"customer": i, "total": k})
+            counts.append(len(call("GET", f"/orders?customer={i}")))
+
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(counts) == sorted(list(range(1, 11)) * 6)  # every order written, read back
+        pool = call("GET", "/pool")
+        assert pool["stats"]["acquisitions"] >= 6 * 20 and pool["stats"]["in_use"] == 0
+        assert pool["stats"]["name"] == "shop-db" and pool["stats"]["faults"] == {}
+    finally:
+        server.shutdown()
+        app.extensions["engine"].dispose()

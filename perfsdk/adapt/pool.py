@@ -29,6 +29,7 @@ from perfsdk._runtime import Faults, Worker, at_fork, check_callable, check_choi
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.pool_controller import PoolController
+from perfsdk.adapt.pool_metrics import PoolMetrics
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, percentile
 
 __all__ = ["AdaptivePool", "PoolClosed", "PoolTimeout"]
@@ -113,6 +114,9 @@ class AdaptivePool:
     on_decision
         Called with every ``Decision`` on a background thread (while
         ``perfsdk.init(export_dir=...)`` runs they also go to the Arrow ``decisions`` table).
+    meter_provider
+        Where the pool's OpenTelemetry metrics go (``db.client.connection.*``, see
+        ``perfsdk.adapt.pool_metrics``); default OTel's global provider, ``False`` for none.
 
     Examples
     --------
@@ -135,7 +139,7 @@ class AdaptivePool:
         close_connection: Callable[[Any], Any] | None = None, max_lifetime: float = 3600.0,
         max_idle: float = 600.0, max_waiting: int = 0, leak_timeout: float | None = None,
         controller: PoolController | str | None = "default", mode: str = "auto", name: str = "pool",
-        on_decision: Callable[[Decision], Any] | None = None,
+        on_decision: Callable[[Decision], Any] | None = None, meter_provider: Any = None,
     ) -> None:
         check_callable("factory", factory)
         check_int("min_size", min_size, minimum=0)
@@ -196,6 +200,7 @@ class AdaptivePool:
         self._ticker: Worker[Callable[[], Any]] = Worker(
             f"perfsdk-pool-{name}", tick=self._maintain, faults=self.faults,
             tick_interval_s=controller.interval_seconds if controller is not None else 1.0)
+        self.metrics = PoolMetrics(self, meter_provider or None) if meter_provider is not False else None
         self._ticker.start()
         self._maker.submit(functools.partial(self._fill, True))  # the first connections open in the background
         at_fork(self._after_fork)
@@ -366,6 +371,7 @@ class AdaptivePool:
                 self._opening += 1
             if self._backoff:
                 time.sleep(self._backoff)
+            started = time.monotonic()
             try:
                 conn = self.factory()
             except Exception as exc:
@@ -381,6 +387,9 @@ class AdaptivePool:
             self._backoff = 0.0
             self.last_factory_error = None
             now = time.monotonic()
+            if self.metrics is not None:
+                with self.faults.guard("pool metrics"):
+                    self.metrics.record_create(now - started)
             record = _Conn(conn, now)
             with self._lock:
                 self._opening -= 1
@@ -458,6 +467,9 @@ class AdaptivePool:
             record, self._record = self._record, IntervalRecord(started=now, last_change=now)
             self._acquired_before += record.acquisitions
         self._last_interval = self._interval_summary(record, now)
+        if self.metrics is not None:
+            with self.faults.guard("pool metrics"):
+                self.metrics.record_interval(record.waits, record.holds)
         controller = self.controller
         if controller is None:
             return
@@ -525,10 +537,10 @@ class AdaptivePool:
         return list(self.controller.decisions) if self.controller is not None else []
 
     # -- closing -----------------------------------------------------------------------------
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float | None = 5.0) -> None:
         """Close the pool: waiters get ``PoolClosed``, idle connections close now, connections
         in use close when they come back -- or, after ``timeout`` seconds, here (counted in
-        ``stats()["closed_in_use"]``). Idempotent."""
+        ``stats()["closed_in_use"]``); ``timeout=None``: whenever they come back. Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -540,22 +552,23 @@ class AdaptivePool:
                 waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
                 waiter.ready.release()
         self._retire(idle)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + (timeout or 0.0)
+        while timeout is not None and time.monotonic() < deadline:
             with self._lock:
                 if not self._in_use:
                     break
             time.sleep(0.01)
         with self._lock:
-            stuck = list(self._in_use.values())
-            self._in_use.clear()
+            stuck = list(self._in_use.values()) if timeout is not None else []
+            for record in stuck:
+                del self._in_use[id(record.conn)]
             self._count_retired(stuck)
             self._counts["closed_in_use"] += len(stuck)
         if stuck:
             log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
                         self.name, len(stuck), timeout)
         self._retire(stuck)
-        self._ticker.shutdown(timeout)
+        self._ticker.shutdown(timeout or 0.1)
         self._maker.shutdown(0.1)
 
     def __enter__(self) -> "AdaptivePool":
