@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -459,3 +460,58 @@ def test_decisions_reach_the_arrow_decisions_table_while_init_runs(tmp_path):
     table = perfsdk.export.read(tmp_path, table="decisions", name="orders-db")
     assert table.num_rows == len(decisions)
     assert table.column("explanation").to_pylist() == [str(d) for d in decisions]
+
+
+def run_model(controller: PoolController, intervals: int, start: int = 16) -> list[int]:
+    """``intervals`` decisions on the contended exact model (best size 7); the fleet's file work
+    (on the decisions worker) is waited for after each, so the run is exact."""
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+
+    model = ModelPool(controller, start, 16, 16, lambda n: 0.001 * (1 + 0.02 * (n - 1) ** 2))
+    sizes = []
+    for _ in range(intervals):
+        sizes.append(controller.decide(model).value_after)
+        assert DECISION_DELIVERY.flush(5.0)
+        model.policy.decay()
+    return sizes
+
+
+def test_a_new_instance_starts_from_what_the_fleet_learned(tmp_path):
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+    from perfsdk.adapt.qlearner import QLearner
+
+    veteran = PoolController(seed=1, fleet=tmp_path)
+    veteran.bind("orders-db")
+    run_model(veteran, 60)  # publishes every 30 decisions
+    (published,) = (tmp_path / "orders-db").glob("*.qtable")
+    assert np.array_equal(QLearner.load(published).q, veteran.learner.q)
+    (tmp_path / "orders-db" / "torn.qtable").write_bytes(b"half a file")  # a crashed writer's leftovers
+
+    newcomer = PoolController(seed=2, fleet=tmp_path)
+    newcomer.bind("orders-db")
+    assert DECISION_DELIVERY.flush(5.0)  # read at the start, off the caller's path
+    stats = newcomer.fleet.stats()
+    assert stats["tables_read"] == 1 and stats["tables_rejected"] == 1 and stats["published"] == 0
+    seen = veteran.learner.visits.any(axis=1)
+    assert stats["states_adopted"] == seen.sum()
+    assert np.array_equal(newcomer.learner.q[seen], veteran.learner.q[seen])
+
+    own_state = int(np.flatnonzero(seen)[0])  # the newcomer's own evidence is never overwritten
+    newcomer.learner.q[own_state] = -1.0
+    veteran.learner.q[own_state] = -2.0
+    veteran._sync_fleet()
+    newcomer._sync_fleet()
+    assert (newcomer.learner.q[own_state] == -1.0).all()
+
+
+def test_a_fleet_directory_that_fails_is_counted_and_the_controller_goes_on(tmp_path):
+    from perfsdk._runtime import FAULTS
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    before = FAULTS.snapshot().get("fleet table sync", 0)
+    controller = PoolController(seed=1, fleet=blocker)
+    controller.bind("orders-db")
+    sizes = run_model(controller, 31)
+    assert sizes[-1] < 16  # it learned alone
+    assert FAULTS.snapshot()["fleet table sync"] > before and controller.fleet.last_error is not None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from perfsdk._runtime import check_bool, check_number
 from perfsdk.adapt.controller import Controller
+from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["CacheController"]
@@ -33,6 +35,8 @@ class CacheController(Controller):
         Intervals after a capacity change during which it may not change again.
     learner
         A ``QLearner`` to start from (e.g. one loaded or merged from a fleet).
+    fleet
+        A directory the service's instances share (see ``perfsdk.adapt.fleet``).
     adapt_window
         Move the window (the policy) by ARC's rule (``tune_window``); False keeps it.
 
@@ -54,6 +58,7 @@ class CacheController(Controller):
         memory_cost: float = 1e-5, target_hit_ratio: float | None = None, step: float = 1.25,
         cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.05, seed: int = 0,
         max_decisions: int = 1000, adapt_window: bool = True,
+        fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
         self.miss_cost = check_number("miss_cost", miss_cost, low=0.0, high=1e12)
         self.memory_cost = check_number("memory_cost", memory_cost, low=0.0, high=1e12)
@@ -66,7 +71,7 @@ class CacheController(Controller):
         self.adapt_window = check_bool("adapt_window", adapt_window)
         super().__init__(self.discretizer, interval=interval, interval_seconds=interval_seconds, step=step,
                          cooldown=cooldown, learner=learner, epsilon=epsilon, seed=seed,
-                         max_decisions=max_decisions)
+                         max_decisions=max_decisions, fleet=fleet)
 
     def reward(self, hit_ratio: float, capacity: float, max_capacity: int) -> float:
         """The reward of an interval with this hit ratio at this capacity."""

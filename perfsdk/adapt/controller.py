@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Protocol
 
+import numpy as np
+
 from perfsdk._runtime import FAULTS, HOOKS, Faults, Worker, call_user, check_int, check_number
 from perfsdk.adapt.decision import Action, Decision, SettingMove
+from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
+
+#: A modelled move within this share of the current reward is worth trying once.
+PROMISING = 0.02
 
 #: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
 DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
@@ -88,12 +95,16 @@ class Controller:
         with ``alpha``, ``gamma``, ``epsilon``, ``seed``.
     max_decisions
         Decisions kept in ``decisions`` (the newest).
+    fleet
+        A directory (or a ``Fleet``) shared by the service's instances: this controller
+        publishes what it learns there and starts from what the others learned.
     """
 
     def __init__(
         self, discretizer: Discretizer, *, interval: int = 10_000, interval_seconds: float | None = None,
         step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, alpha: float = 0.2,
         gamma: float = 0.5, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
+        fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
         check_int("interval", interval, minimum=10)
         if interval_seconds is not None:
@@ -117,6 +128,8 @@ class Controller:
         self.learner = learner or QLearner(discretizer.n_states, n_actions, alpha=alpha, gamma=gamma,
                                            epsilon=epsilon, epsilon_min=epsilon, seed=seed)
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
+        self.fleet = fleet if isinstance(fleet, Fleet) or fleet is None else Fleet(fleet)
+        self._decided = 0
         self.bound = False  # set by the target it drives: one target per controller
         self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward
         self._started: set[int] = set()  # states whose Q row has its starting value
@@ -135,6 +148,9 @@ class Controller:
             raise ValueError(f"controller already drives another target (not {target_name!r}): give each "
                              "its own (share what they learn with QLearner.merge)")
         self.bound = True
+        if self.fleet is not None:
+            self.fleet.attach(target_name)
+            DECISION_DELIVERY.submit(functools.partial(self._sync_fleet, False))  # start from the fleet's
 
     # -- deciding ---------------------------------------------------------------------
     def stepped(self, value: int, action: Action) -> int:
@@ -156,7 +172,35 @@ class Controller:
         within a few intervals instead of waiting for exploration to try a move.
         """
         with self._lock:
-            return self._decide(target)
+            decision = self._decide(target)
+            self._decided += 1
+        if self.fleet is not None and self.fleet.due(self._decided):
+            DECISION_DELIVERY.submit(self._sync_fleet)  # files off the application's path
+        return decision
+
+    # -- the fleet ---------------------------------------------------------------------
+    def locked(self) -> threading.Lock:
+        """The lock ``decide`` holds (to read the learner between decisions)."""
+        return self._lock
+
+    def adopt(self, fleet: QLearner) -> int:
+        """Take the fleet's learned values in the states this controller has not been in yet
+        (its own evidence stays its own); returns how many states it adopted."""
+        with self._lock:
+            learner = self.learner
+            unseen = ~learner.visits.any(axis=1) & fleet.visits.any(axis=1)
+            states = np.flatnonzero(unseen).tolist()
+            learner.q[states] = fleet.q[states]
+            learner.visits[states] = fleet.visits[states]
+            for state in states:  # the fleet has measured its moves there: nothing to try once
+                self._started.add(state)
+                self._taken.update((state, action) for action in Action)
+            return len(states)
+
+    def _sync_fleet(self, publish: bool = True) -> None:
+        assert self.fleet is not None
+        with FAULTS.guard("fleet table sync"):
+            self.fleet.sync(self, publish)
 
     def _decide(self, target: Target) -> Decision:
         before = target.value
@@ -185,12 +229,14 @@ class Controller:
         for action in (Action.GROW, Action.SHRINK):  # what the others would have earned
             if action in candidates and action in evidence.what_if:
                 learner.learn(state, int(action), evidence.what_if[action], state)
-        # An action never taken in this state whose outcome nothing measured (no what-if, or one
-        # from a model) is tried once: a model's estimate is no substitute for one interval's
-        # evidence, and an unknown outcome is not that of staying put.
+        # An action never taken in this state whose outcome nothing measured is tried once: an
+        # unknown outcome is not that of staying put, and a model's estimate is no substitute for
+        # one interval's evidence -- where the model says the move would do about as well or
+        # better (PROMISING); a move it says is clearly worse is not worth an interval to check.
         untried = [a for a in (Action.SHRINK, Action.GROW)
-                   if a in candidates and (evidence.modelled or a not in evidence.what_if)
-                   and (state, a) not in self._taken]
+                   if a in candidates and (state, a) not in self._taken
+                   and (a not in evidence.what_if
+                        or (evidence.modelled and evidence.what_if[a] >= reward - PROMISING * abs(reward)))]
         action = untried[0] if untried else Action(learner.act(state))
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None

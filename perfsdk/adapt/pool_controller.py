@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from perfsdk._runtime import check_int, check_number
 from perfsdk.adapt.controller import Controller
+from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["PoolController"]
@@ -30,6 +32,9 @@ class PoolController(Controller):
         Intervals after a change during which the size may not change again.
     learner
         A ``QLearner`` to start from (e.g. one merged from a fleet's).
+    fleet
+        A directory the service's instances share (see ``perfsdk.adapt.fleet``): what this
+        controller learns is published there, and it starts from what the others learned.
 
     Examples
     --------
@@ -47,13 +52,13 @@ class PoolController(Controller):
     def __init__(
         self, *, interval_seconds: float = 1.0, connection_weight: float = 0.1, min_acquisitions: int = 20,
         step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.05,
-        seed: int = 0, max_decisions: int = 1000,
+        seed: int = 0, max_decisions: int = 1000, fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
         self.connection_weight = check_number("connection_weight", connection_weight, low=0.0, high=100.0)
         self.min_acquisitions = check_int("min_acquisitions", min_acquisitions, minimum=1)
         super().__init__(self.discretizer, interval=10, interval_seconds=interval_seconds, step=step,
                          cooldown=cooldown, learner=learner, epsilon=epsilon, seed=seed,
-                         max_decisions=max_decisions)
+                         max_decisions=max_decisions, fleet=fleet)
 
     def reward(self, p95_ms: float, size: int, max_size: int) -> float:
         """The reward of an interval with this p95 latency (ms) at this size."""

@@ -181,6 +181,10 @@ class QLearner(QCore):
         merged.visits[:] = total
         return merged
 
+    def copy(self) -> "QLearner":
+        """An independent learner with the same parameters and table."""
+        return _rebuild(self.n_states, self.n_actions, self._params_no_size(), self.state.copy())
+
     def _params_no_size(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "gamma": self.gamma, "epsilon": self.epsilon_start,
                 "epsilon_min": self.epsilon_min, "epsilon_decay": self.epsilon_decay, "seed": self.seed}

@@ -1,0 +1,135 @@
+"""Fleet learning: the instances of a service share what their controllers learned.
+
+Each instance publishes its learner's table to a shared directory (one file
+an instance, written atomically by ``QLearner.save``) and reads the others'
+when it starts and every ``every`` decisions. What it reads is merged
+(``QLearner.merge``: visit-weighted) and fills in the states this instance
+has not been in yet -- a new instance starts from the fleet's policy, and an
+instance's own evidence is never overwritten by the fleet's. Files and I/O
+happen on perfsdk's background worker, never on the application's path;
+unreadable or foreign files are skipped and counted.
+
+    PoolController(fleet="/shared/perfsdk-fleet")   # or CacheController(fleet=...)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfsdk._runtime import check_int, check_number
+
+if TYPE_CHECKING:
+    from perfsdk.adapt.controller import Controller
+
+__all__ = ["Fleet"]
+
+SUFFIX = ".qtable"
+
+
+class Fleet:
+    """A shared directory of learned tables (see the module docstring).
+
+    Parameters
+    ----------
+    directory
+        Shared by the instances (a network or host directory); one subdirectory a target name.
+    every
+        Decisions between publishing this instance's table and reading the others'.
+    max_files
+        The newest this many tables are read (bounded work however many instances came and went).
+    max_age_s
+        Tables older than this are ignored (instances long gone, a service since changed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from perfsdk import PoolController
+    >>> directory = tempfile.mkdtemp()
+    >>> PoolController(fleet=directory).fleet.stats()
+    {'published': 0, 'tables_read': 0, 'tables_rejected': 0, 'states_adopted': 0}
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, every: int = 30, max_files: int = 32,
+                 max_age_s: float = 7 * 86400.0) -> None:
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise TypeError(f"directory must be a path, got {directory!r}")
+        self.directory = Path(directory)
+        self.every = check_int("every", every, minimum=1)
+        self.max_files = check_int("max_files", max_files, minimum=1)
+        self.max_age_s = check_number("max_age_s", max_age_s, low=0.0, low_open=True)
+        self.counts = {"published": 0, "tables_read": 0, "tables_rejected": 0, "states_adopted": 0}
+        self.last_error: BaseException | None = None
+        self._folder: Path | None = None
+        self._pid, self._token = os.getpid(), secrets.token_hex(4)
+        self._lock = threading.Lock()  # one sync at a time
+
+    def attach(self, target_name: str) -> None:
+        """The table's folder: one a target name (a cache and a pool learn different things)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_name) or "target"
+        self._folder = self.directory / safe
+
+    @property
+    def own_path(self) -> Path:
+        assert self._folder is not None, "attach() first"
+        if os.getpid() != self._pid:  # a forked child is another instance
+            self._pid, self._token = os.getpid(), secrets.token_hex(4)
+        return self._folder / f"{socket.gethostname()}-{self._pid}-{self._token}{SUFFIX}"
+
+    def due(self, decisions: int) -> bool:
+        """Publish and read every ``every`` decisions (and once at the start: see ``Controller.bind``)."""
+        return decisions % self.every == 0
+
+    def sync(self, controller: "Controller", publish: bool = True) -> None:
+        """Publish this instance's table (unless ``publish`` is false: a new instance has learned
+        nothing yet), then adopt the fleet's in the states not seen here (on the background
+        worker; faults are counted and the next sync tries again)."""
+        with self._lock:
+            try:
+                self._sync(controller, publish)
+                self.last_error = None
+            except Exception as exc:  # a full disk, a directory gone: the controller goes on alone
+                self.last_error = exc
+                raise
+
+    def _sync(self, controller: "Controller", publish: bool) -> None:
+        from perfsdk.adapt.qlearner import QLearner
+
+        own = self.own_path
+        with controller.locked():
+            mine = controller.learner.copy()
+        if publish:
+            own.parent.mkdir(parents=True, exist_ok=True)
+            mine.save(own)
+            self.counts["published"] += 1
+        others = []
+        now = time.time()
+        files = []
+        for path in own.parent.glob(f"*{SUFFIX}") if own.parent.is_dir() else ():
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if path != own and now - mtime <= self.max_age_s:
+                files.append((mtime, path))
+        for _, path in sorted(files, reverse=True)[: self.max_files]:
+            try:
+                table = QLearner.load(path)
+                if (table.n_states, table.n_actions) != (mine.n_states, mine.n_actions):
+                    raise ValueError(f"{path}: {table.n_states} states, this controller has {mine.n_states}")
+            except (OSError, ValueError):
+                self.counts["tables_rejected"] += 1
+                continue
+            others.append(table)
+            self.counts["tables_read"] += 1
+        if others:
+            fleet = others[0].merge(others[1:])
+            self.counts["states_adopted"] += controller.adopt(fleet)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counts)
