@@ -374,6 +374,7 @@ class ModelPool:
         self.controller, self.value, self.max_value = controller, size, max_size
         self.clients, self.hold_of = clients, hold_of
         self.policy = PoolEvidence(max_size)
+        self.surge: float | None = None  # an arrival rate forecast for the next intervals
 
     def evidence(self, candidates):
         n, busy = self.value, min(self.value, self.clients)
@@ -386,7 +387,7 @@ class ModelPool:
             self.policy.record_hold(busy, hold)
         return self.policy(record, 1.0, n, self.min_value, self.max_value,
                            lambda p95_ms, size: self.controller.reward(p95_ms, size, self.max_value), candidates,
-                           self.controller.min_acquisitions)
+                           self.controller.min_acquisitions, self.surge)
 
     def apply(self, value, setting):
         self.value = value
@@ -515,3 +516,34 @@ def test_a_fleet_directory_that_fails_is_counted_and_the_controller_goes_on(tmp_
     sizes = run_model(controller, 31)
     assert sizes[-1] < 16  # it learned alone
     assert FAULTS.snapshot()["fleet table sync"] > before and controller.fleet.last_error is not None
+
+
+def test_a_forecast_surge_grows_the_pool_ahead_of_it_and_says_why():
+    controller = PoolController(seed=1)
+    model = ModelPool(controller, 8, 32, 8, lambda n: 0.010)  # 8 clients, 8 connections: just right
+    for _ in range(10):
+        controller.decide(model)
+        model.policy.decay()
+    assert model.value in range(8, 11)
+    before = model.value
+    model.surge = 3 * 100.0  # three times the arrivals (the model's 100 an interval) expected soon
+    decision = controller.decide(model)
+    assert decision.guardrail == "forecast surge" and decision.applied
+    assert decision.value_after == min(32, 3 * before) > before  # hold time flat: 3x the load, 3x the size
+    assert "arrivals forecast to reach 300/s (now 100/s)" in decision.evidence
+
+
+def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    rng = np.random.default_rng(7)
+    steady = ArrivalForecast(horizon=5, warmup=60)
+    for _ in range(200):
+        steady.update(float(rng.poisson(500)))
+    assert steady.expected_surge() is None  # noise around a level is no surge
+    ramp = ArrivalForecast(horizon=5, warmup=60)
+    for t in range(200):
+        ramp.update(float(rng.poisson(100 if t < 150 else 100 * 1.15 ** (t - 150))))
+    assert ramp.expected_surge() is not None and ramp.expected_surge() > 1.2 * ramp.last
+    with pytest.raises(ValueError, match="horizon"):
+        ArrivalForecast(horizon=0)

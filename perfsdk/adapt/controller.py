@@ -56,6 +56,7 @@ class Evidence:
     cold: bool = False
     setting: SettingMove | None = None
     modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
+    floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
 
 
 class Target(Protocol):
@@ -248,6 +249,8 @@ class Controller:
                 after = min(max(wanted, low), high)
                 if after != wanted:
                     guardrail = f"{'max' if wanted > high else 'min'}_{target.value_name}"
+        if evidence.floor is not None and after < min(evidence.floor, high):  # ahead of a surge
+            after, action, guardrail = min(evidence.floor, high), Action.GROW, "forecast surge"
         setting = evidence.setting
         if setting is not None and guardrail is None and setting.limited:
             guardrail = f"{setting.label} limit"

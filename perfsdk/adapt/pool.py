@@ -191,6 +191,7 @@ class AdaptivePool:
         self.last_factory_error: BaseException | None = None
         self._backoff = 0.0
         self._evidence = PoolEvidence(max_size)
+        self._forecast = controller.arrival_forecast() if controller is not None else None
         now = time.monotonic()
         self._record = IntervalRecord(started=now, last_change=now)
         self._closing_record = self._record  # the interval the controller is judging
@@ -475,6 +476,8 @@ class AdaptivePool:
             return
         self._closing_record = record
         try:
+            if self._forecast is not None:
+                self._forecast.update(record.acquisitions / max(now - record.started, 1e-9))
             decision = controller.decide(self)
             self.callbacks_dropped += controller.deliver(decision, self.on_decision, self.faults)
         except Exception as exc:
@@ -500,7 +503,8 @@ class AdaptivePool:
         controller = self.controller
         return self._evidence(self._closing_record, time.monotonic(), self._target, self.min_size, self.max_size,
                               lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
-                              controller.min_acquisitions)
+                              controller.min_acquisitions,
+                              self._forecast.expected_surge() if self._forecast is not None else None)
 
     def apply(self, value: int, setting: SettingMove | None) -> None:
         """Resize to what the controller decided."""

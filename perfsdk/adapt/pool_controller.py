@@ -6,6 +6,7 @@ import os
 from perfsdk._runtime import check_int, check_number
 from perfsdk.adapt.controller import Controller
 from perfsdk.adapt.fleet import Fleet
+from perfsdk.adapt.pool_forecast import ArrivalForecast
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["PoolController"]
@@ -32,6 +33,11 @@ class PoolController(Controller):
         Intervals after a change during which the size may not change again.
     learner
         A ``QLearner`` to start from (e.g. one merged from a fleet's).
+    forecast_horizon
+        Intervals ahead the pool forecasts its arrival rate (``ArrivalForecast``) to grow
+        before a surge rather than after the queue forms; 0: no forecasting.
+    forecast_season
+        The arrival rate's period in intervals, if it has one (86400 for a daily cycle at 1 s).
     fleet
         A directory the service's instances share (see ``perfsdk.adapt.fleet``): what this
         controller learns is published there, and it starts from what the others learned.
@@ -52,13 +58,24 @@ class PoolController(Controller):
     def __init__(
         self, *, interval_seconds: float = 1.0, connection_weight: float = 0.1, min_acquisitions: int = 20,
         step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.05,
-        seed: int = 0, max_decisions: int = 1000, fleet: Fleet | str | os.PathLike[str] | None = None,
+        seed: int = 0, max_decisions: int = 1000, forecast_horizon: int = 5, forecast_season: int | None = None,
+        fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
+        self.forecast_horizon = check_int("forecast_horizon", forecast_horizon, minimum=0)
+        if forecast_season is not None:
+            check_int("forecast_season", forecast_season, minimum=2)
+        self.forecast_season = forecast_season
         self.connection_weight = check_number("connection_weight", connection_weight, low=0.0, high=100.0)
         self.min_acquisitions = check_int("min_acquisitions", min_acquisitions, minimum=1)
         super().__init__(self.discretizer, interval=10, interval_seconds=interval_seconds, step=step,
                          cooldown=cooldown, learner=learner, epsilon=epsilon, seed=seed,
                          max_decisions=max_decisions, fleet=fleet)
+
+    def arrival_forecast(self) -> ArrivalForecast | None:
+        """A forecaster for the pool this controller drives (None: forecasting is off)."""
+        if not self.forecast_horizon:
+            return None
+        return ArrivalForecast(horizon=self.forecast_horizon, season=self.forecast_season)
 
     def reward(self, p95_ms: float, size: int, max_size: int) -> float:
         """The reward of an interval with this p95 latency (ms) at this size."""

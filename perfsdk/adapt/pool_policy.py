@@ -160,8 +160,9 @@ class PoolEvidence:
 
     def __call__(self, record: IntervalRecord, now: float, size: int, min_size: int, max_size: int,
                  reward: Callable[[float, int], float], candidates: Mapping[Action, int],
-                 min_acquisitions: int) -> Evidence:
-        """``reward(p95_ms, size)`` is the controller's trade-off."""
+                 min_acquisitions: int, surge: float | None = None) -> Evidence:
+        """``reward(p95_ms, size)`` is the controller's trade-off; ``surge``, an arrival rate
+        forecast for the next intervals (``ArrivalForecast.expected_surge``)."""
         elapsed = max(now - record.started, 1e-9)
         utilisation = record.busy_area / elapsed / max(size, 1)
         in_system = (record.busy_area + record.queue_area) / elapsed  # L, Little's law
@@ -180,6 +181,7 @@ class PoolEvidence:
             "hold_p50_ms": percentile(record.holds, 50) * 1e3,
             "in_system": in_system,
             "timeouts": float(record.timeouts),
+            "arrival_forecast": math.nan if surge is None else surge,
         }
         if record.acquisitions < min_acquisitions or not math.isfinite(p95):
             return Evidence(features, 0.0, cold=True,
@@ -200,7 +202,33 @@ class PoolEvidence:
         if estimates:
             summary += "; estimated p95 " + ", ".join(
                 f"{candidates[action]} connections {p95_ms:.2f} ms" for action, p95_ms in estimates.items())
-        return Evidence(features, earned, what_if, summary, modelled=True)
+        floor = None
+        if surge is not None and features["arrival_rate"] > 0:
+            floor = self.surge_floor(size, max_size, in_system, surge / features["arrival_rate"])
+            if floor > size:
+                summary += (f"; arrivals forecast to reach {surge:.0f}/s (now {features['arrival_rate']:.0f}/s): "
+                            f"{floor} connections serve that best")
+            else:
+                floor = None
+        return Evidence(features, earned, what_if, summary, modelled=True, floor=floor)
+
+    def surge_floor(self, size: int, max_size: int, in_system: float, ratio: float) -> int:
+        """The size, from ``size`` up to ``size * ratio``, that the measured hold-time relation says
+        serves ``ratio`` times today's load best (Little's law: ``ratio`` times as many requests
+        present); proportional growth where the relation is unknown.
+
+        >>> evidence = PoolEvidence(16)
+        >>> for level in [1, 2, 3, 4] * 5:
+        ...     evidence.record_hold(level, 0.010)            # hold time does not grow with concurrency
+        >>> evidence.surge_floor(4, 16, in_system=4.0, ratio=2.0)
+        8
+        """
+        top = min(max_size, math.ceil(size * ratio))
+        load = in_system * ratio
+        latencies = {n: self.latency(n, load) for n in range(size, top + 1)}
+        if not all(math.isfinite(v) for v in latencies.values()):
+            return top
+        return min(latencies, key=lambda n: (round(latencies[n], 12), n))
 
     def latency(self, size: int, in_system: float) -> float:
         """A request's expected time (s) at ``size`` connections with ``in_system`` requests present."""
