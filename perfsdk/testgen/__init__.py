@@ -1,0 +1,22 @@
+"""Load tests from real traffic: a traffic model learned from exported spans, scenarios as
+data (``Scenario``, a published JSON Schema), an LLM hook that writes scenarios under
+validation, and a runner that runs them with Locust in a subprocess.
+
+The names load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perfsdk._runtime import lazy_names
+
+if TYPE_CHECKING:
+    from perfsdk.testgen.scenario import Limits, Scenario, ScenarioError
+
+__getattr__, __dir__ = lazy_names(__name__, {
+    "Limits": "perfsdk.testgen.scenario", "Scenario": "perfsdk.testgen.scenario",
+    "ScenarioError": "perfsdk.testgen.scenario",
+})
+
+__all__ = ["Limits", "Scenario", "ScenarioError"]

@@ -1,0 +1,448 @@
+"""TrafficModel: how an application is used, learned from its exported HTTP server spans.
+
+From the spans perfsdk exported (``perfsdk.init(export_dir=...)``) it learns,
+with Arrow columns and numpy (no Python loop per span):
+
+- the **route mix** (method + route template) and each route's latency and errors;
+- **sessions**: by ``session.id`` / ``enduser.id`` / ``user.id`` (hashed by the
+  redactor, still joinable), else by client address, cut where a session is idle
+  longer than ``idle_gap_s``;
+- a **Markov chain** of route-to-route transitions within sessions, and where
+  sessions start;
+- **think times** (from one response to the next request) and **session lengths**;
+- the **arrival curve** of new sessions over the recorded window;
+- the values of **path and query parameters**, from what was written to disk (after
+  redaction: a redacted value is never learned, and its generator makes fresh keys).
+
+``generate()`` turns it into ``Scenario`` objects: a faithful replay, and variants
+(a flash sale, a cold cache, long sessions, error paths). ``compare()`` measures how
+far two models are apart (the closed-loop fidelity of a generated load test).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+from urllib.parse import parse_qsl, unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfsdk.export.redact import REDACTED
+from perfsdk.testgen.scenario import SCHEMA_VERSION, Scenario
+
+__all__ = ["RouteProfile", "TrafficModel", "VARIANTS"]
+
+SESSION_KEYS = ("session.id", "enduser.id", "user.id", "http.request.header.x_session_id",
+                "http.request.header.x-session-id")
+CLIENT_KEYS = ("client.address", "http.client_ip", "net.peer.ip", "net.sock.peer.addr")
+METHOD_KEYS = ("http.request.method", "http.method")
+ROUTE_KEYS = ("http.route",)
+TARGET_KEYS = ("http.target", "url.path")
+QUERY_KEYS = ("url.query",)
+STATUS_KEYS = ("http.response.status_code", "http.status_code")
+SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance ~1/512)
+MAX_VALUES = 200  # most frequent values kept per parameter
+PARAM_SPANS = 20_000  # spans per route read for parameter values (a sample: enough for the top values)
+VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
+
+# a route template's parameters: Flask/werkzeug <conv:name>, OpenAPI/FastAPI {name}, Express :name
+_PARAM = re.compile(r"<(?:[A-Za-z_]\w*(?:\([^)]*\))?:)?(?P<a>[A-Za-z_]\w*)>|\{(?P<b>[A-Za-z_]\w*)(?::[^}]*)?\}"
+                    r"|(?<=/):(?P<c>[A-Za-z_]\w*)")
+
+
+@dataclass
+class RouteProfile:
+    """One route (method + template): how often, how fast, how it fails, its parameters."""
+
+    key: str
+    method: str
+    route: str
+    count: int
+    p50_ms: float
+    p95_ms: float
+    error_rate: float
+    path_params: dict[str, Counter[str]] = field(default_factory=dict)
+    query_params: dict[str, Counter[str]] = field(default_factory=dict)
+    example_path: str = ""
+
+
+@dataclass
+class TrafficModel:
+    """A learned model of an application's traffic (see the module docstring)."""
+
+    routes: list[RouteProfile]
+    start_counts: np.ndarray  # sessions starting at each route
+    transitions: np.ndarray  # counts, route i followed by route j within a session
+    think_times_s: np.ndarray  # quantiles
+    session_lengths: np.ndarray  # quantiles (requests a session)
+    session_starts_s: np.ndarray  # a session's start, seconds from the window's start (a sample)
+    window_s: float
+    sessions: int
+    requests: int
+    service: str = ""
+
+    # -- learning -----------------------------------------------------------------------------
+    @classmethod
+    def from_arrow(cls, path: str | os.PathLike[str], *, service: str | None = None,
+                   idle_gap_s: float = 1800.0) -> "TrafficModel":
+        """Learn from an export directory (or a spans file/table directory) of HTTP server spans."""
+        from perfsdk.export import read
+
+        table = read(path, table="spans", service=service,
+                     columns=["kind", "start_time", "end_time", "duration_ms", "status_code", "service.name",
+                              "name", "attributes"])
+        return cls.from_table(table, idle_gap_s=idle_gap_s)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, *, idle_gap_s: float = 1800.0) -> "TrafficModel":
+        if not idle_gap_s > 0:
+            raise ValueError(f"idle_gap_s must be > 0, got {idle_gap_s!r}")
+        table = table.filter(pc.equal(table["kind"], "SERVER"))
+        if table.num_rows == 0:
+            raise ValueError("no HTTP server spans to learn from (kind SERVER): was the service instrumented "
+                             "with an OpenTelemetry HTTP server instrumentation and exported?")
+        attrs = table["attributes"].combine_chunks()
+        method = _coalesce(attrs, METHOD_KEYS, default="GET")
+        target = _coalesce(attrs, TARGET_KEYS, default="")
+        path = pc.replace_substring_regex(target, r"[?#].*$", "")
+        route = _coalesce(attrs, ROUTE_KEYS, default=None)
+        route = pc.if_else(pc.is_null(route), path, route)
+        route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
+        keys = pc.binary_join_element_wise(method, route, " ")
+        failed = _failed(attrs, table["status_code"].combine_chunks())
+
+        route_names, route_idx = _codes(keys)
+        start = pc.cast(table["start_time"], pa.int64()).to_numpy(zero_copy_only=False)
+        end = pc.cast(table["end_time"], pa.int64()).to_numpy(zero_copy_only=False)
+        duration = table["duration_ms"].to_numpy()
+
+        # sessions: a key, else the client address; cut at idle gaps
+        session_key = _coalesce(attrs, SESSION_KEYS, default=None)
+        client = _coalesce(attrs, CLIENT_KEYS, default="?")
+        who = pc.if_else(pc.is_null(session_key), pc.binary_join_element_wise("client:", client, ""), session_key)
+        _, who_idx = _codes(who)
+        order = np.lexsort((start, who_idx))
+        s_who, s_start, s_end, s_route = who_idx[order], start[order], end[order], route_idx[order]
+        gaps = (s_start[1:] - s_end[:-1]) / 1e9  # from one response to the next request
+        same_who = s_who[1:] == s_who[:-1]
+        new_session = np.ones(len(order), dtype=bool)
+        new_session[1:] = ~same_who | (gaps > idle_gap_s)
+        session_id = np.cumsum(new_session) - 1
+        n_sessions = int(session_id[-1]) + 1
+        lengths = np.bincount(session_id, minlength=n_sessions)
+        within = ~new_session[1:]
+        n_routes = len(route_names)
+        transitions = np.zeros((n_routes, n_routes), dtype=np.int64)
+        np.add.at(transitions, (s_route[:-1][within], s_route[1:][within]), 1)
+        starts = np.bincount(s_route[new_session], minlength=n_routes)
+        think = np.maximum(gaps[within], 0.0)
+        t0 = start.min()
+        window_s = max((end.max() - t0) / 1e9, 1e-9)
+        session_starts = (s_start[new_session] - t0) / 1e9
+
+        routes = []
+        counts = np.bincount(route_idx, minlength=n_routes)
+        targets = target.to_numpy(zero_copy_only=False)
+        for i, key in enumerate(route_names):
+            members = np.flatnonzero(route_idx == i)
+            durations = duration[members]
+            method_i, _, template = key.partition(" ")
+            profile = RouteProfile(
+                key=key, method=method_i, route=template, count=int(counts[i]),
+                p50_ms=float(np.percentile(durations, 50)), p95_ms=float(np.percentile(durations, 95)),
+                error_rate=float(failed[members].mean()), example_path=str(targets[members[0]]).split("?")[0])
+            _learn_params(profile, targets[members[:PARAM_SPANS]])
+            routes.append(profile)
+        services = pc.unique(table["service.name"]).to_pylist()
+        return cls(routes=routes, start_counts=starts, transitions=transitions,
+                   think_times_s=_quantiles(think), session_lengths=_quantiles(lengths.astype(float)),
+                   session_starts_s=np.sort(session_starts)[:: max(1, len(session_starts) // 100_000)],
+                   window_s=float(window_s), sessions=n_sessions, requests=int(table.num_rows),
+                   service=",".join(str(s) for s in services))
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def route_mix(self) -> dict[str, float]:
+        total = sum(r.count for r in self.routes)
+        return {r.key: r.count / total for r in self.routes}
+
+    @property
+    def session_rate(self) -> float:
+        """New sessions a second over the recorded window."""
+        return self.sessions / self.window_s
+
+    def transition_probabilities(self) -> np.ndarray:
+        rows = self.transitions.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, self.transitions / np.maximum(rows, 1), 0.0)
+
+    def profile(self) -> dict[str, Any]:
+        """Aggregates only -- routes, rates, latencies, session shape -- never a parameter value:
+        what may leave the process (the LLM hook's prompt)."""
+        mix = self.route_mix
+        return {
+            "service": self.service,
+            "window_s": round(self.window_s, 1),
+            "requests": self.requests,
+            "sessions": self.sessions,
+            "session_rate_per_s": round(self.session_rate, 3),
+            "think_time_s": {"p50": _q(self.think_times_s, 50), "p95": _q(self.think_times_s, 95)},
+            "session_length": {"p50": _q(self.session_lengths, 50), "p95": _q(self.session_lengths, 95)},
+            "routes": [{"route": r.key, "share": round(mix[r.key], 4), "p50_ms": round(r.p50_ms, 2),
+                        "p95_ms": round(r.p95_ms, 2), "error_rate": round(r.error_rate, 4),
+                        "path_params": sorted(r.path_params), "query_params": sorted(r.query_params)}
+                       for r in self.routes],
+        }
+
+    # -- generating -------------------------------------------------------------------------------
+    def generate(self, variant: str = "replay", *, duration_s: float | None = None, stages: int = 10,
+                 rate_scale: float = 1.0, spike: float = 5.0, name: str | None = None) -> Scenario:
+        """A scenario: ``replay`` (the observed mix, chain, think times, session lengths and arrival
+        curve), or a variant: ``flash_sale`` (``spike`` times the arrivals in the middle third, on the
+        hottest route's few most requested values), ``cold_cache`` (parameter values never seen),
+        ``long_sessions`` (three times as long), ``error_paths`` (bad parameter values; the routes
+        that failed weighted up).
+
+        ``duration_s`` (default: the recorded window, at most 10 minutes) compresses or stretches
+        the arrival curve; ``rate_scale`` multiplies the arrival rate.
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        duration = float(duration_s) if duration_s is not None else min(self.window_s, 600.0)
+        if not duration > 0:
+            raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
+        generators: dict[str, dict[str, Any]] = {}
+        tasks = [self._task(route, generators, variant) for route in self.routes]
+        names = [t["name"] for t in tasks]
+        probabilities = self.transition_probabilities()
+        transitions = {}
+        for i, source in enumerate(names):
+            row = {names[j]: round(float(p), 6) for j, p in enumerate(probabilities[i]) if p > 0}
+            if row:
+                transitions[source] = _normalised(row)
+        start = _normalised({names[i]: float(c) for i, c in enumerate(self.start_counts) if c > 0})
+        lengths = self.session_lengths * (3.0 if variant == "long_sessions" else 1.0)
+        session = {
+            "start": start, "transitions": transitions,
+            "length": _empirical(np.maximum(1.0, np.round(lengths))),
+            "think_time_s": _empirical(self.think_times_s),
+        }
+        if variant == "error_paths":
+            for task in tasks:
+                task["weight"] = task.get("weight", 1) * (1 + 10 * next(
+                    r.error_rate for r in self.routes if r.key == task["name"]))
+        data: dict[str, Any] = {
+            "version": SCHEMA_VERSION,
+            "name": name or f"{variant} of {self.service or 'the recorded traffic'}",
+            "description": (f"Generated by perfsdk's TrafficModel from {self.requests} requests in "
+                            f"{self.sessions} sessions over {self.window_s:.0f} s ({variant})."),
+            "metadata": {"generated_by": "perfsdk.testgen.TrafficModel", "variant": variant,
+                         "source_requests": self.requests, "source_sessions": self.sessions,
+                         "source_window_s": round(self.window_s, 3)},
+            "load": {"model": "open", "stages": self._stages(duration, stages, rate_scale,
+                                                              spike if variant == "flash_sale" else 1.0)},
+            "generators": generators,
+            "tasks": tasks,
+            "session": session,
+            "assertions": [{"task": r.key, "metric": "p95_ms", "below": round(max(1.0, 2.0 * r.p95_ms), 1)}
+                           for r in self.routes if r.count >= 20] + [{"metric": "error_rate", "below": 0.05}],
+        }
+        return Scenario.from_dict(data)
+
+    def _stages(self, duration: float, n: int, rate_scale: float, spike: float) -> list[dict[str, float]]:
+        n = max(1, min(int(n), 100))
+        edges = np.linspace(0.0, self.window_s, n + 1)
+        counts = np.histogram(self.session_starts_s, bins=edges)[0].astype(float)
+        counts *= self.sessions / max(counts.sum(), 1.0)  # the sample stands for every session
+        rates = counts / (self.window_s / n) * rate_scale  # sessions a second at recorded speed
+        if spike != 1.0:
+            middle = slice(n // 3, max(n // 3 + 1, 2 * n // 3))
+            rates[middle] *= spike
+        # the same number of sessions per stage over a compressed or stretched time
+        rates *= self.window_s / duration
+        return [{"duration_s": round(duration / n, 3), "arrival_rate": round(float(r), 4)} for r in rates]
+
+    def _task(self, route: RouteProfile, generators: dict[str, dict[str, Any]], variant: str) -> dict[str, Any]:
+        path = ""
+        for i, part in enumerate(_split_template(route.route)):
+            if i % 2 == 0:  # literal text: braces in it are literal braces in a template
+                path += part.replace("{", "{{").replace("}", "}}")
+                continue
+            param = _params(part)[0]
+            name = _unique(param, generators)
+            hot = variant == "flash_sale" and route is self._hottest()
+            generators[name] = _generator(route.path_params.get(param, Counter()), variant, hot)
+            path += f"{{{name}}}"
+        query = {}
+        for key, values in route.query_params.items():
+            name = _unique(re.sub(r"\W", "_", key) or "q", generators)
+            generators[name] = _generator(values, variant, hot=False)
+            query[key] = f"{{{name}}}"
+        step: dict[str, Any] = {"method": route.method if route.method in _METHODS else "GET",
+                                "path": path if path.startswith("/") else "/" + path}
+        if query:
+            step["query"] = query
+        if variant == "error_paths" and _params(route.route):
+            step["expect_status"] = [*range(200, 300), 400, 404, 422]
+        return {"name": route.key, "weight": route.count, "steps": [step]}
+
+    def _hottest(self) -> RouteProfile | None:
+        with_params = [r for r in self.routes if r.path_params]
+        return max(with_params, key=lambda r: r.count) if with_params else None
+
+    # -- comparing ------------------------------------------------------------------------------
+    def compare(self, other: "TrafficModel") -> dict[str, Any]:
+        """How far ``other`` (e.g. the traffic a generated test made) is from this model: route-mix
+        total-variation distance, transition rows' L1 (weighted mean and worst row with 30+
+        transitions), two-sample KS D of think times and session lengths, per-route p95 ratios,
+        and the ratio of session arrival rates."""
+        from scipy.stats import ks_2samp
+
+        keys = sorted({r.key for r in self.routes} | {r.key for r in other.routes})
+        mix_a, mix_b = self.route_mix, other.route_mix
+        tv = 0.5 * sum(abs(mix_a.get(k, 0.0) - mix_b.get(k, 0.0)) for k in keys)
+        pa_, pb_ = self._aligned_chain(keys), other._aligned_chain(keys)
+        counts = self._aligned_counts(keys)
+        rows = counts.sum(axis=1)
+        l1 = np.abs(pa_ - pb_).sum(axis=1)
+        solid = rows >= 30
+        p95_a = {r.key: r.p95_ms for r in self.routes}
+        p95_b = {r.key: r.p95_ms for r in other.routes}
+        return {
+            "route_mix_tv": float(tv),
+            "transition_l1_mean": float((l1 * rows).sum() / max(rows.sum(), 1)),
+            "transition_l1_max": float(l1[solid].max()) if solid.any() else math.nan,
+            "think_time_ks": float(ks_2samp(self.think_times_s, other.think_times_s).statistic),
+            "session_length_ks": float(ks_2samp(self.session_lengths, other.session_lengths).statistic),
+            "p95_ratio": {k: p95_b[k] / p95_a[k] for k in keys if k in p95_a and k in p95_b and p95_a[k] > 0},
+            "arrival_rate_ratio": other.session_rate / self.session_rate,
+        }
+
+    def _aligned_counts(self, keys: list[str]) -> np.ndarray:
+        index = {r.key: i for i, r in enumerate(self.routes)}
+        out = np.zeros((len(keys), len(keys)))
+        for a, ka in enumerate(keys):
+            for b, kb in enumerate(keys):
+                if ka in index and kb in index:
+                    out[a, b] = self.transitions[index[ka], index[kb]]
+        return out
+
+    def _aligned_chain(self, keys: list[str]) -> np.ndarray:
+        counts = self._aligned_counts(keys)
+        rows = counts.sum(axis=1, keepdims=True)
+        return np.where(rows > 0, counts / np.maximum(rows, 1), 0.0)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _coalesce(attrs: pa.Array, keys: Iterable[str], default: str | None) -> pa.Array:
+    """The first of ``keys`` present in each row's attribute map (``default`` where none is)."""
+    out = None
+    for key in keys:
+        values = pc.map_lookup(attrs, key, "first")
+        out = values if out is None else pc.coalesce(out, values)
+    assert out is not None
+    if default is not None:
+        out = pc.fill_null(out, default)
+    return out
+
+
+def _failed(attrs: pa.Array, span_status: pa.Array) -> np.ndarray:
+    """True where a request failed: an HTTP status of 500 or more, or an ERROR span without one."""
+    raw = _coalesce(attrs, STATUS_KEYS, default="")
+    digits = pc.if_else(pc.match_substring_regex(raw, r"^\d{3}$"), raw, None)
+    code = pc.fill_null(pc.cast(digits, pa.int64()), 0).to_numpy(zero_copy_only=False)
+    errored = pc.equal(span_status, "ERROR").to_numpy(zero_copy_only=False)
+    return (code >= 500) | ((code == 0) & errored)
+
+
+def _codes(values: pa.Array) -> tuple[list[str], np.ndarray]:
+    encoded = pc.dictionary_encode(values).combine_chunks() if isinstance(values, pa.ChunkedArray) \
+        else pc.dictionary_encode(values)
+    return [str(v) for v in encoded.dictionary.to_pylist()], encoded.indices.to_numpy(zero_copy_only=False)
+
+
+def _params(template: str) -> list[str]:
+    return [m.group("a") or m.group("b") or m.group("c") for m in _PARAM.finditer(template)]
+
+
+def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
+    names = _params(profile.route)
+    if names:
+        pattern = "^" + "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<g{i // 2}>[^/]+)"
+            for i, part in enumerate(_split_template(profile.route))) + "$"
+        paths = pc.replace_substring_regex(pa.array(targets.astype(str)), r"[?#].*$", "")
+        found = pc.extract_regex(paths, pattern)
+        valid = pc.is_valid(found).to_numpy(zero_copy_only=False)
+        for g, name in enumerate(names):
+            values = found.field(f"g{g}").to_numpy(zero_copy_only=False)[valid]
+            profile.path_params[name] = Counter(unquote(v) for v in values if v and v != REDACTED)
+    for target in targets:
+        _, _, query = str(target).partition("?")
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            profile.query_params.setdefault(key, Counter())[value] += 1
+    for key, counter in profile.query_params.items():
+        counter.pop(REDACTED, None)
+
+
+def _split_template(template: str) -> list[str]:
+    """Literal text and parameters, alternating (literal first)."""
+    parts, last = [], 0
+    for m in _PARAM.finditer(template):
+        parts += [template[last:m.start()], m.group(0)]
+        last = m.end()
+    return parts + [template[last:]]
+
+
+def _generator(values: Counter[str], variant: str, hot: bool) -> dict[str, Any]:
+    """Values as seen (the most frequent ``MAX_VALUES``), or fresh keys where none survived redaction
+    or the variant wants keys never seen."""
+    if variant == "cold_cache" or not values:
+        return {"kind": "sequence", "prefix": "perfsdk-new-", "start": 0}
+    if variant == "error_paths":
+        return {"kind": "choice", "values": [*list(values)[:5], "0", "-1", "999999999", "not-a-valid-value"]}
+    top = values.most_common(3 if hot else MAX_VALUES)
+    return {"kind": "choice", "values": [v for v, _ in top], "weights": [c for _, c in top]}
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    name = name if re.match(r"^[A-Za-z_]", name) else f"p_{name}"
+    name = name[:60]
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    return candidate
+
+
+def _quantiles(values: np.ndarray) -> np.ndarray:
+    if len(values) == 0:
+        return np.zeros(1)
+    if len(values) <= SAMPLES:
+        return np.sort(values.astype(float))
+    return np.quantile(values.astype(float), (np.arange(SAMPLES) + 0.5) / SAMPLES)
+
+
+def _empirical(values: np.ndarray) -> dict[str, Any]:
+    distinct, counts = np.unique(np.round(values, 6), return_counts=True)
+    return {"kind": "empirical", "values": [float(v) for v in distinct], "weights": [int(c) for c in counts]}
+
+
+def _normalised(row: dict[str, float]) -> dict[str, float]:
+    total = sum(row.values())
+    out = {k: round(v / total, 6) for k, v in row.items()}
+    drift = 1.0 - sum(out.values())
+    biggest = max(out, key=out.__getitem__)
+    out[biggest] = round(out[biggest] + drift, 6)
+    return out
+
+
+def _q(values: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(values, q)), 4)
