@@ -46,9 +46,10 @@ ROUTE_KEYS = ("http.route",)
 TARGET_KEYS = ("http.target", "url.path")
 QUERY_KEYS = ("url.query",)
 STATUS_KEYS = ("http.response.status_code", "http.status_code")
+COLUMNS = ["kind", "start_time", "end_time", "duration_ms", "status_code", "service.name", "name", "attributes"]
 SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance ~1/512)
 MAX_VALUES = 200  # most frequent values kept per parameter
-PARAM_SPANS = 20_000  # spans per route read for parameter values (a sample: enough for the top values)
+PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
 VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
 
 # a route template's parameters: Flask/werkzeug <conv:name>, OpenAPI/FastAPI {name}, Express :name
@@ -94,25 +95,26 @@ class TrafficModel:
         """Learn from an export directory (or a spans file/table directory) of HTTP server spans."""
         from perfsdk.export import read
 
-        table = read(path, table="spans", service=service,
-                     columns=["kind", "start_time", "end_time", "duration_ms", "status_code", "service.name",
-                              "name", "attributes"])
+        table = read(path, table="spans", service=service, columns=COLUMNS)
         return cls.from_table(table, idle_gap_s=idle_gap_s)
 
     @classmethod
     def from_table(cls, table: pa.Table, *, idle_gap_s: float = 1800.0) -> "TrafficModel":
         if not idle_gap_s > 0:
             raise ValueError(f"idle_gap_s must be > 0, got {idle_gap_s!r}")
-        table = table.filter(pc.equal(table["kind"], "SERVER"))
+        table = table.select(COLUMNS)
+        server = pc.equal(table["kind"], "SERVER")
+        if not pc.all(server).as_py():
+            table = table.filter(server)
         if table.num_rows == 0:
             raise ValueError("no HTTP server spans to learn from (kind SERVER): was the service instrumented "
                              "with an OpenTelemetry HTTP server instrumentation and exported?")
-        attrs = table["attributes"].combine_chunks()
+        attrs = _Attributes(table["attributes"].combine_chunks())
         method = _coalesce(attrs, METHOD_KEYS, default="GET")
         target = _coalesce(attrs, TARGET_KEYS, default="")
-        path = pc.replace_substring_regex(target, r"[?#].*$", "")
         route = _coalesce(attrs, ROUTE_KEYS, default=None)
-        route = pc.if_else(pc.is_null(route), path, route)
+        if route.null_count:  # no route template: the path as requested
+            route = pc.coalesce(route, pc.replace_substring_regex(target, r"[?#].*$", ""))
         route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
         keys = pc.binary_join_element_wise(method, route, " ")
         failed = _failed(attrs, table["status_code"].combine_chunks())
@@ -124,8 +126,10 @@ class TrafficModel:
 
         # sessions: a key, else the client address; cut at idle gaps
         session_key = _coalesce(attrs, SESSION_KEYS, default=None)
-        client = _coalesce(attrs, CLIENT_KEYS, default="?")
-        who = pc.if_else(pc.is_null(session_key), pc.binary_join_element_wise("client:", client, ""), session_key)
+        client = _coalesce(attrs, CLIENT_KEYS, default="?") if session_key.null_count else None
+        who = session_key
+        if session_key.null_count:
+            who = pc.coalesce(session_key, pc.binary_join_element_wise("client:", client, ""))
         _, who_idx = _codes(who)
         order = np.lexsort((start, who_idx))
         s_who, s_start, s_end, s_route = who_idx[order], start[order], end[order], route_idx[order]
@@ -157,7 +161,7 @@ class TrafficModel:
                 key=key, method=method_i, route=template, count=int(counts[i]),
                 p50_ms=float(np.percentile(durations, 50)), p95_ms=float(np.percentile(durations, 95)),
                 error_rate=float(failed[members].mean()), example_path=str(targets[members[0]]).split("?")[0])
-            _learn_params(profile, targets[members[:PARAM_SPANS]])
+            _learn_params(profile, targets[members[:: max(1, len(members) // PARAM_SPANS)][:PARAM_SPANS]])
             routes.append(profile)
         services = pc.unique(table["service.name"]).to_pylist()
         return cls(routes=routes, start_counts=starts, transitions=transitions,
@@ -342,11 +346,38 @@ class TrafficModel:
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def _coalesce(attrs: pa.Array, keys: Iterable[str], default: str | None) -> pa.Array:
-    """The first of ``keys`` present in each row's attribute map (``default`` where none is)."""
+class _Attributes:
+    """Looks up keys in a column of attribute maps, all rows at once: the maps' keys are
+    dictionary-encoded once, so each lookup compares integers (``pc.map_lookup`` scans the
+    strings again for every key)."""
+
+    def __init__(self, attrs: pa.Array) -> None:
+        self.n = len(attrs)
+        offsets = attrs.offsets.to_numpy(zero_copy_only=False)  # a null map has no entries
+        self.row_of = np.repeat(np.arange(self.n), np.diff(offsets))
+        first, count = int(offsets[0]), int(offsets[-1] - offsets[0])
+        encoded = pc.dictionary_encode(attrs.keys.slice(first, count))
+        self.codes = {str(k): i for i, k in enumerate(encoded.dictionary.to_pylist())}
+        self.key_index = encoded.indices.to_numpy(zero_copy_only=False)
+        self.values = attrs.items.slice(first, count)
+
+    def get(self, key: str) -> pa.Array:
+        """Each row's value for ``key`` (its first), null where it has none."""
+        code = self.codes.get(key)
+        if code is None:
+            return pa.nulls(self.n, pa.string())
+        positions = np.flatnonzero(self.key_index == code)
+        rows, first = np.unique(self.row_of[positions], return_index=True)
+        take = np.full(self.n, -1, dtype=np.int64)
+        take[rows] = positions[first]
+        return pc.take(self.values, pa.array(take, mask=take < 0))
+
+
+def _coalesce(attrs: _Attributes, keys: Iterable[str], default: str | None) -> pa.Array:
+    """The first of ``keys`` present in each row's attributes (``default`` where none is)."""
     out = None
     for key in keys:
-        values = pc.map_lookup(attrs, key, "first")
+        values = attrs.get(key)
         out = values if out is None else pc.coalesce(out, values)
     assert out is not None
     if default is not None:
@@ -354,7 +385,7 @@ def _coalesce(attrs: pa.Array, keys: Iterable[str], default: str | None) -> pa.A
     return out
 
 
-def _failed(attrs: pa.Array, span_status: pa.Array) -> np.ndarray:
+def _failed(attrs: _Attributes, span_status: pa.Array) -> np.ndarray:
     """True where a request failed: an HTTP status of 500 or more, or an ERROR span without one."""
     raw = _coalesce(attrs, STATUS_KEYS, default="")
     digits = pc.if_else(pc.match_substring_regex(raw, r"^\d{3}$"), raw, None)
@@ -386,7 +417,9 @@ def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
             values = found.field(f"g{g}").to_numpy(zero_copy_only=False)[valid]
             profile.path_params[name] = Counter(unquote(v) for v in values if v and v != REDACTED)
     for target in targets:
-        _, _, query = str(target).partition("?")
+        _, mark, query = str(target).partition("?")
+        if not mark:
+            continue
         for key, value in parse_qsl(query, keep_blank_values=True):
             profile.query_params.setdefault(key, Counter())[value] += 1
     for key, counter in profile.query_params.items():

@@ -1,0 +1,175 @@
+"""The demo shop: a real Flask service over SQLAlchemy, with perfsdk's cache and pool in it.
+
+A product catalogue, search, a cart and checkout, served over HTTP; product
+lookups go through an ``AdaptiveCache`` and database connections come from an
+``AdaptivePool`` (SQLAlchemy's engine on ``AdaptiveSQLAlchemyPool``). SQLite
+by default (embedded: nothing to install), PostgreSQL by URL. Each request's
+``X-Session-Id`` header becomes the server span's ``session.id`` attribute, so
+exported spans say which requests were one user's session (perfsdk's
+redactor hashes it: still joinable, never in clear).
+
+>>> app = create_app("sqlite://", products=50)
+>>> client = app.test_client()
+>>> client.get("/products/7").get_json()["id"]
+7
+>>> client.get("/search?q=lamp").status_code
+200
+>>> app.extensions["shop"].close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import random
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+import sqlalchemy
+from sqlalchemy import text
+
+from perfsdk.adapt import AdaptiveCache
+from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool
+
+__all__ = ["SESSION_HEADER", "Shop", "create_app"]
+
+SESSION_HEADER = "X-Session-Id"
+WORDS = ("lamp", "chair", "desk", "mug", "kettle", "rug", "shelf", "clock", "vase", "stool", "mirror", "sofa")
+
+
+@dataclass
+class Shop:
+    """The service's parts, for the demo to read and to inject faults into."""
+
+    engine: sqlalchemy.engine.Engine
+    cache: AdaptiveCache
+    slow_ms: dict[str, float] = field(default_factory=dict)  # route -> extra latency (a fault)
+    failing: set[str] = field(default_factory=set)  # routes whose dependency fails (a fault)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_capacity: int = 500,
+               adaptive: bool = True, pool_size: int = 4, max_pool_size: int = 16, seed: int = 0) -> flask.Flask:
+    """The shop over ``database_url`` with ``products`` products; ``adaptive`` gives it perfsdk's
+    cache and pool sizing (else a fixed-size LRU cache and a fixed pool of ``pool_size``)."""
+    engine = _engine(database_url, adaptive, pool_size, max_pool_size)
+    _create_schema(engine, products, seed)
+    cache = AdaptiveCache(cache_capacity, name="products", controller="default" if adaptive else None)
+    shop = Shop(engine, cache)
+    app = flask.Flask("perfsdk-demo-shop")
+    app.extensions["shop"] = shop
+
+    @app.after_request  # (not before_request: an instrumentor registered later starts its span after it)
+    def mark_session(response: flask.Response) -> flask.Response:
+        session = flask.request.headers.get(SESSION_HEADER)
+        if session:
+            from opentelemetry import trace
+
+            trace.get_current_span().set_attribute("session.id", session[:64])
+        return response
+
+    def fault(route: str) -> None:
+        delay = shop.slow_ms.get(route, 0.0)
+        if delay:
+            threading.Event().wait(delay / 1e3)
+        if route in shop.failing:
+            flask.abort(503, description=f"{route}: the payment provider is unavailable")
+
+    def product(pid: int) -> dict[str, Any] | None:
+        def load(key: int) -> dict[str, Any] | None:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT id, name, price FROM products WHERE id = :id"),
+                                   {"id": key}).first()
+            return None if row is None else {"id": row.id, "name": row.name, "price": row.price}
+        return cache.get_or_load(pid, load)
+
+    @app.get("/")
+    def home() -> dict[str, Any]:
+        fault("home")
+        return {"shop": "perfsdk demo", "products": products}
+
+    @app.get("/products/<int:pid>")
+    def show_product(pid: int) -> Any:
+        fault("product")
+        found = product(pid)
+        if found is None:
+            flask.abort(404, description=f"no product {pid}")
+        return found
+
+    @app.get("/search")
+    def search() -> dict[str, Any]:
+        fault("search")
+        term = flask.request.args.get("q", "")[:50]
+        page = max(0, min(flask.request.args.get("page", 0, type=int), 100))
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, name, price FROM products WHERE name LIKE :t "
+                                     "ORDER BY id LIMIT 10 OFFSET :o"), {"t": f"%{term}%", "o": page * 10}).all()
+        return {"results": [{"id": r.id, "name": r.name, "price": r.price} for r in rows]}
+
+    @app.post("/cart")
+    def add_to_cart() -> Any:
+        fault("cart")
+        body = flask.request.get_json(silent=True) or {}
+        session = flask.request.headers.get(SESSION_HEADER, "anonymous")[:64]
+        try:
+            pid, quantity = int(body["pid"]), max(1, min(int(body.get("quantity", 1)), 10))
+        except (KeyError, TypeError, ValueError):
+            flask.abort(422, description="a cart item needs an integer 'pid' (and an optional 'quantity')")
+        if product(pid) is None:
+            flask.abort(404, description=f"no product {pid}")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO cart (session, pid, quantity) VALUES (:s, :p, :q)"),
+                         {"s": session, "p": pid, "q": quantity})
+        return {"added": pid}, 201
+
+    @app.post("/checkout")
+    def checkout() -> Any:
+        fault("checkout")
+        session = flask.request.headers.get(SESSION_HEADER, "anonymous")[:64]
+        with engine.begin() as conn:
+            total = conn.execute(text("SELECT coalesce(sum(c.quantity * p.price), 0) FROM cart c "
+                                      "JOIN products p ON p.id = c.pid WHERE c.session = :s"),
+                                 {"s": session}).scalar_one()
+            conn.execute(text("INSERT INTO orders (session, total) VALUES (:s, :t)"), {"s": session, "t": total})
+            conn.execute(text("DELETE FROM cart WHERE session = :s"), {"s": session})
+        return {"total": total}
+
+    return app
+
+
+def _engine(url: str, adaptive: bool, pool_size: int, max_pool_size: int) -> sqlalchemy.engine.Engine:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if url in ("sqlite://", "sqlite:///:memory:"):  # a file all connections share, gone with the process
+            directory = tempfile.mkdtemp(prefix="perfsdk-demo-")
+            atexit.register(shutil.rmtree, directory, True)
+            url = f"sqlite:///{directory}/shop.db"
+    if adaptive:
+        engine = sqlalchemy.create_engine(url, poolclass=AdaptiveSQLAlchemyPool, min_size=1, size=pool_size,
+                                          max_size=max_pool_size, name="shop-db", **kwargs)
+    else:
+        engine = sqlalchemy.create_engine(url, pool_size=pool_size, max_overflow=0, **kwargs)
+    if url.startswith("sqlite"):
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=30000")
+    return engine
+
+
+def _create_schema(engine: sqlalchemy.engine.Engine, products: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS products (id integer PRIMARY KEY, name text, price integer)"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS cart (session text, pid integer, quantity integer)"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS orders (session text, total integer)"))
+        if conn.execute(text("SELECT count(*) FROM products")).scalar_one() == 0:
+            conn.execute(text("INSERT INTO products (id, name, price) VALUES (:id, :name, :price)"),
+                         [{"id": i, "name": f"{rng.choice(WORDS)} {rng.choice(WORDS)} {i}",
+                           "price": rng.randint(2, 400)} for i in range(1, products + 1)])

@@ -1,0 +1,120 @@
+"""Scenario: the JSON Schema, the checks it cannot express, every problem with its JSON path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from perfsdk.testgen import Limits, Scenario, ScenarioError
+from perfsdk.testgen.scenario import SCHEMA, placeholders
+
+
+def valid() -> dict:
+    return {
+        "version": 1, "name": "shop browse",
+        "host": "http://127.0.0.1:8000",
+        "load": {"model": "open", "stages": [{"duration_s": 30, "arrival_rate": 5}, {"duration_s": 30,
+                                                                                    "arrival_rate": 25}]},
+        "generators": {"product": {"kind": "choice", "values": ["1", "2", "3"], "weights": [5, 2, 1]},
+                       "term": {"kind": "sequence", "prefix": "q-"}},
+        "tasks": [
+            {"name": "GET /products/<int:pid>", "steps": [{"method": "GET", "path": "/products/{product}"}]},
+            {"name": "GET /search", "steps": [{"method": "GET", "path": "/search", "query": {"q": "{term}"}}]},
+            {"name": "POST /cart", "steps": [{"method": "POST", "path": "/cart",
+                                              "json": {"item": "{product}", "note": "{{literal}}"}}]},
+        ],
+        "session": {
+            "start": {"GET /products/<int:pid>": 0.6, "GET /search": 0.4},
+            "transitions": {"GET /search": {"GET /products/<int:pid>": 1.0},
+                            "GET /products/<int:pid>": {"POST /cart": 0.3, "GET /search": 0.2, "$end": 0.5}},
+            "think_time_s": {"kind": "lognormal", "median": 1.0, "sigma": 0.5},
+        },
+        "assertions": [{"task": "GET /search", "metric": "p95_ms", "below": 200},
+                       {"metric": "error_rate", "below": 0.01}],
+    }
+
+
+def problems_of(data, limits: Limits = Limits()) -> list[tuple[str, str]]:
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data, limits)
+    return caught.value.problems
+
+
+def test_a_valid_scenario_loads_and_round_trips(tmp_path):
+    scenario = Scenario.from_dict(valid())
+    assert scenario.duration_s == 60 and scenario.load_model == "open" and len(scenario.tasks) == 3
+    scenario.save(tmp_path / "s.json")
+    assert Scenario.load(tmp_path / "s.json") == scenario
+    assert not list(tmp_path.glob(".*"))  # the temp file was renamed into place
+    tagged = scenario.with_metadata(source="test")
+    assert tagged.metadata == {"source": "test"} and scenario.metadata == {}  # a copy, not a change
+
+
+def test_the_published_schema_is_the_one_the_loader_uses():
+    published = json.loads((Path(__file__).resolve().parents[1] / "docs" / "scenario.schema.json").read_text())
+    assert published == SCHEMA
+
+
+def test_every_problem_is_reported_with_its_json_path():
+    data = valid()
+    data["load"]["stages"][1]["arrival_rate"] = -1  # schema
+    data["tasks"][0]["steps"][0]["method"] = "BREW"  # schema
+    data["tasks"].append({"name": "GET /search", "steps": [{"method": "GET", "path": "/x/{nothing}"}]})
+    data["session"]["start"] = {"GET /products/<int:pid>": 0.5}
+    problems = dict(problems_of(data))
+    assert set(problems) == {"$.load.stages[1].arrival_rate", "$.tasks[0].steps[0].method"}  # schema first
+    data["load"]["stages"][1]["arrival_rate"] = 5
+    data["tasks"][0]["steps"][0]["method"] = "GET"
+    problems = problems_of(data)
+    paths = [p for p, _ in problems]
+    assert "$.tasks[3].name" in paths  # the name is used twice
+    assert ("$.tasks[3].steps[0].path", "placeholder {nothing} names no generator (generators: "
+                                        "['product', 'term'])") in problems
+    assert ("$.session.start", "the probabilities sum to 0.5, not 1") in problems
+
+
+@pytest.mark.parametrize("template", [
+    "/x/{__import__('os').system('touch /tmp/pwned')}",
+    "/x/{product.__class__}", "/x/{product[0]}", "/x/{product!r}", "/x/{product:>10}", "/x/{0}",
+])
+def test_a_template_is_data_and_anything_else_is_refused(template):
+    data = valid()
+    data["tasks"][0]["steps"][0]["path"] = template
+    (where, message), = problems_of(data)
+    assert where == "$.tasks[0].steps[0].path" and "not a plain generator name" in message
+
+
+def test_caps_and_the_host_allowlist():
+    data = valid()
+    data["load"]["stages"][0]["arrival_rate"] = 1e6
+    data["load"]["stages"][1]["duration_s"] = 1e6
+    data["host"] = "http://evil.example:80"
+    problems = dict(problems_of(data, Limits(allowed_hosts=("127.0.0.1", "localhost"))))
+    assert "above the cap of 1000" in problems["$.load.stages[0].arrival_rate"]
+    assert "above the cap of 3600 s" in problems["$.load.stages"]
+    assert problems["$.host"] == "host 'evil.example' is not on the allowlist (127.0.0.1, localhost)"
+
+
+def test_the_closed_model_and_its_mismatches():
+    data = valid()
+    data["load"] = {"model": "closed", "stages": [{"duration_s": 10, "users": 5, "spawn_rate": 5},
+                                                  {"duration_s": 10, "arrival_rate": 3}]}
+    problems = dict(problems_of(data))
+    assert problems == {"$.load.stages[1]": "a closed-model stage needs users",
+                        "$.load.stages[1].arrival_rate": "arrival_rate belongs to the open model "
+                                                         "(load.model is 'closed')"}
+
+
+def test_not_json_or_not_readable_is_a_clear_error(tmp_path):
+    with pytest.raises(ScenarioError, match=r"\$: not JSON: Expecting value at line 1 column 1"):
+        Scenario.from_json("nope")
+    with pytest.raises(ScenarioError, match="cannot read"):
+        Scenario.load(tmp_path / "missing.json")
+    assert problems_of([1, 2]) == [("$", "[1, 2] is not of type 'object'")]
+
+
+def test_placeholders_name_generators_and_double_braces_are_literal():
+    assert placeholders("/a/{x}/b/{y}?z={{w}}") == ["x", "y"]
+    assert placeholders("no fields") == []

@@ -1,0 +1,99 @@
+"""TrafficModel on traffic recorded from a real service: simulated shoppers with a known chain,
+over real HTTP, exported by perfsdk -- what it learns is checked against the truth."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from perfsdk.demo.serve import recorded_shop
+from perfsdk.demo.users import CHAIN, Shoppers
+from perfsdk.export.schema import SPANS
+from perfsdk.testgen import Scenario
+from perfsdk.testgen.model import TrafficModel
+
+pytest.importorskip("opentelemetry.instrumentation.flask")
+
+ROUTES = {"home": "GET /", "search": "GET /search", "product": "GET /products/<int:pid>", "cart": "POST /cart",
+          "checkout": "POST /checkout"}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """~8 s of shoppers (20 sessions a second) against the shop, exported."""
+    export = tmp_path_factory.mktemp("spans")
+    with recorded_shop(str(export), products=300) as shop:
+        report = Shoppers(shop.url, rate=20, seconds=8, think_median_s=0.02, products=300, seed=3).run()
+        leak = urllib.request.Request(shop.url + "/search?q=mug&email=alice%40example.com",
+                                      headers={"X-Session-Id": "one-off"})
+        urllib.request.urlopen(leak, timeout=10).read()
+    return TrafficModel.from_arrow(export), report
+
+
+def test_it_learns_the_sessions_the_mix_and_the_chain(recorded):
+    model, report = recorded
+    assert report.errors == 0
+    assert model.sessions == report.sessions + 1  # + the one-off request
+    counts = {r.key: r.count for r in model.routes}
+    assert counts[ROUTES["search"]] == report.pages["search"] + 1
+    assert all(counts[ROUTES[page]] == n for page, n in report.pages.items() if page != "search")
+    learned = model.transition_probabilities()
+    index = {r.key: i for i, r in enumerate(model.routes)}
+    for page, row in CHAIN.items():
+        i = index[ROUTES[page]]
+        seen = model.transitions[i].sum()
+        if seen < 60:
+            continue
+        truth = {ROUTES[p]: q / (1 - row.get("$end", 0)) for p, q in row.items() if p != "$end"}
+        l1 = sum(abs(learned[i, index[k]] - truth.get(k, 0.0)) for k in index)
+        assert l1 < 6 / np.sqrt(seen), (page, l1, seen)  # sampling error, a few standard errors
+    think_median = float(np.median(model.think_times_s))
+    assert 0.018 < think_median < 0.04  # 20 ms of thinking, plus the client's own time
+    assert 14 < model.session_rate < 26  # 20 sessions a second (Poisson; over the recorded window)
+
+
+def test_it_learns_parameter_values_but_never_a_redacted_one(recorded):
+    model, _ = recorded
+    product = next(r for r in model.routes if r.key == ROUTES["product"])
+    assert product.path_params["pid"].most_common(1)[0][0] == "1"  # Zipf: product 1 is the most popular
+    search = next(r for r in model.routes if r.key == ROUTES["search"])
+    assert set(search.query_params["q"]) >= {"mug", "lamp"}
+    assert search.query_params["email"] == {}  # its value was redacted before it reached the disk
+    text = json.dumps([model.generate(v).data for v in ("replay", "flash_sale", "error_paths")])
+    assert "alice" not in text and "example.com" not in text
+    assert "alice" not in json.dumps(model.profile())
+
+
+def test_replay_and_variants_are_valid_scenarios(recorded):
+    model, _ = recorded
+    replay = model.generate("replay", duration_s=20, stages=4)
+    assert isinstance(replay, Scenario) and replay.duration_s == pytest.approx(20)
+    sessions = sum(s["arrival_rate"] * s["duration_s"] for s in replay.stages)
+    assert sessions == pytest.approx(model.sessions, rel=1e-3)  # every recorded session, compressed in time
+    assert {t["name"] for t in replay.tasks} == {r.key for r in model.routes}
+    product_step = next(t for t in replay.tasks if t["name"] == ROUTES["product"])["steps"][0]
+    assert product_step["path"] == "/products/{pid}"
+    assert replay.generators["pid"]["kind"] == "choice"
+
+    flash = model.generate("flash_sale", duration_s=30, stages=6, spike=5)
+    rates = [s["arrival_rate"] for s in flash.stages]
+    assert min(rates[2:4]) > 2 * max(rates[:2] + rates[4:])  # the middle third spikes
+    assert len(flash.generators["pid"]["values"]) == 3  # on the few hottest items
+    cold = model.generate("cold_cache")
+    assert cold.generators["pid"]["kind"] == "sequence"
+    long = model.generate("long_sessions")
+    assert np.mean(long.session["length"]["values"]) > 2 * np.mean(replay.session["length"]["values"])
+    errors = model.generate("error_paths")
+    assert "not-a-valid-value" in errors.generators["pid"]["values"]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        model.generate("chaos")
+
+
+def test_a_table_without_server_spans_is_a_clear_error():
+    empty = pa.Table.from_pylist([], schema=SPANS)
+    with pytest.raises(ValueError, match="no HTTP server spans"):
+        TrafficModel.from_table(empty)
