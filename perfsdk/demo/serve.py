@@ -9,9 +9,9 @@ from typing import Any, Iterator
 
 import flask
 
-import perfsdk
 from perfsdk.demo.shop import create_app
 from perfsdk.export.redact import Redactor
+from perfsdk.instrument import init
 
 __all__ = ["RecordedShop", "recorded_shop", "shop_redactor"]
 
@@ -47,7 +47,7 @@ def recorded_shop(export_dir: str | None, *, service: str = "shop", **shop_optio
             pass
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    sdk = perfsdk.init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
+    sdk = init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
                        sample_resources=False)
     app = create_app(**shop_options)
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
