@@ -380,8 +380,9 @@ class ModelPool:
         n, busy = self.value, min(self.value, self.clients)
         hold = self.hold_of(busy)
         latency = max(hold, self.clients * hold / n)  # Little's law in a closed loop
-        record = IntervalRecord(started=0.0, busy_area=float(busy), queue_area=max(0.0, self.clients - n))
-        for _ in range(100):
+        record = IntervalRecord(started=0.0, busy_area=float(busy), queue_area=max(0.0, self.clients - n),
+                                peak=self.clients)
+        for _ in range(min(5000, round(self.clients / latency))):  # each client, once a latency: one second
             record.lent(latency - hold)
             record.returned(hold, latency)
             self.policy.record_hold(busy, hold)
@@ -526,11 +527,11 @@ def test_a_forecast_surge_grows_the_pool_ahead_of_it_and_says_why():
         model.policy.decay()
     assert model.value in range(8, 11)
     before = model.value
-    model.surge = 3 * 100.0  # three times the arrivals (the model's 100 an interval) expected soon
+    model.surge = 3 * 800.0  # three times the arrivals (8 clients, 10 ms each: 800 a second) expected soon
     decision = controller.decide(model)
-    assert decision.guardrail == "forecast surge" and decision.applied
+    assert decision.guardrail == "demand" and decision.applied
     assert decision.value_after == min(32, 3 * before) > before  # hold time flat: 3x the load, 3x the size
-    assert "arrivals forecast to reach 300/s (now 100/s)" in decision.evidence
+    assert "arrivals forecast to reach 2400/s (now 800/s)" in decision.evidence
 
 
 def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():

@@ -302,8 +302,7 @@ def test_the_evaluation_runs_in_its_quick_mode(capsys):
     assert "perfsdk PoolController" in out and "query cost x3 at mid-run" in out and "N* = 13.7" in out
 
 
-@pytest.mark.xfail(strict=True, reason="Controller bug: at size 1 a shrink steps to 1, is never 'taken', so it "
-                   "is 'tried once on a model's word' every interval and the pool never leaves 1")
+# (a bug once: at size 1 a shrink stepped to 1, was never "taken", so it was "tried once" every interval)
 def test_the_controller_leaves_size_one_when_the_load_needs_more():
     backend = pool_eval.fit_backend()
     scenario = pool_eval.Scenario("from 1", np.full(10, 3000.0), np.full(10, backend.s))

@@ -43,7 +43,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from perfsdk import PoolController
-from perfsdk._native import kernels
+from perfsdk._native import kernels, kernels_pool
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, SettingMove
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, usl_fit
@@ -54,6 +54,7 @@ CLIENTS = 48
 MEASURED_P99_MS_AT_48 = 81.0  # one connection per client: nobody waits, 48 always in service (20 ms at 8)
 MAX_SIZE = 48  # one connection per client thread: the largest pool worth trying
 START = 20  # every adaptive policy starts here (concurrency-limits' default initial limit)
+BURST = 0.5  # AdaptivePool's default burst
 TIMEOUT_S = 1.0  # a waiter gives up after this (a web request's budget)
 QUICK_SIZES = (1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 48)
 SETTLE_WITHIN_S = 30
@@ -154,7 +155,7 @@ class Run:
     decisions: list = field(default_factory=list)
 
 
-Between = Callable[[float, np.ndarray, np.ndarray, int, np.ndarray], None]
+Between = Callable[[float, np.ndarray, np.ndarray, int, np.ndarray, int], None]
 
 
 def latency_percentiles(done: np.ndarray, timeouts: int) -> tuple[float, float]:
@@ -192,7 +193,8 @@ def simulate(scenario: Scenario, backend: Backend, limit: np.ndarray, capacity: 
         counted = kernels.pool_sim_counts(sim)["timed_out"]
         per_second[second] = areas[2]
         if between is not None:
-            between(float(second + 1), done[start[0]:pos[0]], acquired[start[1]:pos[1]], counted - timeouts, areas)
+            between(float(second + 1), done[start[0]:pos[0]], acquired[start[1]:pos[1]], counted - timeouts, areas,
+                    kernels.pool_sim_counts(sim)["waiting"])
         timeouts = counted
     p50, p99 = latency_percentiles(done[:pos[0]], timeouts)
     run = Run(p50, p99, timeouts, float(per_second.mean()), per_second)
@@ -220,15 +222,16 @@ class SimulatedPool:
         self.name, self.mode = name, mode
         self.controller = controller
         self.limit = limit  # the simulator's: apply() writes the size into it
-        self.limit[:] = kernels.pool_limit_fixed(size)
         self.min_size, self.max_size = min_size, max_size
         self._target = size
         self._evidence = PoolEvidence(max_size)
+        self._set_limit()
         self._record = IntervalRecord(started=0.0, last_change=0.0)
         self._closing_record = self._record
         self._now = 0.0
 
-    def interval(self, now: float, done: np.ndarray, acquired: np.ndarray, timeouts: int, areas: np.ndarray) -> None:
+    def interval(self, now: float, done: np.ndarray, acquired: np.ndarray, timeouts: int, areas: np.ndarray,
+                 waiting: int) -> None:
         record = self._record
         for wait in acquired[:, 0].tolist():
             record.lent(max(wait, 1e-9) if wait > 0 else 0.0)
@@ -239,7 +242,9 @@ class SimulatedPool:
         record.busy_area += float(areas[0])
         record.queue_area += float(areas[1])
         record.last_change = now
-        self._record = IntervalRecord(started=now, last_change=now)
+        record.waiting_end = waiting
+        record.peak = max(record.peak, (int(done[:, 2].max()) if len(done) else 0) + waiting)  # about
+        self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting)
         self._closing_record = record
         self._now = now
         self.controller.decide(self)
@@ -266,7 +271,21 @@ class SimulatedPool:
 
     def apply(self, value: int, setting: SettingMove | None) -> None:
         self._target = value
-        self.limit[:] = kernels.pool_limit_fixed(value)
+        self._set_limit()
+
+    def _set_limit(self) -> None:
+        """The size kept, and the burst over it while callers wait (``AdaptivePool(burst=0.5)``:
+        half as many again, within the limits and the fitted best concurrency), as a QueuePool
+        keeps ``pool_size`` and opens up to ``max_overflow`` more on demand."""
+        size = self._target
+        burst = min(self.max_size, size + max(1, math.ceil(size * BURST)))
+        ceiling = self._evidence.ceiling(self.max_size)
+        if ceiling is not None:
+            burst = max(size, min(burst, ceiling))
+        if self.limit[kernels_pool.PL_KIND] != kernels_pool.LIMIT_QUEUEPOOL:
+            self.limit[:] = kernels.pool_limit_queuepool(size, burst - size)
+        self.limit[kernels_pool.PL_QP_POOL_SIZE] = size
+        self.limit[kernels_pool.PL_LIMIT] = self.limit[kernels_pool.PL_MAX] = burst
 
 
 def controlled(scenario: Scenario, backend: Backend, seed: int, start: int = START) -> Run:

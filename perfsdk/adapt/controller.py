@@ -32,9 +32,6 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
 
-#: A modelled move within this share of the current reward is worth trying once.
-PROMISING = 0.02
-
 #: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
 DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
 
@@ -57,6 +54,7 @@ class Evidence:
     setting: SettingMove | None = None
     modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
+    ceiling: int | None = None  # the most it should grow to (beyond it the target serves less; the summary says why)
 
 
 class Target(Protocol):
@@ -133,6 +131,7 @@ class Controller:
         self._decided = 0
         self.bound = False  # set by the target it drives: one target per controller
         self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward
+        self._last_trial = False  # that action was a trial: the next interval measures it
         self._started: set[int] = set()  # states whose Q row has its starting value
         self._taken: set[tuple[int, Action]] = set()  # (state, action) moves really made
         self._cooling = 0
@@ -207,7 +206,7 @@ class Controller:
         before = target.value
         low, high = target.min_value, target.max_value
         stepped = {a: self.stepped(before, a) for a in (Action.GROW, Action.SHRINK)}
-        candidates = {a: v for a, v in stepped.items() if low <= v <= high}
+        candidates = {a: v for a, v in stepped.items() if low <= v <= high and v != before}
         evidence = target.evidence(candidates)
         features = dict(evidence.features)
         state = self.discretizer(features)
@@ -224,7 +223,10 @@ class Controller:
             # look best. A new state starts at the value of staying as it is.
             learner.q[state] = reward / (1.0 - learner.gamma)
         self._started.add(state)
-        if self._last is not None:
+        # The next interval's reward, credited to the move that led to it. Where the what-ifs come
+        # from a model, only a trial's: every other move already learns the model's estimate for
+        # it in the same interval's terms, where one noisy interval would swamp the differences.
+        if self._last is not None and (self._last_trial or not evidence.modelled):
             learner.learn(self._last[0], int(self._last[1]), reward, state)
         learner.learn(state, int(Action.KEEP), reward, state)
         for action in (Action.GROW, Action.SHRINK):  # what the others would have earned
@@ -232,12 +234,11 @@ class Controller:
                 learner.learn(state, int(action), evidence.what_if[action], state)
         # An action never taken in this state whose outcome nothing measured is tried once: an
         # unknown outcome is not that of staying put, and a model's estimate is no substitute for
-        # one interval's evidence -- where the model says the move would do about as well or
-        # better (PROMISING); a move it says is clearly worse is not worth an interval to check.
+        # one interval's evidence -- where the model says the move would do better; a move it
+        # says is no better is not worth an interval to check.
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken
-                   and (a not in evidence.what_if
-                        or (evidence.modelled and evidence.what_if[a] >= reward - PROMISING * abs(reward)))]
+                   and (a not in evidence.what_if or (evidence.modelled and evidence.what_if[a] > reward))]
         action = untried[0] if untried else Action(learner.act(state))
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None
@@ -249,8 +250,10 @@ class Controller:
                 after = min(max(wanted, low), high)
                 if after != wanted:
                     guardrail = f"{'max' if wanted > high else 'min'}_{target.value_name}"
-        if evidence.floor is not None and after < min(evidence.floor, high):  # ahead of a surge
-            after, action, guardrail = min(evidence.floor, high), Action.GROW, "forecast surge"
+        if evidence.floor is not None and after < min(evidence.floor, high):  # falling behind, or a surge ahead
+            after, action, guardrail = min(evidence.floor, high), Action.GROW, "demand"
+        if evidence.ceiling is not None and after > max(before, evidence.ceiling):
+            after, guardrail = max(before, evidence.ceiling), "ceiling"
         setting = evidence.setting
         if setting is not None and guardrail is None and setting.limited:
             guardrail = f"{setting.label} limit"
@@ -262,8 +265,10 @@ class Controller:
                 self._cooling = self.cooldown + 1
                 self._taken.add((state, action))
         self._cooling = max(0, self._cooling - 1)
-        # what the next reward follows from: in advisory mode the target stayed as it was
-        self._last = (state, action if target.mode == "auto" else Action.KEEP)
+        # what the next reward follows from: what really happened (a move held by the cooldown or
+        # a limit, or only advised, left the value as it was: that interval teaches "keep")
+        self._last = (state, action if applied and after != before else Action.KEEP)
+        self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary)
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 import traceback
@@ -104,6 +105,12 @@ class AdaptivePool:
     leak_timeout
         A connection held longer than this is reported once (logged, counted in
         ``stats()``) with the stack that took it; None: not watched.
+    burst
+        While callers wait, the pool opens up to this share more than its size (at least one,
+        within ``max_size`` and the database's fitted best concurrency), and retires the extra
+        connections as the queue clears -- a spike is served in milliseconds, not at the next
+        decision. 0: never more than the size (the default without a controller: a fixed pool
+        keeps its size); 0.5 with one.
     controller
         A ``PoolController``, ``"default"`` for one with default settings, or
         ``None`` for a pool of fixed size.
@@ -137,7 +144,7 @@ class AdaptivePool:
         self, factory: Callable[[], Any], *, min_size: int = 1, max_size: int = 32, size: int | None = None,
         timeout: float = 30.0, check: Callable[[Any], Any] | None = None, reset: Callable[[Any], Any] | None = None,
         close_connection: Callable[[Any], Any] | None = None, max_lifetime: float = 3600.0,
-        max_idle: float = 600.0, max_waiting: int = 0, leak_timeout: float | None = None,
+        max_idle: float = 600.0, max_waiting: int = 0, leak_timeout: float | None = None, burst: float | None = None,
         controller: PoolController | str | None = "default", mode: str = "auto", name: str = "pool",
         on_decision: Callable[[Decision], Any] | None = None, meter_provider: Any = None,
     ) -> None:
@@ -154,6 +161,9 @@ class AdaptivePool:
         check_number("max_lifetime", max_lifetime, low=0.0, low_open=True)
         check_number("max_idle", max_idle, low=0.0, low_open=True)
         check_int("max_waiting", max_waiting, minimum=0)
+        if burst is None:
+            burst = 0.0 if controller is None else 0.5
+        check_number("burst", burst, low=0.0, high=10.0)
         if leak_timeout is not None:
             check_number("leak_timeout", leak_timeout, low=0.0, low_open=True)
         check_choice("mode", mode, ("auto", "advisory"))
@@ -171,6 +181,8 @@ class AdaptivePool:
         self.close_connection = close_connection or _close
         self.max_lifetime, self.max_idle = float(max_lifetime), float(max_idle)
         self.max_waiting = max_waiting
+        self.burst = float(burst)
+        self._ceiling: int | None = None  # the database's best concurrency and a quarter, once known
         self.leak_timeout = leak_timeout
         self.controller = controller
         self.mode = mode
@@ -303,12 +315,14 @@ class AdaptivePool:
             held = now - record.taken
             self._record.returned(held, record.waited + held)
             self._evidence.record_hold(record.level, held)
-            if (broken or self._closed or now - record.created > self.max_lifetime
-                    or self._open_count() + 1 > self._target):  # + 1: this one
+            if broken or self._closed or now - record.created > self.max_lifetime:
                 retire = record
                 self._counts["retired"] += 1
-            elif self._waiters:
+            elif self._waiters and self._open_count() + 1 <= self._burst_limit():  # + 1: this one
                 self._hand_off(record, now)
+            elif self._open_count() + 1 > self._target:  # a surplus one (a shrink, or a burst over)
+                retire = record
+                self._counts["retired"] += 1
             else:
                 record.returned = now
                 self._idle.append(record)
@@ -366,7 +380,8 @@ class AdaptivePool:
         sat idle past ``max_idle`` come back only when there is demand for them)."""
         while True:
             with self._lock:
-                goal = self._target if eager or self._waiters else min(self.min_size, self._target)
+                goal = (self._burst_limit() if self._waiters
+                        else self._target if eager else min(self.min_size, self._target))
                 if self._closed or self._open_count() >= goal:
                     return
                 self._opening += 1
@@ -409,6 +424,12 @@ class AdaptivePool:
 
     def _count_retired(self, records: list[_Conn]) -> None:  # under the lock
         self._counts["retired"] += len(records)
+
+    def _burst_limit(self) -> int:
+        """The most connections open while callers wait (see ``burst``)."""
+        extra = max(1, math.ceil(self._target * self.burst)) if self.burst > 0 else 0
+        limit = min(self.max_size, self._target + extra)
+        return limit if self._ceiling is None else max(self._target, min(limit, self._ceiling))
 
     def _open_count(self) -> int:  # under the lock: idle, lent, and being opened
         return len(self._idle) + len(self._in_use) + self._opening
@@ -465,7 +486,9 @@ class AdaptivePool:
     def _decide(self, now: float) -> None:
         with self._lock:
             self._count_change(now)
-            record, self._record = self._record, IntervalRecord(started=now, last_change=now)
+            record, self._record = self._record, IntervalRecord(started=now, last_change=now,
+                                                                waiting_start=len(self._waiters))
+            record.waiting_end = len(self._waiters)
             self._acquired_before += record.acquisitions
         self._last_interval = self._interval_summary(record, now)
         if self.metrics is not None:
@@ -501,6 +524,7 @@ class AdaptivePool:
         """What the interval that just ended says (the controller asks; see ``pool_policy``)."""
         assert self.controller is not None
         controller = self.controller
+        self._ceiling = self._evidence.ceiling(self.max_size)
         return self._evidence(self._closing_record, time.monotonic(), self._target, self.min_size, self.max_size,
                               lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
                               controller.min_acquisitions,

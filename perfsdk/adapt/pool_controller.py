@@ -33,6 +33,9 @@ class PoolController(Controller):
         Intervals after a change during which the size may not change again.
     learner
         A ``QLearner`` to start from (e.g. one merged from a fleet's).
+    epsilon
+        The share of intervals with a random move. 0 by default: the what-ifs teach every
+        action every interval, and a random move would only cost a live pool latency.
     forecast_horizon
         Intervals ahead the pool forecasts its arrival rate (``ArrivalForecast``) to grow
         before a surge rather than after the queue forms; 0: no forecasting.
@@ -52,12 +55,11 @@ class PoolController(Controller):
         "utilisation": [0.5, 0.8, 0.95],
         "waited_share": [0.01, 0.1, 0.5],
         "hold_trend": [0.1, 0.5, 1.5],
-        "size_position": [0.25, 0.5, 0.75],
-    })
+    })  # what the load and the database are like, not the size: a move does not change the state
 
     def __init__(
         self, *, interval_seconds: float = 1.0, connection_weight: float = 0.1, min_acquisitions: int = 20,
-        step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.05,
+        step: float = 1.25, cooldown: int = 1, learner: QLearner | None = None, epsilon: float = 0.0,
         seed: int = 0, max_decisions: int = 1000, forecast_horizon: int = 5, forecast_season: int | None = None,
         fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:

@@ -11,11 +11,19 @@ controller's ``Evidence``:
   rising curve), and where the size sits between its limits;
 - **reward**: the controller's (``PoolController.reward``): low p95 request
   latency (wait + hold) at a low connection count;
-- **what-ifs** for a grown or shrunk pool, from two measured relations: the
-  hold time at each concurrency level (extrapolated along its fitted slope
-  beyond the levels seen) and Little's law (the requests in the system,
-  ``L``, are served ``n / hold(n)`` at a time, so a request spends
-  ``max(hold(n), L * hold(n) / n)``).
+- **what-ifs** for a grown or shrunk pool, from the measured hold time at each
+  concurrency level (the Universal Scalability Law's curve between and beyond
+  the levels seen) and queueing: with ``n`` connections, arrivals ``lambda``
+  and hold ``h``, requests wait as in an M/M/n queue (Erlang C: the chance
+  of waiting, and its exponential tail) while ``lambda * h < n``; beyond, the
+  pool is saturated and Little's law gives what a request spends with ``L``
+  requests in the system, ``L * h / n``.
+
+The hold-time relation is kept per level and fades (``DECAY`` an interval);
+when the database's cost changes over time (a slower query plan), the levels
+seen in the interval say by how much, and the levels not seen are rescaled
+with them -- else old cheap samples at low levels and new dear ones at high
+levels would read as contention.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action
 
-__all__ = ["IntervalRecord", "PoolEvidence", "percentile", "usl_fit"]
+__all__ = ["IntervalRecord", "PoolEvidence", "erlang_c", "percentile", "usl_fit"]
 
 SAMPLES = 2048  # wait and hold samples kept an interval (a ring): bounded memory, percentiles to ~0.1 %
 DECAY = 0.8
@@ -92,6 +100,12 @@ class IntervalRecord:
     busy_area: float = 0.0  # integral of connections in use over time (connection-seconds)
     queue_area: float = 0.0  # integral of waiting requests over time
     last_change: float = 0.0
+    waiting_start: int = 0  # callers waiting when the interval began, and when it ended
+    waiting_end: int = 0
+    peak: int = 0  # the most requests in the system (in use + waiting) at any moment
+
+    def __post_init__(self) -> None:
+        self.peak = max(self.peak, self.waiting_start)
 
     def elapse(self, now: float, in_use: int, waiting: int) -> None:
         """Advance the time integrals to ``now`` (call before the counts change)."""
@@ -100,6 +114,8 @@ class IntervalRecord:
             self.busy_area += in_use * span
             self.queue_area += waiting * span
             self.last_change = now
+        if in_use + waiting > self.peak:
+            self.peak = in_use + waiting
 
     def lent(self, waited: float) -> None:
         n = self.acquisitions
@@ -134,11 +150,38 @@ class PoolEvidence:
     def __init__(self, max_size: int) -> None:
         self.hold_sum = [0.0] * (max_size + 2)
         self.hold_count = [0.0] * (max_size + 2)
+        self.new_sum = [0.0] * (max_size + 2)  # this interval's share of the sums
+        self.new_count = [0.0] * (max_size + 2)
+        self.last_ceiling: int | None = None
 
     def record_hold(self, level: int, seconds: float) -> None:
         level = min(level, len(self.hold_sum) - 1)
         self.hold_sum[level] += seconds
         self.hold_count[level] += 1.0
+        self.new_sum[level] += seconds
+        self.new_count[level] += 1.0
+
+    def follow_cost(self) -> float:
+        """Rescale what earlier intervals measured by how much this interval's holds differ from
+        them at the same levels (the median ratio, levels with 5+ samples each side); returns it."""
+        ratios, weights = [], []
+        for level, (total, count, new, k) in enumerate(
+                zip(self.hold_sum, self.hold_count, self.new_sum, self.new_count)):
+            old_count = count - k
+            if k >= 5 and old_count >= 5 and total - new > 0:
+                ratios.append((new / k) / ((total - new) / old_count))
+                weights.append(k)
+        if not ratios:
+            return 1.0
+        order = sorted(range(len(ratios)), key=ratios.__getitem__)
+        half, acc, ratio = sum(weights) / 2, 0.0, 1.0
+        for i in order:
+            acc += weights[i]
+            if acc >= half:
+                ratio = ratios[i]
+                break
+        self.hold_sum = [(total - new) * ratio + new for total, new in zip(self.hold_sum, self.new_sum)]
+        return ratio
 
     def hold_at(self, level: int) -> float:
         """The expected hold time (s) with ``level`` connections in use: measured where seen
@@ -157,6 +200,8 @@ class PoolEvidence:
     def decay(self) -> None:
         self.hold_sum = [s * DECAY for s in self.hold_sum]
         self.hold_count = [c * DECAY for c in self.hold_count]
+        self.new_sum = [0.0] * len(self.new_sum)
+        self.new_count = [0.0] * len(self.new_count)
 
     def __call__(self, record: IntervalRecord, now: float, size: int, min_size: int, max_size: int,
                  reward: Callable[[float, int], float], candidates: Mapping[Action, int],
@@ -166,15 +211,20 @@ class PoolEvidence:
         elapsed = max(now - record.started, 1e-9)
         utilisation = record.busy_area / elapsed / max(size, 1)
         in_system = (record.busy_area + record.queue_area) / elapsed  # L, Little's law
+        growth = record.waiting_end - record.waiting_start  # arrivals are those served, plus what piled up
+        arrivals = (record.acquisitions + max(0, growth) + record.timeouts + record.shed) / elapsed
         latencies = record.latencies
         p95 = percentile(latencies, 95)
-        low, high = self.hold_at(1), self.hold_at(max(size, 2))
+        cost_change = self.follow_cost()
+        busy = max(2, round(record.busy_area / elapsed))
+        low, high = self.hold_at(1), self.hold_at(busy)
         features = {
             "utilisation": utilisation,
             "waited_share": record.waited / record.acquisitions if record.acquisitions else 0.0,
             "hold_trend": (high / low - 1.0) if low and low > 0 and math.isfinite(high) else 0.0,
             "size_position": (size - min_size) / (max_size - min_size) if max_size > min_size else 0.0,
-            "arrival_rate": record.acquisitions / elapsed,
+            "arrival_rate": arrivals,
+            "cost_change": cost_change,
             "p95_ms": p95 * 1e3,
             "p99_ms": percentile(latencies, 99) * 1e3,
             "wait_p95_ms": percentile(record.waits, 95) * 1e3,
@@ -187,30 +237,82 @@ class PoolEvidence:
             return Evidence(features, 0.0, cold=True,
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
         earned = reward(p95 * 1e3, size)
-        now_latency = self.latency(size, in_system)
+        queued = in_system >= size  # saturated: Little's law; else the arrivals make the load
+        peak = record.peak or math.inf
+        now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
         estimates: dict[Action, float] = {}  # p95 (ms) at each other size: the model's change, applied
         if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown
-            estimates = {action: p95 * 1e3 * self.latency(other, in_system) / now_latency
-                         for action, other in candidates.items()
-                         if math.isfinite(self.latency(other, in_system))}
+            modelled = {action: self.latency(other, in_system, arrivals, queued, elapsed, peak)
+                        for action, other in candidates.items()}
+            estimates = {action: p95 * 1e3 * value / now_latency
+                         for action, value in modelled.items() if math.isfinite(value)}
         what_if = {action: reward(p95_ms, candidates[action]) for action, p95_ms in estimates.items()}
         summary = (f"p95 {p95 * 1e3:.2f} ms (wait p95 {features['wait_p95_ms']:.2f} ms, hold p50 "
                    f"{features['hold_p50_ms']:.2f} ms), {utilisation:.0%} of {size} connections busy, "
                    f"{features['waited_share']:.0%} of {record.acquisitions} acquisitions waited, "
                    f"{in_system:.1f} requests in the system on average, hold time "
-                   f"{features['hold_trend']:+.0%} from 1 to {max(size, 2)} in use")
+                   f"{features['hold_trend']:+.0%} from 1 to {busy} in use")
+        if abs(cost_change - 1.0) > 0.25:
+            summary += f", {cost_change:.2g}x what earlier intervals measured at the same levels"
         if estimates:
             summary += "; estimated p95 " + ", ".join(
                 f"{candidates[action]} connections {p95_ms:.2f} ms" for action, p95_ms in estimates.items())
         floor = None
-        if surge is not None and features["arrival_rate"] > 0:
-            floor = self.surge_floor(size, max_size, in_system, surge / features["arrival_rate"])
+        if growth > max(2, 0.05 * record.acquisitions):  # falling behind: grow to keep up now, not a step
+            floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
             if floor > size:
-                summary += (f"; arrivals forecast to reach {surge:.0f}/s (now {features['arrival_rate']:.0f}/s): "
+                summary += (f"; the queue grew by {growth} (arrivals {arrivals:.0f}/s, served "
+                            f"{record.acquisitions / elapsed:.0f}/s): {floor} connections keep up")
+            else:
+                floor = None
+        if floor is None and surge is not None and arrivals > 0:
+            floor = self.surge_floor(size, max_size, in_system, surge / arrivals)
+            if floor > size:
+                summary += (f"; arrivals forecast to reach {surge:.0f}/s (now {arrivals:.0f}/s): "
                             f"{floor} connections serve that best")
             else:
                 floor = None
-        return Evidence(features, earned, what_if, summary, modelled=True, floor=floor)
+        ceiling = self.ceiling(max_size)
+        if ceiling is not None and ceiling < max_size:
+            summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
+        return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
+
+    def ceiling(self, max_size: int) -> int | None:
+        """The concurrency that serves most by the fitted USL curve (``n / hold(n)`` peaks at
+        ``sqrt((a - b) / c)``), once three levels are measured and it bends; None before.
+        The last one found stands while the fit does not bend: in a congestion collapse every
+        level is slow at once and the curve flattens -- the moment not to forget the peak.
+
+        >>> evidence = PoolEvidence(64)
+        >>> for level in list(range(1, 9)) * 5:
+        ...     evidence.record_hold(level, 0.001 * (1 + 0.02 * level * (level - 1)))
+        >>> evidence.ceiling(64)   # the peak: sqrt(1 / 0.02) = 7.1
+        8
+        """
+        seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 5 and n >= 1]
+        if len(seen) >= 3:
+            a, b, c = usl_fit(seen)
+            if c > 0 and a > b:
+                self.last_ceiling = min(max_size, math.ceil(math.sqrt((a - b) / c)))
+        return self.last_ceiling
+
+    def keep_up(self, size: int, max_size: int, arrivals: float, waiting: int, elapsed: float) -> int:
+        """Connections that serve ``arrivals`` a second at 85 % utilisation and drain ``waiting``
+        within two intervals -- no more than the size the hold-time relation says serves most
+        (beyond it more connections serve less: the Universal Scalability Law's peak).
+
+        >>> evidence = PoolEvidence(32)
+        >>> for level in [1, 2, 3, 4] * 5:
+        ...     evidence.record_hold(level, 0.010)
+        >>> evidence.keep_up(4, 32, arrivals=1000.0, waiting=50, elapsed=1.0)  # 11.8 + 0.25
+        13
+        """
+        hold = self.hold_at(max(size, 1))
+        if not math.isfinite(hold):
+            return min(max_size, max(size + 1, round(size * 2)))  # the relation unknown: double
+        needed = math.ceil(arrivals * hold / 0.85 + waiting * hold / (2 * elapsed))
+        ceiling = self.ceiling(max_size)
+        return max(size, min(max_size, needed, max_size if ceiling is None else ceiling))
 
     def surge_floor(self, size: int, max_size: int, in_system: float, ratio: float) -> int:
         """The size, from ``size`` up to ``size * ratio``, that the measured hold-time relation says
@@ -224,16 +326,48 @@ class PoolEvidence:
         8
         """
         top = min(max_size, math.ceil(size * ratio))
+        if top <= size:
+            return size
         load = in_system * ratio
-        latencies = {n: self.latency(n, load) for n in range(size, top + 1)}
+        latencies = {n: self.latency(n, load) for n in range(size, top + 1)}  # saturated: Little's law
         if not all(math.isfinite(v) for v in latencies.values()):
             return top
         return min(latencies, key=lambda n: (round(latencies[n], 12), n))
 
-    def latency(self, size: int, in_system: float) -> float:
-        """A request's expected time (s) at ``size`` connections with ``in_system`` requests present."""
+    def latency(self, size: int, in_system: float, arrivals: float = math.inf, queued: bool = True,
+                interval: float = 1.0, peak: float = math.inf) -> float:
+        """A request's time (s) at ``size`` connections with ``in_system`` requests present and
+        ``arrivals`` a second; NaN where the hold-time relation is unknown.
+
+        ``queued`` (a standing queue now: clients in a closed loop, or a backlog): Little's law,
+        ``L * h / n``. Else the arrivals are the load: the hold plus the 95th percentile of an
+        M/M/n queue's wait while the pool keeps up, and a queue growing over the ``interval``
+        when it would not. At ``peak`` connections or more (the most requests ever present at
+        once), nobody waits: a closed loop of N clients never needs more than N."""
         busy = max(1.0, min(float(size), in_system))
         hold = self.hold_at(int(round(busy)))
         if not math.isfinite(hold):
             return math.nan
-        return max(hold, in_system * hold / size)
+        little = max(hold, in_system * hold / size)
+        offered = arrivals * hold  # connections the arrivals keep busy
+        if size >= peak:
+            return hold
+        if queued or not math.isfinite(offered):
+            return little
+        if offered >= size:
+            return max(little, hold + interval * (offered - size) / (2 * size))
+        waits = erlang_c(size, offered)  # near saturation the M/M/n tail is long: no longer than half an interval
+        tail = math.log(waits / 0.05) * hold / (size - offered) if waits > 0.05 else 0.0
+        return hold + min(tail, interval / 2)
+
+
+def erlang_c(servers: int, offered: float) -> float:
+    """The chance an arrival waits in an M/M/``servers`` queue with ``offered`` erlangs (< servers).
+
+    >>> round(erlang_c(10, 8.0), 4), erlang_c(4, 0.0)
+    (0.4092, 0.0)
+    """
+    blocking = 1.0  # Erlang B, by its stable recurrence
+    for k in range(1, servers + 1):
+        blocking = offered * blocking / (k + offered * blocking)
+    return servers * blocking / (servers - offered * (1.0 - blocking))
