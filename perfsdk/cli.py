@@ -2,10 +2,17 @@
 
     perfsdk detect FILE.csv [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
     perfsdk analyze PATH [--out DIR] [--detector zscore|arima] [--threshold T] [--scheduler ADDRESS]
+    perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
+                    [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
+    perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run]
 
 ``detect`` streams a ``timestamp,value`` CSV through a ZScoreDetector and
 prints every anomaly with its explanation, then a summary. ``analyze`` runs
 the batch detectors over exported spans (see ``perfsdk.export.analyze``).
+``testgen`` learns a traffic model from exported spans and writes a load-test
+scenario (the replay, a variant, or what an LLM wrote for a goal, validated);
+``loadtest`` runs a scenario with Locust and checks its assertions. On any
+failure: a message on stderr, a non-zero status, and no output file.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -107,6 +115,79 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _testgen(args: argparse.Namespace) -> int:
+    from perfsdk.testgen import Limits, ScenarioError
+    from perfsdk.testgen.model import VARIANTS, TrafficModel
+
+    if args.variant not in VARIANTS:
+        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}")
+    try:
+        model = TrafficModel.from_arrow(args.source)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{args.source}: {exc}") from None
+    try:
+        if args.goal is None:
+            if args.llm_url:
+                raise InputError("--llm-url needs --goal (what the load test should do, in plain words)")
+            scenario = model.generate(args.variant, duration_s=args.duration)
+        elif args.llm_url:
+            from perfsdk.testgen import LLMError, LLMScenarioGenerator, ScenarioRejected
+
+            if not args.llm_model:
+                raise InputError("--llm-url needs --llm-model (the model name the endpoint serves)")
+            hosts = tuple(args.allow_host or ("127.0.0.1", "localhost"))
+            generator = LLMScenarioGenerator(args.llm_url, args.llm_model, timeout_s=args.llm_timeout,
+                                             limits=Limits(allowed_hosts=hosts))
+            try:
+                scenario = generator.generate(model, args.goal)
+            except (LLMError, ScenarioRejected) as exc:
+                raise InputError(str(exc)) from None
+        else:
+            from perfsdk.testgen import ModelScenarioGenerator
+
+            scenario = ModelScenarioGenerator(duration_s=args.duration).generate(model, args.goal)
+    except ScenarioError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        scenario.save(args.out)
+    except OSError as exc:
+        raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"{args.out}: {scenario!r} from {model.requests} requests in {model.sessions} sessions")
+    return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from perfsdk.testgen import LoadTestError, Scenario, ScenarioError
+    from perfsdk.testgen.locust_runner import dry_run_plan, run_locust
+
+    try:
+        scenario = Scenario.load(args.scenario)
+    except ScenarioError as exc:
+        raise InputError(f"{args.scenario}: {exc}") from None
+    if args.dry_run:
+        print(dry_run_plan(scenario))
+        return 0
+    if not args.host:
+        raise InputError("--host is required (where to send the requests), unless --dry-run")
+    try:
+        result = run_locust(scenario, args.host, duration_s=args.duration)
+    except LoadTestError as exc:
+        raise InputError(str(exc)) from None
+    outcomes = result.check(scenario)
+    if args.json_out:
+        target = Path(args.json_out)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_text(result.to_json(), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise InputError(f"cannot write {args.json_out}: {exc.strerror or exc}") from None
+    print(result.summary())
+    for outcome in outcomes:
+        print(f"  {outcome}")
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfsdk", description="perfsdk command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--scheduler", help="Dask scheduler address: one task per partition")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze.set_defaults(run=_analyze)
+    testgen = commands.add_parser("testgen", help="write a load-test scenario learned from exported spans")
+    testgen.add_argument("--from", dest="source", required=True, help="an export directory (its spans)")
+    testgen.add_argument("--out", required=True, help="the scenario file to write (JSON)")
+    testgen.add_argument("--variant", default="replay",
+                         help="replay, flash_sale, cold_cache, long_sessions or error_paths (default replay)")
+    testgen.add_argument("--duration", type=float, default=None, help="seconds the scenario lasts")
+    testgen.add_argument("--goal", help="what the load test should do, in plain words")
+    testgen.add_argument("--llm-url", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                                           "(the key comes from PERFSDK_LLM_API_KEY)")
+    testgen.add_argument("--llm-model", help="the model name the endpoint serves")
+    testgen.add_argument("--llm-timeout", type=float, default=60.0, help="seconds for the whole exchange")
+    testgen.add_argument("--allow-host", action="append",
+                         help="a host the scenario may target (repeatable; default 127.0.0.1 and localhost)")
+    testgen.set_defaults(run=_testgen)
+    loadtest = commands.add_parser("loadtest", help="run a scenario with Locust and check its assertions")
+    loadtest.add_argument("scenario", help="a scenario file (JSON)")
+    loadtest.add_argument("--host", help="the service's base URL, e.g. http://127.0.0.1:8000")
+    loadtest.add_argument("--duration", type=float, default=None, help="cap the run at this many seconds")
+    loadtest.add_argument("--json-out", help="write the results here (JSON)")
+    loadtest.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    loadtest.set_defaults(run=_loadtest)
     return parser
 
 
