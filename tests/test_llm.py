@@ -377,7 +377,8 @@ def test_a_wrong_base_url_says_so(llm_server: LLMServer, model: TrafficModel) ->
 def test_no_raw_attribute_value_ever_appears_in_a_prompt(llm_server: LLMServer, model: TrafficModel,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PERFSDK_LLM_API_KEY", raising=False)
-    assert any(EMAIL in r.key for r in model.routes) and any(JWT in r.key for r in model.routes)  # planted
+    # planted in paths without route templates: the model already made those segments parameters
+    assert not any(EMAIL in r.key or JWT in r.key for r in model.routes)
     anomalies: list[Anomaly | dict[str, Any]] = [
         Anomaly("zscore(window=64)", index=7, value=950.0, expected=80.0, std=20.0, score=43.5, threshold=4.0,
                 timestamp=T0, details={"series": f"GET /users/{EMAIL}/orders", "metric": "duration_ms",

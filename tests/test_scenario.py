@@ -118,3 +118,20 @@ def test_not_json_or_not_readable_is_a_clear_error(tmp_path):
 def test_placeholders_name_generators_and_double_braces_are_literal():
     assert placeholders("/a/{x}/b/{y}?z={{w}}") == ["x", "y"]
     assert placeholders("no fields") == []
+
+
+def test_non_finite_numbers_are_refused_however_they_come():
+    data = valid()
+    data["load"]["stages"][0]["arrival_rate"] = float("nan")
+    data["load"]["stages"][1]["duration_s"] = float("inf")
+    assert problems_of(data) == [("$.load.stages[0].arrival_rate", "nan is not a finite number"),
+                                 ("$.load.stages[1].duration_s", "inf is not a finite number")]
+    text = json.dumps(valid()).replace('"arrival_rate": 5', '"arrival_rate": NaN', 1)
+    with pytest.raises(ScenarioError, match="NaN is not a number JSON allows"):
+        Scenario.from_json(text)
+
+
+def test_an_ipv6_host_can_be_allowed():
+    data = valid()
+    data["host"] = "http://[::1]:8000"
+    assert Scenario.from_dict(data, Limits(allowed_hosts=("::1",))).data["host"] == "http://[::1]:8000"

@@ -18,7 +18,7 @@ from perfsdk.testgen.model import TrafficModel
 
 pytest.importorskip("opentelemetry.instrumentation.flask")
 
-ROUTES = {"home": "GET /", "search": "GET /search", "product": "GET /products/<int:pid>", "cart": "POST /cart",
+ROUTES = {"home": "GET /", "search": "GET /search", "product": "GET /products/<int:pid>", "cart": "POST /cart/<int:pid>",
           "checkout": "POST /checkout"}
 
 
@@ -76,19 +76,19 @@ def test_replay_and_variants_are_valid_scenarios(recorded):
     assert sessions == pytest.approx(model.sessions, rel=1e-3)  # every recorded session, compressed in time
     assert {t["name"] for t in replay.tasks} == {r.key for r in model.routes}
     product_step = next(t for t in replay.tasks if t["name"] == ROUTES["product"])["steps"][0]
-    assert product_step["path"] == "/products/{pid}"
-    assert replay.generators["pid"]["kind"] == "choice"
+    pid = product_step["path"].removeprefix("/products/{").removesuffix("}")
+    assert pid.startswith("pid") and replay.generators[pid]["kind"] == "choice"
 
     flash = model.generate("flash_sale", duration_s=30, stages=6, spike=5)
     rates = [s["arrival_rate"] for s in flash.stages]
     assert min(rates[2:4]) > 2 * max(rates[:2] + rates[4:])  # the middle third spikes
-    assert len(flash.generators["pid"]["values"]) == 3  # on the few hottest items
+    assert len(flash.generators[pid]["values"]) == 3  # on the few hottest items
     cold = model.generate("cold_cache")
-    assert cold.generators["pid"]["kind"] == "sequence"
+    assert cold.generators[pid]["kind"] == "sequence"
     long = model.generate("long_sessions")
     assert np.mean(long.session["length"]["values"]) > 2 * np.mean(replay.session["length"]["values"])
     errors = model.generate("error_paths")
-    assert "not-a-valid-value" in errors.generators["pid"]["values"]
+    assert "not-a-valid-value" in errors.generators[pid]["values"]
     with pytest.raises(ValueError, match="variant must be one of"):
         model.generate("chaos")
 
@@ -97,3 +97,20 @@ def test_a_table_without_server_spans_is_a_clear_error():
     empty = pa.Table.from_pylist([], schema=SPANS)
     with pytest.raises(ValueError, match="no HTTP server spans"):
         TrafficModel.from_table(empty)
+
+
+def test_without_route_templates_values_in_paths_become_parameters():
+    from perfsdk.export.redact import Redactor
+
+    redact = Redactor()
+    rows = []
+    for i, path in enumerate(["/orders/12345", "/orders/777", "/users/alice@example.com/cart", "/health"]):
+        attributes = redact({"http.request.method": "GET", "http.target": path, "session.id": f"s{i}"})
+        rows.append({"trace_id": f"{i:032x}", "span_id": f"{i:016x}", "name": "GET", "kind": "SERVER",
+                     "start_time": i * 10**9, "end_time": i * 10**9 + 10**6, "duration_ms": 1.0,
+                     "status_code": "UNSET", "service.name": "shop", "attributes": list(attributes.items())})
+    model = TrafficModel.from_table(pa.Table.from_pylist(rows, schema=SPANS))
+    assert sorted(r.key for r in model.routes) == ["GET /health", "GET /orders/{id}", "GET /users/{value}/cart"]
+    orders = next(r for r in model.routes if r.key == "GET /orders/{id}")
+    assert set(orders.path_params["id"]) == {"12345", "777"}
+    assert "alice" not in json.dumps(model.profile()) and "alice" not in model.generate().to_json()

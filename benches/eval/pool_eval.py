@@ -248,6 +248,7 @@ class SimulatedPool:
         self._closing_record = record
         self._now = now
         self.controller.decide(self)
+        self._set_limit()  # the burst follows the interval's evidence, whatever was decided
         self._evidence.decay()
 
     # the controller's target
@@ -278,7 +279,7 @@ class SimulatedPool:
         half as many again, within the limits and the fitted best concurrency), as a QueuePool
         keeps ``pool_size`` and opens up to ``max_overflow`` more on demand."""
         size = self._target
-        burst = min(self.max_size, size + max(1, math.ceil(size * BURST)))
+        burst = min(self.max_size, size + max(1, math.ceil(size * BURST))) if self._evidence.burst_ok else size
         ceiling = self._evidence.ceiling(self.max_size)
         if ceiling is not None:
             burst = max(size, min(burst, ceiling))

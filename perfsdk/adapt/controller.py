@@ -32,6 +32,9 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
 
+#: A shrink the model says costs at most this share of the reward is worth trying once.
+SHRINK_TOLERANCE = 0.05
+
 #: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
 DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
 
@@ -234,11 +237,14 @@ class Controller:
                 learner.learn(state, int(action), evidence.what_if[action], state)
         # An action never taken in this state whose outcome nothing measured is tried once: an
         # unknown outcome is not that of staying put, and a model's estimate is no substitute for
-        # one interval's evidence -- where the model says the move would do better; a move it
-        # says is no better is not worth an interval to check.
+        # one interval's evidence (a model sees means, not the tails that too much concurrency
+        # brings). A grow is tried where the model says it does better; a shrink, which frees
+        # resources, also where it says it does nearly as well (within SHRINK_TOLERANCE).
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken
-                   and (a not in evidence.what_if or (evidence.modelled and evidence.what_if[a] > reward))]
+                   and (a not in evidence.what_if
+                        or (evidence.modelled and evidence.what_if[a] > reward - (
+                            SHRINK_TOLERANCE * abs(reward) if a is Action.SHRINK else 0.0)))]
         action = untried[0] if untried else Action(learner.act(state))
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None

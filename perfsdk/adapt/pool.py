@@ -427,7 +427,7 @@ class AdaptivePool:
 
     def _burst_limit(self) -> int:
         """The most connections open while callers wait (see ``burst``)."""
-        extra = max(1, math.ceil(self._target * self.burst)) if self.burst > 0 else 0
+        extra = max(1, math.ceil(self._target * self.burst)) if self.burst > 0 and self._evidence.burst_ok else 0
         limit = min(self.max_size, self._target + extra)
         return limit if self._ceiling is None else max(self._target, min(limit, self._ceiling))
 

@@ -153,6 +153,7 @@ class PoolEvidence:
         self.new_sum = [0.0] * (max_size + 2)  # this interval's share of the sums
         self.new_count = [0.0] * (max_size + 2)
         self.last_ceiling: int | None = None
+        self.burst_ok = True  # whether the pool may open more than its size while callers wait
 
     def record_hold(self, level: int, seconds: float) -> None:
         level = min(level, len(self.hold_sum) - 1)
@@ -163,7 +164,8 @@ class PoolEvidence:
 
     def follow_cost(self) -> float:
         """Rescale what earlier intervals measured by how much this interval's holds differ from
-        them at the same levels (the median ratio, levels with 5+ samples each side); returns it."""
+        them at the same levels (the median ratio over three or more levels with 5+ samples each
+        side: a pool that sees only its top levels cannot tell a cost from contention); returns it."""
         ratios, weights = [], []
         for level, (total, count, new, k) in enumerate(
                 zip(self.hold_sum, self.hold_count, self.new_sum, self.new_count)):
@@ -171,7 +173,7 @@ class PoolEvidence:
             if k >= 5 and old_count >= 5 and total - new > 0:
                 ratios.append((new / k) / ((total - new) / old_count))
                 weights.append(k)
-        if not ratios:
+        if len(ratios) < 3:  # one or two levels cannot tell a change in cost from contention
             return 1.0
         order = sorted(range(len(ratios)), key=ratios.__getitem__)
         half, acc, ratio = sum(weights) / 2, 0.0, 1.0
@@ -237,8 +239,11 @@ class PoolEvidence:
             return Evidence(features, 0.0, cold=True,
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
         earned = reward(p95 * 1e3, size)
-        queued = in_system >= size  # saturated: Little's law; else the arrivals make the load
         peak = record.peak or math.inf
+        # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
+        # loop of clients: the peak is about the mean; Poisson arrivals swing by its square root and more)
+        queued = in_system >= size or peak <= in_system + max(1.0, math.sqrt(in_system))
+        self.burst_ok = not queued  # a burst serves a passing queue; a standing one is the size's to answer
         now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
         estimates: dict[Action, float] = {}  # p95 (ms) at each other size: the model's change, applied
         if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown

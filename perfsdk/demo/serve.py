@@ -18,8 +18,9 @@ __all__ = ["RecordedShop", "recorded_shop", "shop_redactor"]
 
 def shop_redactor() -> Redactor:
     """The default redaction, plus: session ids hashed (still joinable into sessions), the
-    shop's harmless query parameters (``q``, ``page``) kept so a traffic model can learn them."""
-    return Redactor(hash_keys=["session.id"], safe_params=["q", "page"])
+    shop's harmless query parameters (``q``, ``page``, ``quantity``) kept so a traffic model can
+    learn them."""
+    return Redactor(hash_keys=["session.id"], safe_params=["q", "page", "quantity"])
 
 
 @dataclass

@@ -111,15 +111,13 @@ def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_c
                                      "ORDER BY id LIMIT 10 OFFSET :o"), {"t": f"%{term}%", "o": page * 10}).all()
         return {"results": [{"id": r.id, "name": r.name, "price": r.price} for r in rows]}
 
-    @app.post("/cart")
-    def add_to_cart() -> Any:
+    @app.post("/cart/<int:pid>")
+    def add_to_cart(pid: int) -> Any:
         fault("cart")
-        body = flask.request.get_json(silent=True) or {}
         session = flask.request.headers.get(SESSION_HEADER, "anonymous")[:64]
-        try:
-            pid, quantity = int(body["pid"]), max(1, min(int(body.get("quantity", 1)), 10))
-        except (KeyError, TypeError, ValueError):
-            flask.abort(422, description="a cart item needs an integer 'pid' (and an optional 'quantity')")
+        quantity = flask.request.args.get("quantity", 1, type=int)
+        if not 1 <= quantity <= 10:
+            flask.abort(422, description="quantity must be a whole number from 1 to 10")
         if product(pid) is None:
             flask.abort(404, description=f"no product {pid}")
         with engine.begin() as conn:

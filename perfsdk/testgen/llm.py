@@ -45,7 +45,7 @@ from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk._version import __version__
 from perfsdk.export.redact import REDACTED, scrub
 from perfsdk.testgen.scenario import (
-    SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, schema_problems, semantic_problems,
+    ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, schema_problems, semantic_problems,
 )
 
 if TYPE_CHECKING:
@@ -661,8 +661,6 @@ class _Route:
     rest: bool  # the last segment takes the rest of the path (Flask's <path:...>)
 
 
-_ROUTE_PARAM = re.compile(r"<(?:(?P<conv>[A-Za-z_]\w*)(?:\([^)]*\))?:)?[A-Za-z_]\w*>|\{[A-Za-z_]\w*(?::[^}]*)?\}"
-                          r"|^:[A-Za-z_]\w*$")
 
 
 def _route(method: str, template: str, key: str) -> _Route | None:
@@ -673,7 +671,7 @@ def _route(method: str, template: str, key: str) -> _Route | None:
     parts = path.split("/")[1:]
     for i, part in enumerate(parts):
         pattern, last, has_param = "", 0, False
-        for m in _ROUTE_PARAM.finditer(part):
+        for m in ROUTE_PARAMETER.finditer(part):
             pattern += re.escape(part[last:m.start()]) + "[^/]+"
             last, has_param = m.end(), True
             rest = rest or (m.group("conv") == "path" and i == len(parts) - 1)

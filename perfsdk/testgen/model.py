@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.export.redact import REDACTED
-from perfsdk.testgen.scenario import SCHEMA_VERSION, Scenario
+from perfsdk.testgen.scenario import ROUTE_PARAMETER, SCHEMA_VERSION, Scenario
 
 __all__ = ["RouteProfile", "TrafficModel", "VARIANTS"]
 
@@ -52,9 +52,6 @@ MAX_VALUES = 200  # most frequent values kept per parameter
 PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
 VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
 
-# a route template's parameters: Flask/werkzeug <conv:name>, OpenAPI/FastAPI {name}, Express :name
-_PARAM = re.compile(r"<(?:[A-Za-z_]\w*(?:\([^)]*\))?:)?(?P<a>[A-Za-z_]\w*)>|\{(?P<b>[A-Za-z_]\w*)(?::[^}]*)?\}"
-                    r"|(?<=/):(?P<c>[A-Za-z_]\w*)")
 
 
 @dataclass
@@ -113,8 +110,8 @@ class TrafficModel:
         method = _coalesce(attrs, METHOD_KEYS, default="GET")
         target = _coalesce(attrs, TARGET_KEYS, default="")
         route = _coalesce(attrs, ROUTE_KEYS, default=None)
-        if route.null_count:  # no route template: the path as requested
-            route = pc.coalesce(route, pc.replace_substring_regex(target, r"[?#].*$", ""))
+        if route.null_count:  # no route template: the path as requested, its values made parameters
+            route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
         route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
         keys = pc.binary_join_element_wise(method, route, " ")
         failed = _failed(attrs, table["status_code"].combine_chunks())
@@ -177,9 +174,18 @@ class TrafficModel:
         return {r.key: r.count / total for r in self.routes}
 
     @property
+    def arrival_window_s(self) -> float:
+        """The time over which sessions started: from the first start to the last, and one mean gap
+        more (the recorded window also holds the sessions still under way after the last start)."""
+        starts = self.session_starts_s
+        if len(starts) < 2 or starts[-1] <= starts[0]:
+            return self.window_s
+        return float((starts[-1] - starts[0]) * len(starts) / (len(starts) - 1))
+
+    @property
     def session_rate(self) -> float:
-        """New sessions a second over the recorded window."""
-        return self.sessions / self.window_s
+        """New sessions a second while sessions were starting."""
+        return self.sessions / self.arrival_window_s
 
     def transition_probabilities(self) -> np.ndarray:
         rows = self.transitions.sum(axis=1, keepdims=True)
@@ -218,7 +224,7 @@ class TrafficModel:
         """
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        duration = float(duration_s) if duration_s is not None else min(self.window_s, 600.0)
+        duration = float(duration_s) if duration_s is not None else min(self.arrival_window_s, 600.0)
         if not duration > 0:
             raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
         generators: dict[str, dict[str, Any]] = {}
@@ -261,15 +267,17 @@ class TrafficModel:
 
     def _stages(self, duration: float, n: int, rate_scale: float, spike: float) -> list[dict[str, float]]:
         n = max(1, min(int(n), 100))
-        edges = np.linspace(0.0, self.window_s, n + 1)
+        window = self.arrival_window_s
+        first = float(self.session_starts_s[0]) if len(self.session_starts_s) else 0.0
+        edges = first + np.linspace(0.0, window, n + 1)
         counts = np.histogram(self.session_starts_s, bins=edges)[0].astype(float)
         counts *= self.sessions / max(counts.sum(), 1.0)  # the sample stands for every session
-        rates = counts / (self.window_s / n) * rate_scale  # sessions a second at recorded speed
+        rates = counts / (window / n) * rate_scale  # sessions a second at recorded speed
         if spike != 1.0:
             middle = slice(n // 3, max(n // 3 + 1, 2 * n // 3))
             rates[middle] *= spike
         # the same number of sessions per stage over a compressed or stretched time
-        rates *= self.window_s / duration
+        rates *= window / duration
         return [{"duration_s": round(duration / n, 3), "arrival_rate": round(float(r), 4)} for r in rates]
 
     def _task(self, route: RouteProfile, generators: dict[str, dict[str, Any]], variant: str) -> dict[str, Any]:
@@ -400,8 +408,28 @@ def _codes(values: pa.Array) -> tuple[list[str], np.ndarray]:
     return [str(v) for v in encoded.dictionary.to_pylist()], encoded.indices.to_numpy(zero_copy_only=False)
 
 
+#: Path segments that are values, not names (ids, keys, addresses, tokens): (RE2 pattern, parameter).
+_VALUE_SEGMENTS = (
+    (r"/[^/]*(?:@|%40|REDACTED)[^/]*(/|$)", "/{value}\\1"),  # (the redactor's mark: a value was there)
+    (r"/[0-9]+(/|$)", "/{id}\\1"),
+    (r"/[0-9A-Fa-f-]*[0-9][0-9A-Fa-f-]*[A-Fa-f][0-9A-Fa-f-]*(/|$)", "/{key}\\1"),
+    (r"/[0-9A-Fa-f-]*[A-Fa-f][0-9A-Fa-f-]*[0-9][0-9A-Fa-f-]*(/|$)", "/{key}\\1"),
+    (r"/(?:[A-Za-z0-9._~+=-]{10,}[0-9][A-Za-z0-9._~+=-]*|[A-Za-z0-9._~+=-]*[0-9][A-Za-z0-9._~+=-]{10,})(/|$)",
+     "/{token}\\1"),  # long, with a digit: a token, a JWT, a hash
+)
+
+
+def _templated(paths: pa.Array) -> pa.Array:
+    """Paths with their value segments as parameters (``/orders/12345`` -> ``/orders/{id}``): a
+    service without route templates still gets a route mix, and no value becomes a route's name."""
+    for pattern, replacement in _VALUE_SEGMENTS:
+        for _ in range(2):  # adjacent segments: a match consumes the slash the next one starts with
+            paths = pc.replace_substring_regex(paths, pattern, replacement)
+    return paths
+
+
 def _params(template: str) -> list[str]:
-    return [m.group("a") or m.group("b") or m.group("c") for m in _PARAM.finditer(template)]
+    return [m.group("a") or m.group("b") or m.group("c") for m in ROUTE_PARAMETER.finditer(template)]
 
 
 def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
@@ -429,7 +457,7 @@ def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
 def _split_template(template: str) -> list[str]:
     """Literal text and parameters, alternating (literal first)."""
     parts, last = [], 0
-    for m in _PARAM.finditer(template):
+    for m in ROUTE_PARAMETER.finditer(template):
         parts += [template[last:m.start()], m.group(0)]
         last = m.end()
     return parts + [template[last:]]

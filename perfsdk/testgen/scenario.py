@@ -41,8 +41,9 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+from urllib.parse import urlsplit
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError", "placeholders"]
+__all__ = ["ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError", "placeholders"]
 
 SCHEMA_VERSION = 1
 
@@ -165,6 +166,10 @@ SCHEMA: dict[str, Any] = {
 }
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A route template's parameters (how services name their routes, e.g. ``http.route``): Flask/werkzeug
+#: ``<conv:name>``, OpenAPI/FastAPI ``{name}``, Express ``:name`` (after a slash, or starting a segment).
+ROUTE_PARAMETER = re.compile(r"<(?:(?P<conv>[A-Za-z_]\w*)(?:\([^)]*\))?:)?(?P<a>[A-Za-z_]\w*)>"
+                             r"|\{(?P<b>[A-Za-z_]\w*)(?::[^}]*)?\}|(?:(?<=/)|^):(?P<c>[A-Za-z_]\w*)")
 
 
 class ScenarioError(ValueError):
@@ -214,7 +219,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: Any, limits: Limits = Limits()) -> "Scenario":
         """Validate (schema, then meaning) and wrap; ``ScenarioError`` lists every problem."""
-        problems = schema_problems(data)
+        problems = list(_non_finite(data, "$")) or schema_problems(data)  # NaN slips past every comparison
         if not problems:
             problems = semantic_problems(data, limits)
         if problems:
@@ -224,8 +229,10 @@ class Scenario:
     @classmethod
     def from_json(cls, text: str, limits: Limits = Limits()) -> "Scenario":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):
+                raise ScenarioError([("$", str(exc))]) from None
             raise ScenarioError([("$", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
         return cls.from_dict(data, limits)
 
@@ -297,6 +304,21 @@ class Scenario:
                 f"{self.duration_s:g} s, {len(self.tasks)} tasks)")
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name} is not a number JSON allows")
+
+
+def _non_finite(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield where, f"{value} is not a finite number"
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}.{key}" if _FIELD.match(str(key)) else f"{where}[{key!r}]")
+
+
 def _path(parts: Any) -> str:
     out = "$"
     for part in parts:
@@ -312,7 +334,8 @@ def schema_problems(data: Any) -> list[tuple[str, str]]:
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         best = jsonschema.exceptions.best_match([error])
-        message = best.message if len(best.message) <= 300 else best.message[:297] + "..."
+        message = best.message  # the offending value comes first, the complaint last: keep both ends
+        message = message if len(message) <= 300 else message[:140] + " ... " + message[-155:]
         problems.append((_path(best.absolute_path), message))
     return problems
 
@@ -350,7 +373,7 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
 
     host = data.get("host")
     if host is not None and limits.allowed_hosts is not None:
-        bare = re.sub(r"^https?://", "", host).split(":")[0].lower()
+        bare = (urlsplit(host).hostname or "").lower()
         if bare not in {h.lower() for h in limits.allowed_hosts}:
             yield "$.host", f"host {bare!r} is not on the allowlist ({', '.join(limits.allowed_hosts) or 'empty'})"
 

@@ -1,0 +1,92 @@
+"""Closed-loop fidelity of a generated load test (issue 13).
+
+service -> spans -> model -> scenario -> Locust -> spans -> model, compared:
+
+1. the demo shop, served on loopback and recorded by perfsdk, is used by simulated
+   shoppers (a known Markov chain, log-normal think times, Poisson arrivals);
+2. ``TrafficModel.from_arrow`` learns the traffic; ``generate("replay")`` writes a scenario;
+3. the same shop, recorded afresh, is driven by that scenario with the real Locust;
+4. a second model is learned from the second recording and compared with the first
+   (route mix, transitions, think times, session lengths, per-route p95, arrival rate).
+
+    .venv/bin/python benches/eval/testgen_fidelity.py            # ~3 minutes
+    .venv/bin/python benches/eval/testgen_fidelity.py --quick    # the test suite's run (~40 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from perfsdk.demo.serve import recorded_shop
+from perfsdk.demo.users import Shoppers
+from perfsdk.testgen.locust_runner import run_locust
+from perfsdk.testgen.model import TrafficModel
+
+TARGETS = {"route_mix_tv": 0.05, "transition_l1_max": 0.1, "think_time_ks": 0.1, "session_length_ks": 0.1}
+P95_TOLERANCE = 0.15
+RATE_TOLERANCE = 0.05
+
+
+def closed_loop(seconds: float, rate: float, products: int = 500, seed: int = 1) -> dict:
+    """The two models and their comparison (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="perfsdk-fidelity-") as root:
+        first, second = Path(root) / "recorded", Path(root) / "replayed"
+        with recorded_shop(str(first), products=products) as shop:
+            Shoppers(shop.url, rate=rate, seconds=seconds, think_median_s=0.3, products=products,
+                     seed=seed).run()
+        started = time.monotonic()
+        recorded = TrafficModel.from_arrow(first)
+        learn_s = time.monotonic() - started
+        scenario = recorded.generate("replay", duration_s=seconds, stages=max(1, int(seconds // 10)))
+        with recorded_shop(str(second), products=products) as shop:
+            result = run_locust(scenario, shop.url, seed=seed)
+        replayed = TrafficModel.from_arrow(second)
+    return {"recorded": recorded, "replayed": replayed, "comparison": recorded.compare(replayed),
+            "result": result, "scenario": scenario, "learn_s": learn_s}
+
+
+def report(run: dict) -> list[str]:
+    c, result = run["comparison"], run["result"]
+    rows = ["| figure | recorded vs replayed | target | met |", "| --- | ---: | ---: | --- |"]
+    for key, limit in TARGETS.items():
+        value = c[key]
+        rows.append(f"| {key} | {value:.3f} | <= {limit} | {'yes' if value <= limit else '**no**'} |")
+    for route, ratio in sorted(c["p95_ratio"].items()):
+        ok = abs(ratio - 1) <= P95_TOLERANCE
+        rows.append(f"| p95 {route} | {ratio:.2f}x | 1 +- {P95_TOLERANCE} | {'yes' if ok else '**no**'} |")
+    rate = c["arrival_rate_ratio"]
+    rows.append(f"| session arrival rate | {rate:.3f}x | 1 +- {RATE_TOLERANCE} | "
+                f"{'yes' if abs(rate - 1) <= RATE_TOLERANCE else '**no**'} |")
+    scheduled = result.scheduled_arrival_rate or math.nan
+    rows.append(f"| Locust achieved / scheduled arrival rate | {result.achieved_arrival_rate / scheduled:.3f}x | "
+                f"1 +- {RATE_TOLERANCE} | "
+                f"{'yes' if abs(result.achieved_arrival_rate / scheduled - 1) <= RATE_TOLERANCE else '**no**'} |")
+    recorded, replayed = run["recorded"], run["replayed"]
+    rows.append("")
+    rows.append(f"recorded: {recorded.requests} requests, {recorded.sessions} sessions; replayed: "
+                f"{replayed.requests} requests, {replayed.sessions} sessions; Locust: {result.requests} "
+                f"requests, {result.failures} failures, {result.late_arrivals} late arrivals; "
+                f"model learned in {run['learn_s']:.2f} s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short loop (the test suite's run)")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--rate", type=float, default=None, help="shopper sessions a second")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (15.0 if args.quick else 90.0)
+    rate = args.rate or (4.0 if args.quick else 6.0)
+    run = closed_loop(seconds, rate)
+    print(f"Closed loop: {seconds:g} s of shoppers at {rate:g} sessions/s, replayed with Locust\n")
+    print("\n".join(report(run)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

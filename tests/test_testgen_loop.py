@@ -1,0 +1,21 @@
+"""The closed loop of issue 13, run once in its quick mode: service -> spans -> model -> scenario
+-> Locust -> spans -> model (benches/eval/testgen_fidelity.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opentelemetry.instrumentation.flask")
+
+
+def test_the_closed_loop_runs_and_the_replay_resembles_the_recording():
+    from testgen_fidelity import closed_loop, report
+
+    run = closed_loop(seconds=12.0, rate=4.0)
+    compared = run["comparison"]
+    assert run["result"].failures == 0
+    assert {r.key for r in run["replayed"].routes} == {r.key for r in run["recorded"].routes}
+    # a few dozen sessions: loose bounds that still fail if the replay ignores the model
+    assert compared["route_mix_tv"] < 0.2 and compared["think_time_ks"] < 0.3
+    assert 0.5 < compared["arrival_rate_ratio"] < 2.0
+    assert any(line.startswith("| route_mix_tv |") for line in report(run))
