@@ -28,6 +28,7 @@ _HOMES = {
                     "perfsdk.adapt"),
     **dict.fromkeys(["Anomaly", "ArimaDetector", "ArimaFit", "Detector", "Forecast", "RunRule",
                      "ZScoreDetector"], "perfsdk.detect"),
+    **dict.fromkeys(["AlertPipeline", "default_detector"], "perfsdk.detect"),
     **dict.fromkeys(["Incident", "PerfSDK", "init", "monitor"], "perfsdk.instrument"),
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOMES)

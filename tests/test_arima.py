@@ -115,12 +115,13 @@ def test_update_never_waits_for_a_background_fit():
     started.wait(5)
     try:
         scores = det.update_many(y[:1000])  # asks for a fit at 300; the worker is busy
-        assert det.state[K.AR_FIT_STATE] == K.FIT_IN_FLIGHT and det.model is None
-        assert np.isnan(scores).all()  # no model yet: nothing is scored, nothing blocks
+        assert det.state[K.AR_FIT_STATE] == K.FIT_IN_FLIGHT and det.provisional
+        # nothing blocks, and the closed-form stand-in scores while the fit waits
+        assert np.isnan(scores[:32]).all() and np.isfinite(scores[32:]).all()
     finally:
         release.set()
     det.wait_for_fits()
-    assert det.model is not None and det.fits == 1
+    assert det.model is not None and det.fits == 1 and not det.provisional
     scores = det.update_many(y[1000:])
     assert np.isfinite(scores).all()
 
@@ -141,7 +142,8 @@ def test_failed_fit_is_counted_and_keeps_the_previous_model(caplog):
 def test_unfitted_detector_backs_off_after_a_failed_fit():
     det = ArimaDetector(order=(1, 1, 1), warmup=100, background=False)
     det.update_many(np.full(250, 7.0))
-    assert det.model is None and det.fit_failures == 2  # at 100 and 200, not at every point
+    # never "no model": the closed-form stand-in scores; the fit is retried at 100 and 200, not every point
+    assert det.provisional and det.model is not None and det.fit_failures == 2
     assert det.state[K.AR_RETRY_AT] == 300
 
 

@@ -27,7 +27,7 @@ def recorded(tmp_path_factory):
     """~8 s of shoppers (20 sessions a second) against the shop, exported."""
     export = tmp_path_factory.mktemp("spans")
     with recorded_shop(str(export), products=300) as shop:
-        report = Shoppers(shop.url, rate=20, seconds=8, think_median_s=0.02, products=300, seed=3).run()
+        report = Shoppers(shop.url, rate=20, seconds=8, think_median_s=0.05, products=300, seed=3).run()
         leak = urllib.request.Request(shop.url + "/search?q=mug&email=alice%40example.com",
                                       headers={"X-Session-Id": "one-off"})
         urllib.request.urlopen(leak, timeout=10).read()
@@ -52,7 +52,7 @@ def test_it_learns_the_sessions_the_mix_and_the_chain(recorded):
         l1 = sum(abs(learned[i, index[k]] - truth.get(k, 0.0)) for k in index)
         assert l1 < 6 / np.sqrt(seen), (page, l1, seen)  # sampling error, a few standard errors
     think_median = float(np.median(model.think_times_s))
-    assert 0.018 < think_median < 0.04  # 20 ms of thinking, plus the client's own time
+    assert 0.045 < think_median < 0.15  # 50 ms of thinking, plus the client's own time (a busy machine's)
     assert 14 < model.session_rate < 26  # 20 sessions a second (Poisson; over the recorded window)
 
 

@@ -22,7 +22,7 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _arima, _cache, _qlearn, _zscore
+    from perfsdk._native import _arima, _cache, _pipeline, _qlearn, _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 def _check_fresh() -> None:
     here = Path(__file__).parent
     expected = layout.constants()
-    for module in (_zscore, _arima, _qlearn, _cache):
+    for module in (_zscore, _arima, _qlearn, _cache, _pipeline):
         if module.LAYOUT != expected:
             raise ImportError(
                 f"perfsdk's compiled extension {module.__name__} is stale: its state layout "
@@ -70,5 +70,6 @@ ArimaCore = _arima.ArimaCore
 QCore = _qlearn.QCore
 CacheCore = _cache.CacheCore
 CachedFunction = _cache.CachedFunction
+PipelineCore = _pipeline.PipelineCore
 
-__all__ = ["ArimaCore", "CacheCore", "CachedFunction", "QCore", "ZScoreCore", "kernels", "layout"]
+__all__ = ["ArimaCore", "CacheCore", "CachedFunction", "PipelineCore", "QCore", "ZScoreCore", "kernels", "layout"]

@@ -31,6 +31,7 @@ _HOMES = {
     "ql_act": "kernels_qlearn", "ql_greedy": "kernels_qlearn", "ql_learn": "kernels_qlearn",
     "ql_learn_many": "kernels_qlearn", "ql_random": "kernels_qlearn", "ql_run_episodes": "kernels_qlearn",
     "confirmed_runs": "kernels_runs", "zscore_update_many": "kernels_zscore",
+    "pipeline_season_many": "kernels_pipeline", "pipeline_step_many": "kernels_pipeline",
     "pool_limit_aimd": "kernels_pool", "pool_limit_fixed": "kernels_pool", "pool_limit_gradient2": "kernels_pool",
     "pool_limit_queuepool": "kernels_pool", "pool_limit_sample": "kernels_pool", "pool_limit_vegas": "kernels_pool",
     "pool_sim_advance": "kernels_pool", "pool_sim_counts": "kernels_pool", "pool_sim_state": "kernels_pool",

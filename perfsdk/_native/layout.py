@@ -70,6 +70,55 @@ FIT_IN_FLIGHT = 2.0
 # sqrt(pi / 2): turns a mean absolute residual into a Gaussian standard deviation
 MEAN_ABS_TO_STD = 1.2533141373155001
 
+# --- Alert pipeline state layout (perfsdk.detect.pipeline) ---------------------
+# Parameters (a snapshot must match them):
+PL_CHANNELS = 0  # raw-score channels (1: the detector; 2: and its seasonal twin)
+PL_AVERAGE = 1  # points in the short moving average of squashed raw scores
+PL_ALPHA = 2  # weight of a new average in the long-run mean/variance (1 / memory)
+PL_LEARN = 3  # points learned before the first score (per channel, and for the range rule)
+PL_SQUASH = 4  # raw score r enters as r / (r + PL_SQUASH), in [0, 1)
+PL_MIN_VAR = 5  # floor on the variance of the averaged scores (HTM: 0.0003)
+PL_MIN_MEAN = 6  # floor on their mean (HTM: 0.03)
+PL_RANGE_TOL = 7  # a value beyond [min, max] by this share of max - min is an alert (<0: off)
+PL_THRESHOLD = 8  # alert when the score reaches it
+PL_RELEASE = 9  # an incident ends after PL_QUIET points scoring below it; follow-ups show at most this
+PL_QUIET = 10
+PL_SEASON = 11  # seasonal period in points (0: none)
+PL_SEASON_CORR = 12  # the seasonal channel counts while corr(x_t, x_t-season) reaches this
+PL_SEASON_ALPHA = 13  # weight of a new pair in that correlation (floor; 1/n before)
+PL_N_PARAMS = 14
+# Dynamic slots:
+PL_COUNT = 16  # valid points learned
+PL_REJECTED = 17  # NaN/inf points refused
+PL_LO = 18  # smallest and largest value learned
+PL_HI = 19
+PL_INCIDENT = 20  # 1 while an incident is open (its follow-up alerts are suppressed)
+PL_QUIET_RUN = 21  # points in a row below PL_RELEASE during an incident
+PL_ALERTS = 22  # alerts raised (incidents opened)
+PL_SUPPRESSED = 23  # points of open incidents that scored at or above the threshold
+PL_LAST_CHANNEL = 24  # what scored the last point highest: channel index, or PL_RANGE_CHANNEL
+PL_LAST_LIKELIHOOD = 25  # that point's combined score before suppression
+PL_SEASON_ON = 26  # 1 while the seasonal channel counts
+PL_S_POS = 27  # season ring position
+PL_S_PAIRS = 28  # (x_t, x_t-season) pairs seen
+PL_S_MEAN_A = 29  # running moments of the pairs (EWMA, floor PL_SEASON_ALPHA)
+PL_S_MEAN_B = 30
+PL_S_VAR_A = 31
+PL_S_VAR_B = 32
+PL_S_COV = 33
+PL_HEADER = 40  # then: channel blocks [PL_CH_HEADER + average] * channels, then the season ring
+PL_CH_POS = 0  # channel block: ring position
+PL_CH_SUM = 1  # sum of the ring
+PL_CH_COUNT = 2  # raw scores learned
+PL_CH_MEAN = 3  # long-run mean and variance of the averages
+PL_CH_VAR = 4
+PL_CH_LAST = 5  # the channel's last score (0 while learning)
+PL_CH_HEADER = 8
+PL_RANGE_CHANNEL = 9  # PL_LAST_CHANNEL when the range rule fired
+TAIL_FLOOR = 1e-10  # a channel's score is log(p + TAIL_FLOOR) / log(TAIL_FLOOR) (HTM's log-likelihood)
+LOG_TAIL_FLOOR = -23.025850929940457  # log(1e-10)
+INV_LOG_TAIL_FLOOR = 1.0 / LOG_TAIL_FLOOR  # multiply, don't divide, on the hot path
+
 # --- Q-learner state layout ----------------------------------------------------
 QL_STATES = 0
 QL_ACTIONS = 1
@@ -103,6 +152,12 @@ def arima_offsets(p, q, m, ntaps):  # also compiled by Numba: no annotations
     elag = wlag + p
     yring = elag + q
     return phi, theta, tap_lag, tap_coef, wlag, elag, yring, yring + m
+
+
+def pipeline_offsets(channels, average):  # also compiled by Numba: no annotations
+    """Where the alert pipeline's channel blocks and season ring start, and one block's size."""
+    stride = PL_CH_HEADER + average
+    return PL_HEADER, stride, PL_HEADER + channels * stride
 
 
 def arima_layout(p: int, q: int, m: int, ntaps: int, history: int) -> dict[str, int]:

@@ -65,6 +65,7 @@ class StreamingDetector:
     update: Callable[[float], float]
     _score_one: Callable[[float], float]
     _learn_one: Callable[[float], None]
+    _bind: Callable[[np.ndarray], None]
 
     # -- counters ------------------------------------------------------------
     @property

@@ -18,7 +18,7 @@ import numpy as np
 from perfsdk._runtime import Worker
 
 __all__ = ["AUTO_MAX_D", "AUTO_MAX_P", "AUTO_MAX_Q", "FITS", "ArimaFit", "FitError", "choose_order",
-           "differencing_taps", "fit_arima"]
+           "differencing_taps", "fit_arima", "quick_fit", "robust_sample"]
 
 #: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
 AUTO_MAX_P = 2
@@ -162,6 +162,51 @@ def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
     if best is None:
         raise FitError(f"no ARIMA order fitted (d={d}): {'; '.join(errors[:3])}")
     return best
+
+
+def robust_sample(y: np.ndarray, k: float = 6.0) -> np.ndarray:
+    """``y`` with outliers pulled in to ``k`` robust deviations (1.4826 MAD) of its
+    median, so a spike in the fit window neither drives the order choice nor
+    inflates the residual scale. A level shift or a trend widens the MAD with it
+    and is left alone.
+
+    >>> robust_sample(np.array([1.0, 2.0, 1.0, 2.0, 50.0, 2.0, 1.0, 2.0])).tolist()
+    [1.0, 2.0, 1.0, 2.0, 6.4478, 2.0, 1.0, 2.0]
+    """
+    y = np.asarray(y, dtype=np.float64)
+    center = float(np.median(y)) if len(y) else 0.0
+    spread = 1.4826 * float(np.median(np.abs(y - center))) if len(y) else 0.0
+    if not spread > 0.0:
+        return y
+    return np.clip(y, center - k * spread, center + k * spread)
+
+
+def quick_fit(y: np.ndarray, order: tuple[int, int, int], season: int | None = None) -> ArimaFit:
+    """A model in closed form, for the first points and when every fit fails: never raises.
+
+    The series differenced as ``order`` says, then AR(1) by Yule-Walker on it
+    (the AR(1) term only if ``order`` has one; MA terms 0). Crude, but it
+    forecasts and scores from a few dozen points on, while statsmodels fits
+    the real model off the application's path.
+    """
+    p, d, q = order
+    w = np.asarray(y, dtype=np.float64)
+    for _ in range(d):
+        w = np.diff(w)
+    if season and len(w) > season:
+        w = w[season:] - w[:-season]
+    mean = float(np.mean(w)) if len(w) else 0.0
+    dev = w - mean
+    var = float(np.mean(dev * dev)) if len(w) else 0.0
+    phi = 0.0
+    if p and len(w) > 2 and var > 0.0:
+        phi = float(np.clip(np.mean(dev[1:] * dev[:-1]) / var, -0.95, 0.95))
+    sigma2 = var * (1.0 - phi * phi)
+    scale = max(abs(mean), float(np.mean(np.abs(y))) if len(y) else 0.0, 1.0)
+    sigma2 = max(sigma2, (1e-6 * scale) ** 2)  # a flat start still gets a finite scale
+    intercept = mean * (1.0 - phi) if d == 0 and not season else 0.0
+    return ArimaFit(order=order, intercept=intercept, ar=(phi,) + (0.0,) * (p - 1) if p else (),
+                    ma=(0.0,) * q, sigma2=sigma2, n_obs=len(w))
 
 
 #: The background thread fits run on (256 may wait; more are refused, and the detector asks later).

@@ -19,7 +19,7 @@ from perfsdk.detect._base import StreamingDetector, check_slots
 from perfsdk.detect._forecast import Forecast, forecast_ahead
 from perfsdk.detect._fitting import (
     AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, ArimaFit, FitError, choose_order,
-    differencing_taps, fit_arima,
+    differencing_taps, fit_arima, quick_fit, robust_sample,
 )
 
 __all__ = ["ArimaDetector", "Forecast"]
@@ -37,13 +37,20 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     so scores are comparable across series; ``abs(score) > threshold`` is an
     anomaly.
 
-    The first ``warmup`` points are buffered; then statsmodels fits the model
-    on a background thread (``update`` never waits) and the new coefficients
-    are swapped in at the next call, the lags rebuilt from the recent history
-    so the stream goes on where it was. Refits follow every ``refit_every``
-    points and after ``shift_run`` anomalies in a row (a level shift). A fit
-    that fails or does not converge keeps the previous model and is counted
-    (``fit_failures``), never raised.
+    Scores start early: after a few dozen points (``quick_start``) a model in
+    closed form (AR(1) by Yule-Walker on the differenced series) is installed
+    at once, so a fast stream or a replay is scored from its start. At
+    ``warmup`` points statsmodels fits the real model on a background thread
+    (``update`` never waits) and the new coefficients are swapped in at the
+    next call, the lags rebuilt from the recent history so the stream goes on
+    where it was. Fits read a robust sample (outliers clipped to 6 robust
+    deviations), so a spike in the window drives neither the order nor the
+    residual scale. Refits follow every ``refit_every`` points and after
+    ``shift_run`` anomalies in a row (a level shift). A fit that fails or does
+    not converge keeps the previous model and is counted (``fit_failures``),
+    never raised; if there is no fitted model yet, the closed-form one stands
+    in (``provisional``) and the fit is tried again a warm-up later -- a
+    detector is never left with no model.
 
     Parameters
     ----------
@@ -70,6 +77,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     scale_clip
         Residuals enter the scale clipped at ``scale_clip`` scales, so one
         outlier cannot inflate it.
+    quick_start
+        Score from the first few dozen points with the closed-form model until
+        the fitted one lands (default). ``False``: nothing is scored before
+        the first fit.
     background
         Fit on the shared background thread (default). ``False`` fits inline
         at the exact stream position: deterministic, for tests and offline
@@ -86,8 +97,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     >>> y = 100 + np.cumsum(rng.normal(0, 1, 400))          # a wandering metric
     >>> det = ArimaDetector(order=(1, 1, 1), warmup=200, background=False)
     >>> scores = det.update_many(y)
-    >>> det.model.order, bool(np.isnan(scores[:200]).all())
-    ((1, 1, 1), True)
+    >>> det.model.order, det.fits, int(np.isnan(scores).sum())   # scored from point 32 on
+    ((1, 1, 1), 1, 32)
     >>> anomaly = det.check(y[-1] + 25.0)                   # a sudden jump
     >>> anomaly.score > det.threshold
     True
@@ -117,6 +128,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         shift_run: int = 8,
         scale_beta: float = 0.02,
         scale_clip: float = 3.0,
+        quick_start: bool = True,
         background: bool = True,
         model: ArimaFit | None = None,
         name: str | None = None,
@@ -140,6 +152,11 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.scale_beta = _check_positive("scale_beta", scale_beta, upper=1.0)
         self.scale_clip = _check_positive("scale_clip", scale_clip)
         self.background = check_bool("background", background)
+        self.quick_start = check_bool("quick_start", quick_start)
+        # the first score: early with a closed-form model, else once the first fit is in
+        self._first_score = min(self.warmup, max(self._min_fit, 32)) if quick_start and model is None \
+            else self.warmup
+        self.provisional = False  # True while the closed-form model stands in for a fit
         if model is not None:
             _check_model(model, self.order, p_cap, q_cap)
         self._initial_model = model
@@ -154,7 +171,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.fit_failures = 0
         self.fits_dropped = 0
         self.last_fit_error: str | None = None
-        self._pending: ArimaFit | FitError | None = None
+        self._pending: ArimaFit | FitError | _StandIn | None = None
         self._generation = 0
         # offsets of the state's variable-length parts: fixed for this detector's life
         self._lay = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
@@ -199,7 +216,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         state = np.zeros(self._lay["size"])
         state[K.AR_P], state[K.AR_Q] = self._p_cap, self._q_cap
         state[K.AR_M], state[K.AR_NTAPS] = self._m, self._taps_capacity
-        state[K.AR_WARMUP], state[K.AR_HISTORY] = self.warmup, self.history
+        state[K.AR_WARMUP], state[K.AR_HISTORY] = self._first_score, self.history
         state[K.AR_REFIT_EVERY], state[K.AR_SHIFT_RUN] = self.refit_every, self.shift_run
         state[K.AR_THRESHOLD] = self.threshold
         state[K.AR_SCALE_BETA], state[K.AR_SCALE_CLIP] = self.scale_beta, self.scale_clip
@@ -207,7 +224,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if self._initial_model is not None:
             self._write_model(state, self._initial_model)
         else:
-            state[K.AR_RETRY_AT] = self.warmup  # the first fit
+            state[K.AR_RETRY_AT] = self._first_score  # the first (closed-form, or fitted) model
         return state
 
     def _write_model(self, state: np.ndarray, fit: ArimaFit) -> None:
@@ -262,11 +279,14 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if self.state[K.AR_FIT_STATE] != K.FIT_IDLE:
             self.state[K.AR_FIT_STATE] = K.FIT_IDLE  # that fit belongs to another life
         self._generation += 1
+        # a fit still due on a model no fit of this life installed: the stand-in
+        self.provisional = bool(self.state[K.AR_FITTED]) and self.state[K.AR_RETRY_AT] > 0 and self.fits == 0
         self._sync_model()
 
     def reset(self) -> None:
         super().reset()
         self._generation += 1
+        self.provisional = False
         self._sync_model()
 
     def _sync_model(self) -> None:
@@ -295,14 +315,24 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         }
 
     # -- fitting -------------------------------------------------------------
-    def _fit(self, ys: np.ndarray) -> ArimaFit | FitError:
+    def _fit(self, ys: np.ndarray) -> ArimaFit | FitError | _StandIn:
+        """A fit on the robust sample of ``ys``; with no fitted model yet, never an error:
+        the closed-form model stands in (and the error is still counted)."""
+        ys = robust_sample(ys)
+        unfitted = self.model is None or self.provisional
         try:
-            if self.order == "auto" and self.model is None:
+            if self.order == "auto" and unfitted:
                 return choose_order(ys, self.season)
-            order = self.model.order if self.model is not None else self.order
+            order = self.order if unfitted else self.model.order  # type: ignore[union-attr]
             return fit_arima(ys, order, self.season)  # type: ignore[arg-type]
         except FitError as exc:
+            if unfitted and self.quick_start:
+                return _StandIn(quick_fit(ys, self._quick_order(), self.season), str(exc))
             return exc
+
+    def _quick_order(self) -> tuple[int, int, int]:
+        """The closed-form model's order: the configured one, or AR(1) for ``"auto"``."""
+        return self.order if isinstance(self.order, tuple) else (1, 0, 0)
 
     def _fit_requested(self) -> None:
         """Called by either engine when the state asks for a fit."""
@@ -311,6 +341,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             self._on_level_shift()
             return
         ys = self._history_values(since_regime=True)
+        if self.quick_start and s[K.AR_FITTED] == 0.0 and s[K.AR_COUNT] < self.warmup:
+            # too early for statsmodels: the closed-form model now, synchronously (microseconds)
+            self._install(_StandIn(quick_fit(robust_sample(ys), self._quick_order(), self.season), None))
+            return
         if not self.background:
             self._install(self._fit(ys))
             return
@@ -358,11 +392,25 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         if result is not None:
             self._install(result)
 
-    def _install(self, result: ArimaFit | FitError) -> None:
+    def _install(self, result: ArimaFit | FitError | _StandIn) -> None:
         s = self.state
         s[K.AR_FIT_STATE] = K.FIT_IDLE
         s[K.AR_SINCE_FIT] = 0.0
         s[K.AR_RUN] = 0.0
+        if isinstance(result, _StandIn):
+            if result.error is not None:
+                self.fit_failures += 1
+                if self.last_fit_error is None:
+                    log.warning("perfsdk: %s: %s (a closed-form model stands in)", self.name, result.error)
+                self.last_fit_error = result.error
+            self._write_model(s, result.fit)
+            K.arima_replay(s, self._history_values())
+            self.provisional = True
+            # the real fit: at warm-up, or (after a failure) a warm-up later
+            count = s[K.AR_COUNT]
+            s[K.AR_RETRY_AT] = self.warmup if count < self.warmup else count + self.warmup
+            self._sync_model()
+            return
         if isinstance(result, FitError):
             self.fit_failures += 1
             if self.last_fit_error is None:
@@ -373,6 +421,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             s[K.AR_RETRY_AT] = s[K.AR_COUNT] + self.warmup if s[K.AR_FITTED] == 0.0 else 0.0
             return
         s[K.AR_RETRY_AT] = 0.0
+        self.provisional = False
         self._write_model(s, result)
         K.arima_replay(s, self._history_values())
         self.fits += 1
@@ -442,7 +491,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         params.update(
             threshold=self.threshold, warmup=self.warmup, history=self.history,
             refit_every=self.refit_every, shift_run=self.shift_run,
-            scale_beta=self.scale_beta, scale_clip=self.scale_clip, background=self.background,
+            scale_beta=self.scale_beta, scale_clip=self.scale_clip, quick_start=self.quick_start,
+            background=self.background,
         )
         if self._initial_model is not None:
             params["model"] = self._initial_model
@@ -455,9 +505,18 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         return {
             "n_seen": self.n_seen, "rejected": self.rejected, "fits": self.fits,
             "level_shifts": self.level_shifts, "fit_failures": self.fit_failures,
-            "fits_dropped": self.fits_dropped,
+            "fits_dropped": self.fits_dropped, "provisional": self.provisional,
             "last_fit_error": self.last_fit_error, "model": self.model,
         }
+
+
+class _StandIn:
+    """A closed-form model standing in for a fit (at the start, or after a failed one)."""
+
+    __slots__ = ("fit", "error")
+
+    def __init__(self, fit: ArimaFit, error: str | None) -> None:
+        self.fit, self.error = fit, error
 
 
 def _check_order(order: Any) -> tuple[int, int, int] | str:

@@ -14,12 +14,13 @@ from typing import Callable, Sequence
 
 from perfsdk._runtime import check_number
 from perfsdk.detect.arima import ArimaDetector
+from perfsdk.detect.pipeline import default_detector
 from perfsdk.detect.protocol import Detector
 from perfsdk.detect.zscore import ZScoreDetector
 
 __all__ = ["DETECTOR_KINDS", "DetectorFactory", "resource_detectors", "span_detectors"]
 
-DETECTOR_KINDS = ("zscore", "arima")
+DETECTOR_KINDS = ("zscore", "arima", "default")
 
 #: Makes the detector of one series, given the series' name.
 DetectorFactory = Callable[[str], Detector]
@@ -39,6 +40,9 @@ def span_detectors(kinds: Sequence[str], threshold: float | None = None) -> dict
             )
         elif kind == "arima":
             factories[kind] = lambda name: ArimaDetector(threshold=threshold or 5.0, name=name)
+        elif kind == "default":
+            # alerts by tail probability, one per incident: a z threshold does not apply
+            factories[kind] = lambda name: default_detector(name=name)
         else:
             raise ValueError(f"detectors must be drawn from {DETECTOR_KINDS}, got {kind!r}")
     if not factories:
