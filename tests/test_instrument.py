@@ -451,3 +451,19 @@ def test_options_that_exclude_each_other_are_refused():
         CacheController(target_hit_ratio=0.9, miss_cost=5.0)
     with pytest.raises(ValueError, match="window or alpha"):
         ZScoreDetector(window=10, alpha=0.1)
+
+
+def test_the_default_detector_in_the_span_bank_raises_one_anomaly_per_incident():
+    from perfsdk.detect import span_detectors
+    from perfsdk.instrument import DetectorBank
+
+    bank = DetectorBank(span_detectors(["default"]), confirm=3)
+    rng = np.random.default_rng(5)
+    emitted = [a for x in rng.uniform(9.0, 11.0, 600) for a in bank.observe("GET /cart", float(x))]
+    assert emitted == []  # a healthy route: nothing
+    slow = [a for _ in range(20) for a in bank.observe("GET /cart", 45.0)]  # a dependency got slow
+    assert len(slow) == 1  # one incident, one anomaly -- no run rule needed, none repeated
+    anomaly = slow[0]
+    assert anomaly.details["series"] == "GET /cart" and "AlertPipeline" in anomaly.detector
+    assert anomaly.details["onset"] == anomaly.details["confirmed_at"] and anomaly.value == 45.0
+    assert bank.summary()["GET /cart"]["anomalies"] == 1

@@ -13,12 +13,13 @@ before the trouble began -- and carries the run in its details.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from perfsdk._runtime import at_fork, check_int
-from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, Detector, DetectorFactory, Onset, RunRule
+from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Anomaly, Detector, DetectorFactory, Onset, RunRule
 
 __all__ = ["OVERFLOW", "DetectorBank"]
 
@@ -100,7 +101,8 @@ class DetectorBank:
                 series = self._series.get(name)
             if series is None:
                 detectors = [make(name) for make in self.factories.values()]
-                atomic = all(d.atomic_update for d in detectors)
+                # an alert pipeline's check is an update and then its explanation: under a lock
+                atomic = all(d.atomic_update and not isinstance(d, AlertPipeline) for d in detectors)
                 series = self._series[name] = Series(
                     detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)],
                     [0] * len(detectors), [None] * len(detectors),
@@ -124,6 +126,11 @@ class DetectorBank:
             emitted: Sequence[Anomaly] = ()
             runs = series.runs
             for k, det, threshold in series.slots:
+                if isinstance(det, AlertPipeline):  # it confirms and suppresses itself: no run rule
+                    alert = det.check(value, timestamp)
+                    if alert is not None and self.rule.material(value, alert.expected):
+                        emitted = (*emitted, self._alert(series, det, name, alert, timestamp, context))
+                    continue
                 z = det.update(value)
                 if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
                     emitted = self._advance_run(series, k, det, threshold, name, value, z,
@@ -150,6 +157,16 @@ class DetectorBank:
             onset = series.onsets[k]
         assert onset is not None
         return (*emitted, self._anomaly(det, name, onset, timestamp, context))
+
+    def _alert(self, series: Series, det: AlertPipeline, name: str, alert: Anomaly, timestamp: Any,
+               context: Mapping[str, Any] | None) -> Anomaly:
+        """An alert pipeline's alert, as the bank reports anomalies (it is its own onset)."""
+        with self._lock:
+            series.anomalies += 1
+        details = {**alert.details, "series": name, "run": 1, "onset": timestamp, "confirmed_at": timestamp}
+        if context:
+            details.update(context)
+        return dataclasses.replace(alert, detector=f"{name} [{type(det).__name__}]", details=details)
 
     def _anomaly(self, det: Detector, name: str, onset: Onset, confirmed_at: Any,
                  context: Mapping[str, Any] | None) -> Anomaly:

@@ -152,7 +152,9 @@ def init(
     Parameters
     ----------
     detectors
-        Which detectors watch each span name: ``"zscore"``, ``"arima"``, or both.
+        Which detectors watch each span name: ``"zscore"``, ``"arima"``, ``"default"``
+        (``perfsdk.default_detector()``: alerts by likelihood, one per incident, after a
+        learning period of 388 spans a name), or several.
     threshold
         Score threshold for them (default: each detector's own).
     on_anomaly
