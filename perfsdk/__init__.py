@@ -19,23 +19,24 @@ if TYPE_CHECKING:
         Action, AdaptiveCache, AdaptivePool, CacheController, Controller, Decision, Discretizer, PoolClosed,
         PoolController, PoolTimeout, QLearner, cached,
     )
-    from perfsdk.detect import Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector
+    from perfsdk.detect import (
+        AlertPipeline, Anomaly, ArimaDetector, ArimaFit, Detector, Forecast, RunRule, ZScoreDetector, default_detector,
+    )
     from perfsdk.instrument import Incident, PerfSDK, init, monitor
 
 _HOMES = {
     **dict.fromkeys(["Action", "AdaptiveCache", "AdaptivePool", "CacheController", "Controller", "Decision",
                      "Discretizer", "PoolClosed", "PoolController", "PoolTimeout", "QLearner", "cached"],
                     "perfsdk.adapt"),
-    **dict.fromkeys(["Anomaly", "ArimaDetector", "ArimaFit", "Detector", "Forecast", "RunRule",
-                     "ZScoreDetector"], "perfsdk.detect"),
-    **dict.fromkeys(["AlertPipeline", "default_detector"], "perfsdk.detect"),
+    **dict.fromkeys(["AlertPipeline", "Anomaly", "ArimaDetector", "ArimaFit", "Detector", "Forecast", "RunRule",
+                     "ZScoreDetector", "default_detector"], "perfsdk.detect"),
     **dict.fromkeys(["Incident", "PerfSDK", "init", "monitor"], "perfsdk.instrument"),
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOMES)
 
 __all__ = [
-    "Action", "AdaptiveCache", "AdaptivePool", "Anomaly", "ArimaDetector", "ArimaFit", "CacheController", "Controller",
-    "Decision", "Detector", "Discretizer", "Forecast", "Incident", "PerfSDK", "PoolClosed", "PoolController",
-    "PoolTimeout", "QLearner", "RunRule",
-    "ZScoreDetector", "__version__", "cached", "init", "monitor",
+    "Action", "AdaptiveCache", "AdaptivePool", "AlertPipeline", "Anomaly", "ArimaDetector", "ArimaFit",
+    "CacheController", "Controller", "Decision", "Detector", "Discretizer", "Forecast", "Incident", "PerfSDK",
+    "PoolClosed", "PoolController", "PoolTimeout", "QLearner", "RunRule", "ZScoreDetector", "__version__", "cached",
+    "default_detector", "init", "monitor",
 ]
