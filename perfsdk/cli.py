@@ -124,7 +124,8 @@ def _testgen(args: argparse.Namespace) -> int:
     try:
         model = TrafficModel.from_arrow(args.source)
     except (FileNotFoundError, ValueError) as exc:
-        raise InputError(f"{args.source}: {exc}") from None
+        message = str(exc)
+        raise InputError(message if args.source in message else f"{args.source}: {message}") from None
     try:
         if args.goal is None:
             if args.llm_url:

@@ -23,9 +23,13 @@ ROUTES = {"home": "GET /", "search": "GET /search", "product": "GET /products/<i
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def export(tmp_path_factory):
+    return tmp_path_factory.mktemp("spans")
+
+
+@pytest.fixture(scope="module")
+def recorded(export):
     """~8 s of shoppers (20 sessions a second) against the shop, exported."""
-    export = tmp_path_factory.mktemp("spans")
     with recorded_shop(str(export), products=300) as shop:
         report = Shoppers(shop.url, rate=20, seconds=8, think_median_s=0.05, products=300, seed=3).run()
         leak = urllib.request.Request(shop.url + "/search?q=mug&email=alice%40example.com",
@@ -114,3 +118,22 @@ def test_without_route_templates_values_in_paths_become_parameters():
     orders = next(r for r in model.routes if r.key == "GET /orders/{id}")
     assert set(orders.path_params["id"]) == {"12345", "777"}
     assert "alice" not in json.dumps(model.profile()) and "alice" not in model.generate().to_json()
+
+
+def test_the_cli_writes_a_scenario_and_runs_it_or_says_what_is_wrong(recorded, export, tmp_path, capsys):
+    from perfsdk.cli import main
+
+    out = tmp_path / "replay.json"
+    assert main(["testgen", "--from", str(export), "--out", str(out), "--duration", "4"]) == 0
+    scenario = Scenario.load(out)
+    assert scenario.duration_s == pytest.approx(4) and len(scenario.tasks) == len(recorded[0].routes)
+    assert main(["testgen", "--from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["testgen", "--from", str(export), "--out", str(tmp_path / "y.json"), "--variant", "chaos"]) == 2
+    assert "no such file" in capsys.readouterr().err and not list(tmp_path.glob("[xy].json"))
+    assert main(["loadtest", str(out), "--dry-run"]) == 0
+    assert "open model" in capsys.readouterr().out
+    results = tmp_path / "results.json"
+    with recorded_shop(None, products=300) as shop:
+        status = main(["loadtest", str(out), "--host", shop.url, "--duration", "3", "--json-out", str(results)])
+    assert status in (0, 1) and json.loads(results.read_text())["requests"] > 0  # 1: an assertion failed
+    assert main(["loadtest", str(tmp_path / "missing.json"), "--host", "http://127.0.0.1:9"]) == 2
