@@ -308,3 +308,9 @@ def test_the_controller_leaves_size_one_when_the_load_needs_more():
     scenario = pool_eval.Scenario("from 1", np.full(10, 3000.0), np.full(10, backend.s))
     run_ = pool_eval.controlled(scenario, backend, seed=1, start=1)
     assert max(d.value_after for d in run_.decisions) > 1
+
+
+def test_a_new_instance_with_the_fleets_table_is_measured_against_one_alone():
+    lines = pool_eval.fleet_settling(pool_eval.fit_backend(), seed=1, seconds=20)
+    assert lines[0].startswith("Fleet learning") and len(lines) == 3
+    assert "states adopted" in lines[2] and "0 states adopted" not in lines[2]  # the table was read

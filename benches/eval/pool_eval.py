@@ -34,6 +34,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ import numpy as np
 
 from perfsdk import PoolController
 from perfsdk._native import kernels, kernels_pool
-from perfsdk.adapt.controller import Evidence
+from perfsdk.adapt.controller import DECISION_DELIVERY, Evidence
 from perfsdk.adapt.decision import Action, SettingMove
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, usl_fit
 
@@ -289,10 +290,12 @@ class SimulatedPool:
         self.limit[kernels_pool.PL_LIMIT] = self.limit[kernels_pool.PL_MAX] = burst
 
 
-def controlled(scenario: Scenario, backend: Backend, seed: int, start: int = START) -> Run:
-    """perfsdk's controller, from ``start`` connections, through the scenario."""
+def controlled(scenario: Scenario, backend: Backend, seed: int, start: int = START,
+               controller: PoolController | None = None) -> Run:
+    """perfsdk's controller (a default one unless given), from ``start`` connections, through the scenario."""
     limit = kernels.pool_limit_fixed(start)
-    pool = SimulatedPool(limit, PoolController(interval_seconds=1.0), size=start)
+    pool = SimulatedPool(limit, controller or PoolController(interval_seconds=1.0), size=start)
+    DECISION_DELIVERY.flush(10.0)  # a fleet's table is read at the start, on the decisions worker
     run = simulate(scenario, backend, limit, MAX_SIZE, seed, between=pool.interval)
     run.decisions = list(pool.controller.decisions)
     return run
@@ -467,13 +470,49 @@ def floor_check(backend: Backend, steady: Scenario, seed: int, seconds: int = 30
             f"(last {sizes[-1]}), {run.timeouts} timeouts, p99 {run.p99_ms:.0f} ms; {moving(run)}.")
 
 
+def fleet_settling(backend: Backend, seed: int, seconds: int = 60) -> list[str]:
+    """How a new instance settles on steady load (into the band of sizes whose fixed p99 is within
+    10 % of the best's), from 20, with and without the table a veteran instance learned over a
+    whole steady run -- the fleet's (``PoolController(fleet=...)``)."""
+    steady = scenarios(backend)[0]
+    sizes = range(1, MAX_SIZE + 1)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as workers:
+        sweep = dict(zip(sizes, workers.map(lambda n: run_policy(f"fixed {n}", steady, backend, seed), sizes)))
+    best = best_fixed(sweep)
+    near = {n for n, run in sweep.items() if run.p99_ms <= 1.1 * sweep[best].p99_ms}
+    short = Scenario(f"{steady.name}, first {seconds} s", steady.rates[:seconds], steady.costs[:seconds])
+
+    def behaviour(run: Run) -> str:
+        path = [d.value_after for d in run.decisions]
+        first = next((i + 1 for i, size in enumerate(path) if size in near), None)
+        inside = sum(size in near for size in path) / len(path)
+        changes = sum(a != b for a, b in zip([START, *path], path))
+        return (f"in the band from interval {first or 'never'}, {inside:.0%} of intervals in it, "
+                f"{changes} size changes, p99 {run.p99_ms:.2f} ms")
+
+    with tempfile.TemporaryDirectory(prefix="perfsdk-fleet-") as fleet:
+        veteran = PoolController(interval_seconds=1.0, fleet=fleet)
+        controlled(steady, backend, seed, controller=veteran)
+        veteran._sync_fleet()  # its last table, published
+        alone = controlled(short, backend, seed + 1)
+        newcomer = PoolController(interval_seconds=1.0, fleet=fleet)
+        joined = controlled(short, backend, seed + 1, controller=newcomer)
+    return [f"Fleet learning ({steady.name}; the band: sizes whose fixed p99 is within 10 % of the best's, "
+            f"{min(near)}-{max(near)}), a new instance from {START} over its first {seconds} s:",
+            f"- alone: {behaviour(alone)}",
+            f"- with the fleet's table ({newcomer.fleet.stats()['states_adopted']} states adopted): {behaviour(joined)}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="11 fixed sizes, scenarios a third as long")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.time()
-    print("\n".join(report(evaluate(args.quick, args.seed))))
+    results = evaluate(args.quick, args.seed)
+    print("\n".join(report(results)))
+    if not args.quick:
+        print("\n" + "\n".join(fleet_settling(results.backend, args.seed)))
     print(f"\n({time.time() - started:.0f} s)")
     return 0
 
