@@ -28,7 +28,7 @@ from perfsdk.testgen.locust_runner import run_locust
 from perfsdk.testgen.model import TrafficModel
 
 SHOPPERS = ("from perfsdk.demo.users import Shoppers; Shoppers({url!r}, rate={rate}, seconds={seconds}, "
-            "think_median_s=0.3, products={products}, seed={seed}).run()")
+            "think_median_s=0.3, products={products}, seed={seed}, workers=16).run()")
 TARGETS = {"route_mix_tv": 0.05, "transition_l1_max": 0.1, "think_time_ks": 0.1, "session_length_ks": 0.1}
 P95_TOLERANCE = 0.15
 RATE_TOLERANCE = 0.05
