@@ -218,7 +218,7 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
                       "$.tasks[0].steps[0].headers['Host']", "where or as whom"),
     "an Authorization header": (answer(_step("GET", "/", headers={"authorization": "Bearer x"})),
                                 "$.tasks[0].steps[0].headers['authorization']", "as whom"),
-    "Python code as the answer": (answer("__import__('os').system('touch /tmp/pwned')"), "$", "not JSON"),
+    "Python code as the answer": (answer("__import__('os').system('touch pwned')"), "$", "not JSON"),
 }
 
 

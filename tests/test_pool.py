@@ -507,16 +507,17 @@ def test_a_new_instance_starts_from_what_the_fleet_learned(tmp_path):
 
 
 def test_a_fleet_directory_that_fails_is_counted_and_the_controller_goes_on(tmp_path):
-    from perfsdk._runtime import FAULTS
+    from perfsdk._runtime import Faults
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
-    before = FAULTS.snapshot().get("fleet table sync", 0)
+    faults = Faults()  # the target's: a pool's or a cache's own
+    before = faults.snapshot().get("fleet table sync", 0)
     controller = PoolController(seed=1, fleet=blocker)
-    controller.bind("orders-db")
+    controller.bind("orders-db", faults)
     sizes = run_model(controller, 31)
     assert sizes[-1] < 16  # it learned alone
-    assert FAULTS.snapshot()["fleet table sync"] > before and controller.fleet.last_error is not None
+    assert faults.snapshot()["fleet table sync"] > before and controller.fleet.last_error is not None
 
 
 def test_a_forecast_surge_grows_the_pool_ahead_of_it_and_says_why():

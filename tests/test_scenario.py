@@ -76,7 +76,7 @@ def test_every_problem_is_reported_with_its_json_path():
 
 
 @pytest.mark.parametrize("template", [
-    "/x/{__import__('os').system('touch /tmp/pwned')}",
+    "/x/{__import__('os').system('touch pwned')}",
     "/x/{product.__class__}", "/x/{product[0]}", "/x/{product!r}", "/x/{product:>10}", "/x/{0}",
 ])
 def test_a_template_is_data_and_anything_else_is_refused(template):

@@ -280,10 +280,7 @@ class SimulatedPool:
         half as many again, within the limits and the fitted best concurrency), as a QueuePool
         keeps ``pool_size`` and opens up to ``max_overflow`` more on demand."""
         size = self._target
-        burst = min(self.max_size, size + max(1, math.ceil(size * BURST))) if self._evidence.burst_ok else size
-        ceiling = self._evidence.ceiling(self.max_size)
-        if ceiling is not None:
-            burst = max(size, min(burst, ceiling))
+        burst = self._evidence.burst_limit(size, self.max_size, BURST)
         if self.limit[kernels_pool.PL_KIND] != kernels_pool.LIMIT_QUEUEPOOL:
             self.limit[:] = kernels.pool_limit_queuepool(size, burst - size)
         self.limit[kernels_pool.PL_QP_POOL_SIZE] = size

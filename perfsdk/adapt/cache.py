@@ -89,8 +89,9 @@ class AdaptiveCache(MutableMapping):
             controller = CacheController()
         if controller is not None and not isinstance(controller, CacheController):
             raise TypeError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
+        self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
         if controller is not None:
-            controller.bind(name)
+            controller.bind(name, self.faults)
         if window is None:
             window = 1.0 if controller is None else MIN_WINDOW
         check_number("window", window, low=0.0, high=1.0, low_open=True)
@@ -99,7 +100,6 @@ class AdaptiveCache(MutableMapping):
         self.name = name
         self.controller = controller
         self.on_decision = on_decision
-        self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
         self.callbacks_dropped = 0  # decisions not handed to on_decision: the queue was full
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))

@@ -138,6 +138,7 @@ class Controller:
         self._started: set[int] = set()  # states whose Q row has its starting value
         self._taken: set[tuple[int, Action]] = set()  # (state, action) moves really made
         self._cooling = 0
+        self._faults = FAULTS  # the bound target's (see ``bind``)
         self._lock = threading.Lock()
 
     # -- schedule -------------------------------------------------------------------
@@ -146,11 +147,14 @@ class Controller:
         now: at this count, or at this time (None: by count only), whichever comes first."""
         return ops + self.interval, (now + self.interval_seconds if self.interval_seconds else None)
 
-    def bind(self, target_name: str) -> None:
+    def bind(self, target_name: str, faults: Faults = FAULTS) -> None:
+        """Drive the target named ``target_name``; background work for it (the fleet's files)
+        counts its faults in ``faults`` (the target's own)."""
         if self.bound:
             raise ValueError(f"controller already drives another target (not {target_name!r}): give each "
                              "its own (share what they learn with QLearner.merge)")
         self.bound = True
+        self._faults = faults
         if self.fleet is not None:
             self.fleet.attach(target_name)
             DECISION_DELIVERY.submit(functools.partial(self._sync_fleet, False))  # start from the fleet's
@@ -202,7 +206,7 @@ class Controller:
 
     def _sync_fleet(self, publish: bool = True) -> None:
         assert self.fleet is not None
-        with FAULTS.guard("fleet table sync"):
+        with self._faults.guard("fleet table sync"):
             self.fleet.sync(self, publish)
 
     def _decide(self, target: Target) -> Decision:
@@ -241,10 +245,7 @@ class Controller:
         # brings). A grow is tried where the model says it does better; a shrink, which frees
         # resources, also where it says it does nearly as well (within SHRINK_TOLERANCE).
         untried = [a for a in (Action.SHRINK, Action.GROW)
-                   if a in candidates and (state, a) not in self._taken
-                   and (a not in evidence.what_if
-                        or (evidence.modelled and evidence.what_if[a] > reward - (
-                            SHRINK_TOLERANCE * abs(reward) if a is Action.SHRINK else 0.0)))]
+                   if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
         action = untried[0] if untried else Action(learner.act(state))
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None
@@ -300,6 +301,16 @@ class Controller:
                     functools.partial(_deliver_one, callback, decision, faults)):
                 dropped += 1
         return dropped
+
+
+def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
+    """Whether one interval of ``action`` is worth measuring (see ``Controller._decide``)."""
+    if action not in evidence.what_if:
+        return True  # nothing estimates it: unknown is not "as staying put"
+    if not evidence.modelled:
+        return False  # evidence already says what it would earn
+    slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK else 0.0
+    return evidence.what_if[action] > evidence.reward - slack
 
 
 def _deliver_one(callback: Callable[[Decision], Any], decision: Decision, faults: Faults) -> None:

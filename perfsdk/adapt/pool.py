@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 import time
 import traceback
@@ -172,8 +171,9 @@ class AdaptivePool:
             controller = PoolController()
         if controller is not None and not isinstance(controller, PoolController):
             raise TypeError(f"controller must be a PoolController, 'default' or None, got {controller!r}")
+        self.faults = Faults()
         if controller is not None:
-            controller.bind(name)
+            controller.bind(name, self.faults)
         self.factory = factory
         self.min_size, self.max_size = min_size, max_size
         self.timeout = float(timeout)
@@ -182,13 +182,11 @@ class AdaptivePool:
         self.max_lifetime, self.max_idle = float(max_lifetime), float(max_idle)
         self.max_waiting = max_waiting
         self.burst = float(burst)
-        self._ceiling: int | None = None  # the database's best concurrency and a quarter, once known
         self.leak_timeout = leak_timeout
         self.controller = controller
         self.mode = mode
         self.name = name
         self.on_decision = on_decision
-        self.faults = Faults()
         self.callbacks_dropped = 0
         self._target = size
         self._lock = threading.Lock()
@@ -427,9 +425,7 @@ class AdaptivePool:
 
     def _burst_limit(self) -> int:
         """The most connections open while callers wait (see ``burst``)."""
-        extra = max(1, math.ceil(self._target * self.burst)) if self.burst > 0 and self._evidence.burst_ok else 0
-        limit = min(self.max_size, self._target + extra)
-        return limit if self._ceiling is None else max(self._target, min(limit, self._ceiling))
+        return self._evidence.burst_limit(self._target, self.max_size, self.burst)
 
     def _open_count(self) -> int:  # under the lock: idle, lent, and being opened
         return len(self._idle) + len(self._in_use) + self._opening
@@ -500,7 +496,7 @@ class AdaptivePool:
         self._closing_record = record
         try:
             if self._forecast is not None:
-                self._forecast.update(record.acquisitions / max(now - record.started, 1e-9))
+                self._forecast.update(record.arrival_rate(now))
             decision = controller.decide(self)
             self.callbacks_dropped += controller.deliver(decision, self.on_decision, self.faults)
         except Exception as exc:
@@ -524,7 +520,6 @@ class AdaptivePool:
         """What the interval that just ended says (the controller asks; see ``pool_policy``)."""
         assert self.controller is not None
         controller = self.controller
-        self._ceiling = self._evidence.ceiling(self.max_size)
         return self._evidence(self._closing_record, time.monotonic(), self._target, self.min_size, self.max_size,
                               lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
                               controller.min_acquisitions,

@@ -107,6 +107,12 @@ class IntervalRecord:
     def __post_init__(self) -> None:
         self.peak = max(self.peak, self.waiting_start)
 
+    def arrival_rate(self, now: float) -> float:
+        """Requests that arrived a second: those served, plus those that timed out, were shed or
+        piled up in the queue (what the pool served says nothing of what it could not)."""
+        growth = max(0, self.waiting_end - self.waiting_start)
+        return (self.acquisitions + growth + self.timeouts + self.shed) / max(now - self.started, 1e-9)
+
     def elapse(self, now: float, in_use: int, waiting: int) -> None:
         """Advance the time integrals to ``now`` (call before the counts change)."""
         span = now - self.last_change
@@ -213,8 +219,8 @@ class PoolEvidence:
         elapsed = max(now - record.started, 1e-9)
         utilisation = record.busy_area / elapsed / max(size, 1)
         in_system = (record.busy_area + record.queue_area) / elapsed  # L, Little's law
-        growth = record.waiting_end - record.waiting_start  # arrivals are those served, plus what piled up
-        arrivals = (record.acquisitions + max(0, growth) + record.timeouts + record.shed) / elapsed
+        growth = record.waiting_end - record.waiting_start
+        arrivals = record.arrival_rate(now)
         latencies = record.latencies
         p95 = percentile(latencies, 95)
         cost_change = self.follow_cost()
@@ -281,6 +287,18 @@ class PoolEvidence:
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
         return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
+
+    def burst_limit(self, size: int, max_size: int, burst: float) -> int:
+        """The most connections open while callers wait: ``burst`` as a share more than ``size``
+        (one at least), within ``max_size`` and the ceiling -- none while a queue stands.
+
+        >>> PoolEvidence(32).burst_limit(8, 32, 0.5)
+        12
+        """
+        if burst <= 0 or not self.burst_ok:
+            return size
+        limit = min(max_size, size + max(1, math.ceil(size * burst)))
+        return limit if self.last_ceiling is None else max(size, min(limit, self.last_ceiling))
 
     def ceiling(self, max_size: int) -> int | None:
         """The concurrency that serves most by the fitted USL curve (``n / hold(n)`` peaks at

@@ -31,7 +31,8 @@ class Series:
     """What the bank keeps for one name."""
 
     detectors: list[Detector]
-    slots: list[tuple[int, Detector, float]]  # (k, detector, threshold): the hot loop's view
+    slots: list[tuple[int, Detector, float]]  # (k, detector, threshold): the hot loop's view (run rule)
+    pipelines: list[AlertPipeline]  # detectors that confirm and suppress their own alerts
     runs: list[int]
     onsets: list[Onset | None]  # per detector: the current run's first point
     lock: threading.Lock | None  # only for detectors whose update is not atomic
@@ -104,7 +105,9 @@ class DetectorBank:
                 # an alert pipeline's check is an update and then its explanation: under a lock
                 atomic = all(d.atomic_update and not isinstance(d, AlertPipeline) for d in detectors)
                 series = self._series[name] = Series(
-                    detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)],
+                    detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)
+                                if not isinstance(d, AlertPipeline)],
+                    [d for d in detectors if isinstance(d, AlertPipeline)],
                     [0] * len(detectors), [None] * len(detectors),
                     None if atomic else threading.Lock(),
                 )
@@ -126,15 +129,14 @@ class DetectorBank:
             emitted: Sequence[Anomaly] = ()
             runs = series.runs
             for k, det, threshold in series.slots:
-                if isinstance(det, AlertPipeline):  # it confirms and suppresses itself: no run rule
-                    alert = det.check(value, timestamp)
-                    if alert is not None and self.rule.material(value, alert.expected):
-                        emitted = (*emitted, self._alert(series, det, name, alert, timestamp, context))
-                    continue
                 z = det.update(value)
                 if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
                     emitted = self._advance_run(series, k, det, threshold, name, value, z,
                                                 timestamp, context, emitted)
+            for pipeline in series.pipelines:  # no run rule: it confirms and suppresses itself
+                alert = pipeline.check(value, timestamp)
+                if alert is not None and self.rule.material(value, alert.expected):
+                    emitted = (*emitted, self._alert(series, pipeline, name, alert, timestamp, context))
             return emitted
         finally:
             if lock is not None:

@@ -67,7 +67,6 @@ class RouteProfile:
     error_rate: float
     path_params: dict[str, Counter[str]] = field(default_factory=dict)
     query_params: dict[str, Counter[str]] = field(default_factory=dict)
-    example_path: str = ""
 
 
 @dataclass
@@ -123,9 +122,9 @@ class TrafficModel:
 
         # sessions: a key, else the client address; cut at idle gaps
         session_key = _coalesce(attrs, SESSION_KEYS, default=None)
-        client = _coalesce(attrs, CLIENT_KEYS, default="?") if session_key.null_count else None
         who = session_key
         if session_key.null_count:
+            client = _coalesce(attrs, CLIENT_KEYS, default="?")
             who = pc.coalesce(session_key, pc.binary_join_element_wise("client:", client, ""))
         _, who_idx = _codes(who)
         order = np.lexsort((start, who_idx))
@@ -150,14 +149,16 @@ class TrafficModel:
         routes = []
         counts = np.bincount(route_idx, minlength=n_routes)
         targets = target.to_numpy(zero_copy_only=False)
+        by_route = np.argsort(route_idx, kind="stable")  # each route's spans, in order: one sort, not a scan a route
+        ends = np.cumsum(counts)
         for i, key in enumerate(route_names):
-            members = np.flatnonzero(route_idx == i)
+            members = by_route[ends[i] - counts[i]:ends[i]]
             durations = duration[members]
             method_i, _, template = key.partition(" ")
             profile = RouteProfile(
                 key=key, method=method_i, route=template, count=int(counts[i]),
                 p50_ms=float(np.percentile(durations, 50)), p95_ms=float(np.percentile(durations, 95)),
-                error_rate=float(failed[members].mean()), example_path=str(targets[members[0]]).split("?")[0])
+                error_rate=float(failed[members].mean()))
             _learn_params(profile, targets[members[:: max(1, len(members) // PARAM_SPANS)][:PARAM_SPANS]])
             routes.append(profile)
         services = pc.unique(table["service.name"]).to_pylist()
