@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml setup.py perfsdk/_native/layout.py $(wildcard perfsdk/_
 	$(BIN)/python -m pip install --quiet --prefer-binary -e '.[test]'
 	touch $@
 
+# The main job: the demo shop run the traditional way and with perfsdk, compared (about 4 minutes).
 demo: $(STAMP)
-	$(BIN)/perfsdk detect perfsdk/data/sample_latency.csv --window 120 --threshold 4
+	$(BIN)/perfsdk demo --out perfsdk-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -5,13 +5,17 @@
     perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
                     [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
     perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run]
+    perfsdk report DIR [--out FILE.html]
+    perfsdk demo [--out DIR] [--quick] [--db URL] [--seed N]
 
 ``detect`` streams a ``timestamp,value`` CSV through a ZScoreDetector and
 prints every anomaly with its explanation, then a summary. ``analyze`` runs
 the batch detectors over exported spans (see ``perfsdk.export.analyze``).
 ``testgen`` learns a traffic model from exported spans and writes a load-test
 scenario (the replay, a variant, or what an LLM wrote for a goal, validated);
-``loadtest`` runs a scenario with Locust and checks its assertions. On any
+``loadtest`` runs a scenario with Locust and checks its assertions. ``report``
+writes one self-contained HTML page from an export directory or a demo's output
+(see ``perfsdk.report``). On any
 failure: a message on stderr, a non-zero status, and no output file.
 """
 
@@ -189,6 +193,38 @@ def _loadtest(args: argparse.Namespace) -> int:
     return 0 if all(o.passed for o in outcomes) else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from perfsdk.demo.run import run_demo
+
+    if args.db != "sqlite://" and not args.db.startswith(("sqlite:", "postgresql")):
+        raise InputError(f"--db must be a SQLAlchemy URL for SQLite or PostgreSQL, got {args.db!r}")
+    try:
+        demo = run_demo(args.out, quick=args.quick, database_url=args.db, seed=args.seed,
+                        progress=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    print()
+    print(demo.table())
+    print(f"\n{demo.seconds:.0f} s; Arrow files, the table and the report in {demo.out}/")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from perfsdk.report import write_report
+
+    target = Path(args.out) if args.out else Path(args.dir) / "report.html"
+    try:
+        page = write_report(args.dir, out=target)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename).parent == target.parent:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise InputError(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    print(f"{page}: {page.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfsdk", description="perfsdk command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--json-out", help="write the results here (JSON)")
     loadtest.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     loadtest.set_defaults(run=_loadtest)
+    report = commands.add_parser("report", help="write a self-contained HTML report from exported tables")
+    report.add_argument("dir", help="an export directory, or the output directory of perfsdk demo")
+    report.add_argument("--out", help="the HTML file to write (default: DIR/report.html)")
+    report.set_defaults(run=_report)
+    demo = commands.add_parser("demo", help="the demo shop run the traditional way and with perfsdk, compared")
+    demo.add_argument("--out", default="perfsdk-demo", help="where the runs, the table and the report go "
+                                                           "(default perfsdk-demo; an earlier demo there is replaced)")
+    demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    demo.add_argument("--db", default="sqlite://",
+                      help="SQLAlchemy URL of the shop's database (default: an embedded SQLite file)")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the shoppers and the load test")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from opentelemetry.trace import StatusCode
 import perfsdk
 from perfsdk import ArimaDetector, ZScoreDetector
 from perfsdk._runtime import Faults
+from perfsdk.detect.presets import resource_detectors
 from perfsdk.instrument import DetectorBank, PerfSpanProcessor, resources
 from perfsdk.instrument.incidents import IncidentTracker
 from perfsdk.instrument.sink import AnomalySink
@@ -319,6 +321,37 @@ def test_resource_sampler_flags_a_cpu_spike_and_a_memory_jump():
     cpu = next(a for a in sink.recent() if a.details["metric"] == resources.CPU)
     assert cpu.value > 50 and cpu.expected < 30 and cpu.details["source"] == "resource"
     del ballast
+    sink.close()
+
+
+def test_resource_sampler_follows_the_traffic_a_surge_and_failing_requests(monkeypatch):
+    """Fast errors slow no span: the share of failed spans is a stream of its own, as is the rate."""
+    ticks = iter(range(10**6))  # the sampler's clock: one second a sample, whatever this machine does
+    monkeypatch.setattr(resources, "time", types.SimpleNamespace(
+        monotonic=lambda: float(next(ticks)), process_time=time.process_time, perf_counter_ns=time.perf_counter_ns))
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    spans = DetectorBank({"zscore": lambda n: ZScoreDetector(window=30, warmup=10, name=n)})
+    bank = DetectorBank(resource_detectors(), confirm=2)
+    sampler = resources.ResourceSampler(bank, sink, faults, interval_s=1.0, traffic=spans)
+    rng = np.random.default_rng(3)
+
+    def interval(requests: int, failing: float) -> dict[str, float]:
+        for _ in range(requests):
+            spans.observe("GET /pay", float(rng.normal(10, 1)), error=bool(rng.random() < failing))
+        return sampler.sample()
+
+    for _ in range(20):
+        interval(int(rng.poisson(40)), 0.01)
+    before = len(sink.recent())
+    surge = [interval(int(rng.poisson(160)), 0.01) for _ in range(3)]
+    assert all(v[resources.SPAN_RATE] > 100 for v in surge)  # per second of the sampler's own clock
+    for _ in range(10):
+        interval(int(rng.poisson(40)), 0.01)
+    outage = [interval(int(rng.poisson(40)), 0.5) for _ in range(3)]
+    assert all(v[resources.SPAN_ERRORS] > 25 for v in outage)
+    flagged = {a.details["metric"] for a in sink.recent()[before:]}
+    assert flagged == {resources.SPAN_RATE, resources.SPAN_ERRORS}
     sink.close()
 
 

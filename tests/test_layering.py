@@ -10,7 +10,7 @@ import perfsdk
 
 #: Bottom to top: a package may import only packages listed before it (and itself).
 LAYERS = ["_version", "_runtime", "_native", "detect", "export", "adapt", "instrument",
-          "testgen", "report", "demo", "checks", "cli", "pytest_plugin", "__init__"]
+          "testgen", "report", "demo", "checks", "cli", "perfgate", "__init__"]
 ROOT = Path(perfsdk.__file__).parent
 
 

@@ -37,6 +37,9 @@ from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool
 __all__ = ["SESSION_HEADER", "Shop", "create_app"]
 
 SESSION_HEADER = "X-Session-Id"
+#: Counts to ``:n`` the slow way (SQLite and PostgreSQL both run it): the "slow query" fault.
+SLOW_QUERY = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :n) "
+                  "SELECT count(*) FROM c")
 WORDS = ("lamp", "chair", "desk", "mug", "kettle", "rug", "shelf", "clock", "vase", "stool", "mirror", "sofa")
 
 
@@ -48,6 +51,9 @@ class Shop:
     cache: AdaptiveCache
     slow_ms: dict[str, float] = field(default_factory=dict)  # route -> extra latency (a fault)
     failing: set[str] = field(default_factory=set)  # routes whose dependency fails (a fault)
+    slow_query_rows: dict[str, int] = field(default_factory=dict)  # route -> rows a slow query counts (a fault)
+    leak_bytes: dict[str, int] = field(default_factory=dict)  # route -> bytes kept for ever a request (a fault)
+    leaked: list[bytes] = field(default_factory=list)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -77,6 +83,13 @@ def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_c
         delay = shop.slow_ms.get(route, 0.0)
         if delay:
             threading.Event().wait(delay / 1e3)
+        rows = shop.slow_query_rows.get(route, 0)
+        if rows:  # a real query the database has to work through, holding a pooled connection
+            with engine.connect() as conn:
+                conn.execute(SLOW_QUERY, {"n": rows}).scalar_one()
+        leak = shop.leak_bytes.get(route, 0)
+        if leak:
+            shop.leaked.append(bytes(leak))
         if route in shop.failing:
             flask.abort(503, description=f"{route}: the payment provider is unavailable")
 

@@ -168,3 +168,25 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_table_atomically(path: str | os.PathLike[str], table: pa.Table) -> Path:
+    """``table`` as one Arrow IPC file at ``path``: written beside it, synced, then renamed into place,
+    so a reader sees the whole file or none of it.
+
+    >>> import tempfile
+    >>> path = write_table_atomically(Path(tempfile.mkdtemp()) / "t.arrow", pa.table({"x": [1, 2]}))
+    >>> pa.ipc.open_file(path).read_all().num_rows
+    2
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        _fsync(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(final.parent)
+    return final

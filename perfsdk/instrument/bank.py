@@ -187,6 +187,12 @@ class DetectorBank:
         with self._lock:
             return list(self._series)
 
+    def totals(self) -> tuple[int, int]:
+        """Observations and errors, summed over every name (the traffic the bank has seen)."""
+        with self._lock:
+            series = list(self._series.values())
+        return sum(s.count for s in series), sum(s.errors for s in series)
+
     def summary(self) -> dict[str, dict[str, int]]:
         """Per name: observations, errors, anomalies emitted."""
         with self._lock:

@@ -2,7 +2,9 @@
 
 A background ``Worker`` ticks every ``interval_s``, samples and feeds each metric into a
 detector of its own (a ``DetectorBank`` keyed by metric name), so a CPU spike
-or a sudden jump in memory is caught like a slow span.
+or a sudden jump in memory is caught like a slow span. Given the span bank, it also
+follows the traffic: spans a second and the share of them that failed, so a surge or a
+dependency that starts failing (fast errors: no span is slow) is caught too.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ CPU = "process.cpu.utilization"  # percent of one core
 RSS = "process.memory.rss_mb"
 THREADS = "process.thread.count"
 GC_PAUSE = "process.gc.pause_ms"  # total collector pause time in the interval
-UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms"}
+SPAN_RATE = "spans.rate"  # spans ended a second
+SPAN_ERRORS = "spans.error_percent"  # of the spans ended in the interval, the share with an error status
+UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms", SPAN_RATE: "{span}/s", SPAN_ERRORS: "%"}
 
-__all__ = ["CPU", "GC_PAUSE", "RSS", "THREADS", "UNITS", "ResourceSampler", "resident_mb"]
+__all__ = ["CPU", "GC_PAUSE", "RSS", "SPAN_ERRORS", "SPAN_RATE", "THREADS", "UNITS", "ResourceSampler",
+           "resident_mb"]
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
@@ -43,13 +48,15 @@ class ResourceSampler:
     """Samples resource metrics on a background thread into ``bank``."""
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0,
-                 writer: Any = None, service: str = "") -> None:
+                 writer: Any = None, service: str = "", traffic: DetectorBank | None = None) -> None:
         check_number("resource_interval_s", interval_s, low=0.0, low_open=True)
         self.bank = bank
         self.sink = sink
         self.writer = writer  # a TableWriter for the resources table, or None
         self.service = service
         self.faults = faults
+        self.traffic = traffic  # the span bank, whose totals give the traffic metrics
+        self._last_totals = traffic.totals() if traffic is not None else (0, 0)
         self.interval_s = float(interval_s)
         self.samples = 0
         self.last: dict[str, float] = {}
@@ -97,6 +104,14 @@ class ResourceSampler:
             THREADS: float(threading.active_count()),
             GC_PAUSE: self._gc_pause_ns / 1e6,
         }
+        if self.traffic is not None:
+            spans, errors = self.traffic.totals()
+            new_spans, new_errors = spans - self._last_totals[0], errors - self._last_totals[1]
+            if new_spans < 0 or new_errors < 0:  # the bank started afresh (a forked child)
+                new_spans, new_errors = spans, errors
+            values[SPAN_RATE] = new_spans / elapsed
+            values[SPAN_ERRORS] = 100.0 * new_errors / new_spans if new_spans > 0 else 0.0
+            self._last_totals = (spans, errors)
         self._last_cpu, self._last_wall, self._gc_pause_ns = cpu, wall, 0
         return values
 

@@ -237,7 +237,8 @@ def init(
         if sample_resources:
             resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
             sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
-                                      writer=export.resources if export else None, service=service)
+                                      writer=export.resources if export else None, service=service,
+                                      traffic=span_bank)
             sampler.start()
         if owns:
             trace.set_tracer_provider(provider)

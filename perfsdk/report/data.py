@@ -1,0 +1,372 @@
+"""What the report shows, computed from the Arrow tables alone.
+
+Everything is aggregated before it is drawn, so a report's cost and size do not
+grow with the spans: spans go into at most ``MAX_BUCKETS`` time buckets, per
+route, with numpy (one sort for all routes' percentiles); controllers' series
+come from the decisions table with ``pyarrow.compute``; incidents are rebuilt
+from the anomalies table with the same ``IncidentTracker`` the live SDK uses,
+the call graph learned from the spans' parent links.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfsdk.detect import Anomaly
+from perfsdk.export import read
+from perfsdk.export.reader import read_file
+from perfsdk.export.schema import TABLES
+from perfsdk.instrument.incidents import Incident, IncidentTracker
+
+__all__ = ["COMPARISON", "FAULTS", "MAX_BUCKETS", "RUNS", "Buckets", "Controller", "Demo", "Fault", "Run",
+           "RouteLatency", "controllers", "grouped_percentiles", "incidents", "is_export_dir", "load",
+           "route_latency"]
+
+MAX_BUCKETS = 120  # points per time series: enough to see a fault, few enough to stay small
+COMPARISON, FAULTS = "comparison.arrow", "faults.arrow"
+RUNS = ("traditional", "perfsdk")  # a demo directory's two runs, in the order the table reads
+SPAN_COLUMNS = ["name", "kind", "start_time", "end_time", "duration_ms", "status_code"]
+INCIDENT_WINDOW_S = 30.0  # as the live SDK's default (perfsdk.init(incident_window_s=...))
+_BUCKET_WIDTHS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+def is_export_dir(path: Path) -> bool:
+    """Does ``path`` hold perfsdk tables (as ``perfsdk.init(export_dir=...)`` lays them out)?"""
+    return any(_has_files(path / table) for table in TABLES)
+
+
+def _has_files(root: Path) -> bool:
+    if not root.is_dir():
+        return False
+    for _, _, files in os.walk(root):
+        if any(not f.startswith(".") and f.endswith((".arrow", ".parquet")) for f in files):
+            return True
+    return False
+
+
+def grouped_percentiles(groups: np.ndarray, values: np.ndarray, n_groups: int, qs: Sequence[float]) -> np.ndarray:
+    """Percentiles of ``values`` within each group, for all groups with one sort.
+
+    Returns an array ``(len(qs), n_groups)``, NaN for an empty group; each value
+    is what ``np.percentile(group_values, q)`` gives (linear interpolation).
+
+    >>> g = np.array([1, 0, 1, 1, 0]); v = np.array([5.0, 2.0, 1.0, 3.0, 4.0])
+    >>> grouped_percentiles(g, v, 3, [50, 100]).tolist()
+    [[3.0, 3.0, nan], [4.0, 5.0, nan]]
+    """
+    order = np.lexsort((values, groups))
+    ordered = values[order]
+    counts = np.bincount(groups, minlength=n_groups)[:n_groups]
+    starts = np.cumsum(counts) - counts
+    out = np.full((len(qs), n_groups), np.nan)
+    has = counts > 0
+    for row, q in enumerate(qs):
+        pos = starts[has] + q / 100.0 * (counts[has] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts[has] + counts[has] - 1)
+        frac = pos - lo
+        out[row, has] = ordered[lo] + (ordered[hi] - ordered[lo]) * frac
+    return out
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Equal time buckets over a run: ``count`` of ``width_s`` seconds from ``t0_ns``."""
+
+    t0_ns: int
+    width_s: float
+    count: int
+
+    @classmethod
+    def over(cls, t0_ns: int, t1_ns: int, max_buckets: int = MAX_BUCKETS) -> "Buckets":
+        """The narrowest round width that covers ``[t0, t1]`` in at most ``max_buckets``.
+
+        >>> b = Buckets.over(0, 60 * 10**9)
+        >>> b.width_s, b.count
+        (0.5, 120)
+        """
+        span_s = max((t1_ns - t0_ns) / 1e9, 1e-3)
+        width = next((w for w in _BUCKET_WIDTHS_S if span_s / w <= max_buckets),
+                     span_s / max_buckets)
+        return cls(t0_ns, float(width), max(1, min(max_buckets, math.ceil(span_s / width + 1e-9))))
+
+    def index(self, t_ns: np.ndarray) -> np.ndarray:
+        i = ((t_ns - self.t0_ns) // int(self.width_s * 1e9)).astype(np.int64)
+        return np.clip(i, 0, self.count - 1)
+
+    @property
+    def centers_s(self) -> np.ndarray:
+        """Bucket midpoints in seconds from ``t0_ns``: where a bucket's figure is drawn."""
+        return (np.arange(self.count) + 0.5) * self.width_s
+
+
+@dataclass
+class RouteLatency:
+    """One route's spans: overall figures and per-bucket p50/p99 (NaN: no span that bucket)."""
+
+    route: str
+    count: int
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    p50_series: np.ndarray | None = None
+    p99_series: np.ndarray | None = None
+    count_series: np.ndarray | None = None
+
+
+def route_latency(spans: pa.Table, buckets: Buckets, top: int) -> tuple[list[RouteLatency], str]:
+    """Per-route latency, busiest first; the ``top`` busiest get their per-bucket series.
+
+    Routes are the server spans' names (OpenTelemetry's HTTP server
+    instrumentations name them ``METHOD route-template``, e.g. ``GET
+    /products/<int:pid>``); a service with no server spans (only ``@monitor``)
+    is shown by span name. Returns the routes and which kind was used.
+    """
+    if spans.num_rows == 0:
+        return [], "SERVER"
+    server = pc.equal(spans["kind"], "SERVER")
+    kind = "SERVER"
+    if pc.any(server).as_py():
+        spans = spans.filter(server)
+    else:
+        kind = "any"
+    encoded = pc.dictionary_encode(spans["name"].combine_chunks())
+    names = encoded.dictionary.to_pylist()
+    route = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    duration = spans["duration_ms"].to_numpy()
+    errors = pc.equal(spans["status_code"], "ERROR").to_numpy(zero_copy_only=False)
+    n = len(names)
+    overall = grouped_percentiles(route, duration, n, (50, 95, 99, 100))
+    counts = np.bincount(route, minlength=n)
+    error_counts = np.bincount(route, weights=errors.astype(np.float64), minlength=n)
+    order = np.argsort(-counts, kind="stable")
+    busiest = order[:top]
+    routes = [RouteLatency(names[i], int(counts[i]), int(error_counts[i]), *overall[:, i].tolist()) for i in order]
+    if len(busiest):
+        slot = np.full(n, -1, dtype=np.int64)
+        slot[busiest] = np.arange(len(busiest))
+        chosen = slot[route]
+        keep = chosen >= 0
+        start = pc.cast(spans["start_time"], pa.int64()).to_numpy(zero_copy_only=False)
+        group = chosen[keep] * buckets.count + buckets.index(start[keep])
+        n_groups = len(busiest) * buckets.count
+        series = grouped_percentiles(group, duration[keep], n_groups, (50, 99))
+        per_bucket = np.bincount(group, minlength=n_groups)
+        for k, route_stats in enumerate(routes[:len(busiest)]):
+            window = slice(k * buckets.count, (k + 1) * buckets.count)
+            route_stats.p50_series = series[0, window]
+            route_stats.p99_series = series[1, window]
+            route_stats.count_series = per_bucket[window]
+    return routes, kind
+
+
+@dataclass
+class Controller:
+    """One adaptive cache's or pool's decisions, as arrays over time."""
+
+    name: str
+    kind: str  # "cache", "pool" or "controller"
+    rows: pa.Table  # its decisions, in time order
+
+    @property
+    def t_ns(self) -> np.ndarray:
+        return pc.cast(self.rows["timestamp"], pa.int64()).to_numpy(zero_copy_only=False)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.rows[name].to_numpy(zero_copy_only=False).astype(np.float64)
+
+    def feature(self, name: str) -> np.ndarray:
+        """A state feature over time (NaN where a decision did not record it)."""
+        looked_up = pc.map_lookup(self.rows["state_features"], pa.scalar(name), "first")
+        return pc.fill_null(looked_up, math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    @property
+    def held(self) -> np.ndarray:
+        """The value the target held after each decision: the new one if applied, else the old
+        (an advisory controller's ``value_after`` is only a recommendation)."""
+        applied = self.rows["applied"].to_numpy(zero_copy_only=False)
+        return np.where(applied, self.column("value_after"), self.column("value_before"))
+
+
+def controllers(decisions: pa.Table) -> list[Controller]:
+    """The decisions, split by controller; a cache is known by its hit ratio, a pool by its utilisation."""
+    if decisions.num_rows == 0:
+        return []
+    decisions = decisions.sort_by("timestamp")
+    out = []
+    for name in sorted(pc.unique(decisions["controller"]).to_pylist()):
+        rows = decisions.filter(pc.equal(decisions["controller"], name))
+        keys = set(pc.unique(rows["state_features"].combine_chunks().keys).to_pylist())
+        kind = "cache" if "hit_ratio" in keys else "pool" if "utilisation" in keys else "controller"
+        out.append(Controller(name, kind, rows))
+    return out
+
+
+def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
+    """The anomalies grouped into incidents as the live SDK groups them, likely origin first.
+
+    The live tracker learns which span names call which from the spans it
+    sees; here the same call graph is read from the spans' parent links (only
+    when an incident has more than one series to rank).
+    """
+    if anomalies.num_rows == 0:
+        return []
+    members = sorted((_anomaly(row) for row in anomalies.to_pylist()), key=_onset_key)
+    callers: dict[str, set[str]] = {}
+    tracker = IncidentTracker(lambda name: _ancestors(callers, name), window_s=INCIDENT_WINDOW_S)
+    for anomaly in members:
+        tracker.add(anomaly)
+    grouped = tracker.incidents()
+    if any(len({a.details.get("series") for a in i.members}) > 1 for i in grouped):
+        callers.update(_call_graph(path))
+        grouped = tracker.incidents()
+    return grouped
+
+
+def _anomaly(row: dict[str, Any]) -> Anomaly:
+    details = {k: v for k, v in (row.get("details") or [])}
+    details.update({k: row[k] for k in ("series", "source", "metric", "onset", "confirmed_at", "trace_id",
+                                        "span_id", "service.name") if row.get(k) is not None})
+    return Anomaly(detector=row["detector"], index=int(row["index"] or 0), value=_num(row["value"]),
+                   expected=_num(row["expected"]), std=_num(row["std"]), score=_num(row["score"]),
+                   threshold=_num(row["threshold"]), timestamp=row["timestamp"], details=details)
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _onset_key(a: Anomaly) -> float:
+    onset = a.details.get("onset", a.timestamp)
+    return onset.timestamp() if isinstance(onset, datetime) else math.inf
+
+
+def _ancestors(callers: dict[str, set[str]], name: str) -> set[str]:
+    seen: set[str] = set()
+    frontier = [name]
+    while frontier:
+        for caller in callers.get(frontier.pop(), ()):
+            if caller not in seen:
+                seen.add(caller)
+                frontier.append(caller)
+    return seen
+
+
+def _call_graph(path: Path) -> dict[str, set[str]]:
+    """callee -> the span names that called it, from every span's parent link."""
+    spans = read(path, columns=["trace_id", "span_id", "parent_span_id", "name"])
+    children = spans.filter(pc.is_valid(spans["parent_span_id"])).select(["trace_id", "parent_span_id", "name"])
+    if children.num_rows == 0:
+        return {}
+    parents = spans.select(["trace_id", "span_id", "name"]).rename_columns(["trace_id", "parent_span_id", "caller"])
+    edges = children.join(parents, keys=["trace_id", "parent_span_id"], join_type="inner")
+    pairs = edges.group_by(["caller", "name"]).aggregate([])
+    graph: dict[str, set[str]] = {}
+    for caller, callee in zip(pairs["caller"].to_pylist(), pairs["name"].to_pylist()):
+        if caller != callee:
+            graph.setdefault(callee, set()).add(caller)
+    return graph
+
+
+@dataclass
+class Run:
+    """One export directory's tables, read for the report."""
+
+    name: str
+    path: Path
+    spans: pa.Table
+    anomalies: pa.Table
+    decisions: pa.Table
+    resources: pa.Table
+    t0_ns: int = 0
+    t1_ns: int = 0
+    services: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, name: str, path: Path) -> "Run":
+        tables = {t: read(path, table=t, columns=SPAN_COLUMNS if t == "spans" else None) for t in TABLES}
+        run = cls(name, path, tables["spans"], tables["anomalies"], tables["decisions"], tables["resources"])
+        columns = [run.spans["start_time"], run.spans["end_time"], run.anomalies["timestamp"],
+                   run.decisions["timestamp"], run.resources["timestamp"]]
+        bounds = [pc.min_max(pc.cast(c, pa.int64())).as_py() for c in columns]
+        starts = [b["min"] for b in bounds if b["min"] is not None]
+        ends = [b["max"] for b in bounds if b["max"] is not None]
+        run.t0_ns, run.t1_ns = (min(starts), max(ends)) if starts else (0, 10**9)
+        services: set[str] = set()
+        for table in tables.values():
+            if "service.name" in table.column_names:
+                services.update(s for s in pc.unique(table["service.name"]).to_pylist() if s)
+        run.services = sorted(services)
+        return run
+
+    @property
+    def empty(self) -> bool:
+        return not any(t.num_rows for t in (self.spans, self.anomalies, self.decisions, self.resources))
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected fault: the ground truth a demo run recorded."""
+
+    fault: str
+    route: str
+    start_ns: int
+    end_ns: int
+    run: str = ""  # the run it was injected into, when the table says
+
+
+@dataclass
+class Demo:
+    """A demo directory: the comparison table, the faults and the runs' export directories."""
+
+    comparison: pa.Table
+    info: dict[str, Any]
+    faults: list[Fault]
+    runs: list[tuple[str, Path]]
+
+
+def load(path: Path) -> tuple[Demo | None, list[tuple[str, Path]]]:
+    """What ``path`` holds: a demo directory (its table, faults and runs) or one export directory.
+
+    Raises ``FileNotFoundError`` or ``ValueError`` (saying where it looked) when there is nothing to show.
+    """
+    import json
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise ValueError(f"{path}: not a directory (give the export directory, or a demo's output directory)")
+    if (path / COMPARISON).is_file():
+        comparison = read_file(path / COMPARISON)
+        missing = {"row", "traditional", "perfsdk", "better"} - set(comparison.column_names)
+        if missing:
+            raise ValueError(f"{path / COMPARISON}: not a demo comparison table (no {', '.join(sorted(missing))})")
+        raw = (comparison.schema.metadata or {}).get(b"perfsdk.demo", b"{}")
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            info = {}
+        faults = []
+        if (path / FAULTS).is_file():
+            table = read_file(path / FAULTS)
+            faults = [Fault(str(r.get("fault") or ""), str(r.get("route") or ""), int(r["start_ns"]), int(r["end_ns"]),
+                            str(r.get("run") or ""))
+                      for r in table.to_pylist() if r.get("start_ns") is not None and r.get("end_ns") is not None]
+        runs = [(name, path / name) for name in RUNS if (path / name).is_dir()]
+        return Demo(comparison, info if isinstance(info, dict) else {}, faults, runs), runs
+    if is_export_dir(path):
+        return None, [(path.name or str(path), path)]
+    looked = ", ".join(f"{t}/" for t in TABLES)
+    raise ValueError(f"{path}: no perfsdk tables found (looked for {looked} with .arrow or .parquet files, "
+                     f"and for a demo's {COMPARISON})")

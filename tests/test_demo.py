@@ -1,0 +1,162 @@
+"""``perfsdk demo``: both runs end to end (quick), the table from measurement, the scoring rules."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from perfsdk.demo.run import DemoPlan
+from perfsdk.demo.scoring import (SECOND, Alert, StaticThresholds, merge_alerts, score_alerts,
+                                  server_spans)
+from perfsdk.demo.service import FaultSpec
+from perfsdk.export import read
+from perfsdk.testgen.scenario import Scenario
+
+pytest.importorskip("locust", reason="the demo's load test runs with Locust (pip install locust)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def comparison(out: Path) -> dict[str, dict]:
+    table = pa.ipc.open_file(out / "comparison.arrow").read_all()
+    return {row["row"]: row for row in table.to_pylist()}
+
+
+def test_quick_demo_writes_both_runs_the_table_and_the_ground_truth(demo) -> None:
+    out, done = demo
+    rows = comparison(out)
+    assert {"p50 latency, normal load", "p99 latency, high load", "connections held", "CPU",
+            "failures detected (recall)", "alert precision", "load test time to surface every fault"} <= set(rows)
+    for name in ("p50 latency, normal load", "p99 latency, high load", "connections held", "CPU", "peak memory"):
+        row = rows[name]
+        assert math.isfinite(row["traditional"]) and math.isfinite(row["perfsdk"]), name
+        assert row["winner"] in ("perfsdk", "traditional", "tie")
+    info = json.loads(pa.ipc.open_file(out / "comparison.arrow").schema.metadata[b"perfsdk.demo"])
+    assert info["quick"] is True and info["database"] == "sqlite"
+    truth = pa.ipc.open_file(out / "faults.arrow").read_all().to_pylist()
+    kinds = {(f["run"], f["kind"]) for f in truth}
+    assert kinds == {(run, kind) for run in ("traditional", "perfsdk") for kind in
+                     ("latency", "slow_queries", "surge", "memory_leak", "failing")}
+    assert all(f["start_ns"] < f["end_ns"] for f in truth)
+    for variant in ("traditional", "perfsdk"):
+        assert server_spans(read(out / variant)).num_rows > 100
+    Scenario.load(out / "scenario.json")  # the generated load test, valid
+    for line in ("p50 latency, normal load", "failures detected", "winner"):
+        assert line in done.stdout
+    assert "[perfsdk] load test" in done.stdout  # progress while it runs
+
+
+def test_the_table_is_measured_from_the_runs_files(demo) -> None:
+    """The p50 row is recomputed here from the exported spans and the recorded load start."""
+    out, _ = demo
+    rows = comparison(out)
+    runs = json.loads((out / "runs.json").read_text())
+    plan = DemoPlan.quick()
+    for variant in ("traditional", "perfsdk"):
+        t0 = runs[variant]["load_started_ns"]
+        normal = server_spans(read(out / variant), t0, t0 + int(plan.normal_until_s * SECOND))
+        expected = float(np.percentile(normal["duration_ms"].to_numpy(), 50))
+        assert rows["p50 latency, normal load"][variant] == pytest.approx(expected)
+
+
+def test_the_perfsdk_run_exports_its_decisions_and_uses_the_adaptive_pool(demo) -> None:
+    out, _ = demo
+    runs = json.loads((out / "runs.json").read_text())
+    assert runs["perfsdk"]["sdk_stats"] is not None and runs["traditional"]["sdk_stats"] is None
+    assert runs["perfsdk"]["locust"] and runs["traditional"]["locust"]
+
+
+def test_demo_refuses_a_directory_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "demo", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "not empty" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_demo_refuses_a_database_it_cannot_use(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "demo", "--quick", "--out", str(tmp_path / "x"),
+                           "--db", "mysql://localhost/shop"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--db" in done.stderr
+
+
+# -- scoring rules, on hand-made alerts -------------------------------------------------------
+
+FAULTS = [
+    {"name": "spike", "kind": "latency", "route": "product", "start_ns": 10 * SECOND, "end_ns": 20 * SECOND},
+    {"name": "surge", "kind": "surge", "route": "*", "start_ns": 30 * SECOND, "end_ns": 40 * SECOND},
+    {"name": "leak", "kind": "memory_leak", "route": "cart", "start_ns": 50 * SECOND, "end_ns": 60 * SECOND},
+]
+
+
+def test_a_fault_is_detected_only_on_a_series_it_touches() -> None:
+    wrong_route = [Alert("GET /search", 12 * SECOND, 12 * SECOND)]
+    assert score_alerts(FAULTS[:1], wrong_route).recall == 0.0
+    assert score_alerts(FAULTS[:1], wrong_route).precision == 1.0  # inside the window: caused by the fault
+    surge_any = [Alert("GET /search", 31 * SECOND, 31 * SECOND)]
+    assert score_alerts(FAULTS[1:2], surge_any).recall == 1.0
+    leak_memory = [Alert("process.memory.rss_mb", 58 * SECOND, 58 * SECOND)]
+    assert score_alerts(FAULTS[2:], leak_memory).detect_s == {"leak": 8.0}
+
+
+def test_alerts_before_a_fault_or_after_its_grace_are_false() -> None:
+    early = Alert("GET /products/<int:pid>", 9 * SECOND, 9 * SECOND)
+    late = Alert("GET /products/<int:pid>", 26 * SECOND, 26 * SECOND)
+    score = score_alerts(FAULTS[:1], [early, late], grace_s=5.0)
+    assert score.recall == 0.0 and score.precision == 0.0 and score.missed == ["spike"]
+    assert math.isnan(score.mean_detect_s)
+
+
+def test_alerts_close_together_on_one_series_merge() -> None:
+    alerts = [Alert("a", 0, SECOND), Alert("a", 5 * SECOND, 6 * SECOND), Alert("b", 2 * SECOND, 2 * SECOND),
+              Alert("a", 30 * SECOND, 31 * SECOND)]
+    merged = merge_alerts(alerts, merge_s=10.0)
+    assert [(a.series, a.start_ns // SECOND, a.end_ns // SECOND) for a in merged] == [
+        ("a", 0, 6), ("b", 2, 2), ("a", 30, 31)]
+
+
+def _spans(rows: list[tuple[str, float, float, str]]) -> pa.Table:
+    """Server spans: (name, start second, duration ms, status)."""
+    return pa.table({
+        "name": [r[0] for r in rows], "kind": ["SERVER"] * len(rows),
+        "start_time": pa.array([int(r[1] * SECOND) for r in rows], pa.timestamp("ns", tz="UTC")),
+        "duration_ms": [r[2] for r in rows], "status_code": [r[3] for r in rows],
+    })
+
+
+def test_static_thresholds_fire_on_slow_windows_errors_and_memory() -> None:
+    warm = _spans([("GET /", t / 10, 2.0 + (t % 3), "UNSET") for t in range(100)])
+    rules = StaticThresholds(warm, warm_up_rss_mb=100.0)
+    assert rules.latency_ms["GET /"] == pytest.approx(9.0)  # p95 4 ms: at least 5 ms above it
+    load = _spans([("GET /", 20 + t / 10, 2.0, "UNSET") for t in range(50)]
+                  + [("GET /", 30 + t / 10, 50.0, "UNSET") for t in range(50)]
+                  + [("GET /", 40 + t / 10, 2.0, "ERROR" if t % 4 == 0 else "UNSET") for t in range(50)])
+    samples = [{"t_ns": 45.0 * SECOND, "rss_mb": 120.0}, {"t_ns": 46.0 * SECOND, "rss_mb": 151.0}]
+    alerts = rules.alerts(load, samples)
+    whys = sorted(a.why.split()[0] for a in alerts)
+    assert whys == ["errors", "memory", "p95"]
+    assert next(a for a in alerts if a.why.startswith("p95")).start_ns == 35 * SECOND  # when the window closed
+
+
+def test_fault_specs_are_checked() -> None:
+    with pytest.raises(ValueError, match="fault kind"):
+        FaultSpec("x", "meteor", "home", 0, 1)
+    with pytest.raises(ValueError, match="start_s < end_s"):
+        FaultSpec("x", "latency", "home", 5, 1)
+    assert {f.kind for f in DemoPlan().fault_specs()} == {"latency", "slow_queries", "surge", "memory_leak",
+                                                          "failing"}

@@ -1,0 +1,346 @@
+"""``perfsdk report``: the HTML page's content, without a browser (tests/test_report_browser.py opens it in one).
+
+The demo-shaped directory is built from real runs: the demo shop served on
+loopback, driven by simulated shoppers over HTTP, its OpenTelemetry spans,
+anomalies and the adaptive pool's and a cache's decisions exported by
+``perfsdk.init(export_dir=...)``, with a fault injected and recorded as ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import datetime, timezone
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+import perfsdk
+from perfsdk.cli import main
+from perfsdk.export import read
+from perfsdk.report import judged_winner, write_report
+from perfsdk.report.data import grouped_percentiles
+
+PRODUCT = "GET /products/<int:pid>"
+
+
+# -- building directories ----------------------------------------------------------
+def record_run(export: Path, *, adaptive: bool, seed: int) -> list[dict]:
+    """~6 s of shoppers against the demo shop, exported; a latency fault on the product page
+    from 2.5 s to 4 s. With ``adaptive``, a cache sized every 100 gets runs alongside (the shop's
+    own cache decides every 10,000: too rarely for a short run). Returns the faults injected."""
+    from perfsdk.demo.serve import recorded_shop
+    from perfsdk.demo.users import Shoppers
+
+    faults: list[dict] = []
+    with recorded_shop(str(export), products=300, adaptive=adaptive, seed=seed) as shop:
+        def inject() -> None:
+            time.sleep(2.5)
+            start = time.time_ns()
+            shop.shop.slow_ms["product"] = 60.0
+            time.sleep(1.5)
+            shop.shop.slow_ms.clear()
+            faults.append({"fault": "latency spike", "route": PRODUCT, "start_ns": start, "end_ns": time.time_ns()})
+
+        def cache_traffic() -> None:
+            cache = perfsdk.AdaptiveCache(capacity=20, name="prices", controller=perfsdk.CacheController(interval=100))
+            rng = np.random.default_rng(seed)
+            for key in rng.zipf(1.3, 3000) % 400:
+                cache.get_or_load(int(key), lambda k: k)
+                time.sleep(0.0015)
+
+        workers = [threading.Thread(target=inject)]
+        if adaptive:
+            workers.append(threading.Thread(target=cache_traffic))
+        for w in workers:
+            w.start()
+        Shoppers(shop.url, rate=25, seconds=6, think_median_s=0.03, products=300, seed=seed).run()
+        for w in workers:
+            w.join()
+    return faults
+
+
+def write_ipc(path: Path, table: pa.Table) -> None:
+    with ipc.new_file(str(path), table.schema) as writer:
+        writer.write_table(table)
+
+
+def comparison_table(root: Path) -> pa.Table:
+    """A Table 1 as the demo writes it: measured rows (p50 from the runs' own spans), a row each side
+    wins, a row not measured."""
+    p50 = {run: float(np.percentile(read(root / run)["duration_ms"].to_numpy(), 50)) for run in ("traditional", "perfsdk")}
+    rows = [
+        ("p50 latency, normal load", "median of every request's server span", "ms",
+         p50["traditional"], p50["perfsdk"], "lower", 200.0, 160.0),
+        ("failure detection", "share of injected faults alerted on", "%", 50.0, 100.0, "higher", 82.0, 95.0),
+        ("test execution time", "load test until every fault surfaced", "s", 120.0, 150.0, "lower", 120.0, 80.0),
+        ("connections held", "mean pool size", "connections", None, 3.0, "lower", None, None),
+    ]
+    columns = list(zip(*rows))
+    return pa.table({
+        "row": columns[0], "compared": columns[1], "unit": columns[2],
+        "traditional": pa.array(columns[3], pa.float64()), "perfsdk": pa.array(columns[4], pa.float64()),
+        "better": columns[5], "paper_traditional": pa.array(columns[6], pa.float64()),
+        "paper_ai": pa.array(columns[7], pa.float64()),
+        "winner": [judged_winner(t, p, b) for t, p, b in zip(columns[3], columns[4], columns[5])],
+    }).replace_schema_metadata({"perfsdk.demo": json.dumps({"quick": True, "seconds": 12.5, "seed": 0,
+                                                             "database": "sqlite"})})
+
+
+def build_demo_dir(root: Path) -> Path:
+    """The layout ``perfsdk demo`` writes: comparison.arrow, faults.arrow, traditional/ and perfsdk/."""
+    faults = []
+    for seed, run in enumerate(("traditional", "perfsdk")):
+        for f in record_run(root / run, adaptive=run == "perfsdk", seed=seed):
+            faults.append(dict(f, run=run))
+    write_ipc(root / "faults.arrow", pa.table({
+        "fault": [f["fault"] for f in faults], "route": [f["route"] for f in faults],
+        "start_ns": pa.array([f["start_ns"] for f in faults], pa.int64()),
+        "end_ns": pa.array([f["end_ns"] for f in faults], pa.int64()),
+        "run": [f["run"] for f in faults]}))
+    write_ipc(root / "comparison.arrow", comparison_table(root))
+    return root
+
+
+def shared_demo_dir(tmp_path_factory) -> Path:
+    """One demo directory for the whole session (this module and the browser test's)."""
+    root = tmp_path_factory.getbasetemp() / "report-demo"
+    done = root / ".complete"
+    if not done.exists():
+        pytest.importorskip("opentelemetry.instrumentation.flask")
+        root.mkdir(exist_ok=True)
+        build_demo_dir(root)
+        done.touch()
+    return root
+
+
+def export_without_decisions(root: Path) -> Path:
+    """A plain export: spans with exact durations (a slow stretch the live detector flags) and resources."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "jobs"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(root), resource_interval_s=0.02)
+    tracer = provider.get_tracer("t")
+    t0 = time.time_ns()
+    for i in range(300):  # durations set exactly, not slept: a busy machine cannot make a normal span slow
+        start = t0 + i * 10**7
+        slow = 200 <= i < 210
+        tracer.start_span("job", start_time=start).end(end_time=start + (30_000_000 if slow else 500_000 + i * 100))
+    time.sleep(0.2)
+    sdk.shutdown()
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = shared_demo_dir(tmp_path_factory)
+    page = write_report(root, out=root.parent / "demo-report.html")
+    return root, page.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    root = export_without_decisions(tmp_path_factory.mktemp("plain"))
+    return root, write_report(root).read_text(encoding="utf-8")
+
+
+# -- reading the page --------------------------------------------------------------
+class Cells(HTMLParser):
+    """The comparison rows' numeric cells: {column: data-value} per row, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and a.get("class") == "comparison-row":
+            self.rows.append({})
+        elif tag == "td" and "data-value" in a and self.rows:
+            column = [c for c in a["class"].split() if c not in ("num", "win")][0]
+            self.rows[-1][column] = a["data-value"]
+
+
+def section(page: str, anchor: str) -> str:
+    start = page.index(f'<section id="{anchor}"')
+    return page[start:page.index("</section>", start)]
+
+
+# -- the demo directory ------------------------------------------------------------
+def test_table_1_comes_first_and_shows_exactly_what_comparison_arrow_holds(demo):
+    root, page = demo
+    assert page.index('id="table-1"') < page.index('id="run-traditional"') < page.index('id="run-perfsdk"')
+    table = ipc.open_file(str(root / "comparison.arrow")).read_all().to_pylist()
+    parser = Cells()
+    parser.feed(page)
+    assert len(parser.rows) == len(table)
+    for shown, row in zip(parser.rows, table):
+        for column in ("traditional", "perfsdk", "paper_traditional", "paper_ai"):
+            value = row[column]
+            assert shown[column] == ("" if value is None else repr(value)), (row["row"], column)
+    table_1 = section(page, "table-1")
+    for row in table:
+        assert escape(row["row"]) in table_1 and escape(row["compared"]) in table_1
+    winners = [row["winner"] for row in table]
+    assert (f"perfsdk better on {winners.count('perfsdk')} of 4 rows, traditional on {winners.count('traditional')}, "
+            f"ties 0, not measured 1.") in table_1
+    assert "traditional</td>" in table_1 and "(recorded" not in table_1  # winners honest, and as recorded
+    assert '<td class="num traditional win"' in table_1  # the row traditional won is marked as its win
+    assert "seconds" in table_1 and "latency spike" in table_1  # run info and the ground truth
+
+
+def test_each_run_has_every_section_with_faults_shaded(demo):
+    _, page = demo
+    for run in ("traditional", "perfsdk"):
+        body = section(page, f"run-{run}")
+        for heading in ("Latency per route", "ARIMA forecast bands", "Adaptive caches", "Connection pools",
+                        "Decision timeline", "Incidents"):
+            assert f"<h3>{heading}" in body, (run, heading)
+        assert f"{PRODUCT}: p50 and p99 latency" in body.replace("&lt;", "<").replace("&gt;", ">")
+        assert body.count('class="fault"') >= 5  # the fault is shaded on the time axes
+        assert "95% one-step-ahead prediction interval" in body and "ARIMA(1,0," in body
+        assert "latency spike" in body
+    traditional, adaptive = section(page, "run-traditional"), section(page, "run-perfsdk")
+    assert "No cache decisions in this run" in traditional and "No pool decisions in this run" in traditional
+    assert "cache prices: capacity" in adaptive and "cache prices: hit ratio per interval" in adaptive
+    assert "pool shop-db: size" in adaptive and "pool shop-db: wait and latency per interval" in adaptive
+    assert "after an interval with" in adaptive  # the decisions' explanations, in the table and the tooltips
+
+
+def test_incidents_are_listed_with_their_likely_origin_and_the_fault_they_match(demo):
+    root, page = demo
+    for run in ("traditional", "perfsdk"):
+        anomalies = read(root / run, table="anomalies")
+        body = section(page, f"run-{run}")
+        if anomalies.num_rows == 0:
+            assert "No incidents: no anomalies in this run." in body
+            continue
+        incidents = body[body.index("<h3>Incidents"):]
+        assert "Likely origin:" in incidents and "injected fault it overlaps" in incidents
+        if PRODUCT in anomalies["series"].to_pylist():
+            assert "latency spike (GET /products/&lt;int:pid&gt;)" in incidents
+
+
+def test_the_page_is_self_contained_and_small(demo):
+    _, page = demo
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(" not in page and "<script src" not in page
+    assert len(page.encode()) < 1_000_000
+
+
+# -- a plain export directory ------------------------------------------------------
+def test_an_export_directory_renders_without_table_1_and_says_what_is_missing(plain):
+    root, page = plain
+    assert 'id="table-1"' not in page and f"Export directory {root}" in page
+    assert "job: p50 and p99 latency" in page  # no server spans: by span name
+    assert "spans by name (no server spans" in page
+    assert "No cache decisions in this run" in page and "No pool decisions in this run" in page
+    assert "No decisions in this run: nothing adaptive was sized." in page
+    assert "Process resources" in page and "process.cpu.utilization" in page
+    assert read(root, table="anomalies").num_rows >= 1
+    assert "anomaly (live detector) and its normal band" in page and "Likely origin: &#x27;job&#x27;" in page
+
+
+def test_a_run_with_spans_only_renders_every_section_saying_what_is_empty(tmp_path):
+    provider = TracerProvider(resource=Resource.create({"service.name": "quiet"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False)
+    for _ in range(5):
+        with provider.get_tracer("t").start_as_current_span("tick"):
+            pass
+    sdk.shutdown()
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "too few buckets with data to fit a model" in page
+    assert "No incidents: no anomalies in this run." in page and "No decisions in this run" in page
+
+
+def test_tables_with_no_rows_still_render(tmp_path):
+    from perfsdk.export.schema import SPANS
+
+    (tmp_path / "spans").mkdir()
+    write_ipc(tmp_path / "spans" / "part-empty.arrow", SPANS.empty_table())
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "No rows in any perfsdk table" in page
+
+
+def test_a_recorded_winner_the_numbers_contradict_is_flagged(tmp_path):
+    export_dir = tmp_path / "perfsdk"
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(export_dir), sample_resources=False)
+    with provider.get_tracer("t").start_as_current_span("x"):
+        pass
+    sdk.shutdown()
+    write_ipc(tmp_path / "comparison.arrow", pa.table({
+        "row": ["p99", "recall"], "traditional": [800.0, 0.8], "perfsdk": [500.0, 0.9],
+        "better": ["lower", "higher"], "winner": ["traditional", ""]}))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "(recorded traditional; the numbers say perfsdk)" in page
+    assert "(from the numbers)" in page
+    assert 'id="run-perfsdk"' in page and 'id="run-traditional"' not in page
+
+
+# -- bad input ---------------------------------------------------------------------
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        write_report(missing)
+    assert main(["report", str(missing)]) == 2
+    assert f"perfsdk report: error: {missing}: no such directory" in capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hello")
+    out = tmp_path / "r.html"
+    assert main(["report", str(empty), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no perfsdk tables found" in err and "spans/" in err and "decisions/" in err and "comparison.arrow" in err
+    assert not out.exists() and not (empty / "report.html").exists()
+
+    a_file = tmp_path / "file.arrow"
+    a_file.write_bytes(b"x")
+    assert main(["report", str(a_file)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+    bad_table = tmp_path / "bad"
+    bad_table.mkdir()
+    write_ipc(bad_table / "comparison.arrow", pa.table({"x": [1]}))
+    assert main(["report", str(bad_table)]) == 2
+    assert "not a demo comparison table" in capsys.readouterr().err
+
+
+def test_the_cli_writes_where_asked_and_says_where(plain, tmp_path, capsys):
+    root, _ = plain
+    out = tmp_path / "page.html"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert str(out) in capsys.readouterr().out
+    assert main(["report", str(root), "--out", str(tmp_path / "no" / "such" / "dir.html")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# -- the arithmetic ----------------------------------------------------------------
+def test_grouped_percentiles_match_numpy():
+    rng = np.random.default_rng(7)
+    groups = rng.integers(0, 40, 5000)
+    values = rng.gamma(2.0, 3.0, 5000)
+    got = grouped_percentiles(groups, values, 42, (0, 50, 99, 100))
+    for g in range(42):
+        mine = values[groups == g]
+        expected = np.percentile(mine, (0, 50, 99, 100)) if len(mine) else np.full(4, np.nan)
+        np.testing.assert_allclose(got[:, g], expected, rtol=1e-12)
+
+
+def test_buckets_cover_the_run():
+    from perfsdk.report.data import Buckets
+
+    t0 = int(datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp() * 1e9)
+    b = Buckets.over(t0, t0 + 3600 * 10**9)
+    assert b.width_s == 30 and b.count == 120
+    assert b.index(np.array([t0, t0 + 3600 * 10**9])).tolist() == [0, 119]
