@@ -41,6 +41,7 @@ __all__ = ["IntervalRecord", "PoolEvidence", "erlang_c", "percentile", "usl_fit"
 
 SAMPLES = 2048  # wait and hold samples kept an interval (a ring): bounded memory, percentiles to ~0.1 %
 DECAY = 0.8
+RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -302,21 +303,37 @@ class PoolEvidence:
 
     def ceiling(self, max_size: int) -> int | None:
         """The concurrency that serves most by the fitted USL curve (``n / hold(n)`` peaks at
-        ``sqrt((a - b) / c)``), once three levels are measured and it bends; None before.
-        The last one found stands while the fit does not bend: in a congestion collapse every
-        level is slow at once and the curve flattens -- the moment not to forget the peak.
+        ``sqrt((a - b) / c)``), once three levels are measured, the curve bends, and a level
+        measured above the peak really served ``RETROGRADE`` times less than the best level
+        at or below it; None before. The last one found stands while that does not hold: in
+        a congestion collapse every level is slow at once and the curve flattens -- the
+        moment not to forget the peak.
+
+        The measured fall is what tells a database that serves less from a process whose
+        requests share the CPU: there a connection's hold lengthens with the requests in
+        flight, whatever the pool's size, and throughput stays flat -- no reason to queue
+        callers at one connection.
 
         >>> evidence = PoolEvidence(64)
-        >>> for level in list(range(1, 9)) * 5:
+        >>> for level in list(range(1, 13)) * 5:
         ...     evidence.record_hold(level, 0.001 * (1 + 0.02 * level * (level - 1)))
-        >>> evidence.ceiling(64)   # the peak: sqrt(1 / 0.02) = 7.1
+        >>> evidence.ceiling(64)   # the peak: sqrt(1 / 0.02) = 7.1; 12 serve 14 % less
         8
+        >>> shared = PoolEvidence(64)
+        >>> for level in list(range(1, 9)) * 5:
+        ...     shared.record_hold(level, 0.001 * level * (1 + 0.001 * (level - 1)))
+        >>> shared.ceiling(64) is None   # holds grow with the level, throughput flat: no ceiling
+        True
         """
-        seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 5 and n >= 1]
-        if len(seen) >= 3:
-            a, b, c = usl_fit(seen)
+        measured = {n: self.hold_sum[n] / c for n, c in enumerate(self.hold_count) if c >= 5 and n >= 1}
+        if len(measured) >= 3:
+            a, b, c = usl_fit([(n, hold, self.hold_count[n]) for n, hold in measured.items()])
             if c > 0 and a > b:
-                self.last_ceiling = min(max_size, math.ceil(math.sqrt((a - b) / c)))
+                peak = min(max_size, math.ceil(math.sqrt((a - b) / c)))
+                served = {n: n / hold for n, hold in measured.items() if hold > 0}
+                best = max((x for n, x in served.items() if n <= peak), default=0.0)
+                if any(x * RETROGRADE <= best for n, x in served.items() if n > peak):
+                    self.last_ceiling = peak
         return self.last_ceiling
 
     def keep_up(self, size: int, max_size: int, arrivals: float, waiting: int, elapsed: float) -> int:

@@ -1,0 +1,199 @@
+"""The verdict on one run's benchmarks against their history, pure (no files, no pytest).
+
+For each benchmark:
+
+1. the levels of its history's runs (each run's fastest sample, log) are cut into
+   segments where their level changed (``stats.change_points``): a baseline that
+   already moved (a change that was accepted, a new machine image) starts a new
+   segment, and only the latest segment is the baseline;
+2. *step*: this run against the last ``baseline_runs`` runs of that segment;
+3. *drift*: when the segment is long enough, this run against its first
+   ``baseline_runs`` runs, so a slow creep that no single step shows is caught;
+4. each comparison asks two questions, and both must say "different" (an
+   intersection-union test: its p is the larger of the two):
+
+   * are this run's samples from another distribution than the baseline runs'
+     pooled samples? (Mann-Whitney U; the change is the Hodges-Lehmann ratio);
+   * is this run's level further from the baseline runs' mean level than runs
+     of unchanged code stray? (a t prediction test; the run-to-run spread comes
+     from successive differences within the history's segments, so a drift
+     does not pass for noise). On a shared machine whole runs are
+     slower or faster together, which the samples of one run cannot show;
+
+5. the gate asks "is it slower?" (one-sided; "is it faster?" is asked apart, and
+   only reports an improvement). A benchmark's p is the smallest of its
+   comparisons', Bonferroni-corrected for their number, then adjusted across
+   benchmarks (Benjamini-Hochberg). It regressed if that adjusted p is at most
+   ``alpha`` *and* the ratio of the comparison that gave it is at least
+   ``1 + min_change``: a real but tiny slowdown does not fail a build.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
+
+__all__ = ["MIN_SAMPLES", "Verdict", "judge"]
+
+#: Fewer samples than this on either side and no test is made.
+MIN_SAMPLES = 3
+
+Samples = Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One benchmark's verdict, with what it rests on.
+
+    ``verdict`` is ``"regressed"``, ``"improved"``, ``"unchanged"`` or ``"new"``;
+    ``shift`` is this run against the baseline (None when new), ``p_adjusted`` the
+    Benjamini-Hochberg p across benchmarks, ``basis`` which runs it was compared with.
+    """
+
+    benchmark: str
+    verdict: str
+    shift: Shift | None
+    p_value: float
+    p_adjusted: float
+    basis: str
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        change = str(self.shift) if self.shift is not None else "-"
+        confidence = f"p_adj={self.p_adjusted:.2g}" if not math.isnan(self.p_adjusted) else ""
+        return f"{self.verdict:<10} {self.benchmark}  {change}  {confidence}  ({self.basis})"
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One comparison: one-sided p that this run is slower, and that it is faster, and the change."""
+
+    p_slower: float
+    p_faster: float
+    shift: Shift
+    basis: str
+
+
+def _level(samples: np.ndarray) -> float:
+    """A run's level: its fastest sample (log). On a shared machine contention only adds time, so the
+    fastest round is the least disturbed; measured, it strays less from run to run than the median."""
+    return float(np.log(np.min(samples)))
+
+
+def _levels(runs: Sequence[np.ndarray]) -> np.ndarray:
+    return np.array([_level(run) for run in runs])
+
+
+@dataclass(frozen=True)
+class _RunNoise:
+    """How far the levels of runs of unchanged code stray: a pooled standard deviation and its degrees of freedom."""
+
+    sd: float
+    df: int
+
+    @classmethod
+    def of(cls, levels: np.ndarray, cuts: Sequence[int]) -> _RunNoise:
+        """From successive differences within segments (von Neumann), so a drift does not pass for noise."""
+        steps = np.concatenate([np.diff(segment) for segment in np.split(levels, list(cuts))])
+        return cls(float(np.sqrt(np.mean(steps ** 2) / 2)) if steps.size else math.nan, int(steps.size))
+
+    def p_values(self, level: float, baseline_levels: np.ndarray) -> tuple[float, float]:
+        """One-sided p that a run of unchanged code lands this far above, and this far below, the baseline runs' mean."""
+        from scipy.stats import t
+
+        spread = max(self.sd, 1e-12) * math.sqrt(1 + 1 / baseline_levels.size)
+        score = (level - baseline_levels.mean()) / spread
+        return float(t.sf(score, self.df)), float(t.cdf(score, self.df))
+
+
+def _compare(current: np.ndarray, runs: Sequence[np.ndarray], noise: _RunNoise, basis: str) -> _Test:
+    baseline = np.concatenate(runs)
+    p_slower, p_faster = mann_whitney_p(current, baseline, "greater"), mann_whitney_p(current, baseline, "less")
+    if noise.df >= 2:  # both questions must say "different": the larger p of the two
+        run_slower, run_faster = noise.p_values(_level(current), _levels(runs))
+        p_slower, p_faster = max(p_slower, run_slower), max(p_faster, run_faster)
+    else:
+        basis += "; run-to-run spread unknown yet, samples only"
+    return _Test(p_slower, p_faster, shift_ratio(current, baseline), basis)
+
+
+def _tests(current: np.ndarray, history: Sequence[np.ndarray], baseline_runs: int, seed: int) -> list[_Test]:
+    levels = _levels(history)
+    cuts = change_points(levels, seed=seed)
+    noise = _RunNoise.of(levels, cuts)
+    start = cuts[-1] if cuts else 0
+    segment = history[start:]
+    since = f"since a change {len(history) - start} runs ago" if cuts else f"of {len(history)}"
+    recent = min(baseline_runs, len(segment))
+    tests = [_compare(current, segment[-baseline_runs:], noise, f"step: vs last {recent} runs {since}")]
+    if len(segment) >= 2 * baseline_runs:
+        tests.append(_compare(current, segment[:baseline_runs], noise,
+                              f"drift: vs first {baseline_runs} of the last {len(segment)} runs"))
+    return tests
+
+
+def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]], *,
+          min_change: float = 0.05, alpha: float = 0.01, baseline_runs: int = 3, seed: int = 0) -> list[Verdict]:
+    """Verdicts for this run's benchmarks (``current``: name -> seconds per round) against
+    ``history`` (earlier runs, oldest first, each name -> seconds), in ``current``'s order.
+
+    >>> rng = np.random.default_rng(1)
+    >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
+    >>> [v.verdict for v in judge({"sort": rng.lognormal(0, 0.02, 10)}, history)]
+    ['unchanged']
+    >>> [v.verdict for v in judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10), "json": [1, 2, 3]}, history)]
+    ['regressed', 'new']
+    """
+    if not 0 < min_change < 1:
+        raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if baseline_runs < 1:
+        raise ValueError(f"baseline_runs must be >= 1, got {baseline_runs!r}")
+    tests: dict[str, list[_Test]] = {}
+    notes: dict[str, str] = {}
+    for name, samples in current.items():
+        now = np.asarray(samples, dtype=np.float64)
+        past = [np.asarray(run[name], dtype=np.float64) for run in history if name in run]
+        past = [run for run in past if run.size >= MIN_SAMPLES]
+        if not past:
+            notes[name] = "no history"
+        elif now.size < MIN_SAMPLES:
+            notes[name] = f"{now.size} samples this run; {MIN_SAMPLES} needed"
+        else:
+            tests[name] = _tests(now, past, baseline_runs, seed)
+    slower, p_slower, adjusted_slower = _strongest(tests, "p_slower")
+    faster, p_faster, adjusted_faster = _strongest(tests, "p_faster")
+    verdicts = []
+    for name in current:
+        if name not in tests:
+            verdict = "new" if notes[name] == "no history" else "unchanged"
+            verdicts.append(Verdict(name, verdict, None, math.nan, math.nan, notes[name]))
+        elif adjusted_slower[name] <= alpha and slower[name].shift.ratio >= 1 + min_change:
+            verdicts.append(Verdict(name, "regressed", slower[name].shift, p_slower[name], adjusted_slower[name],
+                                    slower[name].basis))
+        elif adjusted_faster[name] <= alpha and faster[name].shift.ratio <= 1 / (1 + min_change):
+            verdicts.append(Verdict(name, "improved", faster[name].shift, p_faster[name], adjusted_faster[name],
+                                    faster[name].basis))
+        elif adjusted_slower[name] <= adjusted_faster[name]:
+            verdicts.append(Verdict(name, "unchanged", slower[name].shift, p_slower[name], adjusted_slower[name],
+                                    slower[name].basis))
+        else:
+            verdicts.append(Verdict(name, "unchanged", faster[name].shift, p_faster[name], adjusted_faster[name],
+                                    faster[name].basis))
+    return verdicts
+
+
+def _strongest(tests: Mapping[str, list[_Test]], direction: str
+               ) -> tuple[dict[str, _Test], dict[str, float], dict[str, float]]:
+    """Per benchmark, in one direction: the comparison with the smallest p, that p Bonferroni-corrected
+    for the comparisons made, and the same adjusted across benchmarks (Benjamini-Hochberg)."""
+    best = {name: min(found, key=lambda test: getattr(test, direction)) for name, found in tests.items()}
+    p_values = {name: min(1.0, len(tests[name]) * getattr(best[name], direction)) for name in tests}
+    adjusted = dict(zip(p_values, (float(p) for p in benjamini_hochberg(list(p_values.values())))))
+    return best, p_values, adjusted

@@ -1,0 +1,61 @@
+"""The pytest11 entry point of the regression gate: options only, until asked.
+
+Importing this module, or running pytest without ``--perf-gate``/``--perf-gate-record``,
+loads nothing heavy (no numpy, pyarrow, scipy): the work lives in
+``perfsdk.perfgate.session`` and is imported only when an option is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GATE, RECORD = "--perf-gate", "--perf-gate-record"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perf-gate", "benchmark regression gate (perfsdk; needs --benchmark-enable)")
+    group.addoption(GATE, metavar="DIR", dest="perf_gate", default=None,
+                    help="check this run's benchmarks against the history in DIR, then add this run to it")
+    group.addoption(RECORD, metavar="DIR", dest="perf_gate_record", default=None,
+                    help="add this run's benchmarks to the history in DIR without checking")
+    group.addoption("--perf-gate-min-change", metavar="FRACTION", dest="perf_gate_min_change", type=float,
+                    default=0.05, help="smallest slowdown that fails the gate (default 0.05: 5%%)")
+    group.addoption("--perf-gate-alpha", metavar="P", dest="perf_gate_alpha", type=float, default=0.01,
+                    help="false discovery rate across benchmarks (default 0.01)")
+
+
+def _history_dir(config: pytest.Config) -> tuple[Path, bool] | None:
+    """(DIR, check?) from the options, or None when the gate is off; refuses bad combinations."""
+    gate, record = config.getoption("perf_gate"), config.getoption("perf_gate_record")
+    if gate is None and record is None:
+        return None
+    if gate is not None and record is not None:
+        raise pytest.UsageError(f"{GATE} and {RECORD} are exclusive: {GATE} DIR already records after checking")
+    option, directory = (GATE, gate) if gate is not None else (RECORD, record)
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: not a directory")
+    for name, value in (("--perf-gate-min-change", config.getoption("perf_gate_min_change")),
+                        ("--perf-gate-alpha", config.getoption("perf_gate_alpha"))):
+        if not 0 < value < 1:
+            raise pytest.UsageError(f"{name} must be in (0, 1), got {value}")
+    return path, gate is not None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = _history_dir(config)
+    if chosen is None:
+        return
+    from perfsdk.perfgate.session import GateSession
+
+    config.pluginmanager.register(GateSession(config, *chosen), GateSession.PLUGIN_NAME)
+
+
+def pytest_report_header(config: pytest.Config) -> Any:
+    chosen = _history_dir(config)
+    if chosen is not None:
+        return f"perfsdk regression gate: {'checking against' if chosen[1] else 'recording into'} {chosen[0]}"
+    return None

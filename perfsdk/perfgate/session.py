@@ -1,0 +1,88 @@
+"""The gate inside one pytest run: collect pytest-benchmark's samples, judge, record, report.
+
+Registered by ``perfsdk.perfgate.plugin`` only when ``--perf-gate`` or
+``--perf-gate-record`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from perfsdk.perfgate.gate import Verdict, judge
+from perfsdk.perfgate.history import read_history, run_metadata, write_run
+
+__all__ = ["GateSession"]
+
+
+class GateSession:
+    """Checks (``check=True``) or only records this run's benchmarks into ``directory``."""
+
+    PLUGIN_NAME = "perfsdk-perf-gate"
+
+    def __init__(self, config: pytest.Config, directory: Path, check: bool) -> None:
+        self.config, self.directory, self.check = config, directory, check
+        self.lines: list[str] = []
+        self.verdicts: list[Verdict] = []
+
+    def _samples(self) -> dict[str, np.ndarray] | None:
+        """Seconds per round of each benchmark that ran, or None (with a line saying why) when none can."""
+        benchmarks = self.config.pluginmanager.get_plugin("pytest-benchmark")
+        if benchmarks is None:
+            self.lines.append("perf-gate: pytest-benchmark is not active; nothing checked or recorded")
+            return None
+        if benchmarks.disabled:
+            self.lines.append("perf-gate: benchmarks are disabled (--benchmark-disable); run with "
+                              "--benchmark-enable to check or record. Nothing done.")
+            return None
+        samples = {bench.fullname: np.asarray(bench.stats.data, dtype=np.float64)
+                   for bench in benchmarks.benchmarks if bench}
+        if not samples:
+            self.lines.append("perf-gate: no benchmark ran; nothing checked or recorded")
+            return None
+        return samples
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        samples = self._samples()
+        if samples is None:
+            return
+        metadata = run_metadata(self.config.rootpath)
+        if self.check:
+            runs, skipped = read_history(self.directory)
+            self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
+            comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
+            if len(comparable) < len(runs):
+                self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
+                                  f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
+            self.verdicts = judge(samples, comparable, min_change=self.config.getoption("perf_gate_min_change"),
+                                  alpha=self.config.getoption("perf_gate_alpha"))
+            self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+        try:
+            run = write_run(self.directory, samples, metadata=metadata)
+        except OSError as exc:
+            self.lines.append(f"perf-gate: FAILED to record this run in {self.directory}: {exc}")
+            self._fail(session)
+            return
+        self.lines.append(f"perf-gate: recorded run {run.run_id} ({len(samples)} benchmarks) in {self.directory}")
+        regressed = [verdict.benchmark for verdict in self.verdicts if verdict.verdict == "regressed"]
+        if regressed:
+            self.lines.append(f"perf-gate: FAILED: {len(regressed)} benchmark(s) regressed: {', '.join(regressed)}")
+            self._fail(session)
+
+    @staticmethod
+    def _fail(session: pytest.Session) -> None:
+        """Fail a run that would otherwise pass; a worse exit status (interrupted, usage error) stays."""
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.lines:
+            return
+        terminalreporter.section("perf gate")
+        for line in self.lines:
+            failed = "FAILED" in line or line.startswith("perf-gate: regressed")
+            terminalreporter.write_line(line, red=failed, bold=failed)

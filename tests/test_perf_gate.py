@@ -1,0 +1,290 @@
+"""The pytest-benchmark regression gate (perfsdk/perfgate, issue 15): its statistics, its Arrow
+history, the plugin end to end in a real pytest run, and its evaluation's quick mode.
+
+The end-to-end runs time benchmarks with a seeded fake clock (``--benchmark-timer``), so every
+sample, and so every verdict, is the same on every machine and every run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import perf_gate_eval
+from perfsdk.perfgate.gate import judge
+from perfsdk.perfgate.history import read_history, run_metadata, write_run
+from perfsdk.perfgate.stats import benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
+
+HEAVY = ("numpy", "pyarrow", "scipy", "statsmodels", "numba")
+
+
+def lognormal(rng: np.random.Generator, scale: float = 1e-3, n: int = 10, sd: float = 0.02) -> np.ndarray:
+    return scale * rng.lognormal(0.0, sd, n)
+
+
+# ---- statistics -------------------------------------------------------------------------------
+
+def test_mann_whitney_agrees_with_counting_pairs():
+    rng = np.random.default_rng(3)
+    x, y = rng.lognormal(0.1, 0.3, 12), rng.lognormal(0.0, 0.3, 15)
+    u = sum((a > b) + 0.5 * (a == b) for a in x for b in y)
+    # normal approximation of U, as the exact test approaches it for these sizes
+    z = (u - 12 * 15 / 2) / np.sqrt(12 * 15 * 28 / 12)
+    from statistics import NormalDist
+    assert mann_whitney_p(x, y) == pytest.approx(2 * (1 - NormalDist().cdf(abs(z))), abs=0.05)
+    assert mann_whitney_p(x, x) == pytest.approx(1.0)
+
+
+def test_shift_ratio_recovers_a_known_factor_and_brackets_it():
+    rng = np.random.default_rng(4)
+    base = lognormal(rng, n=40)
+    shift = shift_ratio(1.2 * lognormal(rng, n=40), base)
+    assert shift.ratio == pytest.approx(1.2, rel=0.02)
+    assert shift.low < 1.2 < shift.high and shift.high / shift.low < 1.05
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205])
+    expected = np.minimum.accumulate((p * 8 / np.arange(1, 9))[::-1])[::-1]
+    assert np.allclose(benjamini_hochberg(p[::-1])[::-1], expected)
+    assert benjamini_hochberg([]).size == 0
+
+
+def test_change_points_find_steps_and_leave_noise_alone():
+    rng = np.random.default_rng(5)
+    steps = np.concatenate([rng.normal(0, 0.01, 8), rng.normal(0.2, 0.01, 8), rng.normal(0.05, 0.01, 8)])
+    assert change_points(steps) == [8, 16]
+    assert change_points(rng.normal(0, 0.01, 24)) == []
+    assert change_points(steps) == change_points(steps)  # seeded: the same answer every time
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: mann_whitney_p([], [1.0]), "current is empty"),
+    (lambda: shift_ratio([1.0, -1.0], [1.0]), "current must hold finite times > 0"),
+    (lambda: shift_ratio([1.0], [1.0], confidence=1.5), "confidence"),
+    (lambda: benjamini_hochberg([0.5, 2.0]), "p_values"),
+    (lambda: change_points([1.0, float("nan")]), "finite"),
+    (lambda: judge({"a": [1.0]}, [], min_change=0), "min_change"),
+    (lambda: judge({"a": [1.0]}, [], alpha=1), "alpha"),
+])
+def test_bad_input_is_refused_naming_it(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ---- verdicts -------------------------------------------------------------------------------
+
+def history_of(levels: list[float], seed: int = 6, name: str = "b") -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{name: lognormal(rng, scale=level * 1e-3)} for level in levels]
+
+
+def test_a_baseline_that_already_moved_is_the_baseline():
+    history = history_of([1.0] * 8 + [1.3] * 4)
+    current = {"b": lognormal(np.random.default_rng(7), scale=1.3e-3)}
+    [verdict] = judge(current, history)
+    assert verdict.verdict == "unchanged" and "since a change 4 runs ago" in verdict.basis
+
+
+def test_a_slow_drift_is_caught_where_no_step_shows_it():
+    history = history_of([1.0 + 0.015 * i for i in range(12)])  # 1.5 % a run: no step between runs fails
+    current = {"b": lognormal(np.random.default_rng(7), scale=1.18e-3)}
+    [verdict] = judge(current, history)
+    assert verdict.verdict == "regressed" and verdict.basis.startswith("drift")
+
+
+def test_verdicts_name_each_benchmark_with_change_and_confidence():
+    rng = np.random.default_rng(8)
+    history = [{"same": lognormal(rng), "slower": lognormal(rng), "faster": lognormal(rng)} for _ in range(5)]
+    current = {"same": lognormal(rng), "slower": lognormal(rng, 1.3e-3), "faster": lognormal(rng, 0.7e-3),
+               "added": lognormal(rng), "short": lognormal(rng, n=2)}
+    history[-1]["short"] = lognormal(rng)
+    verdicts = {v.benchmark: v for v in judge(current, history)}
+    assert {name: v.verdict for name, v in verdicts.items()} == {
+        "same": "unchanged", "slower": "regressed", "faster": "improved", "added": "new", "short": "unchanged"}
+    slower = verdicts["slower"]
+    assert slower.shift is not None and slower.shift.low < 1.3 < slower.shift.high
+    assert slower.p_adjusted < 0.01 and "slower" in slower.line() and "p_adj=" in slower.line()
+    assert "2 samples this run" in verdicts["short"].basis
+
+
+def test_a_real_but_tiny_slowdown_does_not_fail():
+    rng = np.random.default_rng(9)
+    history = [{"b": lognormal(rng, sd=0.002, n=30)} for _ in range(4)]
+    [verdict] = judge({"b": lognormal(rng, scale=1.02e-3, sd=0.002, n=30)}, history)
+    assert verdict.p_adjusted < 1e-3 and verdict.verdict == "unchanged"
+
+
+# ---- the Arrow history -------------------------------------------------------------------------
+
+def test_history_round_trips_runs_in_time_order_with_metadata(tmp_path):
+    first = write_run(tmp_path, {"a": [1.0, 2.0], "b": [3.0]}, metadata={"python": "x", "comparable": "k"})
+    second = write_run(tmp_path, {"a": [4.0]})
+    runs, skipped = read_history(tmp_path)
+    assert skipped == [] and [r.run_id for r in runs] == [first.run_id, second.run_id]
+    assert runs[0].samples["a"].tolist() == [1.0, 2.0] and runs[0].samples["b"].tolist() == [3.0]
+    assert runs[0].metadata == {"python": "x", "comparable": "k"} and runs[0].comparable_key == "k"
+    table = pa.ipc.open_file(pa.memory_map(str(next(tmp_path.glob("*.arrow"))))).read_all()
+    assert table.column_names == ["run_id", "timestamp", "benchmark", "sample", "seconds"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".arrow")] == []  # no temp file left
+
+
+def test_torn_foreign_and_leftover_files_are_skipped_and_named(tmp_path):
+    good = write_run(tmp_path, {"a": [1.0]})
+    whole = next(tmp_path.glob("*.arrow")).read_bytes()
+    (tmp_path / "run-torn.arrow").write_bytes(whole[: len(whole) // 2])
+    with pa.ipc.new_file(str(tmp_path / "foreign.arrow"), pa.schema([("x", pa.int64())])) as writer:
+        writer.write_table(pa.table({"x": [1]}))
+    (tmp_path / ".run-x.arrow.partial").write_bytes(b"half")
+    runs, skipped = read_history(tmp_path)
+    assert [r.run_id for r in runs] == [good.run_id]
+    reasons = {path.name: reason for path, reason in skipped}
+    assert set(reasons) == {"run-torn.arrow", "foreign.arrow", ".run-x.arrow.partial"}
+    assert "no format mark" in reasons["foreign.arrow"] and "interrupted" in reasons[".run-x.arrow.partial"]
+
+
+def test_run_metadata_names_machine_python_and_commit():
+    meta = run_metadata(Path(__file__).parent)
+    assert set(meta) == {"machine", "python", "git_commit", "comparable"}
+    assert sys.version.split()[0] in meta["python"] and f"{os.cpu_count()} cpus" in meta["comparable"]
+
+
+# ---- the plugin, end to end -----------------------------------------------------------------------
+
+FAKE_CLOCK = '''
+"""A seeded clock: each reading advances ~1 ms (2 % noise); the benchmark named in
+$SLOW_BENCHMARK advances 1.5x as fast. Deterministic samples for pytest-benchmark."""
+import os, random
+_rng = random.Random(1)
+_now = 0.0
+
+def tick():
+    global _now
+    slow = os.environ.get("SLOW_BENCHMARK")
+    factor = 1.5 if slow and slow in os.environ.get("PYTEST_CURRENT_TEST", "") else 1.0
+    _now += 0.0005 * factor * _rng.lognormvariate(0.0, 0.02)
+    return _now
+'''
+
+BENCHMARKS = '''
+def test_sort(benchmark):
+    benchmark.pedantic(sorted, args=([3, 1, 2],), rounds=10)
+
+def test_join(benchmark):
+    benchmark.pedantic("-".join, args=(["a", "b"],), rounds=10)
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "fakeclock.py").write_text(FAKE_CLOCK)
+    (tmp_path / "test_bench.py").write_text(BENCHMARKS)
+    return tmp_path
+
+
+def run_pytest(where: Path, *args: str, slow: str = "", enable: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLOW_"))}
+    env["SLOW_BENCHMARK"] = slow
+    timing = ["--benchmark-enable", "--benchmark-timer=fakeclock.tick"] if enable else ["--benchmark-disable"]
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           *timing, "test_bench.py", *args],
+                          cwd=where, env=env, capture_output=True, text=True, timeout=120)
+
+
+def gate_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stdout.splitlines() if line.startswith("perf-gate:")]
+
+
+def test_record_then_check_passes_unchanged_and_fails_a_slowed_benchmark_naming_it(project):
+    history = project / "history"
+    for _ in range(3):
+        recorded = run_pytest(project, "--perf-gate-record", str(history))
+        assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert len(list(history.glob("*.arrow"))) == 3
+    assert any("recorded run" in line and "2 benchmarks" in line for line in gate_lines(recorded))
+
+    same = run_pytest(project, "--perf-gate", str(history))
+    assert same.returncode == 0, same.stdout + same.stderr
+    lines = gate_lines(same)
+    assert sum("unchanged" in line for line in lines) == 2 and len(list(history.glob("*.arrow"))) == 4
+
+    slowed = run_pytest(project, "--perf-gate", str(history), slow="test_join")
+    assert slowed.returncode == 1, slowed.stdout + slowed.stderr
+    lines = gate_lines(slowed)
+    [verdict] = [line for line in lines if "test_bench.py::test_join" in line and "FAILED" not in line]
+    assert verdict.startswith("perf-gate: regressed") and "x1.5" in verdict and "p_adj=" in verdict
+    assert any("FAILED: 1 benchmark(s) regressed: test_bench.py::test_join" in line for line in lines)
+    assert any("unchanged" in line and "test_sort" in line for line in lines)
+
+
+def test_disabled_benchmarks_say_so_in_one_line_and_do_nothing(project):
+    done = run_pytest(project, "--perf-gate", str(project / "history"), enable=False)
+    assert done.returncode == 0
+    [line] = gate_lines(done)
+    assert "benchmarks are disabled" in line and "--benchmark-enable" in line
+    assert not (project / "history").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--perf-gate", "pytest.ini"], "--perf-gate pytest.ini: not a directory"),
+    (["--perf-gate", "h", "--perf-gate-record", "h"], "--perf-gate and --perf-gate-record are exclusive"),
+    (["--perf-gate", "h", "--perf-gate-min-change", "5"], "--perf-gate-min-change must be in (0, 1)"),
+])
+def test_bad_options_are_refused_with_a_clear_error(project, args, message):
+    done = run_pytest(project, *args)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert message in done.stderr
+
+
+def test_a_corrupt_history_file_is_named_and_skipped(project):
+    history = project / "history"
+    assert run_pytest(project, "--perf-gate-record", str(history)).returncode == 0
+    (history / "run-corrupt.arrow").write_bytes(b"ARROW1 not really")
+    done = run_pytest(project, "--perf-gate", str(history))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = gate_lines(done)
+    assert any(line.startswith("perf-gate: skipped run-corrupt.arrow: unreadable") for line in lines)
+    assert sum("unchanged" in line for line in lines) == 2
+
+
+def test_the_plugin_is_registered_and_inert_without_its_options(tmp_path):
+    """Loaded as the entry point, the plugin imports nothing heavy unless asked."""
+    from importlib.metadata import entry_points
+
+    assert "perfsdk.perfgate.plugin" in [e.value for e in entry_points(group="pytest11")]
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_inert.py").write_text(textwrap.dedent(f"""
+        import sys
+        def test_nothing_heavy_is_loaded(pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("perfsdk_gate")
+            heavy = {HEAVY!r}
+            assert [m for m in sys.modules if m.split(".")[0] in heavy] == []
+    """))
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "perfsdk_gate",
+                           "test_inert.py", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert "--perf-gate=DIR" in done.stdout and "--perf-gate-record=DIR" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "perfsdk_gate",
+                           "test_inert.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- the evaluation ---------------------------------------------------------------------------------
+
+def test_the_evaluation_runs_in_its_quick_mode(capsys):
+    """benches/eval/perf_gate_eval.py on its seeded synthetic samples, so it never rots."""
+    assert perf_gate_eval.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for label, _ in perf_gate_eval.GATE_SETTINGS:
+        assert label in out
+    assert "pytest-benchmark min:5% (vs previous run)" in out and "pytest-benchmark mean:10% (vs previous run)" in out
+    assert "A/A false alarms" in out and "seeded synthetic samples" in out
