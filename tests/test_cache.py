@@ -598,3 +598,45 @@ def test_random_controller_settings_never_fault_or_leave_their_limits(seed):
     assert cache.stats()["decision_faults"] == 0 and low <= cache.capacity <= high
     assert all(low <= d.value_after <= high and 0 < d.setting.after <= 1 for d in cache.decisions())
     cache._core.check_invariants()
+
+
+def test_the_default_objective_honours_the_capacity_given():
+    """No prices: the size the user asked for is the reference -- shrunk only for a negligible
+    loss, grown only where it clearly pays (issue 16: a Zipf cache used to end at its floor)."""
+    rng = np.random.default_rng(4)
+    keys = (rng.zipf(1.1, 400_000) % 200_000).tolist()
+
+    def run(cache):
+        load = lambda k: k  # noqa: E731
+        for k in keys:
+            cache.get_or_load(k, load)
+        return cache.stats()["hit_ratio"]
+
+    default = AdaptiveCache(10_000)
+    pinned = AdaptiveCache(10_000, min_capacity=10_000, max_capacity=10_000,
+                           controller=CacheController(miss_cost=1.0, memory_cost=0.0))
+    assert default.controller.objective == "reference"
+    assert run(default) >= run(pinned) - 0.005
+    assert default.capacity >= 10_000 * 0.8  # at most one step below what was asked for
+    assert any("hit ratio" in str(d) for d in default.decisions())
+
+
+def test_a_cache_at_ordinary_traffic_decides_on_time_and_says_when_evidence_is_thin():
+    assert (CacheController().interval_seconds, CacheController().min_operations) == (30.0, 1000)
+    cache = AdaptiveCache(100, controller=CacheController(interval_seconds=0.5, min_operations=300))
+    for k in range(128):  # 128 gets, then the deadline passes: too few to judge
+        cache.get_or_load(k % 150, lambda key: key)
+    time.sleep(0.6)
+    for k in range(64):
+        cache.get_or_load(k % 150, lambda key: key)
+    thin = cache.decisions()
+    assert len(thin) == 1 and thin[0].action is Action.KEEP
+    assert "too little evidence" in str(thin[0]) and "300 needed" in str(thin[0])
+    for _ in range(6):  # the thin interval's gets count toward the next one
+        for k in range(64):
+            cache.get_or_load(k % 150, lambda key: key)
+    time.sleep(0.6)
+    for k in range(64):
+        cache.get_or_load(k % 150, lambda key: key)
+    judged = cache.decisions()[-1]
+    assert len(cache.decisions()) == 2 and "grow_gain" in judged.features

@@ -549,3 +549,17 @@ def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():
     assert ramp.expected_surge() is not None and ramp.expected_surge() > 1.2 * ramp.last
     with pytest.raises(ValueError, match="horizon"):
         ArrivalForecast(horizon=0)
+
+
+def test_an_idle_pool_decides_nothing():
+    """No acquisitions, no waiters, nothing lent: nothing to learn from and nothing to say (an idle
+    pool -- say the fresh one SQLAlchemy makes on engine.dispose() -- must not fill an export)."""
+    pool = AdaptivePool(Conn, min_size=1, max_size=4, size=2, controller=PoolController(interval_seconds=0.02))
+    try:
+        time.sleep(0.2)
+        assert pool.decisions() == []
+        with pool.connection():
+            time.sleep(0.05)  # lent across an interval's end: that interval is judged
+        wait_until(lambda: pool.decisions() != [])
+    finally:
+        pool.close()

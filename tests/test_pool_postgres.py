@@ -136,6 +136,7 @@ def test_a_sqlalchemy_engine_on_the_adaptive_pool_keeps_its_events_and_recovers(
     with engine.connect() as conn:  # a fresh pool after dispose, as with SQLAlchemy's own pools
         assert conn.execute(sqlalchemy.text("SELECT 41 + 1")).scalar() == 42
     engine.dispose()
+    engine.pool.adaptive.close()  # dispose() left a fresh pool behind, as SQLAlchemy does: close it too
 
 
 def test_the_flask_example_serves_real_http_through_the_adaptive_pool(postgres):

@@ -52,6 +52,8 @@ cdef enum:
 include "_layout.pxi"  # CACHE_GHOST_BANDS, CACHE_PROBATION_SHARE: one definition, in layout.py
 include "_cache_lock.pxi"  # CacheLock: the cache's own lock
 include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
+
+cdef enum: EAGER_SKETCH = 65536  # capacities up to this get their sketch (<= 1 MB) with their first entry
 include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
 
 cdef object _MISSING = object()
@@ -419,8 +421,10 @@ cdef class CacheCore:
             self._hashes[slot] = h
             self._push_front(slot, WINDOW)
             self.size += 1
-            if self._sketch.cells == NULL and 2 * self.size >= self.capacity:
-                sketch_init(&self._sketch, self.capacity)  # half full: admission is coming
+            if self._sketch.cells == NULL and (self.capacity <= EAGER_SKETCH or 2 * self.size >= self.capacity):
+                # at the first entry where it is small (a short trace needs every early count), else
+                # when half full: admission is coming, and an empty large cache holds no sketch
+                sketch_init(&self._sketch, self.capacity)
             self._rebalance()
             return True
         finally:

@@ -2,8 +2,9 @@
 #
 # A count-min sketch of recent access frequencies: 4 rows of 4-bit-style counters
 # (saturating at 15, as in TinyLFU: popularity must be recent), all halved every
-# ``10 * capacity`` counts so that old popularity fades. Made when the cache is
-# first half full (``cells`` is NULL until then: no counts, every frequency 0).
+# ``10 * capacity`` counts so that old popularity fades. Made with the first entry
+# for capacities up to ``EAGER_SKETCH`` (at most 1 MB), else when the cache is first
+# half full (``cells`` is NULL until then: no counts, every frequency 0).
 
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset

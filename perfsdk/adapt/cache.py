@@ -105,7 +105,7 @@ class AdaptiveCache(MutableMapping):
         self._core.resize(capacity, float(window))
         self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
         self.get_or_load = self._core.get_or_load  # type: ignore[method-assign]
-        self._evidence = CacheEvidence(self._core)
+        self._evidence = CacheEvidence(self._core, capacity)
         if controller is not None:
             self._core.count_frequencies = True  # the window may move back from LRU: keep counting
             self._core.on_interval = self._on_interval

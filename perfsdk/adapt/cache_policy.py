@@ -27,6 +27,7 @@ MAX_WINDOW = 0.8  # the controller's other end: main keeps a fifth, so evidence 
 # still comes in (main's evictions); at 1.0 (plain LRU) it would stop and the window stay put
 GHOST_BANDS = layout.CACHE_GHOST_BANDS  # the core counts ghost hits by age in sixteenths of the capacity
 PROBATION_SHARE = layout.CACHE_PROBATION_SHARE  # of the main area; the rest is protected
+FULL = 0.95  # until a cache first holds this share of its capacity it is filling: its size is not judged
 
 
 def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
@@ -71,8 +72,10 @@ def _ghost_weight(others: int, these: int) -> float:
 class CacheEvidence:
     """Reads one cache core's counters at the end of each interval (see the module docstring)."""
 
-    def __init__(self, core: CacheCore) -> None:
+    def __init__(self, core: CacheCore, reference: int) -> None:
         self.core = core
+        self.reference = reference  # the capacity the cache was given (the default objective's reference)
+        self.filled = False  # whether the cache has been full once (before: its first fill, not judged)
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
 
     def __call__(self, controller: CacheController, min_capacity: int, max_capacity: int,
@@ -83,9 +86,25 @@ class CacheEvidence:
                *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)))
         hits, misses, ghost, probation, margin_window, margin_main, near_window, near_main = (
             (a - b for a, b in zip(now, self._seen)) if self._seen else now)
-        self._seen = now
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
+        position = math.log(core.capacity / min_capacity) / span if span else 0.0
+        unmoved = SettingMove("window_share", "window", core.window_share, core.window_share)
+        if hits + misses < controller.min_operations:  # too thin to judge: the gets count toward the next
+            summary = (f"{hits + misses} gets: too little evidence to judge the size "
+                       f"({controller.min_operations} needed), kept")
+            features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position}
+            return Evidence(features, 0.0, {}, summary, cold=True, setting=unmoved)
+        self._seen = now
+        self.filled = self.filled or core.size >= FULL * core.capacity
+        if not self.filled:
+            # The first fill: a smaller capacity would drop nothing yet, but it would stop the
+            # cache short of the working set it is still taking in; a larger one earns nothing.
+            # (After a grow the new room fills too, but then the evidence is what judges it.)
+            summary = (f"filling ({core.size} of {core.capacity} entries held, hit ratio {hits / ops:.3f}): "
+                       "the size is judged once the cache is full, kept")
+            features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position}
+            return Evidence(features, 0.0, {}, summary, cold=True, setting=unmoved)
         # Growing: the ghost hits within the added share of evictions, or that share of all
         # ghost hits (an even spread), whichever is more; both err low.
         grow_gain = max(near_window + near_main, grown * ghost) / ops
@@ -108,7 +127,7 @@ class CacheEvidence:
         features = {
             "hit_ratio": hit_ratio,
             "ghost_ratio": ghost / ops,
-            "capacity_position": math.log(capacity / min_capacity) / span if span else 0.0,
+            "capacity_position": position,
             "capacity": float(capacity),
             "window_share": float(core.window_share),
             "grow_gain": grow_gain,
@@ -116,13 +135,15 @@ class CacheEvidence:
             "ghost_hits_window_margin": float(margin_window),
             "ghost_hits_main_margin": float(margin_main),
         }
-        reward = controller.reward(hit_ratio, capacity, max_capacity)
+        reference = self.reference
+        reward = controller.reward(hit_ratio, capacity, max_capacity, reference)
         what_if = {}
         if Action.GROW in candidates:
-            what_if[Action.GROW] = controller.reward(hit_ratio + grow_gain, candidates[Action.GROW], max_capacity)
+            what_if[Action.GROW] = controller.reward(hit_ratio + grow_gain, candidates[Action.GROW], max_capacity,
+                                                     reference)
         if Action.SHRINK in candidates:
             what_if[Action.SHRINK] = controller.reward(hit_ratio - shrink_loss, candidates[Action.SHRINK],
-                                                       max_capacity)
+                                                       max_capacity, reference)
         summary = (f"hit ratio {hit_ratio:.3f}, ghost hits {ghost / ops:.3f} (growing would have hit "
                    f"{grow_gain:+.3f}, shrinking {-shrink_loss:+.3f})")
         cold = not hit_ratio and not features["ghost_ratio"]

@@ -493,6 +493,8 @@ class AdaptivePool:
         controller = self.controller
         if controller is None:
             return
+        if not record.acquisitions and not record.waiting_end and not self._in_use:
+            return  # an idle pool has nothing to learn from and nothing to say: no decision
         self._closing_record = record
         try:
             if self._forecast is not None:

@@ -414,9 +414,14 @@ def _pools(ctx: _Context, pools: list[Controller]) -> str:
         _markers(ctx, chart, ctl, held)
         out.append(chart.render())
         if ctl.kind == "pool":
+            waits, latencies = ctl.feature("wait_p95_ms"), ctl.feature("p95_ms")
+            if not (np.isfinite(waits).any() or np.isfinite(latencies).any()):
+                out.append(f'<p class="note">pool {escape(ctl.name)}: no interval had enough acquisitions '
+                           "to measure its waits.</p>")
+                continue
             wait = ctx.chart(f"pool {ctl.name}: wait and latency per interval", "ms", log_y=None)
-            wait.line(t, ctl.feature("wait_p95_ms"), "p95 wait for a connection", PALETTE[3])
-            wait.line(t, ctl.feature("p95_ms"), "p95 wait and use", PALETTE[4])
+            wait.line(t, waits, "p95 wait for a connection", PALETTE[3])
+            wait.line(t, latencies, "p95 wait and use", PALETTE[4])
             out.append(wait.render())
     return "".join(out)
 
