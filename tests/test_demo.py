@@ -84,6 +84,20 @@ def test_the_perfsdk_run_exports_its_decisions_and_uses_the_adaptive_pool(demo) 
     assert runs["perfsdk"]["locust"] and runs["traditional"]["locust"]
 
 
+def test_each_load_test_hunts_the_latent_faults_after_the_load(demo) -> None:
+    """The hand-written uniform test (traditional) and the generated one (perfsdk), against the
+    faults a test can see, switched on together after the scheduled load."""
+    out, _ = demo
+    runs = json.loads((out / "runs.json").read_text())
+    for variant in ("traditional", "perfsdk"):
+        latent = runs[variant]["latent"]
+        assert {f["kind"] for f in latent} == {"latency", "slow_queries", "failing"}
+        assert min(f["start_ns"] for f in latent) >= max(f["end_ns"] for f in runs[variant]["faults"])
+        assert set(runs[variant]["surfaced_s"]) == {f["name"] for f in latent}
+    assert (out / "traditional" / "finding" / "locust" / "locustfile.py").exists()
+    assert "hand-written uniform" in (out / "traditional" / "finding" / "locust" / "locustfile.py").read_text()
+
+
 def test_demo_refuses_a_directory_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "demo", "--quick", "--out", str(tmp_path)],

@@ -69,7 +69,7 @@ def test_spans_round_trip_with_schema_metadata_and_partitions(tmp_path):
 def test_span_rows_read_through_fields_agree_with_the_public_api():
     """span_row reads the SDK's fields (and SpanContext's tuple layout) for speed; an
     OpenTelemetry release that changes them must show up here, not as wrong files."""
-    from perfsdk.export.spans import public_span_row, span_row
+    from perfsdk.export.spans import public_span_row, row_attributes, span_row
 
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
     tracer = provider.get_tracer("scope-a")
@@ -85,7 +85,28 @@ def test_span_rows_read_through_fields_agree_with_the_public_api():
     assert child_row[2] == parent_row[1] and parent_row[2] is None
     assert (child_row[4], child_row[7], child_row[8], child_row[9]) == ("INTERNAL", "ERROR", "boom", "scope-a")
     assert (parent_row[4], parent_row[10], parent_row[11]) == ("SERVER", None, "shop")
-    assert child_row[10] == {"a": 1, "b": ("x", "y")}
+    assert row_attributes(child_row) == {"a": 1, "b": ("x", "y")} and row_attributes(parent_row) == {}
+    assert child_row[12:] == ("a", "b", 1, ("x", "y"))  # one flat tuple: keys, then values
+
+
+def test_a_queued_span_row_is_not_the_collectors_to_scan():
+    """A row holds plain values in tuples only (a dict in a tuple keeps it tracked for good):
+    the collector stops tracking it at its first collection, so a queue of rows is never
+    promoted to the old generation, nor scanned by full collections."""
+    import gc
+
+    from perfsdk.export.spans import span_row
+
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span(
+            "GET /cart", attributes={"http.method": "GET", "http.status_code": 200, "tags": ("a", "b")}):
+        pass
+    row = span_row(memory.get_finished_spans()[0])
+    gc.collect()
+    gc.collect()  # (a tuple among the values may be untracked only after the row was looked at)
+    assert not gc.is_tracked(row)
 
 
 def test_pandas_and_duckdb_read_the_files_without_perfsdk(tmp_path):

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["Alert", "DetectionScore", "ROUTE_SERIES", "StaticThresholds", "anomaly_alerts", "merge_alerts",
-           "score_alerts", "server_spans"]
+           "score_alerts", "server_spans", "surfaced_after"]
 
 SECOND = 1_000_000_000
 RSS_SERIES = "process.memory.rss_mb"
@@ -183,6 +183,29 @@ def score_alerts(faults: Sequence[Mapping[str, Any]], alerts: Sequence[Alert], g
         precision=true / len(pages) if pages else math.nan,
         detect_s=detect_s, alerts=len(pages),
         missed=[f["name"] for f in faults if f["name"] not in detect_s])
+
+
+def surfaced_after(spans: pa.Table, latent: Sequence[Mapping[str, Any]], thresholds: StaticThresholds) -> dict[str, float]:
+    """For each latent fault, seconds from the load test's first request after the faults went on
+    to the first request that showed it: an error from a failing route, or an answer slower than
+    the route's static threshold from a slow one (NaN: none did)."""
+    if not latent:
+        return {}
+    after = server_spans(spans, min(f["start_ns"] for f in latent))
+    if not after.num_rows:
+        return {f["name"]: math.nan for f in latent}
+    starts = pc.cast(after["start_time"], pa.int64()).to_numpy()
+    names = np.asarray(after["name"].to_pylist(), dtype=object)
+    failed = pc.equal(after["status_code"], "ERROR").to_numpy(zero_copy_only=False)
+    durations = after["duration_ms"].to_numpy()
+    first = starts.min()
+    out = {}
+    for fault in latent:
+        route = ROUTE_SERIES.get(fault["route"], fault["route"])
+        shows = failed if fault["kind"] == "failing" else durations > thresholds.latency_ms.get(route, math.inf)
+        hits = starts[(names == route) & shows]
+        out[fault["name"]] = (hits.min() - first) / SECOND if len(hits) else math.nan
+    return out
 
 
 def _series_of(fault: Mapping[str, Any]) -> set[str] | None:

@@ -15,8 +15,9 @@ that each run's CPU time and memory are its own::
 
 The process prints ``READY <url>`` once it serves, then takes orders on a few
 ``/_demo/...`` routes (never traced): ``arm`` (the fault schedule starts at the next
-request that is not an order), ``flush`` (spans written so far reach the files) and
-``stop``. On ``stop`` it writes ``run.json`` into the export directory: the faults as
+request that is not an order), ``latent`` (the faults a load test can find -- every
+one but the surge and the leak -- switched on together and left on, as defects
+waiting in a release), ``flush`` (spans written so far reach the files) and ``stop``. On ``stop`` it writes ``run.json`` into the export directory: the faults as
 they were really applied (wall-clock nanoseconds), the CPU time and peak memory of
 the loaded phase, and a sample of the pool and cache every quarter second.
 """
@@ -38,6 +39,7 @@ __all__ = ["FAULT_KINDS", "VARIANTS", "FaultSpec", "rule_of_thumb_pool_size", "m
 
 VARIANTS = ("traditional", "perfsdk")
 FAULT_KINDS = ("latency", "slow_queries", "memory_leak", "surge", "failing")
+LATENT_KINDS = ("latency", "slow_queries", "failing")  # what shows in a response: a load test can find it
 SAMPLE_INTERVAL_S = 0.25
 MAX_SAMPLES = 4 * 3600  # an hour of samples, then the oldest half goes
 
@@ -82,8 +84,10 @@ class _Schedule:
         self.armed = False
         self.load_started_ns: int | None = None
         self.applied: list[dict[str, Any]] = []
+        self.latent: list[dict[str, Any]] = []  # faults left on for the load tests to find
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def on_request(self) -> None:
         """The first request after ``arm`` starts the clock (the load's first request)."""
@@ -91,7 +95,8 @@ class _Schedule:
             with self._lock:
                 if self.load_started_ns is None:
                     self.load_started_ns = time.time_ns()
-                    threading.Thread(target=self._run, name="perfsdk-demo-faults", daemon=True).start()
+                    self._thread = threading.Thread(target=self._run, name="perfsdk-demo-faults", daemon=True)
+                    self._thread.start()
 
     def _run(self) -> None:
         assert self.load_started_ns is not None
@@ -125,8 +130,20 @@ class _Schedule:
             (shop.failing.add if on else shop.failing.discard)(route)
         # "surge" is the load's doing: recorded, nothing to apply here
 
+    def switch_on_latent(self) -> list[dict[str, Any]]:
+        """The faults a load test can surface (slow or failing answers), all on from now."""
+        self.stop()  # the schedule is over: what it had under way ends first
+        now = time.time_ns()
+        for fault in self.faults:
+            if fault.kind in LATENT_KINDS:
+                self._apply(fault, True)
+                self.latent.append({**asdict(fault), "start_ns": now})
+        return self.latent
+
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
 
 
 class _Sampler:
@@ -210,6 +227,10 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
         schedule.armed = True
         return {"armed": True}
 
+    @control.post("/latent")
+    def latent() -> dict[str, Any]:
+        return {"latent": schedule.switch_on_latent()}
+
     @control.post("/flush")
     def flush() -> dict[str, Any]:
         flushed = sdk.force_flush(10_000) if sdk is not None else provider.force_flush(10_000)
@@ -253,7 +274,7 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
     summary = {
         "variant": variant, "database": database_url.split(":", 1)[0], "pool_rule_of_thumb": pool_size,
         "cache_capacity": cache_capacity, "load_started_ns": schedule.load_started_ns,
-        "faults": schedule.applied, "samples": sampler.samples,
+        "faults": schedule.applied, "latent": schedule.latent, "samples": sampler.samples,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sdk_stats": _jsonable(sdk.stats()) if sdk is not None else None,
         "heavy_modules": sorted(m for m in ("numba", "scipy", "statsmodels", "pandas") if m in sys.modules),

@@ -45,7 +45,7 @@ REDACTED = "REDACTED"
 #: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
 WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
 
-MEMO_ENTRIES = 4096  # (key, value) outcomes remembered; short scalar values only
+MEMO_ENTRIES = 4096  # (key, value) outcomes remembered per value type; short scalar values only
 _MEMO_TYPES = frozenset((str, bool, int, float))
 _SPLIT = re.compile(r"[.\s_\-]+")
 _EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
@@ -118,7 +118,11 @@ class Redactor:
         self._hash_key = hash_key or (env_key.encode() if env_key else os.urandom(32))
         self.max_value_chars = max_value_chars
         self._verdicts: dict[str, str] = {}  # key -> keep / hash / drop (keys repeat a lot)
-        self._memo: dict[tuple[str, type, Any], str | None] = {}  # (key, value) -> what is written
+        # per value type (1, 1.0 and True are equal keys but are written differently): (key, value)
+        # -> what is written. A (key, value) tuple of plain values is untracked by the collector at
+        # its first collection; one with the type in it would stay tracked, and reach the oldest
+        # generation (a new entry a span when a value never repeats, such as a client's port).
+        self._memo: dict[type, dict[tuple[str, Any], str | None]] = {kind: {} for kind in _MEMO_TYPES}
         self.dropped = 0
 
     def verdict(self, key: str) -> str:
@@ -157,24 +161,33 @@ class Redactor:
         """
         if not attributes:
             return {}
-        out: dict[str, str] = {}
-        memo = self._memo
-        for key, value in attributes.items():
-            try:
-                text = memo[key, type(value), value]
-            except KeyError:
+        keys: list[str] = []
+        texts: list[str] = []
+        self.extend(attributes.items(), keys, texts)
+        return dict(zip(keys, texts))
+
+    def extend(self, items: Iterable[tuple[str, Any]], keys: list[str], texts: list[str]) -> None:
+        """Append the attributes of ``items`` that may be written to ``keys`` and, as strings, to
+        ``texts`` (what ``__call__`` does, without a dict: the span writer builds its column so)."""
+        memos = self._memo
+        for key, value in items:
+            memo = memos.get(type(value))
+            if memo is None:  # not a short scalar: not remembered
                 text = self._redact(key, value)
-                if type(value) in _MEMO_TYPES and not (type(value) is str and len(value) > 256):
-                    if len(memo) >= MEMO_ENTRIES:
-                        memo.clear()
-                    memo[key, type(value), value] = text
-            except TypeError:  # an unhashable value
-                text = self._redact(key, value)
+            else:
+                try:
+                    text = memo[key, value]
+                except KeyError:
+                    text = self._redact(key, value)
+                    if not (type(value) is str and len(value) > 256):
+                        if len(memo) >= MEMO_ENTRIES:
+                            memo.clear()
+                        memo[key, value] = text
             if text is None:
                 self.dropped += 1
             else:
-                out[key] = text
-        return out
+                keys.append(key)
+                texts.append(text)
 
     def _redact(self, key: str, value: Any) -> str | None:
         """One attribute as it may be written, or None to drop it."""

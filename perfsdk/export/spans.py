@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,40 +27,45 @@ from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["ArrowSpanExporter", "SpanRow", "public_span_row", "rows_to_batch", "span_row", "spans_to_batch"]
+__all__ = ["ArrowSpanExporter", "SpanRow", "public_span_row", "row_attributes", "rows_to_batch", "span_row",
+           "spans_to_batch"]
 
 log = logging.getLogger("perfsdk.export")
 
 
 #: trace id, span id, parent span id (or None), name, kind, start ns, end ns, status code,
-#: status message, scope name, attributes (a dict, or None), service name: plain values only.
-SpanRow = tuple[int, int, "int | None", str, str, int, int, str, "str | None", "str | None",
-                "dict[str, Any] | None", str]
+#: status message, scope name, the number of attributes (None for none), service name, then
+#: the attributes' keys, then their values: plain values in one flat tuple (see ``span_row``;
+#: ``row_attributes`` gives the dict back).
+SpanRow = tuple[Any, ...]
+_FIELDS = 12  # the fixed fields before the attributes
 
 
 def span_row(span: ReadableSpan) -> SpanRow:
     """The values an ended span's Arrow row is made of.
 
-    perfsdk's export queues these rows, not the spans, and the rows hold plain
-    values only (ints, strings, a dict of them): the garbage collector stops
-    tracking such a row at its first young collection, while a queued span
-    keeps a dozen tracked objects alive, to be scanned again and again and to
-    bring on full collections (that scanning cost the host more than the
-    export itself). The SDK's spans are read through their fields, which costs
-    the application's thread a fraction of their properties (``SpanContext``
-    is a tuple of trace id, span id, ...); any other ``ReadableSpan`` through
-    the public API. ``tests/test_export.py`` checks that both ways agree.
+    perfsdk's export queues these rows, not the spans, and a row is one flat tuple
+    of plain values (ints, strings, None; the attributes' keys and values follow the
+    fixed fields): the garbage collector stops tracking such a tuple at its first
+    young collection, and it is one allocation a span. A queued span keeps a dozen
+    tracked objects alive, and so does a row holding a dict (CPython never untracks
+    a tuple with a dict in it): they are scanned again and again, promoted to the
+    oldest generation, and bring on full collections. The SDK's spans are read
+    through their fields, which costs the application's thread a fraction of their
+    properties (``SpanContext`` is a tuple of trace id, span id, ...); any other
+    ``ReadableSpan`` through the public API. ``tests/test_export.py`` checks that
+    both ways agree.
     """
     sdk: Any = span  # its private fields, checked against the public API by the tests
     try:
         context, parent, status, scope, attributes = (
             sdk._context, sdk._parent, sdk._status, sdk._instrumentation_scope, sdk._attributes)
+        attributes = None if attributes is None else attributes._dict
         return (context[0], context[1], None if parent is None else parent[1], sdk._name,
                 _NAME_OF[id(sdk._kind)], sdk._start_time or 0, sdk._end_time or 0,
                 _NAME_OF[id(status._status_code)], status._description,
-                None if scope is None else scope._name,
-                None if attributes is None else (attributes._dict or None),
-                _service_name(sdk._resource))
+                None if scope is None else scope._name, len(attributes) if attributes else None,
+                _service_name(sdk._resource), *(attributes or ()), *(attributes.values() if attributes else ()))
     except Exception:  # not the SDK's span (or a future SDK): what the public API says
         return public_span_row(span)
 
@@ -67,11 +73,18 @@ def span_row(span: ReadableSpan) -> SpanRow:
 def public_span_row(span: ReadableSpan) -> SpanRow:
     """``span_row`` through the public ``ReadableSpan`` API only."""
     context, parent, status, scope = span.context, span.parent, span.status, span.instrumentation_scope
+    attributes = dict(span.attributes) if span.attributes else {}
     return (0 if context is None else context.trace_id, 0 if context is None else context.span_id,
             None if parent is None else parent.span_id, span.name, span.kind.name, span.start_time or 0,
             span.end_time or 0, status.status_code.name, status.description,
-            None if scope is None else scope.name, dict(span.attributes) if span.attributes else None,
-            _service_name(span.resource))
+            None if scope is None else scope.name, len(attributes) or None,
+            _service_name(span.resource), *attributes, *attributes.values())
+
+
+def row_attributes(row: SpanRow) -> dict[str, Any]:
+    """A span row's attributes as a dict."""
+    n = row[10] or 0
+    return dict(zip(row[_FIELDS:_FIELDS + n], row[_FIELDS + n:]))
 
 
 _NAME_OF = {id(member): member.name for member in (*SpanKind, *StatusCode)}  # enum hashes run in Python
@@ -97,8 +110,10 @@ def rows_to_batch(rows: Sequence[SpanRow], service: str, redactor: Redactor) -> 
     ids in C), from buffers (``export.columns``: ``pa.array`` would import pandas
     into the host).
     """
-    (trace_ids, span_ids, parent_ids, names, kinds, start_times, end_times, statuses, messages, scopes,
-     attributes, _) = zip(*rows)
+    # A column at a time (``zip(*rows)`` would make an iterator a row, all alive at once: one
+    # more object a span for the collector's count, which is what starts young collections).
+    (trace_ids, span_ids, parent_ids, names, kinds, start_times, end_times, statuses, messages,
+     scopes) = (list(map(itemgetter(k), rows)) for k in range(10))
     starts = np.array(start_times, dtype=np.int64)
     ends = np.array(end_times, dtype=np.int64)
     columns = [
@@ -114,9 +129,33 @@ def rows_to_batch(rows: Sequence[SpanRow], service: str, redactor: Redactor) -> 
         strings(messages),
         strings([service] * len(rows)),
         strings(scopes),
-        column(list(map(redactor, attributes)), STRING_MAP),
+        _attributes_column(rows, redactor),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=SPANS)
+
+
+def _attributes_column(rows: Sequence[SpanRow], redactor: Redactor) -> pa.Array:
+    """The rows' redacted attributes as one map column, built a row at a time into two
+    flat lists: no dict a row stays alive meanwhile (each would be one more object for
+    the collector's generations)."""
+    keys: list[str] = []
+    texts: list[str] = []
+    ends = np.empty(len(rows) + 1, dtype=np.int32)
+    ends[0] = 0
+    own_call = type(redactor).__call__ is Redactor.__call__  # a subclass's __call__ is respected
+    for i, row in enumerate(rows):
+        n = row[10]
+        if n:
+            items = zip(row[_FIELDS:_FIELDS + n], row[_FIELDS + n:])
+            if own_call:
+                redactor.extend(items, keys, texts)
+            else:
+                kept = redactor(dict(items))
+                keys.extend(kept)
+                texts.extend(kept.values())
+        ends[i + 1] = len(keys)
+    offsets = pa.Array.from_buffers(pa.int32(), len(ends), [None, pa.py_buffer(ends)])
+    return pa.MapArray.from_arrays(offsets, strings(keys), strings(texts), type=STRING_MAP)
 
 
 def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redactor) -> pa.RecordBatch:
