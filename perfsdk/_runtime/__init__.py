@@ -5,7 +5,8 @@
   deadline, drop counter), used by every background job.
 - ``at_fork``: the fork-reset registry every object with threads or locks joins.
 - ``HOOKS``: what the running ``perfsdk.init()`` offers the layers below it
-  (the tracer ``@monitor`` uses, where decisions go).
+  (the tracer ``@monitor`` uses, where decisions go); ``DECISION_DELIVERY``, the
+  worker that delivers them.
 - ``call_user``: runs a user callback under OpenTelemetry's
   suppress-instrumentation key, so the callback's own I/O is never traced back
   into the detectors.
@@ -20,7 +21,7 @@ It imports nothing from perfsdk, and every other package may import it.
 from perfsdk._runtime.callbacks import call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.forks import at_fork
-from perfsdk._runtime.hooks import HOOKS, Hooks
+from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
 from perfsdk._runtime.validate import (
     check_bool, check_callable, check_choice, check_int, check_number, check_str,
@@ -28,7 +29,7 @@ from perfsdk._runtime.validate import (
 from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
-    "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
+    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
     "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names",
     "park_shared_workers",
     "suppressed",

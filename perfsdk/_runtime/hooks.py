@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["HOOKS", "Hooks"]
+from perfsdk._runtime.worker import Worker
+
+__all__ = ["DECISION_DELIVERY", "HOOKS", "Hooks"]
 
 
 class Hooks:
@@ -27,3 +29,8 @@ class Hooks:
 
 
 HOOKS = Hooks()
+
+#: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped,
+#: counted): by the controllers in ``adapt``, flushed by the export in ``instrument``, which so
+#: need not import each other.
+DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from perfsdk._runtime import FAULTS, HOOKS, Faults, Worker, call_user, check_int, check_number
+from perfsdk._runtime import DECISION_DELIVERY, FAULTS, HOOKS, Faults, call_user, check_int, check_number
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
@@ -35,8 +35,6 @@ __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
 #: A shrink the model says costs at most this share of the reward is worth trying once.
 SHRINK_TOLERANCE = 0.05
 
-#: Decisions are delivered here, off the application's path (1,024 may wait; more are dropped, counted).
-DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,8 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from perfsdk._runtime import Faults, Worker, suppressed
+from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, suppressed
 from perfsdk._version import __version__
-from perfsdk.adapt.controller import DECISION_DELIVERY
 from perfsdk.export import ArrowSpanExporter, SpanRow, TableWriter, decision_row, span_row
 from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
