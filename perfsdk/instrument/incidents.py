@@ -33,9 +33,11 @@ def _clock(t: datetime | None) -> str:
 
 def _describe(a: Anomaly) -> str:
     unit = " ms" if a.details.get("metric", "duration_ms") == "duration_ms" else ""
+    cause = a.details.get("likely_cause")
     return (
         f"{a.details.get('series', a.detector)!r} at {a.value:.4g}{unit} against an expected "
         f"{a.expected:.4g}{unit} ({abs(a.score):.1f} std {a.direction}), from {_clock(_onset(a))}"
+        + (f" -- likely cause: {cause}" if cause else "")
     )
 
 

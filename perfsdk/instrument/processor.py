@@ -45,10 +45,11 @@ class PerfSpanProcessor(SpanProcessor):
     """Feeds span durations into a DetectorBank and publishes the anomalies."""
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None,
-                 export: Any = None) -> None:
+                 export: Any = None, gc_pauses: Any = None) -> None:
         self.bank = bank
         self.sink = sink
         self.export = export  # an ArrowExport: every ended span is queued for the Arrow files
+        self.gc_pauses = gc_pauses  # a GcPauses: a slow span that sat through a collection is told so
         self.faults = faults or Faults()
         self.open_dropped = 0
         self._ended = itertools.count(1)
@@ -112,6 +113,8 @@ class PerfSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         self._shutdown = True
+        if self.gc_pauses is not None:
+            self.gc_pauses.uninstall()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.sink.flush(timeout_millis / 1000.0)
@@ -128,6 +131,22 @@ class PerfSpanProcessor(SpanProcessor):
             self._callers.setdefault(callee, set()).add(caller)
             self._n_edges += 1
 
+    def _attribute_gc(self, details: dict[str, Any], anomaly: Anomaly, span: ReadableSpan) -> None:
+        """A span that sat through collector pauses says how long; when they make up half or more
+        of its excess over the expected, the pause is named as the likely cause (a collection stops
+        every thread: a healthy route is slow for the process's reasons, not its own)."""
+        if self.gc_pauses is None or not span.start_time or not span.end_time:
+            return
+        paused_ms, collections = self.gc_pauses.during(span.start_time, span.end_time)
+        if not collections:
+            return
+        details.update(gc_pause_ms=round(paused_ms, 3), gc_collections=collections)
+        excess = anomaly.value - anomaly.expected
+        if excess > 0 and paused_ms >= 0.5 * excess:
+            details["likely_cause"] = (f"garbage collection: the span sat through {paused_ms:.1f} ms of collector "
+                                       f"pauses ({collections} collection{'s' if collections > 1 else ''}), "
+                                       f"{100 * paused_ms / excess:.0f} % of its {excess:.1f} ms over the expected")
+
     def _with_span(self, anomaly: Anomaly, span: ReadableSpan) -> Anomaly:
         details: dict[str, Any] = dict(anomaly.details)
         onset, confirmed = details.get("onset"), details.get("confirmed_at")
@@ -139,6 +158,7 @@ class PerfSpanProcessor(SpanProcessor):
             span_id=f"{span.context.span_id:016x}" if span.context else None,
             parent_span_id=f"{span.parent.span_id:016x}" if span.parent else None,
         )
+        self._attribute_gc(details, anomaly, span)
         timestamp = anomaly.timestamp
         return replace(
             anomaly, details=details,

@@ -14,6 +14,7 @@ import os
 import resource
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,8 +30,8 @@ SPAN_RATE = "spans.rate"  # spans ended a second
 SPAN_ERRORS = "spans.error_percent"  # of the spans ended in the interval, the share with an error status
 UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms", SPAN_RATE: "{span}/s", SPAN_ERRORS: "%"}
 
-__all__ = ["CPU", "GC_PAUSE", "RSS", "SPAN_ERRORS", "SPAN_RATE", "THREADS", "UNITS", "ResourceSampler",
-           "resident_mb"]
+__all__ = ["CPU", "GC_PAUSE", "RSS", "SPAN_ERRORS", "SPAN_RATE", "THREADS", "UNITS", "GcPauses",
+           "ResourceSampler", "resident_mb"]
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
@@ -44,11 +45,60 @@ def resident_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class GcPauses:
+    """The collector's pauses, from ``gc.callbacks``: a running total (the sampler's
+    ``process.gc.pause_ms``) and the most recent ones with their wall-clock times, so a
+    slow span can be told it sat through one (a pause is the process's, not the route's).
+
+    >>> pauses = GcPauses()
+    >>> pauses.recent.extend([(1_000_000, 3_000_000), (9_000_000, 10_000_000)])
+    >>> pauses.during(2_000_000, 9_500_000)   # ms of pause inside the span, collections
+    (1.5, 2)
+    """
+
+    def __init__(self, keep: int = 256) -> None:
+        self.total_ns = 0
+        self.recent: deque[tuple[int, int]] = deque(maxlen=keep)  # (start, end), wall-clock ns
+        self._started_wall = self._started = 0
+        at_fork(self._after_fork)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started_wall, self._started = time.time_ns(), time.perf_counter_ns()
+        elif self._started:
+            paused = time.perf_counter_ns() - self._started  # the duration on a clock that never jumps
+            self.total_ns += paused
+            self.recent.append((self._started_wall, self._started_wall + paused))
+            self._started = 0
+
+    def install(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def uninstall(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def during(self, start_ns: int, end_ns: int) -> tuple[float, int]:
+        """Milliseconds of collector pause within ``start_ns``..``end_ns``, and how many collections."""
+        paused, collections = 0, 0
+        for began, ended in list(self.recent):  # a copy: a collection may append meanwhile
+            overlap = min(ended, end_ns) - max(began, start_ns)
+            if overlap > 0:
+                paused += overlap
+                collections += 1
+        return paused / 1e6, collections
+
+    def _after_fork(self) -> None:
+        self._started = 0
+
+
 class ResourceSampler:
     """Samples resource metrics on a background thread into ``bank``."""
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0,
-                 writer: Any = None, service: str = "", traffic: DetectorBank | None = None) -> None:
+                 writer: Any = None, service: str = "", traffic: DetectorBank | None = None,
+                 gc_pauses: GcPauses | None = None) -> None:
         check_number("resource_interval_s", interval_s, low=0.0, low_open=True)
         self.bank = bank
         self.sink = sink
@@ -60,30 +110,24 @@ class ResourceSampler:
         self.interval_s = float(interval_s)
         self.samples = 0
         self.last: dict[str, float] = {}
-        self._gc_pause_ns = 0
-        self._gc_started = 0
+        self._own_pauses = gc_pauses is None  # installed and removed with the sampler, else its owner's
+        self.gc_pauses = gc_pauses or GcPauses()
+        self._last_pause_ns = self.gc_pauses.total_ns
         self._last_cpu = time.process_time()
         self._last_wall = time.monotonic()
         self._worker: Worker[Any] = Worker("perfsdk-resources", tick=self._tick,
                                            tick_interval_s=self.interval_s, faults=faults)
         at_fork(self._after_fork)
 
-    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter_ns()
-        elif self._gc_started:
-            self._gc_pause_ns += time.perf_counter_ns() - self._gc_started
-            self._gc_started = 0
-
     def start(self) -> None:
-        if self._on_gc not in gc.callbacks:
-            gc.callbacks.append(self._on_gc)
+        if self._own_pauses:
+            self.gc_pauses.install()
         self._last_cpu, self._last_wall = time.process_time(), time.monotonic()
         self._worker.start()
 
     def stop(self) -> None:
-        if self._on_gc in gc.callbacks:
-            gc.callbacks.remove(self._on_gc)
+        if self._own_pauses:
+            self.gc_pauses.uninstall()
         self._worker.shutdown()
 
     @property
@@ -102,8 +146,9 @@ class ResourceSampler:
             CPU: 100.0 * (cpu - self._last_cpu) / elapsed,
             RSS: resident_mb(),
             THREADS: float(threading.active_count()),
-            GC_PAUSE: self._gc_pause_ns / 1e6,
+            GC_PAUSE: (self.gc_pauses.total_ns - self._last_pause_ns) / 1e6,
         }
+        self._last_pause_ns = self.gc_pauses.total_ns
         if self.traffic is not None:
             spans, errors = self.traffic.totals()
             new_spans, new_errors = spans - self._last_totals[0], errors - self._last_totals[1]
@@ -112,7 +157,7 @@ class ResourceSampler:
             values[SPAN_RATE] = new_spans / elapsed
             values[SPAN_ERRORS] = 100.0 * new_errors / new_spans if new_spans > 0 else 0.0
             self._last_totals = (spans, errors)
-        self._last_cpu, self._last_wall, self._gc_pause_ns = cpu, wall, 0
+        self._last_cpu, self._last_wall = cpu, wall
         return values
 
     def sample(self) -> dict[str, float]:
@@ -133,4 +178,4 @@ class ResourceSampler:
         return values
 
     def _after_fork(self) -> None:
-        self._gc_pause_ns = self._gc_started = 0  # the worker restarts its own ticks
+        self._last_pause_ns = self.gc_pauses.total_ns  # the worker restarts its own ticks

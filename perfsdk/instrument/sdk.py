@@ -23,7 +23,7 @@ from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 from perfsdk.instrument.processor import PerfSpanProcessor
 from perfsdk.instrument.provider import tracer_provider as tracer_provider_for
-from perfsdk.instrument.resources import ResourceSampler
+from perfsdk.instrument.resources import GcPauses, ResourceSampler
 from perfsdk.instrument.sink import AnomalySink
 
 __all__ = ["PerfSDK", "init"]
@@ -230,7 +230,9 @@ def init(
         incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
         sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
                            writer=export.anomalies if export else None, service=service)
-        processor = PerfSpanProcessor(span_bank, sink, faults, export=export)
+        pauses = GcPauses()  # one gc callback: the pause metric and the slow spans' explanations
+        processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses)
+        pauses.install()
         processor_box.append(processor)
         provider.add_span_processor(processor)
         sampler = None
@@ -238,7 +240,7 @@ def init(
             resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
             sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
                                       writer=export.resources if export else None, service=service,
-                                      traffic=span_bank)
+                                      traffic=span_bank, gc_pauses=pauses)
             sampler.start()
         if owns:
             trace.set_tracer_provider(provider)
