@@ -375,6 +375,16 @@ def _clip(text: str) -> str:
     return text if len(text) <= TIP_CHARS else text[:TIP_CHARS - 1] + "…"
 
 
+def _value_chart(ctx: _Context, ctl: Controller, t: np.ndarray, title: str, unit: str, label: str) -> str:
+    """What a controller held after each decision (advisory: the recommendation dashed), the moves marked."""
+    chart = ctx.chart(title, unit)
+    _held_step(chart, ctl, t, label)
+    if (ctl.rows["mode"].to_numpy(zero_copy_only=False) == "advisory").any():
+        chart.step(t, ctl.column("value_after"), "recommended (advisory)", PALETTE[1], dashed=True)
+    _markers(ctx, chart, ctl, ctl.held)
+    return chart.render()
+
+
 def _caches(ctx: _Context, caches: list[Controller]) -> str:
     out = ["<h3>Adaptive caches: capacity and hit ratio</h3>"]
     if not caches:
@@ -384,13 +394,8 @@ def _caches(ctx: _Context, caches: list[Controller]) -> str:
                "dashed), and the hit ratio of the interval each decision judged. Triangles mark the decisions "
                "that changed the capacity; hover one for its explanation.</p>")
     for ctl in caches:
-        t, held = ctx.x(ctl.t_ns), ctl.held
-        chart = ctx.chart(f"cache {ctl.name}: capacity", "entries")
-        _held_step(chart, ctl, t, "capacity held")
-        if (ctl.rows["mode"].to_numpy(zero_copy_only=False) == "advisory").any():
-            chart.step(t, ctl.column("value_after"), "recommended (advisory)", PALETTE[1], dashed=True)
-        _markers(ctx, chart, ctl, held)
-        out.append(chart.render())
+        t = ctx.x(ctl.t_ns)
+        out.append(_value_chart(ctx, ctl, t, f"cache {ctl.name}: capacity", "entries", "capacity held"))
         ratio = ctx.chart(f"cache {ctl.name}: hit ratio per interval", "hit ratio", y_floor=0.0, y_ceiling=1.0)
         ratio.line(t, ctl.feature("hit_ratio"), "hit ratio", PALETTE[2])
         out.append(ratio.render())
@@ -406,13 +411,9 @@ def _pools(ctx: _Context, pools: list[Controller]) -> str:
                "waited for a connection and the p95 the pool measured for its work (wait and use). Triangles mark "
                "the decisions that changed the size.</p>")
     for ctl in pools:
-        t, held = ctx.x(ctl.t_ns), ctl.held
-        chart = ctx.chart(f"{ctl.kind} {ctl.name}: size", "connections" if ctl.kind == "pool" else "value")
-        _held_step(chart, ctl, t, "size held")
-        if (ctl.rows["mode"].to_numpy(zero_copy_only=False) == "advisory").any():
-            chart.step(t, ctl.column("value_after"), "recommended (advisory)", PALETTE[1], dashed=True)
-        _markers(ctx, chart, ctl, held)
-        out.append(chart.render())
+        t = ctx.x(ctl.t_ns)
+        out.append(_value_chart(ctx, ctl, t, f"{ctl.kind} {ctl.name}: size",
+                                "connections" if ctl.kind == "pool" else "value", "size held"))
         if ctl.kind == "pool":
             waits, latencies = ctl.feature("wait_p95_ms"), ctl.feature("p95_ms")
             if not (np.isfinite(waits).any() or np.isfinite(latencies).any()):
