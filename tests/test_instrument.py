@@ -527,3 +527,29 @@ def test_a_slow_span_that_sat_through_a_collection_is_told_so():
     finally:
         sdk.shutdown()
     assert not any(getattr(cb, "__self__", None).__class__.__name__ == "GcPauses" for cb in gc.callbacks)
+
+
+def test_incidents_split_by_relation_not_only_by_time():
+    """Within one window: a caller and its callee are one incident; an unrelated route is another;
+    a process metric joins the incident it coincides with (issue 14: every anomaly of a run used to
+    chain into one incident)."""
+    from datetime import datetime, timedelta, timezone
+
+    from perfsdk.detect import Anomaly
+
+    t0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    calls = {"db.query": {"GET /checkout"}}
+    tracker = IncidentTracker(lambda name: calls.get(name, set()), window_s=30.0)
+
+    def anomaly(series, at_s, source="span"):
+        return Anomaly(detector="z", index=0, value=50.0, expected=5.0, std=1.0, score=45.0, threshold=3.0,
+                       timestamp=t0 + timedelta(seconds=at_s), details={"series": series, "source": source})
+
+    for a in (anomaly("GET /checkout", 0), anomaly("db.query", 2), anomaly("process.cpu.utilization", 4, "resource"),
+              anomaly("GET /search", 10), anomaly("spans.rate", 20, "resource"), anomaly("GET /search", 35),
+              anomaly("db.query", 50)):
+        tracker.add(a)
+    groups = [[a.details["series"] for a in i.members] for i in tracker.incidents()]
+    assert sorted(groups[0]) == ["GET /checkout", "db.query", "process.cpu.utilization"]
+    assert groups[1:] == [["GET /search", "GET /search"], ["spans.rate"], ["db.query"]]
+    assert groups[0][0] == "db.query"  # the callee ranks first: the likely origin

@@ -27,6 +27,10 @@ def _onset(a: Anomaly) -> datetime | None:
     return onset if isinstance(onset, datetime) else a.timestamp
 
 
+def _series(a: Anomaly) -> str:
+    return str(a.details.get("series", a.detector))
+
+
 def _clock(t: datetime | None) -> str:
     return "?" if t is None else t.strftime("%H:%M:%S.%f")[:-3]
 
@@ -87,36 +91,61 @@ class IncidentTracker:
     """Groups anomalies into incidents (bounded: the newest ``max_incidents``).
 
     ``ancestors(name)`` returns the names that call ``name``, directly or not.
+
+    A span anomaly joins the latest incident still open (a member began within
+    ``window_s`` before it) that holds a related series: the same name, or one that
+    calls it or that it calls; otherwise it opens an incident of its own -- two
+    routes failing for two reasons a few seconds apart are two incidents, and one
+    long run of anomalies no longer chains every fault of an afternoon into one.
+    A process metric (CPU, memory, collector pauses, the traffic) belongs to no route:
+    it joins the latest incident with a member within ``coincide_s`` of it, and
+    relates a span anomaly to that incident in the same way.
     """
 
     def __init__(
         self, ancestors: Callable[[str], set[str]], window_s: float = 30.0,
-        max_incidents: int = 100, max_members: int = 50,
+        max_incidents: int = 100, max_members: int = 50, coincide_s: float = 5.0,
     ) -> None:
         self.ancestors = ancestors
         self.window_s = window_s
+        self.coincide_s = min(coincide_s, window_s)
         self.max_members = max_members
         self.dropped_members = 0
         self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
-        self._last_seen: datetime | None = None
         self._lock = threading.Lock()
         at_fork(self._after_fork)
 
     def add(self, anomaly: Anomaly) -> None:
-        when = _onset(anomaly)
         with self._lock:
-            fresh = (
-                not self._groups or when is None or self._last_seen is None
-                or (when - self._last_seen).total_seconds() > self.window_s
-            )
-            if fresh:
+            group = self._home(anomaly)
+            if group is None:
                 self._groups.append([anomaly])
-            elif len(self._groups[-1]) < self.max_members:
-                self._groups[-1].append(anomaly)
+            elif len(group) < self.max_members:
+                group.append(anomaly)
             else:
                 self.dropped_members += 1
-            if when is not None and (self._last_seen is None or when > self._last_seen):
-                self._last_seen = when
+
+    def _home(self, anomaly: Anomaly) -> list[Anomaly] | None:
+        """The incident ``anomaly`` belongs to, or None for a new one (under the lock)."""
+        if not self._groups:
+            return None
+        when = _onset(anomaly)
+        if when is None:
+            return self._groups[-1]
+        name = _series(anomaly)
+        process_wide = anomaly.details.get("source") == "resource"
+        for group in reversed(self._groups):
+            dated = [(t, a) for a in group if (t := _onset(a)) is not None]
+            if not dated or (when - max(t for t, _ in dated)).total_seconds() > self.window_s:
+                continue  # closed
+            coincides = any(abs((when - t).total_seconds()) <= self.coincide_s for t, a in dated
+                            if process_wide or a.details.get("source") == "resource")
+            if coincides or (not process_wide and any(self._related(name, _series(a)) for a in group)):
+                return group
+        return None
+
+    def _related(self, a: str, b: str) -> bool:
+        return a == b or a in self.ancestors(b) or b in self.ancestors(a)
 
     def incidents(self) -> list[Incident]:
         with self._lock:
@@ -138,4 +167,3 @@ class IncidentTracker:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._groups.clear()
-        self._last_seen = None

@@ -169,7 +169,8 @@ def init(
     sample_resources, resource_interval_s
         Sample CPU, memory, threads and GC pauses every ``resource_interval_s``.
     incident_window_s
-        Anomalies starting within this many seconds of each other form one incident.
+        Anomalies on related series (the same name, or a caller and its callee) starting
+        within this many seconds of each other form one incident.
     export_dir, export_format, redactor
         Write spans, anomalies and resource samples to Arrow (or Parquet)
         files under ``export_dir`` (see ``perfsdk.export``); span attributes

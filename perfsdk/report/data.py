@@ -218,20 +218,17 @@ def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
 
     The live tracker learns which span names call which from the spans it
     sees; here the same call graph is read from the spans' parent links (only
-    when an incident has more than one series to rank).
+    when more than one span series has anomalies: it relates them).
     """
     if anomalies.num_rows == 0:
         return []
     members = sorted((_anomaly(row) for row in anomalies.to_pylist()), key=_onset_key)
-    callers: dict[str, set[str]] = {}
+    span_series = {a.details.get("series") for a in members if a.details.get("source") != "resource"}
+    callers = _call_graph(path) if len(span_series) > 1 else {}  # it relates series: read it when it can
     tracker = IncidentTracker(lambda name: _ancestors(callers, name), window_s=INCIDENT_WINDOW_S)
     for anomaly in members:
         tracker.add(anomaly)
-    grouped = tracker.incidents()
-    if any(len({a.details.get("series") for a in i.members}) > 1 for i in grouped):
-        callers.update(_call_graph(path))
-        grouped = tracker.incidents()
-    return grouped
+    return tracker.incidents()
 
 
 def _anomaly(row: dict[str, Any]) -> Anomaly:
