@@ -563,3 +563,19 @@ def test_an_idle_pool_decides_nothing():
         wait_until(lambda: pool.decisions() != [])
     finally:
         pool.close()
+
+
+def test_a_cold_pool_opens_nothing_and_starts_no_thread_until_first_used():
+    """``warm=False`` (what SQLAlchemy's engine.dispose() leaves behind): no connection, no thread."""
+    import threading
+
+    opened = []
+    pool = AdaptivePool(lambda: opened.append(1) or Conn(), min_size=2, max_size=4, name="cold", warm=False)
+    try:
+        time.sleep(0.05)
+        assert opened == [] and not [t for t in threading.enumerate() if t.name.startswith("perfsdk-pool-cold")]
+        with pool.connection() as conn:
+            assert isinstance(conn, Conn)
+        wait_until(lambda: len(opened) >= 2)  # then as a warm pool: its minimum, opened in the background
+    finally:
+        pool.close()

@@ -224,7 +224,11 @@ def test_incidents_are_listed_with_their_likely_origin_and_the_fault_they_match(
             continue
         incidents = body[body.index("<h3>Incidents"):]
         assert "Likely origin:" in incidents and "injected fault it overlaps" in incidents
-        if PRODUCT in anomalies["series"].to_pylist():
+        faults = pa.ipc.open_file(root / "faults.arrow").read_all().to_pylist()
+        (fault,) = [f for f in faults if f["run"] == run]
+        stamps = [t.timestamp() * 1e9 for t, s in zip(anomalies["timestamp"].to_pylist(),
+                                                      anomalies["series"].to_pylist()) if s == PRODUCT and t]
+        if any(fault["start_ns"] <= t <= fault["end_ns"] for t in stamps):  # flagged during the spike
             assert "latency spike (GET /products/&lt;int:pid&gt;)" in incidents
 
 

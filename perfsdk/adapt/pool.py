@@ -25,7 +25,9 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
-from perfsdk._runtime import Faults, Worker, at_fork, check_callable, check_choice, check_int, check_number, check_str
+from perfsdk._runtime import (
+    Faults, Worker, at_fork, check_bool, check_callable, check_choice, check_int, check_number, check_str,
+)
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.pool_controller import PoolController
@@ -123,6 +125,10 @@ class AdaptivePool:
     meter_provider
         Where the pool's OpenTelemetry metrics go (``db.client.connection.*``, see
         ``perfsdk.adapt.pool_metrics``); default OTel's global provider, ``False`` for none.
+    warm
+        Open the first connections (and start the pool's threads) now; False: at the first
+        ``acquire`` -- what SQLAlchemy's own pools do after ``engine.dispose()``, which
+        leaves a fresh pool behind that may never be used.
 
     Examples
     --------
@@ -145,9 +151,10 @@ class AdaptivePool:
         close_connection: Callable[[Any], Any] | None = None, max_lifetime: float = 3600.0,
         max_idle: float = 600.0, max_waiting: int = 0, leak_timeout: float | None = None, burst: float | None = None,
         controller: PoolController | str | None = "default", mode: str = "auto", name: str = "pool",
-        on_decision: Callable[[Decision], Any] | None = None, meter_provider: Any = None,
+        on_decision: Callable[[Decision], Any] | None = None, meter_provider: Any = None, warm: bool = True,
     ) -> None:
         check_callable("factory", factory)
+        check_bool("warm", warm)
         check_int("min_size", min_size, minimum=0)
         check_int("max_size", max_size, minimum=max(1, min_size))
         size = min_size if size is None else size
@@ -212,9 +219,19 @@ class AdaptivePool:
             f"perfsdk-pool-{name}", tick=self._maintain, faults=self.faults,
             tick_interval_s=controller.interval_seconds if controller is not None else 1.0)
         self.metrics = PoolMetrics(self, meter_provider or None) if meter_provider is not False else None
-        self._ticker.start()
-        self._maker.submit(functools.partial(self._fill, True))  # the first connections open in the background
+        self._started = False
+        if warm:
+            self._start()
         at_fork(self._after_fork)
+
+    def _start(self) -> None:
+        """The pool's threads, and its first connections opening in the background (once)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self._ticker.start()
+        self._maker.submit(functools.partial(self._fill, True))
 
     # -- lending ---------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> Any:
@@ -233,6 +250,8 @@ class AdaptivePool:
                 self._give_back(record.conn, True, time.monotonic())
 
     def _take(self, timeout: float) -> _Conn:
+        if not self._started:
+            self._start()
         now = time.monotonic()
         expired: list[_Conn] = []
         with self._lock:

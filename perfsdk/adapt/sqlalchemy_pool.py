@@ -51,13 +51,13 @@ class AdaptiveSQLAlchemyPool(Pool):
         self, creator: Callable[..., Any], min_size: int = 1, max_size: int = 32, size: int | None = None,
         timeout: float = 30.0, controller: PoolController | str | None = "default", mode: str = "auto",
         name: str = "sqlalchemy", on_decision: Callable[[Decision], Any] | None = None,
-        meter_provider: Any = None, **kw: Any,
+        meter_provider: Any = None, warm: bool = True, **kw: Any,
     ) -> None:  # no bare *: create_engine passes on only positional-or-keyword names
         super().__init__(creator, **kw)
         self._settings = dict(min_size=min_size, max_size=max_size, size=size, timeout=timeout, mode=mode,
                               name=name, on_decision=on_decision, meter_provider=meter_provider)
         self.adaptive = AdaptivePool(lambda: _ConnectionRecord(self), close_connection=_close_record,
-                                     controller=controller, **self._settings)
+                                     controller=controller, warm=warm, **self._settings)
 
     def _do_get(self) -> ConnectionPoolEntry:
         try:
@@ -70,7 +70,8 @@ class AdaptiveSQLAlchemyPool(Pool):
         self.adaptive.release(record)
 
     def recreate(self) -> "AdaptiveSQLAlchemyPool":
-        """The same pool afresh (``engine.dispose()``); a controller's learned table carries over."""
+        """The same pool afresh (``engine.dispose()``), opening nothing until it is used; a controller's
+        learned table carries over."""
         self.logger.info("Pool recreating")
         old = self.adaptive.controller
         controller = None if old is None else PoolController(
@@ -80,7 +81,7 @@ class AdaptiveSQLAlchemyPool(Pool):
         return self.__class__(
             self._creator, controller=controller, recycle=self._recycle, echo=self.echo,
             logging_name=self._orig_logging_name, reset_on_return=self._reset_on_return,
-            pre_ping=self._pre_ping, _dispatch=self.dispatch, dialect=self._dialect, **self._settings)
+            pre_ping=self._pre_ping, _dispatch=self.dispatch, dialect=self._dialect, warm=False, **self._settings)
 
     def dispose(self) -> None:
         """Close the idle connections; those checked out close when they come back."""
