@@ -193,7 +193,13 @@ def _loadtest(args: argparse.Namespace) -> int:
     return 0 if all(o.passed for o in outcomes) else 1
 
 
+DEMO_NEEDS = ("flask", "sqlalchemy", "locust", "opentelemetry.instrumentation.flask")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    missing = _missing(DEMO_NEEDS)
+    if missing:
+        raise InputError(f"the demo needs {', '.join(missing)}: pip install 'perfsdk[demo]'")
     from perfsdk.demo.run import run_demo
 
     if args.db != "sqlite://" and not args.db.startswith(("sqlite:", "postgresql")):
@@ -223,6 +229,21 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     print(f"{page}: {page.stat().st_size / 1e6:.2f} MB")
     return 0
+
+
+def _missing(modules: Sequence[str]) -> list[str]:
+    """The modules not installed -- found, never imported (importing Locust patches this process)."""
+    import importlib.util
+
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # its parent package is missing
+            found = None
+        if found is None:
+            missing.append(module)
+    return missing
 
 
 def build_parser() -> argparse.ArgumentParser:

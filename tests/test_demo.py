@@ -178,3 +178,13 @@ def test_fault_specs_are_checked() -> None:
         FaultSpec("x", "latency", "home", 5, 1)
     assert {f.kind for f in DemoPlan().fault_specs()} == {"latency", "slow_queries", "surge", "memory_leak",
                                                           "failing"}
+
+
+def test_demo_names_what_it_needs_when_it_is_missing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from perfsdk import cli
+
+    monkeypatch.setattr(cli, "DEMO_NEEDS", ("flask", "not_installed_anywhere"))
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "not_installed_anywhere" in err and "pip install 'perfsdk[demo]'" in err and "flask" not in err
+    assert not (tmp_path / "x").exists()
