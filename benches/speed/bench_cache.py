@@ -21,6 +21,10 @@ from benchutil import bench_per_event, per_item
 from perfsdk import AdaptiveCache, CacheController, cached
 
 KEYS = list(range(1000)) * 20
+
+
+def _load(key):
+    return key
 HITS = "cache: get that hits (ns/get)"
 
 
@@ -63,12 +67,44 @@ def test_cached_decorator_hit(benchmark):
     bench_per_event(benchmark, KEYS, f)
 
 
+SHUFFLED = np.random.default_rng(1).permutation(10_000).tolist()  # issue 16's case: every get a hit
+CONTROLLED = "cache: hit with the default controller, 10,000 shuffled keys (ns/get)"
+
+
+@pytest.mark.benchmark(group=CONTROLLED)
+def test_lru_cache_hit_shuffled(benchmark):
+    f = functools.lru_cache(maxsize=16_384)(_load)
+    for k in SHUFFLED:
+        f(k)
+    bench_per_event(benchmark, SHUFFLED, f, anchor="functools.lru_cache, shuffled")
+
+
+@pytest.mark.benchmark(group=CONTROLLED)
+def test_adaptive_cache_hit_default_controller(benchmark):
+    cache = AdaptiveCache(16_384)  # every default: a controller deciding every 10,000 gets or 30 s
+    for k in SHUFFLED:
+        cache.get_or_load(k, _load)
+    bench_per_event(benchmark, SHUFFLED, cache.get)
+
+
+@pytest.mark.benchmark(group=CONTROLLED)
+def test_adaptive_cache_hit_no_controller(benchmark):
+    cache = AdaptiveCache(16_384, controller=None, window=0.01)  # the same W-TinyLFU policy, fixed
+    for k in SHUFFLED:
+        cache.get_or_load(k, _load)
+    bench_per_event(benchmark, SHUFFLED, cache.get)
+
+
+@pytest.mark.benchmark(group=CONTROLLED)
+def test_cached_hit_default_controller(benchmark):
+    f = cached(maxsize=16_384)(_load)
+    for k in SHUFFLED:
+        f(k)
+    bench_per_event(benchmark, SHUFFLED, f)
+
+
 WORKLOAD = (np.random.default_rng(0).zipf(1.2, 100_000) % 20_000).tolist()
 CONTROL = "cache: zipf workload, get_or_load (ns/op)"
-
-
-def _load(key):
-    return key
 
 
 def _workload(benchmark, make_cache, anchor=None):
