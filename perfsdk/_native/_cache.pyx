@@ -108,11 +108,9 @@ cdef class CacheCore:
     cdef long long _ghost_ages[2][GHOST_BANDS]
     cdef Py_ssize_t _ghost_from[2]  # ghost keys evicted from the window, from main
     cdef bint _count_always, _counting  # _counting: the window is not the whole cache, or _count_always
-    cdef public double next_interval_time
-    """``monotonic()`` time after which the hook runs at the next 64th operation (0: never;
-    read only while ``next_interval_at`` is set)."""
-    cdef public long long next_interval_at
-    """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
+    cdef double _next_time
+    cdef long long _next_at
+    cdef long long _check_at  # the operation count at which the slow check runs: one compare a get
     cdef public object on_interval
     cdef dict _loading  # key -> _Loading, while that key is being loaded
     cdef CacheLock _lock
@@ -120,11 +118,12 @@ cdef class CacheCore:
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_capacity):
         # Memory follows the entries held, not the limits: the slot arrays and the ghost
         # ring start small and grow by half as they fill (amortised O(1)), the frequency sketch
-        # is made when the cache first gets half full -- before that nothing is evicted,
-        # so nothing needs admitting (Caffeine waits the same way).
+        # is made with the first entry for a small cache, else when it first gets half full --
+        # before that nothing is evicted, so nothing needs admitting (Caffeine waits the same way).
         if capacity < 1 or max_capacity < capacity:
             raise ValueError("need 1 <= capacity <= max_capacity")
         lock_init(&self._lock)
+        self._check_at = 0x7FFFFFFFFFFFFFFF  # no interval hook until one is scheduled
         self.max_capacity = max_capacity
         self._grow_slots(min(max_capacity + 1, INITIAL_SLOTS))  # a new key is placed before the
         self._grow_ring(min(max_capacity, INITIAL_SLOTS))        # eviction it causes: +1
@@ -271,20 +270,52 @@ cdef class CacheCore:
             self._push_front(slot, seg)
 
     # -- operations -------------------------------------------------------------------
-    cdef inline int _tick(self) except -1:
-        # called only while next_interval_at is set; the clock is read every 64th operation
-        self.ops += 1
-        if self.ops >= self.next_interval_at or (
-                self.next_interval_time and (self.ops & 63) == 0 and _monotonic() >= self.next_interval_time):
+    @property
+    def next_interval_at(self):
+        """``ops`` count at which the ``on_interval`` hook runs next (0: never)."""
+        return self._next_at
+
+    @next_interval_at.setter
+    def next_interval_at(self, long long value):
+        self._next_at = value
+        self._plan_check()
+
+    @property
+    def next_interval_time(self):
+        """``monotonic()`` time after which the hook runs at the next 64th operation (0: never;
+        read only while ``next_interval_at`` is set)."""
+        return self._next_time
+
+    @next_interval_time.setter
+    def next_interval_time(self, double value):
+        self._next_time = value
+        self._plan_check()
+
+    cdef inline void _plan_check(self) noexcept:
+        # a get compares its count with _check_at, nothing else: the next interval's count, or the
+        # next 64th operation when a deadline is set (the clock is read there, not on every get)
+        if not self._next_at:
+            self._check_at = 0x7FFFFFFFFFFFFFFF
+        elif self._next_time:
+            self._check_at = min(self._next_at, (self.ops | 63) + 1)
+        else:
+            self._check_at = self._next_at
+
+    cdef int _tick(self) except -1:
+        # the slow path of a get whose count reached _check_at
+        if self.ops >= self._next_at or (self._next_time and _monotonic() >= self._next_time):
             if self.on_interval is None:
                 return 0
-            self.next_interval_at = 0  # the hook sets the next ones
-            self.next_interval_time = 0.0
+            self._next_at = 0  # the hook sets the next ones
+            self._next_time = 0.0
+            self._plan_check()
             self._release()
             try:
                 self.on_interval()
             finally:
                 self._acquire()
+        else:
+            self._plan_check()
         return 0
 
     def get(self, key, default=None):
@@ -317,10 +348,9 @@ cdef class CacheCore:
                 if self._counting:
                     sketch_count(&self._sketch, self._hashes[slot])
                 value = self._values[slot]
-            if self.next_interval_at:
+            self.ops += 1
+            if self.ops >= self._check_at:
                 self._tick()
-            else:
-                self.ops += 1
             return value
         finally:
             self._release()
