@@ -12,7 +12,7 @@ import math
 import os
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -385,46 +385,50 @@ def _value_chart(ctx: _Context, ctl: Controller, t: np.ndarray, title: str, unit
     return chart.render()
 
 
+def _sized_section(title: str, controllers: list[Controller], missing: str, intro: str,
+                   draw: Callable[[Controller], list[str]]) -> str:
+    """A section of the controllers of one kind: a note when there are none, else the plots of each."""
+    if not controllers:
+        return (f'<h3>{title}</h3><p class="note">No {missing} decisions in this run (no <code>Adaptive'
+                f'{missing.capitalize()}</code> was sized while <code>perfsdk.init(export_dir=...)</code> ran).</p>')
+    return f"<h3>{title}</h3><p>{intro}</p>" + "".join(part for ctl in controllers for part in draw(ctl))
+
+
 def _caches(ctx: _Context, caches: list[Controller]) -> str:
-    out = ["<h3>Adaptive caches: capacity and hit ratio</h3>"]
-    if not caches:
-        return out[0] + ('<p class="note">No cache decisions in this run (no <code>AdaptiveCache</code> was sized '
-                         "while <code>perfsdk.init(export_dir=...)</code> ran).</p>")
-    out.append("<p>The capacity each cache held after each decision (advisory controllers: the recommendation "
-               "dashed), and the hit ratio of the interval each decision judged. Triangles mark the decisions "
-               "that changed the capacity; hover one for its explanation.</p>")
-    for ctl in caches:
+    def draw(ctl: Controller) -> list[str]:
         t = ctx.x(ctl.t_ns)
-        out.append(_value_chart(ctx, ctl, t, f"cache {ctl.name}: capacity", "entries", "capacity held"))
         ratio = ctx.chart(f"cache {ctl.name}: hit ratio per interval", "hit ratio", y_floor=0.0, y_ceiling=1.0)
         ratio.line(t, ctl.feature("hit_ratio"), "hit ratio", PALETTE[2])
-        out.append(ratio.render())
-    return "".join(out)
+        return [_value_chart(ctx, ctl, t, f"cache {ctl.name}: capacity", "entries", "capacity held"), ratio.render()]
+
+    return _sized_section(
+        "Adaptive caches: capacity and hit ratio", caches, "cache",
+        "The capacity each cache held after each decision (advisory controllers: the recommendation dashed), "
+        "and the hit ratio of the interval each decision judged. Triangles mark the decisions that changed the "
+        "capacity; hover one for its explanation.", draw)
 
 
 def _pools(ctx: _Context, pools: list[Controller]) -> str:
-    out = ["<h3>Connection pools: size and wait time</h3>"]
-    if not pools:
-        return out[0] + ('<p class="note">No pool decisions in this run (no <code>AdaptivePool</code> was sized '
-                         "while <code>perfsdk.init(export_dir=...)</code> ran).</p>")
-    out.append("<p>The connections each pool held after each decision, and per interval the p95 time callers "
-               "waited for a connection and the p95 the pool measured for its work (wait and use). Triangles mark "
-               "the decisions that changed the size.</p>")
-    for ctl in pools:
+    def draw(ctl: Controller) -> list[str]:
         t = ctx.x(ctl.t_ns)
-        out.append(_value_chart(ctx, ctl, t, f"{ctl.kind} {ctl.name}: size",
-                                "connections" if ctl.kind == "pool" else "value", "size held"))
-        if ctl.kind == "pool":
-            waits, latencies = ctl.feature("wait_p95_ms"), ctl.feature("p95_ms")
-            if not (np.isfinite(waits).any() or np.isfinite(latencies).any()):
-                out.append(f'<p class="note">pool {escape(ctl.name)}: no interval had enough acquisitions '
-                           "to measure its waits.</p>")
-                continue
-            wait = ctx.chart(f"pool {ctl.name}: wait and latency per interval", "ms", log_y=None)
-            wait.line(t, waits, "p95 wait for a connection", PALETTE[3])
-            wait.line(t, latencies, "p95 wait and use", PALETTE[4])
-            out.append(wait.render())
-    return "".join(out)
+        out = [_value_chart(ctx, ctl, t, f"{ctl.kind} {ctl.name}: size",
+                            "connections" if ctl.kind == "pool" else "value", "size held")]
+        if ctl.kind != "pool":
+            return out
+        waits, latencies = ctl.feature("wait_p95_ms"), ctl.feature("p95_ms")
+        if not (np.isfinite(waits).any() or np.isfinite(latencies).any()):
+            return out + [f'<p class="note">pool {escape(ctl.name)}: no interval had enough acquisitions '
+                          "to measure its waits.</p>"]
+        wait = ctx.chart(f"pool {ctl.name}: wait and latency per interval", "ms", log_y=None)
+        wait.line(t, waits, "p95 wait for a connection", PALETTE[3])
+        wait.line(t, latencies, "p95 wait and use", PALETTE[4])
+        return out + [wait.render()]
+
+    return _sized_section(
+        "Connection pools: size and wait time", pools, "pool",
+        "The connections each pool held after each decision, and per interval the p95 time callers waited for "
+        "a connection and the p95 the pool measured for its work (wait and use). Triangles mark the decisions "
+        "that changed the size.", draw)
 
 
 def _decisions(ctx: _Context, sized: list[Controller]) -> str:
