@@ -89,22 +89,23 @@ class CacheEvidence:
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
         position = math.log(core.capacity / min_capacity) / span if span else 0.0
-        unmoved = SettingMove("window_share", "window", core.window_share, core.window_share)
+        summary = ""
         if hits + misses < controller.min_operations:  # too thin to judge: the gets count toward the next
             summary = (f"{hits + misses} gets: too little evidence to judge the size "
                        f"({controller.min_operations} needed), kept")
+        else:
+            self._seen = now
+            self.filled = self.filled or core.size >= FULL * core.capacity
+            if not self.filled:
+                # The first fill: a smaller capacity would drop nothing yet, but it would stop the
+                # cache short of the working set it is still taking in; a larger one earns nothing.
+                # (After a grow the new room fills too, but then the evidence is what judges it.)
+                summary = (f"filling ({core.size} of {core.capacity} entries held, hit ratio {hits / ops:.3f}): "
+                           "the size is judged once the cache is full, kept")
+        if summary:
             features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position}
-            return Evidence(features, 0.0, {}, summary, cold=True, setting=unmoved)
-        self._seen = now
-        self.filled = self.filled or core.size >= FULL * core.capacity
-        if not self.filled:
-            # The first fill: a smaller capacity would drop nothing yet, but it would stop the
-            # cache short of the working set it is still taking in; a larger one earns nothing.
-            # (After a grow the new room fills too, but then the evidence is what judges it.)
-            summary = (f"filling ({core.size} of {core.capacity} entries held, hit ratio {hits / ops:.3f}): "
-                       "the size is judged once the cache is full, kept")
-            features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position}
-            return Evidence(features, 0.0, {}, summary, cold=True, setting=unmoved)
+            return Evidence(features, 0.0, {}, summary, cold=True,
+                            setting=SettingMove("window_share", "window", core.window_share, core.window_share))
         # Growing: the ghost hits within the added share of evictions, or that share of all
         # ghost hits (an even spread), whichever is more; both err low.
         grow_gain = max(near_window + near_main, grown * ghost) / ops

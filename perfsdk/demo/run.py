@@ -301,17 +301,16 @@ def _rows(out: Path, runs: dict[str, dict[str, Any]], plan: DemoPlan) -> list[Ta
         spans = read(out / variant)
         t0 = int(run["load_started_ns"])
         faults = run["faults"]
-        load = server_spans(spans, t0)
+        until = min((f["start_ns"] for f in run["latent"]), default=math.inf)  # then fault finding began
+        load = server_spans(spans, t0, None if math.isinf(until) else int(until))
         normal = server_spans(spans, t0, t0 + int(plan.normal_until_s * SECOND))
         surge = next(f for f in faults if f["kind"] == "surge")
         high = server_spans(spans, surge["start_ns"], surge["end_ns"])
-        until = min((f["start_ns"] for f in run["latent"]), default=math.inf)  # then fault finding began
         samples = [s for s in run["samples"] if t0 <= s["t_ns"] < until]
         warm = [s for s in run["samples"] if s["t_ns"] < t0]
         thresholds = StaticThresholds(server_spans(spans, None, t0), max(s["rss_mb"] for s in warm))
         surfaced = surfaced_after(spans, run["latent"], thresholds)
         run["surfaced_s"] = surfaced
-        load = server_spans(load, None, None if math.isinf(until) else int(until))
         if variant == "traditional":
             alerts = thresholds.alerts(load, samples)
         else:

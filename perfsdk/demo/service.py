@@ -172,14 +172,6 @@ class _Sampler:
         self._thread.join(2.0)
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux: the peak is what there is
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", products: int = 2000,
           cache_capacity: int = 200, faults: Sequence[FaultSpec] = (), seed: int = 0,
           announce: Callable[[str], None] = print) -> dict[str, Any]:
@@ -194,6 +186,7 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
 
     from perfsdk.demo.serve import shop_redactor
     from perfsdk.demo.shop import create_app
+    from perfsdk.instrument.resources import resident_mb
 
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:  # the spans are the record
@@ -252,7 +245,7 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
         pool, cache = shop.engine.pool, shop.cache.stats()
         return {"pool_size": float(pool.size()), "pool_in_use": float(pool.checkedout()),
                 "cache_capacity": float(cache["capacity"]), "cache_entries": float(cache["size"]),
-                "cache_hit_ratio": float(cache["hit_ratio"]), "rss_mb": _rss_mb(),
+                "cache_hit_ratio": float(cache["hit_ratio"]), "rss_mb": resident_mb(),
                 "cpu_s": time.process_time()}
 
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls="/_demo/")

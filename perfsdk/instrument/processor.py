@@ -50,6 +50,8 @@ class PerfSpanProcessor(SpanProcessor):
         self.sink = sink
         self.export = export  # an ArrowExport: every ended span is queued for the Arrow files
         self.gc_pauses = gc_pauses  # a GcPauses: a slow span that sat through a collection is told so
+        if gc_pauses is not None:
+            gc_pauses.install()  # watched while the processor runs; shutdown() stops watching
         self.faults = faults or Faults()
         self.open_dropped = 0
         self._ended = itertools.count(1)

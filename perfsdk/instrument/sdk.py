@@ -233,7 +233,6 @@ def init(
                            writer=export.anomalies if export else None, service=service)
         pauses = GcPauses()  # one gc callback: the pause metric and the slow spans' explanations
         processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses)
-        pauses.install()
         processor_box.append(processor)
         provider.add_span_processor(processor)
         sampler = None
