@@ -1,7 +1,7 @@
 """The ``perfsdk`` command.
 
     perfsdk detect FILE.csv [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
-    perfsdk analyze PATH [--out DIR] [--detector zscore|arima] [--threshold T] [--scheduler ADDRESS]
+    perfsdk analyze PATH [--out DIR] [--detector default|zscore|arima] [--threshold T] [--scheduler ADDRESS]
     perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
                     [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
     perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run]
@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from perfsdk.detect import DEFAULT_CONFIRM, ZScoreDetector
+from perfsdk.detect import DEFAULT_CONFIRM, DETECTOR_KINDS, ZScoreDetector
 
 __all__ = ["build_parser", "main", "read_series"]
 
@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="run the batch detectors over exported spans")
     analyze.add_argument("path", help="an export directory, a spans directory or one file")
     analyze.add_argument("--out", help="export directory for the anomalies table (default: PATH's)")
-    analyze.add_argument("--detector", choices=["zscore", "arima"], default="zscore")
+    analyze.add_argument("--detector", choices=list(DETECTOR_KINDS), default="default",
+                         help="default: perfsdk.default_detector(), as perfsdk.init() uses live")
     analyze.add_argument("--threshold", type=float, default=None, help="score threshold")
     analyze.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
                          help="flagged spans in a row per anomaly (as live)")

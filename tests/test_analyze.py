@@ -17,18 +17,21 @@ T0 = 1_800_000_000_000_000_000  # ns
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Two services; in 'shop', GET /checkout gets 10x slower for 5 requests at #300."""
+    """Two services; in 'shop', GET /checkout gets 10x slower for 5 requests at #900 (after the default
+    detector's learning period of 388 spans); in 'billing' one GET /cart request is 10x slower at #950."""
     root = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(1)
     for service in ("shop", "billing"):  # two processes of a fleet, exporting side by side
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
         provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(root), max_bytes=32 * 1024)))
         tracer = provider.get_tracer("t")
-        for i in range(400):
+        for i in range(1000):
             for name, base in (("GET /checkout", 20.0), ("GET /cart", 5.0)):
                 duration = base * rng.uniform(0.9, 1.1)
-                if service == "shop" and name == "GET /checkout" and 300 <= i < 305:
+                if service == "shop" and name == "GET /checkout" and 900 <= i < 905:
                     duration *= 10
+                if service == "billing" and name == "GET /cart" and i == 950:
+                    duration *= 10  # one slow request: not an incident
                 start = T0 + i * 10**9
                 span = tracer.start_span(name, start_time=start)
                 span.end(end_time=start + int(duration * 1e6))
@@ -37,8 +40,8 @@ def dataset(tmp_path_factory):
 
 
 def test_finds_the_slow_run_and_writes_the_anomalies_table(dataset, tmp_path):
-    result = analyze(dataset, out=tmp_path, progress=False)
-    assert result.spans == 1600 and result.partitions == 2
+    result = analyze(dataset, out=tmp_path, progress=False, detector="zscore")
+    assert result.spans == 4000 and result.partitions == 2
     rows = result.anomalies.to_pylist()
     assert [(r["service.name"], r["series"]) for r in rows] == [("shop", "GET /checkout")]
     (row,) = rows
@@ -47,12 +50,31 @@ def test_finds_the_slow_run_and_writes_the_anomalies_table(dataset, tmp_path):
     assert (row["confirmed_at"] - row["onset"]).total_seconds() == 4
     assert read(tmp_path, table="anomalies").to_pylist() == rows
     summary = result.summary()
-    assert "1,600 spans in 2 partition(s), 1 anomalies" in summary
-    assert "GET /checkout (shop): 1 anomalies in 400 spans" in summary
+    assert "4,000 spans in 2 partition(s), 1 anomalies" in summary
+    assert "GET /checkout (shop): 1 anomalies in 1,000 spans" in summary
+
+
+def test_the_default_detector_reports_what_the_live_bank_reports(dataset):
+    """By default ``analyze`` judges with ``perfsdk.default_detector()``, as ``perfsdk.init()`` does live:
+    the slow requests are one incident, one anomaly; the return to normal after them is none."""
+    from perfsdk.detect import span_detectors
+    from perfsdk.instrument import DetectorBank
+
+    rows = analyze(dataset, progress=False).anomalies.to_pylist()
+    assert [(r["series"], r["onset"].timestamp() - T0 / 1e9, dict(r["details"])) for r in rows] == [
+        ("GET /checkout", 900.0, {"run": "3"})]  # confirmed by the next two; the lone slow request is not
+    assert 180 < rows[0]["value"] < 220 and 18 < rows[0]["expected"] < 22
+    for service, name in (("shop", "GET /checkout"), ("billing", "GET /cart")):
+        durations = read(dataset, service=service, name=name, columns=["duration_ms"])["duration_ms"]
+        bank = DetectorBank(span_detectors(["default"]), min_delta=1.0, min_ratio=0.2)
+        live = [a for ms in durations.to_pylist() for a in bank.observe(name, ms)]
+        assert [(a.value, a.expected) for a in live] == [
+            (r["value"], pytest.approx(r["expected"])) for r in rows if (r["service.name"], r["series"]) == (service, name)]
+    assert bank.summary()["GET /cart"]["count"] == 1000
 
 
 def test_confirm_drops_short_runs(dataset):
-    assert analyze(dataset, progress=False, confirm=6).anomalies.num_rows == 0
+    assert analyze(dataset, progress=False, confirm=6, detector="zscore").anomalies.num_rows == 0
 
 
 def test_dask_cluster_gives_identical_results(dataset):
@@ -87,7 +109,7 @@ def test_analyzing_the_spans_directory_twice(dataset, tmp_path, capsys):
     shutil.copytree(dataset, root)
     for _ in range(2):
         assert main(["analyze", str(root / "spans"), "--quiet"]) == 0
-        assert "1,600 spans in 2 partition(s), 1 anomalies" in capsys.readouterr().out
+        assert "4,000 spans in 2 partition(s), 1 anomalies" in capsys.readouterr().out
     assert read(root, table="anomalies").num_rows == 1  # beside spans/; the second run replaced the first
 
 
@@ -121,7 +143,7 @@ def test_analyze_reports_the_anomalies_the_live_bank_emits(tmp_path, confirm):
     exported = read(tmp_path).column("duration_ms").to_numpy()
     bank = DetectorBank(span_detectors(["zscore"]), confirm=confirm, min_delta=1.0, min_ratio=0.2)
     live = [a for x in exported for a in bank.observe("GET /checkout", float(x))]  # what the processor saw
-    offline = analyze(tmp_path, progress=False, confirm=confirm).anomalies.to_pylist()
+    offline = analyze(tmp_path, progress=False, confirm=confirm, detector="zscore").anomalies.to_pylist()
     assert len(live) >= 2
     assert [(a.index, a.value, a.expected, a.std, a.score) for a in live] == [
         (r["index"], r["value"], r["expected"], r["std"], r["score"]) for r in offline]
@@ -163,7 +185,7 @@ def test_a_corrupt_file_is_named_and_the_rest_is_analysed(dataset, tmp_path):
     victim.write_bytes(b"ARROW1\x00\x00garbage")
     result = analyze(copy, out=tmp_path / "out", progress=False)
     assert len(result.skipped) == 1 and victim.name in result.skipped[0]
-    assert 0 < result.spans < 1600 and "skipped (unreadable)" in result.summary()
+    assert 0 < result.spans < 4000 and "skipped (unreadable)" in result.summary()
 
 
 def test_a_second_run_replaces_its_own_output(dataset, tmp_path):

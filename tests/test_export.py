@@ -318,7 +318,8 @@ def test_an_export_dir_that_breaks_later_is_reported_and_the_application_goes_on
 
 def test_init_exports_spans_anomalies_and_resources(tmp_path):
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
-    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), resource_interval_s=0.02)
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), resource_interval_s=0.02,
+                       detectors=("zscore",))
     tracer = provider.get_tracer("t")
     t0 = time.time_ns()
     for i in range(60):  # durations set exactly, not slept: a busy machine cannot make a normal span slow

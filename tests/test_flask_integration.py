@@ -1,6 +1,6 @@
 """A real Flask app, instrumented by opentelemetry-instrumentation-flask, served on
-loopback and driven by real HTTP requests: perfsdk must flag the route that
-becomes slow, and only that route, within a few dozen requests."""
+loopback and driven by real HTTP requests: perfsdk's defaults must flag the route
+that becomes slow, and only that route, within a few requests."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def get(url: str) -> str:
 
 def test_slow_route_is_flagged_and_only_that_route(shop):
     base, slow, sdk = shop
-    for _ in range(60):
+    warm_up = 420  # the default detector learns for 388 spans a name
+    for _ in range(warm_up):
         for route in ("/products", "/cart", "/checkout"):
             assert get(base + route)
     assert sdk.anomalies() == []
@@ -76,9 +77,9 @@ def test_slow_route_is_flagged_and_only_that_route(shop):
     sdk.force_flush()
     flagged = {a.details["series"] for a in sdk.anomalies()}
     assert flagged == {"GET /checkout"}, [str(a) for a in sdk.anomalies()]
-    assert sent_slow <= 10  # confirmed after 3 slow requests, well within a few dozen
+    assert sent_slow <= 3  # the first slow request is past anything the route has done
     anomaly = sdk.anomalies()[0]
     assert anomaly.value >= 40 and anomaly.expected < 20
     stats = sdk.stats()["per_span"]
-    assert stats["GET /checkout"]["count"] == 60 + sent_slow + 10
+    assert stats["GET /checkout"]["count"] == warm_up + sent_slow + 10
     assert set(stats) == {"GET /products", "GET /cart", "GET /checkout"}

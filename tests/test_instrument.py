@@ -37,7 +37,7 @@ def traced():
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     seen: list = []
-    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=seen.append,
+    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=seen.append, detectors=("zscore",),
                        sample_resources=False, meter_provider=MeterProvider(metric_readers=[reader]))
     yield sdk, exporter, reader, seen
     sdk.shutdown()
@@ -187,7 +187,7 @@ def test_anomalies_are_logged(traced, caplog):
 
 def test_callback_fault_is_counted_not_raised():
     provider = TracerProvider()
-    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, confirm=1,
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, confirm=1, detectors=("zscore",),
                        on_anomaly=lambda a: 1 / 0)
     try:
         tracer = provider.get_tracer("t")
@@ -507,7 +507,7 @@ def test_a_slow_span_that_sat_through_a_collection_is_told_so():
     """A collection stops every thread: a healthy route then looks slow. The anomaly says how much of
     its excess was collector pause, and names it as the likely cause (issue 14)."""
     provider = TracerProvider()
-    sdk = perfsdk.init(tracer_provider=provider, confirm=1, sample_resources=False)
+    sdk = perfsdk.init(tracer_provider=provider, confirm=1, sample_resources=False, detectors=("zscore",))
     try:
         tracer = provider.get_tracer("test")
         for _ in range(200):
@@ -553,3 +553,98 @@ def test_incidents_split_by_relation_not_only_by_time():
     assert sorted(groups[0]) == ["GET /checkout", "db.query", "process.cpu.utilization"]
     assert groups[1:] == [["GET /search", "GET /search"], ["spans.rate"], ["db.query"]]
     assert groups[0][0] == "db.query"  # the callee ranks first: the likely origin
+
+
+def _anomaly_at(series, value, expected, at_s=0.0, **details):
+    from datetime import datetime, timedelta, timezone
+
+    from perfsdk.detect import Anomaly
+
+    when = datetime(2026, 11, 30, tzinfo=timezone.utc) + timedelta(seconds=at_s)
+    return Anomaly(detector="z", index=0, value=value, expected=expected, std=1.0, score=value - expected,
+                   threshold=3.0, timestamp=when, details={"series": series, "source": "span", **details})
+
+
+def test_the_origin_is_ranked_by_evidence_not_by_how_many_callers_are_anomalous():
+    """Issue 14: a 2.9 ms blip on a query called by three anomalous routes used to be named the origin
+    of a 40 ms slowdown of one of them. The query explains 2.5 ms of the route's 40: the route is first.
+    When the query is the slow part, it is first."""
+    calls = {"SELECT": {"GET /a", "GET /b", "GET /c"}}
+    tracker = IncidentTracker(lambda name: calls.get(name, set()), window_s=30.0)
+    for a in (_anomaly_at("GET /a", 42.0, 2.0, 0.0), _anomaly_at("SELECT", 2.9, 0.4, 0.5),
+              _anomaly_at("GET /b", 5.5, 3.0, 1.0), _anomaly_at("GET /c", 5.4, 3.0, 1.5)):
+        tracker.add(a)
+    (incident,) = tracker.incidents()
+    assert incident.origin.details["series"] == "GET /a"
+    tracker = IncidentTracker(lambda name: calls.get(name, set()), window_s=30.0)
+    for a in (_anomaly_at("GET /a", 42.0, 2.0, 0.0), _anomaly_at("SELECT", 40.1, 0.4, 0.5)):
+        tracker.add(a)
+    (incident,) = tracker.incidents()
+    assert [a.details["series"] for a in incident.members] == ["SELECT", "GET /a"]
+    assert "Likely origin: 'SELECT'" in str(incident) and "called by 'GET /a'" in str(incident)
+
+
+def test_a_slowdown_explained_by_collector_pauses_ranks_after_the_process_metrics():
+    tracker = IncidentTracker(lambda name: set(), window_s=30.0)
+    gc_anomaly = _anomaly_at("process.gc.pause_ms", 60.0, 2.0, 0.2)
+    gc_anomaly.details["source"] = "resource"  # type: ignore[index]
+    for a in (_anomaly_at("GET /healthy", 50.0, 2.0, 0.0, gc_pause_ms=47.0), gc_anomaly):
+        tracker.add(a)
+    (incident,) = tracker.incidents()
+    assert incident.origin.details["series"] == "process.gc.pause_ms"
+
+
+@pytest.mark.parametrize("kind", ["default", "zscore"])
+def test_a_return_to_normal_is_not_an_anomaly(kind):
+    """A fault long enough for the detector to learn its level, then the fix: the first normal
+    values look anomalous against the faulty level. They are counted as a return, not emitted."""
+    from perfsdk.detect import span_detectors
+
+    bank = DetectorBank(span_detectors([kind]), confirm=3, min_delta=1.0, min_ratio=0.2)
+    rng = np.random.default_rng(7)
+
+    def feed(level, n):
+        return [a for x in rng.uniform(0.9, 1.1, n) * level for a in bank.observe("GET /pay", float(x))]
+
+    assert feed(4.0, 600) == []
+    fault = feed(40.0, 800)
+    assert len(fault) == 1 and fault[0].value > 30  # the fault: one anomaly
+    assert feed(4.0, 400) == []  # the fix: nothing paged
+    stats = bank.summary()["GET /pay"]
+    assert stats["returns_to_normal"] == 1 and stats["anomalies"] == 1
+    again = feed(40.0, 20)  # the same fault again is news again
+    assert len(again) == 1 and again[0].value > 30
+
+
+def test_a_new_span_name_that_appears_with_the_fault_is_the_suspect():
+    """Issue 14: a new slow SQL statement warmed up on faulty values and was never blamed. Its caller
+    turns slow as it appears; it takes nearly all of the caller's excess: it is reported, and the
+    incident names it as the origin."""
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, detectors=("default",))
+    try:
+        tracer = provider.get_tracer("test")
+        rng = np.random.default_rng(3)
+        t = time.time_ns() - 10**12
+        for ms in rng.uniform(1.8, 2.2, 600):
+            tracer.start_span("GET /search", start_time=t).end(end_time=t + int(ms * 1e6))
+            t += 50_000_000
+        for _ in range(30):  # the fault: every search now runs a new, slow statement
+            from opentelemetry import trace as otel_trace
+
+            route = tracer.start_span("GET /search", start_time=t)
+            ctx = otel_trace.set_span_in_context(route)
+            tracer.start_span("SELECT report", context=ctx, start_time=t + 10**6).end(end_time=t + 41 * 10**6)
+            route.end(end_time=t + 42 * 10**6)
+            t += 50_000_000
+        sdk.force_flush()
+        suspect = next(a for a in sdk.anomalies() if a.details.get("new_span_name"))
+        assert suspect.details["series"] == "SELECT report" and suspect.details["caller"] == "GET /search"
+        assert suspect.value == pytest.approx(40.0) and "a new span name" in suspect.details["likely_cause"]
+        (incident,) = sdk.incidents()
+        assert incident.origin.details["series"] == "SELECT report"
+        assert "Likely origin: 'SELECT report'" in str(incident)
+        for a in sdk.anomalies():
+            assert a.details["onset"] <= a.details["confirmed_at"]
+    finally:
+        sdk.shutdown()

@@ -129,9 +129,9 @@ def export_without_decisions(root: Path) -> Path:
     sdk = perfsdk.init(tracer_provider=provider, export_dir=str(root), resource_interval_s=0.02)
     tracer = provider.get_tracer("t")
     t0 = time.time_ns()
-    for i in range(300):  # durations set exactly, not slept: a busy machine cannot make a normal span slow
+    for i in range(600):  # durations set exactly, not slept: a busy machine cannot make a normal span slow
         start = t0 + i * 10**7
-        slow = 200 <= i < 210
+        slow = 500 <= i < 510  # after the default detector's learning period (388 spans)
         tracer.start_span("job", start_time=start).end(end_time=start + (30_000_000 if slow else 500_000 + i * 100))
     time.sleep(0.2)
     sdk.shutdown()

@@ -182,7 +182,8 @@ def test_spans_started_inside_on_anomaly_are_not_recorded():
         if not otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
             tracer.start_span("POST /webhook").end()
 
-    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=on_anomaly, confirm=1, sample_resources=False)
+    sdk = perfsdk.init(tracer_provider=provider, on_anomaly=on_anomaly, confirm=1, sample_resources=False,
+                       detectors=("zscore",))
     try:
         for i in range(60):
             start = 10**18 + i * 10**9

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Alert", "DetectionScore", "ROUTE_SERIES", "StaticThresholds", "anomaly_alerts", "merge_alerts",
+__all__ = ["Alert", "DetectionScore", "ROUTE_CALLS", "ROUTE_SERIES", "StaticThresholds", "anomaly_alerts", "merge_alerts",
            "score_alerts", "server_spans", "surfaced_after"]
 
 SECOND = 1_000_000_000
@@ -49,6 +49,8 @@ ROUTE_SERIES = {
     "cart": "POST /cart/<int:pid>",
     "checkout": "POST /checkout",
 }
+#: The spans inside a route (the shop's own): a fault on the route shows on them too.
+ROUTE_CALLS = {"search": ("db.report_query",), "checkout": ("charge_payment",)}
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ def surfaced_after(spans: pa.Table, latent: Sequence[Mapping[str, Any]], thresho
 def _series_of(fault: Mapping[str, Any]) -> set[str] | None:
     if fault["kind"] == "surge":
         return None
-    series = {ROUTE_SERIES.get(fault["route"], fault["route"])}
+    series = {ROUTE_SERIES.get(fault["route"], fault["route"]), *ROUTE_CALLS.get(fault["route"], ())}
     if fault["kind"] == "memory_leak":
         series.add(RSS_SERIES)
     if fault["kind"] == "failing":

@@ -209,7 +209,8 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
         provider.add_span_processor(BatchSpanProcessor(
             ArrowSpanExporter(export_dir, redactor=shop_redactor()), max_queue_size=1 << 17))
     app = create_app(database_url, products=products, cache_capacity=cache_capacity,
-                     adaptive=variant == "perfsdk", pool_size=pool_size, max_pool_size=4 * pool_size, seed=seed)
+                     adaptive=variant == "perfsdk", pool_size=pool_size, max_pool_size=4 * pool_size, seed=seed,
+                     tracer_provider=provider)
     shop = app.extensions["shop"]
     schedule = _Schedule(shop, faults)
     stopping = threading.Event()
@@ -260,8 +261,10 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
     server.shutdown()
     thread.join(5.0)
     FlaskInstrumentor().uninstrument_app(app)
+    incidents = []
     if sdk is not None:
         sdk.shutdown()
+        incidents = [_incident_record(i) for i in sdk.incidents()]
     provider.shutdown()
     shop.close()
     summary = {
@@ -270,10 +273,26 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
         "faults": schedule.applied, "latent": schedule.latent, "samples": sampler.samples,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sdk_stats": _jsonable(sdk.stats()) if sdk is not None else None,
+        "incidents": incidents,
         "heavy_modules": sorted(m for m in ("numba", "scipy", "statsmodels", "pandas") if m in sys.modules),
     }
     (Path(export_dir) / "run.json").write_text(json.dumps(summary), encoding="utf-8")
     return summary
+
+
+def _incident_record(incident: Any) -> dict[str, Any]:
+    """An incident as the SDK grouped and ranked it live: its members (origin first) and its text."""
+    def ns(t: Any) -> int | None:
+        return None if t is None else int(t.timestamp() * 1e9)
+
+    return {
+        "text": str(incident),
+        "members": [{"series": a.details.get("series", a.detector), "source": a.details.get("source"),
+                     "onset_ns": ns(a.details.get("onset") or a.timestamp),
+                     "confirmed_ns": ns(a.details.get("confirmed_at") or a.timestamp),
+                     "value": a.value, "expected": a.expected, "likely_cause": a.details.get("likely_cause")}
+                    for a in incident.members],
+    }
 
 
 def _jsonable(value: Any) -> Any:

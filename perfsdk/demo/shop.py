@@ -6,7 +6,11 @@ lookups go through an ``AdaptiveCache`` and database connections come from an
 by default (embedded: nothing to install), PostgreSQL by URL. Each request's
 ``X-Session-Id`` header becomes the server span's ``session.id`` attribute, so
 exported spans say which requests were one user's session (perfsdk's
-redactor hashes it: still joinable, never in clear).
+redactor hashes it: still joinable, never in clear). Two calls inside the
+routes have spans of their own, as a real service's instrumentation gives
+them: ``charge_payment`` (the payment provider, in checkout) and
+``db.report_query`` (the slow report query, which only the slow-query fault
+runs: a span name never seen before the fault).
 
 >>> app = create_app("sqlite://", products=50)
 >>> client = app.test_client()
@@ -60,9 +64,14 @@ class Shop:
 
 
 def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_capacity: int = 500,
-               adaptive: bool = True, pool_size: int = 4, max_pool_size: int = 16, seed: int = 0) -> flask.Flask:
+               adaptive: bool = True, pool_size: int = 4, max_pool_size: int = 16, seed: int = 0,
+               tracer_provider: Any = None) -> flask.Flask:
     """The shop over ``database_url`` with ``products`` products; ``adaptive`` gives it perfsdk's
-    cache and pool sizing (else a fixed-size LRU cache and a fixed pool of ``pool_size``)."""
+    cache and pool sizing (else a fixed-size LRU cache and a fixed pool of ``pool_size``). Its own
+    spans go to ``tracer_provider`` (default: the global one)."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("perfsdk.demo.shop", tracer_provider=tracer_provider)
     engine = _engine(database_url, adaptive, pool_size, max_pool_size)
     _create_schema(engine, products, seed)
     cache = AdaptiveCache(cache_capacity, name="products", controller="default" if adaptive else None)
@@ -85,7 +94,7 @@ def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_c
             threading.Event().wait(delay / 1e3)
         rows = shop.slow_query_rows.get(route, 0)
         if rows:  # a real query the database has to work through, holding a pooled connection
-            with engine.connect() as conn:
+            with tracer.start_as_current_span("db.report_query"), engine.connect() as conn:
                 conn.execute(SLOW_QUERY, {"n": rows}).scalar_one()
         leak = shop.leak_bytes.get(route, 0)
         if leak:
@@ -140,7 +149,8 @@ def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_c
 
     @app.post("/checkout")
     def checkout() -> Any:
-        fault("checkout")
+        with tracer.start_as_current_span("charge_payment"):  # the payment provider: where its faults strike
+            fault("checkout")
         session = flask.request.headers.get(SESSION_HEADER, "anonymous")[:64]
         with engine.begin() as conn:
             total = conn.execute(text("SELECT coalesce(sum(c.quantity * p.price), 0) FROM cart c "

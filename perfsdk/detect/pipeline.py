@@ -439,8 +439,8 @@ def _restore_pipeline(cls: type, params: dict[str, Any], snapshot: np.ndarray) -
 
 
 def default_detector(*, name: str | None = None) -> AlertPipeline:
-    """A fresh instance of perfsdk's default detector (``perfsdk.init(detectors=("default",))``
-    puts it on every span name; the SDK's own default is still the Z-score with its run rule).
+    """A fresh instance of perfsdk's default detector: ``perfsdk.init()`` puts one on every
+    span name, and ``perfsdk analyze`` judges exported spans with it.
 
     A 256-point Z-score and a daily seasonal channel (288 points: a day of
     5-minute samples; it only counts on series that repeat daily) through the

@@ -31,7 +31,7 @@ import numpy as np
 from perfsdk._native import kernels
 from perfsdk._runtime import check_int, check_number
 
-__all__ = ["DEFAULT_CONFIRM", "Onset", "RunRule"]
+__all__ = ["ALERT_PATIENCE", "DEFAULT_CONFIRM", "Onset", "PendingAlert", "RunRule"]
 
 #: Flagged points in a row before an anomaly is reported, live and offline.
 DEFAULT_CONFIRM = 3
@@ -47,6 +47,22 @@ class Onset:
     std: float
     score: float
     timestamp: Any = None
+
+
+@dataclass
+class PendingAlert:
+    """An alert waiting for confirmation: the band it broke, and the current run beyond it."""
+
+    alert: Onset
+    threshold: float
+    run: Onset | None = None  # the first point of the current run beyond the band
+    length: int = 0
+    idle: int = 0  # points in a row inside the band
+
+
+#: An unconfirmed alert is forgotten after this many points in a row inside its band (the
+#: alert pipeline's own incidents end after as many quiet points).
+ALERT_PATIENCE = 30
 
 
 class RunRule:
@@ -71,6 +87,25 @@ class RunRule:
     def material(self, value: float, expected: float) -> bool:
         return abs(value - expected) >= max(self.min_delta, self.min_ratio * abs(expected))
 
+    def back_to_normal(self, before: tuple[float, float] | None, value: float, expected: float) -> bool:
+        """Is an anomaly at ``value`` (against ``expected``) the series coming back to the level it
+        had before its last anomaly, ``before = (value, expected)`` of that one? It is when it goes
+        the other way and lands within the material-change tolerance of that level, or between the
+        two and nearer to that level. A detector that learned a fault's level flags the fix: not
+        news. Going past the old level (faster than ever after a slowdown) still is.
+
+        >>> rule = RunRule(min_delta=1.0, min_ratio=0.2)
+        >>> rule.back_to_normal((40.0, 4.0), 4.3, 39.0), rule.back_to_normal((40.0, 4.0), 0.5, 39.0)
+        (True, False)
+        """
+        if before is None:
+            return False
+        old_value, normal = before
+        if (value - expected) * (old_value - normal) >= 0:
+            return False  # the same way as the last anomaly (or no way at all)
+        between = (value - normal) * (old_value - normal) > 0 and abs(value - normal) < abs(value - old_value)
+        return between or not self.material(value, normal)
+
     def continues(self, onset: Onset, value: float, threshold: float) -> bool:
         """Is ``value`` still out, on the same side, of the band the onset broke?"""
         deviation = value - onset.expected
@@ -87,6 +122,46 @@ class RunRule:
         if flagged is not None and self.material(value, flagged.expected):
             return 1, flagged
         return 0, None
+
+    def confirm_alert(self, pending: PendingAlert | None, index: int, value: float, timestamp: Any,
+                      alert: Onset | None = None, threshold: float = 0.0) -> tuple[PendingAlert | None, Onset | None]:
+        """Confirm a self-alerting detector's alert (``AlertPipeline``) as ``step`` confirms raw scores.
+
+        ``alert`` is this point's alert, if it raised one (``threshold``: the band's width in its
+        ``std``). The alert is reported once ``confirm`` points in a row stay beyond the band it
+        broke; a run that breaks off can start again, beyond the same band, until
+        ``ALERT_PATIENCE`` points in a row are inside it. Returns the pending state and, when
+        confirmed, the run's first point (its ``expected``/``std`` the alert's). One slow
+        request is never paged for; a fault right after it still is.
+
+        >>> rule, pending, out = RunRule(confirm=2), None, []
+        >>> for i, x in enumerate([50.0, 10.0, 48.0, 49.0]):
+        ...     alert = Onset(i, x, 10.0, 1.0, 40.0) if i == 0 else None
+        ...     pending, confirmed = rule.confirm_alert(pending, i, x, None, alert, 3.0)
+        ...     out.append(confirmed and confirmed.index)
+        >>> out
+        [None, None, None, 2]
+        """
+        if alert is not None:
+            if not self.material(value, alert.expected):
+                return pending, None
+            pending = PendingAlert(alert, threshold)
+        if pending is None:
+            return None, None
+        if alert is not None or self.continues(pending.alert, value, pending.threshold):
+            if not pending.length:
+                deviation = value - pending.alert.expected
+                pending.run = alert or Onset(index, value, pending.alert.expected, pending.alert.std,
+                                             deviation / pending.alert.std if pending.alert.std > 0
+                                             else float(np.sign(deviation)) * np.inf, timestamp)
+            pending.length += 1
+            pending.idle = 0
+            if pending.length == self.confirm:
+                return None, pending.run
+            return pending, None
+        pending.length, pending.run = 0, None
+        pending.idle += 1
+        return (None if pending.idle >= ALERT_PATIENCE else pending), None
 
     def confirmed_runs(self, values: np.ndarray, scores: np.ndarray, expected: np.ndarray, std: np.ndarray,
                        threshold: float) -> list[tuple[int, int, int]]:

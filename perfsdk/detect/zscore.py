@@ -135,6 +135,19 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         state[kernels.ZS_MIN_STD] = self.min_std
         return state
 
+    @property
+    def window_mean(self) -> float:
+        """The mean of the values the detector holds now (its window, or the EWMA); NaN before any.
+
+        >>> det = ZScoreDetector(window=4); _ = det.update_many([1.0, 2.0, 3.0])
+        >>> det.window_mean
+        2.0
+        """
+        state = self.state
+        if not state[kernels.ZS_COUNT]:
+            return math.nan
+        return float(state[kernels.ZS_MEAN] + state[kernels.ZS_SHIFT])
+
     def explain_point(self, value: float, score: float) -> tuple[int, float, float]:
         """``(index, expected, std)`` of the point just scored ``score``: a flagged point's
         own, from a small ring of recent ones, even after other threads' updates."""

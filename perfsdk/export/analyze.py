@@ -7,10 +7,12 @@ detector's Numba batch kernel. A local run and a Dask run split the work the
 same way, so they produce identical results.
 
 Each name's series is judged exactly as the live processor judges it: the
-same detector preset (``perfsdk.detect.span_detectors``) and the same run
-rule (``perfsdk.detect.RunRule``: a flagged, material onset, then ``confirm``
-points beyond the band it broke). An anomaly is the run's first point, with
-the run's length and end.
+same detector preset (``perfsdk.detect.span_detectors``; by default
+``perfsdk.default_detector()``, whose alerts confirm themselves, one per
+incident) or the same run rule for the raw detectors (``perfsdk.detect.RunRule``:
+a flagged, material onset, then ``confirm`` points beyond the band it broke),
+and the same rule that a return to normal is not an anomaly. An anomaly is the
+run's first point, with the run's length and end.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from perfsdk.detect import DEFAULT_CONFIRM, RunRule, span_detectors
+from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Onset, RunRule, span_detectors
 from perfsdk.export.reader import read_file
 from perfsdk.export.schema import ANOMALIES
 from perfsdk.export.writer import RotatingWriter
@@ -54,7 +56,7 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
 
 
 def analyze_partition(
-    files: Sequence[str], detector: str = "zscore", threshold: float | None = None,
+    files: Sequence[str], detector: str = "default", threshold: float | None = None,
     min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = DEFAULT_CONFIRM,
 ) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Anomalies (as an ANOMALIES table), per-(service, name) figures, and the files that
@@ -89,8 +91,12 @@ def analyze_partition(
         name = names[codes[group[0]]]
         det = make(name)
         values = durations[group]
-        z, expected, std = det.update_many(values, details=True)
-        found = rule.confirmed_runs(values, z, expected, std, det.threshold)
+        if isinstance(det, AlertPipeline):  # it raises alerts; they are confirmed as the live bank does
+            found, z, expected, std = _confirmed_alerts(rule, det.detect_many(values), values)
+        else:
+            z, expected, std = det.update_many(values, details=True)
+            found = rule.confirmed_runs(values, z, expected, std, det.threshold)
+        found = _without_returns(rule, found, values, expected)
         starts = np.array([start for start, _, _ in found], dtype=np.int64)
         lengths = np.array([length for _, length, _ in found], dtype=np.int64)
         ends = np.array([end for _, _, end in found], dtype=np.int64)
@@ -107,6 +113,44 @@ def analyze_partition(
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
             parts["run_end"].append(group[ends])
     return _anomaly_table(spans, service, hits, parts), figures, skipped
+
+
+def _confirmed_alerts(rule: RunRule, alerts: list[Any], values: np.ndarray) -> tuple[
+        list[tuple[int, int, int]], np.ndarray, np.ndarray, np.ndarray]:
+    """``(onset, length, end)`` of each alert ``confirm`` points confirmed (``RunRule.confirm_alert``,
+    point by point from each alert while it waits), and the score, expected and std at each onset."""
+    z, expected, std = (np.full(len(values), np.nan) for _ in range(3))
+    raised = {a.index: a for a in alerts}  # a fresh detector: its indices are positions
+    found: list[tuple[int, int, int]] = []
+    pending = None
+    for first in sorted(raised):
+        i = first
+        while i < len(values) and (i == first or pending is not None):
+            alert = raised.get(i)
+            flagged = alert and Onset(i, float(values[i]), alert.expected, alert.std, alert.score)
+            pending, run = rule.confirm_alert(pending, i, float(values[i]), None, flagged,
+                                              alert.threshold if alert else 0.0)
+            if run is not None:
+                found.append((run.index, rule.confirm, i))
+                z[run.index], expected[run.index], std[run.index] = run.score, run.expected, run.std
+            i += 1
+            if i in raised:
+                break  # the next alert's own walk takes over, with this state
+    return found, z, expected, std
+
+
+def _without_returns(rule: RunRule, found: list[tuple[int, int, int]], values: np.ndarray,
+                     expected: np.ndarray) -> list[tuple[int, int, int]]:
+    """The anomalies that are not a return to normal (``RunRule.back_to_normal``), as the live bank."""
+    kept, before = [], None
+    for run in found:
+        value, normal = float(values[run[0]]), float(expected[run[0]])
+        if rule.back_to_normal(before, value, normal):
+            before = None
+            continue
+        before = (value, normal)
+        kept.append(run)
+    return kept
 
 
 def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
@@ -179,7 +223,7 @@ class Analysis:
 
 def analyze(
     path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-    detector: str = "zscore", threshold: float | None = None, scheduler: str | None = None,
+    detector: str = "default", threshold: float | None = None, scheduler: str | None = None,
     progress: bool = True, confirm: int = DEFAULT_CONFIRM,
 ) -> Analysis:
     """Analyse every partition under ``path``; write the anomalies table under ``out``.

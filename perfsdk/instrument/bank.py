@@ -8,18 +8,32 @@ an id in it -- cannot grow memory without bound.
 An anomaly is *emitted* when a detector's flagged points make a confirmed
 run (``perfsdk.detect.RunRule``, the rule ``perfsdk analyze`` applies too),
 once per run; it explains the run's first point -- measured against the state
-before the trouble began -- and carries the run in its details.
+before the trouble began -- and carries the run in its details. A detector
+with its own alerting (``AlertPipeline``) raises alerts, and the same number
+of points in a row must stay beyond the band an alert broke before it is
+emitted (``RunRule.confirm_alert``): one slow request is not an incident.
+
+A return to normal is not news. Once a fault has lasted long enough for a
+detector to learn its level, the first normal values look anomalous against
+it. The bank remembers the level each series had before its last anomaly; an
+alert on the opposite side that lands back near that level -- within the
+material-change tolerance, or nearer to it than to the anomaly -- is counted
+as ``returns_to_normal`` instead of being emitted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from perfsdk._runtime import at_fork, check_int
-from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Anomaly, Detector, DetectorFactory, Onset, RunRule
+from perfsdk.detect import (
+    DEFAULT_CONFIRM, AlertPipeline, Anomaly, Detector, DetectorFactory, Onset, RunRule, ZScoreDetector,
+)
+from perfsdk.detect.runs import PendingAlert
 
 __all__ = ["OVERFLOW", "DetectorBank"]
 
@@ -32,12 +46,17 @@ class Series:
 
     detectors: list[Detector]
     slots: list[tuple[int, Detector, float]]  # (k, detector, threshold): the hot loop's view (run rule)
-    pipelines: list[AlertPipeline]  # detectors that confirm and suppress their own alerts
+    pipelines: list[tuple[int, AlertPipeline]]  # (k, detector) of detectors that raise their own alerts
     runs: list[int]
     onsets: list[Onset | None]  # per detector: the current run's first point
+    pending: list[PendingAlert | None]  # per alerting detector: its alert waiting for confirmation
+    alerts: list[Anomaly | None]  # per alerting detector: its last alert, explained
     lock: threading.Lock | None  # only for detectors whose update is not atomic
+    first_seen: Any = None  # the timestamp of the name's first value
     errors: int = 0
     anomalies: int = 0
+    returns_to_normal: int = 0
+    before: tuple[float, float] | None = None  # (value, expected) of the last anomaly emitted
 
     @property
     def count(self) -> int:
@@ -92,7 +111,7 @@ class DetectorBank:
         self._lock = threading.Lock()
         at_fork(self._after_fork)
 
-    def _series_for(self, name: str) -> Series:
+    def _series_for(self, name: str, timestamp: Any = None) -> Series:
         """The series for a name not seen on the lock-free path (takes the lock)."""
         with self._lock:
             series = self._series.get(name)
@@ -107,9 +126,10 @@ class DetectorBank:
                 series = self._series[name] = Series(
                     detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)
                                 if not isinstance(d, AlertPipeline)],
-                    [d for d in detectors if isinstance(d, AlertPipeline)],
-                    [0] * len(detectors), [None] * len(detectors),
-                    None if atomic else threading.Lock(),
+                    [(k, d) for k, d in enumerate(detectors) if isinstance(d, AlertPipeline)],
+                    [0] * len(detectors), [None] * len(detectors), [None] * len(detectors),
+                    [None] * len(detectors),
+                    None if atomic else threading.Lock(), first_seen=timestamp,
                 )
             return series
 
@@ -118,7 +138,7 @@ class DetectorBank:
         context: Mapping[str, Any] | None = None,
     ) -> Sequence[Anomaly]:
         """Feed one value; return the anomalies it completes (usually none)."""
-        series = self._series.get(name) or self._series_for(name)
+        series = self._series.get(name) or self._series_for(name, timestamp)
         if error:
             with self._lock:
                 series.errors += 1
@@ -133,10 +153,11 @@ class DetectorBank:
                 if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
                     emitted = self._advance_run(series, k, det, threshold, name, value, z,
                                                 timestamp, context, emitted)
-            for pipeline in series.pipelines:  # no run rule: it confirms and suppresses itself
+            for k, pipeline in series.pipelines:
                 alert = pipeline.check(value, timestamp)
-                if alert is not None and self.rule.material(value, alert.expected):
-                    emitted = (*emitted, self._alert(series, pipeline, name, alert, timestamp, context))
+                if alert is not None or series.pending[k] is not None:
+                    emitted = self._advance_alert(series, k, pipeline, name, value, alert, timestamp,
+                                                  context, emitted)
             return emitted
         finally:
             if lock is not None:
@@ -155,20 +176,49 @@ class DetectorBank:
                 series.runs[k], series.onsets[k], value, threshold, flagged)
             if series.runs[k] != self.confirm:
                 return emitted
-            series.anomalies += 1
             onset = series.onsets[k]
-        assert onset is not None
+            assert onset is not None
+            if self._returning(series, onset.value, onset.expected):
+                return emitted
+            series.anomalies += 1
         return (*emitted, self._anomaly(det, name, onset, timestamp, context))
 
-    def _alert(self, series: Series, det: AlertPipeline, name: str, alert: Anomaly, timestamp: Any,
-               context: Mapping[str, Any] | None) -> Anomaly:
-        """An alert pipeline's alert, as the bank reports anomalies (it is its own onset)."""
+    def _advance_alert(self, series: Series, k: int, det: AlertPipeline, name: str, value: float,
+                       alert: Anomaly | None, timestamp: Any, context: Mapping[str, Any] | None,
+                       emitted: Sequence[Anomaly]) -> Sequence[Anomaly]:
+        """Start or follow detector ``k``'s alert; emit when ``confirm`` points confirm it."""
+        flagged = None
+        if alert is not None:
+            flagged = Onset(alert.index, value, alert.expected, alert.std, alert.score, timestamp)
         with self._lock:
+            if alert is not None:
+                series.alerts[k] = alert
+            series.pending[k], run = self.rule.confirm_alert(
+                series.pending[k], det.n_seen - 1, value, timestamp, flagged,
+                alert.threshold if alert is not None else 0.0)
+            if run is None or self._returning(series, run.value, run.expected):
+                return emitted
             series.anomalies += 1
-        details = {**alert.details, "series": name, "run": 1, "onset": timestamp, "confirmed_at": timestamp}
+            raised = series.alerts[k]
+        assert raised is not None
+        details = {**raised.details, "series": name, "run": self.confirm, "onset": run.timestamp,
+                   "confirmed_at": timestamp}
         if context:
             details.update(context)
-        return dataclasses.replace(alert, detector=f"{name} [{type(det).__name__}]", details=details)
+        return (*emitted, dataclasses.replace(
+            raised, detector=f"{name} [{type(det).__name__}]", index=run.index, value=run.value,
+            score=run.score, timestamp=run.timestamp, details=details))
+
+    def _returning(self, series: Series, value: float, expected: float) -> bool:
+        """Is an anomaly at ``value`` (against ``expected``) the series coming back to the level
+        it had before its last anomaly? Counted, not emitted; otherwise remembered as the new
+        last anomaly. Anomalies are rare: the caller may hold the bank's lock or not."""
+        if self.rule.back_to_normal(series.before, value, expected):
+            series.before = None
+            series.returns_to_normal += 1
+            return True
+        series.before = (value, expected)
+        return False
 
     def _anomaly(self, det: Detector, name: str, onset: Onset, confirmed_at: Any,
                  context: Mapping[str, Any] | None) -> Anomaly:
@@ -194,12 +244,27 @@ class DetectorBank:
         return sum(s.count for s in series), sum(s.errors for s in series)
 
     def summary(self) -> dict[str, dict[str, int]]:
-        """Per name: observations, errors, anomalies emitted."""
+        """Per name: observations, errors, anomalies emitted, returns to normal not emitted."""
         with self._lock:
             return {
-                name: {"count": s.count, "errors": s.errors, "anomalies": s.anomalies}
+                name: {"count": s.count, "errors": s.errors, "anomalies": s.anomalies,
+                       "returns_to_normal": s.returns_to_normal}
                 for name, s in self._series.items()
             }
+
+    def newcomer(self, name: str) -> tuple[Any, int, float] | None:
+        """``(first_seen, count, typical value)`` of a name, or None if it has no series of its
+        own. The typical value is its Z-score window's mean (NaN without a Z-score)."""
+        series = self._series.get(name)
+        if series is None:
+            return None
+        typical = math.nan
+        for det in series.detectors:
+            z = getattr(det, "detector", det)  # an alert pipeline's raw detector
+            if isinstance(z, ZScoreDetector) and z.n_learned:
+                typical = z.window_mean
+                break
+        return series.first_seen, series.count, typical
 
     def _after_fork(self) -> None:
         """In a forked child: forget everything, with a fresh lock (the old one

@@ -2,10 +2,17 @@
 
 When a database slows down, the route that calls it slows down too, and so
 may CPU and memory: one cause, several anomalies. An ``Incident`` groups the
-anomalies that start within ``window_s`` of each other and ranks them, so a
-person reads the likely cause first: a span that is *called by* other
-anomalous spans (learned from the spans' parent/child links) outranks its
-callers; then earlier onset; then larger deviation.
+anomalies of related series that start within ``window_s`` of each other and
+ranks them by evidence, so a person reads the likely cause first:
+
+- **unexplained excess**: how many milliseconds over its expected a span is,
+  less what its slowest anomalous callee (learned from parent/child links)
+  accounts for. A slow query explains its route's 40 ms; a 0.5 ms blip on a
+  query explains nothing, so the route stays first however many callers the
+  blip has. A span half of whose excess was collector pauses is explained;
+- process metrics (CPU, memory, collector pauses) next: context, or the
+  cause when every slow span is explained by them;
+- then earlier onset, then the larger deviation.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ def _onset(a: Anomaly) -> datetime | None:
 
 def _series(a: Anomaly) -> str:
     return str(a.details.get("series", a.detector))
+
+
+def _excess(a: Anomaly) -> float | None:
+    """How far a span's duration is from its expected (ms); None for a process metric."""
+    if a.details.get("source") == "resource" or a.details.get("metric", "duration_ms") != "duration_ms":
+        return None
+    return abs(a.value - a.expected)
 
 
 def _clock(t: datetime | None) -> str:
@@ -154,13 +168,24 @@ class IncidentTracker:
 
     def _rank(self, members: Iterable[Anomaly]) -> Incident:
         members = list(members)
-        names = {a.details.get("series", a.detector) for a in members}
+        names = {_series(a) for a in members}
         callers = {n: sorted(self.ancestors(n) & names - {n}) for n in names}
+        explained: dict[str, float] = {}  # per series: the largest excess of an anomalous callee
+        for a in members:
+            excess = _excess(a)
+            for caller in callers[_series(a)] if excess is not None else ():
+                explained[caller] = max(explained.get(caller, 0.0), excess)
 
         def key(a: Anomaly) -> tuple:
-            name = a.details.get("series", a.detector)
             onset = _onset(a)
-            return (-len(callers[name]), onset.timestamp() if onset else 0.0, -abs(a.score))
+            excess = _excess(a)
+            if excess is None:
+                rank, unexplained = 1, 0.0  # a process metric
+            else:
+                unexplained = excess - explained.get(_series(a), 0.0)
+                paused = float(a.details.get("gc_pause_ms") or 0.0)
+                rank = 0 if unexplained > 0 and paused < 0.5 * excess else 2  # the processor's gc rule
+            return (rank, -unexplained, onset.timestamp() if onset else 0.0, -abs(a.score))
 
         return Incident(sorted(members, key=key), {n: c for n, c in callers.items() if c})
 

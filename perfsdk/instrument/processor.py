@@ -4,7 +4,12 @@ Added to any SDK ``TracerProvider``, it sees every span -- from perfsdk's
 ``@monitor`` or from any OTel instrumentation library -- and at span end feeds
 its duration (ms) into the per-name detectors of a ``DetectorBank``. It also
 learns which span names call which (from parent links), which incidents use to
-rank a callee above its callers.
+weigh a callee against its callers.
+
+A span name that first appears as its caller turns slow has no history to be
+judged by: its detectors are still learning. It is judged against its caller
+instead: if it takes half or more of the caller's excess, it is reported as a
+suspect (``details["new_span_name"]``), not left to warm up on faulty values.
 
 Its contract with the host: ``on_start``/``on_end`` never raise (faults are
 counted), never block on I/O, and keep only bounded state.
@@ -13,7 +18,9 @@ counted), never block on I/O, and keep only bounded state.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +39,8 @@ __all__ = ["PerfSpanProcessor", "ns_to_datetime"]
 MAX_OPEN_SPANS = 100_000  # spans in flight whose names are remembered for parent links
 MAX_CALL_EDGES = 10_000
 LEARN_ALL_SPANS = 10_000  # follow every trace for this many spans, then one in 16
+NEW_NAME_MARGIN_NS = 5_000_000_000  # first seen up to this long before its caller's onset: new with it
+NEW_NAME_SHARE = 0.5  # a new callee taking this share of its caller's excess is a suspect
 
 
 ERROR = StatusCode.ERROR
@@ -61,6 +70,9 @@ class PerfSpanProcessor(SpanProcessor):
         self._n_edges = 0
         self._edges_lock = threading.Lock()
         self._trace_mask = 0  # trace ids with any of these bits set are not followed
+        self._slow: dict[str, tuple[int, float, Anomaly]] = {}  # name -> (onset ns, excess, anomaly)
+        self._suspects: set[str] = set()  # new names already reported
+        self.incident_window_ns = 30_000_000_000  # a slow caller's new callees are judged this long
         self._shutdown = False
         at_fork(self._after_fork)
 
@@ -100,8 +112,8 @@ class PerfSpanProcessor(SpanProcessor):
                 followed = self._open.pop(context.span_id, None)
                 if followed is not None and parent is not None:
                     caller = self._open.get(parent.span_id)
-                    if caller is not None:
-                        self._learn_call(caller, name)
+                    if caller is not None and self._learn_call(caller, name) and caller in self._slow:
+                        self._judge_newcomer(name, caller)  # a new edge under a slow caller (rare)
             if self.export is not None:
                 self.export.enqueue(span)
             if start is None or end is None:
@@ -109,7 +121,8 @@ class PerfSpanProcessor(SpanProcessor):
             if next(self._ended) == LEARN_ALL_SPANS:  # itertools.count: atomic
                 self._trace_mask = 0xF
             for anomaly in self.bank.observe(name, (end - start) / 1e6, start, error):
-                self.sink.publish(self._with_span(anomaly, span))
+                self.sink.publish(self._with_span(anomaly, span, end))
+                self._remember_slow(name, anomaly, start)
         except Exception as exc:
             self.faults.record("span processor on_end", exc)
 
@@ -122,16 +135,68 @@ class PerfSpanProcessor(SpanProcessor):
         return self.sink.flush(timeout_millis / 1000.0)
 
     # -- work ----------------------------------------------------------------
-    def _learn_call(self, caller: str, callee: str) -> None:
+    def _learn_call(self, caller: str, callee: str) -> bool:
+        """Remember that ``caller`` calls ``callee``; True if the edge is new."""
         callers = self._callers.get(callee)
         if callers is not None and caller in callers:
-            return  # the common case: a known edge, no lock
+            return False  # the common case: a known edge, no lock
         with self._edges_lock:
             if self._n_edges >= MAX_CALL_EDGES:
                 self.edges_dropped += 1
-                return
-            self._callers.setdefault(callee, set()).add(caller)
+                return False
+            known = self._callers.setdefault(callee, set())
+            if caller in known:
+                return False
+            known.add(caller)
             self._n_edges += 1
+            return True
+
+    # -- new span names ------------------------------------------------------
+    def _remember_slow(self, name: str, anomaly: Anomaly, start: int) -> None:
+        """A span anomaly above its expected makes ``name`` a slow caller for a while: its new
+        callees, known now or learned later, are judged against its excess."""
+        onset = anomaly.details.get("onset")
+        onset_ns = onset if isinstance(onset, int) else start
+        excess = anomaly.value - anomaly.expected
+        if excess <= 0:
+            return
+        if name not in self._slow and len(self._slow) >= self.bank.max_names:
+            self._slow.clear()  # bounded: old slow callers are forgotten first
+        self._slow[name] = (onset_ns, excess, anomaly)
+        for callee in self._callees(name):
+            self._judge_newcomer(callee, name)
+
+    def _callees(self, name: str) -> list[str]:
+        with self._edges_lock:
+            return [callee for callee, callers in self._callers.items() if name in callers]
+
+    def _judge_newcomer(self, callee: str, caller: str) -> None:
+        """Report ``callee`` as a suspect if it first appeared as ``caller`` turned slow and
+        takes half or more of ``caller``'s excess."""
+        slow = self._slow.get(caller)
+        known = self.bank.newcomer(callee)
+        if slow is None or known is None or callee in self._suspects or callee == caller:
+            return
+        onset_ns, excess, caller_anomaly = slow
+        first_seen, count, typical = known
+        if (not isinstance(first_seen, int) or not onset_ns - NEW_NAME_MARGIN_NS <= first_seen
+                or first_seen > onset_ns + self.incident_window_ns or not typical >= NEW_NAME_SHARE * excess):
+            return
+        self._suspects.add(callee)
+        lead_s = (onset_ns - first_seen) / 1e9
+        when = f"{lead_s:.1f} s before" if lead_s >= 0 else f"{-lead_s:.1f} s after"
+        first = ns_to_datetime(first_seen)
+        details = {
+            "series": callee, "source": "span", "metric": "duration_ms", "new_span_name": True,
+            "caller": caller, "spans": count, "onset": first, "confirmed_at": ns_to_datetime(time.time_ns()),
+            "likely_cause": (f"a new span name: first seen {when} {caller!r} turned slow, typically {typical:.1f} ms "
+                             f"-- {100 * min(typical / excess, 9.99):.0f} % of the caller's {excess:.1f} ms over "
+                             f"its expected"),
+        }
+        self.sink.publish(Anomaly(
+            detector=f"{callee} [new span name]", index=count - 1, value=typical, expected=0.0, std=0.0,
+            score=math.inf, threshold=caller_anomaly.threshold, timestamp=first, details=details,
+        ))
 
     def _attribute_gc(self, details: dict[str, Any], anomaly: Anomaly, span: ReadableSpan) -> None:
         """A span that sat through collector pauses says how long; when they make up half or more
@@ -149,13 +214,14 @@ class PerfSpanProcessor(SpanProcessor):
                                        f"pauses ({collections} collection{'s' if collections > 1 else ''}), "
                                        f"{100 * paused_ms / excess:.0f} % of its {excess:.1f} ms over the expected")
 
-    def _with_span(self, anomaly: Anomaly, span: ReadableSpan) -> Anomaly:
+    def _with_span(self, anomaly: Anomaly, span: ReadableSpan, end: int) -> Anomaly:
         details: dict[str, Any] = dict(anomaly.details)
-        onset, confirmed = details.get("onset"), details.get("confirmed_at")
+        onset = details.get("onset")
         details.update(
             source="span", metric="duration_ms",
             onset=ns_to_datetime(onset) if isinstance(onset, int) else onset,
-            confirmed_at=ns_to_datetime(confirmed) if isinstance(confirmed, int) else confirmed,
+            # confirmed when the confirming span ended: never before the onset span began
+            confirmed_at=ns_to_datetime(max(end, onset) if isinstance(onset, int) else end),
             trace_id=f"{span.context.trace_id:032x}" if span.context else None,
             span_id=f"{span.context.span_id:016x}" if span.context else None,
             parent_span_id=f"{span.parent.span_id:016x}" if span.parent else None,
@@ -194,3 +260,5 @@ class PerfSpanProcessor(SpanProcessor):
         self._open = {}
         self._ended = itertools.count(1)
         self._trace_mask = 0
+        self._slow = {}
+        self._suspects = set()

@@ -120,7 +120,7 @@ def init(
     service_name: str | None = None,
     *,
     tracer_provider: TracerProvider | None = None,
-    detectors: Sequence[str] = ("zscore",),
+    detectors: Sequence[str] = ("default",),
     threshold: float | None = None,
     on_anomaly: Callable[[Anomaly], Any] | None = None,
     max_span_names: int = 1000,
@@ -152,9 +152,11 @@ def init(
     Parameters
     ----------
     detectors
-        Which detectors watch each span name: ``"zscore"``, ``"arima"``, ``"default"``
-        (``perfsdk.default_detector()``: alerts by likelihood, one per incident, after a
-        learning period of 388 spans a name), or several.
+        Which detectors watch each span name: ``"default"`` (``perfsdk.default_detector()``:
+        alerts by likelihood, one per incident, after a learning period of 388 spans a
+        name; a new name that appears as its caller turns slow is judged against the
+        caller at once), ``"zscore"`` or ``"arima"`` (raw scores through the run rule,
+        ``confirm``), or several.
     threshold
         Score threshold for them (default: each detector's own).
     on_anomaly
@@ -162,7 +164,8 @@ def init(
     max_span_names
         Distinct span names with detectors of their own; the rest share one.
     confirm
-        Consecutive anomalous spans of a name before an anomaly is emitted.
+        Consecutive anomalous spans of a name before a ``"zscore"`` or ``"arima"``
+        anomaly is emitted (the default detector confirms its own alerts).
     min_delta_ms, min_ratio
         An anomalous span must also be a material change: at least
         ``min_delta_ms`` and ``min_ratio`` of the expected duration away from it.
