@@ -233,3 +233,32 @@ def test_forecast_refuses_bad_requests():
     with pytest.raises(ValueError, match="level"):
         det.forecast(3, level=1.5)
     assert math.isfinite(det.forecast(3).mean[-1])
+
+
+def test_season_auto_finds_a_daily_cycle_and_models_it():
+    """Issue 14: seasonality is detected, not only configured. Five days of 5-minute samples of a
+    daily cycle: once the history holds two days the refit models the period, and the forecast a
+    day ahead follows the cycle; a series without one gets no period."""
+    rng = np.random.default_rng(4)
+    t = np.arange(5 * 288)
+    cycle = 50 + 10 * np.sin(2 * np.pi * t / 288)
+    det = ArimaDetector(season="auto", refit_every=400, background=False)
+    det.update_many(cycle + rng.normal(0, 0.5, len(t)))
+    assert det.model is not None and det.model.season == 288 and det.details["season"] == 288
+    ahead = det.forecast(288).mean
+    truth = 50 + 10 * np.sin(2 * np.pi * np.arange(len(t), len(t) + 288) / 288)
+    assert np.abs(ahead - truth).mean() < 1.5
+    anomaly = det.check(truth[0] + 8.0)  # 8 above a cycle the model expects: flagged
+    assert anomaly is not None and anomaly.score > det.threshold
+    plain = ArimaDetector(season="auto", refit_every=400, background=False)
+    plain.update_many(50 + rng.normal(0, 0.5, len(t)))
+    assert plain.model is not None and plain.model.season is None
+    snap = det.snapshot()
+    again = ArimaDetector(season="auto", refit_every=400, background=False)
+    again.restore(snap)
+    assert again.model == det.model and again.model.season == 288
+
+
+def test_season_auto_is_refused_with_known_coefficients():
+    with pytest.raises(ValueError, match="season='auto'"):
+        ArimaDetector((1, 0, 0), season="auto", model=ArimaFit((1, 0, 0), 0.0, (0.5,), (), 1.0))

@@ -648,3 +648,41 @@ def test_a_new_span_name_that_appears_with_the_fault_is_the_suspect():
             assert a.details["onset"] <= a.details["confirmed_at"]
     finally:
         sdk.shutdown()
+
+
+def test_a_name_that_starts_failing_is_an_anomaly_however_fast_its_failures():
+    """Issue 14: a payment provider that fails fast makes no span slow. Failed spans in a row that the
+    name's own error rate makes unlikely are an anomaly at once; a name that often fails needs more;
+    after the anomaly it is quiet until the name recovers."""
+    from perfsdk.detect import span_detectors
+
+    bank = DetectorBank(span_detectors(["default"]), confirm=3)
+    observe = lambda name, error: list(bank.observe(name, 2.0, None, error))  # noqa: E731
+    for _ in range(500):
+        assert observe("charge_payment", False) == []
+    assert observe("charge_payment", True) == [] and observe("charge_payment", True) == []
+    (failing,) = observe("charge_payment", True)  # the third in a row: chance (1/502)^3
+    assert failing.details["metric"] == "errors" and failing.details["run"] == 3
+    assert failing.detector == "charge_payment [errors]" and "3 failed spans in a row" in str(
+        failing.details["likely_cause"])
+    assert all(observe("charge_payment", True) == [] for _ in range(50))  # one anomaly for the outage
+    for _ in range(30):
+        observe("charge_payment", False)
+    assert [len(observe("charge_payment", True)) for _ in range(3)] == [0, 0, 1]  # recovered: news again
+    rng = np.random.default_rng(2)
+    flaky = [bool(e) for e in rng.random(2000) < 0.1]  # fails one time in ten
+    for e in flaky:
+        bank.observe("GET /flaky", 2.0, None, e)
+    assert bank.summary()["GET /flaky"]["anomalies"] == 0  # runs of 3-4 are its normal
+    assert [len(observe("GET /flaky", True)) for _ in range(7)].index(1) >= 4
+
+
+def test_a_failing_callee_is_the_origin_of_its_callers_failures():
+    calls = {"charge_payment": {"POST /checkout"}}
+    tracker = IncidentTracker(lambda name: calls.get(name, set()), window_s=30.0)
+    for a in (_anomaly_at("POST /checkout", 100.0, 0.1, 0.0, metric="errors"),
+              _anomaly_at("charge_payment", 100.0, 0.1, 0.1, metric="errors"),
+              _anomaly_at("POST /checkout", 1.0, 9.0, 0.5)):  # failing fast: faster than usual
+        tracker.add(a)
+    (incident,) = tracker.incidents()
+    assert incident.origin.details["series"] == "charge_payment"

@@ -141,7 +141,7 @@ cdef class ArimaCore(StateOwner):
         if not isfinite(x):
             s[AR_REJECTED] += 1.0
             return NAN
-        has_lags = s[AR_FITTED] != 0.0 and s[AR_COUNT] >= s[AR_M]
+        has_lags = s[AR_FITTED] != 0.0 and s[AR_COUNT] >= s[AR_LAGS]
         if has_lags:
             y_hat = self._forecast(x, &w)
             e = x - y_hat
@@ -171,7 +171,7 @@ cdef class ArimaCore(StateOwner):
         cdef double w, y_hat
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x) or self._s[AR_FITTED] == 0.0 or self._s[AR_COUNT] < self._s[AR_M] \
+        if not isfinite(x) or self._s[AR_FITTED] == 0.0 or self._s[AR_COUNT] < self._s[AR_LAGS] \
                 or self._s[AR_COUNT] < self._s[AR_WARMUP]:
             return NAN
         y_hat = self._forecast(x, &w)

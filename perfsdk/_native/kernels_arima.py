@@ -12,7 +12,7 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     AR_HISTORY, AR_REFIT_EVERY, AR_SHIFT_RUN, AR_THRESHOLD, AR_SCALE_BETA,
     AR_SCALE_CLIP, AR_COUNT, AR_REJECTED, AR_FITTED, AR_FIT_STATE,
     AR_SINCE_FIT, AR_RUN, AR_SCALE, AR_HIST_POS, AR_YRING_POS,
-    AR_INTERCEPT, AR_RETRY_AT, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
+    AR_INTERCEPT, AR_RETRY_AT, AR_LAGS, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
     MEAN_ABS_TO_STD, arima_layout, arima_offsets,
 )
 
@@ -112,7 +112,6 @@ def arima_update_many(state, xs, start, z_out, expected_out, std_out, details):
     and resume at exactly that stream position, as the per-event path does.
     """
     n = xs.shape[0]
-    m = state[AR_M]
     threshold = state[AR_THRESHOLD]
     beta = state[AR_SCALE_BETA]
     clip = state[AR_SCALE_CLIP]
@@ -130,7 +129,7 @@ def arima_update_many(state, xs, start, z_out, expected_out, std_out, details):
         scale = np.nan
         w = np.nan
         e = np.nan
-        has_lags = state[AR_FITTED] != 0.0 and state[AR_COUNT] >= m
+        has_lags = state[AR_FITTED] != 0.0 and state[AR_COUNT] >= state[AR_LAGS]
         if has_lags:
             y_hat, w = arima_forecast_one(state, x)
             e = x - y_hat
@@ -176,8 +175,9 @@ def arima_replay(state, ys):
     for k in range(m):
         state[yring + k] = 0.0
     state[AR_YRING_POS] = 0.0
+    lags = np.int64(state[AR_LAGS])
     for i in range(ys.shape[0]):
-        has_lags = i >= m
+        has_lags = i >= lags
         y_hat = np.nan
         w = np.nan
         if has_lags:

@@ -61,7 +61,8 @@ AR_RETRY_AT = 24  # a fit is due once COUNT reaches this (0: none due)
 AR_FIT_P = 25  # fitted AR order (<= AR_P; the unused coefficients are 0)
 AR_FIT_Q = 26  # fitted MA order
 AR_REGIME_START = 27  # COUNT at the onset of the last level shift (fits read from here)
-AR_HEADER = 28  # then: phi[P] theta[Q] tap_lag[T] tap_coef[T] wlag[P] elag[Q] yring[M] history[H]
+AR_LAGS = 28  # the installed model's longest differencing lag (<= AR_M): scores need this many points
+AR_HEADER = 29  # then: phi[P] theta[Q] tap_lag[T] tap_coef[T] wlag[P] elag[Q] yring[M] history[H]
 
 FIT_IDLE = 0.0
 FIT_REQUESTED = 1.0

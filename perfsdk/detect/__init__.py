@@ -4,7 +4,9 @@ from perfsdk.detect._fitting import ArimaFit, FitError
 from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect.arima import ArimaDetector, Forecast
 from perfsdk.detect.pipeline import AlertPipeline, default_detector
-from perfsdk.detect.presets import DETECTOR_KINDS, DetectorFactory, resource_detectors, span_detectors
+from perfsdk.detect.presets import (
+    DETECTOR_KINDS, DetectorFactory, resource_detectors, span_detectors, traffic_detectors,
+)
 from perfsdk.detect.protocol import Detector
 from perfsdk.detect.runs import DEFAULT_CONFIRM, Onset, RunRule
 from perfsdk.detect.zscore import ZScoreDetector
@@ -12,5 +14,5 @@ from perfsdk.detect.zscore import ZScoreDetector
 __all__ = [
     "DEFAULT_CONFIRM", "DETECTOR_KINDS", "AlertPipeline", "Anomaly", "ArimaDetector", "ArimaFit", "Detector",
     "DetectorFactory", "FitError", "Forecast", "Onset", "RunRule", "ZScoreDetector", "default_detector",
-    "resource_detectors", "span_detectors",
+    "resource_detectors", "span_detectors", "traffic_detectors",
 ]

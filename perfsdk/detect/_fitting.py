@@ -17,13 +17,17 @@ import numpy as np
 
 from perfsdk._runtime import Worker
 
-__all__ = ["AUTO_MAX_D", "AUTO_MAX_P", "AUTO_MAX_Q", "FITS", "ArimaFit", "FitError", "choose_order",
-           "differencing_taps", "fit_arima", "quick_fit", "robust_sample"]
+__all__ = ["AUTO_MAX_D", "AUTO_MAX_P", "AUTO_MAX_Q", "FITS", "SEASON_CANDIDATES", "ArimaFit", "FitError",
+           "choose_order", "detect_season", "differencing_taps", "fit_arima", "quick_fit", "robust_sample"]
 
 #: Orders searched by ``order="auto"`` (AR and MA up to 2; d from a unit-root test).
 AUTO_MAX_P = 2
 AUTO_MAX_Q = 2
 AUTO_MAX_D = 2
+#: Periods ``season="auto"`` looks for: a day and a week of 5-minute samples.
+SEASON_CANDIDATES = (288, 2016)
+#: A period counts when the series correlates this much with itself one period back.
+SEASON_MIN_CORR = 0.5
 
 
 class FitError(Exception):
@@ -45,6 +49,7 @@ class ArimaFit:
     sigma2: float
     aic: float = field(default=float("nan"), repr=False, compare=False)
     n_obs: int = field(default=0, repr=False, compare=False)
+    season: int | None = None  # the seasonal difference's period, if the model has one
 
 
 def differencing_taps(d: int, season: int | None) -> list[tuple[int, float]]:
@@ -119,6 +124,7 @@ def fit_arima(y: np.ndarray, order: tuple[int, int, int], season: int | None = N
         sigma2=params["sigma2"] * spread * spread,
         aic=float(result.aic),
         n_obs=int(result.nobs),
+        season=season,
     )
     values = (fit.intercept, *fit.ar, *fit.ma, fit.sigma2)
     if not all(np.isfinite(values)) or fit.sigma2 <= 0.0:
@@ -164,6 +170,50 @@ def choose_order(y: np.ndarray, season: int | None = None) -> ArimaFit:
     return best
 
 
+def detect_season(y: np.ndarray, candidates: tuple[int, ...] = SEASON_CANDIDATES) -> int | None:
+    """The period among ``candidates`` that ``y`` repeats with, or None.
+
+    A candidate needs two whole periods of data; the series (a straight-line
+    trend removed) must correlate at least ``SEASON_MIN_CORR`` with itself one
+    period back, and more than half a period back -- a slow drift or a level
+    shift correlates with itself at every short lag, a cycle only at its period.
+    Of the periods that pass, the one whose seasonal difference leaves the least
+    variance wins (the shorter one when within 10 %): a weekly series with a
+    daily shape is weekly, a daily one is daily.
+
+    >>> t = np.arange(6 * 288)
+    >>> noise = np.random.default_rng(0).normal(0, 0.3, len(t))
+    >>> detect_season(np.sin(2 * np.pi * t / 288) + noise), detect_season(noise)
+    (288, None)
+    >>> detect_season(np.cumsum(noise)) is None   # a random walk is not a cycle
+    True
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    t = np.arange(n, dtype=np.float64)
+    if n > 2:
+        y = y - np.polyval(np.polyfit(t, y, 1), t)
+    best: tuple[float, int] | None = None
+    for period in sorted(candidates):
+        if n < 2 * period + 10:
+            continue
+        at_period, at_half = _lag_corr(y, period), _lag_corr(y, period // 2)
+        if not (at_period >= SEASON_MIN_CORR and at_period > at_half):
+            continue
+        left = float(np.var(y[period:] - y[:-period]))
+        if best is None or left < 0.9 * best[0]:
+            best = (left, period)
+    return None if best is None else best[1]
+
+
+def _lag_corr(y: np.ndarray, lag: int) -> float:
+    a, b = y[lag:], y[:-lag]
+    sa, sb = float(np.std(a)), float(np.std(b))
+    if not (sa > 0 and sb > 0):
+        return 0.0
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+
+
 def robust_sample(y: np.ndarray, k: float = 6.0) -> np.ndarray:
     """``y`` with outliers pulled in to ``k`` robust deviations (1.4826 MAD) of its
     median, so a spike in the fit window neither drives the order choice nor
@@ -206,7 +256,7 @@ def quick_fit(y: np.ndarray, order: tuple[int, int, int], season: int | None = N
     sigma2 = max(sigma2, (1e-6 * scale) ** 2)  # a flat start still gets a finite scale
     intercept = mean * (1.0 - phi) if d == 0 and not season else 0.0
     return ArimaFit(order=order, intercept=intercept, ar=(phi,) + (0.0,) * (p - 1) if p else (),
-                    ma=(0.0,) * q, sigma2=sigma2, n_obs=len(w))
+                    ma=(0.0,) * q, sigma2=sigma2, n_obs=len(w), season=season if season and len(y) > season else None)
 
 
 #: The background thread fits run on (256 may wait; more are refused, and the detector asks later).

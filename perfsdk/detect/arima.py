@@ -18,8 +18,8 @@ from perfsdk._runtime import at_fork, check_bool, check_int, check_number, check
 from perfsdk.detect._base import StreamingDetector, check_slots
 from perfsdk.detect._forecast import Forecast, forecast_ahead
 from perfsdk.detect._fitting import (
-    AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, ArimaFit, FitError, choose_order,
-    differencing_taps, fit_arima, quick_fit, robust_sample,
+    AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, SEASON_CANDIDATES, ArimaFit, FitError, choose_order,
+    detect_season, differencing_taps, fit_arima, quick_fit, robust_sample,
 )
 
 __all__ = ["ArimaDetector", "Forecast"]
@@ -59,7 +59,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         p, q <= 2 by AIC, chosen on the warm-up window.
     season
         Seasonal period in points (e.g. 288 for a daily cycle of 5-minute
-        samples): adds one seasonal difference.
+        samples): adds one seasonal difference. ``"auto"``: each fit looks
+        for a daily or weekly period of 5-minute samples (288, 2016 points;
+        ``_fitting.detect_season``) once the history holds two of them, and
+        models it when the series repeats with it (``model.season`` says).
     threshold
         ``abs(score)`` above this is an anomaly. The default, 5, is higher
         than the Z-score detector's 3: one-step errors of real metrics are
@@ -120,7 +123,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self,
         order: tuple[int, int, int] | str = "auto",
         *,
-        season: int | None = None,
+        season: int | str | None = None,
         threshold: float = 5.0,
         warmup: int | None = None,
         history: int | None = None,
@@ -134,18 +137,26 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         name: str | None = None,
     ) -> None:
         self.order = _check_order(order)
-        self.season = _check_int("season", season, 2) if season is not None else None
+        self.season: int | str | None = (
+            "auto" if season == "auto" else _check_int("season", season, 2) if season is not None else None)
         if isinstance(self.order, tuple):
             p_cap, d_cap, q_cap = self.order
         else:  # "auto": room for the largest order the search may pick
             p_cap, d_cap, q_cap = AUTO_MAX_P, AUTO_MAX_D, AUTO_MAX_Q
-        self._taps_capacity = len(differencing_taps(d_cap, self.season))
-        self._p_cap, self._q_cap, self._m = p_cap, q_cap, d_cap + (self.season or 0)
-        # a fit needs data; known coefficients only need the differencing lags
-        self._min_fit = self._m + 2 * (p_cap + q_cap) + 10
+        if self.season == "auto" and model is not None:
+            raise ValueError("model cannot be combined with season='auto'")
+        fixed = self.season if isinstance(self.season, int) else None
+        most = max(SEASON_CANDIDATES) if self.season == "auto" else fixed  # room for the longest period
+        self._taps_capacity = len(differencing_taps(d_cap, most))
+        self._p_cap, self._q_cap, self._m = p_cap, q_cap, d_cap + (most or 0)
+        # a fit needs data; known coefficients only need the differencing lags. A period to be
+        # found is modelled once the history holds two of it: the first fits need none
+        first_m = d_cap + (fixed or 0)
+        self._min_fit = first_m + 2 * (p_cap + q_cap) + 10
         min_warmup = self._m + 1 if model is not None else self._min_fit
-        self.warmup = _check_int("warmup", 200 + 2 * self._m if warmup is None else warmup, min_warmup)
-        self.history = _check_int("history", max(self.warmup, 512) if history is None else history, self.warmup)
+        self.warmup = _check_int("warmup", 200 + 2 * first_m if warmup is None else warmup, min_warmup)
+        room = 2 * (most or 0) + 64 if self.season == "auto" else 512
+        self.history = _check_int("history", max(self.warmup, room) if history is None else history, self.warmup)
         self.threshold = _check_positive("threshold", threshold)
         self.refit_every = _check_int("refit_every", refit_every, 0)
         self.shift_run = _check_int("shift_run", shift_run, 0)
@@ -233,10 +244,11 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         p, d, q = fit.order
         state[lay["phi"] : lay["phi"] + self._p_cap] = np.pad(fit.ar, (0, self._p_cap - p))
         state[lay["theta"] : lay["theta"] + self._q_cap] = np.pad(fit.ma, (0, self._q_cap - q))
-        taps = differencing_taps(d, self.season)
+        taps = differencing_taps(d, fit.season if self.season == "auto" else self.season)  # type: ignore[arg-type]
         taps += [(1, 0.0)] * (self._taps_capacity - len(taps))  # inert padding
         state[lay["tap_lag"] : lay["tap_lag"] + self._taps_capacity] = [lag for lag, _ in taps]
         state[lay["tap_coef"] : lay["tap_coef"] + self._taps_capacity] = [c for _, c in taps]
+        state[K.AR_LAGS] = max((lag for lag, c in taps if c != 0.0), default=0)
         state[K.AR_INTERCEPT], state[K.AR_SIGMA2] = fit.intercept, fit.sigma2
         state[K.AR_D], state[K.AR_FIT_P], state[K.AR_FIT_Q] = d, p, q
         state[K.AR_SCALE] = math.sqrt(fit.sigma2)
@@ -269,7 +281,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             "lag position": (K.AR_YRING_POS, 0, max(self._m, 1)),
             "fitted": (K.AR_FITTED, 0, 2), "fit state": (K.AR_FIT_STATE, 0, 3),
             "AR order": (K.AR_FIT_P, 0, self._p_cap + 1), "MA order": (K.AR_FIT_Q, 0, self._q_cap + 1),
-            "d": (K.AR_D, 0, 3),
+            "d": (K.AR_D, 0, 3), "longest lag": (K.AR_LAGS, 0, self._m + 1),
         })
         for k in range(self._taps_capacity):
             check_slots(snap, {"tap lag": (lay["tap_lag"] + k, 1, self._m + 1)})
@@ -304,30 +316,39 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             ar=tuple(float(v) for v in s[lay["phi"] : lay["phi"] + p]),
             ma=tuple(float(v) for v in s[lay["theta"] : lay["theta"] + q]),
             sigma2=float(s[K.AR_SIGMA2]),
+            season=self._season_in_state(d),
         )
         self._details = {
             "order": self.model.order,
-            "season": self.season,
+            "season": self.model.season,
             "intercept": self.model.intercept,
             "ar": self.model.ar,
             "ma": self.model.ma,
             "sigma2": self.model.sigma2,
         }
 
+    def _season_in_state(self, d: int) -> int | None:
+        """The installed model's period: the configured one, or (``"auto"``) read off its taps."""
+        if self.season != "auto":
+            return self.season  # type: ignore[return-value]
+        longest = int(self.state[K.AR_LAGS])
+        return longest - d if longest > d else None
+
     # -- fitting -------------------------------------------------------------
     def _fit(self, ys: np.ndarray) -> ArimaFit | FitError | _StandIn:
         """A fit on the robust sample of ``ys``; with no fitted model yet, never an error:
         the closed-form model stands in (and the error is still counted)."""
         ys = robust_sample(ys)
-        unfitted = self.model is None or self.provisional
+        season = detect_season(ys) if self.season == "auto" else self.season
+        unfitted = self.model is None or self.provisional or self.model.season != season
         try:
             if self.order == "auto" and unfitted:
-                return choose_order(ys, self.season)
-            order = self.order if unfitted else self.model.order  # type: ignore[union-attr]
-            return fit_arima(ys, order, self.season)  # type: ignore[arg-type]
+                return choose_order(ys, season)  # type: ignore[arg-type]
+            order = self.order if self.order != "auto" else self.model.order  # type: ignore[union-attr]
+            return fit_arima(ys, order, season)  # type: ignore[arg-type]
         except FitError as exc:
             if unfitted and self.quick_start:
-                return _StandIn(quick_fit(ys, self._quick_order(), self.season), str(exc))
+                return _StandIn(quick_fit(ys, self._quick_order(), season), str(exc))  # type: ignore[arg-type]
             return exc
 
     def _quick_order(self) -> tuple[int, int, int]:
@@ -343,7 +364,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         ys = self._history_values(since_regime=True)
         if self.quick_start and s[K.AR_FITTED] == 0.0 and s[K.AR_COUNT] < self.warmup:
             # too early for statsmodels: the closed-form model now, synchronously (microseconds)
-            self._install(_StandIn(quick_fit(robust_sample(ys), self._quick_order(), self.season), None))
+            fixed = self.season if isinstance(self.season, int) else None  # too early to look for a period
+            self._install(_StandIn(quick_fit(robust_sample(ys), self._quick_order(), fixed), None))
             return
         if not self.background:
             self._install(self._fit(ys))
@@ -364,7 +386,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         """
         s, run = self.state, int(self.state[K.AR_RUN])
         model = self.model
-        if model is not None and model.order[1] == 0 and not self.season:
+        if model is not None and model.order[1] == 0 and not model.season:
             level = float(np.mean(self._history_values()[-run:]))
             s[K.AR_INTERCEPT] = level * (1.0 - sum(model.ar))
             lay = self._lay
@@ -479,7 +501,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         ring = s[lay["yring"] : lay["yring"] + m]
         pos = int(s[K.AR_YRING_POS])
         past_y = list(np.concatenate((ring[pos:], ring[:pos]))) if m else []  # oldest first
-        return forecast_ahead(model, differencing_taps(model.order[1], self.season), past_y,
+        return forecast_ahead(model, differencing_taps(model.order[1], model.season), past_y,
                               list(s[lay["wlag"] : lay["wlag"] + p]), list(s[lay["elag"] : lay["elag"] + q]),
                               h, level)
 

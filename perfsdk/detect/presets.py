@@ -18,7 +18,7 @@ from perfsdk.detect.pipeline import default_detector
 from perfsdk.detect.protocol import Detector
 from perfsdk.detect.zscore import ZScoreDetector
 
-__all__ = ["DETECTOR_KINDS", "DetectorFactory", "resource_detectors", "span_detectors"]
+__all__ = ["DETECTOR_KINDS", "DetectorFactory", "resource_detectors", "span_detectors", "traffic_detectors"]
 
 DETECTOR_KINDS = ("zscore", "arima", "default")
 
@@ -55,4 +55,12 @@ def resource_detectors(threshold: float | None = None) -> dict[str, DetectorFact
     # min_std 1 in each metric's unit (%, MB, threads, ms): one more thread is not 100 sigma
     return {"zscore": lambda name: ZScoreDetector(
         window=60, warmup=10, threshold=threshold or 4.0, min_std=1.0, name=name
+    )}
+
+
+def traffic_detectors(threshold: float | None = None) -> dict[str, DetectorFactory]:
+    """The span rate and error share, per interval: each sample already sums a second of spans, so
+    one sample is evidence (no confirmation run, ``confirm=1``) -- at 6 std, not 4."""
+    return {"zscore": lambda name: ZScoreDetector(
+        window=60, warmup=10, threshold=threshold or 6.0, min_std=1.0, name=name
     )}

@@ -13,6 +13,13 @@ with its own alerting (``AlertPipeline``) raises alerts, and the same number
 of points in a row must stay beyond the band an alert broke before it is
 emitted (``RunRule.confirm_alert``): one slow request is not an incident.
 
+A name that starts failing is news at once, however fast its failures are:
+``confirm`` or more failed spans in a row that the name's own error rate
+makes less likely than ``ERROR_RUN_CHANCE`` (one in 100,000) emit an
+``errors`` anomaly (a name that never fails: at its ``confirm``-th failure
+in a row; one failing one time in ten: at its fifth). Then it is quiet until
+``ERROR_RECOVERY`` spans in a row succeed.
+
 A return to normal is not news. Once a fault has lasted long enough for a
 detector to learn its level, the first normal values look anomalous against
 it. The bank remembers the level each series had before its last anomaly; an
@@ -38,6 +45,10 @@ from perfsdk.detect.runs import PendingAlert
 __all__ = ["OVERFLOW", "DetectorBank"]
 
 OVERFLOW = "(other names)"
+#: An error run is an anomaly when the name's error rate gives it less chance than this.
+ERROR_RUN_CHANCE = 1e-5
+#: After an errors anomaly, spans in a row that must succeed before another can be raised.
+ERROR_RECOVERY = 30
 
 
 @dataclass
@@ -56,6 +67,11 @@ class Series:
     errors: int = 0
     anomalies: int = 0
     returns_to_normal: int = 0
+    failing: bool = False  # an error run is under way, or its anomaly waits for a recovery
+    error_run: int = 0  # failed spans in a row (while failing: successes in a row, negated)
+    error_onset: Any = None  # the timestamp of the run's first failure
+    error_alerted: bool = False
+    outage: tuple[int, int] = (0, 0)  # (spans, errors) of alerted error runs: not the name's usual rate
     before: tuple[float, float] | None = None  # (value, expected) of the last anomaly emitted
 
     @property
@@ -139,14 +155,14 @@ class DetectorBank:
     ) -> Sequence[Anomaly]:
         """Feed one value; return the anomalies it completes (usually none)."""
         series = self._series.get(name) or self._series_for(name, timestamp)
-        if error:
-            with self._lock:
-                series.errors += 1
+        errors: Sequence[Anomaly] = ()
+        if error or series.failing:  # rare: a failure, or the spans after one
+            errors = self._follow_errors(series, name, error, timestamp, context)
         lock = series.lock  # None for atomic detectors: the common path takes no lock
         if lock is not None:
             lock.acquire()
         try:
-            emitted: Sequence[Anomaly] = ()
+            emitted: Sequence[Anomaly] = errors
             runs = series.runs
             for k, det, threshold in series.slots:
                 z = det.update(value)
@@ -182,6 +198,54 @@ class DetectorBank:
                 return emitted
             series.anomalies += 1
         return (*emitted, self._anomaly(det, name, onset, timestamp, context))
+
+    def _follow_errors(self, series: Series, name: str, error: bool, timestamp: Any,
+                       context: Mapping[str, Any] | None) -> Sequence[Anomaly]:
+        """Count a failure (or a success after failures); an errors anomaly when the run is unlikely."""
+        with self._lock:
+            if series.error_alerted:
+                spans, errs = series.outage
+                series.outage = (spans + 1, errs + error)
+            if error:
+                series.errors += 1
+                if series.error_run <= 0:
+                    series.error_run, series.error_onset = 0, timestamp
+                series.error_run += 1
+                series.failing = True
+            elif series.error_alerted:
+                series.error_run = min(series.error_run, 0) - 1  # successes in a row, negated
+                if -series.error_run >= ERROR_RECOVERY:
+                    series.failing = series.error_alerted = False
+                    series.error_run = 0
+                return ()
+            else:
+                series.failing, series.error_run = False, 0
+                return ()
+            run = series.error_run
+            if series.error_alerted or run < self.confirm:
+                return ()
+            spans, errs = series.outage
+            before = series.count - spans - run + 1  # usual spans before the run (this one not counted yet)
+            usual = (series.errors - errs - run + 1) / (before + 2)  # their error rate, smoothed
+            chance = usual ** run
+            if chance > ERROR_RUN_CHANCE:
+                return ()
+            series.error_alerted = True
+            series.outage = (spans + run - 1, errs + run)  # (this span joins the count after)
+            series.anomalies += 1
+            onset = series.error_onset
+        std = 100.0 * math.sqrt(usual * (1.0 - usual))
+        details: dict[str, Any] = {
+            "series": name, "metric": "errors", "run": run, "onset": onset, "confirmed_at": timestamp,
+            "usual_error_percent": 100.0 * usual, "chance": chance,
+            "likely_cause": f"{run} failed spans in a row; {name!r} fails {100 * usual:.2g} % of the time "
+                            f"(chance of such a run {chance:.1g})",
+        }
+        if context:
+            details.update(context)
+        return (Anomaly(detector=f"{name} [errors]", index=series.count, value=100.0, expected=100.0 * usual,
+                        std=std, score=(100.0 - 100.0 * usual) / std, threshold=3.0, timestamp=onset,
+                        details=details),)
 
     def _advance_alert(self, series: Series, k: int, det: AlertPipeline, name: str, value: float,
                        alert: Anomaly | None, timestamp: Any, context: Mapping[str, Any] | None,

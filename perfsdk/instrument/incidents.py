@@ -10,6 +10,8 @@ ranks them by evidence, so a person reads the likely cause first:
   accounts for. A slow query explains its route's 40 ms; a 0.5 ms blip on a
   query explains nothing, so the route stays first however many callers the
   blip has. A span half of whose excess was collector pauses is explained;
+- a span name failing in a run (an ``errors`` anomaly) comes before any
+  slowness, unless a span it calls is failing too;
 - process metrics (CPU, memory, collector pauses) next: context, or the
   cause when every slow span is explained by them;
 - then earlier onset, then the larger deviation.
@@ -17,6 +19,7 @@ ranks them by evidence, so a person reads the likely cause first:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -171,15 +174,20 @@ class IncidentTracker:
         names = {_series(a) for a in members}
         callers = {n: sorted(self.ancestors(n) & names - {n}) for n in names}
         explained: dict[str, float] = {}  # per series: the largest excess of an anomalous callee
+        failing_callers: set[str] = set()  # series that call a failing series
         for a in members:
             excess = _excess(a)
             for caller in callers[_series(a)] if excess is not None else ():
                 explained[caller] = max(explained.get(caller, 0.0), excess)
+            if a.details.get("metric") == "errors":
+                failing_callers.update(callers[_series(a)])
 
         def key(a: Anomaly) -> tuple:
             onset = _onset(a)
             excess = _excess(a)
-            if excess is None:
+            if a.details.get("metric") == "errors":  # a failure explains itself, unless a callee failed first
+                rank, unexplained = (2, 0.0) if _series(a) in failing_callers else (0, math.inf)
+            elif excess is None:
                 rank, unexplained = 1, 0.0  # a process metric
             else:
                 unexplained = excess - explained.get(_series(a), 0.0)

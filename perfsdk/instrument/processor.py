@@ -158,7 +158,7 @@ class PerfSpanProcessor(SpanProcessor):
         onset = anomaly.details.get("onset")
         onset_ns = onset if isinstance(onset, int) else start
         excess = anomaly.value - anomaly.expected
-        if excess <= 0:
+        if excess <= 0 or anomaly.details.get("metric") == "errors":
             return
         if name not in self._slow and len(self._slow) >= self.bank.max_names:
             self._slow.clear()  # bounded: old slow callers are forgotten first
@@ -217,8 +217,9 @@ class PerfSpanProcessor(SpanProcessor):
     def _with_span(self, anomaly: Anomaly, span: ReadableSpan, end: int) -> Anomaly:
         details: dict[str, Any] = dict(anomaly.details)
         onset = details.get("onset")
+        details.setdefault("metric", "duration_ms")  # or "errors": a run of failed spans
         details.update(
-            source="span", metric="duration_ms",
+            source="span",
             onset=ns_to_datetime(onset) if isinstance(onset, int) else onset,
             # confirmed when the confirming span ended: never before the onset span began
             confirmed_at=ns_to_datetime(max(end, onset) if isinstance(onset, int) else end),

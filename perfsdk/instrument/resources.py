@@ -98,7 +98,7 @@ class ResourceSampler:
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults, interval_s: float = 1.0,
                  writer: Any = None, service: str = "", traffic: DetectorBank | None = None,
-                 gc_pauses: GcPauses | None = None) -> None:
+                 gc_pauses: GcPauses | None = None, traffic_bank: DetectorBank | None = None) -> None:
         check_number("resource_interval_s", interval_s, low=0.0, low_open=True)
         self.bank = bank
         self.sink = sink
@@ -106,6 +106,7 @@ class ResourceSampler:
         self.service = service
         self.faults = faults
         self.traffic = traffic  # the span bank, whose totals give the traffic metrics
+        self.traffic_bank = traffic_bank or bank  # the traffic metrics' detectors
         self._last_totals = traffic.totals() if traffic is not None else (0, 0)
         self.interval_s = float(interval_s)
         self.samples = 0
@@ -165,7 +166,8 @@ class ResourceSampler:
         values = self.read()
         now = datetime.now(timezone.utc)
         for metric, value in values.items():
-            for anomaly in self.bank.observe(metric, value, now):
+            bank = self.traffic_bank if metric in (SPAN_RATE, SPAN_ERRORS) else self.bank
+            for anomaly in bank.observe(metric, value, now):
                 anomaly.details.update(source="resource", metric=metric)  # type: ignore[attr-defined]
                 self.sink.publish(anomaly)
         if self.writer is not None:

@@ -16,7 +16,7 @@ from perfsdk._runtime import (
     park_shared_workers,
 )
 from perfsdk._version import __version__
-from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors
+from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors, traffic_detectors
 from perfsdk.export.options import FORMATS, SPAN_BYTES_ESTIMATE
 from perfsdk.export.redact import Redactor
 from perfsdk.instrument.bank import DetectorBank
@@ -241,9 +241,10 @@ def init(
         sampler = None
         if sample_resources:
             resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
+            traffic_bank = DetectorBank(traffic_detectors(threshold), max_names=2, confirm=1)
             sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
                                       writer=export.resources if export else None, service=service,
-                                      traffic=span_bank, gc_pauses=pauses)
+                                      traffic=span_bank, gc_pauses=pauses, traffic_bank=traffic_bank)
             sampler.start()
         if owns:
             trace.set_tracer_provider(provider)
