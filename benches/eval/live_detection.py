@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,20 +148,25 @@ def score(run: dict[str, Any], plan: Plan) -> dict[str, Any]:
 
 def run(plan: Plan, out: Path, seed: int = 0) -> dict[str, Any]:
     demo = DemoPlan(load_s=plan.total_s, products=2000, faults=tuple(plan.schedule()))
-    shoppers = ("from perfsdk.demo.users import Shoppers; Shoppers({url!r}, rate={rate}, seconds={seconds}, "
-                "think_median_s=0.3, products=2000, seed={seed}, workers=64).run()")
+    # the shoppers start at wall-clock time {at}: a new process takes a second or two to import
+    shoppers = ("import time; from perfsdk.demo.users import Shoppers; s = Shoppers({url!r}, rate={rate}, "
+                "seconds={seconds}, think_median_s=0.3, products=2000, seed={seed}, workers=64); "
+                "time.sleep(max(0.0, {at} - time.time())); s.run()")
     with _Service("perfsdk", out, demo, "sqlite://", seed) as service:
         service.order("arm")
+        with urllib.request.urlopen(service.url + "/", timeout=30) as first:  # starts the schedule's clock
+            first.read()
+        started, began = time.monotonic(), time.time()
         steady = subprocess.Popen([sys.executable, "-c", shoppers.format(
-            url=service.url, rate=plan.rate, seconds=plan.total_s, seed=seed)])
-        started = time.monotonic()
+            url=service.url, rate=plan.rate, seconds=plan.total_s, seed=seed, at=0.0)])
         surge = next((f for f in demo.fault_specs() if f.kind == "surge"), None)
         extra = None
-        if surge is not None:
-            time.sleep(max(0.0, surge.start_s - (time.monotonic() - started)))
+        if surge is not None:  # its shoppers are ready before the fault and start with it
+            time.sleep(max(0.0, surge.start_s - 15.0 - (time.monotonic() - started)))
+            at = began + surge.start_s
             extra = subprocess.Popen([sys.executable, "-c", shoppers.format(
                 url=service.url, rate=plan.rate * (surge.amount - 1), seconds=surge.end_s - surge.start_s,
-                seed=seed + 1)])
+                seed=seed + 1, at=at)])
         while steady.poll() is None:
             time.sleep(5.0)
             print(f"  {time.monotonic() - started:.0f} s of {plan.total_s:.0f}", file=sys.stderr, flush=True)

@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Alert", "DetectionScore", "ROUTE_CALLS", "ROUTE_SERIES", "StaticThresholds", "anomaly_alerts", "merge_alerts",
-           "score_alerts", "server_spans", "surfaced_after"]
+__all__ = ["Alert", "DetectionScore", "ROUTE_CALLS", "ROUTE_SERIES", "StaticThresholds", "anomaly_alerts",
+           "merge_alerts", "score_alerts", "server_spans", "surfaced_after"]
 
 SECOND = 1_000_000_000
 RSS_SERIES = "process.memory.rss_mb"

@@ -60,7 +60,7 @@ def resource_detectors(threshold: float | None = None) -> dict[str, DetectorFact
 
 def traffic_detectors(threshold: float | None = None) -> dict[str, DetectorFactory]:
     """The span rate and error share, per interval: each sample already sums a second of spans, so
-    one sample is evidence (no confirmation run, ``confirm=1``) -- at 6 std, not 4."""
+    one sample is evidence (no confirmation run: the bank has ``confirm=1``); else as the resources."""
     return {"zscore": lambda name: ZScoreDetector(
-        window=60, warmup=10, threshold=threshold or 6.0, min_std=1.0, name=name
+        window=60, warmup=10, threshold=threshold or 4.0, min_std=1.0, name=name
     )}

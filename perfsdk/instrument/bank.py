@@ -24,8 +24,9 @@ A return to normal is not news. Once a fault has lasted long enough for a
 detector to learn its level, the first normal values look anomalous against
 it. The bank remembers the level each series had before its last anomaly; an
 alert on the opposite side that lands back near that level -- within the
-material-change tolerance, or nearer to it than to the anomaly -- is counted
-as ``returns_to_normal`` instead of being emitted.
+material-change tolerance, or between the two and nearer to it
+(``RunRule.back_to_normal``) -- is counted as ``returns_to_normal`` instead
+of being emitted.
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ class DetectorBank:
     def _returning(self, series: Series, value: float, expected: float) -> bool:
         """Is an anomaly at ``value`` (against ``expected``) the series coming back to the level
         it had before its last anomaly? Counted, not emitted; otherwise remembered as the new
-        last anomaly. Anomalies are rare: the caller may hold the bank's lock or not."""
+        last anomaly. Called under the bank's lock (anomalies are rare)."""
         if self.rule.back_to_normal(series.before, value, expected):
             series.before = None
             series.returns_to_normal += 1

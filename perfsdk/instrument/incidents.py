@@ -177,8 +177,9 @@ class IncidentTracker:
         failing_callers: set[str] = set()  # series that call a failing series
         for a in members:
             excess = _excess(a)
-            for caller in callers[_series(a)] if excess is not None else ():
-                explained[caller] = max(explained.get(caller, 0.0), excess)
+            if excess is not None:
+                for caller in callers[_series(a)]:
+                    explained[caller] = max(explained.get(caller, 0.0), excess)
             if a.details.get("metric") == "errors":
                 failing_callers.update(callers[_series(a)])
 

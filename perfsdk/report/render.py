@@ -262,7 +262,9 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
         chart = ctx.chart(f"{route.route}: p50 and p99 latency", "ms", log_y=None)
         chart.line(x, route.p50_series, "p50", PALETTE[0])
         chart.line(x, route.p99_series, "p99", PALETTE[1])
-        mine = anomalies.filter(pc.equal(anomalies["series"], route.route)) if anomalies.num_rows else anomalies
+        mine = anomalies.filter(pc.and_(pc.equal(anomalies["series"], route.route),  # latency only: not
+                                        pc.fill_null(pc.not_equal(anomalies["metric"], "errors"), True))) \
+            if anomalies.num_rows else anomalies  # a failing run, whose value is a percentage
         _anomaly_points(ctx, chart, mine)
         out.append(chart.render())
     counts = _anomaly_counts(anomalies)
