@@ -77,7 +77,7 @@ def test_slow_route_is_flagged_and_only_that_route(shop):
     sdk.force_flush()
     flagged = {a.details["series"] for a in sdk.anomalies()}
     assert flagged == {"GET /checkout"}, [str(a) for a in sdk.anomalies()]
-    assert sent_slow <= 3  # the first slow request is past anything the route has done
+    assert sent_slow <= 5  # confirmed by the third slow request (a span may end after its response)
     anomaly = sdk.anomalies()[0]
     assert anomaly.value >= 40 and anomaly.expected < 20
     stats = sdk.stats()["per_span"]

@@ -28,10 +28,13 @@ THREADS = "process.thread.count"
 GC_PAUSE = "process.gc.pause_ms"  # total collector pause time in the interval
 SPAN_RATE = "spans.rate"  # spans ended a second
 SPAN_ERRORS = "spans.error_percent"  # of the spans ended in the interval, the share with an error status
+#: The traffic streams are read at least this often: a surge ramps up within a second or two, and
+#: half-second samples see it one sample sooner than whole seconds (the process metrics keep their pace).
+TRAFFIC_INTERVAL_S = 0.5
 UNITS = {CPU: "%", RSS: "MB", THREADS: "{thread}", GC_PAUSE: "ms", SPAN_RATE: "{span}/s", SPAN_ERRORS: "%"}
 
-__all__ = ["CPU", "GC_PAUSE", "RSS", "SPAN_ERRORS", "SPAN_RATE", "THREADS", "UNITS", "GcPauses",
-           "ResourceSampler", "resident_mb"]
+__all__ = ["CPU", "GC_PAUSE", "RSS", "SPAN_ERRORS", "SPAN_RATE", "THREADS", "TRAFFIC_INTERVAL_S", "UNITS",
+           "GcPauses", "ResourceSampler", "resident_mb"]
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
@@ -115,9 +118,14 @@ class ResourceSampler:
         self.gc_pauses = gc_pauses or GcPauses()
         self._last_pause_ns = self.gc_pauses.total_ns
         self._last_cpu = time.process_time()
-        self._last_wall = time.monotonic()
+        self._last_wall = self._last_traffic_wall = time.monotonic()
+        # with traffic to follow, tick faster and read the process metrics every ``process_every`` ticks
+        self.process_every = 1
+        if traffic is not None and self.interval_s > TRAFFIC_INTERVAL_S:
+            self.process_every = round(self.interval_s / TRAFFIC_INTERVAL_S)
+        self._ticks = 0
         self._worker: Worker[Any] = Worker("perfsdk-resources", tick=self._tick,
-                                           tick_interval_s=self.interval_s, faults=faults)
+                                           tick_interval_s=self.interval_s / self.process_every, faults=faults)
         at_fork(self._after_fork)
 
     def start(self) -> None:
@@ -139,31 +147,36 @@ class ResourceSampler:
         with self.faults.guard("resource sampler"):
             self.sample()
 
-    def read(self) -> dict[str, float]:
-        """Read the metrics now (CPU is averaged since the previous read)."""
+    def read(self, process: bool = True) -> dict[str, float]:
+        """Read the metrics now: the process's (``process``; CPU is averaged since their previous
+        read) and the traffic (since its previous read)."""
         cpu, wall = time.process_time(), time.monotonic()
-        elapsed = max(wall - self._last_wall, 1e-9)
-        values = {
-            CPU: 100.0 * (cpu - self._last_cpu) / elapsed,
-            RSS: resident_mb(),
-            THREADS: float(threading.active_count()),
-            GC_PAUSE: (self.gc_pauses.total_ns - self._last_pause_ns) / 1e6,
-        }
-        self._last_pause_ns = self.gc_pauses.total_ns
+        values: dict[str, float] = {}
+        if process:
+            elapsed = max(wall - self._last_wall, 1e-9)
+            values.update({
+                CPU: 100.0 * (cpu - self._last_cpu) / elapsed,
+                RSS: resident_mb(),
+                THREADS: float(threading.active_count()),
+                GC_PAUSE: (self.gc_pauses.total_ns - self._last_pause_ns) / 1e6,
+            })
+            self._last_pause_ns = self.gc_pauses.total_ns
+            self._last_cpu, self._last_wall = cpu, wall
         if self.traffic is not None:
+            elapsed = max(wall - self._last_traffic_wall, 1e-9)
             spans, errors = self.traffic.totals()
             new_spans, new_errors = spans - self._last_totals[0], errors - self._last_totals[1]
             if new_spans < 0 or new_errors < 0:  # the bank started afresh (a forked child)
                 new_spans, new_errors = spans, errors
             values[SPAN_RATE] = new_spans / elapsed
             values[SPAN_ERRORS] = 100.0 * new_errors / new_spans if new_spans > 0 else 0.0
-            self._last_totals = (spans, errors)
-        self._last_cpu, self._last_wall = cpu, wall
+            self._last_totals, self._last_traffic_wall = (spans, errors), wall
         return values
 
     def sample(self) -> dict[str, float]:
         """Read the metrics and feed them to their detectors; returns what was read."""
-        values = self.read()
+        values = self.read(process=self._ticks % self.process_every == 0)
+        self._ticks += 1
         now = datetime.now(timezone.utc)
         for metric, value in values.items():
             bank = self.traffic_bank if metric in (SPAN_RATE, SPAN_ERRORS) else self.bank
