@@ -641,6 +641,7 @@ def test_a_new_span_name_that_appears_with_the_fault_is_the_suspect():
         suspect = next(a for a in sdk.anomalies() if a.details.get("new_span_name"))
         assert suspect.details["series"] == "SELECT report" and suspect.details["caller"] == "GET /search"
         assert suspect.value == pytest.approx(40.0) and "a new span name" in suspect.details["likely_cause"]
+        assert "calls nothing else" in suspect.details["likely_cause"]  # no siblings to compare it with
         (incident,) = sdk.incidents()
         assert incident.origin.details["series"] == "SELECT report"
         assert "Likely origin: 'SELECT report'" in str(incident)

@@ -186,12 +186,17 @@ class PerfSpanProcessor(SpanProcessor):
         lead_s = (onset_ns - first_seen) / 1e9
         when = f"{lead_s:.1f} s before" if lead_s >= 0 else f"{-lead_s:.1f} s after"
         first = ns_to_datetime(first_seen)
+        sibling_info = [self.bank.newcomer(other) for other in self._callees(caller) if other != callee]
+        siblings = [info[2] for info in sibling_info if info is not None and not math.isnan(info[2])]
+        among = (f"; its siblings under {caller!r} typically take at most {max(siblings):.1f} ms" if siblings
+                 else f"; {caller!r} calls nothing else")
         details = {
             "series": callee, "source": "span", "metric": "duration_ms", "new_span_name": True,
             "caller": caller, "spans": count, "onset": first, "confirmed_at": ns_to_datetime(time.time_ns()),
+            "siblings_typical_ms": max(siblings) if siblings else None,
             "likely_cause": (f"a new span name: first seen {when} {caller!r} turned slow, typically {typical:.1f} ms "
                              f"-- {100 * min(typical / excess, 9.99):.0f} % of the caller's {excess:.1f} ms over "
-                             f"its expected"),
+                             f"its expected{among}"),
         }
         self.sink.publish(Anomaly(
             detector=f"{callee} [new span name]", index=count - 1, value=typical, expected=0.0, std=0.0,
