@@ -17,6 +17,7 @@ run's first point, with the run's length and end.
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import time
@@ -119,23 +120,25 @@ def _confirmed_alerts(rule: RunRule, alerts: list[Any], values: np.ndarray) -> t
         list[tuple[int, int, int]], np.ndarray, np.ndarray, np.ndarray]:
     """``(onset, length, end)`` of each alert ``confirm`` points confirmed (``RunRule.confirm_alert``,
     point by point from each alert while it waits), and the score, expected and std at each onset."""
-    z, expected, std = (np.full(len(values), np.nan) for _ in range(3))
+    n = len(values)
+    z, expected, std = (np.full(n, np.nan) for _ in range(3))
     raised = {a.index: a for a in alerts}  # a fresh detector: its indices are positions
+    starts = sorted(raised)
     found: list[tuple[int, int, int]] = []
     pending = None
-    for first in sorted(raised):
-        i = first
-        while i < len(values) and (i == first or pending is not None):
-            alert = raised.get(i)
-            flagged = alert and Onset(i, float(values[i]), alert.expected, alert.std, alert.score)
-            pending, run = rule.confirm_alert(pending, i, float(values[i]), None, flagged,
-                                              alert.threshold if alert else 0.0)
-            if run is not None:
-                found.append((run.index, rule.confirm, i))
-                z[run.index], expected[run.index], std[run.index] = run.score, run.expected, run.std
-            i += 1
-            if i in raised:
-                break  # the next alert's own walk takes over, with this state
+    i = starts[0] if starts else n
+    while i < n:
+        alert = raised.get(i)
+        flagged = alert and Onset(i, float(values[i]), alert.expected, alert.std, alert.score)
+        pending, run = rule.confirm_alert(pending, i, float(values[i]), None, flagged,
+                                          alert.threshold if alert else 0.0)
+        if run is not None:
+            found.append((run.index, rule.confirm, i))
+            z[run.index], expected[run.index], std[run.index] = run.score, run.expected, run.std
+        i += 1
+        if pending is None:  # nothing waits for confirmation: on to the next alert
+            k = bisect.bisect_left(starts, i)
+            i = starts[k] if k < len(starts) else n
     return found, z, expected, std
 
 

@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 from perfsdk._runtime import at_fork
 from perfsdk.detect import Anomaly
 
-__all__ = ["Incident", "IncidentTracker"]
+__all__ = ["Incident", "IncidentTracker", "gc_explains"]
 
 
 def _onset(a: Anomaly) -> datetime | None:
@@ -39,6 +39,15 @@ def _onset(a: Anomaly) -> datetime | None:
 
 def _series(a: Anomaly) -> str:
     return str(a.details.get("series", a.detector))
+
+
+def gc_explains(paused_ms: float, excess_ms: float) -> bool:
+    """Do collector pauses explain a span's excess over its expected? When they make up half or more.
+
+    >>> gc_explains(30.0, 40.0), gc_explains(5.0, 40.0)
+    (True, False)
+    """
+    return excess_ms > 0 and paused_ms >= 0.5 * excess_ms
 
 
 def _excess(a: Anomaly) -> float | None:
@@ -193,7 +202,7 @@ class IncidentTracker:
             else:
                 unexplained = excess - explained.get(_series(a), 0.0)
                 paused = float(a.details.get("gc_pause_ms") or 0.0)
-                rank = 0 if unexplained > 0 and paused < 0.5 * excess else 2  # the processor's gc rule
+                rank = 0 if unexplained > 0 and not gc_explains(paused, excess) else 2
             return (rank, -unexplained, onset.timestamp() if onset else 0.0, -abs(a.score))
 
         return Incident(sorted(members, key=key), {n: c for n, c in callers.items() if c})

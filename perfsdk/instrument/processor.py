@@ -32,6 +32,7 @@ from opentelemetry.trace import StatusCode
 from perfsdk._runtime import Faults, at_fork
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.bank import DetectorBank
+from perfsdk.instrument.incidents import gc_explains
 from perfsdk.instrument.sink import AnomalySink
 
 __all__ = ["PerfSpanProcessor", "ns_to_datetime"]
@@ -54,7 +55,7 @@ class PerfSpanProcessor(SpanProcessor):
     """Feeds span durations into a DetectorBank and publishes the anomalies."""
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None,
-                 export: Any = None, gc_pauses: Any = None) -> None:
+                 export: Any = None, gc_pauses: Any = None, incident_window_s: float = 30.0) -> None:
         self.bank = bank
         self.sink = sink
         self.export = export  # an ArrowExport: every ended span is queued for the Arrow files
@@ -72,7 +73,7 @@ class PerfSpanProcessor(SpanProcessor):
         self._trace_mask = 0  # trace ids with any of these bits set are not followed
         self._slow: dict[str, tuple[int, float, Anomaly]] = {}  # name -> (onset ns, excess, anomaly)
         self._suspects: set[str] = set()  # new names already reported
-        self.incident_window_ns = 30_000_000_000  # a slow caller's new callees are judged this long
+        self.incident_window_ns = int(incident_window_s * 1e9)  # a slow caller's new callees are judged this long
         self._shutdown = False
         at_fork(self._after_fork)
 
@@ -214,7 +215,7 @@ class PerfSpanProcessor(SpanProcessor):
             return
         details.update(gc_pause_ms=round(paused_ms, 3), gc_collections=collections)
         excess = anomaly.value - anomaly.expected
-        if excess > 0 and paused_ms >= 0.5 * excess:
+        if gc_explains(paused_ms, excess):
             details["likely_cause"] = (f"garbage collection: the span sat through {paused_ms:.1f} ms of collector "
                                        f"pauses ({collections} collection{'s' if collections > 1 else ''}), "
                                        f"{100 * paused_ms / excess:.0f} % of its {excess:.1f} ms over the expected")

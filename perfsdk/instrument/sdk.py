@@ -164,8 +164,9 @@ def init(
     max_span_names
         Distinct span names with detectors of their own; the rest share one.
     confirm
-        Consecutive anomalous spans of a name before a ``"zscore"`` or ``"arima"``
-        anomaly is emitted (the default detector confirms its own alerts).
+        Spans of a name in a row beyond the band before an anomaly is emitted: a raw
+        detector's run, or the default detector's alert confirmed by the spans after it;
+        also the fewest failed spans in a row that make an ``errors`` anomaly.
     min_delta_ms, min_ratio
         An anomalous span must also be a material change: at least
         ``min_delta_ms`` and ``min_ratio`` of the expected duration away from it.
@@ -235,7 +236,8 @@ def init(
         sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
                            writer=export.anomalies if export else None, service=service)
         pauses = GcPauses()  # one gc callback: the pause metric and the slow spans' explanations
-        processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses)
+        processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses,
+                                      incident_window_s=incident_window_s)
         processor_box.append(processor)
         provider.add_span_processor(processor)
         sampler = None
