@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -66,47 +67,96 @@ def test_spans_round_trip_with_schema_metadata_and_partitions(tmp_path):
     assert row["kind"] == "INTERNAL" and row["service.name"] == "shop" and row["scope.name"] == "test"
 
 
-def test_span_rows_read_through_fields_agree_with_the_public_api():
-    """span_row reads the SDK's fields (and SpanContext's tuple layout) for speed; an
+class _PublicOnly:
+    """A ReadableSpan seen through its public API only (no SDK fields)."""
+
+    def __init__(self, span):
+        self._span = span
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._span, name)
+
+
+def _columns_as_rows(chunk):
+    from perfsdk.export.spans import KIND_NAMES, STATUS_NAMES
+
+    names = chunk.strings
+    return [(int(chunk.trace_hi[i]) << 64 | int(chunk.trace_lo[i]), int(chunk.span_id[i]),
+             int(chunk.parent_id[i]) if chunk.has_parent[i] else None, names[chunk.name[i]],
+             KIND_NAMES[chunk.kind[i]], int(chunk.start[i]), int(chunk.end[i]), STATUS_NAMES[chunk.status[i]],
+             dict(chunk.messages).get(i), names[chunk.scope[i]] if chunk.scope[i] >= 0 else None,
+             names[chunk.service[i]],
+             dict(zip(chunk.keys[chunk.attr_ends[i]:chunk.attr_ends[i + 1]],
+                      chunk.values[chunk.attr_ends[i]:chunk.attr_ends[i + 1]])))
+            for i in range(chunk.size)]
+
+
+def test_span_columns_read_through_fields_agree_with_the_public_api():
+    """The span columns read the SDK's fields (and SpanContext's tuple layout) for speed; an
     OpenTelemetry release that changes them must show up here, not as wrong files."""
-    from perfsdk.export.spans import public_span_row, row_attributes, span_row
+    from perfsdk.export.spans import spans_to_columns
 
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
     tracer = provider.get_tracer("scope-a")
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    with tracer.start_as_current_span("parent", kind=SpanKind.SERVER):
+    with tracer.start_as_current_span("parent", kind=SpanKind.SERVER) as parent:
         with tracer.start_as_current_span("child", attributes={"a": 1, "b": ("x", "y")}) as child:
             child.set_status(Status(StatusCode.ERROR, "boom"))
     ended = memory.get_finished_spans()
-    for span in ended:
-        assert span_row(span) == public_span_row(span)
-    child_row, parent_row = (span_row(s) for s in ended)
-    assert child_row[2] == parent_row[1] and parent_row[2] is None
-    assert (child_row[4], child_row[7], child_row[8], child_row[9]) == ("INTERNAL", "ERROR", "boom", "scope-a")
-    assert (parent_row[4], parent_row[10], parent_row[11]) == ("SERVER", None, "shop")
-    assert row_attributes(child_row) == {"a": 1, "b": ("x", "y")} and row_attributes(parent_row) == {}
-    assert child_row[12:] == ("a", "b", 1, ("x", "y"))  # one flat tuple: keys, then values
+    rows = _columns_as_rows(spans_to_columns(ended))
+    assert rows == _columns_as_rows(spans_to_columns([_PublicOnly(span) for span in ended]))
+    child_row, parent_row = rows
+    assert child_row[:3] == (child.context.trace_id, child.context.span_id, parent.context.span_id)
+    assert parent_row[2] is None and child_row[1:] != parent_row[1:]
+    assert child_row[3:] == ("child", "INTERNAL", child.start_time, child.end_time, "ERROR", "boom", "scope-a",
+                             "shop", {"a": 1, "b": ("x", "y")})
+    assert (parent_row[4], parent_row[8], parent_row[11]) == ("SERVER", None, {})
 
 
-def test_a_queued_span_row_is_not_the_collectors_to_scan():
-    """A row holds plain values in tuples only (a dict in a tuple keeps it tracked for good):
-    the collector stops tracking it at its first collection, so a queue of rows is never
-    promoted to the old generation, nor scanned by full collections."""
-    import gc
-
-    from perfsdk.export.spans import span_row
+def test_a_span_that_cannot_be_stored_leaves_no_trace_in_its_chunk():
+    """A span whose values cannot be read is refused whole: the next span's row is its own."""
+    from perfsdk.export.spans import SpanColumns
 
     provider = TracerProvider()
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    with provider.get_tracer("t").start_as_current_span(
-            "GET /cart", attributes={"http.method": "GET", "http.status_code": 200, "tags": ("a", "b")}):
+    with provider.get_tracer("t").start_as_current_span("ok", attributes={"k": "v"}):
         pass
-    row = span_row(memory.get_finished_spans()[0])
+    good = memory.get_finished_spans()[0]
+    bad = SimpleNamespace(**{field: getattr(good, field) for field in
+                             ("context", "parent", "status", "instrumentation_scope", "name", "kind",
+                              "resource", "attributes")}, start_time="not a time", end_time=good.end_time)
+    chunk = SpanColumns(4)
+    with pytest.raises(TypeError):
+        chunk.append(bad)
+    assert chunk.append(good) and chunk.size == 1
+    assert _columns_as_rows(chunk)[0][3] == "ok" and chunk.keys == ["k"] and chunk.messages == []
+
+
+def test_waiting_spans_are_not_the_collectors_to_scan():
+    """Ended spans wait for the writer as numbers in buffers and references in two lists,
+    not as an object a span: the collector's count, which starts young collections, does
+    not grow with them."""
+    import gc
+
+    from perfsdk._native import SpanCollector
+
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    collector = SpanCollector(lambda chunk, timeout: True, 4096)
+    ended = []
+    for i in range(2000):
+        with tracer.start_as_current_span("GET /cart", attributes={"http.method": "GET", "n": i}) as span:
+            pass
+        ended.append(span)
     gc.collect()
-    gc.collect()  # (a tuple among the values may be untracked only after the row was looked at)
-    assert not gc.is_tracked(row)
+    before = len(gc.get_objects())
+    for span in ended:
+        collector.add(span)
+    assert len(gc.get_objects()) - before < 10
 
 
 def test_pandas_and_duckdb_read_the_files_without_perfsdk(tmp_path):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from perfsdk.export.reader import read, recover
     from perfsdk.export.redact import Redactor
     from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
-    from perfsdk.export.spans import ArrowSpanExporter, SpanRow, span_row
+    from perfsdk.export.spans import ArrowSpanExporter, SpanColumns, spans_to_columns
     from perfsdk.export.tables import TableWriter, anomaly_row, decision_row
 
 #: name -> the module that defines it. pyarrow is a large import: a process that
@@ -45,12 +45,12 @@ if TYPE_CHECKING:
 _HOMES = {
     "FORMATS": "options", "read": "reader", "recover": "reader", "Redactor": "redact",
     "ANOMALIES": "schema", "DECISIONS": "schema", "RESOURCES": "schema", "SPANS": "schema",
-    "ArrowSpanExporter": "spans", "SpanRow": "spans", "span_row": "spans",
+    "ArrowSpanExporter": "spans", "SpanColumns": "spans", "spans_to_columns": "spans",
     "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
 }
 
 __all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
-           "SpanRow", "TableWriter", "anomaly_row", "decision_row", "read", "recover", "span_row"]
+           "SpanColumns", "TableWriter", "anomaly_row", "decision_row", "read", "recover", "spans_to_columns"]
 
 
 __getattr__, __dir__ = lazy_names(__name__, {name: f"{__name__}.{home}" for name, home in _HOMES.items()})

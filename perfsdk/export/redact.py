@@ -27,6 +27,7 @@ import re
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from perfsdk._native import redact_texts
 from perfsdk._runtime import check_bool, check_int
 
 __all__ = ["REDACTED", "SENSITIVE", "URL_KEYS", "WHOLE_PARTS", "Redactor", "scrub"]
@@ -161,33 +162,16 @@ class Redactor:
         """
         if not attributes:
             return {}
-        keys: list[str] = []
-        texts: list[str] = []
-        self.extend(attributes.items(), keys, texts)
-        return dict(zip(keys, texts))
+        return {key: text for key, text in zip(attributes, self.texts(list(attributes), list(attributes.values())))
+                if text is not None}
 
-    def extend(self, items: Iterable[tuple[str, Any]], keys: list[str], texts: list[str]) -> None:
-        """Append the attributes of ``items`` that may be written to ``keys`` and, as strings, to
-        ``texts`` (what ``__call__`` does, without a dict: the span writer builds its column so)."""
-        memos = self._memo
-        for key, value in items:
-            memo = memos.get(type(value))
-            if memo is None:  # not a short scalar: not remembered
-                text = self._redact(key, value)
-            else:
-                try:
-                    text = memo[key, value]
-                except KeyError:
-                    text = self._redact(key, value)
-                    if not (type(value) is str and len(value) > 256):
-                        if len(memo) >= MEMO_ENTRIES:
-                            memo.clear()
-                        memo[key, value] = text
-            if text is None:
-                self.dropped += 1
-            else:
-                keys.append(key)
-                texts.append(text)
+    def texts(self, keys: list[str], values: list[Any]) -> list[str | None]:
+        """Each attribute ``(keys[i], values[i])`` as it may be written (a string), or None
+        where it is dropped (counted in ``dropped``): ``__call__`` without a dict, for the
+        span writer, which redacts a whole batch's attributes in one (compiled) loop."""
+        texts, dropped = redact_texts(self._memo, keys, values, self._redact, MEMO_ENTRIES)
+        self.dropped += dropped
+        return texts
 
     def _redact(self, key: str, value: Any) -> str | None:
         """One attribute as it may be written, or None to drop it."""

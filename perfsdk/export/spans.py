@@ -1,182 +1,164 @@
 """ArrowSpanExporter: OpenTelemetry spans to rotated Arrow (or Parquet) files.
 
 A real OTel ``SpanExporter``: put it behind a ``BatchSpanProcessor`` and
-spans are written off the application's threads, a batch at a time. Columns
-are built for the whole batch at once (list comprehensions and numpy), never
-row by row through pyarrow.
+spans are written off the application's threads, a batch at a time. perfsdk's
+own export skips OpenTelemetry's queue: its processor stores each ended span
+in column buffers (``perfsdk._native._spancols``) and the writer turns whole
+chunks of them into a record batch (``columns_to_batch``), in C but for the
+attributes' redaction.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
-from operator import itemgetter
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
 
+from perfsdk._native import KIND_NAMES, STATUS_NAMES, SpanColumns, kept_attributes, take_strings
 from perfsdk._runtime import Faults, at_fork
-from perfsdk.export.columns import column, strings, validity
+from perfsdk.export.columns import column, strings
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["ArrowSpanExporter", "SpanRow", "public_span_row", "row_attributes", "rows_to_batch", "span_row",
-           "spans_to_batch"]
+__all__ = ["ArrowSpanExporter", "SpanColumns", "columns_to_batch", "spans_to_columns"]
 
 log = logging.getLogger("perfsdk.export")
 
 
-#: trace id, span id, parent span id (or None), name, kind, start ns, end ns, status code,
-#: status message, scope name, the number of attributes (None for none), service name, then
-#: the attributes' keys, then their values: plain values in one flat tuple (see ``span_row``;
-#: ``row_attributes`` gives the dict back).
-SpanRow = tuple[Any, ...]
-_FIELDS = 12  # the fixed fields before the attributes
+def spans_to_columns(spans: Sequence[ReadableSpan]) -> SpanColumns:
+    """Ended spans as one chunk of columns (what ``columns_to_batch`` writes)."""
+    chunk = SpanColumns(max(1, len(spans)))
+    for span in spans:
+        chunk.append(span)
+    return chunk
 
 
-def span_row(span: ReadableSpan) -> SpanRow:
-    """The values an ended span's Arrow row is made of.
+def columns_to_batch(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.RecordBatch:
+    """One record batch of the SPANS table from chunks of span columns, attributes redacted.
 
-    perfsdk's export queues these rows, not the spans, and a row is one flat tuple
-    of plain values (ints, strings, None; the attributes' keys and values follow the
-    fixed fields): the garbage collector stops tracking such a tuple at its first
-    young collection, and it is one allocation a span. A queued span keeps a dozen
-    tracked objects alive, and so does a row holding a dict (CPython never untracks
-    a tuple with a dict in it): they are scanned again and again, promoted to the
-    oldest generation, and bring on full collections. The SDK's spans are read
-    through their fields, which costs the application's thread a fraction of their
-    properties (``SpanContext`` is a tuple of trace id, span id, ...); any other
-    ``ReadableSpan`` through the public API. ``tests/test_export.py`` checks that
-    both ways agree.
+    Every column but the attributes is built in C: numpy slices of the chunks'
+    buffers, hex ids from their bytes, and each string column a ``take`` from the
+    small table of distinct values (from buffers, see ``export.columns``: ``pa.array``
+    would import pandas into the host).
     """
-    sdk: Any = span  # its private fields, checked against the public API by the tests
-    try:
-        context, parent, status, scope, attributes = (
-            sdk._context, sdk._parent, sdk._status, sdk._instrumentation_scope, sdk._attributes)
-        attributes = None if attributes is None else attributes._dict
-        return (context[0], context[1], None if parent is None else parent[1], sdk._name,
-                _NAME_OF[id(sdk._kind)], sdk._start_time or 0, sdk._end_time or 0,
-                _NAME_OF[id(status._status_code)], status._description,
-                None if scope is None else scope._name, len(attributes) if attributes else None,
-                _service_name(sdk._resource), *(attributes or ()), *(attributes.values() if attributes else ()))
-    except Exception:  # not the SDK's span (or a future SDK): what the public API says
-        return public_span_row(span)
+    chunks = [chunk for chunk in chunks if chunk.size]
+    n = sum(chunk.size for chunk in chunks)
 
+    def joined(field: str, shift: Sequence[int] | None = None) -> np.ndarray:
+        parts = [getattr(chunk, field)[:chunk.size] for chunk in chunks]
+        if shift is not None:  # codes into the joined string table
+            parts = [np.where(part >= 0, part + offset, -1) for part, offset in zip(parts, shift)]
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
-def public_span_row(span: ReadableSpan) -> SpanRow:
-    """``span_row`` through the public ``ReadableSpan`` API only."""
-    context, parent, status, scope = span.context, span.parent, span.status, span.instrumentation_scope
-    attributes = dict(span.attributes) if span.attributes else {}
-    return (0 if context is None else context.trace_id, 0 if context is None else context.span_id,
-            None if parent is None else parent.span_id, span.name, span.kind.name, span.start_time or 0,
-            span.end_time or 0, status.status_code.name, status.description,
-            None if scope is None else scope.name, len(attributes) or None,
-            _service_name(span.resource), *attributes, *attributes.values())
-
-
-def row_attributes(row: SpanRow) -> dict[str, Any]:
-    """A span row's attributes as a dict."""
-    n = row[10] or 0
-    return dict(zip(row[_FIELDS:_FIELDS + n], row[_FIELDS + n:]))
-
-
-_NAME_OF = {id(member): member.name for member in (*SpanKind, *StatusCode)}  # enum hashes run in Python
-_last_resource: tuple[Any, str] = (None, "unknown_service")  # a provider's spans share one resource
-
-
-def _service_name(resource: Any) -> str:
-    """The ``service.name`` of a span's resource (the last resource's, remembered)."""
-    global _last_resource
-    last = _last_resource  # one read and one write of a tuple: safe without a lock
-    if last[0] is resource:
-        return last[1]
-    name = "unknown_service" if resource is None else str(
-        resource.attributes.get("service.name", "unknown_service"))
-    _last_resource = (resource, name)
-    return name
-
-
-def rows_to_batch(rows: Sequence[SpanRow], service: str, redactor: Redactor) -> pa.RecordBatch:
-    """One record batch of the SPANS table from span rows (``span_row``), attributes redacted.
-
-    Each column is built for the whole batch at once (``zip``, numpy, the hex
-    ids in C), from buffers (``export.columns``: ``pa.array`` would import pandas
-    into the host).
-    """
-    # A column at a time (``zip(*rows)`` would make an iterator a row, all alive at once: one
-    # more object a span for the collector's count, which is what starts young collections).
-    (trace_ids, span_ids, parent_ids, names, kinds, start_times, end_times, statuses, messages,
-     scopes) = (list(map(itemgetter(k), rows)) for k in range(10))
-    starts = np.array(start_times, dtype=np.int64)
-    ends = np.array(end_times, dtype=np.int64)
+    table_offsets = np.cumsum([0] + [len(chunk.strings) for chunk in chunks[:-1]]).tolist()
+    table = [text.encode("utf-8", "replace") for chunk in chunks for text in chunk.strings]
+    starts, ends = joined("start"), joined("end")
+    has_parent = joined("has_parent").view(bool)
     columns = [
-        _hex_ids([i >> 64 for i in trace_ids], [i & _LOW64 for i in trace_ids]),
-        _hex_ids(span_ids),
-        _hex_ids([p or 0 for p in parent_ids], valid=[p is not None for p in parent_ids]),
-        strings(names),
-        strings(kinds),
+        _hex_ids(joined("trace_hi"), joined("trace_lo")),
+        _hex_ids(joined("span_id")),
+        _hex_ids(joined("parent_id"), valid=has_parent),
+        _take(table, joined("name", table_offsets)),
+        _take(_KINDS, joined("kind")),
         column(starts, TS),
         column(ends, TS),
         column((ends - starts) / 1e6, pa.float64()),
-        strings(statuses),
-        strings(messages),
-        strings([service] * len(rows)),
-        strings(scopes),
-        _attributes_column(rows, redactor),
+        _take(_STATUSES, joined("status")),
+        _messages(chunks, n),
+        _take(table, joined("service", table_offsets)),
+        _take(table, joined("scope", table_offsets)),
+        _attributes_column(chunks, redactor),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=SPANS)
 
 
-def _attributes_column(rows: Sequence[SpanRow], redactor: Redactor) -> pa.Array:
-    """The rows' redacted attributes as one map column, built a row at a time into two
-    flat lists: no dict a row stays alive meanwhile (each would be one more object for
-    the collector's generations)."""
+_KINDS = [kind.encode() for kind in KIND_NAMES]
+_STATUSES = [status.encode() for status in STATUS_NAMES]
+
+
+def _take(table: list[bytes], codes: np.ndarray) -> pa.Array:
+    """The string column ``table[codes]`` (null where a code is -1)."""
+    offsets, data, valid = take_strings(table, np.ascontiguousarray(codes, dtype=np.int32))
+    nulls = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data), nulls)
+
+
+def _messages(chunks: Sequence[SpanColumns], n: int) -> pa.Array:
+    """The status descriptions: null but for the few spans that have one."""
+    if not any(chunk.messages for chunk in chunks):
+        return pa.nulls(n, pa.string())
+    texts: list[str | None] = [None] * n
+    offset = 0
+    for chunk in chunks:
+        for row, message in chunk.messages:
+            texts[offset + row] = str(message)
+        offset += chunk.size
+    return strings(texts)
+
+
+def _attributes_column(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.Array:
+    """The chunks' redacted attributes as one map column: a chunk's attributes go through
+    the redactor in one call, and the rows' ends are mended where it dropped any."""
     keys: list[str] = []
     texts: list[str] = []
-    ends = np.empty(len(rows) + 1, dtype=np.int32)
-    ends[0] = 0
+    ends = [np.zeros(1, dtype=np.int32)]
     own_call = type(redactor).__call__ is Redactor.__call__  # a subclass's __call__ is respected
-    for i, row in enumerate(rows):
-        n = row[10]
-        if n:
-            items = zip(row[_FIELDS:_FIELDS + n], row[_FIELDS + n:])
-            if own_call:
-                redactor.extend(items, keys, texts)
-            else:
-                kept = redactor(dict(items))
-                keys.extend(kept)
-                texts.extend(kept.values())
-        ends[i + 1] = len(keys)
-    offsets = pa.Array.from_buffers(pa.int32(), len(ends), [None, pa.py_buffer(ends)])
-    return pa.MapArray.from_arrays(offsets, strings(keys), strings(texts), type=STRING_MAP)
+    for chunk in chunks:
+        if own_call:
+            chunk_keys, chunk_texts, row_ends = kept_attributes(
+                chunk.keys, redactor.texts(chunk.keys, chunk.values), chunk.attr_ends, chunk.size)
+        else:
+            chunk_keys, chunk_texts, row_ends = _redacted_by_call(chunk, redactor)
+        ends.append(row_ends[1:] + len(keys))
+        keys.extend(chunk_keys)
+        texts.extend(chunk_texts)
+    offsets = np.concatenate(ends)
+    return pa.MapArray.from_arrays(pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)]),
+                                   strings(keys), strings(texts), type=STRING_MAP)
 
 
-def spans_to_batch(spans: Sequence[ReadableSpan], service: str, redactor: Redactor) -> pa.RecordBatch:
-    """One record batch of the SPANS table from OTel spans (redacted)."""
-    return rows_to_batch([span_row(s) for s in spans], service, redactor)
+def _redacted_by_call(chunk: SpanColumns, redactor: Redactor) -> tuple[list[str], list[str], np.ndarray]:
+    """A chunk's attributes through a redactor subclass's own ``__call__``, a row at a time."""
+    keys: list[str] = []
+    texts: list[str] = []
+    row_ends = np.zeros(chunk.size + 1, dtype=np.int32)
+    for row in range(chunk.size):
+        a, b = chunk.attr_ends[row], chunk.attr_ends[row + 1]
+        if b > a:
+            kept = redactor(dict(zip(chunk.keys[a:b], chunk.values[a:b])))
+            keys.extend(kept)
+            texts.extend(kept.values())
+        row_ends[row + 1] = len(keys)
+    return keys, texts, row_ends
 
 
-_LOW64 = (1 << 64) - 1
+def _rows_of(batch: pa.RecordBatch, services: pa.Array, service: str) -> pa.RecordBatch:
+    """The rows of one service, when spans of several share a batch (several providers in
+    one process: rare, so ``pyarrow.compute`` is loaded only then)."""
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.equal(services, service))
 
 
-def _hex_ids(*words: Sequence[int], valid: list[bool] | None = None) -> pa.Array:
+def _hex_ids(*words: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """Ids as lowercase hex strings (16 characters per 64-bit word), built in C: formatting
     ids one by one in Python was the largest cost of a span's row."""
     n = len(words[0])
     packed = np.empty((n, len(words)), dtype=">u8")
     for position, values in enumerate(words):
-        packed[:, position] = np.array(values, dtype=np.uint64)
+        packed[:, position] = values
     width = 16 * len(words)
     data = pa.py_buffer(packed.tobytes().hex().encode())
     offsets = pa.py_buffer(np.arange(0, width * (n + 1), width, dtype=np.int32))
-    return pa.StringArray.from_buffers(n, offsets, data, None if valid is None else validity(valid))
+    nulls = None if valid is None or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(n, offsets, data, nulls)
 
 
 class ArrowSpanExporter(SpanExporter):
@@ -244,23 +226,25 @@ class ArrowSpanExporter(SpanExporter):
         return writer
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.write_rows([span_row(span) for span in spans])
+        return self.write_columns([spans_to_columns(spans)])
 
-    def write_rows(self, rows: Sequence[SpanRow]) -> SpanExportResult:
-        """Write span rows (``span_row``), one batch per service."""
+    def write_columns(self, chunks: Sequence[SpanColumns]) -> SpanExportResult:
+        """Write chunks of span columns (``SpanColumns``), one batch per service."""
         if self._shutdown:
             return SpanExportResult.FAILURE
+        n = sum(chunk.size for chunk in chunks)
         try:
-            by_service: dict[str, list[SpanRow]] = defaultdict(list)
-            for row in rows:
-                by_service[row[11]].append(row)
+            batch = columns_to_batch(chunks, self.redactor)
+            services = batch.column("service.name")
+            names = {text for chunk in chunks for text in map(chunk.strings.__getitem__, set(chunk.service[:chunk.size].tolist()))}
             with self._lock:
-                for service, group in by_service.items():
-                    self._writer(service).write(rows_to_batch(group, service, self.redactor))
-                    self.spans_exported += len(group)
+                for service in sorted(names):
+                    group = batch if len(names) == 1 else _rows_of(batch, services, service)
+                    self._writer(service).write(group)
+                    self.spans_exported += group.num_rows
             return SpanExportResult.SUCCESS
         except Exception as exc:
-            self.spans_failed += len(rows)
+            self.spans_failed += n
             self.faults.record("arrow span export", exc)
             return SpanExportResult.FAILURE
 

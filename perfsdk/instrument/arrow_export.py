@@ -5,10 +5,12 @@ controller in the process, each a table of its own.
 
 Spans do not go through OpenTelemetry's ``BatchSpanProcessor``, whose full
 queue drops spans with one log line and nothing counted. perfsdk's span
-processor hands each ended span to this export's bounded queue, as a row of
-plain values (``span_row``: a queued span would keep a dozen objects alive for
-the garbage collector to scan); a background worker writes them as Arrow batches.
-When the queue is full the policy applies: ``"drop"`` (the default) counts the
+processor hands each ended span to this export's ``SpanCollector``, which
+stores its values in column buffers on the application's thread (no object a
+span for the garbage collector: a queued span would keep a dozen alive) and
+ships each full chunk of 4,096 to a bounded queue; a background worker writes
+the chunks as Arrow batches, and ships a partial chunk once its first span is
+a second old. When the queue is full the policy applies: ``"drop"`` (the default) counts the
 span in ``stats()["export"]["spans_dropped"]``, adds it to the
 ``perfsdk.export.spans_dropped`` metric, logs (at most every 10 s) and records
 the running count in the next file's metadata (``perfsdk.spans_dropped``), so
@@ -16,7 +18,7 @@ an analyst sees the gap; ``"block"`` waits up to ``block_timeout_s`` for room
 first. Nothing is lost in silence; ``force_flush()`` and ``shutdown()`` write
 everything queued.
 
-The writer waits for large batches (8,192 spans, or one second): each batch
+The writer writes large batches (a chunk at least, or a second's spans): each batch
 hands the GIL to pyarrow and back a few dozen times, and every hand-back can
 make the application's threads wait (CPython's convoy effect), so fewer,
 larger batches cost the application less.
@@ -31,12 +33,16 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, suppressed
+from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, at_fork, suppressed
 from perfsdk._version import __version__
-from perfsdk.export import ArrowSpanExporter, SpanRow, TableWriter, decision_row, span_row
+from perfsdk._native import SpanCollector, SpanColumns
+from perfsdk.export import ArrowSpanExporter, TableWriter, decision_row
 from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
 __all__ = ["ArrowExport"]
+
+CHUNK_SPANS = 4096  # spans a chunk of columns holds (the writer's unit)
+LINGER_S = 1.0  # a partial chunk waits this long for more spans before it is written
 
 log = logging.getLogger("perfsdk.export")
 
@@ -61,11 +67,20 @@ class ArrowExport:
                  max_queue_bytes: int = 64 * 2**20, on_full: str = "drop", block_timeout_s: float = 0.1,
                  meter_provider: Any = None) -> None:
         self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
-        self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.span_queue.dropped)}
-        self.span_queue: Worker[SpanRow] = Worker(
-            "perfsdk-span-export", self._write_spans, max_queue=max_queue_bytes // SPAN_BYTES_ESTIMATE,
-            max_batch=16384, min_batch=8192, linger_s=1.0, faults=faults)  # few, large batches: see above
-        self.block_timeout_s = block_timeout_s if on_full == "block" else 0.0
+        max_spans = max(1, max_queue_bytes // SPAN_BYTES_ESTIMATE)
+        chunk_spans = min(CHUNK_SPANS, max_spans)
+        self.span_queue: Worker[SpanColumns] = Worker(
+            "perfsdk-span-export", self._write_spans, max_queue=max(1, max_spans // chunk_spans - 1),
+            max_batch=4, faults=faults,  # few, large batches (a chunk at least, or a second's spans): see above
+            tick=self._seal_stale_chunk, tick_interval_s=LINGER_S)
+        #: Where ended spans wait: the chunk being filled, and the full ones in the queue.
+        self.collector = SpanCollector(self.span_queue.submit, chunk_spans,
+                                       block_timeout_s if on_full == "block" else 0.0)
+        self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
+        self.max_queued_spans = chunk_spans * (self.span_queue.max_queue + 1)
+        self.spans_written = 0
+        self.span_queue.start()
+        at_fork(self._after_fork)
         self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
         self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
@@ -79,12 +94,8 @@ class ArrowExport:
         self._drop_lock = threading.Lock()
 
     # -- spans ------------------------------------------------------------------------
-    def enqueue(self, span: Any) -> None:
-        """Queue an ended span's row (on the application's thread: an append, or a counted drop)."""
-        if not self.span_queue.submit(span_row(span), self.block_timeout_s):
-            self._dropped_span()
-
-    def _dropped_span(self) -> None:
+    def dropped_span(self) -> None:
+        """Account for a span ``collector.add`` refused (the processor stores spans through it)."""
         with self.faults.guard("span export drop accounting"):
             self._dropped_metric.add(1)
             now = time.monotonic()
@@ -95,15 +106,30 @@ class ArrowExport:
             if due:
                 log.warning("perfsdk: the span export queue is full (%d spans); %d spans dropped so far, "
                             "counted in stats()['export']['spans_dropped'] and in the files' metadata",
-                            self.span_queue.max_queue, self.span_queue.dropped)
+                            self.max_queued_spans, self.collector.dropped)
 
-    def _write_spans(self, rows: list[SpanRow]) -> None:
-        with suppressed():  # perfsdk's own writes are not the application's work
-            self.spans.write_rows(rows)
+    def _write_spans(self, chunks: list[SpanColumns]) -> None:
+        try:
+            with suppressed():  # perfsdk's own writes are not the application's work
+                self.spans.write_columns(chunks)
+        finally:
+            self.spans_written += sum(chunk.size for chunk in chunks)
+
+    def _seal_stale_chunk(self) -> None:
+        """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans."""
+        self.collector.seal(older_than_s=LINGER_S)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's waiting spans are the parent's (its worker's queue
+        was emptied too)."""
+        self.collector.reset()
+        self.spans_written = self.collector.shipped
 
     def stats(self) -> dict[str, Any]:
-        return {**self.spans.stats(), "spans_dropped": self.span_queue.dropped,
-                "spans_queued": self.span_queue.stats()["queued"], "max_queued_spans": self.span_queue.max_queue}
+        collector = self.collector
+        return {**self.spans.stats(), "spans_dropped": collector.dropped,
+                "spans_queued": collector.shipped - self.spans_written + collector.current.size,
+                "max_queued_spans": self.max_queued_spans}
 
     # -- the other tables ---------------------------------------------------------------
     def add_decision(self, decision: Any) -> None:
@@ -111,9 +137,14 @@ class ArrowExport:
         with self.faults.guard("decision export"):
             self.decisions.add(decision_row(decision, self.service))
 
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every span ended so far is written to the open files (which stay open:
+        ``flush`` also publishes them, with an fsync)."""
+        return self.collector.seal(timeout_s) and self.span_queue.flush(timeout_s)
+
     def flush(self, timeout_millis: int) -> bool:
         timeout_s = timeout_millis / 1000.0
-        ok = self.span_queue.flush(timeout_s) and self.spans.force_flush()
+        ok = self.drain(timeout_s) and self.spans.force_flush()
         ok = DECISION_DELIVERY.flush(timeout_s) and ok  # decisions still on their way to the table
         with suppressed():
             for writer in (self.anomalies, self.resources, self.decisions):
@@ -122,6 +153,7 @@ class ArrowExport:
         return ok
 
     def close(self) -> None:
+        self.collector.seal(30.0)
         self.span_queue.shutdown(30.0)  # writes every queued span first
         self.spans.shutdown()  # publishes its files
         DECISION_DELIVERY.flush(5.0)

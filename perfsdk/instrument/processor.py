@@ -58,7 +58,8 @@ class PerfSpanProcessor(SpanProcessor):
                  export: Any = None, gc_pauses: Any = None, incident_window_s: float = 30.0) -> None:
         self.bank = bank
         self.sink = sink
-        self.export = export  # an ArrowExport: every ended span is queued for the Arrow files
+        self.export = export  # an ArrowExport: every ended span is stored for the Arrow files
+        self._store_span = None if export is None else export.collector.add  # False: dropped
         self.gc_pauses = gc_pauses  # a GcPauses: a slow span that sat through a collection is told so
         if gc_pauses is not None:
             gc_pauses.install()  # watched while the processor runs; shutdown() stops watching
@@ -89,10 +90,11 @@ class PerfSpanProcessor(SpanProcessor):
                 context = span._context  # the SDK's field (its property costs more)
             except AttributeError:
                 context = span.context
-            if context is None or context.trace_id & self._trace_mask:
+            # SpanContext is a tuple (trace id, span id, ...): indexing it skips two property calls
+            if context is None or context[0] & self._trace_mask:
                 return
             if len(self._open) < MAX_OPEN_SPANS:
-                self._open[context.span_id] = span.name
+                self._open[context[1]] = span.name
             else:
                 self.open_dropped += 1
         except Exception as exc:
@@ -110,13 +112,13 @@ class PerfSpanProcessor(SpanProcessor):
                 name, context, parent = span.name, span.context, span.parent
                 start, end, error = span.start_time, span.end_time, span.status.status_code is ERROR
             if self._open and context is not None:
-                followed = self._open.pop(context.span_id, None)
+                followed = self._open.pop(context[1], None)
                 if followed is not None and parent is not None:
-                    caller = self._open.get(parent.span_id)
+                    caller = self._open.get(parent[1])
                     if caller is not None and self._learn_call(caller, name) and caller in self._slow:
                         self._judge_newcomer(name, caller)  # a new edge under a slow caller (rare)
-            if self.export is not None:
-                self.export.enqueue(span)
+            if self._store_span is not None and not self._store_span(span):
+                self.export.dropped_span()
             if start is None or end is None:
                 return
             if next(self._ended) == LEARN_ALL_SPANS:  # itertools.count: atomic

@@ -1,0 +1,53 @@
+"""Type stub for the compiled span columns of the Arrow export (_spancols.pyx)."""
+
+from typing import Any, Callable
+
+import numpy as np
+
+KIND_NAMES: tuple[str, ...]
+STATUS_NAMES: tuple[str, ...]
+
+class SpanColumns:
+    capacity: int
+    size: int
+    trace_hi: np.ndarray
+    trace_lo: np.ndarray
+    span_id: np.ndarray
+    parent_id: np.ndarray
+    has_parent: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    name: np.ndarray
+    kind: np.ndarray
+    status: np.ndarray
+    scope: np.ndarray
+    service: np.ndarray
+    attr_ends: np.ndarray
+    strings: list[str]
+    keys: list[str]
+    values: list[Any]
+    messages: list[tuple[int, str]]
+    opened: float
+    def __init__(self, capacity: int) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
+    def append(self, span: Any) -> bool: ...
+
+class SpanCollector:
+    current: SpanColumns
+    chunk_rows: int
+    dropped: int
+    shipped: int
+    timeout: float
+    def __init__(self, ship: Callable[[SpanColumns, float], bool], chunk_rows: int = 4096,
+                 timeout: float = 0.0) -> None: ...
+    def add(self, span: Any) -> bool: ...
+    def seal(self, timeout: float = 0.0, older_than_s: float = 0.0) -> bool: ...
+    def reset(self) -> None: ...
+
+def kept_attributes(keys: list[str], texts: list[str | None], ends: np.ndarray,
+                    rows: int) -> tuple[list[str], list[str], np.ndarray]: ...
+def redact_texts(memos: dict[type, dict[tuple[str, Any], str | None]], keys: list[str], values: list[Any],
+                 redact: Callable[[str, Any], str | None], max_entries: int) -> tuple[list[str | None], int]: ...
+def take_strings(table: list[bytes], codes: np.ndarray) -> tuple[np.ndarray, bytes, np.ndarray | None]: ...
