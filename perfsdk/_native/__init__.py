@@ -22,7 +22,7 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _arima, _cache, _pipeline, _qlearn, _spancols, _zscore
+    from perfsdk._native import _arima, _cache, _pipeline, _qlearn, _spancols, _spanpath, _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -73,7 +73,8 @@ CachedFunction = _cache.CachedFunction
 PipelineCore = _pipeline.PipelineCore
 from perfsdk._native._spancols import (  # noqa: E402 (after the build check)
     KIND_NAMES, STATUS_NAMES, SpanCollector, SpanColumns, kept_attributes, redact_texts, take_strings)
+from perfsdk._native._spanpath import SpanPath  # noqa: E402
 
 __all__ = ["KIND_NAMES", "STATUS_NAMES", "ArimaCore", "CacheCore", "CachedFunction", "PipelineCore", "QCore",
-           "SpanCollector", "SpanColumns", "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts",
+           "SpanCollector", "SpanColumns", "SpanPath", "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts",
            "take_strings"]

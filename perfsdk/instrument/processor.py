@@ -12,12 +12,13 @@ instead: if it takes half or more of the caller's excess, it is reported as a
 suspect (``details["new_span_name"]``), not left to warm up on faulty values.
 
 Its contract with the host: ``on_start``/``on_end`` never raise (faults are
-counted), never block on I/O, and keep only bounded state.
+counted), never block on I/O, and keep only bounded state. They are compiled
+(``perfsdk._native.SpanPath``, this class's base): OpenTelemetry calls them for
+every span on the application's thread.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 import time
@@ -26,9 +27,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
-
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from perfsdk._native import SpanPath
 from perfsdk._runtime import Faults, at_fork
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.bank import DetectorBank
@@ -44,90 +44,54 @@ NEW_NAME_MARGIN_NS = 5_000_000_000  # first seen up to this long before its call
 NEW_NAME_SHARE = 0.5  # a new callee taking this share of its caller's excess is a suspect
 
 
-ERROR = StatusCode.ERROR
-
 
 def ns_to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
-class PerfSpanProcessor(SpanProcessor):
-    """Feeds span durations into a DetectorBank and publishes the anomalies."""
+class PerfSpanProcessor(SpanPath, SpanProcessor):
+    """Feeds span durations into a DetectorBank and publishes the anomalies.
+
+    The per-span path (``on_start``, ``on_end``) is compiled (``perfsdk._native.SpanPath``);
+    the rare paths are here: a new call edge, the anomalies a span completes, a fault.
+    """
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None,
                  export: Any = None, gc_pauses: Any = None, incident_window_s: float = 30.0) -> None:
         self.bank = bank
         self.sink = sink
+        self.observe = bank.observe
         self.export = export  # an ArrowExport: every ended span is stored for the Arrow files
-        self._store_span = None if export is None else export.collector.add  # False: dropped
+        self.store_span = None if export is None else export.collector.add  # False: dropped
         self.gc_pauses = gc_pauses  # a GcPauses: a slow span that sat through a collection is told so
         if gc_pauses is not None:
             gc_pauses.install()  # watched while the processor runs; shutdown() stops watching
         self.faults = faults or Faults()
-        self.open_dropped = 0
-        self._ended = itertools.count(1)
+        self.max_open_spans = MAX_OPEN_SPANS
+        self.learn_all_spans = LEARN_ALL_SPANS
         self.edges_dropped = 0
-        self._open: dict[int, str] = {}
-        self._callers: dict[str, set[str]] = {}
         self._n_edges = 0
         self._edges_lock = threading.Lock()
-        self._trace_mask = 0  # trace ids with any of these bits set are not followed
         self._slow: dict[str, tuple[int, float, Anomaly]] = {}  # name -> (onset ns, excess, anomaly)
         self._suspects: set[str] = set()  # new names already reported
         self.incident_window_ns = int(incident_window_s * 1e9)  # a slow caller's new callees are judged this long
-        self._shutdown = False
         at_fork(self._after_fork)
 
-    # -- the SpanProcessor contract ------------------------------------------
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # Remember the names of spans in flight, so a child's end can name its
-        # caller. After the first LEARN_ALL_SPANS spans, only one trace in 16
-        # is followed: the call graph is structural, and this is the costly part.
-        if self._shutdown:
-            return
-        try:
-            try:
-                context = span._context  # the SDK's field (its property costs more)
-            except AttributeError:
-                context = span.context
-            # SpanContext is a tuple (trace id, span id, ...): indexing it skips two property calls
-            if context is None or context[0] & self._trace_mask:
-                return
-            if len(self._open) < MAX_OPEN_SPANS:
-                self._open[context[1]] = span.name
-            else:
-                self.open_dropped += 1
-        except Exception as exc:
-            self.faults.record("span processor on_start", exc)
+    # -- the rare paths of on_start/on_end (SpanPath) --------------------------------
+    def _new_edge(self, caller: str, callee: str) -> None:
+        if self._learn_call(caller, callee) and caller in self._slow:
+            self._judge_newcomer(callee, caller)  # a new edge under a slow caller (rare)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._shutdown:
-            return
-        try:
-            try:  # the SDK's ReadableSpan: its fields directly (its properties cost ~230 ns a span)
-                name, context, parent = span._name, span._context, span._parent
-                start, end = span._start_time, span._end_time
-                error = span._status._status_code is ERROR
-            except AttributeError:  # any other ReadableSpan: the public API
-                name, context, parent = span.name, span.context, span.parent
-                start, end, error = span.start_time, span.end_time, span.status.status_code is ERROR
-            if self._open and context is not None:
-                followed = self._open.pop(context[1], None)
-                if followed is not None and parent is not None:
-                    caller = self._open.get(parent[1])
-                    if caller is not None and self._learn_call(caller, name) and caller in self._slow:
-                        self._judge_newcomer(name, caller)  # a new edge under a slow caller (rare)
-            if self._store_span is not None and not self._store_span(span):
-                self.export.dropped_span()
-            if start is None or end is None:
-                return
-            if next(self._ended) == LEARN_ALL_SPANS:  # itertools.count: atomic
-                self._trace_mask = 0xF
-            for anomaly in self.bank.observe(name, (end - start) / 1e6, start, error):
-                self.sink.publish(self._with_span(anomaly, span, end))
-                self._remember_slow(name, anomaly, start)
-        except Exception as exc:
-            self.faults.record("span processor on_end", exc)
+    def _anomalies(self, anomalies: Any, name: str, span: ReadableSpan, start: int, end: int) -> None:
+        for anomaly in anomalies:
+            self.sink.publish(self._with_span(anomaly, span, end))
+            self._remember_slow(name, anomaly, start)
+
+    def _dropped_span(self) -> None:
+        self.export.dropped_span()
+
+    def _fault(self, where: str, exc: BaseException) -> None:
+        self.faults.record(where, exc)
 
     def shutdown(self) -> None:
         self._shutdown = True
@@ -139,10 +103,8 @@ class PerfSpanProcessor(SpanProcessor):
 
     # -- work ----------------------------------------------------------------
     def _learn_call(self, caller: str, callee: str) -> bool:
-        """Remember that ``caller`` calls ``callee``; True if the edge is new."""
-        callers = self._callers.get(callee)
-        if callers is not None and caller in callers:
-            return False  # the common case: a known edge, no lock
+        """Remember that ``caller`` calls ``callee``; True if the edge is new (a known edge is
+        found without the lock, on the compiled path)."""
         with self._edges_lock:
             if self._n_edges >= MAX_CALL_EDGES:
                 self.edges_dropped += 1
@@ -267,7 +229,7 @@ class PerfSpanProcessor(SpanProcessor):
     def _after_fork(self) -> None:
         self._edges_lock = threading.Lock()
         self._open = {}
-        self._ended = itertools.count(1)
+        self.spans_ended = 0
         self._trace_mask = 0
         self._slow = {}
         self._suspects = set()

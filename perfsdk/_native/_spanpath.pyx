@@ -1,0 +1,116 @@
+# cython: language_level=3
+"""The span processor's per-span path, compiled.
+
+OpenTelemetry calls a processor's ``on_start`` and ``on_end`` for every span on
+the application's thread, so what they cost is added to every span. This base
+class of ``perfsdk.instrument.PerfSpanProcessor`` does the common path in C:
+read the span's fields, follow the call graph (names of spans in flight, the
+known caller -> callee edges), store the span for the export, and feed its
+duration to the detectors. What is rare stays in Python, in the subclass: a new
+call edge, the anomalies a span completes, a dropped span, a fault.
+
+Its contract is the processor's: ``on_start``/``on_end`` never raise (a fault is
+counted through ``_fault``), never block on I/O, and keep only bounded state.
+"""
+
+from opentelemetry.trace import StatusCode
+
+cdef object _ERROR = StatusCode.ERROR
+
+
+cdef class SpanPath:
+    """The common path of a span processor (see the module docstring).
+
+    The subclass sets ``observe`` (``DetectorBank.observe``), ``store_span`` (the export's
+    ``SpanCollector.add``, or None) and implements ``_new_edge``, ``_anomalies``,
+    ``_dropped_span`` and ``_fault``.
+    """
+
+    cdef public dict _open  # span id -> name, for the spans in flight of followed traces
+    cdef public dict _callers  # callee name -> set of caller names
+    cdef public object _trace_mask  # trace ids with any of these bits set are not followed
+    cdef public long long open_dropped
+    cdef public long long spans_ended
+    cdef public bint _shutdown
+    cdef public object observe
+    cdef public object store_span
+    cdef public Py_ssize_t max_open_spans
+    cdef public long long learn_all_spans  # follow every trace for this many spans, then one in 16
+
+    def __cinit__(self, *args, **kwargs):
+        self._open = {}
+        self._callers = {}
+        self._trace_mask = 0
+        self.open_dropped = 0
+        self.spans_ended = 0
+        self._shutdown = False
+        self.observe = None
+        self.store_span = None
+        self.max_open_spans = 100_000
+        self.learn_all_spans = 10_000
+
+    def on_start(self, span, parent_context=None):
+        # Remember the names of spans in flight, so a child's end can name its caller. After
+        # the first ``learn_all_spans`` spans, only one trace in 16 is followed: the call
+        # graph is structural, and this is the costly part.
+        if self._shutdown:
+            return
+        try:
+            try:
+                context = span._context  # the SDK's field (its property costs more)
+            except AttributeError:
+                context = span.context
+            # SpanContext is a tuple (trace id, span id, ...): indexing it skips two property calls
+            if context is None or context[0] & self._trace_mask:
+                return
+            if len(self._open) < self.max_open_spans:
+                self._open[context[1]] = span.name
+            else:
+                self.open_dropped += 1
+        except Exception as exc:
+            self._fault("span processor on_start", exc)
+
+    def on_end(self, span):
+        if self._shutdown:
+            return
+        try:
+            try:  # the SDK's ReadableSpan: its fields directly (its properties cost ~230 ns a span)
+                name, context, parent = span._name, span._context, span._parent
+                start, end = span._start_time, span._end_time
+                error = span._status._status_code is _ERROR
+            except AttributeError:  # any other ReadableSpan: the public API
+                name, context, parent = span.name, span.context, span.parent
+                start, end, error = span.start_time, span.end_time, span.status.status_code is _ERROR
+            if self._open and context is not None:
+                followed = self._open.pop(context[1], None)
+                if followed is not None and parent is not None:
+                    caller = self._open.get(parent[1])
+                    if caller is not None:
+                        callers = self._callers.get(name)
+                        if callers is None or caller not in callers:  # rare: a new edge
+                            self._new_edge(caller, name)
+            if self.store_span is not None and not self.store_span(span):
+                self._dropped_span()
+            if start is None or end is None:
+                return
+            self.spans_ended += 1  # atomic: no Python code runs between the read and the write
+            if self.spans_ended == self.learn_all_spans:
+                self._trace_mask = 0xF
+            anomalies = self.observe(name, (end - start) / 1e6, start, error)
+            if anomalies:
+                self._anomalies(anomalies, name, span, start, end)
+        except Exception as exc:
+            self._fault("span processor on_end", exc)
+
+    # -- the rare paths: the subclass's -----------------------------------------------
+    def _new_edge(self, caller, callee):
+        raise NotImplementedError
+
+    def _anomalies(self, anomalies, name, span, start, end):
+        raise NotImplementedError
+
+    def _dropped_span(self):
+        raise NotImplementedError
+
+    def _fault(self, where, exc):
+        raise NotImplementedError
