@@ -19,3 +19,16 @@ def test_the_closed_loop_runs_and_the_replay_resembles_the_recording():
     assert compared["route_mix_tv"] < 0.2 and compared["think_time_ks"] < 0.3
     assert 0.5 < compared["arrival_rate_ratio"] < 2.0
     assert any(line.startswith("| route_mix_tv |") for line in report(run))
+
+
+def test_the_replay_beside_new_shoppers_is_told_apart_from_them():
+    """The concurrent mode (the full run's default): one recording of both populations at once,
+    split by User-Agent, each learned on its own."""
+    from testgen_fidelity import closed_loop
+
+    run = closed_loop(seconds=10.0, rate=4.0, concurrent=True)
+    assert run["result"].failures == 0
+    users, replay = run["beside"], run["replayed"]
+    assert users.requests > 0 and replay.requests > 0
+    assert replay.requests == run["result"].requests  # the replay's spans are exactly Locust's requests
+    assert run["comparison"]["route_mix_tv"] < 0.3 and run["same_time"]["p95_ratio"]

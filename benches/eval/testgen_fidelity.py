@@ -9,6 +9,15 @@ service -> spans -> model -> scenario -> Locust -> spans -> model, compared:
 4. a second model is learned from the second recording and compared with the first
    (route mix, transitions, think times, session lengths, per-route p95, arrival rate).
 
+By default step 3 runs the shoppers again (another seed) *at the same time* as Locust,
+against the same shop, and the recording's two populations are told apart by their
+User-Agent. The traffic's shape (mix, transitions, think times, session lengths, arrival
+rate) is compared as above: the replay against the recording it was learned from. The
+per-route p95 is compared between the replay and the shoppers beside it: a p95 measured
+minutes apart on a shared machine moves by 10-25 % on its own (``--same-shoppers``, an A/A
+run, shows it), and at the same time that drift is the same for both. ``--sequential``:
+the replay alone, after the recording, everything compared with the recording.
+
     .venv/bin/python benches/eval/testgen_fidelity.py            # ~11 minutes (300 s a side)
     .venv/bin/python benches/eval/testgen_fidelity.py --quick    # the test suite's run (~40 s)
 """
@@ -20,12 +29,16 @@ import math
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from perfsdk.demo.serve import recorded_shop
 from perfsdk.testgen.locust_runner import run_locust
-from perfsdk.testgen.model import TrafficModel
+from perfsdk.export import read
+from perfsdk.testgen.model import COLUMNS, TrafficModel
 
 SHOPPERS = ("from perfsdk.demo.users import Shoppers; Shoppers({url!r}, rate={rate}, seconds={seconds}, "
             "think_median_s=0.3, products={products}, seed={seed}, workers=16).run()")
@@ -40,8 +53,12 @@ def shoppers(url: str, rate: float, seconds: float, products: int, seed: int) ->
                                                           seed=seed)], check=True)
 
 
-def closed_loop(seconds: float, rate: float, products: int = 500, seed: int = 1) -> dict:
-    """The two models and their comparison (see the module docstring)."""
+def closed_loop(seconds: float, rate: float, products: int = 500, seed: int = 1, same_shoppers: bool = False,
+                concurrent: bool = False) -> dict:
+    """The two models and their comparison (see the module docstring). ``same_shoppers``: the
+    second run is the shoppers again, not Locust (an A/A run: what the machine's noise alone gives).
+    ``concurrent``: the second run is the shoppers and Locust at once, and the comparison is of
+    the two populations of that recording."""
     with tempfile.TemporaryDirectory(prefix="perfsdk-fidelity-") as root:
         first, second = Path(root) / "recorded", Path(root) / "replayed"
         with recorded_shop(str(Path(root) / "warm-up"), products=products) as shop:  # both runs warm:
@@ -52,11 +69,35 @@ def closed_loop(seconds: float, rate: float, products: int = 500, seed: int = 1)
         recorded = TrafficModel.from_arrow(first)
         learn_s = time.monotonic() - started
         scenario = recorded.generate("replay", duration_s=seconds, stages=max(1, int(seconds // 10)))
+        if concurrent:
+            return _concurrent(Path(root) / "together", recorded, scenario, seconds, rate, products, seed, learn_s)
         with recorded_shop(str(second), products=products) as shop:
-            result = run_locust(scenario, shop.url, seed=seed)
+            if same_shoppers:
+                shoppers(shop.url, rate, seconds, products, seed)
+                result = None
+            else:
+                result = run_locust(scenario, shop.url, seed=seed)
         replayed = TrafficModel.from_arrow(second)
     return {"recorded": recorded, "replayed": replayed, "comparison": recorded.compare(replayed),
             "result": result, "scenario": scenario, "learn_s": learn_s}
+
+
+def _concurrent(where: Path, recorded: TrafficModel, scenario: dict, seconds: float, rate: float, products: int,
+                seed: int, learn_s: float) -> dict:
+    """Shoppers (a new seed) and the replay at once against one shop; the two compared."""
+    with recorded_shop(str(where), products=products) as shop:
+        users = threading.Thread(target=shoppers, args=(shop.url, rate, seconds, products, seed + 100))
+        users.start()
+        result = run_locust(scenario, shop.url, seed=seed)
+        users.join()
+    table = read(where, table="spans", columns=COLUMNS)
+    agent = pc.map_lookup(table["attributes"], "http.user_agent", "first")
+    from_users = pc.fill_null(pc.starts_with(agent, "Python-urllib"), False)
+    control = TrafficModel.from_table(table.filter(from_users))
+    replayed = TrafficModel.from_table(table.filter(pc.invert(from_users)))
+    return {"recorded": recorded, "replayed": replayed, "comparison": recorded.compare(replayed),
+            "beside": control, "same_time": control.compare(replayed), "result": result, "scenario": scenario,
+            "learn_s": learn_s}
 
 
 def report(run: dict) -> list[str]:
@@ -65,10 +106,14 @@ def report(run: dict) -> list[str]:
     for key, limit in TARGETS.items():
         value = c[key]
         rows.append(f"| {key} | {value:.3f} | <= {limit} | {'yes' if value <= limit else '**no**'} |")
-    for route, ratio in sorted(c["p95_ratio"].items()):
+    same_time = run.get("same_time")
+    for route, ratio in sorted((same_time or c)["p95_ratio"].items()):
         ok = abs(ratio - 1) <= P95_TOLERANCE
-        rows.append(f"| p95 {route} | {ratio:.2f}x | 1 +- {P95_TOLERANCE} | {'yes' if ok else '**no**'} |")
+        what = f"p95 {route}" + (" (replay vs shoppers beside it)" if same_time else "")
+        rows.append(f"| {what} | {ratio:.2f}x | 1 +- {P95_TOLERANCE} | {'yes' if ok else '**no**'} |")
     rate = c["arrival_rate_ratio"]
+    if result is None:  # an A/A run: no Locust
+        return rows
     rows.append(f"| session arrival rate | {rate:.3f}x | 1 +- {RATE_TOLERANCE} | "
                 f"{'yes' if abs(rate - 1) <= RATE_TOLERANCE else '**no**'} |")
     scheduled = result.scheduled_arrival_rate or math.nan
@@ -77,6 +122,11 @@ def report(run: dict) -> list[str]:
                 f"{'yes' if abs(result.achieved_arrival_rate / scheduled - 1) <= RATE_TOLERANCE else '**no**'} |")
     recorded, replayed = run["recorded"], run["replayed"]
     rows.append("")
+    if same_time:
+        beside = run["beside"]
+        rows.append(f"shoppers beside the replay: {beside.requests} requests, {beside.sessions} sessions; "
+                    f"the p95 ratios recorded vs replayed (minutes apart): " + ", ".join(
+                        f"{k} {v:.2f}x" for k, v in sorted(c["p95_ratio"].items())))
     rows.append(f"recorded: {recorded.requests} requests, {recorded.sessions} sessions; replayed: "
                 f"{replayed.requests} requests, {replayed.sessions} sessions; Locust: {result.requests} "
                 f"requests, {result.failures} failures, {result.late_arrivals} late arrivals; "
@@ -90,13 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--rate", type=float, default=None, help="shopper sessions a second")
     parser.add_argument("--seed", type=int, default=1, help="the shoppers' and Locust's random seed")
+    parser.add_argument("--same-shoppers", action="store_true",
+                        help="A/A: the second run is the shoppers again (the machine's noise alone)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="the replay alone, after the recording (not beside shoppers)")
     args = parser.parse_args(argv)
     # 300 s a side: ~1,750 sessions, so a p95 of the rarest route (checkout, ~5 % of requests)
     # rests on ~20 requests above it, and a transition row on 100+ transitions
     seconds = args.seconds or (15.0 if args.quick else 300.0)
     rate = args.rate or (4.0 if args.quick else 6.0)
-    run = closed_loop(seconds, rate, seed=args.seed)
-    print(f"Closed loop: {seconds:g} s of shoppers at {rate:g} sessions/s (seed {args.seed}), replayed with Locust\n")
+    concurrent = not (args.sequential or args.same_shoppers or args.quick)
+    run = closed_loop(seconds, rate, seed=args.seed, same_shoppers=args.same_shoppers, concurrent=concurrent)
+    second = ("the same shoppers again (A/A)" if args.same_shoppers else
+              "replayed with Locust beside new shoppers, the two compared" if concurrent else "replayed with Locust")
+    print(f"Closed loop: {seconds:g} s of shoppers at {rate:g} sessions/s (seed {args.seed}), {second}\n")
     print("\n".join(report(run)))
     return 0
 
