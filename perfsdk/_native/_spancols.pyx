@@ -138,21 +138,15 @@ cdef class SpanColumns:
     def __len__(self):
         return self.size
 
-    @property
-    def full(self):
-        return self.size >= self.capacity
-
     cdef int32_t _code(self, object text) except -2:
         """The code of a name, scope or service in this chunk's table (-1 for None)."""
         if text is None:
             return -1
         code = self._codes.get(text)
         if code is None:
-            if type(text) is not str:
-                text = str(text)
             code = len(self.strings)
-            self.strings.append(text)
-            self._codes[text] = code
+            self.strings.append(text if type(text) is str else str(text))
+            self._codes[text] = code  # keyed as given: a name that is not a str is converted once
         return <int32_t>code
 
     cdef int32_t _service_code(self, object resource) except -2:
@@ -176,32 +170,40 @@ cdef class SpanColumns:
         """Store ``span`` in row ``size`` (the caller checked there is room).
 
         The SDK's spans are read through their fields (their properties cost several
-        times as much; ``SpanContext`` is a tuple of trace id, span id, ...), any other
-        ``ReadableSpan`` through the public API; ``tests/test_export.py`` checks
-        that both ways agree.
+        times as much), any other ``ReadableSpan`` through the public API;
+        ``tests/test_export.py`` checks that both ways agree.
         """
+        try:
+            name, context, parent = span._name, span._context, span._parent
+            start, end, status = span._start_time, span._end_time, span._status
+        except AttributeError:  # not the SDK's span (or a future SDK's): what the public API says
+            name, context, parent = span.name, span.context, span.parent
+            start, end, status = span.start_time, span.end_time, span.status
+        return self._store(span, name, context, parent, start, end, status)
+
+    cdef int _store(self, object span, object name, object context, object parent, object start, object end,
+                    object status) except -1:
+        """``_append`` for a span whose first fields its caller has read already (the span
+        processor reads them for the detectors): the rest is read here, the same two ways."""
         cdef Py_ssize_t row = self.size
         cdef object attributes
         try:
-            context, parent, status = span._context, span._parent, span._status
-            name, kind, scope = span._name, span._kind, span._instrumentation_scope
-            start, end, resource = span._start_time, span._end_time, span._resource
-            status_code, message = status._status_code, status._description
+            kind, scope, resource = span._kind, span._instrumentation_scope, span._resource
             attributes = span._attributes
             if attributes is not None:
                 attributes = attributes._dict
-            trace_id, span_id = context[0], context[1]
-            parent_id = None if parent is None else parent[1]
             scope_name = None if scope is None else scope._name
-        except Exception:  # not the SDK's span (or a future SDK's): what the public API says
-            context, parent, status, scope = span.context, span.parent, span.status, span.instrumentation_scope
-            name, kind, start, end, resource = span.name, span.kind, span.start_time, span.end_time, span.resource
-            status_code, message = status.status_code, status.description
+        except AttributeError:
+            kind, scope, resource = span.kind, span.instrumentation_scope, span.resource
             attributes = span.attributes
-            trace_id = 0 if context is None else context.trace_id
-            span_id = 0 if context is None else context.span_id
-            parent_id = None if parent is None else parent.span_id
             scope_name = None if scope is None else scope.name
+        try:
+            status_code, message = status._status_code, status._description
+        except AttributeError:
+            status_code, message = status.status_code, status.description
+        # SpanContext is a tuple (trace id, span id, ...), the SDK's and any other's
+        trace_id, span_id = (0, 0) if context is None else (context[0], context[1])
+        parent_id = None if parent is None else parent[1]
         # Every conversion that can fail comes first: a span that cannot be stored leaves no trace.
         cdef uint64_t trace_hi = PyLong_AsUnsignedLongLongMask(trace_id >> 64)
         cdef uint64_t trace_lo = PyLong_AsUnsignedLongLongMask(trace_id)
@@ -281,15 +283,37 @@ cdef class SpanCollector:
         """Store an ended span for the writer: True, or False if it was dropped (counted)."""
         self._acquire()
         try:
-            if self.current.size >= self.current.capacity and not self._ship_current(self.timeout):
-                self.dropped += 1
+            if not self._room():
                 return False
             self.current._append(span)
-            if self.current.size >= self.current.capacity:
-                self._ship_current(0.0)  # now, if the writer has room (else on the next span)
+            self._ship_if_full()
             return True
         finally:
             PyThread_release_lock(self._lock)
+
+    def add_read(self, span, name, context, parent, start, end, status):
+        """``add`` for a caller that has read these fields of ``span`` already (the span processor)."""
+        self._acquire()
+        try:
+            if not self._room():
+                return False
+            self.current._store(span, name, context, parent, start, end, status)
+            self._ship_if_full()
+            return True
+        finally:
+            PyThread_release_lock(self._lock)
+
+    cdef bint _room(self) except -1:  # under the lock
+        """Is there room for a span? If not, it is counted as dropped."""
+        if self.current.size >= self.current.capacity and not self._ship_current(self.timeout):
+            self.dropped += 1
+            return False
+        return True
+
+    cdef int _ship_if_full(self) except -1:  # under the lock
+        if self.current.size >= self.current.capacity:
+            self._ship_current(0.0)  # now, if the writer has room (else on the next span)
+        return 0
 
     cdef bint _ship_current(self, double timeout) except -1:  # under the lock
         chunk = self.current

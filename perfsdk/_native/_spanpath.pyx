@@ -21,9 +21,10 @@ cdef object _ERROR = StatusCode.ERROR
 cdef class SpanPath:
     """The common path of a span processor (see the module docstring).
 
-    The subclass sets ``observe`` (``DetectorBank.observe``), ``store_span`` (the export's
-    ``SpanCollector.add``, or None) and implements ``_new_edge``, ``_anomalies``,
-    ``_dropped_span`` and ``_fault``.
+    The subclass sets ``observe`` (``DetectorBank.observe``) and ``store_span`` (the export's
+    ``SpanCollector.add_read``: the fields read here are not read again; or None), and defines the rare paths this class calls:
+    ``_new_edge(caller, callee)``, ``_anomalies(anomalies, name, span, start, end)``,
+    ``_dropped_span()`` and ``_fault(where, exc)``.
     """
 
     cdef public dict _open  # span id -> name, for the spans in flight of followed traces
@@ -76,11 +77,12 @@ cdef class SpanPath:
         try:
             try:  # the SDK's ReadableSpan: its fields directly (its properties cost ~230 ns a span)
                 name, context, parent = span._name, span._context, span._parent
-                start, end = span._start_time, span._end_time
-                error = span._status._status_code is _ERROR
+                start, end, status = span._start_time, span._end_time, span._status
+                error = status._status_code is _ERROR
             except AttributeError:  # any other ReadableSpan: the public API
                 name, context, parent = span.name, span.context, span.parent
-                start, end, error = span.start_time, span.end_time, span.status.status_code is _ERROR
+                start, end, status = span.start_time, span.end_time, span.status
+                error = status.status_code is _ERROR
             if self._open and context is not None:
                 followed = self._open.pop(context[1], None)
                 if followed is not None and parent is not None:
@@ -89,7 +91,7 @@ cdef class SpanPath:
                         callers = self._callers.get(name)
                         if callers is None or caller not in callers:  # rare: a new edge
                             self._new_edge(caller, name)
-            if self.store_span is not None and not self.store_span(span):
+            if self.store_span is not None and not self.store_span(span, name, context, parent, start, end, status):
                 self._dropped_span()
             if start is None or end is None:
                 return
@@ -101,16 +103,3 @@ cdef class SpanPath:
                 self._anomalies(anomalies, name, span, start, end)
         except Exception as exc:
             self._fault("span processor on_end", exc)
-
-    # -- the rare paths: the subclass's -----------------------------------------------
-    def _new_edge(self, caller, callee):
-        raise NotImplementedError
-
-    def _anomalies(self, anomalies, name, span, start, end):
-        raise NotImplementedError
-
-    def _dropped_span(self):
-        raise NotImplementedError
-
-    def _fault(self, where, exc):
-        raise NotImplementedError

@@ -130,8 +130,9 @@ def batch_from_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.
         [column([row.get(field.name) for row in rows], field.type) for field in schema], schema=schema)
 
 
-def validity(valid: Sequence[bool]) -> pa.Buffer | None:
+def validity(valid: Sequence[bool] | np.ndarray) -> pa.Buffer | None:
     """A validity bitmap, or None when every value is there."""
-    if all(valid):
+    flags = np.asarray(valid, dtype=bool)
+    if flags.all():
         return None
-    return pa.py_buffer(np.packbits(np.array(valid, dtype=bool), bitorder="little"))
+    return pa.py_buffer(np.packbits(flags, bitorder="little"))

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from perfsdk._native import KIND_NAMES, STATUS_NAMES, SpanColumns, kept_attributes, take_strings
 from perfsdk._runtime import Faults, at_fork
-from perfsdk.export.columns import column, strings
+from perfsdk.export.columns import column, strings, validity
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
@@ -86,7 +86,7 @@ _STATUSES = [status.encode() for status in STATUS_NAMES]
 def _take(table: list[bytes], codes: np.ndarray) -> pa.Array:
     """The string column ``table[codes]`` (null where a code is -1)."""
     offsets, data, valid = take_strings(table, np.ascontiguousarray(codes, dtype=np.int32))
-    nulls = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = None if valid is None else validity(valid)
     return pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data), nulls)
 
 
@@ -139,12 +139,12 @@ def _redacted_by_call(chunk: SpanColumns, redactor: Redactor) -> tuple[list[str]
     return keys, texts, row_ends
 
 
-def _rows_of(batch: pa.RecordBatch, services: pa.Array, service: str) -> pa.RecordBatch:
+def _rows_of(batch: pa.RecordBatch, service: str) -> pa.RecordBatch:
     """The rows of one service, when spans of several share a batch (several providers in
     one process: rare, so ``pyarrow.compute`` is loaded only then)."""
     import pyarrow.compute as pc
 
-    return batch.filter(pc.equal(services, service))
+    return batch.filter(pc.equal(batch.column("service.name"), service))
 
 
 def _hex_ids(*words: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
@@ -157,8 +157,7 @@ def _hex_ids(*words: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     width = 16 * len(words)
     data = pa.py_buffer(packed.tobytes().hex().encode())
     offsets = pa.py_buffer(np.arange(0, width * (n + 1), width, dtype=np.int32))
-    nulls = None if valid is None or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.StringArray.from_buffers(n, offsets, data, nulls)
+    return pa.StringArray.from_buffers(n, offsets, data, None if valid is None else validity(valid))
 
 
 class ArrowSpanExporter(SpanExporter):
@@ -235,11 +234,10 @@ class ArrowSpanExporter(SpanExporter):
         n = sum(chunk.size for chunk in chunks)
         try:
             batch = columns_to_batch(chunks, self.redactor)
-            services = batch.column("service.name")
-            names = {text for chunk in chunks for text in map(chunk.strings.__getitem__, set(chunk.service[:chunk.size].tolist()))}
+            services = {chunk.strings[code] for chunk in chunks for code in np.unique(chunk.service[:chunk.size])}
             with self._lock:
-                for service in sorted(names):
-                    group = batch if len(names) == 1 else _rows_of(batch, services, service)
+                for service in sorted(services):
+                    group = batch if len(services) == 1 else _rows_of(batch, service)
                     self._writer(service).write(group)
                     self.spans_exported += group.num_rows
             return SpanExportResult.SUCCESS

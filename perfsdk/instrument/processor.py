@@ -26,8 +26,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
 from perfsdk._native import SpanPath
 from perfsdk._runtime import Faults, at_fork
 from perfsdk.detect import Anomaly
@@ -42,7 +42,6 @@ MAX_CALL_EDGES = 10_000
 LEARN_ALL_SPANS = 10_000  # follow every trace for this many spans, then one in 16
 NEW_NAME_MARGIN_NS = 5_000_000_000  # first seen up to this long before its caller's onset: new with it
 NEW_NAME_SHARE = 0.5  # a new callee taking this share of its caller's excess is a suspect
-
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -62,7 +61,7 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self.sink = sink
         self.observe = bank.observe
         self.export = export  # an ArrowExport: every ended span is stored for the Arrow files
-        self.store_span = None if export is None else export.collector.add  # False: dropped
+        self.store_span = None if export is None else export.collector.add_read  # False: dropped
         self.gc_pauses = gc_pauses  # a GcPauses: a slow span that sat through a collection is told so
         if gc_pauses is not None:
             gc_pauses.install()  # watched while the processor runs; shutdown() stops watching
