@@ -32,3 +32,4 @@ def test_the_replay_beside_new_shoppers_is_told_apart_from_them():
     assert users.requests > 0 and replay.requests > 0
     assert replay.requests == run["result"].requests  # the replay's spans are exactly Locust's requests
     assert run["comparison"]["route_mix_tv"] < 0.3 and run["same_time"]["p95_ratio"]
+    assert all(low <= high for low, high in run["p95_interval"].values())

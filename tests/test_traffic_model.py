@@ -14,7 +14,7 @@ from perfsdk.demo.serve import recorded_shop
 from perfsdk.demo.users import CHAIN, Shoppers
 from perfsdk.export.schema import SPANS
 from perfsdk.testgen import Scenario
-from perfsdk.testgen.model import TrafficModel
+from perfsdk.testgen.model import TrafficModel, route_durations
 
 pytest.importorskip("opentelemetry.instrumentation.flask")
 
@@ -58,6 +58,17 @@ def test_it_learns_the_sessions_the_mix_and_the_chain(recorded):
     think_median = float(np.median(model.think_times_s))
     assert 0.045 < think_median < 0.15  # 50 ms of thinking, plus the client's own time (a busy machine's)
     assert 14 < model.session_rate < 26  # 20 sessions a second (Poisson; over the recorded window)
+
+
+def test_route_durations_are_the_spans_the_model_summarises(recorded, export):
+    from perfsdk.export import read
+
+    model, _ = recorded
+    durations = route_durations(read(export, table="spans"))
+    assert sorted(durations) == sorted(r.key for r in model.routes)
+    for route in model.routes:
+        assert len(durations[route.key]) == route.count
+        assert np.percentile(durations[route.key], 95) == pytest.approx(route.p95_ms)
 
 
 def test_it_learns_parameter_values_but_never_a_redacted_one(recorded):

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from perfsdk.export.redact import REDACTED
 from perfsdk.testgen.scenario import ROUTE_PARAMETER, SCHEMA_VERSION, Scenario
 
-__all__ = ["RouteProfile", "TrafficModel", "VARIANTS"]
+__all__ = ["RouteProfile", "TrafficModel", "VARIANTS", "route_durations"]
 
 SESSION_KEYS = ("session.id", "enduser.id", "user.id", "http.request.header.x_session_id",
                 "http.request.header.x-session-id")
@@ -106,13 +106,7 @@ class TrafficModel:
             raise ValueError("no HTTP server spans to learn from (kind SERVER): was the service instrumented "
                              "with an OpenTelemetry HTTP server instrumentation and exported?")
         attrs = _Attributes(table["attributes"].combine_chunks())
-        method = _coalesce(attrs, METHOD_KEYS, default="GET")
-        target = _coalesce(attrs, TARGET_KEYS, default="")
-        route = _coalesce(attrs, ROUTE_KEYS, default=None)
-        if route.null_count:  # no route template: the path as requested, its values made parameters
-            route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
-        route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
-        keys = pc.binary_join_element_wise(method, route, " ")
+        keys, target = _route_keys(table, attrs)
         failed = _failed(attrs, table["status_code"].combine_chunks())
 
         route_names, route_idx = _codes(keys)
@@ -380,6 +374,28 @@ class _Attributes:
         take = np.full(self.n, -1, dtype=np.int64)
         take[rows] = positions[first]
         return pc.take(self.values, pa.array(take, mask=take < 0))
+
+
+def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array]:
+    """Each span's route key ("GET /products/<int:pid>": method and route template; the path
+    templated where no instrumentation named the route), and its target as requested."""
+    method = _coalesce(attrs, METHOD_KEYS, default="GET")
+    target = _coalesce(attrs, TARGET_KEYS, default="")
+    route = _coalesce(attrs, ROUTE_KEYS, default=None)
+    if route.null_count:  # no route template: the path as requested, its values made parameters
+        route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
+    route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
+    return pc.binary_join_element_wise(method, route, " "), target
+
+
+def route_durations(table: pa.Table) -> dict[str, np.ndarray]:
+    """Each route's server-span durations (ms), by the route keys ``TrafficModel`` learns: what a
+    latency comparison needs beyond the model's p50 and p95 (e.g. a bootstrap interval)."""
+    table = table.select(COLUMNS).filter(pc.equal(table["kind"], "SERVER"))
+    keys, _ = _route_keys(table, _Attributes(table["attributes"].combine_chunks()))
+    names, index = _codes(keys)
+    duration = table["duration_ms"].to_numpy()
+    return {name: duration[index == i] for i, name in enumerate(names)}
 
 
 def _coalesce(attrs: _Attributes, keys: Iterable[str], default: str | None) -> pa.Array:
