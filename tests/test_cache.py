@@ -359,6 +359,12 @@ def test_a_slow_cache_still_decides_every_interval_seconds():
     elapsed = time.monotonic() - started
     # at most one decision per 0.02 s, each at the first 64th get after it is due
     assert 2 <= len(cache.decisions()) <= elapsed / 0.02 + 1
+    busy = AdaptiveCache(capacity=100, controller=CacheController(interval=10**9, interval_seconds=0.05))
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:  # full speed: the clock is read less often, deadlines still kept
+        for k in range(1000):
+            busy.get_or_load(k % 150, lambda key: key)
+    assert 3 <= len(busy.decisions()) <= (time.monotonic() - started) / 0.05 + 1
     idle = AdaptiveCache(capacity=100, controller=CacheController(interval=10**9, interval_seconds=0.01))
     idle.get("x")
     time.sleep(0.05)
@@ -640,3 +646,20 @@ def test_a_cache_at_ordinary_traffic_decides_on_time_and_says_when_evidence_is_t
         cache.get_or_load(k % 150, lambda key: key)
     judged = cache.decisions()[-1]
     assert len(cache.decisions()) == 2 and "grow_gain" in judged.features
+
+
+def test_a_settled_cache_decides_less_often_and_a_change_brings_the_interval_back():
+    from perfsdk.adapt.controller import SETTLED_STRETCH
+
+    controller = CacheController(interval=100, interval_seconds=None)
+    cache = AdaptiveCache(1000, controller=controller)
+    for k in range(500):
+        cache.put(k, k)
+    for i in range(20_000):  # 500 of 1,000 entries held and every get a hit: nothing to judge, kept
+        cache.get(i % 500)
+    assert controller.next_due(0, 0.0)[0] == 100 * SETTLED_STRETCH
+    settled = len(cache.decisions())
+    assert settled < 40  # against 200 at a fixed interval
+    for i in range(4000):  # new keys: the cache fills and evicts, the evidence changes
+        cache.get_or_load(1000 + i, str)
+    assert len(cache.decisions()) - settled >= 5  # back to deciding every 100 gets, or near it

@@ -471,9 +471,10 @@ def test_no_perfsdk_thread_outlives_shutdown():
     ArimaDetector(order=(1, 0, 0), warmup=60).update_many(np.random.default_rng(1).normal(size=100))
     sdk.shutdown()
     assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+    decided = len(cache.decisions())
     for k in range(200):  # the cache goes on working; its deliveries start a thread again
         cache.get_or_load(k % 150, str)
-    assert len(cache.decisions()) >= 30
+    assert len(cache.decisions()) > decided
 
 
 def test_options_that_exclude_each_other_are_refused():

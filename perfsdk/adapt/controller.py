@@ -75,6 +75,10 @@ class Target(Protocol):
     def apply(self, value: int, setting: SettingMove | None) -> None: ...
 
 
+SETTLED_STRETCH = 16  # a settled target's count interval grows up to this many times (see Controller)
+SETTLED_CHANGE = 0.01  # ... while an interval moves the state's values by less than this share
+
+
 class Controller:
     """Decides keep, shrink or grow for one target with a tabular Q-learner.
 
@@ -83,7 +87,11 @@ class Controller:
     discretizer
         Turns the evidence's features into the learner's state.
     interval
-        Operations per decision.
+        Operations per decision -- while the target is settled, up to ``SETTLED_STRETCH`` times
+        more: each decision that changes nothing, finds the same state, and learns little there
+        (its values move by less than ``SETTLED_CHANGE``; or there was no evidence to judge, e.g.
+        a cache still filling) doubles the next interval; any other sets it back. A settled cache pays for fewer
+        decisions on its hot path; the time limit, ``interval_seconds``, stays as it is.
     interval_seconds
         Also decide once this many seconds have passed since the last decision.
     step
@@ -136,6 +144,10 @@ class Controller:
         self._started: set[int] = set()  # states whose Q row has its starting value
         self._taken: set[tuple[int, Action]] = set()  # (state, action) moves really made
         self._cooling = 0
+        self._stretch = 1  # the next interval, in intervals: doubled while settled (see ``interval``)
+        self._due_stretch = 1  # the stretch of the interval now running (a target that schedules none: 1)
+        self._last_state: int | None = None
+        self._learned = 1.0  # how much the last interval moved its state's values (a share of them)
         self._faults = FAULTS  # the bound target's (see ``bind``)
         self._lock = threading.Lock()
 
@@ -143,7 +155,9 @@ class Controller:
     def next_due(self, ops: int, now: float) -> tuple[int, float | None]:
         """When the next decision is due, given the target's operation count and clock
         now: at this count, or at this time (None: by count only), whichever comes first."""
-        return ops + self.interval, (now + self.interval_seconds if self.interval_seconds else None)
+        self._due_stretch = self._stretch
+        return (ops + self.interval * self._stretch,
+                now + self.interval_seconds if self.interval_seconds else None)
 
     def bind(self, target_name: str, faults: Faults = FAULTS) -> None:
         """Drive the target named ``target_name``; background work for it (the fleet's files)
@@ -228,6 +242,7 @@ class Controller:
             # look best. A new state starts at the value of staying as it is.
             learner.q[state] = reward / (1.0 - learner.gamma)
         self._started.add(state)
+        values = learner.q[state].copy()
         # The next interval's reward, credited to the move that led to it. Where the what-ifs come
         # from a model, only a trial's: every other move already learns the model's estimate for
         # it in the same interval's terms, where one noisy interval would swamp the differences.
@@ -242,9 +257,11 @@ class Controller:
         # one interval's evidence (a model sees means, not the tails that too much concurrency
         # brings). A grow is tried where the model says it does better; a shrink, which frees
         # resources, also where it says it does nearly as well (within SHRINK_TOLERANCE).
+        moved_by = np.abs(learner.q[state] - values).max()
+        self._learned = float(moved_by / max(np.abs(values).max(), 1e-12))
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
-        action = untried[0] if untried else Action(learner.act(state))
+        action = untried[0] if untried else self._act(state)
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None
         if action is not Action.KEEP:
@@ -276,8 +293,27 @@ class Controller:
         self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary)
 
+    def _act(self, state: int) -> Action:
+        """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
+        the intervals it stands for would have together (a settled target still explores at the
+        same rate per operation, and finds what only a trial shows: a loop just beyond the size)."""
+        learner = self.learner
+        greedy = learner.greedy(state)
+        action = learner.act(state)
+        for _ in range(self._due_stretch - 1):
+            if action != greedy:
+                break
+            action = learner.act(state)
+        return Action(action)
+
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
                 after: int, applied: bool, guardrail: str | None, summary: str | None = None) -> Decision:
+        setting = evidence.setting
+        settled = (after == before and state == self._last_state
+                   and (setting is None or setting.after == setting.before)
+                   and (evidence.cold or self._learned < SETTLED_CHANGE))
+        self._stretch = min(2 * self._stretch, SETTLED_STRETCH) if settled else 1
+        self._last_state = state
         decision = Decision(
             timestamp=datetime.now(timezone.utc), target=target.name, unit=target.value_name, mode=target.mode,
             state=state, features=dict(evidence.features), evidence=evidence.summary if summary is None else summary,
