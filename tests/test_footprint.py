@@ -27,7 +27,8 @@ def test_import_and_init_load_no_heavy_library():
     # names load on first use: the package itself is its version and the runtime layer
     assert eval(out.stdout) == ["perfsdk", "perfsdk._runtime", "perfsdk._runtime.callbacks", "perfsdk._runtime.faults",
                                 "perfsdk._runtime.forks", "perfsdk._runtime.hooks", "perfsdk._runtime.lazy",
-                                "perfsdk._runtime.validate", "perfsdk._runtime.worker", "perfsdk._version"]
+                                "perfsdk._runtime.startup", "perfsdk._runtime.validate", "perfsdk._runtime.worker",
+                                "perfsdk._version"]
     assert loaded_after("""
         import perfsdk
         from opentelemetry.sdk.trace import TracerProvider
@@ -142,3 +143,35 @@ def test_objects_the_host_collector_scans():
     otel = tracked_objects("otel")
     assert tracked_objects("init") <= 1.5 * otel  # numpy is most of the rest (detector state)
     assert tracked_objects("export") <= 1.75 * otel  # + pyarrow; no pandas, no pyarrow.compute
+
+
+def test_start_up_objects_go_to_the_oldest_generation_without_bringing_on_a_full_collection():
+    """perfsdk's start-up (its lazy imports, init) pauses the collector and moves what it made
+    straight to the oldest generation (perfsdk._runtime.startup): nothing it made is collected
+    young, and no collection ran inside it; the host's own settings are left as they were."""
+    script = """
+import gc
+from perfsdk._runtime import long_lived_startup
+gc.collect()  # past the first full collection, as a host serving is
+full = gc.get_stats()[-1]["collections"]
+young = gc.get_stats()[0]["collections"]
+with long_lived_startup():
+    assert not gc.isenabled()
+    made = [[i] for i in range(50_000)]  # would bring on ~70 young collections
+assert gc.isenabled() and gc.get_stats()[0]["collections"] == young and gc.get_count()[1:] == (0, 0)
+oldest = {id(o) for o in gc.get_objects(generation=2)}
+assert all(id(o) in oldest for o in made[::997])
+assert gc.get_stats()[-1]["collections"] == full
+gc.freeze()  # a host that froze its own objects: left alone
+with long_lived_startup():
+    assert gc.isenabled()
+assert gc.get_freeze_count() > 0
+gc.unfreeze()
+gc.disable()  # a host that turned the collector off: left off
+with long_lived_startup():
+    pass
+assert not gc.isenabled()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -186,6 +186,16 @@ def test_generators_draw_data_encoded_for_where_it_goes() -> None:
     assert step.url(*values) == "/a%20b/a%20b%2Fc/%7Bx%7D?q+r=x+a+b%2Fc"
 
 
+def test_a_choice_draws_its_otherwise_share_from_the_range() -> None:
+    specs = {"pid": {"kind": "choice", "values": ["7"], "otherwise": {"share": 0.25, "low": 100, "high": 199}}}
+    draw = locust_runner._generators(specs, str, {})["pid"]
+    rng = random.Random(3)
+    drawn = [draw(rng) for _ in range(4000)]
+    others = [int(v) for v in drawn if v != "7"]
+    assert all(100 <= v <= 199 for v in others)
+    assert 0.22 < len(others) / len(drawn) < 0.28  # 0.25, within ~4 standard errors (seeded: exact each run)
+
+
 def test_arrivals_are_a_poisson_process_at_each_stages_rate() -> None:
     stages = [(10.0, 50.0), (10.0, 0.0), (10.0, 200.0)]
     arrivals = locust_runner._Arrivals(stages, 30.0, random.Random(3))

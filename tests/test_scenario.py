@@ -115,6 +115,16 @@ def test_not_json_or_not_readable_is_a_clear_error(tmp_path):
     assert problems_of([1, 2]) == [("$", "[1, 2] is not of type 'object'")]
 
 
+def test_a_choice_may_draw_a_share_elsewhere_and_its_range_is_checked():
+    data = valid()
+    data["generators"]["product"]["otherwise"] = {"share": 0.3, "low": 1, "high": 5000}
+    assert Scenario.from_dict(data).generators["product"]["otherwise"]["share"] == 0.3
+    data["generators"]["product"]["otherwise"] = {"share": 0.3, "low": 9, "high": 1}
+    assert ("$.generators.product.otherwise", "low (9) is above high (1)") in problems_of(data)
+    data["generators"]["product"]["otherwise"] = {"share": 1.5, "low": 1, "high": 9}
+    assert any(path.startswith("$.generators.product.otherwise") for path, _ in problems_of(data))
+
+
 def test_placeholders_name_generators_and_double_braces_are_literal():
     assert placeholders("/a/{x}/b/{y}?z={{w}}") == ["x", "y"]
     assert placeholders("no fields") == []

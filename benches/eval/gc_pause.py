@@ -17,8 +17,9 @@ request of the load to its last. Variants:
     (``adaptive=False``).
 ``perfsdk``
     The same shop, the same code, plus ``perfsdk.init(export_dir=...)`` as
-    docs/instrumentation.md says a user does (defaults: z-score detectors, the
-    resource sampler, the Arrow export with the default redaction). The ratio of
+    docs/instrumentation.md says a user does: once the app is built, before it serves
+    (``--init-first``: before the app is built). Defaults: the default detector, the
+    resource sampler, the Arrow export with the default redaction. The ratio of
     this to ``otel`` is the issue's "with / without perfsdk".
 ``demo``
     The demo shop as ``perfsdk demo`` runs it: perfsdk's ``AdaptiveCache`` and
@@ -143,7 +144,7 @@ def plain_shop_module() -> Any:
 
 
 # -- the server process -----------------------------------------------------------------------
-def serve(variant: str, census: bool, freeze: bool = False) -> None:
+def serve(variant: str, census: bool, freeze: bool = False, init_last: bool = True) -> None:
     """Run the shop (``variant``) until told to stop; report on stdout.
 
     Protocol on stdin/stdout, one line each: ``ready <port>`` out; ``start`` in (the load
@@ -171,10 +172,13 @@ def serve(variant: str, census: bool, freeze: bool = False) -> None:
     trace.set_tracer_provider(provider)
     sdk = None
     export_dir = tempfile.mkdtemp(prefix="perfsdk-gc-pause-")
-    if variant in ("perfsdk", "demo"):
+    def start_perfsdk() -> Any:
         import perfsdk
 
-        sdk = perfsdk.init(export_dir=export_dir)
+        return perfsdk.init(export_dir=export_dir)
+
+    if variant in ("perfsdk", "demo") and not init_last:
+        sdk = start_perfsdk()
     if variant == "demo":
         from perfsdk.demo.shop import create_app
 
@@ -182,6 +186,8 @@ def serve(variant: str, census: bool, freeze: bool = False) -> None:
     else:
         app = plain_shop_module().create_app(products=PRODUCTS, adaptive=False)
     FlaskInstrumentor().instrument_app(app)
+    if variant in ("perfsdk", "demo") and init_last:  # at the end of the host's start-up
+        sdk = start_perfsdk()
     perfsdk_loaded = sorted(m for m in sys.modules if m == "perfsdk" or m.startswith("perfsdk."))
     if variant == "otel" and perfsdk_loaded:
         raise RuntimeError(f"the otel variant loaded perfsdk: {perfsdk_loaded}")
@@ -285,11 +291,11 @@ def _read_line(proc: subprocess.Popen[str], prefix: str, timeout_s: float) -> st
 
 
 def run_once(variant: str, seconds: float, rate: float, seed: int, census: bool = False,
-             freeze: bool = False) -> dict[str, Any]:
+             freeze: bool = False, init_last: bool = True) -> dict[str, Any]:
     """One run of ``variant``: a server process, a load process; the server's figures."""
     me = str(Path(__file__).resolve())
     server_cmd = [sys.executable, me, "--serve", variant] + (["--census"] if census else []) \
-        + (["--freeze"] if freeze else [])
+        + (["--freeze"] if freeze else []) + ([] if init_last else ["--init-first"])
     log = tempfile.TemporaryFile("w+")  # the server's log (perfsdk logs its anomalies): shown if it fails
     server = subprocess.Popen(server_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -321,7 +327,7 @@ def run_once(variant: str, seconds: float, rate: float, seed: int, census: bool 
 
 def evaluate(quick: bool, rounds: int | None = None, seconds: float | None = None, rate: float | None = None,
              variants: tuple[str, ...] | None = None, census: bool = False,
-             freeze: bool = False) -> dict[str, list[dict[str, Any]]]:
+             freeze: bool = False, init_last: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Every variant, ``rounds`` times, alternating (the order rotates each round)."""
     variants = variants or ((BASELINE, SUBJECT) if quick else VARIANTS)
     rounds = rounds or (1 if quick else 3)
@@ -331,7 +337,8 @@ def evaluate(quick: bool, rounds: int | None = None, seconds: float | None = Non
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for variant in order:
-            results[variant].append(run_once(variant, seconds, rate, seed=r, census=census, freeze=freeze))
+            results[variant].append(run_once(variant, seconds, rate, seed=r, census=census, freeze=freeze,
+                                            init_last=init_last))
             if not quick:
                 one = results[variant][-1]
                 print(f"  round {r + 1} {variant}: {one['pause_ms']:.1f} ms GC pause, "
@@ -401,18 +408,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--census", action="store_true", help="count the tracked objects by type at the end")
     parser.add_argument("--json", help="also write every run's figures to this file")
     parser.add_argument("--freeze", action="store_true", help="every server calls gc.freeze() once started")
+    parser.add_argument("--init-first", action="store_true",
+                        help="perfsdk.init() before the app is built (default: once it is built, as the docs say)")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.census, args.freeze)
+        serve(args.serve, args.census, args.freeze, not args.init_first)
         return 0
     if args.load:
         load(args.load, args.seconds, args.rate, args.seed)
         return 0
     variants = tuple(args.variants.split(",")) if args.variants else None
-    results = evaluate(args.quick, args.rounds, args.seconds, args.rate, variants, args.census, args.freeze)
+    results = evaluate(args.quick, args.rounds, args.seconds, args.rate, variants, args.census, args.freeze,
+                       init_last=not args.init_first)
     print("\n".join(table(results)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -11,7 +11,8 @@
   suppress-instrumentation key, so the callback's own I/O is never traced back
   into the detectors.
 - ``lazy_names``: packages whose names load on first use (``import perfsdk``
-  loads almost nothing).
+  loads almost nothing); ``long_lived_startup``: what perfsdk's start-up makes does not
+  bring on a full garbage collection in the host.
 - ``check_*``: argument validation (``TypeError`` for a wrong type, ``ValueError``
   for a wrong value, naming the argument).
 
@@ -23,6 +24,7 @@ from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
+from perfsdk._runtime.startup import long_lived_startup
 from perfsdk._runtime.validate import (
     check_bool, check_callable, check_choice, check_int, check_number, check_str,
 )
@@ -30,7 +32,7 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
     "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
-    "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names",
+    "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names", "long_lived_startup",
     "park_shared_workers",
     "suppressed",
 ]

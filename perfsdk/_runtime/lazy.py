@@ -13,6 +13,8 @@ import importlib
 import sys
 from typing import Any, Callable, Mapping
 
+from perfsdk._runtime.startup import long_lived_startup
+
 __all__ = ["lazy_names"]
 
 
@@ -27,7 +29,8 @@ def lazy_names(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], 
         home = homes.get(name)
         if home is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(home), name)
+        with long_lived_startup():  # modules live as long as the process (see startup.py)
+            value = getattr(importlib.import_module(home), name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from perfsdk._runtime import (
     FAULTS, HOOKS, Faults, check_bool, check_callable, check_choice, check_int, check_number, check_str,
-    park_shared_workers,
+    long_lived_startup, park_shared_workers,
 )
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors, traffic_detectors
@@ -215,7 +215,7 @@ def init(
     if export_dir is not None:
         export_dir = _usable_directory(export_dir)
     # Nothing above changed anything; nothing below is made global until all of it stood up.
-    with _INIT_LOCK:
+    with _INIT_LOCK, long_lived_startup():  # what init makes lives as long as the process
         if _HANDLE is not None:
             log.warning("perfsdk.init() called again; returning the running handle")
             return _HANDLE

@@ -150,6 +150,8 @@ def _generators(specs: Mapping[str, Mapping[str, Any]], encode: Callable[[str], 
         kind = spec["kind"]
         if kind == "choice":
             draws[name] = _Weighted([encode(str(v)) for v in spec["values"]], spec.get("weights")).pick
+            if spec.get("otherwise"):
+                draws[name] = _or_else(draws[name], spec["otherwise"])
         elif kind == "int":
             draws[name] = _int_draw(int(spec["low"]), int(spec["high"]))
         elif kind == "sequence":
@@ -165,6 +167,12 @@ def _generators(specs: Mapping[str, Mapping[str, Any]], encode: Callable[[str], 
 
 def _int_draw(low: int, high: int) -> Callable[[random.Random], str]:
     return lambda rng: str(rng.randint(low, high))
+
+
+def _or_else(pick: Callable[[random.Random], str], otherwise: dict[str, Any]) -> Callable[[random.Random], str]:
+    """``pick``, except for ``otherwise["share"]`` of the draws: an integer in [low, high]."""
+    share, other = float(otherwise["share"]), _int_draw(int(otherwise["low"]), int(otherwise["high"]))
+    return lambda rng: other(rng) if rng.random() < share else pick(rng)
 
 
 def _sequence_draw(prefix: str, counter: Iterator[int]) -> Callable[[random.Random], str]:
@@ -402,7 +410,7 @@ def _open_users(rate: float, estimate: tuple[float, float, float], request_s: fl
     return math.ceil(1.5 * rate * (requests * request_s + think)) + 2
 
 
-_SAMPLER = (_Weighted, _distribution, _generators, _int_draw, _sequence_draw, _uuid_draw, _path_segment, _Values,
+_SAMPLER = (_Weighted, _distribution, _generators, _int_draw, _or_else, _sequence_draw, _uuid_draw, _path_segment, _Values,
             _has_fields, _encoded, _fill_json, _json_has_fields, _Step, _Sessions, _Arrivals, _mean_rate,
             _open_users)
 

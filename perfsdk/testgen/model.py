@@ -48,7 +48,7 @@ QUERY_KEYS = ("url.query",)
 STATUS_KEYS = ("http.response.status_code", "http.status_code")
 COLUMNS = ["kind", "start_time", "end_time", "duration_ms", "status_code", "service.name", "name", "attributes"]
 SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance ~1/512)
-MAX_VALUES = 200  # most frequent values kept per parameter
+MAX_VALUES = 5_000  # most frequent values kept per parameter (as many as the sample below can hold)
 PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
 VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
 
@@ -481,14 +481,33 @@ def _split_template(template: str) -> list[str]:
 
 
 def _generator(values: Counter[str], variant: str, hot: bool) -> dict[str, Any]:
-    """Values as seen (the most frequent ``MAX_VALUES``), or fresh keys where none survived redaction
-    or the variant wants keys never seen."""
+    """Values as seen (the most frequent ``MAX_VALUES``, by how often), or fresh keys where none
+    survived redaction or the variant wants keys never seen.
+
+    A sample of a long tail sees most of its keys once, and a replay cycling over them asks
+    for hotter keys than the users did (a cache would answer it faster). Where the values are
+    integers, the share of draws that should be keys the sample never saw -- Good-Turing's
+    estimate: the share of the sample seen exactly once -- is drawn from the observed range.
+
+    >>> _generator(Counter({"7": 3, "9": 1}), "replay", hot=False)
+    {'kind': 'choice', 'values': ['7', '9'], 'weights': [3, 1], 'otherwise': {'share': 0.25, 'low': 7, 'high': 9}}
+    """
     if variant == "cold_cache" or not values:
         return {"kind": "sequence", "prefix": "perfsdk-new-", "start": 0}
     if variant == "error_paths":
         return {"kind": "choice", "values": [*list(values)[:5], "0", "-1", "999999999", "not-a-valid-value"]}
     top = values.most_common(3 if hot else MAX_VALUES)
-    return {"kind": "choice", "values": [v for v, _ in top], "weights": [c for _, c in top]}
+    generator: dict[str, Any] = {"kind": "choice", "values": [v for v, _ in top], "weights": [c for _, c in top]}
+    integers = [int(v) for v in values if _INTEGER.fullmatch(v)]
+    if not hot and len(integers) == len(values):
+        seen_once = sum(1 for c in values.values() if c == 1)
+        if seen_once:
+            generator["otherwise"] = {"share": round(seen_once / sum(values.values()), 4),
+                                      "low": min(integers), "high": max(integers)}
+    return generator
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:

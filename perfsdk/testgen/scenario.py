@@ -76,7 +76,13 @@ _GENERATOR = {
          "properties": {"kind": {"const": "choice"},
                         "values": {"type": "array", "minItems": 1, "maxItems": 10000,
                                    "items": {"type": "string", "maxLength": 1000}},
-                        "weights": {"type": "array", "maxItems": 10000, "items": {"type": "number", "minimum": 0}}}},
+                        "weights": {"type": "array", "maxItems": 10000, "items": {"type": "number", "minimum": 0}},
+                        "otherwise": {
+                            "type": "object", "additionalProperties": False, "required": ["share", "low", "high"],
+                            "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1},
+                                           "low": {"type": "integer"}, "high": {"type": "integer"}},
+                            "description": "A share of draws that are none of the values but an integer "
+                                           "in [low, high]: the keys a sample never saw (a long tail)."}}},
         {"type": "object", "additionalProperties": False, "required": ["kind", "low", "high"],
          "properties": {"kind": {"const": "int"}, "low": {"type": "integer"}, "high": {"type": "integer"}}},
         {"type": "object", "additionalProperties": False, "required": ["kind"],
@@ -384,6 +390,9 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
             yield where, f"low ({gen['low']}) is above high ({gen['high']})"
         if gen["kind"] == "choice" and "weights" in gen:
             yield from _weights(f"{where}.weights", gen["weights"], len(gen["values"]))
+        otherwise = gen.get("otherwise") if gen["kind"] == "choice" else None
+        if otherwise and otherwise["low"] > otherwise["high"]:
+            yield f"{where}.otherwise", f"low ({otherwise['low']}) is above high ({otherwise['high']})"
 
     names = [task["name"] for task in data["tasks"]]
     seen: set[str] = set()

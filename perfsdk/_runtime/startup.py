@@ -1,0 +1,59 @@
+"""perfsdk's start-up kept from bringing on a full garbage collection the host would not have had.
+
+CPython collects its oldest generation once the objects promoted into it since the
+last full collection are a quarter of those it kept then. perfsdk's start-up objects
+-- its modules, numpy's, pyarrow's: some 10,000 -- live as long as the process, and
+promoted one young collection at a time they count toward that quarter: in a service
+started as docs/instrumentation.md shows, they tipped it, and the host paid one full
+collection of its whole heap (50-60 ms) while serving, where without perfsdk it had none
+(docs/benchmarks.md, "A good guest").
+
+So perfsdk's heavy start-up (its lazy imports, ``init``) runs with the collector paused,
+and what it made then goes straight to the oldest generation without counting as newly
+promoted (``gc.freeze()`` then ``gc.unfreeze()``): still scanned, and collected if it
+ever becomes garbage, by the next full collection, but not the cause of one. Nothing is
+done if the host disabled the collector, or froze objects itself (unfreezing would undo
+that), or before the process's first full collection (``gc.freeze()`` restarts the
+generations' counts, which would put that first collection off until the host serves);
+the pause lasts as long as the start-up, bounded (no I/O waits inside it).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["long_lived_startup"]
+
+_lock = threading.Lock()
+_depth = 0  # nested start-ups (a lazy import inside init): only the outermost acts
+
+
+@contextmanager
+def long_lived_startup() -> Iterator[None]:
+    """Run a block whose new objects live as long as the process (see the module docstring).
+
+    >>> import gc
+    >>> with long_lived_startup():
+    ...     tables = [{"row": i} for i in range(1000)]
+    >>> gc.isenabled()
+    True
+    """
+    global _depth
+    with _lock:
+        paused = (_depth == 0 and gc.isenabled() and gc.get_freeze_count() == 0
+                  and gc.get_stats()[-1]["collections"] > 0)
+        if paused:
+            gc.disable()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if paused:
+                gc.freeze()  # every tracked object to the permanent generation...
+                gc.unfreeze()  # ...and back into the oldest, not counted as promoted
+                gc.enable()
