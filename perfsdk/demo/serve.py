@@ -48,10 +48,15 @@ def recorded_shop(export_dir: str | None, *, service: str = "shop", **shop_optio
             pass
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    sdk = init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
-                       sample_resources=False)
     app = create_app(**shop_options)
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    try:  # perfsdk last, once the app is built (docs/instrumentation.md says why)
+        sdk = init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
+                   sample_resources=False)
+    except BaseException:
+        FlaskInstrumentor().uninstrument_app(app)
+        app.extensions["shop"].close()
+        raise
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="perfsdk-demo-shop", daemon=True)
     thread.start()
