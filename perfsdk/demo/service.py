@@ -196,18 +196,6 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
     provider = TracerProvider(resource=Resource.create({"service.name": f"shop-{variant}"}))
     pool_size = rule_of_thumb_pool_size()
     sdk = None
-    if variant == "perfsdk":
-        from perfsdk.instrument import init
-
-        sdk = init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
-                   detectors=("default",))
-    else:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        from perfsdk.export.spans import ArrowSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(
-            ArrowSpanExporter(export_dir, redactor=shop_redactor()), max_queue_size=1 << 17))
     app = create_app(database_url, products=products, cache_capacity=cache_capacity,
                      adaptive=variant == "perfsdk", pool_size=pool_size, max_pool_size=4 * pool_size, seed=seed,
                      tracer_provider=provider)
@@ -250,6 +238,18 @@ def serve(variant: str, export_dir: str, *, database_url: str = "sqlite://", pro
                 "cpu_s": time.process_time()}
 
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls="/_demo/")
+    if variant == "perfsdk":  # last, once the app is built (docs/instrumentation.md says why)
+        from perfsdk.instrument import init
+
+        sdk = init(tracer_provider=provider, export_dir=export_dir, redactor=shop_redactor(),
+                   detectors=("default",))
+    else:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from perfsdk.export.spans import ArrowSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(
+            ArrowSpanExporter(export_dir, redactor=shop_redactor()), max_queue_size=1 << 17))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="perfsdk-demo-shop", daemon=True)
     thread.start()
