@@ -90,8 +90,8 @@ class Controller:
         Operations per decision -- while the target is settled, up to ``SETTLED_STRETCH`` times
         more: each decision that changes nothing, finds the same state, and learns little there
         (its values move by less than ``SETTLED_CHANGE``; or there was no evidence to judge, e.g.
-        a cache still filling) doubles the next interval; any other sets it back. A settled cache pays for fewer
-        decisions on its hot path; the time limit, ``interval_seconds``, stays as it is.
+        a cache still filling) doubles the next interval; any other sets it back. A settled cache
+        pays for fewer decisions on its hot path; the time limit, ``interval_seconds``, stays as it is.
     interval_seconds
         Also decide once this many seconds have passed since the last decision.
     step
@@ -147,7 +147,6 @@ class Controller:
         self._stretch = 1  # the next interval, in intervals: doubled while settled (see ``interval``)
         self._due_stretch = 1  # the stretch of the interval now running (a target that schedules none: 1)
         self._last_state: int | None = None
-        self._learned = 1.0  # how much the last interval moved its state's values (a share of them)
         self._faults = FAULTS  # the bound target's (see ``bind``)
         self._lock = threading.Lock()
 
@@ -257,8 +256,7 @@ class Controller:
         # one interval's evidence (a model sees means, not the tails that too much concurrency
         # brings). A grow is tried where the model says it does better; a shrink, which frees
         # resources, also where it says it does nearly as well (within SHRINK_TOLERANCE).
-        moved_by = np.abs(learner.q[state] - values).max()
-        self._learned = float(moved_by / max(np.abs(values).max(), 1e-12))
+        learned = float(np.abs(learner.q[state] - values).max() / max(np.abs(values).max(), 1e-12))
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
         action = untried[0] if untried else self._act(state)
@@ -291,7 +289,7 @@ class Controller:
         # a limit, or only advised, left the value as it was: that interval teaches "keep")
         self._last = (state, action if applied and after != before else Action.KEEP)
         self._last_trial = bool(untried) and applied and after != before
-        return self._record(target, evidence, state, action, before, after, applied, guardrail, summary)
+        return self._record(target, evidence, state, action, before, after, applied, guardrail, summary, learned)
 
     def _act(self, state: int) -> Action:
         """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
@@ -307,11 +305,13 @@ class Controller:
         return Action(action)
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
-                after: int, applied: bool, guardrail: str | None, summary: str | None = None) -> Decision:
+                after: int, applied: bool, guardrail: str | None, summary: str | None = None,
+                learned: float = 0.0) -> Decision:
+        # ``learned``: how much this interval moved its state's values, as a share of them
         setting = evidence.setting
         settled = (after == before and state == self._last_state
                    and (setting is None or setting.after == setting.before)
-                   and (evidence.cold or self._learned < SETTLED_CHANGE))
+                   and (evidence.cold or learned < SETTLED_CHANGE))
         self._stretch = min(2 * self._stretch, SETTLED_STRETCH) if settled else 1
         self._last_state = state
         decision = Decision(

@@ -410,8 +410,8 @@ def _open_users(rate: float, estimate: tuple[float, float, float], request_s: fl
     return math.ceil(1.5 * rate * (requests * request_s + think)) + 2
 
 
-_SAMPLER = (_Weighted, _distribution, _generators, _int_draw, _or_else, _sequence_draw, _uuid_draw, _path_segment, _Values,
-            _has_fields, _encoded, _fill_json, _json_has_fields, _Step, _Sessions, _Arrivals, _mean_rate,
+_SAMPLER = (_Weighted, _distribution, _generators, _int_draw, _or_else, _sequence_draw, _uuid_draw, _path_segment,
+            _Values, _has_fields, _encoded, _fill_json, _json_has_fields, _Step, _Sessions, _Arrivals, _mean_rate,
             _open_users)
 
 # -- the Locust side: fixed code, the same for every scenario --------------------------------------------

@@ -498,12 +498,11 @@ def _generator(values: Counter[str], variant: str, hot: bool) -> dict[str, Any]:
         return {"kind": "choice", "values": [*list(values)[:5], "0", "-1", "999999999", "not-a-valid-value"]}
     top = values.most_common(3 if hot else MAX_VALUES)
     generator: dict[str, Any] = {"kind": "choice", "values": [v for v, _ in top], "weights": [c for _, c in top]}
-    integers = [int(v) for v in values if _INTEGER.fullmatch(v)]
-    if not hot and len(integers) == len(values):
-        seen_once = sum(1 for c in values.values() if c == 1)
-        if seen_once:
-            generator["otherwise"] = {"share": round(seen_once / sum(values.values()), 4),
-                                      "low": min(integers), "high": max(integers)}
+    seen_once = sum(1 for c in values.values() if c == 1)
+    if not hot and seen_once and all(_INTEGER.fullmatch(v) for v in values):
+        integers = [int(v) for v in values]
+        generator["otherwise"] = {"share": round(seen_once / sum(values.values()), 4),
+                                  "low": min(integers), "high": max(integers)}
     return generator
 
 

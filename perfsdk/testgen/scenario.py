@@ -386,13 +386,12 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
     generators = data.get("generators", {})
     for name, gen in generators.items():
         where = f"$.generators.{name}"
-        if gen["kind"] == "int" and gen["low"] > gen["high"]:
-            yield where, f"low ({gen['low']}) is above high ({gen['high']})"
+        if gen["kind"] == "int":
+            yield from _range(where, gen)
         if gen["kind"] == "choice" and "weights" in gen:
             yield from _weights(f"{where}.weights", gen["weights"], len(gen["values"]))
-        otherwise = gen.get("otherwise") if gen["kind"] == "choice" else None
-        if otherwise and otherwise["low"] > otherwise["high"]:
-            yield f"{where}.otherwise", f"low ({otherwise['low']}) is above high ({otherwise['high']})"
+        if gen["kind"] == "choice" and "otherwise" in gen:
+            yield from _range(f"{where}.otherwise", gen["otherwise"])
 
     names = [task["name"] for task in data["tasks"]]
     seen: set[str] = set()
@@ -475,8 +474,13 @@ def _chain_row(where: str, row: Mapping[str, float], known: set[str],
         yield where, "no task to start with"
 
 
+def _range(where: str, spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    if spec["low"] > spec["high"]:
+        yield where, f"low ({spec['low']}) is above high ({spec['high']})"
+
+
 def _distribution(where: str, dist: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    if dist["kind"] == "uniform" and dist["low"] > dist["high"]:
-        yield where, f"low ({dist['low']}) is above high ({dist['high']})"
+    if dist["kind"] == "uniform":
+        yield from _range(where, dist)
     if dist["kind"] == "empirical" and "weights" in dist:
         yield from _weights(f"{where}.weights", dist["weights"], len(dist["values"]))
