@@ -83,6 +83,42 @@ def test_max_waiting_sheds_load_at_once():
     pool.close()
 
 
+def test_hold_times_per_concurrency_level_reach_the_evidence_when_the_interval_closes():
+    pool = fixed(min_size=2, max_size=4, size=2)
+    first = pool.acquire()
+    second = pool.acquire()  # taken with two in use
+    pool.release(second)
+    pool.release(first)
+    assert pool._record.level_holds()[1][1:3] == [1.0, 1.0]
+    pool._decide(time.monotonic())
+    assert pool._evidence.hold_count[1:3] == [1.0, 1.0] and pool._record.level_holds()[1][1:3] == [0.0, 0.0]
+    pool.close()
+
+
+def test_the_compiled_lending_paths_examples_run():
+    import doctest
+
+    from perfsdk._native import _pool
+
+    failures, tried = doctest.testmod(_pool)
+    assert tried >= 4 and failures == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.001, 0.002, 0.005, 0.5]) | st.floats(0, 10), min_size=1, max_size=3000),
+       st.lists(st.floats(0, 100), min_size=1, max_size=4))
+def test_an_interval_records_percentiles_are_nearest_rank_over_its_last_samples(holds, qs):
+    record = IntervalRecord()
+    for held in holds:
+        record.returned(held, held)
+    kept = holds[-2048:]  # the ring keeps the last 2048
+    expected = np.percentile(np.array(kept), qs, method="inverted_cdf")
+    assert record.percentiles("holds", qs) == pytest.approx(expected.tolist())
+    assert sorted(record.holds) == sorted(kept)
+    with pytest.raises(ValueError, match="samples must be one of"):
+        record.percentiles("hold", qs)
+
+
 def test_waiters_are_served_first_come_first_served_by_hand_off():
     pool = fixed(min_size=1, max_size=1, size=1)
     held = pool.acquire()
@@ -549,6 +585,28 @@ def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():
     assert ramp.expected_surge() is not None and ramp.expected_surge() > 1.2 * ramp.last
     with pytest.raises(ValueError, match="horizon"):
         ArrivalForecast(horizon=0)
+
+
+def test_a_settled_pool_skips_decisions_while_its_load_is_steady_and_decides_when_it_moves():
+    pool = AdaptivePool(Conn, min_size=2, max_size=2, size=2, controller=PoolController(), meter_provider=False)
+    pool._ticker.shutdown(1.0)  # the test closes the intervals, one a (simulated) second
+    start = time.monotonic()
+
+    def second(t: int, acquisitions: int) -> int:
+        record = pool._record
+        for _ in range(acquisitions):
+            record.lent(0.0)
+            record.returned(0.001, 0.001, 1)
+        record.busy_area = 0.001 * acquisitions
+        pool._decide(start + t)
+        return pool.stats()["decisions"]
+
+    decided = [second(t, 500) for t in range(1, 121)]
+    assert decided[-1] < 60  # settled at its only size: decisions every 2, 4, ... 16 s
+    assert pool.stats()["controller_cpu_s"] > 0
+    assert second(121, 1000) == decided[-1] + 1  # arrivals doubled: decided at once
+    assert pool.decisions()[-1].features["arrival_rate"] == pytest.approx(1000, rel=0.01)
+    pool.close()
 
 
 def test_an_idle_pool_decides_nothing():

@@ -287,11 +287,11 @@ def test_the_fit_reproduces_the_measurements():
     assert 13 < backend.n_star < 15 and 0.9 < backend.log_sd < 1.1
 
 
-def test_the_simulated_pool_feeds_the_real_controller_once_a_second():
+def test_the_simulated_pool_feeds_the_real_controller_once_a_second_until_settled():
     backend = pool_eval.fit_backend()
     scenario = pool_eval.Scenario("short", np.full(12, 4000.0), np.full(12, backend.s))
     run_ = pool_eval.run_policy("perfsdk PoolController", scenario, backend, seed=1)
-    assert len(run_.decisions) == 12
+    assert 6 <= len(run_.decisions) <= 12  # a second's interval each, fewer while settled on a steady load
     assert all(1 <= d.value_after <= pool_eval.MAX_SIZE for d in run_.decisions)
     assert run_.decisions[0].value_before == pool_eval.START and run_.decisions[-1].features["arrival_rate"] > 3000
 

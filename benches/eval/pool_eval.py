@@ -47,7 +47,7 @@ from perfsdk import PoolController
 from perfsdk._native import kernels, kernels_pool
 from perfsdk.adapt.controller import DECISION_DELIVERY, Evidence
 from perfsdk.adapt.decision import Action, SettingMove
-from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, usl_fit
+from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, load_steady, usl_fit
 
 # PostgreSQL 15, 2 cores, 48 closed-loop client threads, a hot-row update and a 200-row read (issue 12):
 MEASURED_TX_S = {1: 1250.0, 8: 5200.0, 48: 3700.0}  # one connection measured 1,000-1,500: the middle
@@ -208,10 +208,11 @@ def simulate(scenario: Scenario, backend: Backend, limit: np.ndarray, capacity: 
 class SimulatedPool:
     """The controller's ``Target`` over the simulator: what ``AdaptivePool`` does, in simulated time.
 
-    Each simulated second's samples go into a real ``IntervalRecord`` and ``PoolEvidence`` as the
-    pool records them (``_lend``: a wait, the smallest nonzero for a hand-off; ``_give_back``: the
-    hold, the latency, the hold at its concurrency level), then, as ``_decide`` does, the record is
-    closed, the controller decides, and the hold-time relation decays. ``apply`` resizes the
+    Each simulated second's samples go into a real ``IntervalRecord`` as the pool records them
+    (a wait at each lending, the smallest nonzero for a hand-off; the hold, the latency and the
+    concurrency level at each return), then, as ``_decide`` does, the record is closed, its holds
+    per level join ``PoolEvidence``, the controller decides (unless the pool is settled and the
+    load steady: ``load_steady``), and the hold-time relation decays. ``apply`` resizes the
     simulated pool for the next second (connections in use above the new size finish first).
     """
 
@@ -227,9 +228,10 @@ class SimulatedPool:
         self._target = size
         self._evidence = PoolEvidence(max_size)
         self._set_limit()
-        self._record = IntervalRecord(started=0.0, last_change=0.0)
+        self._record = IntervalRecord(started=0.0, last_change=0.0, levels=max_size + 2)
         self._closing_record = self._record
         self._now = 0.0
+        self._decision_due = 0.0
 
     def interval(self, now: float, done: np.ndarray, acquired: np.ndarray, timeouts: int, areas: np.ndarray,
                  waiting: int) -> None:
@@ -237,20 +239,24 @@ class SimulatedPool:
         for wait in acquired[:, 0].tolist():
             record.lent(max(wait, 1e-9) if wait > 0 else 0.0)
         for wait, hold, level in done.tolist():
-            record.returned(hold, (max(wait, 1e-9) if wait > 0 else 0.0) + hold)
-            self._evidence.record_hold(int(level), hold)
+            record.returned(hold, (max(wait, 1e-9) if wait > 0 else 0.0) + hold, int(level))
         record.timeouts += timeouts
         record.busy_area += float(areas[0])
         record.queue_area += float(areas[1])
         record.last_change = now
         record.waiting_end = waiting
         record.peak = max(record.peak, (int(done[:, 2].max()) if len(done) else 0) + waiting)  # about
-        self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting)
+        self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting, levels=self.max_size + 2)
+        self._evidence.absorb(record)
+        if now < self._decision_due and load_steady(record, self._closing_record, waiting):
+            self._evidence.decay()
+            return  # settled, and the load is as it was: no decision
         self._closing_record = record
         self._now = now
         self.controller.decide(self)
         self._set_limit()  # the burst follows the interval's evidence, whatever was decided
         self._evidence.decay()
+        self._decision_due = self.controller.next_due_at(now)
 
     # the controller's target
     @property

@@ -37,12 +37,7 @@ import sys
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
+include "_clock.pxi"  # _monotonic(): time.monotonic() in C
 
 cdef enum:
     MIN_CLOCK_STRIDE = 64  # operations between two readings of the clock for a deadline (see _pace)

@@ -158,6 +158,12 @@ class Controller:
         return (ops + self.interval * self._stretch,
                 now + self.interval_seconds if self.interval_seconds else None)
 
+    def next_due_at(self, now: float) -> float:
+        """When a target that decides by time alone (a pool) is next due: ``interval_seconds``
+        after ``now``, stretched while the target is settled as ``interval`` is."""
+        self._due_stretch = self._stretch
+        return now + (self.interval_seconds or 0.0) * self._stretch
+
     def bind(self, target_name: str, faults: Faults = FAULTS) -> None:
         """Drive the target named ``target_name``; background work for it (the fleet's files)
         counts its faults in ``faults`` (the target's own)."""

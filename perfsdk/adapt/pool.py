@@ -11,7 +11,9 @@ within the limits a person set, explaining each decision.
 Serving is first come, first served with direct hand-off: a returned
 connection goes to the longest waiter, never back to the returning thread.
 Connections are made and retired off the caller's path, on the pool's
-maintenance thread; a connection in use is never closed by a shrink.
+maintenance thread; a connection in use is never closed by a shrink. The
+lending path itself -- ``acquire`` and ``release`` when a connection is idle or
+nobody waits -- is compiled (``perfsdk._native.LendingPath``, this class's base).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import functools
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
@@ -28,11 +29,12 @@ from typing import Any, Callable, Iterator, Mapping
 from perfsdk._runtime import (
     Faults, Worker, at_fork, check_bool, check_callable, check_choice, check_int, check_number, check_str,
 )
+from perfsdk._native import IntervalRecord, Lent, LendingPath, Waiter
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.pool_controller import PoolController
 from perfsdk.adapt.pool_metrics import PoolMetrics
-from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence, percentile
+from perfsdk.adapt.pool_policy import PoolEvidence, load_steady
 
 __all__ = ["AdaptivePool", "PoolClosed", "PoolTimeout"]
 
@@ -47,34 +49,7 @@ class PoolClosed(RuntimeError):
     """The pool is closed."""
 
 
-class _Conn:
-    """A connection and what the pool knows about it."""
-
-    __slots__ = ("conn", "created", "returned", "taken", "waited", "level", "stack", "leak_reported")
-
-    def __init__(self, conn: Any, now: float) -> None:
-        self.conn = conn
-        self.created = now
-        self.returned = now  # when it last became idle
-        self.taken = 0.0
-        self.waited = 0.0  # how long its current borrower waited for it
-        self.level = 0  # connections in use when it was taken (the hold-time relation)
-        self.stack: str | None = None  # who took it (kept only with leak_timeout)
-        self.leak_reported = False
-
-
-class _Waiter:
-    __slots__ = ("ready", "record", "error", "since")
-
-    def __init__(self, since: float) -> None:
-        self.since = since
-        self.ready = threading.Lock()
-        self.ready.acquire()  # released by the hand-off
-        self.record: _Conn | None = None
-        self.error: BaseException | None = None
-
-
-class AdaptivePool:
+class AdaptivePool(LendingPath):
     """A pool of any connection-like resource that ``factory()`` makes.
 
     Parameters
@@ -197,20 +172,21 @@ class AdaptivePool:
         self.callbacks_dropped = 0
         self._target = size
         self._lock = threading.Lock()
-        self._idle: deque[_Conn] = deque()  # most recently returned on the right
-        self._in_use: dict[int, _Conn] = {}
-        self._waiters: deque[_Waiter] = deque()
+        self._idle = []  # most recently returned last
+        self._in_use = {}
+        self._waiters = deque()
         self._opening = 0  # connections the maintenance thread is making
         self._closed = False
         self._counts = {"opened": 0, "retired": 0, "factory_errors": 0, "check_failures": 0, "reset_failures": 0,
                         "timeouts": 0, "shed": 0, "leaks_reported": 0, "closed_in_use": 0}
         self._acquired_before = 0  # acquisitions in the intervals before the current one
+        self._controller_cpu = 0.0  # CPU seconds the controller's decisions took (on the pool's thread)
+        self._decision_due = 0.0  # a settled pool skips decisions until then, while its load is steady
         self.last_factory_error: BaseException | None = None
         self._backoff = 0.0
         self._evidence = PoolEvidence(max_size)
         self._forecast = controller.arrival_forecast() if controller is not None else None
-        now = time.monotonic()
-        self._record = IntervalRecord(started=now, last_change=now)
+        self._record = self._new_record(time.monotonic(), 0)
         self._closing_record = self._record  # the interval the controller is judging
         self._last_interval: dict[str, float] = {}
         self._maker: Worker[Callable[[], Any]] = Worker(f"perfsdk-pool-{name}-open", max_queue=max_size + 1,
@@ -233,56 +209,9 @@ class AdaptivePool:
         self._ticker.start()
         self._maker.submit(functools.partial(self._fill, True))
 
-    # -- lending ---------------------------------------------------------------------------
-    def acquire(self, timeout: float | None = None) -> Any:
-        """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
-        within ``timeout`` seconds (default: the pool's ``timeout``)."""
-        while True:
-            record = self._take(self.timeout if timeout is None else timeout)
-            if self.check is None:
-                return record.conn
-            try:
-                self.check(record.conn)
-                return record.conn
-            except Exception:
-                with self._lock:
-                    self._counts["check_failures"] += 1
-                self._give_back(record.conn, True, time.monotonic())
-
-    def _take(self, timeout: float) -> _Conn:
-        if not self._started:
-            self._start()
-        now = time.monotonic()
-        expired: list[_Conn] = []
-        with self._lock:
-            if self._closed:
-                raise PoolClosed(f"pool {self.name!r} is closed")
-            idle = self._idle
-            while idle:
-                record = idle.pop()
-                if now - record.created <= self.max_lifetime:
-                    self._lend(record, now, 0.0)
-                    break
-                expired.append(record)
-            else:
-                record = None
-                if self.max_waiting and len(self._waiters) >= self.max_waiting:
-                    self._counts["shed"] += 1
-                    self._record.shed += 1
-                    raise PoolTimeout(self._shortage(f"{len(self._waiters)} callers already waiting "
-                                                     f"(max_waiting={self.max_waiting})"))
-                waiter = _Waiter(now)
-                self._count_change(now)
-                self._waiters.append(waiter)
-            self._count_retired(expired)
-        if expired:
-            self._retire(expired)
-        if record is not None:
-            return record
-        return self._wait(waiter, timeout)
-
-    def _wait(self, waiter: _Waiter, timeout: float) -> _Conn:
-        self._maker.submit(self._fill)  # grow toward the target off the caller's path
+    # -- the lending path's rare parts (acquire and release are LendingPath's) -------------------
+    def _wait(self, waiter: Waiter, timeout: float) -> Lent:
+        self._refill()  # grow toward the target off the caller's path
         got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
         if not got:
             with self._lock:
@@ -298,61 +227,17 @@ class AdaptivePool:
         assert waiter.record is not None
         return waiter.record
 
-    def _lend(self, record: _Conn, now: float, waited: float) -> None:  # under the lock
-        self._count_change(now)
-        self._in_use[id(record.conn)] = record
-        record.taken = now
-        record.waited = waited
-        record.level = len(self._in_use)
-        if self.leak_timeout is not None:
-            record.stack = "".join(traceback.format_stack(limit=12)[:-3])
-        self._record.lent(waited)
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(f"pool {self.name!r} is closed")
 
-    def release(self, conn: Any, *, broken: bool = False) -> None:
-        """Give ``conn`` back (``broken=True``: it is retired, not lent again)."""
-        if self.reset is not None and not broken:
-            try:
-                self.reset(conn)
-            except Exception:
-                with self._lock:
-                    self._counts["reset_failures"] += 1
-                broken = True
-        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
-            broken = True  # e.g. a psycopg connection whose server went away
-        self._give_back(conn, broken, time.monotonic())
+    def _shed_error(self) -> PoolTimeout:  # under the lock
+        self._counts["shed"] += 1
+        self._record.shed += 1
+        return PoolTimeout(self._shortage(f"{len(self._waiters)} callers already waiting "
+                                          f"(max_waiting={self.max_waiting})"))
 
-    def _give_back(self, conn: Any, broken: bool, now: float) -> None:
-        retire = None
-        with self._lock:
-            record = self._in_use.get(id(conn))  # its record holds it: no other live object has its id
-            if record is None:
-                raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
-            self._count_change(now)
-            del self._in_use[id(conn)]
-            held = now - record.taken
-            self._record.returned(held, record.waited + held)
-            self._evidence.record_hold(record.level, held)
-            if broken or self._closed or now - record.created > self.max_lifetime:
-                retire = record
-                self._counts["retired"] += 1
-            elif self._waiters and self._open_count() + 1 <= self._burst_limit():  # + 1: this one
-                self._hand_off(record, now)
-            elif self._open_count() + 1 > self._target:  # a surplus one (a shrink, or a burst over)
-                retire = record
-                self._counts["retired"] += 1
-            else:
-                record.returned = now
-                self._idle.append(record)
-        if retire is not None:
-            self._retire([retire])
-            if not self._closed:
-                self._maker.submit(self._fill)  # a broken one is replaced
-
-    def _hand_off(self, record: _Conn, now: float) -> None:  # under the lock; there is a waiter
-        waiter = self._waiters.popleft()
-        self._lend(record, now, max(now - waiter.since, 1e-9))
-        waiter.record = record
-        waiter.ready.release()
+    def _refill(self) -> None:
+        self._maker.submit(self._fill)
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
@@ -382,11 +267,11 @@ class AdaptivePool:
         self._set_target(size)
 
     def _set_target(self, size: int) -> None:
-        retire: list[_Conn] = []
+        retire: list[Lent] = []
         with self._lock:
             self._target = size
             while self._idle and self._open_count() > size:
-                retire.append(self._idle.popleft())  # the longest idle first
+                retire.append(self._idle.pop(0))  # the longest idle first
             self._count_retired(retire)
         self._retire(retire)
         self._maker.submit(functools.partial(self._fill, True))
@@ -423,7 +308,7 @@ class AdaptivePool:
             if self.metrics is not None:
                 with self.faults.guard("pool metrics"):
                     self.metrics.record_create(now - started)
-            record = _Conn(conn, now)
+            record = Lent(conn, now)
             with self._lock:
                 self._opening -= 1
                 self._counts["opened"] += 1
@@ -439,25 +324,23 @@ class AdaptivePool:
                 self._retire([record])
                 return
 
-    def _count_retired(self, records: list[_Conn]) -> None:  # under the lock
+    def _new_record(self, now: float, waiting: int) -> IntervalRecord:
+        """An interval's record, keeping hold times per concurrency level as ``PoolEvidence`` does."""
+        return IntervalRecord(started=now, last_change=now, waiting_start=waiting, levels=self.max_size + 2)
+
+    def _count_retired(self, records: list[Lent]) -> None:  # under the lock
         self._counts["retired"] += len(records)
 
     def _burst_limit(self) -> int:
         """The most connections open while callers wait (see ``burst``)."""
         return self._evidence.burst_limit(self._target, self.max_size, self.burst)
 
-    def _open_count(self) -> int:  # under the lock: idle, lent, and being opened
-        return len(self._idle) + len(self._in_use) + self._opening
-
-    def _retire(self, records: list[_Conn]) -> None:
+    def _retire(self, records: list[Lent]) -> None:
         for record in records:
             try:
                 self.close_connection(record.conn)
             except Exception as exc:
                 self.faults.record("closing a connection", exc)
-
-    def _count_change(self, now: float) -> None:  # under the lock, before in use or waiting change
-        self._record.elapse(now, len(self._in_use), len(self._waiters))
 
     def _shortage(self, what: str) -> str:  # under the lock
         message = (f"pool {self.name!r}: {what}: size {self._open_count()} "
@@ -470,11 +353,11 @@ class AdaptivePool:
     # -- maintenance and the controller (on the pool's thread) -------------------------------
     def _maintain(self) -> None:
         now = time.monotonic()
-        retire: list[_Conn] = []
+        retire: list[Lent] = []
         with self._lock:
             if self._closed:
                 return
-            keep: deque[_Conn] = deque()
+            keep: list[Lent] = []
             total = self._open_count()
             for record in self._idle:
                 too_old = now - record.created > self.max_lifetime
@@ -499,21 +382,26 @@ class AdaptivePool:
         self._maker.submit(self._fill)  # the maker opens (a hanging factory never stalls this thread)
 
     def _decide(self, now: float) -> None:
+        controller = self.controller
         with self._lock:
             self._count_change(now)
-            record, self._record = self._record, IntervalRecord(started=now, last_change=now,
-                                                                waiting_start=len(self._waiters))
+            record, self._record = self._record, self._new_record(now, len(self._waiters))
             record.waiting_end = len(self._waiters)
             self._acquired_before += record.acquisitions
+        self._evidence.absorb(record)
         self._last_interval = self._interval_summary(record, now)
         if self.metrics is not None:
             with self.faults.guard("pool metrics"):
                 self.metrics.record_interval(record.waits, record.holds)
-        controller = self.controller
         if controller is None:
             return
         if not record.acquisitions and not record.waiting_end and not self._in_use:
             return  # an idle pool has nothing to learn from and nothing to say: no decision
+        started = time.thread_time()
+        if now < self._decision_due and load_steady(record, self._closing_record, record.waiting_end):
+            self._evidence.decay()  # the hold-time relation fades a tick at a time, decided or not
+            self._controller_cpu += time.thread_time() - started
+            return  # settled, and the load is as it was: no decision until the stretched interval is due
         self._closing_record = record
         try:
             if self._forecast is not None:
@@ -523,6 +411,9 @@ class AdaptivePool:
         except Exception as exc:
             self.faults.record("the pool controller", exc)
         self._evidence.decay()
+        if self._forecast is None:  # a forecast needs its series at a steady pace: never stretched
+            self._decision_due = controller.next_due_at(now)
+        self._controller_cpu += time.thread_time() - started
 
     # the controller's target
     @property
@@ -541,7 +432,8 @@ class AdaptivePool:
         """What the interval that just ended says (the controller asks; see ``pool_policy``)."""
         assert self.controller is not None
         controller = self.controller
-        return self._evidence(self._closing_record, time.monotonic(), self._target, self.min_size, self.max_size,
+        record = self._closing_record
+        return self._evidence(record, record.last_change, self._target, self.min_size, self.max_size,
                               lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
                               controller.min_acquisitions,
                               self._forecast.expected_surge() if self._forecast is not None else None)
@@ -553,16 +445,18 @@ class AdaptivePool:
     # -- reporting -------------------------------------------------------------------------
     def _interval_summary(self, record: IntervalRecord, now: float) -> dict[str, float]:
         elapsed = max(now - record.started, 1e-9)
+        wait_p50, wait_p99 = record.percentiles("waits", (50, 99))
+        hold_p50, hold_p99 = record.percentiles("holds", (50, 99))
         return {
             "seconds": elapsed, "acquisitions": record.acquisitions, "waited": record.waited,
-            "timeouts": record.timeouts,
-            "wait_p50_ms": percentile(record.waits, 50) * 1e3, "wait_p99_ms": percentile(record.waits, 99) * 1e3,
-            "hold_p50_ms": percentile(record.holds, 50) * 1e3, "hold_p99_ms": percentile(record.holds, 99) * 1e3,
+            "timeouts": record.timeouts, "wait_p50_ms": wait_p50 * 1e3, "wait_p99_ms": wait_p99 * 1e3,
+            "hold_p50_ms": hold_p50 * 1e3, "hold_p99_ms": hold_p99 * 1e3,
             "mean_in_use": record.busy_area / elapsed, "mean_waiting": record.queue_area / elapsed,
         }
 
     def stats(self) -> dict[str, Any]:
-        """Size, idle, in use, waiting, lifetime counts, and the last interval's wait and hold percentiles."""
+        """Size, idle, in use, waiting, lifetime counts, the last interval's wait and hold percentiles, and
+        the CPU seconds its controller has spent deciding (``controller_cpu_s``)."""
         with self._lock:
             out: dict[str, Any] = {
                 "name": self.name, "size": self._open_count(),
@@ -574,6 +468,7 @@ class AdaptivePool:
         out["last_interval"] = dict(self._last_interval)
         out["decisions"] = len(self.controller.decisions) if self.controller is not None else 0
         out["callbacks_dropped"] = self.callbacks_dropped
+        out["controller_cpu_s"] = self._controller_cpu
         out["faults"] = self.faults.snapshot()
         return out
 
@@ -589,7 +484,7 @@ class AdaptivePool:
             if self._closed:
                 return
             self._closed = True
-            idle, self._idle = list(self._idle), deque()
+            idle, self._idle = self._idle, []
             self._count_retired(idle)
             waiters, self._waiters = list(self._waiters), deque()
             for waiter in waiters:
@@ -625,7 +520,7 @@ class AdaptivePool:
         """In a forked child: the parent's connections are the parent's (never reuse a socket
         across a fork); the pool starts empty and opens its own."""
         self._lock = threading.Lock()
-        self._idle = deque()
+        self._idle = []
         self._in_use = {}
         self._waiters = deque()
         self._opening = 0

@@ -29,31 +29,19 @@ levels would read as contention.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
 
+from perfsdk._native import SAMPLES, IntervalRecord  # the pool records an interval in C (re-exported here)
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action
 
-__all__ = ["IntervalRecord", "PoolEvidence", "erlang_c", "percentile", "usl_fit"]
+__all__ = ["SAMPLES", "IntervalRecord", "PoolEvidence", "erlang_c", "load_steady", "usl_fit"]
 
-SAMPLES = 2048  # wait and hold samples kept an interval (a ring): bounded memory, percentiles to ~0.1 %
 DECAY = 0.8
+STEADY = 1.25  # a settled pool's interval runs on while arrivals and use stay within this factor of the last
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values`` by nearest rank; NaN for none.
-
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([], 99)
-    (2.0, nan)
-    """
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
@@ -85,65 +73,41 @@ def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float
     return best[1]
 
 
-@dataclass
-class IntervalRecord:
-    """One interval's measurements (the pool updates it under its lock)."""
+def load_steady(record: IntervalRecord, last: IntervalRecord, waiting: int) -> bool:
+    """Whether an interval (``record``, closed) looks like the last one judged (``last``): nobody
+    waiting at its end, no timeouts, nothing shed, and arrivals, connections in use and the share
+    of acquisitions that waited all as they were (within ``STEADY`` times, or 0.05 for the share).
+    A settled pool skips the decision on such an interval until its stretched one is due (see
+    ``Controller.next_due_at``): the decision would find what the last one did, and at an
+    ordinary rate it costs more than the lending it watches.
 
-    started: float
-    acquisitions: int = 0
-    releases: int = 0
-    waited: int = 0
-    timeouts: int = 0
-    shed: int = 0
-    waits: list[float] = field(default_factory=list)  # seconds, a ring of SAMPLES
-    holds: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)  # wait + hold, a request's whole time
-    busy_area: float = 0.0  # integral of connections in use over time (connection-seconds)
-    queue_area: float = 0.0  # integral of waiting requests over time
-    last_change: float = 0.0
-    waiting_start: int = 0  # callers waiting when the interval began, and when it ended
-    waiting_end: int = 0
-    peak: int = 0  # the most requests in the system (in use + waiting) at any moment
+    >>> last = IntervalRecord(started=0.0, busy_area=2.0)
+    >>> for _ in range(100):
+    ...     last.lent(0.0)
+    >>> last.last_change = 1.0
+    >>> now = IntervalRecord(started=1.0, busy_area=2.2)
+    >>> for _ in range(110):
+    ...     now.lent(0.0)
+    >>> now.last_change = 2.0
+    >>> load_steady(now, last, waiting=0), load_steady(now, last, waiting=3)
+    (True, False)
+    >>> for _ in range(100):
+    ...     now.lent(0.0)           # arrivals nearly doubled
+    >>> load_steady(now, last, waiting=0)
+    False
+    """
+    if waiting or record.timeouts or record.shed:
+        return False
 
-    def __post_init__(self) -> None:
-        self.peak = max(self.peak, self.waiting_start)
+    def near(a: float, b: float, floor: float) -> bool:
+        return abs(a - b) <= max(floor, (STEADY - 1.0) * max(a, b))
 
-    def arrival_rate(self, now: float) -> float:
-        """Requests that arrived a second: those served, plus those that timed out, were shed or
-        piled up in the queue (what the pool served says nothing of what it could not)."""
-        growth = max(0, self.waiting_end - self.waiting_start)
-        return (self.acquisitions + growth + self.timeouts + self.shed) / max(now - self.started, 1e-9)
+    def rates(r: IntervalRecord) -> tuple[float, float, float]:
+        span = max(r.last_change - r.started, 1e-9)
+        return r.acquisitions / span, r.busy_area / span, r.waited / r.acquisitions if r.acquisitions else 0.0
 
-    def elapse(self, now: float, in_use: int, waiting: int) -> None:
-        """Advance the time integrals to ``now`` (call before the counts change)."""
-        span = now - self.last_change
-        if span > 0:
-            self.busy_area += in_use * span
-            self.queue_area += waiting * span
-            self.last_change = now
-        if in_use + waiting > self.peak:
-            self.peak = in_use + waiting
-
-    def lent(self, waited: float) -> None:
-        n = self.acquisitions
-        self.acquisitions = n + 1
-        if waited > 0:
-            self.waited += 1
-        _put(self.waits, n, waited)
-
-    def returned(self, held: float, latency: float) -> None:
-        n = self.releases
-        self.releases = n + 1
-        _put(self.holds, n, held)
-        _put(self.latencies, n, latency)
-
-
-def _put(ring: list[float], n: int, value: float) -> None:
-    """The ``n``-th sample into a ring of SAMPLES."""
-    if n < SAMPLES:
-        ring.append(value)
-    else:
-        ring[n % SAMPLES] = value
+    (arrivals, in_use, waited), (arrivals_then, in_use_then, waited_then) = rates(record), rates(last)
+    return near(arrivals, arrivals_then, 1.0) and near(in_use, in_use_then, 0.5) and abs(waited - waited_then) <= 0.05
 
 
 class PoolEvidence:
@@ -163,11 +127,21 @@ class PoolEvidence:
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
 
     def record_hold(self, level: int, seconds: float) -> None:
+        """One connection back after ``seconds``, taken with ``level`` connections in use."""
+        self._add(level, seconds, 1.0)
+
+    def absorb(self, record: IntervalRecord) -> None:
+        """An interval's hold times per level, as the pool recorded them (``IntervalRecord.level_holds``)."""
+        for level, (seconds, count) in enumerate(zip(*record.level_holds())):
+            if count:
+                self._add(level, seconds, count)
+
+    def _add(self, level: int, seconds: float, count: float) -> None:
         level = min(level, len(self.hold_sum) - 1)
         self.hold_sum[level] += seconds
-        self.hold_count[level] += 1.0
+        self.hold_count[level] += count
         self.new_sum[level] += seconds
-        self.new_count[level] += 1.0
+        self.new_count[level] += count
 
     def follow_cost(self) -> float:
         """Rescale what earlier intervals measured by how much this interval's holds differ from
@@ -222,8 +196,9 @@ class PoolEvidence:
         in_system = (record.busy_area + record.queue_area) / elapsed  # L, Little's law
         growth = record.waiting_end - record.waiting_start
         arrivals = record.arrival_rate(now)
-        latencies = record.latencies
-        p95 = percentile(latencies, 95)
+        p95, p99 = record.percentiles("latencies", (95, 99))
+        (wait_p95,) = record.percentiles("waits", (95,))
+        (hold_p50,) = record.percentiles("holds", (50,))
         cost_change = self.follow_cost()
         busy = max(2, round(record.busy_area / elapsed))
         low, high = self.hold_at(1), self.hold_at(busy)
@@ -235,9 +210,9 @@ class PoolEvidence:
             "arrival_rate": arrivals,
             "cost_change": cost_change,
             "p95_ms": p95 * 1e3,
-            "p99_ms": percentile(latencies, 99) * 1e3,
-            "wait_p95_ms": percentile(record.waits, 95) * 1e3,
-            "hold_p50_ms": percentile(record.holds, 50) * 1e3,
+            "p99_ms": p99 * 1e3,
+            "wait_p95_ms": wait_p95 * 1e3,
+            "hold_p50_ms": hold_p50 * 1e3,
             "in_system": in_system,
             "timeouts": float(record.timeouts),
             "arrival_forecast": math.nan if surge is None else surge,

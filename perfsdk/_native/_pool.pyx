@@ -1,0 +1,428 @@
+# cython: language_level=3
+"""The connection pool's lending path, compiled.
+
+``acquire`` and ``release`` run on the application's thread around every query,
+so what they cost is added to every query. This base class of
+``perfsdk.AdaptivePool`` does the common path in C: lend an idle connection,
+take one back (to the idle stack, or straight to the longest waiter), and
+record what the interval measures (``IntervalRecord``). What is rare stays in
+Python, in the subclass: waiting for a connection (``_wait``), opening and
+closing connections (``_refill``, ``_retire``), the burst limit, the errors,
+the controller.
+
+Every change to the pool's books happens under its lock (``_lock``, a
+``threading.Lock`` shared with the subclass's slow paths); connections are
+closed and callbacks run only after the lock is released.
+"""
+
+cimport cython
+from cpython.long cimport PyLong_FromVoidPtr
+from libc.math cimport NAN, ceil
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+
+import traceback
+from _thread import allocate_lock
+
+include "_clock.pxi"  # _monotonic(): time.monotonic() in C
+
+cdef enum:
+    RING = 2048
+    WAITS = 0  # the rings, in one block
+    HOLDS = 1
+    LATENCIES = 2
+SAMPLES = RING  # wait, hold and latency samples kept an interval (a ring): bounded memory, percentiles to ~0.1 %
+cdef dict _RINGS = {"waits": WAITS, "holds": HOLDS, "latencies": LATENCIES}
+
+
+cdef double _select(double* values, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The ``k``-th smallest of ``values[:n]`` (reordering them), by Hoare's selection: O(n)."""
+    cdef Py_ssize_t low = 0, high = n - 1, i, j
+    cdef double pivot, swap
+    while low < high:
+        pivot = values[(low + high) // 2]
+        i, j = low, high
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                swap = values[i]; values[i] = values[j]; values[j] = swap
+                i += 1
+                j -= 1
+        if k <= j:
+            high = j
+        elif k >= i:
+            low = i
+        else:
+            break
+    return values[k]
+
+
+@cython.final
+cdef class IntervalRecord:
+    """One interval of a pool's measurements (the pool updates it under its lock).
+
+    Counts; the time integrals of connections in use and of callers waiting
+    (``busy_area``, ``queue_area``: Little's law's L); rings of the last SAMPLES
+    waits, holds and latencies (wait + hold); the most requests in the system at
+    once (``peak``); and, with ``levels``, hold times summed per concurrency level
+    (connections in use when one was taken; the last level takes every level above):
+    what ``PoolEvidence.absorb`` learns the database's contention from.
+
+    >>> record = IntervalRecord(started=0.0, levels=4)
+    >>> record.lent(0.0); record.returned(0.002, 0.002, level=2)
+    >>> record.acquisitions, record.holds, record.level_holds()
+    (1, [0.002], ([0.0, 0.0, 0.002, 0.0], [0.0, 0.0, 1.0, 0.0]))
+    >>> record.elapse(1.0, in_use=3, waiting=1); record.busy_area, record.queue_area, record.peak
+    (3.0, 1.0, 4)
+    """
+
+    cdef public double started, busy_area, queue_area, last_change
+    cdef public long long acquisitions, releases, waited, timeouts, shed
+    cdef public long long waiting_start, waiting_end, peak
+    cdef readonly Py_ssize_t levels
+    cdef double* _rings  # waits, holds, latencies: RING each
+    cdef double* _level_sum
+    cdef double* _level_count
+
+    def __cinit__(self, *args, **kwargs):
+        self._rings = <double*> malloc(3 * RING * sizeof(double))
+        if self._rings == NULL:
+            raise MemoryError("cannot allocate an interval record")
+        self._level_sum = NULL
+        self._level_count = NULL
+
+    def __init__(self, double started=0.0, *, double last_change=0.0, long long waiting_start=0,
+                 long long waiting_end=0, double busy_area=0.0, double queue_area=0.0, long long peak=0,
+                 Py_ssize_t levels=0):
+        if levels < 0:
+            raise ValueError(f"levels must be >= 0, got {levels}")
+        if self._level_sum != NULL:  # __init__ called again
+            free(self._level_sum)
+            free(self._level_count)
+            self._level_sum = self._level_count = NULL
+        if levels:
+            self._level_sum = <double*> calloc(levels, sizeof(double))
+            self._level_count = <double*> calloc(levels, sizeof(double))
+            if self._level_sum == NULL or self._level_count == NULL:
+                raise MemoryError("cannot allocate an interval record's levels")
+        self.levels = levels
+        self.started, self.last_change = started, last_change
+        self.waiting_start, self.waiting_end = waiting_start, waiting_end
+        self.busy_area, self.queue_area = busy_area, queue_area
+        self.peak = max(peak, waiting_start)
+        self.acquisitions = self.releases = self.waited = self.timeouts = self.shed = 0
+
+    def __dealloc__(self):
+        free(self._rings)
+        free(self._level_sum)
+        free(self._level_count)
+
+    def arrival_rate(self, double now):
+        """Requests that arrived a second: those served, plus those that timed out, were shed or
+        piled up in the queue (what the pool served says nothing of what it could not)."""
+        cdef long long growth = max(0, self.waiting_end - self.waiting_start)
+        return (self.acquisitions + growth + self.timeouts + self.shed) / max(now - self.started, 1e-9)
+
+    cpdef void elapse(self, double now, Py_ssize_t in_use, Py_ssize_t waiting) noexcept:
+        """Advance the time integrals to ``now`` (call before the counts change)."""
+        cdef double span = now - self.last_change
+        if span > 0:
+            self.busy_area += in_use * span
+            self.queue_area += waiting * span
+            self.last_change = now
+        if in_use + waiting > self.peak:
+            self.peak = in_use + waiting
+
+    cpdef lent(self, double waited):
+        """An acquisition, after ``waited`` seconds (0: an idle connection was there)."""
+        cdef long long n = self.acquisitions
+        self.acquisitions = n + 1
+        if waited > 0:
+            self.waited += 1
+        self._rings[WAITS * RING + n % RING] = waited
+
+    cpdef returned(self, double held, double latency, Py_ssize_t level=-1):
+        """A connection back after ``held`` seconds, its borrower's request ``latency`` (wait + hold),
+        taken with ``level`` connections in use (-1: not known)."""
+        cdef long long n = self.releases
+        self.releases = n + 1
+        self._rings[HOLDS * RING + n % RING] = held
+        self._rings[LATENCIES * RING + n % RING] = latency
+        if level >= 0 and self.levels:
+            if level >= self.levels:
+                level = self.levels - 1
+            self._level_sum[level] += held
+            self._level_count[level] += 1.0
+
+    @property
+    def waits(self):
+        """The interval's waits (s), the last SAMPLES of them."""
+        return self._samples(WAITS)
+
+    @property
+    def holds(self):
+        """How long each connection was held (s), the last SAMPLES."""
+        return self._samples(HOLDS)
+
+    @property
+    def latencies(self):
+        """Each request's wait + hold (s), the last SAMPLES."""
+        return self._samples(LATENCIES)
+
+    cdef list _samples(self, int ring):
+        cdef Py_ssize_t n = self.acquisitions if ring == WAITS else self.releases
+        cdef double* values = self._rings + ring * RING
+        return [values[i] for i in range(min(n, RING))]
+
+    def percentiles(self, str samples, qs):
+        """The nearest-rank percentiles ``qs`` (0-100) of ``samples`` ("waits", "holds" or
+        "latencies"), NaN for none: by selection in C, no sort.
+
+        >>> record = IntervalRecord()
+        >>> for ms in [4, 1, 3, 2]:
+        ...     record.returned(ms / 1e3, ms / 1e3)
+        >>> record.percentiles("holds", [50, 100]), record.percentiles("waits", [99])
+        ([0.002, 0.004], [nan])
+        """
+        if samples not in _RINGS:
+            raise ValueError(f"samples must be one of {sorted(_RINGS)}, got {samples!r}")
+        cdef int ring = _RINGS[samples]
+        cdef Py_ssize_t n = min(self.acquisitions if ring == WAITS else self.releases, RING), k
+        cdef double q
+        cdef double* work
+        out = []
+        if n == 0:
+            return [NAN for _ in qs]
+        work = <double*> malloc(n * sizeof(double))
+        if work == NULL:
+            raise MemoryError("cannot allocate a percentile's work space")
+        try:
+            memcpy(work, self._rings + ring * RING, n * sizeof(double))
+            for q in qs:
+                k = min(n - 1, max(0, <Py_ssize_t> ceil(q / 100.0 * n) - 1))
+                out.append(_select(work, n, k))
+        finally:
+            free(work)
+        return out
+
+    def level_holds(self):
+        """(sums, counts): hold seconds and connections returned, per concurrency level."""
+        return ([self._level_sum[i] for i in range(self.levels)],
+                [self._level_count[i] for i in range(self.levels)])
+
+
+@cython.final
+cdef class Lent:
+    """A pooled connection and what the pool knows about it."""
+
+    cdef public object conn
+    cdef public double created, returned, taken, waited  # waited: how long its current borrower waited
+    cdef public Py_ssize_t level  # connections in use when it was taken (the hold-time relation)
+    cdef public object stack  # who took it (kept only with a leak_timeout)
+    cdef public bint leak_reported
+
+    def __init__(self, conn, double now):
+        self.conn = conn
+        self.created = self.returned = now  # returned: when it last became idle
+        self.taken = self.waited = 0.0
+        self.level = 0
+        self.stack = None
+        self.leak_reported = False
+
+
+@cython.final
+cdef class Waiter:
+    """A caller waiting for a connection; the hand-off sets ``record`` (or ``error``) and releases ``ready``."""
+
+    cdef public double since
+    cdef public object ready, record, error
+
+    def __init__(self, double since):
+        self.since = since
+        self.ready = allocate_lock()
+        self.ready.acquire()
+        self.record = None
+        self.error = None
+
+
+cdef class LendingPath:
+    """The lending path of a connection pool (see the module docstring).
+
+    The subclass sets the books and settings declared here, and defines the rare paths this
+    class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
+    caller queued: returns its ``Lent`` or raises), ``_closed_error()`` and ``_shed_error()``
+    (the exceptions to raise, built under the lock), ``_burst_limit()``, ``_retire(records)``
+    (closes connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
+    """
+
+    cdef public list _idle  # Lent, the most recently returned last
+    cdef public dict _in_use  # id(connection) -> Lent
+    cdef public object _waiters  # a deque of Waiter, the longest waiting first
+    cdef public IntervalRecord _record
+    cdef public dict _counts
+    cdef public bint _closed, _started
+    cdef public Py_ssize_t _target, _opening, max_waiting
+    cdef public double timeout, max_lifetime
+    cdef public object check, reset, leak_timeout, name
+    cdef object _lock_object, _lock_acquire, _lock_release
+
+    def __cinit__(self, *args, **kwargs):
+        self._idle = []
+        self._in_use = {}
+        self._counts = {}
+        self._record = IntervalRecord()
+        self._lock = allocate_lock()
+
+    @property
+    def _lock(self):
+        """The pool's lock: every change to its books is made holding it."""
+        return self._lock_object
+
+    @_lock.setter
+    def _lock(self, lock):
+        self._lock_object, self._lock_acquire, self._lock_release = lock, lock.acquire, lock.release
+
+    # -- lending -------------------------------------------------------------------------------
+    def acquire(self, timeout=None):
+        """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
+        within ``timeout`` seconds (default: the pool's ``timeout``)."""
+        cdef double seconds = self.timeout if timeout is None else timeout
+        cdef Lent record
+        while True:
+            record = self._take(seconds)
+            if self.check is None:
+                return record.conn
+            try:
+                self.check(record.conn)
+                return record.conn
+            except Exception:
+                self._count("check_failures")
+                self._give_back(record.conn, True, _monotonic())
+
+    def release(self, conn, *, bint broken=False):
+        """Give ``conn`` back (``broken=True``: it is retired, not lent again)."""
+        if self.reset is not None and not broken:
+            try:
+                self.reset(conn)
+            except Exception:
+                self._count("reset_failures")
+                broken = True
+        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
+            broken = True  # e.g. a psycopg connection whose server went away
+        self._give_back(conn, broken, _monotonic())
+
+    cdef Lent _take(self, double timeout):
+        if not self._started:
+            self._start()
+        cdef double now = _monotonic()
+        cdef list idle, expired = None
+        cdef Lent record = None
+        cdef Waiter waiter = None
+        cdef bint shed = False
+        error = None
+        self._lock_acquire()
+        try:
+            if self._closed:
+                raise self._closed_error()
+            idle = self._idle
+            while idle:
+                record = idle.pop()
+                if now - record.created <= self.max_lifetime:
+                    self._lend(record, now, 0.0)
+                    break
+                if expired is None:
+                    expired = []
+                expired.append(record)
+                record = None
+            if record is None:
+                if self.max_waiting and len(self._waiters) >= self.max_waiting:
+                    shed = True
+                    error = self._shed_error()
+                else:
+                    waiter = Waiter(now)
+                    self._record.elapse(now, len(self._in_use), len(self._waiters))
+                    self._waiters.append(waiter)
+            if expired is not None:
+                self._counts["retired"] += len(expired)
+        finally:
+            self._lock_release()
+        if expired is not None:
+            self._retire(expired)
+        if record is not None:
+            return record
+        if shed:
+            raise error
+        return self._wait(waiter, timeout)
+
+    cdef int _lend(self, Lent record, double now, double waited) except -1:  # under the lock
+        self._record.elapse(now, len(self._in_use), len(self._waiters))
+        self._in_use[PyLong_FromVoidPtr(<void*> record.conn)] = record
+        record.taken = now
+        record.waited = waited
+        record.level = len(self._in_use)
+        if self.leak_timeout is not None:
+            record.stack = "".join(traceback.format_stack(limit=9))  # the caller's frames (these are C)
+        self._record.lent(waited)
+        return 0
+
+    cdef int _give_back(self, conn, bint broken, double now) except -1:
+        cdef Lent record, retire = None
+        cdef double held
+        key = PyLong_FromVoidPtr(<void*> conn)
+        self._lock_acquire()
+        try:
+            record = self._in_use.get(key)  # its record holds it: no other live object has its id
+            if record is None:
+                raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
+            self._record.elapse(now, len(self._in_use), len(self._waiters))
+            del self._in_use[key]
+            held = now - record.taken
+            self._record.returned(held, record.waited + held, record.level)
+            if broken or self._closed or now - record.created > self.max_lifetime:
+                retire = record
+            elif len(self._waiters) and self._open_now() + 1 <= self._burst_limit():  # + 1: this one
+                self._hand_off(record, now)
+            elif self._open_now() + 1 > self._target:  # a surplus one (a shrink, or a burst over)
+                retire = record
+            else:
+                record.returned = now
+                self._idle.append(record)
+            if retire is not None:
+                self._counts["retired"] += 1
+        finally:
+            self._lock_release()
+        if retire is not None:
+            self._retire([retire])
+            if not self._closed:
+                self._refill()  # a broken one is replaced
+        return 0
+
+    def _hand_off(self, Lent record, double now):
+        """Lend ``record`` to the longest waiter (under the lock, with a caller waiting)."""
+        cdef Waiter waiter = self._waiters.popleft()
+        self._lend(record, now, max(now - waiter.since, 1e-9))
+        waiter.record = record
+        waiter.ready.release()
+
+    # -- the books -----------------------------------------------------------------------------
+    cdef inline Py_ssize_t _open_now(self):  # under the lock: idle, lent, and being opened
+        return len(self._idle) + len(self._in_use) + self._opening
+
+    def _open_count(self):
+        """Connections idle, lent and being opened (under the lock)."""
+        return self._open_now()
+
+    def _count_change(self, double now):
+        """Advance the interval's time integrals (under the lock, before in use or waiting change)."""
+        self._record.elapse(now, len(self._in_use), len(self._waiters))
+
+    cdef int _count(self, str what) except -1:
+        self._lock_acquire()
+        try:
+            self._counts[what] += 1
+        finally:
+            self._lock_release()
+        return 0
