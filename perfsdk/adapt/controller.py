@@ -55,7 +55,7 @@ class Evidence:
     setting: SettingMove | None = None
     modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
-    ceiling: int | None = None  # the most it should grow to (beyond it the target serves less; the summary says why)
+    ceiling: int | None = None  # the most it should hold (beyond it the target serves less; the summary says why)
 
 
 class Target(Protocol):
@@ -280,6 +280,8 @@ class Controller:
             after, action, guardrail = min(evidence.floor, high), Action.GROW, "demand"
         if evidence.ceiling is not None and after > max(before, evidence.ceiling):
             after, guardrail = max(before, evidence.ceiling), "ceiling"
+        elif evidence.ceiling is not None and min(after, before) > max(evidence.ceiling, low):
+            after, action, guardrail = max(evidence.ceiling, low), Action.SHRINK, "ceiling"  # beyond it: down at once
         setting = evidence.setting
         if setting is not None and guardrail is None and setting.limited:
             guardrail = f"{setting.label} limit"
