@@ -82,6 +82,15 @@ def test_the_postgres_evaluation_runs_in_its_quick_mode(postgres):
     rows = main(postgres.dsn, quick=True)
     assert rows[2].startswith("| fixed 4 |") and any(r.startswith("| adaptive") for r in rows)
     assert any(r.startswith("best fixed size by p99") for r in rows)
+    assert any(r.startswith("adaptive size, every 5 s: 48 ") for r in rows)
+
+
+def test_settling_is_judged_within_a_step_of_the_best_to_the_end():
+    from pool_postgres import settled_after
+
+    assert settled_after([48, 30, 12, 5, 4, 5, 4], best=4) == 3
+    assert settled_after([48, 30, 4, 4, 9, 4], best=4) == 5
+    assert settled_after([48, 30, 12], best=4) is None
 
 
 def test_a_sqlalchemy_engine_on_the_adaptive_pool_keeps_its_events_and_recovers(postgres):

@@ -50,6 +50,7 @@ def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict[
     start_measuring = time.monotonic() + measure_after
     latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
     sizes: list[int] = []
+    trajectory: list[int] = []  # the size every second from the start
 
     def client(i: int) -> None:
         k = i
@@ -66,9 +67,13 @@ def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict[
             k += CLIENTS
 
     def sample_size() -> None:
+        ticks = 0
         while time.monotonic() < stop:
             if time.monotonic() >= start_measuring:
                 sizes.append(pool.target)
+            if ticks % 10 == 0:
+                trajectory.append(pool.target)
+            ticks += 1
             time.sleep(0.1)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
@@ -79,7 +84,18 @@ def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict[
         t.join()
     done = [x for lat in latencies for x in lat]
     return {"tx_s": len(done) / (seconds - measure_after), "p50_ms": nearest_rank(done, 50) * 1e3,
-            "p99_ms": nearest_rank(done, 99) * 1e3, "connections": sum(sizes) / max(len(sizes), 1)}
+            "p99_ms": nearest_rank(done, 99) * 1e3, "connections": sum(sizes) / max(len(sizes), 1),
+            "trajectory": trajectory}
+
+
+def settled_after(trajectory: list[int], best: int) -> int | None:
+    """Seconds from which the size stays within one controller step (x/÷ 1.25, one at least) of
+    ``best`` to the end (None: never)."""
+    near = [abs(size - best) <= max(1, round(0.25 * best)) for size in trajectory]
+    if not near or not near[-1]:
+        return None
+    last_out = max((i for i, ok in enumerate(near) if not ok), default=-1)
+    return last_out + 1
 
 
 def main(dsn: str, quick: bool) -> list[str]:
@@ -108,6 +124,9 @@ def main(dsn: str, quick: bool) -> list[str]:
     rows.append(f"best fixed size by p99: {best}; adaptive p99 / best: {r['p99_ms'] / results[best]['p99_ms']:.2f}x, "
                 f"throughput / best's: {r['tx_s'] / results[best]['tx_s']:.2f}, p99 / one connection per client: "
                 f"{r['p99_ms'] / results[48]['p99_ms']:.2f}x")
+    when = settled_after(r["trajectory"], best)
+    rows.append(f"adaptive size, every 5 s: {' '.join(str(n) for n in r['trajectory'][::5])}; within a step "
+                f"of {best} from {'never' if when is None else f'{when} s'} (target: within 60 s)")
     if decisions:
         rows.append(f"last decision: {decisions[-1]}")
     return rows
