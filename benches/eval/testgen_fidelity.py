@@ -18,7 +18,7 @@ minutes apart on a shared machine moves by 10-25 % on its own (``--same-shoppers
 run, shows it), and at the same time that drift is the same for both. ``--sequential``:
 the replay alone, after the recording, everything compared with the recording.
 
-    .venv/bin/python benches/eval/testgen_fidelity.py            # ~11 minutes (300 s a side)
+    .venv/bin/python benches/eval/testgen_fidelity.py            # ~22 minutes (600 s a side)
     .venv/bin/python benches/eval/testgen_fidelity.py --quick    # the test suite's run (~40 s)
 """
 
@@ -168,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the replay alone, after the recording (not beside shoppers)")
     parser.add_argument("--keep", metavar="DIR", help="keep the recordings (Arrow span files) in DIR")
     args = parser.parse_args(argv)
-    # 300 s a side: ~1,750 sessions, so a p95 of the rarest route (checkout, ~5 % of requests)
-    # rests on ~20 requests above it, and a transition row on 100+ transitions
-    seconds = args.seconds or (15.0 if args.quick else 300.0)
+    # 600 s a side: ~3,500 sessions, so a p95 of the rarest route (checkout, ~5 % of requests)
+    # rests on ~40 requests above it (at 300 s its 90 % bootstrap interval was up to +-20 %,
+    # wider than the band it is judged by), and a transition row on 200+ transitions
+    seconds = args.seconds or (15.0 if args.quick else 600.0)
     rate = args.rate or (4.0 if args.quick else 6.0)
     concurrent = not (args.sequential or args.same_shoppers or args.quick)
     run = closed_loop(seconds, rate, seed=args.seed, same_shoppers=args.same_shoppers, concurrent=concurrent,
