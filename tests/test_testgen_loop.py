@@ -18,7 +18,10 @@ def test_the_closed_loop_runs_and_the_replay_resembles_the_recording():
     # a few dozen sessions: loose bounds that still fail if the replay ignores the model
     assert compared["route_mix_tv"] < 0.2 and compared["think_time_ks"] < 0.3
     assert 0.5 < compared["arrival_rate_ratio"] < 2.0
+    assert set(compared["p50_ratio"]) == set(compared["p95_ratio"]) and all(
+        0.2 < ratio < 5.0 for ratio in compared["p50_ratio"].values())
     assert any(line.startswith("| route_mix_tv |") for line in report(run))
+    assert any("; p50 " in line for line in report(run))
 
 
 def test_the_replay_beside_new_shoppers_is_told_apart_from_them():

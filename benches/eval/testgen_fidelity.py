@@ -7,7 +7,7 @@ service -> spans -> model -> scenario -> Locust -> spans -> model, compared:
 2. ``TrafficModel.from_arrow`` learns the traffic; ``generate("replay")`` writes a scenario;
 3. the same shop, recorded afresh, is driven by that scenario with the real Locust;
 4. a second model is learned from the second recording and compared with the first
-   (route mix, transitions, think times, session lengths, per-route p95, arrival rate).
+   (route mix, transitions, think times, session lengths, per-route p50 and p95, arrival rate).
 
 By default step 3 runs the shoppers again (another seed) *at the same time* as Locust,
 against the same shop, and the recording's two populations are told apart by their
@@ -128,11 +128,13 @@ def report(run: dict) -> list[str]:
         rows.append(f"| {key} | {value:.3f} | <= {limit} | {'yes' if value <= limit else '**no**'} |")
     same_time = run.get("same_time")
     intervals = run.get("p95_interval", {})
-    for route, ratio in sorted((same_time or c)["p95_ratio"].items()):
+    compared = same_time or c
+    for route, ratio in sorted(compared["p95_ratio"].items()):
         ok = abs(ratio - 1) <= P95_TOLERANCE
         what = f"p95 {route}" + (" (replay vs shoppers beside it)" if same_time else "")
         spread = f" (90 % bootstrap {intervals[route][0]:.2f}-{intervals[route][1]:.2f})" if route in intervals else ""
-        rows.append(f"| {what} | {ratio:.2f}x{spread} | 1 +- {P95_TOLERANCE} | {'yes' if ok else '**no**'} |")
+        median = f"; p50 {compared['p50_ratio'][route]:.2f}x" if route in compared["p50_ratio"] else ""
+        rows.append(f"| {what} | {ratio:.2f}x{spread}{median} | 1 +- {P95_TOLERANCE} | {'yes' if ok else '**no**'} |")
     rate = c["arrival_rate_ratio"]
     if result is None:  # an A/A run: no Locust
         return rows

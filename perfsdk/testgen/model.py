@@ -307,8 +307,8 @@ class TrafficModel:
     def compare(self, other: "TrafficModel") -> dict[str, Any]:
         """How far ``other`` (e.g. the traffic a generated test made) is from this model: route-mix
         total-variation distance, transition rows' L1 (weighted mean and worst row with 30+
-        transitions), two-sample KS D of think times and session lengths, per-route p95 ratios,
-        and the ratio of session arrival rates."""
+        transitions), two-sample KS D of think times and session lengths, per-route p50 and p95
+        ratios, and the ratio of session arrival rates."""
         from scipy.stats import ks_2samp
 
         keys = sorted({r.key for r in self.routes} | {r.key for r in other.routes})
@@ -319,15 +319,19 @@ class TrafficModel:
         rows = counts.sum(axis=1)
         l1 = np.abs(pa_ - pb_).sum(axis=1)
         solid = rows >= 30
-        p95_a = {r.key: r.p95_ms for r in self.routes}
-        p95_b = {r.key: r.p95_ms for r in other.routes}
+        def ratios(figure: str) -> dict[str, float]:
+            a = {r.key: getattr(r, figure) for r in self.routes}
+            b = {r.key: getattr(r, figure) for r in other.routes}
+            return {k: b[k] / a[k] for k in keys if k in a and k in b and a[k] > 0}
+
         return {
             "route_mix_tv": float(tv),
             "transition_l1_mean": float((l1 * rows).sum() / max(rows.sum(), 1)),
             "transition_l1_max": float(l1[solid].max()) if solid.any() else math.nan,
             "think_time_ks": float(ks_2samp(self.think_times_s, other.think_times_s).statistic),
             "session_length_ks": float(ks_2samp(self.session_lengths, other.session_lengths).statistic),
-            "p95_ratio": {k: p95_b[k] / p95_a[k] for k in keys if k in p95_a and k in p95_b and p95_a[k] > 0},
+            "p50_ratio": ratios("p50_ms"),
+            "p95_ratio": ratios("p95_ms"),
             "arrival_rate_ratio": other.session_rate / self.session_rate,
         }
 
