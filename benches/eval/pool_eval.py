@@ -228,7 +228,7 @@ class SimulatedPool:
         self._target = size
         self._evidence = PoolEvidence(max_size)
         self._set_limit()
-        self._record = IntervalRecord(started=0.0, last_change=0.0, levels=max_size + 2)
+        self._record = IntervalRecord(started=0.0, last_change=0.0, levels=self._evidence.levels)
         self._closing_record = self._record
         self._now = 0.0
         self._decision_due = 0.0
@@ -246,17 +246,16 @@ class SimulatedPool:
         record.last_change = now
         record.waiting_end = waiting
         record.peak = max(record.peak, (int(done[:, 2].max()) if len(done) else 0) + waiting)  # about
-        self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting, levels=self.max_size + 2)
+        self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting,
+                                      levels=self._evidence.levels)
         self._evidence.absorb(record)
-        if now < self._decision_due and load_steady(record, self._closing_record, waiting):
-            self._evidence.decay()
-            return  # settled, and the load is as it was: no decision
-        self._closing_record = record
-        self._now = now
-        self.controller.decide(self)
-        self._set_limit()  # the burst follows the interval's evidence, whatever was decided
+        if not (now < self._decision_due and load_steady(record, self._closing_record)):  # else: settled
+            self._closing_record = record
+            self._now = now
+            self.controller.decide(self)
+            self._set_limit()  # the burst follows the interval's evidence, whatever was decided
+            self._decision_due = self.controller.next_due_at(now)
         self._evidence.decay()
-        self._decision_due = self.controller.next_due_at(now)
 
     # the controller's target
     @property

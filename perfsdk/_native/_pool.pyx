@@ -172,10 +172,13 @@ cdef class IntervalRecord:
         """Each request's wait + hold (s), the last SAMPLES."""
         return self._samples(LATENCIES)
 
+    cdef inline Py_ssize_t _filled(self, int ring):
+        """How many of ``ring``'s slots hold samples (waits go in at lending, the others at return)."""
+        return min(self.acquisitions if ring == WAITS else self.releases, RING)
+
     cdef list _samples(self, int ring):
-        cdef Py_ssize_t n = self.acquisitions if ring == WAITS else self.releases
         cdef double* values = self._rings + ring * RING
-        return [values[i] for i in range(min(n, RING))]
+        return [values[i] for i in range(self._filled(ring))]
 
     def percentiles(self, str samples, qs):
         """The nearest-rank percentiles ``qs`` (0-100) of ``samples`` ("waits", "holds" or
@@ -190,7 +193,7 @@ cdef class IntervalRecord:
         if samples not in _RINGS:
             raise ValueError(f"samples must be one of {sorted(_RINGS)}, got {samples!r}")
         cdef int ring = _RINGS[samples]
-        cdef Py_ssize_t n = min(self.acquisitions if ring == WAITS else self.releases, RING), k
+        cdef Py_ssize_t n = self._filled(ring), k
         cdef double q
         cdef double* work
         out = []
@@ -321,8 +324,7 @@ cdef class LendingPath:
         cdef list idle, expired = None
         cdef Lent record = None
         cdef Waiter waiter = None
-        cdef bint shed = False
-        error = None
+        error = None  # the shedding's, raised once the lock is released
         self._lock_acquire()
         try:
             if self._closed:
@@ -339,11 +341,10 @@ cdef class LendingPath:
                 record = None
             if record is None:
                 if self.max_waiting and len(self._waiters) >= self.max_waiting:
-                    shed = True
                     error = self._shed_error()
                 else:
                     waiter = Waiter(now)
-                    self._record.elapse(now, len(self._in_use), len(self._waiters))
+                    self._elapse(now)
                     self._waiters.append(waiter)
             if expired is not None:
                 self._counts["retired"] += len(expired)
@@ -353,12 +354,12 @@ cdef class LendingPath:
             self._retire(expired)
         if record is not None:
             return record
-        if shed:
+        if error is not None:
             raise error
         return self._wait(waiter, timeout)
 
     cdef int _lend(self, Lent record, double now, double waited) except -1:  # under the lock
-        self._record.elapse(now, len(self._in_use), len(self._waiters))
+        self._elapse(now)
         self._in_use[PyLong_FromVoidPtr(<void*> record.conn)] = record
         record.taken = now
         record.waited = waited
@@ -377,7 +378,7 @@ cdef class LendingPath:
             record = self._in_use.get(key)  # its record holds it: no other live object has its id
             if record is None:
                 raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
-            self._record.elapse(now, len(self._in_use), len(self._waiters))
+            self._elapse(now)
             del self._in_use[key]
             held = now - record.taken
             self._record.returned(held, record.waited + held, record.level)
@@ -415,9 +416,12 @@ cdef class LendingPath:
         """Connections idle, lent and being opened (under the lock)."""
         return self._open_now()
 
+    cdef inline void _elapse(self, double now):  # under the lock, before in use or waiting change
+        self._record.elapse(now, len(self._in_use), len(self._waiters))
+
     def _count_change(self, double now):
         """Advance the interval's time integrals (under the lock, before in use or waiting change)."""
-        self._record.elapse(now, len(self._in_use), len(self._waiters))
+        self._elapse(now)
 
     cdef int _count(self, str what) except -1:
         self._lock_acquire()

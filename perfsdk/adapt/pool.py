@@ -326,7 +326,7 @@ class AdaptivePool(LendingPath):
 
     def _new_record(self, now: float, waiting: int) -> IntervalRecord:
         """An interval's record, keeping hold times per concurrency level as ``PoolEvidence`` does."""
-        return IntervalRecord(started=now, last_change=now, waiting_start=waiting, levels=self.max_size + 2)
+        return IntervalRecord(started=now, last_change=now, waiting_start=waiting, levels=self._evidence.levels)
 
     def _count_retired(self, records: list[Lent]) -> None:  # under the lock
         self._counts["retired"] += len(records)
@@ -398,21 +398,19 @@ class AdaptivePool(LendingPath):
         if not record.acquisitions and not record.waiting_end and not self._in_use:
             return  # an idle pool has nothing to learn from and nothing to say: no decision
         started = time.thread_time()
-        if now < self._decision_due and load_steady(record, self._closing_record, record.waiting_end):
-            self._evidence.decay()  # the hold-time relation fades a tick at a time, decided or not
-            self._controller_cpu += time.thread_time() - started
-            return  # settled, and the load is as it was: no decision until the stretched interval is due
-        self._closing_record = record
-        try:
-            if self._forecast is not None:
-                self._forecast.update(record.arrival_rate(now))
-            decision = controller.decide(self)
-            self.callbacks_dropped += controller.deliver(decision, self.on_decision, self.faults)
-        except Exception as exc:
-            self.faults.record("the pool controller", exc)
-        self._evidence.decay()
-        if self._forecast is None:  # a forecast needs its series at a steady pace: never stretched
-            self._decision_due = controller.next_due_at(now)
+        # settled, and the load as it was: no decision until the stretched interval is due
+        if not (now < self._decision_due and load_steady(record, self._closing_record)):
+            self._closing_record = record
+            try:
+                if self._forecast is not None:
+                    self._forecast.update(record.arrival_rate(now))
+                decision = controller.decide(self)
+                self.callbacks_dropped += controller.deliver(decision, self.on_decision, self.faults)
+            except Exception as exc:
+                self.faults.record("the pool controller", exc)
+            if self._forecast is None:  # a forecast needs its series at a steady pace: never stretched
+                self._decision_due = controller.next_due_at(now)
+        self._evidence.decay()  # the hold-time relation fades an interval at a time, decided or not
         self._controller_cpu += time.thread_time() - started
 
     # the controller's target

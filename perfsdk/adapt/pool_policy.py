@@ -40,7 +40,7 @@ from perfsdk.adapt.decision import Action
 __all__ = ["SAMPLES", "IntervalRecord", "PoolEvidence", "erlang_c", "load_steady", "usl_fit"]
 
 DECAY = 0.8
-STEADY = 1.25  # a settled pool's interval runs on while arrivals and use stay within this factor of the last
+STEADY = 1.25  # a settled pool skips decisions while arrivals and use stay within this factor of the last judged
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 
 
@@ -73,9 +73,9 @@ def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float
     return best[1]
 
 
-def load_steady(record: IntervalRecord, last: IntervalRecord, waiting: int) -> bool:
+def load_steady(record: IntervalRecord, last: IntervalRecord) -> bool:
     """Whether an interval (``record``, closed) looks like the last one judged (``last``): nobody
-    waiting at its end, no timeouts, nothing shed, and arrivals, connections in use and the share
+    waiting at its end (``waiting_end``), no timeouts, nothing shed, and arrivals, connections in use and the share
     of acquisitions that waited all as they were (within ``STEADY`` times, or 0.05 for the share).
     A settled pool skips the decision on such an interval until its stretched one is due (see
     ``Controller.next_due_at``): the decision would find what the last one did, and at an
@@ -89,14 +89,17 @@ def load_steady(record: IntervalRecord, last: IntervalRecord, waiting: int) -> b
     >>> for _ in range(110):
     ...     now.lent(0.0)
     >>> now.last_change = 2.0
-    >>> load_steady(now, last, waiting=0), load_steady(now, last, waiting=3)
+    >>> steady = load_steady(now, last)
+    >>> now.waiting_end = 3
+    >>> steady, load_steady(now, last)
     (True, False)
+    >>> now.waiting_end = 0
     >>> for _ in range(100):
     ...     now.lent(0.0)           # arrivals nearly doubled
-    >>> load_steady(now, last, waiting=0)
+    >>> load_steady(now, last)
     False
     """
-    if waiting or record.timeouts or record.shed:
+    if record.waiting_end or record.timeouts or record.shed:
         return False
 
     def near(a: float, b: float, floor: float) -> bool:
@@ -119,10 +122,11 @@ class PoolEvidence:
     """
 
     def __init__(self, max_size: int) -> None:
-        self.hold_sum = [0.0] * (max_size + 2)
-        self.hold_count = [0.0] * (max_size + 2)
-        self.new_sum = [0.0] * (max_size + 2)  # this interval's share of the sums
-        self.new_count = [0.0] * (max_size + 2)
+        self.levels = max_size + 2  # concurrency levels kept (an interval's record keeps as many)
+        self.hold_sum = [0.0] * self.levels
+        self.hold_count = [0.0] * self.levels
+        self.new_sum = [0.0] * self.levels  # this interval's share of the sums
+        self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
 
