@@ -4,6 +4,7 @@
     perfsdk analyze PATH [--out DIR] [--detector default|zscore|arima] [--threshold T] [--scheduler ADDRESS]
     perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
                     [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
+    perfsdk testgen --from DATA_DIR --bench-out FILE.py [--top N]
     perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run]
     perfsdk report DIR [--out FILE.html]
     perfsdk demo [--out DIR] [--quick] [--db URL] [--seed N]
@@ -12,7 +13,8 @@
 prints every anomaly with its explanation, then a summary. ``analyze`` runs
 the batch detectors over exported spans (see ``perfsdk.export.analyze``).
 ``testgen`` learns a traffic model from exported spans and writes a load-test
-scenario (the replay, a variant, or what an LLM wrote for a goal, validated);
+scenario (the replay, a variant, or what an LLM wrote for a goal, validated), or
+with ``--bench-out`` a pytest-benchmark module for the hottest traced functions;
 ``loadtest`` runs a scenario with Locust and checks its assertions. ``report``
 writes one self-contained HTML page from an export directory or a demo's output
 (see ``perfsdk.report``). On any
@@ -123,6 +125,13 @@ def _testgen(args: argparse.Namespace) -> int:
     from perfsdk.testgen import Limits, ScenarioError
     from perfsdk.testgen.model import VARIANTS, TrafficModel
 
+    if args.out is None and args.bench_out is None:
+        raise InputError("say what to write: --out FILE.json (a load-test scenario) "
+                         "and/or --bench-out FILE.py (benchmarks of the hottest traced functions)")
+    if args.bench_out is not None:
+        _bench_out(args)
+        if args.out is None:
+            return 0
     if args.variant not in VARIANTS:
         raise InputError(f"--variant must be one of {', '.join(VARIANTS)}")
     try:
@@ -159,6 +168,25 @@ def _testgen(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(f"{args.out}: {scenario!r} from {model.requests} requests in {model.sessions} sessions")
     return 0
+
+
+def _bench_out(args: argparse.Namespace) -> None:
+    from perfsdk.testgen.bench import write_bench_module
+
+    if args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    try:
+        functions = write_bench_module(args.source, args.bench_out, top=args.top)
+    except (FileNotFoundError, ValueError) as exc:
+        message = str(exc)
+        raise InputError(message if args.source in message else f"{args.source}: {message}") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {args.bench_out}: {exc.strerror or exc}") from None
+    print(f"{args.bench_out}: benchmarks of the {len(functions)} hottest traced functions")
+    for f in functions:
+        where = f.target or f"skipped: {f.skip_reason}"
+        print(f"  {f.span_name}: {f.calls} calls, {f.total_s:.3f} s in all, "
+              f"p50 {f.p50_s * 1e3:.3f} ms, p95 {f.p95_s * 1e3:.3f} ms ({where})")
 
 
 def _loadtest(args: argparse.Namespace) -> int:
@@ -273,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(run=_analyze)
     testgen = commands.add_parser("testgen", help="write a load-test scenario learned from exported spans")
     testgen.add_argument("--from", dest="source", required=True, help="an export directory (its spans)")
-    testgen.add_argument("--out", required=True, help="the scenario file to write (JSON)")
+    testgen.add_argument("--out", help="the scenario file to write (JSON)")
+    testgen.add_argument("--bench-out", help="a pytest-benchmark module to write, for the hottest functions "
+                         "traced with @perfsdk.monitor")
+    testgen.add_argument("--top", type=int, default=10, help="how many functions --bench-out benchmarks")
     testgen.add_argument("--variant", default="replay",
                          help="replay, flash_sale, cold_cache, long_sessions or error_paths (default replay)")
     testgen.add_argument("--duration", type=float, default=None, help="seconds the scenario lasts")

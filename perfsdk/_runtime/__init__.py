@@ -13,6 +13,8 @@
 - ``lazy_names``: packages whose names load on first use (``import perfsdk``
   loads almost nothing); ``long_lived_startup``: what perfsdk's start-up makes does not
   bring on a full garbage collection in the host.
+- ``TRACED_FUNCTIONS``: the function each ``@monitor`` span name stands for
+  (written into the span files, for ``perfsdk testgen --bench-out``).
 - ``check_*``: argument validation (``TypeError`` for a wrong type, ``ValueError``
   for a wrong value, naming the argument).
 
@@ -25,13 +27,14 @@ from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
 from perfsdk._runtime.startup import long_lived_startup
+from perfsdk._runtime.traced import TRACED_FUNCTIONS, TracedFunctions
 from perfsdk._runtime.validate import (
     check_bool, check_callable, check_choice, check_int, check_number, check_str,
 )
 from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
-    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "Worker", "at_fork", "call_user", "check_bool",
+    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "Worker", "at_fork", "call_user", "check_bool",
     "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names", "long_lived_startup",
     "park_shared_workers",
     "suppressed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +12,9 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from perfsdk.export.schema import TABLES
+from perfsdk.export.schema import FUNCTIONS_KEY, TABLES
 
-__all__ = ["read", "read_file", "recover"]
+__all__ = ["read", "read_file", "recover", "traced_functions"]
 
 _TIME_COLUMN = {"spans": "start_time", "anomalies": "timestamp", "decisions": "timestamp",
                 "resources": "timestamp"}
@@ -73,12 +74,46 @@ def read(
 
 def _common_metadata(dataset: Any) -> dict[bytes, bytes]:
     """The files' own schema metadata (perfsdk version, schema version, table, service):
-    a key all files agree on keeps its value; one they differ on lists every value."""
+    a key all files agree on keeps its value; one they differ on lists every value, but
+    the traced functions, which are merged."""
     values: dict[bytes, set[bytes]] = {}
     for fragment in dataset.get_fragments():
         for key, value in (fragment.physical_schema.metadata or {}).items():
             values.setdefault(key, set()).add(value)
-    return {key: b",".join(sorted(found)) for key, found in values.items()}
+    merged = {key: b",".join(sorted(found)) for key, found in values.items()}
+    functions = values.get(FUNCTIONS_KEY.encode())
+    if functions is not None:
+        merged[FUNCTIONS_KEY.encode()] = json.dumps(_merged_functions(functions), sort_keys=True).encode()
+    return merged
+
+
+def traced_functions(spans: pa.Table | str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Span name -> the functions (``module:qualname``) ``@monitor`` traced under it, from the
+    span files' metadata (what each process knew as each file opened, merged over all files).
+    ``spans`` is a table ``read`` returned, or a path to read.
+
+    >>> traced_functions(pa.table({"name": ["checkout"]}))  # a table perfsdk did not write
+    {}
+    """
+    table = spans if isinstance(spans, pa.Table) else read(spans, columns=["name"])
+    found = (table.schema.metadata or {}).get(FUNCTIONS_KEY.encode())
+    return _merged_functions({found}) if found else {}
+
+
+def _merged_functions(documents: set[bytes]) -> dict[str, list[str]]:
+    """Several files' ``perfsdk.functions`` as one map (a file that is not perfsdk's own is skipped)."""
+    merged: dict[str, set[str]] = {}
+    for document in documents:
+        try:
+            functions = json.loads(document)
+        except ValueError:
+            continue
+        if not isinstance(functions, dict):
+            continue
+        for name, targets in functions.items():
+            if isinstance(targets, list):
+                merged.setdefault(str(name), set()).update(str(t) for t in targets)
+    return {name: sorted(targets) for name, targets in sorted(merged.items())}
 
 
 def recover(path: str | os.PathLike[str]) -> pa.Table:

@@ -84,6 +84,10 @@ RESOURCES = pa.schema([
     pa.field("unit", pa.string()),  # %, MB, {thread}, ms
 ])
 
+#: A span file's metadata key: JSON, span name -> the ``module:qualname`` of each function
+#: ``@monitor`` traces under it (what ``perfsdk testgen --bench-out`` imports).
+FUNCTIONS_KEY = "perfsdk.functions"
+
 TABLES = {"spans": SPANS, "anomalies": ANOMALIES, "decisions": DECISIONS, "resources": RESOURCES}
 
 

@@ -10,6 +10,7 @@ attributes' redaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Callable, Sequence
@@ -20,10 +21,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from perfsdk._native import KIND_NAMES, STATUS_NAMES, SpanColumns, kept_attributes, take_strings
-from perfsdk._runtime import Faults, at_fork
+from perfsdk._runtime import TRACED_FUNCTIONS, Faults, at_fork
 from perfsdk.export.columns import column, strings, validity
 from perfsdk.export.redact import Redactor
-from perfsdk.export.schema import SPANS, STRING_MAP, TS
+from perfsdk.export.schema import FUNCTIONS_KEY, SPANS, STRING_MAP, TS
 from perfsdk.export.options import check_options
 from perfsdk.export.writer import RotatingWriter
 
@@ -174,6 +175,8 @@ class ArrowSpanExporter(SpanExporter):
     max_bytes, max_age_s
         Rotate files at this size or age.
 
+    Each file's metadata names the functions ``@monitor`` traces, by span name
+    (``perfsdk.functions``: what ``perfsdk testgen --bench-out`` imports).
     Failures (an unwritable directory, a full disk) are logged once, counted
     in ``stats()``, and answered with ``SpanExportResult.FAILURE``: the
     application goes on.
@@ -221,8 +224,13 @@ class ArrowSpanExporter(SpanExporter):
             writer = self._writers[service] = RotatingWriter(
                 self.directory, "spans", SPANS, service, self.format, self.max_bytes, self.max_age_s
             )
-            writer.file_metadata = self.file_metadata
+            writer.file_metadata = self._file_metadata
         return writer
+
+    def _file_metadata(self) -> dict[str, str]:
+        """A new file's metadata: the functions ``@monitor`` traces, and what ``file_metadata`` adds."""
+        extra = self.file_metadata() if self.file_metadata is not None else {}
+        return {FUNCTIONS_KEY: json.dumps(TRACED_FUNCTIONS.snapshot(), sort_keys=True), **extra}
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.write_columns([spans_to_columns(spans)])

@@ -16,7 +16,8 @@ span in ``stats()["export"]["spans_dropped"]``, adds it to the
 the running count in the next file's metadata (``perfsdk.spans_dropped``), so
 an analyst sees the gap; ``"block"`` waits up to ``block_timeout_s`` for room
 first. Nothing is lost in silence; ``force_flush()`` and ``shutdown()`` write
-everything queued.
+everything queued. Each span file's metadata also names the functions ``@monitor``
+traces (``perfsdk.functions``), for ``perfsdk testgen --bench-out``.
 
 The writer writes large batches (a chunk at least, or a second's spans): each batch
 hands the GIL to pyarrow and back a few dozen times, and every hand-back can

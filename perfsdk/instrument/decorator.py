@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from perfsdk._runtime import HOOKS
+from perfsdk._runtime import HOOKS, TRACED_FUNCTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +67,7 @@ def _default_name(fn: Callable[..., Any]) -> str:
 
 
 def _wrap(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
+    TRACED_FUNCTIONS.record(fn, name)  # which function the span name stands for, in the span files
     if inspect.isasyncgenfunction(fn):
         return _wrap_async_generator(fn, name, attrs)
     if inspect.iscoroutinefunction(fn):
