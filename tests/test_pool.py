@@ -481,6 +481,36 @@ def test_metrics_are_named_as_otel_database_conventions_name_them():
     assert collect().get("db.client.connection.count", []) == []  # a closed pool reports nothing
 
 
+def test_the_time_histograms_hold_an_even_sample_and_the_acquisitions_their_exact_count():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from perfsdk.adapt.pool_metrics import RECORDED_PER_INTERVAL
+
+    reader = InMemoryMetricReader()
+    pool = AdaptivePool(Conn, min_size=1, max_size=2, size=1, controller=PoolController(interval_seconds=0.2),
+                        meter_provider=MeterProvider(metric_readers=[reader]))
+    for _ in range(500):  # one interval's worth, far more than the histograms take
+        pool.release(pool.acquire())
+
+    def points(name: str) -> list:
+        return [p for rm in reader.get_metrics_data().resource_metrics for scope in rm.scope_metrics
+                for metric in scope.metrics if metric.name == name for p in metric.data.data_points]
+
+    def recorded(name: str) -> int:
+        found = points(name)
+        return found[0].count if found else 0
+
+    # the loop may straddle two intervals: each records at most its even sample
+    wait_until(lambda: min(recorded("db.client.connection.use_time"),
+                           recorded("db.client.connection.wait_time")) >= RECORDED_PER_INTERVAL)
+    assert recorded("db.client.connection.use_time") <= 2 * RECORDED_PER_INTERVAL
+    assert recorded("db.client.connection.wait_time") <= 2 * RECORDED_PER_INTERVAL
+    assert points("perfsdk.pool.acquisitions")[0].value == 500
+    assert pool.stats()["metrics_cpu_s"] > 0
+    pool.close()
+
+
 def test_decisions_reach_the_arrow_decisions_table_while_init_runs(tmp_path):
     import perfsdk
     from opentelemetry.sdk.trace import TracerProvider

@@ -9,7 +9,10 @@ counted, is compared between:
 
 * ``loop``: the same paced loop with no pool (its own cost: pacing, sleeping);
 * ``fixed``: ``AdaptivePool(controller=None)``;
-* ``default controller``: ``AdaptivePool()`` with every default.
+* ``default controller``: ``AdaptivePool()`` with every default;
+* ``with OTel metrics``: the same with an OpenTelemetry SDK ``MeterProvider`` (a real one, read
+  by an in-memory reader), whose histograms take about 10 µs a ``record``: what recording the
+  pool's wait and use times costs is timed where it runs (``stats()["metrics_cpu_s"]``).
 
 What the controller adds, as a share of the pool's own work (``fixed - loop``), is timed two
 ways: the CPU its decisions took (``stats()["controller_cpu_s"]``: on the pool's thread, from
@@ -17,7 +20,7 @@ ways: the CPU its decisions took (``stats()["controller_cpu_s"]``: on the pool's
 the honest total, but a difference of two noisy figures). The variants take turns, round by
 round; medians over the rounds.
 
-    .venv/bin/python benches/eval/pool_acquire_cost.py            # 8 rounds of 4 s, about 100 s
+    .venv/bin/python benches/eval/pool_acquire_cost.py            # 8 rounds of 4 s, about 140 s
     .venv/bin/python benches/eval/pool_acquire_cost.py --quick    # the test suite's run
 """
 
@@ -64,29 +67,42 @@ def run_variant(name: str, seconds: float) -> tuple[float, dict[str, Any]]:
         conn = Conn()
         cpu, n = paced(lambda: conn, lambda c: None, seconds)
         return cpu / n * 1e6, {}
-    pool = AdaptivePool(Conn, size=2, **({"controller": None} if name == "fixed" else {}))
+    options: dict[str, Any] = {"controller": None} if name == "fixed" else {}
+    if name == "with OTel metrics":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        options["meter_provider"] = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    pool = AdaptivePool(Conn, size=2, **options)
     try:
         pool.release(pool.acquire(timeout=10))
         cpu, n = paced(pool.acquire, pool.release, seconds)
         stats = pool.stats()
         return cpu / n * 1e6, {"decisions": stats["decisions"], "size": stats["size"],
-                               "controller_us": stats["controller_cpu_s"] / n * 1e6}
+                               "controller_us": stats["controller_cpu_s"] / n * 1e6,
+                               "metrics_us": stats["metrics_cpu_s"] / n * 1e6}
     finally:
         pool.close()
 
 
-def measure(rounds: int, seconds: float) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
-    """CPU µs per acquisition of each variant, a figure a round; and what the controlled pool did."""
-    names = ["loop", "fixed", "default controller"]
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    controlled = []
+VARIANTS = ["loop", "fixed", "default controller", "with OTel metrics"]
+
+
+def measure(rounds: int, seconds: float) -> tuple[dict[str, list[float]], list[dict[str, Any]], list[float]]:
+    """CPU µs per acquisition of each variant, a figure a round; what the controlled pool did; and
+    the µs per acquisition the OTel histograms' recording took."""
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    controlled, metrics = [], []
     for r in range(rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        shift = r % len(VARIANTS)
+        for name in VARIANTS[shift:] + VARIANTS[:shift]:
             us, did = run_variant(name, seconds)
             cpu[name].append(us)
             if name == "default controller":
                 controlled.append(did)
-    return cpu, controlled
+            elif name == "with OTel metrics":
+                metrics.append(did["metrics_us"])
+    return cpu, controlled, metrics
 
 
 def shares(cpu: dict[str, list[float]], controlled: list[dict[str, Any]]) -> tuple[float, float]:
@@ -104,7 +120,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
     rounds, seconds = (2, 1.0) if args.quick else (args.rounds, args.seconds)
-    cpu, controlled = measure(rounds, seconds)
+    cpu, controlled, metrics = measure(rounds, seconds)
     print(f"{RATE:,} acquisitions a second, {rounds} rounds of {seconds:g} s; CPU µs per acquisition:")
     for name, values in cpu.items():
         print(f"  {name:<20} median {statistics.median(values):.3f}  min {min(values):.3f}  max {max(values):.3f}")
@@ -113,6 +129,10 @@ def main() -> None:
     by_totals, by_decisions = shares(cpu, controlled)
     print(f"the controller adds {by_decisions:.2%} to the pool's own CPU, timed in its decisions "
           f"({by_totals:+.1%} from the runs' totals; target < 2 %)")
+    pool = statistics.median(cpu["fixed"]) - statistics.median(cpu["loop"])
+    print(f"recording the wait and use histograms into an OTel SDK MeterProvider adds "
+          f"{statistics.median(metrics) / max(pool, 1e-9):.1%} to the pool's own CPU, timed where it runs "
+          f"({statistics.median(metrics):.3f} µs an acquisition)")
 
 
 if __name__ == "__main__":

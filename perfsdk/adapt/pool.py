@@ -181,6 +181,7 @@ class AdaptivePool(LendingPath):
                         "timeouts": 0, "shed": 0, "leaks_reported": 0, "closed_in_use": 0}
         self._acquired_before = 0  # acquisitions in the intervals before the current one
         self._controller_cpu = 0.0  # CPU seconds the controller's decisions took (on the pool's thread)
+        self._metrics_cpu = 0.0  # CPU seconds recording the OTel histograms took (on the pool's thread)
         self._decision_due = 0.0  # a settled pool skips decisions until then, while its load is steady
         self.last_factory_error: BaseException | None = None
         self._backoff = 0.0
@@ -391,8 +392,10 @@ class AdaptivePool(LendingPath):
         self._evidence.absorb(record)
         self._last_interval = self._interval_summary(record, now)
         if self.metrics is not None:
+            started = time.thread_time()
             with self.faults.guard("pool metrics"):
                 self.metrics.record_interval(record.waits, record.holds)
+            self._metrics_cpu += time.thread_time() - started
         if controller is None:
             return
         if not record.acquisitions and not record.waiting_end and not self._in_use:
@@ -454,7 +457,8 @@ class AdaptivePool(LendingPath):
 
     def stats(self) -> dict[str, Any]:
         """Size, idle, in use, waiting, lifetime counts, the last interval's wait and hold percentiles, and
-        the CPU seconds its controller has spent deciding (``controller_cpu_s``)."""
+        the CPU seconds its controller has spent deciding (``controller_cpu_s``) and its OTel histograms
+        recording (``metrics_cpu_s``)."""
         with self._lock:
             out: dict[str, Any] = {
                 "name": self.name, "size": self._open_count(),
@@ -467,6 +471,7 @@ class AdaptivePool(LendingPath):
         out["decisions"] = len(self.controller.decisions) if self.controller is not None else 0
         out["callbacks_dropped"] = self.callbacks_dropped
         out["controller_cpu_s"] = self._controller_cpu
+        out["metrics_cpu_s"] = self._metrics_cpu
         out["faults"] = self.faults.snapshot()
         return out
 
