@@ -95,21 +95,32 @@ def _time_calls(job: Callable[[], object], extra_s: float, n: int) -> np.ndarray
     return samples
 
 
+def probe() -> object:
+    """A fixed interpreted job timed just before each workload: does the machine's state show in it?"""
+    counts: dict[int, int] = {}
+    for i in range(3000):
+        counts[i & 255] = counts.get(i & 255, 0) + i * 3
+    return sorted(counts.values(), reverse=True)
+
+
 def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Real timings: variant name -> array (workload, run, sample); variants "A", "+10%", "+25%"."""
+    """Real timings: variant name -> array (workload, run, sample); variants "A", "+10%", "+25%",
+    and "probe" (the probe's samples timed just before each workload's unchanged ones)."""
     jobs = workloads(seed)
     medians = {}
     for name, job in jobs.items():  # warm up (numba compiles on first call) and calibrate the injection
         _time_calls(job, 0.0, 5)
         medians[name] = float(np.median(_time_calls(job, 0.0, 31)))
     variants = {"A": 0.0, **{_variant(s): s for s in SLOWDOWNS}}
-    out = {v: np.empty((len(jobs), runs, SAMPLES_PER_RUN)) for v in variants}
+    out = {v: np.empty((len(jobs), runs, SAMPLES_PER_RUN)) for v in [*variants, "probe"]}
     order = random.Random(seed)
     cells = [(w, v) for w in range(len(jobs)) for v in variants]
     for run in range(runs):
         order.shuffle(cells)
         for w, variant in cells:
             name = list(jobs)[w]
+            if variant == "A":
+                out["probe"][w, run] = _time_calls(probe, 0.0, SAMPLES_PER_RUN)
             out[variant][w, run] = _time_calls(jobs[name], variants[variant] * medians[name], SAMPLES_PER_RUN)
         print(f"\r  run {run + 1}/{runs}", end="", file=sys.stderr, flush=True)
         time.sleep(pause_s)
@@ -192,17 +203,26 @@ def evaluate(timings: dict[str, np.ndarray], history: int) -> dict[str, Tally]:
 
 
 def by_workload(timings: dict[str, np.ndarray], names: list[str], tallies: dict[str, Tally]) -> list[str]:
-    """Per workload: its noise, and how the gate (as shipped) and min:5% did on it."""
+    """Per workload: its noise, and how the gate (as shipped) and min:5% did on it. With the probe's
+    timings: how far each run's level (fastest sample, log) strays as it is and relative to the probe's
+    level just before it -- whether dividing by a probe would take the machine's state out."""
     gate, anchor = tallies[GATE_SETTINGS[0][0]], tallies[f"pytest-benchmark {ANCHOR_RULES[0]} (vs previous run)"]
+    probed = "probe" in timings
+    extra = " | run levels sd: as they are, over the probe's" if probed else ""
     lines = ["| workload | median | within a run (IQR/median) | run-to-run (sd of log run medians) "
-             "| gate: A/A, +10 %, +25 % | min:5%: A/A, +10 %, +25 % |", "| --- | --- | --- | --- | --- | --- |"]
+             f"| gate: A/A, +10 %, +25 % | min:5%: A/A, +10 %, +25 %{extra} |",
+             "| --- | --- | --- | --- | --- | ---" + (" | ---" if probed else "") + " |"]
     for w, name in enumerate(names):
         samples = timings["A"][w]
         q1, q2, q3 = np.percentile(samples, [25, 50, 75], axis=1)
         spread = float(np.std(np.log(np.median(samples, axis=1)), ddof=1))
         rates = [", ".join(t.rate(case, w).split(" ")[0] for case in ("A/A", "+10%", "+25%")) for t in (gate, anchor)]
-        lines.append(f"| {name} | {np.median(samples) * 1e3:.3f} ms | {np.median((q3 - q1) / q2):.1%} | {spread:.1%} "
-                     f"| {rates[0]} | {rates[1]} |")
+        row = (f"| {name} | {np.median(samples) * 1e3:.3f} ms | {np.median((q3 - q1) / q2):.1%} | {spread:.1%} "
+               f"| {rates[0]} | {rates[1]}")
+        if probed:
+            level, probe_level = np.log(samples.min(axis=1)), np.log(timings["probe"][w].min(axis=1))
+            row += f" | {np.std(level, ddof=1):.1%}, {np.std(level - probe_level, ddof=1):.1%}"
+        lines.append(row + " |")
     return lines
 
 
@@ -230,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"seeded synthetic samples (seed {args.seed}), {runs} runs"
     elif args.load:
         with np.load(args.load) as kept:
-            timings = {key: kept[key] for key in kept.files if key != "names"}
+            timings = {key: kept[key] for key in kept.files if key != "names"}  # "probe" if it was timed
             names = [str(name) for name in kept["names"]]
         source = f"real timings kept in {args.load}, {timings['A'].shape[1]} runs"
     else:
