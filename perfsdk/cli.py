@@ -27,13 +27,13 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from perfsdk._runtime import write_atomically
 from perfsdk.detect import DEFAULT_CONFIRM, DETECTOR_KINDS, ZScoreDetector
 
 __all__ = ["build_parser", "main", "read_series"]
@@ -128,6 +128,8 @@ def _testgen(args: argparse.Namespace) -> int:
     if args.out is None and args.bench_out is None:
         raise InputError("say what to write: --out FILE.json (a load-test scenario) "
                          "and/or --bench-out FILE.py (benchmarks of the hottest traced functions)")
+    if args.top is not None and args.bench_out is None:
+        raise InputError("--top goes with --bench-out (how many functions to benchmark)")
     if args.bench_out is not None:
         _bench_out(args)
         if args.out is None:
@@ -173,10 +175,11 @@ def _testgen(args: argparse.Namespace) -> int:
 def _bench_out(args: argparse.Namespace) -> None:
     from perfsdk.testgen.bench import write_bench_module
 
-    if args.top < 1:
-        raise InputError(f"--top must be at least 1, got {args.top}")
+    top = 10 if args.top is None else args.top
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
     try:
-        functions = write_bench_module(args.source, args.bench_out, top=args.top)
+        functions = write_bench_module(args.source, args.bench_out, top=top)
     except (FileNotFoundError, ValueError) as exc:
         message = str(exc)
         raise InputError(message if args.source in message else f"{args.source}: {message}") from None
@@ -208,11 +211,8 @@ def _loadtest(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     outcomes = result.check(scenario)
     if args.json_out:
-        target = Path(args.json_out)
-        tmp = target.with_name(f".{target.name}.tmp")
         try:
-            tmp.write_text(result.to_json(), encoding="utf-8")
-            os.replace(tmp, target)
+            write_atomically(args.json_out, result.to_json())
         except OSError as exc:
             raise InputError(f"cannot write {args.json_out}: {exc.strerror or exc}") from None
     print(result.summary())
@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     testgen.add_argument("--out", help="the scenario file to write (JSON)")
     testgen.add_argument("--bench-out", help="a pytest-benchmark module to write, for the hottest functions "
                          "traced with @perfsdk.monitor")
-    testgen.add_argument("--top", type=int, default=10, help="how many functions --bench-out benchmarks")
+    testgen.add_argument("--top", type=int, default=None, help="how many functions --bench-out benchmarks "
+                         "(default 10)")
     testgen.add_argument("--variant", default="replay",
                          help="replay, flash_sale, cold_cache, long_sessions or error_paths (default replay)")
     testgen.add_argument("--duration", type=float, default=None, help="seconds the scenario lasts")

@@ -175,3 +175,47 @@ def test_bad_requests_get_clear_errors(traced, tmp_path, capsys):
     assert not (tmp_path / "b.py").exists()
     with pytest.raises(ValueError, match="top must be a positive whole number"):
         hot_functions(export, top=0)
+
+
+def test_a_function_decorated_after_export_began_is_named_in_the_files(tmp_path):
+    import perfsdk
+    from perfsdk.export.reader import traced_functions
+
+    @perfsdk.monitor
+    def before_init():
+        return 1
+
+    sdk = perfsdk.init(service_name="late", export_dir=str(tmp_path), sample_resources=False)
+    try:
+        before_init()
+        assert sdk.processor.export.drain(10.0)  # written: its file is open, its metadata made
+
+        @perfsdk.monitor
+        def decorated_later():
+            return 2
+
+        decorated_later()
+    finally:
+        sdk.shutdown()
+    named = traced_functions(tmp_path)
+    assert {"test_a_function_decorated_after_export_began_is_named_in_the_files.<locals>.before_init",
+            "test_a_function_decorated_after_export_began_is_named_in_the_files.<locals>.decorated_later"} <= set(named)
+
+
+def test_bad_function_metadata_is_skipped_not_fatal():
+    deep = "[" * 100_000 + "]" * 100_000
+    for document in ('{"a": []}', deep, "not json", '["a"]', '{"a": "b"}'):
+        spans = pa.table({"name": ["a"], "duration_ms": [1.0]}).replace_schema_metadata({FUNCTIONS_KEY: document})
+        assert hot_functions(spans) == []
+    with pytest.raises(ValueError, match="no duration_ms column"):
+        hot_functions(pa.table({"name": ["a"]}))
+
+
+def test_odd_durations_and_missing_modules_still_make_a_module_that_runs(tmp_path):
+    functions = [HotFunction("gone", "no_such_module_here:f", 3, float("inf"), float("nan"), float("inf"))]
+    bench = tmp_path / "bench_odd.py"
+    bench.write_text(bench_module_source(functions))
+    done = subprocess.run([sys.executable, "-m", "pytest", str(bench), "-q", "-rs", "-p", "no:cacheprovider",
+                           "--benchmark-only"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no_such_module_here:f cannot be imported here: ModuleNotFoundError" in done.stdout

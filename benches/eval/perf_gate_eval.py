@@ -119,8 +119,9 @@ def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
         order.shuffle(cells)
         for w, variant in cells:
             name = list(jobs)[w]
+            probed = _time_calls(probe, 0.0, SAMPLES_PER_RUN)  # before every cell, so every variant follows one
             if variant == "A":
-                out["probe"][w, run] = _time_calls(probe, 0.0, SAMPLES_PER_RUN)
+                out["probe"][w, run] = probed
             out[variant][w, run] = _time_calls(jobs[name], variants[variant] * medians[name], SAMPLES_PER_RUN)
         print(f"\r  run {run + 1}/{runs}", end="", file=sys.stderr, flush=True)
         time.sleep(pause_s)

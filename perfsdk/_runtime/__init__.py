@@ -15,6 +15,7 @@
   bring on a full garbage collection in the host.
 - ``TRACED_FUNCTIONS``: the function each ``@monitor`` span name stands for
   (written into the span files, for ``perfsdk testgen --bench-out``).
+- ``write_atomically`` / ``replace_atomically``: files written whole or not at all.
 - ``check_*``: argument validation (``TypeError`` for a wrong type, ``ValueError``
   for a wrong value, naming the argument).
 
@@ -23,6 +24,7 @@ It imports nothing from perfsdk, and every other package may import it.
 
 from perfsdk._runtime.callbacks import call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
+from perfsdk._runtime.files import replace_atomically, write_atomically
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
@@ -36,6 +38,6 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 __all__ = [
     "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "Worker", "at_fork", "call_user", "check_bool",
     "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names", "long_lived_startup",
-    "park_shared_workers",
+    "park_shared_workers", "replace_atomically", "write_atomically",
     "suppressed",
 ]

@@ -6,8 +6,10 @@ interval, as an even sample of the interval's samples: at most
 ``RECORDED_PER_INTERVAL`` of each. An OTel SDK histogram takes about 10 µs a
 ``record`` here, so recording every sample of a pool lending 10,000 connections a
 second would cost three times what the pool's own lending does; the sample keeps
-the distribution (the percentiles) and the count of acquisitions is its own
-counter, ``perfsdk.pool.acquisitions``. With no OTel ``MeterProvider`` configured,
+each interval's distribution (the percentiles), evenly spaced from a random
+start; the histograms' count is the samples recorded, and the count of
+acquisitions is its own counter, ``perfsdk.pool.acquisitions``. Over many
+intervals, a busy interval weighs no more than a quiet one with 32 or more. With no OTel ``MeterProvider`` configured,
 OTel's API drops them all.
 
 =========================================  =============  =========================
@@ -27,6 +29,7 @@ Every point carries ``db.client.connection.pool.name`` (the pool's ``name``).
 
 from __future__ import annotations
 
+import random
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
@@ -107,10 +110,12 @@ class PoolMetrics:
 def _even_sample(samples: Sequence[float]) -> Sequence[float]:
     """At most ``RECORDED_PER_INTERVAL`` of ``samples``, evenly spaced.
 
-    >>> len(_even_sample(list(range(1000)))), _even_sample([0.1, 0.2])
-    (32, [0.1, 0.2])
+    >>> picked = sorted(_even_sample(list(range(1000))))
+    >>> len(picked), {b - a for a, b in zip(picked, picked[1:])} <= {31, 32}, _even_sample([0.1, 0.2])
+    (32, True, [0.1, 0.2])
     """
     n = len(samples)
     if n <= RECORDED_PER_INTERVAL:
         return samples
-    return [samples[i * n // RECORDED_PER_INTERVAL] for i in range(RECORDED_PER_INTERVAL)]
+    start = random.randrange(n)  # a random phase: no periodic pattern in the load lines up with the picks
+    return [samples[(start + i * n // RECORDED_PER_INTERVAL) % n] for i in range(RECORDED_PER_INTERVAL)]

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from perfsdk._native import QCore, kernels as K
-from perfsdk._runtime import check_int, check_number
+from perfsdk._runtime import check_int, check_number, write_atomically
 
 __all__ = ["Discretizer", "QLearner"]
 
@@ -195,10 +195,7 @@ class QLearner(QCore):
         header = json.dumps({"n_states": self.n_states, "n_actions": self.n_actions,
                              **self._params_no_size()}).encode()
         body = FILE_MAGIC + struct.pack("<II", FILE_VERSION, len(header)) + header + self.state.tobytes()
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(body + hashlib.sha256(body).digest())
-        os.replace(tmp, target)
+        write_atomically(path, body + hashlib.sha256(body).digest())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "QLearner":

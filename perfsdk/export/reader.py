@@ -106,12 +106,12 @@ def _merged_functions(documents: set[bytes]) -> dict[str, list[str]]:
     for document in documents:
         try:
             functions = json.loads(document)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(functions, dict):
             continue
         for name, targets in functions.items():
-            if isinstance(targets, list):
+            if isinstance(targets, list) and targets:
                 merged.setdefault(str(name), set()).update(str(t) for t in targets)
     return {name: sorted(targets) for name, targets in sorted(merged.items())}
 

@@ -215,6 +215,7 @@ class ArrowSpanExporter(SpanExporter):
         self._shutdown = False
         #: More metadata for each new file (perfsdk's export records its drops so far there).
         self.file_metadata: Callable[[], dict[str, str]] | None = None
+        self._functions_version = -1  # the registry's version the open files' metadata names
         check_options(format, max_bytes, max_age_s)
         at_fork(self._after_fork)
 
@@ -228,9 +229,18 @@ class ArrowSpanExporter(SpanExporter):
         return writer
 
     def _file_metadata(self) -> dict[str, str]:
-        """A new file's metadata: the functions ``@monitor`` traces, and what ``file_metadata`` adds."""
-        extra = self.file_metadata() if self.file_metadata is not None else {}
-        return {FUNCTIONS_KEY: json.dumps(TRACED_FUNCTIONS.snapshot(), sort_keys=True), **extra}
+        """A new file's metadata: the functions ``@monitor`` traces, and what ``file_metadata`` adds
+        (a failure leaves the key out and is counted: the file is written all the same)."""
+        metadata: dict[str, str] = {}
+        with self.faults.guard("span file metadata"):
+            self._functions_version = TRACED_FUNCTIONS.version
+            metadata[FUNCTIONS_KEY] = json.dumps(TRACED_FUNCTIONS.snapshot(), sort_keys=True)
+            if TRACED_FUNCTIONS.unnamed:
+                metadata[FUNCTIONS_KEY + "_unnamed"] = str(TRACED_FUNCTIONS.unnamed)
+        with self.faults.guard("span file metadata"):
+            if self.file_metadata is not None:
+                metadata.update(self.file_metadata())
+        return metadata
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.write_columns([spans_to_columns(spans)])
@@ -244,6 +254,11 @@ class ArrowSpanExporter(SpanExporter):
             batch = columns_to_batch(chunks, self.redactor)
             services = {chunk.strings[code] for chunk in chunks for code in np.unique(chunk.service[:chunk.size])}
             with self._lock:
+                if TRACED_FUNCTIONS.version != self._functions_version:
+                    # a function was decorated since the open files were named: its spans go to new
+                    # files that name it (rare: once a function, bounded by the registry)
+                    for writer in self._writers.values():
+                        writer.flush()
                 for service in sorted(services):
                     group = batch if len(services) == 1 else _rows_of(batch, service)
                     self._writer(service).write(group)

@@ -26,7 +26,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from perfsdk._runtime import at_fork
+from perfsdk._runtime import at_fork, replace_atomically
+from perfsdk._runtime.files import fsync_path as _fsync
 from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
@@ -158,18 +159,6 @@ class RotatingWriter:
         self._lock = threading.Lock()
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a directory's) data to the disk."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # directories cannot be opened on some platforms; the rename is still atomic
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_table_atomically(path: str | os.PathLike[str], table: pa.Table) -> Path:
     """``table`` as one Arrow IPC file at ``path``: written beside it, synced, then renamed into place,
     so a reader sees the whole file or none of it.
@@ -179,14 +168,8 @@ def write_table_atomically(path: str | os.PathLike[str], table: pa.Table) -> Pat
     >>> pa.ipc.open_file(path).read_all().num_rows
     2
     """
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
+    def write(tmp: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        _fsync(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync(final.parent)
-    return final
+
+    return replace_atomically(path, write)

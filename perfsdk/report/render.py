@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from perfsdk._runtime import write_atomically
 from perfsdk._version import __version__
 from perfsdk.instrument.incidents import Incident
 from perfsdk.report.data import (
@@ -61,14 +62,7 @@ def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     demo, runs = load(source)
     target = Path(out) if out is not None else source / "report.html"
     page = render(source, demo, runs)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomically(target, page)
 
 
 def render(source: Path, demo: Demo | None, runs: Sequence[tuple[str, Path]]) -> str:

@@ -21,12 +21,12 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from perfsdk._runtime import write_atomically
 from perfsdk.export.reader import read, traced_functions
 
 __all__ = ["HotFunction", "bench_module_source", "hot_functions", "write_bench_module"]
@@ -57,6 +57,9 @@ def hot_functions(spans: pa.Table | str | os.PathLike[str], *, top: int = 10) ->
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive whole number, got {top!r}")
     table = spans if isinstance(spans, pa.Table) else read(spans, columns=["name", "duration_ms"])
+    missing = {"name", "duration_ms"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"the spans have no {' or '.join(sorted(missing))} column: not perfsdk's span table")
     functions = traced_functions(table)
     if not functions or table.num_rows == 0:
         return []
@@ -67,7 +70,7 @@ def hot_functions(spans: pa.Table | str | os.PathLike[str], *, top: int = 10) ->
     hottest = []
     for name, total_ms, calls in ranked[:top]:
         durations = table.filter(pc.equal(table.column("name"), name)).column("duration_ms").to_numpy()
-        p50, p95 = np.quantile(durations, [0.5, 0.95], method="inverted_cdf") / 1000.0
+        p50, p95 = np.quantile(durations, [0.5, 0.95]) / 1000.0  # as the report and the traffic model take them
         target, reason = _importable(functions[name])
         hottest.append(HotFunction(name, target, int(calls), total_ms / 1000.0, float(p50), float(p95), reason))
     return hottest
@@ -81,7 +84,7 @@ def _importable(targets: list[str]) -> tuple[str, str]:
     if module == "__main__":
         return "", f"{qualname} is defined in __main__ (the script that ran): move it into a module to benchmark it"
     if module.partition(".")[0] in sys.stdlib_module_names:
-        return "", f"{targets[0]} is in Python's standard library, not the application"
+        return "", f"{targets[0]}: {module!r} names a module of Python's standard library, not the application's"
     if "<locals>" in qualname or "<lambda>" in qualname:
         return "", f"{module}:{qualname} is defined inside another function: it cannot be imported"
     if not _DOTTED.match(module) or not _DOTTED.match(qualname):
@@ -93,8 +96,8 @@ def bench_module_source(functions: list[HotFunction], *, source: str = "the trac
     """A pytest-benchmark test module for ``functions`` (see the module's docstring)."""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(
-        f"    ({f.span_name!r}, {f.target!r}, {f.calls}, {f.total_s:.6g}, {f.p50_s:.6g}, {f.p95_s:.6g}, "
-        f"{f.skip_reason!r}),\n" for f in functions)
+        f"    ({f.span_name!r}, {f.target!r}, {f.calls}, {_number(f.total_s)}, {_number(f.p50_s)}, "
+        f"{_number(f.p95_s)}, {f.skip_reason!r}),\n" for f in functions)
     cases = "".join(f"    # {f.target!r}: ((), {{}}),\n" for f in functions if f.target)
     return _TEMPLATE.format(count=len(functions), source=_comment(source), generated=generated,
                             rows=rows, cases=cases)
@@ -108,14 +111,17 @@ def write_bench_module(spans: str | os.PathLike[str], out: str | os.PathLike[str
     if not functions:
         raise ValueError(f"{spans}: no span of a function traced with @perfsdk.monitor "
                          f"(its files name none in their metadata)")
-    target = Path(out)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(bench_module_source(functions, source=str(spans)), encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(out, bench_module_source(functions, source=str(spans)))
     return functions
+
+
+def _number(value: float) -> str:
+    """A float as a Python literal (a span file may hold an infinite or missing duration).
+
+    >>> _number(0.00012345678), _number(float("inf")), _number(float("nan"))
+    ('0.000123457', "float('inf')", "float('nan')")
+    """
+    return f"{value:.6g}" if np.isfinite(value) else f"float({str(value)!r})"
 
 
 def _comment(text: str) -> str:
@@ -152,10 +158,17 @@ CASES: dict[str, tuple[tuple, dict]] = {{
 
 
 def resolve(target):
+    """The function itself: imported, and past perfsdk's tracing wrapper (so a module that starts
+    perfsdk on import does not trace and export every benchmark call)."""
     module, _, qualname = target.partition(":")
-    found = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
+    try:
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"{{target}} cannot be imported here: {{type(exc).__name__}}: {{exc}}")
+    while getattr(found, "__perfsdk_span__", None) is not None:
+        found = found.__wrapped__
     return found
 
 

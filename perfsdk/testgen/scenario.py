@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
+from perfsdk._runtime import write_atomically
+
 __all__ = ["ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError", "placeholders"]
 
 SCHEMA_VERSION = 1
@@ -252,10 +254,7 @@ class Scenario:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write it (atomically: a reader never sees half a scenario)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, target)
+        write_atomically(path, self.to_json())
 
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,53 @@
+"""Files written whole or not at all: beside the target under a temporary name, synced, renamed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["fsync_path", "replace_atomically", "write_atomically"]
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a directory's) data to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # directories cannot be opened on some platforms; the rename is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` a temporary file beside ``path`` (named for this process), sync it, rename
+    it into place: a reader sees the old file or the whole new one, and a failure leaves no
+    temporary file behind.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> replace_atomically(target, lambda tmp: tmp.write_text("whole")).read_text()
+    'whole'
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_path(final.parent)
+    return final
+
+
+def write_atomically(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """``data`` (text as UTF-8) at ``path``, whole or not at all (``replace_atomically``)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(payload)
+
+    return replace_atomically(path, write)
