@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from perfsdk import Action, AdaptiveCache, CacheController, cached
 from perfsdk.export import DECISIONS, decision_row
+from perfsdk._native import CacheCore
 
 FUZZ_SEEDS = int(os.environ.get("PERFSDK_FUZZ_SEEDS", "40"))  # e.g. 3000 for a long run
 keys = st.integers(0, 12) | st.sampled_from(["a", "b", "c", ("t", 1)])
@@ -134,6 +135,7 @@ def test_random_operations_keep_every_invariant_even_when_keys_raise(seed):
                           window=rng.choice([1.0, 0.01, 0.25, 0.5]))
     core, model = cache._core, {}  # key -> the values it may hold (more than one after a failed put)
     core.count_frequencies = rng.random() < 0.5
+    core.shrink_step = rng.choice([0.0, 1.25, 2.0])  # the deep-hit marker kept in place through all of it
     for _ in range(300):
         k = rng.randrange(20)
         key = Touchy(k) if k >= 15 else k
@@ -161,6 +163,42 @@ def test_random_operations_keep_every_invariant_even_when_keys_raise(seed):
             cache["repair"] = 0  # the next put finishes an eviction the exception interrupted
         Touchy.angry = False
         core.check_invariants()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deep_window_hits_are_exactly_what_the_smaller_lru_would_miss(seed):
+    """With the window the whole cache (plain LRU), ``window_deep_hits`` counts the hits a cache
+    ``shrink_step`` times smaller misses: checked against an LRU of that size on the same trace."""
+    def lru_hits(trace, capacity):
+        held, hits = OrderedDict(), 0
+        for k in trace:
+            if k in held:
+                held.move_to_end(k)
+                hits += 1
+            else:
+                held[k] = True
+                if len(held) > capacity:
+                    held.popitem(last=False)
+        return hits
+
+    rng = random.Random(seed)
+    capacity, step = rng.randint(5, 200), rng.choice([1.25, 1.5, 2.0, 4.0])
+    keys = rng.randint(capacity // 2, 3 * capacity)
+    trace = [int(rng.paretovariate(1.0)) % keys if rng.random() < 0.5 else rng.randrange(keys) for _ in range(8000)]
+    trace += list(range(keys, keys + capacity - 1)) * 5  # a loop that just fits: every hit is deep
+    core = CacheCore(capacity, 4 * capacity)
+    core.shrink_step = step
+    for i, k in enumerate(trace):
+        if core.get(k) is None:
+            core.put(k, 1)
+        if i % 500 == 0:
+            core.check_invariants()
+    assert core.hits == lru_hits(trace, capacity)
+    assert core.window_deep_hits == core.hits - lru_hits(trace, max(1, int(capacity / step)))
+    core.resize(2 * capacity)  # the marker follows the new depth
+    core.check_invariants()
+    with pytest.raises(ValueError, match="shrink_step must be 0"):
+        core.shrink_step = 1.0
 
 
 def test_ghost_hits_are_counted_by_age_and_origin():

@@ -16,6 +16,8 @@ class CacheCore:
     evictions: int
     ghost_hits: int
     probation_hits: int
+    window_deep_hits: int
+    shrink_step: float
     rejected: int
     ops: int
     count_frequencies: bool

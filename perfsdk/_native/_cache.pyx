@@ -105,6 +105,15 @@ cdef class CacheCore:
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef readonly long long probation_hits
     """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
+    cdef readonly long long window_deep_hits
+    """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
+    what a window that much smaller would have missed -- with the window the whole cache (plain
+    LRU), exactly what shrinking the cache by that step would lose (LRU's stack property)."""
+    cdef long long* _stamp  # per slot: when it last went to the window's head (the window is in stamp order)
+    cdef long long _clock  # the last stamp given
+    cdef double _shrink_step  # 0: the deep hits are not followed
+    cdef Py_ssize_t _depth  # the window position the marker stands at (0: not followed)
+    cdef Py_ssize_t _marker  # the slot at window position _depth (-1: the window holds no more than _depth)
     cdef long long _ghost_ages[2][GHOST_BANDS]
     cdef Py_ssize_t _ghost_from[2]  # ghost keys evicted from the window, from main
     cdef bint _count_always, _counting  # _counting: the window is not the whole cache, or _count_always
@@ -150,6 +159,7 @@ cdef class CacheCore:
         self._free = <Py_ssize_t*> _regrow(self._free, slots * sizeof(Py_ssize_t))
         self._segment = <uint8_t*> _regrow(self._segment, slots)
         self._hashes = <uint64_t*> _regrow(self._hashes, slots * sizeof(uint64_t))
+        self._stamp = <long long*> _regrow(self._stamp, slots * sizeof(long long))
         if self._keys is None:
             self._keys, self._values = [], []
         self._keys.extend([None] * (slots - old))
@@ -204,6 +214,7 @@ cdef class CacheCore:
             self._head[i] = self._tail[i] = -1
             self._count_in[i] = 0
         self.size = 0
+        self._marker = -1
         self._dropped = []
         self._loading = {}
         return 0
@@ -214,6 +225,7 @@ cdef class CacheCore:
         free(self._free)
         free(self._segment)
         free(self._hashes)
+        free(self._stamp)
         free(self._ring_code)
         sketch_free(&self._sketch)
         lock_free(&self._lock)
@@ -236,6 +248,10 @@ cdef class CacheCore:
     cdef inline void _unlink(self, Py_ssize_t slot) noexcept:
         cdef uint8_t seg = self._segment[slot]
         cdef Py_ssize_t p = self._prev[slot], n = self._next[slot]
+        if seg == WINDOW and self._marker >= 0:
+            # an entry in front of the marker (or the marker itself) leaves: the one behind moves up to its position
+            if slot == self._marker or self._stamp[slot] > self._stamp[self._marker]:
+                self._marker = self._next[self._marker]
         if p >= 0:
             self._next[p] = n
         else:
@@ -256,6 +272,14 @@ cdef class CacheCore:
         if self._tail[seg] < 0:
             self._tail[seg] = slot
         self._count_in[seg] += 1
+        if seg == WINDOW and self._depth:
+            # everything moves one position back: the marker's predecessor is now at its position
+            self._clock += 1
+            self._stamp[slot] = self._clock
+            if self._marker >= 0:
+                self._marker = self._prev[self._marker]
+            elif self._count_in[WINDOW] == self._depth + 1:
+                self._marker = self._tail[WINDOW]
 
     cdef inline void _touch(self, Py_ssize_t slot) noexcept:
         """A hit: most recent in its list; from probation, promoted to protected."""
@@ -270,6 +294,8 @@ cdef class CacheCore:
                 self._unlink(demoted)
                 self._push_front(demoted, PROBATION)
         elif slot != self._head[seg]:
+            if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
+                self.window_deep_hits += 1
             self._unlink(slot)
             self._push_front(slot, seg)
 
@@ -615,9 +641,45 @@ cdef class CacheCore:
                 sketch_init(&self._sketch, capacity)  # a larger cache needs a wider sketch (counts restart)
             self._sketch.reset_at = 10 * capacity
             self._rebalance()
+            self._place_marker()
         finally:
             dropped = self._take_dropped()
             self._release()
+
+    @property
+    def shrink_step(self):
+        """Follow ``window_deep_hits`` for a window ``shrink_step`` times smaller (0: do not;
+        costs a few instructions a hit on the window while set)."""
+        return self._shrink_step
+
+    @shrink_step.setter
+    def shrink_step(self, double step):
+        if not (step == 0.0 or step > 1.0):  # NaN too
+            raise ValueError(f"shrink_step must be 0 (off) or above 1, got {step}")
+        self._acquire()
+        try:
+            self._shrink_step = step
+            self._place_marker()
+        finally:
+            self._release()
+
+    cdef void _place_marker(self) noexcept:
+        """Stamp the window afresh in its order and put the marker at its depth (O(window); on a
+        resize or a new step only)."""
+        cdef Py_ssize_t slot, position = 0
+        self._marker = -1
+        self._depth = 0
+        if self._shrink_step == 0.0:
+            return
+        self._depth = max(1, <Py_ssize_t> (self.window_capacity / self._shrink_step))
+        self._clock += self._count_in[WINDOW] + 1
+        slot = self._head[WINDOW]
+        while slot >= 0:
+            self._stamp[slot] = self._clock - position
+            if position == self._depth:
+                self._marker = slot
+            slot = self._next[slot]
+            position += 1
 
     @property
     def count_frequencies(self):
@@ -733,6 +795,12 @@ cdef class CacheCore:
             _expect(self.size <= self.capacity, "size over capacity")
             _expect(self._count_in[WINDOW] <= self.window_capacity, "window over its share")
             _expect(self._count_in[PROTECTED] <= self._protected_capacity, "protected over its share")
+            if self._depth:
+                n, slot, prev = 0, self._head[WINDOW], -1
+                while slot >= 0 and n < self._depth:
+                    _expect(prev < 0 or self._stamp[slot] < self._stamp[prev], "window stamps out of order")
+                    prev, slot, n = slot, self._next[slot], n + 1
+                _expect(self._marker == slot, "the deep-hit marker is not at its depth")
             origins = [0, 0]
             for i in range(self._ring_len):
                 position = (self._ring_head + i) % self._ring_size

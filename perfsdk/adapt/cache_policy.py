@@ -82,9 +82,10 @@ class CacheEvidence:
                  candidates: Mapping[Action, int]) -> Evidence:
         core = self.core
         grown = controller.step - 1.0  # growing adds this share of the capacity
-        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits,
+        deep_followed = core.shrink_step == controller.step  # through the interval just ended
+        now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, core.window_deep_hits,
                *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)))
-        hits, misses, ghost, probation, margin_window, margin_main, near_window, near_main = (
+        hits, misses, ghost, probation, deep, margin_window, margin_main, near_window, near_main = (
             (a - b for a, b in zip(now, self._seen)) if self._seen else now)
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
@@ -112,17 +113,23 @@ class CacheEvidence:
         # Shrinking drops the entries beyond the smaller capacity -- none if the cache is not
         # that full. They are the least valuable: probation's (a fifth of main), so its hits,
         # scaled to the share removed, are the estimate. With main (nearly) empty -- plain LRU,
-        # only with adapt_window=False -- nothing ranks the entries; assume the hit density just
-        # inside the capacity is the one just outside (the ghost's), right for a concave hit
-        # curve, low for a loop (docs/benchmarks.md: sizing alone).
+        # only with adapt_window=False -- the core follows the hits at or beyond the smaller
+        # capacity's position in the window (``window_deep_hits``): by LRU's stack property,
+        # exactly what the smaller cache would have missed, a loop that just fits included. In
+        # the interval it starts following them: the hit density just outside (the ghost's).
         capacity = core.capacity
         smaller = capacity / controller.step
         dropped = max(0.0, core.size - smaller)
         main_share = 1.0 - core.window_share
         if main_share > 0.05:
             shrink_loss = probation / ops * (dropped / capacity) / (PROBATION_SHARE * main_share)
+        elif deep_followed:
+            shrink_loss = deep / ops
         else:
             shrink_loss = grow_gain * dropped / (capacity - smaller)
+        follow = controller.step if main_share <= 0.05 else 0.0
+        if core.shrink_step != follow:
+            core.shrink_step = follow
         hit_ratio = hits / ops
         shrink_loss = min(shrink_loss, hit_ratio)
         features = {
