@@ -758,7 +758,7 @@ cdef class CacheCore:
     def structure_bytes(self):
         """Bytes held by the cache's own structures (slot arrays, lists, dicts, ghost ring,
         sketch), not by the keys and values: what an empty cache costs, and what grows."""
-        cdef Py_ssize_t total = self._slots * (3 * sizeof(Py_ssize_t) + 1 + sizeof(uint64_t))
+        cdef Py_ssize_t total = self._slots * (3 * sizeof(Py_ssize_t) + 1 + sizeof(uint64_t) + sizeof(long long))
         total += self._ring_size * sizeof(long long)
         if self._sketch.cells != NULL:
             total += 4 * (self._sketch.width_mask + 1)
