@@ -12,3 +12,5 @@ def test_span_cost_runs_every_variant_and_writes_every_span():
     assert all(t > 0 for values in times.values() for t in values)
     rows = report(times)
     assert len(rows) == 5 and rows[2].startswith("| otel | ") and "+0.00" in rows[2]
+    assert set(measure(2, 100, breakdown=True)) == {"otel", "processor", "no-op processor",
+                                                    "processor, no detectors", "export"}
