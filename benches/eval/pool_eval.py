@@ -292,11 +292,16 @@ class SimulatedPool:
         self.limit[kernels_pool.PL_LIMIT] = self.limit[kernels_pool.PL_MAX] = burst
 
 
+#: Options for every PoolController made here (``--connection-weight`` sets one).
+CONTROLLER_OPTIONS: dict[str, float] = {}
+
+
 def controlled(scenario: Scenario, backend: Backend, seed: int, start: int = START,
                controller: PoolController | None = None) -> Run:
     """perfsdk's controller (a default one unless given), from ``start`` connections, through the scenario."""
     limit = kernels.pool_limit_fixed(start)
-    pool = SimulatedPool(limit, controller or PoolController(interval_seconds=1.0), size=start)
+    pool = SimulatedPool(limit, controller or PoolController(interval_seconds=1.0, **CONTROLLER_OPTIONS),
+                         size=start)
     DECISION_DELIVERY.flush(10.0)  # a fleet's table is read at the start, on the decisions worker
     run = simulate(scenario, backend, limit, MAX_SIZE, seed, between=pool.interval)
     run.decisions = list(pool.controller.decisions)
@@ -493,11 +498,11 @@ def fleet_settling(backend: Backend, seed: int, seconds: int = 60) -> list[str]:
                 f"{changes} size changes, p99 {run.p99_ms:.2f} ms")
 
     with tempfile.TemporaryDirectory(prefix="perfsdk-fleet-") as fleet:
-        veteran = PoolController(interval_seconds=1.0, fleet=fleet)
+        veteran = PoolController(interval_seconds=1.0, fleet=fleet, **CONTROLLER_OPTIONS)
         controlled(steady, backend, seed, controller=veteran)
         veteran._sync_fleet()  # its last table, published
         alone = controlled(short, backend, seed + 1)
-        newcomer = PoolController(interval_seconds=1.0, fleet=fleet)
+        newcomer = PoolController(interval_seconds=1.0, fleet=fleet, **CONTROLLER_OPTIONS)
         joined = controlled(short, backend, seed + 1, controller=newcomer)
     return [f"Fleet learning ({steady.name}; the band: sizes whose fixed p99 is within 10 % of the best's, "
             f"{min(near)}-{max(near)}), a new instance from {START} over its first {seconds} s:",
@@ -509,7 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="11 fixed sizes, scenarios a third as long")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--connection-weight", type=float, default=None,
+                        help="PoolController's connection_weight (default: the controller's own)")
     args = parser.parse_args(argv)
+    if args.connection_weight is not None:
+        CONTROLLER_OPTIONS["connection_weight"] = args.connection_weight
     started = time.time()
     results = evaluate(args.quick, args.seed)
     print("\n".join(report(results)))
