@@ -130,17 +130,16 @@ def _testgen(args: argparse.Namespace) -> int:
                          "and/or --bench-out FILE.py (benchmarks of the hottest traced functions)")
     if args.top is not None and args.bench_out is None:
         raise InputError("--top goes with --bench-out (how many functions to benchmark)")
+    if args.variant not in VARIANTS:
+        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}")
     if args.bench_out is not None:
         _bench_out(args)
         if args.out is None:
             return 0
-    if args.variant not in VARIANTS:
-        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}")
     try:
         model = TrafficModel.from_arrow(args.source)
     except (FileNotFoundError, ValueError) as exc:
-        message = str(exc)
-        raise InputError(message if args.source in message else f"{args.source}: {message}") from None
+        raise _source_error(args.source, exc) from None
     try:
         if args.goal is None:
             if args.llm_url:
@@ -172,6 +171,12 @@ def _testgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_error(source: str, exc: Exception) -> InputError:
+    """What was wrong with the spans under ``source``, naming it once."""
+    message = str(exc)
+    return InputError(message if source in message else f"{source}: {message}")
+
+
 def _bench_out(args: argparse.Namespace) -> None:
     from perfsdk.testgen.bench import write_bench_module
 
@@ -181,8 +186,7 @@ def _bench_out(args: argparse.Namespace) -> None:
     try:
         functions = write_bench_module(args.source, args.bench_out, top=top)
     except (FileNotFoundError, ValueError) as exc:
-        message = str(exc)
-        raise InputError(message if args.source in message else f"{args.source}: {message}") from None
+        raise _source_error(args.source, exc) from None
     except OSError as exc:
         raise InputError(f"cannot write {args.bench_out}: {exc.strerror or exc}") from None
     print(f"{args.bench_out}: benchmarks of the {len(functions)} hottest traced functions")

@@ -173,7 +173,7 @@ def test_bad_requests_get_clear_errors(traced, tmp_path, capsys):
     assert main(["testgen", "--from", str(empty), "--bench-out", str(tmp_path / "b.py")]) == 2
     assert "no span of a function traced with @perfsdk.monitor" in capsys.readouterr().err
     assert not (tmp_path / "b.py").exists()
-    with pytest.raises(ValueError, match="top must be a positive whole number"):
+    with pytest.raises(ValueError, match="top must be an integer >= 1"):
         hot_functions(export, top=0)
 
 

@@ -24,7 +24,7 @@ It imports nothing from perfsdk, and every other package may import it.
 
 from perfsdk._runtime.callbacks import call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
-from perfsdk._runtime.files import replace_atomically, write_atomically
+from perfsdk._runtime.files import fsync_path, replace_atomically, write_atomically
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
@@ -36,8 +36,8 @@ from perfsdk._runtime.validate import (
 from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
-    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "Worker", "at_fork", "call_user", "check_bool",
-    "check_callable", "check_choice", "check_int", "check_number", "check_str", "lazy_names", "long_lived_startup",
-    "park_shared_workers", "replace_atomically", "write_atomically",
-    "suppressed",
+    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "Worker",
+    "at_fork", "call_user", "check_bool", "check_callable", "check_choice", "check_int", "check_number", "check_str",
+    "fsync_path", "lazy_names", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
+    "write_atomically",
 ]

@@ -9,8 +9,8 @@ second would cost three times what the pool's own lending does; the sample keeps
 each interval's distribution (the percentiles), evenly spaced from a random
 start; the histograms' count is the samples recorded, and the count of
 acquisitions is its own counter, ``perfsdk.pool.acquisitions``. Over many
-intervals, a busy interval weighs no more than a quiet one with 32 or more. With no OTel ``MeterProvider`` configured,
-OTel's API drops them all.
+intervals, a busy interval weighs no more than a quiet one with 32 or more.
+With no OTel ``MeterProvider`` configured, OTel's API drops them all.
 
 =========================================  =============  =========================
 ``db.client.connection.count``             up-down        by ``state`` (idle, used)

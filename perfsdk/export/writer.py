@@ -26,8 +26,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from perfsdk._runtime import at_fork, replace_atomically
-from perfsdk._runtime.files import fsync_path as _fsync
+from perfsdk._runtime import at_fork, fsync_path, replace_atomically
 from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
@@ -129,9 +128,9 @@ class RotatingWriter:
         finally:
             sink.close()
         assert tmp is not None and final is not None
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)  # atomic: readers see the whole file or none of it
-        _fsync(final.parent)
+        fsync_path(final.parent)
         self.files_written += 1
 
     def _abandon(self) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from perfsdk._runtime import write_atomically
+from perfsdk._runtime import check_int, write_atomically
 from perfsdk.export.reader import read, traced_functions
 
 __all__ = ["HotFunction", "bench_module_source", "hot_functions", "write_bench_module"]
@@ -54,8 +54,7 @@ def hot_functions(spans: pa.Table | str | os.PathLike[str], *, top: int = 10) ->
     spans that no ``@monitor`` function stands for (HTTP server spans, a database
     client's) are not functions and are left out.
     """
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be a positive whole number, got {top!r}")
+    check_int("top", top, minimum=1)
     table = spans if isinstance(spans, pa.Table) else read(spans, columns=["name", "duration_ms"])
     missing = {"name", "duration_ms"} - set(table.column_names)
     if missing:
