@@ -22,7 +22,7 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _arima, _cache, _pipeline, _pool, _qlearn, _spancols, _spanpath, _zscore
+    from perfsdk._native import _arima, _bankpath, _cache, _pipeline, _pool, _qlearn, _spancols, _spanpath, _zscore
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -74,8 +74,9 @@ PipelineCore = _pipeline.PipelineCore
 from perfsdk._native._spancols import (  # noqa: E402 (after the build check)
     KIND_NAMES, STATUS_NAMES, SpanCollector, SpanColumns, kept_attributes, redact_texts, take_strings)
 from perfsdk._native._spanpath import SpanPath  # noqa: E402
+from perfsdk._native._bankpath import BankPath, stepping  # noqa: E402
 from perfsdk._native._pool import SAMPLES, IntervalRecord, Lent, LendingPath, Waiter  # noqa: E402
 
-__all__ = ["KIND_NAMES", "SAMPLES", "STATUS_NAMES", "ArimaCore", "CacheCore", "CachedFunction", "IntervalRecord",
+__all__ = ["KIND_NAMES", "SAMPLES", "STATUS_NAMES", "ArimaCore", "BankPath", "CacheCore", "CachedFunction", "IntervalRecord",
            "Lent", "LendingPath", "PipelineCore", "QCore", "SpanCollector", "SpanColumns", "SpanPath", "Waiter",
-           "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts", "take_strings"]
+           "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts", "stepping", "take_strings"]

@@ -11,6 +11,7 @@ state array and must agree bit for bit.
 from libc.math cimport isfinite, isnan, isinf, fabs, sqrt, erfc, log, NAN
 
 from perfsdk._native._state cimport StateOwner
+from perfsdk._native._zscore cimport ZScoreCore
 
 include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
@@ -79,16 +80,20 @@ cdef double _channel_score(double* s, Py_ssize_t block, double r, Py_ssize_t ave
     return score
 
 
+cdef ZScoreCore _compiled_z(object update):
+    """The Z-score whose bound ``update`` this is, if that is ZScoreCore's own (not overridden)."""
+    owner = getattr(update, "__self__", None)
+    if isinstance(owner, ZScoreCore) and getattr(type(owner), "update", None) is ZScoreCore.update:
+        return <ZScoreCore> owner
+    return None
+
+
 cdef class PipelineCore(StateOwner):
     """The per-event verbs on an alert-pipeline state array; subclassed by AlertPipeline."""
 
-    cdef Py_ssize_t _channels, _average, _stride, _ring, _period
-    cdef object _update0, _update1
-    cdef readonly double last_base
-    """The seasonal channel's reference value x(t - season) for the last point (NaN if none)."""
-    cdef readonly double last_lo
-    """The range the last point was checked against (before learning it)."""
-    cdef readonly double last_hi
+    # attributes (declared in _pipeline.pxd):
+    # last_base -- the seasonal channel's reference value x(t - season) for the last point (NaN if none)
+    # last_lo, last_hi -- the range the last point was checked against (before learning it)
 
     def __cinit__(self):
         self._update0 = None
@@ -112,6 +117,9 @@ cdef class PipelineCore(StateOwner):
         self._adopt(state, PL_HEADER, "an alert pipeline state")
         self._update0 = update0
         self._update1 = update1
+        # a member that is a Z-score with the compiled ``update`` is stepped in C
+        self._z0 = _compiled_z(update0)
+        self._z1 = _compiled_z(update1)
 
     @property
     def offsets(self):
@@ -205,6 +213,21 @@ cdef class PipelineCore(StateOwner):
         s[PL_LAST_LIKELIHOOD] = best
         return score
 
+    cdef double step(self, double x) except? -1.0:
+        """``update`` for C callers (the detector bank's common path)."""
+        cdef double r0, r1 = NAN, x1
+        if self._s == NULL:
+            raise RuntimeError("detector is not initialised (use its constructor)")
+        if not isfinite(x):
+            self._s[PL_REJECTED] += 1.0
+            return NAN
+        r0 = self._z0.step(x) if self._z0 is not None else self._update0(x)
+        if self._period > 0:
+            # NaN until a season is seen: the member refuses (and counts) it, as in the batch
+            x1 = self._season(x)
+            r1 = self._z1.step(x1) if self._z1 is not None else self._update1(x1)
+        return self._step(x, r0, r1)
+
     def update(self, double x):
         """Feed ``x`` to the members, score their raw scores, learn; return the alert score.
 
@@ -212,14 +235,4 @@ cdef class PipelineCore(StateOwner):
         first point of an incident. NaN (and ``rejected`` bumped, every state
         untouched) when ``x`` is NaN or infinite.
         """
-        cdef double r0, r1 = NAN
-        if self._s == NULL:
-            raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x):
-            self._s[PL_REJECTED] += 1.0
-            return NAN
-        r0 = self._update0(x)
-        if self._period > 0:
-            # NaN until a season is seen: the member refuses (and counts) it, as in the batch
-            r1 = self._update1(self._season(x))
-        return self._step(x, r0, r1)
+        return self.step(x)

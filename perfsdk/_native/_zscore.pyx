@@ -36,22 +36,19 @@ cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
 
 
 cdef enum:
-    FLAG_RING = 8  # flagged points remembered per detector
+    FLAG_RING = 8  # flagged points remembered per detector (the size in _zscore.pxd)
 
 
 cdef class ZScoreCore(StateOwner):
     """The per-event verbs on a Z-score state array; subclassed by ZScoreDetector."""
 
-    cdef readonly double last_expected
-    """Expected value (mean) the last scored point was compared with."""
-    cdef readonly double last_std
-    """Standard deviation the last scored point was divided by."""
-    cdef public double flag_threshold
-    """``update`` remembers points scoring beyond it (|z|), with their explanation, in a
-    small ring: a caller updating without a lock reads its own point's explanation back
-    with ``flagged_point`` even after other threads' updates (``last_*`` would be theirs)."""
-    cdef double _flagged[FLAG_RING][5]  # index, value, expected, std, z
-    cdef int _flag_next
+    # attributes (declared in _zscore.pxd):
+    # last_expected -- expected value (mean) the last scored point was compared with
+    # last_std -- standard deviation the last scored point was divided by
+    # flag_threshold -- ``update`` remembers points scoring beyond it (|z|), with their
+    #   explanation, in a small ring: a caller updating without a lock reads its own point's
+    #   explanation back with ``flagged_point`` even after other threads' updates (``last_*``
+    #   would be theirs)
 
     def __cinit__(self):
         self.last_expected = NAN
@@ -65,7 +62,7 @@ cdef class ZScoreCore(StateOwner):
         """Adopt ``state`` (1-D, C-contiguous float64) as this detector's state."""
         self._adopt(state, ZS_HEADER, "a Z-score state")
 
-    cdef inline double _score(self, double x) noexcept:
+    cdef double _score(self, double x) noexcept:
         cdef double* s = self._s
         cdef double count = s[ZS_COUNT], var, std, dev
         if count < s[ZS_WARMUP]:
@@ -90,7 +87,7 @@ cdef class ZScoreCore(StateOwner):
             return 0.0
         return copysign(INFINITY, dev)
 
-    cdef inline void _learn(self, double x) noexcept:
+    cdef void _learn(self, double x) noexcept:
         cdef double* s = self._s
         cdef double count = s[ZS_COUNT], mean = s[ZS_MEAN], m2 = s[ZS_M2]
         cdef double diff, incr, delta, old, new_mean, shift
@@ -142,7 +139,7 @@ cdef class ZScoreCore(StateOwner):
             s[ZS_POS] = <double> pos
         s[ZS_COUNT] = count + 1.0
 
-    cdef inline bint _accept(self, double x) except -1:
+    cdef bint _accept(self, double x) except -1:
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
         if not isfinite(x):
@@ -150,12 +147,8 @@ cdef class ZScoreCore(StateOwner):
             return False
         return True
 
-    def update(self, double x):
-        """Score ``x`` against the state, then learn it; return the z-score.
-
-        NaN during warm-up; NaN (and the ``rejected`` counter bumped, state
-        untouched) when ``x`` is NaN or infinite.
-        """
+    cdef double step(self, double x) except? -1.0:
+        """``update`` for C callers (the alert pipeline, the detector bank's common path)."""
         cdef double z
         cdef double* f
         if not self._accept(x):
@@ -171,6 +164,14 @@ cdef class ZScoreCore(StateOwner):
             f[4] = z
         self._learn(x)
         return z
+
+    def update(self, double x):
+        """Score ``x`` against the state, then learn it; return the z-score.
+
+        NaN during warm-up; NaN (and the ``rejected`` counter bumped, state
+        untouched) when ``x`` is NaN or infinite.
+        """
+        return self.step(x)
 
     def flagged_point(self, double x, double z):
         """(index, expected, std) of a recent point scoring ``z`` beyond ``flag_threshold``

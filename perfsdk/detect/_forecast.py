@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
@@ -39,6 +38,8 @@ def forecast_ahead(model: ArimaFit, taps: list[tuple[int, float]], past_y: list[
         e_lags = [0.0, *e_lags[:-1]] if q else []
         past_y.append(y_hat)
     std = np.sqrt(model.sigma2 * np.cumsum(_psi_weights(model, taps, h) ** 2))
+    from statistics import NormalDist  # here: it brings fractions and decimal, objects a host collects
+
     half = NormalDist().inv_cdf(0.5 + level / 2.0) * std
     return Forecast(mean=means, lower=means - half, upper=means + half, std=std, level=level)
 

@@ -373,10 +373,13 @@ class AlertPipeline(StreamingDetector, PipelineCore):
     def check(self, x: float, timestamp: Any = None) -> Anomaly | None:
         """``update(x)``; the explained alert if ``x`` opens an incident, else None."""
         score = self.update(x)
-        if score >= self.threshold:  # rare: only now pay for the explanation
-            channel, expected, std = self._explain_last()
-            return self._alert(self.n_seen - 1, float(x), score, channel, expected, std, timestamp)
-        return None
+        return self.explain_alert(x, score, timestamp) if score >= self.threshold else None
+
+    def explain_alert(self, x: float, score: float, timestamp: Any = None) -> Anomaly:
+        """The alert the point just updated (``x``, scoring ``score``) raises, explained (rare:
+        only an alert pays for its explanation; call it before the next update)."""
+        channel, expected, std = self._explain_last()
+        return self._alert(self.n_seen - 1, float(x), score, channel, expected, std, timestamp)
 
     def _explain_last(self) -> tuple[float, float, float]:
         """(channel, expected, std) of the point just scored, as ``_run`` reports them."""

@@ -37,6 +37,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from perfsdk._native import BankPath, stepping
 from perfsdk._runtime import at_fork, check_int
 from perfsdk.detect import (
     DEFAULT_CONFIRM, AlertPipeline, Anomaly, Detector, DetectorFactory, Onset, RunRule, ZScoreDetector,
@@ -57,8 +58,8 @@ class Series:
     """What the bank keeps for one name."""
 
     detectors: list[Detector]
-    slots: list[tuple[int, Detector, float]]  # (k, detector, threshold): the hot loop's view (run rule)
-    pipelines: list[tuple[int, AlertPipeline]]  # (k, detector) of detectors that raise their own alerts
+    slots: list[tuple[int, Detector, float, int]]  # (k, detector, threshold, stepping): run-rule detectors
+    pipelines: list[tuple[int, AlertPipeline, float, int]]  # the same, of detectors that raise their own alerts
     runs: list[int]
     onsets: list[Onset | None]  # per detector: the current run's first point
     pending: list[PendingAlert | None]  # per alerting detector: its alert waiting for confirmation
@@ -80,7 +81,7 @@ class Series:
         return int(self.detectors[0].n_seen)
 
 
-class DetectorBank:
+class DetectorBank(BankPath):
     """Per-name detectors, thread-safe, with a cap on the number of names.
 
     Parameters
@@ -94,10 +95,13 @@ class DetectorBank:
     confirm, min_delta, min_ratio
         The run-confirmation rule (``perfsdk.detect.RunRule``).
 
-    The common path -- a normal value for a known name -- takes no lock: a
+    ``observe(name, value, timestamp=None, error=False, context=None)`` feeds one
+    value and returns the anomalies it completes (usually none). Its common
+    path -- a normal value for a known name -- is compiled
+    (``perfsdk._native.BankPath``, this class's base) and takes no lock: a
     detector whose ``update`` is atomic under the GIL (``atomic_update``) is
     updated directly; others get a lock per name. Runs, anomalies and new
-    names are handled under the bank's lock.
+    names are handled here, under the bank's lock.
 
     Examples
     --------
@@ -141,44 +145,15 @@ class DetectorBank:
                 # an alert pipeline's check is an update and then its explanation: under a lock
                 atomic = all(d.atomic_update and not isinstance(d, AlertPipeline) for d in detectors)
                 series = self._series[name] = Series(
-                    detectors, [(k, d, float(d.threshold)) for k, d in enumerate(detectors)
+                    detectors, [(k, d, float(d.threshold), stepping(d)) for k, d in enumerate(detectors)
                                 if not isinstance(d, AlertPipeline)],
-                    [(k, d) for k, d in enumerate(detectors) if isinstance(d, AlertPipeline)],
+                    [(k, d, float(d.threshold), stepping(d, AlertPipeline.check)) for k, d in enumerate(detectors)
+                     if isinstance(d, AlertPipeline)],
                     [0] * len(detectors), [None] * len(detectors), [None] * len(detectors),
                     [None] * len(detectors),
                     None if atomic else threading.Lock(), first_seen=timestamp,
                 )
             return series
-
-    def observe(
-        self, name: str, value: float, timestamp: Any = None, error: bool = False,
-        context: Mapping[str, Any] | None = None,
-    ) -> Sequence[Anomaly]:
-        """Feed one value; return the anomalies it completes (usually none)."""
-        series = self._series.get(name) or self._series_for(name, timestamp)
-        errors: Sequence[Anomaly] = ()
-        if error or series.failing:  # rare: a failure, or the spans after one
-            errors = self._follow_errors(series, name, error, timestamp, context)
-        lock = series.lock  # None for atomic detectors: the common path takes no lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            emitted: Sequence[Anomaly] = errors
-            runs = series.runs
-            for k, det, threshold in series.slots:
-                z = det.update(value)
-                if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
-                    emitted = self._advance_run(series, k, det, threshold, name, value, z,
-                                                timestamp, context, emitted)
-            for k, pipeline in series.pipelines:
-                alert = pipeline.check(value, timestamp)
-                if alert is not None or series.pending[k] is not None:
-                    emitted = self._advance_alert(series, k, pipeline, name, value, alert, timestamp,
-                                                  context, emitted)
-            return emitted
-        finally:
-            if lock is not None:
-                lock.release()
 
     def _advance_run(self, series: Series, k: int, det: Detector, threshold: float, name: str,
                      value: float, z: float, timestamp: Any, context: Mapping[str, Any] | None,
