@@ -504,6 +504,39 @@ def test_the_default_detector_in_the_span_bank_raises_one_anomaly_per_incident()
     assert bank.summary()["GET /cart"]["anomalies"] == 1
 
 
+def test_the_bank_steps_compiled_detectors_in_c_and_calls_an_overridden_update_as_written():
+    """The bank's common path is compiled (BankPath): a Z-score or an alert pipeline is stepped
+    from C, with exactly the results of its own ``update``; a subclass that overrides ``update``
+    is called through it."""
+    from perfsdk._native import stepping
+    from perfsdk._native._bankpath import STEP_PIPELINE, STEP_PYTHON, STEP_ZSCORE
+    from perfsdk.detect import AlertPipeline, default_detector
+
+    class Clipped(ZScoreDetector):
+        calls = 0
+
+        def update(self, x: float) -> float:
+            Clipped.calls += 1
+            return super().update(min(x, 12.0))
+
+    assert stepping(ZScoreDetector(window=16)) == STEP_ZSCORE
+    assert stepping(default_detector(), AlertPipeline.check) == STEP_PIPELINE
+    assert stepping(Clipped(window=16)) == STEP_PYTHON
+    values = [10.0 + (i * 7919 % 13) / 4 for i in range(700)] + [60.0] * 6
+    banked = DetectorBank({"z": lambda n: ZScoreDetector(window=32, warmup=8, name=n),
+                           "default": lambda n: default_detector(name=n)}, confirm=3)
+    alone_z, alone_p = ZScoreDetector(window=32, warmup=8), default_detector()
+    found = [a for x in values for a in banked.observe("GET /", x)]
+    z, p = banked._series["GET /"].detectors
+    for x in values:
+        alone_z.update(x), alone_p.update(x)
+    assert np.array_equal(z.state, alone_z.state) and np.array_equal(p.state, alone_p.state)
+    assert {a.detector for a in found} == {"GET / [ZScoreDetector]", "GET / [AlertPipeline]"}
+    clipped = DetectorBank({"z": lambda n: Clipped(window=32, warmup=8, name=n)}, confirm=3)
+    assert [a for x in values for a in clipped.observe("GET /", x)] == []  # clipped at 12: within its band
+    assert Clipped.calls == len(values)
+
+
 def test_a_slow_span_that_sat_through_a_collection_is_told_so():
     """A collection stops every thread: a healthy route then looks slow. The anomaly says how much of
     its excess was collector pause, and names it as the likely cause (issue 14)."""
