@@ -71,6 +71,10 @@ cdef class SpanPath:
         except Exception as exc:
             self._fault("span processor on_start", exc)
 
+    def _on_ending(self, span):
+        # OpenTelemetry's hook before ``on_end`` (its base class's is a Python no-op, a frame a span)
+        pass
+
     def on_end(self, span):
         if self._shutdown:
             return
@@ -98,7 +102,7 @@ cdef class SpanPath:
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:
                 self._trace_mask = 0xF
-            anomalies = self.observe(name, (end - start) / 1e6, start, error)
+            anomalies = self.observe(name, <double> (<long long> end - <long long> start) / 1e6, start, error)
             if anomalies:
                 self._anomalies(anomalies, name, span, start, end)
         except Exception as exc:
