@@ -2,6 +2,8 @@
 
 from typing import Any, Callable, Mapping, Sequence
 
+from perfsdk.detect.anomaly import Anomaly
+
 STEP_PYTHON: int
 STEP_ZSCORE: int
 STEP_PIPELINE: int
@@ -11,4 +13,4 @@ def stepping(det: Any, check_python: Callable[..., Any] | None = None) -> int: .
 class BankPath:
     _series: dict[str, Any]
     def observe(self, name: str, value: float, timestamp: Any = None, error: bool = False,
-                context: Mapping[str, Any] | None = None) -> Sequence[Any]: ...
+                context: Mapping[str, Any] | None = None) -> Sequence[Anomaly]: ...

@@ -53,13 +53,15 @@ cdef class BankPath:
     ``_advance_alert``, and a pipeline's ``explain_alert(value, score, timestamp)``.
     """
 
-    cdef public dict _series
-
     def __cinit__(self, *args, **kwargs):
         self._series = {}
 
     def observe(self, name, double value, timestamp=None, bint error=False, context=None):
         """Feed one value; return the anomalies it completes (usually none)."""
+        return self.observe_c(name, value, timestamp, error, context)
+
+    cdef object observe_c(self, object name, double value, object timestamp, bint error, object context):
+        """``observe`` for C callers (the span processor's common path)."""
         cdef double z, threshold
         cdef int kind
         cdef list runs, pending

@@ -9,7 +9,7 @@ class SpanPath:
     open_dropped: int
     spans_ended: int
     _shutdown: bool
-    observe: Callable[..., Any]
+    observe: Callable[..., Any]  # a property: a DetectorBank's own observe is called in C
     store_span: Callable[..., bool] | None
     max_open_spans: int
     learn_all_spans: int

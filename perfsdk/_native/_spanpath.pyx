@@ -15,6 +15,8 @@ counted through ``_fault``), never block on I/O, and keep only bounded state.
 
 from opentelemetry.trace import StatusCode
 
+from perfsdk._native._bankpath cimport BankPath
+
 cdef object _ERROR = StatusCode.ERROR
 
 
@@ -33,7 +35,8 @@ cdef class SpanPath:
     cdef public long long open_dropped
     cdef public long long spans_ended
     cdef public bint _shutdown
-    cdef public object observe
+    cdef object _observe
+    cdef BankPath _bank  # when ``observe`` is a detector bank's own: called in C
     cdef public object store_span
     cdef public Py_ssize_t max_open_spans
     cdef public long long learn_all_spans  # follow every trace for this many spans, then one in 16
@@ -45,10 +48,24 @@ cdef class SpanPath:
         self.open_dropped = 0
         self.spans_ended = 0
         self._shutdown = False
-        self.observe = None
+        self._observe = None
+        self._bank = None
         self.store_span = None
         self.max_open_spans = 100_000
         self.learn_all_spans = 10_000
+
+    @property
+    def observe(self):
+        """``observe(name, duration_ms, start_ns, error)``: where each span's duration goes."""
+        return self._observe
+
+    @observe.setter
+    def observe(self, observe):
+        self._observe = observe
+        owner = getattr(observe, "__self__", None)
+        own = (isinstance(owner, BankPath) and getattr(observe, "__name__", None) == "observe"
+               and getattr(type(owner), "observe", None) is BankPath.observe)
+        self._bank = <BankPath> owner if own else None
 
     def on_start(self, span, parent_context=None):
         # Remember the names of spans in flight, so a child's end can name its caller. After
@@ -76,6 +93,7 @@ cdef class SpanPath:
         pass
 
     def on_end(self, span):
+        cdef double duration_ms
         if self._shutdown:
             return
         try:
@@ -102,7 +120,11 @@ cdef class SpanPath:
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:
                 self._trace_mask = 0xF
-            anomalies = self.observe(name, <double> (<long long> end - <long long> start) / 1e6, start, error)
+            duration_ms = <double> (<long long> end - <long long> start) / 1e6
+            if self._bank is not None:
+                anomalies = self._bank.observe_c(name, duration_ms, start, error, None)
+            else:
+                anomalies = self._observe(name, duration_ms, start, error)
             if anomalies:
                 self._anomalies(anomalies, name, span, start, end)
         except Exception as exc:
