@@ -298,31 +298,39 @@ def test_bad_init_arguments_name_the_argument(kwargs, argument, error):
         perfsdk.init(**kwargs)
 
 
-def test_resource_sampler_flags_a_cpu_spike_and_a_memory_jump():
+def test_resource_sampler_flags_a_cpu_spike_and_a_memory_jump(monkeypatch):
+    """The sampler's clocks are this test's (a busy loop's share of a CPU is the machine's load's
+    to decide); the memory is real."""
+    clock = {"wall": 0.0, "cpu": 0.0}
+    monkeypatch.setattr(resources, "time", types.SimpleNamespace(
+        monotonic=lambda: clock["wall"], process_time=lambda: clock["cpu"], perf_counter_ns=time.perf_counter_ns))
     faults = Faults()
     sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
-    bank = DetectorBank({"zscore": lambda n: ZScoreDetector(window=30, warmup=10, threshold=4.0, name=n)},
-                        confirm=2)
-    sampler = resources.ResourceSampler(bank, sink, faults, interval_s=0.02)
-    for _ in range(15):
-        time.sleep(0.02)
-        sampler.sample()
-    for _ in range(2):
-        end = time.monotonic() + 0.05
-        while time.monotonic() < end:
-            pass
-        sampler.sample()
-    ballast = bytearray(300 * 2**20)
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page so it is resident
-    for _ in range(2):
-        time.sleep(0.02)
-        sampler.sample()
-    flagged = {a.details["metric"] for a in sink.recent()}
-    assert resources.CPU in flagged and resources.RSS in flagged
-    cpu = next(a for a in sink.recent() if a.details["metric"] == resources.CPU)
-    assert cpu.value > 50 and cpu.expected < 30 and cpu.details["source"] == "resource"
-    del ballast
-    sink.close()
+    try:
+        bank = DetectorBank({"zscore": lambda n: ZScoreDetector(window=30, warmup=10, threshold=4.0, name=n)},
+                            confirm=2)
+        sampler = resources.ResourceSampler(bank, sink, faults, interval_s=1.0)
+
+        def sample(busy: float) -> None:  # one second, this share of it on the CPU
+            clock["wall"] += 1.0
+            clock["cpu"] += busy
+            sampler.sample()
+
+        for k in range(15):
+            sample(0.01 + 0.002 * (k % 3))
+        for _ in range(2):
+            sample(0.95)
+        ballast = bytearray(300 * 2**20)
+        ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page so it is resident
+        for _ in range(2):
+            sample(0.01)
+        flagged = {a.details["metric"] for a in sink.recent()}
+        assert resources.CPU in flagged and resources.RSS in flagged
+        cpu = next(a for a in sink.recent() if a.details["metric"] == resources.CPU)
+        assert cpu.value > 50 and cpu.expected < 30 and cpu.details["source"] == "resource"
+        del ballast
+    finally:
+        sink.close()
 
 
 def test_resource_sampler_follows_the_traffic_a_surge_and_failing_requests(monkeypatch):
@@ -522,6 +530,9 @@ def test_the_bank_steps_compiled_detectors_in_c_and_calls_an_overridden_update_a
     assert stepping(ZScoreDetector(window=16)) == STEP_ZSCORE
     assert stepping(default_detector(), AlertPipeline.check) == STEP_PIPELINE
     assert stepping(Clipped(window=16)) == STEP_PYTHON
+    patched = ZScoreDetector(window=16)
+    patched.update = lambda x: 0.0  # type: ignore[method-assign]
+    assert stepping(patched) == STEP_PYTHON  # replaced on the instance: called as written too
     values = [10.0 + (i * 7919 % 13) / 4 for i in range(700)] + [60.0] * 6
     banked = DetectorBank({"z": lambda n: ZScoreDetector(window=32, warmup=8, name=n),
                            "default": lambda n: default_detector(name=n)}, confirm=3)

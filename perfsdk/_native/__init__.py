@@ -51,7 +51,8 @@ def _check_fresh() -> None:
                 f"perfsdk's compiled extension {_arima.__name__} places the ARIMA state's parts at "
                 f"{core.offsets}, the Numba kernels at {offsets}. {_REBUILD_HINT}"
             )
-    included = [p for p in here.glob("*.pxi") if p.name != "_layout.pxi"]  # _layout.pxi: layout.py's
+    # the included and cimported sources (.pxi, .pxd) may change any extension; _layout.pxi is layout.py's
+    included = [p for p in [*here.glob("*.pxi"), *here.glob("*.pxd")] if p.name != "_layout.pxi"]
     # layout.py is checked by content above (a new function there rebuilds nothing)
     for source in sorted([*here.glob("*.pyx"), *included]):  # every extension's source
         built = [p for p in here.glob("_*.*") if p.suffix in (".so", ".pyd")]

@@ -14,6 +14,7 @@ to follow, and any detector whose ``update`` is Python's.
 from libc.math cimport NAN
 
 from perfsdk._native._pipeline cimport PipelineCore
+from perfsdk._native._pipeline import _steps_in_c
 from perfsdk._native._zscore cimport ZScoreCore
 
 #: How a detector is updated: through its Python ``update`` (or ``check``), or stepped in C.
@@ -26,12 +27,12 @@ def stepping(det, check_python=None):
     """How the common path updates ``det``: ``STEP_ZSCORE``/``STEP_PIPELINE`` when its
     ``update`` is the compiled engine's own, ``STEP_PYTHON`` otherwise (a detector that
     overrides ``update`` -- or, for a pipeline, ``check_python``, its Python ``check`` --
-    is called as written)."""
-    kind = type(det)
-    if isinstance(det, ZScoreCore) and getattr(kind, "update", None) is ZScoreCore.update:
+    in its class or on the instance is called as written). Decided once, when the bank makes
+    a name's series."""
+    if _steps_in_c(det, ZScoreCore):
         return STEP_ZSCORE
-    if (isinstance(det, PipelineCore) and getattr(kind, "update", None) is PipelineCore.update
-            and (check_python is None or getattr(kind, "check", None) is check_python)):
+    if _steps_in_c(det, PipelineCore) and (check_python is None or (
+            getattr(type(det), "check", None) is check_python and "check" not in getattr(det, "__dict__", ()))):
         return STEP_PIPELINE
     return STEP_PYTHON
 
@@ -57,7 +58,8 @@ cdef class BankPath:
         self._series = {}
 
     def observe(self, name, double value, timestamp=None, bint error=False, context=None):
-        """Feed one value; return the anomalies it completes (usually none)."""
+        """Feed one value (a number: anything else is a TypeError, before anything is counted);
+        return the anomalies it completes (usually none)."""
         return self.observe_c(name, value, timestamp, error, context)
 
     cdef object observe_c(self, object name, double value, object timestamp, bint error, object context):

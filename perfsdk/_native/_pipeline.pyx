@@ -80,20 +80,28 @@ cdef double _channel_score(double* s, Py_ssize_t block, double r, Py_ssize_t ave
     return score
 
 
+def _steps_in_c(det, core):
+    """Is ``det`` a ``core`` whose ``update`` is the core's own -- not overridden by its class,
+    nor replaced on the instance (a patched ``update`` is called as written)?"""
+    return (isinstance(det, core) and getattr(type(det), "update", None) is core.update
+            and "update" not in getattr(det, "__dict__", ()))
+
+
 cdef ZScoreCore _compiled_z(object update):
     """The Z-score whose bound ``update`` this is, if that is ZScoreCore's own (not overridden)."""
     owner = getattr(update, "__self__", None)
-    if isinstance(owner, ZScoreCore) and getattr(type(owner), "update", None) is ZScoreCore.update:
+    if getattr(update, "__name__", None) == "update" and _steps_in_c(owner, ZScoreCore):
         return <ZScoreCore> owner
     return None
 
 
 cdef class PipelineCore(StateOwner):
-    """The per-event verbs on an alert-pipeline state array; subclassed by AlertPipeline."""
+    """The per-event verbs on an alert-pipeline state array; subclassed by AlertPipeline.
 
-    # attributes (declared in _pipeline.pxd):
-    # last_base -- the seasonal channel's reference value x(t - season) for the last point (NaN if none)
-    # last_lo, last_hi -- the range the last point was checked against (before learning it)
+    Attributes (declared in ``_pipeline.pxd``): ``last_base``, the seasonal channel's reference
+    value x(t - season) for the last point (NaN if none); ``last_lo`` and ``last_hi``, the range
+    the last point was checked against (before learning it).
+    """
 
     def __cinit__(self):
         self._update0 = None

@@ -35,20 +35,17 @@ cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
     s[ZS_M2] = m2
 
 
-cdef enum:
-    FLAG_RING = 8  # flagged points remembered per detector (the size in _zscore.pxd)
-
 
 cdef class ZScoreCore(StateOwner):
-    """The per-event verbs on a Z-score state array; subclassed by ZScoreDetector."""
+    """The per-event verbs on a Z-score state array; subclassed by ZScoreDetector.
 
-    # attributes (declared in _zscore.pxd):
-    # last_expected -- expected value (mean) the last scored point was compared with
-    # last_std -- standard deviation the last scored point was divided by
-    # flag_threshold -- ``update`` remembers points scoring beyond it (|z|), with their
-    #   explanation, in a small ring: a caller updating without a lock reads its own point's
-    #   explanation back with ``flagged_point`` even after other threads' updates (``last_*``
-    #   would be theirs)
+    Attributes (declared in ``_zscore.pxd``): ``last_expected``, the expected value (mean) the
+    last scored point was compared with; ``last_std``, the standard deviation it was divided
+    by; ``flag_threshold``: ``update`` remembers points scoring beyond it (|z|), with their
+    explanation, in a small ring, so a caller updating without a lock reads its own point's
+    explanation back with ``flagged_point`` even after other threads' updates (``last_*``
+    would be theirs).
+    """
 
     def __cinit__(self):
         self.last_expected = NAN
