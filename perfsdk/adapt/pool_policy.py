@@ -228,8 +228,11 @@ class PoolEvidence:
         peak = record.peak or math.inf
         # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
         # loop of clients: the peak is about the mean; Poisson arrivals swing by its square root and more)
-        queued = in_system >= size or peak <= in_system + max(1.0, math.sqrt(in_system))
-        self.burst_ok = not queued  # a burst serves a passing queue; a standing one is the size's to answer
+        closed_loop = peak <= in_system + max(1.0, math.sqrt(in_system))
+        queued = in_system >= size or closed_loop
+        # A burst serves callers the size keeps waiting -- but not a closed loop's: there the queue
+        # is the clients taking turns, and more connections only add contention in the database.
+        self.burst_ok = not closed_loop
         now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
         estimates: dict[Action, float] = {}  # p95 (ms) at each other size: the model's change, applied
         if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown
