@@ -423,7 +423,7 @@ class ModelPool:
             record.returned(hold, latency)
             self.policy.record_hold(busy, hold)
         return self.policy(record, 1.0, n, self.min_value, self.max_value,
-                           lambda p95_ms, size: self.controller.reward(p95_ms, size, self.max_value), candidates,
+                           lambda latency_ms, size: self.controller.reward(latency_ms, size, self.max_value), candidates,
                            self.controller.min_acquisitions, self.surge)
 
     def apply(self, value, setting):

@@ -273,7 +273,7 @@ class SimulatedPool:
     def evidence(self, candidates: Mapping[Action, int]) -> Evidence:
         controller = self.controller
         return self._evidence(self._closing_record, self._now, self._target, self.min_size, self.max_size,
-                              lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
+                              lambda latency_ms, size: controller.reward(latency_ms, size, self.max_size), candidates,
                               controller.min_acquisitions)
 
     def apply(self, value: int, setting: SettingMove | None) -> None:

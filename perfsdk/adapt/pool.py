@@ -435,7 +435,7 @@ class AdaptivePool(LendingPath):
         controller = self.controller
         record = self._closing_record
         return self._evidence(record, record.last_change, self._target, self.min_size, self.max_size,
-                              lambda p95_ms, size: controller.reward(p95_ms, size, self.max_size), candidates,
+                              lambda latency_ms, size: controller.reward(latency_ms, size, self.max_size), candidates,
                               controller.min_acquisitions,
                               self._forecast.expected_surge() if self._forecast is not None else None)
 

@@ -21,10 +21,13 @@ class PoolController(Controller):
         Seconds per decision (the pool's maintenance thread decides).
     connection_weight
         The trade-off between latency and connections: the reward is
-        ``-p95_ms * (1 + connection_weight * size / max_size)``, so at
-        ``max_size`` a request's p95 counts ``connection_weight`` more. Of two
-        sizes with the same latency, the smaller wins; a size that cuts p95 by
-        more than that share is worth its connections.
+        ``-latency_ms * (1 + connection_weight * size / max_size)``, so at
+        ``max_size`` a request's latency counts ``connection_weight`` more. Of two
+        sizes with the same latency, the smaller wins; a size that cuts latency by
+        more than that share is worth its connections. The latency is the
+        interval's tail: its p95, moving to its p99 as the interval reaches 1,000
+        acquisitions (ten requests beyond the 99th percentile: a p99 measured, not
+        one request's luck).
     min_acquisitions
         An interval with fewer acquisitions teaches nothing (the size is kept).
     step
@@ -49,7 +52,7 @@ class PoolController(Controller):
 
     Examples
     --------
-    >>> PoolController(connection_weight=0.25).reward(p95_ms=20.0, size=8, max_size=32)
+    >>> PoolController(connection_weight=0.25).reward(latency_ms=20.0, size=8, max_size=32)
     -21.25
     """
 
@@ -81,6 +84,6 @@ class PoolController(Controller):
             return None
         return ArrivalForecast(horizon=self.forecast_horizon, season=self.forecast_season)
 
-    def reward(self, p95_ms: float, size: int, max_size: int) -> float:
-        """The reward of an interval with this p95 latency (ms) at this size."""
-        return -p95_ms * (1.0 + self.connection_weight * size / max_size)
+    def reward(self, latency_ms: float, size: int, max_size: int) -> float:
+        """The reward of an interval with this tail latency (ms) at this size."""
+        return -latency_ms * (1.0 + self.connection_weight * size / max_size)

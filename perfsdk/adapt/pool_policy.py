@@ -41,6 +41,7 @@ __all__ = ["SAMPLES", "IntervalRecord", "PoolEvidence", "erlang_c", "load_steady
 
 DECAY = 0.8
 STEADY = 1.25  # a settled pool skips decisions while arrivals and use stay within this factor of the last judged
+TAIL_ACQUISITIONS = 1000  # an interval with this many acquisitions is judged on its p99 (ten beyond it)
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 
 
@@ -193,7 +194,8 @@ class PoolEvidence:
     def __call__(self, record: IntervalRecord, now: float, size: int, min_size: int, max_size: int,
                  reward: Callable[[float, int], float], candidates: Mapping[Action, int],
                  min_acquisitions: int, surge: float | None = None) -> Evidence:
-        """``reward(p95_ms, size)`` is the controller's trade-off; ``surge``, an arrival rate
+        """``reward(latency_ms, size)`` is the controller's trade-off, given the interval's tail
+        latency (p95, moving to p99 as the interval reaches ``TAIL_ACQUISITIONS``); ``surge``, an arrival rate
         forecast for the next intervals (``ArrivalForecast.expected_surge``)."""
         elapsed = max(now - record.started, 1e-9)
         utilisation = record.busy_area / elapsed / max(size, 1)
@@ -224,7 +226,9 @@ class PoolEvidence:
         if record.acquisitions < min_acquisitions or not math.isfinite(p95):
             return Evidence(features, 0.0, cold=True,
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
-        earned = reward(p95 * 1e3, size)
+        # the tail the interval can measure: p95, moving to p99 as ten or more requests lie beyond it
+        tail = p95 + min(1.0, record.acquisitions / TAIL_ACQUISITIONS) * (p99 - p95) if math.isfinite(p99) else p95
+        earned = reward(tail * 1e3, size)
         peak = record.peak or math.inf
         # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
         # loop of clients: the peak is about the mean; Poisson arrivals swing by its square root and more)
@@ -234,14 +238,15 @@ class PoolEvidence:
         # is the clients taking turns, and more connections only add contention in the database.
         self.burst_ok = not closed_loop
         now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
-        estimates: dict[Action, float] = {}  # p95 (ms) at each other size: the model's change, applied
+        estimates: dict[Action, float] = {}  # the tail (ms) at each other size: the model's change, applied
         if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown
             modelled = {action: self.latency(other, in_system, arrivals, queued, elapsed, peak)
                         for action, other in candidates.items()}
-            estimates = {action: p95 * 1e3 * value / now_latency
+            estimates = {action: tail * 1e3 * value / now_latency
                          for action, value in modelled.items() if math.isfinite(value)}
-        what_if = {action: reward(p95_ms, candidates[action]) for action, p95_ms in estimates.items()}
-        summary = (f"p95 {p95 * 1e3:.2f} ms (wait p95 {features['wait_p95_ms']:.2f} ms, hold p50 "
+        what_if = {action: reward(tail_ms, candidates[action]) for action, tail_ms in estimates.items()}
+        summary = (f"p95 {p95 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms (judged on {tail * 1e3:.2f} ms; wait p95 "
+                   f"{features['wait_p95_ms']:.2f} ms, hold p50 "
                    f"{features['hold_p50_ms']:.2f} ms), {utilisation:.0%} of {size} connections busy, "
                    f"{features['waited_share']:.0%} of {record.acquisitions} acquisitions waited, "
                    f"{in_system:.1f} requests in the system on average, hold time "
@@ -249,8 +254,8 @@ class PoolEvidence:
         if abs(cost_change - 1.0) > 0.25:
             summary += f", {cost_change:.2g}x what earlier intervals measured at the same levels"
         if estimates:
-            summary += "; estimated p95 " + ", ".join(
-                f"{candidates[action]} connections {p95_ms:.2f} ms" for action, p95_ms in estimates.items())
+            summary += "; estimated " + ", ".join(
+                f"{candidates[action]} connections {tail_ms:.2f} ms" for action, tail_ms in estimates.items())
         floor = None
         if growth > max(2, 0.05 * record.acquisitions):  # falling behind: grow to keep up now, not a step
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
