@@ -11,10 +11,8 @@ rare stays in Python, in the subclass: a new name, a failure, a run or an alert
 to follow, and any detector whose ``update`` is Python's.
 """
 
-from libc.math cimport NAN
-
 from perfsdk._native._pipeline cimport PipelineCore
-from perfsdk._native._pipeline import _steps_in_c
+from perfsdk._native._pipeline import _keeps
 from perfsdk._native._zscore cimport ZScoreCore
 
 #: How a detector is updated: through its Python ``update`` (or ``check``), or stepped in C.
@@ -29,10 +27,10 @@ def stepping(det, check_python=None):
     overrides ``update`` -- or, for a pipeline, ``check_python``, its Python ``check`` --
     in its class or on the instance is called as written). Decided once, when the bank makes
     a name's series."""
-    if _steps_in_c(det, ZScoreCore):
+    if isinstance(det, ZScoreCore) and _keeps(det, "update", ZScoreCore.update):
         return STEP_ZSCORE
-    if _steps_in_c(det, PipelineCore) and (check_python is None or (
-            getattr(type(det), "check", None) is check_python and "check" not in getattr(det, "__dict__", ()))):
+    if (isinstance(det, PipelineCore) and _keeps(det, "update", PipelineCore.update)
+            and (check_python is None or _keeps(det, "check", check_python))):
         return STEP_PIPELINE
     return STEP_PYTHON
 

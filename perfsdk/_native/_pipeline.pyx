@@ -80,17 +80,17 @@ cdef double _channel_score(double* s, Py_ssize_t block, double r, Py_ssize_t ave
     return score
 
 
-def _steps_in_c(det, core):
-    """Is ``det`` a ``core`` whose ``update`` is the core's own -- not overridden by its class,
-    nor replaced on the instance (a patched ``update`` is called as written)?"""
-    return (isinstance(det, core) and getattr(type(det), "update", None) is core.update
-            and "update" not in getattr(det, "__dict__", ()))
+def _keeps(det, name, method):
+    """Is ``det``'s ``name`` still ``method`` -- not overridden by its class, nor replaced on the
+    instance (a patched method is called as written, so it cannot be stepped in C)?"""
+    return getattr(type(det), name, None) is method and name not in getattr(det, "__dict__", ())
 
 
 cdef ZScoreCore _compiled_z(object update):
     """The Z-score whose bound ``update`` this is, if that is ZScoreCore's own (not overridden)."""
     owner = getattr(update, "__self__", None)
-    if getattr(update, "__name__", None) == "update" and _steps_in_c(owner, ZScoreCore):
+    if (getattr(update, "__name__", None) == "update" and isinstance(owner, ZScoreCore)
+            and _keeps(owner, "update", ZScoreCore.update)):
         return <ZScoreCore> owner
     return None
 

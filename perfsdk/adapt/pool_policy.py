@@ -227,7 +227,8 @@ class PoolEvidence:
             return Evidence(features, 0.0, cold=True,
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
         # the tail the interval can measure: p95, moving to p99 as ten or more requests lie beyond it
-        tail = p95 + min(1.0, record.acquisitions / TAIL_ACQUISITIONS) * (p99 - p95) if math.isfinite(p99) else p95
+        # (both come from the same samples: p95 finite, p99 too)
+        tail = p95 + min(1.0, record.acquisitions / TAIL_ACQUISITIONS) * (p99 - p95)
         earned = reward(tail * 1e3, size)
         peak = record.peak or math.inf
         # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
