@@ -294,6 +294,33 @@ def test_resize_grows_in_the_background_and_never_closes_a_connection_in_use():
     pool.close()
 
 
+def test_a_burst_opens_headroom_while_callers_wait_and_gives_it_back():
+    """A pool of 2 with a controller: while callers wait it opens up to four more (half its size
+    would be one: too few for a spike), never beyond, and retires them as the queue clears."""
+    pool = AdaptivePool(Conn, min_size=1, max_size=16, size=2,
+                        controller=PoolController(interval_seconds=3600.0), burst=0.5)
+    release = threading.Event()
+    most = [0]
+
+    def borrower() -> None:
+        with pool.connection(timeout=5.0):
+            most[0] = max(most[0], pool.stats()["in_use"])
+            release.wait(5.0)
+
+    threads = [threading.Thread(target=borrower) for _ in range(10)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: pool.stats()["in_use"] == 6 and pool.stats()["waiting"] == 4)
+    time.sleep(0.05)  # time for a seventh, were one allowed
+    assert pool.stats()["in_use"] == 6 and pool.stats()["opening"] == 0
+    release.set()
+    for t in threads:
+        t.join(5.0)
+    wait_until(lambda: pool.stats()["size"] == 2 and pool.stats()["waiting"] == 0)
+    assert most[0] == 6
+    pool.close()
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({"factory": 5}, TypeError), ({"min_size": -1}, ValueError), ({"max_size": 0}, ValueError),
     ({"min_size": 4, "max_size": 2}, ValueError), ({"size": 40}, ValueError), ({"timeout": "1"}, TypeError),

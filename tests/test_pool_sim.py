@@ -25,7 +25,7 @@ def run(limit, rates, *, capacity=None, costs=None, seed=3, timeout=1.0, work="l
     sim = K.pool_sim_state(sigma=sigma, kappa=kappa, timeout=timeout, capacity=capacity or int(limit[P.PL_MAX]),
                            work=work, seed=seed)
     done, acquired = np.empty((64, 3)), np.empty((64, 2))  # small: the kernel asks for more
-    pos, areas = np.zeros(2, np.int64), np.zeros(3)
+    pos, areas = np.zeros(2, np.int64), np.zeros(4)
     t = 0.0
     while t < len(rates):
         t = min(t + chunk, float(len(rates)))
@@ -51,7 +51,7 @@ def test_every_request_is_accounted_for_and_served_first_come_first_served():
 def test_a_full_waiting_ring_refuses_and_counts():
     sim = K.pool_sim_state(sigma=SIGMA, kappa=KAPPA, timeout=10.0, capacity=1, queue_capacity=50)
     done, acquired = np.empty((20_000, 3)), np.empty((20_000, 2))
-    pos, areas = np.zeros(2, np.int64), np.zeros(3)
+    pos, areas = np.zeros(2, np.int64), np.zeros(4)
     K.pool_sim_advance(sim, K.pool_limit_fixed(1), np.full(2, 5000.0), np.full(2, S), 2.0, done, acquired, pos, areas)
     c = K.pool_sim_counts(sim)
     assert c["rejected"] > 5000 and c["waiting"] == 50
@@ -66,6 +66,19 @@ def test_time_integrals_are_the_sums_of_holds_and_waits():
     assert areas[0] == pytest.approx(done[:, 1].sum(), rel=1e-9)
     assert areas[1] == pytest.approx(done[:, 0].sum() + 0.05 * c["timed_out"], rel=1e-9)
     assert areas[2] == pytest.approx(4 * 6.0)
+
+
+def test_the_peak_is_the_most_requests_present_at_once():
+    """``areas[3]``: in use plus waiting at their most -- what the pool's record keeps as ``peak`` and
+    tells a closed loop by. It must see a queue that built and drained inside the interval (estimating
+    it from the completions' levels and the waiters left at the end saw 9 where hundreds had waited)."""
+    sim, done, _, areas = run(K.pool_limit_fixed(4), [6000.0] + [0.0] * 4, timeout=10.0, chunk=5.0)
+    c = K.pool_sim_counts(sim)
+    assert c["in_service"] == c["waiting"] == 0  # drained: nobody waits at the end
+    waits = done[:, 0]
+    assert areas[3] >= 4 + 100 and areas[3] <= c["arrived"]
+    # a queue that long means someone waited about (peak - 4) holds behind it
+    assert waits.max() > (areas[3] - 4) / 4 * np.median(done[:, 1]) * 0.3
 
 
 def test_without_contention_every_request_holds_its_work_times_s():

@@ -178,7 +178,7 @@ def simulate(scenario: Scenario, backend: Backend, limit: np.ndarray, capacity: 
     size = int(scenario.rates.sum() * 1.1) + 4096
     done, acquired = np.empty((size, 3)), np.empty((size, 2))
     pos = np.zeros(2, np.int64)
-    areas = np.zeros(3)
+    areas = np.zeros(4)
     per_second = np.empty(scenario.seconds)
     timeouts = 0
     step_done = step_timeouts = 0
@@ -245,7 +245,7 @@ class SimulatedPool:
         record.queue_area += float(areas[1])
         record.last_change = now
         record.waiting_end = waiting
-        record.peak = max(record.peak, (int(done[:, 2].max()) if len(done) else 0) + waiting)  # about
+        record.peak = max(record.peak, int(areas[3]))
         self._record = IntervalRecord(started=now, last_change=now, waiting_start=waiting,
                                       levels=self._evidence.levels)
         self._evidence.absorb(record)

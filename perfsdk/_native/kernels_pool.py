@@ -429,7 +429,8 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
     a connection, seconds it held one, connections in use when it took it (itself
     included). Each acquisition appends ``(wait, id)`` to ``acquired`` at ``pos[1]`` (ids
     count arrivals from 0: FIFO serves them in order). ``areas`` accumulates the time
-    integrals of connections in use, of waiters and of connections open.
+    integrals of connections in use, of waiters and of connections open, and (``areas[3]``,
+    kept as a maximum) the most requests present at once: in use plus waiting.
     Timeouts and refusals are counted in ``sim`` (``pool_sim_counts``).
     """
     cap = np.int64(sim[PS_SERVICE_CAP])
@@ -469,6 +470,8 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
             areas[0] += n * dt
             areas[1] += waiting * dt
             areas[2] += _connections(limit, n) * dt
+            if n + waiting > areas[3]:
+                areas[3] = n + waiting
             sim[PS_VIRTUAL] += dt * speed
         now = t
         if n > 0 and t_done <= t:  # a completion (on a tie, before anything else)

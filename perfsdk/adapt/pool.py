@@ -82,7 +82,7 @@ class AdaptivePool(LendingPath):
         A connection held longer than this is reported once (logged, counted in
         ``stats()``) with the stack that took it; None: not watched.
     burst
-        While callers wait, the pool opens up to this share more than its size (at least one,
+        While callers wait, the pool opens up to this share more than its size (at least four,
         within ``max_size`` and the database's fitted best concurrency), and retires the extra
         connections as the queue clears -- a spike is served in milliseconds, not at the next
         decision. 0: never more than the size (the default without a controller: a fixed pool

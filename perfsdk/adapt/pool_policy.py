@@ -42,6 +42,7 @@ __all__ = ["SAMPLES", "IntervalRecord", "PoolEvidence", "erlang_c", "load_steady
 DECAY = 0.8
 STEADY = 1.25  # a settled pool skips decisions while arrivals and use stay within this factor of the last judged
 TAIL_ACQUISITIONS = 1000  # an interval with this many acquisitions is judged on its p99 (ten beyond it)
+BURST_HEADROOM = 4  # the fewest extra connections a burst may open (a small pool's share is too few for a spike)
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 
 
@@ -278,15 +279,15 @@ class PoolEvidence:
         return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
 
     def burst_limit(self, size: int, max_size: int, burst: float) -> int:
-        """The most connections open while callers wait: ``burst`` as a share more than ``size``
-        (one at least), within ``max_size`` and the ceiling -- none while a queue stands.
+        """The most connections open while callers wait: ``burst`` as a share more than ``size``,
+        ``BURST_HEADROOM`` at least, within ``max_size`` and the ceiling -- none in a closed loop.
 
-        >>> PoolEvidence(32).burst_limit(8, 32, 0.5)
-        12
+        >>> PoolEvidence(32).burst_limit(8, 32, 0.5), PoolEvidence(32).burst_limit(2, 32, 0.5)
+        (12, 6)
         """
         if burst <= 0 or not self.burst_ok:
             return size
-        limit = min(max_size, size + max(1, math.ceil(size * burst)))
+        limit = min(max_size, size + max(BURST_HEADROOM, math.ceil(size * burst)))
         return limit if self.last_ceiling is None else max(size, min(limit, self.last_ceiling))
 
     def ceiling(self, max_size: int) -> int | None:
