@@ -300,11 +300,12 @@ def test_a_burst_opens_headroom_while_callers_wait_and_gives_it_back():
     pool = AdaptivePool(Conn, min_size=1, max_size=16, size=2,
                         controller=PoolController(interval_seconds=3600.0), burst=0.5)
     release = threading.Event()
-    most = [0]
+    most, seen = [0], threading.Lock()
 
     def borrower() -> None:
         with pool.connection(timeout=5.0):
-            most[0] = max(most[0], pool.stats()["in_use"])
+            with seen:
+                most[0] = max(most[0], pool.stats()["in_use"])
             release.wait(5.0)
 
     threads = [threading.Thread(target=borrower) for _ in range(10)]

@@ -79,6 +79,9 @@ def test_the_peak_is_the_most_requests_present_at_once():
     assert areas[3] >= 4 + 100 and areas[3] <= c["arrived"]
     # a queue that long means someone waited about (peak - 4) holds behind it
     assert waits.max() > (areas[3] - 4) / 4 * np.median(done[:, 1]) * 0.3
+    with pytest.raises(ValueError, match="areas"):  # a caller from before the peak was kept
+        K.pool_sim_advance(sim, K.pool_limit_fixed(4), np.full(2, 1.0), np.full(2, S), 6.0, np.empty((64, 3)),
+                           np.empty((64, 2)), np.zeros(2, np.int64), np.zeros(3))
 
 
 def test_without_contention_every_request_holds_its_work_times_s():

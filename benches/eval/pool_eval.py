@@ -282,7 +282,7 @@ class SimulatedPool:
 
     def _set_limit(self) -> None:
         """The size kept, and the burst over it while callers wait (``AdaptivePool(burst=0.5)``:
-        half as many again, within the limits and the fitted best concurrency), as a QueuePool
+        half as many again, four at least, within the limits and the fitted best concurrency), as a QueuePool
         keeps ``pool_size`` and opens up to ``max_overflow`` more on demand."""
         size = self._target
         burst = self._evidence.burst_limit(size, self.max_size, BURST)

@@ -433,6 +433,8 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
     kept as a maximum) the most requests present at once: in use plus waiting.
     Timeouts and refusals are counted in ``sim`` (``pool_sim_counts``).
     """
+    if areas.shape[0] < 4:
+        raise ValueError("areas must hold 4 values: in use, waiting and open connection-seconds, and the peak")
     cap = np.int64(sim[PS_SERVICE_CAP])
     qcap = np.int64(sim[PS_QUEUE_CAP])
     ring = PS_HEADER + cap * PS_REC
