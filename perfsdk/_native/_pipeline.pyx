@@ -86,13 +86,19 @@ def _keeps(det, name, method):
     return getattr(type(det), name, None) is method and name not in getattr(det, "__dict__", ())
 
 
+def _bound_own(bound, name, method):
+    """The object ``bound`` is the method ``name`` of, if that is still ``method`` (see ``_keeps``);
+    else None: how a compiled caller knows it may call the engine's C entry instead."""
+    owner = getattr(bound, "__self__", None)
+    if owner is not None and getattr(bound, "__name__", None) == name and _keeps(owner, name, method):
+        return owner
+    return None
+
+
 cdef ZScoreCore _compiled_z(object update):
     """The Z-score whose bound ``update`` this is, if that is ZScoreCore's own (not overridden)."""
-    owner = getattr(update, "__self__", None)
-    if (getattr(update, "__name__", None) == "update" and isinstance(owner, ZScoreCore)
-            and _keeps(owner, "update", ZScoreCore.update)):
-        return <ZScoreCore> owner
-    return None
+    owner = _bound_own(update, "update", ZScoreCore.update)
+    return <ZScoreCore> owner if isinstance(owner, ZScoreCore) else None
 
 
 cdef class PipelineCore(StateOwner):

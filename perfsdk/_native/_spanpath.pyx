@@ -16,6 +16,7 @@ counted through ``_fault``), never block on I/O, and keep only bounded state.
 from opentelemetry.trace import StatusCode
 
 from perfsdk._native._bankpath cimport BankPath
+from perfsdk._native._pipeline import _bound_own
 
 cdef object _ERROR = StatusCode.ERROR
 
@@ -62,10 +63,8 @@ cdef class SpanPath:
     @observe.setter
     def observe(self, observe):
         self._observe = observe
-        owner = getattr(observe, "__self__", None)
-        own = (isinstance(owner, BankPath) and getattr(observe, "__name__", None) == "observe"
-               and getattr(type(owner), "observe", None) is BankPath.observe)
-        self._bank = <BankPath> owner if own else None
+        owner = _bound_own(observe, "observe", BankPath.observe)
+        self._bank = <BankPath> owner if isinstance(owner, BankPath) else None
 
     def on_start(self, span, parent_context=None):
         # Remember the names of spans in flight, so a child's end can name its caller. After
