@@ -28,23 +28,65 @@ def burst(tracer, threads: int, spans: int) -> None:
 def test_a_burst_of_100_000_spans_reaches_disk_whole_with_default_settings(tmp_path):
     provider = TracerProvider()
     sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False)
+    export = sdk.export
+    burst_over = stall_writer(sdk)  # the worst case: the writer gets no time until the burst is over
     try:
         burst(provider.get_tracer("t"), threads=4, spans=25_000)
+        queued = export.stats()
+        burst_over.set()
+        assert queued["spans_dropped"] == 0 and queued["queued_bytes"] <= queued["max_queue_bytes"]
         assert sdk.force_flush()
         stats = sdk.stats()["export"]
         assert stats["spans_dropped"] == 0 and stats["spans_exported"] == 100_000
+        assert stats["queued_bytes"] == 0
     finally:
+        burst_over.set()
         sdk.shutdown()
     assert read(tmp_path).num_rows == 100_000
+
+
+def test_the_queue_bound_counts_each_chunks_measured_bytes():
+    from perfsdk._native import SpanColumns
+
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    small, large = SpanColumns(64), SpanColumns(64)
+    for i in range(64):
+        with tracer.start_as_current_span("GET /a", attributes={"i": i}) as span:
+            pass
+        small.append(span)
+        with tracer.start_as_current_span("GET /a", attributes={f"k{j}": "v" * 100 for j in range(12)}) as span:
+            pass
+        large.append(span)
+    assert 64 * 80 < small.nbytes < 64 * 400  # columns, and one int each
+    assert large.nbytes > small.nbytes + 64 * 12 * 100  # and a dozen 100-character texts each
+
+
+def stall_writer(sdk) -> threading.Event:
+    """Hold the export's writer until the returned event is set."""
+    write_columns = sdk.export.spans.write_columns
+    go = threading.Event()
+
+    def stalled_writer(chunks):
+        go.wait(60)
+        write_columns(chunks)
+
+    sdk.export.spans.write_columns = stalled_writer
+    return go
 
 
 @pytest.mark.parametrize("on_full", ["drop", "block"])
 def test_with_a_tiny_queue_every_span_is_on_disk_or_counted(tmp_path, on_full):
     provider = TracerProvider()
     sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False,
-                       export_queue_bytes=16 * 1024, export_on_full=on_full)  # 16 spans
+                       export_queue_bytes=16 * 1024, export_on_full=on_full)  # a few chunks of 16 spans
     try:
-        burst(provider.get_tracer("t"), threads=4, spans=2_000)
+        if on_full == "drop":  # drops for sure: the writer is held through the burst
+            go = stall_writer(sdk)
+            burst(provider.get_tracer("t"), threads=4, spans=2_000)
+            go.set()
+        else:
+            burst(provider.get_tracer("t"), threads=4, spans=2_000)
         sdk.force_flush()
         stats = sdk.stats()["export"]
     finally:

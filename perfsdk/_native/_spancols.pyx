@@ -40,6 +40,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
+import sys
 import time
 
 import numpy as np
@@ -50,6 +51,18 @@ KIND_NAMES = tuple(kind.name for kind in SpanKind)
 STATUS_NAMES = tuple(status.name for status in StatusCode)
 cdef tuple _KINDS = tuple(SpanKind)
 cdef tuple _STATUSES = tuple(StatusCode)
+
+
+cdef inline Py_ssize_t _object_bytes(object value) except -1:
+    """``sys.getsizeof(value)`` for an attribute's value, without a call for the common types."""
+    cdef type kind = type(value)
+    if kind is str:
+        return 74 + 4 * len(<str>value)  # at most: ASCII text takes 49 + len
+    if kind is int or kind is float or kind is bool:
+        return 32
+    if kind is tuple:  # a sequence attribute
+        return 40 + sum([8 + _object_bytes(item) for item in <tuple>value])
+    return sys.getsizeof(value)
 
 
 cdef inline int32_t _member_code(object member, tuple members):
@@ -92,6 +105,7 @@ cdef class SpanColumns:
     cdef int32_t* _attr_ends
     cdef object _last_resource
     cdef int32_t _last_service
+    cdef Py_ssize_t _nbytes, _nbytes_rows
 
     def __cinit__(self, Py_ssize_t capacity):
         if capacity < 1:
@@ -119,6 +133,7 @@ cdef class SpanColumns:
         self._last_resource = None
         self._last_service = -1
         self.opened = 0.0
+        self._nbytes_rows = -1
 
     cdef object _ids(self, uint64_t** pointer):
         cdef uint64_t[::1] view = np.empty(self.capacity, dtype=np.uint64)
@@ -137,6 +152,33 @@ cdef class SpanColumns:
 
     def __len__(self):
         return self.size
+
+    @property
+    def nbytes(self):
+        """The memory this chunk holds, in bytes: its column buffers, and its lists and their
+        values (each value counted where it appears, so values shared between spans are
+        counted more than once: a bound on these bytes errs on the side of less memory).
+
+        Measured rather than assumed, so a bound in bytes holds several times more small
+        spans than large ones. Computed once the rows stop changing (the collector asks
+        when it ships the chunk; the writer when it has written it).
+        """
+        if self._nbytes_rows != self.size:
+            self._nbytes = self._measure()
+            self._nbytes_rows = self.size
+        return self._nbytes
+
+    cdef Py_ssize_t _measure(self) except -1:
+        cdef Py_ssize_t total = (self.trace_hi.nbytes + self.trace_lo.nbytes + self.span_id.nbytes
+                                 + self.parent_id.nbytes + self.has_parent.nbytes + self.start.nbytes
+                                 + self.end.nbytes + self.name.nbytes + self.kind.nbytes + self.status.nbytes
+                                 + self.scope.nbytes + self.service.nbytes + self.attr_ends.nbytes)
+        total += 8 * (len(self.keys) + len(self.values) + len(self.strings)) + 64 * len(self.messages)
+        for text in self.strings:
+            total += _object_bytes(text)
+        for value in self.values:  # keys are the instrumentation's constants, shared by every span
+            total += _object_bytes(value)
+        return total
 
     cdef int32_t _code(self, object text) except -2:
         """The code of a name, scope or service in this chunk's table (-1 for None)."""

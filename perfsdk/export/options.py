@@ -7,8 +7,9 @@ from perfsdk._runtime import check_choice, check_int, check_number
 __all__ = ["FORMATS", "SPAN_BYTES_ESTIMATE", "check_options"]
 
 FORMATS = ("arrow", "parquet")
-#: What one ended span waiting for the export costs, roughly (the SDK's ReadableSpan and its
-#: attributes): the span queue's bound in bytes, divided by this, is its bound in spans.
+#: What one ended span waiting for the export holds, at most, in a typical service (its
+#: columns and a dozen attributes): the smallest span queue allowed, and what sizes a chunk
+#: under a small bound (the bound itself counts each chunk's measured bytes).
 SPAN_BYTES_ESTIMATE = 1024
 
 

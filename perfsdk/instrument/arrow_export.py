@@ -8,9 +8,10 @@ queue drops spans with one log line and nothing counted. perfsdk's span
 processor hands each ended span to this export's ``SpanCollector``, which
 stores its values in column buffers on the application's thread (no object a
 span for the garbage collector: a queued span would keep a dozen alive) and
-ships each full chunk of 4,096 to a bounded queue; a background worker writes
-the chunks as Arrow batches, and ships a partial chunk once its first span is
-a second old. When the queue is full the policy applies: ``"drop"`` (the default) counts the
+ships each full chunk of 4,096 to a queue bounded in bytes (each chunk's own,
+measured: ``SpanColumns.nbytes``); a background worker writes the chunks as
+Arrow batches, and ships a partial chunk once its first span is a second old.
+When the queue is full the policy applies: ``"drop"`` (the default) counts the
 span in ``stats()["export"]["spans_dropped"]``, adds it to the
 ``perfsdk.export.spans_dropped`` metric, logs (at most every 10 s) and records
 the running count in the next file's metadata (``perfsdk.spans_dropped``), so
@@ -54,9 +55,11 @@ class ArrowExport:
     Parameters
     ----------
     max_queue_bytes
-        The span queue's bound, in bytes (``SPAN_BYTES_ESTIMATE`` a span): 64 MiB,
-        about 65,000 spans, holds a burst of many thousand spans a second while
-        the writer catches up.
+        The span queue's bound, in bytes, as the chunks measure themselves: 64 MiB
+        holds a burst of a few hundred thousand small spans (some 200 bytes each),
+        or 60,000 with a dozen long attributes, while the writer catches up. One
+        chunk is always let in, however large, so a tiny bound slows the export
+        but never stops it.
     on_full, block_timeout_s
         ``"drop"`` (counted, logged, recorded) or ``"block"`` (wait that long for
         room, then drop and count) when the queue is full.
@@ -68,17 +71,17 @@ class ArrowExport:
                  max_queue_bytes: int = 64 * 2**20, on_full: str = "drop", block_timeout_s: float = 0.1,
                  meter_provider: Any = None) -> None:
         self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
-        max_spans = max(1, max_queue_bytes // SPAN_BYTES_ESTIMATE)
-        chunk_spans = min(CHUNK_SPANS, max_spans)
+        chunk_spans = min(CHUNK_SPANS, max(1, max_queue_bytes // SPAN_BYTES_ESTIMATE))
+        self.max_queue_bytes = max_queue_bytes
+        self.queued_bytes = 0  # of the chunks shipped and not yet written
+        self._room = threading.Condition(threading.Lock())
         self.span_queue: Worker[SpanColumns] = Worker(
-            "perfsdk-span-export", self._write_spans, max_queue=max(1, max_spans // chunk_spans - 1),
+            "perfsdk-span-export", self._write_spans, max_queue=1 << 30,  # the bound is in bytes: _ship
             max_batch=4, faults=faults,  # few, large batches (a chunk at least, or a second's spans): see above
             tick=self._seal_stale_chunk, tick_interval_s=LINGER_S)
         #: Where ended spans wait: the chunk being filled, and the full ones in the queue.
-        self.collector = SpanCollector(self.span_queue.submit, chunk_spans,
-                                       block_timeout_s if on_full == "block" else 0.0)
+        self.collector = SpanCollector(self._ship, chunk_spans, block_timeout_s if on_full == "block" else 0.0)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
-        self.max_queued_spans = chunk_spans * (self.span_queue.max_queue + 1)
         self.spans_written = 0
         self.span_queue.start()
         at_fork(self._after_fork)
@@ -105,9 +108,32 @@ class ArrowExport:
                 if due:
                     self._last_drop_log = now
             if due:
-                log.warning("perfsdk: the span export queue is full (%d spans); %d spans dropped so far, "
+                log.warning("perfsdk: the span export queue is full (%d bytes); %d spans dropped so far, "
                             "counted in stats()['export']['spans_dropped'] and in the files' metadata",
-                            self.max_queued_spans, self.collector.dropped)
+                            self.max_queue_bytes, self.collector.dropped)
+
+    def _ship(self, chunk: SpanColumns, timeout_s: float) -> bool:
+        """The collector's hand-off of a chunk: queued if its bytes fit (or the queue is
+        empty), after waiting up to ``timeout_s`` for room; False if not (the collector
+        keeps it and counts the spans it then cannot take)."""
+        size = chunk.nbytes
+        with self._room:
+            if self.queued_bytes and self.queued_bytes + size > self.max_queue_bytes:
+                deadline = time.monotonic() + timeout_s
+                while self.queued_bytes and self.queued_bytes + size > self.max_queue_bytes:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._room.wait(remaining):
+                        return False
+            self.queued_bytes += size
+        if self.span_queue.submit(chunk):
+            return True
+        self._written(size)  # shut down: not queued after all
+        return False
+
+    def _written(self, size: int) -> None:
+        with self._room:
+            self.queued_bytes -= size
+            self._room.notify_all()
 
     def _write_spans(self, chunks: list[SpanColumns]) -> None:
         try:
@@ -115,6 +141,7 @@ class ArrowExport:
                 self.spans.write_columns(chunks)
         finally:
             self.spans_written += sum(chunk.size for chunk in chunks)
+            self._written(sum(chunk.nbytes for chunk in chunks))
 
     def _seal_stale_chunk(self) -> None:
         """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans."""
@@ -125,12 +152,14 @@ class ArrowExport:
         was emptied too)."""
         self.collector.reset()
         self.spans_written = self.collector.shipped
+        self._room = threading.Condition(threading.Lock())  # the parent's may have been held at the fork
+        self.queued_bytes = 0
 
     def stats(self) -> dict[str, Any]:
         collector = self.collector
         return {**self.spans.stats(), "spans_dropped": collector.dropped,
                 "spans_queued": collector.shipped - self.spans_written + collector.current.size,
-                "max_queued_spans": self.max_queued_spans}
+                "queued_bytes": self.queued_bytes, "max_queue_bytes": self.max_queue_bytes}
 
     # -- the other tables ---------------------------------------------------------------
     def add_decision(self, decision: Any) -> None:
