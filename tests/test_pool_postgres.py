@@ -121,7 +121,9 @@ def test_a_sqlalchemy_engine_on_the_adaptive_pool_keeps_its_events_and_recovers(
     assert errors == []
     adaptive = engine.pool.adaptive
     assert seen["checkout"] == seen["checkin"] == 200 == adaptive.stats()["acquisitions"]
-    assert seen["connect"] == adaptive.stats()["opened"] <= 4  # SQLAlchemy's events fire for our records
+    stats = adaptive.stats()
+    assert seen["connect"] == stats["opened"]  # SQLAlchemy's events fire for our records
+    assert stats["opened"] - stats["retired"] <= 4  # (the controller may retire one and open another)
     assert "orders-db" in engine.pool.status() and engine.pool.checkedout() == 0
 
     with engine.connect() as conn:  # the server kills a connection: pre-ping notices, SQLAlchemy reconnects

@@ -6,13 +6,16 @@ from (``layout.py``, through the generated ``_layout.pxi``), and the ARIMA
 engines must place the variable-length parts of its state where the Numba
 kernels do. A missing or stale build fails here, with the command that fixes
 it, instead of as a bare ImportError or a silent mismatch deep in a detector.
+
+Nothing here loads numpy: the per-event engines work on ``state_buffer``s, and
+the span export's column buffers (numpy arrays, for pyarrow) load numpy with
+the export's first chunk.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from perfsdk._native import kernels, layout
 
@@ -22,7 +25,8 @@ _REBUILD_HINT = (
 )
 
 try:
-    from perfsdk._native import _arima, _bankpath, _cache, _pipeline, _pool, _qlearn, _spancols, _spanpath, _zscore
+    from perfsdk._native import (
+        _arima, _bankpath, _cache, _pipeline, _pool, _qlearn, _spancols, _spanpath, _state, _zscore)
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"perfsdk's compiled extensions are missing ({exc}). {_REBUILD_HINT}"
@@ -41,9 +45,10 @@ def _check_fresh() -> None:
     # the variable-length parts of an ARIMA state: the same offsets in both engines
     for p, q, m, ntaps, history in ((0, 0, 0, 0, 1), (2, 1, 1, 1, 7), (3, 4, 26, 3, 512)):
         offsets = layout.arima_layout(p, q, m, ntaps, history)
-        state = np.zeros(offsets["size"])
-        state[[layout.AR_P, layout.AR_Q, layout.AR_M, layout.AR_NTAPS, layout.AR_HISTORY]] = (
-            p, q, m, ntaps, history)
+        state = _state.state_buffer(offsets["size"])
+        for slot, value in zip((layout.AR_P, layout.AR_Q, layout.AR_M, layout.AR_NTAPS, layout.AR_HISTORY),
+                               (p, q, m, ntaps, history)):
+            state[slot] = value
         core = _arima.ArimaCore()
         core._bind(state)
         if core.offsets != offsets:
@@ -72,6 +77,9 @@ QCore = _qlearn.QCore
 CacheCore = _cache.CacheCore
 CachedFunction = _cache.CachedFunction
 PipelineCore = _pipeline.PipelineCore
+state_buffer = _state.state_buffer
+if TYPE_CHECKING:
+    from perfsdk._native._state import Slots as Slots  # what state_buffer returns, typed (only a stub name)
 from perfsdk._native._spancols import (  # noqa: E402 (after the build check)
     KIND_NAMES, STATUS_NAMES, SpanCollector, SpanColumns, kept_attributes, redact_texts, take_strings)
 from perfsdk._native._spanpath import SpanPath  # noqa: E402
@@ -80,4 +88,4 @@ from perfsdk._native._pool import SAMPLES, IntervalRecord, Lent, LendingPath, Wa
 
 __all__ = ["KIND_NAMES", "SAMPLES", "STATUS_NAMES", "ArimaCore", "BankPath", "CacheCore", "CachedFunction", "IntervalRecord",
            "Lent", "LendingPath", "PipelineCore", "QCore", "SpanCollector", "SpanColumns", "SpanPath", "Waiter",
-           "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts", "stepping", "take_strings"]
+           "ZScoreCore", "kept_attributes", "kernels", "layout", "redact_texts", "state_buffer", "stepping", "take_strings"]

@@ -1,6 +1,6 @@
 """Type stub for the compiled per-event alert-pipeline engine (_pipeline.pyx)."""
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,6 +17,6 @@ class PipelineCore(StateOwner):
     def last_hi(self) -> float: ...
     @property
     def offsets(self) -> tuple[int, int, int]: ...
-    def _attach(self, state: np.ndarray, update0: Callable[[float], float],
+    def _attach(self, state: Any, update0: Callable[[float], float],
                 update1: Callable[[float], float] | None) -> None: ...
     def update(self, x: float) -> float: ...

@@ -43,7 +43,6 @@ from libc.string cimport memcpy
 import sys
 import time
 
-import numpy as np
 from opentelemetry.trace import SpanKind, StatusCode
 
 #: The kind and status columns' values, by the codes stored for them.
@@ -110,6 +109,8 @@ cdef class SpanColumns:
     def __cinit__(self, Py_ssize_t capacity):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        import numpy as np  # with the first chunk: the export's writer needs numpy anyway
+
         self.capacity = capacity
         self.size = 0
         self.trace_hi = self._ids(&self._trace_hi)
@@ -136,16 +137,19 @@ cdef class SpanColumns:
         self._nbytes_rows = -1
 
     cdef object _ids(self, uint64_t** pointer):
+        import numpy as np
         cdef uint64_t[::1] view = np.empty(self.capacity, dtype=np.uint64)
         pointer[0] = &view[0]
         return view.base
 
     cdef object _times(self, int64_t** pointer):
+        import numpy as np
         cdef int64_t[::1] view = np.empty(self.capacity, dtype=np.int64)
         pointer[0] = &view[0]
         return view.base
 
     cdef object _codes_array(self, int32_t** pointer, Py_ssize_t n):
+        import numpy as np
         cdef int32_t[::1] view = np.empty(n, dtype=np.int32)
         pointer[0] = &view[0]
         return view.base
@@ -393,10 +397,12 @@ def kept_attributes(list keys, list texts, const int32_t[::1] ends, Py_ssize_t r
     """The attributes left after redaction (``texts[i]`` None: dropped), as flat keys and texts
     and each row's end in them: the pieces of an Arrow map column.
 
+    >>> import numpy as np
     >>> kept_attributes(["a", "token", "b"], ["1", None, "2"], np.array([0, 2, 3], np.int32), 2)
     (['a', 'b'], ['1', '2'], array([0, 1, 2], dtype=int32))
     """
     cdef Py_ssize_t row, i = 0, kept = 0
+    import numpy as np
     kept_ends = np.empty(rows + 1, dtype=np.int32)
     cdef int32_t[::1] out = kept_ends
     out[0] = 0
@@ -421,12 +427,14 @@ def take_strings(list table, const int32_t[::1] codes):
     it (-1: null): ``(offsets, data, valid)``, ``valid`` None when no row is null. What
     ``table.take(codes)`` does in pyarrow, without loading ``pyarrow.compute`` into the host.
 
+    >>> import numpy as np
     >>> take_strings([b"GET", b"POST"], np.array([1, -1, 0], np.int32))
     (array([0, 4, 4, 7], dtype=int32), b'POSTGET', array([ True, False,  True]))
     """
     cdef Py_ssize_t n = codes.shape[0], i, total = 0, size
     cdef int32_t code
     cdef Py_ssize_t entries = len(table)
+    import numpy as np
     lengths = np.fromiter(map(len, table), dtype=np.int64, count=entries)  # (of bytes: checked below)
     cdef const int64_t[::1] length = lengths
     offsets = np.empty(n + 1, dtype=np.int32)

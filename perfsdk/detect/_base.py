@@ -4,18 +4,22 @@ A concrete detector combines this mixin with a Cython core that provides the
 per-event verbs (``update``, ``_score_one``, ``_learn_one``, ``last_expected``,
 ``last_std``) and names a Numba batch kernel. Everything else -- batch
 updates, anomaly records, snapshots, pickling, cloning, repr -- lives here
-once.
+once. What the per-event path calls reads the state through ``slots`` (a
+memoryview); numpy loads with the first batch, snapshot or restore.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from perfsdk._native import kernels
 from perfsdk.detect.anomaly import Anomaly
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from perfsdk._native import Slots
 
 __all__ = ["StreamingDetector", "check_slots"]
 
@@ -45,12 +49,12 @@ class StreamingDetector:
 
     #: The constructor parameters, for repr, clone and pickling.
     _params: Callable[[], dict[str, Any]]
-    #: A fresh state array for these parameters.
-    _fresh_state: Callable[[], np.ndarray]
+    #: A fresh state for these parameters (``perfsdk._native.state_buffer``).
+    _fresh_state: Callable[[], Slots]
     #: The leading state slots that hold parameters (a snapshot must match them).
     _N_PARAMS: int
     #: Raises ValueError if a snapshot's counters or ring positions are out of range.
-    _check_snapshot: Callable[[np.ndarray], None]
+    _check_snapshot: Callable[[Any], None]
     #: True if ``update`` runs start to finish in compiled code, never calling
     #: back into Python: under the GIL it is then atomic, and callers sharing
     #: a detector between threads need no lock around it.
@@ -60,28 +64,30 @@ class StreamingDetector:
 
     # the Cython core supplies these
     state: np.ndarray
+    slots: Slots
     last_expected: float
     last_std: float
     update: Callable[[float], float]
     _score_one: Callable[[float], float]
     _learn_one: Callable[[float], None]
-    _bind: Callable[[np.ndarray], None]
+    _bind: Callable[[Any], None]
 
     # -- counters ------------------------------------------------------------
     @property
     def n_seen(self) -> int:
         """Points offered so far, valid or not."""
-        return int(self.state[self._COUNT_AT] + self.state[self.rejected_slot])
+        slots = self.slots
+        return int(slots[self._COUNT_AT] + slots[self.rejected_slot])
 
     @property
     def n_learned(self) -> int:
         """Valid points learned so far."""
-        return int(self.state[self._COUNT_AT])
+        return int(self.slots[self._COUNT_AT])
 
     @property
     def rejected(self) -> int:
         """Points refused as NaN or infinite (they left the state unchanged)."""
-        return int(self.state[self.rejected_slot])
+        return int(self.slots[self.rejected_slot])
 
     @property
     def details(self) -> Mapping[str, Any]:
@@ -116,6 +122,8 @@ class StreamingDetector:
         ``details=True`` returns ``(scores, expected, std)``: what each point
         was compared with and the scale its deviation was measured in.
         """
+        import numpy as np
+
         values = self._as_batch(xs)
         z = np.empty_like(values)
         expected, std = (np.empty_like(values), np.empty_like(values)) if details else (z[:0], z[:0])
@@ -127,6 +135,8 @@ class StreamingDetector:
         self, xs: Iterable[float] | np.ndarray, timestamps: Sequence[Any] | None = None
     ) -> list[Anomaly]:
         """Update over a batch and return the anomalies found, explained."""
+        import numpy as np
+
         values = self._as_batch(xs)
         if timestamps is not None and len(timestamps) != len(values):
             raise ValueError(
@@ -181,6 +191,8 @@ class StreamingDetector:
 
     @staticmethod
     def _as_batch(xs: Iterable[float] | np.ndarray) -> np.ndarray:
+        import numpy as np
+
         values = np.ascontiguousarray(
             xs if isinstance(xs, np.ndarray) else np.fromiter(xs, dtype=np.float64),
             dtype=np.float64,
@@ -196,6 +208,8 @@ class StreamingDetector:
 
     def restore(self, snapshot: np.ndarray) -> None:
         """Load a ``snapshot()`` taken from a detector with the same parameters."""
+        import numpy as np
+
         snap = np.asarray(snapshot)
         if snap.shape != self.state.shape or snap.dtype != np.float64:
             raise ValueError(
@@ -204,14 +218,14 @@ class StreamingDetector:
             )
         fresh = self._fresh_state()
         n_params = self._N_PARAMS
-        if not np.array_equal(snap[:n_params], fresh[:n_params]):
+        if snap[:n_params].tolist() != fresh[:n_params].tolist():
             raise ValueError("snapshot was taken from a detector with different parameters")
         self._check_snapshot(snap)  # the compiled code indexes with these slots, unchecked
         self.state[:] = snap  # in place: the compiled core keeps its pointer
 
     def reset(self) -> None:
         """Forget everything learned; parameters stay."""
-        self.state[:] = self._fresh_state()
+        self.slots[:] = self._fresh_state()
 
     def clone(self):
         """A fresh, unfitted detector with the same parameters."""
@@ -225,7 +239,7 @@ class StreamingDetector:
         return f"{type(self).__name__}({args})"
 
 
-def check_slots(snap: np.ndarray, slots: Mapping[str, tuple[int, float, float]]) -> None:
+def check_slots(snap: Any, slots: Mapping[str, tuple[int, float, float]]) -> None:
     """Each named slot must hold a whole number in [low, high) (a corrupt snapshot otherwise)."""
     for name, (index, low, high) in slots.items():
         value = snap[index]

@@ -27,23 +27,27 @@ incident once, not on every point of it:
    incident: the detectors keep learning through it, so the new level is
    normal once they have (a Z-score window's length), and the incident ends.
 
-Everything -- the members' states included -- lives in one float64 array;
-``update`` runs in Cython (``_pipeline.pyx``), ``update_many`` in Numba
-(``kernels_pipeline``), bit for bit alike.
+Everything -- the members' states included -- lives in one float64 buffer;
+``update`` runs in Cython (``_pipeline.pyx``), without numpy, ``update_many``
+in Numba (``kernels_pipeline``), bit for bit alike.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import numpy as np
-
-from perfsdk._native import PipelineCore, kernels as K
+from perfsdk._native import PipelineCore, kernels as K, state_buffer
 from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk.detect._base import StreamingDetector, check_slots
 from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect.zscore import ZScoreDetector
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from perfsdk._native import Slots
 
 __all__ = ["AlertPipeline", "default_detector"]
 
@@ -165,22 +169,23 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         channels = len(self.members)
         _, _, ring = K.pipeline_offsets(channels, AVERAGE)
         self._own = ring + (self.season or 0)  # the pipeline's slots; the members' follow
-        sizes = [len(m.state) for m in self.members]
-        self._bounds = np.cumsum([self._own, *sizes]).tolist()
-        whole = np.zeros(self._bounds[-1])
+        sizes = [len(m.slots) for m in self.members]
+        self._bounds = list(itertools.accumulate([self._own, *sizes]))
+        whole = state_buffer(self._bounds[-1])
         whole[: self._own] = self._fresh_own()
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
-            whole[lo:hi] = m.state
-            m._bind(whole[lo:hi])  # the member now works in the pipeline's array
+            whole[lo:hi] = m.slots
+            m._bind(whole[lo:hi])  # the member now works in the pipeline's buffer
         self._whole = whole
+        self._whole_array: np.ndarray | None = None
         self._attach(whole[: self._own], self.members[0].update,
                    self.members[1].update if self.season else None)
         self._details = {"members": [m.name for m in self.members], "season": self.season,
                          "alert_threshold": self.threshold}
 
     # -- state ---------------------------------------------------------------
-    def _fresh_own(self) -> np.ndarray:
-        own = np.zeros(self._own)
+    def _fresh_own(self) -> Slots:
+        own = state_buffer(self._own)
         own[K.PL_CHANNELS] = len(self.members)
         own[K.PL_AVERAGE] = AVERAGE
         own[K.PL_ALPHA] = 1.0 / MEMORY
@@ -199,14 +204,26 @@ class AlertPipeline(StreamingDetector, PipelineCore):
 
     @property
     def state(self) -> np.ndarray:  # type: ignore[override]
-        """The whole state: the pipeline's slots, then each member's (one array)."""
+        """The whole state as a numpy array: the pipeline's slots, then each member's."""
+        if self._whole_array is None:
+            import numpy as np
+
+            self._whole_array = np.asarray(self._whole)
+        return self._whole_array
+
+    @property
+    def slots(self) -> Slots:  # type: ignore[override]
+        """The whole state as a memoryview of doubles."""
         return self._whole
 
-    def _fresh_state(self) -> np.ndarray:
-        fresh = [self._fresh_own(), *(m._fresh_state() for m in self.members)]
-        return np.concatenate(fresh)
+    def _fresh_state(self) -> Slots:
+        fresh = state_buffer(self._bounds[-1])
+        fresh[: self._own] = self._fresh_own()
+        for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
+            fresh[lo:hi] = m._fresh_state()
+        return fresh
 
-    def _check_snapshot(self, snap: np.ndarray) -> None:
+    def _check_snapshot(self, snap: Any) -> None:
         check_slots(snap, {
             "count": (K.PL_COUNT, 0, math.inf), "rejected": (K.PL_REJECTED, 0, math.inf),
             "incident": (K.PL_INCIDENT, 0, 2), "season position": (K.PL_S_POS, 0, max(self.season or 0, 1)),
@@ -219,16 +236,18 @@ class AlertPipeline(StreamingDetector, PipelineCore):
 
     def restore(self, snapshot: np.ndarray) -> None:
         """Load a ``snapshot()`` taken from a pipeline with the same parameters."""
+        import numpy as np
+
         snap = np.asarray(snapshot)
-        if snap.shape != self._whole.shape or snap.dtype != np.float64:
+        if snap.shape != self.state.shape or snap.dtype != np.float64:
             raise ValueError(f"snapshot has shape {snap.shape} and dtype {snap.dtype}; this pipeline's "
-                             f"state is {self._whole.shape} float64 (was it taken with other parameters?)")
-        if not np.array_equal(snap[: K.PL_N_PARAMS], self._fresh_own()[: K.PL_N_PARAMS]):
+                             f"state is {self.state.shape} float64 (was it taken with other parameters?)")
+        if snap[: K.PL_N_PARAMS].tolist() != self._fresh_own()[: K.PL_N_PARAMS].tolist():
             raise ValueError("snapshot was taken from a pipeline with different parameters")
         self._check_snapshot(snap)
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
             m.restore(snap[lo:hi])  # in place, through the member's own checks and hooks
-        self._whole[: self._own] = snap[: self._own]
+        self.state[: self._own] = snap[: self._own]
 
     def reset(self) -> None:
         """Forget everything learned (the members too); parameters stay."""
@@ -294,9 +313,12 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         where they are, and with ``details`` ``explain(rows)`` -> ``(channel,
         expected, std)`` of those rows (what ``check`` reports for them).
         """
+        import numpy as np
+
         valid = np.isfinite(values)
         v = values if valid.all() else np.ascontiguousarray(values[valid])
-        self._whole[K.PL_REJECTED] += len(values) - len(v)
+        whole = self.state
+        whole[K.PL_REJECTED] += len(values) - len(v)
         m = len(v)
         if details:
             r0, e0, s0 = self.members[0].update_many(v, details=True)
@@ -305,7 +327,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         r1 = gate = base = e1 = s1 = np.empty(0)
         if self.season:
             d, base, gate = np.empty(m), np.empty(m), np.empty(m)
-            K.pipeline_season_many(self._whole, v, d, base, gate)
+            K.pipeline_season_many(whole, v, d, base, gate)
             # d is NaN until a season is seen: the member refuses (and counts) it, as ``update`` does
             if details:
                 r1, e1, s1 = self.members[1].update_many(d, details=True)
@@ -313,7 +335,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
                 r1 = self.members[1].update_many(d)
         scores, channel = np.empty(m), np.empty(m)
         lo_hi = np.empty((m if details else 0, 2))
-        K.pipeline_step_many(self._whole, v, r0, r1, gate, scores, channel, lo_hi)
+        K.pipeline_step_many(whole, v, r0, r1, gate, scores, channel, lo_hi)
         if not details:
             return scores, valid, None
 
@@ -337,6 +359,8 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         one by one. With ``details=True`` returns ``(scores, expected, std)``:
         what each point was compared with by the channel that scored it highest.
         """
+        import numpy as np
+
         values = self._as_batch(xs)
         outs = [np.empty(len(values)) for _ in range(3 if details else 1)]
         for lo in range(0, len(values), CHUNK):
@@ -351,6 +375,8 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         self, xs: Iterable[float] | np.ndarray, timestamps: Sequence[Any] | None = None
     ) -> list[Anomaly]:
         """The alerts a person would be paged for, explained: the same as ``check`` one by one."""
+        import numpy as np
+
         values = self._as_batch(xs)
         if timestamps is not None and len(timestamps) != len(values):
             raise ValueError(f"timestamps has {len(timestamps)} entries but xs has {len(values)}")
@@ -430,6 +456,8 @@ def _scalar(x: Any) -> float:
 
 
 def _scatter(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     out = np.full(len(valid), np.nan)
     out[valid] = a
     return out

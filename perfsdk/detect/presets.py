@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from perfsdk._runtime import check_number
-from perfsdk.detect.arima import ArimaDetector
 from perfsdk.detect.pipeline import default_detector
 from perfsdk.detect.protocol import Detector
 from perfsdk.detect.zscore import ZScoreDetector
@@ -39,6 +38,8 @@ def span_detectors(kinds: Sequence[str], threshold: float | None = None) -> dict
                 window=128, warmup=20, threshold=threshold or 3.0, name=name
             )
         elif kind == "arima":
+            from perfsdk.detect.arima import ArimaDetector  # numpy and its fitting load with the first one
+
             factories[kind] = lambda name: ArimaDetector(threshold=threshold or 5.0, name=name)
         elif kind == "default":
             # alerts by tail probability, one per incident: a z threshold does not apply

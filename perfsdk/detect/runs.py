@@ -14,6 +14,7 @@ The live ``DetectorBank`` applies ``step`` point by point; ``perfsdk
 analyze`` applies ``confirmed_runs`` over a batch's scores, which walks the
 same ``step``: the two report the same anomalies for the same series.
 
+>>> import numpy as np
 >>> rule = RunRule(confirm=2)
 >>> values = np.array([10.0, 10.0, 50.0, 52.0, 10.0])
 >>> z = np.array([0.0, 0.1, 40.0, 3.5, 0.0])
@@ -23,13 +24,15 @@ same ``step``: the two report the same anomalies for the same series.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from perfsdk._native import kernels
 from perfsdk._runtime import check_int, check_number
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["ALERT_PATIENCE", "DEFAULT_CONFIRM", "Onset", "PendingAlert", "RunRule"]
 
@@ -153,7 +156,7 @@ class RunRule:
                 deviation = value - pending.alert.expected
                 pending.run = alert or Onset(index, value, pending.alert.expected, pending.alert.std,
                                              deviation / pending.alert.std if pending.alert.std > 0
-                                             else float(np.sign(deviation)) * np.inf, timestamp)
+                                             else float((deviation > 0) - (deviation < 0)) * math.inf, timestamp)
             pending.length += 1
             pending.idle = 0
             if pending.length == self.confirm:
@@ -170,6 +173,8 @@ class RunRule:
         ``step`` over a whole batch, in compiled code (``kernels_runs``): the same
         comparisons, so the batch and the live bank report the same runs.
         """
+        import numpy as np
+
         v, z, e, s = (np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std))
         onsets, lengths, ends = kernels.confirmed_runs(
             v, z, e, s, float(threshold), self.confirm, self.min_delta, self.min_ratio)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from perfsdk._native import ZScoreCore, kernels
+from perfsdk._native import ZScoreCore, kernels, state_buffer
 from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk.detect._base import StreamingDetector, check_slots
+
+if TYPE_CHECKING:
+    from perfsdk._native import Slots
 
 __all__ = ["ZScoreDetector"]
 
@@ -124,9 +125,9 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         self._bind(self._fresh_state())
         self.flag_threshold = self.threshold  # remember flagged points' explanations (rare: cheap)
 
-    def _fresh_state(self) -> np.ndarray:
+    def _fresh_state(self) -> Slots:
         ewma = self.alpha is not None
-        state = np.zeros(kernels.ZS_HEADER + (0 if ewma else self.window), dtype=np.float64)
+        state = state_buffer(kernels.ZS_HEADER + (0 if ewma else self.window))
         state[kernels.ZS_MODE] = kernels.ZS_MODE_EWMA if ewma else kernels.ZS_MODE_WINDOW
         state[kernels.ZS_WINDOW] = self.window
         state[kernels.ZS_INV_WINDOW] = 1.0 / self.window
@@ -143,7 +144,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         >>> det.window_mean
         2.0
         """
-        state = self.state
+        state = self.slots
         if not state[kernels.ZS_COUNT]:
             return math.nan
         return float(state[kernels.ZS_MEAN] + state[kernels.ZS_SHIFT])
@@ -154,13 +155,13 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         point = self.flagged_point(value, score)
         return point if point is not None else (self.n_seen - 1, self.last_expected, self.last_std)
 
-    def _check_snapshot(self, snap: np.ndarray) -> None:
+    def _check_snapshot(self, snap: Any) -> None:
         check_slots(snap, {
             "count": (kernels.ZS_COUNT, 0, math.inf), "rejected": (kernels.ZS_REJECTED, 0, math.inf),
             "position": (kernels.ZS_POS, 0, 1 if self.alpha is not None else self.window),
             "since_resync": (kernels.ZS_SINCE_RESYNC, 0, max(self.window, 1)),
         })
-        if not (np.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
+        if not (math.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
             raise ValueError("snapshot is corrupt: mean or M2 out of range")
 
     def _params(self) -> dict[str, Any]:
