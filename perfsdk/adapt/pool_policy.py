@@ -44,6 +44,8 @@ STEADY = 1.25  # a settled pool skips decisions while arrivals and use stay with
 TAIL_ACQUISITIONS = 1000  # an interval with this many acquisitions is judged on its p99 (ten beyond it)
 BURST_HEADROOM = 4  # the fewest extra connections a burst may open (a small pool's share is too few for a spike)
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
+MEASURED_FOR = 30  # intervals a size's measured tail stands for, under a load like the one it was measured at
+MOVE_MARGIN = 1.1  # a size measured elsewhere must promise a tail this much better to be moved to
 
 
 def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
@@ -131,6 +133,9 @@ class PoolEvidence:
         self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
+        #: size -> (tail ms, decayed; the load then; the judged interval it was last measured in)
+        self.measured: dict[int, tuple[float, float, int]] = {}
+        self.judged = 0
 
     def record_hold(self, level: int, seconds: float) -> None:
         """One connection back after ``seconds``, taken with ``level`` connections in use."""
@@ -240,12 +245,22 @@ class PoolEvidence:
         # is the clients taking turns, and more connections only add contention in the database.
         self.burst_ok = not closed_loop
         now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
-        estimates: dict[Action, float] = {}  # the tail (ms) at each other size: the model's change, applied
-        if math.isfinite(now_latency) and now_latency > 0:  # to what was measured; none where unknown
-            modelled = {action: self.latency(other, in_system, arrivals, queued, elapsed, peak)
-                        for action, other in candidates.items()}
-            estimates = {action: tail * 1e3 * value / now_latency
-                         for action, value in modelled.items() if math.isfinite(value)}
+        # In a closed loop the load is the clients, whatever the size: what each size measured stands
+        # for it while they stay (open arrivals move with the hour; the model follows them instead)
+        known = self.remember(size, tail * 1e3, in_system) if closed_loop else {size: tail * 1e3}
+        # In a closed loop the model's means cannot price the tail (a database's lock queues, not the
+        # pool's): a smaller pool is tried, and what it measures is kept
+        unexplained = closed_loop
+        estimates: dict[Action, float] = {}  # the tail (ms) at each other size; none where unknown
+        how: dict[Action, str] = {}
+        if math.isfinite(now_latency) and now_latency > 0:
+            for action, other in candidates.items():
+                estimate = self.estimate(other, known, lambda n: self.latency(
+                    n, in_system, arrivals, queued, elapsed, peak), optimistic=unexplained and other < size)
+                if estimate is not None:
+                    estimates[action], how[action] = estimate
+                    if other != size and how[action] in ("measured", "interpolated"):
+                        estimates[action] *= MOVE_MARGIN  # one interval's tail is noisy: no walk on noise
         what_if = {action: reward(tail_ms, candidates[action]) for action, tail_ms in estimates.items()}
         summary = (f"p95 {p95 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms (judged on {tail * 1e3:.2f} ms; wait p95 "
                    f"{features['wait_p95_ms']:.2f} ms, hold p50 "
@@ -257,7 +272,8 @@ class PoolEvidence:
             summary += f", {cost_change:.2g}x what earlier intervals measured at the same levels"
         if estimates:
             summary += "; estimated " + ", ".join(
-                f"{candidates[action]} connections {tail_ms:.2f} ms" for action, tail_ms in estimates.items())
+                f"{candidates[action]} connections {tail_ms:.2f} ms ({how[action]})"
+                for action, tail_ms in estimates.items())
         floor = None
         if growth > max(2, 0.05 * record.acquisitions):  # falling behind: grow to keep up now, not a step
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
@@ -277,6 +293,61 @@ class PoolEvidence:
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
         return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
+
+    def remember(self, size: int, tail_ms: float, load: float) -> dict[int, float]:
+        """Keep the tail measured at ``size`` under ``load`` (arrivals a second, or the requests
+        present in a closed loop), averaged with the last at that size if its load was alike; return
+        the tails measured at each size under a load like this one in the last ``MEASURED_FOR``
+        judged intervals.
+
+        >>> evidence = PoolEvidence(32)
+        >>> evidence.remember(8, 20.0, 48.0), evidence.remember(10, 30.0, 48.0)
+        ({8: 20.0}, {8: 20.0, 10: 30.0})
+        >>> evidence.remember(8, 10.0, 100.0)   # another load: what 10 measured under 48 is not this
+        {8: 10.0}
+        """
+        self.judged += 1
+        last = self.measured.get(size)
+        if last is not None and self.judged - last[2] <= MEASURED_FOR and _alike(last[1], load):
+            tail_ms = 0.5 * (tail_ms + last[0])
+        self.measured[size] = (tail_ms, load, self.judged)
+        for n in [n for n, (_, _, at) in self.measured.items() if self.judged - at > MEASURED_FOR]:
+            del self.measured[n]
+        return {n: t for n, (t, then, _) in sorted(self.measured.items()) if _alike(then, load)}
+
+    @staticmethod
+    def estimate(other: int, known: Mapping[int, float], model: Callable[[int], float],
+                 optimistic: bool = False) -> tuple[float, str] | None:
+        """The tail (ms) at ``other`` connections: measured there; else between two sizes measured, on
+        the line through them; else the model's change from the nearest size measured (no worse than
+        that when ``optimistic``, a smaller size worth trying: the part of the tail the model does not
+        explain, a database's own queues, taken to shrink with the connections, the rest to stay -- in
+        a closed loop the clients keep the database as busy at either size). None where the model
+        knows nothing.
+
+        >>> model = lambda n: 0.048 / n                  # Little's law (s): fewer connections, longer waits
+        >>> PoolEvidence.estimate(6, {4: 20.0, 8: 12.0}, model)
+        (16.0, 'interpolated')
+        >>> PoolEvidence.estimate(4, {8: 12.0}, model)
+        (24.0, 'modelled')
+        >>> PoolEvidence.estimate(4, {8: 60.0}, model, optimistic=True)  # 6 ms explained, 54 not: 60 - 27
+        (33.0, 'to be tried')
+        """
+        if other in known:
+            return known[other], "measured"
+        below = [n for n in known if n < other]
+        above = [n for n in known if n > other]
+        if below and above:
+            lo, hi = max(below), min(above)
+            return known[lo] + (known[hi] - known[lo]) * (other - lo) / (hi - lo), "interpolated"
+        nearest = max(below) if below else min(above)
+        here, there = model(nearest), model(other)
+        if not (math.isfinite(here) and math.isfinite(there)) or here <= 0:
+            return None
+        if optimistic:  # what the model does not explain, taken as growing with the connections
+            excess = max(known[nearest] - 1e3 * here, 0.0)
+            return known[nearest] - excess * (1.0 - other / nearest), "to be tried"
+        return known[nearest] * there / here, "modelled"
 
     def burst_limit(self, size: int, max_size: int, burst: float) -> int:
         """The most connections open while callers wait: ``burst`` as a share more than ``size``,
@@ -388,6 +459,11 @@ class PoolEvidence:
         waits = erlang_c(size, offered)  # near saturation the M/M/n tail is long: no longer than half an interval
         tail = math.log(waits / 0.05) * hold / (size - offered) if waits > 0.05 else 0.0
         return hold + min(tail, interval / 2)
+
+
+def _alike(a: float, b: float) -> bool:
+    """Two loads alike enough for a tail measured under one to stand for the other (``STEADY``)."""
+    return abs(a - b) <= max(1.0, (STEADY - 1.0) * max(a, b))
 
 
 def erlang_c(servers: int, offered: float) -> float:
