@@ -83,8 +83,10 @@ def test_with_a_tiny_queue_every_span_is_on_disk_or_counted(tmp_path, on_full):
     try:
         if on_full == "drop":  # drops for sure: the writer is held through the burst
             go = stall_writer(sdk)
-            burst(provider.get_tracer("t"), threads=4, spans=2_000)
-            go.set()
+            try:
+                burst(provider.get_tracer("t"), threads=4, spans=2_000)
+            finally:
+                go.set()
         else:
             burst(provider.get_tracer("t"), threads=4, spans=2_000)
         sdk.force_flush()

@@ -8,8 +8,8 @@ kernels do. A missing or stale build fails here, with the command that fixes
 it, instead of as a bare ImportError or a silent mismatch deep in a detector.
 
 Nothing here loads numpy: the per-event engines work on ``state_buffer``s, and
-the span export's column buffers (numpy arrays, for pyarrow) load numpy with
-the export's first chunk.
+the span export's column buffers (numpy arrays, for pyarrow) load numpy when
+the export starts (pyarrow imports it too).
 """
 
 from __future__ import annotations

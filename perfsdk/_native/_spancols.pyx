@@ -52,11 +52,20 @@ cdef tuple _KINDS = tuple(SpanKind)
 cdef tuple _STATUSES = tuple(StatusCode)
 
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+
+
+cdef enum: CHUNK_OVERHEAD = 2048  # a chunk's own objects: its arrays' headers, lists, the codes dict
+
+
 cdef inline Py_ssize_t _object_bytes(object value) except -1:
     """``sys.getsizeof(value)`` for an attribute's value, without a call for the common types."""
     cdef type kind = type(value)
     if kind is str:
-        return 74 + 4 * len(<str>value)  # at most: ASCII text takes 49 + len
+        if PyUnicode_IS_ASCII(value):
+            return 49 + len(<str>value)  # what CPython allocates for ASCII text
+        return sys.getsizeof(value)
     if kind is int or kind is float or kind is bool:
         return 32
     if kind is tuple:  # a sequence attribute
@@ -177,7 +186,9 @@ cdef class SpanColumns:
                                  + self.parent_id.nbytes + self.has_parent.nbytes + self.start.nbytes
                                  + self.end.nbytes + self.name.nbytes + self.kind.nbytes + self.status.nbytes
                                  + self.scope.nbytes + self.service.nbytes + self.attr_ends.nbytes)
-        total += 8 * (len(self.keys) + len(self.values) + len(self.strings)) + 64 * len(self.messages)
+        total += CHUNK_OVERHEAD + 8 * (len(self.keys) + len(self.values) + len(self.strings))
+        for row_message in self.messages:  # (row, status description): an error storm's texts count
+            total += 64 + _object_bytes(row_message[1])
         for text in self.strings:
             total += _object_bytes(text)
         for value in self.values:  # keys are the instrumentation's constants, shared by every span

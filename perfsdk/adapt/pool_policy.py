@@ -17,7 +17,12 @@ controller's ``Evidence``:
   and hold ``h``, requests wait as in an M/M/n queue (Erlang C: the chance
   of waiting, and its exponential tail) while ``lambda * h < n``; beyond, the
   pool is saturated and Little's law gives what a request spends with ``L``
-  requests in the system, ``L * h / n``.
+  requests in the system, ``L * h / n``. In a closed loop (clients that each
+  wait for their last answer) these means cannot price the tail, so what each
+  size measured under the same load is kept for ``MEASURED_FOR`` intervals and
+  weighs first (``remember``, ``estimate``): measured, on the line between two
+  sizes measured, the model's change beyond them, and a smaller size not yet
+  measured is tried.
 
 The hold-time relation is kept per level and fades (``DECAY`` an interval);
 when the database's cost changes over time (a slower query plan), the levels
@@ -45,7 +50,8 @@ TAIL_ACQUISITIONS = 1000  # an interval with this many acquisitions is judged on
 BURST_HEADROOM = 4  # the fewest extra connections a burst may open (a small pool's share is too few for a spike)
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 MEASURED_FOR = 30  # intervals a size's measured tail stands for, under a load like the one it was measured at
-MOVE_MARGIN = 1.1  # a size measured elsewhere must promise a tail this much better to be moved to
+NOISE_PRIOR = 0.1  # how much one interval's tail differs from the last at the same size, until measured
+MAX_MARGIN = 0.1  # the most better a measured size must promise to be moved to
 
 
 def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
@@ -133,9 +139,12 @@ class PoolEvidence:
         self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
-        #: size -> (tail ms, decayed; the load then; the judged interval it was last measured in)
-        self.measured: dict[int, tuple[float, float, int]] = {}
-        self.judged = 0
+        #: size -> (tail ms, averaged; the load then; when it was last measured)
+        self.measured: dict[int, tuple[float, float, float]] = {}
+        self.last_size: int | None = None  # the size of the last interval judged
+        #: How much one interval's tail differs from the last at the same size and load (a decayed mean
+        #: of the absolute log ratio): what a measured size must promise beyond to be moved to.
+        self.noise = NOISE_PRIOR
 
     def record_hold(self, level: int, seconds: float) -> None:
         """One connection back after ``seconds``, taken with ``level`` connections in use."""
@@ -244,23 +253,28 @@ class PoolEvidence:
         # A burst serves callers the size keeps waiting -- but not a closed loop's: there the queue
         # is the clients taking turns, and more connections only add contention in the database.
         self.burst_ok = not closed_loop
-        now_latency = self.latency(size, in_system, arrivals, queued, elapsed, peak)
         # In a closed loop the load is the clients, whatever the size: what each size measured stands
         # for it while they stay (open arrivals move with the hour; the model follows them instead)
-        known = self.remember(size, tail * 1e3, in_system) if closed_loop else {size: tail * 1e3}
         # In a closed loop the model's means cannot price the tail (a database's lock queues, not the
-        # pool's): a smaller pool is tried, and what it measures is kept
-        unexplained = closed_loop
+        # pool's): what each size measured is kept and weighed, and a smaller size is tried. The first
+        # interval at a new size (opening cold connections) is weighed, not kept.
+        first_at_size, self.last_size = size != self.last_size, size
+        known = {size: tail * 1e3}
+        if closed_loop:
+            known = self.remember(size, tail * 1e3, in_system, now, MEASURED_FOR * elapsed, keep=not first_at_size)
+            # this interval's luck applies to every size alike: the others are weighed as if measured now
+            known = {n: t * tail * 1e3 / known[size] for n, t in known.items()}
         estimates: dict[Action, float] = {}  # the tail (ms) at each other size; none where unknown
         how: dict[Action, str] = {}
-        if math.isfinite(now_latency) and now_latency > 0:
-            for action, other in candidates.items():
-                estimate = self.estimate(other, known, lambda n: self.latency(
-                    n, in_system, arrivals, queued, elapsed, peak), optimistic=unexplained and other < size)
-                if estimate is not None:
-                    estimates[action], how[action] = estimate
-                    if other != size and how[action] in ("measured", "interpolated"):
-                        estimates[action] *= MOVE_MARGIN  # one interval's tail is noisy: no walk on noise
+        for action, other in candidates.items():
+            estimate = self.estimate(other, known, lambda n: self.latency(
+                n, in_system, arrivals, queued, elapsed, peak), optimistic=closed_loop and other < size)
+            if estimate is not None:
+                estimates[action], how[action] = estimate
+                if other != size and how[action] in ("measured", "interpolated"):
+                    # a move must promise more than the noise (10 % at most: a pool stuck a step off the
+                    # best, in noise it cannot see past, costs more than a few moves)
+                    estimates[action] *= 1.0 + min(self.noise, MAX_MARGIN)
         what_if = {action: reward(tail_ms, candidates[action]) for action, tail_ms in estimates.items()}
         summary = (f"p95 {p95 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms (judged on {tail * 1e3:.2f} ms; wait p95 "
                    f"{features['wait_p95_ms']:.2f} ms, hold p50 "
@@ -294,26 +308,34 @@ class PoolEvidence:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
         return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
 
-    def remember(self, size: int, tail_ms: float, load: float) -> dict[int, float]:
-        """Keep the tail measured at ``size`` under ``load`` (arrivals a second, or the requests
-        present in a closed loop), averaged with the last at that size if its load was alike; return
-        the tails measured at each size under a load like this one in the last ``MEASURED_FOR``
-        judged intervals.
+    def remember(self, size: int, tail_ms: float, load: float, now: float, horizon_s: float,
+                 keep: bool = True) -> dict[int, float]:
+        """Keep the tail measured at ``size`` under ``load`` (the requests present in a closed loop),
+        averaged with the last at that size if its load was alike (``keep=False``: weigh it, don't
+        keep it); return the tails measured at each size under a load like this one within the last
+        ``horizon_s`` seconds, this one's at ``size``.
 
         >>> evidence = PoolEvidence(32)
-        >>> evidence.remember(8, 20.0, 48.0), evidence.remember(10, 30.0, 48.0)
-        ({8: 20.0}, {8: 20.0, 10: 30.0})
-        >>> evidence.remember(8, 10.0, 100.0)   # another load: what 10 measured under 48 is not this
+        >>> evidence.remember(8, 20.0, 48.0, now=1.0, horizon_s=30.0)
+        {8: 20.0}
+        >>> evidence.remember(10, 30.0, 48.0, now=2.0, horizon_s=30.0)
+        {8: 20.0, 10: 30.0}
+        >>> evidence.remember(8, 10.0, 100.0, now=3.0, horizon_s=30.0)   # another load: 10's is not this
         {8: 10.0}
+        >>> evidence.remember(10, 40.0, 48.0, now=40.0, horizon_s=30.0)  # what 8 measured has expired
+        {10: 40.0}
         """
-        self.judged += 1
+        self.measured = {n: m for n, m in self.measured.items() if now - m[2] <= horizon_s}
         last = self.measured.get(size)
-        if last is not None and self.judged - last[2] <= MEASURED_FOR and _alike(last[1], load):
+        if last is not None and _alike(last[1], load):
+            if keep and tail_ms > 0 and last[0] > 0:
+                self.noise = 0.7 * self.noise + 0.3 * abs(math.log(tail_ms / last[0]))
             tail_ms = 0.5 * (tail_ms + last[0])
-        self.measured[size] = (tail_ms, load, self.judged)
-        for n in [n for n, (_, _, at) in self.measured.items() if self.judged - at > MEASURED_FOR]:
-            del self.measured[n]
-        return {n: t for n, (t, then, _) in sorted(self.measured.items()) if _alike(then, load)}
+        if keep:
+            self.measured[size] = (tail_ms, load, now)
+        known = {n: t for n, (t, then, _) in self.measured.items() if _alike(then, load)}
+        known[size] = tail_ms
+        return dict(sorted(known.items()))
 
     @staticmethod
     def estimate(other: int, known: Mapping[int, float], model: Callable[[int], float],

@@ -7,9 +7,9 @@ from perfsdk._runtime import check_choice, check_int, check_number
 __all__ = ["FORMATS", "SPAN_BYTES_ESTIMATE", "check_options"]
 
 FORMATS = ("arrow", "parquet")
-#: What one ended span waiting for the export holds, at most, in a typical service (its
-#: columns and a dozen attributes): the smallest span queue allowed, and what sizes a chunk
-#: under a small bound (the bound itself counts each chunk's measured bytes).
+#: Roughly what one ended span waiting for the export holds in a typical service (its columns
+#: and a dozen HTTP attributes measure 900 bytes): the smallest span queue allowed, and what
+#: sizes a chunk under a small bound (the bound itself counts each chunk's measured bytes).
 SPAN_BYTES_ESTIMATE = 1024
 
 

@@ -56,8 +56,9 @@ class ArrowExport:
     ----------
     max_queue_bytes
         The span queue's bound, in bytes, as the chunks measure themselves: 64 MiB
-        holds a burst of a few hundred thousand small spans (some 200 bytes each),
-        or 60,000 with a dozen long attributes, while the writer catches up. One
+        holds a burst of 350,000 spans of two short attributes (190 bytes each), 75,000
+        with a dozen HTTP attributes (900), 33,000 with a dozen 100-character ones (2 KB),
+        while the writer catches up. One
         chunk is always let in, however large, so a tiny bound slows the export
         but never stops it.
     on_full, block_timeout_s
@@ -118,12 +119,9 @@ class ArrowExport:
         keeps it and counts the spans it then cannot take)."""
         size = chunk.nbytes
         with self._room:
-            if self.queued_bytes and self.queued_bytes + size > self.max_queue_bytes:
-                deadline = time.monotonic() + timeout_s
-                while self.queued_bytes and self.queued_bytes + size > self.max_queue_bytes:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._room.wait(remaining):
-                        return False
+            if not self._room.wait_for(
+                    lambda: not self.queued_bytes or self.queued_bytes + size <= self.max_queue_bytes, timeout_s):
+                return False
             self.queued_bytes += size
         if self.span_queue.submit(chunk):
             return True
@@ -153,6 +151,7 @@ class ArrowExport:
         self.collector.reset()
         self.spans_written = self.collector.shipped
         self._room = threading.Condition(threading.Lock())  # the parent's may have been held at the fork
+        self._drop_lock = threading.Lock()
         self.queued_bytes = 0
 
     def stats(self) -> dict[str, Any]:

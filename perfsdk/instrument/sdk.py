@@ -181,7 +181,8 @@ def init(
         pass through ``redactor`` (default: sensitive keys, URL query values,
         e-mail addresses and card numbers removed).
     export_queue_bytes, export_on_full
-        The span export's queue bound (64 MiB, about 65,000 spans) and what
+        The span export's queue bound (64 MiB, each chunk of spans at its measured size:
+        75,000 spans of a dozen HTTP attributes, 350,000 small ones) and what
         happens when it is full: ``"drop"`` (counted in
         ``stats()["export"]["spans_dropped"]``, a metric, the log and the next
         file's metadata) or ``"block"`` (wait up to 0.1 s for room, then drop).
