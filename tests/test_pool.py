@@ -236,6 +236,27 @@ def test_close_without_a_timeout_leaves_connections_in_use_to_their_borrowers():
     assert held.closed and pool.stats()["in_use"] == 0 and pool.stats()["closed_in_use"] == 0
 
 
+def test_a_connection_still_being_opened_at_close_is_retired_and_counted_at_once():
+    release = threading.Event()
+    made: list[Conn] = []
+
+    def slow_factory() -> Conn:
+        if made:  # the first opens at once; the next hang until the pool is closed
+            release.wait(5)
+        made.append(Conn())
+        return made[-1]
+
+    pool = AdaptivePool(slow_factory, min_size=1, max_size=4, size=1, controller=None)
+    pool.release(pool.acquire())
+    pool.resize(2)  # the maker thread is now inside the factory
+    wait_until(lambda: pool.stats()["opening"] == 1)
+    pool.close()
+    release.set()
+    wait_until(lambda: len(made) == 2 and pool.stats()["opening"] == 0)
+    wait_until(lambda: made[1].closed)
+    assert pool.stats()["opened"] == pool.stats()["retired"] == 2  # never one unaccounted for
+
+
 def times_out_in_time(pool: AdaptivePool, timeout: float, says: str) -> None:
     start = time.monotonic()
     with pytest.raises(PoolTimeout, match=says):

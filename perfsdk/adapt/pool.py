@@ -313,8 +313,9 @@ class AdaptivePool(LendingPath):
             with self._lock:
                 self._opening -= 1
                 self._counts["opened"] += 1
-                if self._closed:
+                if self._closed:  # closed while it was being opened: retired, and counted so, at once
                     closing = True
+                    self._count_retired([record])
                 else:
                     closing = False
                     if self._waiters:
