@@ -252,7 +252,8 @@ class ArrowSpanExporter(SpanExporter):
         n = sum(chunk.size for chunk in chunks)
         try:
             batch = columns_to_batch(chunks, self.redactor)
-            services = {chunk.strings[code] for chunk in chunks for code in np.unique(chunk.service[:chunk.size])}
+            # (not np.unique: it imports numpy.ma, 3,000 objects and cyclic garbage, on the writer's first batch)
+            services = {chunk.strings[code] for chunk in chunks for code in set(chunk.service[:chunk.size].tolist())}
             with self._lock:
                 if TRACED_FUNCTIONS.version != self._functions_version:
                     # a function was decorated since the open files were named: its spans go to new
