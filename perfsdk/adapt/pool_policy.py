@@ -253,11 +253,10 @@ class PoolEvidence:
         # A burst serves callers the size keeps waiting -- but not a closed loop's: there the queue
         # is the clients taking turns, and more connections only add contention in the database.
         self.burst_ok = not closed_loop
-        # In a closed loop the load is the clients, whatever the size: what each size measured stands
-        # for it while they stay (open arrivals move with the hour; the model follows them instead)
         # In a closed loop the model's means cannot price the tail (a database's lock queues, not the
-        # pool's): what each size measured is kept and weighed, and a smaller size is tried. The first
-        # interval at a new size (opening cold connections) is weighed, not kept.
+        # pool's), and the load is the clients whatever the size: what each size measured is kept and
+        # weighed, and a smaller size is tried (open arrivals move with the hour: the model follows
+        # them). The first interval at a new size (opening cold connections) is weighed, not kept.
         first_at_size, self.last_size = size != self.last_size, size
         known = {size: tail * 1e3}
         if closed_loop:

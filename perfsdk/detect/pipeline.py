@@ -171,10 +171,8 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         self._own = ring + (self.season or 0)  # the pipeline's slots; the members' follow
         sizes = [len(m.slots) for m in self.members]
         self._bounds = list(itertools.accumulate([self._own, *sizes]))
-        whole = state_buffer(self._bounds[-1])
-        whole[: self._own] = self._fresh_own()
+        whole = self._joined([m.slots for m in self.members])
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
-            whole[lo:hi] = m.slots
             m._bind(whole[lo:hi])  # the member now works in the pipeline's buffer
         self._whole = whole
         self._whole_array: np.ndarray | None = None
@@ -217,11 +215,15 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         return self._whole
 
     def _fresh_state(self) -> Slots:
-        fresh = state_buffer(self._bounds[-1])
-        fresh[: self._own] = self._fresh_own()
-        for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
-            fresh[lo:hi] = m._fresh_state()
-        return fresh
+        return self._joined([m._fresh_state() for m in self.members])
+
+    def _joined(self, member_states: list[Slots]) -> Slots:
+        """One buffer: fresh pipeline slots, then each member's state as given."""
+        whole = state_buffer(self._bounds[-1])
+        whole[: self._own] = self._fresh_own()
+        for part, lo, hi in zip(member_states, self._bounds[:-1], self._bounds[1:]):
+            whole[lo:hi] = part
+        return whole
 
     def _check_snapshot(self, snap: Any) -> None:
         check_slots(snap, {
