@@ -201,3 +201,15 @@ def test_the_flask_example_serves_real_http_through_the_adaptive_pool(postgres):
     finally:
         server.shutdown()
         app.extensions["engine"].dispose()
+
+
+def test_rounds_are_pooled_by_their_transactions_not_by_averaging_their_percentiles():
+    from pool_postgres import pooled, summary, verdict
+
+    calm = summary([0.010] * 99 + [0.020], seconds=10.0, connections=4.0, trajectory=[4])
+    stormy = summary([0.010] * 90 + [0.050] * 10, seconds=10.0, connections=2.0, trajectory=[2])
+    both = pooled([calm, stormy])
+    assert both["tx_s"] == 10.0 and both["connections"] == 3.0
+    assert both["p99_ms"] == 50.0  # 11 of 200 beyond 10 ms: the 99th percentile is a stormy one
+    rows = verdict({2: calm, 48: stormy}, both, 60.0, settling=False)
+    assert rows[-1].startswith("best fixed size by p99: 2; adaptive p99 / best: 5.00x")  # 50 ms against 10
