@@ -498,6 +498,44 @@ def test_the_controller_settles_at_the_best_size_on_an_exact_model(start, max_si
     assert sum(size in settled for size in sizes[-20:]) >= 17 and sizes[-1] in settled, sizes
 
 
+class AtTheFloor:
+    """A target at its least size, whose evidence says growing would do better than staying."""
+
+    name, mode, value_name, min_value, max_value = "floor", "auto", "size", 1, 8
+    features = {"utilisation": 1.0, "waited_share": 1.0, "hold_trend": 0.0}
+
+    def __init__(self, grow_earns: float) -> None:
+        self.value, self.grow_earns = 1, grow_earns
+
+    def evidence(self, candidates):
+        from perfsdk.adapt.controller import Evidence
+        from perfsdk.adapt.decision import Action
+
+        assert set(candidates) == {Action.GROW}  # no shrink below the floor
+        return Evidence(self.features, -20.0, {Action.GROW: self.grow_earns}, "at the floor")
+
+    def apply(self, value, setting):
+        self.value = value
+
+
+@pytest.mark.parametrize("grow_earns, after, guardrail", [(-15.0, 2, None), (-60.0, 1, "min_size")])
+def test_at_its_floor_a_pool_is_not_held_there_by_the_value_of_a_shrink_it_cannot_make(grow_earns, after, guardrail):
+    """Measured on PostgreSQL: a pool at one connection whose state's best-valued action was still
+    "shrink" (learned at two) kept choosing it -- a move to nowhere -- for 35 s while growing did better."""
+    from perfsdk.adapt.decision import Action
+
+    controller = PoolController(seed=1)
+    target = AtTheFloor(grow_earns)
+    state = controller.discretizer(target.features)
+    controller.learner.q[state] = [-100.0, 0.0, -100.0]  # keep, shrink (stale, the best), grow
+    controller.learner.visits[state] = 1
+    decision = controller.decide(target)
+    assert target.value == after and decision.value_after == after
+    assert decision.guardrail == guardrail
+    if guardrail:  # nothing possible beats staying: the wish is kept, and the limit said
+        assert decision.action is Action.SHRINK and "limited by min_size" in str(decision)
+
+
 def test_metrics_are_named_as_otel_database_conventions_name_them():
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader

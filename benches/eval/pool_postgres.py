@@ -3,10 +3,12 @@
 48 client threads, each running a transaction that updates one of 8 hot rows
 and reads a 200-row range, against a private PostgreSQL server: first every
 fixed size in a sweep (the best fixed size in hindsight), then the adaptive
-pool starting from one connection per client thread. Reported: throughput,
+pool starting from one connection per client thread, for 120 s: the issue gives
+it 60 s to settle, so its p99 is judged over the 60 s after them (the 30 s
+before are shown too). Reported: throughput,
 p50/p99 latency (acquire to release, as the client sees it), mean connections.
 
-    .venv/bin/python benches/eval/pool_postgres.py            # two rounds, ~4 minutes
+    .venv/bin/python benches/eval/pool_postgres.py            # two rounds, ~6 minutes
     .venv/bin/python benches/eval/pool_postgres.py --quick    # the test suite's run (seconds)
     .venv/bin/python benches/eval/pool_postgres.py --decisions  # ... and every decision, explained
 """
@@ -14,6 +16,7 @@ p50/p99 latency (acquire to release, as the client sees it), mean connections.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
@@ -46,12 +49,15 @@ def prepare(dsn: str) -> None:
         conn.execute("ANALYZE")
 
 
-def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict:
+def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0, settling_from: float | None = None) -> dict:
     """Closed-loop clients for ``seconds``; figures from ``measure_after`` on (``latencies``: every
-    transaction's, in seconds, so rounds can be pooled)."""
+    transaction's, in seconds, so rounds can be pooled), and with ``settling_from``, the same for
+    the transactions started from then until ``measure_after`` (``r["settling"]``)."""
     stop = time.monotonic() + seconds
     start_measuring = time.monotonic() + measure_after
+    start_settling = time.monotonic() + (measure_after if settling_from is None else settling_from)
     latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
+    settling: list[list[float]] = [[] for _ in range(CLIENTS)]
     sizes: list[int] = []
     trajectory: list[int] = []  # the size every second from the start
 
@@ -67,6 +73,8 @@ def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict:
             t1 = time.monotonic()
             if t0 >= start_measuring:
                 latencies[i].append(t1 - t0)
+            elif t0 >= start_settling:
+                settling[i].append(t1 - t0)
             k += CLIENTS
 
     def sample_size() -> None:
@@ -85,8 +93,11 @@ def run(pool: AdaptivePool, seconds: float, measure_after: float = 0.0) -> dict:
         t.start()
     for t in threads:
         t.join()
-    return summary([x for lat in latencies for x in lat], seconds - measure_after,
-                   sum(sizes) / max(len(sizes), 1), trajectory)
+    r = summary([x for lat in latencies for x in lat], seconds - measure_after,
+                sum(sizes) / max(len(sizes), 1), trajectory)
+    if settling_from is not None:
+        r["settling"] = summary([x for lat in settling for x in lat], measure_after - settling_from, math.nan, [])
+    return r
 
 
 def summary(latencies: list[float], seconds: float, connections: float, trajectory: list[int]) -> dict:
@@ -97,8 +108,11 @@ def summary(latencies: list[float], seconds: float, connections: float, trajecto
 
 def pooled(runs: list[dict]) -> dict:
     """Several rounds' runs of one pool as one: their transactions together."""
-    return summary([x for r in runs for x in r["latencies"]], sum(r["seconds"] for r in runs),
-                   sum(r["connections"] for r in runs) / len(runs), runs[-1]["trajectory"])
+    together = summary([x for r in runs for x in r["latencies"]], sum(r["seconds"] for r in runs),
+                       sum(r["connections"] for r in runs) / len(runs), runs[-1]["trajectory"])
+    if all("settling" in r for r in runs):
+        together["settling"] = pooled([r["settling"] for r in runs])
+    return together
 
 
 def settled_after(trajectory: list[int], good: Collection[int]) -> int | None:
@@ -122,7 +136,8 @@ def main(dsn: str, quick: bool, all_decisions: bool = False, rounds: int = 1) ->
     factory = lambda: psycopg.connect(dsn)  # noqa: E731
     sweep = [4, 8, 48] if quick else [2, 4, 6, 8, 12, 16, 24, 48]
     seconds = 2.0 if quick else 8.0
-    adaptive_s = 8.0 if quick else 60.0
+    # the issue gives the pool 60 s to settle: its p99 is judged after them, over as long again
+    adaptive_s, settle_s = (8.0, 4.0) if quick else (120.0, 60.0)
     fixed: dict[int, list[dict]] = {n: [] for n in sweep}
     adaptive: list[dict] = []
     out: list[str] = []
@@ -133,27 +148,31 @@ def main(dsn: str, quick: bool, all_decisions: bool = False, rounds: int = 1) ->
                 fixed[size].append(run(pool, seconds, measure_after=seconds / 4))
         with AdaptivePool(factory, min_size=1, max_size=48, size=48, reset=lambda c: c.rollback(),
                           controller=PoolController(interval_seconds=1.0)) as pool:
-            adaptive.append(run(pool, adaptive_s, measure_after=adaptive_s / 2))
+            adaptive.append(run(pool, adaptive_s, measure_after=settle_s, settling_from=settle_s / 2))
             decisions = pool.decisions()
         if rounds > 1:
             out += [f"### Round {round_ + 1}", ""]
-        out += verdict({n: runs[-1] for n, runs in fixed.items()}, adaptive[-1], adaptive_s) + [""]
+        out += verdict({n: runs[-1] for n, runs in fixed.items()}, adaptive[-1], settle_s) + [""]
         if all_decisions:
             out += ["decisions:", *(f"- {d}" for d in decisions), ""]
         elif decisions:
             out += [f"last decision: {decisions[-1]}", ""]
     if rounds > 1:
         out += [f"### The {rounds} rounds pooled", ""]
-        out += verdict({n: pooled(runs) for n, runs in fixed.items()}, pooled(adaptive), adaptive_s, settling=False)
+        out += verdict({n: pooled(runs) for n, runs in fixed.items()}, pooled(adaptive), settle_s, settling=False)
     return out
 
 
-def verdict(results: dict[int, dict], r: dict, adaptive_s: float, settling: bool = True) -> list[str]:
+def verdict(results: dict[int, dict], r: dict, settle_s: float, settling: bool = True) -> list[str]:
     """The table and the issue's targets for the fixed sizes' ``results`` and the adaptive pool's ``r``."""
     rows = ["| pool | tx/s | p50 ms | p99 ms | connections |", "| --- | ---: | ---: | ---: | ---: |"]
     for size, f in results.items():
         rows.append(f"| fixed {size} | {f['tx_s']:.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {size} |")
-    rows.append(f"| adaptive (from 48; second half of {adaptive_s:.0f} s) | {r['tx_s']:.0f} | {r['p50_ms']:.1f} | "
+    if "settling" in r:
+        early = r["settling"]
+        rows.append(f"| adaptive, {settle_s / 2:.0f}-{settle_s:.0f} s (settling) | {early['tx_s']:.0f} | "
+                    f"{early['p50_ms']:.1f} | {early['p99_ms']:.1f} | |")
+    rows.append(f"| adaptive (from 48; after {settle_s:.0f} s, settled) | {r['tx_s']:.0f} | {r['p50_ms']:.1f} | "
                 f"{r['p99_ms']:.1f} | {r['connections']:.1f} |")
     best = min(results, key=lambda n: results[n]["p99_ms"])
     one_each = results[max(results)]

@@ -43,10 +43,15 @@ def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
     catch it). Each such request moves the boundary by one entry, weighted as
     ARC weights it by how many ghosts of each kind there are. Both counts come
     from the same requests, so the workload's own ups and downs do not steer
-    the policy.
+    the policy. The window at most doubles or halves an interval: where one
+    kind of ghost is scarce its hits weigh up to 32 each, and a handful of them
+    used to undo in one interval what many had built.
 
-    >>> tune_window(10, 1000, hits_window=50, hits_main=10, ghosts_window=600, ghosts_main=400)
-    (45, '50 requests for keys the window had evicted, 10 for keys main had: a larger window', False)
+    >>> tune_window(10, 1000, hits_window=8, hits_main=1, ghosts_window=600, ghosts_main=400)
+    (16, '8 requests for keys the window had evicted, 1 for keys main had: a larger window', False)
+    >>> tune_window(100, 1000, hits_window=2, hits_main=5, ghosts_window=3200, ghosts_main=100)
+    (50, '2 requests for keys the window had evicted, 5 for keys main had: a smaller window (limited: \
+at most halved an interval)', True)
     """
     if not hits_window and not hits_main:
         return None
@@ -55,10 +60,13 @@ def tune_window(window: int, capacity: int, hits_window: int, hits_main: int,
     lowest = max(1, math.ceil(MIN_WINDOW * capacity))
     highest = max(lowest, math.floor(MAX_WINDOW * capacity))
     wanted = round(window + step)
-    moved = int(min(highest, max(lowest, wanted)))
+    paced = min(max(wanted, window // 2), max(2 * window, window + 1))
+    moved = int(min(highest, max(lowest, paced)))
     way = "a larger window" if moved > window else "a smaller window" if moved < window else "stays"
-    if moved != wanted:
-        way += f" (limited by the window's {'ceiling, 80 %' if wanted > highest else 'floor, 1 %'})"
+    if moved != wanted and moved == paced:
+        way += f" (limited: at most {'doubled' if wanted > window else 'halved'} an interval)"
+    elif moved != wanted:
+        way += f" (limited by the window's {'ceiling, 80 %' if paced > highest else 'floor, 1 %'})"
     return moved, (f"{hits_window} requests for keys the window had evicted, {hits_main} for keys "
                    f"main had: {way}"), moved != wanted
 

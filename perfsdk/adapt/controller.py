@@ -266,6 +266,14 @@ class Controller:
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
         action = untried[0] if untried else self._act(state)
+        if action is not Action.KEEP and action not in candidates:
+            # A move past a limit is impossible here; its value, learned in this state at other
+            # sizes, must not hide a possible move that beats staying put (a pool at one
+            # connection whose best-valued action is still "shrink" would never grow back).
+            q = learner.q[state]
+            possible = max(candidates, key=lambda a: q[int(a)], default=None)
+            if possible is not None and q[int(possible)] > q[int(Action.KEEP)]:
+                action = possible
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
         after, guardrail = before, None
         if action is not Action.KEEP:
@@ -274,8 +282,8 @@ class Controller:
             else:
                 wanted = stepped[action]
                 after = min(max(wanted, low), high)
-                if after != wanted:
-                    guardrail = f"{'max' if wanted > high else 'min'}_{target.value_name}"
+                if after != wanted or after == before:
+                    guardrail = f"{'max' if action is Action.GROW else 'min'}_{target.value_name}"
         if evidence.floor is not None and after < min(evidence.floor, high):  # falling behind, or a surge ahead
             after, action, guardrail = min(evidence.floor, high), Action.GROW, "demand"
         if evidence.ceiling is not None and after > max(before, evidence.ceiling):
