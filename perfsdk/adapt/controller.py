@@ -54,6 +54,7 @@ class Evidence:
     cold: bool = False
     setting: SettingMove | None = None
     modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
+    measured: frozenset[Action] = frozenset()  # ... but these actions' were measured there (no trial needed)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
     ceiling: int | None = None  # the most it should hold (beyond it the target serves less; the summary says why)
 
@@ -357,7 +358,7 @@ def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
     """Whether one interval of ``action`` is worth measuring (see ``Controller._decide``)."""
     if action not in evidence.what_if:
         return True  # nothing estimates it: unknown is not "as staying put"
-    if not evidence.modelled:
+    if not evidence.modelled or action in evidence.measured:
         return False  # evidence already says what it would earn
     slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK else 0.0
     return evidence.what_if[action] > evidence.reward - slack

@@ -305,7 +305,9 @@ class PoolEvidence:
         ceiling = self.ceiling(max_size)
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
-        return Evidence(features, earned, what_if, summary, modelled=True, floor=floor, ceiling=ceiling)
+        measured = frozenset(a for a in what_if if how[a] in ("measured", "interpolated"))
+        return Evidence(features, earned, what_if, summary, modelled=True, measured=measured, floor=floor,
+                        ceiling=ceiling)
 
     def remember(self, size: int, tail_ms: float, load: float, now: float, horizon_s: float,
                  keep: bool = True) -> dict[int, float]:
