@@ -537,6 +537,33 @@ def test_at_its_floor_a_pool_is_not_held_there_by_the_value_of_a_shrink_it_canno
         assert decision.action is Action.SHRINK and "limited by min_size" in str(decision)
 
 
+class NearTheTop(AtTheFloor):
+    """A target at 40 of 48: a grow step (x1.25, to 50) overshoots the limit but can still reach 48."""
+
+    def __init__(self) -> None:
+        super().__init__(-30.0)
+        self.value = 40
+        self.max_value = 48
+
+    def evidence(self, candidates):
+        from perfsdk.adapt.controller import Evidence
+        from perfsdk.adapt.decision import Action
+
+        assert set(candidates) == {Action.SHRINK}  # 50 is past the limit: not asked about
+        return Evidence(self.features, -20.0, {Action.SHRINK: -30.0}, "near the top")
+
+
+def test_a_step_past_a_limit_that_can_still_move_goes_to_the_limit():
+    """A grow from 40 whose step (50) overshoots a limit of 48 is possible: to 48, not swapped for a shrink."""
+    controller = PoolController(seed=1)
+    target = NearTheTop()
+    state = controller.discretizer(target.features)
+    controller.learner.q[state] = [-100.0, -90.0, 0.0]  # keep, shrink (above keep), grow (the best)
+    controller.learner.visits[state] = 1
+    decision = controller.decide(target)
+    assert (target.value, decision.guardrail) == (48, "max_size")
+
+
 @pytest.mark.parametrize("measured", [False, True])
 def test_a_move_to_a_size_measured_under_this_load_is_weighed_not_tried_as_a_models_guess(measured):
     """Measured on PostgreSQL: one unlucky interval at 15 connections made the 19 measured before

@@ -60,7 +60,7 @@ at most halved an interval)', True)
     lowest = max(1, math.ceil(MIN_WINDOW * capacity))
     highest = max(lowest, math.floor(MAX_WINDOW * capacity))
     wanted = round(window + step)
-    paced = min(max(wanted, window // 2), max(2 * window, window + 1))
+    paced = min(max(wanted, (window + 1) // 2), max(2 * window, window + 1))
     moved = int(min(highest, max(lowest, paced)))
     way = "a larger window" if moved > window else "a smaller window" if moved < window else "stays"
     if moved != wanted and moved == paced:

@@ -54,7 +54,7 @@ class Evidence:
     cold: bool = False
     setting: SettingMove | None = None
     modelled: bool = False  # the what-ifs come from a model, not from evidence (a cache's ghosts)
-    measured: frozenset[Action] = frozenset()  # ... but these actions' were measured there (no trial needed)
+    measured: frozenset[Action] = frozenset()  # ... but these actions' what-ifs were measured (no trial needed)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
     ceiling: int | None = None  # the most it should hold (beyond it the target serves less; the summary says why)
 
@@ -267,12 +267,13 @@ class Controller:
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
         action = untried[0] if untried else self._act(state)
-        if action is not Action.KEEP and action not in candidates:
-            # A move past a limit is impossible here; its value, learned in this state at other
+        reach = {a: min(max(v, low), high) for a, v in stepped.items()}  # where each move lands, within the limits
+        if action is not Action.KEEP and reach[action] == before:
+            # A move the limits leave nowhere to go; its value, learned in this state at other
             # sizes, must not hide a possible move that beats staying put (a pool at one
             # connection whose best-valued action is still "shrink" would never grow back).
             q = learner.q[state]
-            possible = max(candidates, key=lambda a: q[int(a)], default=None)
+            possible = max((a for a in reach if reach[a] != before), key=lambda a: q[int(a)], default=None)
             if possible is not None and q[int(possible)] > q[int(Action.KEEP)]:
                 action = possible
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
@@ -281,8 +282,7 @@ class Controller:
             if self._cooling > 0:
                 guardrail = "cooldown"
             else:
-                wanted = stepped[action]
-                after = min(max(wanted, low), high)
+                wanted, after = stepped[action], reach[action]
                 if after != wanted or after == before:
                     guardrail = f"{'max' if action is Action.GROW else 'min'}_{target.value_name}"
         if evidence.floor is not None and after < min(evidence.floor, high):  # falling behind, or a surge ahead

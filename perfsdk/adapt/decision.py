@@ -41,7 +41,7 @@ class SettingMove:
     before: float
     after: float
     reason: str | None = None  # None: no evidence either way
-    limited: bool = False  # the rule wanted to go past the setting's limits
+    limited: bool = False  # the rule wanted more than the setting may move: past its limits, or faster
 
     def __str__(self) -> str:
         return f"{self.label} {self.before:.1%} -> {self.after:.1%}: {self.reason}"
