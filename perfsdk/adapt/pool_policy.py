@@ -265,12 +265,14 @@ class PoolEvidence:
             known = {n: t * tail * 1e3 / known[size] for n, t in known.items()}
         estimates: dict[Action, float] = {}  # the tail (ms) at each other size; none where unknown
         how: dict[Action, str] = {}
+        measured: set[Action] = set()  # estimated from what was measured (at that size, or either side)
         for action, other in candidates.items():
             estimate = self.estimate(other, known, lambda n: self.latency(
                 n, in_system, arrivals, queued, elapsed, peak), optimistic=closed_loop and other < size)
             if estimate is not None:
                 estimates[action], how[action] = estimate
-                if other != size and how[action] in ("measured", "interpolated"):
+                if how[action] in ("measured", "interpolated"):
+                    measured.add(action)
                     # a move must promise more than the noise (10 % at most: a pool stuck a step off the
                     # best, in noise it cannot see past, costs more than a few moves)
                     estimates[action] *= 1.0 + min(self.noise, MAX_MARGIN)
@@ -305,9 +307,8 @@ class PoolEvidence:
         ceiling = self.ceiling(max_size)
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
-        measured = frozenset(a for a in what_if if how[a] in ("measured", "interpolated"))
-        return Evidence(features, earned, what_if, summary, modelled=True, measured=measured, floor=floor,
-                        ceiling=ceiling)
+        return Evidence(features, earned, what_if, summary, modelled=True, measured=frozenset(measured),
+                        floor=floor, ceiling=ceiling)
 
     def remember(self, size: int, tail_ms: float, load: float, now: float, horizon_s: float,
                  keep: bool = True) -> dict[int, float]:
