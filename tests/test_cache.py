@@ -263,6 +263,47 @@ def test_the_window_moves_to_recency_or_to_frequency_as_the_traffic_wants():
     assert cache.stats()["window_share"] <= 0.02  # the window comes back
 
 
+def popular_keys(n, seed, offset=0, keys=5_000):
+    return (np.random.default_rng(seed).zipf(1.2, n) % keys + offset).tolist()
+
+
+def window_moves(cache, words):
+    return [d for d in cache.decisions() if d.setting and d.setting.reason and words in d.setting.reason]
+
+
+def test_when_the_popular_keys_change_the_window_turns_to_recency_until_the_hit_ratio_settles(monkeypatch):
+    def pinned():
+        return AdaptiveCache(500, min_capacity=500, max_capacity=500,
+                             controller=CacheController(interval=1000, memory_cost=0.0))
+
+    before, after = popular_keys(40_000, seed=1), popular_keys(40_000, seed=2, offset=10**6)
+    cache = pinned()
+    hit_ratio(before, cache)
+    home = cache.stats()["window_share"]
+    assert not window_moves(cache, "popular keys changed")  # steady traffic: no false alarm
+    answered = hit_ratio(after, cache)
+    changed, back = window_moves(cache, "takes the whole cache"), window_moves(cache, "goes back")
+    assert len(changed) == 1 and changed[0].setting.after == 1.0
+    assert "on the keys main keeps against" in changed[0].setting.reason
+    assert len(back) == 1 and back[0].setting.after == pytest.approx(home)  # once settled, frequency again
+    assert cache.decisions().index(changed[0]) < cache.decisions().index(back[0])
+
+    monkeypatch.setattr("perfsdk.adapt.cache_policy.PopularityWatch.observe", lambda *args: None)
+    unanswered = pinned()
+    hit_ratio(before, unanswered)
+    assert answered > hit_ratio(after, unanswered) + 0.01
+
+
+def test_a_scan_is_not_taken_for_a_change_of_popular_keys():
+    cache = AdaptiveCache(500, min_capacity=500, max_capacity=500,
+                          controller=CacheController(interval=1000, memory_cost=0.0))
+    hot = popular_keys(60_000, seed=3)
+    trace = hot[:30_000] + list(range(10**6, 10**6 + 8_000)) + hot[30_000:]  # a one-off scan
+    before = hit_ratio(trace, cache)
+    assert not window_moves(cache, "popular keys changed")
+    assert before > 0.5
+
+
 def test_ghost_estimates_teach_the_controller_to_grow_within_a_few_intervals():
     """A loop of 1,500 keys through a 1,000-entry cache: growing pays, and the ghost list says so."""
     cache = AdaptiveCache(1000, min_capacity=250, max_capacity=4000,

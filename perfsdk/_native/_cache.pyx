@@ -105,6 +105,9 @@ cdef class CacheCore:
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef readonly long long probation_hits
     """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
+    cdef readonly long long protected_hits
+    """Hits on main's protected segment: the keys the frequency filter keeps (their fall tells
+    that the popular keys changed)."""
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
     what a window that much smaller would have missed -- with the window the whole cache (plain
@@ -293,11 +296,14 @@ cdef class CacheCore:
                 demoted = self._tail[PROTECTED]
                 self._unlink(demoted)
                 self._push_front(demoted, PROBATION)
-        elif slot != self._head[seg]:
-            if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
-                self.window_deep_hits += 1
-            self._unlink(slot)
-            self._push_front(slot, seg)
+        else:
+            if seg == PROTECTED:
+                self.protected_hits += 1
+            if slot != self._head[seg]:
+                if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
+                    self.window_deep_hits += 1
+                self._unlink(slot)
+                self._push_front(slot, seg)
 
     # -- operations -------------------------------------------------------------------
     @property
@@ -691,6 +697,15 @@ cdef class CacheCore:
     def count_frequencies(self, bint value):
         self._count_always = value
         self._counting = value or self.window_capacity < self.capacity
+
+    def age_frequencies(self):
+        """Halve the frequency sketch now, as it halves every ``10 * capacity`` counts: when
+        popularity has moved, the keys the filter turns away stop losing to stale counts."""
+        self._acquire()
+        try:
+            sketch_age(&self._sketch)
+        finally:
+            self._release()
 
     @property
     def window_share(self):

@@ -52,7 +52,6 @@ cdef inline uint64_t _sketch_cell(Sketch* sk, uint64_t h, uint64_t row) noexcept
 cdef inline void sketch_count(Sketch* sk, uint64_t h) noexcept:
     cdef uint64_t r
     cdef uint8_t* cell
-    cdef Py_ssize_t i, n
     if sk.cells == NULL:  # not made yet: the cache was never half full
         return
     for r in range(4):
@@ -60,11 +59,18 @@ cdef inline void sketch_count(Sketch* sk, uint64_t h) noexcept:
         if cell[0] < 15:
             cell[0] += 1
     sk.adds += 1
-    if sk.adds >= sk.reset_at:  # age: halve every counter
-        n = 4 * (sk.width_mask + 1)
-        for i in range(n):
-            sk.cells[i] >>= 1
-        sk.adds = 0
+    if sk.adds >= sk.reset_at:
+        sketch_age(sk)
+
+
+cdef void sketch_age(Sketch* sk) noexcept:
+    """Halve every counter: old popularity fades (every ``reset_at`` counts, or when asked)."""
+    cdef Py_ssize_t i
+    if sk.cells == NULL:
+        return
+    for i in range(4 * <Py_ssize_t> (sk.width_mask + 1)):
+        sk.cells[i] >>= 1
+    sk.adds = 0
 
 
 cdef inline int sketch_frequency(Sketch* sk, uint64_t h) noexcept:

@@ -20,13 +20,17 @@ from perfsdk.adapt.decision import Action, SettingMove
 if TYPE_CHECKING:
     from perfsdk.adapt.cache_controller import CacheController
 
-__all__ = ["GHOST_BANDS", "MAX_WINDOW", "MIN_WINDOW", "CacheEvidence", "tune_window"]
+__all__ = ["GHOST_BANDS", "MAX_WINDOW", "MIN_WINDOW", "CacheEvidence", "PopularityWatch", "tune_window"]
 
 MIN_WINDOW = 0.01  # W-TinyLFU's window
 MAX_WINDOW = 0.8  # the controller's other end: main keeps a fifth, so evidence for a smaller window
 # still comes in (main's evictions); at 1.0 (plain LRU) it would stop and the window stay put
 GHOST_BANDS = layout.CACHE_GHOST_BANDS  # the core counts ghost hits by age in sixteenths of the capacity
 PROBATION_SHARE = layout.CACHE_PROBATION_SHARE  # of the main area; the rest is protected
+SHIFT_DROP = 6.0  # a fall in hit ratio this many times its usual interval-to-interval spread...
+SHIFT_STALE = 0.5  # ...while the keys main keeps take less than this share of their usual share of hits
+SHIFT_WARMUP = 8  # judged intervals before the usual levels are known
+SHIFT_SETTLED = 2  # intervals without a new best hit ratio before the window goes back
 FULL = 0.95  # until a cache first holds this share of its capacity it is filling: its size is not judged
 
 
@@ -77,6 +81,82 @@ def _ghost_weight(others: int, these: int) -> float:
     return min(32.0, max(others / max(these, 1), 1.0))
 
 
+class PopularityWatch:
+    """Notices the popular keys changing at once, and answers with a recency window for a while.
+
+    TinyLFU admits a new key only if it was asked for more often than the entry it would
+    replace. When the popular keys change, main's protected entries -- the keys the filter
+    keeps -- hold stale counts, and the new favourites are turned away until the counts age
+    (every 10 x capacity requests): the cache relearns slowly, where plain LRU, which admits
+    everything, recovers at once. The sign, both at once: the hit ratio falls ``SHIFT_DROP``
+    times its usual interval-to-interval spread (at least its sampling noise) below its
+    recent level, and the protected entries' share of the hits falls below ``SHIFT_STALE``
+    of its usual share. A scan lowers the hit ratio too, but the hits left still come from
+    the keys main keeps (and LRU would let the scan flush them); a workload that only got
+    harder, its favourites still in main, keeps that share as well. The answer: the window
+    takes the whole cache (LRU), the frequency counts are halved, and once the hit ratio has
+    gone ``SHIFT_SETTLED`` intervals without a new best the window goes back to its share.
+
+    >>> from perfsdk._native import CacheCore
+    >>> def steady_watch():     # 80 % hits, three quarters of them on the keys main protects
+    ...     watch = PopularityWatch(CacheCore(1000, 1000))
+    ...     for _ in range(10):
+    ...         watch.observe(0.01, hit_ratio=0.80, ops=10_000, protected_hits=6_000)
+    ...     return watch
+    >>> steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=5_000) is None  # a scan
+    True
+    >>> print(steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=500)[1])
+    the popular keys changed: hit ratio 0.550 against 0.800 lately, 9% of the hits on the keys \
+main keeps against 75% usually: the window takes the whole cache (LRU), old counts are halved
+    """
+
+    def __init__(self, core: CacheCore) -> None:
+        self.core = core
+        self.level = 0.0  # the hit ratio lately (an exponentially weighted mean)
+        self.spread = 0.0  # its usual distance from one interval to the level
+        self.kept = 0.0  # the protected entries' share of the hits, usually
+        self.intervals = 0
+        self.home: float | None = None  # the window share to go back to (None: no shift in hand)
+        self._best = 0.0  # the best hit ratio since the shift
+        self._without_best = 0
+
+    def observe(self, share: float, hit_ratio: float, ops: int, protected_hits: int) -> tuple[float, str] | None:
+        """One judged interval: the window share to set and why (None: no shift in hand)."""
+        level, kept = self.level, self.kept
+        noise = max(self.spread, math.sqrt(max(level * (1.0 - level), 1e-4) / max(ops, 1)))
+        kept_now = protected_hits / max(hit_ratio * ops, 1.0)
+        answer = None
+        if self.home is not None:
+            if hit_ratio > self._best + noise:
+                self._best, self._without_best = hit_ratio, 0
+            else:
+                self._without_best += 1
+            if self._without_best >= SHIFT_SETTLED:
+                answer = (self.home, f"the hit ratio stopped climbing after the popular keys changed "
+                                     f"({hit_ratio:.3f}): the window goes back")
+                self.home = None
+            else:
+                answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, still climbing; held")
+        elif (self.intervals >= SHIFT_WARMUP and share < 1.0 and level - hit_ratio > SHIFT_DROP * noise
+                and kept_now < SHIFT_STALE * kept):
+            self.home, self._best, self._without_best = share, hit_ratio, 0
+            self.core.age_frequencies()
+            answer = (1.0, f"the popular keys changed: hit ratio {hit_ratio:.3f} against {level:.3f} lately, "
+                           f"{kept_now:.0%} of the hits on the keys main keeps against {kept:.0%} usually: "
+                           "the window takes the whole cache (LRU), old counts are halved")
+        if not self.intervals:
+            self.level, self.kept = hit_ratio, kept_now
+        else:
+            if self.home is None and answer is None:
+                # the usual, from usual intervals: an outlier counts at most 3x the noise, and a shift
+                # and the climb back after it are not the workload's usual (the next would hide in them)
+                self.spread += 0.2 * (min(abs(hit_ratio - level), 3.0 * noise) - self.spread)
+                self.kept += 0.2 * (kept_now - kept)
+            self.level += 0.2 * (hit_ratio - level)
+        self.intervals += 1
+        return answer
+
+
 class CacheEvidence:
     """Reads one cache core's counters at the end of each interval (see the module docstring)."""
 
@@ -85,6 +165,7 @@ class CacheEvidence:
         self.reference = reference  # the capacity the cache was given (the default objective's reference)
         self.filled = False  # whether the cache has been full once (before: its first fill, not judged)
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
+        self.popularity = PopularityWatch(core)
 
     def __call__(self, controller: CacheController, min_capacity: int, max_capacity: int,
                  candidates: Mapping[Action, int]) -> Evidence:
@@ -92,8 +173,8 @@ class CacheEvidence:
         grown = controller.step - 1.0  # growing adds this share of the capacity
         deep_followed = core.shrink_step == controller.step  # through the interval just ended
         now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, core.window_deep_hits,
-               *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)))
-        hits, misses, ghost, probation, deep, margin_window, margin_main, near_window, near_main = (
+               *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)), core.protected_hits)
+        hits, misses, ghost, probation, deep, margin_window, margin_main, near_window, near_main, protected = (
             (a - b for a, b in zip(now, self._seen)) if self._seen else now)
         ops = max(hits + misses, 1)
         span = math.log(max_capacity / min_capacity) if max_capacity > min_capacity else 1.0
@@ -169,4 +250,7 @@ class CacheEvidence:
             moved = tune_window(core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
             if moved is not None:
                 setting = SettingMove("window_share", "window", share, moved[0] / capacity, moved[1], moved[2])
+            shift = self.popularity.observe(share, hit_ratio, ops, protected)
+            if shift is not None:
+                setting = SettingMove("window_share", "window", share, *shift)
         return Evidence(features, reward, what_if, summary, cold, setting)
