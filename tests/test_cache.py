@@ -742,3 +742,37 @@ def test_a_settled_cache_decides_less_often_and_a_change_brings_the_interval_bac
     for i in range(4000):  # new keys: the cache fills and evicts, the evidence changes
         cache.get_or_load(1000 + i, str)
     assert len(cache.decisions()) - settled >= 5  # back to deciding every 100 gets, or near it
+
+
+def test_the_core_counts_hits_by_segment_and_ages_its_counts_on_demand():
+    core = CacheCore(100, 100)
+    core.resize(100, 0.01)  # W-TinyLFU: a window of one
+    for k in range(100):
+        core.put(k, k)
+    core.get(50)  # in probation: promoted to protected
+    assert (core.probation_hits, core.protected_hits) == (1, 0)
+    core.get(50); core.get(50)  # now in protected (at its head, too: every hit counts)
+    assert (core.probation_hits, core.protected_hits) == (1, 2)
+    assert core.hits == 3
+
+
+
+def test_aged_counts_let_a_newly_popular_key_past_keys_that_were_popular_before():
+    def admitted(aged):
+        core = CacheCore(10, 10)
+        core.resize(10, 0.1)  # a window of one, main of nine
+        for k in range(10):
+            core.put(k, k)
+        for _ in range(4):  # every resident key asked for four more times
+            for k in range(10):
+                core.get(k)
+        for _ in range(aged):
+            core.age_frequencies()
+        core.get(99); core.get(99)  # a new key, asked for twice
+        core.put(99, 0)
+        core.put(98, 0)  # pushes 99 out of the window, into the contest with main's victim
+        core.check_invariants()
+        return core.contains(99)
+
+    assert not admitted(aged=0)  # 2 requests against 5: turned away
+    assert admitted(aged=2)  # against 5 halved twice: let in
