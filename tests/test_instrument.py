@@ -732,3 +732,21 @@ def test_a_failing_callee_is_the_origin_of_its_callers_failures():
         tracker.add(a)
     (incident,) = tracker.incidents()
     assert incident.origin.details["series"] == "charge_payment"
+
+
+@pytest.mark.parametrize("stall_ms", [0.0, 100.0, 300.0, 5000.0])
+def test_one_stalled_span_does_not_hide_a_later_slowdown(stall_ms):
+    # The default span detector, fed as perfsdk.init() feeds it: 2 ms spans, one of them stalled
+    # by the host (a GC pause, a descheduled thread) while it learns, then a 20x slowdown.
+    from perfsdk.detect.presets import span_detectors
+    from perfsdk.instrument.bank import DetectorBank
+
+    bank = DetectorBank(span_detectors(("default",)))
+    rng = np.random.default_rng(7)
+    for i in range(420):
+        value = stall_ms if (i == 250 and stall_ms) else 2.1 + abs(rng.normal(0, 0.15))
+        assert bank.observe("GET /checkout", value) == ()
+    slow = 0
+    while not bank.observe("GET /checkout", 42.0 + abs(rng.normal(0, 0.15))):
+        slow += 1
+        assert slow < 10, f"the slowdown went unflagged for {slow} spans after a {stall_ms} ms stall"

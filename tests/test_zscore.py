@@ -108,6 +108,8 @@ def test_river_verbs_take_dicts():
         ({"threshold": float("nan")}, "threshold"),
         ({"warmup": 1}, "warmup"),
         ({"min_std": -1.0}, "min_std"),
+        ({"clip": -1.0}, "clip"),
+        ({"clip": float("nan")}, "clip"),
         ({"name": 3}, "name"),
     ],
 )
@@ -126,6 +128,23 @@ def test_bad_batches_and_snapshots_are_refused():
         det.restore(ZScoreDetector(window=16).snapshot())
     with pytest.raises(ValueError, match="different parameters"):
         det.restore(ZScoreDetector(window=8, threshold=4.0, warmup=3).snapshot())
+    with pytest.raises(ValueError, match="different parameters"):
+        det.restore(ZScoreDetector(window=8, clip=10.0).snapshot())
+
+
+def test_clip_bounds_an_isolated_extreme_and_still_learns_a_level_shift():
+    xs = 2.0 + 0.15 * np.random.default_rng(3).standard_normal(1200)
+    xs[300] = 300.0  # one stalled request
+    xs[400:405] += 1.5  # a change ten times its usual spread, smaller than the stall
+    plain, bounded = ZScoreDetector(window=256), ZScoreDetector(window=256, clip=10.0)
+    z_plain, z_bounded = plain.update_many(xs), bounded.update_many(xs)
+    assert z_plain[300] == z_bounded[300] > 1000  # scores are unchanged: the stall is news either way
+    assert z_plain[400] < 0.5  # learned as it was, the stall hides the change...
+    assert z_bounded[400] > 5  # ...learned at 10 std, it does not
+    shifted = xs.copy()
+    shifted[600:] += 50.0  # a level shift: its second point on is learned as it is
+    z_shift = ZScoreDetector(window=256, clip=10.0).update_many(shifted)
+    assert z_shift[600] > 100 and abs(z_shift[1100]) < 3  # news, then the new normal
 
 
 def test_pickle_round_trip_is_exact():
@@ -148,7 +167,9 @@ points = st.one_of(finite, finite, finite, st.sampled_from([math.nan, math.inf, 
 )
 def test_any_interleaving_of_engines_is_bit_identical(xs, cuts, window, ewma):
     xs = np.array(xs)
-    make = lambda: ZScoreDetector(alpha=0.2, warmup=2) if ewma else ZScoreDetector(window=window, warmup=2)
+    clip = 2.0 if len(cuts) % 2 else 0.0  # bounded influence on in about half the examples
+    make = lambda: (ZScoreDetector(alpha=0.2, warmup=2, clip=clip) if ewma
+                    else ZScoreDetector(window=window, warmup=2, clip=clip))
     scalar = make()
     want = np.array([scalar.update(x) for x in xs])
     mixed = make()

@@ -146,11 +146,21 @@ cdef class ZScoreCore(StateOwner):
 
     cdef double step(self, double x) except? -1.0:
         """``update`` for C callers (the alert pipeline, the detector bank's common path)."""
-        cdef double z
+        cdef double z, learned = x
         cdef double* f
+        cdef double* s
         if not self._accept(x):
             return NAN
         z = self._score(x)
+        s = self._s
+        if s[ZS_CLIP] > 0.0 and s[ZS_COUNT] >= s[ZS_WARMUP]:
+            # bounded influence (kernels.zscore_update_many): an isolated extreme is learned at the clip
+            if fabs(z) > s[ZS_CLIP]:
+                if s[ZS_EXTREME] == 0.0:
+                    learned = self.last_expected + copysign(s[ZS_CLIP] * self.last_std, z)
+                s[ZS_EXTREME] = 1.0
+            else:
+                s[ZS_EXTREME] = 0.0
         if fabs(z) > self.flag_threshold:  # rare; NaN (warming up) never
             f = self._flagged[self._flag_next]
             self._flag_next = (self._flag_next + 1) % FLAG_RING
@@ -159,7 +169,7 @@ cdef class ZScoreCore(StateOwner):
             f[2] = self.last_expected
             f[3] = self.last_std
             f[4] = z
-        self._learn(x)
+        self._learn(learned)
         return z
 
     def update(self, double x):

@@ -10,7 +10,7 @@ from perfsdk._native.config import kernel
 from perfsdk._native.layout import (  # the state's slots: one definition, shared with Cython
     ZS_MODE, ZS_WINDOW, ZS_INV_WINDOW, ZS_ALPHA, ZS_WARMUP,
     ZS_MIN_STD, ZS_COUNT, ZS_REJECTED, ZS_POS, ZS_MEAN,
-    ZS_M2, ZS_SINCE_RESYNC, ZS_SHIFT, ZS_HEADER, ZS_MODE_WINDOW,
+    ZS_M2, ZS_SINCE_RESYNC, ZS_SHIFT, ZS_CLIP, ZS_EXTREME, ZS_HEADER, ZS_MODE_WINDOW,
     ZS_MODE_EWMA,
 )
 
@@ -63,6 +63,8 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
     m2 = state[ZS_M2]
     since = np.int64(state[ZS_SINCE_RESYNC])
     shift = state[ZS_SHIFT]
+    clip = state[ZS_CLIP]
+    extreme = state[ZS_EXTREME]
 
     for i in range(xs.shape[0]):
         x = xs[i]
@@ -99,6 +101,15 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
         if details:
             expected_out[i] = shift + mean if count >= warmup else np.nan
             std_out[i] = std
+
+        # ---- bounded influence: an isolated extreme is learned at the clip (a run, as it is)
+        if clip > 0.0 and count >= warmup:
+            if abs(z) > clip:
+                if extreme == 0.0:
+                    x = (shift + mean) + math.copysign(clip * std, z)
+                extreme = 1.0
+            else:
+                extreme = 0.0
 
         # ---- learn x
         if ewma:
@@ -144,3 +155,4 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
     state[ZS_M2] = m2
     state[ZS_SINCE_RESYNC] = since
     state[ZS_SHIFT] = shift
+    state[ZS_EXTREME] = extreme

@@ -26,6 +26,8 @@ ZS_MEAN = 9  # mean of (x - shift)
 ZS_M2 = 10  # rolling: sum of squared deviations; EWMA: the variance
 ZS_SINCE_RESYNC = 11  # replacements since mean/M2 were recomputed exactly
 ZS_SHIFT = 12  # rolling: reference level subtracted from every point (see below)
+ZS_CLIP = 13  # bounded influence: an isolated point beyond this many std is learned at it (0: off)
+ZS_EXTREME = 14  # 1: the last point learned was beyond ZS_CLIP (the next one beyond it is learned as it is)
 ZS_HEADER = 16  # the ring buffer starts here
 
 ZS_MODE_WINDOW = 0.0

@@ -64,6 +64,10 @@ SQUASH = 3.0
 #: An incident ends after QUIET points in a row scoring below RELEASE.
 RELEASE = 0.3
 QUIET = 30
+#: The default member's bounded influence (``ZScoreDetector(clip=...)``), in standard deviations:
+#: far beyond what a heavy-tailed latency's own spread gives (by Chebyshev's bound at most 0.16 %
+#: of any distribution lies beyond 25), so only stalls are bounded. At 10, NAB's alerts lost 0.5.
+MEMBER_CLIP = 25.0
 #: The seasonal channel counts while corr(x_t, x_(t-season)) reaches this.
 SEASON_CORR = 0.5
 
@@ -75,8 +79,10 @@ _CHANNEL_NAMES = {0.0: "detector", 1.0: "seasonal", float(K.PL_RANGE_CHANNEL): "
 
 
 def _member_z() -> ZScoreDetector:
-    """The default raw detector: a 256-point Z-score that scores from its 32nd point."""
-    return ZScoreDetector(window=256, warmup=32)
+    """The default raw detector: a 256-point Z-score that scores from its 32nd point, an isolated
+    point beyond ``MEMBER_CLIP`` standard deviations learned at it (one stalled request must not
+    hide a slowdown smaller than itself for a whole window)."""
+    return ZScoreDetector(window=256, warmup=32, clip=MEMBER_CLIP)
 
 
 class AlertPipeline(StreamingDetector, PipelineCore):

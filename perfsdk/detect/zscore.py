@@ -46,6 +46,14 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         any other point scores +/-inf -- any change of a perfectly constant
         metric is an anomaly. Set ``min_std`` (in the metric's unit) to
         tolerate small changes of a quantised metric.
+    clip
+        Bounded influence, in standard deviations (0, the default: off). A point
+        scoring beyond ``clip`` right after one that did not is learned as if it
+        lay at ``clip`` standard deviations: one stalled request, 100 times the
+        usual, then widens the statistics as little as a merely unusual one,
+        where learned as it is it would hide any later change smaller than
+        itself for a whole window. The second such point in a row is learned as
+        it is, so a level shift is still learned. Scores are unchanged.
     name
         Name used in anomaly records; default describes the configuration.
 
@@ -96,6 +104,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         threshold: float = 3.0,
         warmup: int | None = None,
         min_std: float = 0.0,
+        clip: float = 0.0,
         name: str | None = None,
     ) -> None:
         if alpha is not None:
@@ -110,6 +119,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
             warmup = math.ceil(2.0 / alpha) if alpha is not None else int(window)
         check_int("warmup", warmup, minimum=2)
         check_number("min_std", min_std, low=0.0)
+        check_number("clip", clip, low=0.0)
         if name is not None:
             check_str("name", name)
         self.window = int(window)
@@ -117,6 +127,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         self.threshold = float(threshold)
         self.warmup = int(warmup)
         self.min_std = float(min_std)
+        self.clip = float(clip)
         self.name = name or (
             f"zscore(alpha={self.alpha:g})" if self.alpha is not None else f"zscore(window={self.window})"
         )
@@ -134,6 +145,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         state[kernels.ZS_ALPHA] = self.alpha or 0.0
         state[kernels.ZS_WARMUP] = self.warmup
         state[kernels.ZS_MIN_STD] = self.min_std
+        state[kernels.ZS_CLIP] = self.clip
         return state
 
     @property
@@ -163,10 +175,14 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         })
         if not (math.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
             raise ValueError("snapshot is corrupt: mean or M2 out of range")
+        if snap[kernels.ZS_CLIP] != self.clip or snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
+            raise ValueError("snapshot was taken from a detector with different parameters (clip)")
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"window": self.window} if self.alpha is None else {"alpha": self.alpha}
         params.update(threshold=self.threshold, warmup=self.warmup, min_std=self.min_std)
+        if self.clip:
+            params["clip"] = self.clip
         if self._custom_name is not None:
             params["name"] = self._custom_name
         return params
