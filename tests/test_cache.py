@@ -753,7 +753,8 @@ def test_the_core_counts_hits_by_segment_and_ages_its_counts_on_demand():
     assert (core.probation_hits, core.protected_hits) == (1, 0)
     core.get(50); core.get(50)  # now in protected (at its head, too: every hit counts)
     assert (core.probation_hits, core.protected_hits) == (1, 2)
-    assert core.hits == 3
+    core.put(50, "again"); core.put(51, "again")  # writes over keys are uses, not hits
+    assert (core.probation_hits, core.protected_hits, core.hits) == (1, 2, 3)
 
 
 

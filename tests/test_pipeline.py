@@ -62,8 +62,11 @@ def test_scores_are_in_unit_interval_and_rejected_are_nan(make):
     assert ((scores[~bad] >= 0.0) & (scores[~bad] <= 1.0)).all()
 
 
-def test_update_and_update_many_agree_bit_for_bit_even_interleaved(make):
+@pytest.mark.parametrize("stalls", [False, True])
+def test_update_and_update_many_agree_bit_for_bit_even_interleaved(make, stalls):
     xs = _with_bad(_metric())
+    if stalls:  # isolated values far beyond the default member's clip, and two in a row
+        xs[[700, 1200, 1500, 1501]] = [1e4, -1e4, 5e3, 6e3]
     scalar, batch, mixed = make(), make(), make()
     want = np.array([scalar.update(float(x)) for x in xs])
     assert np.array_equal(batch.update_many(xs), want, equal_nan=True)

@@ -147,6 +147,20 @@ def test_clip_bounds_an_isolated_extreme_and_still_learns_a_level_shift():
     assert z_shift[600] > 100 and abs(z_shift[1100]) < 3  # news, then the new normal
 
 
+def test_clip_learns_a_constant_series_first_change_and_learn_one_learns_as_update_does():
+    xs = np.zeros(400)
+    xs[[100, 130, 160, 190]] = 1.0  # a spread of 0: no clip can apply, the change is learned
+    plain, bounded = ZScoreDetector(window=256), ZScoreDetector(window=256, clip=25.0)
+    assert np.array_equal(plain.update_many(xs), bounded.update_many(xs), equal_nan=True)
+    stall = 2.0 + 0.1 * np.sin(np.arange(600.0))
+    stall[300] = 500.0
+    updated, learned = ZScoreDetector(window=64, clip=10.0), ZScoreDetector(window=64, clip=10.0)
+    for x in stall:
+        updated.update(x)
+        learned.learn_one(x)
+    assert np.array_equal(updated.state, learned.state)
+
+
 def test_pickle_round_trip_is_exact():
     det = ZScoreDetector(window=32)
     det.update_many(series(100))
@@ -164,10 +178,10 @@ points = st.one_of(finite, finite, finite, st.sampled_from([math.nan, math.inf, 
     cuts=st.lists(st.integers(0, 300), max_size=6),
     window=st.integers(2, 20),
     ewma=st.booleans(),
+    clip=st.sampled_from([0.0, 2.0]),
 )
-def test_any_interleaving_of_engines_is_bit_identical(xs, cuts, window, ewma):
+def test_any_interleaving_of_engines_is_bit_identical(xs, cuts, window, ewma, clip):
     xs = np.array(xs)
-    clip = 2.0 if len(cuts) % 2 else 0.0  # bounded influence on in about half the examples
     make = lambda: (ZScoreDetector(alpha=0.2, warmup=2, clip=clip) if ewma
                     else ZScoreDetector(window=window, warmup=2, clip=clip))
     scalar = make()

@@ -284,12 +284,13 @@ cdef class CacheCore:
             elif self._count_in[WINDOW] == self._depth + 1:
                 self._marker = self._tail[WINDOW]
 
-    cdef inline void _touch(self, Py_ssize_t slot) noexcept:
-        """A hit: most recent in its list; from probation, promoted to protected."""
+    cdef inline void _touch(self, Py_ssize_t slot, bint hit) noexcept:
+        """A use (``hit``: a get, else a put over the key): most recent in its list; from
+        probation, promoted to protected."""
         cdef uint8_t seg = self._segment[slot]
         cdef Py_ssize_t demoted
         if seg == PROBATION:
-            self.probation_hits += 1
+            self.probation_hits += hit
             self._unlink(slot)
             self._push_front(slot, PROTECTED)
             if self._count_in[PROTECTED] > self._protected_capacity:
@@ -298,7 +299,7 @@ cdef class CacheCore:
                 self._push_front(demoted, PROBATION)
         else:
             if seg == PROTECTED:
-                self.protected_hits += 1
+                self.protected_hits += hit
             if slot != self._head[seg]:
                 if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
                     self.window_deep_hits += 1
@@ -401,7 +402,7 @@ cdef class CacheCore:
                 value = default
             else:
                 slot = <Py_ssize_t> slot_obj
-                self._touch(slot)
+                self._touch(slot, True)
                 self.hits += 1
                 if self._counting:
                     sketch_count(&self._sketch, self._hashes[slot])
@@ -494,7 +495,7 @@ cdef class CacheCore:
                 slot = <Py_ssize_t> slot_obj
                 self._dropped.append(self._values[slot])
                 self._values[slot] = value
-                self._touch(slot)
+                self._touch(slot, False)
                 return True
             if self._nfree == 0:  # before anything changes: this may fail (MemoryError)
                 self._grow_slots(min(self.max_capacity + 1, self._slots + self._slots // 2))

@@ -154,8 +154,9 @@ cdef class ZScoreCore(StateOwner):
         z = self._score(x)
         s = self._s
         if s[ZS_CLIP] > 0.0 and s[ZS_COUNT] >= s[ZS_WARMUP]:
-            # bounded influence (kernels.zscore_update_many): an isolated extreme is learned at the clip
-            if fabs(z) > s[ZS_CLIP]:
+            # bounded influence (kernels.zscore_update_many): an isolated extreme is learned at the
+            # clip -- where the spread is 0 nothing is (a constant series must learn its first change)
+            if fabs(z) > s[ZS_CLIP] and self.last_std > 0.0:
                 if s[ZS_EXTREME] == 0.0:
                     learned = self.last_expected + copysign(s[ZS_CLIP] * self.last_std, z)
                 s[ZS_EXTREME] = 1.0
@@ -198,5 +199,4 @@ cdef class ZScoreCore(StateOwner):
         return self._score(x)
 
     def _learn_one(self, double x):
-        if self._accept(x):
-            self._learn(x)
+        self.step(x)  # as ``update`` learns it (bounded influence needs the score)

@@ -102,9 +102,10 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
             expected_out[i] = shift + mean if count >= warmup else np.nan
             std_out[i] = std
 
-        # ---- bounded influence: an isolated extreme is learned at the clip (a run, as it is)
+        # ---- bounded influence: an isolated extreme is learned at the clip (a run, as it is;
+        # where the spread is 0 nothing is: a constant series must learn its first change)
         if clip > 0.0 and count >= warmup:
-            if abs(z) > clip:
+            if abs(z) > clip and std > 0.0:
                 if extreme == 0.0:
                     x = (shift + mean) + math.copysign(clip * std, z)
                 extreme = 1.0

@@ -133,6 +133,8 @@ class AdaptiveCache(MutableMapping):
     def apply(self, value: int, setting: SettingMove | None) -> None:
         """Resize to what the controller decided (and move the window as the evidence proposed)."""
         self._core.resize(value, self._core.window_share if setting is None else setting.after)
+        if self._evidence.popularity.take_ageing():  # the popular keys changed: old counts fade now
+            self._core.age_frequencies()
 
     def _on_interval(self) -> None:
         # Runs inside the get that closed the interval: bounded work only (~20-40 us);

@@ -29,7 +29,8 @@ GHOST_BANDS = layout.CACHE_GHOST_BANDS  # the core counts ghost hits by age in s
 PROBATION_SHARE = layout.CACHE_PROBATION_SHARE  # of the main area; the rest is protected
 SHIFT_DROP = 6.0  # a fall in hit ratio this many times its usual interval-to-interval spread...
 SHIFT_STALE = 0.5  # ...while the keys main keeps take less than this share of their usual share of hits
-SHIFT_WARMUP = 8  # judged intervals before the usual levels are known
+SHIFT_WARMUP = 8  # usual intervals before the usual levels are known (again, after a return)
+SHIFT_WEIGHT = 0.2  # the usual levels' weight on each new interval
 SHIFT_SETTLED = 2  # intervals without a new best hit ratio before the window goes back
 FULL = 0.95  # until a cache first holds this share of its capacity it is filling: its size is not judged
 
@@ -117,6 +118,9 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
         self.kept = 0.0  # the protected entries' share of the hits, usually
         self.intervals = 0
         self.home: float | None = None  # the window share to go back to (None: no shift in hand)
+        self.age_pending = False  # a shift was answered: the sketch is halved when the move is applied
+        self._usual = 0  # usual intervals since the start or the last return (SHIFT_WARMUP are needed)
+        self._kept_share = 0.0  # the window share ``kept`` was learned at
         self._best = 0.0  # the best hit ratio since the shift
         self._without_best = 0
 
@@ -125,6 +129,7 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
         level, kept = self.level, self.kept
         noise = max(self.spread, math.sqrt(max(level * (1.0 - level), 1e-4) / max(ops, 1)))
         kept_now = protected_hits / max(hit_ratio * ops, 1.0)
+        self.age_pending = False
         answer = None
         if self.home is not None:
             if hit_ratio > self._best + noise:
@@ -134,27 +139,37 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
             if self._without_best >= SHIFT_SETTLED:
                 answer = (self.home, f"the hit ratio stopped climbing after the popular keys changed "
                                      f"({hit_ratio:.3f}): the window goes back")
-                self.home = None
+                self.home, self._usual = None, 0  # main refills: its share of the hits is learned anew
             else:
                 answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, still climbing; held")
-        elif (self.intervals >= SHIFT_WARMUP and share < 1.0 and level - hit_ratio > SHIFT_DROP * noise
+        elif (self._usual >= SHIFT_WARMUP and share < 1.0 and level - hit_ratio > SHIFT_DROP * noise
                 and kept_now < SHIFT_STALE * kept):
-            self.home, self._best, self._without_best = share, hit_ratio, 0
-            self.core.age_frequencies()
+            self.home, self._best, self._without_best, self.age_pending = share, hit_ratio, 0, True
             answer = (1.0, f"the popular keys changed: hit ratio {hit_ratio:.3f} against {level:.3f} lately, "
                            f"{kept_now:.0%} of the hits on the keys main keeps against {kept:.0%} usually: "
                            "the window takes the whole cache (LRU), old counts are halved")
         if not self.intervals:
-            self.level, self.kept = hit_ratio, kept_now
+            self.level = hit_ratio
         else:
-            if self.home is None and answer is None:
-                # the usual, from usual intervals: an outlier counts at most 3x the noise, and a shift
-                # and the climb back after it are not the workload's usual (the next would hide in them)
-                self.spread += 0.2 * (min(abs(hit_ratio - level), 3.0 * noise) - self.spread)
-                self.kept += 0.2 * (kept_now - kept)
-            self.level += 0.2 * (hit_ratio - level)
+            self.level += SHIFT_WEIGHT * (hit_ratio - level)
+        if self.home is None and answer is None:
+            # the usual, from usual intervals: an outlier counts at most 3x the noise, and a shift and
+            # the climb back after it are not the workload's usual (the next would hide in them)
+            if self.intervals:
+                self.spread += SHIFT_WEIGHT * (min(abs(hit_ratio - level), 3.0 * noise) - self.spread)
+            if not self._usual or not 0.5 <= share / max(self._kept_share, 1e-9) <= 2.0:
+                # anew: main's share of the hits follows its share of the cache (the window moved)
+                self.kept, self._kept_share = kept_now, share
+            else:
+                self.kept += SHIFT_WEIGHT * (kept_now - kept)
+            self._usual += 1
         self.intervals += 1
         return answer
+
+    def take_ageing(self) -> bool:
+        """Whether the move being applied answers a shift (then the sketch is halved, once)."""
+        pending, self.age_pending = self.age_pending, False
+        return pending
 
 
 class CacheEvidence:

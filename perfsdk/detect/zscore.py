@@ -175,8 +175,10 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         })
         if not (math.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
             raise ValueError("snapshot is corrupt: mean or M2 out of range")
-        if snap[kernels.ZS_CLIP] != self.clip or snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
+        if snap[kernels.ZS_CLIP] != self.clip:
             raise ValueError("snapshot was taken from a detector with different parameters (clip)")
+        if snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
+            raise ValueError("snapshot is corrupt: its last-point-extreme flag is neither 0 nor 1")
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"window": self.window} if self.alpha is None else {"alpha": self.alpha}
