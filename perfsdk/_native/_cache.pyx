@@ -103,11 +103,7 @@ cdef class CacheCore:
     cdef readonly Py_ssize_t ghost_capacity
     cdef Sketch _sketch
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
-    cdef readonly long long probation_hits
-    """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
-    cdef readonly long long protected_hits
-    """Hits on main's protected segment: the keys the frequency filter keeps (their fall tells
-    that the popular keys changed)."""
+    cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
     what a window that much smaller would have missed -- with the window the whole cache (plain
@@ -289,22 +285,30 @@ cdef class CacheCore:
         probation, promoted to protected."""
         cdef uint8_t seg = self._segment[slot]
         cdef Py_ssize_t demoted
+        self._hits_in[seg] += hit
         if seg == PROBATION:
-            self.probation_hits += hit
             self._unlink(slot)
             self._push_front(slot, PROTECTED)
             if self._count_in[PROTECTED] > self._protected_capacity:
                 demoted = self._tail[PROTECTED]
                 self._unlink(demoted)
                 self._push_front(demoted, PROBATION)
-        else:
-            if seg == PROTECTED:
-                self.protected_hits += hit
-            if slot != self._head[seg]:
-                if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
-                    self.window_deep_hits += 1
-                self._unlink(slot)
-                self._push_front(slot, seg)
+        elif slot != self._head[seg]:
+            if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
+                self.window_deep_hits += 1
+            self._unlink(slot)
+            self._push_front(slot, seg)
+
+    @property
+    def probation_hits(self):
+        """Hits on main's probation segment: its least valuable fifth, what shrinking would lose."""
+        return self._hits_in[PROBATION]
+
+    @property
+    def protected_hits(self):
+        """Hits on main's protected segment: the keys the frequency filter keeps (their fall tells
+        that the popular keys changed)."""
+        return self._hits_in[PROTECTED]
 
     # -- operations -------------------------------------------------------------------
     @property

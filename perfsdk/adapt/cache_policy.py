@@ -98,9 +98,8 @@ class PopularityWatch:
     takes the whole cache (LRU), the frequency counts are halved, and once the hit ratio has
     gone ``SHIFT_SETTLED`` intervals without a new best the window goes back to its share.
 
-    >>> from perfsdk._native import CacheCore
     >>> def steady_watch():     # 80 % hits, three quarters of them on the keys main protects
-    ...     watch = PopularityWatch(CacheCore(1000, 1000))
+    ...     watch = PopularityWatch()
     ...     for _ in range(10):
     ...         watch.observe(0.01, hit_ratio=0.80, ops=10_000, protected_hits=6_000)
     ...     return watch
@@ -111,8 +110,7 @@ class PopularityWatch:
 main keeps against 75% usually: the window takes the whole cache (LRU), old counts are halved
     """
 
-    def __init__(self, core: CacheCore) -> None:
-        self.core = core
+    def __init__(self) -> None:
         self.level = 0.0  # the hit ratio lately (an exponentially weighted mean)
         self.spread = 0.0  # its usual distance from one interval to the level
         self.kept = 0.0  # the protected entries' share of the hits, usually
@@ -180,7 +178,7 @@ class CacheEvidence:
         self.reference = reference  # the capacity the cache was given (the default objective's reference)
         self.filled = False  # whether the cache has been full once (before: its first fill, not judged)
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
-        self.popularity = PopularityWatch(core)
+        self.popularity = PopularityWatch()
 
     def __call__(self, controller: CacheController, min_capacity: int, max_capacity: int,
                  candidates: Mapping[Action, int]) -> Evidence:
@@ -262,10 +260,12 @@ class CacheEvidence:
         share = core.window_share
         setting = SettingMove("window_share", "window", share, share)
         if controller.adapt_window and not cold:
-            moved = tune_window(core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
-            if moved is not None:
-                setting = SettingMove("window_share", "window", share, moved[0] / capacity, moved[1], moved[2])
+            # a change of the popular keys in hand overrides ARC's rule (which is not asked then)
             shift = self.popularity.observe(share, hit_ratio, ops, protected)
+            moved = None if shift is not None else tune_window(
+                core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
             if shift is not None:
                 setting = SettingMove("window_share", "window", share, *shift)
+            elif moved is not None:
+                setting = SettingMove("window_share", "window", share, moved[0] / capacity, moved[1], moved[2])
         return Evidence(features, reward, what_if, summary, cold, setting)
