@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perfsdk import AdaptivePool, PoolClosed, PoolController, PoolTimeout
+from perfsdk.adapt.decision import Action
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence
 
 
@@ -562,6 +563,49 @@ def test_a_step_past_a_limit_that_can_still_move_goes_to_the_limit():
     controller.learner.visits[state] = 1
     decision = controller.decide(target)
     assert (target.value, decision.guardrail) == (48, "max_size")
+
+
+def _open_interval(size: int, arrivals: int, busy: float, holds: np.ndarray, levels: int = 50) -> IntervalRecord:
+    """One second of open arrivals at ``size`` connections: ``arrivals`` requests, none waiting,
+    holding as ``holds`` (cycled) at the levels a Poisson load of ``busy`` erlangs takes."""
+    record = IntervalRecord(started=0.0, last_change=0.0, levels=levels)
+    rng = np.random.default_rng(0)
+    for i in range(arrivals):
+        record.lent(0.0)
+        level = int(min(size, 1 + rng.poisson(busy)))
+        record.returned(float(holds[i % len(holds)]), float(holds[i % len(holds)]), level=level)
+    record.elapse(1.0, in_use=round(busy), waiting=0)
+    record.busy_area = busy
+    record.peak = size
+    return record
+
+
+def test_a_smaller_pool_is_priced_by_the_tail_of_hold_plus_wait_not_the_ratio_of_means():
+    """Holds spread widely (log-normal: a p99 about ten times the mean); 14 connections, 7 busy on
+    average. Fewer connections add short waits -- a fraction of a millisecond to a 10 ms tail --
+    so the estimate for 11 must stay within a few per cent of the tail measured. (Scaling the whole
+    tail by the M/M/n means priced it at +40 % and kept a steady pool 60 % above its best size.)"""
+    holds = np.exp(np.random.default_rng(1).normal(np.log(0.001), 1.0, 2000))
+    evidence = PoolEvidence(48)
+    for _ in range(3):
+        record = _open_interval(14, round(7.0 / holds.mean()), 7.0, holds)
+        evidence.absorb(record)
+    result = evidence(record, 1.0, 14, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 11, Action.GROW: 18}, 20)
+    tail = -result.reward
+    assert tail * 0.98 < -result.what_if[Action.SHRINK] < tail * 1.10
+    assert -result.what_if[Action.GROW] >= tail * 0.98  # more connections: no shorter tail (a burst contends)
+
+
+def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():
+    """Callers that keep the burst's extra connections busy all interval (utilisation over 1) queue
+    behind a pool too small for its load, even when the queue did not grow in that interval."""
+    holds = np.full(100, 0.002)
+    evidence = PoolEvidence(48)
+    record = _open_interval(4, 3000, 6.0, holds)
+    evidence.absorb(record)
+    result = evidence(record, 1.0, 4, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 3, Action.GROW: 5}, 20)
+    assert result.floor is not None and result.floor >= 7  # 3,000/s x 2 ms / 0.85
+    assert "150% of the size busy (its burst in use)" in result.summary
 
 
 @pytest.mark.parametrize("measured", [False, True])

@@ -15,7 +15,10 @@ controller's ``Evidence``:
   concurrency level (the Universal Scalability Law's curve between and beyond
   the levels seen) and queueing: with ``n`` connections, arrivals ``lambda``
   and hold ``h``, requests wait as in an M/M/n queue (Erlang C: the chance
-  of waiting, and its exponential tail) while ``lambda * h < n``; beyond, the
+  of waiting, and its exponential tail) while ``lambda * h < n``, and the
+  tail judged is that of hold + wait, the holds spread as the interval's
+  were, at the mean hold the queue's busy levels give at that size (more
+  connections let a burst contend in the database); beyond, the
   pool is saturated and Little's law gives what a request spends with ``L``
   requests in the system, ``L * h / n``. In a closed loop (clients that each
   wait for their last answer) these means cannot price the tail, so what each
@@ -200,6 +203,45 @@ class PoolEvidence:
         a, b, c = usl_fit(seen)
         return a + b * (level - 1) + c * level * (level - 1)
 
+    def seen_hold(self, size: int, offered: float, hold: float) -> float:
+        """The mean hold an arrival meets at ``size`` connections with ``offered`` erlangs (``hold``
+        where the relation is unknown): the measured hold at each level the M/M/n queue's busy
+        connections take -- an arrival finding ``k`` busy is the ``k + 1``th, one that waits the
+        ``size``th.
+
+        >>> evidence = PoolEvidence(16)
+        >>> for level in list(range(1, 9)) * 5:
+        ...     evidence.record_hold(level, 0.001 * (1 + 0.1 * (level - 1)))
+        >>> round(evidence.seen_hold(4, 2.0, 0.001) * 1e3, 3), round(evidence.seen_hold(8, 2.0, 0.001) * 1e3, 3)
+        (1.183, 1.2)
+        """
+        if size < 1 or offered <= 0:
+            return hold
+        levels = self.level_holds(size)
+        if not np.isfinite(levels).all():
+            return hold
+        weights = np.ones(size)  # offered^k / k!, k busy connections found (Poisson, truncated at the size)
+        for k in range(1, size):
+            weights[k] = weights[k - 1] * offered / k
+        if offered < size:  # the arrivals that wait, and then start the size-th
+            weights[-1] += weights[-1] * offered / size / (1.0 - offered / size)
+        return float(weights @ levels / weights.sum())
+
+    def level_holds(self, top: int) -> np.ndarray:
+        """``hold_at`` for levels 1 to ``top``, with one fit of the curve."""
+        top = max(1, min(top, len(self.hold_sum) - 1))
+        counts = np.array(self.hold_count[1:top + 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            holds = np.array(self.hold_sum[1:top + 1]) / counts
+        if (counts >= 5).all():
+            return holds
+        seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 1]
+        if len(seen) < 2:
+            return np.full(top, math.nan)
+        a, b, c = usl_fit(seen)
+        n = np.arange(1, top + 1)
+        return np.where(counts >= 5, holds, a + b * (n - 1) + c * n * (n - 1))
+
     def decay(self) -> None:
         self.hold_sum = [s * DECAY for s in self.hold_sum]
         self.hold_count = [c * DECAY for c in self.hold_count]
@@ -243,7 +285,10 @@ class PoolEvidence:
                             summary=f"{record.acquisitions} acquisitions: too few to judge the size")
         # the tail the interval can measure: p95, moving to p99 as ten or more requests lie beyond it
         # (both come from the same samples: p95 finite, p99 too)
-        tail = p95 + min(1.0, record.acquisitions / TAIL_ACQUISITIONS) * (p99 - p95)
+        reach = min(1.0, record.acquisitions / TAIL_ACQUISITIONS)
+        tail = p95 + reach * (p99 - p95)
+        quantile = 0.95 + 0.04 * reach
+        holds = np.asarray(record.holds, dtype=float)
         earned = reward(tail * 1e3, size)
         peak = record.peak or math.inf
         # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
@@ -268,7 +313,8 @@ class PoolEvidence:
         measured: set[Action] = set()  # estimated from what was measured (at that size, or either side)
         for action, other in candidates.items():
             estimate = self.estimate(other, known, lambda n: self.latency(
-                n, in_system, arrivals, queued, elapsed, peak), optimistic=closed_loop and other < size)
+                n, in_system, arrivals, queued, elapsed, peak, holds, quantile),
+                optimistic=closed_loop and other < size)
             if estimate is not None:
                 estimates[action], how[action] = estimate
                 if how[action] in ("measured", "interpolated"):
@@ -290,10 +336,13 @@ class PoolEvidence:
                 f"{candidates[action]} connections {tail_ms:.2f} ms ({how[action]})"
                 for action, tail_ms in estimates.items())
         floor = None
-        if growth > max(2, 0.05 * record.acquisitions):  # falling behind: grow to keep up now, not a step
+        if growth > max(2, 0.05 * record.acquisitions) or utilisation > 1.0:
+            # falling behind (the queue grew, or callers kept a burst over the size busy): keep up now
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
             if floor > size:
-                summary += (f"; the queue grew by {growth} (arrivals {arrivals:.0f}/s, served "
+                behind = (f"the queue grew by {growth}" if growth > max(2, 0.05 * record.acquisitions)
+                          else f"{utilisation:.0%} of the size busy (its burst in use)")
+                summary += (f"; {behind} (arrivals {arrivals:.0f}/s, served "
                             f"{record.acquisitions / elapsed:.0f}/s): {floor} connections keep up")
             else:
                 floor = None
@@ -459,30 +508,72 @@ class PoolEvidence:
         return min(latencies, key=lambda n: (round(latencies[n], 12), n))
 
     def latency(self, size: int, in_system: float, arrivals: float = math.inf, queued: bool = True,
-                interval: float = 1.0, peak: float = math.inf) -> float:
+                interval: float = 1.0, peak: float = math.inf, holds: np.ndarray | None = None,
+                quantile: float = 0.95) -> float:
         """A request's time (s) at ``size`` connections with ``in_system`` requests present and
         ``arrivals`` a second; NaN where the hold-time relation is unknown.
 
         ``queued`` (a standing queue now: clients in a closed loop, or a backlog): Little's law,
         ``L * h / n``. Else the arrivals are the load: the hold plus the 95th percentile of an
         M/M/n queue's wait while the pool keeps up, and a queue growing over the ``interval``
-        when it would not. At ``peak`` connections or more (the most requests ever present at
-        once), nobody waits: a closed loop of N clients never needs more than N."""
+        when it would not -- with ``holds`` (the interval's), the ``quantile`` of hold + wait
+        (``sum_quantile``) at the mean hold the queue's busy levels give (``seen_hold``). At
+        ``peak`` connections or more (the most requests ever present at once), nobody waits: a
+        closed loop of N clients never needs more than N."""
         busy = max(1.0, min(float(size), in_system))
         hold = self.hold_at(int(round(busy)))
         if not math.isfinite(hold):
             return math.nan
         little = max(hold, in_system * hold / size)
         offered = arrivals * hold  # connections the arrivals keep busy
-        if size >= peak:
-            return hold
         if queued or not math.isfinite(offered):
-            return little
+            return hold if size >= peak else little
+        shaped = None
+        if holds is not None and len(holds) >= 20:
+            # the hold an arrival meets: the busy connections take the M/M/n queue's levels, capped at
+            # the size (or the most ever present): more connections let a burst contend in the database
+            hold = self.seen_hold(int(min(size, peak)), offered, hold)
+            offered = arrivals * hold
+            shaped = holds * (hold / holds.mean())  # the interval's spread of holds, at that mean
+        spread = 1.0 if shaped is None else float(np.quantile(shaped, quantile)) / hold
+        if size >= peak:
+            return hold * spread
         if offered >= size:
-            return max(little, hold + interval * (offered - size) / (2 * size))
+            return max(little * spread, hold * spread + interval * (offered - size) / (2 * size))
         waits = erlang_c(size, offered)  # near saturation the M/M/n tail is long: no longer than half an interval
+        if shaped is not None:
+            return sum_quantile(shaped, waits, (size - offered) / hold, quantile, interval / 2)
         tail = math.log(waits / 0.05) * hold / (size - offered) if waits > 0.05 else 0.0
         return hold + min(tail, interval / 2)
+
+
+def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, longest: float) -> float:
+    """The ``quantile`` of a request's time, hold + wait, where holds are like ``holds`` and the
+    wait is an M/M/n queue's: zero, or with chance ``waits`` exponential at ``rate`` (1/s), at
+    most ``longest``. The tail of the sum, not the sum of the means: where holds spread widely,
+    a short wait hardly moves the 99th percentile.
+
+    >>> holds = np.full(100, 0.001)
+    >>> round(sum_quantile(holds, 0.0, 1000.0, 0.99, 0.5), 6), round(sum_quantile(holds, 0.5, 1000.0, 0.99, 0.5), 5)
+    (0.001, 0.00491)
+    """
+    ordered = np.sort(holds)
+    base = float(np.quantile(ordered, quantile))
+    if waits <= 0.0:
+        return base
+    beyond = 1.0 - quantile
+
+    def exceeds(t: float) -> float:  # P(hold + wait > t)
+        below = ordered[:np.searchsorted(ordered, t, side="right")]
+        return (len(ordered) - len(below) + waits * np.exp(-rate * (t - below)).sum()) / len(ordered)
+
+    lo, hi = base, base + longest
+    if exceeds(hi) > beyond:
+        return hi
+    while hi - lo > 1e-4 * lo:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if exceeds(mid) > beyond else (lo, mid)
+    return hi
 
 
 def _alike(a: float, b: float) -> bool:
