@@ -336,8 +336,9 @@ class PoolEvidence:
                 f"{candidates[action]} connections {tail_ms:.2f} ms ({how[action]})"
                 for action, tail_ms in estimates.items())
         floor = None
-        if growth > max(2, 0.05 * record.acquisitions) or utilisation > 1.0:
-            # falling behind (the queue grew, or callers kept a burst over the size busy): keep up now
+        if growth > max(2, 0.05 * record.acquisitions) or (utilisation > 1.0 and not closed_loop):
+            # falling behind (the queue grew, or callers kept a burst over the size busy -- not a closed
+            # loop's clients taking turns, who keep any size busy): keep up now
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
             if floor > size:
                 behind = (f"the queue grew by {growth}" if growth > max(2, 0.05 * record.acquisitions)
