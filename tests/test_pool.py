@@ -565,10 +565,11 @@ def test_a_step_past_a_limit_that_can_still_move_goes_to_the_limit():
     assert (target.value, decision.guardrail) == (48, "max_size")
 
 
-def _open_interval(size: int, arrivals: int, busy: float, holds: np.ndarray, levels: int = 50) -> IntervalRecord:
+def _open_interval(size: int, arrivals: int, busy: float, holds: np.ndarray, peak: int) -> IntervalRecord:
     """One second of open arrivals at ``size`` connections: ``arrivals`` requests, none waiting,
-    holding as ``holds`` (cycled) at the levels a Poisson load of ``busy`` erlangs takes."""
-    record = IntervalRecord(started=0.0, last_change=0.0, levels=levels)
+    holding as ``holds`` (cycled) at the levels a Poisson load of ``busy`` erlangs takes, at most
+    ``peak`` requests present at once (well above the mean: arrivals, not a closed loop's clients)."""
+    record = IntervalRecord(started=0.0, last_change=0.0, levels=50)
     rng = np.random.default_rng(0)
     for i in range(arrivals):
         record.lent(0.0)
@@ -576,7 +577,7 @@ def _open_interval(size: int, arrivals: int, busy: float, holds: np.ndarray, lev
         record.returned(float(holds[i % len(holds)]), float(holds[i % len(holds)]), level=level)
     record.elapse(1.0, in_use=round(busy), waiting=0)
     record.busy_area = busy
-    record.peak = size
+    record.peak = peak
     return record
 
 
@@ -588,7 +589,7 @@ def test_a_smaller_pool_is_priced_by_the_tail_of_hold_plus_wait_not_the_ratio_of
     holds = np.exp(np.random.default_rng(1).normal(np.log(0.001), 1.0, 2000))
     evidence = PoolEvidence(48)
     for _ in range(3):
-        record = _open_interval(14, round(7.0 / holds.mean()), 7.0, holds)
+        record = _open_interval(14, round(7.0 / holds.mean()), 7.0, holds, peak=14)
         evidence.absorb(record)
     result = evidence(record, 1.0, 14, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 11, Action.GROW: 18}, 20)
     tail = -result.reward
@@ -601,7 +602,7 @@ def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():
     behind a pool too small for its load, even when the queue did not grow in that interval."""
     holds = np.full(100, 0.002)
     evidence = PoolEvidence(48)
-    record = _open_interval(4, 3000, 6.0, holds)
+    record = _open_interval(4, 3000, 6.0, holds, peak=12)
     evidence.absorb(record)
     result = evidence(record, 1.0, 4, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 3, Action.GROW: 5}, 20)
     assert result.floor is not None and result.floor >= 7  # 3,000/s x 2 ms / 0.85
