@@ -146,6 +146,23 @@ def test_queuepool_grows_to_overflow_on_demand_and_keeps_pool_size():
     assert limit[P.PL_QP_OPEN] == 5 and limit[P.PL_QP_IDLE] == 5  # overflow closed on return
 
 
+def test_a_new_connection_takes_its_opening_time_and_an_idle_one_none():
+    """``connect``: a caller with no idle connection waits that long for a new one (the real pool
+    opens burst connections on a background thread: 2.2 ms to PostgreSQL on loopback here), unless
+    a connection comes back first; an idle connection is taken at once."""
+    rates = [200.0] * 2  # light load: rarely more than two at once
+    _, done, _, _ = run(K.pool_limit_queuepool(2, 2, connect=0.002), rates, capacity=4, work="constant")
+    waits = done[:, 0]
+    assert waits[0] == pytest.approx(0.002)  # the first caller waited for the first connection to open
+    assert waits.max() <= 0.002 + 1e-9  # no one longer: a new one opens in that time, if none came back
+    assert 0 < np.sum(waits > 0) < 0.25 * len(waits)  # most found one idle (a hold is 0.8 ms)
+    _, busy, _, _ = run(K.pool_limit_queuepool(1, 8, connect=0.002), [20_000.0], capacity=9, timeout=0.1)
+    late = busy[:, 0][busy[:, 0] > 0]
+    assert late.min() < 0.002 <= np.median(late) + 1e-9  # some got a returned one sooner, most a new one
+    _, instant, _, _ = run(K.pool_limit_queuepool(2, 2), rates, capacity=4, work="constant")
+    assert not instant[:, 0].any()  # connect=0 (the default): opened at once, as before
+
+
 # ---- the ports of concurrency-limits (hand-computed steps of the Java) ---------------------
 
 def sample(limit, rtt_ns, inflight, drop=False):

@@ -56,6 +56,7 @@ MEASURED_P99_MS_AT_48 = 81.0  # one connection per client: nobody waits, 48 alwa
 MAX_SIZE = 48  # one connection per client thread: the largest pool worth trying
 START = 20  # every adaptive policy starts here (concurrency-limits' default initial limit)
 BURST = 0.5  # AdaptivePool's default burst
+CONNECT_S = 0.002  # opening a connection: psycopg.connect to PostgreSQL on loopback here, 2.2 ms (median of 60)
 TIMEOUT_S = 1.0  # a waiter gives up after this (a web request's budget)
 QUICK_SIZES = (1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 48)
 SETTLE_WITHIN_S = 30
@@ -287,7 +288,7 @@ class SimulatedPool:
         size = self._target
         burst = self._evidence.burst_limit(size, self.max_size, BURST)
         if self.limit[kernels_pool.PL_KIND] != kernels_pool.LIMIT_QUEUEPOOL:
-            self.limit[:] = kernels.pool_limit_queuepool(size, burst - size)
+            self.limit[:] = kernels.pool_limit_queuepool(size, burst - size, CONNECT_S)
         self.limit[kernels_pool.PL_QP_POOL_SIZE] = size
         self.limit[kernels_pool.PL_LIMIT] = self.limit[kernels_pool.PL_MAX] = burst
 
@@ -315,7 +316,7 @@ def run_policy(name: str, scenario: Scenario, backend: Backend, seed: int) -> Ru
         return simulate(scenario, backend, kernels.pool_limit_fixed(size), size, seed)
     limits = {  # the Java builders' defaults, bar the limits: the pool's, as perfsdk's controller gets
         "psycopg_pool default (4)": lambda: kernels.pool_limit_fixed(4),
-        "SQLAlchemy QueuePool default (5 + 10)": lambda: kernels.pool_limit_queuepool(5, 10),
+        "SQLAlchemy QueuePool default (5 + 10)": lambda: kernels.pool_limit_queuepool(5, 10, CONNECT_S),
         "AIMD": lambda: kernels.pool_limit_aimd(initial_limit=START, min_limit=1, max_limit=MAX_SIZE),
         "Vegas": lambda: kernels.pool_limit_vegas(initial_limit=START, max_concurrency=MAX_SIZE, seed=seed),
         "Gradient2": lambda: kernels.pool_limit_gradient2(initial_limit=START, min_limit=1, max_concurrency=MAX_SIZE),

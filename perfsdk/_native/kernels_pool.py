@@ -103,6 +103,7 @@ PL_G2_LONG_COUNT = 17
 PL_QP_POOL_SIZE = 10
 PL_QP_OPEN = 11
 PL_QP_IDLE = 12
+PL_QP_CONNECT = 13  # seconds a new connection takes to open: a waiter gets one only after that long
 PL_SIZE = 18
 
 LIMIT_FIXED, LIMIT_AIMD, LIMIT_VEGAS, LIMIT_GRADIENT2, LIMIT_QUEUEPOOL = 0.0, 1.0, 2.0, 3.0, 4.0
@@ -182,11 +183,14 @@ def pool_limit_gradient2(initial_limit: int = 20, min_limit: int = 20, max_concu
     return state
 
 
-def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10) -> np.ndarray:
+def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10, connect: float = 0.0) -> np.ndarray:
     """SQLAlchemy ``QueuePool``'s defaults: ``pool_size`` kept, up to ``max_overflow`` more on
-    demand; connections are made when first needed (none open at the start)."""
+    demand; connections are made when first needed (none open at the start). ``connect``: the
+    seconds opening one takes -- a caller with no idle connection to take waits that long for a
+    new one, unless a connection comes back first."""
     state = _limit(LIMIT_QUEUEPOOL, pool_size + max_overflow, 0, pool_size + max_overflow)
     state[PL_QP_POOL_SIZE] = pool_size
+    state[PL_QP_CONNECT] = connect
     return state
 
 
@@ -404,9 +408,20 @@ def _admit(sim, limit, now, acquired, pos):
     while sim[PS_QUEUE_LEN] > 0 and sim[PS_IN_SERVICE] < allowed:
         head = np.int64(sim[PS_QUEUE_HEAD])
         w = ring + head * PS_WAITER
+        if not _may_take(limit, now - sim[w]):
+            break
         sim[PS_QUEUE_HEAD] = (head + 1) % qcap
         sim[PS_QUEUE_LEN] -= 1.0
         _take(sim, limit, now, sim[w], sim[w + 1], sim[w + 2], acquired, pos)
+
+
+@kernel
+def _may_take(limit, waited):
+    """Whether a caller that has waited ``waited`` seconds may take a connection the limit allows:
+    an idle one at once; a new one once it has waited the time opening one takes."""
+    if limit[PL_KIND] != LIMIT_QUEUEPOOL or limit[PL_QP_IDLE] > 0:
+        return True
+    return waited >= limit[PL_QP_CONNECT] * (1.0 - 1e-9)  # (the event's time, rounded)
 
 
 @kernel
@@ -466,7 +481,10 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
         if waiting > 0:
             t_out = sim[ring + np.int64(sim[PS_QUEUE_HEAD]) * PS_WAITER] + timeout
         t_arrival = sim[PS_NEXT_ARRIVAL]
-        t = max(now, min(min(t_done, t_out), min(t_arrival, stop)))
+        t_open = np.inf  # a connection being opened for the oldest waiter is ready
+        if limit[PL_KIND] == LIMIT_QUEUEPOOL and waiting > 0 and n < min(np.int64(limit[PL_LIMIT]), cap):
+            t_open = sim[ring + np.int64(sim[PS_QUEUE_HEAD]) * PS_WAITER] + limit[PL_QP_CONNECT]
+        t = max(now, min(min(min(t_done, t_out), min(t_arrival, stop)), t_open))
         dt = t - now
         if dt > 0.0:
             areas[0] += n * dt
@@ -506,7 +524,7 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
             sim[PS_ARRIVED] = rid + 1.0
             work = _work(sim)
             sim[PS_NEXT_ARRIVAL] = now + _exponential(sim, rates[k])
-            if waiting == 0 and n < min(np.int64(limit[PL_LIMIT]), cap):
+            if waiting == 0 and n < min(np.int64(limit[PL_LIMIT]), cap) and _may_take(limit, 0.0):
                 _take(sim, limit, now, now, rid, work, acquired, pos)
             elif waiting < qcap:
                 w = ring + ((np.int64(sim[PS_QUEUE_HEAD]) + waiting) % qcap) * PS_WAITER
@@ -516,6 +534,8 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
                 sim[PS_QUEUE_LEN] = waiting + 1
             else:
                 sim[PS_REJECTED] += 1.0
+        elif t_open <= t:  # the oldest waiter's new connection is open
+            _admit(sim, limit, now, acquired, pos)
         elif t == boundary:  # a new second: its rate (memoryless, so drawing afresh is exact)
             sim[PS_NEXT_ARRIVAL] = now + _exponential(sim, rates[min(second + 1, last)])
     sim[PS_NOW] = now
