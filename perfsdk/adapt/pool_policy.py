@@ -36,6 +36,7 @@ levels would read as contention.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Mapping
 
@@ -141,6 +142,7 @@ class PoolEvidence:
         self.new_sum = [0.0] * self.levels  # this interval's share of the sums
         self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
+        self._fit: tuple[float, float, float] | None = None  # the curve through the levels seen (until they change)
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
         #: size -> (tail ms, averaged; the load then; when it was last measured)
         self.measured: dict[int, tuple[float, float, float]] = {}
@@ -165,6 +167,7 @@ class PoolEvidence:
         self.hold_count[level] += count
         self.new_sum[level] += seconds
         self.new_count[level] += count
+        self._fit = None
 
     def follow_cost(self) -> float:
         """Rescale what earlier intervals measured by how much this interval's holds differ from
@@ -187,6 +190,7 @@ class PoolEvidence:
                 ratio = ratios[i]
                 break
         self.hold_sum = [(total - new) * ratio + new for total, new in zip(self.hold_sum, self.new_sum)]
+        self._fit = None
         return ratio
 
     def hold_at(self, level: int) -> float:
@@ -197,11 +201,21 @@ class PoolEvidence:
         level = max(1, min(level, len(self.hold_sum) - 1))
         if self.hold_count[level] >= 5:
             return self.hold_sum[level] / self.hold_count[level]
-        seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 1]
-        if len(seen) < 2:
+        fit = self.curve()
+        if fit is None:
             return math.nan
-        a, b, c = usl_fit(seen)
+        a, b, c = fit
         return a + b * (level - 1) + c * level * (level - 1)
+
+    def curve(self) -> tuple[float, float, float] | None:
+        """The Universal Scalability Law's curve through the levels seen (``usl_fit``), fitted once
+        until they change; None with fewer than two levels."""
+        if self._fit is None:
+            seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 1]
+            if len(seen) < 2:
+                return None
+            self._fit = usl_fit(seen)
+        return self._fit
 
     def seen_hold(self, size: int, offered: float, hold: float) -> float:
         """The mean hold an arrival meets at ``size`` connections with ``offered`` erlangs (``hold``
@@ -235,16 +249,17 @@ class PoolEvidence:
             holds = np.array(self.hold_sum[1:top + 1]) / counts
         if (counts >= 5).all():
             return holds
-        seen = [(n, self.hold_sum[n] / c, c) for n, c in enumerate(self.hold_count) if c >= 1]
-        if len(seen) < 2:
+        fit = self.curve()
+        if fit is None:
             return np.full(top, math.nan)
-        a, b, c = usl_fit(seen)
+        a, b, c = fit
         n = np.arange(1, top + 1)
         return np.where(counts >= 5, holds, a + b * (n - 1) + c * n * (n - 1))
 
     def decay(self) -> None:
         self.hold_sum = [s * DECAY for s in self.hold_sum]
         self.hold_count = [c * DECAY for c in self.hold_count]
+        self._fit = None
         self.new_sum = [0.0] * len(self.new_sum)
         self.new_count = [0.0] * len(self.new_count)
 
@@ -288,7 +303,7 @@ class PoolEvidence:
         reach = min(1.0, record.acquisitions / TAIL_ACQUISITIONS)
         tail = p95 + reach * (p99 - p95)
         quantile = 0.95 + 0.04 * reach
-        holds = np.asarray(record.holds, dtype=float)
+        holds = np.sort(np.asarray(record.holds, dtype=float))  # sorted once: each size's estimate reads it
         earned = reward(tail * 1e3, size)
         peak = record.peak or math.inf
         # Little's law where the pool is saturated, or where the requests present hardly vary (a closed
@@ -311,10 +326,10 @@ class PoolEvidence:
         estimates: dict[Action, float] = {}  # the tail (ms) at each other size; none where unknown
         how: dict[Action, str] = {}
         measured: set[Action] = set()  # estimated from what was measured (at that size, or either side)
+        model = functools.lru_cache(maxsize=None)(  # the size itself is asked for by both moves
+            lambda n: self.latency(n, in_system, arrivals, queued, elapsed, peak, holds, quantile))
         for action, other in candidates.items():
-            estimate = self.estimate(other, known, lambda n: self.latency(
-                n, in_system, arrivals, queued, elapsed, peak, holds, quantile),
-                optimistic=closed_loop and other < size)
+            estimate = self.estimate(other, known, model, optimistic=closed_loop and other < size)
             if estimate is not None:
                 estimates[action], how[action] = estimate
                 if how[action] in ("measured", "interpolated"):
@@ -535,8 +550,8 @@ class PoolEvidence:
             # the size (or the most ever present): more connections let a burst contend in the database
             hold = self.seen_hold(int(min(size, peak)), offered, hold)
             offered = arrivals * hold
-            shaped = holds * (hold / holds.mean())  # the interval's spread of holds, at that mean
-        spread = 1.0 if shaped is None else float(np.quantile(shaped, quantile)) / hold
+            shaped = holds * (hold / holds.mean())  # the interval's spread of holds, at that mean (sorted)
+        spread = 1.0 if shaped is None else _sorted_quantile(shaped, quantile) / hold
         if size >= peak:
             return hold * spread
         if offered >= size:
@@ -558,8 +573,8 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
     >>> round(sum_quantile(holds, 0.0, 1000.0, 0.99, 0.5), 6), round(sum_quantile(holds, 0.5, 1000.0, 0.99, 0.5), 5)
     (0.001, 0.00491)
     """
-    ordered = np.sort(holds)
-    base = float(np.quantile(ordered, quantile))
+    ordered = holds if _is_sorted(holds) else np.sort(holds)
+    base = _sorted_quantile(ordered, quantile)
     if waits <= 0.0:
         return base
     beyond = 1.0 - quantile
@@ -568,13 +583,27 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
         below = ordered[:np.searchsorted(ordered, t, side="right")]
         return (len(ordered) - len(below) + waits * np.exp(-rate * (t - below)).sum()) / len(ordered)
 
-    lo, hi = base, base + longest
+    # a bound: the holds' and the wait's (1 + quantile) / 2 quantiles together
+    lo, hi = base, min(base + longest, _sorted_quantile(ordered, 1.0 - beyond / 2)
+                       + max(0.0, math.log(2.0 * waits / beyond) / rate))
     if exceeds(hi) > beyond:
         return hi
-    while hi - lo > 1e-4 * lo:
+    while hi - lo > 1e-3 * lo:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if exceeds(mid) > beyond else (lo, mid)
     return hi
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
+
+
+def _sorted_quantile(ordered: np.ndarray, quantile: float) -> float:
+    """``np.quantile`` (linear) of values already sorted, without sorting them again."""
+    position = quantile * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def _alike(a: float, b: float) -> bool:
