@@ -589,12 +589,12 @@ def test_a_smaller_pool_is_priced_by_the_tail_of_hold_plus_wait_not_the_ratio_of
     holds = np.exp(np.random.default_rng(1).normal(np.log(0.001), 1.0, 2000))
     evidence = PoolEvidence(48)
     for _ in range(3):
-        record = _open_interval(14, round(7.0 / holds.mean()), 7.0, holds, peak=14)
+        record = _open_interval(14, round(7.0 / holds.mean()), 7.0, holds, peak=20)
         evidence.absorb(record)
     result = evidence(record, 1.0, 14, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 11, Action.GROW: 18}, 20)
     tail = -result.reward
     assert tail * 0.98 < -result.what_if[Action.SHRINK] < tail * 1.10
-    assert -result.what_if[Action.GROW] >= tail * 0.98  # more connections: no shorter tail (a burst contends)
+    assert tail * 0.98 < -result.what_if[Action.GROW] < tail * 1.02  # at 7 erlangs 14 hardly wait: 18 gain nothing
 
 
 def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():

@@ -408,7 +408,7 @@ def _admit(sim, limit, now, acquired, pos):
     while sim[PS_QUEUE_LEN] > 0 and sim[PS_IN_SERVICE] < allowed:
         head = np.int64(sim[PS_QUEUE_HEAD])
         w = ring + head * PS_WAITER
-        if not _may_take(limit, now - sim[w]):
+        if not _may_take(limit, now, sim[w]):
             break
         sim[PS_QUEUE_HEAD] = (head + 1) % qcap
         sim[PS_QUEUE_LEN] -= 1.0
@@ -416,12 +416,13 @@ def _admit(sim, limit, now, acquired, pos):
 
 
 @kernel
-def _may_take(limit, waited):
-    """Whether a caller that has waited ``waited`` seconds may take a connection the limit allows:
-    an idle one at once; a new one once it has waited the time opening one takes."""
+def _may_take(limit, now, since):
+    """Whether a caller waiting since ``since`` may take, at ``now``, a connection the limit
+    allows: an idle one at once; a new one once opening it took its time (the same sum as the
+    event's, ``since + connect``, so rounding cannot keep the event from admitting it)."""
     if limit[PL_KIND] != LIMIT_QUEUEPOOL or limit[PL_QP_IDLE] > 0:
         return True
-    return waited >= limit[PL_QP_CONNECT] * (1.0 - 1e-9)  # (the event's time, rounded)
+    return now >= since + limit[PL_QP_CONNECT]
 
 
 @kernel
@@ -524,7 +525,7 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
             sim[PS_ARRIVED] = rid + 1.0
             work = _work(sim)
             sim[PS_NEXT_ARRIVAL] = now + _exponential(sim, rates[k])
-            if waiting == 0 and n < min(np.int64(limit[PL_LIMIT]), cap) and _may_take(limit, 0.0):
+            if waiting == 0 and n < min(np.int64(limit[PL_LIMIT]), cap) and _may_take(limit, now, now):
                 _take(sim, limit, now, now, rid, work, acquired, pos)
             elif waiting < qcap:
                 w = ring + ((np.int64(sim[PS_QUEUE_HEAD]) + waiting) % qcap) * PS_WAITER

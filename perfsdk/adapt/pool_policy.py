@@ -234,11 +234,14 @@ class PoolEvidence:
         levels = self.level_holds(size)
         if not np.isfinite(levels).all():
             return hold
-        weights = np.ones(size)  # offered^k / k!, k busy connections found (Poisson, truncated at the size)
-        for k in range(1, size):
-            weights[k] = weights[k - 1] * offered / k
-        if offered < size:  # the arrivals that wait, and then start the size-th
-            weights[-1] += weights[-1] * offered / size / (1.0 - offered / size)
+        size = len(levels)  # (within the levels kept)
+        if offered >= size:  # saturated: nearly every arrival waits and starts the size-th
+            return float(levels[-1])
+        # offered^k / k!, k busy connections found (Poisson, truncated at the size), in logs (no overflow);
+        # the last takes the arrivals that wait too (M/M/n), who start the size-th
+        log_weights = np.concatenate([[0.0], np.cumsum(np.log(offered / np.arange(1, size)))])
+        weights = np.exp(log_weights - log_weights.max())
+        weights[-1] += weights[-1] * offered / size / (1.0 - offered / size)
         return float(weights @ levels / weights.sum())
 
     def level_holds(self, top: int) -> np.ndarray:
@@ -545,7 +548,7 @@ class PoolEvidence:
         if queued or not math.isfinite(offered):
             return hold if size >= peak else little
         shaped = None
-        if holds is not None and len(holds) >= 20:
+        if holds is not None and len(holds) >= 20 and hold > 0 and holds.mean() > 0:
             # the hold an arrival meets: the busy connections take the M/M/n queue's levels, capped at
             # the size (or the most ever present): more connections let a burst contend in the database
             hold = self.seen_hold(int(min(size, peak)), offered, hold)
@@ -583,9 +586,8 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
         below = ordered[:np.searchsorted(ordered, t, side="right")]
         return (len(ordered) - len(below) + waits * np.exp(-rate * (t - below)).sum()) / len(ordered)
 
-    # a bound: the holds' and the wait's (1 + quantile) / 2 quantiles together
-    lo, hi = base, min(base + longest, _sorted_quantile(ordered, 1.0 - beyond / 2)
-                       + max(0.0, math.log(2.0 * waits / beyond) / rate))
+    # a bound: the longest hold plus the wait exceeded by the share beyond alone
+    lo, hi = base, min(base + longest, float(ordered[-1]) + max(0.0, math.log(waits / beyond) / rate))
     if exceeds(hi) > beyond:
         return hi
     while hi - lo > 1e-3 * lo:
