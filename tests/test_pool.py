@@ -609,6 +609,19 @@ def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():
     assert "150% of the size busy (its burst in use)" in result.summary
 
 
+def test_a_closed_loops_clients_taking_turns_set_no_floor():
+    """48 clients in a closed loop keep any size busy (utilisation 1, a hair over by timing): that
+    is clients taking turns, not a queue falling behind. On PostgreSQL a floor here pushed the pool
+    up "by demand" (p99 2x the best fixed size's)."""
+    holds = np.full(100, 0.002)
+    evidence = PoolEvidence(48)
+    record = _open_interval(8, 4000, 8.001, holds, peak=48)  # all 48 present, 8 of them served
+    record.queue_area = 40.0  # the other 40 waiting, all the time: 48 in the system, peak 48
+    evidence.absorb(record)
+    result = evidence(record, 1.0, 8, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 6, Action.GROW: 10}, 20)
+    assert result.floor is None and "burst in use" not in result.summary
+
+
 @pytest.mark.parametrize("measured", [False, True])
 def test_a_move_to_a_size_measured_under_this_load_is_weighed_not_tried_as_a_models_guess(measured):
     """Measured on PostgreSQL: one unlucky interval at 15 connections made the 19 measured before

@@ -590,7 +590,9 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
     lo, hi = base, min(base + longest, float(ordered[-1]) + max(0.0, math.log(waits / beyond) / rate))
     if exceeds(hi) > beyond:
         return hi
-    while hi - lo > 1e-3 * lo:
+    for _ in range(64):  # to a thousandth (bounded, whatever the bracket)
+        if hi - lo <= 1e-3 * lo:
+            break
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if exceeds(mid) > beyond else (lo, mid)
     return hi
