@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from perfsdk import Action, AdaptiveCache, CacheController, cached
+from perfsdk.adapt.cache_policy import PopularityWatch
 from perfsdk.export import DECISIONS, decision_row
 from perfsdk._native import CacheCore
 
@@ -292,6 +293,20 @@ def test_when_the_popular_keys_change_the_window_turns_to_recency_until_the_hit_
     unanswered = pinned()
     hit_ratio(before, unanswered)
     assert answered > hit_ratio(after, unanswered) + 0.01
+
+
+def test_after_a_change_of_popular_keys_a_large_cache_keeps_recency_for_three_times_its_capacity():
+    """A cache of 20,000 entries relearns its favourites for longer than two flat intervals of
+    10,000 requests: the window is held until 60,000 requests have passed, then goes back."""
+    watch = PopularityWatch()
+    for _ in range(10):  # usual: 80 % hits, three quarters of them on the keys main protects
+        assert watch.observe(0.01, hit_ratio=0.80, ops=10_000, protected_hits=6_000, capacity=20_000) is None
+    changed = watch.observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=500, capacity=20_000)
+    assert changed is not None and changed[0] == 1.0
+    answers = [watch.observe(1.0, hit_ratio=0.70, ops=10_000, protected_hits=3_000, capacity=20_000)
+               for _ in range(6)]
+    assert [a[0] for a in answers] == [1.0] * 5 + [0.01]  # held for 60,000 requests, then home
+    assert "held for 60000 (3x the capacity" in answers[3][1] and "goes back" in answers[5][1]
 
 
 def test_a_scan_is_not_taken_for_a_change_of_popular_keys():

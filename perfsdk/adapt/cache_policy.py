@@ -31,7 +31,8 @@ SHIFT_DROP = 6.0  # a fall in hit ratio this many times its usual interval-to-in
 SHIFT_STALE = 0.8  # ...while the keys main keeps take less than this share of their usual share of hits
 SHIFT_WARMUP = 8  # usual intervals before the usual levels are known (again, after a return)
 SHIFT_WEIGHT = 0.2  # the usual levels' weight on each new interval
-SHIFT_SETTLED = 2  # intervals without a new best hit ratio before the window goes back
+SHIFT_SETTLED = 2  # intervals without a new best hit ratio before the window goes back...
+SHIFT_HOLD = 3  # ...and requests since the change of this many times the capacity (a large cache relearns longer)
 FULL = 0.95  # until a cache first holds this share of its capacity it is filling: its size is not judged
 
 
@@ -96,7 +97,8 @@ class PopularityWatch:
     the keys main keeps (and LRU would let the scan flush them); a workload that only got
     harder, its favourites still in main, keeps that share as well. The answer: the window
     takes the whole cache (LRU), the frequency counts are halved, and once the hit ratio has
-    gone ``SHIFT_SETTLED`` intervals without a new best the window goes back to its share.
+    gone ``SHIFT_SETTLED`` intervals without a new best, and ``SHIFT_HOLD`` times the capacity
+    in requests have passed since the change, the window goes back to its share.
 
     >>> def steady_watch():     # 80 % hits, three quarters of them on the keys main protects
     ...     watch = PopularityWatch()
@@ -121,8 +123,10 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
         self._kept_share = 0.0  # the window share ``kept`` was learned at
         self._best = 0.0  # the best hit ratio since the shift
         self._without_best = 0
+        self._since = 0  # requests since the shift was answered
 
-    def observe(self, share: float, hit_ratio: float, ops: int, protected_hits: int) -> tuple[float, str] | None:
+    def observe(self, share: float, hit_ratio: float, ops: int, protected_hits: int,
+                capacity: int = 0) -> tuple[float, str] | None:
         """One judged interval: the window share to set and why (None: no shift in hand)."""
         level, kept = self.level, self.kept
         noise = max(self.spread, math.sqrt(max(level * (1.0 - level), 1e-4) / max(ops, 1)))
@@ -130,19 +134,25 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
         self.age_pending = False
         answer = None
         if self.home is not None:
+            self._since += ops
             if hit_ratio > self._best + noise:
                 self._best, self._without_best = hit_ratio, 0
             else:
                 self._without_best += 1
-            if self._without_best >= SHIFT_SETTLED:
+            if self._without_best >= SHIFT_SETTLED and self._since >= SHIFT_HOLD * capacity:
                 answer = (self.home, f"the hit ratio stopped climbing after the popular keys changed "
                                      f"({hit_ratio:.3f}): the window goes back")
                 self.home, self._usual = None, 0  # main refills: its share of the hits is learned anew
+            elif self._without_best >= SHIFT_SETTLED:
+                answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, {self._since} requests "
+                                 f"since; held for {SHIFT_HOLD * capacity} ({SHIFT_HOLD}x the capacity: a large "
+                                 "cache relearns its favourites for longer)")
             else:
                 answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, still climbing; held")
         elif (self._usual >= SHIFT_WARMUP and share < 1.0 and level - hit_ratio > SHIFT_DROP * noise
                 and kept_now < SHIFT_STALE * kept):
             self.home, self._best, self._without_best, self.age_pending = share, hit_ratio, 0, True
+            self._since = 0
             answer = (1.0, f"the popular keys changed: hit ratio {hit_ratio:.3f} against {level:.3f} lately, "
                            f"{kept_now:.0%} of the hits on the keys main keeps against {kept:.0%} usually: "
                            "the window takes the whole cache (LRU), old counts are halved")
@@ -261,7 +271,7 @@ class CacheEvidence:
         setting = SettingMove("window_share", "window", share, share)
         if controller.adapt_window and not cold:
             # a change of the popular keys in hand overrides ARC's rule (which is not asked then)
-            shift = self.popularity.observe(share, hit_ratio, ops, protected)
+            shift = self.popularity.observe(share, hit_ratio, ops, protected, capacity)
             moved = None if shift is not None else tune_window(
                 core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
             if shift is not None:
