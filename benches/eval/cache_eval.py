@@ -410,15 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shifts", action="store_true",
                         help="only moving popularity at three capacities, against LRU (issue 16)")
     args = parser.parse_args(argv)
-    if not TRACES.is_dir():
-        print(f"traces not found at {TRACES}", file=sys.stderr)
-        return 2
     started = time.time()
     if args.shifts:
         print("## Moving popularity: misses against LRU's at the same capacity\n")
         print(markdown(shifts_table(100_000 if args.quick else 400_000)))
         print(f"\n({time.time() - started:.0f} s)")
         return 0
+    if not TRACES.is_dir():
+        print(f"traces not found at {TRACES}", file=sys.stderr)
+        return 2
     if args.defaults:
         print("## Default settings against the capacity given (hit ratio, %)\n")
         print(markdown(defaults_table(limit=50_000 if args.quick else None)))

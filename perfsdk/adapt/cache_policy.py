@@ -103,11 +103,11 @@ class PopularityWatch:
     >>> def steady_watch():     # 80 % hits, three quarters of them on the keys main protects
     ...     watch = PopularityWatch()
     ...     for _ in range(10):
-    ...         watch.observe(0.01, hit_ratio=0.80, ops=10_000, protected_hits=6_000)
+    ...         watch.observe(0.01, hit_ratio=0.80, ops=10_000, protected_hits=6_000, capacity=1_000)
     ...     return watch
-    >>> steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=5_000) is None  # a scan
+    >>> steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=5_000, capacity=1_000) is None  # a scan
     True
-    >>> print(steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=500)[1])
+    >>> print(steady_watch().observe(0.01, hit_ratio=0.55, ops=10_000, protected_hits=500, capacity=1_000)[1])
     the popular keys changed: hit ratio 0.550 against 0.800 lately, 9% of the hits on the keys \
 main keeps against 75% usually: the window takes the whole cache (LRU), old counts are halved
     """
@@ -124,9 +124,10 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
         self._best = 0.0  # the best hit ratio since the shift
         self._without_best = 0
         self._since = 0  # requests since the shift was answered
+        self._hold = 0  # ...before the window may go back (SHIFT_HOLD times the capacity when it was)
 
-    def observe(self, share: float, hit_ratio: float, ops: int, protected_hits: int,
-                capacity: int = 0) -> tuple[float, str] | None:
+    def observe(self, share: float, hit_ratio: float, ops: int, protected_hits: int, *,
+                capacity: int) -> tuple[float, str] | None:
         """One judged interval: the window share to set and why (None: no shift in hand)."""
         level, kept = self.level, self.kept
         noise = max(self.spread, math.sqrt(max(level * (1.0 - level), 1e-4) / max(ops, 1)))
@@ -139,20 +140,20 @@ main keeps against 75% usually: the window takes the whole cache (LRU), old coun
                 self._best, self._without_best = hit_ratio, 0
             else:
                 self._without_best += 1
-            if self._without_best >= SHIFT_SETTLED and self._since >= SHIFT_HOLD * capacity:
+            if self._without_best >= SHIFT_SETTLED and self._since >= self._hold:
                 answer = (self.home, f"the hit ratio stopped climbing after the popular keys changed "
                                      f"({hit_ratio:.3f}): the window goes back")
                 self.home, self._usual = None, 0  # main refills: its share of the hits is learned anew
             elif self._without_best >= SHIFT_SETTLED:
-                answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, {self._since} requests "
-                                 f"since; held for {SHIFT_HOLD * capacity} ({SHIFT_HOLD}x the capacity: a large "
+                answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, {self._since:,} requests "
+                                 f"since; held until {self._hold:,} ({SHIFT_HOLD}x the capacity then: a large "
                                  "cache relearns its favourites for longer)")
             else:
                 answer = (share, f"the popular keys changed: hit ratio {hit_ratio:.3f}, still climbing; held")
         elif (self._usual >= SHIFT_WARMUP and share < 1.0 and level - hit_ratio > SHIFT_DROP * noise
                 and kept_now < SHIFT_STALE * kept):
             self.home, self._best, self._without_best, self.age_pending = share, hit_ratio, 0, True
-            self._since = 0
+            self._since, self._hold = 0, SHIFT_HOLD * capacity
             answer = (1.0, f"the popular keys changed: hit ratio {hit_ratio:.3f} against {level:.3f} lately, "
                            f"{kept_now:.0%} of the hits on the keys main keeps against {kept:.0%} usually: "
                            "the window takes the whole cache (LRU), old counts are halved")
@@ -271,7 +272,7 @@ class CacheEvidence:
         setting = SettingMove("window_share", "window", share, share)
         if controller.adapt_window and not cold:
             # a change of the popular keys in hand overrides ARC's rule (which is not asked then)
-            shift = self.popularity.observe(share, hit_ratio, ops, protected, capacity)
+            shift = self.popularity.observe(share, hit_ratio, ops, protected, capacity=capacity)
             moved = None if shift is not None else tune_window(
                 core.window_capacity, capacity, margin_window, margin_main, *core.ghost_origins())
             if shift is not None:
