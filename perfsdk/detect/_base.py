@@ -53,6 +53,8 @@ class StreamingDetector:
     _fresh_state: Callable[[], Slots]
     #: The leading state slots that hold parameters (a snapshot must match them).
     _N_PARAMS: int
+    #: Parameter slots laid out after the learned state (added later; a snapshot must match them too).
+    _LATER_PARAMS: tuple[int, ...] = ()
     #: Raises ValueError if a snapshot's counters or ring positions are out of range.
     _check_snapshot: Callable[[Any], None]
     #: True if ``update`` runs start to finish in compiled code, never calling
@@ -217,8 +219,8 @@ class StreamingDetector:
                 f"state is {self.state.shape} float64 (was it taken with other parameters?)"
             )
         fresh = self._fresh_state()
-        n_params = self._N_PARAMS
-        if snap[:n_params].tolist() != fresh[:n_params].tolist():
+        params = [*range(self._N_PARAMS), *self._LATER_PARAMS]
+        if [float(snap[i]) for i in params] != [fresh[i] for i in params]:
             raise ValueError("snapshot was taken from a detector with different parameters")
         self._check_snapshot(snap)  # the compiled code indexes with these slots, unchecked
         self.state[:] = snap  # in place: the compiled core keeps its pointer

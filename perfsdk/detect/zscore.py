@@ -95,6 +95,7 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
     rejected_slot = kernels.ZS_REJECTED
     _COUNT_AT = kernels.ZS_COUNT
     _N_PARAMS = kernels.ZS_COUNT
+    _LATER_PARAMS = (kernels.ZS_CLIP,)
 
     def __init__(
         self,
@@ -175,8 +176,6 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         })
         if not (math.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
             raise ValueError("snapshot is corrupt: mean or M2 out of range")
-        if snap[kernels.ZS_CLIP] != self.clip:
-            raise ValueError("snapshot was taken from a detector with different parameters (clip)")
         if snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
             raise ValueError("snapshot is corrupt: its last-point-extreme flag is neither 0 nor 1")
 
