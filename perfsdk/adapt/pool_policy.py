@@ -245,19 +245,8 @@ class PoolEvidence:
         return float(weights @ levels / weights.sum())
 
     def level_holds(self, top: int) -> np.ndarray:
-        """``hold_at`` for levels 1 to ``top``, with one fit of the curve."""
-        top = max(1, min(top, len(self.hold_sum) - 1))
-        counts = np.array(self.hold_count[1:top + 1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            holds = np.array(self.hold_sum[1:top + 1]) / counts
-        if (counts >= 5).all():
-            return holds
-        fit = self.curve()
-        if fit is None:
-            return np.full(top, math.nan)
-        a, b, c = fit
-        n = np.arange(1, top + 1)
-        return np.where(counts >= 5, holds, a + b * (n - 1) + c * n * (n - 1))
+        """``hold_at`` for levels 1 to ``top`` (the curve fitted once for all of them)."""
+        return np.array([self.hold_at(level) for level in range(1, max(1, min(top, len(self.hold_sum) - 1)) + 1)])
 
     def decay(self) -> None:
         self.hold_sum = [s * DECAY for s in self.hold_sum]
