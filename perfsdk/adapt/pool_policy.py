@@ -555,8 +555,8 @@ class PoolEvidence:
         return hold + min(tail, interval / 2)
 
 
-def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, longest: float) -> float:
-    """The ``quantile`` of a request's time, hold + wait, where holds are like ``holds`` and the
+def sum_quantile(ordered: np.ndarray, waits: float, rate: float, quantile: float, longest: float) -> float:
+    """The ``quantile`` of a request's time, hold + wait, where holds are like ``ordered`` (sorted) and the
     wait is an M/M/n queue's: zero, or with chance ``waits`` exponential at ``rate`` (1/s), at
     most ``longest``. The tail of the sum, not the sum of the means: where holds spread widely,
     a short wait hardly moves the 99th percentile.
@@ -565,7 +565,6 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
     >>> round(sum_quantile(holds, 0.0, 1000.0, 0.99, 0.5), 6), round(sum_quantile(holds, 0.5, 1000.0, 0.99, 0.5), 5)
     (0.001, 0.00491)
     """
-    ordered = holds if _is_sorted(holds) else np.sort(holds)
     base = _sorted_quantile(ordered, quantile)
     if waits <= 0.0:
         return base
@@ -585,10 +584,6 @@ def sum_quantile(holds: np.ndarray, waits: float, rate: float, quantile: float, 
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if exceeds(mid) > beyond else (lo, mid)
     return hi
-
-
-def _is_sorted(values: np.ndarray) -> bool:
-    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
 
 def _sorted_quantile(ordered: np.ndarray, quantile: float) -> float:
