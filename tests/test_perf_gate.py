@@ -96,7 +96,7 @@ def test_a_baseline_that_already_moved_is_the_baseline():
 def test_a_slow_drift_is_caught_where_no_step_shows_it():
     history = history_of([1.0 + 0.015 * i for i in range(12)])  # 1.5 % a run: no step between runs fails
     current = {"b": lognormal(np.random.default_rng(7), scale=1.18e-3)}
-    [verdict] = judge(current, history)
+    [verdict] = judge(current, history, baseline_runs=3)  # a step against the last 3 runs, too short to see it
     assert verdict.verdict == "regressed" and verdict.basis.startswith("drift")
 
 
@@ -160,7 +160,8 @@ def test_run_metadata_names_machine_python_and_commit():
 
 FAKE_CLOCK = '''
 """A seeded clock: each reading advances ~1 ms (2 % noise); the benchmark named in
-$SLOW_BENCHMARK advances 1.5x as fast. Deterministic samples for pytest-benchmark."""
+$SLOW_BENCHMARK advances 1.5x as fast -- only on its first run if $SLOW_FIRST_RUN_ONLY is
+set (test_join counts its runs in $JOIN_RUNS). Deterministic samples for pytest-benchmark."""
 import os, random
 _rng = random.Random(1)
 _now = 0.0
@@ -168,7 +169,10 @@ _now = 0.0
 def tick():
     global _now
     slow = os.environ.get("SLOW_BENCHMARK")
-    factor = 1.5 if slow and slow in os.environ.get("PYTEST_CURRENT_TEST", "") else 1.0
+    slow = slow and slow in os.environ.get("PYTEST_CURRENT_TEST", "")
+    if os.environ.get("SLOW_FIRST_RUN_ONLY") and os.environ.get("JOIN_RUNS") != "1":
+        slow = False
+    factor = 1.5 if slow else 1.0
     _now += 0.0005 * factor * _rng.lognormvariate(0.0, 0.02)
     return _now
 '''
@@ -178,6 +182,8 @@ def test_sort(benchmark):
     benchmark.pedantic(sorted, args=([3, 1, 2],), rounds=10)
 
 def test_join(benchmark):
+    import os
+    os.environ["JOIN_RUNS"] = str(int(os.environ.get("JOIN_RUNS", "0")) + 1)
     benchmark.pedantic("-".join, args=(["a", "b"],), rounds=10)
 '''
 
@@ -190,9 +196,12 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_pytest(where: Path, *args: str, slow: str = "", enable: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLOW_"))}
+def run_pytest(where: Path, *args: str, slow: str = "", first_run_only: bool = False,
+               enable: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLOW_", "JOIN_"))}
     env["SLOW_BENCHMARK"] = slow
+    if first_run_only:
+        env["SLOW_FIRST_RUN_ONLY"] = "1"
     timing = ["--benchmark-enable", "--benchmark-timer=fakeclock.tick"] if enable else ["--benchmark-disable"]
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
                            *timing, "test_bench.py", *args],
@@ -221,8 +230,24 @@ def test_record_then_check_passes_unchanged_and_fails_a_slowed_benchmark_naming_
     lines = gate_lines(slowed)
     [verdict] = [line for line in lines if "test_bench.py::test_join" in line and "FAILED" not in line]
     assert verdict.startswith("perf-gate: regressed") and "x1.5" in verdict and "p_adj=" in verdict
+    assert verdict.count("confirmed on a re-run") == 2  # run twice more, slower each time
     assert any("FAILED: 1 benchmark(s) regressed: test_bench.py::test_join" in line for line in lines)
     assert any("unchanged" in line and "test_sort" in line for line in lines)
+    assert "1 passed" not in slowed.stdout and "2 passed" in slowed.stdout  # re-runs are not reported as tests
+
+
+def test_a_benchmark_slow_once_but_not_on_its_re_run_passes_and_says_so(project):
+    history = project / "history"
+    for _ in range(3):
+        assert run_pytest(project, "--perf-gate-record", str(history)).returncode == 0
+    once = run_pytest(project, "--perf-gate", str(history), slow="test_join", first_run_only=True)
+    assert once.returncode == 0, once.stdout + once.stderr
+    [verdict] = [line for line in gate_lines(once) if "test_join" in line]
+    assert verdict.startswith("perf-gate: unchanged") and "x1.5" in verdict and "slower once, not on a re-run" in verdict
+    assert [line for line in gate_lines(once) if "FAILED" in line] == []
+    without = run_pytest(project, "--perf-gate", str(history), "--perf-gate-reruns", "0", slow="test_join",
+                         first_run_only=True)
+    assert without.returncode == 1, without.stdout + without.stderr  # no re-run: the first verdict stands
 
 
 def test_disabled_benchmarks_say_so_in_one_line_and_do_nothing(project):
@@ -237,6 +262,7 @@ def test_disabled_benchmarks_say_so_in_one_line_and_do_nothing(project):
     (["--perf-gate", "pytest.ini"], "--perf-gate pytest.ini: not a directory"),
     (["--perf-gate", "h", "--perf-gate-record", "h"], "--perf-gate and --perf-gate-record are exclusive"),
     (["--perf-gate", "h", "--perf-gate-min-change", "5"], "--perf-gate-min-change must be in (0, 1)"),
+    (["--perf-gate", "h", "--perf-gate-reruns", "-1"], "--perf-gate-reruns must be >= 0, got -1"),
 ])
 def test_bad_options_are_refused_with_a_clear_error(project, args, message):
     done = run_pytest(project, *args)
@@ -284,7 +310,7 @@ def test_the_evaluation_runs_in_its_quick_mode(capsys):
     """benches/eval/perf_gate_eval.py on its seeded synthetic samples, so it never rots."""
     assert perf_gate_eval.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    for label, _ in perf_gate_eval.GATE_SETTINGS:
+    for label, _, _ in perf_gate_eval.GATE_SETTINGS:
         assert label in out
     assert "pytest-benchmark min:5% (vs previous run)" in out and "pytest-benchmark mean:10% (vs previous run)" in out
     assert "A/A false alarms" in out and "seeded synthetic samples" in out

@@ -10,7 +10,10 @@ timed like the rest, not scaled numbers). Each run gives 10 samples a benchmark,
 one call each, as pytest-benchmark's rounds do.
 
 Then, for every run after the first ``--history`` runs, the gate judges that run
-against the A runs before it, one benchmark slowed at a time (the others A):
+against the A runs before it, one benchmark slowed at a time (the others A); where
+it finds a regression, the next runs of the same variant stand for the re-runs the
+plugin makes to confirm it (``perfsdk.perfgate.gate.confirm``: runs of the same
+code, timed a couple of seconds later each):
 
 * A/A: the unchanged run; any "regressed" is a false alarm;
 * +10 % / +25 %: one benchmark's slowed run; "regressed" is a catch.
@@ -44,13 +47,17 @@ from typing import Callable
 
 import numpy as np
 
-from perfsdk.perfgate.gate import judge
+from perfsdk.perfgate.gate import confirm, judge
 
 SAMPLES_PER_RUN = 10
 SLOWDOWNS = (0.10, 0.25)
-#: (label, judge keyword arguments): the gate as shipped, and strictly 10 samples a side.
-GATE_SETTINGS = (("perf-gate (baseline: last 3 runs pooled)", {}),
-                 ("perf-gate, 10 v 10 (baseline: last run only)", {"baseline_runs": 1}))
+#: (label, judge keyword arguments, times a regression is re-run to confirm it): the gate as
+#: shipped; without its re-runs (at the stricter alpha that then fits); strictly 10 samples a side.
+GATE_SETTINGS = (("perf-gate (as shipped: last 10 runs pooled, a regression re-run twice)", {}, 2),
+                 ("perf-gate without re-runs (alpha 0.01)", {"alpha": 0.01}, 0),
+                 ("perf-gate, 10 v 10 (last run only, alpha 0.01, no re-run)",
+                  {"baseline_runs": 1, "alpha": 0.01}, 0))
+RERUNS = max(reruns for _, _, reruns in GATE_SETTINGS)
 ANCHOR_RULES = ("min:5%", "mean:10%")
 
 
@@ -175,23 +182,27 @@ def _anchor_fires(rule: str, current: np.ndarray, previous: np.ndarray) -> bool:
 def evaluate(timings: dict[str, np.ndarray], history: int) -> dict[str, Tally]:
     """Rule label -> how often it fired on A/A and on each injected slowdown."""
     cases = ["A/A", *(_variant(s) for s in SLOWDOWNS)]
-    labels = [label for label, _ in GATE_SETTINGS] + [f"pytest-benchmark {rule} (vs previous run)"
+    labels = [label for label, _, _ in GATE_SETTINGS] + [f"pytest-benchmark {rule} (vs previous run)"
                                                       for rule in ANCHOR_RULES]
     plain = timings["A"]
     workload_count, runs, _ = plain.shape
     tallies = {label: Tally({case: np.zeros(workload_count, int) for case in cases},
                             {case: np.zeros(workload_count, int) for case in cases}) for label in labels}
     names = [f"w{w}" for w in range(workload_count)]
-    for run in range(history, runs):
+    for run in range(history, runs - RERUNS):  # the last runs stand for the re-runs of the ones before
         past = [{names[w]: plain[w, r] for w in range(workload_count)} for r in range(run - history, run)]
         unchanged = {names[w]: plain[w, run] for w in range(workload_count)}
-        trials = [("A/A", unchanged, list(range(workload_count)))]
+        trials = [("A/A", "A", unchanged, list(range(workload_count)))]
         for slowdown in SLOWDOWNS:  # one benchmark slowed at a time, the others as they are
+            case = _variant(slowdown)
             for w in range(workload_count):
-                trials.append((_variant(slowdown), {**unchanged, names[w]: timings[_variant(slowdown)][w, run]}, [w]))
-        for case, current, watched in trials:
-            for label, settings in GATE_SETTINGS:
+                trials.append((case, case, {**unchanged, names[w]: timings[case][w, run]}, [w]))
+        for case, key, current, watched in trials:
+            for label, settings, reruns in GATE_SETTINGS:
                 verdicts = judge(current, past, **settings)
+                for k in range(1, reruns + 1):
+                    again = {names[w]: timings[key][w, run + k] for w in watched}
+                    verdicts = confirm(verdicts, again, past, **settings)
                 for w in watched:
                     tallies[label].fired[case][w] += verdicts[w].verdict == "regressed"
                     tallies[label].checks[case][w] += 1
@@ -239,14 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seeded synthetic samples, no timing (the test suite's run)")
     parser.add_argument("--runs", type=int, default=None, help="runs to time (default 80; quick: 30)")
-    parser.add_argument("--history", type=int, default=10, help="runs of history each check sees (default 10)")
+    parser.add_argument("--history", type=int, default=20, help="runs of history each check sees (default 20)")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between runs (spreads them over time)")
     parser.add_argument("--save", help="keep the timings in this .npz file")
     parser.add_argument("--load", help="judge timings kept by --save instead of timing anew")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        runs = args.runs or 30
+        runs = args.runs or 40
         timings, names = synthetic(runs, seed=args.seed), [f"synthetic {i}" for i in range(4)]
         source = f"seeded synthetic samples (seed {args.seed}), {runs} runs"
     elif args.load:

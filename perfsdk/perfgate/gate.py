@@ -16,8 +16,9 @@ For each benchmark:
      pooled samples? (Mann-Whitney U; the change is the Hodges-Lehmann ratio);
    * is this run's level further from the baseline runs' mean level than runs
      of unchanged code stray? (a t prediction test; the run-to-run spread comes
-     from successive differences within the history's segments, so a drift
-     does not pass for noise). On a shared machine whole runs are
+     from the median size of successive differences within the history's
+     segments, so a drift does not pass for noise nor a few slow runs for the
+     usual spread). On a shared machine whole runs are
      slower or faster together, which the samples of one run cannot show;
 
 5. the gate asks "is it slower?" (one-sided; "is it faster?" is asked apart, and
@@ -25,23 +26,29 @@ For each benchmark:
    comparisons', Bonferroni-corrected for their number, then adjusted across
    benchmarks (Benjamini-Hochberg). It regressed if that adjusted p is at most
    ``alpha`` *and* the ratio of the comparison that gave it is at least
-   ``1 + min_change``: a real but tiny slowdown does not fail a build.
+   ``1 + min_change``: a real but tiny slowdown does not fail a build;
+6. *confirmation* (``confirm``): a benchmark that regressed is run again and the
+   new samples are judged the same way, against the same history. A real
+   regression is there the second time; a shared machine's slow moment (tens of
+   milliseconds, which can cover a whole run of a small benchmark) rarely is.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
 
-__all__ = ["MIN_SAMPLES", "Verdict", "judge"]
+__all__ = ["MIN_SAMPLES", "Verdict", "confirm", "judge"]
 
 #: Fewer samples than this on either side and no test is made.
 MIN_SAMPLES = 3
+#: The median of |x| for a standard normal x: a median absolute size, divided by it, estimates a spread.
+NORMAL_MAD = 0.6745
 
 Samples = Sequence[float] | np.ndarray
 
@@ -98,9 +105,17 @@ class _RunNoise:
 
     @classmethod
     def of(cls, levels: np.ndarray, cuts: Sequence[int]) -> _RunNoise:
-        """From successive differences within segments (von Neumann), so a drift does not pass for noise."""
+        """From successive differences within segments, so a drift does not pass for noise; their
+        median size, not their mean square, so a few runs caught in one of a shared machine's slow
+        moments do not widen it for every run after (those are what the re-runs are for).
+
+        >>> round(_RunNoise.of(np.array([0.0, 0.01, 0.0, 0.01, 0.0, 0.3, 0.0]), []).sd, 4)
+        0.0105
+        """
         steps = np.concatenate([np.diff(segment) for segment in np.split(levels, list(cuts))])
-        return cls(float(np.sqrt(np.mean(steps ** 2) / 2)) if steps.size else math.nan, int(steps.size))
+        if not steps.size:
+            return cls(math.nan, 0)
+        return cls(float(np.median(np.abs(steps)) / (NORMAL_MAD * math.sqrt(2))), int(steps.size))
 
     def p_values(self, level: float, baseline_levels: np.ndarray) -> tuple[float, float]:
         """One-sided p that a run of unchanged code lands this far above, and this far below, the baseline runs' mean."""
@@ -138,7 +153,7 @@ def _tests(current: np.ndarray, history: Sequence[np.ndarray], baseline_runs: in
 
 
 def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]], *,
-          min_change: float = 0.05, alpha: float = 0.01, baseline_runs: int = 3, seed: int = 0) -> list[Verdict]:
+          min_change: float = 0.05, alpha: float = 0.05, baseline_runs: int = 10, seed: int = 0) -> list[Verdict]:
     """Verdicts for this run's benchmarks (``current``: name -> seconds per round) against
     ``history`` (earlier runs, oldest first, each name -> seconds), in ``current``'s order.
 
@@ -148,6 +163,9 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
     ['unchanged']
     >>> [v.verdict for v in judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10), "json": [1, 2, 3]}, history)]
     ['regressed', 'new']
+
+    ``alpha`` is meant for a verdict that a re-run then confirms (``confirm``): without
+    one, 0.01 keeps a noisy machine's false alarms near 1 %.
     """
     if not 0 < min_change < 1:
         raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
@@ -186,6 +204,39 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
         else:
             verdicts.append(Verdict(name, "unchanged", faster[name].shift, p_faster[name], adjusted_faster[name],
                                     faster[name].basis))
+    return verdicts
+
+
+def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]],
+            **settings: Any) -> list[Verdict]:
+    """``first`` (``judge``'s verdicts) with each "regressed" kept only where the samples of a
+    re-run (``again``: name -> seconds, for the benchmarks that regressed) regress too, judged
+    by ``judge(again, history, **settings)``. One that does not is "unchanged", and says so;
+    one with no re-run samples stays as it was. A confirmed verdict's p is the larger of the two.
+
+    >>> rng = np.random.default_rng(1)
+    >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
+    >>> first = judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history)
+    >>> [v.verdict for v in confirm(first, {"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history)]
+    ['regressed']
+    >>> verdict = confirm(first, {"sort": rng.lognormal(0, 0.02, 10)}, history)[0]
+    >>> verdict.verdict, "not on a re-run" in verdict.basis
+    ('unchanged', True)
+    """
+    rerun = {v.benchmark: again[v.benchmark] for v in first if v.verdict == "regressed" and v.benchmark in again}
+    second = {v.benchmark: v for v in judge(rerun, history, **settings)} if rerun else {}
+    verdicts = []
+    for verdict in first:
+        repeat = second.get(verdict.benchmark)
+        if repeat is None:
+            verdicts.append(verdict)
+        elif repeat.verdict == "regressed":
+            verdicts.append(Verdict(verdict.benchmark, "regressed", verdict.shift, max(verdict.p_value, repeat.p_value),
+                                    max(verdict.p_adjusted, repeat.p_adjusted),
+                                    f"{verdict.basis}; confirmed on a re-run: {repeat.shift}"))
+        else:
+            verdicts.append(Verdict(verdict.benchmark, "unchanged", verdict.shift, verdict.p_value, verdict.p_adjusted,
+                                    f"{verdict.basis}; slower once, not on a re-run: {repeat.shift}"))
     return verdicts
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfsdk.perfgate.gate import Verdict, judge
+from perfsdk.perfgate.gate import Verdict, confirm, judge
 from perfsdk.perfgate.history import read_history, run_metadata, write_run
 
 __all__ = ["GateSession"]
@@ -27,6 +27,7 @@ class GateSession:
         self.config, self.directory, self.check = config, directory, check
         self.lines: list[str] = []
         self.verdicts: list[Verdict] = []
+        self.samples: dict[str, np.ndarray] | None = None
 
     def _samples(self) -> dict[str, np.ndarray] | None:
         """Seconds per round of each benchmark that ran, or None (with a line saying why) when none can."""
@@ -45,22 +46,68 @@ class GateSession:
             return None
         return samples
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        samples = self._samples()
-        if samples is None:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """Judge once every test has run, while the session can still run one again: a benchmark
+        that regressed is re-run before the verdict stands (pytest-benchmark writes its own
+        results later, at the session's end, so the re-runs are taken out of them)."""
+        outcome = yield
+        if outcome.excinfo is not None:
+            self.lines.append("perf-gate: the run stopped early; nothing checked or recorded")
+            return
+        self.samples = self._samples()
+        if self.samples is None or not self.check:
             return
         metadata = run_metadata(self.config.rootpath)
-        if self.check:
-            runs, skipped = read_history(self.directory)
-            self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
-            comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
-            if len(comparable) < len(runs):
-                self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
-                                  f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
-            self.verdicts = judge(samples, comparable, min_change=self.config.getoption("perf_gate_min_change"),
-                                  alpha=self.config.getoption("perf_gate_alpha"))
-            self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+        runs, skipped = read_history(self.directory)
+        self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
+        comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
+        if len(comparable) < len(runs):
+            self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
+                              f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
+        settings = {"min_change": self.config.getoption("perf_gate_min_change"),
+                    "alpha": self.config.getoption("perf_gate_alpha")}
+        verdicts = judge(self.samples, comparable, **settings)
+        for _ in range(self.config.getoption("perf_gate_reruns")):
+            suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]
+            if not suspects:
+                break
+            verdicts = confirm(verdicts, self._rerun(session, suspects), comparable, **settings)
+        self.verdicts = verdicts
+        self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+
+    def _rerun(self, session: pytest.Session, names: list[str]) -> dict[str, np.ndarray]:
+        """Run these benchmarks' tests once more; their new samples (a test that fails, or
+        times nothing, is named and left out: its first verdict stands)."""
+        from _pytest.runner import runtestprotocol
+
+        benchmarks: Any = self.config.pluginmanager.get_plugin("pytest-benchmark")  # there: it timed the run
+        items = {item.nodeid: item for item in session.items}
+        again = {}
+        for name in names:
+            item = items.get(name)
+            if item is None:
+                self.lines.append(f"perf-gate: cannot re-run {name} (not collected as a test)")
+                continue
+            before = len(benchmarks.benchmarks)
+            if hasattr(item, "_initrequest"):
+                item._initrequest()  # fresh fixtures, as pytest-rerunfailures does
+            reports = runtestprotocol(item, nextitem=None, log=False)
+            added = benchmarks.benchmarks[before:]
+            del benchmarks.benchmarks[before:]  # reported and saved once, by the first run
+            found = [bench for bench in added if bench and bench.fullname == name]
+            if not found or any(report.failed for report in reports):
+                self.lines.append(f"perf-gate: re-running {name} gave no samples (it failed or timed "
+                                  "nothing); its first verdict stands")
+                continue
+            again[name] = np.asarray(found[-1].stats.data, dtype=np.float64)
+        return again
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.samples is None:
+            return
+        samples, metadata = self.samples, run_metadata(self.config.rootpath)
         try:
             run = write_run(self.directory, samples, metadata=metadata)
         except OSError as exc:
