@@ -11,9 +11,9 @@ one call each, as pytest-benchmark's rounds do.
 
 Then, for every run after the first ``--history`` runs, the gate judges that run
 against the A runs before it, one benchmark slowed at a time (the others A); where
-it finds a regression, the next runs of the same variant stand for the re-runs the
-plugin makes to confirm it (``perfsdk.perfgate.gate.confirm``: runs of the same
-code, timed a couple of seconds later each):
+it finds a regression, the re-runs the plugin makes to confirm it
+(``perfsdk.perfgate.gate.confirm``) are the same cell timed again after the round, twice in
+a row (collections saved before re-runs were timed use the next two runs instead):
 
 * A/A: the unchanged run; any "regressed" is a false alarm;
 * +10 % / +25 %: one benchmark's slowed run; "regressed" is a catch.
@@ -110,16 +110,25 @@ def probe() -> object:
     return sorted(counts.values(), reverse=True)
 
 
+def rerun_key(variant: str, k: int) -> str:
+    """The timings of a variant's ``k``-th re-run (timed after the round, as the plugin re-runs
+    after the session's other tests)."""
+    return f"{variant} re-run {k}"
+
+
 def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
     """Real timings: variant name -> array (workload, run, sample); variants "A", "+10%", "+25%",
-    and "probe" (the probe's samples timed just before each workload's unchanged ones)."""
+    their re-runs (``rerun_key``: once every cell of a round is timed, each cell again, RERUNS
+    times in a row, as the plugin re-runs a flagged benchmark at the end of the session), and
+    "probe" (the probe's samples timed just before each workload's unchanged ones)."""
     jobs = workloads(seed)
     medians = {}
     for name, job in jobs.items():  # warm up (numba compiles on first call) and calibrate the injection
         _time_calls(job, 0.0, 5)
         medians[name] = float(np.median(_time_calls(job, 0.0, 31)))
     variants = {"A": 0.0, **{_variant(s): s for s in SLOWDOWNS}}
-    out = {v: np.empty((len(jobs), runs, SAMPLES_PER_RUN)) for v in [*variants, "probe"]}
+    keys = [*variants, *(rerun_key(v, k) for v in variants for k in range(1, RERUNS + 1)), "probe"]
+    out = {key: np.empty((len(jobs), runs, SAMPLES_PER_RUN)) for key in keys}
     order = random.Random(seed)
     cells = [(w, v) for w in range(len(jobs)) for v in variants]
     for run in range(runs):
@@ -130,6 +139,12 @@ def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
             if variant == "A":
                 out["probe"][w, run] = probed
             out[variant][w, run] = _time_calls(jobs[name], variants[variant] * medians[name], SAMPLES_PER_RUN)
+        order.shuffle(cells)
+        for w, variant in cells:
+            name = list(jobs)[w]
+            for k in range(1, RERUNS + 1):
+                out[rerun_key(variant, k)][w, run] = _time_calls(jobs[name], variants[variant] * medians[name],
+                                                                  SAMPLES_PER_RUN)
         print(f"\r  run {run + 1}/{runs}", end="", file=sys.stderr, flush=True)
         time.sleep(pause_s)
     print(file=sys.stderr)
@@ -189,7 +204,8 @@ def evaluate(timings: dict[str, np.ndarray], history: int) -> dict[str, Tally]:
     tallies = {label: Tally({case: np.zeros(workload_count, int) for case in cases},
                             {case: np.zeros(workload_count, int) for case in cases}) for label in labels}
     names = [f"w{w}" for w in range(workload_count)]
-    for run in range(history, runs - RERUNS):  # the last runs stand for the re-runs of the ones before
+    timed = rerun_key("A", 1) in timings  # else the next runs stand for a run's re-runs (older collections)
+    for run in range(history, runs - (0 if timed else RERUNS)):
         past = [{names[w]: plain[w, r] for w in range(workload_count)} for r in range(run - history, run)]
         unchanged = {names[w]: plain[w, run] for w in range(workload_count)}
         trials = [("A/A", "A", unchanged, list(range(workload_count)))]
@@ -201,8 +217,9 @@ def evaluate(timings: dict[str, np.ndarray], history: int) -> dict[str, Tally]:
             for label, settings, reruns in GATE_SETTINGS:
                 verdicts = judge(current, past, **settings)
                 for k in range(1, reruns + 1):
-                    again = {names[w]: timings[key][w, run + k] for w in watched}
-                    verdicts = confirm(verdicts, again, past, **settings)
+                    again = {names[w]: timings[rerun_key(key, k)][w, run] if timed else timings[key][w, run + k]
+                             for w in watched}
+                    verdicts = confirm(verdicts, again, past, rerun=k, **settings)
                 for w in watched:
                     tallies[label].fired[case][w] += verdicts[w].verdict == "regressed"
                     tallies[label].checks[case][w] += 1
@@ -272,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         source = f"real timings on this machine, {runs} runs, {args.pause:g} s apart"
     if args.save:
         np.savez(args.save, names=np.array(names), **timings)
+    reruns = ("re-runs timed after each round" if rerun_key("A", 1) in timings
+              else "the next runs stand for a run's re-runs")
     print(f"Regression gate: {source}; {SAMPLES_PER_RUN} samples a run; history of {args.history} runs; "
-          f"one benchmark slowed at a time\n")
+          f"one benchmark slowed at a time; {reruns}\n")
     tallies = evaluate(timings, args.history)
     print("\n".join(table(tallies)) + "\n")
     print("\n".join(by_workload(timings, names, tallies)))

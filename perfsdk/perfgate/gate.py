@@ -16,9 +16,9 @@ For each benchmark:
      pooled samples? (Mann-Whitney U; the change is the Hodges-Lehmann ratio);
    * is this run's level further from the baseline runs' mean level than runs
      of unchanged code stray? (a t prediction test; the run-to-run spread comes
-     from the median size of successive differences within the history's
-     segments, so a drift does not pass for noise nor a few slow runs for the
-     usual spread). On a shared machine whole runs are
+     from the smallest four fifths of the successive differences within the
+     history's segments, so a drift does not pass for noise nor a few slow runs
+     for the usual spread). On a shared machine whole runs are
      slower or faster together, which the samples of one run cannot show;
 
 5. the gate asks "is it slower?" (one-sided; "is it faster?" is asked apart, and
@@ -47,8 +47,21 @@ __all__ = ["MIN_SAMPLES", "Verdict", "confirm", "judge"]
 
 #: Fewer samples than this on either side and no test is made.
 MIN_SAMPLES = 3
-#: The median of |x| for a standard normal x: a median absolute size, divided by it, estimates a spread.
-NORMAL_MAD = 0.6745
+#: The share of a history's successive differences, the smallest, its run-to-run spread is taken from.
+TRIMMED_SHARE = 0.8
+
+
+def _normal_trimmed_second_moment(share: float) -> float:
+    """E[z^2] over the ``share`` of a standard normal z nearest 0: what the trimmed mean square is
+    divided by to estimate the variance of normal noise."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    c = normal.inv_cdf(0.5 + share / 2)
+    return 1.0 - 2.0 * c * normal.pdf(c) / share
+
+
+_TRIMMED_SECOND_MOMENT = _normal_trimmed_second_moment(TRIMMED_SHARE)
 
 Samples = Sequence[float] | np.ndarray
 
@@ -105,17 +118,21 @@ class _RunNoise:
 
     @classmethod
     def of(cls, levels: np.ndarray, cuts: Sequence[int]) -> _RunNoise:
-        """From successive differences within segments, so a drift does not pass for noise; their
-        median size, not their mean square, so a few runs caught in one of a shared machine's slow
-        moments do not widen it for every run after (those are what the re-runs are for).
+        """From successive differences within segments, so a drift does not pass for noise; the
+        smallest ``TRIMMED_SHARE`` of them, scaled to what all of them give for normal noise (as
+        well calibrated there as their root mean square), so the few runs a shared machine slows
+        as a whole do not widen the spread every later run is judged with (those are what the
+        re-runs are for). All of them where the smallest are all equal (a coarse timer).
 
-        >>> round(_RunNoise.of(np.array([0.0, 0.01, 0.0, 0.01, 0.0, 0.3, 0.0]), []).sd, 4)
-        0.0105
+        >>> round(_RunNoise.of(np.array([0.0, 0.01, 0.0, 0.01, 0.0, 0.01, 0.0, 0.01, 0.0, 0.01, 0.3]), []).sd, 4)
+        0.0107
         """
         steps = np.concatenate([np.diff(segment) for segment in np.split(levels, list(cuts))])
         if not steps.size:
             return cls(math.nan, 0)
-        return cls(float(np.median(np.abs(steps)) / (NORMAL_MAD * math.sqrt(2))), int(steps.size))
+        smallest = np.sort(np.abs(steps))[:max(1, round(TRIMMED_SHARE * steps.size))]
+        trimmed = float(np.sqrt(np.mean(smallest ** 2) / _TRIMMED_SECOND_MOMENT / 2))
+        return cls(trimmed if trimmed > 0 else float(np.sqrt(np.mean(steps ** 2) / 2)), int(steps.size))
 
     def p_values(self, level: float, baseline_levels: np.ndarray) -> tuple[float, float]:
         """One-sided p that a run of unchanged code lands this far above, and this far below, the baseline runs' mean."""
@@ -164,8 +181,9 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
     >>> [v.verdict for v in judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10), "json": [1, 2, 3]}, history)]
     ['regressed', 'new']
 
-    ``alpha`` is meant for a verdict that a re-run then confirms (``confirm``): without
-    one, 0.01 keeps a noisy machine's false alarms near 1 %.
+    ``alpha`` is meant for a verdict that re-runs then confirm (``confirm``); without them a
+    stricter one fits (the plugin's default is then 0.01), and a shared machine's slow moments
+    still make false alarms (docs/perf-gate.md).
     """
     if not 0 < min_change < 1:
         raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
@@ -208,35 +226,37 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
 
 
 def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]],
-            **settings: Any) -> list[Verdict]:
+            *, rerun: int = 1, **settings: Any) -> list[Verdict]:
     """``first`` (``judge``'s verdicts) with each "regressed" kept only where the samples of a
-    re-run (``again``: name -> seconds, for the benchmarks that regressed) regress too, judged
-    by ``judge(again, history, **settings)``. One that does not is "unchanged", and says so;
-    one with no re-run samples stays as it was. A confirmed verdict's p is the larger of the two.
+    re-run (``again``: name -> seconds, for the benchmarks that regressed; ``rerun``: which re-run,
+    for the verdict's text) regress too, judged by ``judge(again, history, **settings)``. One that
+    does not is "unchanged", and says so; one with no re-run samples, or too few to judge, stays
+    as it was. A confirmed verdict's p is the larger of the two.
 
     >>> rng = np.random.default_rng(1)
     >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
     >>> first = judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history)
     >>> [v.verdict for v in confirm(first, {"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history)]
     ['regressed']
-    >>> verdict = confirm(first, {"sort": rng.lognormal(0, 0.02, 10)}, history)[0]
-    >>> verdict.verdict, "not on a re-run" in verdict.basis
+    >>> verdict = confirm(first, {"sort": rng.lognormal(0, 0.02, 10)}, history, rerun=2)[0]
+    >>> verdict.verdict, "not on re-run 2" in verdict.basis
     ('unchanged', True)
     """
-    rerun = {v.benchmark: again[v.benchmark] for v in first if v.verdict == "regressed" and v.benchmark in again}
-    second = {v.benchmark: v for v in judge(rerun, history, **settings)} if rerun else {}
+    rerun_samples = {v.benchmark: again[v.benchmark] for v in first
+                     if v.verdict == "regressed" and v.benchmark in again}
+    second = {v.benchmark: v for v in judge(rerun_samples, history, **settings)} if rerun_samples else {}
     verdicts = []
     for verdict in first:
         repeat = second.get(verdict.benchmark)
-        if repeat is None:
+        if repeat is None or repeat.shift is None:  # not re-run, or too few samples to tell
             verdicts.append(verdict)
         elif repeat.verdict == "regressed":
             verdicts.append(Verdict(verdict.benchmark, "regressed", verdict.shift, max(verdict.p_value, repeat.p_value),
                                     max(verdict.p_adjusted, repeat.p_adjusted),
-                                    f"{verdict.basis}; confirmed on a re-run: {repeat.shift}"))
+                                    f"{verdict.basis}; re-run {rerun} too: {repeat.shift}"))
         else:
             verdicts.append(Verdict(verdict.benchmark, "unchanged", verdict.shift, verdict.p_value, verdict.p_adjusted,
-                                    f"{verdict.basis}; slower once, not on a re-run: {repeat.shift}"))
+                                    f"{verdict.basis}; not on re-run {rerun}: {repeat.shift}"))
     return verdicts
 
 

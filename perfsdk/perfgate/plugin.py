@@ -23,9 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="add this run's benchmarks to the history in DIR without checking")
     group.addoption("--perf-gate-min-change", metavar="FRACTION", dest="perf_gate_min_change", type=float,
                     default=0.05, help="smallest slowdown that fails the gate (default 0.05: 5%%)")
-    group.addoption("--perf-gate-alpha", metavar="P", dest="perf_gate_alpha", type=float, default=0.05,
-                    help="false discovery rate across benchmarks, for each check of a run and of each "
-                         "re-run (default 0.05; 0.01 without re-runs)")
+    group.addoption("--perf-gate-alpha", metavar="P", dest="perf_gate_alpha", type=float, default=None,
+                    help="false discovery rate across benchmarks, for the run's check and each re-run's "
+                         "(default 0.05 with re-runs, 0.01 with --perf-gate-reruns 0)")
     group.addoption("--perf-gate-reruns", metavar="N", dest="perf_gate_reruns", type=int, default=2,
                     help="times a benchmark that regressed is run again, each re-run having to regress "
                          "too, before it fails the gate (default 2; 0: the first verdict stands)")
@@ -44,7 +44,7 @@ def _history_dir(config: pytest.Config) -> tuple[Path, bool] | None:
         raise pytest.UsageError(f"{option} {directory}: not a directory")
     for name, value in (("--perf-gate-min-change", config.getoption("perf_gate_min_change")),
                         ("--perf-gate-alpha", config.getoption("perf_gate_alpha"))):
-        if not 0 < value < 1:
+        if value is not None and not 0 < value < 1:
             raise pytest.UsageError(f"{name} must be in (0, 1), got {value}")
     if config.getoption("perf_gate_reruns") < 0:
         raise pytest.UsageError(f"--perf-gate-reruns must be >= 0, got {config.getoption('perf_gate_reruns')}")

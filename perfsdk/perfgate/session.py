@@ -46,39 +46,56 @@ class GateSession:
             return None
         return samples
 
-    @pytest.hookimpl(hookwrapper=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
-        """Judge once every test has run, while the session can still run one again: a benchmark
+        """Judge once the tests have run, while the session can still run one again: a benchmark
         that regressed is re-run before the verdict stands (pytest-benchmark writes its own
-        results later, at the session's end, so the re-runs are taken out of them)."""
-        outcome = yield
-        if outcome.excinfo is not None:
-            self.lines.append("perf-gate: the run stopped early; nothing checked or recorded")
-            return
-        self.samples = self._samples()
-        if self.samples is None or not self.check:
-            return
-        metadata = run_metadata(self.config.rootpath)
-        runs, skipped = read_history(self.directory)
-        self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
-        comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
-        if len(comparable) < len(runs):
-            self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
-                              f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
-        settings = {"min_change": self.config.getoption("perf_gate_min_change"),
-                    "alpha": self.config.getoption("perf_gate_alpha")}
-        verdicts = judge(self.samples, comparable, **settings)
-        for _ in range(self.config.getoption("perf_gate_reruns")):
-            suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]
-            if not suspects:
-                break
-            verdicts = confirm(verdicts, self._rerun(session, suspects), comparable, **settings)
-        self.verdicts = verdicts
-        self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+        results later, at the session's end, so the re-runs are taken out of them). A run stopped
+        at a failure (``-x``, ``--maxfail``) is judged on what ran; an interrupted one is not."""
+        try:
+            result = yield
+        except session.Failed:
+            self._judge(session)
+            raise
+        except BaseException:
+            self.lines.append("perf-gate: the run was interrupted; nothing checked or recorded")
+            raise
+        self._judge(session)
+        return result
 
-    def _rerun(self, session: pytest.Session, names: list[str]) -> dict[str, np.ndarray]:
-        """Run these benchmarks' tests once more; their new samples (a test that fails, or
-        times nothing, is named and left out: its first verdict stands)."""
+    def _judge(self, session: pytest.Session) -> None:
+        """This run's samples and, when checking, the verdicts; ``self.samples`` is set last, so a
+        run interrupted while its re-runs go on is not recorded."""
+        samples = self._samples()
+        if samples is None:
+            return
+        if self.check:
+            metadata = run_metadata(self.config.rootpath)
+            runs, skipped = read_history(self.directory)
+            self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
+            comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
+            if len(comparable) < len(runs):
+                self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
+                                  f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
+            alpha = self.config.getoption("perf_gate_alpha")
+            reruns = self.config.getoption("perf_gate_reruns")
+            settings = {"min_change": self.config.getoption("perf_gate_min_change"),
+                        "alpha": alpha if alpha is not None else (0.05 if reruns else 0.01)}
+            verdicts = judge(samples, comparable, **settings)
+            broken: set[str] = set()  # a test whose re-run failed is not run again: its first verdict stands
+            for k in range(1, reruns + 1):
+                suspects = [v.benchmark for v in verdicts if v.verdict == "regressed" and v.benchmark not in broken]
+                if not suspects:
+                    break
+                verdicts = confirm(verdicts, self._rerun(session, suspects, broken), comparable, rerun=k, **settings)
+            self.verdicts = verdicts
+            self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+        self.samples = samples
+
+    def _rerun(self, session: pytest.Session, names: list[str], broken: set[str]) -> dict[str, np.ndarray]:
+        """Run these benchmarks' tests once more (pytest's runner, fixtures set up afresh; other
+        plugins' per-test wrappers, such as timeouts, do not apply); their new samples. A test
+        that fails or times nothing is named, with why, and added to ``broken``."""
         from _pytest.runner import runtestprotocol
 
         benchmarks: Any = self.config.pluginmanager.get_plugin("pytest-benchmark")  # there: it timed the run
@@ -87,18 +104,21 @@ class GateSession:
         for name in names:
             item = items.get(name)
             if item is None:
-                self.lines.append(f"perf-gate: cannot re-run {name} (not collected as a test)")
+                self.lines.append(f"perf-gate: cannot re-run {name} (not collected as a test); its first verdict stands")
+                broken.add(name)
                 continue
             before = len(benchmarks.benchmarks)
-            if hasattr(item, "_initrequest"):
-                item._initrequest()  # fresh fixtures, as pytest-rerunfailures does
             reports = runtestprotocol(item, nextitem=None, log=False)
             added = benchmarks.benchmarks[before:]
             del benchmarks.benchmarks[before:]  # reported and saved once, by the first run
             found = [bench for bench in added if bench and bench.fullname == name]
-            if not found or any(report.failed for report in reports):
-                self.lines.append(f"perf-gate: re-running {name} gave no samples (it failed or timed "
-                                  "nothing); its first verdict stands")
+            failed = [report for report in reports if report.failed]
+            if failed or not found:
+                why = _first_line(failed[0]) if failed else "it timed nothing"
+                self.lines.append(f"perf-gate: re-running {name} failed ({failed[0].when}: {why})"
+                                  if failed else f"perf-gate: re-running {name} gave no samples ({why})")
+                self.lines.append(f"perf-gate: {name}: its first verdict stands")
+                broken.add(name)
                 continue
             again[name] = np.asarray(found[-1].stats.data, dtype=np.float64)
         return again
@@ -133,3 +153,11 @@ class GateSession:
         for line in self.lines:
             failed = "FAILED" in line or line.startswith("perf-gate: regressed")
             terminalreporter.write_line(line, red=failed, bold=failed)
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    """What failed, in a line: the exception's message where pytest kept it, else the report's last line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and crash.message:
+        return str(crash.message).strip().splitlines()[0]
+    return (report.longreprtext.strip().splitlines() or ["no detail"])[-1]
