@@ -20,8 +20,13 @@ ways: the CPU its decisions took (``stats()["controller_cpu_s"]``: on the pool's
 the honest total, but a difference of two noisy figures). The variants take turns, round by
 round; medians over the rounds.
 
-    .venv/bin/python benches/eval/pool_acquire_cost.py            # 8 rounds of 4 s, about 140 s
-    .venv/bin/python benches/eval/pool_acquire_cost.py --quick    # the test suite's run
+``--settled S`` also keeps one controlled pool lending for S seconds and reports what its
+decisions cost over the second half, once it has settled, against the pool's own work as the
+rounds measured it.
+
+    .venv/bin/python benches/eval/pool_acquire_cost.py                # 8 rounds of 4 s, about 140 s
+    .venv/bin/python benches/eval/pool_acquire_cost.py --settled 240  # ... then one pool for 4 minutes
+    .venv/bin/python benches/eval/pool_acquire_cost.py --quick        # the test suite's run
 """
 
 from __future__ import annotations
@@ -113,11 +118,29 @@ def shares(cpu: dict[str, list[float]], controlled: list[dict[str, Any]]) -> tup
     return (with_controller - fixed) / pool, statistics.median(did["controller_us"] for did in controlled) / pool
 
 
+def settled_cost(seconds: float) -> tuple[float, int, int]:
+    """One controlled pool lending for ``seconds``: µs per acquisition its controller spent over
+    the second half, the decisions it made then, and those before."""
+    pool = AdaptivePool(Conn, size=2)
+    try:
+        pool.release(pool.acquire(timeout=10))
+        paced(pool.acquire, pool.release, seconds / 2)
+        before = pool.stats()
+        _, n = paced(pool.acquire, pool.release, seconds / 2)
+        after = pool.stats()
+    finally:
+        pool.close()
+    spent = after["controller_cpu_s"] - before["controller_cpu_s"]
+    return spent / n * 1e6, after["decisions"] - before["decisions"], before["decisions"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two short rounds (the test suite's run)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--settled", type=float, default=0.0, metavar="S",
+                        help="also run one controlled pool for S seconds (its second half: settled)")
     args = parser.parse_args()
     rounds, seconds = (2, 1.0) if args.quick else (args.rounds, args.seconds)
     cpu, controlled, metrics = measure(rounds, seconds)
@@ -133,6 +156,11 @@ def main() -> None:
     print(f"recording the wait and use histograms into an OTel SDK MeterProvider adds "
           f"{statistics.median(metrics) / max(pool, 1e-9):.1%} to the pool's own CPU, timed where it runs "
           f"({statistics.median(metrics):.3f} µs an acquisition)")
+    if args.settled:
+        us, late, early = settled_cost(args.settled)
+        print(f"one pool for {args.settled:g} s: {early} decisions in the first half, {late} in the second, "
+              f"where the controller adds {us / max(pool, 1e-9):.2%} to the pool's own CPU ({us:.4f} µs an "
+              f"acquisition; target < 2 %)")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ class Controller:
     discretizer
         Turns the evidence's features into the learner's state.
     interval
-        Operations per decision -- while the target is settled, up to ``SETTLED_STRETCH`` times
+        Operations per decision -- while the target is settled, up to ``settled_stretch`` times
         more: each decision that changes nothing, finds the same state, and learns little there
         (its values move by less than ``SETTLED_CHANGE``; or there was no evidence to judge, e.g.
         a cache still filling) doubles the next interval; any other sets it back. A settled cache
@@ -108,6 +108,9 @@ class Controller:
         A directory (or a ``Fleet``) shared by the service's instances: this controller
         publishes what it learns there and starts from what the others learned.
     """
+
+    #: A settled target's interval grows up to this many times (``interval``).
+    settled_stretch = SETTLED_STRETCH
 
     def __init__(
         self, discretizer: Discretizer, *, interval: int = 10_000, interval_seconds: float | None = None,
@@ -329,7 +332,7 @@ class Controller:
         settled = (after == before and state == self._last_state
                    and (setting is None or setting.after == setting.before)
                    and (evidence.cold or learned < SETTLED_CHANGE))
-        self._stretch = min(2 * self._stretch, SETTLED_STRETCH) if settled else 1
+        self._stretch = min(2 * self._stretch, self.settled_stretch) if settled else 1
         self._last_state = state
         decision = Decision(
             timestamp=datetime.now(timezone.utc), target=target.name, unit=target.value_name, mode=target.mode,

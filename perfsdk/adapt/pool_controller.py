@@ -9,7 +9,10 @@ from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.pool_forecast import ArrivalForecast
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
-__all__ = ["PoolController"]
+__all__ = ["LATENCY_FLOOR_MS", "PoolController"]
+
+#: The shortest latency (ms) a pool's reward tells apart: 10 µs, well below a database round trip.
+LATENCY_FLOOR_MS = 0.01
 
 
 class PoolController(Controller):
@@ -56,6 +59,12 @@ class PoolController(Controller):
     -21.25
     """
 
+    #: Up to 64 intervals between a settled pool's decisions (a minute at the default second): a
+    #: change of load decides at once whatever the stretch (``pool_policy.load_steady``), and a
+    #: decision is about half a millisecond of CPU, a few per cent of a busy pool's own work
+    #: when made every 16 s (docs/benchmarks.md).
+    settled_stretch = 64
+
     discretizer = Discretizer({
         "utilisation": [0.5, 0.8, 0.95],
         "waited_share": [0.01, 0.1, 0.5],
@@ -85,5 +94,13 @@ class PoolController(Controller):
         return ArrivalForecast(horizon=self.forecast_horizon, season=self.forecast_season)
 
     def reward(self, latency_ms: float, size: int, max_size: int) -> float:
-        """The reward of an interval with this tail latency (ms) at this size."""
-        return -latency_ms * (1.0 + self.connection_weight * size / max_size)
+        """The reward of an interval with this tail latency (ms) at this size. A latency under
+        ``LATENCY_FLOOR_MS`` counts as that: below it the timings are the pool's own overhead and
+        the clock's jitter, which a decision must not follow (it would wander, and connections
+        would cost nothing), so there the smaller size wins.
+
+        >>> controller = PoolController()
+        >>> controller.reward(0.0004, 2, 32) == controller.reward(0.0009, 2, 32) > controller.reward(0.0004, 3, 32)
+        True
+        """
+        return -max(latency_ms, LATENCY_FLOOR_MS) * (1.0 + self.connection_weight * size / max_size)
