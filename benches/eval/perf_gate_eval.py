@@ -12,8 +12,9 @@ one call each, as pytest-benchmark's rounds do.
 Then, for every run after the first ``--history`` runs, the gate judges that run
 against the A runs before it, one benchmark slowed at a time (the others A); where
 it finds a regression, the re-runs the plugin makes to confirm it
-(``perfsdk.perfgate.gate.confirm``) are the same cell timed again after the round, twice in
-a row (collections saved before re-runs were timed use the next two runs instead):
+(``perfsdk.perfgate.gate.confirm``) are the same cell timed again after the round, in two
+rounds of re-runs each after the plugin's pause (collections saved before re-runs were
+timed use the next two runs instead):
 
 * A/A: the unchanged run; any "regressed" is a false alarm;
 * +10 % / +25 %: one benchmark's slowed run; "regressed" is a catch.
@@ -48,6 +49,7 @@ from typing import Callable
 import numpy as np
 
 from perfsdk.perfgate.gate import confirm, judge
+from perfsdk.perfgate.session import RERUN_PAUSE_S
 
 SAMPLES_PER_RUN = 10
 SLOWDOWNS = (0.10, 0.25)
@@ -118,8 +120,9 @@ def rerun_key(variant: str, k: int) -> str:
 
 def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
     """Real timings: variant name -> array (workload, run, sample); variants "A", "+10%", "+25%",
-    their re-runs (``rerun_key``: once every cell of a round is timed, each cell again, RERUNS
-    times in a row, as the plugin re-runs a flagged benchmark at the end of the session), and
+    their re-runs (``rerun_key``: once every cell of a round is timed, RERUNS rounds of every cell
+    again, each after ``RERUN_PAUSE_S``, as the plugin re-runs a flagged benchmark at the end of
+    the session), and
     "probe" (the probe's samples timed just before each workload's unchanged ones)."""
     jobs = workloads(seed)
     medians = {}
@@ -139,10 +142,11 @@ def collect(runs: int, pause_s: float, seed: int = 0) -> dict[str, np.ndarray]:
             if variant == "A":
                 out["probe"][w, run] = probed
             out[variant][w, run] = _time_calls(jobs[name], variants[variant] * medians[name], SAMPLES_PER_RUN)
-        order.shuffle(cells)
-        for w, variant in cells:
-            name = list(jobs)[w]
-            for k in range(1, RERUNS + 1):
+        for k in range(1, RERUNS + 1):  # as the plugin re-runs: a round of re-runs after a pause, twice
+            time.sleep(RERUN_PAUSE_S)
+            order.shuffle(cells)
+            for w, variant in cells:
+                name = list(jobs)[w]
                 out[rerun_key(variant, k)][w, run] = _time_calls(jobs[name], variants[variant] * medians[name],
                                                                   SAMPLES_PER_RUN)
         print(f"\r  run {run + 1}/{runs}", end="", file=sys.stderr, flush=True)
