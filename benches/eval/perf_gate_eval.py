@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from perfsdk.perfgate.gate import confirm, judge
+from perfsdk.perfgate.gate import judge_confirmed
 from perfsdk.perfgate.session import RERUN_PAUSE_S
 
 SAMPLES_PER_RUN = 10
@@ -212,18 +212,23 @@ def evaluate(timings: dict[str, np.ndarray], history: int) -> dict[str, Tally]:
     for run in range(history, runs - (0 if timed else RERUNS)):
         past = [{names[w]: plain[w, r] for w in range(workload_count)} for r in range(run - history, run)]
         unchanged = {names[w]: plain[w, run] for w in range(workload_count)}
-        trials = [("A/A", "A", unchanged, list(range(workload_count)))]
+        trials = [("A/A", "", unchanged, list(range(workload_count)))]
         for slowdown in SLOWDOWNS:  # one benchmark slowed at a time, the others as they are
             case = _variant(slowdown)
             for w in range(workload_count):
-                trials.append((case, case, {**unchanged, names[w]: timings[case][w, run]}, [w]))
-        for case, key, current, watched in trials:
+                trials.append((case, names[w], {**unchanged, names[w]: timings[case][w, run]}, [w]))
+        for case, slowed, current, watched in trials:
+
+            def rerun(k: int, suspects: list[str]) -> dict[str, np.ndarray]:
+                """The suspects' re-run samples: the slowed one's of its variant, the others' unchanged."""
+                out = {}
+                for name in suspects:
+                    w, key = names.index(name), case if name == slowed else "A"
+                    out[name] = timings[rerun_key(key, k)][w, run] if timed else timings[key][w, run + k]
+                return out
+
             for label, settings, reruns in GATE_SETTINGS:
-                verdicts = judge(current, past, **settings)
-                for k in range(1, reruns + 1):
-                    again = {names[w]: timings[rerun_key(key, k)][w, run] if timed else timings[key][w, run + k]
-                             for w in watched}
-                    verdicts = confirm(verdicts, again, past, rerun=k, **settings)
+                verdicts = judge_confirmed(current, past, rerun, reruns=reruns, **settings)
                 for w in watched:
                     tallies[label].fired[case][w] += verdicts[w].verdict == "regressed"
                     tallies[label].checks[case][w] += 1

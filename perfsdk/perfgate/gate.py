@@ -37,16 +37,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
 
-__all__ = ["MIN_SAMPLES", "Verdict", "confirm", "judge"]
+__all__ = ["ALPHA", "ALPHA_WITHOUT_RERUNS", "MIN_SAMPLES", "Verdict", "confirm", "judge", "judge_confirmed"]
 
 #: Fewer samples than this on either side and no test is made.
 MIN_SAMPLES = 3
+#: The false discovery rate of each check when re-runs confirm a regression, and without them.
+ALPHA, ALPHA_WITHOUT_RERUNS = 0.05, 0.01
 #: The share of a history's successive differences, the smallest, its run-to-run spread is taken from.
 TRIMMED_SHARE = 0.8
 
@@ -170,7 +172,7 @@ def _tests(current: np.ndarray, history: Sequence[np.ndarray], baseline_runs: in
 
 
 def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]], *,
-          min_change: float = 0.05, alpha: float = 0.05, baseline_runs: int = 10, seed: int = 0) -> list[Verdict]:
+          min_change: float = 0.05, alpha: float = ALPHA, baseline_runs: int = 10, seed: int = 0) -> list[Verdict]:
     """Verdicts for this run's benchmarks (``current``: name -> seconds per round) against
     ``history`` (earlier runs, oldest first, each name -> seconds), in ``current``'s order.
 
@@ -181,9 +183,9 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
     >>> [v.verdict for v in judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10), "json": [1, 2, 3]}, history)]
     ['regressed', 'new']
 
-    ``alpha`` is meant for a verdict that re-runs then confirm (``confirm``); without them a
-    stricter one fits (the plugin's default is then 0.01), and a shared machine's slow moments
-    still make false alarms (docs/perf-gate.md).
+    ``alpha`` is meant for a verdict that re-runs then confirm (``judge_confirmed``); without them
+    a stricter one fits (``ALPHA_WITHOUT_RERUNS``), and a shared machine's slow moments still make
+    false alarms (docs/perf-gate.md).
     """
     if not 0 < min_change < 1:
         raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
@@ -257,6 +259,27 @@ def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Seq
         else:
             verdicts.append(Verdict(verdict.benchmark, "unchanged", verdict.shift, verdict.p_value, verdict.p_adjusted,
                                     f"{verdict.basis}; not on re-run {rerun}: {repeat.shift}"))
+    return verdicts
+
+
+def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]],
+                    rerun: Callable[[int, list[str]], Mapping[str, Samples]], *, reruns: int = 2,
+                    **settings: Any) -> list[Verdict]:
+    """``judge``, then up to ``reruns`` rounds of ``confirm``: round ``k`` asks ``rerun(k, names)``
+    for new samples of the benchmarks still regressed (a name it leaves out keeps its verdict).
+
+    >>> rng = np.random.default_rng(1)
+    >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
+    >>> slow_once = lambda k, names: {name: rng.lognormal(0, 0.02, 10) for name in names}
+    >>> [v.verdict for v in judge_confirmed({"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history, slow_once)]
+    ['unchanged']
+    """
+    verdicts = judge(current, history, **settings)
+    for k in range(1, reruns + 1):
+        suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]
+        if not suspects:
+            break
+        verdicts = confirm(verdicts, rerun(k, suspects), history, rerun=k, **settings)
     return verdicts
 
 

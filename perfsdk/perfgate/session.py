@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfsdk.perfgate.gate import Verdict, confirm, judge
+from perfsdk.perfgate.gate import ALPHA, ALPHA_WITHOUT_RERUNS, Verdict, judge_confirmed
 from perfsdk.perfgate.history import read_history, run_metadata, write_run
 
 __all__ = ["GateSession", "RERUN_PAUSE_S"]
@@ -85,26 +85,27 @@ class GateSession:
                                   f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
             alpha = self.config.getoption("perf_gate_alpha")
             reruns = self.config.getoption("perf_gate_reruns")
-            settings = {"min_change": self.config.getoption("perf_gate_min_change"),
-                        "alpha": alpha if alpha is not None else (0.05 if reruns else 0.01)}
-            verdicts = judge(samples, comparable, **settings)
+            if alpha is None:
+                alpha = ALPHA if reruns else ALPHA_WITHOUT_RERUNS
             broken: set[str] = set()  # a test whose re-run failed is not run again: its first verdict stands
-            for k in range(1, reruns + 1):
-                suspects = [v.benchmark for v in verdicts if v.verdict == "regressed" and v.benchmark not in broken]
-                if not suspects:
-                    break
-                time.sleep(RERUN_PAUSE_S)
-                verdicts = confirm(verdicts, self._rerun(session, suspects, broken), comparable, rerun=k, **settings)
-            self.verdicts = verdicts
+
+            def rerun(_: int, names: list[str]) -> dict[str, np.ndarray]:
+                return self._rerun(session, [name for name in names if name not in broken], broken)
+
+            self.verdicts = judge_confirmed(samples, comparable, rerun, reruns=reruns, alpha=alpha,
+                                            min_change=self.config.getoption("perf_gate_min_change"))
             self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
         self.samples = samples
 
     def _rerun(self, session: pytest.Session, names: list[str], broken: set[str]) -> dict[str, np.ndarray]:
-        """Run these benchmarks' tests once more (pytest's runner, fixtures set up afresh; other
+        """After ``RERUN_PAUSE_S``, run these benchmarks' tests once more (pytest's runner, fixtures set up afresh; other
         plugins' per-test wrappers, such as timeouts, do not apply); their new samples. A test
         that fails or times nothing is named, with why, and added to ``broken``."""
         from _pytest.runner import runtestprotocol
 
+        if not names:
+            return {}
+        time.sleep(RERUN_PAUSE_S)  # let a slow moment that covered the run pass
         benchmarks: Any = self.config.pluginmanager.get_plugin("pytest-benchmark")  # there: it timed the run
         items = {item.nodeid: item for item in session.items}
         again = {}
@@ -121,9 +122,10 @@ class GateSession:
             found = [bench for bench in added if bench and bench.fullname == name]
             failed = [report for report in reports if report.failed]
             if failed or not found:
-                why = _first_line(failed[0]) if failed else "it timed nothing"
-                self.lines.append(f"perf-gate: re-running {name} failed ({failed[0].when}: {why})"
-                                  if failed else f"perf-gate: re-running {name} gave no samples ({why})")
+                if failed:
+                    self.lines.append(f"perf-gate: re-running {name} failed ({failed[0].when}: {_first_line(failed[0])})")
+                else:
+                    self.lines.append(f"perf-gate: re-running {name} gave no samples (it timed nothing)")
                 self.lines.append(f"perf-gate: {name}: its first verdict stands")
                 broken.add(name)
                 continue
