@@ -31,6 +31,12 @@ For each benchmark:
    new samples are judged the same way, against the same history. A real
    regression is there the second time; a shared machine's slow moment (tens of
    milliseconds, which can cover a whole run of a small benchmark) rarely is.
+   A check's false-alarm rate ``alpha`` is then shared among its judgments
+   (``stage_alpha``): each is made at ``alpha ** (1 / (1 + reruns))``, so that
+   on independent noise the first run and every re-run together say
+   "regressed" with chance ``alpha``. Each judgment at ``alpha`` itself would
+   give unchanged code far fewer false alarms than asked for, and a real
+   slowdown three strict lines to clear instead of three lax ones.
 """
 
 from __future__ import annotations
@@ -43,14 +49,24 @@ import numpy as np
 
 from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
 
-__all__ = ["ALPHA", "ALPHA_WITHOUT_RERUNS", "MIN_SAMPLES", "Verdict", "confirm", "judge", "judge_confirmed"]
+__all__ = ["ALPHA", "MIN_SAMPLES", "Verdict", "confirm", "judge", "judge_confirmed", "stage_alpha"]
 
 #: Fewer samples than this on either side and no test is made.
 MIN_SAMPLES = 3
-#: The false discovery rate of each check when re-runs confirm a regression, and without them.
-ALPHA, ALPHA_WITHOUT_RERUNS = 0.05, 0.01
+#: The false-alarm rate a check aims at: a benchmark's run and its re-runs together (``stage_alpha``).
+ALPHA = 0.01
 #: The share of a history's successive differences, the smallest, its run-to-run spread is taken from.
 TRIMMED_SHARE = 0.8
+
+
+def stage_alpha(alpha: float, reruns: int) -> float:
+    """The alpha of each judgment in a check of one run and ``reruns`` re-runs whose false-alarm
+    rate is ``alpha`` (on independent noise every judgment must say "regressed").
+
+    >>> round(stage_alpha(0.01, 2), 3), stage_alpha(0.01, 0)
+    (0.215, 0.01)
+    """
+    return alpha ** (1.0 / (1 + reruns))
 
 
 def _normal_trimmed_second_moment(share: float) -> float:
@@ -183,9 +199,9 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
     >>> [v.verdict for v in judge({"sort": 1.25 * rng.lognormal(0, 0.02, 10), "json": [1, 2, 3]}, history)]
     ['regressed', 'new']
 
-    ``alpha`` is meant for a verdict that re-runs then confirm (``judge_confirmed``); without them
-    a stricter one fits (``ALPHA_WITHOUT_RERUNS``), and a shared machine's slow moments still make
-    false alarms (docs/perf-gate.md).
+    ``alpha`` is this one judgment's; where re-runs confirm it (``judge_confirmed``) each judgment
+    takes a share of the check's (``stage_alpha``). A shared machine's slow moments make false
+    alarms that no alpha accounts for: the re-runs are what takes them out (docs/perf-gate.md).
     """
     if not 0 < min_change < 1:
         raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
@@ -264,9 +280,11 @@ def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Seq
 
 def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]],
                     rerun: Callable[[int, list[str]], Mapping[str, Samples]], *, reruns: int = 2,
-                    **settings: Any) -> list[Verdict]:
+                    alpha: float = ALPHA, **settings: Any) -> list[Verdict]:
     """``judge``, then up to ``reruns`` rounds of ``confirm``: round ``k`` asks ``rerun(k, names)``
     for new samples of the benchmarks still regressed (a name it leaves out keeps its verdict).
+    ``alpha`` is the whole check's false-alarm rate: each judgment is made at its
+    ``stage_alpha``.
 
     >>> rng = np.random.default_rng(1)
     >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
@@ -274,6 +292,11 @@ def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[st
     >>> [v.verdict for v in judge_confirmed({"sort": 1.25 * rng.lognormal(0, 0.02, 10)}, history, slow_once)]
     ['unchanged']
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if reruns < 0:
+        raise ValueError(f"reruns must be >= 0, got {reruns!r}")
+    settings["alpha"] = stage_alpha(alpha, reruns)
     verdicts = judge(current, history, **settings)
     for k in range(1, reruns + 1):
         suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]

@@ -24,8 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--perf-gate-min-change", metavar="FRACTION", dest="perf_gate_min_change", type=float,
                     default=0.05, help="smallest slowdown that fails the gate (default 0.05: 5%%)")
     group.addoption("--perf-gate-alpha", metavar="P", dest="perf_gate_alpha", type=float, default=None,
-                    help="false discovery rate across benchmarks, for the run's check and each re-run's "
-                         "(default 0.05 with re-runs, 0.01 with --perf-gate-reruns 0)")
+                    help="false-alarm rate of a check, its re-runs included: each judgment is made at "
+                         "P ** (1 / (1 + reruns)), a false discovery rate across benchmarks (default 0.01)")
     group.addoption("--perf-gate-reruns", metavar="N", dest="perf_gate_reruns", type=int, default=2,
                     help="times a benchmark that regressed is run again, each re-run having to regress "
                          "too, before it fails the gate (default 2; 0: the first verdict stands)")
