@@ -34,15 +34,18 @@ For each benchmark:
    A check's false-alarm rate ``alpha`` is then shared among its judgments
    (``stage_alpha``): each is made at ``alpha ** (1 / (1 + reruns))``, so that
    on independent noise the first run and every re-run together say
-   "regressed" with chance ``alpha``. Each judgment at ``alpha`` itself would
-   give unchanged code far fewer false alarms than asked for, and a real
-   slowdown three strict lines to clear instead of three lax ones.
+   "regressed" with chance ``alpha`` if the judgments were independent; they
+   share the baseline and its spread, so somewhat more, the more so the shorter
+   the history. Each judgment at ``alpha`` itself would give unchanged code far
+   fewer false alarms than asked for, and a real slowdown three strict lines to
+   clear instead of three lax ones. A verdict's p is its check's: the largest p
+   of its judgments to the power of their number (``_as_a_check``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -90,7 +93,8 @@ class Verdict:
 
     ``verdict`` is ``"regressed"``, ``"improved"``, ``"unchanged"`` or ``"new"``;
     ``shift`` is this run against the baseline (None when new), ``p_adjusted`` the
-    Benjamini-Hochberg p across benchmarks, ``basis`` which runs it was compared with.
+    Benjamini-Hochberg p across benchmarks (after ``judge_confirmed``, a regression's or an
+    improvement's is its whole check's), ``basis`` which runs it was compared with.
     """
 
     benchmark: str
@@ -249,7 +253,8 @@ def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Seq
     re-run (``again``: name -> seconds, for the benchmarks that regressed; ``rerun``: which re-run,
     for the verdict's text) regress too, judged by ``judge(again, history, **settings)``. One that
     does not is "unchanged", and says so; one with no re-run samples, or too few to judge, stays
-    as it was. A confirmed verdict's p is the larger of the two.
+    as it was. A confirmed verdict's p is the larger of the two. ``judge_confirmed`` runs the
+    whole check, each judgment at its ``stage_alpha``; called by hand, pass that alpha to both.
 
     >>> rng = np.random.default_rng(1)
     >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
@@ -284,7 +289,7 @@ def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[st
     """``judge``, then up to ``reruns`` rounds of ``confirm``: round ``k`` asks ``rerun(k, names)``
     for new samples of the benchmarks still regressed (a name it leaves out keeps its verdict).
     ``alpha`` is the whole check's false-alarm rate: each judgment is made at its
-    ``stage_alpha``.
+    ``stage_alpha``, and a verdict's ``p_adjusted`` is its check's (``_as_a_check``).
 
     >>> rng = np.random.default_rng(1)
     >>> history = [{"sort": rng.lognormal(0, 0.02, 10)} for _ in range(5)]
@@ -298,12 +303,41 @@ def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[st
         raise ValueError(f"reruns must be >= 0, got {reruns!r}")
     settings["alpha"] = stage_alpha(alpha, reruns)
     verdicts = judge(current, history, **settings)
+    judgments = dict.fromkeys(current, 1)  # how many judgments each verdict rests on
     for k in range(1, reruns + 1):
         suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]
         if not suspects:
             break
-        verdicts = confirm(verdicts, rerun(k, suspects), history, rerun=k, **settings)
-    return verdicts
+        again = rerun(k, suspects)
+        verdicts = confirm(verdicts, again, history, rerun=k, **settings)
+        for name in suspects:
+            if name in again and np.asarray(again[name]).size >= MIN_SAMPLES:  # judged, as ``confirm`` did
+                judgments[name] += 1
+    return [_as_a_check(verdict, judgments[verdict.benchmark], alpha) for verdict in verdicts]
+
+
+def _as_a_check(verdict: Verdict, judgments: int, alpha: float) -> Verdict:
+    """A "regressed" or "improved" verdict with its check's p: the largest p of the ``judgments``
+    it rests on, to the power of their number (on independent noise, the chance that all of them
+    go that far), standing only within the check's ``alpha``. So a regression a missing re-run left
+    unconfirmed must be that much stronger alone, and an improvement, never re-run, is judged at
+    ``alpha`` itself.
+
+    >>> shift = shift_ratio([1.2, 1.3, 1.25], [1.0, 1.05, 0.98])
+    >>> _as_a_check(Verdict("b", "regressed", shift, 0.1, 0.2, "step"), 3, 0.01).p_adjusted
+    0.008000000000000002
+    >>> _as_a_check(Verdict("b", "regressed", shift, 0.1, 0.2, "step"), 1, 0.01).verdict
+    'unchanged'
+    """
+    if verdict.verdict not in ("regressed", "improved"):
+        return verdict
+    p = verdict.p_adjusted ** judgments
+    if p <= alpha * (1 + 1e-9):  # (a judgment at exactly its stage alpha, up to rounding)
+        return replace(verdict, p_adjusted=p)
+    way = "slower" if verdict.verdict == "regressed" else "faster"
+    return replace(verdict, verdict="unchanged", p_adjusted=p,
+                   basis=f"{verdict.basis}; {way}, but not surely enough on {judgments} judgment(s): "
+                         f"p {p:.2g} > alpha {alpha:g}")
 
 
 def _strongest(tests: Mapping[str, list[_Test]], direction: str
