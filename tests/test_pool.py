@@ -801,6 +801,29 @@ def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():
         ArrivalForecast(horizon=0)
 
 
+def test_a_seasonal_forecast_sees_the_daily_rush_coming():
+    """With ``season``, the forecaster waits for a season and a bit (it crashed at construction
+    when the season was longer than its 60-interval warm-up: a pool with forecast_season=120
+    could not be made), then forecasts the rush from the seasons before, ahead of it."""
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    pool = AdaptivePool(Conn, controller=PoolController(forecast_horizon=5, forecast_season=120),
+                        meter_provider=False)
+    pool.close()
+    rng = np.random.default_rng(7)
+    season = 40
+    forecast = ArrivalForecast(horizon=5, season=season)
+    assert forecast.detector.warmup == season + 20
+    rush = lambda t: 400.0 if 20 <= t % season < 30 else 100.0  # noqa: E731
+    ahead = []
+    for t in range(3 * season + 18):
+        forecast.update(float(rng.poisson(rush(t))))
+        if t >= 2 * season + 10:
+            ahead.append(forecast.expected_surge())
+    assert all(s is None or s < 150 for s in ahead[:5])  # phases 10-14: no rush within 5 intervals
+    assert all(s is not None and s > 350 for s in ahead[5:10])  # 15-19: the rush at 20 is seen coming
+
+
 def test_a_settled_pool_skips_decisions_while_its_load_is_steady_and_decides_when_it_moves():
     pool = AdaptivePool(Conn, min_size=2, max_size=2, size=2, controller=PoolController(), meter_provider=False)
     pool._ticker.shutdown(1.0)  # the test closes the intervals, one a (simulated) second

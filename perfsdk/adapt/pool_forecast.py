@@ -32,7 +32,8 @@ class ArrivalForecast:
     season
         The rate's period in intervals, if it has one (e.g. 86400 for a daily cycle at 1 s intervals).
     warmup
-        Intervals before the first fit (no forecast before it).
+        Intervals before the first fit (no forecast before it); with a ``season``, at least that
+        season and 20 intervals more (a seasonal difference needs a season to difference against).
     surge
         A forecast this many times the current rate, or more, is a surge to prepare for.
 
@@ -49,6 +50,9 @@ class ArrivalForecast:
                  surge: float = 1.2) -> None:
         self.horizon = check_int("horizon", horizon, minimum=1)
         self.surge = check_number("surge", surge, low=1.0)
+        check_int("warmup", warmup, minimum=20)
+        if season is not None:
+            warmup = max(warmup, check_int("season", season, minimum=2) + 20)
         from perfsdk.detect.arima import ArimaDetector  # with the first pool, not with perfsdk
 
         self.detector = ArimaDetector(order=(1, 1, 1), season=season, warmup=warmup, history=max(512, 2 * warmup),
