@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pool_eval
+from perfsdk import PoolController
 from perfsdk._native import kernels as K
 from perfsdk._native import kernels_pool as P
 
@@ -352,3 +353,25 @@ def test_a_new_instance_with_the_fleets_table_is_measured_against_one_alone():
     assert lines[0].startswith("Fleet learning") and len(lines) == 3
     adopted = re.search(r"\((\d+) states adopted\)", lines[2])
     assert adopted and int(adopted.group(1)) > 0, lines[2]  # the table was read
+
+
+def test_a_forecasting_pool_grows_before_the_daily_rush_and_its_callers_wait_less():
+    """The same controller with and without forecasting its arrivals, on two days with a rush at the
+    same second of each: on the second day the forecasting pool is larger as the rush begins, grew
+    for it on the forecast's word, and the requests around the rush wait less."""
+    backend = pool_eval.fit_backend()
+    scenario = pool_eval.rush_scenario(backend, days=2)
+    at = pool_eval.RUSH_DAY_S + pool_eval.RUSH_AT - 1  # the second before the second day's rush
+    reactive = pool_eval.controlled(scenario, backend, seed=1, controller=PoolController(interval_seconds=1.0))
+    ahead = pool_eval.controlled(scenario, backend, seed=1, controller=PoolController(
+        interval_seconds=1.0, forecast_horizon=5, forecast_season=pool_eval.RUSH_DAY_S))
+    assert ahead.sizes[at] > reactive.sizes[at]
+    assert any("arrivals forecast" in d.evidence and d.guardrail == "demand" for d in ahead.decisions)
+    assert not any("arrivals forecast" in d.evidence for d in reactive.decisions)
+    assert pool_eval.rush_waits(ahead, 2).mean() < pool_eval.rush_waits(reactive, 2).mean()
+
+
+def test_the_forecast_comparison_runs_in_its_quick_mode(capsys):
+    assert pool_eval.main(["--forecast", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "Ahead of a surge" in out and "forecasting (forecast_horizon=5" in out and "reactive (the default)" in out

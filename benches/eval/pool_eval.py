@@ -18,6 +18,12 @@ Policies, all seeing the same requests (one seed a scenario):
 * perfsdk's ``PoolController``, deciding once a simulated second on the evidence
   ``AdaptivePool`` would have given it (``SimulatedPool`` below).
 
+``--forecast`` asks another question: does forecasting the arrival rate
+(``PoolController(forecast_horizon=5, forecast_season=day)``) shorten the waits at a
+rush that comes at the same time every (compressed) day, against sizing from what
+was measured alone? Four days of 120 s, the rate stepping from 15 % to 80 % of the
+peak within 2 s at a third of each day; the waits around the rushes of days 2-4.
+
 Reported: p50/p99 of what a request spends (wait + hold; a request that timed out
 counts as the timeout), timeouts, mean connections open, and after the step change
 when the size settles within +-1 of the new best fixed size; then the issue's
@@ -26,6 +32,7 @@ leaves the floor (size 1) when the load needs more.
 
     .venv/bin/python benches/eval/pool_eval.py            # every size 1..48 (under a minute on 2 cores)
     .venv/bin/python benches/eval/pool_eval.py --quick    # 11 sizes, scenarios a third as long (the test suite's run)
+    .venv/bin/python benches/eval/pool_eval.py --forecast # the daily rush, forecast against reactive (seconds)
 """
 
 from __future__ import annotations
@@ -155,6 +162,8 @@ class Run:
     after_step_p99_ms: float = math.nan
     after_step_timeouts: int = 0
     decisions: list = field(default_factory=list)
+    waits: list = field(default_factory=list)  # each second's waits (s) as lent (the controlled runs)
+    sizes: list = field(default_factory=list)  # the size kept after each second (the controlled runs)
 
 
 Between = Callable[[float, np.ndarray, np.ndarray, int, np.ndarray, int], None]
@@ -233,10 +242,14 @@ class SimulatedPool:
         self._closing_record = self._record
         self._now = 0.0
         self._decision_due = 0.0
+        self._forecast = controller.arrival_forecast()  # as AdaptivePool: None unless forecast_horizon
+        self.waits: list[np.ndarray] = []  # each second's waits (s), as lent
+        self.sizes: list[int] = []  # the size kept after each second
 
     def interval(self, now: float, done: np.ndarray, acquired: np.ndarray, timeouts: int, areas: np.ndarray,
                  waiting: int) -> None:
         record = self._record
+        self.waits.append(acquired[:, 0].copy())
         for wait in acquired[:, 0].tolist():
             record.lent(max(wait, 1e-9) if wait > 0 else 0.0)
         for wait, hold, level in done.tolist():
@@ -253,10 +266,14 @@ class SimulatedPool:
         if not (now < self._decision_due and load_steady(record, self._closing_record)):  # else: settled
             self._closing_record = record
             self._now = now
+            if self._forecast is not None:
+                self._forecast.update(record.arrival_rate(now))
             self.controller.decide(self)
             self._set_limit()  # the burst follows the interval's evidence, whatever was decided
-            self._decision_due = self.controller.next_due_at(now)
+            if self._forecast is None:  # a forecast needs its series at a steady pace: never stretched
+                self._decision_due = self.controller.next_due_at(now)
         self._evidence.decay()
+        self.sizes.append(self._target)
 
     # the controller's target
     @property
@@ -275,7 +292,8 @@ class SimulatedPool:
         controller = self.controller
         return self._evidence(self._closing_record, self._now, self._target, self.min_size, self.max_size,
                               lambda latency_ms, size: controller.reward(latency_ms, size, self.max_size), candidates,
-                              controller.min_acquisitions)
+                              controller.min_acquisitions,
+                              self._forecast.expected_surge() if self._forecast is not None else None)
 
     def apply(self, value: int, setting: SettingMove | None) -> None:
         self._target = value
@@ -306,7 +324,52 @@ def controlled(scenario: Scenario, backend: Backend, seed: int, start: int = STA
     DECISION_DELIVERY.flush(10.0)  # a fleet's table is read at the start, on the decisions worker
     run = simulate(scenario, backend, limit, MAX_SIZE, seed, between=pool.interval)
     run.decisions = list(pool.controller.decisions)
+    run.waits, run.sizes = pool.waits, pool.sizes
     return run
+
+
+# ---- ahead of a surge (--forecast) -------------------------------------------------------------------
+
+RUSH_DAY_S, RUSH_DAYS, RUSH_RAMP_S = 120, 4, 2  # a compressed day, how many, how fast the rush comes
+RUSH_AT = RUSH_DAY_S // 3  # the second of the day it starts
+
+
+def rush_scenario(backend: Backend, days: int = RUSH_DAYS) -> Scenario:
+    """Every day the rate steps from 15 % to 80 % of the peak within ``RUSH_RAMP_S`` at ``RUSH_AT`` and
+    falls back at five sixths of the day: a morning rush at the same hour every day."""
+    peak = backend.throughput(backend.n_star)
+    t = np.arange(days * RUSH_DAY_S, dtype=np.float64)
+    phase = t % RUSH_DAY_S
+    up = np.clip((phase - RUSH_AT) / RUSH_RAMP_S, 0, 1) * np.clip((5 * RUSH_DAY_S / 6 - phase) / RUSH_RAMP_S, 0, 1)
+    return Scenario(f"daily rush ({days} days of {RUSH_DAY_S} s)", peak * (0.15 + 0.65 * up), np.full(len(t), backend.s))
+
+
+def rush_waits(run: Run, days: int = RUSH_DAYS) -> np.ndarray:
+    """The waits (s) of requests lent from 2 s before each rush to 10 s after it began, days 2 on
+    (the first day's rush comes before the forecaster has seen a day)."""
+    seconds = [day * RUSH_DAY_S + s for day in range(1, days) for s in range(RUSH_AT - 2, RUSH_AT + 10)]
+    return np.concatenate([run.waits[s] for s in seconds])
+
+
+def forecast_comparison(backend: Backend, seeds: range, days: int = RUSH_DAYS) -> list[str]:
+    """Reactive sizing against the same controller forecasting its arrivals, on ``rush_scenario``."""
+    scenario = rush_scenario(backend, days)
+    rows = []
+    for label, options in (("reactive (the default)", {}),
+                           (f"forecasting (forecast_horizon=5, forecast_season={RUSH_DAY_S})",
+                            {"forecast_horizon": 5, "forecast_season": RUSH_DAY_S})):
+        for seed in seeds:
+            controller = PoolController(interval_seconds=1.0, **options)
+            run = controlled(scenario, backend, seed, controller=controller)
+            waits = rush_waits(run, days)
+            ahead = sum("arrivals forecast" in d.evidence and d.value_after > d.value_before for d in run.decisions)
+            before = [run.sizes[day * RUSH_DAY_S + RUSH_AT - 1] for day in range(1, days)]
+            rows.append({"sizing": label, "seed": seed, "wait at the rushes, mean ms": f"{1e3 * waits.mean():.2f}",
+                         "p99 ms": f"{1e3 * np.percentile(waits, 99):.1f}",
+                         "size as each rush begins": " ".join(str(n) for n in before),
+                         "grown on a forecast": ahead, "p99 of the run, ms": f"{run.p99_ms:.1f}",
+                         "mean connections": f"{run.connections:.1f}", "timeouts": run.timeouts})
+    return [f"## Ahead of a surge: {scenario.name}, the rushes of days 2-{days}", "", table(rows)]
 
 
 def run_policy(name: str, scenario: Scenario, backend: Backend, seed: int) -> Run:
@@ -517,10 +580,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--connection-weight", type=float, default=None,
                         help="PoolController's connection_weight (default: the controller's own)")
+    parser.add_argument("--forecast", action="store_true",
+                        help="only the daily rush: forecasting against reactive sizing (seeds SEED..SEED+3)")
     args = parser.parse_args(argv)
     if args.connection_weight is not None:
         CONTROLLER_OPTIONS["connection_weight"] = args.connection_weight
     started = time.time()
+    if args.forecast:
+        seeds = range(args.seed, args.seed + (1 if args.quick else 4))
+        print("\n".join(forecast_comparison(fit_backend(), seeds, days=2 if args.quick else RUSH_DAYS)))
+        print(f"\n({time.time() - started:.0f} s)")
+        return 0
     results = evaluate(args.quick, args.seed)
     print("\n".join(report(results)))
     if not args.quick:

@@ -355,7 +355,8 @@ class PoolEvidence:
             else:
                 floor = None
         if floor is None and surge is not None and arrivals > 0:
-            floor = self.surge_floor(size, max_size, in_system, surge / arrivals)
+            floor = self.surge_floor(size, max_size, in_system, surge / arrivals,
+                                     None if queued else arrivals, holds, quantile, elapsed)
             if floor > size:
                 summary += (f"; arrivals forecast to reach {surge:.0f}/s (now {arrivals:.0f}/s): "
                             f"{floor} connections serve that best")
@@ -495,23 +496,36 @@ class PoolEvidence:
         ceiling = self.ceiling(max_size)
         return max(size, min(max_size, needed, max_size if ceiling is None else ceiling))
 
-    def surge_floor(self, size: int, max_size: int, in_system: float, ratio: float) -> int:
+    def surge_floor(self, size: int, max_size: int, in_system: float, ratio: float, arrivals: float | None = None,
+                    holds: np.ndarray | None = None, quantile: float = 0.95, interval: float = 1.0) -> int:
         """The size, from ``size`` up to ``size * ratio``, that the measured hold-time relation says
-        serves ``ratio`` times today's load best (Little's law: ``ratio`` times as many requests
-        present); proportional growth where the relation is unknown.
+        serves ``ratio`` times today's load best: with ``arrivals`` (open arrivals, a second), the
+        arrivals ``ratio`` times as many, queueing as ``latency`` prices them (an M/M/n queue: at
+        the same mean load, randomly arriving requests need more connections than Little's law's
+        means say); without (a closed loop, a standing queue), Little's law with ``ratio`` times as
+        many requests present. Proportional growth where the relation is unknown.
 
         >>> evidence = PoolEvidence(16)
         >>> for level in [1, 2, 3, 4] * 5:
         ...     evidence.record_hold(level, 0.010)            # hold time does not grow with concurrency
         >>> evidence.surge_floor(4, 16, in_system=4.0, ratio=2.0)
         8
+        >>> evidence.surge_floor(2, 16, in_system=0.8, ratio=5.0)   # Little's law: 4 requests, 4 connections
+        4
+        >>> evidence.surge_floor(2, 16, in_system=0.8, ratio=5.0, arrivals=80.0)  # 400/s at 10 ms, at random
+        9
         """
         top = min(max_size, math.ceil(size * ratio))
         if top <= size:
             return size
         load = in_system * ratio
-        latencies = {n: self.latency(n, load) for n in range(size, top + 1)}  # saturated: Little's law
-        if not all(math.isfinite(v) for v in latencies.values()):
+        if arrivals is None:  # saturated: Little's law
+            latencies = {n: self.latency(n, load) for n in range(size, top + 1)}
+        else:  # a size the arrivals would keep fully busy cannot keep up, whatever the means say
+            surge = arrivals * ratio
+            latencies = {n: self.latency(n, load, surge, queued=False, interval=interval, holds=holds, quantile=quantile)
+                         for n in range(size, top + 1) if not surge * self.hold_at(n) >= n}
+        if not latencies or not all(math.isfinite(v) for v in latencies.values()):
             return top
         return min(latencies, key=lambda n: (round(latencies[n], 12), n))
 
