@@ -809,6 +809,9 @@ def test_a_seasonal_forecast_sees_the_daily_rush_coming():
 
     pool = AdaptivePool(Conn, controller=PoolController(forecast_horizon=5, forecast_season=120),
                         meter_provider=False)
+    pool._ticker.shutdown(1.0)  # the test closes the interval
+    pool._decide(time.monotonic() + 1.0)  # an idle one: no decision, but the forecast's series goes on
+    assert pool.decisions() == [] and pool._forecast.last == 0.0
     pool.close()
     rng = np.random.default_rng(7)
     season = 40

@@ -400,6 +400,9 @@ class AdaptivePool(LendingPath):
         if controller is None:
             return
         if not record.acquisitions and not record.waiting_end and not self._in_use:
+            if self._forecast is not None:  # its series keeps its pace: a season's quiet hours count
+                with self.faults.guard("the arrival forecast"):
+                    self._forecast.update(record.arrival_rate(now))
             return  # an idle pool has nothing to learn from and nothing to say: no decision
         started = time.thread_time()
         # settled, and the load as it was: no decision until the stretched interval is due

@@ -50,7 +50,7 @@ class ArrivalForecast:
                  surge: float = 1.2) -> None:
         self.horizon = check_int("horizon", horizon, minimum=1)
         self.surge = check_number("surge", surge, low=1.0)
-        check_int("warmup", warmup, minimum=20)
+        check_int("warmup", warmup, minimum=1)  # (the detector says how few it can fit on)
         if season is not None:
             warmup = max(warmup, check_int("season", season, minimum=2) + 20)
         from perfsdk.detect.arima import ArimaDetector  # with the first pool, not with perfsdk

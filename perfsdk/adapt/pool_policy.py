@@ -503,7 +503,9 @@ class PoolEvidence:
         arrivals ``ratio`` times as many, queueing as ``latency`` prices them (an M/M/n queue: at
         the same mean load, randomly arriving requests need more connections than Little's law's
         means say); without (a closed loop, a standing queue), Little's law with ``ratio`` times as
-        many requests present. Proportional growth where the relation is unknown.
+        many requests present. Proportional growth where the relation is unknown. Where no size
+        in reach keeps up with the forecast arrivals (the database's own limit, or a forecast
+        overshooting), the size that serves most by the relation, and never beyond the ceiling.
 
         >>> evidence = PoolEvidence(16)
         >>> for level in [1, 2, 3, 4] * 5:
@@ -514,6 +516,11 @@ class PoolEvidence:
         4
         >>> evidence.surge_floor(2, 16, in_system=0.8, ratio=5.0, arrivals=80.0)  # 400/s at 10 ms, at random
         9
+        >>> contended = PoolEvidence(48)
+        >>> for level in list(range(1, 13)) * 5:
+        ...     contended.record_hold(level, 0.001 * (1 + 0.02 * level * (level - 1)))  # serves most at 7-8
+        >>> contended.surge_floor(4, 48, in_system=2.0, ratio=4.0, arrivals=1000.0)  # 4000/s: beyond any size
+        7
         """
         top = min(max_size, math.ceil(size * ratio))
         if top <= size:
@@ -523,8 +530,14 @@ class PoolEvidence:
             latencies = {n: self.latency(n, load) for n in range(size, top + 1)}
         else:  # a size the arrivals would keep fully busy cannot keep up, whatever the means say
             surge = arrivals * ratio
+            holds_at = {n: self.hold_at(n) for n in range(size, top + 1)}
+            if all(math.isfinite(h) and h > 0 for h in holds_at.values()) and all(
+                    surge * h >= n for n, h in holds_at.items()):
+                most = max(holds_at, key=lambda n: (n / holds_at[n], -n))  # what the database serves best
+                ceiling = self.ceiling(max_size)
+                return max(size, most if ceiling is None else min(most, ceiling))
             latencies = {n: self.latency(n, load, surge, queued=False, interval=interval, holds=holds, quantile=quantile)
-                         for n in range(size, top + 1) if not surge * self.hold_at(n) >= n}
+                         for n, h in holds_at.items() if not (math.isfinite(h) and surge * h >= n)}
         if not latencies or not all(math.isfinite(v) for v in latencies.values()):
             return top
         return min(latencies, key=lambda n: (round(latencies[n], 12), n))
