@@ -803,7 +803,7 @@ def test_the_arrival_forecast_sees_a_ramp_coming_and_not_noise():
 
 def test_a_seasonal_forecast_sees_the_daily_rush_coming():
     """With ``season``, the forecaster waits for a season and a bit (it crashed at construction
-    when the season was longer than its 60-interval warm-up: a pool with forecast_season=120
+    when a season needed more than its 60-interval warm-up: a pool with forecast_season=120
     could not be made), then forecasts the rush from the seasons before, ahead of it."""
     from perfsdk.adapt.pool_forecast import ArrivalForecast
 

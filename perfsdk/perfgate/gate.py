@@ -33,10 +33,9 @@ For each benchmark:
    milliseconds, which can cover a whole run of a small benchmark) rarely is.
    A check's false-alarm rate ``alpha`` is then shared among its judgments
    (``stage_alpha``): each is made at ``alpha ** (1 / (1 + reruns))``, so that
-   on independent noise the first run and every re-run together say
-   "regressed" with chance ``alpha`` if the judgments were independent; they
-   share the baseline and its spread, so somewhat more, the more so the shorter
-   the history. Each judgment at ``alpha`` itself would give unchanged code far
+   the first run and every re-run would together say "regressed" with chance
+   ``alpha`` were the judgments independent; they share the baseline and its
+   spread, so somewhat more, the more so the shorter the history. Each judgment at ``alpha`` itself would give unchanged code far
    fewer false alarms than asked for, and a real slowdown three strict lines to
    clear instead of three lax ones. A verdict's p is its check's: the largest p
    of its judgments to the power of their number (``_as_a_check``).
