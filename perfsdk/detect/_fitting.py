@@ -67,7 +67,7 @@ def differencing_taps(d: int, season: int | None) -> list[tuple[int, float]]:
         seasonal = np.zeros(season + 1)
         seasonal[0], seasonal[season] = 1.0, -1.0
         poly = np.convolve(poly, seasonal)
-    return [(lag, float(c)) for lag, c in enumerate(poly) if lag > 0 and c != 0.0]
+    return [(int(lag), float(poly[lag])) for lag in np.flatnonzero(poly[1:]) + 1]  # in C: a daily season scans 86,401
 
 
 def _sarimax(y: np.ndarray, order: tuple[int, int, int], season: int | None) -> Any:

@@ -500,7 +500,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         m = self._m
         ring = s[lay["yring"] : lay["yring"] + m]
         pos = int(s[K.AR_YRING_POS])
-        past_y = list(np.concatenate((ring[pos:], ring[:pos]))) if m else []  # oldest first
+        past_y = np.concatenate((ring[pos:], ring[:pos])).tolist() if m else []  # oldest first
         return forecast_ahead(model, differencing_taps(model.order[1], model.season), past_y,
                               list(s[lay["wlag"] : lay["wlag"] + p]), list(s[lay["elag"] : lay["elag"] + q]),
                               h, level)
