@@ -35,9 +35,10 @@ For each benchmark:
    (``stage_alpha``): each is made at ``alpha ** (1 / (1 + reruns))``, so that
    the first run and every re-run would together say "regressed" with chance
    ``alpha`` were the judgments independent; they share the baseline and its
-   spread, so somewhat more, the more so the shorter the history. Each judgment at ``alpha`` itself would give unchanged code far
-   fewer false alarms than asked for, and a real slowdown three strict lines to
-   clear instead of three lax ones. A verdict's p is its check's: the largest p
+   spread, so somewhat more, the more so the shorter the history. Each judgment
+   at ``alpha`` itself would give unchanged code far fewer false alarms than
+   asked for, and a real slowdown three strict lines to clear instead of three
+   lax ones. A verdict's p is its check's: the largest p
    of its judgments to the power of their number (``_as_a_check``).
 """
 
@@ -307,11 +308,10 @@ def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[st
         suspects = [verdict.benchmark for verdict in verdicts if verdict.verdict == "regressed"]
         if not suspects:
             break
-        again = rerun(k, suspects)
-        verdicts = confirm(verdicts, again, history, rerun=k, **settings)
-        for name in suspects:
-            if name in again and np.asarray(again[name]).size >= MIN_SAMPLES:  # judged, as ``confirm`` did
-                judgments[name] += 1
+        judged, verdicts = verdicts, confirm(verdicts, rerun(k, suspects), history, rerun=k, **settings)
+        for before, after in zip(judged, verdicts):
+            if after is not before:  # ``confirm`` keeps a verdict it could not judge as it was
+                judgments[after.benchmark] += 1
     return [_as_a_check(verdict, judgments[verdict.benchmark], alpha) for verdict in verdicts]
 
 

@@ -87,7 +87,7 @@ class GateSession:
             reruns = self.config.getoption("perf_gate_reruns")
             if alpha is None:  # the option's default lives in gate (the plugin imports nothing heavy)
                 alpha = ALPHA
-            broken: set[str] = set()  # a test whose re-run failed is not run again: its first verdict stands
+            broken: set[str] = set()  # a test whose re-run failed is not run again: judged on what it has
 
             def rerun(_: int, names: list[str]) -> dict[str, np.ndarray]:
                 return self._rerun(session, [name for name in names if name not in broken], broken)
@@ -112,7 +112,8 @@ class GateSession:
         for name in names:
             item = items.get(name)
             if item is None:
-                self.lines.append(f"perf-gate: cannot re-run {name} (not collected as a test); its first verdict stands")
+                self.lines.append(f"perf-gate: cannot re-run {name} (not collected as a test); "
+                                  "judged on its first run alone")
                 broken.add(name)
                 continue
             before = len(benchmarks.benchmarks)
@@ -126,7 +127,7 @@ class GateSession:
                     self.lines.append(f"perf-gate: re-running {name} failed ({failed[0].when}: {_first_line(failed[0])})")
                 else:
                     self.lines.append(f"perf-gate: re-running {name} gave no samples (it timed nothing)")
-                self.lines.append(f"perf-gate: {name}: its first verdict stands")
+                self.lines.append(f"perf-gate: {name}: judged on the runs it has")
                 broken.add(name)
                 continue
             again[name] = np.asarray(found[-1].stats.data, dtype=np.float64)
