@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from perfsdk import Action, AdaptiveCache, CacheController, cached
+import perfsdk.adapt.controller as controller_module
 from perfsdk.adapt.cache_policy import PopularityWatch
 from perfsdk.export import DECISIONS, decision_row
 from perfsdk._native import CacheCore
@@ -793,3 +794,24 @@ def test_aged_counts_let_a_newly_popular_key_past_keys_that_were_popular_before(
 
     assert not admitted(aged=0)  # 2 requests against 5: turned away
     assert admitted(aged=2)  # against 5 halved twice: let in
+
+
+def test_exploration_skips_a_move_the_evidence_measured_as_ruinous(monkeypatch):
+    # A plain-LRU cache holding a loop that just fits: its own hits say a shrink loses all of
+    # them. Exploring at every decision, it never shrinks off the loop; without the rule, the
+    # same learner's exploration does.
+    trace = list(range(980)) * 60
+
+    def smallest_capacity():
+        cache = AdaptiveCache(1000, min_capacity=100, max_capacity=4000, window=1.0,
+                              controller=CacheController(interval=1000, miss_cost=1.0, memory_cost=1e-5,
+                                                         epsilon=1.0, seed=5, adapt_window=False))
+        least = cache.capacity
+        for k in trace:
+            cache.get_or_load(k, lambda key: key)
+            least = min(least, cache.capacity)
+        return least
+
+    assert smallest_capacity() >= 980
+    monkeypatch.setattr(controller_module, "_worth_exploring", lambda action, evidence: True)
+    assert smallest_capacity() < 980

@@ -19,11 +19,13 @@ phase-changing synthetic ones.
     .venv/bin/python benches/eval/cache_eval.py            # the tables (a few minutes)
     .venv/bin/python benches/eval/cache_eval.py --quick    # the first 50,000 requests of each trace
     .venv/bin/python benches/eval/cache_eval.py --shifts   # moving popularity at three capacities
+    .venv/bin/python benches/eval/cache_eval.py --seeds 8  # sizing over the learner's seeds 0-7
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import heapq
 import sys
@@ -294,14 +296,16 @@ FIXED_GRID = 12  # fixed capacities of perfsdk's own policy tried, log-spaced ov
 
 
 def sizing_row(trace: np.ndarray, miss_cost: float, memory_cost: float, start: int,
-               lo: int, hi: int) -> dict:
+               lo: int, hi: int, seed: int = 0, own_policy: bool = True) -> dict:
     """Three comparisons, so policy and sizing are not mixed up:
 
     * sizing alone: the controller sizing a plain LRU cache (window fixed at 100 %)
       against every fixed LRU capacity (Mattson, exact);
     * the whole cache (sizing + its adaptive policy) against every fixed LRU capacity
       -- the issue's comparison;
-    * the whole cache against its own policy at fixed capacities (a log grid).
+    * the whole cache against its own policy at fixed capacities (a log grid; ``own_policy``).
+
+    ``seed`` is the learner's (its exploration).
     """
     hits_at = lru_hits_at_every_capacity(trace)
     capacities = np.arange(lo, hi + 1)
@@ -310,22 +314,24 @@ def sizing_row(trace: np.ndarray, miss_cost: float, memory_cost: float, start: i
     best_lru = float(fixed.min())
 
     def controller(**options):
-        return CacheController(interval=2000, miss_cost=miss_cost, memory_cost=memory_cost, **options)
+        return CacheController(interval=2000, miss_cost=miss_cost, memory_cost=memory_cost, seed=seed, **options)
 
     lru_sized = replay_cost(trace, AdaptiveCache(start, min_capacity=lo, max_capacity=hi, window=1.0,
                                                  controller=controller(adapt_window=False)),
                             miss_cost, memory_cost)
     adaptive = AdaptiveCache(start, min_capacity=lo, max_capacity=hi, controller=controller())
     whole = replay_cost(trace, adaptive, miss_cost, memory_cost)
+    row = {"best fixed LRU capacity": int(capacities[np.argmin(fixed)]), "best fixed LRU cost": best_lru,
+           "sizing alone (LRU) / best fixed LRU": lru_sized / best_lru,
+           "adaptive / best fixed LRU": whole / best_lru}
+    if not own_policy:
+        return row
     grid = sorted({int(c) for c in np.geomspace(lo, hi, FIXED_GRID).round()})
     same_policy = min(
         replay_cost(trace, AdaptiveCache(c, min_capacity=c, max_capacity=c, controller=controller()),
                     miss_cost, memory_cost)
         for c in grid)
-    return {"best fixed LRU capacity": int(capacities[np.argmin(fixed)]), "best fixed LRU cost": best_lru,
-            "sizing alone (LRU) / best fixed LRU": lru_sized / best_lru,
-            "adaptive / best fixed LRU": whole / best_lru,
-            "adaptive / own policy at best fixed capacity": whole / same_policy,
+    return {**row, "adaptive / own policy at best fixed capacity": whole / same_policy,
             "adaptive final capacity": adaptive.capacity}
 
 
@@ -393,6 +399,18 @@ def shifts_table(n: int = 400_000) -> list[dict]:
     return rows
 
 
+def seeds_table(traces: dict[str, np.ndarray], sizing, seeds: int) -> list[dict]:
+    """Sizing alone and the whole cache against the best fixed LRU, per learner seed and on average."""
+    rows = []
+    for kind, trace in traces.items():
+        runs = [sizing(trace, seed=seed, own_policy=False) for seed in range(seeds)]
+        for column in ("sizing alone (LRU) / best fixed LRU", "adaptive / best fixed LRU"):
+            ratios = [run[column] for run in runs]
+            rows.append({"trace": kind, "comparison": column.split(" / ")[0], "mean": float(np.mean(ratios)),
+                         "worst": max(ratios), "by seed": " ".join(f"{r:.3f}" for r in ratios)})
+    return rows
+
+
 def markdown(rows: list[dict]) -> str:
     head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -407,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="first 50,000 requests of each trace")
     parser.add_argument("--defaults", action="store_true",
                         help="only the default settings against the capacity given (issue 16)")
+    parser.add_argument("--seeds", type=int, metavar="K",
+                        help="only the sizing comparisons, over the learner's seeds 0..K-1 (exploration)")
     parser.add_argument("--shifts", action="store_true",
                         help="only moving popularity at three capacities, against LRU (issue 16)")
     args = parser.parse_args(argv)
@@ -424,18 +444,19 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(defaults_table(limit=50_000 if args.quick else None)))
         print(f"\n({time.time() - started:.0f} s)")
         return 0
-    print("## Hit ratio (%) at equal capacity\n")
-    print(markdown(hit_ratio_table(limit=50_000 if args.quick else None)))
-    print("\n## Sizing: total cost against the best fixed capacity in hindsight\n")
-    rows = []
     n = 100_000 if args.quick else 400_000
     traces = {kind: phase_trace(kind, n) for kind in PHASE_TRACES}
     traces["OLTP (real)"] = load_trace("arc/OLTP.lis.gz", limit=n if args.quick else None)
-    for kind, trace in traces.items():
-        row = {"trace": kind}
-        row.update(sizing_row(trace, miss_cost=1.0, memory_cost=2e-5, start=2000, lo=250, hi=16_000))
-        rows.append(row)
-    print(markdown(rows))
+    sizing = functools.partial(sizing_row, miss_cost=1.0, memory_cost=2e-5, start=2000, lo=250, hi=16_000)
+    if args.seeds:
+        print(f"## Sizing over the learner's seeds 0-{args.seeds - 1}: cost / best fixed LRU\n")
+        print(markdown(seeds_table(traces, sizing, args.seeds)))
+        print(f"\n({time.time() - started:.0f} s)")
+        return 0
+    print("## Hit ratio (%) at equal capacity\n")
+    print(markdown(hit_ratio_table(limit=50_000 if args.quick else None)))
+    print("\n## Sizing: total cost against the best fixed capacity in hindsight\n")
+    print(markdown([{"trace": kind, **sizing(trace)} for kind, trace in traces.items()]))
     print(f"\n({time.time() - started:.0f} s)")
     return 0
 

@@ -34,6 +34,9 @@ __all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
 
 #: A shrink the model says costs at most this share of the reward is worth trying once.
 SHRINK_TOLERANCE = 0.05
+#: Exploration tries a move the evidence measured only if it measured it within this share of
+#: the best reward in reach (see ``Controller._act``).
+EXPLORE_TOLERANCE = 0.25
 
 
 
@@ -269,7 +272,7 @@ class Controller:
         learned = float(np.abs(learner.q[state] - values).max() / max(np.abs(values).max(), 1e-12))
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
-        action = untried[0] if untried else self._act(state)
+        action = untried[0] if untried else self._act(state, evidence)
         reach = {a: min(max(v, low), high) for a, v in stepped.items()}  # where each move lands, within the limits
         if action is not Action.KEEP and reach[action] == before:
             # A move the limits leave nowhere to go; its value, learned in this state at other
@@ -311,10 +314,14 @@ class Controller:
         self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary, learned)
 
-    def _act(self, state: int) -> Action:
+    def _act(self, state: int, evidence: Evidence) -> Action:
         """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
         the intervals it stands for would have together (a settled target still explores at the
-        same rate per operation, and finds what only a trial shows: a loop just beyond the size)."""
+        same rate per operation, and finds what only a trial shows: a loop just beyond the size).
+        A move the interval's evidence measured far below the best in reach is not explored: the
+        what-ifs teach it every interval, and trying it only pays its price (a plain LRU cache
+        holding a loop that just fits, told by its own hits that a shrink loses all of them,
+        shrank anyway on four of eight seeds and missed everything for three intervals)."""
         learner = self.learner
         greedy = learner.greedy(state)
         action = learner.act(state)
@@ -322,6 +329,8 @@ class Controller:
             if action != greedy:
                 break
             action = learner.act(state)
+        if action != greedy and not _worth_exploring(Action(action), evidence):
+            action = greedy
         return Action(action)
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
@@ -365,6 +374,14 @@ def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
         return False  # evidence already says what it would earn
     slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK else 0.0
     return evidence.what_if[action] > evidence.reward - slack
+
+
+def _worth_exploring(action: Action, evidence: Evidence) -> bool:
+    """Whether exploring ``action`` can teach what the evidence did not (see ``Controller._act``)."""
+    if action not in evidence.what_if or (evidence.modelled and action not in evidence.measured):
+        return True
+    best = max(evidence.reward, *evidence.what_if.values())
+    return evidence.what_if[action] >= best - EXPLORE_TOLERANCE * abs(best)
 
 
 def _deliver_one(callback: Callable[[Decision], Any], decision: Decision, faults: Faults) -> None:
