@@ -630,7 +630,7 @@ def test_bad_arguments_name_the_argument(kwargs, argument, error):
     ({"target_hit_ratio": 2}, "target_hit_ratio"), ({"cooldown": -1}, "cooldown"),
     ({"interval_seconds": 0}, "interval_seconds"), ({"interval_seconds": float("nan")}, "interval_seconds"),
     ({"step": float("inf")}, "step"), ({"memory_cost": 1e306}, "memory_cost"),
-    ({"learner": __import__("perfsdk").QLearner(200, 3, gamma=1.0)}, "gamma"),
+    ({"learner": __import__("perfsdk").QLearner(CacheController.discretizer.n_states, 3, gamma=1.0)}, "gamma"),
 ])
 def test_bad_controller_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):

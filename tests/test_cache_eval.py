@@ -55,16 +55,18 @@ def test_moving_popularity_costs_at_most_a_few_per_cent_against_lru_and_wins_in_
     assert all(ratio < 1.05 for row in rows for key, ratio in row.items() if key.startswith("capacity"))
 
 
-def test_sizing_a_plain_lru_cache_is_not_thrown_off_the_loop_by_exploring():
+def test_sizing_a_plain_lru_cache_finds_a_loop_and_keeps_to_it():
     """``cache_eval.py --seeds``, the loop-then-zipf trace (seeded, no shared data; a few
-    seconds): sizing alone on a plain LRU policy within 1.12x of the best fixed LRU on each of
-    four learner seeds. When exploration could try a shrink its evidence measured as losing
-    every hit, seed 3 reached 1.23x (it shrank off a loop that just fits, twice)."""
+    seconds): sizing alone on a plain LRU policy within 1.1x of the best fixed LRU on each of
+    four learner seeds, the whole cache below it. When exploration could try a shrink its
+    evidence measured as losing every hit, seed 3 reached 1.23x (it shrank off a loop that just
+    fits, twice); while the cliff and the room above it were one learner state, seed 0 stayed
+    1.115x (grown past the loop by exploring, it held the room for about 80 intervals)."""
     sizing = functools.partial(cache_eval.sizing_row, miss_cost=1.0, memory_cost=2e-5, start=2000, lo=250, hi=16_000)
     rows = cache_eval.seeds_table({"loop then zipf": cache_eval.phase_trace("loop then zipf")}, sizing, 4)
     alone, whole = rows
     assert alone["comparison"] == "sizing alone (LRU)" and whole["comparison"] == "adaptive"
-    assert alone["worst"] < 1.12 and whole["worst"] < 1.0
+    assert alone["worst"] < 1.1 and whole["worst"] < 0.98
 
 
 def test_the_seeds_table_runs(shared_data, capsys):

@@ -74,10 +74,15 @@ class CacheController(Controller):
     -0.1985
     """
 
+    #: ``shrink_loss_share``: a shrink would lose at least half the hits -- the cache sits
+    #: just above a cliff in its hit curve (a loop that just fits). The size above it, where a
+    #: shrink loses nothing, is another state: else the learned value of shrinking, ruinous at
+    #: the cliff, held the cache in the room above it for tens of intervals.
     discretizer = Discretizer({
         "hit_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         "ghost_ratio": [0.005, 0.02, 0.05, 0.1],
         "capacity_position": [0.25, 0.5, 0.75],
+        "shrink_loss_share": [0.5],
     })
 
     def __init__(

@@ -217,7 +217,8 @@ class CacheEvidence:
                 summary = (f"filling ({core.size} of {core.capacity} entries held, hit ratio {hits / ops:.3f}): "
                            "the size is judged once the cache is full, kept")
         if summary:
-            features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position}
+            features = {"hit_ratio": hits / ops, "ghost_ratio": ghost / ops, "capacity_position": position,
+                        "shrink_loss_share": 0.0}
             return Evidence(features, 0.0, {}, summary, cold=True,
                             setting=SettingMove("window_share", "window", core.window_share, core.window_share))
         # Growing: the ghost hits within the added share of evictions, or that share of all
@@ -253,6 +254,7 @@ class CacheEvidence:
             "window_share": float(core.window_share),
             "grow_gain": grow_gain,
             "shrink_loss": shrink_loss,
+            "shrink_loss_share": shrink_loss / hit_ratio if hit_ratio else 0.0,
             "ghost_hits_window_margin": float(margin_window),
             "ghost_hits_main_margin": float(margin_main),
         }

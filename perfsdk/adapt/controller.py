@@ -321,7 +321,8 @@ class Controller:
         A move the interval's evidence measured far below the best in reach is not explored: the
         what-ifs teach it every interval, and trying it only pays its price (a plain LRU cache
         holding a loop that just fits, told by its own hits that a shrink loses all of them,
-        shrank anyway on four of eight seeds and missed everything for three intervals)."""
+        shrank anyway on three of eight seeds, up to three times a run, missing everything for three
+        intervals each time)."""
         learner = self.learner
         greedy = learner.greedy(state)
         action = learner.act(state)
