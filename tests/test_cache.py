@@ -798,20 +798,42 @@ def test_aged_counts_let_a_newly_popular_key_past_keys_that_were_popular_before(
 
 def test_exploration_skips_a_move_the_evidence_measured_as_ruinous(monkeypatch):
     # A plain-LRU cache holding a loop that just fits: its own hits say a shrink loses all of
-    # them. Exploring at every decision, it never shrinks off the loop; without the rule, the
-    # same learner's exploration does.
+    # them. Exploring at every decision, it never shrinks off the loop -- nor, next to its
+    # floor, by the shorter move the limit leaves, which the evidence was not asked about;
+    # without the rule, the same learner's exploration does.
     trace = list(range(980)) * 60
 
-    def smallest_capacity():
-        cache = AdaptiveCache(1000, min_capacity=100, max_capacity=4000, window=1.0,
-                              controller=CacheController(interval=1000, miss_cost=1.0, memory_cost=1e-5,
-                                                         epsilon=1.0, seed=5, adapt_window=False))
+    def smallest_capacity(min_capacity):
+        cache = AdaptiveCache(1000, min_capacity=min_capacity, max_capacity=4000, window=1.0,
+                              controller=CacheController(interval=1000, interval_seconds=None, miss_cost=1.0,
+                                                         memory_cost=1e-5, epsilon=1.0, seed=5,
+                                                         adapt_window=False))
         least = cache.capacity
         for k in trace:
             cache.get_or_load(k, lambda key: key)
             least = min(least, cache.capacity)
         return least
 
-    assert smallest_capacity() >= 980
+    assert smallest_capacity(100) >= 980 and smallest_capacity(900) >= 980
     monkeypatch.setattr(controller_module, "_worth_exploring", lambda action, evidence: True)
-    assert smallest_capacity() < 980
+    assert smallest_capacity(100) < 980
+
+
+def test_the_learner_tells_a_cliff_from_the_room_above_it():
+    # At a loop that just fits a shrink loses every hit; one step above, nothing. Two states,
+    # so what shrinking earned in one does not hold the cache in the other.
+    cache = AdaptiveCache(1000, min_capacity=100, max_capacity=4000, window=1.0, mode="advisory",
+                          controller=CacheController(interval=1000, interval_seconds=None, miss_cost=1.0,
+                                                     memory_cost=1e-5, adapt_window=False))
+    loop = list(range(980)) * 4
+    for k in loop:
+        cache.get_or_load(k, lambda key: key)
+    at_cliff = cache.decisions()[-1]
+    cache.resize(1250)  # grown past it, by hand
+    for k in loop:
+        cache.get_or_load(k, lambda key: key)
+    above = cache.decisions()[-1]
+    assert at_cliff.value_before == 1000 and above.value_before == 1250
+    assert at_cliff.features["shrink_loss_share"] == 1.0 and above.features["shrink_loss_share"] == 0.0
+    assert at_cliff.features["hit_ratio"] == above.features["hit_ratio"] == 1.0
+    assert at_cliff.state != above.state

@@ -66,7 +66,7 @@ def test_sizing_a_plain_lru_cache_finds_a_loop_and_keeps_to_it():
     rows = cache_eval.seeds_table({"loop then zipf": cache_eval.phase_trace("loop then zipf")}, sizing, 4)
     alone, whole = rows
     assert alone["comparison"] == "sizing alone (LRU)" and whole["comparison"] == "adaptive"
-    assert alone["worst"] < 1.1 and whole["worst"] < 0.98
+    assert alone["worst"] < 1.1 and whole["worst"] < 1.0
 
 
 def test_the_seeds_table_runs(shared_data, capsys):

@@ -420,12 +420,19 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="first 50,000 requests of each trace")
     parser.add_argument("--defaults", action="store_true",
                         help="only the default settings against the capacity given (issue 16)")
-    parser.add_argument("--seeds", type=int, metavar="K",
+    parser.add_argument("--seeds", type=positive_int, metavar="K",
                         help="only the sizing comparisons, over the learner's seeds 0..K-1 (exploration)")
     parser.add_argument("--shifts", action="store_true",
                         help="only moving popularity at three capacities, against LRU (issue 16)")

@@ -47,7 +47,10 @@ class Evidence:
     ``what_if`` holds, for the actions the controller asked about, the reward
     the interval would have earned at that size (an estimate: ghost hits for a
     larger cache, queueing for a larger pool). ``cold`` means nothing came back
-    yet: no evidence for or against any move, so nothing is learned.
+    yet: no evidence for or against any move, so nothing is learned. A what-if
+    is *measured* unless ``modelled`` (and the action is not in ``measured``):
+    a measured move is never tried just to see, and exploration skips it where
+    it was measured far below the best (``EXPLORE_TOLERANCE``).
     """
 
     features: Mapping[str, float]
@@ -60,6 +63,10 @@ class Evidence:
     measured: frozenset[Action] = frozenset()  # ... but these actions' what-ifs were measured (no trial needed)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
     ceiling: int | None = None  # the most it should hold (beyond it the target serves less; the summary says why)
+
+    def measured_what_if(self, action: Action) -> bool:
+        """Whether ``action``'s what-if is evidence, not a model's guess (see the class docstring)."""
+        return action in self.what_if and (not self.modelled or action in self.measured)
 
 
 class Target(Protocol):
@@ -272,7 +279,7 @@ class Controller:
         learned = float(np.abs(learner.q[state] - values).max() / max(np.abs(values).max(), 1e-12))
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
-        action = untried[0] if untried else self._act(state, evidence)
+        action = untried[0] if untried else self._act(state, evidence, candidates)
         reach = {a: min(max(v, low), high) for a, v in stepped.items()}  # where each move lands, within the limits
         if action is not Action.KEEP and reach[action] == before:
             # A move the limits leave nowhere to go; its value, learned in this state at other
@@ -314,7 +321,7 @@ class Controller:
         self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary, learned)
 
-    def _act(self, state: int, evidence: Evidence) -> Action:
+    def _act(self, state: int, evidence: Evidence, candidates: Mapping[Action, int]) -> Action:
         """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
         the intervals it stands for would have together (a settled target still explores at the
         same rate per operation, and finds what only a trial shows: a loop just beyond the size).
@@ -322,17 +329,15 @@ class Controller:
         what-ifs teach it every interval, and trying it only pays its price (a plain LRU cache
         holding a loop that just fits, told by its own hits that a shrink loses all of them,
         shrank anyway on three of eight seeds, up to three times a run, missing everything for three
-        intervals each time)."""
+        intervals each time). Nor is a move the limits cut short (not among ``candidates``): the
+        evidence was not asked what it would earn."""
         learner = self.learner
         greedy = learner.greedy(state)
-        action = learner.act(state)
-        for _ in range(self._due_stretch - 1):
-            if action != greedy:
-                break
-            action = learner.act(state)
-        if action != greedy and not _worth_exploring(Action(action), evidence):
-            action = greedy
-        return Action(action)
+        for _ in range(self._due_stretch):
+            action = Action(learner.act(state))
+            if action != greedy and (action is Action.KEEP or action in candidates) and _worth_exploring(action, evidence):
+                return action
+        return Action(greedy)
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
                 after: int, applied: bool, guardrail: str | None, summary: str | None = None,
@@ -371,7 +376,7 @@ def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
     """Whether one interval of ``action`` is worth measuring (see ``Controller._decide``)."""
     if action not in evidence.what_if:
         return True  # nothing estimates it: unknown is not "as staying put"
-    if not evidence.modelled or action in evidence.measured:
+    if evidence.measured_what_if(action):
         return False  # evidence already says what it would earn
     slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK else 0.0
     return evidence.what_if[action] > evidence.reward - slack
@@ -379,7 +384,7 @@ def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
 
 def _worth_exploring(action: Action, evidence: Evidence) -> bool:
     """Whether exploring ``action`` can teach what the evidence did not (see ``Controller._act``)."""
-    if action not in evidence.what_if or (evidence.modelled and action not in evidence.measured):
+    if not evidence.measured_what_if(action):
         return True
     best = max(evidence.reward, *evidence.what_if.values())
     return evidence.what_if[action] >= best - EXPLORE_TOLERANCE * abs(best)
