@@ -335,7 +335,8 @@ class Controller:
         greedy = learner.greedy(state)
         for _ in range(self._due_stretch):
             action = Action(learner.act(state))
-            if action != greedy and (action is Action.KEEP or action in candidates) and _worth_exploring(action, evidence):
+            asked = action is Action.KEEP or action in candidates
+            if action != greedy and asked and _worth_exploring(action, evidence):
                 return action
         return Action(greedy)
 
