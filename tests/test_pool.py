@@ -877,3 +877,114 @@ def test_a_cold_pool_opens_nothing_and_starts_no_thread_until_first_used():
         wait_until(lambda: len(opened) >= 2)  # then as a warm pool: its minimum, opened in the background
     finally:
         pool.close()
+
+
+def test_a_check_that_always_fails_times_out_in_time_and_says_why():
+    # A database that is down fails every check: the caller gets PoolTimeout within its timeout,
+    # naming the check's error, and the pool backs off instead of opening connections in a loop.
+    pool = fixed(min_size=1, max_size=2, check=lambda conn: (_ for _ in ()).throw(ConnectionError("db down")))
+    started = time.monotonic()
+    with pytest.raises(PoolTimeout, match=r"no connection passed its check within 0\.5 s .*db down"):
+        pool.acquire(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    stats = pool.stats()
+    assert 2 <= stats["check_failures"] <= 40 and stats["timeouts"] == 1
+    pool.close()
+
+
+class Interrupt(BaseException):
+    """Stands for KeyboardInterrupt: a BaseException from the caller's side."""
+
+
+def test_an_interrupted_waiter_leaves_the_queue_and_loses_no_connection():
+    pool = fixed(min_size=1, max_size=1)
+    held = pool.acquire()
+    original = pool._wait
+
+    class InterruptedLock:  # the waiter's lock, interrupted (as by Ctrl-C) while it waits
+        def __init__(self, waiter, handed):
+            self.waiter, self.real, self.handed = waiter, waiter.ready, handed
+
+        def acquire(self, *args, **kwargs):
+            if self.handed:  # the connection came back and was handed to this waiter just before
+                pool.release(held)
+                wait_until(lambda: self.waiter.record is not None)
+            raise Interrupt()
+
+        def release(self):
+            self.real.release()
+
+    for handed in (False, True):
+        def interrupted(waiter, timeout):
+            waiter.ready = InterruptedLock(waiter, handed)
+            return original(waiter, timeout)
+
+        pool._wait = interrupted
+        with pytest.raises(Interrupt):
+            pool.acquire(timeout=1.0)
+        assert pool.stats()["waiting"] == 0 and pool.stats()["in_use"] == (0 if handed else 1)
+    pool._wait = original
+    with pool.connection(timeout=0.5):
+        pass  # the connection handed to the interrupted caller came back
+    pool.close()
+
+
+def test_a_base_exception_in_reset_or_check_loses_no_connection():
+    def reset(conn):
+        if getattr(conn, "interrupt", False):
+            raise Interrupt()
+
+    pool = fixed(min_size=1, max_size=1, reset=reset)
+    with pytest.raises(Interrupt):
+        with pool.connection() as conn:
+            conn.interrupt = True
+    wait_until(lambda: pool.stats()["in_use"] == 0)
+    with pool.connection(timeout=1.0) as conn:
+        assert not getattr(conn, "interrupt", False)  # the interrupted one was retired, a new one lent
+    checked = fixed(min_size=1, max_size=1, check=lambda conn: (_ for _ in ()).throw(Interrupt()))
+    with pytest.raises(Interrupt):
+        checked.acquire(timeout=1.0)
+    assert checked.stats()["in_use"] == 0
+    pool.close()
+    checked.close()
+
+
+def test_a_connection_closed_by_close_is_released_quietly_and_a_foreign_one_is_refused_untouched():
+    resets = []
+    pool = fixed(min_size=1, max_size=2, reset=resets.append)
+    conn = pool.acquire()
+    pool.close(timeout=0.05)  # gives up on it: closed while lent
+    assert conn.closed and pool.stats()["closed_in_use"] == 1
+    pool.release(conn)  # the borrower's release is a no-op, not an error
+    stranger = Conn()
+    with pytest.raises(ValueError, match="not lent"):
+        pool.release(stranger)
+    assert stranger not in resets
+
+
+def test_the_leak_report_names_the_caller_who_waited_for_the_connection():
+    pool = fixed(min_size=1, max_size=1, leak_timeout=0.2)
+    first = pool.acquire()
+    taken = []
+
+    def leaky_handler():
+        taken.append(pool.acquire(timeout=5.0))
+
+    thread = threading.Thread(target=leaky_handler)
+    thread.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1)
+    pool.release(first)  # handed off on this thread to the waiting one
+    thread.join()
+    stack = pool._in_use[id(taken[0])].stack
+    assert "leaky_handler" in stack and "test_the_leak_report_names" not in stack
+    pool.release(taken[0])
+    pool.close()
+
+
+def test_acquire_refuses_a_bad_timeout_naming_it():
+    pool = fixed(min_size=1, max_size=1)
+    for bad, error in ((float("nan"), ValueError), (-1, ValueError), (float("inf"), ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="timeout"):
+            pool.acquire(timeout=bad)
+    assert pool.stats()["waiting"] == 0
+    pool.close()

@@ -21,8 +21,11 @@ from libc.math cimport NAN, ceil
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
+import time
 import traceback
 from _thread import allocate_lock
+
+from perfsdk._runtime import check_number
 
 include "_clock.pxi"  # _monotonic(): time.monotonic() in C
 
@@ -242,13 +245,15 @@ cdef class Waiter:
 
     cdef public double since
     cdef public object ready, record, error
+    cdef public object stack  # who waits (kept only with a leak_timeout): the connection's taker
 
-    def __init__(self, double since):
+    def __init__(self, double since, stack=None):
         self.since = since
         self.ready = allocate_lock()
         self.ready.acquire()
         self.record = None
         self.error = None
+        self.stack = stack
 
 
 cdef class LendingPath:
@@ -257,7 +262,8 @@ cdef class LendingPath:
     The subclass sets the books and settings declared here, and defines the rare paths this
     class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
     caller queued: returns its ``Lent`` or raises), ``_closed_error()`` and ``_shed_error()``
-    (the exceptions to raise, built under the lock), ``_burst_limit()``, ``_retire(records)``
+    (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error)``
+    (the one to raise when no connection passed ``check`` in time), ``_burst_limit()``, ``_retire(records)``
     (closes connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
     """
 
@@ -270,11 +276,13 @@ cdef class LendingPath:
     cdef public Py_ssize_t _target, _opening, max_waiting
     cdef public double timeout, max_lifetime
     cdef public object check, reset, leak_timeout, name
+    cdef public set _closed_lent  # id(connection) of those close() closed while lent: their release is a no-op
     cdef object _lock_object, _lock_acquire, _lock_release
 
     def __cinit__(self, *args, **kwargs):
         self._idle = []
         self._in_use = {}
+        self._closed_lent = set()
         self._counts = {}
         self._record = IntervalRecord()
         self._lock = allocate_lock()
@@ -291,35 +299,78 @@ cdef class LendingPath:
     # -- lending -------------------------------------------------------------------------------
     def acquire(self, timeout=None):
         """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
-        within ``timeout`` seconds (default: the pool's ``timeout``)."""
-        cdef double seconds = self.timeout if timeout is None else timeout
+        within ``timeout`` seconds (default: the pool's ``timeout``). A connection that fails
+        ``check`` is retired and another taken, within the same timeout -- after two failures
+        in a row, backing off (a database that is down fails every check): then the
+        ``PoolTimeout`` says how many failed, and the last error."""
+        cdef double seconds = self.timeout if timeout is None else check_number("timeout", timeout, low=0.0)
+        cdef double deadline = _monotonic() + seconds, left = seconds
         cdef Lent record
+        cdef int failures = 0
         while True:
-            record = self._take(seconds)
+            record = self._take(left)
             if self.check is None:
                 return record.conn
             try:
                 self.check(record.conn)
                 return record.conn
-            except Exception:
+            except Exception as exc:
                 self._count("check_failures")
                 self._give_back(record.conn, True, _monotonic())
+                failures += 1
+                left = deadline - _monotonic()
+                if left <= 0.0:
+                    raise self._check_timeout(seconds, failures, exc) from exc
+                if failures >= 2:
+                    time.sleep(min(left, 0.005 * 2 ** min(failures, 7)))
+                    left = deadline - _monotonic()
+            except BaseException:  # e.g. KeyboardInterrupt in the check: the connection is not lost
+                self._give_back(record.conn, True, _monotonic())
+                raise
 
     def release(self, conn, *, bint broken=False):
-        """Give ``conn`` back (``broken=True``: it is retired, not lent again)."""
+        """Give ``conn`` back (``broken=True``: it is retired, not lent again). ``ValueError``
+        for a connection this pool has not lent (before ``reset`` touches it); a no-op for
+        one ``close`` closed while it was lent."""
+        key = PyLong_FromVoidPtr(<void*> conn)
+        if key not in self._in_use:  # one dict lookup: read under the GIL, as _give_back checks again
+            if self._forget_closed(key):
+                return
+            raise self._not_lent()
         if self.reset is not None and not broken:
             try:
                 self.reset(conn)
             except Exception:
                 self._count("reset_failures")
                 broken = True
+            except BaseException:  # e.g. KeyboardInterrupt in the reset: the connection is not lost
+                self._give_back(conn, True, _monotonic())
+                raise
         if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
             broken = True  # e.g. a psycopg connection whose server went away
         self._give_back(conn, broken, _monotonic())
 
+    def _return_unused(self, conn):
+        """Give back a connection handed to a caller who stopped waiting before taking it."""
+        self._give_back(conn, False, _monotonic())
+
+    cdef bint _forget_closed(self, key):
+        self._lock_acquire()
+        try:
+            if key in self._closed_lent:
+                self._closed_lent.discard(key)
+                return True
+            return False
+        finally:
+            self._lock_release()
+
+    cdef object _not_lent(self):
+        return ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
+
     cdef Lent _take(self, double timeout):
-        if not self._started:
+        if not self._started and not self._closed:
             self._start()
+        cdef object stack = "".join(traceback.format_stack(limit=9)) if self.leak_timeout is not None else None
         cdef double now = _monotonic()
         cdef list idle, expired = None
         cdef Lent record = None
@@ -333,7 +384,7 @@ cdef class LendingPath:
             while idle:
                 record = idle.pop()
                 if now - record.created <= self.max_lifetime:
-                    self._lend(record, now, 0.0)
+                    self._lend(record, now, 0.0, stack)
                     break
                 if expired is None:
                     expired = []
@@ -343,7 +394,7 @@ cdef class LendingPath:
                 if self.max_waiting and len(self._waiters) >= self.max_waiting:
                     error = self._shed_error()
                 else:
-                    waiter = Waiter(now)
+                    waiter = Waiter(now, stack)
                     self._elapse(now)
                     self._waiters.append(waiter)
             if expired is not None:
@@ -358,14 +409,14 @@ cdef class LendingPath:
             raise error
         return self._wait(waiter, timeout)
 
-    cdef int _lend(self, Lent record, double now, double waited) except -1:  # under the lock
+    cdef int _lend(self, Lent record, double now, double waited, object stack) except -1:  # under the lock
+        # ``stack``: the taker's frames, captured on its own thread (a hand-off runs on another)
         self._elapse(now)
         self._in_use[PyLong_FromVoidPtr(<void*> record.conn)] = record
         record.taken = now
         record.waited = waited
         record.level = len(self._in_use)
-        if self.leak_timeout is not None:
-            record.stack = "".join(traceback.format_stack(limit=9))  # the caller's frames (these are C)
+        record.stack = stack
         self._record.lent(waited)
         return 0
 
@@ -377,7 +428,10 @@ cdef class LendingPath:
         try:
             record = self._in_use.get(key)  # its record holds it: no other live object has its id
             if record is None:
-                raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
+                if key in self._closed_lent:  # close() closed it meanwhile: nothing to give back
+                    self._closed_lent.discard(key)
+                    return 0
+                raise self._not_lent()
             self._elapse(now)
             del self._in_use[key]
             held = now - record.taken
@@ -404,7 +458,7 @@ cdef class LendingPath:
     def _hand_off(self, Lent record, double now):
         """Lend ``record`` to the longest waiter (under the lock, with a caller waiting)."""
         cdef Waiter waiter = self._waiters.popleft()
-        self._lend(record, now, max(now - waiter.since, 1e-9))
+        self._lend(record, now, max(now - waiter.since, 1e-9), waiter.stack)
         waiter.record = record
         waiter.ready.release()
 

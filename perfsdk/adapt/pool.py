@@ -213,7 +213,14 @@ class AdaptivePool(LendingPath):
     # -- the lending path's rare parts (acquire and release are LendingPath's) -------------------
     def _wait(self, waiter: Waiter, timeout: float) -> Lent:
         self._refill()  # grow toward the target off the caller's path
-        got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
+        try:
+            if timeout >= threading.TIMEOUT_MAX:
+                got = waiter.ready.acquire()  # as good as forever (a longer one overflows the lock)
+            else:
+                got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
+        except BaseException:  # interrupted (KeyboardInterrupt): out of the queue, nothing lost
+            self._abandon(waiter)
+            raise
         if not got:
             with self._lock:
                 if waiter.record is None and waiter.error is None:  # not served meanwhile
@@ -227,6 +234,25 @@ class AdaptivePool(LendingPath):
             raise waiter.error
         assert waiter.record is not None
         return waiter.record
+
+    def _abandon(self, waiter: Waiter) -> None:
+        """A caller stopped waiting without a verdict: it leaves the queue, and a connection
+        handed to it meanwhile goes back (else the next release would feed a dead waiter)."""
+        with self._lock:
+            if waiter.record is None and waiter.error is None:
+                self._count_change(time.monotonic())
+                self._waiters.remove(waiter)
+                return
+        if waiter.record is not None:
+            self._return_unused(waiter.record.conn)
+
+    def _check_timeout(self, timeout: float, failures: int, error: BaseException) -> PoolTimeout:
+        with self._lock:
+            message = self._shortage(f"no connection passed its check within {timeout:g} s "
+                                     f"({failures} failed, the last with {error!r})")
+            self._counts["timeouts"] += 1
+            self._record.timeouts += 1
+        return PoolTimeout(message)
 
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(f"pool {self.name!r} is closed")
@@ -508,6 +534,7 @@ class AdaptivePool(LendingPath):
             stuck = list(self._in_use.values()) if timeout is not None else []
             for record in stuck:
                 del self._in_use[id(record.conn)]
+                self._closed_lent.add(id(record.conn))  # its borrower's release will be a no-op
             self._count_retired(stuck)
             self._counts["closed_in_use"] += len(stuck)
         if stuck:
@@ -531,6 +558,7 @@ class AdaptivePool(LendingPath):
         self._in_use = {}
         self._waiters = deque()
         self._opening = 0
+        self._closed_lent = set()
 
     def __repr__(self) -> str:
         s = self.stats()
