@@ -332,12 +332,12 @@ cdef class LendingPath:
         """Give ``conn`` back (``broken=True``: it is retired, not lent again). ``ValueError``
         for a connection this pool has not lent (before ``reset`` touches it); a no-op for
         one ``close`` closed while it was lent."""
-        key = PyLong_FromVoidPtr(<void*> conn)
-        if key not in self._in_use:  # one dict lookup: read under the GIL, as _give_back checks again
-            if self._forget_closed(key):
-                return
-            raise self._not_lent()
         if self.reset is not None and not broken:
+            key = PyLong_FromVoidPtr(<void*> conn)
+            if key not in self._in_use:  # before reset touches it (one lookup; _give_back checks again)
+                if self._forget_closed(key):
+                    return
+                raise self._not_lent()
             try:
                 self.reset(conn)
             except Exception:
