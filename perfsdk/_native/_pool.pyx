@@ -17,7 +17,7 @@ closed and callbacks run only after the lock is released.
 
 cimport cython
 from cpython.long cimport PyLong_FromVoidPtr
-from libc.math cimport NAN, ceil
+from libc.math cimport INFINITY, NAN, ceil
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
@@ -256,6 +256,16 @@ cdef class Waiter:
         self.stack = stack
 
 
+cdef inline double _timeout_seconds(object timeout) except -1.0:
+    """A caller's timeout in seconds: a finite number >= 0 (a float's check stays in C)."""
+    cdef double seconds
+    if type(timeout) is float:
+        seconds = timeout
+        if 0.0 <= seconds < INFINITY:
+            return seconds
+    return check_number("timeout", timeout, low=0.0)
+
+
 cdef class LendingPath:
     """The lending path of a connection pool (see the module docstring).
 
@@ -303,14 +313,14 @@ cdef class LendingPath:
         ``check`` is retired and another taken, within the same timeout -- after two failures
         in a row, backing off (a database that is down fails every check): then the
         ``PoolTimeout`` says how many failed, and the last error."""
-        cdef double seconds = self.timeout if timeout is None else check_number("timeout", timeout, low=0.0)
+        cdef double seconds = self.timeout if timeout is None else _timeout_seconds(timeout)
+        if self.check is None:
+            return self._take(seconds).conn
         cdef double deadline = _monotonic() + seconds, left = seconds
         cdef Lent record
         cdef int failures = 0
         while True:
             record = self._take(left)
-            if self.check is None:
-                return record.conn
             try:
                 self.check(record.conn)
                 return record.conn
