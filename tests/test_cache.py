@@ -837,3 +837,57 @@ def test_the_learner_tells_a_cliff_from_the_room_above_it():
     assert at_cliff.features["shrink_loss_share"] == 1.0 and above.features["shrink_loss_share"] == 0.0
     assert at_cliff.features["hit_ratio"] == above.features["hit_ratio"] == 1.0
     assert at_cliff.state != above.state
+
+
+def test_functions_memoized_in_one_cache_keep_their_own_keys():
+    cache = AdaptiveCache(100, controller=None)
+    square, cube = cache.memoize(lambda x: x * x), cache.memoize(lambda x: x ** 3)
+    cache[4] = "an entry of the application's"
+    assert (square(3), cube(3), square(4), cache[4]) == (9, 27, 16, "an entry of the application's")
+    alone = AdaptiveCache(10, controller=None)
+    double = alone.memoize(lambda x: 2 * x, alone=True)  # @cached's: the arguments are the keys
+    assert double(5) == 10 and alone[5] == 10
+
+
+@cached(maxsize=16, controller=None)
+def module_level_square(x):
+    return x * x
+
+
+def test_a_cache_refuses_to_be_copied_and_a_cached_function_pickles_by_name():
+    import copy
+    import pickle
+
+    cache = AdaptiveCache(10, controller=None)
+    for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be copied or pickled"):
+            attempt(cache)
+    assert pickle.loads(pickle.dumps(module_level_square)) is module_level_square
+    with pytest.raises(TypeError, match="pickled by name"):
+        pickle.dumps(cache.memoize(lambda x: x))
+
+
+@pytest.mark.parametrize("make,error,argument", [
+    (lambda: cached(10)(5), TypeError, "callable"),
+    (lambda: AdaptiveCache(10, controller=None).memoize(5), TypeError, "callable"),
+    (lambda: AdaptiveCache(10, controller=None).get_or_load("k", 5), TypeError, "loader"),
+    (lambda: AdaptiveCache(2**61), ValueError, "capacity"),
+    (lambda: AdaptiveCache(10, mode=1), TypeError, "mode"),
+    (lambda: cached(10, typed="no"), TypeError, "typed"),
+    (lambda: AdaptiveCache(10, controller=None).memoize(abs, alone=1), TypeError, "alone"),
+])
+def test_bad_memoizing_arguments_are_refused_naming_them(make, error, argument):
+    with pytest.raises(error, match=argument):
+        make()
+
+
+def test_an_exploring_decision_says_so_and_stats_count_every_decision():
+    cache = AdaptiveCache(200, min_capacity=50, max_capacity=800,
+                          controller=CacheController(interval=100, interval_seconds=None, cooldown=0, epsilon=0.5,
+                                                     seed=2, max_decisions=20))
+    for k in zipf_trace(30_000, 3000):
+        cache.get_or_load(k, lambda key: key)
+    decisions = cache.decisions()
+    assert len(decisions) == 20 and cache.stats()["decisions"] > 100
+    explored = [d for d in decisions if "exploring:" in d.evidence]
+    assert explored and all("where the learned values favour" in str(d) for d in explored)

@@ -140,6 +140,33 @@ def test_a_cache_whose_lock_was_held_at_fork_works_in_the_child():
 
 
 @needs_fork
+def test_a_key_being_loaded_by_another_thread_at_fork_is_loaded_again_in_the_child():
+    """A thread inside get_or_load's loader when another thread forks: the child's caller of
+    that key would wait for good for a load that does not run there."""
+    inside, release = threading.Event(), threading.Event()
+    cache = AdaptiveCache(capacity=100, controller=None)
+
+    def slow(key):
+        inside.set()
+        release.wait(10)
+        return "parent's"
+
+    loader = threading.Thread(target=lambda: cache.get_or_load("cfg", slow))
+    loader.start()
+    inside.wait(5)
+
+    def child():
+        return cache.get_or_load("cfg", lambda key: "child's") == "child's"
+
+    try:
+        assert in_child(child)
+    finally:
+        release.set()
+        loader.join()
+    assert cache["cfg"] == "parent's"
+
+
+@needs_fork
 def test_an_arima_fit_in_flight_at_fork_is_asked_again_in_the_child():
     from perfsdk.detect._fitting import FITS
 

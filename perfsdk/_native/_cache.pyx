@@ -423,6 +423,8 @@ cdef class CacheCore:
         concurrent callers of the same key wait for it -- stored and returned."""
         cdef object value = self._get(key, _MISSING)
         if value is _MISSING:
+            if not callable(loader):
+                raise TypeError(f"loader must be callable, got {loader!r}")
             return self._load(key, loader, (key,), None)
         return value
 
@@ -767,9 +769,15 @@ cdef class CacheCore:
 
         That thread does not exist here, so it would never let go. An operation it was
         in the middle of may have left the lists half-linked: if the lock was held, the
-        cache starts empty (statistics stay). Returns whether it was held.
+        cache starts empty (statistics stay). Loads other threads had in flight are
+        forgotten -- their loaders do not run here, and a caller of their key would wait
+        for good; the next one loads it. Returns whether the lock was held.
         """
-        if not lock_reset_after_fork(&self._lock):
+        cdef bint held = lock_reset_after_fork(&self._lock)
+        cdef size_t me = THREAD_ID()
+        for key in [key for key, loading in self._loading.items() if (<_Loading> loading).owner != me]:
+            del self._loading[key]
+        if not held:
             return False
         self._empty()
         return True

@@ -18,13 +18,18 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from perfsdk._native import CacheCore, CachedFunction
-from perfsdk._runtime import Faults, at_fork, check_callable, check_choice, check_int, check_number, check_str
+from perfsdk._runtime import (Faults, at_fork, check_bool, check_callable, check_choice, check_int, check_number,
+                             check_str)
 from perfsdk.adapt.cache_controller import CacheController
 from perfsdk.adapt.cache_policy import MIN_WINDOW, CacheEvidence
 from perfsdk.adapt.controller import Evidence
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 
 __all__ = ["AdaptiveCache"]
+
+#: The most entries a capacity may name (about 10**15: more than any machine holds), so that
+#: the default ``max_capacity`` (four times the capacity) stays within the core's integers.
+MAX_ENTRIES = 2**50
 
 _MISSING = object()
 
@@ -76,11 +81,12 @@ class AdaptiveCache(MutableMapping):
         window: float | None = None, name: str = "cache",
         on_decision: Callable[[Decision], Any] | None = None,
     ) -> None:
-        check_int("capacity", capacity, minimum=1)
+        check_int("capacity", capacity, minimum=1, maximum=MAX_ENTRIES)
         min_capacity = max(1, capacity // 4) if min_capacity is None else min_capacity
-        max_capacity = capacity * 4 if max_capacity is None else max_capacity
+        max_capacity = min(capacity * 4, MAX_ENTRIES) if max_capacity is None else max_capacity
         check_int("min_capacity", min_capacity, minimum=1, maximum=capacity)
-        check_int("max_capacity", max_capacity, minimum=capacity)
+        check_int("max_capacity", max_capacity, minimum=capacity, maximum=MAX_ENTRIES)
+        check_str("mode", mode)
         check_choice("mode", mode, ("auto", "advisory"))
         check_str("name", name)
         if on_decision is not None:
@@ -238,10 +244,19 @@ class AdaptiveCache(MutableMapping):
         check_int("capacity", capacity, minimum=self.min_capacity, maximum=self.max_capacity)
         self._core.resize(capacity)
 
-    def memoize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def memoize(self, fn: Callable[..., Any], *, alone: bool = False) -> Callable[..., Any]:
         """``fn`` memoized in this cache, keyed on its arguments as ``functools.lru_cache`` keys
-        them; compiled, so a hit runs no Python code (``@cached`` is built on it)."""
-        return CachedFunction(fn, self._core)
+        them; compiled, so a hit runs no Python code. Each memoized function's keys are its
+        own, so several can share a cache with other entries; ``alone=True`` where this cache
+        holds nothing else (``@cached``'s own cache): the arguments are the keys, untagged.
+
+        >>> cache = AdaptiveCache(100, controller=None)
+        >>> square, cube = cache.memoize(lambda x: x * x), cache.memoize(lambda x: x ** 3)
+        >>> square(3), cube(3), len(cache)
+        (9, 27, 2)
+        """
+        check_bool("alone", alone)
+        return CachedFunction(fn, self._core, None if alone else object())
 
     def decisions(self) -> list[Decision]:
         return list(self.controller.decisions) if self.controller else []
@@ -258,7 +273,7 @@ class AdaptiveCache(MutableMapping):
             "size": core.size, "capacity": core.capacity,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
             "approx_bytes": self._approx_bytes(), "mode": self.mode,
-            "decisions": len(self.controller.decisions) if self.controller else 0,
+            "decisions": self.controller.decided if self.controller else 0,
             "decision_faults": self.faults.total(), "faults": self.faults.snapshot(),
             "callbacks_dropped": self.callbacks_dropped,
         }
@@ -273,6 +288,16 @@ class AdaptiveCache(MutableMapping):
         # A thread of the parent may have held the core's lock (or been loading a key): it
         # does not exist here. The core frees its lock (empty if it was held mid-operation).
         self._core._after_fork()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"an AdaptiveCache cannot be copied or pickled (it holds live entries, a lock "
+                        f"and a controller): make a new one, e.g. AdaptiveCache({self.capacity})")
+
+    def __copy__(self) -> Any:
+        return self.__reduce__()
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self.__reduce__()
 
     def __repr__(self) -> str:
         return (f"AdaptiveCache(capacity={self.capacity}, min_capacity={self.min_capacity}, "

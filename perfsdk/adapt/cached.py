@@ -6,7 +6,7 @@ import functools
 from collections import namedtuple
 from typing import Any, Callable, TypeVar
 
-from perfsdk._runtime import check_int
+from perfsdk._runtime import check_bool, check_int
 from perfsdk.adapt.cache import AdaptiveCache
 
 __all__ = ["CacheInfo", "cached"]
@@ -38,12 +38,13 @@ def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache
         raise ValueError("maxsize must be an integer >= 1 (a cache perfsdk sizes needs a bound; "
                          "functools.cache is the unbounded one), got None")
     check_int("maxsize", maxsize, minimum=1)
+    check_bool("typed", typed)
     if typed:
         raise ValueError("typed=True is not supported: wrap the function in functools.lru_cache for that")
 
     def decorate(fn: F) -> F:
         cache = AdaptiveCache(maxsize, **cache_options)
-        wrapper = cache.memoize(fn)  # compiled: a hit never runs Python code
+        wrapper = cache.memoize(fn, alone=True)  # compiled: a hit never runs Python code
         functools.update_wrapper(wrapper, fn)
 
         def cache_info() -> Any:

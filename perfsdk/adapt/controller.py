@@ -164,6 +164,11 @@ class Controller:
         self._faults = FAULTS  # the bound target's (see ``bind``)
         self._lock = threading.Lock()
 
+    @property
+    def decided(self) -> int:
+        """Decisions made so far (``decisions`` keeps the newest ``max_decisions``)."""
+        return self._decided
+
     # -- schedule -------------------------------------------------------------------
     def next_due(self, ops: int, now: float) -> tuple[int, float | None]:
         """When the next decision is due, given the target's operation count and clock
@@ -280,6 +285,8 @@ class Controller:
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
         action = untried[0] if untried else self._act(state, evidence, candidates)
+        greedy = Action(learner.greedy(state))
+        explored = action if not untried and action is not greedy else None  # said in the explanation
         reach = {a: min(max(v, low), high) for a, v in stepped.items()}  # where each move lands, within the limits
         if action is not Action.KEEP and reach[action] == before:
             # A move the limits leave nowhere to go; its value, learned in this state at other
@@ -290,6 +297,8 @@ class Controller:
             if possible is not None and q[int(possible)] > q[int(Action.KEEP)]:
                 action = possible
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
+        if explored is action:
+            summary += f"; exploring: {action}, where the learned values favour {greedy}"
         after, guardrail = before, None
         if action is not Action.KEEP:
             if self._cooling > 0:

@@ -498,7 +498,7 @@ class AdaptivePool(LendingPath):
                 "acquisitions": self._acquired_before + self._record.acquisitions, **self._counts,
             }
         out["last_interval"] = dict(self._last_interval)
-        out["decisions"] = len(self.controller.decisions) if self.controller is not None else 0
+        out["decisions"] = self.controller.decided if self.controller is not None else 0
         out["callbacks_dropped"] = self.callbacks_dropped
         out["controller_cpu_s"] = self._controller_cpu
         out["metrics_cpu_s"] = self._metrics_cpu
