@@ -891,3 +891,45 @@ def test_an_exploring_decision_says_so_and_stats_count_every_decision():
     assert len(decisions) == 20 and cache.stats()["decisions"] > 100
     explored = [d for d in decisions if "exploring:" in d.evidence]
     assert explored and all("where the learned values favour" in str(d) for d in explored)
+
+
+def test_a_broken_key_never_breaks_the_cache_for_the_others():
+    class Mutable:  # a key the application changes after storing it (its hash moves)
+        def __init__(self, v):
+            self.v = v
+
+        def __hash__(self):
+            return hash(self.v)
+
+        def __eq__(self, other):
+            return isinstance(other, Mutable) and other.v == self.v
+
+    class Fragile:  # a key whose hash or equality starts failing once stored
+        armed = False
+
+        def __hash__(self):
+            if Fragile.armed:
+                raise ValueError("hash boom")
+            return 7
+
+        def __eq__(self, other):
+            if Fragile.armed:
+                raise ValueError("eq boom")
+            return self is other
+
+    cache = AdaptiveCache(capacity=4, controller=None)
+    moved, twin = Mutable(1), Mutable(2)
+    cache[moved] = "moved"
+    cache[twin] = "twin"
+    moved.v = 2  # now equal to twin, with twin's hash: the dict would find twin's entry for it
+    cache[Fragile()] = "fragile"
+    cache["a ghost"] = 0
+    Fragile.armed = True
+    cache[-1] = -1  # evicts moved (the least recent): the dict finds twin's entry for it
+    assert cache.get(twin) == "twin" and cache.stats()["key_faults"] >= 1
+    for i in range(40):  # evicts the rest, and ages their ghosts out
+        cache[i] = i
+    cache._core.check_invariants()  # (it hashes every key: only once the broken ones are gone)
+    assert [cache.get(i) for i in range(36, 40)] == [36, 37, 38, 39] and len(cache) == 4
+    assert cache.stats()["key_faults"] >= 2
+    Fragile.armed = False

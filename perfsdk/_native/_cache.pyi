@@ -15,6 +15,7 @@ class CacheCore:
     misses: int
     evictions: int
     ghost_hits: int
+    key_faults: int
     probation_hits: int
     protected_hits: int
     window_deep_hits: int

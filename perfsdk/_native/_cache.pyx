@@ -100,9 +100,11 @@ cdef class CacheCore:
     cdef Py_ssize_t _ring_head, _ring_len, _ring_size
     cdef uint64_t* _hashes  # per slot: hash(key), so evictions never call back into Python
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
+    cdef list _orphans  # (slot, key) whose key failed as the index was rebuilt: freed as the operation ends
     cdef readonly Py_ssize_t ghost_capacity
     cdef Sketch _sketch
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
+    cdef readonly long long key_faults  # keys whose hash or equality failed, or whose hash changed, when dropped
     cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
@@ -181,18 +183,28 @@ cdef class CacheCore:
         if codes == NULL:
             raise MemoryError("cannot grow the cache's ghost ring")
         keys = [None] * ring_size
+        cdef list broken = []
         for i in range(self._ring_len):
             old_position = (self._ring_head + i) % old_size
             codes[i] = self._ring_code[old_position]
             key = self._ring_keys[old_position]
             keys[i] = key
             if codes[i] >= 0:
-                self._ghost[key] = i  # the key is in the dict already: no new entry, no __eq__ of others
+                try:
+                    self._ghost[key] = i  # the key is in the dict already: no new entry
+                except Exception:  # its hash or equality fails now: no longer a ghost
+                    self.key_faults += 1
+                    self._ghost_from[codes[i] & 1] -= 1
+                    codes[i] = -1
+                    broken.append(key)
         free(self._ring_code)
         self._ring_code = codes
         self._ring_keys = keys
         self._ring_head = 0
         self._ring_size = ring_size
+        if broken:
+            self._dropped.append(self._ghost)
+            self._ghost = self._without(self._ghost, broken)
         return 0
 
     cdef int _empty(self) except -1:
@@ -215,6 +227,7 @@ cdef class CacheCore:
         self.size = 0
         self._marker = -1
         self._dropped = []
+        self._orphans = []
         self._loading = {}
         return 0
 
@@ -552,6 +565,19 @@ cdef class CacheCore:
         while self.size > self.capacity:  # after a resize: shrink main first
             victim = self._main_victim()
             self._evict(victim if victim >= 0 else self._tail[WINDOW])
+        if self._orphans:
+            self._free_orphans()
+        return 0
+
+    cdef int _free_orphans(self) except -1:
+        """Free the slots whose keys failed while the index was rebuilt (see ``_unmap``): out of
+        the index already, they leave the lists once the operation that found them is done
+        with its own (an eviction in progress may hold one as its candidate)."""
+        cdef list orphans = self._orphans
+        self._orphans = []
+        for slot, key in orphans:
+            if self._keys[<Py_ssize_t> slot] is key:  # not dropped meanwhile
+                self._free_slot(<Py_ssize_t> slot)
         return 0
 
     cdef inline Py_ssize_t _main_victim(self) noexcept:
@@ -570,7 +596,12 @@ cdef class CacheCore:
         while self._ring_len >= self.ghost_capacity and self._ring_len:
             self._drop_oldest_ghost()
         position = (self._ring_head + self._ring_len) % self._ring_size
-        self._ghost[key] = position  # may raise (the key's __eq__): then it is simply not a ghost
+        try:
+            self._ghost[key] = position
+        except Exception:  # the key's hash or equality fails now: it is simply not a ghost
+            self.key_faults += 1
+            self._dropped.append(key)
+            return 0
         self._ring_keys[position] = key
         self._ring_code[position] = (self.evictions << 1) | origin
         self._ring_len += 1
@@ -581,13 +612,57 @@ cdef class CacheCore:
         cdef Py_ssize_t position = self._ring_head
         cdef object key = self._ring_keys[position]
         if self._ring_code[position] >= 0:
-            del self._ghost[key]  # may raise (another key's __eq__); then nothing has changed
+            self._unmap(self._ghost, key, position)
             self._forget_ghost(position)
         self._dropped.append(key)  # the ring held the last reference: released after the lock
         self._ring_keys[position] = None
         self._ring_head = (position + 1) % self._ring_size
         self._ring_len -= 1
         return 0
+
+    cdef int _unmap(self, dict table, object key, Py_ssize_t at) except -1:
+        """Remove ``key``, mapped to ``at``, from ``table`` (the index or the ghosts). A key whose
+        hash or equality fails now, or whose hash changed since it was stored (a mutated key),
+        cannot be found by the dict -- or finds another entry: the table is then rebuilt without
+        it, by identity (O(its size), on this path only), and it is counted in ``key_faults``.
+        One broken key must not break the cache for every other."""
+        cdef object found
+        try:
+            found = table.pop(key)
+        except Exception:
+            found = None
+        if found is not None and <Py_ssize_t> found == at:
+            return 0
+        if found is not None:  # another entry answered (its key equals the mutated one): put it back
+            table[self._keys[<Py_ssize_t> found] if table is self._index
+                  else self._ring_keys[<Py_ssize_t> found]] = found
+        rebuilt = self._without(table, [key])
+        if table is self._index:
+            self._index = rebuilt
+        else:
+            self._ghost = rebuilt
+        self._dropped.append(table)  # released after the lock (it holds the keys too)
+        self.key_faults += 1
+        return 0
+
+    cdef dict _without(self, dict table, list gone):
+        """``table`` without the keys ``gone`` (by identity), as a new dict; a key that fails
+        now is left out too: a ghost is no longer one, a cached entry becomes an orphan."""
+        cdef dict rebuilt = {}
+        cdef bint ghosts = table is self._ghost
+        cdef set leaving = {id(key) for key in gone}
+        for k, v in table.items():  # iterating hashes nothing
+            if id(k) in leaving:
+                continue
+            try:
+                rebuilt[k] = v
+            except Exception:  # another key failing now: it leaves too
+                self.key_faults += 1
+                if ghosts:
+                    self._forget_ghost(<Py_ssize_t> v)  # no longer a ghost
+                else:
+                    self._orphans.append((v, k))  # no longer cached, once the operation is done
+        return rebuilt
 
     cdef inline void _forget_ghost(self, Py_ssize_t position) noexcept:
         """The key at ``position`` is no longer a ghost (asked for again, or aged out)."""
@@ -596,10 +671,14 @@ cdef class CacheCore:
 
     cdef int _drop(self, Py_ssize_t slot) except -1:
         """Take ``slot`` out of the cache (its key and value are released after the lock)."""
-        cdef object key = self._keys[slot]
-        del self._index[key]  # may raise (another key's __eq__); then nothing has changed
+        self._unmap(self._index, self._keys[slot], slot)
+        self._free_slot(slot)
+        return 0
+
+    cdef int _free_slot(self, Py_ssize_t slot) except -1:
+        """Unlink ``slot`` (no longer in the index) and free it."""
         self._unlink(slot)
-        self._dropped.append(key)
+        self._dropped.append(self._keys[slot])
         self._dropped.append(self._values[slot])
         self._keys[slot] = None
         self._values[slot] = None
@@ -618,6 +697,8 @@ cdef class CacheCore:
                 return default
             value = self._values[<Py_ssize_t> slot_obj]
             self._drop(<Py_ssize_t> slot_obj)
+            if self._orphans:
+                self._free_orphans()
             return value
         finally:
             dropped = self._take_dropped()
@@ -754,6 +835,7 @@ cdef class CacheCore:
             while self.size:
                 victim = self._main_victim()
                 self._drop(victim if victim >= 0 else self._tail[WINDOW])
+            self._orphans = []  # dropped with the rest
             self._dropped.append(self._ghost)
             self._dropped.append(self._ring_keys)
             self._ghost = {}

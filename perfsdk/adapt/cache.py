@@ -268,7 +268,7 @@ class AdaptiveCache(MutableMapping):
         return {
             "hits": core.hits, "misses": core.misses,
             "hit_ratio": core.hits / ops if ops else 0.0,
-            "evictions": core.evictions, "ghost_hits": core.ghost_hits,
+            "evictions": core.evictions, "ghost_hits": core.ghost_hits, "key_faults": core.key_faults,
             "admission_rejections": core.rejected, "window_share": core.window_share,
             "size": core.size, "capacity": core.capacity,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
