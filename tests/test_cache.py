@@ -467,6 +467,30 @@ def test_a_slow_cache_still_decides_every_interval_seconds():
     assert idle.decisions() == []  # no traffic, nothing to learn from: left alone
 
 
+def test_after_a_busy_spell_a_slow_cache_keeps_its_deadlines_again_at_once():
+    # A busy spell stretches the gets between two readings of the clock to 1,024; when the
+    # traffic slows, the first deadline may be late by that many gets, once -- then the
+    # readings come back to the new rate at once (they used to halve once a reading: at
+    # 1,000 gets a second, deadlines 0.6, 0.3, 0.15 s late in turn).
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=10**9, interval_seconds=0.05))
+    started = time.monotonic()
+    while time.monotonic() - started < 0.4:
+        for k in range(1000):
+            cache.get(k % 150)
+    seen = len(cache.decisions())
+    times = []
+    deadline = time.monotonic() + 10.0
+    while len(times) < 4 and time.monotonic() < deadline:
+        cache.get(1)
+        time.sleep(0.001)
+        if len(cache.decisions()) > seen:
+            seen = len(cache.decisions())
+            times.append(time.monotonic())
+    assert len(times) == 4
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert max(gaps) < 0.4, gaps
+
+
 def test_a_slow_on_decision_callback_never_holds_up_a_get():
     from perfsdk.adapt.controller import DECISION_DELIVERY
 

@@ -360,15 +360,17 @@ cdef class CacheCore:
     cdef inline void _pace(self, double now) noexcept:
         # Reading the clock every 64 gets costs a busy cache ~1 % of a hit. So the stride follows
         # the rate: it doubles while the clock is read more often than every CLOCK_PACE / 4 s
-        # (and the interval has run 16 strides: a short burst does not stretch it), halves
-        # when reads are more than CLOCK_PACE apart. Capped, a deadline after a busy spell
-        # is late by at most MAX_CLOCK_STRIDE gets.
+        # (and the interval has run 16 strides: a short burst does not stretch it), and when
+        # reads are more than CLOCK_PACE apart, halves as often as it takes to read within it
+        # again at the rate just seen. Capped, a deadline after a busy spell is late by at
+        # most MAX_CLOCK_STRIDE gets, once.
         cdef double gap = now - self._clock_read
         if (gap < CLOCK_PACE / 4 and self._clock_stride < MAX_CLOCK_STRIDE
                 and self.ops - self._scheduled_at >= 16 * self._clock_stride):
             self._clock_stride *= 2
-        elif gap > CLOCK_PACE and self._clock_stride > MIN_CLOCK_STRIDE:
+        while gap > CLOCK_PACE and self._clock_stride > MIN_CLOCK_STRIDE:
             self._clock_stride //= 2
+            gap /= 2
         self._clock_read = now
 
     cdef int _tick(self) except -1:
