@@ -957,3 +957,11 @@ def test_a_broken_key_never_breaks_the_cache_for_the_others():
     assert [cache.get(i) for i in range(36, 40)] == [36, 37, 38, 39] and len(cache) == 4
     assert cache.stats()["key_faults"] >= 2
     Fragile.armed = False
+    twice = AdaptiveCache(capacity=3, controller=None)  # one mutated key object in two slots
+    k = Mutable(1)
+    twice[k] = "first"
+    k.v = 5
+    twice[k] = "second"  # a miss: a second slot for the same object
+    twice["x"], twice["y"] = 1, 2  # evicts the first slot; the dict finds the second for it
+    assert twice.get(k) == "second"
+    twice._core.check_invariants()

@@ -196,7 +196,7 @@ cdef class CacheCore:
                     self.key_faults += 1
                     self._ghost_from[codes[i] & 1] -= 1
                     codes[i] = -1
-                    broken.append(key)
+                    broken.append((key, old_position))  # its entry still holds the old position
         free(self._ring_code)
         self._ring_code = codes
         self._ring_keys = keys
@@ -591,10 +591,14 @@ cdef class CacheCore:
         cdef object key = self._keys[slot]
         cdef long long origin = 0 if self._segment[slot] == WINDOW else 1
         cdef Py_ssize_t position
+        cdef long long faults
         if self._ring_len == self._ring_size and self._ring_len < self.ghost_capacity:
             self._grow_ring(min(self.max_capacity, self._ring_size + self._ring_size // 2))  # before anything changes
+        faults = self.key_faults
         self._drop(slot)
         self.evictions += 1
+        if self.key_faults != faults:  # a key the dict could not find: no ghost of it either
+            return 0
         while self._ring_len >= self.ghost_capacity and self._ring_len:
             self._drop_oldest_ghost()
         position = (self._ring_head + self._ring_len) % self._ring_size
@@ -626,20 +630,21 @@ cdef class CacheCore:
         """Remove ``key``, mapped to ``at``, from ``table`` (the index or the ghosts). A key whose
         hash or equality fails now, or whose hash changed since it was stored (a mutated key),
         cannot be found by the dict -- or finds another entry: the table is then rebuilt without
-        it, by identity (O(its size), on this path only), and it is counted in ``key_faults``.
-        One broken key must not break the cache for every other."""
-        cdef object found
+        that one entry, by identity (O(its size), on this path only), and it is counted in
+        ``key_faults``. One broken key must not break the cache for every other."""
+        cdef object found, other
+        cdef bint index = table is self._index
         try:
             found = table.pop(key)
         except Exception:
             found = None
         if found is not None and <Py_ssize_t> found == at:
             return 0
-        if found is not None:  # another entry answered (its key equals the mutated one): put it back
-            table[self._keys[<Py_ssize_t> found] if table is self._index
-                  else self._ring_keys[<Py_ssize_t> found]] = found
-        rebuilt = self._without(table, [key])
-        if table is self._index:
+        rebuilt = self._without(table, [(key, at)])
+        if found is not None:  # another entry answered (its key equals the mutated one): it stays
+            other = self._keys[<Py_ssize_t> found] if index else self._ring_keys[<Py_ssize_t> found]
+            self._keep(rebuilt, other, found, not index)
+        if index:
             self._index = rebuilt
         else:
             self._ghost = rebuilt
@@ -648,23 +653,26 @@ cdef class CacheCore:
         return 0
 
     cdef dict _without(self, dict table, list gone):
-        """``table`` without the keys ``gone`` (by identity), as a new dict; a key that fails
-        now is left out too: a ghost is no longer one, a cached entry becomes an orphan."""
+        """``table`` without the entries ``gone`` ((key, value) pairs, the key by identity), as a
+        new dict; a key that fails now is left out too (see ``_keep``)."""
         cdef dict rebuilt = {}
         cdef bint ghosts = table is self._ghost
-        cdef set leaving = {id(key) for key in gone}
+        cdef set leaving = {(id(key), at) for key, at in gone}
         for k, v in table.items():  # iterating hashes nothing
-            if id(k) in leaving:
-                continue
-            try:
-                rebuilt[k] = v
-            except Exception:  # another key failing now: it leaves too
-                self.key_faults += 1
-                if ghosts:
-                    self._forget_ghost(<Py_ssize_t> v)  # no longer a ghost
-                else:
-                    self._orphans.append((v, k))  # no longer cached, once the operation is done
+            if (id(k), v) not in leaving:
+                self._keep(rebuilt, k, v, ghosts)
         return rebuilt
+
+    cdef int _keep(self, dict rebuilt, object k, object v, bint ghosts) except -1:
+        try:
+            rebuilt[k] = v
+        except Exception:  # the key fails now: a ghost is no longer one, a cached entry an orphan
+            self.key_faults += 1
+            if ghosts:
+                self._forget_ghost(<Py_ssize_t> v)
+            else:
+                self._orphans.append((v, k))  # no longer cached, once the operation is done
+        return 0
 
     cdef inline void _forget_ghost(self, Py_ssize_t position) noexcept:
         """The key at ``position`` is no longer a ghost (asked for again, or aged out)."""

@@ -310,17 +310,25 @@ cdef class LendingPath:
     def acquire(self, timeout=None):
         """A connection, lent to the caller until ``release``; ``PoolTimeout`` if none comes
         within ``timeout`` seconds (default: the pool's ``timeout``). A connection that fails
-        ``check`` is retired and another taken, within the same timeout -- after two failures
-        in a row, backing off (a database that is down fails every check): then the
-        ``PoolTimeout`` says how many failed, and the last error."""
+        ``check`` is retired and another taken, within the same timeout: idle ones gone stale
+        (a database restarted) one after the other, and once a connection opened meanwhile
+        fails too (the database is down), backing off. Then the ``PoolTimeout`` says how
+        many failed, and the last error."""
         cdef double seconds = self.timeout if timeout is None else _timeout_seconds(timeout)
         if self.check is None:
             return self._take(seconds).conn
-        cdef double deadline = _monotonic() + seconds, left = seconds
+        cdef double started = _monotonic()
+        cdef double deadline = started + seconds, left = seconds
         cdef Lent record
-        cdef int failures = 0
+        cdef int failures = 0, fresh_failures = 0
+        error = None
         while True:
-            record = self._take(left)
+            try:
+                record = self._take(left)
+            except TimeoutError as timed_out:  # the pool's PoolTimeout (counted already): it says why
+                if error is None:
+                    raise
+                raise self._check_timeout(seconds, failures, error, timed_out) from error
             try:
                 self.check(record.conn)
                 return record.conn
@@ -328,12 +336,13 @@ cdef class LendingPath:
                 self._count("check_failures")
                 self._give_back(record.conn, True, _monotonic())
                 failures += 1
+                error = exc
+                if record.created >= started:  # opened for this caller, and failing: back off
+                    fresh_failures += 1
+                    time.sleep(max(0.0, min(deadline - _monotonic(), 0.005 * 2 ** min(fresh_failures, 7))))
                 left = deadline - _monotonic()
                 if left <= 0.0:
                     raise self._check_timeout(seconds, failures, exc) from exc
-                if failures >= 2:
-                    time.sleep(min(left, 0.005 * 2 ** min(failures, 7)))
-                    left = deadline - _monotonic()
             except BaseException:  # e.g. KeyboardInterrupt in the check: the connection is not lost
                 self._give_back(record.conn, True, _monotonic())
                 raise

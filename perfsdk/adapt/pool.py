@@ -246,10 +246,15 @@ class AdaptivePool(LendingPath):
         if waiter.record is not None:
             self._return_unused(waiter.record.conn)
 
-    def _check_timeout(self, timeout: float, failures: int, error: BaseException) -> PoolTimeout:
+    def _check_timeout(self, timeout: float, failures: int, error: BaseException,
+                       waited: BaseException | None = None) -> PoolTimeout:
+        """No connection passed ``check`` within ``timeout``: the deadline passed after a failed
+        check, or while waiting for the next connection (``waited``: that timeout, counted)."""
+        failed = f"{failures} failed their check, the last with {error!r}"  # user code: outside the lock
+        if waited is not None:
+            return PoolTimeout(f"{waited}; before it, {failed}")
         with self._lock:
-            message = self._shortage(f"no connection passed its check within {timeout:g} s "
-                                     f"({failures} failed, the last with {error!r})")
+            message = self._shortage(f"no connection passed its check within {timeout:g} s ({failed})")
             self._counts["timeouts"] += 1
             self._record.timeouts += 1
         return PoolTimeout(message)
