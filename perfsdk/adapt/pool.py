@@ -251,12 +251,11 @@ class AdaptivePool(LendingPath):
         """No connection passed ``check`` within ``timeout``: the deadline passed after a failed
         check, or while waiting for the next connection (``waited``: that timeout, counted)."""
         failed = f"{failures} failed their check, the last with {error!r}"  # user code: outside the lock
-        if waited is not None:
-            return PoolTimeout(f"{waited}; before it, {failed}")
         with self._lock:
             message = self._shortage(f"no connection passed its check within {timeout:g} s ({failed})")
-            self._counts["timeouts"] += 1
-            self._record.timeouts += 1
+            if waited is None:  # (a wait's own timeout is counted where it ended)
+                self._counts["timeouts"] += 1
+                self._record.timeouts += 1
         return PoolTimeout(message)
 
     def _closed_error(self) -> PoolClosed:
