@@ -98,7 +98,7 @@ cdef class CacheCore:
     cdef list _ring_keys  # the ring holds the ghost keys (so the dict never drops the last reference)
     cdef long long* _ring_code  # per ring position: eviction number << 1 | from main; -1: gone
     cdef Py_ssize_t _ring_head, _ring_len, _ring_size
-    cdef uint64_t* _hashes  # per slot: hash(key), so evictions never call back into Python
+    cdef uint64_t* _hashes  # per slot: hash(key), for the frequency sketch (admission calls no Python)
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
     cdef list _orphans  # (slot, key) whose key failed as the index was rebuilt: freed as the operation ends
     cdef readonly Py_ssize_t ghost_capacity
@@ -867,8 +867,8 @@ cdef class CacheCore:
         """
         cdef bint held = lock_reset_after_fork(&self._lock)
         cdef size_t me = THREAD_ID()
-        for key in [key for key, loading in self._loading.items() if (<_Loading> loading).owner != me]:
-            del self._loading[key]
+        self._loading = {key: loading for key, loading in self._loading.items()  # (others' keys not hashed)
+                         if (<_Loading> loading).owner == me}
         if not held:
             return False
         self._empty()

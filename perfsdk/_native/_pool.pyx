@@ -272,9 +272,10 @@ cdef class LendingPath:
     The subclass sets the books and settings declared here, and defines the rare paths this
     class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
     caller queued: returns its ``Lent`` or raises), ``_closed_error()`` and ``_shed_error()``
-    (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error)``
-    (the one to raise when no connection passed ``check`` in time), ``_burst_limit()``, ``_retire(records)``
-    (closes connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
+    (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error,
+    waited=None)`` (the one to raise when no connection passed ``check`` in time; ``waited``:
+    the wait's own timeout, counted already), ``_burst_limit()``, ``_retire(records)`` (closes
+    connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
     """
 
     cdef public list _idle  # Lent, the most recently returned last
@@ -325,10 +326,10 @@ cdef class LendingPath:
         while True:
             try:
                 record = self._take(left)
-            except TimeoutError as timed_out:  # the pool's PoolTimeout (counted already): it says why
+            except TimeoutError as waited:  # the pool's PoolTimeout (counted already)
                 if error is None:
                     raise
-                raise self._check_timeout(seconds, failures, error, timed_out) from error
+                raise self._check_timeout(seconds, failures, error, waited) from error
             try:
                 self.check(record.conn)
                 return record.conn
