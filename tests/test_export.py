@@ -472,3 +472,36 @@ def test_read_keeps_the_files_schema_metadata(tmp_path):
     assert metadata[b"perfsdk.table"] == b"spans" and metadata[b"service.name"] == b"billing,shop"
     one = next(tmp_path.rglob("part-*.arrow"))
     assert read(one).schema.metadata[b"perfsdk.table"] == b"spans"
+
+
+def test_a_script_that_ends_without_shutdown_keeps_its_spans(tmp_path):
+    script = textwrap.dedent(f"""
+        import perfsdk
+        perfsdk.init(service_name="shop", export_dir={str(tmp_path)!r}, sample_resources=False)
+
+        @perfsdk.monitor
+        def checkout(cart):
+            return cart
+
+        for i in range(3000):
+            checkout(i)
+    """)  # no shutdown(): the process simply ends, as a quick start's script does
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert read(tmp_path).num_rows == 3000
+
+
+def test_a_status_message_is_scrubbed_and_cut_as_attributes_are(tmp_path):
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False)
+
+    @perfsdk.monitor
+    def login(user, card):
+        raise ValueError(f"bad password for {user}, card {card} " + "x" * 200_000)
+
+    try:
+        with pytest.raises(ValueError):
+            login("alice@example.com", "4111 1111 1111 1111")
+    finally:
+        sdk.shutdown()
+    message = read(tmp_path).column("status_message")[0].as_py()
+    assert "alice" not in message and "4111" not in message and "REDACTED" in message
+    assert len(message) <= Redactor().max_value_chars + 3

@@ -750,3 +750,34 @@ def test_one_stalled_span_does_not_hide_a_later_slowdown(stall_ms):
     while not bank.observe("GET /checkout", 42.0 + abs(rng.normal(0, 0.15))):
         slow += 1
         assert slow < 10, f"the slowdown went unflagged for {slow} spans after a {stall_ms} ms stall"
+
+
+def test_a_span_that_ends_before_it_starts_is_counted_and_never_judged():
+    # OpenTelemetry stamps spans by the wall clock: one stepped back mid-span gives end < start.
+    # Fed to the detectors as -60,000 ms, it widened the normal band so that a real 20x
+    # slowdown right after it went unseen.
+    import random
+
+    from opentelemetry import trace as otel_trace
+
+    sdk = perfsdk.init(service_name="clock", sample_resources=False, detectors=("zscore",))
+    try:
+        tracer, rng, now = otel_trace.get_tracer("lib"), random.Random(0), time.time_ns()
+
+        def span(ms):
+            nonlocal now
+            s = tracer.start_span("step", start_time=now)
+            s.end(end_time=now + int(ms * 1e6))
+            now += abs(int(ms * 1e6)) + 1000
+
+        for _ in range(300):
+            span(10 + rng.random())
+        span(-60_000)
+        for _ in range(20):
+            span(10 + rng.random())
+        for _ in range(20):
+            span(200)
+    finally:
+        sdk.shutdown()
+    stats = sdk.stats()
+    assert stats["spans_invalid"] == 1 and stats["anomalies"] >= 1

@@ -8,6 +8,7 @@ class SpanPath:
     _trace_mask: int
     open_dropped: int
     spans_ended: int
+    spans_invalid: int
     _shutdown: bool
     observe: Callable[..., Any]  # a property: a DetectorBank's own observe is called in C
     store_span: Callable[..., bool] | None

@@ -35,6 +35,7 @@ cdef class SpanPath:
     cdef public object _trace_mask  # trace ids with any of these bits set are not followed
     cdef public long long open_dropped
     cdef public long long spans_ended
+    cdef public long long spans_invalid  # ended before they started (a wall clock stepped back): not judged
     cdef public bint _shutdown
     cdef object _observe
     cdef BankPath _bank  # when ``observe`` is a detector bank's own: called in C
@@ -48,6 +49,7 @@ cdef class SpanPath:
         self._trace_mask = 0
         self.open_dropped = 0
         self.spans_ended = 0
+        self.spans_invalid = 0
         self._shutdown = False
         self._observe = None
         self._bank = None
@@ -115,6 +117,9 @@ cdef class SpanPath:
             if self.store_span is not None and not self.store_span(span, name, context, parent, start, end, status):
                 self._dropped_span()
             if start is None or end is None:
+                return
+            if end < start:  # OTel stamps spans by the wall clock: one stepped back during the span
+                self.spans_invalid += 1  # (its row is written as it came; the detectors never see it)
                 return
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:

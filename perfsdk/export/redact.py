@@ -42,6 +42,7 @@ SENSITIVE = (
 URL_KEYS = ("http.target", "http.url", "url.full", "url.query", "url.original")
 #: What a redacted query value, e-mail address or card number becomes.
 REDACTED = "REDACTED"
+SCRUB_MARGIN = 256  # characters scrubbed past a value's cut, so an address across it is still found
 #: Fragments too short to match inside a longer word ("author", "ssnapshot"):
 #: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
 WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
@@ -49,7 +50,7 @@ WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
 MEMO_ENTRIES = 4096  # (key, value) outcomes remembered per value type; short scalar values only
 _MEMO_TYPES = frozenset((str, bool, int, float))
 _SPLIT = re.compile(r"[.\s_\-]+")
-_EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
+_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")  # a run's start only: linear
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 
 
@@ -183,9 +184,23 @@ class Redactor:
             return self.hash(text)
         if verdict == "url":
             text = self.url(text, query_only=key == "url.query")
-        if self.scrub_values and verdict != "clear":
-            text = scrub(text)
-        if len(text) > self.max_value_chars:
+        return self._bounded(text, scrub_it=verdict != "clear")
+
+    def message(self, value: Any) -> str:
+        """A span's status description as it may be written: scrubbed and cut as a value kept
+        in clear is (an exception's message often carries what the attributes are kept from).
+
+        >>> Redactor(max_value_chars=40).message("bad password for alice@example.com " + "x" * 50)
+        'bad password for REDACTED xxxxxxxxxxxxxx...'
+        """
+        return self._bounded(value if isinstance(value, str) else str(value), scrub_it=True)
+
+    def _bounded(self, text: str, scrub_it: bool) -> str:
+        cut = len(text) > self.max_value_chars
+        if self.scrub_values and scrub_it:
+            # what is kept, and enough beyond it that an address or card across the cut is whole
+            text = scrub(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text)
+        if cut:
             text = text[: self.max_value_chars] + "..."
         return text
 

@@ -72,7 +72,7 @@ def columns_to_batch(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.Re
         column(ends, TS),
         column((ends - starts) / 1e6, pa.float64()),
         _take(_STATUSES, joined("status")),
-        _messages(chunks, n),
+        _messages(chunks, n, redactor),
         _take(table, joined("service", table_offsets)),
         _take(table, joined("scope", table_offsets)),
         _attributes_column(chunks, redactor),
@@ -91,15 +91,16 @@ def _take(table: list[bytes], codes: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data), nulls)
 
 
-def _messages(chunks: Sequence[SpanColumns], n: int) -> pa.Array:
-    """The status descriptions: null but for the few spans that have one."""
+def _messages(chunks: Sequence[SpanColumns], n: int, redactor: Redactor) -> pa.Array:
+    """The status descriptions, scrubbed and cut as attributes are: null but for the few
+    spans that have one."""
     if not any(chunk.messages for chunk in chunks):
         return pa.nulls(n, pa.string())
     texts: list[str | None] = [None] * n
     offset = 0
     for chunk in chunks:
         for row, message in chunk.messages:
-            texts[offset + row] = str(message)
+            texts[offset + row] = redactor.message(message)
         offset += chunk.size
     return strings(texts)
 

@@ -229,6 +229,7 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self._edges_lock = threading.Lock()
         self._open = {}
         self.spans_ended = 0
+        self.spans_invalid = 0
         self._trace_mask = 0
         self._slow = {}
         self._suspects = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import tempfile
@@ -64,6 +65,7 @@ class PerfSDK:
         return {
             "spans": self.processor.spans,
             "span_errors": self.processor.errors,
+            "spans_invalid": self.processor.spans_invalid,  # ended before they started: not judged
             "span_names": len(bank.names()),
             "max_span_names": bank.max_names,
             "overflowed_spans": bank.overflowed,
@@ -114,6 +116,15 @@ class PerfSDK:
 
 _HANDLE: PerfSDK | None = None
 _INIT_LOCK = threading.Lock()
+_EXIT_HOOKED = False
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit: the running handle, if any, is shut down -- its buffered spans and
+    rows written -- as an explicit ``shutdown()`` would."""
+    handle = _HANDLE
+    if handle is not None:
+        handle.shutdown()
 
 
 def init(
@@ -252,6 +263,10 @@ def init(
         if owns:
             trace.set_tracer_provider(provider)
         _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
+        global _EXIT_HOOKED
+        if not _EXIT_HOOKED:  # a script that ends without shutdown() keeps its spans (before OTel's own hook)
+            atexit.register(_shutdown_at_exit)
+            _EXIT_HOOKED = True
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
