@@ -505,3 +505,13 @@ def test_a_status_message_is_scrubbed_and_cut_as_attributes_are(tmp_path):
     message = read(tmp_path).column("status_message")[0].as_py()
     assert "alice" not in message and "4111" not in message and "REDACTED" in message
     assert len(message) <= Redactor().max_value_chars + 3
+
+
+@pytest.mark.parametrize("kwargs,error,argument", [
+    ({"start": "2024-01-01"}, TypeError, "start"), ({"table": ["spans"]}, ValueError, "table"),
+    ({"columns": ["nope"]}, ValueError, "nope"), ({"columns": "name"}, TypeError, "columns"),
+    ({"service": 5}, TypeError, "service"), ({"name": 3}, TypeError, "name"),
+])
+def test_read_refuses_bad_arguments_naming_them(tmp_path, kwargs, error, argument):
+    with pytest.raises(error, match=argument):
+        read(tmp_path, **kwargs)

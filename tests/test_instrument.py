@@ -781,3 +781,31 @@ def test_a_span_that_ends_before_it_starts_is_counted_and_never_judged():
         sdk.shutdown()
     stats = sdk.stats()
     assert stats["spans_invalid"] == 1 and stats["anomalies"] >= 1
+
+
+def test_monitor_keeps_attributes_static_methods_and_async_callable_objects(tmp_path):
+    class Shop:
+        @perfsdk.monitor
+        @staticmethod
+        def price(x):
+            return 2 * x
+
+    class Slow:
+        async def __call__(self, seconds):
+            await asyncio.sleep(seconds)
+            return seconds
+
+    slow = perfsdk.monitor(Slow())
+    tagged = perfsdk.monitor(lambda: 1, attributes={"tier": "gold"})
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False)
+    try:
+        assert Shop().price(3) == 6 and Shop.price(4) == 8
+        assert asyncio.run(slow(0.05)) == 0.05
+        assert tagged() == 1
+    finally:
+        sdk.shutdown()
+    rows = perfsdk.export.read(tmp_path).to_pylist()
+    durations = {row["name"]: row["duration_ms"] for row in rows}
+    assert durations[perfsdk.instrument.decorator._default_name(slow.__wrapped__)] >= 40  # the await, not the call
+    assert any(dict(row["attributes"]).get("tier") == "gold" for row in rows)
+    assert sum(row["name"].endswith("price") for row in rows) == 2

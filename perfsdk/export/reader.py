@@ -44,12 +44,25 @@ def read(
     ...
     FileNotFoundError: no/such/dir: no such file or directory
     """
-    if table not in TABLES:
+    if not isinstance(table, str) or table not in TABLES:
         raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+    for argument, value in (("service", service), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{argument} must be a string, got {value!r}")
+    for argument, moment in (("start", start), ("end", end)):
+        if moment is not None and not isinstance(moment, datetime):
+            raise TypeError(f"{argument} must be a timezone-aware datetime, got {moment!r}")
+    schema = TABLES[table]
+    if columns is not None:
+        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+            raise TypeError(f"columns must be a list of column names, got {columns!r}")
+        known = _with_partitions(schema).names
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise ValueError(f"columns {unknown} are not in the {table} table (it has {known})")
     target = Path(path)
     if not target.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    schema = TABLES[table]
     wanted = columns or list(schema.names)
     filt = _filter(table, service, start, end, name)
     if target.is_file():

@@ -45,14 +45,14 @@ def monitor(fn_or_name: Any = None, /, *, attributes: Mapping[str, Any] | None =
     >>> add(2, 3), add.__doc__, add.__name__
     (5, 'Add two numbers.', 'add')
     """
-    if callable(fn_or_name):
-        return _wrap(fn_or_name, _default_name(fn_or_name), None)
-    if fn_or_name is not None and not isinstance(fn_or_name, str):
-        raise TypeError(f"monitor takes a function or a span name, got {fn_or_name!r}")
     if attributes is not None and not isinstance(attributes, Mapping):
         raise TypeError(f"attributes must be a mapping, got {attributes!r}")
-    name = fn_or_name
     attrs = dict(attributes) if attributes else None
+    if callable(fn_or_name):
+        return _wrap(fn_or_name, _default_name(fn_or_name), attrs)
+    if fn_or_name is not None and not isinstance(fn_or_name, str):
+        raise TypeError(f"monitor takes a function or a span name, got {fn_or_name!r}")
+    name = fn_or_name
 
     def decorate(fn: F) -> F:
         if not callable(fn):
@@ -67,12 +67,16 @@ def _default_name(fn: Callable[..., Any]) -> str:
 
 
 def _wrap(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
+    if isinstance(fn, staticmethod):  # @monitor above @staticmethod: the function inside, kept static
+        return staticmethod(_wrap(fn.__func__, name, attrs))
     TRACED_FUNCTIONS.record(fn, name)  # which function the span name stands for, in the span files
-    if inspect.isasyncgenfunction(fn):
+    # what a call runs: the function, or a callable object's __call__ (an async one returns a coroutine)
+    runs = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(type(fn), "__call__", fn)
+    if inspect.isasyncgenfunction(runs):
         traced = _wrap_async_generator(fn, name, attrs)
-    elif inspect.iscoroutinefunction(fn):
+    elif inspect.iscoroutinefunction(runs):
         traced = _wrap_coroutine(fn, name, attrs)
-    elif inspect.isgeneratorfunction(fn):
+    elif inspect.isgeneratorfunction(runs):
         traced = _wrap_generator(fn, name, attrs)
     else:
         traced = _wrap_function(fn, name, attrs)
