@@ -515,3 +515,22 @@ def test_a_status_message_is_scrubbed_and_cut_as_attributes_are(tmp_path):
 def test_read_refuses_bad_arguments_naming_them(tmp_path, kwargs, error, argument):
     with pytest.raises(error, match=argument):
         read(tmp_path, **kwargs)
+
+
+def test_rows_whose_file_cannot_be_published_are_counted_failed_not_exported(tmp_path):
+    import shutil
+
+    root = tmp_path / "export"
+    sdk = perfsdk.init(service_name="shop", export_dir=root, sample_resources=False)
+
+    @perfsdk.monitor
+    def step():
+        return None
+
+    for _ in range(100):
+        step()
+    assert sdk.export.drain(10.0)  # written into the open (hidden) file
+    shutil.rmtree(root)  # the directory goes away before the file is published
+    sdk.shutdown()
+    export = sdk.stats()["export"]
+    assert (export["spans_exported"], export["spans_failed"], export["files_written"]) == (0, 100, 0)

@@ -292,9 +292,10 @@ class ArrowSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def stats(self) -> dict[str, object]:
+        lost = sum(w.rows_lost for w in self._writers.values())  # written, then their file not published
         return {
-            "spans_exported": self.spans_exported,
-            "spans_failed": self.spans_failed,
+            "spans_exported": self.spans_exported - lost,
+            "spans_failed": self.spans_failed + lost,
             "files_written": sum(w.files_written for w in self._writers.values()),
             "attributes_redacted": self.redactor.dropped,
             "faults": self.faults.snapshot(),

@@ -60,6 +60,8 @@ class RotatingWriter:
         self.files_written = 0
         self.rows_written = 0
         self.abandoned_files = 0  # files given up after a write error (hidden, recoverable)
+        self.rows_lost = 0  # rows of files that could not be published (closed or renamed into place)
+        self._rows_open = 0  # rows in the file now open
         self._lock = threading.Lock()
         self._writer: Any = None
         self._sink: Any = None
@@ -87,6 +89,7 @@ class RotatingWriter:
                 self._abandon()
                 raise
             self.rows_written += table.num_rows
+            self._rows_open += table.num_rows
             if self._sink.tell() >= self.max_bytes:
                 self._publish()
 
@@ -122,14 +125,19 @@ class RotatingWriter:
 
     def _publish(self) -> None:
         writer, sink, tmp, final = self._writer, self._sink, self._tmp, self._final
+        rows, self._rows_open = self._rows_open, 0
         self._writer = self._sink = self._tmp = self._final = None
         try:
-            writer.close()
-        finally:
-            sink.close()
-        assert tmp is not None and final is not None
-        fsync_path(tmp)
-        os.replace(tmp, final)  # atomic: readers see the whole file or none of it
+            try:
+                writer.close()
+            finally:
+                sink.close()
+            assert tmp is not None and final is not None
+            fsync_path(tmp)
+            os.replace(tmp, final)  # atomic: readers see the whole file or none of it
+        except BaseException:  # the disk filled, or the directory went away: these rows are not out
+            self.rows_lost += rows
+            raise
         fsync_path(final.parent)
         self.files_written += 1
 
@@ -141,6 +149,7 @@ class RotatingWriter:
         """
         sink = self._sink
         self.abandoned_files += 1
+        self._rows_open = 0  # (earlier batches stay in the hidden file, for ``recover``)
         self._writer = self._sink = self._tmp = self._final = None
         try:
             sink.close()  # no footer: the writer's close could fail the same way
@@ -155,6 +164,7 @@ class RotatingWriter:
         """
         _INHERITED.append((self._writer, self._sink))  # never closed here: the parent owns them
         self._writer = self._sink = self._tmp = self._final = None
+        self._rows_open = 0
         self._lock = threading.Lock()
 
 
