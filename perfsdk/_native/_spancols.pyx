@@ -41,6 +41,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
 import sys
+from collections.abc import Mapping
 import time
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -59,8 +60,9 @@ cdef extern from "Python.h":
 cdef enum: CHUNK_OVERHEAD = 2048  # a chunk's own objects: its arrays' headers, lists, the codes dict
 
 
-cdef inline Py_ssize_t _object_bytes(object value) except -1:
-    """``sys.getsizeof(value)`` for an attribute's value, without a call for the common types."""
+cdef Py_ssize_t _object_bytes(object value, int depth=0) except -1:
+    """What an attribute's value holds in memory, without a call for the common types: a
+    sequence or a mapping (OpenTelemetry keeps both) with what it holds, to a depth of 8."""
     cdef type kind = type(value)
     if kind is str:
         if PyUnicode_IS_ASCII(value):
@@ -68,8 +70,12 @@ cdef inline Py_ssize_t _object_bytes(object value) except -1:
         return sys.getsizeof(value)
     if kind is int or kind is float or kind is bool:
         return 32
-    if kind is tuple:  # a sequence attribute
-        return 40 + sum([8 + _object_bytes(item) for item in <tuple>value])
+    if depth < 8:
+        if kind is tuple or kind is list:  # a sequence attribute
+            return 40 + sum([8 + _object_bytes(item, depth + 1) for item in value])
+        if isinstance(value, Mapping):  # a map attribute: its keys and values too
+            return sys.getsizeof(value) + sum([_object_bytes(key, depth + 1) + _object_bytes(item, depth + 1)
+                                               for key, item in value.items()])
     return sys.getsizeof(value)
 
 
