@@ -23,6 +23,7 @@ class CacheCore:
     rejected: int
     ops: int
     count_frequencies: bool
+    clock_stride: int
     structure_bytes: int
     next_interval_at: int
     next_interval_time: float

@@ -336,6 +336,11 @@ cdef class CacheCore:
         self._plan_check()
 
     @property
+    def clock_stride(self):
+        """Gets between two readings of the clock while a deadline is set (64 to 1,024: see ``_pace``)."""
+        return self._clock_stride
+
+    @property
     def next_interval_time(self):
         """``monotonic()`` time after which the hook runs, within about 0.1 s (0: never; read
         only while ``next_interval_at`` is set; the clock is read every 64th to 1,024th
