@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import logging
@@ -797,6 +798,11 @@ def test_monitor_keeps_attributes_static_methods_and_async_callable_objects(tmp_
 
     slow = perfsdk.monitor(Slow())
     tagged = perfsdk.monitor(lambda: 1, attributes={"tier": "gold"})
+
+    async def sleeper(seconds):
+        await asyncio.sleep(seconds)
+
+    assert inspect.iscoroutinefunction(perfsdk.monitor(functools.partial(sleeper, 0.01)))  # a partial, seen through
     sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False)
     try:
         assert Shop().price(3) == 6 and Shop.price(4) == 8

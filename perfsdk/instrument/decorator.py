@@ -70,13 +70,17 @@ def _wrap(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
     if isinstance(fn, staticmethod):  # @monitor above @staticmethod: the function inside, kept static
         return staticmethod(_wrap(fn.__func__, name, attrs))
     TRACED_FUNCTIONS.record(fn, name)  # which function the span name stands for, in the span files
-    # what a call runs: the function, or a callable object's __call__ (an async one returns a coroutine)
-    runs = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(type(fn), "__call__", fn)
-    if inspect.isasyncgenfunction(runs):
+    # what a call runs: the function (inspect sees through partials), or a callable object's __call__
+    call = None if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(type(fn), "__call__", None)
+
+    def runs(kind: Callable[[Any], bool]) -> bool:
+        return kind(fn) or (call is not None and kind(call))
+
+    if runs(inspect.isasyncgenfunction):
         traced = _wrap_async_generator(fn, name, attrs)
-    elif inspect.iscoroutinefunction(runs):
+    elif runs(inspect.iscoroutinefunction):
         traced = _wrap_coroutine(fn, name, attrs)
-    elif inspect.isgeneratorfunction(runs):
+    elif runs(inspect.isgeneratorfunction):
         traced = _wrap_generator(fn, name, attrs)
     else:
         traced = _wrap_function(fn, name, attrs)
