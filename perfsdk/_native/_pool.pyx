@@ -273,8 +273,8 @@ cdef class LendingPath:
     class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
     caller queued: returns its ``Lent`` or raises), ``_closed_error()`` and ``_shed_error()``
     (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error,
-    waited=None)`` (the one to raise when no connection passed ``check`` in time; ``waited``:
-    the wait's own timeout, counted already), ``_burst_limit()``, ``_retire(records)`` (closes
+    counted=False)`` (the one to raise when no connection passed ``check`` in time; ``counted``:
+    a wait's own timeout ended it, counted already), ``_burst_limit()``, ``_retire(records)`` (closes
     connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
     """
 
@@ -326,10 +326,10 @@ cdef class LendingPath:
         while True:
             try:
                 record = self._take(left)
-            except TimeoutError as waited:  # the pool's PoolTimeout (counted already)
+            except TimeoutError:  # the pool's PoolTimeout, counted already
                 if error is None:
                     raise
-                raise self._check_timeout(seconds, failures, error, waited) from error
+                raise self._check_timeout(seconds, failures, error, counted=True) from error
             try:
                 self.check(record.conn)
                 return record.conn
@@ -353,11 +353,9 @@ cdef class LendingPath:
         for a connection this pool has not lent (before ``reset`` touches it); a no-op for
         one ``close`` closed while it was lent."""
         if self.reset is not None and not broken:
-            key = PyLong_FromVoidPtr(<void*> conn)
-            if key not in self._in_use:  # before reset touches it (one lookup; _give_back checks again)
-                if self._forget_closed(key):
-                    return
-                raise self._not_lent()
+            if PyLong_FromVoidPtr(<void*> conn) not in self._in_use:  # settled before reset touches it:
+                self._give_back(conn, True, _monotonic())  # a no-op if close() closed it, else the error
+                return
             try:
                 self.reset(conn)
             except Exception:
@@ -373,19 +371,6 @@ cdef class LendingPath:
     def _return_unused(self, conn):
         """Give back a connection handed to a caller who stopped waiting before taking it."""
         self._give_back(conn, False, _monotonic())
-
-    cdef bint _forget_closed(self, key):
-        self._lock_acquire()
-        try:
-            if key in self._closed_lent:
-                self._closed_lent.discard(key)
-                return True
-            return False
-        finally:
-            self._lock_release()
-
-    cdef object _not_lent(self):
-        return ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
 
     cdef Lent _take(self, double timeout):
         if not self._started and not self._closed:
@@ -451,7 +436,7 @@ cdef class LendingPath:
                 if key in self._closed_lent:  # close() closed it meanwhile: nothing to give back
                     self._closed_lent.discard(key)
                     return 0
-                raise self._not_lent()
+                raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
             self._elapse(now)
             del self._in_use[key]
             held = now - record.taken

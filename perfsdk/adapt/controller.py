@@ -284,9 +284,9 @@ class Controller:
         learned = float(np.abs(learner.q[state] - values).max() / max(np.abs(values).max(), 1e-12))
         untried = [a for a in (Action.SHRINK, Action.GROW)
                    if a in candidates and (state, a) not in self._taken and _worth_a_trial(a, evidence)]
-        action = untried[0] if untried else self._act(state, evidence, candidates)
         greedy = Action(learner.greedy(state))
-        explored = action if not untried and action is not greedy else None  # said in the explanation
+        action = untried[0] if untried else self._act(state, greedy, evidence, candidates)
+        explored = not untried and action is not greedy  # said in the explanation
         reach = {a: min(max(v, low), high) for a, v in stepped.items()}  # where each move lands, within the limits
         if action is not Action.KEEP and reach[action] == before:
             # A move the limits leave nowhere to go; its value, learned in this state at other
@@ -295,9 +295,9 @@ class Controller:
             q = learner.q[state]
             possible = max((a for a in reach if reach[a] != before), key=lambda a: q[int(a)], default=None)
             if possible is not None and q[int(possible)] > q[int(Action.KEEP)]:
-                action = possible
+                action, explored = possible, False
         summary = evidence.summary + (f"; trying {action} once: only a model estimates it here" if untried else "")
-        if explored is action:
+        if explored:
             summary += f"; exploring: {action}, where the learned values favour {greedy}"
         after, guardrail = before, None
         if action is not Action.KEEP:
@@ -330,7 +330,7 @@ class Controller:
         self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary, learned)
 
-    def _act(self, state: int, evidence: Evidence, candidates: Mapping[Action, int]) -> Action:
+    def _act(self, state: int, greedy: Action, evidence: Evidence, candidates: Mapping[Action, int]) -> Action:
         """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
         the intervals it stands for would have together (a settled target still explores at the
         same rate per operation, and finds what only a trial shows: a loop just beyond the size).
@@ -340,14 +340,12 @@ class Controller:
         shrank anyway on three of eight seeds, up to three times a run, missing everything for three
         intervals each time). Nor is a move the limits cut short (not among ``candidates``): the
         evidence was not asked what it would earn."""
-        learner = self.learner
-        greedy = learner.greedy(state)
         for _ in range(self._due_stretch):
-            action = Action(learner.act(state))
+            action = Action(self.learner.act(state))
             asked = action is Action.KEEP or action in candidates
-            if action != greedy and asked and _worth_exploring(action, evidence):
+            if action is not greedy and asked and _worth_exploring(action, evidence):
                 return action
-        return Action(greedy)
+        return greedy
 
     def _record(self, target: Target, evidence: Evidence, state: int, action: Action, before: int,
                 after: int, applied: bool, guardrail: str | None, summary: str | None = None,

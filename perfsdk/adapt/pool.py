@@ -247,13 +247,13 @@ class AdaptivePool(LendingPath):
             self._return_unused(waiter.record.conn)
 
     def _check_timeout(self, timeout: float, failures: int, error: BaseException,
-                       waited: BaseException | None = None) -> PoolTimeout:
+                       counted: bool = False) -> PoolTimeout:
         """No connection passed ``check`` within ``timeout``: the deadline passed after a failed
-        check, or while waiting for the next connection (``waited``: that timeout, counted)."""
+        check, or while waiting for the next connection (``counted``: that wait's timeout was)."""
         failed = f"{failures} failed their check, the last with {error!r}"  # user code: outside the lock
         with self._lock:
             message = self._shortage(f"no connection passed its check within {timeout:g} s ({failed})")
-            if waited is None:  # (a wait's own timeout is counted where it ended)
+            if not counted:
                 self._counts["timeouts"] += 1
                 self._record.timeouts += 1
         return PoolTimeout(message)
