@@ -95,6 +95,7 @@ cdef class SpanPath:
 
     def on_end(self, span):
         cdef double duration_ms
+        cdef long long elapsed
         if self._shutdown:
             return
         try:
@@ -118,13 +119,14 @@ cdef class SpanPath:
                 self._dropped_span()
             if start is None or end is None:
                 return
-            if end < start:  # OTel stamps spans by the wall clock: one stepped back during the span
+            elapsed = <long long> end - <long long> start
+            if elapsed < 0:  # OTel stamps spans by the wall clock: one stepped back during the span
                 self.spans_invalid += 1  # (its row is written as it came; the detectors never see it)
                 return
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:
                 self._trace_mask = 0xF
-            duration_ms = <double> (<long long> end - <long long> start) / 1e6
+            duration_ms = <double> elapsed / 1e6
             if self._bank is not None:
                 anomalies = self._bank.observe_c(name, duration_ms, start, error, None)
             else:
