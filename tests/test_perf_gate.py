@@ -332,6 +332,54 @@ def test_disabled_benchmarks_say_so_in_one_line_and_do_nothing(project):
     assert not (project / "history").exists()
 
 
+MANY_ROUNDS_AND_ZERO_TIMES = '''
+import pytest
+
+FROZEN = 1.0
+
+def frozen():  # a timer too coarse for the call: every round reads 0 s
+    return FROZEN
+
+def test_many_rounds(benchmark):  # as pytest-benchmark times a fast function: many thousands of rounds
+    benchmark.pedantic(sorted, args=([3, 1, 2],), rounds=20_000)
+
+@pytest.mark.benchmark(timer=frozen)
+def test_zero_times(benchmark):
+    benchmark.pedantic(sorted, args=([3, 1, 2],), rounds=10)
+'''
+
+
+def test_many_rounds_and_zero_second_rounds_are_judged_and_kept_bounded(project):
+    """pytest-benchmark's defaults give ~150,000 rounds of a fast function (the pairwise shift of two
+    such runs was a 100 GiB matrix: INTERNALERROR), and a coarse timer reads 0 s (a log of 0)."""
+    from perfsdk.perfgate.stats import MAX_SAMPLES
+
+    (project / "test_bench.py").write_text(MANY_ROUNDS_AND_ZERO_TIMES)
+    history = project / "history"
+    for _ in range(3):
+        done = run_pytest(project, "--perf-gate", str(history))
+        assert done.returncode == 0 and "INTERNALERROR" not in done.stdout, done.stdout + done.stderr
+    lines = gate_lines(done)
+    assert any(line.startswith("perf-gate: unchanged") and "test_many_rounds" in line for line in lines), lines
+    assert any(line.startswith("perf-gate: unchanged") and "test_zero_times" in line for line in lines), lines
+    runs, skipped = read_history(history)
+    assert len(runs) == 3 and not skipped
+    assert all(run.samples["test_bench.py::test_many_rounds"].size == MAX_SAMPLES for run in runs)
+
+
+def test_a_gate_that_cannot_judge_says_so_and_fails_without_breaking_pytest(project, monkeypatch):
+    history = project / "history"
+    assert run_pytest(project, "--perf-gate-record", str(history)).returncode == 0
+    (project / "conftest.py").write_text(
+        "import perfsdk.perfgate.session as s\n"
+        "def broken(*args, **kwargs):\n    raise RuntimeError('the history is odd')\n"
+        "s.judge_confirmed = broken\n")
+    done = run_pytest(project, "--perf-gate", str(history))
+    assert done.returncode == 1 and "INTERNALERROR" not in done.stdout, done.stdout + done.stderr
+    assert "perf-gate: FAILED to judge this run (RuntimeError: the history is odd)" in gate_lines(done)
+    assert "3 passed" in done.stdout and len(read_history(history)[0]) == 2  # the run is still recorded
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--perf-gate", "pytest.ini"], "--perf-gate pytest.ini: not a directory"),
     (["--perf-gate", "h", "--perf-gate-record", "h"], "--perf-gate and --perf-gate-record are exclusive"),

@@ -50,7 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, shift_ratio
+from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, run_samples, shift_ratio
 
 __all__ = ["ALPHA", "MIN_SAMPLES", "Verdict", "confirm", "judge", "judge_confirmed", "stage_alpha"]
 
@@ -216,8 +216,8 @@ def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples
     tests: dict[str, list[_Test]] = {}
     notes: dict[str, str] = {}
     for name, samples in current.items():
-        now = np.asarray(samples, dtype=np.float64)
-        past = [np.asarray(run[name], dtype=np.float64) for run in history if name in run]
+        now = run_samples(samples)
+        past = [run_samples(run[name]) for run in history if name in run]
         past = [run for run in past if run.size >= MIN_SAMPLES]
         if not past:
             notes[name] = "no history"

@@ -135,7 +135,7 @@ def read_history(directory: Path | str) -> tuple[list[Run], list[tuple[Path, str
     runs, skipped = [], []
     for path in sorted(p for p in directory.iterdir() if p.is_file()):
         if path.name.endswith(PARTIAL_SUFFIX):
-            skipped.append((path, "left over from an interrupted write"))
+            skipped.append((path, "being written by another run, or left over from an interrupted write"))
             continue
         try:
             runs.append(_read_run(path))

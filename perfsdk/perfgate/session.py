@@ -15,6 +15,7 @@ import pytest
 
 from perfsdk.perfgate.gate import ALPHA, Verdict, judge_confirmed
 from perfsdk.perfgate.history import read_history, run_metadata, write_run
+from perfsdk.perfgate.stats import run_samples
 
 __all__ = ["GateSession", "RERUN_PAUSE_S"]
 
@@ -34,6 +35,7 @@ class GateSession:
         self.lines: list[str] = []
         self.verdicts: list[Verdict] = []
         self.samples: dict[str, np.ndarray] | None = None
+        self.unjudged = False  # checking raised: the run fails (at the session's end, where the status is set)
 
     def _samples(self) -> dict[str, np.ndarray] | None:
         """Seconds per round of each benchmark that ran, or None (with a line saying why) when none can."""
@@ -45,7 +47,7 @@ class GateSession:
             self.lines.append("perf-gate: benchmarks are disabled (--benchmark-disable); run with "
                               "--benchmark-enable to check or record. Nothing done.")
             return None
-        samples = {bench.fullname: np.asarray(bench.stats.data, dtype=np.float64)
+        samples = {bench.fullname: run_samples(bench.stats.data)
                    for bench in benchmarks.benchmarks if bench}
         if not samples:
             self.lines.append("perf-gate: no benchmark ran; nothing checked or recorded")
@@ -76,26 +78,34 @@ class GateSession:
         if samples is None:
             return
         if self.check:
-            metadata = run_metadata(self.config.rootpath)
-            runs, skipped = read_history(self.directory)
-            self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
-            comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
-            if len(comparable) < len(runs):
-                self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
-                                  f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
-            alpha = self.config.getoption("perf_gate_alpha")
-            reruns = self.config.getoption("perf_gate_reruns")
-            if alpha is None:  # the option's default lives in gate (the plugin imports nothing heavy)
-                alpha = ALPHA
-            broken: set[str] = set()  # a test whose re-run failed is not run again: judged on what it has
-
-            def rerun(_: int, names: list[str]) -> dict[str, np.ndarray]:
-                return self._rerun(session, [name for name in names if name not in broken], broken)
-
-            self.verdicts = judge_confirmed(samples, comparable, rerun, reruns=reruns, alpha=alpha,
-                                            min_change=self.config.getoption("perf_gate_min_change"))
-            self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
+            try:
+                self._check(session, samples)
+            except Exception as exc:  # a gate that cannot judge says so and fails; pytest itself goes on
+                self.verdicts, self.unjudged = [], True
+                self.lines.append(f"perf-gate: FAILED to judge this run ({type(exc).__name__}: {exc})")
         self.samples = samples
+
+    def _check(self, session: pytest.Session, samples: dict[str, np.ndarray]) -> None:
+        """The verdicts on ``samples`` against the history, re-runs included."""
+        metadata = run_metadata(self.config.rootpath)
+        runs, skipped = read_history(self.directory)
+        self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
+        comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
+        if len(comparable) < len(runs):
+            self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
+                              f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
+        alpha = self.config.getoption("perf_gate_alpha")
+        reruns = self.config.getoption("perf_gate_reruns")
+        if alpha is None:  # the option's default lives in gate (the plugin imports nothing heavy)
+            alpha = ALPHA
+        broken: set[str] = set()  # a test whose re-run failed is not run again: judged on what it has
+
+        def rerun(_: int, names: list[str]) -> dict[str, np.ndarray]:
+            return self._rerun(session, [name for name in names if name not in broken], broken)
+
+        self.verdicts = judge_confirmed(samples, comparable, rerun, reruns=reruns, alpha=alpha,
+                                        min_change=self.config.getoption("perf_gate_min_change"))
+        self.lines += [f"perf-gate: {verdict.line()}" for verdict in self.verdicts]
 
     def _rerun(self, session: pytest.Session, names: list[str], broken: set[str]) -> dict[str, np.ndarray]:
         """After ``RERUN_PAUSE_S``, run these benchmarks' tests once more (pytest's runner, fixtures set up afresh; other
@@ -130,7 +140,7 @@ class GateSession:
                 self.lines.append(f"perf-gate: {name}: judged on the runs it has")
                 broken.add(name)
                 continue
-            again[name] = np.asarray(found[-1].stats.data, dtype=np.float64)
+            again[name] = run_samples(found[-1].stats.data)
         return again
 
     @pytest.hookimpl(trylast=True)
@@ -146,6 +156,8 @@ class GateSession:
             return
         self.lines.append(f"perf-gate: recorded run {run.run_id} ({len(samples)} benchmarks) in {self.directory}")
         regressed = [verdict.benchmark for verdict in self.verdicts if verdict.verdict == "regressed"]
+        if self.unjudged:
+            self._fail(session)
         if regressed:
             self.lines.append(f"perf-gate: FAILED: {len(regressed)} benchmark(s) regressed: {', '.join(regressed)}")
             self._fail(session)

@@ -16,7 +16,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Shift", "benjamini_hochberg", "change_points", "mann_whitney_p", "shift_ratio"]
+__all__ = ["MAX_SAMPLES", "Shift", "benjamini_hochberg", "change_points", "mann_whitney_p", "run_samples",
+           "shift_ratio", "thinned"]
+
+#: The most samples a run of one benchmark keeps (pytest-benchmark takes ~150,000 rounds of a fast
+#: function): more add nothing the rank tests can use, and the Hodges-Lehmann shift compares every
+#: pair -- 150,000 a side would be a 100 GiB matrix.
+MAX_SAMPLES = 1_000
+#: A time below the timer's resolution reads 0 s; it counts as this (1 ns), so its log is finite.
+TIME_FLOOR_S = 1e-9
 
 
 def _positive_samples(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -26,6 +34,33 @@ def _positive_samples(values: Sequence[float] | np.ndarray, name: str) -> np.nda
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must hold finite times > 0")
     return array
+
+
+def thinned(values: Sequence[float] | np.ndarray, limit: int = MAX_SAMPLES) -> np.ndarray:
+    """At most ``limit`` samples standing for ``values``: evenly spaced order statistics, the fastest
+    and slowest among them, so the distribution keeps its shape and the run its level.
+
+    >>> thinned(np.arange(10.0), limit=4).tolist()
+    [0.0, 3.0, 6.0, 9.0]
+    >>> thinned([3.0, 1.0, 2.0]).tolist()
+    [3.0, 1.0, 2.0]
+    """
+    array = np.asarray(values, dtype=np.float64).ravel()
+    if limit < 2:
+        raise ValueError(f"limit must be >= 2, got {limit!r}")
+    if array.size <= limit:
+        return array
+    return np.sort(array)[np.round(np.linspace(0, array.size - 1, limit)).astype(np.intp)]
+
+
+def run_samples(seconds: Sequence[float] | np.ndarray) -> np.ndarray:
+    """A benchmark run's times as the gate keeps them: at most ``MAX_SAMPLES`` (``thinned``), none
+    below ``TIME_FLOOR_S`` (a coarse timer reads 0 s for a fast round).
+
+    >>> run_samples([0.0, 2e-9, 1e-9]).tolist()
+    [1e-09, 2e-09, 1e-09]
+    """
+    return np.maximum(thinned(seconds), TIME_FLOOR_S)
 
 
 def mann_whitney_p(current: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray,
@@ -73,7 +108,8 @@ class Shift:
 
 def shift_ratio(current: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray,
                 confidence: float = 0.95) -> Shift:
-    """The Hodges-Lehmann ratio of ``current`` to ``baseline`` with its confidence interval.
+    """The Hodges-Lehmann ratio of ``current`` to ``baseline`` with its confidence interval (on at
+    most ``MAX_SAMPLES`` a side: ``thinned``).
 
     >>> s = shift_ratio([1.1, 1.21, 1.32, 1.43], [1.0, 1.1, 1.2, 1.3])
     >>> round(s.ratio, 3), s.low < s.ratio < s.high
@@ -81,8 +117,8 @@ def shift_ratio(current: Sequence[float] | np.ndarray, baseline: Sequence[float]
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    x = np.log(_positive_samples(current, "current"))
-    y = np.log(_positive_samples(baseline, "baseline"))
+    x = np.log(thinned(_positive_samples(current, "current")))
+    y = np.log(thinned(_positive_samples(baseline, "baseline")))
     differences = np.sort((x[:, None] - y[None, :]).ravel())
     n, m = x.size, y.size
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
