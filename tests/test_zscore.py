@@ -197,3 +197,18 @@ def test_any_interleaving_of_engines_is_bit_identical(xs, cuts, window, ewma, cl
     assert np.array_equal(np.array(got), want, equal_nan=True)
     assert np.array_equal(mixed.state, scalar.state)
     assert mixed.rejected == int((~np.isfinite(xs)).sum())
+
+
+def test_an_extreme_leaving_the_window_leaves_the_exact_spread_behind():
+    """A point 1e9 spreads out made the rolling M2 a rounding error once it left the window: the
+    detector held 0.13 for a spread of 1.04 (23 false anomalies, two of them infinite)."""
+    w = 64
+    xs = 100 + np.random.default_rng(7).normal(0, 1, 1000)
+    xs[357] = 3e9
+    exact = np.array([(xs[i] - xs[i - w:i].mean()) / xs[i - w:i].std(ddof=1) for i in range(w, len(xs))])
+    batch = ZScoreDetector(window=w).update_many(xs)[w:]
+    per_event = ZScoreDetector(window=w)
+    single = np.array([per_event.update(x) for x in xs])[w:]
+    assert np.array_equal(batch, single)
+    after = slice(358, None)  # from the window holding the extreme on
+    assert np.allclose(batch[after], exact[after], rtol=1e-9, atol=1e-9)

@@ -10,7 +10,7 @@ the subclass's Python hook ``_fit_requested`` (rare), and new coefficients are
 swapped in by its ``_apply_pending`` at the start of the next call.
 """
 
-from libc.math cimport isfinite, isnan, fabs, NAN
+from libc.math cimport fabs, NAN
 
 from perfsdk._native._state cimport StateOwner
 
@@ -129,7 +129,7 @@ cdef class ArimaCore(StateOwner):
         """Score ``x`` by its one-step forecast error, then learn it; return the score.
 
         NaN while warming up (no model yet); NaN, with ``rejected`` bumped and
-        the state untouched, when ``x`` is NaN or infinite.
+        the state untouched, when ``x`` is NaN, infinite or beyond +-``MAX_MAGNITUDE`` (1e150).
         """
         cdef double* s = self._s
         cdef double z = NAN, y_hat = NAN, scale = NAN, w = NAN, e = NAN, a
@@ -138,7 +138,7 @@ cdef class ArimaCore(StateOwner):
             raise RuntimeError("detector is not initialised (use its constructor)")
         if self._has_pending:
             self._apply_pending()
-        if not isfinite(x):
+        if not fabs(x) <= MAX_MAGNITUDE:  # NaN, infinite, or too large to square
             s[AR_REJECTED] += 1.0
             return NAN
         has_lags = s[AR_FITTED] != 0.0 and s[AR_COUNT] >= s[AR_LAGS]
@@ -171,7 +171,7 @@ cdef class ArimaCore(StateOwner):
         cdef double w, y_hat
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x) or self._s[AR_FITTED] == 0.0 or self._s[AR_COUNT] < self._s[AR_LAGS] \
+        if not fabs(x) <= MAX_MAGNITUDE or self._s[AR_FITTED] == 0.0 or self._s[AR_COUNT] < self._s[AR_LAGS] \
                 or self._s[AR_COUNT] < self._s[AR_WARMUP]:
             return NAN
         y_hat = self._forecast(x, &w)

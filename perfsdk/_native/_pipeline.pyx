@@ -8,7 +8,7 @@ compiled ``update``), then turns their raw scores into one alert score in
 state array and must agree bit for bit.
 """
 
-from libc.math cimport isfinite, isnan, isinf, fabs, sqrt, erfc, log, NAN
+from libc.math cimport isnan, isinf, fabs, sqrt, erfc, log, NAN
 
 from perfsdk._native._state cimport StateOwner
 from perfsdk._native._zscore cimport ZScoreCore
@@ -232,7 +232,7 @@ cdef class PipelineCore(StateOwner):
         cdef double r0, r1 = NAN, x1
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x):
+        if not fabs(x) <= MAX_MAGNITUDE:  # NaN, infinite, or too large to square
             self._s[PL_REJECTED] += 1.0
             return NAN
         r0 = self._z0.step(x) if self._z0 is not None else self._update0(x)

@@ -8,7 +8,7 @@ through a raw pointer (no per-call buffer acquisition), which is what keeps
 the state array and must agree bit for bit.
 """
 
-from libc.math cimport sqrt, isfinite, copysign, fabs, NAN, INFINITY
+from libc.math cimport sqrt, copysign, fabs, NAN, INFINITY
 
 from perfsdk._native._state cimport StateOwner
 
@@ -126,20 +126,21 @@ cdef class ZScoreCore(StateOwner):
                 new_mean = mean + (x - old) * s[ZS_INV_WINDOW]
                 m2 = m2 + (x - old) * (((x - shift) - new_mean) + ((old - shift) - mean))
                 s[ZS_MEAN] = new_mean
-                s[ZS_M2] = m2
                 s[ZS_SINCE_RESYNC] += 1.0
-                if s[ZS_SINCE_RESYNC] == s[ZS_WINDOW]:
+                if s[ZS_SINCE_RESYNC] == s[ZS_WINDOW] or m2 < s[ZS_M2] * ZS_RESYNC_DROP:
+                    # every window, and at once when M2 fell so far (an extreme left the window) that
+                    # what is left of it is the subtraction's rounding error
                     _resync(s, window)
                     s[ZS_SINCE_RESYNC] = 0.0
-                if s[ZS_M2] < 0.0:
-                    s[ZS_M2] = 0.0
+                else:
+                    s[ZS_M2] = m2
             s[ZS_POS] = <double> pos
         s[ZS_COUNT] = count + 1.0
 
     cdef bint _accept(self, double x) except -1:
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x):
+        if not fabs(x) <= MAX_MAGNITUDE:  # NaN, infinite, or too large to square
             self._s[ZS_REJECTED] += 1.0
             return False
         return True
@@ -177,7 +178,7 @@ cdef class ZScoreCore(StateOwner):
         """Score ``x`` against the state, then learn it; return the z-score.
 
         NaN during warm-up; NaN (and the ``rejected`` counter bumped, state
-        untouched) when ``x`` is NaN or infinite.
+        untouched) when ``x`` is NaN, infinite or beyond +-``MAX_MAGNITUDE`` (1e150).
         """
         return self.step(x)
 
@@ -194,7 +195,7 @@ cdef class ZScoreCore(StateOwner):
     def _score_one(self, double x):
         if self._s == NULL:
             raise RuntimeError("detector is not initialised (use its constructor)")
-        if not isfinite(x):
+        if not fabs(x) <= MAX_MAGNITUDE:
             return NAN
         return self._score(x)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from perfsdk._native.config import kernel
@@ -13,7 +11,7 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     AR_SCALE_CLIP, AR_COUNT, AR_REJECTED, AR_FITTED, AR_FIT_STATE,
     AR_SINCE_FIT, AR_RUN, AR_SCALE, AR_HIST_POS, AR_YRING_POS,
     AR_INTERCEPT, AR_RETRY_AT, AR_LAGS, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
-    MEAN_ABS_TO_STD, arima_layout, arima_offsets,
+    MAX_MAGNITUDE, MEAN_ABS_TO_STD, arima_layout, arima_offsets,
 )
 
 __all__ = ["arima_forecast_one", "arima_layout", "arima_replay", "arima_update_many"]
@@ -117,7 +115,7 @@ def arima_update_many(state, xs, start, z_out, expected_out, std_out, details):
     clip = state[AR_SCALE_CLIP]
     for i in range(start, n):
         x = xs[i]
-        if not math.isfinite(x):
+        if not abs(x) <= MAX_MAGNITUDE:  # NaN, infinite, or too large to square
             state[AR_REJECTED] += 1.0
             z_out[i] = np.nan
             if details:

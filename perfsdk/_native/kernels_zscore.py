@@ -11,7 +11,7 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     ZS_MODE, ZS_WINDOW, ZS_INV_WINDOW, ZS_ALPHA, ZS_WARMUP,
     ZS_MIN_STD, ZS_COUNT, ZS_REJECTED, ZS_POS, ZS_MEAN,
     ZS_M2, ZS_SINCE_RESYNC, ZS_SHIFT, ZS_CLIP, ZS_EXTREME, ZS_HEADER, ZS_MODE_WINDOW,
-    ZS_MODE_EWMA,
+    ZS_MODE_EWMA, ZS_RESYNC_DROP, MAX_MAGNITUDE,
 )
 
 __all__ = ["zscore_update_many"]
@@ -68,7 +68,7 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
 
     for i in range(xs.shape[0]):
         x = xs[i]
-        if not math.isfinite(x):
+        if not abs(x) <= MAX_MAGNITUDE:  # NaN, infinite, or too large to square
             rejected += 1.0
             z_out[i] = np.nan
             if details:
@@ -139,14 +139,14 @@ def zscore_update_many(state, xs, z_out, expected_out, std_out, details):
             if pos == window:
                 pos = 0
             new_mean = mean + (x - old) * inv_window
-            m2 = m2 + (x - old) * (((x - shift) - new_mean) + ((old - shift) - mean))
+            new_m2 = m2 + (x - old) * (((x - shift) - new_mean) + ((old - shift) - mean))
             mean = new_mean
             since += 1
-            if since == window:
+            if since == window or new_m2 < m2 * ZS_RESYNC_DROP:  # see _zscore.pyx: an extreme left
                 shift, mean, m2 = _zscore_resync(state, window)
                 since = 0
-            if m2 < 0.0:
-                m2 = 0.0
+            else:
+                m2 = new_m2
         count += 1.0
 
     state[ZS_COUNT] = count

@@ -12,6 +12,9 @@ parts of its state at the same offsets.
 This module imports nothing: ``setup.py`` runs it before anything is built.
 """
 
+# --- Every streaming detector -------------------------------------------------
+MAX_MAGNITUDE = 1e150  # a point beyond +-this is refused as NaN is: its square, a variance's term, would overflow
+
 # --- Z-score state layout (indices into the float64 state array) -----------
 ZS_MODE = 0  # 0: exact rolling window, 1: EWMA
 ZS_WINDOW = 1  # window length (rolling mode)
@@ -29,6 +32,7 @@ ZS_SHIFT = 12  # rolling: reference level subtracted from every point (see below
 ZS_CLIP = 13  # bounded influence: an isolated point beyond this many std is learned at it (0: off)
 ZS_EXTREME = 14  # 1: the last point learned was beyond ZS_CLIP (the next one beyond it is learned as it is)
 ZS_HEADER = 16  # the ring buffer starts here
+ZS_RESYNC_DROP = 1e-6  # a rolling M2 that falls below this share of itself in one step is recomputed exactly
 
 ZS_MODE_WINDOW = 0.0
 ZS_MODE_EWMA = 1.0

@@ -323,7 +323,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         """
         import numpy as np
 
-        valid = np.isfinite(values)
+        valid = np.abs(values) <= K.MAX_MAGNITUDE  # NaN, infinite, or too large to square: refused
         v = values if valid.all() else np.ascontiguousarray(values[valid])
         whole = self.state
         whole[K.PL_REJECTED] += len(values) - len(v)
