@@ -228,11 +228,47 @@ def test_forecast_refuses_bad_requests():
     with pytest.raises(ValueError, match="warming up"):
         det.forecast(3)
     det = known(*MODELS[0])
+    with pytest.raises(ValueError, match="too few points to forecast from yet"):
+        det.forecast(3)  # its lags hold zeros, not data (it forecast from them)
+    det.update_many(np.full(40, 10.0))
     with pytest.raises(ValueError, match="h must be"):
         det.forecast(0)
     with pytest.raises(ValueError, match="level"):
         det.forecast(3, level=1.5)
+    with pytest.raises(TypeError, match="level must be a number"):
+        det.forecast(3, level="0.9")
     assert math.isfinite(det.forecast(3).mean[-1])
+
+
+def test_a_fit_asked_for_before_a_reset_never_lands_after_it():
+    det = ArimaDetector(order=(1, 0, 0), warmup=200)
+    det.update_many(1000 + np.random.default_rng(3).normal(0, 5, 250))  # the fit is asked for at 200
+    FITS.flush()  # ...and delivered, not yet installed
+    det.reset()
+    det.update(3.0)
+    assert det.model is None and det.fits == 0
+    with pytest.raises(ValueError, match="warming up"):
+        det.forecast(1)
+
+
+def test_pickling_keeps_what_the_detector_knows_of_its_fits():
+    """After a level shift a refit is due: an unpickled copy took its model for a stand-in, searched
+    the order again and scored differently from there on; its counters read 0."""
+    rng = np.random.default_rng(5)
+    y = np.empty(900)
+    y[0] = 0.0
+    for i in range(1, 900):
+        y[i] = 0.5 * y[i - 1] + rng.normal()
+    y += 40.0
+    y[500:] += 30.0
+    det = ArimaDetector(order="auto", background=False, warmup=200)
+    det.update_many(y[:520])
+    assert det.level_shifts == 1 and det.fits == 1 and not det.provisional
+    copy = pickle.loads(pickle.dumps(det))
+    assert (copy.fits, copy.level_shifts, copy.provisional) == (1, 1, False)
+    assert np.array_equal(copy.update_many(y[520:]), det.update_many(y[520:]), equal_nan=True)
+    det.reset()
+    assert (det.fits, det.level_shifts, det.n_seen) == (0, 0, 0)
 
 
 def test_season_auto_finds_a_daily_cycle_and_models_it():

@@ -25,6 +25,8 @@ from perfsdk.detect._fitting import (
 __all__ = ["ArimaDetector", "Forecast"]
 
 log = logging.getLogger("perfsdk.detect")
+#: What a detector knows of its fits besides its state: kept by pickling and copying, cleared by ``reset``.
+_FIT_HISTORY = ("provisional", "fits", "level_shifts", "fit_failures", "fits_dropped", "last_fit_error")
 
 
 class ArimaDetector(StreamingDetector, ArimaCore):
@@ -167,7 +169,6 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         # the first score: early with a closed-form model, else once the first fit is in
         self._first_score = min(self.warmup, max(self._min_fit, 32)) if quick_start and model is None \
             else self.warmup
-        self.provisional = False  # True while the closed-form model stands in for a fit
         if model is not None:
             _check_model(model, self.order, p_cap, q_cap)
         self._initial_model = model
@@ -177,12 +178,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.name = name or f"arima{self.order if self.order != 'auto' else '(auto)'}" + (
             f"[season={self.season}]" if self.season else ""
         )
-        self.fits = 0
-        self.level_shifts = 0
-        self.fit_failures = 0
-        self.fits_dropped = 0
-        self.last_fit_error: str | None = None
-        self._pending: ArimaFit | FitError | _StandIn | None = None
+        self._clear_history()
+        self._pending: tuple[int, ArimaFit | FitError | _StandIn] | None = None  # (generation, result)
         self._generation = 0
         # offsets of the state's variable-length parts: fixed for this detector's life
         self._lay = K.arima_layout(self._p_cap, self._q_cap, self._m, self._taps_capacity, self.history)
@@ -287,19 +284,38 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             check_slots(snap, {"tap lag": (lay["tap_lag"] + k, 1, self._m + 1)})
 
     def restore(self, snapshot: np.ndarray) -> None:
+        """Load a ``snapshot()``. The fit counters and ``provisional`` are not in it: a fit still
+        due on a model no fit of this life installed counts as the stand-in (pickling keeps them)."""
         super().restore(snapshot)
         if self.state[K.AR_FIT_STATE] != K.FIT_IDLE:
             self.state[K.AR_FIT_STATE] = K.FIT_IDLE  # that fit belongs to another life
-        self._generation += 1
-        # a fit still due on a model no fit of this life installed: the stand-in
+        self._new_life()
         self.provisional = bool(self.state[K.AR_FITTED]) and self.state[K.AR_RETRY_AT] > 0 and self.fits == 0
         self._sync_model()
 
     def reset(self) -> None:
         super().reset()
-        self._generation += 1
-        self.provisional = False
+        self._new_life()
+        self._clear_history()
         self._sync_model()
+
+    def _new_life(self) -> None:
+        """A fit asked for before a reset or restore never lands (it was fitted on the old life's data)."""
+        self._generation += 1
+        self._pending, self._has_pending = None, False
+
+    def _clear_history(self) -> None:
+        self.provisional = False  # True while the closed-form model stands in for a fit
+        self.fits = 0
+        self.level_shifts = 0
+        self.fit_failures = 0
+        self.fits_dropped = 0
+        self.last_fit_error: str | None = None
+
+    def __reduce__(self):
+        """Pickled and copied whole: the state, and the fit history a snapshot does not hold."""
+        rebuild, args = super().__reduce__()
+        return _with_fit_history, (rebuild, args, {name: getattr(self, name) for name in _FIT_HISTORY})
 
     def _sync_model(self) -> None:
         """Rebuild ``model`` and the anomaly explanation from the state."""
@@ -404,15 +420,14 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             result = self._fit(ys)
         except Exception as exc:  # a statsmodels bug is a failed fit, not a dead worker
             result = FitError(f"{type(exc).__name__}: {exc}")
-        if generation == self._generation:
-            self._pending = result
-            self._has_pending = True
+        self._pending = (generation, result)  # one assignment: a reset in between is seen by its generation
+        self._has_pending = True
 
     def _apply_pending(self) -> None:
-        result, self._pending = self._pending, None
+        pending, self._pending = self._pending, None
         self._has_pending = False
-        if result is not None:
-            self._install(result)
+        if pending is not None and pending[0] == self._generation:
+            self._install(pending[1])
 
     def _install(self, result: ArimaFit | FitError | _StandIn) -> None:
         s = self.state
@@ -490,13 +505,16 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         (as statsmodels' ``get_forecast`` does once its filter has converged).
         """
         _check_int("h", h, 1)
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        level = check_number("level", level, 0.0, 1.0, low_open=True, high_open=True)
         model = self.model
         if model is None:
             raise ValueError("no model yet: the detector is still warming up")
         s, lay = self.state, self._lay
         p, _, q = model.order
+        needed = int(s[K.AR_LAGS]) + p  # the differencing's lags, then p differenced points
+        if s[K.AR_COUNT] < needed:  # the lags still hold zeros, not data
+            raise ValueError(f"too few points to forecast from yet: the model needs its last {needed}, "
+                             f"has {int(s[K.AR_COUNT])}")
         m = self._m
         ring = s[lay["yring"] : lay["yring"] + m]
         pos = int(s[K.AR_YRING_POS])
@@ -530,6 +548,13 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             "fits_dropped": self.fits_dropped, "provisional": self.provisional,
             "last_fit_error": self.last_fit_error, "model": self.model,
         }
+
+
+def _with_fit_history(rebuild: Any, args: tuple[Any, ...], history: dict[str, Any]) -> ArimaDetector:
+    detector = rebuild(*args)
+    for name, value in history.items():
+        setattr(detector, name, value)
+    return detector
 
 
 class _StandIn:
