@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,3 +39,19 @@ def test_batch_runs_equal_stepped_runs(seed, confirm, n, min_ratio, burst):
     rule = RunRule(confirm, min_delta=1.0, min_ratio=min_ratio)
     assert rule.confirmed_runs(values, scores, expected, std, 3.0) == stepped_runs(
         rule, values.tolist(), scores.tolist(), expected.tolist(), std.tolist(), 3.0)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ((np.full(100, 50.0), np.zeros(10), np.full(100, 10.0), np.ones(100)), "scores must be 1-D and as long as values"),
+    ((np.full((10, 2), 50.0), np.zeros(10), np.zeros(10), np.ones(10)), "values must be 1-D"),
+])
+def test_confirmed_runs_refuses_arrays_of_other_lengths(arrays, message):
+    """The kernel reads all four arrays by one index: a short one was read past its end."""
+    with pytest.raises(ValueError, match=message):
+        RunRule(confirm=1).confirmed_runs(*arrays, threshold=3.0)
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, float("nan")])
+def test_confirmed_runs_refuses_a_threshold_that_is_not_positive(threshold):
+    with pytest.raises(ValueError, match="threshold must be"):
+        RunRule().confirmed_runs(np.ones(5), np.ones(5), np.ones(5), np.ones(5), threshold=threshold)

@@ -175,7 +175,13 @@ class RunRule:
         """
         import numpy as np
 
-        v, z, e, s = (np.ascontiguousarray(a, dtype=np.float64) for a in (values, scores, expected, std))
+        arrays = {name: np.ascontiguousarray(a, dtype=np.float64)
+                  for name, a in (("values", values), ("scores", scores), ("expected", expected), ("std", std))}
+        for name, a in arrays.items():  # the kernel reads all four by one index: it must not run past one
+            if a.ndim != 1 or len(a) != len(arrays["values"]):
+                raise ValueError(f"{name} must be 1-D and as long as values ({len(arrays['values'])} points), "
+                                 f"got shape {a.shape}")
+        threshold = check_number("threshold", threshold, low=0.0, low_open=True)
         onsets, lengths, ends = kernels.confirmed_runs(
-            v, z, e, s, float(threshold), self.confirm, self.min_delta, self.min_ratio)
+            *arrays.values(), threshold, self.confirm, self.min_delta, self.min_ratio)
         return list(zip(onsets.tolist(), lengths.tolist(), ends.tolist()))
