@@ -200,3 +200,21 @@ def test_nab_scorer_on_a_few_files(shared_data):
                                                     "art_daily_jumpsdown"])}
     assert rows["default"]["standard"] > rows["zscore"]["standard"]
     assert rows["default"]["standard"] > 50
+
+
+def test_a_detector_belongs_to_one_pipeline():
+    """A second pipeline over the same detector re-bound its state into its own buffer: the first
+    went on writing into the second's, and a pickle of the first lost what it had learned."""
+    member = ZScoreDetector(window=32, warmup=8)
+    AlertPipeline(member, learning=50)
+    with pytest.raises(ValueError, match="already belongs to an AlertPipeline"):
+        AlertPipeline(member, learning=50)
+    with pytest.raises(TypeError, match="a ZScoreDetector or an ArimaDetector"):
+        AlertPipeline(AlertPipeline())
+
+
+def test_an_anomalys_details_are_its_own():
+    det = ZScoreDetector(window=16, warmup=4)
+    [first] = det.detect_many(np.r_[np.ones(20) + np.arange(20) % 2 * 0.1, 100.0])
+    first.details["note"] = "mine"  # was the detector's own dict: every later anomaly said it too
+    assert "note" not in det._details

@@ -212,3 +212,32 @@ def test_an_extreme_leaving_the_window_leaves_the_exact_spread_behind():
     assert np.array_equal(batch, single)
     after = slice(358, None)  # from the window holding the extreme on
     assert np.allclose(batch[after], exact[after], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("batch", [
+    ["1", "2", "3"], [None, 1.0, 2.0], np.array([1 + 5j, 2.0]), np.array([True, False]),
+    np.array(["2026-01-01"], dtype="datetime64[D]"),
+])
+def test_a_batch_takes_real_numbers_only_as_update_does(batch):
+    """The batch path parsed strings, turned None into NaN and dropped imaginary parts, where
+    ``update`` refuses all three: one rule for both paths."""
+    det = ZScoreDetector(window=8, warmup=2)
+    with pytest.raises(TypeError, match="xs must hold real numbers"):
+        det.update_many(batch)
+    if isinstance(batch, list):  # as update refuses "1" and None
+        with pytest.raises(TypeError):
+            det.update(batch[0])
+    assert det.n_seen == 0
+
+
+@pytest.mark.parametrize("verb", ["score_one", "learn_one"])
+def test_river_verbs_refuse_strings_and_bools(verb):
+    det = ZScoreDetector(window=8, warmup=2)
+    for bad in ("1", True, {"x": "1"}):
+        with pytest.raises(TypeError, match="x must be a real number"):
+            getattr(det, verb)(bad)
+
+
+def test_a_zero_dimensional_batch_is_refused():
+    with pytest.raises(ValueError, match="xs must be one-dimensional, got shape \\(\\)"):
+        ZScoreDetector().update_many(np.array(5.0))

@@ -11,6 +11,7 @@ memoryview); numpy loads with the first batch, snapshot or restore.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from perfsdk._native import kernels
@@ -21,15 +22,22 @@ if TYPE_CHECKING:
 
     from perfsdk._native import Slots
 
-__all__ = ["StreamingDetector", "check_slots"]
+__all__ = ["StreamingDetector", "as_scalar", "check_slots"]
 
 
-def _as_scalar(x: Any) -> float:
-    """River passes features as a dict; a univariate detector takes its one value."""
+def as_scalar(x: Any) -> float:
+    """One point for a River verb: a real number, or River's one-feature dict holding one (a
+    string or a bool is refused, as ``update`` refuses it).
+
+    >>> as_scalar({"latency": 3})
+    3.0
+    """
     if isinstance(x, Mapping):
         if len(x) != 1:
             raise ValueError(f"x must be a number or a one-item dict, got a dict with {len(x)} items")
         (x,) = x.values()
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"x must be a real number, got {x!r}")
     return float(x)
 
 
@@ -61,6 +69,8 @@ class StreamingDetector:
     #: back into Python: under the GIL it is then atomic, and callers sharing
     #: a detector between threads need no lock around it.
     atomic_update: bool = False
+    #: True once an ``AlertPipeline`` holds this detector's state in its own buffer (it has one owner).
+    in_pipeline: bool = False
     #: What an anomaly's ``details`` says about the model; replaced, never mutated.
     _details: Mapping[str, Any]
 
@@ -107,12 +117,12 @@ class StreamingDetector:
         0.0 while warming up or for a rejected value: River treats a score as
         "how anomalous", and an unscorable point is not evidence of anything.
         """
-        z = self._score_one(_as_scalar(x))
+        z = self._score_one(as_scalar(x))
         return 0.0 if math.isnan(z) else abs(z)
 
     def learn_one(self, x: float | Mapping[str, float]) -> None:
         """Learn ``x`` without scoring it (River's verb)."""
-        self._learn_one(_as_scalar(x))
+        self._learn_one(as_scalar(x))
 
     # -- batches -------------------------------------------------------------
     def update_many(
@@ -188,20 +198,21 @@ class StreamingDetector:
         return Anomaly(
             detector=self.name, index=index, value=float(value), expected=float(expected),
             std=float(std), score=float(z), threshold=self.threshold,
-            timestamp=timestamp, details=details,
+            timestamp=timestamp, details=dict(details),  # the anomaly's own: editing it leaves the detector's
         )
 
     @staticmethod
     def _as_batch(xs: Iterable[float] | np.ndarray) -> np.ndarray:
+        """``xs`` as float64 points: real numbers only, as ``update`` takes them one by one (a missing
+        point is NaN, refused and counted; None, strings, bools and complex numbers are errors)."""
         import numpy as np
 
-        values = np.ascontiguousarray(
-            xs if isinstance(xs, np.ndarray) else np.fromiter(xs, dtype=np.float64),
-            dtype=np.float64,
-        )
-        if values.ndim != 1:
-            raise ValueError(f"xs must be one-dimensional, got shape {values.shape}")
-        return values
+        array = np.asarray(xs if isinstance(xs, (list, tuple)) or hasattr(xs, "__array__") else list(xs))
+        if array.ndim != 1:
+            raise ValueError(f"xs must be one-dimensional, got shape {array.shape}")
+        if array.dtype.kind not in "iuf" and array.size:
+            raise TypeError(f"xs must hold real numbers (NaN for a missing point), got an array of {array.dtype}")
+        return np.ascontiguousarray(array, dtype=np.float64)
 
     # -- state ---------------------------------------------------------------
     def snapshot(self) -> np.ndarray:

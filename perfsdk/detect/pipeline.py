@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from perfsdk._native import PipelineCore, kernels as K, state_buffer
 from perfsdk._runtime import check_int, check_number, check_str
-from perfsdk.detect._base import StreamingDetector, check_slots
+from perfsdk.detect._base import StreamingDetector, as_scalar, check_slots
 from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect.zscore import ZScoreDetector
 
@@ -151,8 +151,12 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         name: str | None = None,
     ) -> None:
         member = _member_z() if detector is None else detector
-        if not isinstance(member, StreamingDetector):
-            raise TypeError(f"detector must be a perfsdk streaming detector, got {type(member).__name__}")
+        if not isinstance(member, StreamingDetector) or isinstance(member, AlertPipeline):
+            raise TypeError("detector must be a perfsdk streaming detector (a ZScoreDetector or an ArimaDetector), "
+                            f"got {type(member).__name__}")
+        if member.in_pipeline:  # its state lives in that pipeline's buffer: two would write one state
+            raise ValueError(f"detector {member.name!r} already belongs to an AlertPipeline: give this one its "
+                             "own (detector.clone())")
         if season is not None:
             check_int("season", season, minimum=2)
         check_number("threshold", threshold, low=0.0, high=1.0, low_open=True)
@@ -180,6 +184,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         whole = self._joined([m.slots for m in self.members])
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
             m._bind(whole[lo:hi])  # the member now works in the pipeline's buffer
+            m.in_pipeline = True
         self._whole = whole
         self._whole_array: np.ndarray | None = None
         self._attach(whole[: self._own], self.members[0].update,
@@ -304,14 +309,14 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         """The score ``x`` would get, without learning it (River's verb; copies the state)."""
         snap = self.snapshot()
         try:
-            score = self.update(_scalar(x))
+            score = self.update(as_scalar(x))
         finally:
             self.restore(snap)
         return 0.0 if math.isnan(score) else score
 
     def learn_one(self, x: float | Mapping[str, float]) -> None:
         """Learn ``x`` (River's verb)."""
-        self.update(_scalar(x))
+        self.update(as_scalar(x))
 
     # -- batches -------------------------------------------------------------
     def _run(self, values: np.ndarray, details: bool) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -453,14 +458,6 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         }
         return Anomaly(detector=self.name, index=index, value=value, expected=expected, std=std, score=z,
                        threshold=threshold, timestamp=timestamp, details=details)
-
-
-def _scalar(x: Any) -> float:
-    if isinstance(x, Mapping):
-        if len(x) != 1:
-            raise ValueError(f"x must be a number or a one-item dict, got a dict with {len(x)} items")
-        (x,) = x.values()
-    return float(x)
 
 
 def _scatter(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
