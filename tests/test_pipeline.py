@@ -218,3 +218,13 @@ def test_an_anomalys_details_are_its_own():
     [first] = det.detect_many(np.r_[np.ones(20) + np.arange(20) % 2 * 0.1, 100.0])
     first.details["note"] = "mine"  # was the detector's own dict: every later anomaly said it too
     assert "note" not in det._details
+
+
+def test_an_alert_on_a_moved_level_says_the_points_together_are_unlikely():
+    """Flagged on the averaged likelihood, a point inside its own band was explained by its band
+    alone: the explanation contradicted the alert."""
+    xs = 100 + np.random.default_rng(0).normal(0, 1, 3000)
+    xs[2000:] += 2.5
+    alert = AlertPipeline(range_tolerance=None).detect_many(xs)[0]
+    assert alert.index >= 2000 and abs(alert.score) <= alert.threshold
+    assert "inside the normal band" in str(alert) and "the last 10 points together are what is unlikely" in str(alert)

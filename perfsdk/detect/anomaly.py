@@ -84,10 +84,22 @@ class Anomaly:
         }
 
     def __str__(self) -> str:
+        """What was flagged and why. An alert pipeline can flag a point inside its own band: the
+        last few points together were what was unlikely (a level that moved), and it says so.
+
+        >>> print(Anomaly("pipeline", index=9, value=101.2, expected=100.2, std=1.1, score=0.9, threshold=3.0,
+        ...               details={"tail_probability": 2e-6, "averaged_over": 10}))
+        #9: value 101.2 is 0.9 std above the expected 100.2 (std 1.1, inside the normal band 96.9 .. 103.5 at \
+|score| <= 3); the last 10 points together are what is unlikely (tail probability 2e-06) [pipeline]
+        """
         where = f"#{self.index}" if self.timestamp is None else f"#{self.index} at {self.timestamp}"
         size = "infinitely many std" if math.isinf(self.score) else f"{abs(self.score):.1f} std"
-        return (
-            f"{where}: value {self.value:.5g} is {size} {self.direction} the expected "
-            f"{self.expected:.5g} (std {self.std:.3g}, normal band {self.lower:.5g} .. "
-            f"{self.upper:.5g} at |score| <= {self.threshold:g}) [{self.detector}]"
-        )
+        text = (f"{where}: value {self.value:.5g} is {size} {self.direction} the expected "
+                f"{self.expected:.5g} (std {self.std:.3g}, normal band {self.lower:.5g} .. "
+                f"{self.upper:.5g} at |score| <= {self.threshold:g})")
+        tail = self.details.get("tail_probability")
+        if abs(self.score) <= self.threshold and tail is not None:
+            text = text.replace("normal band", "inside the normal band") + (
+                f"; the last {self.details.get('averaged_over', 'few')} points together are what is unlikely "
+                f"(tail probability {tail:.2g})")
+        return f"{text} [{self.detector}]"

@@ -455,6 +455,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         details = {
             **self._details, "channel": kind, "alert_score": score,
             "tail_probability": max(math.exp(score * K.LOG_TAIL_FLOOR) - K.TAIL_FLOOR, 0.0),
+            "averaged_over": AVERAGE,
         }
         return Anomaly(detector=self.name, index=index, value=value, expected=expected, std=std, score=z,
                        threshold=threshold, timestamp=timestamp, details=details)
