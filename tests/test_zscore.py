@@ -241,3 +241,17 @@ def test_river_verbs_refuse_strings_and_bools(verb):
 def test_a_zero_dimensional_batch_is_refused():
     with pytest.raises(ValueError, match="xs must be one-dimensional, got shape \\(\\)"):
         ZScoreDetector().update_many(np.array(5.0))
+
+
+@pytest.mark.parametrize(("slot", "value", "message"), [
+    (kernels.ZS_SHIFT, math.inf, "mean, shift or M2 out of range"),
+    (kernels.ZS_POS, 3.0, "5 points learned but the window's next slot is 3"),
+    (kernels.ZS_HEADER + 1, 1e300, "its window holds a value no update accepts"),
+])
+def test_a_corrupt_snapshot_is_refused_naming_what(slot, value, message):
+    det = ZScoreDetector(window=8, warmup=2)
+    det.update_many([1.0, 2.0, 3.0, 4.0, 5.0])
+    snap = det.snapshot()
+    snap[slot] = value
+    with pytest.raises(ValueError, match=message):
+        ZScoreDetector(window=8, warmup=2).restore(snap)

@@ -174,8 +174,16 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
             "position": (kernels.ZS_POS, 0, 1 if self.alpha is not None else self.window),
             "since_resync": (kernels.ZS_SINCE_RESYNC, 0, max(self.window, 1)),
         })
-        if not (math.isfinite(snap[kernels.ZS_MEAN]) and snap[kernels.ZS_M2] >= 0):
-            raise ValueError("snapshot is corrupt: mean or M2 out of range")
+        if not (math.isfinite(snap[kernels.ZS_MEAN]) and math.isfinite(snap[kernels.ZS_SHIFT])
+                and 0 <= snap[kernels.ZS_M2] < math.inf):
+            raise ValueError("snapshot is corrupt: mean, shift or M2 out of range")
+        count, window = snap[kernels.ZS_COUNT], self.window
+        if self.alpha is None and count < window and snap[kernels.ZS_POS] != count:  # the ring fills in order
+            raise ValueError(f"snapshot is corrupt: {count:g} points learned but the window's next slot is "
+                             f"{snap[kernels.ZS_POS]:g}")
+        ring = snap[kernels.ZS_HEADER:kernels.ZS_HEADER + min(int(count), window)] if self.alpha is None else ()
+        if not all(abs(v) <= kernels.MAX_MAGNITUDE for v in ring):
+            raise ValueError("snapshot is corrupt: its window holds a value no update accepts")
         if snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
             raise ValueError("snapshot is corrupt: its last-point-extreme flag is neither 0 nor 1")
 
