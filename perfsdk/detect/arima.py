@@ -121,6 +121,14 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     _COUNT_AT = K.AR_COUNT
     _N_PARAMS = K.AR_N_PARAMS
 
+    # what it knows of its fits (``_FIT_HISTORY``), set by ``_clear_history``
+    provisional: bool
+    fits: int
+    level_shifts: int
+    fit_failures: int
+    fits_dropped: int
+    last_fit_error: str | None
+
     def __init__(
         self,
         order: tuple[int, int, int] | str = "auto",
@@ -310,7 +318,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.level_shifts = 0
         self.fit_failures = 0
         self.fits_dropped = 0
-        self.last_fit_error: str | None = None
+        self.last_fit_error = None
 
     def __reduce__(self):
         """Pickled and copied whole: the state, and the fit history a snapshot does not hold."""
