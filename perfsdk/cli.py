@@ -108,6 +108,9 @@ def _detect(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from perfsdk.export.analyze import analyze
 
+    if args.threshold is not None and args.detector == "default":
+        raise InputError("--threshold applies to --detector zscore or arima: the default detector alerts on "
+                         "a tail probability, not a score threshold")
     path = Path(args.path)
     # anomalies go beside the spans table, never inside it
     default_out = path.parent if path.name == "spans" else path if path.is_dir() else path.parent
@@ -122,7 +125,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _testgen(args: argparse.Namespace) -> int:
-    from perfsdk.testgen import Limits, ScenarioError
+    from perfsdk.testgen import Limits
     from perfsdk.testgen.model import VARIANTS, TrafficModel
 
     if args.out is None and args.bench_out is None:
@@ -146,7 +149,7 @@ def _testgen(args: argparse.Namespace) -> int:
                 raise InputError("--llm-url needs --goal (what the load test should do, in plain words)")
             scenario = model.generate(args.variant, duration_s=args.duration)
         elif args.llm_url:
-            from perfsdk.testgen import LLMError, LLMScenarioGenerator, ScenarioRejected
+            from perfsdk.testgen import LLMError, LLMScenarioGenerator
 
             if not args.llm_model:
                 raise InputError("--llm-url needs --llm-model (the model name the endpoint serves)")
@@ -155,19 +158,21 @@ def _testgen(args: argparse.Namespace) -> int:
                                              limits=Limits(allowed_hosts=hosts))
             try:
                 scenario = generator.generate(model, args.goal)
-            except (LLMError, ScenarioRejected) as exc:
+            except LLMError as exc:
                 raise InputError(str(exc)) from None
         else:
             from perfsdk.testgen import ModelScenarioGenerator
 
             scenario = ModelScenarioGenerator(duration_s=args.duration).generate(model, args.goal)
-    except ScenarioError as exc:
+    except ValueError as exc:  # a bad option's value, or a scenario that does not hold (ScenarioError)
         raise InputError(str(exc)) from None
     try:
         scenario.save(args.out)
     except OSError as exc:
         raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(f"{args.out}: {scenario!r} from {model.requests} requests in {model.sessions} sessions")
+    for note in scenario.metadata.get("notes", []):
+        print(f"  note: {note}")
     return 0
 
 
@@ -211,7 +216,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         raise InputError("--host is required (where to send the requests), unless --dry-run")
     try:
         result = run_locust(scenario, args.host, duration_s=args.duration)
-    except LoadTestError as exc:
+    except (LoadTestError, ValueError) as exc:  # ValueError: --host or --duration
         raise InputError(str(exc)) from None
     outcomes = result.check(scenario)
     if args.json_out:

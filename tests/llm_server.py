@@ -37,6 +37,10 @@ class Reply:
     delay_s: float = 0.0  # wait this long before answering
     finish_reason: str = "stop"
     refusal: str | None = None
+    drip: str | None = None  # "headers" or "body": from there on, a byte every DRIP_S seconds
+
+
+DRIP_S = 0.1
 
 
 def answer(scenario: dict[str, Any] | str, **kwargs: Any) -> Reply:
@@ -169,10 +173,14 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             elif reply.status != 200 or reply.content is None and reply.refusal is None:
                 self._send(reply.status, _error_body(reply.message, reply.status), headers=reply.headers)
             else:
-                self._send(200, json.dumps(server._completion(reply, request)).encode(), headers=reply.headers)
+                self._send(200, json.dumps(server._completion(reply, request)).encode(), headers=reply.headers,
+                           drip=reply.drip)
 
         def _send(self, status: int, body: bytes, content_type: str = "application/json",
-                  headers: dict[str, str] | None = None) -> None:
+                  headers: dict[str, str] | None = None, drip: str | None = None) -> None:
+            if drip is not None:
+                self._drip(status, body, content_type, drip)
+                return
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -183,6 +191,22 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test): nothing to answer
+
+        def _drip(self, status: int, body: bytes, content_type: str, where: str) -> None:
+            """A server that answers, but slower than any client should wait for: never idle long
+            enough for a socket timeout, never done."""
+            head = (f"HTTP/1.1 {status} OK\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            sent = 0 if where == "headers" else len(head)
+            try:
+                self.wfile.write(head[:sent])
+                for byte in head[sent:] + body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    if server._stopping.wait(DRIP_S):
+                        return
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
     return Handler
 

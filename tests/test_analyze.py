@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -71,6 +72,35 @@ def test_the_default_detector_reports_what_the_live_bank_reports(dataset):
         assert [(a.value, a.expected) for a in live] == [
             (r["value"], pytest.approx(r["expected"])) for r in rows if (r["service.name"], r["series"]) == (service, name)]
     assert bank.summary()["GET /cart"]["count"] == 1000
+
+
+def test_the_default_detectors_anomaly_keeps_the_band_its_alert_broke(tmp_path):
+    """Each of the default detector's channels has its own threshold: the row carries the alert's
+    (and the band from it), not the pipeline's likelihood threshold."""
+    import perfsdk
+
+    rng = np.random.default_rng(0)
+    values = 10 + rng.normal(0, 0.5, 1500)
+    values[1000:1010] = 60.0
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(tmp_path))))
+    tracer = provider.get_tracer("t")
+    for i, duration in enumerate(values):
+        span = tracer.start_span("GET /a", start_time=T0 + i * 10**9)
+        span.end(end_time=T0 + i * 10**9 + int(round(duration * 1e6)))
+    provider.shutdown()
+    exported = read(tmp_path).column("duration_ms").to_numpy()
+    alert = next(a for a in perfsdk.default_detector().detect_many(exported) if a.index == 1000)
+    (row,) = analyze(tmp_path, progress=False).anomalies.to_pylist()
+    assert row["index"] == 1000 and row["threshold"] != perfsdk.default_detector().threshold
+    assert (row["threshold"], row["lower"], row["upper"]) == (
+        alert.threshold, pytest.approx(alert.lower), pytest.approx(alert.upper))
+
+
+def test_a_threshold_for_the_default_detector_is_refused_not_ignored(dataset, capsys):
+    assert main(["analyze", str(dataset), "--threshold", "50", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threshold applies to --detector zscore or arima" in err
 
 
 def test_confirm_drops_short_runs(dataset):
@@ -186,6 +216,22 @@ def test_a_corrupt_file_is_named_and_the_rest_is_analysed(dataset, tmp_path):
     result = analyze(copy, out=tmp_path / "out", progress=False)
     assert len(result.skipped) == 1 and victim.name in result.skipped[0]
     assert 0 < result.spans < 4000 and "skipped (unreadable)" in result.summary()
+
+
+def test_nothing_readable_is_an_error_naming_the_files(dataset, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(dataset, copy)
+    files = sorted(copy.rglob("part-*.arrow"))
+    for victim in files[:-1]:
+        victim.write_bytes(b"ARROW1\x00\x00garbage")
+    with pa.ipc.new_file(files[-1], pa.schema([("foo", pa.int64())])) as f:  # foreign, not corrupt
+        f.write_table(pa.table({"foo": [1]}))
+    assert main(["analyze", str(copy), "--quiet", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no span file under {copy} could be read: " in err
+    assert all(str(f) in err for f in files) and "not a perfsdk spans file: no columns" in err
 
 
 def test_a_second_run_replaces_its_own_output(dataset, tmp_path):

@@ -61,3 +61,54 @@ def test_missing_file_and_bad_option(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["detect", str(SAMPLE), "--window", "1"]) == 2
     assert "window must be an integer >= 2" in capsys.readouterr().err
+
+
+def _export_with_one_route(root: Path) -> Path:
+    """An export directory of ten GET /cart server spans."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from perfsdk.export.schema import SPANS
+
+    rows = [{"trace_id": f"{i:032x}", "span_id": f"{i:016x}", "name": "GET /cart", "kind": "SERVER",
+             "start_time": i * 10**9, "end_time": i * 10**9 + 10**6, "duration_ms": 1.0, "status_code": "UNSET",
+             "service.name": "shop", "attributes": [("http.method", "GET"), ("http.target", "/cart")]}
+            for i in range(10)]
+    folder = root / "spans" / "service=shop" / "date=2026-01-01"
+    folder.mkdir(parents=True)
+    with ipc.new_file(str(folder / "part-1.arrow"), SPANS) as f:
+        f.write_table(pa.Table.from_pylist(rows, schema=SPANS))
+    return root
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--duration", "-5"], "duration_s must be at least 0.001 s, got -5.0"),
+    (["--goal", "  "], "goal must say what the test is for"),
+    (["--goal", "spike", "--duration", "-5"], "duration_s must be a finite number > 0"),
+    (["--goal", "spike", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m", "--llm-timeout", "0"],
+     "timeout_s must be a finite number > 0, got 0.0"),
+    (["--goal", "spike", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m", "--llm-timeout", "nan"],
+     "timeout_s must be a finite number > 0, got nan"),
+    (["--goal", "spike", "--llm-url", "ftp://h/v1", "--llm-model", "m"], "base_url must be an http:// or https://"),
+])
+def test_testgen_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, options, message):
+    source = _export_with_one_route(tmp_path / "export")
+    out = tmp_path / "s.json"
+    assert main(["testgen", "--from", str(source), "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("perfsdk testgen: error: ") and message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--host", "ftp://x"], "host must be a base URL like http://127.0.0.1:8000"),
+    (["--host", "http://127.0.0.1:9", "--duration", "-1"], "duration_s must be a finite number > 0, got -1.0"),
+])
+def test_loadtest_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, options, message):
+    source = _export_with_one_route(tmp_path / "export")
+    scenario = tmp_path / "s.json"
+    assert main(["testgen", "--from", str(source), "--out", str(scenario)]) == 0
+    capsys.readouterr()
+    assert main(["loadtest", str(scenario), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("perfsdk loadtest: error: ") and message in err

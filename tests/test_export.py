@@ -507,6 +507,35 @@ def test_a_status_message_is_scrubbed_and_cut_as_attributes_are(tmp_path):
     assert len(message) <= Redactor().max_value_chars + 3
 
 
+def test_a_file_of_another_schema_is_an_error_naming_it_not_rows_of_nulls(tmp_path):
+    from perfsdk.export.reader import read_file
+
+    provider = provider_for(ArrowSpanExporter(str(tmp_path)))
+    make_spans(provider, 5)
+    provider.shutdown()
+    own = next(tmp_path.rglob("part-*.arrow"))
+    foreign = tmp_path / "spans" / "foreign.arrow"
+    with pa.ipc.new_file(foreign, pa.schema([("foo", pa.int64())])) as f:
+        f.write_table(pa.table({"foo": [1, 2]}))
+    for path in (tmp_path, foreign):  # the export directory, or the file alone
+        with pytest.raises(ValueError, match=r"foreign\.arrow: not a perfsdk spans file: no columns trace_id, "):
+            read(path)
+    foreign.unlink()
+    assert read(tmp_path).num_rows == 5
+
+    retyped = read(own).set_column(SPANS.get_field_index("duration_ms"), "duration_ms",
+                                   pa.array(["1.5"] * 5))
+    with pa.ipc.new_file(foreign, retyped.schema) as f:
+        f.write_table(retyped)
+    with pytest.raises(ValueError, match="foreign.arrow: not a perfsdk spans file: column duration_ms is string, "
+                                         "not double"):
+        read(tmp_path)
+    truncated = own.read_bytes()
+    foreign.write_bytes(truncated[: len(truncated) // 2])
+    with pytest.raises(ValueError, match="foreign.arrow: not a complete Arrow IPC or Parquet file"):
+        read_file(foreign)
+
+
 @pytest.mark.parametrize("kwargs,error,argument", [
     ({"start": "2024-01-01"}, TypeError, "start"), ({"table": ["spans"]}, ValueError, "table"),
     ({"columns": ["nope"]}, ValueError, "nope"), ({"columns": "name"}, TypeError, "columns"),

@@ -335,6 +335,17 @@ def test_a_slow_server_is_an_llm_error_within_the_timeout(llm_server: LLMServer,
     assert time.monotonic() - start < 1.0
 
 
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_server_dripping_its_reply_is_cut_off_at_the_timeout(llm_server: LLMServer, model: TrafficModel,
+                                                                where: str) -> None:
+    """A byte every 0.1 s never trips a socket timeout; the deadline still holds."""
+    llm_server.script(answer(GOOD, drip=where))
+    start = time.monotonic()
+    with pytest.raises(LLMError, match=r"no answer from .* within timeout_s=0\.5"):
+        generator(llm_server, timeout_s=0.5).generate(model, "flash sale")
+    assert time.monotonic() - start < 1.0
+
+
 def test_connection_refused_is_an_llm_error(model: TrafficModel) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -318,6 +318,33 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     assert "not a demo comparison table" in capsys.readouterr().err
 
 
+def test_a_demo_table_of_the_wrong_types_or_cut_short_is_an_error_naming_it(tmp_path, capsys):
+    good = {"row": ["p50"], "traditional": [1.0], "perfsdk": [2.0], "better": ["lower"]}
+    strings = tmp_path / "strings"
+    strings.mkdir()
+    write_ipc(strings / "comparison.arrow", pa.table(dict(good, traditional=["1.0"], perfsdk=["2.0"])))
+    assert main(["report", str(strings)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{strings / 'comparison.arrow'}: not a demo comparison table file: " \
+        "column traditional is string, not double; column perfsdk is string, not double" in err
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    write_ipc(cut / "comparison.arrow", pa.table(good))
+    whole = (cut / "comparison.arrow").read_bytes()
+    (cut / "comparison.arrow").write_bytes(whole[: len(whole) // 2])
+    assert main(["report", str(cut)]) == 2
+    assert f"{cut / 'comparison.arrow'}: not a complete Arrow IPC or Parquet file" in capsys.readouterr().err
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    write_ipc(faults / "comparison.arrow", pa.table(good))
+    write_ipc(faults / "faults.arrow", pa.table({"start_ns": ["abc"], "end_ns": ["x"]}))
+    assert main(["report", str(faults)]) == 2
+    assert f"{faults / 'faults.arrow'}: not a demo faults table file: column start_ns is string" \
+        in capsys.readouterr().err
+
+
 def test_the_cli_writes_where_asked_and_says_where(plain, tmp_path, capsys):
     root, _ = plain
     out = tmp_path / "page.html"

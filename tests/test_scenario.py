@@ -145,3 +145,12 @@ def test_an_ipv6_host_can_be_allowed():
     data = valid()
     data["host"] = "http://[::1]:8000"
     assert Scenario.from_dict(data, Limits(allowed_hosts=("::1",))).data["host"] == "http://[::1]:8000"
+
+
+def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
+    data = valid()
+    data["tasks"][0]["name"] = "GET /" + "x" * 995
+    data["generators"]["product"]["values"][0] = "a" * 5000
+    problems = dict(problems_of(data))
+    assert problems["$.tasks[0].name"] == f"{repr(data['tasks'][0]['name'])[:80]}... (1,002 characters) is too long"
+    assert problems["$.generators.product.values[0]"] == f"'{'a' * 79}... (5,002 characters) is too long"

@@ -148,3 +148,58 @@ def test_the_cli_writes_a_scenario_and_runs_it_or_says_what_is_wrong(recorded, e
         status = main(["loadtest", str(out), "--host", shop.url, "--duration", "3", "--json-out", str(results)])
     assert status in (0, 1) and json.loads(results.read_text())["requests"] > 0  # 1: an assertion failed
     assert main(["loadtest", str(tmp_path / "missing.json"), "--host", "http://127.0.0.1:9"]) == 2
+
+
+def _model(requests: list[tuple[str, str, str | None, float]]) -> TrafficModel:
+    """A model of server spans: (method, target, route template or None, start in seconds)."""
+    rows = []
+    for i, (method, target, route, start_s) in enumerate(requests):
+        attributes = {"http.request.method": method, "http.target": target, "session.id": f"s{i // 5}"}
+        if route is not None:
+            attributes["http.route"] = route
+        start = int(start_s * 1e9)
+        rows.append({"trace_id": f"{i:032x}", "span_id": f"{i:016x}", "name": f"{method} {route or target}",
+                     "kind": "SERVER", "start_time": start, "end_time": start + 10**6, "duration_ms": 1.0,
+                     "status_code": "UNSET", "service.name": "shop", "attributes": list(attributes.items())})
+    return TrafficModel.from_table(pa.Table.from_pylist(rows, schema=SPANS))
+
+
+def test_one_odd_request_is_left_out_or_bounded_and_noted_never_fatal():
+    normal = [("GET", f"/products/{i % 50}", "/products/<int:pid>", i * 0.5) for i in range(200)]
+    probe = "/wp-content/plugins/" + "x" * 200 + "/readme.txt"
+    odd = [("GET", probe, None, 10.0), ("GET", "/search?utm=" + "a" * 1001, "/search", 11.0),
+           ("GET", "/s?" + "&".join(f"k{j}={j}" for j in range(60)), "/s", 12.0),
+           ("PROPFIND", "/dav/", None, 13.0), ("GET", "http://proxy.example/x?y=1", None, 14.0),
+           ("GET", "/q?gr%C3%B6%C3%9Fe=1", "/q", 15.0)]
+    scenario = _model(normal + odd).generate()  # it validates
+    tasks = {t["name"]: t["steps"][0] for t in scenario.tasks}
+    assert not any("wp-content" in name for name in tasks) and "GET /products/<int:pid>" in tasks
+    search = tasks["GET /search"]["query"]["utm"].strip("{}")
+    assert scenario.generators[search]["kind"] == "sequence"  # its one value was too long to keep
+    assert len(tasks["GET /s"]["query"]) == 50 and "k0" in tasks["GET /s"]["query"]
+    assert tasks["PROPFIND /dav/"]["method"] == "GET"
+    assert tasks["GET /x"] == {"method": "GET", "path": "/x", "query": {"y": "{y}"}}  # not /http://proxy...
+    assert all(name.isascii() for name in scenario.generators)  # ?größe=1 has a generator all the same
+    notes = "\n".join(scenario.metadata["notes"])
+    assert "GET /wp-content/plugins/xxx" in notes and "(235 characters): left out (1 request)" in notes
+    assert "GET /search: ?utm: 1 of its 1 values left out, longer than 1000 characters" in notes
+    assert "GET /s: 10 of its 60 query parameters left out" in notes
+    assert "PROPFIND /dav/: PROPFIND is not a method a scenario sends; sent as GET" in notes
+    assert max(len(note) for note in scenario.metadata["notes"]) < 300
+
+
+def test_one_request_or_a_few_milliseconds_of_traffic_make_a_valid_scenario():
+    one = _model([("GET", "/cart", None, 0.0)]).generate()
+    assert one.duration_s == 1.0 and one.stages == [{"duration_s": 1.0, "arrival_rate": 1.0}]
+    burst = _model([("GET", "/cart", None, i * 5e-5) for i in range(20)])  # 20 requests in a millisecond
+    assert burst.generate().duration_s == 1.0
+    assert len(burst.generate(duration_s=4.5).stages) == 4  # stages of a second or more
+    with pytest.raises(ValueError, match="duration_s must be at least 0.001 s"):
+        burst.generate(duration_s=1e-4)
+
+
+def test_when_no_route_fits_a_scenario_the_error_says_why():
+    model = _model([("GET", "/static/" + "a" * 250, None, i) for i in range(5)])
+    with pytest.raises(ValueError, match=r"no route of the recorded traffic fits in a scenario: GET /static/a+\.\.\. "
+                                         r"\(262 characters\): left out \(5 requests\), its key is longer"):
+        model.generate()

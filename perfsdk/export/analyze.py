@@ -32,12 +32,13 @@ import pyarrow.compute as pc
 
 from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Onset, RunRule, span_detectors
 from perfsdk.export.reader import read_file
-from perfsdk.export.schema import ANOMALIES
+from perfsdk.export.schema import ANOMALIES, SPANS
 from perfsdk.export.writer import RotatingWriter
 
 __all__ = ["Analysis", "analyze", "analyze_partition", "span_partitions"]
 
 SPAN_COLUMNS = ["name", "start_time", "duration_ms", "service.name", "trace_id", "span_id"]
+_SPAN_TYPES = pa.schema([SPANS.field(c).with_nullable(True) for c in SPAN_COLUMNS])  # so every file concatenates
 
 
 def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
@@ -65,11 +66,13 @@ def analyze_partition(
     make = span_detectors([detector], threshold)[detector]
     rule = RunRule(confirm, min_delta_ms, min_ratio)
     tables, skipped = [], []
-    for f in files:
+    for f in files:  # a corrupt or foreign file is named and skipped; the rest goes on
         try:
-            tables.append(read_file(f).select(SPAN_COLUMNS))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError) as exc:
-            skipped.append(f"{f}: {exc}")  # a corrupt file is named and skipped; the rest goes on
+            tables.append(read_file(f, table="spans").select(SPAN_COLUMNS).cast(_SPAN_TYPES))
+        except ValueError as exc:  # it names the file
+            skipped.append(str(exc))
+        except OSError as exc:
+            skipped.append(f"{f}: {exc}")
     if not tables:
         return ANOMALIES.empty_table(), {}, skipped
     spans = pa.concat_tables(tables)
@@ -93,10 +96,11 @@ def analyze_partition(
         det = make(name)
         values = durations[group]
         if isinstance(det, AlertPipeline):  # it raises alerts; they are confirmed as the live bank does
-            found, z, expected, std = _confirmed_alerts(rule, det.detect_many(values), values)
+            found, z, expected, std, bands = _confirmed_alerts(rule, det.detect_many(values), values)
         else:
             z, expected, std = det.update_many(values, details=True)
             found = rule.confirmed_runs(values, z, expected, std, det.threshold)
+            bands = np.full(len(values), det.threshold)
         found = _without_returns(rule, found, values, expected)
         starts = np.array([start for start, _, _ in found], dtype=np.int64)
         lengths = np.array([length for _, length, _ in found], dtype=np.int64)
@@ -110,18 +114,20 @@ def analyze_partition(
             for key, column in (("z", z), ("expected", expected), ("std", std)):
                 parts[key].append(column[starts])
             parts["run"].append(lengths)
-            parts["threshold"].append(np.full(len(starts), det.threshold))
+            parts["threshold"].append(bands[starts])
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
             parts["run_end"].append(group[ends])
     return _anomaly_table(spans, service, hits, parts), figures, skipped
 
 
 def _confirmed_alerts(rule: RunRule, alerts: list[Any], values: np.ndarray) -> tuple[
-        list[tuple[int, int, int]], np.ndarray, np.ndarray, np.ndarray]:
+        list[tuple[int, int, int]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(onset, length, end)`` of each alert ``confirm`` points confirmed (``RunRule.confirm_alert``,
-    point by point from each alert while it waits), and the score, expected and std at each onset."""
+    point by point from each alert while it waits), and the score, expected, std and threshold at
+    each onset: the threshold is the confirmed alert's own (each of the pipeline's channels has its
+    own), so the band written is the one the alert broke."""
     n = len(values)
-    z, expected, std = (np.full(n, np.nan) for _ in range(3))
+    z, expected, std, bands = (np.full(n, np.nan) for _ in range(4))
     raised = {a.index: a for a in alerts}  # a fresh detector: its indices are positions
     starts = sorted(raised)
     found: list[tuple[int, int, int]] = []
@@ -130,16 +136,18 @@ def _confirmed_alerts(rule: RunRule, alerts: list[Any], values: np.ndarray) -> t
     while i < n:
         alert = raised.get(i)
         flagged = alert and Onset(i, float(values[i]), alert.expected, alert.std, alert.score)
-        pending, run = rule.confirm_alert(pending, i, float(values[i]), None, flagged,
-                                          alert.threshold if alert else 0.0)
+        # the band a run is confirmed beyond: this point's alert's, else the waiting alert's
+        band = alert.threshold if alert else pending.threshold if pending else 0.0
+        pending, run = rule.confirm_alert(pending, i, float(values[i]), None, flagged, band)
         if run is not None:
             found.append((run.index, rule.confirm, i))
             z[run.index], expected[run.index], std[run.index] = run.score, run.expected, run.std
+            bands[run.index] = band
         i += 1
         if pending is None:  # nothing waits for confirmation: on to the next alert
             k = bisect.bisect_left(starts, i)
             i = starts[k] if k < len(starts) else n
-    return found, z, expected, std
+    return found, z, expected, std, bands
 
 
 def _without_returns(rule: RunRule, found: list[tuple[int, int, int]], values: np.ndarray,
@@ -250,6 +258,9 @@ def analyze(
             results.append(analyze_partition(files, **options))
             if progress:
                 _progress(i + 1, len(partitions), started)
+    if sum(len(unreadable) for _, _, unreadable in results) == sum(len(files) for files in partitions):
+        raise ValueError(f"no span file under {path} could be read: "
+                         + "; ".join(why for _, _, unreadable in results for why in unreadable))
     tables = [table for table, _, _ in results]
     anomalies = pa.concat_tables(tables) if tables else ANOMALIES.empty_table()
     names: dict[tuple[str, str], dict[str, Any]] = {}

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from perfsdk.export.schema import FUNCTIONS_KEY, TABLES
 
-__all__ = ["read", "read_file", "recover", "traced_functions"]
+__all__ = ["check_columns", "read", "read_file", "recover", "traced_functions"]
 
 _TIME_COLUMN = {"spans": "start_time", "anomalies": "timestamp", "decisions": "timestamp",
                 "resources": "timestamp"}
@@ -37,7 +37,8 @@ def read(
     ``service``, ``start``/``end`` (on the table's time column, ``start <= t <
     end``; timezone-aware datetimes) and ``name`` (span name, anomaly series,
     controller or metric) filter rows; the filters are pushed down into the
-    scan.
+    scan. A file that is not one of the table's (a column it must have is missing, or one has
+    another type) is a ``ValueError`` naming the file: never rows of nulls.
 
     >>> read("no/such/dir")
     Traceback (most recent call last):
@@ -65,33 +66,63 @@ def read(
         raise FileNotFoundError(f"{path}: no such file or directory")
     wanted = columns or list(schema.names)
     filt = _filter(table, service, start, end, name)
-    if target.is_file():
-        data = read_file(target)
-        return data.filter(filt).select(wanted) if filt is not None else data.select(wanted)
-    if (target / table).is_dir():
-        root = target / table  # an export directory
-    elif any((target / other).is_dir() for other in TABLES):
-        return schema.empty_table().select(wanted)  # an export directory without this table
-    else:
-        root = target  # the table's own directory
-    fmt = _format_of(root)
+    root = target
+    fmt: str | None = "parquet" if target.suffix == ".parquet" else "arrow"
+    if not target.is_file():
+        if (target / table).is_dir():
+            root = target / table  # an export directory
+        elif any((target / other).is_dir() for other in TABLES):
+            return schema.empty_table().select(wanted)  # an export directory without this table
+        fmt = _format_of(root)  # else: the table's own directory
     if fmt is None:
         return schema.empty_table().select(wanted)
     import pyarrow.dataset as ds  # here, not at import: it loads pandas
 
     dataset = ds.dataset(root, format="ipc" if fmt == "arrow" else "parquet",
                          partitioning="hive", schema=_with_partitions(schema))
+    metadata = _checked_metadata(dataset, table)  # before the scan, which would fill a foreign file with nulls
     data = dataset.to_table(columns=wanted, filter=filt)
-    return data.replace_schema_metadata(_common_metadata(dataset))
+    return data.replace_schema_metadata(metadata)
 
 
-def _common_metadata(dataset: Any) -> dict[bytes, bytes]:
-    """The files' own schema metadata (perfsdk version, schema version, table, service):
-    a key all files agree on keeps its value; one they differ on lists every value, but
-    the traced functions, which are merged."""
+def check_columns(path: str | os.PathLike[str], schema: pa.Schema, expected: pa.Schema, what: str) -> None:
+    """``ValueError`` naming ``path`` unless ``schema`` (a file's) has ``expected``'s columns: each
+    non-nullable one present, and each present one of its type (any integer or float for a
+    number, any timestamp for a timestamp). Other columns are the file's own business.
+
+    >>> check_columns("x.arrow", pa.schema([("a", pa.string())]), pa.schema([pa.field("a", pa.int64())]), "test")
+    Traceback (most recent call last):
+    ...
+    ValueError: x.arrow: not a test file: column a is string, not int64
+    """
+    types = {field.name: field.type for field in schema}
+    missing = [f.name for f in expected if not f.nullable and f.name not in types]
+    wrong = [f"column {f.name} is {types[f.name]}, not {f.type}" for f in expected
+             if f.name in types and not _compatible(types[f.name], f.type)]
+    problems = [f"no column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+    problems += wrong
+    if problems:
+        raise ValueError(f"{path}: not a {what} file: {'; '.join(problems)}")
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether a column of type ``actual`` reads as ``expected`` (Arrow casts the one to the other)."""
+    def number(t: pa.DataType) -> bool:
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+    return bool(actual == expected or (number(actual) and number(expected))
+                or (pa.types.is_timestamp(actual) and pa.types.is_timestamp(expected)))
+
+
+def _checked_metadata(dataset: Any, table: str) -> dict[bytes, bytes]:
+    """Every file checked (``check_columns``), and their own schema metadata (perfsdk version,
+    schema version, table, service): a key all files agree on keeps its value; one they differ
+    on lists every value, but the traced functions, which are merged."""
     values: dict[bytes, set[bytes]] = {}
     for fragment in dataset.get_fragments():
-        for key, value in (fragment.physical_schema.metadata or {}).items():
+        physical = fragment.physical_schema
+        check_columns(fragment.path, physical, TABLES[table], f"perfsdk {table}")
+        for key, value in (physical.metadata or {}).items():
             values.setdefault(key, set()).add(value)
     merged = {key: b",".join(sorted(found)) for key, found in values.items()}
     functions = values.get(FUNCTIONS_KEY.encode())
@@ -174,13 +205,22 @@ def _with_partitions(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field("service", pa.string())).append(pa.field("date", pa.string()))
 
 
-def read_file(path: str | os.PathLike[str]) -> pa.Table:
-    """One published file (Arrow IPC or Parquet), whole, without its partition columns."""
+def read_file(path: str | os.PathLike[str], table: str | None = None) -> pa.Table:
+    """One published file (Arrow IPC or Parquet), whole, without its partition columns; with
+    ``table``, checked to be one of that table's files (``check_columns``). A file that is not
+    Arrow or Parquet, or is cut short, is a ``ValueError`` naming it."""
     path = Path(path)
-    if path.suffix == ".parquet":
-        return pq.read_table(path)
-    with pa.memory_map(str(path)) as source:
-        return ipc.open_file(source).read_all()
+    try:
+        if path.suffix == ".parquet":
+            data = pq.read_table(path)
+        else:
+            with pa.memory_map(str(path)) as source:
+                data = ipc.open_file(source).read_all()
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path}: not a complete Arrow IPC or Parquet file ({exc})") from None
+    if table is not None:
+        check_columns(path, data.schema, TABLES[table], f"perfsdk {table}")
+    return data
 
 
 def _format_of(root: Path) -> str | None:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from perfsdk.detect import Anomaly
 from perfsdk.export import read
-from perfsdk.export.reader import read_file
+from perfsdk.export.reader import check_columns, read_file
 from perfsdk.export.schema import TABLES
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 
@@ -35,6 +35,17 @@ MAX_BUCKETS = 120  # points per time series: enough to see a fault, few enough t
 COMPARISON, FAULTS = "comparison.arrow", "faults.arrow"
 RUNS = ("traditional", "perfsdk")  # a demo directory's two runs, in the order the table reads
 SPAN_COLUMNS = ["name", "kind", "start_time", "end_time", "duration_ms", "status_code"]
+#: What the report reads of a demo's tables (``perfsdk.demo`` writes them); non-nullable: must be there.
+_COMPARISON_COLUMNS = pa.schema([
+    pa.field("row", pa.string(), nullable=False), pa.field("compared", pa.string()), pa.field("unit", pa.string()),
+    pa.field("traditional", pa.float64(), nullable=False), pa.field("perfsdk", pa.float64(), nullable=False),
+    pa.field("better", pa.string(), nullable=False), pa.field("paper_traditional", pa.float64()),
+    pa.field("paper_ai", pa.float64()), pa.field("winner", pa.string()),
+])
+_FAULT_COLUMNS = pa.schema([
+    pa.field("run", pa.string()), pa.field("fault", pa.string()), pa.field("route", pa.string()),
+    pa.field("start_ns", pa.int64(), nullable=False), pa.field("end_ns", pa.int64(), nullable=False),
+])
 INCIDENT_WINDOW_S = 30.0  # as the live SDK's default (perfsdk.init(incident_window_s=...))
 _BUCKET_WIDTHS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 
@@ -346,9 +357,7 @@ def load(path: Path) -> tuple[Demo | None, list[tuple[str, Path]]]:
         raise ValueError(f"{path}: not a directory (give the export directory, or a demo's output directory)")
     if (path / COMPARISON).is_file():
         comparison = read_file(path / COMPARISON)
-        missing = {"row", "traditional", "perfsdk", "better"} - set(comparison.column_names)
-        if missing:
-            raise ValueError(f"{path / COMPARISON}: not a demo comparison table (no {', '.join(sorted(missing))})")
+        check_columns(path / COMPARISON, comparison.schema, _COMPARISON_COLUMNS, "demo comparison table")
         raw = (comparison.schema.metadata or {}).get(b"perfsdk.demo", b"{}")
         try:
             info = json.loads(raw)
@@ -357,6 +366,7 @@ def load(path: Path) -> tuple[Demo | None, list[tuple[str, Path]]]:
         faults = []
         if (path / FAULTS).is_file():
             table = read_file(path / FAULTS)
+            check_columns(path / FAULTS, table.schema, _FAULT_COLUMNS, "demo faults table")
             faults = [Fault(str(r.get("fault") or ""), str(r.get("route") or ""), int(r["start_ns"]), int(r["end_ns"]),
                             str(r.get("run") or ""))
                       for r in table.to_pylist() if r.get("start_ns") is not None and r.get("end_ns") is not None]

@@ -33,6 +33,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,7 +46,8 @@ from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk._version import __version__
 from perfsdk.export.redact import REDACTED, scrub
 from perfsdk.testgen.scenario import (
-    ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, schema_problems, semantic_problems,
+    HTTP_METHODS, ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, schema_problems,
+    semantic_problems,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +65,6 @@ MAX_ANOMALIES = 20  # the most recent, in the prompt
 MAX_INCIDENTS = 10
 MAX_BACKOFF_S = 30.0
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: Headers a generated step may not set: they change where a request goes, or as whom.
 FORBIDDEN_HEADERS = frozenset((
     "host", "authorization", "proxy-authorization", "cookie", "connection", "content-length",
@@ -328,7 +329,6 @@ class LLMScenarioGenerator:
         self.openapi_routes = None if openapi is None else _openapi_routes(openapi)
         self.last_exchange: dict[str, Any] = {}
         self._random = random.Random()
-        self._opener = urllib.request.build_opener(_NoRedirects())
 
     def __repr__(self) -> str:
         return f"LLMScenarioGenerator({self.base_url!r}, {self.model!r})"
@@ -450,15 +450,13 @@ class LLMScenarioGenerator:
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             wait: float | None
             try:
-                with self._opener.open(request, timeout=remaining) as response:
-                    return self._decode(_read(response, self.url), response.status), retry
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                raw = _error_body(exc)
+                status, raw, reply_headers = self._exchange(request, deadline)
+                if status < 300:
+                    return self._decode(raw, status), retry
                 if status != 429 and status < 500:
-                    raise LLMError(self._refused(status, raw, exc.headers), status) from None
+                    raise LLMError(self._refused(status, raw, reply_headers), status)
                 what = f"HTTP {status} ({_error_message(raw)})"
-                wait = _retry_after(exc.headers)
+                wait = _retry_after(reply_headers)
             except (TimeoutError, socket.timeout):
                 raise LLMError(f"no answer from {self.url} within timeout_s={self.timeout_s:g}") from None
             except (http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead) as exc:
@@ -482,6 +480,31 @@ class LLMScenarioGenerator:
                                f"{max(left, 0):.3g} s left of timeout_s={self.timeout_s:g}", status or None)
             time.sleep(wait)
             retry += 1
+
+    def _exchange(self, request: urllib.request.Request, deadline: float) -> tuple[int, bytes, Any]:
+        """One request's status, body and headers, all of it by ``deadline`` (``TimeoutError`` else).
+
+        A socket timeout bounds each read, not the reply: a server sending a byte at a time would
+        hold the client for ever. So a watchdog shuts the connection at the deadline, whatever
+        phase it is in (headers or body), and the error that causes is reported as the timeout.
+        """
+        watchdog = _Watchdog(deadline)
+        opener = urllib.request.build_opener(_NoRedirects(), _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
+        try:
+            try:
+                with opener.open(request, timeout=max(deadline - time.monotonic(), 1e-3)) as response:
+                    reply = (response.status, _read(response, self.url), response.headers)
+            except urllib.error.HTTPError as exc:
+                reply = (exc.code, _error_body(exc), exc.headers)
+        except Exception:
+            if watchdog.fired:
+                raise TimeoutError from None
+            raise
+        finally:
+            watchdog.stop()
+        if watchdog.fired:  # an error body cut short reads as empty
+            raise TimeoutError
+        return reply
 
     def _decode(self, raw: bytes, status: int) -> dict[str, Any]:
         try:
@@ -524,6 +547,75 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class _Watchdog:
+    """Shuts a connection down at ``deadline``: a read blocked on it then returns, whatever it waited
+    for. ``fired`` says it did (the error the reader then meets is the deadline's doing)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            self._timer = threading.Timer(max(self.deadline - time.monotonic(), 0.0), self._cut)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:  # never after stop(): the socket may be closed and its descriptor reused
+            if self._sock is None:
+                return
+            self.fired = True
+            try:  # the socket's own shutdown: an SSLSocket's would also drop its TLS state under the reader
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._sock = None
+            if self._timer is not None:
+                self._timer.cancel()
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    """Plain HTTP whose connections a ``_Watchdog`` watches from the moment they connect."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self.watchdog = watchdog
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPConnection, self.watchdog), req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    """HTTPS whose connections a ``_Watchdog`` watches from the moment they connect."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self.watchdog = watchdog
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPSConnection, self.watchdog), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+def _watched(base: type[http.client.HTTPConnection], watchdog: _Watchdog) -> Any:
+    """``base`` with its socket handed to ``watchdog`` once connected (``do_open`` makes the instance)."""
+
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+
+    return Watched
 
 
 def _read(response: Any, url: str) -> bytes:

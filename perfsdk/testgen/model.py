@@ -34,7 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.export.redact import REDACTED
-from perfsdk.testgen.scenario import ROUTE_PARAMETER, SCHEMA_VERSION, Scenario
+from perfsdk.testgen.scenario import (
+    HTTP_METHODS, MAX_ASSERTIONS, MAX_GENERATORS, MAX_NAME_CHARS, MAX_QUERY_PARAMS, MAX_TASKS, MAX_VALUE_CHARS,
+    ROUTE_PARAMETER, SCHEMA_VERSION, Scenario,
+)
 
 __all__ = ["RouteProfile", "TrafficModel", "VARIANTS", "route_durations"]
 
@@ -51,6 +54,8 @@ SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance 
 MAX_VALUES = 5_000  # most frequent values kept per parameter (as many as the sample below can hold)
 PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
 VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
+MIN_STAGE_S = 1.0  # Locust's load shape ticks once a second: a shorter stage would pass unseen
+MAX_DEFAULT_DURATION_S = 600.0
 
 
 
@@ -214,24 +219,35 @@ class TrafficModel:
         ``long_sessions`` (three times as long), ``error_paths`` (bad parameter values; the routes
         that failed weighted up).
 
-        ``duration_s`` (default: the recorded window, at most 10 minutes) compresses or stretches
-        the arrival curve; ``rate_scale`` multiplies the arrival rate.
+        ``duration_s`` (default: the recorded window, at least a second, at most 10 minutes)
+        compresses or stretches the arrival curve, over at most ``stages`` stages of a second or
+        more; ``rate_scale`` multiplies the arrival rate.
+
+        What the scenario schema cannot hold is left out, and ``metadata["notes"]`` says what:
+        a route whose key is too long for a task's name, values too long for a generator, the
+        least used query parameters beyond a step's cap, the least requested routes beyond the
+        caps on tasks and generators. A request no scenario can send (an unknown method) is sent
+        as GET, also noted. One odd request in the recording never costs the whole scenario.
         """
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        duration = float(duration_s) if duration_s is not None else min(self.arrival_window_s, 600.0)
-        if not duration > 0:
-            raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
+        duration = float(duration_s) if duration_s is not None else min(
+            max(self.arrival_window_s, MIN_STAGE_S), MAX_DEFAULT_DURATION_S)
+        if not duration >= 0.001:  # stages are written to the millisecond
+            raise ValueError(f"duration_s must be at least 0.001 s, got {duration_s!r}")
+        notes: list[str] = []
+        kept = self._routes_that_fit(notes)
         generators: dict[str, dict[str, Any]] = {}
-        tasks = [self._task(route, generators, variant) for route in self.routes]
-        names = [t["name"] for t in tasks]
+        tasks = {i: self._task(self.routes[i], generators, variant, notes) for i in kept}
+        names = {i: tasks[i]["name"] for i in kept}
         probabilities = self.transition_probabilities()
         transitions = {}
-        for i, source in enumerate(names):
-            row = {names[j]: round(float(p), 6) for j, p in enumerate(probabilities[i]) if p > 0}
+        for i in kept:
+            row = {names[j]: round(float(probabilities[i, j]), 6) for j in kept if probabilities[i, j] > 0}
             if row:
-                transitions[source] = _normalised(row)
-        start = _normalised({names[i]: float(c) for i, c in enumerate(self.start_counts) if c > 0})
+                transitions[names[i]] = _normalised(row)
+        start = _normalised({names[i]: float(self.start_counts[i]) for i in kept if self.start_counts[i] > 0}
+                            or {names[i]: float(self.routes[i].count) for i in kept})  # all began on one left out
         lengths = self.session_lengths * (3.0 if variant == "long_sessions" else 1.0)
         session = {
             "start": start, "transitions": transitions,
@@ -239,29 +255,60 @@ class TrafficModel:
             "think_time_s": _empirical(self.think_times_s),
         }
         if variant == "error_paths":
-            for task in tasks:
-                task["weight"] = task.get("weight", 1) * (1 + 10 * next(
-                    r.error_rate for r in self.routes if r.key == task["name"]))
+            for i in kept:
+                tasks[i]["weight"] = tasks[i].get("weight", 1) * (1 + 10 * self.routes[i].error_rate)
+        checked = [self.routes[i] for i in kept if self.routes[i].count >= 20]
+        if len(checked) >= MAX_ASSERTIONS:  # one is the error rate's
+            notes.append(f"p95 assertions on the {MAX_ASSERTIONS - 1} busiest routes only, of {len(checked)} with "
+                         f"20 requests or more")
+            busiest = sorted(np.argsort([-r.count for r in checked], kind="stable")[:MAX_ASSERTIONS - 1])
+            checked = [checked[k] for k in busiest]
+        metadata: dict[str, Any] = {"generated_by": "perfsdk.testgen.TrafficModel", "variant": variant,
+                                    "source_requests": self.requests, "source_sessions": self.sessions,
+                                    "source_window_s": round(self.window_s, 3)}
+        if notes:
+            metadata["notes"] = notes
         data: dict[str, Any] = {
             "version": SCHEMA_VERSION,
             "name": name or f"{variant} of {self.service or 'the recorded traffic'}",
             "description": (f"Generated by perfsdk's TrafficModel from {self.requests} requests in "
                             f"{self.sessions} sessions over {self.window_s:.0f} s ({variant})."),
-            "metadata": {"generated_by": "perfsdk.testgen.TrafficModel", "variant": variant,
-                         "source_requests": self.requests, "source_sessions": self.sessions,
-                         "source_window_s": round(self.window_s, 3)},
+            "metadata": metadata,
             "load": {"model": "open", "stages": self._stages(duration, stages, rate_scale,
                                                               spike if variant == "flash_sale" else 1.0)},
             "generators": generators,
-            "tasks": tasks,
+            "tasks": [tasks[i] for i in kept],
             "session": session,
             "assertions": [{"task": r.key, "metric": "p95_ms", "below": round(max(1.0, 2.0 * r.p95_ms), 1)}
-                           for r in self.routes if r.count >= 20] + [{"metric": "error_rate", "below": 0.05}],
+                           for r in checked] + [{"metric": "error_rate", "below": 0.05}],
         }
         return Scenario.from_dict(data)
 
+    def _routes_that_fit(self, notes: list[str]) -> list[int]:
+        """The routes a scenario can hold (indices, in order); what is left out and why, noted. When
+        a cap on tasks or generators is reached, the busiest routes are kept."""
+        kept: list[int] = []
+        generators = 0
+        for i in np.argsort([-r.count for r in self.routes], kind="stable"):
+            route = self.routes[i]
+            needs = len(_params(route.route)) + min(len(route.query_params), MAX_QUERY_PARAMS)
+            if len(route.key) > MAX_NAME_CHARS:
+                why = f"its key is longer than the {MAX_NAME_CHARS} characters of a task's name"
+            elif len(kept) == MAX_TASKS:
+                why = f"beyond the {MAX_TASKS} busiest routes a scenario holds"
+            elif generators + needs > MAX_GENERATORS:
+                why = f"its parameters would take the scenario beyond {MAX_GENERATORS} generators"
+            else:
+                kept.append(int(i))
+                generators += needs
+                continue
+            notes.append(f"{_short(route.key)}: left out ({_requests(route.count)}), {why}")
+        if not kept:
+            raise ValueError("no route of the recorded traffic fits in a scenario: " + "; ".join(notes))
+        return sorted(kept)
+
     def _stages(self, duration: float, n: int, rate_scale: float, spike: float) -> list[dict[str, float]]:
-        n = max(1, min(int(n), 100))
+        n = max(1, min(int(n), 100, int(duration // MIN_STAGE_S)))
         window = self.arrival_window_s
         first = float(self.session_starts_s[0]) if len(self.session_starts_s) else 0.0
         edges = first + np.linspace(0.0, window, n + 1)
@@ -275,7 +322,8 @@ class TrafficModel:
         rates *= window / duration
         return [{"duration_s": round(duration / n, 3), "arrival_rate": round(float(r), 4)} for r in rates]
 
-    def _task(self, route: RouteProfile, generators: dict[str, dict[str, Any]], variant: str) -> dict[str, Any]:
+    def _task(self, route: RouteProfile, generators: dict[str, dict[str, Any]], variant: str,
+              notes: list[str]) -> dict[str, Any]:
         path = ""
         for i, part in enumerate(_split_template(route.route)):
             if i % 2 == 0:  # literal text: braces in it are literal braces in a template
@@ -284,15 +332,28 @@ class TrafficModel:
             param = _params(part)[0]
             name = _unique(param, generators)
             hot = variant == "flash_sale" and route is self._hottest()
-            generators[name] = _generator(route.path_params.get(param, Counter()), variant, hot)
+            values = _fitting(route.path_params.get(param, Counter()), f"{_short(route.key)}: {param}", notes)
+            generators[name] = _generator(values, variant, hot)
             path += f"{{{name}}}"
         query = {}
-        for key, values in route.query_params.items():
-            name = _unique(re.sub(r"\W", "_", key) or "q", generators)
+        used = sorted(route.query_params, key=lambda k: -sum(route.query_params[k].values()))
+        if len(used) > MAX_QUERY_PARAMS:
+            notes.append(f"{_short(route.key)}: {len(used) - MAX_QUERY_PARAMS} of its {len(used)} query parameters "
+                         f"left out, the least used ({_short(', '.join(used[MAX_QUERY_PARAMS:]))}); a step has "
+                         f"{MAX_QUERY_PARAMS} at most")
+        kept = set(used[:MAX_QUERY_PARAMS])
+        for key in route.query_params:
+            if key not in kept:
+                continue
+            name = _unique(key or "q", generators)
+            values = _fitting(route.query_params[key], f"{_short(route.key)}: ?{_short(key)}", notes)
             generators[name] = _generator(values, variant, hot=False)
             query[key] = f"{{{name}}}"
-        step: dict[str, Any] = {"method": route.method if route.method in _METHODS else "GET",
-                                "path": path if path.startswith("/") else "/" + path}
+        method = route.method
+        if method not in HTTP_METHODS:
+            notes.append(f"{_short(route.key)}: {_short(method)} is not a method a scenario sends; sent as GET")
+            method = "GET"
+        step: dict[str, Any] = {"method": method, "path": path if path.startswith("/") else "/" + path}
         if query:
             step["query"] = query
         if variant == "error_paths" and _params(route.route):
@@ -350,9 +411,6 @@ class TrafficModel:
         return np.where(rows > 0, counts / np.maximum(rows, 1), 0.0)
 
 
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
 class _Attributes:
     """Looks up keys in a column of attribute maps, all rows at once: the maps' keys are
     dictionary-encoded once, so each lookup compares integers (``pc.map_lookup`` scans the
@@ -385,6 +443,8 @@ def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array
     templated where no instrumentation named the route), and its target as requested."""
     method = _coalesce(attrs, METHOD_KEYS, default="GET")
     target = _coalesce(attrs, TARGET_KEYS, default="")
+    # an absolute-form target (as a proxy sees it: "http://host/x") requests the path /x
+    target = pc.replace_substring_regex(target, r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")
     route = _coalesce(attrs, ROUTE_KEYS, default=None)
     if route.null_count:  # no route template: the path as requested, its values made parameters
         route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
@@ -513,7 +573,27 @@ def _generator(values: Counter[str], variant: str, hot: bool) -> dict[str, Any]:
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
+def _fitting(values: Counter[str], where: str, notes: list[str]) -> Counter[str]:
+    """``values`` without those too long for a generator (noted): a value that long is a probe or
+    a blob, not a key, and with none left the generator makes fresh keys."""
+    long = sum(1 for v in values if len(v) > MAX_VALUE_CHARS)
+    if not long:
+        return values
+    notes.append(f"{where}: {long} of its {len(values)} values left out, longer than {MAX_VALUE_CHARS} characters")
+    return Counter({v: c for v, c in values.items() if len(v) <= MAX_VALUE_CHARS})
+
+
+def _requests(n: int) -> str:
+    return f"{n:,} request" if n == 1 else f"{n:,} requests"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` as a note quotes it: a route key or a value can be thousands of characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _unique(name: str, taken: dict[str, Any]) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)  # the schema's names are ASCII; a query key can be any text
     name = name if re.match(r"^[A-Za-z_]", name) else f"p_{name}"
     name = name[:60]
     candidate, k = name, 2

@@ -45,11 +45,21 @@ from urllib.parse import urlsplit
 
 from perfsdk._runtime import write_atomically
 
-__all__ = ["ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError", "placeholders"]
+__all__ = ["HTTP_METHODS", "MAX_ASSERTIONS", "MAX_GENERATORS", "MAX_NAME_CHARS", "MAX_QUERY_PARAMS", "MAX_TASKS",
+           "MAX_VALUE_CHARS", "ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError",
+           "placeholders"]
 
 SCHEMA_VERSION = 1
+#: The schema's caps, for what writes scenarios (``TrafficModel.generate`` leaves out what exceeds them).
+MAX_NAME_CHARS = 200  # a task's or the scenario's name
+MAX_VALUE_CHARS = 1000  # a choice generator's value
+MAX_QUERY_PARAMS = 50  # a step's query parameters (and headers)
+MAX_GENERATORS = 200
+MAX_TASKS = 500
+MAX_ASSERTIONS = 200
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}
 _NUMBER = {"type": "number"}
 _DISTRIBUTION = {
     "description": "A distribution of non-negative numbers (seconds, or counts).",
@@ -77,7 +87,7 @@ _GENERATOR = {
         {"type": "object", "additionalProperties": False, "required": ["kind", "values"],
          "properties": {"kind": {"const": "choice"},
                         "values": {"type": "array", "minItems": 1, "maxItems": 10000,
-                                   "items": {"type": "string", "maxLength": 1000}},
+                                   "items": {"type": "string", "maxLength": MAX_VALUE_CHARS}},
                         "weights": {"type": "array", "maxItems": 10000, "items": {"type": "number", "minimum": 0}},
                         "otherwise": {
                             "type": "object", "additionalProperties": False, "required": ["share", "low", "high"],
@@ -100,10 +110,10 @@ _TEMPLATE = {"type": "string", "maxLength": 2000,
 _STEP = {
     "type": "object", "additionalProperties": False, "required": ["method", "path"],
     "properties": {
-        "method": {"enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]},
+        "method": {"enum": list(HTTP_METHODS)},
         "path": {**_TEMPLATE, "pattern": "^/"},
-        "query": {"type": "object", "maxProperties": 50, "additionalProperties": _TEMPLATE},
-        "headers": {"type": "object", "maxProperties": 50, "additionalProperties": _TEMPLATE},
+        "query": {"type": "object", "maxProperties": MAX_QUERY_PARAMS, "additionalProperties": _TEMPLATE},
+        "headers": {"type": "object", "maxProperties": MAX_QUERY_PARAMS, "additionalProperties": _TEMPLATE},
         "json": {"description": "A JSON body; its strings are templates."},
         "expect_status": {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599},
                           "description": "Statuses that count as success (default: below 400)."},
@@ -142,10 +152,10 @@ SCHEMA: dict[str, Any] = {
                     }}},
             },
         },
-        "generators": {"type": "object", "maxProperties": 200,
+        "generators": {"type": "object", "maxProperties": MAX_GENERATORS,
                        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
                        "additionalProperties": _GENERATOR},
-        "tasks": {"type": "array", "minItems": 1, "maxItems": 500, "items": {
+        "tasks": {"type": "array", "minItems": 1, "maxItems": MAX_TASKS, "items": {
             "type": "object", "additionalProperties": False, "required": ["name", "steps"],
             "properties": {
                 "name": _NAME,
@@ -163,7 +173,7 @@ SCHEMA: dict[str, Any] = {
                 "think_time_s": _DISTRIBUTION,
             },
         },
-        "assertions": {"type": "array", "maxItems": 200, "items": {
+        "assertions": {"type": "array", "maxItems": MAX_ASSERTIONS, "items": {
             "type": "object", "additionalProperties": False, "required": ["metric", "below"],
             "properties": {
                 "task": {"type": "string", "description": "A task's name; absent: all requests."},
@@ -174,6 +184,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ECHO_CHARS = 80  # of a value quoted in a problem
 #: A route template's parameters (how services name their routes, e.g. ``http.route``): Flask/werkzeug
 #: ``<conv:name>``, OpenAPI/FastAPI ``{name}``, Express ``:name`` (after a slash, or starting a segment).
 ROUTE_PARAMETER = re.compile(r"<(?:(?P<conv>[A-Za-z_]\w*)(?:\([^)]*\))?:)?(?P<a>[A-Za-z_]\w*)>"
@@ -339,7 +350,10 @@ def schema_problems(data: Any) -> list[tuple[str, str]]:
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         best = jsonschema.exceptions.best_match([error])
-        message = best.message  # the offending value comes first, the complaint last: keep both ends
+        message = best.message
+        shown = repr(best.instance)  # the offending value, echoed whole: its start is enough to know it
+        if len(shown) > _ECHO_CHARS and shown in message:
+            message = message.replace(shown, f"{shown[:_ECHO_CHARS]}... ({len(shown):,} characters)")
         message = message if len(message) <= 300 else message[:140] + " ... " + message[-155:]
         problems.append((_path(best.absolute_path), message))
     return problems
