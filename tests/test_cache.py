@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from perfsdk import Action, AdaptiveCache, CacheController, cached
 import perfsdk.adapt.controller as controller_module
+from perfsdk.adapt.controller import DECISION_DELIVERY, USER_CALLBACKS
 from perfsdk.adapt.cache_policy import PopularityWatch
 from perfsdk.export import DECISIONS, decision_row
 from perfsdk._native import CacheCore
@@ -493,7 +494,6 @@ def test_after_a_busy_spell_a_slow_cache_reads_its_clock_at_the_slow_rate_at_onc
 
 
 def test_a_slow_on_decision_callback_never_holds_up_a_get():
-    from perfsdk.adapt.controller import DECISION_DELIVERY
 
     seen = []
 
@@ -508,8 +508,48 @@ def test_a_slow_on_decision_callback_never_holds_up_a_get():
         cache.get_or_load(k, lambda key: key)
         slowest = max(slowest, time.perf_counter() - started)
     assert slowest < 0.05 and len(seen) < len(cache.decisions())  # the callbacks are still running
-    DECISION_DELIVERY.flush()
+    USER_CALLBACKS.flush()
     assert seen == cache.decisions() and cache.stats()["decision_faults"] == 0
+
+
+def test_a_blocked_on_decision_callback_holds_up_neither_the_export_nor_another_cache():
+    """Callbacks shared the delivery worker with perfsdk's own work: one cache's blocked callback
+    kept every cache's decisions from the export, and the fleet from syncing."""
+    from perfsdk._runtime import HOOKS
+
+    release = threading.Event()
+    exported: list = []
+    previous, HOOKS.decisions = HOOKS.decisions, exported.append  # where init() sends them to the export
+    try:
+        blocked = AdaptiveCache(capacity=100, controller=CacheController(interval=100, interval_seconds=None),
+                                on_decision=lambda decision: release.wait(10))
+        other = AdaptiveCache(capacity=100, controller=CacheController(interval=100, interval_seconds=None))
+        for k in zipf_trace(3000, 300):
+            blocked.get_or_load(k, lambda key: key)
+            other.get_or_load(k, lambda key: key)
+        assert DECISION_DELIVERY.flush(5.0)
+        assert len(exported) == len(blocked.decisions()) + len(other.decisions()) > 0
+        assert not USER_CALLBACKS.flush(0.05)  # the callback still waits
+    finally:
+        HOOKS.decisions = previous
+        release.set()
+    assert USER_CALLBACKS.flush(5.0)
+
+
+def test_the_interval_is_bounded_so_a_settled_cache_keeps_deciding():
+    """interval=10**30 failed with an OverflowError not naming it; at sys.maxsize the cache decided
+    once, then its settled stretch overflowed the next decision's count and it never decided again."""
+    import sys
+
+    for interval in (10**30, sys.maxsize):
+        with pytest.raises(ValueError, match=r"interval must be an integer in \[10, 1e\+12\]"):
+            CacheController(interval=interval)
+    cache = AdaptiveCache(capacity=100, controller=CacheController(interval=10**12, interval_seconds=0.001))
+    for i in range(200_000):  # decides by time: the count, stretched while settled, stays in range
+        cache.get_or_load(i % 150, lambda key: key)
+        if len(cache.decisions()) >= 3:
+            break
+    assert len(cache.decisions()) >= 3 and cache.stats()["faults"] == {}
 
 
 def test_controller_faults_are_counted_and_one_controller_drives_one_cache():

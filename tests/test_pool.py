@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -749,12 +750,131 @@ def test_a_new_instance_starts_from_what_the_fleet_learned(tmp_path):
     assert stats["states_adopted"] == seen.sum()
     assert np.array_equal(newcomer.learner.q[seen], veteran.learner.q[seen])
 
-    own_state = int(np.flatnonzero(seen)[0])  # the newcomer's own evidence is never overwritten
-    newcomer.learner.q[own_state] = -1.0
-    veteran.learner.q[own_state] = -2.0
+    own_state, adopted_state = np.flatnonzero(seen)[:2].tolist()  # the newcomer's own evidence is never overwritten
+    newcomer.learner.learn(own_state, 0, -1.0, own_state, done=True)
+    own_values = newcomer.learner.q[own_state].copy()
+    veteran.learner.q[[own_state, adopted_state]] = -2.0
     veteran._sync_fleet()
     newcomer._sync_fleet()
-    assert (newcomer.learner.q[own_state] == -1.0).all()
+    assert np.array_equal(newcomer.learner.q[own_state], own_values)
+    assert (newcomer.learner.q[adopted_state] == -2.0).all()  # where it only adopted, it follows the fleet
+
+
+def test_an_instance_publishes_only_what_it_learned_itself(tmp_path):
+    """Each instance republished what it had adopted as its own evidence: visits doubled with every
+    newcomer, and stale second-hand copies outweighed the one instance that had the data."""
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+    from perfsdk.adapt.qlearner import QLearner
+
+    def instance() -> PoolController:
+        controller = PoolController(fleet=tmp_path)
+        controller.bind("orders-db")
+        assert DECISION_DELIVERY.flush(5.0)  # it reads the fleet as it starts
+        return controller
+
+    veteran = instance()  # the only one ever in state 0
+    for _ in range(10):
+        veteran.learner.learn(0, 0, -1.0, 0, done=True)
+    veteran.fleet.sync(veteran)
+    others = [instance() for _ in range(4)]
+    for other in others:
+        other.fleet.sync(other)  # publishes nothing of state 0: it only adopted it
+        assert other.learner.visits[0, 0] == 10 and not QLearner.load(other.fleet.own_path).visits.any()
+    for _ in range(100):
+        veteran.learner.learn(0, 0, -5.0, 0, done=True)
+    veteran.fleet.sync(veteran)
+    newcomer = instance()
+    assert newcomer.learner.q[0, 0] == veteran.learner.q[0, 0] < -4.9 and newcomer.learner.visits[0, 0] == 110
+
+    first = others[0]
+    first.fleet.sync(first)  # an adopted state follows the fleet as it learns on ...
+    assert first.learner.q[0, 0] == veteran.learner.q[0, 0] and first.fleet.stats()["states_adopted"] == 1
+    first.learner.learn(0, 0, -2.0, 0, done=True)  # ... until this instance learns there: then it is its own,
+    first.fleet.sync(first)  # published with its own visits only, and no longer the fleet's to change
+    published = QLearner.load(first.fleet.own_path)
+    assert published.visits[0].tolist() == [1, 0, 0] and published.q[0, 0] == first.learner.q[0, 0]
+    assert first.learner.q[0, 0] != veteran.learner.q[0, 0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_a_fleet_rejects_tables_of_another_gamma_fifos_and_oversized_files(tmp_path):
+    """A gamma=0.99 table was adopted by a gamma=0.5 controller (values in other units); a FIFO
+    blocked the shared worker forever; a 600 MB sparse file was read whole before being rejected."""
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+    from perfsdk.adapt.qlearner import QLearner
+
+    folder = tmp_path / "orders-db"
+    folder.mkdir()
+    peer = QLearner(64, 3, gamma=0.99)
+    peer.learn_many(np.arange(64), np.zeros(64, int), np.full(64, -1.0), np.arange(64))
+    peer.save(folder / "peer.qtable")
+    os.mkfifo(folder / "fifo.qtable")
+    with open(folder / "huge.qtable", "wb") as f:
+        f.truncate(600 * 2**20)  # sparse: costs no disk
+    controller = PoolController(fleet=tmp_path)  # gamma 0.5
+    controller.bind("orders-db")
+    assert DECISION_DELIVERY.flush(5.0)
+    assert controller.fleet.stats() == {"published": 0, "tables_read": 0, "tables_rejected": 3, "states_adopted": 0}
+    assert not controller.learner.visits.any()
+
+
+def test_one_fleet_serves_one_controller_and_a_dot_name_stays_inside_it(tmp_path):
+    """Two controllers given one Fleet wrote one file in the last one's folder; a target named
+    ".." put its table beside the fleet's directory."""
+    from perfsdk.adapt.fleet import Fleet
+
+    fleet = Fleet(tmp_path / "fleet")
+    PoolController(fleet=fleet).bind("a")
+    second = PoolController(fleet=fleet)
+    with pytest.raises(ValueError, match="already serves the target 'a'"):
+        second.bind("b")
+    assert not second.bound
+    for name, folder in ((".", "_"), ("..", "__"), ("v1.2", "v1.2")):
+        named = Fleet(tmp_path / "fleet")
+        named.attach(name)
+        assert named.own_path.parent == tmp_path / "fleet" / folder
+
+
+def test_pool_options_are_bounded():
+    """A season of 10**8 allocated 800 MB at construction; an interval of a microsecond kept a core busy."""
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    for kwargs in ({"season": 10**8}, {"horizon": 10**6}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            ArrivalForecast(**kwargs)
+    for kwargs in ({"forecast_season": 10**12}, {"forecast_horizon": 10**6}, {"interval_seconds": 1e-6}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            PoolController(**kwargs)
+    assert PoolController(forecast_season=7 * 86400, interval_seconds=0.01).forecast_season == 7 * 86400
+
+
+class Priced(AtTheFloor):
+    """A target whose reward and what-if are given (``AtTheFloor``'s features and limits)."""
+
+    def __init__(self, reward: float, grow_earns: float) -> None:
+        super().__init__(grow_earns)
+        self.reward = reward
+
+    def evidence(self, candidates):
+        from perfsdk.adapt.controller import Evidence
+        from perfsdk.adapt.decision import Action
+
+        return Evidence(self.features, self.reward, {Action.GROW: self.grow_earns}, "priced")
+
+
+def test_a_controller_refuses_gamma_1_and_says_which_value_is_not_finite():
+    """gamma=1 was accepted and every decision divided by zero; a NaN what-if was reported as "the
+    reward overflowed (-20.0)"; a reward of -1e308 made a new state's starting value -inf."""
+    from perfsdk.adapt.controller import Controller
+
+    with pytest.raises(ValueError, match="gamma"):
+        Controller(PoolController.discretizer, gamma=1.0)
+    with pytest.raises(ValueError, match="the what-if of grow is nan"):
+        PoolController().decide(Priced(-20.0, float("nan")))
+    controller = PoolController()
+    with pytest.raises(ValueError, match=r"the reward -1e\+308 makes a new state's value -inf"):
+        controller.decide(Priced(-1e308, -20.0))
+    assert np.isfinite(controller.learner.q).all() and not controller.learner.visits.any()
 
 
 def test_a_fleet_directory_that_fails_is_counted_and_the_controller_goes_on(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import struct
 
@@ -208,3 +209,158 @@ def test_run_episodes_refuses_a_start_outside_the_table():
         with pytest.raises(ValueError, match="start"):
             q.run_episodes(transitions, rewards, terminal, start=start)
     assert q.steps == 0
+
+
+# -- found by a bug hunt -------------------------------------------------------------------------
+def test_epsilon_below_its_floor_stays_there_in_both_engines():
+    """The floor (default 0.01) lifted epsilon=0 at the first act: a learner told never to explore did."""
+    q = QLearner(1, 100, epsilon=0.0, seed=3)
+    assert {q.act(0) for _ in range(2000)} == {0} and q.epsilon == 0.0
+    transitions, rewards, terminal = chain()
+    params = dict(epsilon=0.005, epsilon_min=0.01, epsilon_decay=0.9, seed=2)
+    batch = QLearner(8, 2, **params)
+    batch.run_episodes(transitions, rewards, terminal, episodes=5, max_steps=20)
+    scalar = QLearner(8, 2, **params)
+    scalar.act(0)
+    assert batch.epsilon == scalar.epsilon == 0.005
+
+
+def test_a_step_whose_value_would_overflow_is_refused_by_both_engines():
+    """Finite rewards near the float limit made Q infinite, then NaN, in every state leading there."""
+    scalar = QLearner(1, 1, alpha=1.0, gamma=0.9)
+    scalar.learn(0, 0, 1e308, 0)
+    before = scalar.state.copy()
+    with pytest.raises(ValueError, match="reward 1e\\+308 would take Q\\(0, 0\\) beyond the finite numbers"):
+        scalar.learn(0, 0, 1e308, 0)
+    assert np.array_equal(scalar.state, before)
+    batch = QLearner(1, 1, alpha=1.0, gamma=0.9)
+    with pytest.raises(ValueError, match=r"rewards\[1\] = 1e\+308"):
+        batch.learn_many([0, 0, 0], [0, 0, 0], [1e308, 1e308, 1.0], [0, 0, 0])
+    assert np.array_equal(batch.state, before)  # as a loop of learn would leave it
+    episodes = QLearner(1, 1, alpha=1.0, gamma=0.9, epsilon=0.0)
+    with pytest.raises(ValueError, match="episode 0"):
+        episodes.run_episodes(np.zeros((1, 1), int), np.full((1, 1), 1e308), np.zeros(1, bool), max_steps=5)
+    assert np.array_equal(episodes.q, before[K.QL_HEADER : K.QL_HEADER + 1].reshape(1, 1)) and episodes.steps == 1
+
+
+def test_merge_refuses_another_gamma_and_never_overflows():
+    """Another gamma's Q-values are in other units (they scale like r / (1 - gamma)); and
+    (visits * Q).sum() overflowed for values near the float limit."""
+    a = QLearner(2, 2, alpha=0.1)
+    assert a.merge([QLearner(2, 2, alpha=0.9, epsilon=0.5)]).gamma == 0.9  # alpha is how it learns, not what
+    with pytest.raises(ValueError, match="same gamma"):
+        a.merge([QLearner(2, 2, alpha=0.9, gamma=0.1)])
+    with pytest.raises(TypeError, match="merge needs QLearners"):
+        a.merge([1])  # type: ignore[list-item]
+    x, y = QLearner(1, 1, alpha=1.0, gamma=0.0), QLearner(1, 1, alpha=1.0, gamma=0.0)
+    x.learn(0, 0, 1e308, 0)
+    for _ in range(3):
+        y.learn(0, 0, 1e308, 0)
+    assert x.merge([y]).q[0, 0] == 1e308
+    unvisited = QLearner(1, 1).merge([QLearner(1, 1)])
+    assert unvisited.q[0, 0] == 0.0 and unvisited.visits[0, 0] == 0
+
+
+def test_run_episodes_refuses_rewards_that_are_not_finite():
+    transitions, rewards, terminal = chain(3)
+    q = QLearner(3, 2)
+    for bad in (np.nan, np.inf):
+        poisoned = rewards.copy()
+        poisoned[0, 0] = bad
+        with pytest.raises(ValueError, match="rewards must be finite"):
+            q.run_episodes(transitions, poisoned, terminal, episodes=3)
+    assert q.steps == 0 and np.isfinite(q.q).all()
+
+
+@pytest.mark.parametrize("call,error,argument", [
+    (lambda q: q.learn_many([0.9], [1], [1.0], [0]), TypeError, "states must hold integers"),
+    (lambda q: q.learn_many([0], [1.7], [1.0], [0]), TypeError, "actions must hold integers"),
+    (lambda q: q.learn_many([0], [1], ["1"], [0]), TypeError, "rewards must hold real numbers"),
+    (lambda q: q.learn_many([0], [1], [1.0], [0.2]), TypeError, "next_states must hold integers"),
+    (lambda q: q.learn_many([0], [1], [1.0], [0], dones=True), ValueError, "dones must have shape"),
+    (lambda q: q.learn_many([[0, 1]], [[0, 1]], [[1.0, 1.0]], [[0, 1]]), ValueError, "states must have shape"),
+    (lambda q: q.run_episodes(*chain(2), episodes=2.7), TypeError, "episodes"),
+    (lambda q: q.run_episodes(*chain(2), start=0.5), TypeError, "start"),
+    (lambda q: q.run_episodes(*chain(2), max_steps="9"), TypeError, "max_steps"),
+    (lambda q: q.run_episodes(chain(2)[0] * 1.0, *chain(2)[1:]), TypeError, "transitions must hold integers"),
+    (lambda q: q.run_episodes(chain(2)[0], chain(2)[1][:1], chain(2)[2]), ValueError, "rewards must have shape"),
+])
+def test_batches_refuse_what_learn_refuses_naming_the_argument(call, error, argument):
+    """learn_many and run_episodes truncated float states, parsed reward strings, and failed
+    on a scalar or 2-D input with numpy's errors."""
+    q = QLearner(2, 2)
+    with pytest.raises(error, match=argument):
+        call(q)
+    assert q.steps == 0 and not q.visits.any()
+
+
+def test_load_refuses_a_table_no_learner_holds(tmp_path):
+    """A file with a valid checksum but impossible contents was loaded as it was."""
+    q = QLearner(3, 2, epsilon=0.5, epsilon_min=0.05, seed=4)
+    q.learn(0, 1, 1.0, 1)
+    q.save(tmp_path / "q.bin")
+    body = (tmp_path / "q.bin").read_bytes()[:-32]
+    header_len = struct.unpack_from("<I", body, 12)[0]
+    size = 3 * 2
+    for slot, value, problem in [
+        (K.QL_HEADER + 1, np.inf, "Q-value that is not finite"),
+        (K.QL_HEADER + size + 1, -5.0, "visit or step count"),
+        (K.QL_HEADER + size, 0.5, "visit or step count"),
+        (K.QL_STEPS, -3.5, "visit or step count"),
+        (K.QL_EPSILON, 5.0, "epsilon 5.0 outside"),
+        (K.QL_RNG_HI, 2.0**32, "generator state"),
+        ((K.QL_RNG_HI, K.QL_RNG_LO), 0.0, "generator state"),
+    ]:
+        table = np.frombuffer(body[16 + header_len:], dtype=np.float64).copy()
+        table[list(slot) if isinstance(slot, tuple) else slot] = value
+        crafted = body[: 16 + header_len] + table.tobytes()
+        (tmp_path / "crafted.bin").write_bytes(crafted + hashlib.sha256(crafted).digest())
+        with pytest.raises(ValueError, match=problem):
+            QLearner.load(tmp_path / "crafted.bin")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_load_refuses_a_fifo_and_an_oversized_file_before_reading(tmp_path):
+    """A FIFO blocked the read forever; a 600 MB sparse file was read whole, then rejected."""
+    q = QLearner(3, 2)
+    q.save(tmp_path / "q.bin")
+    os.mkfifo(tmp_path / "fifo.qtable")
+    with pytest.raises(ValueError, match="not a regular file"):
+        QLearner.load(tmp_path / "fifo.qtable")
+    with pytest.raises(ValueError, match="not a regular file"):
+        QLearner.load(tmp_path)
+    with open(tmp_path / "huge.qtable", "wb") as f:
+        f.truncate(600 * 2**20)  # sparse: no disk, and no read either
+    with pytest.raises(ValueError, match="more than the"):
+        QLearner.load(tmp_path / "huge.qtable", max_bytes=q.max_file_bytes())
+    assert np.array_equal(QLearner.load(tmp_path / "q.bin", max_bytes=q.max_file_bytes()).state, q.state)
+
+
+@pytest.mark.parametrize("features,error,message", [
+    ({"x": "123"}, TypeError, "edges of 'x' must be a sequence of numbers"),
+    ({"x": 0.5}, TypeError, "edges of 'x' must be a sequence of numbers"),
+    ({"x": {3: 1, 1: 2}}, TypeError, "edges of 'x' must be a sequence of numbers"),
+    ({"x": ["1", "2"]}, TypeError, "edges of 'x' must be numbers"),
+    ({"x": [True, 2]}, TypeError, "edges of 'x' must be numbers"),
+    ({"x": []}, ValueError, "edges of 'x' must hold one edge at least"),
+    ([("x", [1.0])], TypeError, "features must map"),
+    ({1: [1.0]}, TypeError, "feature names must be strings"),
+])
+def test_discretizer_refuses_edges_that_are_no_edges(features, error, message):
+    with pytest.raises(error, match=message):
+        Discretizer(features)
+
+
+def test_discretizer_names_the_feature_of_a_bad_value_and_refuses_a_state_out_of_range():
+    d = Discretizer({"hit_ratio": [0.25, 0.5, 0.75], "ghost_ratio": [0.05, 0.2]})
+    for bad in ("0.5", None, 1j, np.array([0.1, 0.9])):
+        with pytest.raises(TypeError, match="feature 'hit_ratio' must be a number"):
+            d({"hit_ratio": bad, "ghost_ratio": 0.1})
+    with pytest.raises(TypeError, match="values must map"):
+        d([0.1, 0.2])  # type: ignore[arg-type]
+    for state in (-1, d.n_states):
+        with pytest.raises(ValueError, match="state must be an integer in \\[0, 11\\]"):
+            d.describe(state)
+    # kept: NaN is the lowest bucket, features it does not know are ignored
+    assert d({"hit_ratio": float("nan"), "ghost_ratio": 0.1, "other": 9}) == 1
+    assert d.describe(11) == {"hit_ratio": "[0.75, inf)", "ghost_ratio": "[0.2, inf)"}

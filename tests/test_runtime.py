@@ -64,6 +64,25 @@ def test_a_failing_task_is_counted_and_the_worker_goes_on():
     worker.shutdown()
 
 
+def test_shutdown_waits_for_a_stuck_user_callback_one_second_at_most_and_counts_it():
+    """A blocked on_decision callback held sdk.shutdown() for 15 s (three 5 s waits on the one
+    delivery worker); user callbacks now have their own worker, parked with a short deadline."""
+    from perfsdk._runtime import FAULTS, USER_CALLBACKS, park_shared_workers
+
+    release = threading.Event()
+    before = FAULTS.snapshot().get("perfsdk-callbacks at shutdown", 0)
+    assert USER_CALLBACKS.submit(release.wait)
+    started = time.monotonic()
+    try:
+        assert park_shared_workers(30.0) is False  # perfsdk's own workers would get 30 s
+        assert time.monotonic() - started < 10.0  # generous: it waits USER_CALLBACKS.park_timeout_s (1 s)
+        assert FAULTS.snapshot()["perfsdk-callbacks at shutdown"] == before + 1
+    finally:
+        release.set()
+    assert USER_CALLBACKS.flush(5.0)
+    assert USER_CALLBACKS.submit(lambda: None) and USER_CALLBACKS.flush(5.0)  # works again after
+
+
 # -- the fork registry ------------------------------------------------------------------
 class Resettable:
     def __init__(self):

@@ -60,7 +60,7 @@ cdef class QCore(StateOwner):
     def act(self, Py_ssize_t state):
         """Epsilon-greedy action for ``state``; epsilon then decays toward its floor."""
         cdef double* s = self._s
-        cdef double eps
+        cdef double eps, floor
         cdef Py_ssize_t a
         self._check(state, 0)
         eps = s[QL_EPSILON]
@@ -68,8 +68,10 @@ cdef class QCore(StateOwner):
             a = <Py_ssize_t> (self._random() * s[QL_ACTIONS])
         else:
             a = self._greedy(state)
+        # the floor never lifts an epsilon already below it (epsilon=0 never explores)
+        floor = s[QL_EPSILON_MIN] if s[QL_EPSILON_MIN] < eps else eps
         eps *= s[QL_EPSILON_DECAY]
-        s[QL_EPSILON] = eps if eps > s[QL_EPSILON_MIN] else s[QL_EPSILON_MIN]
+        s[QL_EPSILON] = eps if eps > floor else floor
         return a
 
     def greedy(self, Py_ssize_t state):
@@ -79,10 +81,11 @@ cdef class QCore(StateOwner):
 
     def learn(self, Py_ssize_t state, Py_ssize_t action, double reward, Py_ssize_t next_state,
               bint done=False):
-        """Q(s,a) += alpha * (reward + gamma * max Q(next_state, .) - Q(s,a))."""
+        """Q(s,a) += alpha * (reward + gamma * max Q(next_state, .) - Q(s,a)); a step whose
+        result would not be finite is refused (ValueError) and leaves the table as it was."""
         cdef double* s = self._s
         cdef Py_ssize_t i
-        cdef double target
+        cdef double target, learned
         self._check(state, action)
         self._check(next_state, 0)
         if reward != reward or reward - reward != 0.0:
@@ -91,6 +94,10 @@ cdef class QCore(StateOwner):
         target = reward
         if not done:
             target += s[QL_GAMMA] * s[QL_HEADER + next_state * self._n_actions + self._greedy(next_state)]
-        s[i] += s[QL_ALPHA] * (target - s[i])
+        learned = s[i] + s[QL_ALPHA] * (target - s[i])
+        if learned - learned != 0.0:  # inf or NaN: one such value poisons every state leading here
+            raise ValueError(f"reward {reward} would take Q({state}, {action}) beyond the finite numbers; "
+                             "the step was refused")
+        s[i] = learned
         s[i + self._n_states * self._n_actions] += 1.0
         s[QL_STEPS] += 1.0

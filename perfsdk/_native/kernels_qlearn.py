@@ -51,30 +51,39 @@ def ql_act(state, s):
         a = np.int64(ql_random(state) * state[QL_ACTIONS])
     else:
         a = ql_greedy(state, s)
+    floor = state[QL_EPSILON_MIN] if state[QL_EPSILON_MIN] < eps else eps  # never lifts epsilon
     eps *= state[QL_EPSILON_DECAY]
-    state[QL_EPSILON] = eps if eps > state[QL_EPSILON_MIN] else state[QL_EPSILON_MIN]
+    state[QL_EPSILON] = eps if eps > floor else floor
     return a
 
 
 @kernel
 def ql_learn(state, s, a, r, s2, done):
-    """Q(s,a) += alpha * (r + gamma * max Q(s2, .) - Q(s,a)); counts the visit."""
+    """Q(s,a) += alpha * (r + gamma * max Q(s2, .) - Q(s,a)); counts the visit. False, and the
+    state untouched, where the result would not be finite (as the Cython ``learn`` refuses it)."""
     n_states = np.int64(state[QL_STATES])
     n_actions = np.int64(state[QL_ACTIONS])
     i = QL_HEADER + s * n_actions + a
     target = r
     if not done:
         target += state[QL_GAMMA] * state[QL_HEADER + s2 * n_actions + ql_greedy(state, s2)]
-    state[i] += state[QL_ALPHA] * (target - state[i])
+    learned = state[i] + state[QL_ALPHA] * (target - state[i])
+    if not math.isfinite(learned):
+        return False
+    state[i] = learned
     state[i + n_states * n_actions] += 1.0
     state[QL_STEPS] += 1.0
+    return True
 
 
 @kernel
 def ql_learn_many(state, s, a, r, s2, done):
-    """``ql_learn`` over arrays of transitions, in order."""
+    """``ql_learn`` over arrays of transitions, in order, up to the first it refuses: returns
+    that one's index (-1: none was refused)."""
     for k in range(s.shape[0]):
-        ql_learn(state, s[k], a[k], r[k], s2[k], done[k])
+        if not ql_learn(state, s[k], a[k], r[k], s2[k], done[k]):
+            return k
+    return -1
 
 
 @kernel
@@ -82,7 +91,8 @@ def ql_run_episodes(state, transitions, rewards, terminal, start, episodes, max_
     """Q-learning on a known tabular MDP (for simulations and tests).
 
     ``transitions[s, a]`` is the next state, ``rewards[s, a]`` the reward,
-    ``terminal[s]`` ends an episode. Returns the total reward per episode.
+    ``terminal[s]`` ends an episode. Returns the total reward per episode, and the episode in
+    which a step was refused (``ql_learn``), where training stopped (-1: none was).
     """
     totals = np.zeros(episodes)
     for e in range(episodes):
@@ -92,9 +102,10 @@ def ql_run_episodes(state, transitions, rewards, terminal, start, episodes, max_
             s2 = transitions[s, a]
             r = rewards[s, a]
             done = terminal[s2]
-            ql_learn(state, s, a, r, s2, done)
+            if not ql_learn(state, s, a, r, s2, done):
+                return totals, e
             totals[e] += r
             s = s2
             if done:
                 break
-    return totals
+    return totals, -1

@@ -6,7 +6,8 @@
 - ``at_fork``: the fork-reset registry every object with threads or locks joins.
 - ``HOOKS``: what the running ``perfsdk.init()`` offers the layers below it
   (the tracer ``@monitor`` uses, where decisions go); ``DECISION_DELIVERY``, the
-  worker that delivers them.
+  worker that delivers them (and does the fleet's file work); ``USER_CALLBACKS``, the
+  one that runs the user's ``on_decision`` callbacks, apart.
 - ``call_user``: runs a user callback under OpenTelemetry's
   suppress-instrumentation key, so the callback's own I/O is never traced back
   into the detectors.
@@ -26,7 +27,7 @@ from perfsdk._runtime.callbacks import call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.files import fsync_path, replace_atomically, write_atomically
 from perfsdk._runtime.forks import at_fork
-from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, Hooks
+from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, USER_CALLBACKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
 from perfsdk._runtime.startup import long_lived_startup
 from perfsdk._runtime.traced import TRACED_FUNCTIONS, TracedFunctions
@@ -36,8 +37,8 @@ from perfsdk._runtime.validate import (
 from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
-    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "Worker",
-    "at_fork", "call_user", "check_bool", "check_callable", "check_choice", "check_int", "check_number", "check_str",
+    "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "USER_CALLBACKS",
+    "Worker", "at_fork", "call_user", "check_bool", "check_callable", "check_choice", "check_int", "check_number", "check_str",
     "fsync_path", "lazy_names", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
     "write_atomically",
 ]

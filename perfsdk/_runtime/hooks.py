@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from perfsdk._runtime.worker import Worker
 
-__all__ = ["DECISION_DELIVERY", "HOOKS", "Hooks"]
+__all__ = ["DECISION_DELIVERY", "HOOKS", "Hooks", "USER_CALLBACKS"]
 
 
 class Hooks:
@@ -34,3 +34,10 @@ HOOKS = Hooks()
 #: counted): by the controllers in ``adapt``, flushed by the export in ``instrument``, which so
 #: need not import each other.
 DECISION_DELIVERY: Worker[Callable[[], Any]] = Worker("perfsdk-decisions", max_queue=1024, shared=True)
+
+#: The user's ``on_decision`` callbacks run here, apart from perfsdk's own work above: one that
+#: blocks holds up only the callbacks behind it (1,024 may wait; more are dropped, counted), never
+#: the export or the fleet, and shutdown waits one second for it at most (then leaves it running
+#: on the daemon thread, counted).
+USER_CALLBACKS: Worker[Callable[[], Any]] = Worker("perfsdk-callbacks", max_queue=1024, shared=True,
+                                                   park_timeout_s=1.0)

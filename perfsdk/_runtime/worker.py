@@ -60,12 +60,16 @@ class Worker(Generic[T]):
     shared
         A process-wide worker (fits, decision delivery): ``park_shared_workers`` ends its
         thread when perfsdk shuts down; it starts again on the next ``submit``.
+    park_timeout_s
+        For a shared worker running the user's code (callbacks), which may block: the most
+        ``park_shared_workers`` waits for it (default: as long as for perfsdk's own work).
     """
 
     def __init__(self, name: str, handle: Callable[[list[T]], Any] | None = None, *,
                  max_queue: int = 2048, max_batch: int = 256, min_batch: int = 1, linger_s: float = 0.0,
                  tick: Callable[[], Any] | None = None, tick_interval_s: float | None = None,
-                 faults: Faults | None = None, shared: bool = False) -> None:
+                 faults: Faults | None = None, shared: bool = False,
+                 park_timeout_s: float | None = None) -> None:
         self.name = name
         self._handle: Callable[[list[T]], Any] = handle or _run_each  # type: ignore[assignment]
         self.max_queue = max_queue
@@ -75,6 +79,7 @@ class Worker(Generic[T]):
         self._tick = tick
         self.tick_interval_s = tick_interval_s
         self.faults = faults or FAULTS
+        self.park_timeout_s = park_timeout_s
         self.handled = 0
         self.dropped = 0
         self._ticking = False
@@ -177,14 +182,20 @@ class Worker(Generic[T]):
         """Handle what is queued, then end the thread; the next ``submit`` starts a new one.
 
         For process-wide workers when ``perfsdk`` shuts down: no thread of perfsdk's
-        outlives ``shutdown()``, yet a cache used afterwards still works.
+        outlives ``shutdown()``, yet a cache used afterwards still works. Work still running
+        at the deadline (a blocked callback) is left to finish on the daemon thread, and
+        counted as a fault ("<name> at shutdown").
         """
+        deadline = time.monotonic() + timeout_s
         done = self.flush(timeout_s)
+        if not done:
+            self.faults.record(f"{self.name} at shutdown", TimeoutError(
+                f"work still running {timeout_s:g} s after shutdown began: left to finish on its daemon thread"))
         with self._cond:
             if self._queue or self._ticking:
                 return False
             self._parking = True
-        self._end_thread(timeout_s)
+        self._end_thread(max(0.0, deadline - time.monotonic()))  # one deadline for both waits
         return done and not self.alive
 
     def _end_thread(self, timeout_s: float) -> None:
@@ -272,5 +283,7 @@ _SHARED: list[Worker[Any]] = []
 
 
 def park_shared_workers(timeout_s: float = 5.0) -> bool:
-    """Finish and end the threads of every process-wide worker (``perfsdk`` shutting down)."""
-    return all([worker.park(timeout_s) for worker in _SHARED])
+    """Finish and end the threads of every process-wide worker (``perfsdk`` shutting down); one
+    running the user's code is waited for no longer than its ``park_timeout_s``."""
+    return all([worker.park(timeout_s if worker.park_timeout_s is None else min(timeout_s, worker.park_timeout_s))
+                for worker in _SHARED])

@@ -6,7 +6,7 @@ import math
 import os
 
 from perfsdk._runtime import check_bool, check_int, check_number
-from perfsdk.adapt.controller import Controller
+from perfsdk.adapt.controller import MAX_INTERVAL, Controller
 from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
@@ -27,7 +27,7 @@ class CacheController(Controller):
     Parameters
     ----------
     interval, interval_seconds
-        A decision every ``interval`` operations (gets) or every ``interval_seconds``
+        A decision every ``interval`` operations (gets; 10**12 at most) or every ``interval_seconds``
         (30 s by default; None: by count only), whichever comes first. The clock is read
         every 64 gets, so an idle cache is left alone: it has nothing to learn from.
     min_operations
@@ -105,7 +105,7 @@ class CacheController(Controller):
         #: "reference" (the default: the capacity given), "prices" or "target"
         self.objective = "target" if target_hit_ratio is not None else "prices" if priced else "reference"
         self.adapt_window = check_bool("adapt_window", adapt_window)
-        check_int("interval", interval, minimum=10)
+        check_int("interval", interval, minimum=10, maximum=MAX_INTERVAL)
         self.min_operations = min(1000, int(interval)) if min_operations is None else check_int(
             "min_operations", min_operations, minimum=1)
         super().__init__(self.discretizer, interval=interval, interval_seconds=interval_seconds, step=step,

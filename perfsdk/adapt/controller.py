@@ -4,9 +4,9 @@ As in Caffeine, deciding and applying are apart. A ``Controller`` owns the
 schedule (every ``interval`` operations or ``interval_seconds``), the
 learner and the starting values of new states, learning from what-ifs, the
 cooldown, min/max clamping with the guardrail recorded, auto/advisory mode,
-a bounded log of explained decisions, and delivering them (to the target's
-``on_decision`` and to the Arrow export) on a background worker. A target
-(``AdaptiveCache``, ``AdaptivePool``) implements ``Target``:
+a bounded log of explained decisions, and delivering them on background workers
+(to the Arrow export on perfsdk's, to the target's ``on_decision`` on the user
+callbacks' own). A target (``AdaptiveCache``, ``AdaptivePool``) implements ``Target``:
 ``evidence()`` says what the interval looked like, what it earned and what
 each other size would have earned; ``apply()`` resizes. The target decides
 nothing; the controller touches nothing but the target's two methods.
@@ -25,12 +25,14 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from perfsdk._runtime import DECISION_DELIVERY, FAULTS, HOOKS, Faults, call_user, check_int, check_number
+from perfsdk._runtime import (
+    DECISION_DELIVERY, FAULTS, HOOKS, USER_CALLBACKS, Faults, call_user, check_int, check_number,
+)
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
-__all__ = ["DECISION_DELIVERY", "Controller", "Evidence", "Target"]
+__all__ = ["DECISION_DELIVERY", "MAX_INTERVAL", "USER_CALLBACKS", "Controller", "Evidence", "Target"]
 
 #: A shrink the model says costs at most this share of the reward is worth trying once.
 SHRINK_TOLERANCE = 0.05
@@ -87,6 +89,9 @@ class Target(Protocol):
 
 
 SETTLED_STRETCH = 16  # a settled target's count interval grows up to this many times (see Controller)
+#: The longest ``interval``, in operations: stretched while settled, it stays far inside the target's
+#: 64-bit operation counter (2**63 is 9.2e18).
+MAX_INTERVAL = 10**12
 SETTLED_CHANGE = 0.01  # ... while an interval moves the state's values by less than this share
 
 
@@ -98,10 +103,11 @@ class Controller:
     discretizer
         Turns the evidence's features into the learner's state.
     interval
-        Operations per decision -- while the target is settled, up to ``settled_stretch`` times
-        more: each decision that changes nothing, finds the same state, and learns little there
-        (its values move by less than ``SETTLED_CHANGE``; or there was no evidence to judge, e.g.
-        a cache still filling) doubles the next interval; any other sets it back. A settled cache
+        Operations per decision (``MAX_INTERVAL`` at most) -- while the target is settled, up to
+        ``settled_stretch`` times more: each decision that changes nothing, finds the same state,
+        and learns little there (its values move by less than ``SETTLED_CHANGE``; or there was no
+        evidence to judge, e.g. a cache still filling) doubles the next interval; any other sets
+        it back. A settled cache
         pays for fewer decisions on its hot path; the time limit, ``interval_seconds``, stays as it is.
     interval_seconds
         Also decide once this many seconds have passed since the last decision.
@@ -111,7 +117,8 @@ class Controller:
         Intervals after a change of the value during which it may not change again.
     learner
         A ``QLearner`` to start from (one loaded or merged from a fleet); else a fresh one
-        with ``alpha``, ``gamma``, ``epsilon``, ``seed``.
+        with ``alpha``, ``gamma`` (below 1: a new state starts at ``reward / (1 - gamma)``),
+        ``epsilon``, ``seed``.
     max_decisions
         Decisions kept in ``decisions`` (the newest).
     fleet
@@ -128,7 +135,9 @@ class Controller:
         gamma: float = 0.5, epsilon: float = 0.05, seed: int = 0, max_decisions: int = 1000,
         fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
-        check_int("interval", interval, minimum=10)
+        if not isinstance(discretizer, Discretizer):
+            raise TypeError(f"discretizer must be a Discretizer, got {discretizer!r}")
+        check_int("interval", interval, minimum=10, maximum=MAX_INTERVAL)
         if interval_seconds is not None:
             check_number("interval_seconds", interval_seconds, low=0.0, low_open=True)
         check_number("step", step, low=1.0, high=16.0, low_open=True)
@@ -142,6 +151,8 @@ class Controller:
                 raise ValueError(f"learner must have {discretizer.n_states} states and {n_actions} actions")
             if not learner.gamma < 1:
                 raise ValueError(f"learner must discount the future (gamma < 1), got gamma={learner.gamma}")
+        else:
+            check_number("gamma", gamma, low=0.0, high=1.0, high_open=True)
         self.discretizer = discretizer
         self.interval = int(interval)
         self.interval_seconds = None if interval_seconds is None else float(interval_seconds)
@@ -151,6 +162,7 @@ class Controller:
                                            epsilon=epsilon, epsilon_min=epsilon, seed=seed)
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self.fleet = fleet if isinstance(fleet, Fleet) or fleet is None else Fleet(fleet)
+        self._adopted = np.zeros_like(self.learner.visits)  # the visits taken from the fleet (see ``adopt``)
         self._decided = 0
         self.bound = False  # set by the target it drives: one target per controller
         self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward
@@ -189,10 +201,11 @@ class Controller:
         if self.bound:
             raise ValueError(f"controller already drives another target (not {target_name!r}): give each "
                              "its own (share what they learn with QLearner.merge)")
+        if self.fleet is not None:
+            self.fleet.attach(target_name)
         self.bound = True
         self._faults = faults
         if self.fleet is not None:
-            self.fleet.attach(target_name)
             DECISION_DELIVERY.submit(functools.partial(self._sync_fleet, False))  # start from the fleet's
 
     # -- deciding ---------------------------------------------------------------------
@@ -227,18 +240,31 @@ class Controller:
         return self._lock
 
     def adopt(self, fleet: QLearner) -> int:
-        """Take the fleet's learned values in the states this controller has not been in yet
-        (its own evidence stays its own); returns how many states it adopted."""
+        """Take the fleet's learned values in the states this controller has not learned in
+        itself: those it has not been in, and those it adopted before (they follow the fleet as
+        it learns on). Its own evidence stays its own: once it learns in an adopted state, that
+        state is its own, starting from the fleet's values. Returns how many states it adopted anew."""
         with self._lock:
-            learner = self.learner
-            unseen = ~learner.visits.any(axis=1) & fleet.visits.any(axis=1)
-            states = np.flatnonzero(unseen).tolist()
+            learner, adopted = self.learner, self._adopted
+            own = (learner.visits > adopted).any(axis=1)
+            states = np.flatnonzero(~own & fleet.visits.any(axis=1))
+            new = states[~adopted[states].any(axis=1)].tolist()
             learner.q[states] = fleet.q[states]
-            learner.visits[states] = fleet.visits[states]
-            for state in states:  # the fleet has measured its moves there: nothing to try once
+            learner.visits[states] = adopted[states] = fleet.visits[states]
+            for state in new:  # the fleet has measured its moves there: nothing to try once
                 self._started.add(state)
                 self._taken.update((state, action) for action in Action)
-            return len(states)
+            return len(new)
+
+    def own_table(self) -> QLearner:
+        """A copy of the learner with only what this instance learned itself -- what it publishes
+        to the fleet: its own visits, and nothing in the states it only adopted (a copy of the
+        fleet's values published as evidence would be counted again by every instance)."""
+        with self._lock:
+            mine = self.learner.copy()
+            mine.visits[:] -= self._adopted
+        mine.q[~mine.visits.any(axis=1)] = 0.0  # as a learner that was never there
+        return mine
 
     def _sync_fleet(self, publish: bool = True) -> None:
         assert self.fleet is not None
@@ -254,8 +280,9 @@ class Controller:
         features = dict(evidence.features)
         state = self.discretizer(features)
         reward = evidence.reward
-        if not all(math.isfinite(r) for r in (reward, *evidence.what_if.values())):
-            raise ValueError(f"the reward overflowed ({reward}): the target's costs are too large")
+        for what, value in (("reward", reward), *((f"what-if of {a}", v) for a, v in evidence.what_if.items())):
+            if not math.isfinite(value):
+                raise ValueError(f"the {what} is {value}: the target's costs are too large or undefined")
         learner = self.learner
         if evidence.cold:
             self._last = None
@@ -264,7 +291,11 @@ class Controller:
         if state not in self._started and not learner.visits[state].any():
             # Costs make every reward negative: zeros would make each untried action
             # look best. A new state starts at the value of staying as it is.
-            learner.q[state] = reward / (1.0 - learner.gamma)
+            start = reward / (1.0 - learner.gamma)
+            if not math.isfinite(start):
+                raise ValueError(f"the reward {reward} makes a new state's value {start}: the target's costs "
+                                 "are too large")
+            learner.q[state] = start
         self._started.add(state)
         values = learner.q[state].copy()
         # The next interval's reward, credited to the move that led to it. Where the what-ifs come
@@ -370,12 +401,12 @@ class Controller:
     # -- delivering ---------------------------------------------------------------------
     def deliver(self, decision: Decision, on_decision: Callable[[Decision], Any] | None,
                 faults: Faults = FAULTS) -> int:
-        """Hand ``decision`` to ``on_decision`` and to perfsdk's export, on the worker;
-        returns how many could not be queued (the queue was full)."""
+        """Hand ``decision`` to perfsdk's export and to ``on_decision``, each on its own worker (a
+        callback that blocks holds up neither the export nor the fleet); returns how many could
+        not be queued (the queue was full)."""
         dropped = 0
-        for callback in (on_decision, HOOKS.decisions):
-            if callback is not None and not DECISION_DELIVERY.submit(
-                    functools.partial(_deliver_one, callback, decision, faults)):
+        for callback, worker in ((HOOKS.decisions, DECISION_DELIVERY), (on_decision, USER_CALLBACKS)):
+            if callback is not None and not worker.submit(functools.partial(_deliver_one, callback, decision, faults)):
                 dropped += 1
         return dropped
 

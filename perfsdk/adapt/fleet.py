@@ -1,13 +1,17 @@
 """Fleet learning: the instances of a service share what their controllers learned.
 
-Each instance publishes its learner's table to a shared directory (one file
-an instance, written atomically by ``QLearner.save``) and reads the others'
-when it starts and every ``every`` decisions. What it reads is merged
+Each instance publishes what its learner learned itself to a shared directory
+(one file an instance, written atomically by ``QLearner.save``) and reads the
+others' when it starts and every ``every`` decisions. What it reads is merged
 (``QLearner.merge``: visit-weighted) and fills in the states this instance
-has not been in yet -- a new instance starts from the fleet's policy, and an
-instance's own evidence is never overwritten by the fleet's. Files and I/O
+has not learned in itself -- a new instance starts from the fleet's policy,
+and an instance's own evidence is never overwritten by the fleet's
+(``Controller.adopt``). What it adopted it does not publish
+(``Controller.own_table``): republished, a second-hand copy would count again
+with every instance and outweigh the one that has the evidence. Files and I/O
 happen on perfsdk's background worker, never on the application's path;
-unreadable or foreign files are skipped and counted.
+unreadable or foreign files -- another table size or gamma, anything but a
+regular file, a file larger than a table takes -- are skipped and counted.
 
     PoolController(fleet="/shared/perfsdk-fleet")   # or CacheController(fleet=...)
 """
@@ -70,8 +74,14 @@ class Fleet:
         self._lock = threading.Lock()  # one sync at a time
 
     def attach(self, target_name: str) -> None:
-        """The table's folder: one a target name (a cache and a pool learn different things)."""
+        """The table's folder: one a target name (a cache and a pool learn different things).
+        A ``Fleet`` serves one controller: a second would write over the first's file."""
+        if self._folder is not None:
+            raise ValueError(f"this Fleet already serves the target {self._folder.name!r}: give each "
+                             "controller its own Fleet (they may share the directory)")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_name) or "target"
+        if not safe.strip("."):  # "." or ".." would be the fleet's directory or its parent
+            safe = safe.replace(".", "_")
         self._folder = self.directory / safe
 
     @property
@@ -101,8 +111,7 @@ class Fleet:
         from perfsdk.adapt.qlearner import QLearner
 
         own = self.own_path
-        with controller.locked():
-            mine = controller.learner.copy()
+        mine = controller.own_table()
         if publish:
             own.parent.mkdir(parents=True, exist_ok=True)
             mine.save(own)
@@ -118,10 +127,12 @@ class Fleet:
             if path != own and now - mtime <= self.max_age_s:
                 files.append((mtime, path))
         for _, path in sorted(files, reverse=True)[: self.max_files]:
-            try:
-                table = QLearner.load(path)
+            try:  # a FIFO, a huge file: refused before reading (a read would block or fill the memory)
+                table = QLearner.load(path, max_bytes=mine.max_file_bytes())
                 if (table.n_states, table.n_actions) != (mine.n_states, mine.n_actions):
                     raise ValueError(f"{path}: {table.n_states} states, this controller has {mine.n_states}")
+                if table.gamma != mine.gamma:  # values in other units (see QLearner.merge)
+                    raise ValueError(f"{path}: gamma {table.gamma}, this controller's is {mine.gamma}")
             except (OSError, ValueError):
                 self.counts["tables_rejected"] += 1
                 continue

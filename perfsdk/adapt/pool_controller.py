@@ -6,13 +6,16 @@ import os
 from perfsdk._runtime import check_int, check_number
 from perfsdk.adapt.controller import Controller
 from perfsdk.adapt.fleet import Fleet
-from perfsdk.adapt.pool_forecast import ArrivalForecast
+from perfsdk.adapt.pool_forecast import MAX_HORIZON, MAX_SEASON, ArrivalForecast
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
-__all__ = ["LATENCY_FLOOR_MS", "PoolController"]
+__all__ = ["LATENCY_FLOOR_MS", "MIN_INTERVAL_S", "PoolController"]
 
 #: The shortest latency (ms) a pool's reward tells apart: 10 µs, well below a database round trip.
 LATENCY_FLOOR_MS = 0.01
+#: The shortest ``interval_seconds``: an interval must hold acquisitions to judge, and the pool's
+#: thread wakes once an interval, busy or idle (at a microsecond it kept a core busy doing nothing).
+MIN_INTERVAL_S = 0.01
 
 
 class PoolController(Controller):
@@ -21,7 +24,7 @@ class PoolController(Controller):
     Parameters
     ----------
     interval_seconds
-        Seconds per decision (the pool's maintenance thread decides).
+        Seconds per decision (the pool's maintenance thread decides); 0.01 at least.
     connection_weight
         The trade-off between latency and connections: the reward is
         ``-latency_ms * (1 + connection_weight * size / max_size)``, so at
@@ -44,13 +47,14 @@ class PoolController(Controller):
         action every interval, and a random move would only cost a live pool latency.
     forecast_horizon
         Intervals ahead the pool forecasts its arrival rate (``ArrivalForecast``) to grow
-        before a surge rather than after the queue forms (5 is a good start); 0, the default:
-        no forecasting. Off by default: its fits load statsmodels, which added about 240 MB
+        before a surge rather than after the queue forms (5 is a good start; 1,000 at most); 0,
+        the default: no forecasting. Off by default: its fits load statsmodels, which added about 240 MB
         to the demo shop's resident memory. On a simulated rush at the same hour every day
         (with ``forecast_season``) it cut the waits around the rush by 37 % on average, in
         simulation (17-50 % by seed; ``benches/eval/pool_eval.py --forecast``).
     forecast_season
-        The arrival rate's period in intervals, if it has one (86400 for a daily cycle at 1 s).
+        The arrival rate's period in intervals, if it has one (86400 for a daily cycle at 1 s;
+        604,800, a week at 1 s, at most).
     fleet
         A directory the service's instances share (see ``perfsdk.adapt.fleet``): what this
         controller learns is published there, and it starts from what the others learned.
@@ -79,9 +83,10 @@ class PoolController(Controller):
         seed: int = 0, max_decisions: int = 1000, forecast_horizon: int = 0, forecast_season: int | None = None,
         fleet: Fleet | str | os.PathLike[str] | None = None,
     ) -> None:
-        self.forecast_horizon = check_int("forecast_horizon", forecast_horizon, minimum=0)
+        self.forecast_horizon = check_int("forecast_horizon", forecast_horizon, minimum=0, maximum=MAX_HORIZON)
         if forecast_season is not None:
-            check_int("forecast_season", forecast_season, minimum=2)
+            check_int("forecast_season", forecast_season, minimum=2, maximum=MAX_SEASON)
+        check_number("interval_seconds", interval_seconds, low=MIN_INTERVAL_S)
         self.forecast_season = forecast_season
         self.connection_weight = check_number("connection_weight", connection_weight, low=0.0, high=100.0)
         self.min_acquisitions = check_int("min_acquisitions", min_acquisitions, minimum=1)

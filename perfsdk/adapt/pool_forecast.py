@@ -19,7 +19,14 @@ import math
 
 from perfsdk._runtime import check_int, check_number
 
-__all__ = ["ArrivalForecast"]
+__all__ = ["ArrivalForecast", "MAX_HORIZON", "MAX_SEASON"]
+
+#: The longest season, in intervals: a week of one-second intervals. The detector keeps two
+#: seasons of history (about 10 MB at this bound); a longer one allocated it all at once
+#: (10**8 intervals: 800 MB at construction).
+MAX_SEASON = 7 * 86400
+#: The furthest a forecast looks ahead, in intervals (a pool prepares a few intervals ahead).
+MAX_HORIZON = 1000
 
 
 class ArrivalForecast:
@@ -28,9 +35,11 @@ class ArrivalForecast:
     Parameters
     ----------
     horizon
-        Intervals ahead the pool prepares for (opening connections and a step or two of the controller).
+        Intervals ahead the pool prepares for (opening connections and a step or two of the
+        controller); at most ``MAX_HORIZON`` (1,000).
     season
-        The rate's period in intervals, if it has one (e.g. 86400 for a daily cycle at 1 s intervals).
+        The rate's period in intervals, if it has one (e.g. 86400 for a daily cycle at 1 s
+        intervals); at most ``MAX_SEASON`` (604,800: a week at 1 s).
     warmup
         Intervals before the first fit (no forecast before it); with a ``season``, at least that
         season and 20 intervals more (a seasonal difference needs a season to difference against).
@@ -48,11 +57,11 @@ class ArrivalForecast:
 
     def __init__(self, *, horizon: int = 5, season: int | None = None, warmup: int = 60,
                  surge: float = 1.2) -> None:
-        self.horizon = check_int("horizon", horizon, minimum=1)
+        self.horizon = check_int("horizon", horizon, minimum=1, maximum=MAX_HORIZON)
         self.surge = check_number("surge", surge, low=1.0)
         check_int("warmup", warmup, minimum=1)  # (the detector says how few it can fit on)
         if season is not None:
-            warmup = max(warmup, check_int("season", season, minimum=2) + 20)
+            warmup = max(warmup, check_int("season", season, minimum=2, maximum=MAX_SEASON) + 20)
         from perfsdk.detect.arima import ArimaDetector  # with the first pool, not with perfsdk
 
         self.detector = ArimaDetector(order=(1, 1, 1), season=season, warmup=warmup, history=max(512, 2 * warmup),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
+import stat
 import struct
 from bisect import bisect_right
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,6 +21,8 @@ __all__ = ["Discretizer", "QLearner"]
 
 FILE_MAGIC = b"PERFSDKQ"
 FILE_VERSION = 1
+#: A saved learner's parameters take some 200 bytes; a longer header is not one of ours.
+MAX_HEADER_BYTES = 4096
 
 
 class QLearner(QCore):
@@ -40,7 +43,8 @@ class QLearner(QCore):
     gamma
         Discount in [0, 1].
     epsilon, epsilon_min, epsilon_decay
-        Exploration: start rate, floor, multiplicative decay per ``act``.
+        Exploration: start rate, floor, multiplicative decay per ``act``. The floor never
+        lifts a start rate below it (``epsilon=0`` never explores).
     seed
         Seed of the generator behind exploration (runs are reproducible).
 
@@ -122,12 +126,14 @@ class QLearner(QCore):
     # -- batches -----------------------------------------------------------------
     def learn_many(self, states: Sequence[int], actions: Sequence[int], rewards: Sequence[float],
                    next_states: Sequence[int], dones: Sequence[bool] | None = None) -> None:
-        """``learn`` over arrays of transitions, in compiled code."""
-        s = np.asarray(states, dtype=np.int64)
-        a = np.asarray(actions, dtype=np.int64)
-        r = np.asarray(rewards, dtype=np.float64)
-        s2 = np.asarray(next_states, dtype=np.int64)
-        d = np.zeros(len(s), dtype=np.bool_) if dones is None else np.asarray(dones, dtype=np.bool_)
+        """``learn`` over arrays of transitions, in compiled code, in order: a step ``learn``
+        would refuse (its Q-value would overflow) stops the batch there, with a ValueError
+        that says which (the steps before it are learned, as a loop of ``learn`` would)."""
+        s = _array("states", states, np.int64)
+        a = _array("actions", actions, np.int64)
+        r = _array("rewards", rewards, np.float64)
+        s2 = _array("next_states", next_states, np.int64)
+        d = np.zeros(len(s), dtype=np.bool_) if dones is None else _array("dones", dones, np.bool_)
         if not (len(s) == len(a) == len(r) == len(s2) == len(d)):
             raise ValueError("states, actions, rewards, next_states and dones must have one length")
         for name, values, high in (("state", s, self.n_states), ("action", a, self.n_actions),
@@ -136,7 +142,11 @@ class QLearner(QCore):
                 raise ValueError(f"every {name} must be in 0..{high - 1}")
         if not np.isfinite(r).all():
             raise ValueError("rewards must be finite")
-        K.ql_learn_many(self.state, s, a, r, s2, d)
+        refused = K.ql_learn_many(self.state, s, a, r, s2, d)
+        if refused >= 0:
+            raise ValueError(f"rewards[{refused}] = {float(r[refused])!r} would take Q({s[refused]}, {a[refused]}) "
+                             "beyond the finite numbers: the transitions before it were learned, it and those "
+                             "after it were not")
 
     def run_episodes(self, transitions: np.ndarray, rewards: np.ndarray, terminal: np.ndarray,
                      start: int = 0, episodes: int = 100, max_steps: int = 1000) -> np.ndarray:
@@ -145,19 +155,22 @@ class QLearner(QCore):
         ``transitions[s, a]`` is the next state, ``rewards[s, a]`` the reward,
         ``terminal[s]`` marks states that end an episode.
         """
-        t = np.ascontiguousarray(transitions, dtype=np.int64)
-        r = np.ascontiguousarray(rewards, dtype=np.float64)
-        term = np.ascontiguousarray(terminal, dtype=np.bool_)
         shape = (self.n_states, self.n_actions)
-        if not 0 <= start < self.n_states:
-            raise ValueError(f"start must be a state in 0..{self.n_states - 1}, got {start!r}")
-        if episodes < 0 or max_steps < 0:
-            raise ValueError(f"episodes and max_steps must be >= 0, got {episodes!r} and {max_steps!r}")
-        if t.shape != shape or r.shape != shape or term.shape != (self.n_states,):
-            raise ValueError(f"transitions and rewards must be {shape} and terminal ({self.n_states},)")
+        t = _array("transitions", transitions, np.int64, shape)
+        r = _array("rewards", rewards, np.float64, shape)
+        term = _array("terminal", terminal, np.bool_, (self.n_states,))
+        start = check_int("start", start, minimum=0, maximum=self.n_states - 1)
+        episodes = check_int("episodes", episodes, minimum=0)
+        max_steps = check_int("max_steps", max_steps, minimum=0)
         if np.min(t) < 0 or np.max(t) >= self.n_states:
             raise ValueError("transitions must name states in range")
-        return K.ql_run_episodes(self.state, t, r, term, int(start), int(episodes), int(max_steps))
+        if not np.isfinite(r).all():
+            raise ValueError("rewards must be finite")
+        totals, refused = K.ql_run_episodes(self.state, t, r, term, start, episodes, max_steps)
+        if refused >= 0:
+            raise ValueError(f"a step of episode {refused} would take a Q-value beyond the finite numbers "
+                             "(rewards too large for this gamma): training stopped there")
+        return totals
 
     # -- sharing -------------------------------------------------------------------
     def merge(self, others: Iterable["QLearner"]) -> "QLearner":
@@ -165,17 +178,28 @@ class QLearner(QCore):
 
         A fleet can pool what each instance learned without sharing raw data:
         each (state, action) takes the average of the instances' estimates,
-        weighted by how often each instance learned it; visits add up.
+        weighted by how often each instance learned it; visits add up. Only learners with
+        the same ``gamma`` merge: Q-values scale like ``reward / (1 - gamma)``, so another
+        gamma's are in other units (``alpha`` and exploration may differ: they change how a
+        learner learns, not what its values mean).
         """
         learners = [self, *others]
         for other in learners[1:]:
-            if not isinstance(other, QLearner) or (other.n_states, other.n_actions) != (self.n_states, self.n_actions):
+            if not isinstance(other, QLearner):
+                raise TypeError(f"merge needs QLearners, got {other!r}")
+            if (other.n_states, other.n_actions) != (self.n_states, self.n_actions):
                 raise ValueError("merge needs QLearners with the same n_states and n_actions")
+            if other.gamma != self.gamma:
+                raise ValueError(f"merge needs QLearners with the same gamma, got {other.gamma} and {self.gamma}")
         visits = np.stack([lr.visits for lr in learners])
         qs = np.stack([lr.q for lr in learners])
         total = visits.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            merged_q = np.where(total > 0, (visits * qs).sum(axis=0) / total, qs.mean(axis=0))
+        # weights, not a sum of visits * Q (which overflows for Q near the float limit); never
+        # visited anywhere: the plain mean. A weighted mean lies within its values: the clip
+        # only undoes rounding.
+        weights = np.full_like(visits, 1.0 / len(learners))
+        np.divide(visits, total, out=weights, where=total > 0)
+        merged_q = np.clip((weights * qs).sum(axis=0), qs.min(axis=0), qs.max(axis=0))
         merged = QLearner(self.n_states, self.n_actions, **self._params_no_size())
         merged.q[:] = merged_q
         merged.visits[:] = total
@@ -197,10 +221,17 @@ class QLearner(QCore):
         body = FILE_MAGIC + struct.pack("<II", FILE_VERSION, len(header)) + header + self.state.tobytes()
         write_atomically(path, body + hashlib.sha256(body).digest())
 
+    def max_file_bytes(self) -> int:
+        """The most bytes a saved learner of this size takes (``load``'s ``max_bytes`` for a peer's)."""
+        return len(FILE_MAGIC) + 8 + MAX_HEADER_BYTES + self.state.nbytes + 32
+
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "QLearner":
-        """Read a file written by ``save``; a corrupt or foreign file raises ValueError."""
-        data = Path(path).read_bytes()
+    def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> "QLearner":
+        """Read a file written by ``save``; a corrupt or foreign file, or a table no learner
+        could hold (a Q-value not finite, a negative visit count), raises ValueError. So does
+        anything but a regular file (a FIFO would block the read) and a file over
+        ``max_bytes``, both before reading a byte."""
+        data = _read_regular(path, max_bytes)
         if len(data) < len(FILE_MAGIC) + 8 + 32 or not data.startswith(FILE_MAGIC):
             raise ValueError(f"{path}: not a perfsdk Q-learner file")
         body, checksum = data[:-32], data[-32:]
@@ -209,6 +240,8 @@ class QLearner(QCore):
         version, header_len = struct.unpack_from("<II", body, len(FILE_MAGIC))
         if version != FILE_VERSION:
             raise ValueError(f"{path}: file version {version}, this perfsdk reads version {FILE_VERSION}")
+        if header_len > MAX_HEADER_BYTES:
+            raise ValueError(f"{path}: a {header_len}-byte header, longer than a Q-learner file's")
         start = len(FILE_MAGIC) + 8
         try:
             params = json.loads(body[start : start + header_len])
@@ -222,6 +255,9 @@ class QLearner(QCore):
         fixed = [K.QL_STATES, K.QL_ACTIONS, K.QL_ALPHA, K.QL_GAMMA, K.QL_EPSILON_MIN, K.QL_EPSILON_DECAY]
         if not np.array_equal(table[fixed], learner.state[fixed]):
             raise ValueError(f"{path}: the table's parameters do not match its header")
+        problem = _impossible(table, learner)
+        if problem:
+            raise ValueError(f"{path}: {problem}, which no learner holds")
         learner.state[:] = table  # only now, with everything checked
         return learner
 
@@ -243,6 +279,57 @@ def _check_unit(name: str, value: Any, low_open: bool = False) -> None:
     check_number(name, value, low=0.0, high=1.0, low_open=low_open)
 
 
+#: numpy's kinds of items each array dtype takes without losing anything, and their name
+_KINDS = {"i": ("iu", "integers"), "f": ("iuf", "real numbers"), "b": ("biu", "booleans")}
+
+
+def _array(name: str, values: Any, dtype: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``values`` as a contiguous array of ``dtype``: refused, naming ``name``, where numpy would
+    convert them silently (float states truncated, reward strings parsed) or the shape
+    differs from ``shape`` (default: any one-dimensional)."""
+    array = np.asarray(values)
+    kinds, what = _KINDS[np.dtype(dtype).kind]
+    if array.size and array.dtype.kind not in kinds:
+        raise TypeError(f"{name} must hold {what}, got an array of {array.dtype}")
+    if (array.ndim != 1) if shape is None else (array.shape != shape):
+        raise ValueError(f"{name} must have shape {shape or '(n,)'}, got {array.shape}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _read_regular(path: str | os.PathLike[str], max_bytes: int | None) -> bytes:
+    """The bytes of the regular file at ``path``; anything else, or over ``max_bytes``, is refused
+    before reading (a FIFO opens without waiting for a writer: O_NONBLOCK)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ValueError(f"{path}: {info.st_size} bytes, more than the {max_bytes} its table would take")
+        with open(fd, "rb", closefd=False) as file:
+            return file.read(-1 if max_bytes is None else max_bytes + 1)  # a file growing meanwhile: bounded
+    finally:
+        os.close(fd)
+
+
+def _impossible(table: np.ndarray, learner: QLearner) -> str | None:
+    """What in a loaded state array no learner could hold (None: nothing)."""
+    size = learner.n_states * learner.n_actions
+    counts = np.append(table[K.QL_HEADER + size :], table[K.QL_STEPS])
+    words = table[[K.QL_RNG_HI, K.QL_RNG_LO]]
+    low = min(learner.epsilon_min, learner.epsilon_start)
+    high = max(learner.epsilon_min, learner.epsilon_start)
+    if not np.isfinite(table[K.QL_HEADER : K.QL_HEADER + size]).all():
+        return "a Q-value that is not finite"
+    if not ((counts >= 0) & (counts == np.floor(counts))).all():
+        return "a visit or step count that is not a whole number >= 0"
+    if not low <= table[K.QL_EPSILON] <= high:
+        return f"epsilon {table[K.QL_EPSILON]} outside [{low}, {high}]"
+    if not ((words >= 0) & (words < 2**32) & (words == np.floor(words))).all() or not words.any():
+        return f"a generator state {words.tolist()} that is not two 32-bit words, not both zero"
+    return None
+
+
 class Discretizer:
     """Turns continuous signals into one state index (mixed radix over features).
 
@@ -254,29 +341,36 @@ class Discretizer:
     (12, 7, {'hit_ratio': '[0.5, 0.75)', 'ghost_ratio': '[0.05, 0.2)'})
     """
 
-    def __init__(self, features: dict[str, Sequence[float]]) -> None:
+    def __init__(self, features: Mapping[str, Sequence[float]]) -> None:
+        if not isinstance(features, Mapping):
+            raise TypeError(f"features must map each feature's name to its edges, got {features!r}")
         if not features:
             raise ValueError("features must name at least one feature")
-        self.features = {}
+        self.features: dict[str, list[float]] = {}
         for name, edges in features.items():
-            edges = [float(e) for e in edges]
-            if any(b <= a for a, b in zip(edges, edges[1:])) or not all(map(math.isfinite, edges)):
-                raise ValueError(f"edges of {name!r} must be finite and strictly increasing, got {edges}")
-            self.features[name] = edges
+            if not isinstance(name, str):
+                raise TypeError(f"feature names must be strings, got {name!r}")
+            self.features[name] = _edges(name, edges)
         self.n_states = math.prod(len(e) + 1 for e in self.features.values())
 
-    def __call__(self, values: dict[str, float]) -> int:
+    def __call__(self, values: Mapping[str, float]) -> int:
+        """The state of these feature values (features it does not know are ignored)."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"values must map each feature's name to its value, got {values!r}")
         index = 0
         for name, edges in self.features.items():
             if name not in values:
                 raise ValueError(f"missing feature {name!r}")
             v = values[name]
+            if not isinstance(v, numbers.Real):
+                raise TypeError(f"feature {name!r} must be a number, got {v!r}")
             bucket = 0 if v != v else bisect_right(edges, v)
             index = index * (len(edges) + 1) + bucket
         return index
 
     def describe(self, state: int) -> dict[str, str]:
         """The bucket of each feature that ``state`` stands for."""
+        check_int("state", state, minimum=0, maximum=self.n_states - 1)
         out = {}
         for name, edges in reversed(list(self.features.items())):
             state, bucket = divmod(state, len(edges) + 1)
@@ -284,3 +378,19 @@ class Discretizer:
             high = "inf" if bucket == len(edges) else f"{edges[bucket]:g}"
             out[name] = f"[{low}, {high})"
         return dict(reversed(list(out.items())))
+
+
+def _edges(name: str, edges: Any) -> list[float]:
+    """Feature ``name``'s bucket edges, checked: one or more finite numbers, strictly increasing."""
+    if isinstance(edges, (str, bytes, Mapping)) or not isinstance(edges, Iterable):
+        raise TypeError(f"edges of {name!r} must be a sequence of numbers, got {edges!r}")
+    given = list(edges)
+    if not all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in given):
+        raise TypeError(f"edges of {name!r} must be numbers, got {given!r}")
+    values = [float(e) for e in given]
+    if not values:
+        raise ValueError(f"edges of {name!r} must hold one edge at least: without one the feature never "
+                         "changes the state")
+    if any(b <= a for a, b in zip(values, values[1:])) or not all(map(math.isfinite, values)):
+        raise ValueError(f"edges of {name!r} must be finite and strictly increasing, got {values}")
+    return values
