@@ -7,7 +7,9 @@ Run them over a new detector in its tests::
 
 Each check raises ``AssertionError`` naming what broke. The checks feed the
 detector a deterministic stream with noise, spikes, a level shift and bad
-values (NaN, +/-inf), so every code path of the engines is exercised.
+values (NaN, +/-inf, and numbers beyond +-1e150, whose squares overflow a variance: since
+2026-12-01 a detector must refuse and count those too), so every code path of the engines
+is exercised.
 """
 
 from __future__ import annotations

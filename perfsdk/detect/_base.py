@@ -11,7 +11,6 @@ memoryview); numpy loads with the first batch, snapshot or restore.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from perfsdk._native import kernels
@@ -22,22 +21,35 @@ if TYPE_CHECKING:
 
     from perfsdk._native import Slots
 
-__all__ = ["StreamingDetector", "as_scalar", "check_slots"]
+__all__ = ["StreamingDetector", "as_point", "as_scalar", "check_slots"]
 
 
 def as_scalar(x: Any) -> float:
-    """One point for a River verb: a real number, or River's one-feature dict holding one (a
-    string or a bool is refused, as ``update`` refuses it).
+    """One point for a River verb: a number, or River's one-feature dict holding one.
 
     >>> as_scalar({"latency": 3})
     3.0
     """
+    if type(x) is float:  # the common case, at the cost of one comparison
+        return x
     if isinstance(x, Mapping):
         if len(x) != 1:
             raise ValueError(f"x must be a number or a one-item dict, got a dict with {len(x)} items")
         (x,) = x.values()
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"x must be a real number, got {x!r}")
+    return as_point(x, "x")
+
+
+def as_point(x: Any, name: str) -> float:
+    """``x`` as ``update`` takes it: anything with a float value (ints, bools, fractions, decimals,
+    numpy numbers) but text, which it does not parse.
+
+    >>> as_point(True, "x"), as_point("1", "x")
+    Traceback (most recent call last):
+    ...
+    TypeError: x must be a number, got '1'
+    """
+    if isinstance(x, (str, bytes)) or not (hasattr(type(x), "__float__") or hasattr(type(x), "__index__")):
+        raise TypeError(f"{name} must be a number, got {x!r}")
     return float(x)
 
 
@@ -203,15 +215,17 @@ class StreamingDetector:
 
     @staticmethod
     def _as_batch(xs: Iterable[float] | np.ndarray) -> np.ndarray:
-        """``xs`` as float64 points: real numbers only, as ``update`` takes them one by one (a missing
-        point is NaN, refused and counted; None, strings, bools and complex numbers are errors)."""
+        """``xs`` as float64 points, each as ``update`` takes it (``as_point``): a missing point is
+        NaN, refused and counted; None, text, complex numbers and dates are errors."""
         import numpy as np
 
         array = np.asarray(xs if isinstance(xs, (list, tuple)) or hasattr(xs, "__array__") else list(xs))
         if array.ndim != 1:
             raise ValueError(f"xs must be one-dimensional, got shape {array.shape}")
-        if array.dtype.kind not in "iuf" and array.size:
-            raise TypeError(f"xs must hold real numbers (NaN for a missing point), got an array of {array.dtype}")
+        if array.dtype.kind == "O":  # Python objects (a pandas object column, Fractions): one by one
+            return np.fromiter((as_point(x, "each of xs") for x in array), np.float64, len(array))
+        if array.dtype.kind not in "iufb" and array.size:
+            raise TypeError(f"xs must hold numbers (NaN for a missing point), got an array of {array.dtype}")
         return np.ascontiguousarray(array, dtype=np.float64)
 
     # -- state ---------------------------------------------------------------

@@ -257,7 +257,11 @@ class AlertPipeline(StreamingDetector, PipelineCore):
                              f"state is {self.state.shape} float64 (was it taken with other parameters?)")
         if snap[: K.PL_N_PARAMS].tolist() != self._fresh_own()[: K.PL_N_PARAMS].tolist():
             raise ValueError("snapshot was taken from a pipeline with different parameters")
-        self._check_snapshot(snap)
+        self._check_snapshot(snap)  # all of it first: a corrupt member's part leaves nothing half restored
+        self._load(snap)
+
+    def _load(self, snap: np.ndarray) -> None:
+        """Put a checked snapshot (or one just taken here) in place."""
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
             m.restore(snap[lo:hi])  # in place, through the member's own checks and hooks
         self.state[: self._own] = snap[: self._own]
@@ -311,7 +315,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         try:
             score = self.update(as_scalar(x))
         finally:
-            self.restore(snap)
+            self._load(snap)  # its own, just taken: checked when it was learned
         return 0.0 if math.isnan(score) else score
 
     def learn_one(self, x: float | Mapping[str, float]) -> None:

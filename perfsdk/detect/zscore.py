@@ -181,8 +181,8 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         if self.alpha is None and count < window and snap[kernels.ZS_POS] != count:  # the ring fills in order
             raise ValueError(f"snapshot is corrupt: {count:g} points learned but the window's next slot is "
                              f"{snap[kernels.ZS_POS]:g}")
-        ring = snap[kernels.ZS_HEADER:kernels.ZS_HEADER + min(int(count), window)] if self.alpha is None else ()
-        if not all(abs(v) <= kernels.MAX_MAGNITUDE for v in ring):
+        ring = snap[kernels.ZS_HEADER:kernels.ZS_HEADER + min(int(count), window)] if self.alpha is None else snap[:0]
+        if not (abs(ring) <= kernels.MAX_MAGNITUDE).all():  # one pass: score_one restores each call
             raise ValueError("snapshot is corrupt: its window holds a value no update accepts")
         if snap[kernels.ZS_EXTREME] not in (0.0, 1.0):
             raise ValueError("snapshot is corrupt: its last-point-extreme flag is neither 0 nor 1")
