@@ -108,9 +108,6 @@ def _detect(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from perfsdk.export.analyze import analyze
 
-    if args.threshold is not None and args.detector == "default":
-        raise InputError("--threshold applies to --detector zscore or arima: the default detector alerts on "
-                         "a tail probability, not a score threshold")
     path = Path(args.path)
     # anomalies go beside the spans table, never inside it
     default_out = path.parent if path.name == "spans" else path if path.is_dir() else path.parent

@@ -100,7 +100,9 @@ def test_the_default_detectors_anomaly_keeps_the_band_its_alert_broke(tmp_path):
 def test_a_threshold_for_the_default_detector_is_refused_not_ignored(dataset, capsys):
     assert main(["analyze", str(dataset), "--threshold", "50", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--threshold applies to --detector zscore or arima" in err
+    assert err.count("\n") == 1 and "threshold applies to the zscore or arima detector" in err
+    with pytest.raises(ValueError, match="threshold applies to the zscore or arima detector"):
+        analyze(dataset, threshold=50, progress=False)  # the API as the command
 
 
 def test_confirm_drops_short_runs(dataset):

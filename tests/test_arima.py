@@ -298,3 +298,16 @@ def test_season_auto_finds_a_daily_cycle_and_models_it():
 def test_season_auto_is_refused_with_known_coefficients():
     with pytest.raises(ValueError, match="season='auto'"):
         ArimaDetector((1, 0, 0), season="auto", model=ArimaFit((1, 0, 0), 0.0, (0.5,), (), 1.0))
+
+
+@pytest.mark.parametrize("order", ["auto", (1, 1, 0), (0, 1, 1)])
+def test_a_detector_that_has_seen_nothing_pickles_and_copies(order):
+    """Its differencing taps are written with its first model: the snapshot check refused the zeros
+    before it, so pickling a fresh detector (or a pipeline over one) raised "snapshot is corrupt"."""
+    import copy
+
+    from perfsdk import AlertPipeline
+
+    for det in (ArimaDetector(order=order), AlertPipeline(ArimaDetector(order=order))):
+        assert pickle.loads(pickle.dumps(det)).n_seen == 0
+        assert copy.deepcopy(det).n_seen == 0

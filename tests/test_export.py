@@ -563,3 +563,23 @@ def test_rows_whose_file_cannot_be_published_are_counted_failed_not_exported(tmp
     sdk.shutdown()
     export = sdk.stats()["export"]
     assert (export["spans_exported"], export["spans_failed"], export["files_written"]) == (0, 100, 0)
+
+
+@pytest.mark.parametrize("text", [pa.large_string(), pa.dictionary(pa.int32(), pa.string())])
+def test_spans_written_by_other_tools_with_other_string_types_still_read(tmp_path, text):
+    """polars and pandas write text as large or dictionary-encoded strings: the same kind, read as ours."""
+    import pyarrow.ipc as ipc
+
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    rows = {"trace_id": ["t"], "span_id": ["s"], "parent_span_id": [None], "name": ["GET /"], "kind": ["SERVER"],
+            "start_time": [start], "end_time": [start], "duration_ms": [1.0], "status_code": ["OK"],
+            "status_message": [None], "service.name": ["shop"], "scope.name": [None], "attributes": [[("k", "v")]]}
+    table = pa.table(rows, schema=SPANS)
+    table = table.cast(pa.schema([pa.field(f.name, text if f.type == pa.string() else f.type, f.nullable)
+                                  for f in SPANS]))
+    where = tmp_path / "spans" / "service=shop" / "date=2024-01-01"
+    where.mkdir(parents=True)
+    with ipc.new_file(str(where / "part-0.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    spans = read(tmp_path)
+    assert spans.num_rows == 1 and spans.column("name").to_pylist() == ["GET /"]

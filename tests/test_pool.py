@@ -1139,3 +1139,18 @@ def test_stale_idle_connections_are_passed_over_at_once_and_a_timeout_says_why()
         pool.acquire(timeout=0.3)
     assert pool.stats()["timeouts"] == 1
     pool.close()
+
+
+def test_a_table_given_with_a_fleet_is_the_fleets_not_this_instances_own(tmp_path):
+    """A controller started from a merged fleet table (as ``learner`` suggests) republished the
+    peers' visits as its own evidence."""
+    from perfsdk.adapt.qlearner import QLearner
+
+    peer = PoolController().learner.copy()
+    for _ in range(50):
+        peer.learn(3, 0, -1.0, 3, done=True)
+    controller = PoolController(learner=peer.merge([]), fleet=tmp_path)
+    controller.learner.learn(3, 1, -2.0, 3, done=True)  # its own, on top
+    mine = controller.own_table()
+    assert mine.visits[3, 0] == 0 and mine.visits[3, 1] == 1
+    assert isinstance(mine, QLearner)

@@ -118,7 +118,8 @@ class Controller:
     learner
         A ``QLearner`` to start from (one loaded or merged from a fleet); else a fresh one
         with ``alpha``, ``gamma`` (below 1: a new state starts at ``reward / (1 - gamma)``),
-        ``epsilon``, ``seed``.
+        ``epsilon``, ``seed``. Given with ``fleet``, its visits count as the fleet's: this
+        instance publishes only what it learns on top of them.
     max_decisions
         Decisions kept in ``decisions`` (the newest).
     fleet
@@ -162,7 +163,10 @@ class Controller:
                                            epsilon=epsilon, epsilon_min=epsilon, seed=seed)
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self.fleet = fleet if isinstance(fleet, Fleet) or fleet is None else Fleet(fleet)
-        self._adopted = np.zeros_like(self.learner.visits)  # the visits taken from the fleet (see ``adopt``)
+        # the visits taken from the fleet (see ``adopt``); a table given with a fleet is the fleet's
+        # (merged or loaded from it, as ``learner`` says), not this instance's own evidence
+        self._adopted = (self.learner.visits.copy() if learner is not None and self.fleet is not None
+                         else np.zeros_like(self.learner.visits))
         self._decided = 0
         self.bound = False  # set by the target it drives: one target per controller
         self._last: tuple[int, Action] | None = None  # (state, action) awaiting its reward

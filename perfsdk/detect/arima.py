@@ -288,8 +288,9 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             "AR order": (K.AR_FIT_P, 0, self._p_cap + 1), "MA order": (K.AR_FIT_Q, 0, self._q_cap + 1),
             "d": (K.AR_D, 0, 3), "longest lag": (K.AR_LAGS, 0, self._m + 1),
         })
+        unwritten = 0 if snap[K.AR_FITTED] == 0.0 else 1  # no model yet: its taps are not written either
         for k in range(self._taps_capacity):
-            check_slots(snap, {"tap lag": (lay["tap_lag"] + k, 1, self._m + 1)})
+            check_slots(snap, {"tap lag": (lay["tap_lag"] + k, unwritten, self._m + 1)})
 
     def restore(self, snapshot: np.ndarray) -> None:
         """Load a ``snapshot()``. The fit counters and ``provisional`` are not in it: a fit still

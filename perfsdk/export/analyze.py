@@ -243,6 +243,9 @@ def analyze(
     each partition is a task on the cluster (``pip install perfsdk[dask]``).
     """
     started = time.perf_counter()
+    if threshold is not None and detector == "default":
+        raise ValueError("threshold applies to the zscore or arima detector: the default detector alerts on "
+                         "a tail probability, not a score threshold")
     span_detectors([detector], threshold)  # bad options fail now, not in the first task
     RunRule(confirm)
     partitions = span_partitions(path)
