@@ -380,6 +380,31 @@ def test_service_name_comes_from_the_environment(tmp_path):
     assert out.stdout.strip() == "from-env"
 
 
+def test_init_after_shutdown_rejoins_its_provider_and_says_why_a_new_name_cannot_apply():
+    """OpenTelemetry sets the global provider once: a second init() joins the first one's, whose
+    spans still reach perfsdk. The warning used to say the *application* had a provider."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, perfsdk\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "perfsdk.init(service_name='first', sample_resources=False).shutdown()\n"
+        "sdk = perfsdk.init(service_name='second', sample_resources=False)\n"
+        "@perfsdk.monitor\n"
+        "def work():\n"
+        "    return 1\n"
+        "for _ in range(5):\n"
+        "    work()\n"
+        "print(sdk.stats()['spans'], sdk.tracer_provider.resource.attributes['service.name'])\n"
+        "sdk.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["5", "first"]
+    assert "init() after shutdown()" in out.stderr and "service.name 'first'" in out.stderr
+    assert "the application already has" not in out.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_starts_clean_with_working_threads():
     provider = TracerProvider()

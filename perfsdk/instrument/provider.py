@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -13,6 +14,9 @@ from perfsdk._runtime import Faults
 log = logging.getLogger("perfsdk")
 
 __all__ = ["tracer_provider"]
+
+#: The providers perfsdk made: one found global again is a former ``init()``'s, not the application's.
+_MADE: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
 
 def tracer_provider(
@@ -32,7 +36,14 @@ def tracer_provider(
         return given, False
     current = trace.get_tracer_provider()
     if hasattr(current, "add_span_processor"):
-        if service_name is not None or otlp_endpoint is not None:
+        if current in _MADE:
+            wanted = current.resource.attributes.get("service.name")  # type: ignore[attr-defined]
+            if (service_name is not None and service_name != wanted) or otlp_endpoint is not None:
+                log.warning("perfsdk: init() after shutdown(): OpenTelemetry sets the global TracerProvider "
+                            "once, so perfsdk joins the one an earlier init() made (service.name %r); "
+                            "service_name and otlp_endpoint cannot be applied to it (pass tracer_provider= "
+                            "for another)", wanted)
+        elif service_name is not None or otlp_endpoint is not None:
             log.warning("perfsdk: the application already has an OpenTelemetry SDK TracerProvider; "
                         "perfsdk joins it, and service_name/otlp_endpoint (which configure a provider "
                         "perfsdk creates) are not applied")
@@ -46,4 +57,5 @@ def tracer_provider(
 
             endpoint = None if otlp_endpoint == "env" else otlp_endpoint
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    _MADE.add(provider)
     return provider, True
