@@ -333,6 +333,8 @@ def test_load_refuses_a_fifo_and_an_oversized_file_before_reading(tmp_path):
         f.truncate(600 * 2**20)  # sparse: no disk, and no read either
     with pytest.raises(ValueError, match="more than the"):
         QLearner.load(tmp_path / "huge.qtable", max_bytes=q.max_file_bytes())
+    with pytest.raises(ValueError, match="more than the"):  # and by default, over what the largest learner takes
+        QLearner.load(tmp_path / "huge.qtable")
     assert np.array_equal(QLearner.load(tmp_path / "q.bin", max_bytes=q.max_file_bytes()).state, q.state)
 
 

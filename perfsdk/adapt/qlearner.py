@@ -23,6 +23,7 @@ FILE_MAGIC = b"PERFSDKQ"
 FILE_VERSION = 1
 #: A saved learner's parameters take some 200 bytes; a longer header is not one of ours.
 MAX_HEADER_BYTES = 4096
+MAX_CELLS = 10_000_000  # n_states * n_actions: a table of at most 160 MB (values and visits)
 
 
 class QLearner(QCore):
@@ -62,8 +63,8 @@ class QLearner(QCore):
     ) -> None:
         check_int("n_states", n_states, minimum=1)
         check_int("n_actions", n_actions, minimum=1)
-        if n_states * n_actions > 10_000_000:
-            raise ValueError(f"n_states * n_actions must be at most 10,000,000, got {n_states * n_actions}")
+        if n_states * n_actions > MAX_CELLS:
+            raise ValueError(f"n_states * n_actions must be at most {MAX_CELLS:,}, got {n_states * n_actions}")
         _check_unit("alpha", alpha, low_open=True)
         _check_unit("gamma", gamma)
         _check_unit("epsilon", epsilon)
@@ -160,7 +161,7 @@ class QLearner(QCore):
         r = _array("rewards", rewards, np.float64, shape)
         term = _array("terminal", terminal, np.bool_, (self.n_states,))
         start = check_int("start", start, minimum=0, maximum=self.n_states - 1)
-        episodes = check_int("episodes", episodes, minimum=0)
+        episodes = check_int("episodes", episodes, minimum=0, maximum=100_000_000)  # each one's total is kept
         max_steps = check_int("max_steps", max_steps, minimum=0)
         if np.min(t) < 0 or np.max(t) >= self.n_states:
             raise ValueError("transitions must name states in range")
@@ -230,8 +231,9 @@ class QLearner(QCore):
         """Read a file written by ``save``; a corrupt or foreign file, or a table no learner
         could hold (a Q-value not finite, a negative visit count), raises ValueError. So does
         anything but a regular file (a FIFO would block the read) and a file over
-        ``max_bytes``, both before reading a byte."""
-        data = _read_regular(path, max_bytes)
+        ``max_bytes`` (default: what the largest learner takes), both before reading a byte."""
+        largest = len(FILE_MAGIC) + 8 + MAX_HEADER_BYTES + 8 * (K.QL_HEADER + 2 * MAX_CELLS) + 32
+        data = _read_regular(path, largest if max_bytes is None else max_bytes)
         if len(data) < len(FILE_MAGIC) + 8 + 32 or not data.startswith(FILE_MAGIC):
             raise ValueError(f"{path}: not a perfsdk Q-learner file")
         body, checksum = data[:-32], data[-32:]
@@ -296,7 +298,7 @@ def _array(name: str, values: Any, dtype: Any, shape: tuple[int, ...] | None = N
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _read_regular(path: str | os.PathLike[str], max_bytes: int | None) -> bytes:
+def _read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     """The bytes of the regular file at ``path``; anything else, or over ``max_bytes``, is refused
     before reading (a FIFO opens without waiting for a writer: O_NONBLOCK)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -304,10 +306,10 @@ def _read_regular(path: str | os.PathLike[str], max_bytes: int | None) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"{path}: not a regular file")
-        if max_bytes is not None and info.st_size > max_bytes:
+        if info.st_size > max_bytes:
             raise ValueError(f"{path}: {info.st_size} bytes, more than the {max_bytes} its table would take")
         with open(fd, "rb", closefd=False) as file:
-            return file.read(-1 if max_bytes is None else max_bytes + 1)  # a file growing meanwhile: bounded
+            return file.read(max_bytes + 1)  # a file growing meanwhile: bounded
     finally:
         os.close(fd)
 
