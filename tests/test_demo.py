@@ -7,7 +7,9 @@ import json
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -188,3 +190,49 @@ def test_demo_names_what_it_needs_when_it_is_missing(tmp_path: Path, monkeypatch
     err = capsys.readouterr().err
     assert "not_installed_anywhere" in err and "pip install 'perfsdk[demo]'" in err and "flask" not in err
     assert not (tmp_path / "x").exists()
+
+
+class _Recording(dict):
+    """A shop's per-route setting that remembers every value it was set to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[tuple[str, float]] = []
+
+    def __setitem__(self, route: str, value: float) -> None:
+        self.history.append((route, value))
+        super().__setitem__(route, value)
+
+
+def _run_schedule(faults: list[FaultSpec]) -> tuple[types.SimpleNamespace, Any]:
+    from perfsdk.demo.service import _Schedule
+
+    shop = types.SimpleNamespace(slow_ms=_Recording(), slow_query_rows={}, leak_bytes={}, failing=set())
+    schedule = _Schedule(shop, faults)
+    schedule.armed = True
+    schedule.on_request()
+    assert schedule._thread is not None
+    schedule._thread.join(10.0)
+    return shop, schedule
+
+
+def test_faults_on_one_route_hand_over_and_add_up_instead_of_cancelling() -> None:
+    """A fault that began as another ended was switched off by the other's end (its start came first
+    at the same time), and an overlapping one's end switched off the first: both recorded as applied."""
+    shop, schedule = _run_schedule([FaultSpec("first", "latency", "product", 0.0, 0.05, 40.0),
+                                    FaultSpec("second", "latency", "product", 0.05, 0.1, 80.0),
+                                    FaultSpec("long", "latency", "search", 0.0, 0.1, 40.0),
+                                    FaultSpec("short", "latency", "search", 0.02, 0.04, 10.0)])
+    by_route = {r: [v for route, v in shop.slow_ms.history if route == r] for r in ("product", "search")}
+    assert by_route["product"] == [40.0, 0.0, 80.0, 0.0]  # the second fault holds until its own end
+    assert by_route["search"] == [40.0, 50.0, 40.0, 0.0]  # the short one comes and goes on top
+    assert sorted(f["name"] for f in schedule.applied) == ["first", "long", "second", "short"]
+
+
+def test_a_schedule_refuses_two_faults_of_one_name() -> None:
+    from perfsdk.demo.service import _Schedule
+
+    with pytest.raises(ValueError, match="'spike'"):
+        _Schedule(types.SimpleNamespace(), [FaultSpec("spike", "latency", "a", 0, 1, 5.0),
+                                            FaultSpec("spike", "latency", "b", 2, 3, 5.0)])
+

@@ -840,3 +840,248 @@ def test_monitor_keeps_attributes_static_methods_and_async_callable_objects(tmp_
     assert durations[perfsdk.instrument.decorator._default_name(slow.__wrapped__)] >= 40  # the await, not the call
     assert any(dict(row["attributes"]).get("tier") == "gold" for row in rows)
     assert sum(row["name"].endswith("price") for row in rows) == 2
+
+
+def _slow_spans(tracer, name, t, normal_ms, slow_ms, n_normal=40, n_slow=4):
+    """``n_normal`` spans of ``name`` around ``normal_ms``, then ``n_slow`` of ``slow_ms``; the next start."""
+    for i in range(n_normal + n_slow):
+        ms = normal_ms + (i % 3) * 0.1 if i < n_normal else slow_ms
+        tracer.start_span(name, start_time=t).end(end_time=t + int(ms * 1e6))
+        t += 10**6
+    return t
+
+
+def test_incidents_are_grouped_off_the_applications_thread_and_incidents_sees_every_anomaly():
+    """A span's end used to group its anomaly into incidents on the application's thread, walking
+    a copy of the whole call graph twice for every member of every open incident (0.8 s in one
+    span.end() with 10,000 call edges)."""
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, detectors=("zscore",))
+    asked_on: list[str] = []
+    walk = sdk._incidents.ancestors
+    sdk._incidents.ancestors = lambda name: asked_on.append(threading.current_thread().name) or walk(name)
+    try:
+        tracer, t = provider.get_tracer("t"), time.time_ns()
+        for r in range(20):
+            t = _slow_spans(tracer, f"route{r}", t, 10.0, 60.0)
+        assert threading.current_thread().name not in asked_on  # span.end() grouped nothing
+        assert sum(len(i.members) for i in sdk.incidents()) == sdk.stats()["anomalies"] == 20
+    finally:
+        sdk.shutdown()
+
+
+def test_grouping_asks_for_each_names_ancestors_once_not_once_per_member():
+    asked: list[str] = []
+    tracker = IncidentTracker(lambda name: asked.append(name) or set(), window_s=30.0)
+    for r in range(100):  # 100 open incidents of unrelated routes
+        tracker.add(_anomaly_at(f"route{r}", 50.0, 10.0, r * 0.01))
+    assert asked == []  # add() only queues
+    tracker.group_pending()
+    assert len(asked) == 100  # once per name (it was twice per member of every open incident: 9,900)
+    assert len(tracker.incidents()) == 100
+
+
+def test_the_call_graph_is_walked_once_until_a_new_edge():
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    processor = PerfSpanProcessor(DetectorBank({"z": lambda n: ZScoreDetector(name=n)}), sink, faults)
+    processor.calls.learn("GET /a", "db")
+    processor.calls.learn("db", "socket")
+    first = processor.ancestors("socket")
+    assert first == {"db", "GET /a"} and processor.ancestors("socket") is first  # kept, not walked again
+    processor.calls.learn("GET /b", "db")
+    assert processor.ancestors("socket") == {"db", "GET /a", "GET /b"}  # a new edge: walked again
+    assert processor.calls.callees("db") == ["socket"]
+    sink.close()
+
+
+def test_a_shut_processor_lets_go_of_its_state():
+    """OpenTelemetry cannot remove a processor: each init() after a shutdown() left the dead one in the
+    provider holding its detectors, sink, incidents, export and maps (~4 MB a cycle)."""
+    import weakref
+
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+    tracer = provider.get_tracer("t")
+    for i in range(300):
+        with tracer.start_as_current_span(f"name{i % 30}"):
+            with tracer.start_as_current_span("child"):
+                pass
+    processor = sdk.processor
+    bank, sink = weakref.ref(processor.bank), weakref.ref(sdk._sink)
+    sdk.shutdown()
+    assert sdk.stats()["spans"] == 600  # the handle still reads its counters
+    assert processor.bank is None and processor.sink is None and processor.observe is None
+    assert processor._callers == {} and processor._open == {}
+    assert len(sdk._incidents.ancestors("child")) == 30  # its incidents still rank by the call graph
+    del sdk
+    gc.collect()
+    assert processor in provider._active_span_processor._span_processors  # still there, and light:
+    assert bank() is None and sink() is None
+
+
+def test_a_blocked_on_anomaly_holds_shutdown_one_second_counted():
+    """A callback that blocked made shutdown() wait 15 s and left the notification thread running,
+    uncounted. It now runs on the callbacks' worker, as on_decision does."""
+    release = threading.Event()
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, detectors=("zscore",),
+                       on_anomaly=lambda a: release.wait(60))
+    try:
+        _slow_spans(provider.get_tracer("t"), "r", time.time_ns(), 5.0, 50.0)
+        assert sdk._sink._worker.flush(5.0)  # perfsdk's own notifications are not held up
+        before = _callback_overruns()
+        started = time.monotonic()
+        sdk.shutdown()
+        took = time.monotonic() - started
+        assert took < 3.0, f"shutdown took {took:.1f} s"  # it took 15 s
+        assert _callback_overruns() == before + 1  # counted (process-wide, as for on_decision)
+        assert "perfsdk-anomalies" not in [t.name for t in threading.enumerate()]
+    finally:
+        release.set()
+
+
+def _callback_overruns() -> int:
+    from perfsdk._runtime import FAULTS
+
+    return FAULTS.snapshot().get("perfsdk-callbacks at shutdown", 0)
+
+
+def test_shutdown_from_inside_on_anomaly_does_not_wait_for_itself():
+    provider = TracerProvider()
+    before = _callback_overruns()
+    box: dict = {}
+
+    def stop(anomaly):
+        started = time.monotonic()
+        box["sdk"].shutdown()
+        box["took"] = time.monotonic() - started
+
+    sdk = box["sdk"] = perfsdk.init(tracer_provider=provider, sample_resources=False, detectors=("zscore",),
+                                    on_anomaly=stop)
+    try:
+        _slow_spans(provider.get_tracer("t"), "r", time.time_ns(), 5.0, 50.0)
+        deadline = time.monotonic() + 20
+        while "took" not in box and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert box["took"] < 3.0  # it took 10 s
+        assert sdk.faults.snapshot() == {} and _callback_overruns() == before
+    finally:
+        sdk.shutdown()
+
+
+def test_anomalies_of_the_overflow_series_are_its_own_not_a_span_names():
+    """A steady 40 ms route past max_span_names was reported as anomalous against the overflow
+    series' 2 ms, under its own name (and its name went into the metric's attributes)."""
+    from perfsdk.instrument.bank import OVERFLOW
+
+    bank = DetectorBank({"z": lambda n: ZScoreDetector(window=64, warmup=16, name=n)}, max_names=2, confirm=3)
+    bank.observe("a", 1.0)
+    bank.observe("b", 1.0)
+    for i in range(200):
+        assert bank.observe(f"GET /user/{i}", 2.0 + (i % 3) * 0.1) == ()
+    emitted = [a for _ in range(5) for a in bank.observe("GET /report/42", 40.0)]
+    (anomaly,) = emitted
+    assert anomaly.details["series"] == OVERFLOW and anomaly.detector.startswith(OVERFLOW)
+    assert "max_span_names" in anomaly.details["overflow"]
+    errors = [a for i in range(5) for a in bank.observe(f"GET /fail/{i}", 2.0, None, True)]
+    assert [a.details["series"] for a in errors] == [OVERFLOW]
+
+
+def test_a_bad_meter_provider_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(TypeError, match="meter_provider"):
+        perfsdk.init(meter_provider=object(), export_dir=tmp_path, sample_resources=False)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+
+
+def test_a_failed_init_stops_what_it_had_started(tmp_path, monkeypatch):
+    from perfsdk.instrument import sdk as sdk_module
+
+    class BrokenSampler:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("sampler broke")
+
+    monkeypatch.setattr(sdk_module, "ResourceSampler", BrokenSampler)
+    provider = TracerProvider()
+    with pytest.raises(RuntimeError, match="sampler broke"):
+        perfsdk.init(tracer_provider=provider, export_dir=tmp_path)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+    assert not any(type(getattr(cb, "__self__", None)).__name__ == "GcPauses" for cb in gc.callbacks)
+    (processor,) = [p for p in provider._active_span_processor._span_processors if isinstance(p, PerfSpanProcessor)]
+    assert processor._shutdown and processor.bank is None
+    assert sdk_module._HANDLE is None
+
+
+def test_a_callee_that_got_faster_is_not_the_origin_of_its_callers_slowdown():
+    calls = {"cache.get": {"GET /checkout"}}
+    tracker = IncidentTracker(lambda name: calls.get(name, set()), window_s=30.0)
+    cpu = _anomaly_at("process.cpu.utilization", 90.0, 20.0, 0.2, source="resource")
+    for a in (_anomaly_at("GET /checkout", 90.0, 50.0, 0.0), _anomaly_at("cache.get", 1.0, 41.0, 0.0), cpu):
+        tracker.add(a)
+    (incident,) = tracker.incidents()
+    # the route's 40 ms are its own; the faster cache explains none of them, and ranks last
+    assert [a.details["series"] for a in incident.members] == ["GET /checkout", "process.cpu.utilization",
+                                                                "cache.get"]
+
+
+def test_a_new_name_that_appears_after_its_caller_turned_slow_is_judged():
+    """The edge used to be judged before the new name's first span was observed (it had no series
+    yet), and never again."""
+    from opentelemetry import trace as otel_trace
+
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, detectors=("zscore",))
+    try:
+        tracer, t = provider.get_tracer("t"), time.time_ns()
+
+        def request(route_ms, callee_ms=None):
+            nonlocal t
+            root = tracer.start_span("GET /search", start_time=t)
+            if callee_ms is not None:
+                tracer.start_span("db.report_query", context=otel_trace.set_span_in_context(root),
+                                  start_time=t).end(end_time=t + int(callee_ms * 1e6))
+            root.end(end_time=t + int(route_ms * 1e6))
+            t += 100 * 10**6
+
+        for i in range(60):
+            request(10.0 + (i % 3) * 0.2)
+        for _ in range(4):
+            request(70.0)  # the route is slow before the new statement's first span ends
+        for _ in range(6):
+            request(70.0, 58.0)
+        sdk.force_flush()
+        suspects = [a for a in sdk.anomalies() if a.details.get("new_span_name")]
+        assert [a.details["series"] for a in suspects] == ["db.report_query"]
+        assert suspects[0].details["caller"] == "GET /search"
+    finally:
+        sdk.shutdown()
+
+
+def test_a_forked_childs_sink_and_tracker_forget_the_parents_counts():
+    from perfsdk.detect import Anomaly
+
+    tracker = IncidentTracker(lambda n: set(), max_pending=1)
+    sink = AnomalySink(tracker, Faults())
+    anomaly = Anomaly(detector="z", index=0, value=9.0, expected=1.0, std=1.0, score=8.0, threshold=3.0)
+    sink.publish(anomaly)
+    tracker.add(anomaly)  # past max_pending: dropped, counted
+    assert (sink.total, tracker.dropped_members) == (1, 1)
+    sink._after_fork()
+    tracker._after_fork()  # what the fork registry calls in a child
+    assert (sink.total, tracker.dropped_members, sink.recent(), tracker.incidents()) == (0, 0, [], [])
+    sink.close()
+
+
+def test_a_span_as_long_as_the_clock_allows_is_measured_not_invalid():
+    from types import SimpleNamespace
+
+    from opentelemetry.trace import SpanContext, Status
+
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    processor = PerfSpanProcessor(DetectorBank({"z": lambda n: ZScoreDetector(name=n)}), sink, faults)
+    processor.on_end(SimpleNamespace(name="eon", context=SpanContext(1, 1, False), parent=None,
+                                     start_time=-2**63, end_time=2**63 - 1, status=Status(StatusCode.UNSET)))
+    assert (processor.spans_invalid, processor.spans_ended, processor.spans) == (0, 1, 1)
+    assert faults.snapshot() == {}
+    sink.close()

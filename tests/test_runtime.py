@@ -83,6 +83,32 @@ def test_shutdown_waits_for_a_stuck_user_callback_one_second_at_most_and_counts_
     assert USER_CALLBACKS.submit(lambda: None) and USER_CALLBACKS.flush(5.0)  # works again after
 
 
+def test_a_worker_flushed_from_its_own_thread_does_not_wait_for_itself():
+    """sdk.shutdown() from inside an on_anomaly callback waited 10 s: a flush from the worker's own
+    thread waited for the item that was calling it."""
+    worker = Worker("test-self-flush")
+    answers: list[bool] = []
+    started = time.monotonic()
+    assert worker.submit(lambda: answers.append(worker.flush(10.0)))
+    assert worker.flush(30.0) and answers == [True]  # nothing else was queued
+    assert time.monotonic() - started < 5.0  # generous: it took 10 s
+    assert worker.submit(lambda: worker.shutdown(10.0)) and worker.flush(30.0)
+    worker._thread and worker._thread.join(5.0)
+    assert not worker.alive
+
+
+def test_a_worker_shut_down_while_its_work_blocks_counts_it():
+    faults = Faults()
+    release = threading.Event()
+    worker = Worker("test-stuck", faults=faults)
+    try:
+        assert worker.submit(release.wait)
+        worker.shutdown(0.2)
+        assert faults.snapshot() == {"test-stuck at shutdown": 1}  # it used to be left running, uncounted
+    finally:
+        release.set()
+
+
 # -- the fork registry ------------------------------------------------------------------
 class Resettable:
     def __init__(self):

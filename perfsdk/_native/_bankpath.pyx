@@ -47,7 +47,8 @@ cdef class BankPath:
     """The common path of ``DetectorBank.observe`` (see the module docstring).
 
     The subclass keeps ``_series`` (name -> its ``Series``: ``slots`` are ``(k, detector,
-    threshold, stepping)``, ``pipelines`` ``(k, pipeline, threshold, stepping)``) and defines
+    threshold, stepping)``, ``pipelines`` ``(k, pipeline, threshold, stepping)``, ``name`` the
+    series' own: the overflow series' for a name past the cap) and defines
     the rare paths: ``_series_for(name, timestamp)``, ``_follow_errors``, ``_advance_run``,
     ``_advance_alert``, and a pipeline's ``explain_alert(value, score, timestamp)``.
     """
@@ -68,6 +69,7 @@ cdef class BankPath:
         series = self._series.get(name)
         if series is None:
             series = self._series_for(name, timestamp)
+            name = series.name  # past the cap, the overflow series': its anomalies are not this name's
         emitted = ()
         if error or series.failing:  # rare: a failure, or the spans after one
             emitted = self._follow_errors(series, name, error, timestamp, context)

@@ -26,8 +26,10 @@ cdef class SpanPath:
 
     The subclass sets ``observe`` (``DetectorBank.observe``) and ``store_span`` (the export's
     ``SpanCollector.add_read``: the fields read here are not read again; or None), and defines the rare paths this class calls:
-    ``_new_edge(caller, callee)``, ``_anomalies(anomalies, name, span, start, end)``,
-    ``_dropped_span()`` and ``_fault(where, exc)``.
+    ``_new_edge(caller, callee)`` (learns the edge; True if the callee is to be judged as a new
+    name under a slow caller), ``_judge_newcomer(callee, caller)`` (called after the callee's own
+    span was observed: a name seen for the first time has its series only then),
+    ``_anomalies(anomalies, name, span, start, end)``, ``_dropped_span()`` and ``_fault(where, exc)``.
     """
 
     cdef public dict _open  # span id -> name, for the spans in flight of followed traces
@@ -95,7 +97,8 @@ cdef class SpanPath:
 
     def on_end(self, span):
         cdef double duration_ms
-        cdef long long elapsed
+        cdef long long first, last
+        cdef BankPath bank
         if self._shutdown:
             return
         try:
@@ -107,6 +110,7 @@ cdef class SpanPath:
                 name, context, parent = span.name, span.context, span.parent
                 start, end, status = span.start_time, span.end_time, span.status
                 error = status.status_code is _ERROR
+            judge_under = None  # a slow caller this span's name is new under
             if self._open and context is not None:
                 followed = self._open.pop(context[1], None)
                 if followed is not None and parent is not None:
@@ -114,24 +118,29 @@ cdef class SpanPath:
                     if caller is not None:
                         callers = self._callers.get(name)
                         if callers is None or caller not in callers:  # rare: a new edge
-                            self._new_edge(caller, name)
+                            if self._new_edge(caller, name):
+                                judge_under = caller
             if self.store_span is not None and not self.store_span(span, name, context, parent, start, end, status):
                 self._dropped_span()
             if start is None or end is None:
                 return
-            elapsed = <long long> end - <long long> start
-            if elapsed < 0:  # OTel stamps spans by the wall clock: one stepped back during the span
+            first, last = start, end
+            if last < first:  # OTel stamps spans by the wall clock: one stepped back during the span
                 self.spans_invalid += 1  # (its row is written as it came; the detectors never see it)
                 return
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:
                 self._trace_mask = 0xF
-            duration_ms = <double> elapsed / 1e6
-            if self._bank is not None:
-                anomalies = self._bank.observe_c(name, duration_ms, start, error, None)
+            # unsigned: last - first may pass LLONG_MAX (e.g. -2**63 .. 2**63 - 1), never 2**64
+            duration_ms = <double> (<unsigned long long> last - <unsigned long long> first) / 1e6
+            bank = self._bank  # a local: shutdown() may let go of it meanwhile
+            if bank is not None:
+                anomalies = bank.observe_c(name, duration_ms, start, error, None)
             else:
                 anomalies = self._observe(name, duration_ms, start, error)
             if anomalies:
                 self._anomalies(anomalies, name, span, start, end)
+            if judge_under is not None:  # rare: only now does a new name have a series to judge
+                self._judge_newcomer(name, judge_under)
         except Exception as exc:
             self._fault("span processor on_end", exc)

@@ -152,7 +152,13 @@ class Worker(Generic[T]):
             self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything submitted so far is handled; False if the deadline passed."""
+        """Wait until everything submitted so far is handled; False if the deadline passed.
+
+        Called from the worker's own thread (an item that shuts perfsdk down), it cannot wait:
+        the work it would wait for runs on this thread after the caller returns. It returns at
+        once: True if nothing else is queued."""
+        if self._thread is threading.current_thread():
+            return not self._queue
         deadline = time.monotonic() + timeout_s
         with self._cond:
             target = self._finished + self._in_progress + len(self._queue)
@@ -171,12 +177,15 @@ class Worker(Generic[T]):
         return True
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Handle what is queued (within the deadline), then stop the thread."""
-        self.flush(timeout_s)
+        """Handle what is queued (within the deadline), then stop the thread. Work still running
+        at the deadline is left to finish on the daemon thread, counted as ``park`` counts it."""
+        deadline = time.monotonic() + timeout_s
+        if not self.flush(timeout_s):
+            self._overran(timeout_s)
         with self._cond:
             self._shutdown = True
             self._ticking = False
-        self._end_thread(timeout_s)
+        self._end_thread(max(0.0, deadline - time.monotonic()))  # one deadline for both waits
 
     def park(self, timeout_s: float = 5.0) -> bool:
         """Handle what is queued, then end the thread; the next ``submit`` starts a new one.
@@ -189,14 +198,17 @@ class Worker(Generic[T]):
         deadline = time.monotonic() + timeout_s
         done = self.flush(timeout_s)
         if not done:
-            self.faults.record(f"{self.name} at shutdown", TimeoutError(
-                f"work still running {timeout_s:g} s after shutdown began: left to finish on its daemon thread"))
+            self._overran(timeout_s)
         with self._cond:
             if self._queue or self._ticking:
                 return False
             self._parking = True
         self._end_thread(max(0.0, deadline - time.monotonic()))  # one deadline for both waits
         return done and not self.alive
+
+    def _overran(self, timeout_s: float) -> None:
+        self.faults.record(f"{self.name} at shutdown", TimeoutError(
+            f"work still running {timeout_s:g} s after shutdown began: left to finish on its daemon thread"))
 
     def _end_thread(self, timeout_s: float) -> None:
         """Wake the thread to see it should stop (shutdown or parking), and wait for it."""

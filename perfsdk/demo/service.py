@@ -77,10 +77,21 @@ def rule_of_thumb_pool_size(cores: int | None = None) -> int:
 
 
 class _Schedule:
-    """Applies the faults on time once armed; records when each one really began and ended."""
+    """Applies the faults on time once armed; records when each one really began and ended.
+
+    A route's setting is what its active faults make together (latencies, rows and leaked bytes
+    add up; failing while any says so): a fault that ends as another on the same route begins,
+    or while one overlaps it, leaves the other in force. Each fault is recorded by its name,
+    so names must be unique.
+    """
 
     def __init__(self, shop: Any, faults: Sequence[FaultSpec]) -> None:
+        names = [f.name for f in faults]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"fault names must be unique: {', '.join(map(repr, repeated))} given more than once")
         self.shop, self.faults = shop, list(faults)
+        self._active: list[FaultSpec] = []
         self.armed = False
         self.load_started_ns: int | None = None
         self.applied: list[dict[str, Any]] = []
@@ -101,8 +112,9 @@ class _Schedule:
     def _run(self) -> None:
         assert self.load_started_ns is not None
         origin = time.monotonic()
+        # at the same time, ends before starts: a fault that follows another takes over from it
         events = sorted([(f.start_s, True, f) for f in self.faults] + [(f.end_s, False, f) for f in self.faults],
-                        key=lambda e: e[0])
+                        key=lambda e: (e[0], e[1]))
         began: dict[str, int] = {}
         for at, starting, fault in events:
             if self._stop.wait(max(0.0, origin + at - time.monotonic())):
@@ -119,15 +131,21 @@ class _Schedule:
                 self.applied.append({**asdict(fault), "start_ns": began[fault.name], "end_ns": now})
 
     def _apply(self, fault: FaultSpec, on: bool) -> None:
+        """Switch ``fault`` on or off, and set its route to what the faults active on it make."""
+        if on:
+            self._active.append(fault)
+        elif fault in self._active:
+            self._active.remove(fault)
         shop, route = self.shop, fault.route
+        amounts = [f.amount for f in self._active if f.kind == fault.kind and f.route == route]
         if fault.kind == "latency":
-            shop.slow_ms[route] = fault.amount if on else 0.0
+            shop.slow_ms[route] = float(sum(amounts))
         elif fault.kind == "slow_queries":
-            shop.slow_query_rows[route] = int(fault.amount) if on else 0
+            shop.slow_query_rows[route] = int(sum(amounts))
         elif fault.kind == "memory_leak":
-            shop.leak_bytes[route] = int(fault.amount) if on else 0
+            shop.leak_bytes[route] = int(sum(amounts))
         elif fault.kind == "failing":
-            (shop.failing.add if on else shop.failing.discard)(route)
+            (shop.failing.add if amounts else shop.failing.discard)(route)
         # "surge" is the load's doing: recorded, nothing to apply here
 
     def switch_on_latent(self) -> list[dict[str, Any]]:
@@ -135,7 +153,7 @@ class _Schedule:
         self.stop()  # the schedule is over: what it had under way ends first
         now = time.time_ns()
         for fault in self.faults:
-            if fault.kind in LATENT_KINDS:
+            if fault.kind in LATENT_KINDS and fault not in self._active:  # asked twice: on once
                 self._apply(fault, True)
                 self.latent.append({**asdict(fault), "start_ns": now})
         return self.latent

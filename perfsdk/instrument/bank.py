@@ -3,7 +3,9 @@
 Spans are keyed by name, resource metrics by metric name. Detectors are
 created on first sight of a name; past ``max_names`` every new name shares
 one overflow series (counted), so a cardinality explosion -- a span name with
-an id in it -- cannot grow memory without bound.
+an id in it -- cannot grow memory without bound. The overflow series' anomalies
+are its own: named ``(other names)`` (``details["overflow"]`` says why), never
+after whichever name's span completed the run -- the series mixes them all.
 
 An anomaly is *emitted* when a detector's flagged points make a confirmed
 run (``perfsdk.detect.RunRule``, the rule ``perfsdk analyze`` applies too),
@@ -47,6 +49,7 @@ from perfsdk.detect.runs import PendingAlert
 __all__ = ["OVERFLOW", "DetectorBank"]
 
 OVERFLOW = "(other names)"
+OVERFLOW_NOTE = "the span names past max_span_names share this series: no single name is the anomalous one"
 #: An error run is an anomaly when the name's error rate gives it less chance than this.
 ERROR_RUN_CHANCE = 1e-5
 #: After an errors anomaly, spans in a row that must succeed before another can be raised.
@@ -75,10 +78,16 @@ class Series:
     error_alerted: bool = False
     outage: tuple[int, int] = (0, 0)  # (spans, errors) of alerted error runs: not the name's usual rate
     before: tuple[float, float] | None = None  # (value, expected) of the last anomaly emitted
+    name: str = ""  # the series' own name (OVERFLOW for every name past the cap)
 
     @property
     def count(self) -> int:
         return int(self.detectors[0].n_seen)
+
+
+def _about(name: str) -> dict[str, Any]:
+    """An anomaly's ``series`` detail, and for the overflow series why it names no span."""
+    return {"series": name, "overflow": OVERFLOW_NOTE} if name == OVERFLOW else {"series": name}
 
 
 class DetectorBank(BankPath):
@@ -151,7 +160,7 @@ class DetectorBank(BankPath):
                      if isinstance(d, AlertPipeline)],
                     [0] * len(detectors), [None] * len(detectors), [None] * len(detectors),
                     [None] * len(detectors),
-                    None if atomic else threading.Lock(), first_seen=timestamp,
+                    None if atomic else threading.Lock(), first_seen=timestamp, name=name,
                 )
             return series
 
@@ -212,7 +221,7 @@ class DetectorBank(BankPath):
             onset = series.error_onset
         std = 100.0 * math.sqrt(usual * (1.0 - usual))
         details: dict[str, Any] = {
-            "series": name, "metric": "errors", "run": run, "onset": onset, "confirmed_at": timestamp,
+            **_about(name), "metric": "errors", "run": run, "onset": onset, "confirmed_at": timestamp,
             "usual_error_percent": 100.0 * usual, "chance": chance,
             "likely_cause": f"{run} failed spans in a row; {name!r} fails {100 * usual:.2g} % of the time "
                             f"(chance of such a run {chance:.1g})",
@@ -241,7 +250,7 @@ class DetectorBank(BankPath):
             series.anomalies += 1
             raised = series.alerts[k]
         assert raised is not None
-        details = {**raised.details, "series": name, "run": self.confirm, "onset": run.timestamp,
+        details = {**raised.details, **_about(name), "run": self.confirm, "onset": run.timestamp,
                    "confirmed_at": timestamp}
         if context:
             details.update(context)
@@ -264,7 +273,7 @@ class DetectorBank(BankPath):
                  context: Mapping[str, Any] | None) -> Anomaly:
         """The run's first point, explained; the run's length and end in ``details``."""
         details = dict(det.details)
-        details.update(series=name, run=self.confirm, onset=onset.timestamp, confirmed_at=confirmed_at)
+        details.update(_about(name), run=self.confirm, onset=onset.timestamp, confirmed_at=confirmed_at)
         if context:
             details.update(context)
         return Anomaly(

@@ -10,11 +10,18 @@ ranks them by evidence, so a person reads the likely cause first:
   accounts for. A slow query explains its route's 40 ms; a 0.5 ms blip on a
   query explains nothing, so the route stays first however many callers the
   blip has. A span half of whose excess was collector pauses is explained;
+  a span *faster* than expected explains nothing about its callers (a cache
+  that got faster is not why its route got slower) and ranks last;
 - a span name failing in a run (an ``errors`` anomaly) comes before any
   slowness, unless a span it calls is failing too;
 - process metrics (CPU, memory, collector pauses) next: context, or the
   cause when every slow span is explained by them;
 - then earlier onset, then the larger deviation.
+
+Grouping is not done on the application's thread: ``IncidentTracker.add`` only
+queues an anomaly, the sink's background worker groups what is queued
+(``group_pending``), and ``incidents()`` groups whatever is still queued first,
+so it always sees every anomaly added before it was called.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import AbstractSet, Callable, Iterable
 
 from perfsdk._runtime import at_fork
 from perfsdk.detect import Anomaly
@@ -51,10 +58,11 @@ def gc_explains(paused_ms: float, excess_ms: float) -> bool:
 
 
 def _excess(a: Anomaly) -> float | None:
-    """How far a span's duration is from its expected (ms); None for a process metric."""
+    """How far a span's duration is over its expected (ms; negative when it got faster); None for
+    a process metric. Signed: a callee that got faster explains none of its caller's slowness."""
     if a.details.get("source") == "resource" or a.details.get("metric", "duration_ms") != "duration_ms":
         return None
-    return abs(a.value - a.expected)
+    return a.value - a.expected
 
 
 def _clock(t: datetime | None) -> str:
@@ -126,33 +134,58 @@ class IncidentTracker:
     A process metric (CPU, memory, collector pauses, the traffic) belongs to no route:
     it joins the latest incident with a member within ``coincide_s`` of it, and
     relates a span anomaly to that incident in the same way.
+
+    ``add`` only queues (it runs on the application's thread, and grouping weighs every open
+    incident); ``group_pending`` (the sink's worker) and ``incidents()`` do the grouping, in
+    the order the anomalies were added. At most ``max_pending`` wait (default: no bound, for a
+    caller that groups a batch itself, as the report does); beyond that an anomaly is dropped
+    and counted in ``dropped_members``, as one past ``max_members`` is.
     """
 
     def __init__(
-        self, ancestors: Callable[[str], set[str]], window_s: float = 30.0,
+        self, ancestors: Callable[[str], AbstractSet[str]], window_s: float = 30.0,
         max_incidents: int = 100, max_members: int = 50, coincide_s: float = 5.0,
+        max_pending: int | None = None,
     ) -> None:
         self.ancestors = ancestors
         self.window_s = window_s
         self.coincide_s = min(coincide_s, window_s)
         self.max_members = max_members
+        self.max_pending = math.inf if max_pending is None else max_pending
         self.dropped_members = 0
         self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
+        self._pending: deque[Anomaly] = deque()
         self._lock = threading.Lock()
+        self._drop_lock = threading.Lock()
         at_fork(self._after_fork)
 
     def add(self, anomaly: Anomaly) -> None:
-        with self._lock:
-            group = self._home(anomaly)
-            if group is None:
-                self._groups.append([anomaly])
-            elif len(group) < self.max_members:
-                group.append(anomaly)
-            else:
+        """Queue ``anomaly`` for grouping (no lock, no graph walk: the application's thread)."""
+        if len(self._pending) < self.max_pending:
+            self._pending.append(anomaly)  # atomic; racing threads may pass the bound by a few
+        else:
+            with self._drop_lock:
                 self.dropped_members += 1
 
-    def _home(self, anomaly: Anomaly) -> list[Anomaly] | None:
-        """The incident ``anomaly`` belongs to, or None for a new one (under the lock)."""
+    def group_pending(self) -> None:
+        """Group the queued anomalies into incidents, oldest first."""
+        ancestry: dict[str, AbstractSet[str]] = {}  # asked once a batch: anomalies share names
+        with self._lock:
+            pending = self._pending
+            while pending:
+                anomaly = pending.popleft()
+                group = self._home(anomaly, ancestry)
+                if group is None:
+                    self._groups.append([anomaly])
+                elif len(group) < self.max_members:
+                    group.append(anomaly)
+                else:
+                    with self._drop_lock:
+                        self.dropped_members += 1
+
+    def _home(self, anomaly: Anomaly, ancestry: dict[str, AbstractSet[str]]) -> list[Anomaly] | None:
+        """The incident ``anomaly`` belongs to, or None for a new one (under the lock); ``ancestry``
+        keeps the ancestors asked for."""
         if not self._groups:
             return None
         when = _onset(anomaly)
@@ -160,20 +193,34 @@ class IncidentTracker:
             return self._groups[-1]
         name = _series(anomaly)
         process_wide = anomaly.details.get("source") == "resource"
+        def ancestors(of: str) -> AbstractSet[str]:
+            found = ancestry.get(of)
+            if found is None:
+                found = ancestry[of] = self.ancestors(of)
+            return found
+
+        callers = ancestors(name)  # once per anomaly, not once per member of every incident
+        related: dict[str, bool] = {name: True}
+
+        def relates(other: str) -> bool:  # the same name, a caller of it, or a name it calls
+            known = related.get(other)
+            if known is None:
+                known = related[other] = other in callers or name in ancestors(other)
+            return known
+
         for group in reversed(self._groups):
             dated = [(t, a) for a in group if (t := _onset(a)) is not None]
             if not dated or (when - max(t for t, _ in dated)).total_seconds() > self.window_s:
                 continue  # closed
             coincides = any(abs((when - t).total_seconds()) <= self.coincide_s for t, a in dated
                             if process_wide or a.details.get("source") == "resource")
-            if coincides or (not process_wide and any(self._related(name, _series(a)) for a in group)):
+            if coincides or (not process_wide and any(relates(_series(a)) for a in group)):
                 return group
         return None
 
-    def _related(self, a: str, b: str) -> bool:
-        return a == b or a in self.ancestors(b) or b in self.ancestors(a)
-
     def incidents(self) -> list[Incident]:
+        """Every anomaly added so far, grouped (what the worker has not grouped yet is, now)."""
+        self.group_pending()
         with self._lock:
             groups = [list(g) for g in self._groups]
         return [self._rank(group) for group in groups]
@@ -186,7 +233,7 @@ class IncidentTracker:
         failing_callers: set[str] = set()  # series that call a failing series
         for a in members:
             excess = _excess(a)
-            if excess is not None:
+            if excess is not None and excess > 0:  # only a slower callee explains a caller's slowness
                 for caller in callers[_series(a)]:
                     explained[caller] = max(explained.get(caller, 0.0), excess)
             if a.details.get("metric") == "errors":
@@ -199,6 +246,8 @@ class IncidentTracker:
                 rank, unexplained = (2, 0.0) if _series(a) in failing_callers else (0, math.inf)
             elif excess is None:
                 rank, unexplained = 1, 0.0  # a process metric
+            elif excess < 0:
+                rank, unexplained = 3, excess  # faster than expected: after every slow span
             else:
                 unexplained = excess - explained.get(_series(a), 0.0)
                 paused = float(a.details.get("gc_pause_ms") or 0.0)
@@ -209,4 +258,7 @@ class IncidentTracker:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._drop_lock = threading.Lock()
         self._groups.clear()
+        self._pending.clear()
+        self.dropped_members = 0

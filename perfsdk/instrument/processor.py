@@ -3,8 +3,8 @@
 Added to any SDK ``TracerProvider``, it sees every span -- from perfsdk's
 ``@monitor`` or from any OTel instrumentation library -- and at span end feeds
 its duration (ms) into the per-name detectors of a ``DetectorBank``. It also
-learns which span names call which (from parent links), which incidents use to
-weigh a callee against its callers.
+learns which span names call which (from parent links, into a ``CallGraph``),
+which incidents use to weigh a callee against its callers.
 
 A span name that first appears as its caller turns slow has no history to be
 judged by: its detectors are still learning. It is judged against its caller
@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import AbstractSet, Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
@@ -35,7 +35,7 @@ from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import gc_explains
 from perfsdk.instrument.sink import AnomalySink
 
-__all__ = ["PerfSpanProcessor", "ns_to_datetime"]
+__all__ = ["CallGraph", "PerfSpanProcessor", "ns_to_datetime"]
 
 MAX_OPEN_SPANS = 100_000  # spans in flight whose names are remembered for parent links
 MAX_CALL_EDGES = 10_000
@@ -48,6 +48,64 @@ def ns_to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
+class CallGraph:
+    """Which span names call which (bounded: ``MAX_CALL_EDGES``, then counted in ``dropped``).
+
+    Its own object, not the processor's maps: the incidents of a ``PerfSDK`` handle keep ranking
+    by it after the processor, shut down, let go of everything. ``callers`` (callee -> callers) is
+    read without the lock on the processor's compiled path; everything else takes it.
+    """
+
+    def __init__(self) -> None:
+        self.callers: dict[str, set[str]] = {}
+        self.dropped = 0
+        self._callees: dict[str, set[str]] = {}  # callers reversed
+        self._ancestry: dict[str, frozenset[str]] = {}  # name -> its ancestors, until a new edge
+        self._edges = 0
+        self._lock = threading.Lock()
+        at_fork(self._after_fork)
+
+    def learn(self, caller: str, callee: str) -> bool:
+        """Remember that ``caller`` calls ``callee``; True if the edge is new."""
+        with self._lock:
+            if self._edges >= MAX_CALL_EDGES:
+                self.dropped += 1
+                return False
+            known = self.callers.setdefault(callee, set())
+            if caller in known:
+                return False
+            known.add(caller)
+            self._callees.setdefault(caller, set()).add(callee)
+            self._edges += 1
+            self._ancestry.clear()  # rare: a new edge may give any name new ancestors
+            return True
+
+    def callees(self, name: str) -> list[str]:
+        with self._lock:
+            return list(self._callees.get(name, ()))
+
+    def ancestors(self, name: str) -> AbstractSet[str]:
+        """Span names that call ``name``, directly or through other spans. Walked once and kept
+        until a new edge is learned (rare after warm-up): incidents ask for every member."""
+        with self._lock:
+            found = self._ancestry.get(name)
+            if found is None:
+                seen: set[str] = set()
+                frontier = [name]
+                while frontier:  # walks only the ancestors, never the whole graph
+                    for caller in self.callers.get(frontier.pop(), ()):
+                        if caller not in seen:
+                            seen.add(caller)
+                            frontier.append(caller)
+                if len(self._ancestry) >= MAX_CALL_EDGES:
+                    self._ancestry.clear()  # bounded: a name asked for again is walked again
+                found = self._ancestry[name] = frozenset(seen)
+            return found
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # the graph is structural: the child's code calls the same way
+
+
 class PerfSpanProcessor(SpanPath, SpanProcessor):
     """Feeds span durations into a DetectorBank and publishes the anomalies.
 
@@ -56,8 +114,11 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
     """
 
     def __init__(self, bank: DetectorBank, sink: AnomalySink, faults: Faults | None = None,
-                 export: Any = None, gc_pauses: Any = None, incident_window_s: float = 30.0) -> None:
+                 export: Any = None, gc_pauses: Any = None, incident_window_s: float = 30.0,
+                 calls: CallGraph | None = None) -> None:
         self.bank = bank
+        self.calls = calls or CallGraph()
+        self._callers = self.calls.callers  # the compiled path finds a known edge here, without a lock
         self.sink = sink
         self.observe = bank.observe
         self.export = export  # an ArrowExport: every ended span is stored for the Arrow files
@@ -68,23 +129,22 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self.faults = faults or Faults()
         self.max_open_spans = MAX_OPEN_SPANS
         self.learn_all_spans = LEARN_ALL_SPANS
-        self.edges_dropped = 0
-        self._n_edges = 0
-        self._edges_lock = threading.Lock()
         self._slow: dict[str, tuple[int, float, Anomaly]] = {}  # name -> (onset ns, excess, anomaly)
         self._suspects: set[str] = set()  # new names already reported
         self.incident_window_ns = int(incident_window_s * 1e9)  # a slow caller's new callees are judged this long
         at_fork(self._after_fork)
 
     # -- the rare paths of on_start/on_end (SpanPath) --------------------------------
-    def _new_edge(self, caller: str, callee: str) -> None:
-        if self._learn_call(caller, callee) and caller in self._slow:
-            self._judge_newcomer(callee, caller)  # a new edge under a slow caller (rare)
+    def _new_edge(self, caller: str, callee: str) -> bool:
+        """Learn the edge; True when it is new under a slow caller: the callee is judged once its
+        span was observed (``_judge_newcomer``), when a name seen for the first time has a series."""
+        return self.calls.learn(caller, callee) and caller in self._slow
 
     def _anomalies(self, anomalies: Any, name: str, span: ReadableSpan, start: int, end: int) -> None:
         for anomaly in anomalies:
             self.sink.publish(self._with_span(anomaly, span, end))
-            self._remember_slow(name, anomaly, start)
+            # the anomaly's series: the overflow series' anomalies are not this span name's
+            self._remember_slow(str(anomaly.details.get("series", name)), anomaly, start)
 
     def _dropped_span(self) -> None:
         self.export.dropped_span()
@@ -93,27 +153,23 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self.faults.record(where, exc)
 
     def shutdown(self) -> None:
+        """Stop, and let go of everything: OpenTelemetry cannot remove a processor from its
+        provider, so a dead one stays in the provider's list for the process's life (one per
+        ``init()`` after a ``shutdown()``); it must cost a few bytes, not its detectors, sink,
+        export and maps. The ``PerfSDK`` handle keeps what its ``stats()`` reads."""
         self._shutdown = True
         if self.gc_pauses is not None:
             self.gc_pauses.uninstall()
+        self.observe = None  # type: ignore[assignment]
+        self.store_span = None
+        self.bank = self.sink = self.calls = None  # type: ignore[assignment]
+        self.export = self.gc_pauses = None
+        self._open, self._callers = {}, {}
+        self._slow, self._suspects = {}, set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.sink.flush(timeout_millis / 1000.0)
-
-    # -- work ----------------------------------------------------------------
-    def _learn_call(self, caller: str, callee: str) -> bool:
-        """Remember that ``caller`` calls ``callee``; True if the edge is new (a known edge is
-        found without the lock, on the compiled path)."""
-        with self._edges_lock:
-            if self._n_edges >= MAX_CALL_EDGES:
-                self.edges_dropped += 1
-                return False
-            known = self._callers.setdefault(callee, set())
-            if caller in known:
-                return False
-            known.add(caller)
-            self._n_edges += 1
-            return True
+        sink = self.sink
+        return True if sink is None else sink.flush(timeout_millis / 1000.0)
 
     # -- new span names ------------------------------------------------------
     def _remember_slow(self, name: str, anomaly: Anomaly, start: int) -> None:
@@ -127,12 +183,8 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         if name not in self._slow and len(self._slow) >= self.bank.max_names:
             self._slow.clear()  # bounded: old slow callers are forgotten first
         self._slow[name] = (onset_ns, excess, anomaly)
-        for callee in self._callees(name):
+        for callee in self.calls.callees(name):
             self._judge_newcomer(callee, name)
-
-    def _callees(self, name: str) -> list[str]:
-        with self._edges_lock:
-            return [callee for callee, callers in self._callers.items() if name in callers]
 
     def _judge_newcomer(self, callee: str, caller: str) -> None:
         """Report ``callee`` as a suspect if it first appeared as ``caller`` turned slow and
@@ -150,7 +202,7 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         lead_s = (onset_ns - first_seen) / 1e9
         when = f"{lead_s:.1f} s before" if lead_s >= 0 else f"{-lead_s:.1f} s after"
         first = ns_to_datetime(first_seen)
-        sibling_info = [self.bank.newcomer(other) for other in self._callees(caller) if other != callee]
+        sibling_info = [self.bank.newcomer(other) for other in self.calls.callees(caller) if other != callee]
         siblings = [info[2] for info in sibling_info if info is not None and not math.isnan(info[2])]
         among = (f"; its siblings under {caller!r} typically take at most {max(siblings):.1f} ms" if siblings
                  else f"; {caller!r} calls nothing else")
@@ -212,21 +264,15 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
     def errors(self) -> int:
         return sum(s["errors"] for s in self.bank.summary().values())
 
-    def ancestors(self, name: str) -> set[str]:
-        """Span names that call ``name``, directly or through other spans."""
-        with self._edges_lock:  # on_end may add edges meanwhile
-            graph = {callee: tuple(callers) for callee, callers in self._callers.items()}
-        seen: set[str] = set()
-        frontier = [name]
-        while frontier:
-            for caller in graph.get(frontier.pop(), ()):
-                if caller not in seen:
-                    seen.add(caller)
-                    frontier.append(caller)
-        return seen
+    @property
+    def edges_dropped(self) -> int:
+        return 0 if self.calls is None else self.calls.dropped
+
+    def ancestors(self, name: str) -> AbstractSet[str]:
+        """Span names that call ``name``, directly or through other spans (``CallGraph``)."""
+        return frozenset() if self.calls is None else self.calls.ancestors(name)
 
     def _after_fork(self) -> None:
-        self._edges_lock = threading.Lock()
         self._open = {}
         self.spans_ended = 0
         self.spans_invalid = 0

@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from opentelemetry import trace
@@ -22,7 +23,7 @@ from perfsdk.export.options import FORMATS, SPAN_BYTES_ESTIMATE
 from perfsdk.export.redact import Redactor
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
-from perfsdk.instrument.processor import PerfSpanProcessor
+from perfsdk.instrument.processor import CallGraph, PerfSpanProcessor
 from perfsdk.instrument.provider import tracer_provider as tracer_provider_for
 from perfsdk.instrument.resources import GcPauses, ResourceSampler
 from perfsdk.instrument.sink import AnomalySink
@@ -30,6 +31,10 @@ from perfsdk.instrument.sink import AnomalySink
 __all__ = ["PerfSDK", "init"]
 
 log = logging.getLogger("perfsdk")
+
+#: The most ``shutdown()`` waits for perfsdk's queued work, all of it (the span export's own
+#: writing aside); the user's callbacks get one second of it (``USER_CALLBACKS``).
+SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class PerfSDK:
@@ -42,6 +47,7 @@ class PerfSDK:
     ) -> None:
         self.tracer_provider = provider
         self.processor = processor
+        self._bank, self._calls = processor.bank, processor.calls  # kept: a processor lets go at shutdown
         self.sampler = sampler
         self.faults = faults
         self._sink = sink
@@ -61,10 +67,11 @@ class PerfSDK:
 
     def stats(self) -> dict[str, Any]:
         """Counters: spans, errors, names, overflow, anomalies, drops and faults."""
-        bank = self.processor.bank
+        bank = self._bank
+        spans, errors = bank.totals()
         return {
-            "spans": self.processor.spans,
-            "span_errors": self.processor.errors,
+            "spans": spans,
+            "span_errors": errors,
             "spans_invalid": self.processor.spans_invalid,  # ended before they started: not judged
             "span_names": len(bank.names()),
             "max_span_names": bank.max_names,
@@ -73,7 +80,7 @@ class PerfSDK:
             "notifications_dropped": self._sink.notifications_dropped,
             "incident_members_dropped": self._incidents.dropped_members,
             "open_spans_untracked": self.processor.open_dropped,
-            "call_edges_dropped": self.processor.edges_dropped,
+            "call_edges_dropped": self._calls.dropped,
             "resource_samples": self.sampler.samples if self.sampler else 0,
             "faults": {**FAULTS.snapshot(), **self.faults.snapshot()},  # background jobs' too
             "export": self.export.stats() if self.export else None,
@@ -90,18 +97,20 @@ class PerfSDK:
         return ok
 
     def shutdown(self) -> None:
-        """Flush and stop; safe to call more than once."""
+        """Flush and stop; safe to call more than once, from any thread (an ``on_anomaly``
+        callback too). Queued notifications and callbacks are waited for ``SHUTDOWN_TIMEOUT_S``
+        in all; work still running then is left to finish on its daemon thread, counted."""
         global _HANDLE
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
         with self.faults.guard("shutdown"):
             if self.sampler is not None:
                 self.sampler.stop()
-            self._sink.flush(5.0)
-            self.processor.shutdown()
-            self._sink.close()
+            self.processor.shutdown()  # no span publishes an anomaly after this
+            self._sink.close(max(0.0, deadline - time.monotonic()))
             if self.export is not None:
                 self.export.close()
             if self._owns_provider:
@@ -110,8 +119,8 @@ class PerfSDK:
             if _HANDLE is self:
                 _HANDLE = None
                 HOOKS.clear()
-        with self.faults.guard("shutdown"):
-            park_shared_workers(5.0)  # no thread of perfsdk's outlives shutdown()
+        with self.faults.guard("shutdown"):  # no thread of perfsdk's outlives shutdown()
+            park_shared_workers(max(0.0, deadline - time.monotonic()))
 
 
 _HANDLE: PerfSDK | None = None
@@ -171,7 +180,11 @@ def init(
     threshold
         Score threshold for them (default: each detector's own).
     on_anomaly
-        Called with every ``Anomaly``, on perfsdk's notification thread.
+        Called with every ``Anomaly``, on perfsdk's callback thread (``on_decision``'s): one that
+        blocks holds up only callbacks, and ``shutdown()`` waits one second for it (counted).
+    meter_provider
+        Where the ``perfsdk.anomalies`` counter goes (an OpenTelemetry ``MeterProvider``;
+        default: the global one).
     max_span_names
         Distinct span names with detectors of their own; the rest share one.
     confirm
@@ -204,6 +217,9 @@ def init(
     factories = span_detectors(detectors, threshold)
     if on_anomaly is not None:
         check_callable("on_anomaly", on_anomaly)
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider (with get_meter), "
+                        f"got {meter_provider!r}")
     check_int("max_span_names", max_span_names, minimum=1)
     check_int("confirm", confirm, minimum=1)
     check_int("max_anomalies", max_anomalies, minimum=1)
@@ -232,34 +248,46 @@ def init(
             log.warning("perfsdk.init() called again; returning the running handle")
             return _HANDLE
         faults = Faults()
-        span_bank = DetectorBank(factories, max_names=max_span_names, confirm=confirm,
-                                 min_delta=min_delta_ms, min_ratio=min_ratio)
-        provider, owns = tracer_provider_for(service_name, tracer_provider, otlp_endpoint, faults)
-        service = str(provider.resource.attributes.get("service.name", "unknown_service"))
-        export = None
-        if export_dir:
-            from perfsdk.instrument.arrow_export import ArrowExport  # loads pyarrow: only when exporting
+        undo: list[Callable[[], Any]] = []  # what stood up so far is taken down if anything after fails
+        try:
+            span_bank = DetectorBank(factories, max_names=max_span_names, confirm=confirm,
+                                     min_delta=min_delta_ms, min_ratio=min_ratio)
+            provider, owns = tracer_provider_for(service_name, tracer_provider, otlp_endpoint, faults)
+            if owns:
+                undo.append(provider.shutdown)
+            service = str(provider.resource.attributes.get("service.name", "unknown_service"))
+            export = None
+            if export_dir:
+                from perfsdk.instrument.arrow_export import ArrowExport  # loads pyarrow: only when exporting
 
-            export = ArrowExport(export_dir, service, export_format, redactor, faults,
-                                 max_queue_bytes=export_queue_bytes, on_full=export_on_full,
-                                 meter_provider=meter_provider)
-        processor_box: list[PerfSpanProcessor] = []
-        incidents = IncidentTracker(lambda name: processor_box[0].ancestors(name), incident_window_s)
-        sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
-                           writer=export.anomalies if export else None, service=service)
-        pauses = GcPauses()  # one gc callback: the pause metric and the slow spans' explanations
-        processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses,
-                                      incident_window_s=incident_window_s)
-        processor_box.append(processor)
-        provider.add_span_processor(processor)
-        sampler = None
-        if sample_resources:
-            resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
-            traffic_bank = DetectorBank(traffic_detectors(threshold), max_names=2, confirm=1)
-            sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
-                                      writer=export.resources if export else None, service=service,
-                                      traffic=span_bank, gc_pauses=pauses, traffic_bank=traffic_bank)
-            sampler.start()
+                export = ArrowExport(export_dir, service, export_format, redactor, faults,
+                                     max_queue_bytes=export_queue_bytes, on_full=export_on_full,
+                                     meter_provider=meter_provider)
+                undo.append(export.close)
+            calls = CallGraph()  # the processor learns it; the incidents rank by it, after shutdown too
+            incidents = IncidentTracker(calls.ancestors, incident_window_s,
+                                        max_pending=1000)  # grouped by the sink's worker: as many as its queue holds
+            sink = AnomalySink(incidents, faults, on_anomaly, meter_provider, max_anomalies,
+                               writer=export.anomalies if export else None, service=service)
+            undo.append(sink.close)
+            pauses = GcPauses()  # one gc callback: the pause metric and the slow spans' explanations
+            undo.append(pauses.uninstall)
+            processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses,
+                                          incident_window_s=incident_window_s, calls=calls)
+            undo.append(processor.shutdown)  # it stays in the provider: shut, it costs nothing
+            provider.add_span_processor(processor)
+            sampler = None
+            if sample_resources:
+                resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)
+                traffic_bank = DetectorBank(traffic_detectors(threshold), max_names=2, confirm=1)
+                sampler = ResourceSampler(resource_bank, sink, faults, resource_interval_s,
+                                          writer=export.resources if export else None, service=service,
+                                          traffic=span_bank, gc_pauses=pauses, traffic_bank=traffic_bank)
+                undo.append(sampler.stop)
+                sampler.start()
+        except BaseException:
+            _take_down(undo)
+            raise
         if owns:
             trace.set_tracer_provider(provider)
         _HANDLE = PerfSDK(provider, owns, processor, sink, sampler, faults, incidents, export)
@@ -270,6 +298,16 @@ def init(
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
+
+
+def _take_down(undo: list[Callable[[], Any]]) -> None:
+    """A failed ``init()`` leaves nothing behind: what it stood up (the export's and the sampler's
+    threads, the gc callback, a provider it created) is stopped, newest first."""
+    for stop in reversed(undo):
+        try:
+            stop()
+        except Exception:  # the error that failed init() is the one to raise
+            log.debug("perfsdk: %r failed while undoing a failed init()", stop, exc_info=True)
 
 
 def _usable_directory(path: Any) -> str:

@@ -1,20 +1,26 @@
 """AnomalySink: where emitted anomalies go, without blocking the application.
 
-On the caller's thread an anomaly is only appended to a bounded list and to
-the incident tracker. Logging, the OTel metric, the Arrow row and the user's
-``on_anomaly`` callback run on a background ``Worker`` behind a bounded
-queue: a slow log handler or callback delays other anomalies, never a
-request. A full queue drops the notification and counts it.
+On the caller's thread an anomaly is only appended to a bounded list and
+queued for the incident tracker. Grouping it into incidents, logging, the OTel
+metric and the Arrow row run on a background ``Worker`` behind a bounded
+queue: a slow log handler delays other anomalies, never a request. The user's
+``on_anomaly`` callback runs apart, on ``USER_CALLBACKS`` (as ``on_decision``
+does): one that blocks holds up only the callbacks behind it, never perfsdk's
+own notifications, and shutdown waits one second for it at most (then leaves
+it running on its daemon thread, counted as a fault). A full queue drops the
+notification (or the callback) and counts it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
-from perfsdk._runtime import Faults, Worker, at_fork, call_user, suppressed
+from perfsdk._runtime import USER_CALLBACKS, Faults, Worker, at_fork, call_user, suppressed
 from perfsdk._version import __version__
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.incidents import IncidentTracker
@@ -25,7 +31,7 @@ anomaly_log = logging.getLogger("perfsdk.anomaly")
 
 
 class AnomalySink:
-    """Records anomalies on the caller's thread; notifies about them in the background."""
+    """Records anomalies on the caller's thread; groups and notifies about them in the background."""
 
     def __init__(
         self,
@@ -52,6 +58,7 @@ class AnomalySink:
         self.service = service
         self.on_anomaly = on_anomaly
         self.total = 0  # anomalies published (anomalies are rare: a lock costs nothing here)
+        self.callbacks_dropped = 0  # on_anomaly calls not queued: USER_CALLBACKS was full
         self._count_lock = threading.Lock()
         self._recent: deque[Anomaly] = deque(maxlen=max_anomalies)
         self._worker: Worker[Anomaly] = Worker("perfsdk-anomalies", self._notify_all, max_queue=max_queue,
@@ -61,10 +68,11 @@ class AnomalySink:
 
     @property
     def notifications_dropped(self) -> int:
-        return self._worker.dropped
+        """Anomalies not notified (perfsdk's queue was full) or not handed to ``on_anomaly``."""
+        return self._worker.dropped + self.callbacks_dropped
 
     def publish(self, anomaly: Anomaly) -> None:
-        """Record ``anomaly`` now; notify (log, metric, export, callback) in the background."""
+        """Record ``anomaly`` now; group and notify (log, metric, export, callback) in the background."""
         with self._count_lock:
             self.total += 1
         self._recent.append(anomaly)
@@ -76,6 +84,8 @@ class AnomalySink:
         return list(self._recent)
 
     def _notify_all(self, anomalies: list[Anomaly]) -> None:
+        with self.faults.guard("incident grouping"):
+            self.incidents.group_pending()  # before the callbacks: they may ask for incidents()
         with suppressed():  # perfsdk's own logging and export are not the application's work
             for anomaly in anomalies:
                 self._notify(anomaly)
@@ -94,15 +104,23 @@ class AnomalySink:
 
             with self.faults.guard("anomaly export"):
                 self.writer.add(anomaly_row(anomaly, self.service))
-        if self.on_anomaly is not None:
-            with self.faults.guard("on_anomaly callback"):
-                call_user(self.on_anomaly, anomaly)
+        if self.on_anomaly is not None and not USER_CALLBACKS.submit(
+                functools.partial(_call_on_anomaly, self.on_anomaly, anomaly, self.faults)):
+            with self._count_lock:
+                self.callbacks_dropped += 1
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until queued notifications are delivered (or the timeout passes)."""
-        return self._worker.flush(timeout_s)
+        """Wait until queued notifications are delivered, ``on_anomaly`` calls included (or the
+        timeout passes)."""
+        deadline = time.monotonic() + timeout_s
+        done = self._worker.flush(timeout_s)
+        if self.on_anomaly is not None:
+            done = USER_CALLBACKS.flush(max(0.0, deadline - time.monotonic())) and done
+        return done
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued (within ``timeout_s``) and stop the worker. The ``on_anomaly``
+        calls queued are not waited for here: ``park_shared_workers`` gives them their second."""
         if self._closed:
             return
         self._closed = True
@@ -111,3 +129,9 @@ class AnomalySink:
     def _after_fork(self) -> None:
         self._count_lock = threading.Lock()
         self._recent.clear()
+        self.total = self.callbacks_dropped = 0  # the parent's anomalies are the parent's
+
+
+def _call_on_anomaly(callback: Callable[[Anomaly], Any], anomaly: Anomaly, faults: Faults) -> None:
+    with faults.guard("on_anomaly callback"):
+        call_user(callback, anomaly)
