@@ -481,7 +481,7 @@ def test_an_anomaly_explains_its_own_point_even_when_another_thread_updated_in_b
 
 @pytest.mark.parametrize("kwargs,argument,error", [
     ({"redactor": "x"}, "redactor", TypeError), ({"service_name": 123}, "service_name", TypeError),
-    ({"threshold": float("inf")}, "threshold", ValueError), ({"export_format": "csv"}, "export_format", ValueError),
+    ({"service_name": " "}, "service_name", ValueError), ({"threshold": float("inf")}, "threshold", ValueError), ({"export_format": "csv"}, "export_format", ValueError),
     ({"sample_resources": "yes"}, "sample_resources", TypeError),
 ])
 def test_init_refuses_bad_arguments_before_changing_anything(kwargs, argument, error):

@@ -227,8 +227,8 @@ def init(
     check_number("min_ratio", min_ratio, low=0.0)
     check_number("incident_window_s", incident_window_s, low=0.0)
     check_number("resource_interval_s", resource_interval_s, low=0.0, low_open=True)
-    if service_name is not None:
-        check_str("service_name", service_name)
+    if service_name is not None and not check_str("service_name", service_name).strip():
+        raise ValueError("service_name must name the service, got an empty string (None: from OTEL_SERVICE_NAME)")
     if tracer_provider is not None and (service_name is not None or otlp_endpoint is not None):
         raise ValueError("service_name and otlp_endpoint configure a TracerProvider perfsdk creates; "
                          "with tracer_provider=..., set them on your provider instead")
