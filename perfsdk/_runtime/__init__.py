@@ -23,7 +23,7 @@
 It imports nothing from perfsdk, and every other package may import it.
 """
 
-from perfsdk._runtime.callbacks import call_user, suppressed
+from perfsdk._runtime.callbacks import call_guarded, call_user, suppressed
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.files import fsync_path, replace_atomically, write_atomically
 from perfsdk._runtime.forks import at_fork
@@ -38,7 +38,7 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 
 __all__ = [
     "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "USER_CALLBACKS",
-    "Worker", "at_fork", "call_user", "check_bool", "check_callable", "check_choice", "check_int", "check_number", "check_str",
-    "fsync_path", "lazy_names", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
+    "Worker", "at_fork", "call_guarded", "call_user", "check_bool", "check_callable", "check_choice", "check_int",
+    "check_number", "check_str", "fsync_path", "lazy_names", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
     "write_atomically",
 ]

@@ -10,11 +10,14 @@ callback and around its own exports.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from opentelemetry import context as otel_context
 
-__all__ = ["call_user", "suppressed"]
+if TYPE_CHECKING:
+    from perfsdk._runtime.faults import Faults
+
+__all__ = ["call_guarded", "call_user", "suppressed"]
 
 _KEYS = [otel_context._SUPPRESS_INSTRUMENTATION_KEY]
 if hasattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
@@ -38,3 +41,9 @@ def call_user(callback: Callable[..., Any], *args: Any) -> Any:
     """``callback(*args)`` with instrumentation suppressed (exceptions propagate)."""
     with suppressed():
         return callback(*args)
+
+
+def call_guarded(callback: Callable[[Any], Any], item: Any, faults: "Faults", where: str) -> None:
+    """``call_user(callback, item)`` on a worker: an exception is counted in ``faults`` as ``where``."""
+    with faults.guard(where):
+        call_user(callback, item)

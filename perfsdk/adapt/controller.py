@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from perfsdk._runtime import (
-    DECISION_DELIVERY, FAULTS, HOOKS, USER_CALLBACKS, Faults, call_user, check_int, check_number,
+    DECISION_DELIVERY, FAULTS, HOOKS, USER_CALLBACKS, Faults, call_guarded, check_int, check_number,
 )
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.fleet import Fleet
@@ -410,7 +410,8 @@ class Controller:
         not be queued (the queue was full)."""
         dropped = 0
         for callback, worker in ((HOOKS.decisions, DECISION_DELIVERY), (on_decision, USER_CALLBACKS)):
-            if callback is not None and not worker.submit(functools.partial(_deliver_one, callback, decision, faults)):
+            if callback is not None and not worker.submit(
+                    functools.partial(call_guarded, callback, decision, faults, "an on_decision callback")):
                 dropped += 1
         return dropped
 
@@ -432,7 +433,3 @@ def _worth_exploring(action: Action, evidence: Evidence) -> bool:
     best = max(evidence.reward, *evidence.what_if.values())
     return evidence.what_if[action] >= best - EXPLORE_TOLERANCE * abs(best)
 
-
-def _deliver_one(callback: Callable[[Decision], Any], decision: Decision, faults: Faults) -> None:
-    with faults.guard("an on_decision callback"):
-        call_user(callback, decision)

@@ -224,7 +224,7 @@ class QLearner(QCore):
 
     def max_file_bytes(self) -> int:
         """The most bytes a saved learner of this size takes (``load``'s ``max_bytes`` for a peer's)."""
-        return len(FILE_MAGIC) + 8 + MAX_HEADER_BYTES + self.state.nbytes + 32
+        return _file_bytes(self.state.nbytes)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> "QLearner":
@@ -232,7 +232,7 @@ class QLearner(QCore):
         could hold (a Q-value not finite, a negative visit count), raises ValueError. So does
         anything but a regular file (a FIFO would block the read) and a file over
         ``max_bytes`` (default: what the largest learner takes), both before reading a byte."""
-        largest = len(FILE_MAGIC) + 8 + MAX_HEADER_BYTES + 8 * (K.QL_HEADER + 2 * MAX_CELLS) + 32
+        largest = _file_bytes(8 * (K.QL_HEADER + 2 * MAX_CELLS))
         data = _read_regular(path, largest if max_bytes is None else max_bytes)
         if len(data) < len(FILE_MAGIC) + 8 + 32 or not data.startswith(FILE_MAGIC):
             raise ValueError(f"{path}: not a perfsdk Q-learner file")
@@ -296,6 +296,12 @@ def _array(name: str, values: Any, dtype: Any, shape: tuple[int, ...] | None = N
     if (array.ndim != 1) if shape is None else (array.shape != shape):
         raise ValueError(f"{name} must have shape {shape or '(n,)'}, got {array.shape}")
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _file_bytes(state_bytes: int) -> int:
+    """The most bytes ``save`` writes for a state of ``state_bytes``: magic, version and header
+    length, the longest header, the state, the checksum."""
+    return len(FILE_MAGIC) + 8 + MAX_HEADER_BYTES + state_bytes + 32
 
 
 def _read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:

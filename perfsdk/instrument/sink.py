@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from perfsdk._runtime import USER_CALLBACKS, Faults, Worker, at_fork, call_user, suppressed
+from perfsdk._runtime import USER_CALLBACKS, Faults, Worker, at_fork, call_guarded, suppressed
 from perfsdk._version import __version__
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.incidents import IncidentTracker
@@ -105,7 +105,7 @@ class AnomalySink:
             with self.faults.guard("anomaly export"):
                 self.writer.add(anomaly_row(anomaly, self.service))
         if self.on_anomaly is not None and not USER_CALLBACKS.submit(
-                functools.partial(_call_on_anomaly, self.on_anomaly, anomaly, self.faults)):
+                functools.partial(call_guarded, self.on_anomaly, anomaly, self.faults, "on_anomaly callback")):
             with self._count_lock:
                 self.callbacks_dropped += 1
 
@@ -130,8 +130,3 @@ class AnomalySink:
         self._count_lock = threading.Lock()
         self._recent.clear()
         self.total = self.callbacks_dropped = 0  # the parent's anomalies are the parent's
-
-
-def _call_on_anomaly(callback: Callable[[Anomaly], Any], anomaly: Anomaly, faults: Faults) -> None:
-    with faults.guard("on_anomaly callback"):
-        call_user(callback, anomaly)

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from perfsdk.export.redact import REDACTED
 from perfsdk.testgen.scenario import (
     HTTP_METHODS, MAX_ASSERTIONS, MAX_GENERATORS, MAX_NAME_CHARS, MAX_QUERY_PARAMS, MAX_TASKS, MAX_VALUE_CHARS,
-    ROUTE_PARAMETER, SCHEMA_VERSION, Scenario,
+    ROUTE_PARAMETER, SCHEMA_VERSION, Scenario, shortened,
 )
 
 __all__ = ["RouteProfile", "TrafficModel", "VARIANTS", "route_durations"]
@@ -302,7 +302,7 @@ class TrafficModel:
                 kept.append(int(i))
                 generators += needs
                 continue
-            notes.append(f"{_short(route.key)}: left out ({_requests(route.count)}), {why}")
+            notes.append(f"{shortened(route.key)}: left out ({_requests(route.count)}), {why}")
         if not kept:
             raise ValueError("no route of the recorded traffic fits in a scenario: " + "; ".join(notes))
         return sorted(kept)
@@ -332,26 +332,26 @@ class TrafficModel:
             param = _params(part)[0]
             name = _unique(param, generators)
             hot = variant == "flash_sale" and route is self._hottest()
-            values = _fitting(route.path_params.get(param, Counter()), f"{_short(route.key)}: {param}", notes)
+            values = _fitting(route.path_params.get(param, Counter()), f"{shortened(route.key)}: {param}", notes)
             generators[name] = _generator(values, variant, hot)
             path += f"{{{name}}}"
         query = {}
         used = sorted(route.query_params, key=lambda k: -sum(route.query_params[k].values()))
         if len(used) > MAX_QUERY_PARAMS:
-            notes.append(f"{_short(route.key)}: {len(used) - MAX_QUERY_PARAMS} of its {len(used)} query parameters "
-                         f"left out, the least used ({_short(', '.join(used[MAX_QUERY_PARAMS:]))}); a step has "
+            notes.append(f"{shortened(route.key)}: {len(used) - MAX_QUERY_PARAMS} of its {len(used)} query parameters "
+                         f"left out, the least used ({shortened(', '.join(used[MAX_QUERY_PARAMS:]))}); a step has "
                          f"{MAX_QUERY_PARAMS} at most")
         kept = set(used[:MAX_QUERY_PARAMS])
         for key in route.query_params:
             if key not in kept:
                 continue
             name = _unique(key or "q", generators)
-            values = _fitting(route.query_params[key], f"{_short(route.key)}: ?{_short(key)}", notes)
+            values = _fitting(route.query_params[key], f"{shortened(route.key)}: ?{shortened(key)}", notes)
             generators[name] = _generator(values, variant, hot=False)
             query[key] = f"{{{name}}}"
         method = route.method
         if method not in HTTP_METHODS:
-            notes.append(f"{_short(route.key)}: {_short(method)} is not a method a scenario sends; sent as GET")
+            notes.append(f"{shortened(route.key)}: {shortened(method)} is not a method a scenario sends; sent as GET")
             method = "GET"
         step: dict[str, Any] = {"method": method, "path": path if path.startswith("/") else "/" + path}
         if query:
@@ -585,11 +585,6 @@ def _fitting(values: Counter[str], where: str, notes: list[str]) -> Counter[str]
 
 def _requests(n: int) -> str:
     return f"{n:,} request" if n == 1 else f"{n:,} requests"
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """``text`` as a note quotes it: a route key or a value can be thousands of characters."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:

@@ -184,7 +184,13 @@ SCHEMA: dict[str, Any] = {
 }
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ECHO_CHARS = 80  # of a value quoted in a problem
+def shortened(text: str, limit: int = 80) -> str:
+    """``text`` as a message quotes it: a route key or a value can be thousands of characters.
+
+    >>> shortened("x" * 100, limit=4)
+    'xxxx... (100 characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 #: A route template's parameters (how services name their routes, e.g. ``http.route``): Flask/werkzeug
 #: ``<conv:name>``, OpenAPI/FastAPI ``{name}``, Express ``:name`` (after a slash, or starting a segment).
 ROUTE_PARAMETER = re.compile(r"<(?:(?P<conv>[A-Za-z_]\w*)(?:\([^)]*\))?:)?(?P<a>[A-Za-z_]\w*)>"
@@ -352,8 +358,8 @@ def schema_problems(data: Any) -> list[tuple[str, str]]:
         best = jsonschema.exceptions.best_match([error])
         message = best.message
         shown = repr(best.instance)  # the offending value, echoed whole: its start is enough to know it
-        if len(shown) > _ECHO_CHARS and shown in message:
-            message = message.replace(shown, f"{shown[:_ECHO_CHARS]}... ({len(shown):,} characters)")
+        if shown in message:
+            message = message.replace(shown, shortened(shown))
         message = message if len(message) <= 300 else message[:140] + " ... " + message[-155:]
         problems.append((_path(best.absolute_path), message))
     return problems
