@@ -16,3 +16,16 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"shared data folder {DATA} is absent")
     return DATA
+
+
+@pytest.fixture(autouse=True)
+def _process_faults_stay_with_their_test():
+    """Some tests make the process-wide ``FAULTS`` count on purpose (a callback left stuck at
+    shutdown); every ``stats()["faults"]`` includes it, so it must not carry into the next test."""
+    from perfsdk._runtime import FAULTS
+
+    before = FAULTS.snapshot()
+    yield
+    with FAULTS._lock:
+        FAULTS._counts.clear()
+        FAULTS._counts.update(before)
