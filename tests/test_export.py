@@ -583,3 +583,36 @@ def test_spans_written_by_other_tools_with_other_string_types_still_read(tmp_pat
         writer.write_table(table)
     spans = read(tmp_path)
     assert spans.num_rows == 1 and spans.column("name").to_pylist() == ["GET /"]
+
+
+def test_closing_the_export_keeps_one_deadline_even_with_a_write_stuck(tmp_path):
+    """Closing waited 30 s for the queue, then for ever for the file lock a stuck write held (a hung
+    disk): now one deadline for every wait, and what it gave up on is counted."""
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False)
+    release = threading.Event()
+
+    class StuckFile:
+        def write(self, batch):
+            release.wait(60)
+
+        def flush(self):
+            pass
+
+    sdk.export.spans._writer = lambda service: StuckFile()
+
+    @perfsdk.monitor
+    def checkout(i):
+        return i
+
+    try:
+        for i in range(10):
+            checkout(i)
+        closing = threading.Thread(target=sdk.export.close, kwargs={"timeout_s": 0.5})
+        closing.start()
+        closing.join(20)
+        assert not closing.is_alive()  # it waited 30 s, then for ever
+        faults = sdk.faults.snapshot()
+        assert faults["perfsdk-span-export at shutdown"] == 1 and faults["arrow span export flush"] == 1
+    finally:
+        release.set()
+        sdk.shutdown()

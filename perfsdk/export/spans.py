@@ -248,9 +248,10 @@ class ArrowSpanExporter(SpanExporter):
 
     def write_columns(self, chunks: Sequence[SpanColumns]) -> SpanExportResult:
         """Write chunks of span columns (``SpanColumns``), one batch per service."""
-        if self._shutdown:
-            return SpanExportResult.FAILURE
         n = sum(chunk.size for chunk in chunks)
+        if self._shutdown:  # (chunks a stuck writer still held when closing gave up on it)
+            self.spans_failed += n
+            return SpanExportResult.FAILURE
         try:
             batch = columns_to_batch(chunks, self.redactor)
             # (not np.unique: it imports numpy.ma, 3,000 objects and cyclic garbage, on the writer's first batch)
@@ -272,19 +273,25 @@ class ArrowSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Publish the open files, so everything exported so far is readable."""
+        """Publish the open files, so everything exported so far is readable; False (counted) if
+        a write still in progress (a stuck disk) holds them past ``timeout_millis``."""
+        if not self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0):
+            self.faults.record("arrow span export flush", TimeoutError(
+                f"a write held the span files over {timeout_millis} ms: not published"))
+            return False
         try:
-            with self._lock:
-                for writer in self._writers.values():
-                    writer.flush()
+            for writer in self._writers.values():
+                writer.flush()
             return True
         except Exception as exc:
             self.faults.record("arrow span export flush", exc)
             return False
+        finally:
+            self._lock.release()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: int = 30000) -> None:
         if not self._shutdown:
-            self.force_flush()
+            self.force_flush(timeout_millis)
             self._shutdown = True
 
     def _after_fork(self) -> None:

@@ -45,6 +45,7 @@ __all__ = ["ArrowExport"]
 
 CHUNK_SPANS = 4096  # spans a chunk of columns holds (the writer's unit)
 LINGER_S = 1.0  # a partial chunk waits this long for more spans before it is written
+CLOSE_TIMEOUT_S = 30.0  # closing waits this long in all for the queued spans and decisions to be written
 
 log = logging.getLogger("perfsdk.export")
 
@@ -181,11 +182,15 @@ class ArrowExport:
                     writer.flush()
         return ok
 
-    def close(self) -> None:
-        self.collector.seal(30.0)
-        self.span_queue.shutdown(30.0)  # writes every queued span first
-        self.spans.shutdown()  # publishes its files
-        DECISION_DELIVERY.flush(5.0)
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Write what is queued and publish every file, within one deadline for all the waits:
+        spans still queued then are left to the writer's daemon thread, counted as a fault
+        ("perfsdk-span-export at shutdown")."""
+        deadline = time.monotonic() + timeout_s
+        self.collector.seal(timeout_s)
+        self.span_queue.shutdown(max(0.0, deadline - time.monotonic()))  # writes every queued span first
+        self.spans.shutdown(int(max(0.0, deadline - time.monotonic()) * 1000))  # publishes its files
+        DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic()))
         with suppressed():
             for writer in (self.anomalies, self.resources, self.decisions):
                 with self.faults.guard("export close"):

@@ -99,7 +99,9 @@ class PerfSDK:
     def shutdown(self) -> None:
         """Flush and stop; safe to call more than once, from any thread (an ``on_anomaly``
         callback too). Queued notifications and callbacks are waited for ``SHUTDOWN_TIMEOUT_S``
-        in all; work still running then is left to finish on its daemon thread, counted."""
+        in all, the Arrow export's queued spans and decisions for its own 30 s
+        (``arrow_export.CLOSE_TIMEOUT_S``: they are data); work still running then is left to
+        finish on its daemon thread, counted."""
         global _HANDLE
         with self._lock:
             if self._closed:
