@@ -82,7 +82,10 @@ def _export_with_one_route(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("options,message", [
-    (["--duration", "-5"], "duration_s must be at least 0.001 s, got -5.0"),
+    (["--duration", "-5"], "duration_s must be a finite number >= 1, got -5.0"),
+    (["--duration", "0.5"], "duration_s must be a finite number >= 1, got 0.5"),  # a stage lasts 1 s at least
+    (["--duration", "inf"], "duration_s must be a finite number >= 1, got inf"),  # was: float NaN to integer
+    (["--goal", "spike", "--duration", "0.5"], "duration_s must be a finite number >= 1, got 0.5"),
     (["--goal", "  "], "goal must say what the test is for"),
     (["--goal", "spike", "--duration", "-5"], "duration_s must be a finite number > 0"),
     (["--goal", "spike", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m", "--llm-timeout", "0"],

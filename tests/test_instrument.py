@@ -1085,3 +1085,84 @@ def test_a_span_as_long_as_the_clock_allows_is_measured_not_invalid():
     assert (processor.spans_invalid, processor.spans_ended, processor.spans) == (0, 1, 1)
     assert faults.snapshot() == {}
     sink.close()
+
+
+def test_a_meter_provider_that_fails_when_asked_leaves_no_export_thread(tmp_path):
+    """It passes the up-front check (it has get_meter) and fails inside the export's constructor,
+    which had already started its writer."""
+
+    class BrokenMeters:
+        def get_meter(self, *args, **kwargs):
+            raise RuntimeError("meter provider broken")
+
+    with pytest.raises(RuntimeError, match="meter provider broken"):
+        perfsdk.init(meter_provider=BrokenMeters(), export_dir=tmp_path, sample_resources=False)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+
+
+def test_a_span_still_ending_when_the_processor_shuts_down_publishes_its_anomaly():
+    """shutdown() let go of the sink and the detectors at once: a span inside on_end on another
+    thread then published to None (an AttributeError counted as a fault, the anomaly lost)."""
+    from perfsdk.instrument.processor import CallGraph
+
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldDetector(ZScoreDetector):
+        def update(self, x):  # a Python update: the bank calls it as written
+            score = super().update(x)
+            if self.n_seen > 30:  # the span that completes the run waits here
+                entered.set()
+                release.wait(10)
+            return score
+
+    faults = Faults()
+    calls = CallGraph()
+    sink = AnomalySink(IncidentTracker(calls.ancestors), faults)
+    bank = DetectorBank({"z": lambda name: HeldDetector(window=16, warmup=10, threshold=3.0, name=name)},
+                        confirm=1, min_delta=0.0, min_ratio=0.0)
+    processor = PerfSpanProcessor(bank, sink, faults, calls=calls)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+
+    def span(ms):
+        tracer.start_span("route", start_time=0).end(end_time=int(ms * 1e6))
+
+    for i in range(30):
+        span(10 + (i % 3) * 0.1)
+    outlier = threading.Thread(target=span, args=(500.0,))
+    outlier.start()
+    assert entered.wait(10)
+    processor.shutdown()
+    assert processor.bank is bank  # still in use: not let go yet
+    release.set()
+    outlier.join(10)
+    assert faults.snapshot() == {} and sink.total == 1
+    assert processor.release() and processor.bank is None and processor.sink is None
+    sink.close(5.0)
+
+
+def test_the_export_writing_at_shutdown_leaves_the_callbacks_their_time(tmp_path, monkeypatch):
+    """The export's close (its own deadline: queued spans are data) ate the callbacks' budget:
+    they got 0 s, were counted as overrunning, and their thread outlived shutdown()."""
+    from perfsdk.detect import Anomaly
+    from perfsdk.instrument import sdk as sdk_module
+
+    monkeypatch.setattr(sdk_module, "SHUTDOWN_TIMEOUT_S", 1.0)
+    ran = []
+    sdk = perfsdk.init(service_name="svc", export_dir=tmp_path, sample_resources=False,
+                       on_anomaly=lambda anomaly: (time.sleep(0.2), ran.append(anomaly)))
+    closing = sdk.export.close
+
+    def slow_close(*args, **kwargs):  # a large span queue being written
+        time.sleep(1.5)
+        closing(*args, **kwargs)
+
+    sdk.export.close = slow_close
+    for i in range(10):
+        sdk._sink.publish(Anomaly("d", index=i, value=9.0, expected=1.0, std=1.0, score=8.0, threshold=3.0,
+                                  details={"series": "x"}))
+    before = _callback_overruns()
+    sdk.shutdown()
+    assert len(ran) == 10 and _callback_overruns() == before
+    assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []

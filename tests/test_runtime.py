@@ -151,6 +151,45 @@ def test_a_worker_queue_does_not_follow_into_a_forked_child():
 
 
 @needs_fork
+def test_a_forked_childs_worker_and_anomaly_sink_count_from_zero():
+    """A child's stats()['notifications_dropped'] carried the parent's drops: the worker's
+    fork reset emptied its queue but kept its handled and dropped counts."""
+    from perfsdk.detect import Anomaly
+    from perfsdk.instrument.incidents import IncidentTracker
+    from perfsdk.instrument.sink import AnomalySink
+
+    release = threading.Event()
+
+    class BlockedTracker(IncidentTracker):  # holds the sink's worker, so its queue fills
+        def group_pending(self):
+            release.wait(10.0)
+            super().group_pending()
+
+    worker = Worker("test-fork-counts", max_queue=1)
+    sink = AnomalySink(BlockedTracker(lambda name: set()), Faults(), max_queue=1)
+    try:
+        assert worker.submit(lambda: None) and worker.flush(5.0)  # handled: 1
+        worker.submit(release.wait)
+        for index in range(3):  # one handled (blocked), one queued at most: the rest dropped
+            worker.submit(lambda: None)
+            sink.publish(Anomaly(detector="z", index=index, value=9.0, expected=1.0, std=1.0, score=8.0,
+                                 threshold=3.0))
+        assert worker.handled == 1 and worker.dropped >= 1 and sink.notifications_dropped >= 1
+
+        def child():
+            fresh = (worker.handled, worker.dropped, sink.total, sink.notifications_dropped) == (0, 0, 0, 0)
+            assert worker.submit(lambda: None) and worker.flush(5.0)
+            return fresh and worker.stats() == {"submitted": 1, "handled": 1, "dropped": 0, "queued": 0}
+
+        assert in_child(child)
+        assert worker.handled == 1 and worker.dropped >= 1 and sink.notifications_dropped >= 1  # the parent's kept
+    finally:
+        release.set()
+        worker.shutdown()
+        sink.close()
+
+
+@needs_fork
 def test_a_cache_whose_lock_was_held_at_fork_works_in_the_child():
     """A thread inside the cache (a slow Python __hash__) when another thread forks:
     without the reset, the child's first get would wait forever for a thread it lacks."""

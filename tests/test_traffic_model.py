@@ -4,6 +4,7 @@ over real HTTP, exported by perfsdk -- what it learns is checked against the tru
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 
 import numpy as np
@@ -194,8 +195,16 @@ def test_one_request_or_a_few_milliseconds_of_traffic_make_a_valid_scenario():
     burst = _model([("GET", "/cart", None, i * 5e-5) for i in range(20)])  # 20 requests in a millisecond
     assert burst.generate().duration_s == 1.0
     assert len(burst.generate(duration_s=4.5).stages) == 4  # stages of a second or more
-    with pytest.raises(ValueError, match="duration_s must be at least 0.001 s"):
-        burst.generate(duration_s=1e-4)
+
+
+@pytest.mark.parametrize("duration", [0.5, 0.999, 1e-4, 0.0, -5.0, float("inf"), float("nan")])
+def test_a_duration_under_a_second_or_not_finite_is_refused_naming_it(duration):
+    """inf failed deep inside as "cannot convert float NaN to integer", and 0.5 gave a 0.5 s stage
+    though every stage lasts a second at least (MIN_STAGE_S)."""
+    model = _model([("GET", "/cart", None, i * 0.5) for i in range(20)])
+    with pytest.raises(ValueError, match=re.escape(f"duration_s must be a finite number >= 1, got {duration!r}")):
+        model.generate(duration_s=duration)
+    assert model.generate(duration_s=1.0).stages == [{"duration_s": 1.0, "arrival_rate": 4.0}]  # the least
 
 
 def test_when_no_route_fits_a_scenario_the_error_says_why():

@@ -39,6 +39,7 @@ cdef class SpanPath:
     cdef public long long spans_ended
     cdef public long long spans_invalid  # ended before they started (a wall clock stepped back): not judged
     cdef public bint _shutdown
+    cdef public long long _in_flight  # spans inside on_end now: shutdown lets go of its state only at 0
     cdef object _observe
     cdef BankPath _bank  # when ``observe`` is a detector bank's own: called in C
     cdef public object store_span
@@ -53,6 +54,7 @@ cdef class SpanPath:
         self.spans_ended = 0
         self.spans_invalid = 0
         self._shutdown = False
+        self._in_flight = 0
         self._observe = None
         self._bank = None
         self.store_span = None
@@ -96,11 +98,17 @@ cdef class SpanPath:
         pass
 
     def on_end(self, span):
+        self._in_flight += 1  # before the check: shutdown, having set it, waits for this to be 0
+        try:
+            if not self._shutdown:
+                self._on_end(span)
+        finally:
+            self._in_flight -= 1
+
+    cdef _on_end(self, span):
         cdef double duration_ms
         cdef long long first, last
         cdef BankPath bank
-        if self._shutdown:
-            return
         try:
             try:  # the SDK's ReadableSpan: its fields directly (its properties cost ~230 ns a span)
                 name, context, parent = span._name, span._context, span._parent

@@ -3,7 +3,7 @@
 Modelled on OpenTelemetry's ``BatchProcessor`` (``sdk/_shared_internal``): a
 bounded queue that ``submit`` never blocks on (a full queue drops the item and
 counts it), one daemon thread that handles items in batches, ``flush`` with a
-deadline, and a reset in a forked child (the parent's queued work is the
+deadline, and a reset in a forked child (the parent's queued work and counts are the
 parent's; a thread starts again on first use). A worker may also run a
 periodic ``tick`` (the resource sampler's).
 
@@ -80,8 +80,6 @@ class Worker(Generic[T]):
         self.tick_interval_s = tick_interval_s
         self.faults = faults or FAULTS
         self.park_timeout_s = park_timeout_s
-        self.handled = 0
-        self.dropped = 0
         self._ticking = False
         self._shutdown = False
         self._parking = False  # stop the thread once the queue is empty (it starts again on use)
@@ -91,6 +89,10 @@ class Worker(Generic[T]):
             _SHARED.append(self)
 
     def _reset(self) -> None:
+        """A new worker's state, and a forked child's: the counts too, so every count a
+        child reports is its own (the parent's drops are not the child's)."""
+        self.handled = 0
+        self.dropped = 0
         self._queue: collections.deque[T] = collections.deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -208,7 +210,7 @@ class Worker(Generic[T]):
 
     def _overran(self, timeout_s: float) -> None:
         self.faults.record(f"{self.name} at shutdown", TimeoutError(
-            f"work still running {timeout_s:g} s after shutdown began: left to finish on its daemon thread"))
+            f"work still running after {timeout_s:g} s more at shutdown: left to finish on its daemon thread"))
 
     def _end_thread(self, timeout_s: float) -> None:
         """Wake the thread to see it should stop (shutdown or parking), and wait for it."""
@@ -285,7 +287,7 @@ class Worker(Generic[T]):
         return now < self._linger_until
 
     def _after_fork(self) -> None:
-        # The parent's queued items are the parent's; the thread did not survive the fork.
+        # The parent's queued items and counts are the parent's; the thread did not survive the fork.
         self._reset()
         if self._ticking and not self._shutdown:
             self.start()

@@ -85,8 +85,6 @@ class ArrowExport:
         self.collector = SpanCollector(self._ship, chunk_spans, block_timeout_s if on_full == "block" else 0.0)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
         self.spans_written = 0
-        self.span_queue.start()
-        at_fork(self._after_fork)
         self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
         self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
@@ -98,6 +96,8 @@ class ArrowExport:
             description="Spans perfsdk's Arrow export dropped because its queue was full")
         self._last_drop_log = 0.0
         self._drop_lock = threading.Lock()
+        self.span_queue.start()  # last: a constructor that fails leaves no thread behind
+        at_fork(self._after_fork)
 
     # -- spans ------------------------------------------------------------------------
     def dropped_span(self) -> None:

@@ -153,19 +153,28 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self.faults.record(where, exc)
 
     def shutdown(self) -> None:
-        """Stop, and let go of everything: OpenTelemetry cannot remove a processor from its
-        provider, so a dead one stays in the provider's list for the process's life (one per
-        ``init()`` after a ``shutdown()``); it must cost a few bytes, not its detectors, sink,
+        """Stop, and let go of everything (``release``): OpenTelemetry cannot remove a processor
+        from its provider, so a dead one stays in the provider's list for the process's life (one
+        per ``init()`` after a ``shutdown()``); it must cost a few bytes, not its detectors, sink,
         export and maps. The ``PerfSDK`` handle keeps what its ``stats()`` reads."""
         self._shutdown = True
         if self.gc_pauses is not None:
             self.gc_pauses.uninstall()
+        self.release()
+
+    def release(self) -> bool:
+        """Let go of the detectors, sink, export and maps once stopped and no span is still inside
+        ``on_end`` on another thread (it would find them gone, and its anomaly lost); False if one
+        is (``PerfSDK.shutdown`` asks again once the sink is closed)."""
+        if not self._shutdown or self._in_flight:
+            return False
         self.observe = None  # type: ignore[assignment]
         self.store_span = None
         self.bank = self.sink = self.calls = None  # type: ignore[assignment]
         self.export = self.gc_pauses = None
         self._open, self._callers = {}, {}
         self._slow, self._suspects = {}, set()
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         sink = self.sink

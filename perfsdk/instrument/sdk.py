@@ -113,8 +113,11 @@ class PerfSDK:
                 self.sampler.stop()
             self.processor.shutdown()  # no span publishes an anomaly after this
             self._sink.close(max(0.0, deadline - time.monotonic()))
+            self.processor.release()  # (if a span was still in on_end at shutdown: it has ended now)
             if self.export is not None:
+                writing = time.monotonic()
                 self.export.close()
+                deadline += time.monotonic() - writing  # the export's writing has its own deadline
             if self._owns_provider:
                 self.tracer_provider.shutdown()
         with _INIT_LOCK:

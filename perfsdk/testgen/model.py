@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from perfsdk._runtime import check_number
 from perfsdk.export.redact import REDACTED
 from perfsdk.testgen.scenario import (
     HTTP_METHODS, MAX_ASSERTIONS, MAX_GENERATORS, MAX_NAME_CHARS, MAX_QUERY_PARAMS, MAX_TASKS, MAX_VALUE_CHARS,
@@ -221,7 +222,8 @@ class TrafficModel:
 
         ``duration_s`` (default: the recorded window, at least a second, at most 10 minutes)
         compresses or stretches the arrival curve, over at most ``stages`` stages of a second or
-        more; ``rate_scale`` multiplies the arrival rate.
+        more; a ``duration_s`` under a second (or NaN, or infinite) is refused with a ``ValueError``.
+        ``rate_scale`` multiplies the arrival rate.
 
         What the scenario schema cannot hold is left out, and ``metadata["notes"]`` says what:
         a route whose key is too long for a task's name, values too long for a generator, the
@@ -231,10 +233,10 @@ class TrafficModel:
         """
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        duration = float(duration_s) if duration_s is not None else min(
-            max(self.arrival_window_s, MIN_STAGE_S), MAX_DEFAULT_DURATION_S)
-        if not duration >= 0.001:  # stages are written to the millisecond
-            raise ValueError(f"duration_s must be at least 0.001 s, got {duration_s!r}")
+        if duration_s is None:
+            duration = min(max(self.arrival_window_s, MIN_STAGE_S), MAX_DEFAULT_DURATION_S)
+        else:  # one stage at least, of a second at least (MIN_STAGE_S); inf would make NaN stages
+            duration = check_number("duration_s", duration_s, low=MIN_STAGE_S)
         notes: list[str] = []
         kept = self._routes_that_fit(notes)
         generators: dict[str, dict[str, Any]] = {}
