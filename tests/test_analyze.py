@@ -248,3 +248,29 @@ def test_detect_reports_a_non_utf8_file_in_one_line(tmp_path, capsys):
     assert main(["detect", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a UTF-8 text file" in err
+
+
+def test_a_file_arrow_cannot_cast_is_skipped_and_named(tmp_path):
+    """A spans file of the right kinds whose values Arrow cannot cast (start times in seconds
+    beyond the nanosecond range) was reported without its name; a cast Arrow cannot do at all
+    (a TypeError) stopped the whole run."""
+    from perfsdk.export import SPANS
+    from perfsdk.export.analyze import analyze_partition
+
+    columns = {}
+    for field in SPANS:
+        if pa.types.is_timestamp(field.type):
+            columns[field.name] = pa.array([10**15] * 3, type=pa.timestamp("s"))
+        elif pa.types.is_floating(field.type):
+            columns[field.name] = pa.array([1.0] * 3, type=field.type)
+        elif pa.types.is_string(field.type):
+            columns[field.name] = pa.array(["x"] * 3, type=field.type)
+        else:
+            columns[field.name] = pa.nulls(3, type=field.type)
+    path = tmp_path / "part-0.arrow"
+    table = pa.table(columns)
+    with pa.ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+    anomalies, figures, skipped = analyze_partition([str(path)])
+    assert anomalies.num_rows == 0 and figures == {}
+    assert len(skipped) == 1 and skipped[0].startswith(str(path)) and "out of bounds" in skipped[0]

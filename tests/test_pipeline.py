@@ -228,3 +228,21 @@ def test_an_alert_on_a_moved_level_says_the_points_together_are_unlikely():
     alert = AlertPipeline(range_tolerance=None).detect_many(xs)[0]
     assert alert.index >= 2000 and abs(alert.score) <= alert.threshold
     assert "inside the normal band" in str(alert) and "the last 10 points together are what is unlikely" in str(alert)
+
+
+def test_river_verbs_on_an_arima_pipeline_let_its_fit_land():
+    """``score_one`` put the state back with ``restore``, which starts a new life and drops the fit
+    in flight: ``score_one`` before every ``learn_one`` left the ARIMA member without a fit (and
+    filled the fit queue asking again)."""
+    rng = np.random.default_rng(1)
+    values = 100 + np.cumsum(rng.normal(0, 1, 300)) * 0.1 + rng.normal(0, 1, 300)
+    arima = ArimaDetector(order=(1, 0, 1), warmup=60)
+    pipeline = AlertPipeline(arima)
+    for x in values:
+        pipeline.score_one(float(x))
+        pipeline.learn_one(float(x))
+    before = pipeline.snapshot()
+    pipeline.score_one(float(values[-1]) + 50.0)  # a preview leaves the state as it was
+    assert np.array_equal(pipeline.snapshot(), before, equal_nan=True)
+    arima.wait_for_fits()
+    assert arima.fits == 1 and arima.fits_dropped == 0 and not arima.provisional

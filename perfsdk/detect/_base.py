@@ -250,6 +250,15 @@ class StreamingDetector:
         self._check_snapshot(snap)  # the compiled code indexes with these slots, unchecked
         self.state[:] = snap  # in place: the compiled core keeps its pointer
 
+    #: True while a point is scored to be undone (``AlertPipeline.score_one``): nothing it starts
+    #: outside the state (a background fit) may outlive the undo.
+    _previewing = False
+
+    def _rewind(self, snapshot: np.ndarray) -> None:
+        """Put back a ``snapshot()`` this detector took moments ago, in this same life (a
+        preview's undo): unlike ``restore``, what it has in flight stays its own."""
+        self.state[:] = snapshot
+
     def reset(self) -> None:
         """Forget everything learned; parameters stay."""
         self.slots[:] = self._fresh_state()

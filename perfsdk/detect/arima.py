@@ -381,7 +381,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         return self.order if isinstance(self.order, tuple) else (1, 0, 0)
 
     def _fit_requested(self) -> None:
-        """Called by either engine when the state asks for a fit."""
+        """Called by either engine when the state asks for a fit (not for a preview's point: the
+        state that asked is put back, and the stream asks again if it learns that point)."""
+        if self._previewing:
+            return
         s = self.state
         if s[K.AR_SHIFT_RUN] > 0 and s[K.AR_RUN] >= s[K.AR_SHIFT_RUN] and s[K.AR_RETRY_AT] == 0:
             self._on_level_shift()
@@ -433,6 +436,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self._has_pending = True
 
     def _apply_pending(self) -> None:
+        if self._previewing:  # installed into a state about to be put back: it would be lost
+            return
         pending, self._pending = self._pending, None
         self._has_pending = False
         if pending is not None and pending[0] == self._generation:

@@ -310,12 +310,20 @@ class AlertPipeline(StreamingDetector, PipelineCore):
 
     # -- River verbs -----------------------------------------------------------
     def score_one(self, x: float | Mapping[str, float]) -> float:
-        """The score ``x`` would get, without learning it (River's verb; copies the state)."""
+        """The score ``x`` would get, without learning it (River's verb; copies the state). The
+        state is put back as it was, in the same life: an ARIMA member's fit in flight still lands
+        (``restore`` would start a new life and drop it: ``score_one`` before every ``learn_one``
+        left ARIMA without a fit)."""
         snap = self.snapshot()
+        for m in self.members:
+            m._previewing = True
         try:
             score = self.update(as_scalar(x))
         finally:
-            self._load(snap)  # its own, just taken: checked when it was learned
+            for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
+                m._previewing = False
+                m._rewind(snap[lo:hi])
+            self.state[: self._own] = snap[: self._own]
         return 0.0 if math.isnan(score) else score
 
     def learn_one(self, x: float | Mapping[str, float]) -> None:

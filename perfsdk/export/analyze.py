@@ -69,10 +69,9 @@ def analyze_partition(
     for f in files:  # a corrupt or foreign file is named and skipped; the rest goes on
         try:
             tables.append(read_file(f, table="spans").select(SPAN_COLUMNS).cast(_SPAN_TYPES))
-        except ValueError as exc:  # it names the file
-            skipped.append(str(exc))
-        except OSError as exc:
-            skipped.append(f"{f}: {exc}")
+        except (ValueError, TypeError, OSError, pa.ArrowException) as exc:  # (a cast Arrow cannot do, too)
+            why = str(exc)
+            skipped.append(why if why.startswith(str(f)) else f"{f}: {why}")  # read_file's name it already
     if not tables:
         return ANOMALIES.empty_table(), {}, skipped
     spans = pa.concat_tables(tables)
