@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perfsdk import AdaptivePool, PoolClosed, PoolController, PoolTimeout
+from perfsdk import AdaptivePool, CacheController, PoolClosed, PoolController, PoolTimeout
 from perfsdk.adapt.decision import Action
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence
 
@@ -836,16 +836,20 @@ def test_one_fleet_serves_one_controller_and_a_dot_name_stays_inside_it(tmp_path
 
 
 def test_pool_options_are_bounded():
-    """A season of 10**8 allocated 800 MB at construction; an interval of a microsecond kept a core busy."""
+    """A season of 10**8 allocated 800 MB at construction; an interval of a microsecond kept a core
+    busy; one of 1e300 s killed the pool's thread (a wait that long overflows)."""
     from perfsdk.adapt.pool_forecast import ArrivalForecast
 
     for kwargs in ({"season": 10**8}, {"horizon": 10**6}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             ArrivalForecast(**kwargs)
-    for kwargs in ({"forecast_season": 10**12}, {"forecast_horizon": 10**6}, {"interval_seconds": 1e-6}):
+    for kwargs in ({"forecast_season": 10**12}, {"forecast_horizon": 10**6}, {"interval_seconds": 1e-6},
+                   {"interval_seconds": 1e300}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             PoolController(**kwargs)
     assert PoolController(forecast_season=7 * 86400, interval_seconds=0.01).forecast_season == 7 * 86400
+    with pytest.raises(ValueError, match="interval_seconds"):
+        CacheController(interval_seconds=1e300)
 
 
 class Priced(AtTheFloor):

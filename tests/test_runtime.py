@@ -54,6 +54,21 @@ def test_worker_is_bounded_counts_drops_and_flushes_with_a_deadline():
     assert not worker.submit(lambda: None) and not worker.alive
 
 
+def test_an_item_submitted_as_a_parked_workers_thread_leaves_is_handled():
+    """The lock-free path saw the parked thread (a blocked callback outliving shutdown) still set
+    and queued behind it just as it left: the item waited for the next submit or flush. Here
+    the thread has just left (what that race leaves behind)."""
+    handled = threading.Event()
+    worker = Worker("test-parked")
+    leaving = threading.Thread(target=lambda: None)
+    leaving.start()
+    leaving.join()
+    worker._thread, worker._parking = leaving, True
+    assert worker.submit(handled.set)
+    assert handled.wait(5.0)  # it waited for good
+    worker.shutdown()
+
+
 def test_a_failing_task_is_counted_and_the_worker_goes_on():
     faults = Faults()
     done = []

@@ -113,7 +113,12 @@ class Worker(Generic[T]):
         if self._thread is not None and len(queue) < self.max_queue and not self._shutdown:
             queue.append(item)  # atomic: no lock on the application's path (the bound may
             queued = len(queue)  # be passed by a few items when threads race: it stays a bound)
-            if queued == 1 or queued == self.min_batch:  # wake the worker (it also polls)
+            if self._parking:  # its thread may be leaving right now, past the item: keep one running
+                with self._lock:
+                    self._parking = False
+                    self._ensure_thread()
+                    self._cond.notify()
+            elif queued == 1 or queued == self.min_batch:  # wake the worker (it also polls)
                 with self._lock:
                     self._cond.notify()
             return True

@@ -92,6 +92,8 @@ SETTLED_STRETCH = 16  # a settled target's count interval grows up to this many 
 #: The longest ``interval``, in operations: stretched while settled, it stays far inside the target's
 #: 64-bit operation counter (2**63 is 9.2e18).
 MAX_INTERVAL = 10**12
+#: The longest ``interval_seconds``: a week (a thread cannot wait much past 10**9 s at all).
+MAX_INTERVAL_SECONDS = 604_800.0
 SETTLED_CHANGE = 0.01  # ... while an interval moves the state's values by less than this share
 
 
@@ -110,7 +112,7 @@ class Controller:
         it back. A settled cache
         pays for fewer decisions on its hot path; the time limit, ``interval_seconds``, stays as it is.
     interval_seconds
-        Also decide once this many seconds have passed since the last decision.
+        Also decide once this many seconds have passed since the last decision (a week at most).
     step
         Grow multiplies the value by ``step``, shrink divides by it (always one unit at least).
     cooldown
@@ -140,7 +142,7 @@ class Controller:
             raise TypeError(f"discretizer must be a Discretizer, got {discretizer!r}")
         check_int("interval", interval, minimum=10, maximum=MAX_INTERVAL)
         if interval_seconds is not None:
-            check_number("interval_seconds", interval_seconds, low=0.0, low_open=True)
+            check_number("interval_seconds", interval_seconds, low=0.0, low_open=True, high=MAX_INTERVAL_SECONDS)
         check_number("step", step, low=1.0, high=16.0, low_open=True)
         check_int("cooldown", cooldown, minimum=0)
         check_int("max_decisions", max_decisions, minimum=1)

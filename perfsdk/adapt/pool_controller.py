@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from perfsdk._runtime import check_int, check_number
-from perfsdk.adapt.controller import Controller
+from perfsdk.adapt.controller import MAX_INTERVAL_SECONDS, Controller
 from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.pool_forecast import MAX_HORIZON, MAX_SEASON, ArrivalForecast
 from perfsdk.adapt.qlearner import Discretizer, QLearner
@@ -24,7 +24,7 @@ class PoolController(Controller):
     Parameters
     ----------
     interval_seconds
-        Seconds per decision (the pool's maintenance thread decides); 0.01 at least.
+        Seconds per decision (the pool's maintenance thread decides); 0.01 at least, a week at most.
     connection_weight
         The trade-off between latency and connections: the reward is
         ``-latency_ms * (1 + connection_weight * size / max_size)``, so at
@@ -86,7 +86,7 @@ class PoolController(Controller):
         self.forecast_horizon = check_int("forecast_horizon", forecast_horizon, minimum=0, maximum=MAX_HORIZON)
         if forecast_season is not None:
             check_int("forecast_season", forecast_season, minimum=2, maximum=MAX_SEASON)
-        check_number("interval_seconds", interval_seconds, low=MIN_INTERVAL_S)
+        check_number("interval_seconds", interval_seconds, low=MIN_INTERVAL_S, high=MAX_INTERVAL_SECONDS)
         self.forecast_season = forecast_season
         self.connection_weight = check_number("connection_weight", connection_weight, low=0.0, high=100.0)
         self.min_acquisitions = check_int("min_acquisitions", min_acquisitions, minimum=1)
