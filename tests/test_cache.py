@@ -130,8 +130,9 @@ class Touchy:
 
 @pytest.mark.parametrize("seed", range(FUZZ_SEEDS))
 def test_random_operations_keep_every_invariant_even_when_keys_raise(seed):
-    """Random gets, puts, pops, clears and resizes (any window share); keys whose __eq__
-    raises mid-operation. A value read is always one that was put; the structures stay whole."""
+    """Random gets, puts, pops, clears and resizes (any window share, at once or gradual); keys
+    whose __eq__ raises mid-operation. A value read is always one that was put; the structures
+    stay whole; the size never rises above the capacity, or above what the cache held before."""
     rng = random.Random(seed)
     top = rng.randint(1, 12)
     cache = AdaptiveCache(rng.randint(1, top), min_capacity=1, max_capacity=top, controller=None,
@@ -140,6 +141,7 @@ def test_random_operations_keep_every_invariant_even_when_keys_raise(seed):
     core.count_frequencies = rng.random() < 0.5
     core.shrink_step = rng.choice([0.0, 1.25, 2.0])  # the deep-hit marker kept in place through all of it
     for _ in range(300):
+        held = len(cache)
         k = rng.randrange(20)
         key = Touchy(k) if k >= 15 else k
         Touchy.angry = rng.random() < 0.1
@@ -159,13 +161,15 @@ def test_random_operations_keep_every_invariant_even_when_keys_raise(seed):
             elif r < 0.87:
                 cache.clear()
             else:
-                core.resize(rng.randint(1, top), rng.choice([-1.0, 1.0, 0.01, 0.2, 0.5, 0.9]))
+                core.resize(rng.randint(1, top), rng.choice([-1.0, 1.0, 0.01, 0.2, 0.5, 0.9]),
+                            rng.choice([-1, 0, 1, 2]))  # gradual: the later operations catch up
         except ValueError as exc:
             assert str(exc) == "touchy"
             Touchy.angry = False
             cache["repair"] = 0  # the next put finishes an eviction the exception interrupted
         Touchy.angry = False
         core.check_invariants()
+        assert len(cache) <= max(core.capacity, held)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -1006,3 +1010,350 @@ def test_a_broken_key_never_breaks_the_cache_for_the_others():
     twice["x"], twice["y"] = 1, 2  # evicts the first slot; the dict finds the second for it
     assert twice.get(k) == "second"
     twice._core.check_invariants()
+
+
+def test_a_write_or_invalidation_while_a_key_loads_is_not_overwritten_by_the_load():
+    """The loader read the old row; the application wrote or invalidated it meanwhile: the
+    load's callers get what it read, the cache keeps the write, and a caller after the
+    invalidation loads anew instead of waiting for the stale load."""
+    cache = AdaptiveCache(100, controller=None)
+    started, go = threading.Event(), threading.Event()
+    results = []
+
+    def stale(key):
+        started.set()
+        assert go.wait(30)
+        return "old"
+
+    def load_in_a_thread():
+        started.clear()
+        go.clear()
+        thread = threading.Thread(target=lambda: results.append(cache.get_or_load("k", stale)))
+        thread.start()
+        assert started.wait(30)
+        return thread
+
+    for write in (lambda: cache.put("k", "new"), lambda: cache.setdefault("k", "new")):
+        cache.pop("k", None)
+        loader = load_in_a_thread()
+        write()
+        go.set()
+        loader.join(30)
+        assert results.pop() == "old" and cache.get("k") == "new"
+    for invalidate in (lambda: cache.pop("k", None), cache.clear):
+        cache.pop("k", None)
+        loader = load_in_a_thread()
+        invalidate()
+        assert cache.get_or_load("k", lambda key: "fresh") == "fresh"  # not the stale load's value
+        go.set()
+        loader.join(30)
+        assert results.pop() == "old" and cache.get("k") == "fresh"
+    cache._core.check_invariants()
+
+
+def test_a_controller_resize_is_spread_over_later_operations_and_never_grows_the_cache():
+    """A shrink evicts ``steps`` entries at once, then a few per operation: a get makes
+    STEPS_PER_OPERATION, a put of a new key one more than it adds (the size only falls), until
+    the cache fits. A window move sends its entries through admission the same way."""
+    from perfsdk._native._cache import STEPS_PER_OPERATION as per_operation
+    core = CacheCore(1000, 1000)
+    for k in range(1000):
+        core.put(k, k)
+    evicted = core.evictions
+    core.resize(500, -1.0, 10)
+    assert core.evictions - evicted == 10 and core.size == 990 and core.catching_up
+    core.check_invariants()
+    for i in range(10):  # puts of new keys: each evicts STEPS_PER_OPERATION, one of them its own
+        before, evicted = core.size, core.evictions
+        core.put(("new", i), i)
+        assert core.size == before + 1 - per_operation and core.evictions - evicted == per_operation
+    gets = 0
+    while core.catching_up:
+        before, evicted = core.size, core.evictions
+        core.get(("absent", gets))
+        assert core.evictions - evicted == min(per_operation, before - 500) and core.size < before
+        gets += 1
+    assert core.size == 500 and gets == -(-(990 - 10 * (per_operation - 1) - 500) // per_operation)
+    core.check_invariants()
+
+    moved = CacheCore(1000, 1000)  # the window, the whole cache, moves to 1 %: 990 entries to admit
+    for k in range(1000):
+        moved.put(k, k)
+    moved.resize(1000, 0.01, 10)
+    gets = 0
+    while moved.catching_up:
+        moved.get(("absent", gets))
+        gets += 1
+        moved.check_invariants()
+    assert gets == -(-(990 - 10) // per_operation) and moved.size == 1000 and moved.evictions == 0
+
+
+def test_a_decision_that_shrinks_a_large_cache_evicts_a_bounded_number_in_the_get_that_made_it():
+    from perfsdk.adapt.cache import RESIZE_STEPS
+    cache = AdaptiveCache(8000, controller=CacheController(interval=1000, interval_seconds=None))
+    core = cache._core
+    for k in range(8000):
+        cache[k] = k
+    most = 0
+    for i in range(30_000):
+        before, evicted = len(cache), core.evictions
+        cache.get(i % 100)  # a hot set of 100: the controller shrinks
+        assert len(cache) <= before
+        most = max(most, core.evictions - evicted)
+    shrinks = [d for d in cache.decisions() if d.applied and d.value_after < d.value_before]
+    assert shrinks and shrinks[0].value_before - shrinks[0].value_after > RESIZE_STEPS
+    assert most == RESIZE_STEPS
+    core.check_invariants()
+
+
+def test_the_ghost_ring_grows_in_place_and_keeps_every_invariant():
+    """Caches large enough for their ghost ring to grow, wrapped, as the capacity moves."""
+    rng = random.Random(7)
+    for _ in range(6):
+        core = CacheCore(rng.randint(20, 150), 300)
+        for _ in range(1500):
+            r, k = rng.random(), rng.randrange(700)
+            if r < 0.6:
+                core.put(k, k)
+            elif r < 0.9:
+                assert core.get(k, k) == k
+            elif r < 0.95:
+                core.pop(k)
+            else:
+                core.resize(rng.randint(1, 300), -1.0, rng.choice([-1, 3]))
+            core.check_invariants()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("deciding", [False, True])
+def test_a_forked_child_keeps_deciding_whatever_a_parent_thread_was_doing(deciding):
+    """At the fork another thread held the controller's lock (reading the learner, or deciding:
+    then the get that closed the interval had unscheduled the next one). The child's gets
+    neither hang nor stop deciding."""
+    import signal
+    controller = CacheController(interval=10, interval_seconds=None, min_operations=1)
+    cache = AdaptiveCache(50, controller=controller)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with controller.locked():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(30)
+    if deciding:
+        cache._core.next_interval_at = 0  # as a get that closed the interval leaves it meanwhile
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            signal.alarm(20)  # a get that hangs: killed
+            before = controller.decided
+            for i in range(200):
+                cache.get(i % 80) or cache.put(i % 80, i)
+            code = 0 if controller.decided > before else 4
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join(30)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_popitem_and_setdefault_are_atomic_and_not_counted_as_hits():
+    import sys
+    cache = AdaptiveCache(10, controller=None)
+    cache["a"], cache["b"] = 1, 2
+    assert cache.popitem() == ("b", 2) and cache.setdefault("a", 5) == 1 and cache.setdefault("c", 3) == 3
+    assert cache["c"] == 3 and cache.stats()["hits"] == 1  # the get only
+    cache.clear()
+    with pytest.raises(KeyError, match="empty"):
+        cache.popitem()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(20):
+            cache = AdaptiveCache(1000, controller=None)
+            for i in range(200):
+                cache[i] = i
+            popped, errors = [], []
+
+            def pop_some():
+                for _ in range(100):
+                    try:
+                        popped.append(cache.popitem())
+                    except KeyError as exc:
+                        errors.append(exc)
+
+            threads = [threading.Thread(target=pop_some) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert not errors and sorted(popped) == [(i, i) for i in range(200)] and not len(cache)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def test_a_put_over_a_key_is_not_a_deep_window_hit():
+    cache = AdaptiveCache(100, controller=None)
+    cache._core.shrink_step = 1.25
+    for i in range(100):
+        cache[i] = i
+    for i in range(100):  # rewrites, oldest first: no get at all
+        cache[i] = -i
+    assert cache._core.window_deep_hits == 0
+    cache.get(0)  # the least recent now: beyond the smaller window's end
+    assert cache._core.window_deep_hits == 1
+
+
+def test_a_subclass_overriding_get_is_called():
+    calls = []
+
+    class Logging(AdaptiveCache):
+        def get(self, key, default=None):
+            calls.append(("get", key))
+            return super().get(key, default)
+
+        def get_or_load(self, key, loader):
+            calls.append(("get_or_load", key))
+            return super().get_or_load(key, loader)
+
+    cache = Logging(10, controller=None)
+    cache["a"] = 1
+    assert cache.get("a") == 1 and cache.get_or_load("b", lambda key: 2) == 2
+    assert calls == [("get", "a"), ("get_or_load", "b")]
+    assert "get" in vars(AdaptiveCache(10, controller=None))  # the plain class keeps its shortcut
+
+
+def test_cached_passes_its_options_names_its_cache_and_clears_its_counts():
+    from perfsdk.adapt.cached import CacheInfo
+
+    def price(sku):
+        return sku * 2
+
+    fast = cached(price, controller=None, name="prices", min_capacity=128)
+    assert fast(2) == 4 and fast.cache.controller is None and fast.cache.name == "prices"
+    assert fast.cache.min_capacity == 128
+    with pytest.raises(ValueError, match="typed"):
+        cached(price, typed=True)
+
+    @cached(maxsize=8, controller=None)
+    def stock(sku):
+        return sku
+
+    assert stock.cache.name.endswith("<locals>.stock") and cached(price).cache.name.endswith("<locals>.price")
+    stock(1), stock(1)
+    stock.cache_clear()
+    assert stock.cache_info() == CacheInfo(0, 0, 8, 0)
+    stock(1), stock(1)
+    assert stock.cache_info() == CacheInfo(1, 1, 8, 1)
+
+
+def test_a_refused_constructor_leaves_the_controller_free():
+    controller = CacheController()
+    with pytest.raises(ValueError, match="window"):
+        AdaptiveCache(100, controller=controller, window=1.5)
+    assert AdaptiveCache(100, controller=controller, window=0.5).controller is controller
+
+
+def test_stats_survive_an_object_that_cannot_be_sized():
+    from perfsdk.adapt.cache import SIZING
+
+    class Unsized:
+        def __sizeof__(self):
+            return -1  # sys.getsizeof raises ValueError
+
+    cache = AdaptiveCache(10, controller=None)
+    cache["ok"] = "x" * 1000
+    cache["bad"] = Unsized()
+    stats = cache.stats()
+    assert stats["faults"] == {SIZING: 1} and stats["decision_faults"] == 0
+    assert stats["approx_bytes"] >= cache._core.structure_bytes + 2 * 1000  # from the entry that was sized
+    assert cached(maxsize=4, controller=None)(lambda x: Unsized())(1) is not None
+
+
+RESIZE_UNDER_A_MEMORY_LIMIT = """
+import os, resource
+from perfsdk._native import CacheCore
+core = CacheCore(70_000, 2**20)
+for i in range(70_000):
+    core.put(i, i)
+before = (core.capacity, core.window_capacity, core.structure_bytes)
+with open("/proc/self/statm") as f:
+    held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (held + 2**21, resource.RLIM_INFINITY))
+try:
+    core.resize(140_000)  # half full at that size: a sketch of 4 MB, now
+except MemoryError:
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    core.check_invariants()
+    print("unchanged" if (core.capacity, core.window_capacity, core.structure_bytes) == before else "changed")
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's RLIMIT_AS and /proc")
+def test_a_resize_that_cannot_allocate_changes_nothing():
+    """The wider frequency sketch a grow needs is made before anything changes (in a fresh
+    process under a memory limit: no free memory of the test run's to make it from); a mostly
+    empty cache grown far gets none until it is half full, as a new cache of that size."""
+    import subprocess
+    import sys
+    empty = CacheCore(1000, 2**24)
+    empty.put("k", 1)
+    empty.resize(2**24)
+    assert empty.structure_bytes < 2**20  # not 256 MB of counters for one entry
+    done = subprocess.run([sys.executable, "-c", RESIZE_UNDER_A_MEMORY_LIMIT], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "unchanged", done.stderr
+
+
+def test_approx_bytes_counts_the_evicted_keys_the_ghost_ring_holds():
+    import sys
+    cache = AdaptiveCache(100, controller=None)
+    for i in range(500):
+        cache[("%06d" % i) * 100] = i  # 600-character keys
+    key_bytes = sys.getsizeof("0" * 600)
+    assert cache._core.ghost_keys == 100 and len(cache) == 100
+    assert cache.stats()["approx_bytes"] >= cache._core.structure_bytes + 200 * key_bytes
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs signal.setitimer")
+def test_a_signal_reaches_a_thread_waiting_for_a_load():
+    """Ctrl-C or a signal-based timeout interrupts a caller waiting for another thread's load
+    (as it does threading.Lock.acquire); the load goes on, and its leader stores it."""
+    import signal
+    cache = AdaptiveCache(10, controller=None)
+    started, finish, loaded = threading.Event(), threading.Event(), threading.Event()
+    results = []
+
+    def slow(key):
+        started.set()
+        finish.wait(30)
+        loaded.set()
+        return "loaded"
+
+    leader = threading.Thread(target=lambda: results.append(cache.get_or_load("k", slow)))
+    leader.start()
+    assert started.wait(30)
+
+    class Timeout(Exception):
+        pass
+
+    def on_alarm(*_):
+        raise Timeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Timeout):
+            cache.get_or_load("k", slow)
+        assert not loaded.is_set()  # interrupted while the load still ran
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        finish.set()
+        leader.join(30)
+    assert results == ["loaded"] and cache.get("k") == "loaded"

@@ -19,6 +19,13 @@ between the two. Evicted keys go to a ghost list -- a ring of the last
 ``capacity`` evictions, each remembering when and from where it was evicted --
 so the controller can see what a larger or differently split cache would have hit.
 
+A resize may be gradual (``resize(..., steps=n)``, the controller's): it makes at most ``n``
+moves and evictions at once, and each later operation ``CATCH_UP_STEPS`` more until the cache
+is within its new bounds -- so a decision never stalls the get that made it. Meanwhile the
+cache may hold more than its new ``capacity`` (and the window or protected more than their
+shares), never more than it held when the resize came (at most the old capacity): a put of
+a new key evicts one more than it adds, a get or a removal only lowers the size.
+
 Exceptions: a key's ``__hash__`` or ``__eq__`` may raise; every step that can
 call them runs before the step changes anything, so the exception reaches the
 caller and the cache stays whole (an eviction it interrupted happens at the
@@ -37,6 +44,7 @@ import sys
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, uint8_t
+from cpython.pyport cimport PY_SSIZE_T_MAX
 include "_clock.pxi"  # _monotonic(): time.monotonic() in C
 
 cdef enum:
@@ -54,6 +62,9 @@ include "_cache_lock.pxi"  # CacheLock: the cache's own lock
 include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
 
 cdef enum: EAGER_SKETCH = 65536  # capacities up to this get their sketch (<= 1 MB) with their first entry
+cdef enum: CATCH_UP_STEPS = 8  # moves and evictions each operation makes while a gradual resize is not done
+cdef Py_ssize_t ALL_STEPS = PY_SSIZE_T_MAX  # a resize done at once
+STEPS_PER_OPERATION = CATCH_UP_STEPS  # (its Python name)
 include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
 
 cdef object _MISSING = object()
@@ -120,7 +131,9 @@ cdef class CacheCore:
     cdef bint _count_always, _counting  # _counting: the window is not the whole cache, or _count_always
     cdef double _next_time
     cdef long long _next_at
-    cdef long long _check_at  # the operation count at which the slow check runs: one compare a get
+    cdef long long _check_at  # the operation count at which the slow check runs: one compare a get (0:
+                              # every get, while a gradual resize is caught up with)
+    cdef long long _planned_at  # ... what it is for the interval and the clock alone
     cdef long long _clock_stride  # a power of two: the clock is read every this many operations...
     cdef double _clock_read  # ...paced to once every CLOCK_PACE seconds or so (see _pace)
     cdef long long _scheduled_at  # ops when the next interval was scheduled
@@ -172,36 +185,48 @@ cdef class CacheCore:
         return 0
 
     cdef int _grow_ring(self, Py_ssize_t ring_size) except -1:
-        """Room for ``ring_size`` ghosts: the ring is laid out afresh, oldest first."""
-        cdef Py_ssize_t i, old_position, old_size = self._ring_size
-        cdef long long* codes
-        cdef list keys
-        cdef object key
+        """Room for ``ring_size`` ghosts. The ghosts stay where they are, but for one part of a
+        wrapped ring -- the smaller that can move -- so that few of their dict entries are
+        rewritten: none as the ring first fills (it wraps only once full at ``ghost_capacity``)."""
+        cdef Py_ssize_t old_size = self._ring_size, head = self._ring_head
+        cdef Py_ssize_t wrapped = head + self._ring_len - old_size  # ghosts past the array's end, at its start
         if ring_size <= old_size:
             return 0
-        codes = <long long*> malloc(ring_size * sizeof(long long))
-        if codes == NULL:
-            raise MemoryError("cannot grow the cache's ghost ring")
-        keys = [None] * ring_size
+        self._ring_code = <long long*> _regrow(self._ring_code, ring_size * sizeof(long long))
+        if self._ring_keys is None:
+            self._ring_keys = [None] * ring_size
+        else:
+            self._ring_keys.extend([None] * (ring_size - old_size))
+        self._ring_size = ring_size
+        if wrapped > 0:
+            if old_size + wrapped <= ring_size and wrapped <= old_size - head:
+                self._move_ghosts(0, old_size, wrapped)  # the newer part, on after the older
+            else:  # the older part, to the end of the array
+                self._ring_head = ring_size - (old_size - head)
+                self._move_ghosts(head, self._ring_head, old_size - head)
+        return 0
+
+    cdef int _move_ghosts(self, Py_ssize_t source, Py_ssize_t target, Py_ssize_t count) except -1:
+        """Move ``count`` ring positions from ``source`` on to ``target`` on (higher: copied from the
+        last, so the two may overlap), and the ghosts' dict entries with them."""
+        cdef Py_ssize_t i
+        cdef long long code
+        cdef object key
         cdef list broken = []
-        for i in range(self._ring_len):
-            old_position = (self._ring_head + i) % old_size
-            codes[i] = self._ring_code[old_position]
-            key = self._ring_keys[old_position]
-            keys[i] = key
-            if codes[i] >= 0:
+        for i in range(count - 1, -1, -1):
+            code = self._ring_code[source + i]
+            key = self._ring_keys[source + i]
+            self._ring_keys[source + i] = None
+            self._ring_keys[target + i] = key
+            self._ring_code[target + i] = code
+            if code >= 0:
                 try:
-                    self._ghost[key] = i  # the key is in the dict already: no new entry
+                    self._ghost[key] = target + i  # the key is in the dict already: no new entry
                 except Exception:  # its hash or equality fails now: no longer a ghost
                     self.key_faults += 1
-                    self._ghost_from[codes[i] & 1] -= 1
-                    codes[i] = -1
-                    broken.append((key, old_position))  # its entry still holds the old position
-        free(self._ring_code)
-        self._ring_code = codes
-        self._ring_keys = keys
-        self._ring_head = 0
-        self._ring_size = ring_size
+                    self._ghost_from[code & 1] -= 1
+                    self._ring_code[target + i] = -1
+                    broken.append((key, source + i))  # its entry still holds the old position
         if broken:
             self._dropped.append(self._ghost)
             self._ghost = self._without(self._ghost, broken)
@@ -307,8 +332,8 @@ cdef class CacheCore:
                 self._unlink(demoted)
                 self._push_front(demoted, PROBATION)
         elif slot != self._head[seg]:
-            if self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
-                self.window_deep_hits += 1
+            if hit and self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
+                self.window_deep_hits += 1  # a get only: a put over the key is no hit a smaller window loses
             self._unlink(slot)
             self._push_front(slot, seg)
 
@@ -354,13 +379,21 @@ cdef class CacheCore:
 
     cdef inline void _plan_check(self) noexcept:
         # a get compares its count with _check_at, nothing else: the next interval's count, or,
-        # when a deadline is set, the next multiple of the clock stride (the clock is read there)
+        # when a deadline is set, the next multiple of the clock stride (the clock is read there);
+        # while a gradual resize is caught up with, every get (it makes a few steps: see _tick)
         if not self._next_at:
-            self._check_at = 0x7FFFFFFFFFFFFFFF
+            self._planned_at = 0x7FFFFFFFFFFFFFFF
         elif self._next_time:
-            self._check_at = min(self._next_at, (self.ops | (self._clock_stride - 1)) + 1)
+            self._planned_at = min(self._next_at, (self.ops | (self._clock_stride - 1)) + 1)
         else:
-            self._check_at = self._next_at
+            self._planned_at = self._next_at
+        self._check_at = 0 if self._over() else self._planned_at
+
+    cdef inline bint _over(self) noexcept:
+        """Over the bounds the last resize set: a gradual resize not done yet (or an eviction an
+        exception interrupted)."""
+        return (self.size > self.capacity or self._count_in[WINDOW] > self.window_capacity
+                or self._count_in[PROTECTED] > self._protected_capacity)
 
     cdef inline void _pace(self, double now) noexcept:
         # Reading the clock every 64 gets costs a busy cache ~1 % of a hit. So the stride follows
@@ -379,9 +412,21 @@ cdef class CacheCore:
         self._clock_read = now
 
     cdef int _tick(self) except -1:
-        # the slow path of a get whose count reached _check_at
-        cdef bint due = self.ops >= self._next_at
+        # the slow path of a get whose count reached _check_at: a step of a gradual resize, the
+        # clock, the interval's end
+        cdef bint due
         cdef double now
+        cdef list dropped
+        if self._over():
+            self._rebalance(CATCH_UP_STEPS, self.size)
+            dropped = self._take_dropped()
+            if dropped:  # let go of them after the lock (a finaliser may use the cache)
+                self._release()
+                dropped = None
+                self._acquire()
+            if self.ops < self._planned_at:
+                return 0
+        due = self.ops >= self._next_at
         if not due and self._next_time:
             now = _monotonic()
             due = now >= self._next_time
@@ -475,15 +520,13 @@ cdef class CacheCore:
         finally:
             self._release()
         if not leader:
-            with nogil:
-                PyThread_acquire_lock(loading.gate, WAIT_LOCK)
-            PyThread_release_lock(loading.gate)  # the next waiter's turn
+            loading_wait(loading)
             if loading.error is not None:
                 raise loading.error
             return loading.value
         try:
             value = loader(*args, **kwargs) if kwargs else loader(*args)
-            self._put(key, value)
+            self._put(key, value, loading)  # unless a write or removal of the key superseded it
             loading.value = value
             return value
         except BaseException as exc:
@@ -500,57 +543,79 @@ cdef class CacheCore:
                 self._release()
 
     def put(self, key, value):
-        """Store ``value`` (a new key enters the window); returns True."""
-        return self._put(key, value)
+        """Store ``value`` (a new key enters the window); returns True. A load of ``key`` in
+        flight is superseded: the value it read before this write is not stored."""
+        return self._put(key, value, None)
 
-    cdef object _put(self, object key, object value):
-        cdef object slot_obj, position
-        cdef Py_ssize_t slot
-        cdef uint64_t h
+    cdef object _put(self, object key, object value, _Loading loading):
+        """Store ``value``; ``loading``: the load it comes from, whose leader stores it unless a
+        write or removal of the key superseded it (then nothing is stored: returns False)."""
         cdef list dropped  # released when this call returns, after the lock
         self._acquire()
         try:
-            # Every step that may call the key's __hash__/__eq__ comes before the
-            # step that changes anything, so an exception leaves the cache whole.
-            h = <uint64_t> hash(key)
-            if (self.size > self.capacity or self._count_in[WINDOW] > self.window_capacity
-                    or self._count_in[PROTECTED] > self._protected_capacity):
-                self._rebalance()  # finish what an exception interrupted
-            slot_obj = self._index.get(key)
-            if slot_obj is not None:
-                slot = <Py_ssize_t> slot_obj
-                self._dropped.append(self._values[slot])
-                self._values[slot] = value
-                self._touch(slot, False)
-                return True
-            if self._nfree == 0:  # before anything changes: this may fail (MemoryError)
-                self._grow_slots(min(self.max_capacity + 1, self._slots + self._slots // 2))
-            position = self._ghost.pop(key, None)
-            if position is not None:
-                self._forget_ghost(<Py_ssize_t> position)
-            slot = self._free[self._nfree - 1]
-            self._index[key] = slot
-            self._nfree -= 1
-            self._keys[slot] = key
-            self._values[slot] = value
-            self._hashes[slot] = h
-            self._push_front(slot, WINDOW)
-            self.size += 1
-            if self._sketch.cells == NULL and (self.capacity <= EAGER_SKETCH or 2 * self.size >= self.capacity):
-                # at the first entry where it is small (a short trace needs every early count), else
-                # when half full: admission is coming, and an empty large cache holds no sketch
-                sketch_init(&self._sketch, self.capacity)
-            self._rebalance()
-            return True
+            if loading is not None and loading.superseded:
+                return False
+            return self._store(key, value, loading is None)
         finally:
             dropped = self._take_dropped()
             self._release()
 
-    cdef int _rebalance(self) except -1:
-        """Move window overflow into main (admission decides who stays); evict to fit."""
+    cdef object _store(self, object key, object value, bint supersede):
+        """``_put`` under the lock (``supersede``: the key's load in flight, if any, is superseded)."""
+        cdef object slot_obj, position
+        cdef Py_ssize_t slot, limit
+        cdef uint64_t h
+        # Every step that may call the key's __hash__/__eq__ comes before the
+        # step that changes anything, so an exception leaves the cache whole.
+        h = <uint64_t> hash(key)
+        slot_obj = self._index.get(key)
+        if supersede and self._loading:
+            self._supersede(key)
+        if slot_obj is not None:
+            slot = <Py_ssize_t> slot_obj
+            self._dropped.append(self._values[slot])
+            self._values[slot] = value
+            self._touch(slot, False)
+            if self._over():  # a gradual resize's step (or what an exception interrupted)
+                self._rebalance(CATCH_UP_STEPS, self.size)
+            return True
+        if self._nfree == 0:  # before anything changes: this may fail (MemoryError)
+            self._grow_slots(min(self.max_capacity + 1, self._slots + self._slots // 2))
+        position = self._ghost.pop(key, None)
+        if position is not None:
+            self._forget_ghost(<Py_ssize_t> position)
+        limit = max(self.capacity, self.size)  # the size after: capacity, or while a gradual shrink
+        slot = self._free[self._nfree - 1]     # is caught up with, no more than before
+        self._index[key] = slot
+        self._nfree -= 1
+        self._keys[slot] = key
+        self._values[slot] = value
+        self._hashes[slot] = h
+        self._push_front(slot, WINDOW)
+        self.size += 1
+        if self._sketch.cells == NULL and (self.capacity <= EAGER_SKETCH or 2 * self.size >= self.capacity):
+            # at the first entry where it is small (a short trace needs every early count), else
+            # when half full: admission is coming, and an empty large cache holds no sketch
+            sketch_init(&self._sketch, self.capacity)
+        self._rebalance(CATCH_UP_STEPS, limit)
+        return True
+
+    cdef int _supersede(self, object key) except -1:
+        """A write or removal of ``key``: its load in flight, if any, must not store the value it
+        read before (its callers still get it), and later callers load anew."""
+        cdef _Loading loading = self._loading.pop(key, None)
+        if loading is not None:
+            loading.superseded = True
+        return 0
+
+    cdef int _rebalance(self, Py_ssize_t steps, Py_ssize_t limit) except -1:
+        """Move window overflow into main (admission decides who stays), demote protected's, and
+        evict to fit: ``steps`` moves and evictions at most (the rest: see ``_tick``), but as many
+        evictions as it takes to bring the size down to ``limit``."""
         cdef Py_ssize_t candidate, victim
         cdef Py_ssize_t main_quota = self.capacity - self.window_capacity
-        while self._count_in[WINDOW] > self.window_capacity:
+        while self._count_in[WINDOW] > self.window_capacity and steps > 0:
+            steps -= 1
             candidate = self._tail[WINDOW]
             if self._count_in[PROBATION] + self._count_in[PROTECTED] < main_quota:
                 self._unlink(candidate)
@@ -565,15 +630,19 @@ cdef class CacheCore:
                 self._evict(candidate)
                 if main_quota:
                     self.rejected += 1
-        while self._count_in[PROTECTED] > self._protected_capacity:  # after a resize
+        while self._count_in[PROTECTED] > self._protected_capacity and steps > 0:  # after a resize
+            steps -= 1
             victim = self._tail[PROTECTED]
             self._unlink(victim)
             self._push_front(victim, PROBATION)
-        while self.size > self.capacity:  # after a resize: shrink main first
+        while self.size > self.capacity and (steps > 0 or self.size > limit):  # after a resize: main first
+            steps -= 1
             victim = self._main_victim()
             self._evict(victim if victim >= 0 else self._tail[WINDOW])
         if self._orphans:
             self._free_orphans()
+        if self._check_at == 0 or self._over():  # a gradual resize: gets help until it is done
+            self._plan_check()
         return 0
 
     cdef int _free_orphans(self) except -1:
@@ -604,8 +673,10 @@ cdef class CacheCore:
         self.evictions += 1
         if self.key_faults != faults:  # a key the dict could not find: no ghost of it either
             return 0
-        while self._ring_len >= self.ghost_capacity and self._ring_len:
+        if self._ring_len >= self.ghost_capacity and self._ring_len:
             self._drop_oldest_ghost()
+            if self._ring_len >= self.ghost_capacity:  # after a shrink: two out per one in, not all at once
+                self._drop_oldest_ghost()
         position = (self._ring_head + self._ring_len) % self._ring_size
         try:
             self._ghost[key] = position
@@ -703,11 +774,14 @@ cdef class CacheCore:
         return 0
 
     def pop(self, key, default=None):
-        """Remove ``key``; return its value or ``default``."""
+        """Remove ``key``; return its value or ``default``. A load of ``key`` in flight is
+        superseded (an invalidation: the value it read is not stored)."""
         cdef list dropped
         self._acquire()
         try:
             slot_obj = self._index.get(key)
+            if self._loading:
+                self._supersede(key)
             if slot_obj is None:
                 return default
             value = self._values[<Py_ssize_t> slot_obj]
@@ -719,6 +793,49 @@ cdef class CacheCore:
             dropped = self._take_dropped()
             self._release()
 
+    def popitem(self):
+        """Remove and return the first (key, value) in ``keys_by_recency`` order, atomically and
+        without counting it as a use (``MutableMapping.popitem`` gets the key: a hit, a promotion,
+        and a race with other threads); KeyError when empty."""
+        cdef list dropped
+        cdef Py_ssize_t slot = -1
+        cdef int seg
+        self._acquire()
+        try:
+            for seg in (WINDOW, PROTECTED, PROBATION):
+                slot = self._head[seg]
+                if slot >= 0:
+                    break
+            if slot < 0:
+                raise KeyError("popitem(): the cache is empty")
+            item = (self._keys[slot], self._values[slot])
+            self._drop(slot)
+            if self._orphans:
+                self._free_orphans()
+            return item
+        finally:
+            dropped = self._take_dropped()
+            self._release()
+
+    def setdefault(self, key, default=None):
+        """``key``'s value -- a use as a put over it is (recent, not counted as a hit) -- or else
+        ``default``, stored as ``put`` stores it; atomically (``MutableMapping.setdefault`` gets,
+        then puts: a hit counted, and another thread's put in between overwritten)."""
+        cdef list dropped
+        cdef Py_ssize_t slot
+        self._acquire()
+        try:
+            slot_obj = self._index.get(key)
+            if slot_obj is None:
+                self._store(key, default, True)
+                return default
+            slot = <Py_ssize_t> slot_obj
+            self._touch(slot, False)
+            return self._values[slot]
+        finally:
+            dropped = self._take_dropped()
+            self._release()
+
     def contains(self, key):
         self._acquire()
         try:
@@ -726,18 +843,30 @@ cdef class CacheCore:
         finally:
             self._release()
 
-    def resize(self, Py_ssize_t capacity, double window_share=-1.0):
+    def resize(self, Py_ssize_t capacity, double window_share=-1.0, Py_ssize_t steps=-1):
         """Set the capacity (1..max_capacity) and, optionally, the window's share of it.
 
-        The share is kept when not given; entries are evicted to fit.
+        The share is kept when not given; entries are evicted to fit -- all of them now, or with
+        ``steps`` >= 0 at most that many moves and evictions now and ``CATCH_UP_STEPS`` at each
+        later operation until the cache fits (see the module docstring). A resize that fails
+        (MemoryError: a wider frequency sketch) changes nothing.
         """
         if capacity < 1 or capacity > self.max_capacity:
             raise ValueError(f"capacity must be in 1..{self.max_capacity}, got {capacity}")
         if not window_share <= 1.0:  # NaN too
             raise ValueError(f"window_share must be in (0, 1], got {window_share}")
         cdef list dropped
+        cdef Sketch wider
+        memset(&wider, 0, sizeof(Sketch))
         self._acquire()
         try:
+            if self._sketch.cells != NULL and not sketch_fits(&self._sketch, capacity):
+                # a larger cache needs a wider sketch (counts restart): made first, as it may fail; or,
+                # where a new cache would have none yet, none until it is half full (see _store)
+                if capacity <= EAGER_SKETCH or 2 * self.size >= capacity:
+                    sketch_init(&wider, capacity)
+                sketch_free(&self._sketch)
+                self._sketch = wider
             if window_share <= 0.0:
                 window_share = self._share  # kept as a share, so repeated resizes do not drift it
             self._share = window_share
@@ -746,14 +875,23 @@ cdef class CacheCore:
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
             self._counting = self._count_always or self.window_capacity < capacity
-            if self._sketch.cells != NULL and not sketch_fits(&self._sketch, capacity):
-                sketch_init(&self._sketch, capacity)  # a larger cache needs a wider sketch (counts restart)
             self._sketch.reset_at = 10 * capacity
-            self._rebalance()
+            self._rebalance(ALL_STEPS if steps < 0 else steps, max(capacity, self.size))
             self._place_marker()
         finally:
             dropped = self._take_dropped()
             self._release()
+
+    @property
+    def catching_up(self):
+        """Whether a gradual resize is not done yet: the cache holds more than its capacity, or
+        the window or protected more than their shares (every operation makes a few steps)."""
+        return self._over()
+
+    @property
+    def ghost_keys(self):
+        """Evicted keys the ghost ring keeps referenced (up to ``capacity``, until it turns over)."""
+        return self._ring_len
 
     @property
     def shrink_step(self):
@@ -842,14 +980,21 @@ cdef class CacheCore:
             self._release()
 
     def clear(self):
-        """Drop every entry and the ghost list (statistics stay as they are)."""
+        """Drop every entry and the ghost list (statistics stay as they are); loads in flight
+        are superseded (their values are not stored)."""
         cdef list dropped
         cdef Py_ssize_t victim
+        cdef _Loading loading
         self._acquire()
         try:
             while self.size:
                 victim = self._main_victim()
                 self._drop(victim if victim >= 0 else self._tail[WINDOW])
+            for loading in self._loading.values():  # every load in flight is superseded
+                loading.superseded = True
+            self._dropped.append(self._loading)
+            self._loading = {}
+            self._plan_check()  # a gradual resize's catching up is over
             self._orphans = []  # dropped with the rest
             self._dropped.append(self._ghost)
             self._dropped.append(self._ring_keys)
@@ -917,9 +1062,12 @@ cdef class CacheCore:
             _expect(not ({self._free[i] for i in range(self._nfree)} & linked), "a linked slot marked free")
             _expect(all(self._keys[i] is None and self._values[i] is None for i in range(slots) if i not in linked),
                     "a free slot still holding a key or value")
-            _expect(self.size <= self.capacity, "size over capacity")
-            _expect(self._count_in[WINDOW] <= self.window_capacity, "window over its share")
-            _expect(self._count_in[PROTECTED] <= self._protected_capacity, "protected over its share")
+            # over capacity, or the window or protected over their shares: only while a gradual
+            # resize is caught up with, and then every get makes a few of its steps
+            _expect(self.size <= self.capacity or self._check_at == 0, "size over capacity")
+            _expect(self._count_in[WINDOW] <= self.window_capacity or self._check_at == 0, "window over its share")
+            _expect(self._count_in[PROTECTED] <= self._protected_capacity or self._check_at == 0,
+                    "protected over its share")
             if self._depth:
                 n, slot, prev = 0, self._head[WINDOW], -1
                 while slot >= 0 and n < self._depth:

@@ -5,6 +5,17 @@
 # its gate -- a lock made by the first waiter only, so an uncontended miss costs
 # one small object and a dict entry -- and get its value, or its exception (a
 # failed load caches nothing), as Caffeine's and cachetools' loading caches do.
+# A write or removal of the key while it loads (put, pop, del, clear) supersedes
+# the load: its leader, which read the value before that write, does not store
+# it (its callers still get it), and later callers load anew.
+
+from cpython.exc cimport PyErr_CheckSignals
+
+cdef extern from "pythread.h":
+    ctypedef long long PY_TIMEOUT_T
+    PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock, PY_TIMEOUT_T microseconds, int intr_flag) nogil
+
+cdef enum: WAIT_SLICE_US = 20000  # a waiter looks at its signals at least this often (microseconds)
 
 
 cdef class _Loading:
@@ -14,7 +25,22 @@ cdef class _Loading:
     cdef object error
     cdef size_t owner  # the loading thread (a loader asking for its own key is an error)
     cdef PyThread_type_lock gate  # made and held by the first waiter; the loader lets it go
+    cdef bint superseded  # the key was written or removed since the load began: its value is not stored
 
     def __dealloc__(self):
         if self.gate:
             PyThread_free_lock(self.gate)
+
+
+cdef int loading_wait(_Loading loading) except -1:
+    """Wait for ``loading``'s leader to let its gate go, in short slices with signals looked at
+    between them (as ``threading.Lock.acquire`` does): Ctrl-C or a signal-based timeout reaches
+    this waiter, raised to it alone, while the load goes on for its leader and other waiters."""
+    cdef PyLockStatus got
+    while True:
+        with nogil:
+            got = PyThread_acquire_lock_timed(loading.gate, WAIT_SLICE_US, 1)
+        if got == PY_LOCK_ACQUIRED:
+            PyThread_release_lock(loading.gate)  # the next waiter's turn
+            return 0
+        PyErr_CheckSignals()  # a handler's exception propagates from here

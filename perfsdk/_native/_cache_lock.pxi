@@ -10,7 +10,7 @@
 
 from cpython.pythread cimport (
     PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
-    PyThread_acquire_lock, PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK,
+    PyThread_acquire_lock, PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK, PyLockStatus, PY_LOCK_ACQUIRED,
 )
 
 cdef extern from *:

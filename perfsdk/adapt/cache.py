@@ -30,6 +30,11 @@ __all__ = ["AdaptiveCache"]
 #: The most entries a capacity may name (about 10**15: more than any machine holds), so that
 #: the default ``max_capacity`` (four times the capacity) stays within the core's integers.
 MAX_ENTRIES = 2**50
+#: Moves and evictions a decision makes at once (tens of microseconds); a resize or window move
+#: needing more finishes a few steps per later operation (``CacheCore.resize``'s ``steps``).
+RESIZE_STEPS = 256
+#: The kind under which ``stats()["faults"]`` counts keys and values ``sys.getsizeof`` failed on.
+SIZING = "sizing a cached key or value (approx_bytes)"
 
 _MISSING = object()
 
@@ -95,22 +100,25 @@ class AdaptiveCache(MutableMapping):
             controller = CacheController()
         if controller is not None and not isinstance(controller, CacheController):
             raise TypeError(f"controller must be a CacheController, 'default' or None, got {controller!r}")
-        self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
-        if controller is not None:
-            controller.bind(name, self.faults)
         if window is None:
             window = 1.0 if controller is None else MIN_WINDOW
         check_number("window", window, low=0.0, high=1.0, low_open=True)
+        self._core = CacheCore(capacity, max_capacity)
+        self._core.resize(capacity, float(window))
+        self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
+        if controller is not None:  # last: a constructor that refuses an argument leaves it unbound
+            controller.bind(name, self.faults)
         self.min_capacity, self.max_capacity = min_capacity, max_capacity
         self.mode = mode
         self.name = name
         self.controller = controller
         self.on_decision = on_decision
         self.callbacks_dropped = 0  # decisions not handed to on_decision: the queue was full
-        self._core = CacheCore(capacity, max_capacity)
-        self._core.resize(capacity, float(window))
-        self.get = self._core.get  # type: ignore[method-assign]  # no Python layer on the hit path
-        self.get_or_load = self._core.get_or_load  # type: ignore[method-assign]
+        # no Python layer on the hit path -- unless a subclass overrides it
+        if type(self).get is AdaptiveCache.get:
+            self.get = self._core.get  # type: ignore[method-assign]
+        if type(self).get_or_load is AdaptiveCache.get_or_load:
+            self.get_or_load = self._core.get_or_load  # type: ignore[method-assign]
         self._evidence = CacheEvidence(self._core, capacity)
         if controller is not None:
             self._core.count_frequencies = True  # the window may move back from LRU: keep counting
@@ -137,8 +145,9 @@ class AdaptiveCache(MutableMapping):
         return self._evidence(self.controller, self.min_capacity, self.max_capacity, candidates)
 
     def apply(self, value: int, setting: SettingMove | None) -> None:
-        """Resize to what the controller decided (and move the window as the evidence proposed)."""
-        self._core.resize(value, self._core.window_share if setting is None else setting.after)
+        """Resize to what the controller decided (and move the window as the evidence proposed):
+        ``RESIZE_STEPS`` at once, the rest a few per later operation (it runs inside a get)."""
+        self._core.resize(value, self._core.window_share if setting is None else setting.after, RESIZE_STEPS)
         if self._evidence.popularity.take_ageing():  # the popular keys changed: old counts fade now
             self._core.age_frequencies()
 
@@ -206,6 +215,16 @@ class AdaptiveCache(MutableMapping):
             return default
         return value
 
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the first (key, value) in iteration order; atomic, and not a use
+        (no hit counted, nothing promoted). KeyError when empty."""
+        return self._core.popitem()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``key``'s value (made recent, as a put over it would be, not counted as a hit), or
+        ``default``, stored; atomic."""
+        return self._core.setdefault(key, default)
+
     def __contains__(self, key: object) -> bool:
         return bool(self._core.contains(key))  # no effect on recency or statistics
 
@@ -240,7 +259,8 @@ class AdaptiveCache(MutableMapping):
         return int(self._core.capacity)
 
     def resize(self, capacity: int) -> None:
-        """Set the capacity by hand (within min/max); evicts to fit."""
+        """Set the capacity by hand (within min/max); evicts to fit before it returns (the
+        controller's resizes are gradual: see ``apply``)."""
         check_int("capacity", capacity, minimum=self.min_capacity, maximum=self.max_capacity)
         self._core.resize(capacity)
 
@@ -265,6 +285,8 @@ class AdaptiveCache(MutableMapping):
         """Hits, misses, evictions, capacity, an approximate size in bytes, faults, and more."""
         core = self._core
         ops = core.hits + core.misses
+        approx_bytes = self._approx_bytes()  # before the faults: it may count one
+        faults = self.faults.snapshot()
         return {
             "hits": core.hits, "misses": core.misses,
             "hit_ratio": core.hits / ops if ops else 0.0,
@@ -272,22 +294,39 @@ class AdaptiveCache(MutableMapping):
             "admission_rejections": core.rejected, "window_share": core.window_share,
             "size": core.size, "capacity": core.capacity,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
-            "approx_bytes": self._approx_bytes(), "mode": self.mode,
+            "approx_bytes": approx_bytes, "mode": self.mode,
             "decisions": self.controller.decided if self.controller else 0,
-            "decision_faults": self.faults.total(), "faults": self.faults.snapshot(),
+            "decision_faults": sum(faults.values()) - faults.get(SIZING, 0), "faults": faults,
             "callbacks_dropped": self.callbacks_dropped,
         }
 
     def _approx_bytes(self) -> int:
-        # the structures exactly; keys and values from a sample of 64 entries, not a copy of all
-        sample = self._core.items_by_recency(64)
-        per_entry = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample) if sample else 0
-        return int(self._core.structure_bytes + self._core.size * per_entry)
+        # The structures exactly; keys and values from a sample of 64 entries, not a copy of all,
+        # and the evicted keys the ghost ring still holds at the sampled key size. An object
+        # whose __sizeof__ fails (a dead weakref.proxy, a broken one) is left out and counted.
+        core = self._core
+        keys = values = 0.0
+        sized = 0
+        for k, v in core.items_by_recency(64):
+            try:
+                key_bytes, value_bytes = sys.getsizeof(k), sys.getsizeof(v)
+            except Exception as exc:
+                self.faults.record(SIZING, exc)
+                continue
+            keys, values, sized = keys + key_bytes, values + value_bytes, sized + 1
+        if not sized:
+            return int(core.structure_bytes)
+        return int(core.structure_bytes + (core.size * (keys + values) + core.ghost_keys * keys) / sized)
 
     def _after_fork(self) -> None:
         # A thread of the parent may have held the core's lock (or been loading a key): it
         # does not exist here. The core frees its lock (empty if it was held mid-operation).
+        # A decision another thread was making is lost with it: the controller's lock is made
+        # afresh (see Controller._after_fork), and the next interval scheduled -- the get that
+        # closed the interval unscheduled it for the decision to set it anew.
         self._core._after_fork()
+        if self.controller is not None and not self._core.next_interval_at:
+            self._schedule_decision()
 
     def __reduce__(self) -> Any:
         raise TypeError(f"an AdaptiveCache cannot be copied or pickled (it holds live entries, a lock "

@@ -18,13 +18,15 @@ CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])  
 def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache_options: Any) -> Any:
     """Memoize a function in an ``AdaptiveCache``, as ``functools.lru_cache`` does.
 
-    ``@cached`` or ``@cached(maxsize=...)``: ``maxsize`` is the starting
-    capacity (the controller may move it within ``min_capacity`` /
-    ``max_capacity``); other options go to ``AdaptiveCache``. Keys as
+    ``@cached``, ``@cached(maxsize=...)`` or ``cached(fn, **options)``: ``maxsize``
+    is the starting capacity (the controller may move it within ``min_capacity`` /
+    ``max_capacity``); other options go to ``AdaptiveCache`` (its ``name``, in
+    decisions, is the function's ``__qualname__`` unless given). Keys as
     lru_cache makes them (``typed=True`` is not supported). The wrapper has
     ``cache_info()`` (lru_cache's named tuple: hits, misses, maxsize — the
-    current capacity — and currsize), ``cache_clear()``, and ``cache`` (the
-    AdaptiveCache: ``cache.stats()``, ``cache.decisions()``).
+    current capacity — and currsize), ``cache_clear()`` (which, as lru_cache's,
+    also starts the hits and misses it reports from zero), and ``cache`` (the
+    AdaptiveCache: ``cache.stats()``, ``cache.decisions()``, counting since it was made).
 
     >>> @cached(maxsize=256, controller=None)
     ... def square(x):
@@ -32,8 +34,8 @@ def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache
     >>> square(4), square(4), square.cache_info()
     (16, 16, CacheInfo(hits=1, misses=1, maxsize=256, currsize=1))
     """
-    if callable(maxsize):  # bare @cached
-        return cached()(maxsize)
+    if callable(maxsize):  # bare @cached, or cached(fn, **options)
+        return cached(typed=typed, **cache_options)(maxsize)
     if maxsize is None:
         raise ValueError("maxsize must be an integer >= 1 (a cache perfsdk sizes needs a bound; "
                          "functools.cache is the unbounded one), got None")
@@ -43,17 +45,26 @@ def cached(maxsize: int | Callable[..., Any] = 128, typed: bool = False, **cache
         raise ValueError("typed=True is not supported: wrap the function in functools.lru_cache for that")
 
     def decorate(fn: F) -> F:
-        cache = AdaptiveCache(maxsize, **cache_options)
+        options = {"name": getattr(fn, "__qualname__", None) or "cache", **cache_options}
+        cache = AdaptiveCache(maxsize, **options)
         wrapper = cache.memoize(fn, alone=True)  # compiled: a hit never runs Python code
         functools.update_wrapper(wrapper, fn)
+        cleared = [0, 0]  # hits and misses at the last cache_clear() (the cache's own counters go
+                          # on: the controller's evidence is their differences)
 
         def cache_info() -> Any:
             stats = cache.stats()
-            return CacheInfo(stats["hits"], stats["misses"], stats["capacity"], stats["size"])
+            return CacheInfo(stats["hits"] - cleared[0], stats["misses"] - cleared[1], stats["capacity"],
+                             stats["size"])
+
+        def cache_clear() -> None:
+            cache.clear()
+            stats = cache.stats()
+            cleared[:] = [stats["hits"], stats["misses"]]
 
         wrapper.cache = cache  # type: ignore[attr-defined]
         wrapper.cache_info = cache_info  # type: ignore[attr-defined]
-        wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from perfsdk._runtime import (
-    DECISION_DELIVERY, FAULTS, HOOKS, USER_CALLBACKS, Faults, call_guarded, check_int, check_number,
+    DECISION_DELIVERY, FAULTS, HOOKS, USER_CALLBACKS, Faults, at_fork, call_guarded, check_int, check_number,
 )
 from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.fleet import Fleet
@@ -180,6 +180,12 @@ class Controller:
         self._due_stretch = 1  # the stretch of the interval now running (a target that schedules none: 1)
         self._last_state: int | None = None
         self._faults = FAULTS  # the bound target's (see ``bind``)
+        self._lock = threading.Lock()
+        at_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # In a forked child: a thread of the parent deciding (or reading the learner under
+        # ``locked()``) held the lock, and does not exist here to let it go.
         self._lock = threading.Lock()
 
     @property
