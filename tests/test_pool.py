@@ -161,7 +161,8 @@ def test_check_reset_and_broken_connections_are_retired_and_replaced():
     pool.release(first)
     failing.add(first.serial)
     second = pool.acquire()  # the first fails its check: retired, a new one is opened
-    assert second is not first and first.closed
+    assert second is not first
+    wait_until(lambda: first.closed)  # closed on the pool's thread
     pool.release(second)
     pool.release(pool.acquire())  # second's reset fails: retired
     wait_until(lambda: second.closed)
@@ -178,8 +179,8 @@ def test_old_and_long_idle_connections_are_retired():
     pool = fixed(min_size=1, max_size=4, size=3, max_lifetime=0.05)
     old = pool.acquire()
     time.sleep(0.06)
-    pool.release(old)  # too old: retired on return
-    assert old.closed
+    pool.release(old)  # too old: retired on return (closed on the pool's thread)
+    wait_until(lambda: old.closed)
     pool.close()
     pool = fixed(min_size=1, max_size=4, size=3, max_idle=0.05)
     wait_until(lambda: pool.stats()["size"] == 1, timeout=5)  # the maintenance tick retires down to min_size
@@ -309,7 +310,8 @@ def test_resize_grows_in_the_background_and_never_closes_a_connection_in_use():
     assert not any(c.closed for c in held)
     for c in held:
         pool.release(c)
-    assert sum(c.closed for c in held) == 3 and pool.stats()["size"] == 1
+    assert pool.stats()["size"] == 1
+    wait_until(lambda: sum(c.closed for c in held) == 3)  # closed on the pool's thread
     pool.resize(6)
     wait_until(lambda: pool.stats()["idle"] == 6)
     with pytest.raises(ValueError, match="size"):
@@ -1158,3 +1160,292 @@ def test_a_table_given_with_a_fleet_is_the_fleets_not_this_instances_own(tmp_pat
     mine = controller.own_table()
     assert mine.visits[3, 0] == 0 and mine.visits[3, 1] == 1
     assert isinstance(mine, QLearner)
+
+
+def test_an_interrupt_anywhere_once_queued_leaves_no_dead_waiter_and_loses_no_connection():
+    """An interrupt landing in ``_wait``'s refill (before the guarded wait) left a waiter queued that
+    swallowed the next connection for good. Also: served and then interrupted before ``_wait``
+    returned, abandoned twice, and interrupted in the burst limit while a connection goes back."""
+    pool = fixed(min_size=1, max_size=1)
+    held = pool.acquire()
+    real_submit = pool._maker.submit
+
+    def interrupted_refill(*args, **kwargs):
+        pool._maker.submit = real_submit
+        raise Interrupt()
+
+    pool._maker.submit = interrupted_refill
+    with pytest.raises(Interrupt):
+        pool.acquire(timeout=1.0)
+    assert pool.stats()["waiting"] == 0
+    pool.release(held)
+    assert pool.stats()["idle"] == 1  # not fed to a dead waiter
+
+    original = pool._wait
+
+    def served_then_interrupted(waiter, timeout):
+        original(waiter, timeout)
+        pool._abandon(waiter)  # and the guard abandons it again: once is once
+        raise Interrupt()
+
+    def take_in_thread(outcome: list) -> threading.Thread:
+        def run() -> None:
+            try:
+                outcome.append(pool.acquire(timeout=5.0))
+            except Interrupt:
+                outcome.append("interrupted")
+        thread = threading.Thread(target=run)
+        thread.start()
+        wait_until(lambda: pool.stats()["waiting"] == 1)
+        return thread
+
+    held = pool.acquire()
+    pool._wait = served_then_interrupted
+    outcome: list = []
+    thread = take_in_thread(outcome)
+    pool.release(held)  # handed to the waiter, who is interrupted before taking it
+    thread.join(5.0)
+    pool._wait = original
+    assert outcome == ["interrupted"] and pool.stats()["in_use"] == 0 and pool.stats()["idle"] == 1
+
+    held = pool.acquire()
+    outcome = []
+    thread = take_in_thread(outcome)
+    real_limit = pool._burst_limit
+
+    def interrupted_limit():
+        pool._burst_limit = real_limit
+        raise Interrupt()
+
+    pool._burst_limit = interrupted_limit
+    with pytest.raises(Interrupt):  # raised once the connection is back: it went to the waiter
+        pool.release(held)
+    thread.join(5.0)
+    assert outcome == [held]
+    pool.release(held)
+    assert pool.stats()["in_use"] == 0 and pool.stats()["idle"] == 1
+    pool.close()
+
+
+def test_min_size_0_lends_and_only_lets_idle_connections_go():
+    """``min_size=0`` made the size 0: a fixed pool never opened a connection, and a controlled one
+    opened and retired one per acquisition, then stalled (and its what-ifs divided by the size)."""
+    pool = AdaptivePool(Conn, min_size=0, max_size=4, controller=None)
+    with pool.connection(timeout=5.0):
+        assert pool.target == 1
+    wait_until(lambda: pool.stats()["idle"] == 1)
+    pool._idle[0].returned -= 2 * pool.max_idle
+    pool._maintain()  # idle past max_idle: retired down to none
+    assert pool.stats()["size"] == 0
+    with pool.connection(timeout=5.0):  # and opened again for the next caller
+        pass
+    assert pool.stats()["opened"] == 2
+    pool.close()
+    controlled = AdaptivePool(Conn, min_size=0, max_size=8)
+    for _ in range(200):
+        with controlled.connection(timeout=5.0):
+            pass
+    assert controlled.stats()["opened"] == 1 and controlled.stats()["retired"] == 0
+    controlled.close()
+    assert PoolEvidence(8).latency(0, 1.0) == float("inf")
+
+
+def test_a_base_exception_from_user_code_on_the_pools_threads_is_counted_and_the_threads_go_on():
+    """asyncio.CancelledError from the factory killed the maker thread (and left ``opening`` stuck);
+    from a close on the pool's thread, the maintenance thread."""
+    import asyncio
+
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 1:
+            raise asyncio.CancelledError("cancelled in the driver")
+        return Conn()
+
+    pool = AdaptivePool(factory, min_size=1, max_size=1, controller=None)
+    with pool.connection(timeout=5.0):
+        pass
+    s = pool.stats()
+    assert (s["factory_errors"], s["opening"], s["faults"]) == (1, 0, {"the connection factory": 1})
+    pool.close()
+
+    closes = []
+
+    def close(conn):
+        closes.append(conn)
+        if len(closes) == 1:
+            raise asyncio.CancelledError("close cancelled")
+
+    pool = fixed(min_size=1, max_size=3, size=3, close_connection=close)
+    pool.resize(2)
+    pool.resize(1)  # two closes on the pool's thread, the first raising
+    wait_until(lambda: len(closes) == 2)
+    assert pool._ticker.alive and pool.stats()["faults"] == {"closing a connection": 1}
+    closes.clear()
+    pool.resize(2)
+    wait_until(lambda: pool.stats()["idle"] == 2)
+    with pytest.raises(asyncio.CancelledError):  # on the application's thread: raised, once all are closed
+        pool.close()
+    assert len(closes) == 2 and pool.stats()["retired"] == pool.stats()["opened"]
+    wait_until(lambda: not pool._ticker.alive)  # and the pool's threads end all the same
+
+
+def test_connections_are_closed_on_the_pools_thread_not_the_callers():
+    """A slow close (a TCP close to a dead peer) made ``acquire(timeout=0.1)`` return after 3 s: expired
+    idle connections, and connections retired on return, were closed on the caller's thread."""
+    unblock = threading.Event()
+    closers: list[threading.Thread] = []
+
+    def close(conn):
+        closers.append(threading.current_thread())
+        unblock.wait(10.0)
+        conn.close()
+
+    pool = fixed(min_size=2, max_size=2, size=2, close_connection=close)
+    stale = [record.conn for record in pool._idle]
+    for record in pool._idle:
+        record.created -= 2 * pool.max_lifetime
+    conn = pool.acquire(timeout=5.0)  # both idle ones are past max_lifetime: passed over, one opened
+    assert conn not in stale and not unblock.is_set()
+    pool.release(conn, broken=True)  # returns while the closes block
+    assert not unblock.is_set()
+    unblock.set()
+    wait_until(lambda: len(closers) == 3)
+    assert threading.current_thread() not in closers and all(c.closed for c in stale + [conn])
+    pool.close()
+
+
+def test_release_takes_back_a_connection_whose_state_cannot_be_read():
+    """A ``closed`` property that raised made ``release`` raise and the connection stay lent for good;
+    psycopg2's ``closed`` is an int (1), which ``is True`` missed."""
+    class Unreadable(Conn):
+        dead = False
+
+        @property
+        def closed(self):
+            if self.dead:
+                raise OSError("socket gone")
+            return False
+
+        @closed.setter
+        def closed(self, value):
+            pass
+
+    pool = AdaptivePool(Unreadable, min_size=1, max_size=1, controller=None)
+    conn = pool.acquire(timeout=5.0)
+    conn.dead = True
+    pool.release(conn)  # taken back, retired
+    s = pool.stats()
+    assert (s["in_use"], s["retired"]) == (0, 1)
+    with pool.connection(timeout=5.0) as other:
+        assert other is not conn
+    pool.close()
+
+    pool = fixed(min_size=1, max_size=1)
+    conn = pool.acquire()
+    conn.closed = 1  # psycopg2: closed
+    pool.release(conn)
+    conn = pool.acquire(timeout=5.0)
+    conn.closed = conn.close  # a method says nothing
+    pool.release(conn)
+    assert pool.stats()["retired"] == 1 and pool.stats()["idle"] == 1
+    pool.close()
+
+
+def test_a_factory_that_returns_none_or_a_connection_already_held_is_refused_saying_why():
+    """Both were lent: two callers held one object (the books know connections by identity)."""
+    pool = AdaptivePool(lambda: None, min_size=1, max_size=2, controller=None)
+    with pytest.raises(PoolTimeout, match="factory returned None"):
+        pool.acquire(timeout=0.3)
+    pool.close()
+    singleton = Conn()
+    pool = AdaptivePool(lambda: singleton, min_size=1, max_size=2, size=2, controller=None)
+    assert pool.acquire(timeout=5.0) is singleton
+    wait_until(lambda: pool.stats()["factory_errors"] >= 1)
+    with pytest.raises(PoolTimeout, match="returned a Conn the pool already holds"):
+        pool.acquire(timeout=0.3)
+    assert pool.stats()["in_use"] == 1 and pool.stats()["opening"] <= 1
+    pool.close(timeout=0)
+
+
+def test_close_refuses_a_bad_timeout_before_it_closes_anything():
+    """``close("5")`` left a half-closed pool; NaN or -1 closed the connections in use at once; inf an
+    OverflowError."""
+    pool = fixed(min_size=1, max_size=2)
+    conn = pool.acquire()
+    for bad, error in (("5", TypeError), (float("nan"), ValueError), (-1.0, ValueError), (float("inf"), ValueError)):
+        with pytest.raises(error, match="timeout"):
+            pool.close(bad)
+    s = pool.stats()
+    assert not s["closed"] and s["in_use"] == 1 and pool._ticker.alive
+    pool.release(conn)
+    pool.close(1e300)  # as good as for ever: nothing is in use
+    assert pool.closed and pool.stats()["opened"] == pool.stats()["retired"]
+
+
+def test_a_caller_whose_connection_fails_its_check_keeps_its_place_in_the_queue():
+    """It went to the back of the queue: callers who came after it were served first."""
+    pool = fixed(min_size=1, max_size=1, check=lambda conn: (_ for _ in ()).throw(ConnectionError("stale"))
+                 if getattr(conn, "stale", False) else None)
+    first = pool.acquire()
+    order: list[str] = []
+
+    def take(name: str) -> None:
+        with pool.connection(timeout=10.0):
+            order.append(name)
+
+    threads = []
+    for i, name in enumerate("ABCD"):
+        threads.append(threading.Thread(target=take, args=(name,)))
+        threads[-1].start()
+        wait_until(lambda: pool.stats()["waiting"] == i + 1)
+    first.stale = True  # the database restarted while it was lent
+    pool.release(first)  # A is handed it, fails its check, and waits again: first
+    for thread in threads:
+        thread.join(10.0)
+    assert order == list("ABCD") and pool.stats()["check_failures"] == 1
+    pool.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_pool_counts_from_zero():
+    """The child kept the parent's counts: ``opened == retired`` failed after its close."""
+    pool = fixed(min_size=2, max_size=4, size=2)
+    for _ in range(5):
+        with pool.connection():
+            pass
+    held = pool.acquire()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            s = pool.stats()
+            fresh = (s["opened"], s["retired"], s["acquisitions"], s["size"]) == (0, 0, 0, 0)
+            with pool.connection(timeout=5.0):
+                pass
+            pool.close()
+            s = pool.stats()
+            ok = fresh and s["opened"] == s["retired"] >= 1 and s["acquisitions"] == 1
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert pool.stats()["acquisitions"] == 6  # the parent's are its own
+    pool.release(held)
+    pool.close()
+
+
+def test_max_size_is_bounded_saying_so():
+    """Per-level state is sized to ``max_size``: 10**7 added 1 GB; ``sys.maxsize`` an OverflowError."""
+    import sys
+
+    for huge in (10**6, sys.maxsize):
+        with pytest.raises(ValueError, match=r"max_size must be an integer in \[1, 10000\]"):
+            AdaptivePool(Conn, max_size=huge)
+    with pytest.raises(ValueError, match="size"):
+        AdaptivePool(Conn, min_size=0, size=0)

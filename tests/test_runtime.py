@@ -79,6 +79,42 @@ def test_a_failing_task_is_counted_and_the_worker_goes_on():
     worker.shutdown()
 
 
+def test_a_task_raising_a_base_exception_is_counted_and_the_worker_goes_on():
+    """``sys.exit()`` in an on_decision callback (or asyncio.CancelledError) killed the shared
+    callback thread: nothing queued behind it ran again, and nothing counted it."""
+    import asyncio
+    import sys
+
+    faults = Faults()
+    done = []
+    worker = Worker("test-exiting", faults=faults, max_batch=1)
+    worker.submit(lambda: sys.exit("a callback decided to exit"))
+    worker.submit(lambda: (_ for _ in ()).throw(asyncio.CancelledError()))
+    worker.submit(lambda: done.append(1))
+    assert worker.flush(5.0) and done == [1] and faults.snapshot() == {"test-exiting": 2}
+    worker.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's end, on purpose
+def test_a_worker_whose_thread_died_starts_another_on_the_next_submit():
+    """A thread ended by an exception past the worker's guards (here counting the fault raises, as a
+    logging handler may) was still taken as running: the lock-free submit queued to it for good."""
+    class Exiting(Faults):
+        def record(self, kind, exc):
+            raise SystemExit("a logging handler exits")
+
+    worker = Worker("test-dead-thread", faults=Exiting(), max_batch=1)
+    assert worker.submit(lambda: 1 / 0)
+    deadline = time.monotonic() + 5.0
+    while worker.alive:
+        assert time.monotonic() < deadline, "the thread did not end"
+        time.sleep(0.005)
+    handled = threading.Event()
+    assert worker.submit(handled.set)
+    assert handled.wait(5.0)
+    worker.shutdown()
+
+
 def test_shutdown_waits_for_a_stuck_user_callback_one_second_at_most_and_counts_it():
     """A blocked on_decision callback held sdk.shutdown() for 15 s (three 5 s waits on the one
     delivery worker); user callbacks now have their own worker, parked with a short deadline."""

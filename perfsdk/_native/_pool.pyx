@@ -266,16 +266,25 @@ cdef inline double _timeout_seconds(object timeout) except -1.0:
     return check_number("timeout", timeout, low=0.0)
 
 
+cdef inline bint _set(value):  # a flag that is set: True, or a nonzero int (psycopg2)
+    return value is True or (type(value) is int and value != 0)
+
+
 cdef class LendingPath:
     """The lending path of a connection pool (see the module docstring).
 
     The subclass sets the books and settings declared here, and defines the rare paths this
     class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
-    caller queued: returns its ``Lent`` or raises), ``_closed_error()`` and ``_shed_error()``
+    caller queued: returns its ``Lent`` or raises; if anything raises once the caller is queued,
+    ``_abandon`` takes it out of the queue), ``_closed_error()`` and ``_shed_error()``
     (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error,
     counted=False)`` (the one to raise when no connection passed ``check`` in time; ``counted``:
-    a wait's own timeout ended it, counted already), ``_burst_limit()``, ``_retire(records)`` (closes
-    connections, outside the lock) and ``_refill()`` (asks for connections to be opened).
+    a wait's own timeout ended it, counted already), ``_burst_limit()``, ``_retire_later(records)``
+    (has connections closed off the caller's thread, called outside the lock) and ``_refill()``
+    (asks for connections to be opened).
+
+    Interrupts (Ctrl-C: a signal handler's exception, raised wherever Python code runs on the main
+    thread) lose no connection: under the lock, the Python calls come before the books change.
     """
 
     cdef public list _idle  # Lent, the most recently returned last
@@ -325,7 +334,7 @@ cdef class LendingPath:
         error = None
         while True:
             try:
-                record = self._take(left)
+                record = self._take(left, started, failures > 0)
             except TimeoutError:  # the pool's PoolTimeout, counted already
                 if error is None:
                     raise
@@ -351,7 +360,8 @@ cdef class LendingPath:
     def release(self, conn, *, bint broken=False):
         """Give ``conn`` back (``broken=True``: it is retired, not lent again). ``ValueError``
         for a connection this pool has not lent (before ``reset`` touches it); a no-op for
-        one ``close`` closed while it was lent."""
+        one ``close`` closed while it was lent. A connection that says it is ``closed`` or
+        ``broken``, or cannot say (the attribute raises), is retired: the pool always takes it back."""
         if self.reset is not None and not broken:
             if PyLong_FromVoidPtr(<void*> conn) not in self._in_use:  # settled before reset touches it:
                 self._give_back(conn, True, _monotonic())  # a no-op if close() closed it, else the error
@@ -364,15 +374,50 @@ cdef class LendingPath:
             except BaseException:  # e.g. KeyboardInterrupt in the reset: the connection is not lost
                 self._give_back(conn, True, _monotonic())
                 raise
-        if not broken and (getattr(conn, "closed", False) is True or getattr(conn, "broken", False) is True):
-            broken = True  # e.g. a psycopg connection whose server went away
+        if not broken:
+            broken = self._unusable(conn)  # e.g. a psycopg connection whose server went away
         self._give_back(conn, broken, _monotonic())
 
-    def _return_unused(self, conn):
-        """Give back a connection handed to a caller who stopped waiting before taking it."""
-        self._give_back(conn, False, _monotonic())
+    cdef int _unusable(self, conn) except -1:
+        """Whether ``conn`` says it is closed or broken (psycopg 3's bool ``closed``/``broken``,
+        psycopg2's int ``closed``; a method or other object there says nothing), or cannot say."""
+        try:
+            return _set(getattr(conn, "closed", False)) or _set(getattr(conn, "broken", False))
+        except Exception:  # its state is unknown: not lent again
+            return True
+        except BaseException:  # e.g. KeyboardInterrupt in a property: the connection is not lost
+            self._give_back(conn, True, _monotonic())
+            raise
 
-    cdef Lent _take(self, double timeout):
+    def _abandon(self, Waiter waiter):
+        """A caller stopped waiting without taking its verdict (interrupted): it leaves the queue,
+        and a connection handed to it meanwhile goes back (else the next release would feed a dead
+        waiter, or the connection be lent for good). Idempotent; a second interrupt meanwhile is
+        dropped (the first goes on): it cannot lose the connection."""
+        cdef double now = _monotonic()
+        self._lock_steadily()
+        try:
+            if waiter.record is None:
+                if waiter.error is None and waiter in self._waiters:
+                    self._elapse(now)
+                    self._waiters.remove(waiter)
+                return
+        finally:
+            self._lock_release()
+        self._give_back(None, False, now, waiter)
+
+    cdef int _lock_steadily(self) except -1:
+        """Take the pool's lock even if an interrupt lands while it is busy (dropped: the caller's goes on)."""
+        while True:
+            try:
+                self._lock_acquire()
+                return 0
+            except BaseException:
+                pass
+
+    cdef Lent _take(self, double timeout, double since=0.0, bint again=False):
+        """A connection within ``timeout``; ``again``: a caller whose last one failed its check,
+        queued at the front with its arrival time ``since`` (first come, first served)."""
         if not self._started and not self._closed:
             self._start()
         cdef object stack = "".join(traceback.format_stack(limit=9)) if self.leak_timeout is not None else None
@@ -396,7 +441,11 @@ cdef class LendingPath:
                 expired.append(record)
                 record = None
             if record is None:
-                if self.max_waiting and len(self._waiters) >= self.max_waiting:
+                if again:
+                    waiter = Waiter(since, stack)
+                    self._elapse(now)
+                    self._waiters.appendleft(waiter)
+                elif self.max_waiting and len(self._waiters) >= self.max_waiting:
                     error = self._shed_error()
                 else:
                     waiter = Waiter(now, stack)
@@ -406,13 +455,22 @@ cdef class LendingPath:
                 self._counts["retired"] += len(expired)
         finally:
             self._lock_release()
-        if expired is not None:
-            self._retire(expired)
-        if record is not None:
+        if expired is None and record is not None:
             return record
-        if error is not None:
-            raise error
-        return self._wait(waiter, timeout)
+        try:
+            if expired is not None:
+                self._retire_later(expired)
+            if error is not None:
+                raise error
+            if waiter is None:
+                return record
+            return self._wait(waiter, timeout)
+        except BaseException:  # an interrupt once lent or queued: the place and the connection are given up
+            if waiter is not None:
+                self._abandon(waiter)
+            elif record is not None:
+                self._give_back(record.conn, False, _monotonic())
+            raise
 
     cdef int _lend(self, Lent record, double now, double waited, object stack) except -1:  # under the lock
         # ``stack``: the taker's frames, captured on its own thread (a hand-off runs on another)
@@ -425,27 +483,45 @@ cdef class LendingPath:
         self._record.lent(waited)
         return 0
 
-    cdef int _give_back(self, conn, bint broken, double now) except -1:
+    cdef int _give_back(self, conn, bint broken, double now, Waiter waiter=None) except -1:
+        """Take ``conn`` back: to the longest waiter, the idle stack, or retired. Once the pool is closed,
+        callers still waiting (a ``close`` that serves them) get what comes back, and nothing else is kept.
+        ``waiter``: one who stopped waiting gives back what it was handed, if it still holds it."""
         cdef Lent record, retire = None
         cdef double held
-        key = PyLong_FromVoidPtr(<void*> conn)
-        self._lock_acquire()
+        cdef Py_ssize_t limit = 0, waiting
+        interrupted = None
+        if waiter is None:
+            self._lock_acquire()
+        else:
+            self._lock_steadily()
         try:
+            if waiter is not None:
+                if waiter.record is None:  # given back already
+                    return 0
+                conn, waiter.record = waiter.record.conn, None
+            key = PyLong_FromVoidPtr(<void*> conn)
             record = self._in_use.get(key)  # its record holds it: no other live object has its id
             if record is None:
                 if key in self._closed_lent:  # close() closed it meanwhile: nothing to give back
                     self._closed_lent.discard(key)
                     return 0
                 raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
+            waiting = len(self._waiters)
+            if waiting and not self._closed:
+                try:
+                    limit = self._burst_limit()  # Python code, where an interrupt may land: before the books change
+                except BaseException as exc:  # the connection goes back all the same; raised once it is
+                    limit, interrupted = self._target, exc
             self._elapse(now)
             del self._in_use[key]
             held = now - record.taken
             self._record.returned(held, record.waited + held, record.level)
-            if broken or self._closed or now - record.created > self.max_lifetime:
+            if broken or now - record.created > self.max_lifetime:
                 retire = record
-            elif len(self._waiters) and self._open_now() + 1 <= self._burst_limit():  # + 1: this one
+            elif waiting and (self._closed or self._open_now() + 1 <= limit):  # + 1: this one
                 self._hand_off(record, now)
-            elif self._open_now() + 1 > self._target:  # a surplus one (a shrink, or a burst over)
+            elif self._closed or self._open_now() + 1 > self._target:  # a surplus one (a shrink, or a burst over)
                 retire = record
             else:
                 record.returned = now
@@ -455,9 +531,11 @@ cdef class LendingPath:
         finally:
             self._lock_release()
         if retire is not None:
-            self._retire([retire])
+            self._retire_later([retire])
             if not self._closed:
                 self._refill()  # a broken one is replaced
+        if interrupted is not None and waiter is None:  # (an abandoning caller's own interrupt goes on)
+            raise interrupted
         return 0
 
     def _hand_off(self, Lent record, double now):
@@ -468,14 +546,14 @@ cdef class LendingPath:
         waiter.ready.release()
 
     # -- the books -----------------------------------------------------------------------------
-    cdef inline Py_ssize_t _open_now(self):  # under the lock: idle, lent, and being opened
+    cdef inline Py_ssize_t _open_now(self) noexcept:  # under the lock: idle, lent, and being opened
         return len(self._idle) + len(self._in_use) + self._opening
 
     def _open_count(self):
         """Connections idle, lent and being opened (under the lock)."""
         return self._open_now()
 
-    cdef inline void _elapse(self, double now):  # under the lock, before in use or waiting change
+    cdef inline void _elapse(self, double now) noexcept:  # under the lock, before in use or waiting change
         self._record.elapse(now, len(self._in_use), len(self._waiters))
 
     def _count_change(self, double now):

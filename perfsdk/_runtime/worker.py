@@ -231,6 +231,11 @@ class Worker(Generic[T]):
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    @property
+    def current(self) -> bool:
+        """Is the caller running on the worker's thread?"""
+        return self._thread is threading.current_thread()
+
     def stats(self) -> dict[str, int]:
         return {"submitted": self.handled + len(self._queue), "handled": self.handled, "dropped": self.dropped,
                 "queued": len(self._queue)}
@@ -242,6 +247,16 @@ class Worker(Generic[T]):
             self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:  # left by an exception past the guards (a logging handler's, counting a fault): a new thread
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None  # submit() starts one; a ticking worker or queued work, now
+                    if (self._queue or self._ticking) and not (self._shutdown or self._parking):
+                        self._ensure_thread()
+
+    def _serve(self) -> None:
         next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
         while True:
             with self._cond:
@@ -265,8 +280,8 @@ class Worker(Generic[T]):
             if batch:
                 try:
                     self._handle(batch)
-                except Exception as exc:  # a bug in a job must not kill the worker
-                    self.faults.record(self.name, exc)
+                except BaseException as exc:  # a bug in a job, or its SystemExit or CancelledError, must not
+                    self.faults.record(self.name, exc)  # kill the worker (one thread serves many jobs)
                 finally:
                     with self._cond:
                         self.handled += len(batch)
@@ -277,7 +292,7 @@ class Worker(Generic[T]):
                 next_tick = time.monotonic() + (self.tick_interval_s or 0.0)
                 try:
                     self._tick()  # type: ignore[misc]
-                except Exception as exc:
+                except BaseException as exc:
                     self.faults.record(f"{self.name} tick", exc)
 
     def _lingering(self) -> bool:  # under self._cond

@@ -40,6 +40,13 @@ __all__ = ["AdaptivePool", "PoolClosed", "PoolTimeout"]
 
 log = logging.getLogger("perfsdk.pool")
 
+#: The largest ``max_size``: the pool keeps hold times per concurrency level up to it (in every
+#: interval's record too), and no database serves more connections from one process.
+MAX_SIZE = 10_000
+#: The lifetime counts ``stats()`` reports (a forked child starts them from zero).
+COUNTS = ("opened", "retired", "factory_errors", "check_failures", "reset_failures", "timeouts", "shed",
+          "leaks_reported", "closed_in_use")
+
 
 class PoolTimeout(TimeoutError):
     """No connection came within the timeout (or too many were already waiting)."""
@@ -59,9 +66,11 @@ class AdaptivePool(LendingPath):
         the pool's own thread; if it raises, the pool retries with back-off and
         a waiting caller's ``PoolTimeout`` names the error.
     min_size, max_size
-        Hard limits for the size (the controller and ``resize``).
+        Hard limits for the size (the controller and ``resize``); ``max_size`` is 10,000 at most.
+        The size is 1 at least: ``min_size=0`` lets idle connections be retired down to none
+        (``max_idle``), to be opened again when a caller comes.
     size
-        The starting size (default ``min_size``); the pool opens that many in the background.
+        The starting size (default ``min_size``, 1 at least); the pool opens that many in the background.
     timeout
         Default seconds ``acquire`` waits before raising ``PoolTimeout``.
     check
@@ -71,7 +80,7 @@ class AdaptivePool(LendingPath):
         Called with a connection when it comes back (e.g. roll back an open
         transaction); if it raises, the connection is retired.
     close_connection
-        Closes a retired connection (default: its ``close()``).
+        Closes a retired connection (default: its ``close()``), on the pool's thread.
     max_lifetime, max_idle
         Connections older than this, or idle longer than this (seconds), are retired
         (idle ones only while the pool has more than ``min_size``).
@@ -130,10 +139,10 @@ class AdaptivePool(LendingPath):
     ) -> None:
         check_callable("factory", factory)
         check_bool("warm", warm)
-        check_int("min_size", min_size, minimum=0)
-        check_int("max_size", max_size, minimum=max(1, min_size))
-        size = min_size if size is None else size
-        check_int("size", size, minimum=min_size, maximum=max_size)
+        check_int("min_size", min_size, minimum=0, maximum=MAX_SIZE)
+        check_int("max_size", max_size, minimum=max(1, min_size), maximum=MAX_SIZE)
+        size = max(1, min_size) if size is None else size
+        check_int("size", size, minimum=max(1, min_size), maximum=max_size)
         check_number("timeout", timeout, low=0.0)
         for label, fn in (("check", check), ("reset", reset), ("close_connection", close_connection),
                           ("on_decision", on_decision)):
@@ -177,8 +186,7 @@ class AdaptivePool(LendingPath):
         self._waiters = deque()
         self._opening = 0  # connections the maintenance thread is making
         self._closed = False
-        self._counts = {"opened": 0, "retired": 0, "factory_errors": 0, "check_failures": 0, "reset_failures": 0,
-                        "timeouts": 0, "shed": 0, "leaks_reported": 0, "closed_in_use": 0}
+        self._counts = dict.fromkeys(COUNTS, 0)
         self._acquired_before = 0  # acquisitions in the intervals before the current one
         self._controller_cpu = 0.0  # CPU seconds the controller's decisions took (on the pool's thread)
         self._metrics_cpu = 0.0  # CPU seconds recording the OTel histograms took (on the pool's thread)
@@ -212,15 +220,13 @@ class AdaptivePool(LendingPath):
 
     # -- the lending path's rare parts (acquire and release are LendingPath's) -------------------
     def _wait(self, waiter: Waiter, timeout: float) -> Lent:
+        """Wait in the queue. Whatever raises here (an interrupt: KeyboardInterrupt) loses nothing:
+        ``LendingPath._take`` then takes the waiter out of the queue, or gives back what it was handed."""
         self._refill()  # grow toward the target off the caller's path
-        try:
-            if timeout >= threading.TIMEOUT_MAX:
-                got = waiter.ready.acquire()  # as good as forever (a longer one overflows the lock)
-            else:
-                got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
-        except BaseException:  # interrupted (KeyboardInterrupt): out of the queue, nothing lost
-            self._abandon(waiter)
-            raise
+        if timeout >= threading.TIMEOUT_MAX:
+            got = waiter.ready.acquire()  # as good as forever (a longer one overflows the lock)
+        else:
+            got = waiter.ready.acquire(timeout=timeout) if timeout > 0 else waiter.ready.acquire(blocking=False)
         if not got:
             with self._lock:
                 if waiter.record is None and waiter.error is None:  # not served meanwhile
@@ -234,17 +240,6 @@ class AdaptivePool(LendingPath):
             raise waiter.error
         assert waiter.record is not None
         return waiter.record
-
-    def _abandon(self, waiter: Waiter) -> None:
-        """A caller stopped waiting without a verdict: it leaves the queue, and a connection
-        handed to it meanwhile goes back (else the next release would feed a dead waiter)."""
-        with self._lock:
-            if waiter.record is None and waiter.error is None:
-                self._count_change(time.monotonic())
-                self._waiters.remove(waiter)
-                return
-        if waiter.record is not None:
-            self._return_unused(waiter.record.conn)
 
     def _check_timeout(self, timeout: float, failures: int, error: BaseException,
                        counted: bool = False) -> PoolTimeout:
@@ -270,6 +265,21 @@ class AdaptivePool(LendingPath):
     def _refill(self) -> None:
         self._maker.submit(self._fill)
 
+    def _retire_later(self, records: list[Lent]) -> None:
+        """Have ``records`` closed on the pool's thread, not the caller's: a close can block (a TCP
+        close to a dead peer) where the caller has a timeout to keep. Once the pool is closed, here
+        (its thread is gone); if the thread has too many closes queued, they are left to the garbage
+        collector, counted."""
+        if not records:
+            return
+        if not self._closed and self._ticker.submit(functools.partial(self._retire, records)):
+            return
+        if self._closed:
+            self._retire(records)
+        else:
+            self.faults.record("closing a connection", RuntimeError(
+                f"{len(records)} retired connections left unclosed: {self._ticker.max_queue} closes already queued"))
+
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
         """``with pool.connection() as conn:`` -- acquired, and released however the block ends."""
@@ -294,7 +304,7 @@ class AdaptivePool(LendingPath):
     def resize(self, size: int) -> None:
         """Keep ``size`` connections (within the limits): growing opens them in the background,
         shrinking retires idle ones now and busy ones as they come back."""
-        check_int("size", size, minimum=self.min_size, maximum=self.max_size)
+        check_int("size", size, minimum=max(1, self.min_size), maximum=self.max_size)
         self._set_target(size)
 
     def _set_target(self, size: int) -> None:
@@ -304,7 +314,7 @@ class AdaptivePool(LendingPath):
             while self._idle and self._open_count() > size:
                 retire.append(self._idle.pop(0))  # the longest idle first
             self._count_retired(retire)
-        self._retire(retire)
+        self._retire_later(retire)
         self._maker.submit(functools.partial(self._fill, True))
 
     def _fill(self, eager: bool = False) -> None:
@@ -323,15 +333,9 @@ class AdaptivePool(LendingPath):
             started = time.monotonic()
             try:
                 conn = self.factory()
-            except Exception as exc:
-                with self._lock:
-                    self._opening -= 1
-                self._counts["factory_errors"] += 1
-                self.last_factory_error = exc
-                self._backoff = min(5.0, max(0.05, self._backoff * 2))
-                if self._counts["factory_errors"] == 1:
-                    log.warning("perfsdk: pool %r could not open a connection (retrying with back-off): %r",
-                                self.name, exc)
+                self._check_new(conn)
+            except BaseException as exc:  # asyncio.CancelledError, SystemExit too: this thread goes on
+                self._factory_failed(exc)
                 continue
             self._backoff = 0.0
             self.last_factory_error = None
@@ -343,18 +347,43 @@ class AdaptivePool(LendingPath):
             with self._lock:
                 self._opening -= 1
                 self._counts["opened"] += 1
-                if self._closed:  # closed while it was being opened: retired, and counted so, at once
+                closing = False
+                if self._waiters:  # (a closed pool's too, when its close serves them)
+                    self._hand_off(record, now)
+                elif self._closed:  # closed while it was being opened: retired, and counted so, at once
                     closing = True
                     self._count_retired([record])
                 else:
-                    closing = False
-                    if self._waiters:
-                        self._hand_off(record, now)
-                    else:
-                        self._idle.append(record)
+                    self._idle.append(record)
             if closing:
                 self._retire([record])
                 return
+
+    def _check_new(self, conn: Any) -> None:
+        """Refuse what is not a new connection: the books know connections by identity, so an
+        object lent twice would be two callers' at once."""
+        if conn is None:
+            raise TypeError(f"pool {self.name!r}: the factory returned None, not a connection (a missing return?)")
+        with self._lock:
+            held = id(conn) in self._in_use or any(record.conn is conn for record in self._idle)
+        if held:
+            raise ValueError(f"pool {self.name!r}: the factory returned a {type(conn).__qualname__} the pool "
+                             "already holds: each call must make a new connection")
+
+    def _factory_failed(self, exc: BaseException) -> None:
+        """The factory raised (or made no new connection): counted, logged once, backed off, and named
+        by a waiting caller's ``PoolTimeout``. A BaseException is a fault as well (it would have ended
+        the thread)."""
+        with self._lock:
+            self._opening -= 1
+            self._counts["factory_errors"] += 1
+            first = self._counts["factory_errors"] == 1
+        self.last_factory_error = exc
+        self._backoff = min(5.0, max(0.05, self._backoff * 2))
+        if not isinstance(exc, Exception):
+            self.faults.record("the connection factory", exc)
+        elif first:
+            log.warning("perfsdk: pool %r could not open a connection (retrying with back-off): %r", self.name, exc)
 
     def _new_record(self, now: float, waiting: int) -> IntervalRecord:
         """An interval's record, keeping hold times per concurrency level as ``PoolEvidence`` does."""
@@ -368,11 +397,19 @@ class AdaptivePool(LendingPath):
         return self._evidence.burst_limit(self._target, self.max_size, self.burst)
 
     def _retire(self, records: list[Lent]) -> None:
+        """Close ``records``; a close that fails is counted, and the others are closed all the same. A
+        BaseException (asyncio.CancelledError, SystemExit) is counted too: on the pool's threads it would
+        end the thread; on the application's (``close``), the first is raised once all are closed."""
+        interrupted = None
         for record in records:
             try:
                 self.close_connection(record.conn)
-            except Exception as exc:
+            except BaseException as exc:
                 self.faults.record("closing a connection", exc)
+                if not isinstance(exc, Exception):
+                    interrupted = interrupted or exc
+        if interrupted is not None and not (self._ticker.current or self._maker.current):
+            raise interrupted
 
     def _shortage(self, what: str) -> str:  # under the lock
         message = (f"pool {self.name!r}: {what}: size {self._open_count()} "
@@ -513,40 +550,59 @@ class AdaptivePool(LendingPath):
         return list(self.controller.decisions) if self.controller is not None else []
 
     # -- closing -----------------------------------------------------------------------------
-    def close(self, timeout: float | None = 5.0) -> None:
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closed
+
+    def close(self, timeout: float | None = 5.0, *, serve_waiting: bool = False, close_idle: bool = True) -> None:
         """Close the pool: waiters get ``PoolClosed``, idle connections close now, connections
         in use close when they come back -- or, after ``timeout`` seconds, here (counted in
-        ``stats()["closed_in_use"]``); ``timeout=None``: whenever they come back. Idempotent."""
+        ``stats()["closed_in_use"]``); ``timeout=None``: whenever they come back. Idempotent.
+
+        ``serve_waiting``: callers already waiting keep their place and get the connections that
+        come back, within their timeouts (as SQLAlchemy's pools serve them after
+        ``engine.dispose()``). ``close_idle=False``: idle connections are let go unclosed
+        (``engine.dispose(close=False)``: in a forked child they may be the parent's)."""
+        if timeout is not None:  # longer than a lock can wait: as good as for ever
+            timeout = min(check_number("timeout", timeout, low=0.0), threading.TIMEOUT_MAX)
+        check_bool("serve_waiting", serve_waiting)
+        check_bool("close_idle", close_idle)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             idle, self._idle = self._idle, []
             self._count_retired(idle)
-            waiters, self._waiters = list(self._waiters), deque()
-            for waiter in waiters:
-                waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
-                waiter.ready.release()
-        self._retire(idle)
-        deadline = time.monotonic() + (timeout or 0.0)
-        while timeout is not None and time.monotonic() < deadline:
+            if not serve_waiting:
+                self._count_change(time.monotonic())
+                waiters, self._waiters = list(self._waiters), deque()
+                for waiter in waiters:
+                    waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
+                    waiter.ready.release()
+        try:  # interrupted (Ctrl-C, or a close's own BaseException, raised once all are closed): threads end
+            if close_idle:
+                self._retire(idle)
+            deadline = time.monotonic() + (timeout or 0.0)
+            while timeout is not None and time.monotonic() < deadline:
+                with self._lock:
+                    if not self._in_use:
+                        break
+                time.sleep(0.01)
             with self._lock:
-                if not self._in_use:
-                    break
-            time.sleep(0.01)
-        with self._lock:
-            stuck = list(self._in_use.values()) if timeout is not None else []
-            for record in stuck:
-                del self._in_use[id(record.conn)]
-                self._closed_lent.add(id(record.conn))  # its borrower's release will be a no-op
-            self._count_retired(stuck)
-            self._counts["closed_in_use"] += len(stuck)
-        if stuck:
-            log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
-                        self.name, len(stuck), timeout)
-        self._retire(stuck)
-        self._ticker.shutdown(timeout or 0.1)
-        self._maker.shutdown(0.1)
+                stuck = list(self._in_use.values()) if timeout is not None else []
+                for record in stuck:
+                    del self._in_use[id(record.conn)]
+                    self._closed_lent.add(id(record.conn))  # its borrower's release will be a no-op
+                self._count_retired(stuck)
+                self._counts["closed_in_use"] += len(stuck)
+            if stuck:
+                log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
+                            self.name, len(stuck), timeout)
+            self._retire(stuck)
+        finally:
+            self._ticker.shutdown(timeout or 0.1)
+            self._maker.shutdown(0.1)
 
     def __enter__(self) -> "AdaptivePool":
         return self
@@ -556,13 +612,23 @@ class AdaptivePool(LendingPath):
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's connections are the parent's (never reuse a socket
-        across a fork); the pool starts empty and opens its own."""
+        across a fork); the pool starts empty and opens its own, and its counts and interval are
+        its own (``opened == retired`` after its close). What the controller learned is kept."""
         self._lock = threading.Lock()
         self._idle = []
         self._in_use = {}
         self._waiters = deque()
         self._opening = 0
         self._closed_lent = set()
+        self._counts = dict.fromkeys(COUNTS, 0)
+        self._acquired_before = 0
+        self._controller_cpu = self._metrics_cpu = 0.0
+        self.callbacks_dropped = 0
+        self.last_factory_error = None
+        self._backoff = 0.0
+        self._record = self._new_record(time.monotonic(), 0)
+        self._closing_record = self._record
+        self._last_interval = {}
 
     def __repr__(self) -> str:
         s = self.stats()

@@ -100,6 +100,19 @@ class PoolController(Controller):
             return None
         return ArrivalForecast(horizon=self.forecast_horizon, season=self.forecast_season)
 
+    def successor(self) -> "PoolController":
+        """A controller for the pool that replaces this one's (SQLAlchemy's ``engine.dispose()``):
+        the same settings and the learned table; the fleet's directory is shared anew (a ``Fleet``
+        serves one controller: the successor publishes what it learns from then on)."""
+        fleet = self.fleet
+        return PoolController(
+            interval_seconds=self.interval_seconds or 1.0, connection_weight=self.connection_weight,
+            min_acquisitions=self.min_acquisitions, step=self.step, cooldown=self.cooldown, learner=self.learner,
+            max_decisions=self.decisions.maxlen or 1000, forecast_horizon=self.forecast_horizon,
+            forecast_season=self.forecast_season,
+            fleet=None if fleet is None else Fleet(fleet.directory, every=fleet.every, max_files=fleet.max_files,
+                                                   max_age_s=fleet.max_age_s))
+
     def reward(self, latency_ms: float, size: int, max_size: int) -> float:
         """The reward of an interval with this tail latency (ms) at this size. A latency under
         ``LATENCY_FLOOR_MS`` counts as that: below it the timings are the pool's own overhead and

@@ -554,7 +554,9 @@ class PoolEvidence:
         when it would not -- with ``holds`` (the interval's), the ``quantile`` of hold + wait
         (``sum_quantile``) at the mean hold the queue's busy levels give (``seen_hold``). At
         ``peak`` connections or more (the most requests ever present at once), nobody waits: a
-        closed loop of N clients never needs more than N."""
+        closed loop of N clients never needs more than N. No connection serves nobody: infinite."""
+        if size < 1:
+            return math.inf
         busy = max(1.0, min(float(size), in_system))
         hold = self.hold_at(int(round(busy)))
         if not math.isfinite(hold):

@@ -14,6 +14,13 @@ given by name (``min_size``, ``max_size``, ``size``, ``controller``,
 ``mode``, ``name``, ``on_decision``, ``meter_provider``); its
 ``pool_timeout`` is the wait for a connection. ``engine.pool.adaptive`` is
 the ``AdaptivePool`` (``stats()``, ``decisions()``, ``resize()``).
+
+The pool opens connections ahead of time, so ``pool_pre_ping`` pings every
+record it lends (SQLAlchemy skips the ping for a record it has just connected,
+which here may have sat idle for minutes). ``engine.dispose()`` serves the
+requests already waiting with the connections that come back, as QueuePool
+does; ``engine.dispose(close=False)`` (in a forked child) ends the old pool's
+threads and lets its connections go unclosed.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.pool.base import _ConnectionRecord
 
 from perfsdk.adapt.decision import Decision
-from perfsdk.adapt.pool import AdaptivePool, PoolTimeout
+from perfsdk.adapt.pool import AdaptivePool, PoolClosed, PoolTimeout
 from perfsdk.adapt.pool_controller import PoolController
 
 __all__ = ["AdaptiveSQLAlchemyPool"]
@@ -61,9 +68,12 @@ class AdaptiveSQLAlchemyPool(Pool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         try:
-            record: ConnectionPoolEntry = self.adaptive.acquire()
+            record: _ConnectionRecord = self.adaptive.acquire()
         except PoolTimeout as timeout:
             raise exc.TimeoutError(str(timeout), code="3o7r") from timeout
+        except PoolClosed as closed:  # a checkout that raced engine.dispose(): the engine has a new pool
+            raise exc.InvalidRequestError(f"{closed} (engine.dispose() replaced it): connect again") from closed
+        record.fresh = False  # opened ahead of time: pre-ping it (a reconnect now marks it fresh again)
         return record
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
@@ -71,21 +81,22 @@ class AdaptiveSQLAlchemyPool(Pool):
 
     def recreate(self) -> "AdaptiveSQLAlchemyPool":
         """The same pool afresh (``engine.dispose()``), opening nothing until it is used; a controller's
-        learned table carries over."""
+        settings and learned table carry over. Called without ``dispose`` (``engine.dispose(close=False)``,
+        in a forked child), the old pool ends its threads and lets its connections go unclosed."""
         self.logger.info("Pool recreating")
+        if not self.adaptive.closed:
+            self.adaptive.close(timeout=None, serve_waiting=True, close_idle=False)
         old = self.adaptive.controller
-        controller = None if old is None else PoolController(
-            interval_seconds=old.interval_seconds or 1.0, connection_weight=old.connection_weight,
-            min_acquisitions=old.min_acquisitions, step=old.step, cooldown=old.cooldown, learner=old.learner,
-            max_decisions=old.decisions.maxlen or 1000)
+        controller = None if old is None else old.successor()
         return self.__class__(
             self._creator, controller=controller, recycle=self._recycle, echo=self.echo,
             logging_name=self._orig_logging_name, reset_on_return=self._reset_on_return,
             pre_ping=self._pre_ping, _dispatch=self.dispatch, dialect=self._dialect, warm=False, **self._settings)
 
     def dispose(self) -> None:
-        """Close the idle connections; those checked out close when they come back."""
-        self.adaptive.close(timeout=None)
+        """Close the idle connections; those checked out close when they come back, or serve the
+        requests already waiting (as QueuePool serves them)."""
+        self.adaptive.close(timeout=None, serve_waiting=True)
         self.logger.info("Pool disposed. %s", self.status())
 
     def status(self) -> str:

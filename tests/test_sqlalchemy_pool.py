@@ -1,0 +1,96 @@
+"""AdaptiveSQLAlchemyPool on SQLite: what ``engine.dispose()`` leaves behind (PostgreSQL: test_pool_postgres.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from perfsdk import PoolController
+
+sqlalchemy = pytest.importorskip("sqlalchemy")
+from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool  # noqa: E402  (needs sqlalchemy)
+
+
+def engine_on(creator=None, **kwargs):
+    kwargs.setdefault("controller", None)
+    if creator is None:
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        kwargs["creator"] = creator
+    return sqlalchemy.create_engine("sqlite://", poolclass=AdaptiveSQLAlchemyPool, meter_provider=False, **kwargs)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_dispose_serves_the_requests_already_waiting_as_queuepool_does():
+    """They got perfsdk's PoolClosed (not even a SQLAlchemy error) because another thread disposed the engine."""
+    engine = engine_on(min_size=1, max_size=1, pool_timeout=10)
+    old = engine.pool
+    held = engine.connect()
+    result: list = []
+
+    def request() -> None:
+        try:
+            with engine.connect() as conn:
+                result.append(conn.execute(sqlalchemy.text("SELECT 1")).scalar())
+        except Exception as exc:  # reported below
+            result.append(exc)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    wait_until(lambda: old.adaptive.stats()["waiting"] == 1)
+    engine.dispose()
+    held.close()  # comes back to the disposed pool: handed to the waiting request
+    thread.join(10.0)
+    assert result == [1]
+    assert old.adaptive.closed and old.adaptive.stats()["opened"] == old.adaptive.stats()["retired"]
+    with pytest.raises(sqlalchemy.exc.InvalidRequestError, match="dispose"):
+        old.connect()  # a checkout that raced the dispose: a SQLAlchemy error, saying why
+    engine.dispose()
+    engine.pool.adaptive.close()
+
+
+def test_the_fresh_pool_after_dispose_keeps_the_controllers_settings(tmp_path):
+    """Its controller dropped forecast_horizon, forecast_season and the fleet."""
+    controller = PoolController(forecast_horizon=5, forecast_season=120, fleet=tmp_path, interval_seconds=0.5)
+    engine = engine_on(max_size=4, controller=controller)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+    engine.dispose()
+    fresh = engine.pool.adaptive.controller
+    assert fresh is not controller and fresh.learner is controller.learner
+    assert (fresh.forecast_horizon, fresh.forecast_season, fresh.interval_seconds) == (5, 120, 0.5)
+    assert fresh.fleet is not None and fresh.fleet.directory == controller.fleet.directory
+    engine.dispose()
+    engine.pool.adaptive.close()
+
+
+def test_dispose_without_closing_ends_the_old_pools_threads_and_leaves_its_connections_alone():
+    """``engine.dispose(close=False)`` (SQLAlchemy's call in a forked child) left the old pool running for
+    good: its threads kept it alive, with its idle connections."""
+    opened: list[sqlite3.Connection] = []
+
+    def creator():
+        opened.append(sqlite3.connect(":memory:", check_same_thread=False))
+        return opened[-1]
+
+    engine = engine_on(creator, min_size=2, max_size=4, name="not-closed")
+    old = engine.pool.adaptive
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+    wait_until(lambda: old.stats()["idle"] == 2)
+    engine.dispose(close=False)
+    assert not old._ticker.alive and old.stats()["closed"]
+    wait_until(lambda: not old._maker.alive)
+    assert [c.execute("SELECT 1").fetchone() for c in opened] == [(1,), (1,)]  # not closed: let go
+    assert not engine.pool.adaptive.closed
+    engine.dispose()
+    engine.pool.adaptive.close()
