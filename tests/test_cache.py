@@ -22,6 +22,7 @@ from perfsdk.adapt.controller import DECISION_DELIVERY, USER_CALLBACKS
 from perfsdk.adapt.cache_policy import PopularityWatch
 from perfsdk.export import DECISIONS, decision_row
 from perfsdk._native import CacheCore
+from threads import in_child
 
 FUZZ_SEEDS = int(os.environ.get("PERFSDK_FUZZ_SEEDS", "40"))  # e.g. 3000 for a long run
 keys = st.integers(0, 12) | st.sampled_from(["a", "b", "c", ("t", 1)])
@@ -1145,21 +1146,19 @@ def test_a_forked_child_keeps_deciding_whatever_a_parent_thread_was_doing(decidi
     assert holding.wait(30)
     if deciding:
         cache._core.next_interval_at = 0  # as a get that closed the interval leaves it meanwhile
-    pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            signal.alarm(20)  # a get that hangs: killed
-            before = controller.decided
-            for i in range(200):
-                cache.get(i % 80) or cache.put(i % 80, i)
-            code = 0 if controller.decided > before else 4
-        finally:
-            os._exit(code)
-    release.set()
-    holder.join(30)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+    def child_decides() -> bool:
+        signal.alarm(20)  # a get that hangs: killed (no answer: False)
+        before = controller.decided
+        for i in range(200):
+            cache.get(i % 80) or cache.put(i % 80, i)
+        return controller.decided > before
+
+    try:
+        assert in_child(child_decides)
+    finally:
+        release.set()
+        holder.join(30)
 
 
 def test_popitem_and_setdefault_are_atomic_and_not_counted_as_hits():

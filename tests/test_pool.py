@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from perfsdk import AdaptivePool, CacheController, PoolClosed, PoolController, PoolTimeout
 from perfsdk.adapt.decision import Action
 from perfsdk.adapt.pool_policy import IntervalRecord, PoolEvidence
+from threads import in_child, wait_until
 
 
 class Conn:
@@ -37,13 +38,6 @@ def fixed(**kwargs) -> AdaptivePool:
     pool = AdaptivePool(Conn, **kwargs)
     wait_until(lambda: pool.stats()["size"] == pool.target and pool.stats()["opening"] == 0)
     return pool
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def test_lends_and_takes_back_and_reuses():
@@ -1416,25 +1410,17 @@ def test_a_forked_childs_pool_counts_from_zero():
         with pool.connection():
             pass
     held = pool.acquire()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        ok = False
-        try:
-            s = pool.stats()
-            fresh = (s["opened"], s["retired"], s["acquisitions"], s["size"]) == (0, 0, 0, 0)
-            with pool.connection(timeout=5.0):
-                pass
-            pool.close()
-            s = pool.stats()
-            ok = fresh and s["opened"] == s["retired"] >= 1 and s["acquisitions"] == 1
-        finally:
-            os.write(write, b"1" if ok else b"0")
-            os._exit(0)
-    os.close(write)
-    answer = os.read(read, 1)
-    os.waitpid(pid, 0)
-    assert answer == b"1"
+
+    def child_counts_its_own() -> bool:
+        s = pool.stats()
+        fresh = (s["opened"], s["retired"], s["acquisitions"], s["size"]) == (0, 0, 0, 0)
+        with pool.connection(timeout=5.0):
+            pass
+        pool.close()
+        s = pool.stats()
+        return fresh and s["opened"] == s["retired"] >= 1 and s["acquisitions"] == 1
+
+    assert in_child(child_counts_its_own)
     assert pool.stats()["acquisitions"] == 6  # the parent's are its own
     pool.release(held)
     pool.close()

@@ -18,25 +18,9 @@ import perfsdk
 from perfsdk import AdaptiveCache, ArimaDetector, CacheController
 from perfsdk._native import layout
 from perfsdk._runtime import Faults, Worker, at_fork, call_user, check_int, check_number
+from threads import in_child
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-
-def in_child(check) -> bool:
-    """Run ``check()`` in a forked child; its truth comes back through a pipe."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        ok = False
-        try:
-            ok = bool(check())
-        finally:
-            os.write(write, b"1" if ok else b"0")
-            os._exit(0)
-    os.close(write)
-    answer = os.read(read, 1)
-    os.waitpid(pid, 0)
-    return answer == b"1"
 
 
 # -- the worker -------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from perfsdk import PoolController
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool  # noqa: E402  (needs sqlalchemy)
+from threads import wait_until  # noqa: E402
 
 
 def engine_on(creator=None, **kwargs):
@@ -21,13 +21,6 @@ def engine_on(creator=None, **kwargs):
     else:
         kwargs["creator"] = creator
     return sqlalchemy.create_engine("sqlite://", poolclass=AdaptiveSQLAlchemyPool, meter_provider=False, **kwargs)
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def test_dispose_serves_the_requests_already_waiting_as_queuepool_does():
