@@ -56,9 +56,14 @@ def check_no_mutable_defaults(detector: Any, stream: np.ndarray) -> None:
 
 
 def check_score_before_learn(detector: Any, stream: np.ndarray) -> None:
+    """A fresh detector's first point gets its ``warming_score``: NaN for a raw score, 0.0 for an
+    alert score in [0, 1] (``AlertPipeline``), never a score made from nothing."""
     fresh = detector.clone()
     z = fresh.update(float(stream[0]))
-    assert math.isnan(z), f"a fresh detector must not score its first point, got {z}"
+    expected = getattr(detector, "warming_score", math.nan)
+    assert _same(np.array([z]), np.array([expected])), (
+        f"a fresh detector must not score its first point: expected {expected}, got {z}"
+    )
     assert fresh.score_one(float(stream[1])) == 0.0, "score_one of an unwarmed detector must be 0.0"
 
 

@@ -10,7 +10,10 @@
     perfsdk demo [--out DIR] [--quick] [--db URL] [--seed N]
 
 ``detect`` streams a ``timestamp,value`` CSV through a ZScoreDetector and
-prints every anomaly with its explanation, then a summary. ``analyze`` runs
+prints every anomaly with its explanation, then a summary (``--json``: one JSON
+object per line, a non-finite number -- a constant series' infinite score -- as
+null). Only the first non-blank row may be a header, and only if its value does
+not start like a number. ``analyze`` runs
 the batch detectors over exported spans (see ``perfsdk.export.analyze``).
 ``testgen`` learns a traffic model from exported spans and writes a load-test
 scenario (the replay, a variant, or what an LLM wrote for a goal, validated), or
@@ -27,6 +30,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -58,20 +62,28 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray]:
                          f"expected timestamp,value CSV") from None
 
 
+#: A value cell that starts like a number ("12ms", "-3,5", ".5s"): a data row that does not parse,
+#: never a header -- skipping it as one would shift every anomaly's index by one.
+_NUMERIC_LOOKING = re.compile(r"[+-]?\.?\d")
+
+
 def _read_rows(path: Path) -> tuple[list[str], np.ndarray]:
     timestamps: list[str] = []
     values: list[float] = []
-    with path.open(newline="", encoding="utf-8") as f:
+    first = True
+    # utf-8-sig: a byte-order mark (Excel's CSVs) is not part of the first timestamp
+    with path.open(newline="", encoding="utf-8-sig") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < 2:
                 raise InputError(f"{path}:{line_no}: expected 'timestamp,value', got {','.join(row)!r}")
             stamp, raw = row[0].strip(), row[1].strip()
+            header_allowed, first = first, False  # only the first non-blank row may be a header
             try:
                 value = float(raw) if raw else math.nan
             except ValueError:
-                if line_no == 1:
+                if header_allowed and not _NUMERIC_LOOKING.match(raw):
                     continue  # a header row
                 raise InputError(f"{path}:{line_no}: value {raw!r} is not a number") from None
             timestamps.append(stamp)
@@ -92,7 +104,7 @@ def _detect(args: argparse.Namespace) -> int:
     anomalies = detector.detect_many(values, timestamps=timestamps)
     if args.json:
         for a in anomalies:
-            print(json.dumps(a.as_dict()))
+            print(json.dumps(_json_safe(a.as_dict()), allow_nan=False))
         return 0
     print(f"{args.file}: {len(values)} points, {detector!r}")
     for a in anomalies:
@@ -103,6 +115,13 @@ def _detect(args: argparse.Namespace) -> int:
         f"({warm} used to warm up, {detector.rejected} rejected as NaN/inf)"
     )
     return 0
+
+
+def _json_safe(record: dict) -> dict:
+    """``record`` with its non-finite numbers as null: ``Infinity`` is not JSON, and a strict
+    parser (jq, JavaScript's JSON.parse) refuses the line. A constant series' change scores
+    +-inf; its sign stays readable in ``value - expected``."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -286,13 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser(
         "detect", help="stream a timestamp,value CSV through the Z-score detector"
     )
-    detect.add_argument("file", help="CSV with timestamp,value rows (a header row is fine)")
+    detect.add_argument("file", help="CSV with timestamp,value rows (a first row whose value does not "
+                        "start like a number is a header)")
     mode = detect.add_mutually_exclusive_group()
     mode.add_argument("--window", type=int, default=None, help="rolling window length (default 256)")
     mode.add_argument("--alpha", type=float, default=None, help="EWMA smoothing factor instead of a window")
     detect.add_argument("--threshold", type=float, default=3.0, help="|z| above this is an anomaly (default 3)")
     detect.add_argument("--warmup", type=int, default=None, help="points before the first score")
-    detect.add_argument("--json", action="store_true", help="one JSON object per anomaly")
+    detect.add_argument("--json", action="store_true",
+                        help="one JSON object per anomaly; a non-finite number (a constant series' "
+                        "infinite score) is null")
     detect.set_defaults(run=_detect)
     analyze = commands.add_parser("analyze", help="run the batch detectors over exported spans")
     analyze.add_argument("path", help="an export directory, a spans directory or one file")

@@ -311,3 +311,37 @@ def test_a_detector_that_has_seen_nothing_pickles_and_copies(order):
     for det in (ArimaDetector(order=order), AlertPipeline(ArimaDetector(order=order))):
         assert pickle.loads(pickle.dumps(det)).n_seen == 0
         assert copy.deepcopy(det).n_seen == 0
+
+
+def test_check_explains_an_anomaly_with_the_model_that_scored_it():
+    """A background fit that landed before ``check`` was installed by its ``update``, but the
+    explanation had been read before: the old model's coefficients, with the new one's forecast."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(300)
+    for i in range(1, 300):
+        y[i] = 0.8 * y[i - 1] + rng.normal()
+    y += 100
+    det = ArimaDetector(order=(1, 0, 0), warmup=200)
+    det.update_many(y[:200])
+    stand_in = det.model
+    FITS.flush()  # the fit has landed; the next update installs it
+    assert det._has_pending
+    a = det.check(y[199] + 30)
+    assert a is not None and det.model != stand_in and det.fits == 1
+    assert a.details["ar"] == det.model.ar and a.details["intercept"] == det.model.intercept
+    assert a.expected == pytest.approx(det.model.intercept + det.model.ar[0] * y[199], rel=1e-12)
+
+
+def test_verbs_refuse_a_wrong_type_naming_it_and_take_a_huge_int_as_inf():
+    det = ArimaDetector.from_params((1, 0, 0), ar=[0.5], intercept=50.0, warmup=5)
+    det.update_many(np.full(10, 100.0))
+    before = det.snapshot()
+    for verb in ("update", "check"):
+        with pytest.raises(TypeError, match="^x must be a number, got '1'"):
+            getattr(det, verb)("1")
+    assert math.isnan(det.update(10**400)) and det.check(-(10**400)) is None
+    det.learn_one(10**400)
+    assert det.score_one(10**400) == 0.0 and np.isnan(det.update_many([10**400])).all()
+    after = det.snapshot()
+    after[K.AR_REJECTED] = before[K.AR_REJECTED]
+    assert det.rejected == 4 and np.array_equal(after, before, equal_nan=True)

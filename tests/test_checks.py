@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfsdk import ArimaDetector, ZScoreDetector
+from perfsdk import AlertPipeline, ArimaDetector, ZScoreDetector, default_detector
 from perfsdk.checks import yield_checks
 
 DETECTORS = [
@@ -17,6 +17,9 @@ DETECTORS = [
     ArimaDetector(order=(1, 0, 1), warmup=100, refit_every=150, background=False),
     ArimaDetector(order="auto", warmup=150, background=False),
     ArimaDetector(order=(1, 0, 0), season=12, warmup=100, background=False, name="seasonal"),
+    # alert scores: 0.0 while learning (``warming_score``), not NaN
+    default_detector(),
+    AlertPipeline(ArimaDetector(order=(1, 0, 0), warmup=100, background=False), season=24, learning=100),
 ]
 
 CASES = [(d, check) for d in DETECTORS for check in yield_checks(d)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from perfsdk.cli import main
+from perfsdk.cli import main, read_series
 
 SAMPLE = Path(__file__).resolve().parents[1] / "perfsdk" / "data" / "sample_latency.csv"
 
@@ -54,6 +54,49 @@ def test_bad_files_name_the_problem(tmp_path, capsys, content, message):
     f.write_text(content)
     assert main(["detect", str(f)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_json_output_is_valid_json_for_a_constant_series_infinite_score(tmp_path, capsys):
+    """A constant series' change scores +inf, which ``--json`` wrote as ``Infinity`` (not JSON):
+    non-finite numbers are null."""
+    f = tmp_path / "const.csv"
+    f.write_text("1,5\n2,5\n3,5\n4,9\n")
+    assert main(["detect", str(f), "--window", "2", "--warmup", "2", "--json"]) == 0
+    line = capsys.readouterr().out.strip()
+    record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert record["score"] is None and record["value"] == 9.0 and record["expected"] == 5.0
+
+
+@pytest.mark.parametrize(
+    "content,stamps",
+    [
+        ("\ufeff1,5\n2,6\n3,5\n", ["1", "2", "3"]),  # a byte-order mark, no header
+        ("\ufefft,v\r\n1,5\r\n2,6\r\n", ["1", "2"]),  # Excel's: a mark and a header
+        ("\nts,value\n1,5\n2,6\n", ["1", "2"]),  # a header after a blank line
+        (" , \nts,value\n1,5\n", ["1"]),
+    ],
+)
+def test_a_header_is_the_first_non_blank_row_and_a_bom_is_not_data(tmp_path, content, stamps):
+    f = tmp_path / "s.csv"
+    f.write_text(content, encoding="utf-8")
+    timestamps, values = read_series(f)
+    assert timestamps == stamps and len(values) == len(stamps)
+
+
+@pytest.mark.parametrize("first", ["2024-01-01,12ms", "1,-5 ms", "1,.5s"])
+def test_a_first_row_whose_value_looks_numeric_is_data_not_a_header(tmp_path, capsys, first):
+    """It was skipped as a header: the row lost, every anomaly's index one off."""
+    f = tmp_path / "s.csv"
+    f.write_text(first + "\n2,5\n3,6\n")
+    assert main(["detect", str(f)]) == 2
+    assert ":1: value " in capsys.readouterr().err
+
+
+def test_only_the_first_row_may_be_a_header(tmp_path, capsys):
+    f = tmp_path / "s.csv"
+    f.write_text("ts,value\nts,value\n1,5\n")
+    assert main(["detect", str(f)]) == 2
+    assert ":2: value 'value' is not a number" in capsys.readouterr().err
 
 
 def test_missing_file_and_bad_option(tmp_path, capsys):

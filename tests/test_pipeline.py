@@ -246,3 +246,36 @@ def test_river_verbs_on_an_arima_pipeline_let_its_fit_land():
     assert np.array_equal(pipeline.snapshot(), before, equal_nan=True)
     arima.wait_for_fits()
     assert arima.fits == 1 and arima.fits_dropped == 0 and not arima.provisional
+
+
+def test_a_refused_restore_leaves_every_member_as_it_was():
+    """Members' parameters were checked only while loading: member 0 was overwritten before the
+    seasonal member's different parameter refused the snapshot (half restored)."""
+    rng = np.random.default_rng(0)
+    det = default_detector()
+    det.update_many(rng.normal(0, 1, 500))
+    other = default_detector()
+    other.update_many(rng.normal(50, 1, 800))
+    snap = other.snapshot()
+    snap[det._bounds[-2] + K.ZS_MIN_STD] = 1.0  # only the seasonal member's parameter differs
+    before = det.snapshot()
+    with pytest.raises(ValueError, match="different parameters"):
+        det.restore(snap)
+    assert np.array_equal(det.state, before, equal_nan=True)
+    assert det.members[0].n_learned == det.n_learned == 500
+
+
+def test_an_int_too_large_for_a_float_is_rejected_by_every_verb(make):
+    """``10**400`` raised OverflowError; it is +-inf: rejected, counted, every state unchanged."""
+    det = make()
+    det.update_many(_metric()[:400])
+    before = det.snapshot()
+    assert math.isnan(det.update(10**400)) and det.check(-(10**400)) is None
+    det.learn_one(10**400)
+    assert det.score_one(10**400) == 0.0
+    assert np.isnan(det.update_many([10**400])).all()
+    after = det.snapshot()
+    after[K.PL_REJECTED] = before[K.PL_REJECTED]
+    assert det.rejected == 4 and np.array_equal(after, before, equal_nan=True)
+    with pytest.raises(TypeError, match="^x must be a number, got '1'"):
+        det.update("1")

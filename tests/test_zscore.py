@@ -265,3 +265,44 @@ def test_a_corrupt_snapshot_is_refused_naming_what(slot, value, message):
     snap[slot] = value
     with pytest.raises(ValueError, match=message):
         ZScoreDetector(window=8, warmup=2).restore(snap)
+
+
+HUGE = (10**400, -(10**400))
+
+
+@pytest.mark.parametrize("huge", HUGE, ids=["plus", "minus"])
+def test_an_int_too_large_for_a_float_is_rejected_like_inf(huge):
+    """``update(10**400)`` raised OverflowError (naming nothing) from the C conversion, and so
+    did every verb: an int beyond a float is +-inf -- rejected, counted, the state unchanged."""
+    det = ZScoreDetector(window=4, warmup=2)
+    det.update_many([1.0, 2.0, 3.0])
+    before = det.snapshot()
+    assert math.isnan(det.update(huge)) and det.check(huge) is None
+    det.learn_one(huge)
+    assert det.score_one(huge) == 0.0
+    assert np.isnan(det.update_many([huge, huge])).all()
+    assert det.rejected == 5 and det.n_learned == 3
+    mask = np.arange(len(before)) != kernels.ZS_REJECTED
+    assert np.array_equal(det.state[mask], before[mask])
+
+
+@pytest.mark.parametrize("verb", ["update", "check"])
+@pytest.mark.parametrize("bad", ["1", None, 1 + 2j, [1.0]])
+def test_per_event_verbs_name_the_argument_they_refuse(verb, bad):
+    """``update("1")`` said "must be real number, not str" (Cython's conversion), naming nothing."""
+    det = ZScoreDetector(window=4, warmup=2)
+    with pytest.raises(TypeError, match="^x must be a number, got "):
+        getattr(det, verb)(bad)
+    assert det.n_seen == 0
+
+
+def test_update_takes_any_number_as_the_river_verbs_do():
+    """Off the float fast path (ints, bools, numpy scalars, Fractions) ``update`` reads a point
+    exactly as ``as_point`` does."""
+    from fractions import Fraction
+
+    points = [1, True, np.float32(2.5), np.int64(3), Fraction(7, 2), 2**60, np.float64(4.0)]
+    one, batch = ZScoreDetector(window=4, warmup=2), ZScoreDetector(window=4, warmup=2)
+    assert np.array_equal([one.update(x) for x in points], batch.update_many(np.array(points, dtype=object)),
+                          equal_nan=True)
+    assert np.array_equal(one.state, batch.state)

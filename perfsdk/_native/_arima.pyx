@@ -13,6 +13,7 @@ swapped in by its ``_apply_pending`` at the start of the next call.
 from libc.math cimport fabs, NAN
 
 from perfsdk._native._state cimport StateOwner
+from perfsdk._native._zscore cimport as_point
 
 include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
@@ -125,12 +126,17 @@ cdef class ArimaCore(StateOwner):
             return True
         return s[AR_SHIFT_RUN] > 0.0 and s[AR_RUN] >= s[AR_SHIFT_RUN]
 
-    def update(self, double x):
+    def update(self, x):
         """Score ``x`` by its one-step forecast error, then learn it; return the score.
 
         NaN while warming up (no model yet); NaN, with ``rejected`` bumped and
         the state untouched, when ``x`` is NaN, infinite or beyond +-``MAX_MAGNITUDE`` (1e150).
+        ``x`` is any number (``as_point``: a wrong type's error names it, an int too large for
+        a float is infinite); converted first, so a refused type leaves even a landed fit waiting.
         """
+        return self._step(as_point(x))
+
+    cdef object _step(self, double x):
         cdef double* s = self._s
         cdef double z = NAN, y_hat = NAN, scale = NAN, w = NAN, e = NAN, a
         cdef bint has_lags
@@ -179,4 +185,4 @@ cdef class ArimaCore(StateOwner):
 
     def _learn_one(self, double x):
         """Learn ``x`` without reporting its score (River's learn_one)."""
-        self.update(x)
+        self._step(x)

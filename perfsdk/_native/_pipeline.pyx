@@ -11,7 +11,7 @@ state array and must agree bit for bit.
 from libc.math cimport isnan, isinf, fabs, sqrt, erfc, log, NAN
 
 from perfsdk._native._state cimport StateOwner
-from perfsdk._native._zscore cimport ZScoreCore
+from perfsdk._native._zscore cimport ZScoreCore, as_point
 
 include "_layout.pxi"  # the state's slots, generated from layout.py (one definition)
 
@@ -242,11 +242,11 @@ cdef class PipelineCore(StateOwner):
             r1 = self._z1.step(x1) if self._z1 is not None else self._update1(x1)
         return self._step(x, r0, r1)
 
-    def update(self, double x):
+    def update(self, x):
         """Feed ``x`` to the members, score their raw scores, learn; return the alert score.
 
         In [0, 1]: 0 while learning; at or above ``threshold`` only for the
         first point of an incident. NaN (and ``rejected`` bumped, every state
-        untouched) when ``x`` is NaN or infinite.
+        untouched) when ``x`` is NaN or infinite (an int too large for a float is infinite).
         """
-        return self.step(x)
+        return self.step(as_point(x))

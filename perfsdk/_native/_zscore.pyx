@@ -8,6 +8,7 @@ through a raw pointer (no per-call buffer acquisition), which is what keeps
 the state array and must agree bit for bit.
 """
 
+from cpython.long cimport PyLong_CheckExact, PyLong_AsDouble
 from libc.math cimport sqrt, copysign, fabs, NAN, INFINITY
 
 from perfsdk._native._state cimport StateOwner
@@ -34,6 +35,22 @@ cdef void _resync(double* s, Py_ssize_t window) noexcept nogil:
     s[ZS_MEAN] = correction / window
     s[ZS_M2] = m2
 
+
+cdef object _as_point = None
+
+
+cdef double _point_slow(object x) except? -1.0:
+    # as_point (_zscore.pxd) for anything but a float: one set of rules, _base.as_point's
+    global _as_point
+    if PyLong_CheckExact(x):
+        try:
+            return PyLong_AsDouble(x)
+        except OverflowError:
+            pass  # too large for a float: as_point makes it +-inf
+    if _as_point is None:
+        from perfsdk.detect._base import as_point as python_as_point  # not at import: it imports us
+        _as_point = python_as_point
+    return _as_point(x, "x")
 
 
 cdef class ZScoreCore(StateOwner):
@@ -174,13 +191,15 @@ cdef class ZScoreCore(StateOwner):
         self._learn(learned)
         return z
 
-    def update(self, double x):
+    def update(self, x):
         """Score ``x`` against the state, then learn it; return the z-score.
 
         NaN during warm-up; NaN (and the ``rejected`` counter bumped, state
         untouched) when ``x`` is NaN, infinite or beyond +-``MAX_MAGNITUDE`` (1e150).
+        ``x`` is any number (``as_point``); an object, not a C double, so that a wrong
+        type's error names it and an int too large for a float is rejected like inf.
         """
-        return self.step(x)
+        return self.step(as_point(x))
 
     def flagged_point(self, double x, double z):
         """(index, expected, std) of a recent point scoring ``z`` beyond ``flag_threshold``

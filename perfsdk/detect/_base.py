@@ -41,8 +41,11 @@ def as_scalar(x: Any) -> float:
 
 def as_point(x: Any, name: str) -> float:
     """``x`` as ``update`` takes it: anything with a float value (ints, bools, fractions, decimals,
-    numpy numbers) but text, which it does not parse.
+    numpy numbers) but text, which it does not parse. A number too large for a float (``10**400``)
+    is +-inf, so it is rejected and counted like one, not an OverflowError mid-stream.
 
+    >>> as_point(-10**400, "x")
+    -inf
     >>> as_point(True, "x"), as_point("1", "x")
     Traceback (most recent call last):
     ...
@@ -50,7 +53,10 @@ def as_point(x: Any, name: str) -> float:
     """
     if isinstance(x, (str, bytes)) or not (hasattr(type(x), "__float__") or hasattr(type(x), "__index__")):
         raise TypeError(f"{name} must be a number, got {x!r}")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        return -math.inf if x < 0 else math.inf
 
 
 class StreamingDetector:
@@ -83,6 +89,9 @@ class StreamingDetector:
     atomic_update: bool = False
     #: True once an ``AlertPipeline`` holds this detector's state in its own buffer (it has one owner).
     in_pipeline: bool = False
+    #: What ``update`` returns before it can score (warming up): NaN, a raw score has no value yet.
+    #: An alert score (``AlertPipeline``) is 0.0 instead (see there); ``perfsdk.checks`` holds both to it.
+    warming_score: float = math.nan
     #: What an anomaly's ``details`` says about the model; replaced, never mutated.
     _details: Mapping[str, Any]
 
@@ -235,6 +244,11 @@ class StreamingDetector:
 
     def restore(self, snapshot: np.ndarray) -> None:
         """Load a ``snapshot()`` taken from a detector with the same parameters."""
+        self._load(self._checked(snapshot))
+
+    def _checked(self, snapshot: Any) -> np.ndarray:
+        """``snapshot`` as an array ``restore`` may load, or ValueError: shape, parameters and
+        slots, all before anything is written (a pipeline checks every member's part so)."""
         import numpy as np
 
         snap = np.asarray(snapshot)
@@ -248,6 +262,10 @@ class StreamingDetector:
         if [float(snap[i]) for i in params] != [fresh[i] for i in params]:
             raise ValueError("snapshot was taken from a detector with different parameters")
         self._check_snapshot(snap)  # the compiled code indexes with these slots, unchecked
+        return snap
+
+    def _load(self, snap: np.ndarray) -> None:
+        """Put a ``_checked`` snapshot in place."""
         self.state[:] = snap  # in place: the compiled core keeps its pointer
 
     #: True while a point is scored to be undone (``AlertPipeline.score_one``): nothing it starts

@@ -15,7 +15,8 @@ import numpy as np
 
 from perfsdk._native import ArimaCore, kernels as K
 from perfsdk._runtime import at_fork, check_bool, check_int, check_number, check_str
-from perfsdk.detect._base import StreamingDetector, check_slots
+from perfsdk.detect._base import StreamingDetector, as_point, check_slots
+from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect._forecast import Forecast, forecast_ahead
 from perfsdk.detect._fitting import (
     AUTO_MAX_D, AUTO_MAX_P, AUTO_MAX_Q, FITS, SEASON_CANDIDATES, ArimaFit, FitError, choose_order,
@@ -435,6 +436,11 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self._pending = (generation, result)  # one assignment: a reset in between is seen by its generation
         self._has_pending = True
 
+    def _install_landed(self) -> None:
+        """Install a fit that has landed, as the next ``update`` would first thing."""
+        if self._has_pending:
+            self._apply_pending()
+
     def _apply_pending(self) -> None:
         if self._previewing:  # installed into a state about to be put back: it would be lost
             return
@@ -484,8 +490,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         For tests, scripts and shutdown; never needed on the hot path.
         """
         FITS.flush()
-        if self._has_pending:
-            self._apply_pending()
+        self._install_landed()
 
     def _after_fork(self) -> None:
         # A fit in flight ran on the parent's worker thread: it never lands here. Ask again.
@@ -499,8 +504,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self, values: np.ndarray, z: np.ndarray, expected: np.ndarray, std: np.ndarray,
         details: bool,
     ) -> Iterator[tuple[int, int]]:
-        if self._has_pending:
-            self._apply_pending()
+        self._install_landed()
         start, n = 0, len(values)
         while True:
             stop = K.arima_update_many(self.state, values, start, z, expected, std, details)
@@ -510,6 +514,13 @@ class ArimaDetector(StreamingDetector, ArimaCore):
             if stop >= n:
                 return
             start = stop
+
+    def check(self, x: float, timestamp: Any = None) -> Anomaly | None:
+        """``update(x)``, explained by the model that scored it: a fit that landed is installed
+        before the explanation is read, as ``detect_many`` does (it was the old model's)."""
+        x = as_point(x, "x")  # first: a refused type installs nothing
+        self._install_landed()
+        return super().check(x, timestamp)
 
     # -- forecasting ---------------------------------------------------------
     def forecast(self, h: int = 1, level: float = 0.95) -> Forecast:

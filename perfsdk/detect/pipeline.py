@@ -139,6 +139,10 @@ class AlertPipeline(StreamingDetector, PipelineCore):
     _COUNT_AT = K.PL_COUNT
     rejected_slot = K.PL_REJECTED
     _N_PARAMS = K.PL_N_PARAMS
+    #: 0.0, not NaN, while learning: an alert score is a level in [0, 1] that a dashboard or an
+    #: alert rule reads, and a series being learned gives no reason to page; NaN stays the mark of
+    #: a rejected value, so refused data is not mistaken for a new series.
+    warming_score = 0.0
 
     def __init__(
         self,
@@ -245,20 +249,8 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         for c in range(len(self.members)):
             check_slots(snap, {"channel position": (first + c * stride + K.PL_CH_POS, 0, AVERAGE)})
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
-            m._check_snapshot(snap[lo:hi])
-
-    def restore(self, snapshot: np.ndarray) -> None:
-        """Load a ``snapshot()`` taken from a pipeline with the same parameters."""
-        import numpy as np
-
-        snap = np.asarray(snapshot)
-        if snap.shape != self.state.shape or snap.dtype != np.float64:
-            raise ValueError(f"snapshot has shape {snap.shape} and dtype {snap.dtype}; this pipeline's "
-                             f"state is {self.state.shape} float64 (was it taken with other parameters?)")
-        if snap[: K.PL_N_PARAMS].tolist() != self._fresh_own()[: K.PL_N_PARAMS].tolist():
-            raise ValueError("snapshot was taken from a pipeline with different parameters")
-        self._check_snapshot(snap)  # all of it first: a corrupt member's part leaves nothing half restored
-        self._load(snap)
+            # each member's part whole (its parameters too): a refused restore loads nothing
+            m._checked(snap[lo:hi])
 
     def _load(self, snap: np.ndarray) -> None:
         """Put a checked snapshot (or one just taken here) in place."""

@@ -33,7 +33,7 @@ class Detector(Protocol):
         """What an anomaly's explanation says about the model (its parameters, coefficients)."""
 
     def update(self, x: float) -> float:
-        """Score ``x`` (NaN: not scorable yet, or rejected), then learn it."""
+        """Score ``x`` (NaN: rejected, or not scorable yet -- an alert score is 0.0 then), then learn it."""
 
     def update_many(self, xs: Iterable[float] | np.ndarray, details: bool = False) -> Any:
         """``update`` over a batch; with ``details``, ``(scores, expected, std)``."""
