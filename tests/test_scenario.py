@@ -154,3 +154,15 @@ def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
     problems = dict(problems_of(data))
     assert problems["$.tasks[0].name"] == f"{repr(data['tasks'][0]['name'])[:80]}... (1,002 characters) is too long"
     assert problems["$.generators.product.values[0]"] == f"'{'a' * 79}... (5,002 characters) is too long"
+
+
+@pytest.mark.parametrize("headers", [{"X-A": "1\r\nHost: evil.example"}, {"X A": "1"}, {"X-A": "a\x00b"}])
+def test_a_header_the_http_client_would_refuse_is_refused_naming_it(headers):
+    """A header value over two lines, or a name that is no HTTP token, validated and then failed
+    every request of the load test (the client refuses it)."""
+    data = valid()
+    data["tasks"][0]["steps"][0]["headers"] = headers
+    (where, _), = problems_of(data)
+    assert where.startswith("$.tasks[0].steps[0].headers")
+    data["tasks"][0]["steps"][0]["headers"] = {"X-Request-Id": "{term}", "Accept": "text/html; q=0.9"}
+    Scenario.from_dict(data)

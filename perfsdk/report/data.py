@@ -34,7 +34,7 @@ __all__ = ["COMPARISON", "FAULTS", "MAX_BUCKETS", "RUNS", "Buckets", "Controller
 MAX_BUCKETS = 120  # points per time series: enough to see a fault, few enough to stay small
 COMPARISON, FAULTS = "comparison.arrow", "faults.arrow"
 RUNS = ("traditional", "perfsdk")  # a demo directory's two runs, in the order the table reads
-SPAN_COLUMNS = ["name", "kind", "start_time", "end_time", "duration_ms", "status_code"]
+SPAN_COLUMNS = ["name", "kind", "start_time", "end_time", "duration_ms", "status_code", "service.name"]
 #: What the report reads of a demo's tables (``perfsdk.demo`` writes them); non-nullable: must be there.
 _COMPARISON_COLUMNS = pa.schema([
     pa.field("row", pa.string(), nullable=False), pa.field("compared", pa.string()), pa.field("unit", pa.string()),

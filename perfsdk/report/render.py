@@ -226,7 +226,8 @@ def _run_section(run: Run, faults: Sequence[Fault], anchor: str, heading: str) -
 
 def _summary(run: Run, routes: list[RouteLatency], grouped: list[Incident], buckets: Buckets, ctx: _Context) -> str:
     facts = [
-        ("services", ", ".join(run.services) or "—"),
+        ("services", ", ".join(_clip(s) for s in run.services[:LIST_ROWS]) + (
+            f" and {len(run.services) - LIST_ROWS:,} more" if len(run.services) > LIST_ROWS else "") or "—"),
         ("from", f"{clock(run.t0_ns, True)} to {clock(run.t1_ns, True)} ({ctx.x_end:,.1f} s)"),
         ("spans", f"{run.spans.num_rows:,} in {len(routes)} routes"),
         ("anomalies", f"{run.anomalies.num_rows:,}, in {len(grouped)} incidents"),
@@ -263,7 +264,7 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
         out.append(chart.render())
     counts = _anomaly_counts(anomalies)
     rows = "".join(
-        f"<tr><td>{escape(r.route)}</td><td class=num>{r.count:,}</td><td class=num>{r.errors:,}</td>"
+        f"<tr><td>{escape(_clip(r.route))}</td><td class=num>{r.count:,}</td><td class=num>{r.errors:,}</td>"
         f"<td class=num>{_fmt(r.p50_ms)}</td><td class=num>{_fmt(r.p95_ms)}</td><td class=num>{_fmt(r.p99_ms)}</td>"
         f"<td class=num>{_fmt(r.max_ms)}</td><td class=num>{counts.get(r.route, 0)}</td></tr>"
         for r in routes[:LIST_ROWS])
@@ -296,9 +297,9 @@ def _anomaly_points(ctx: _Context, chart: Chart, anomalies: pa.Table) -> None:
 
 def _anomaly_tip(r: dict[str, Any]) -> str:
     when = r["timestamp"].strftime("%H:%M:%S.%f")[:-3] if r["timestamp"] is not None else "?"
-    return (f"{when} {r['series']}: {_fmt(_f(r['value']))} against an expected {_fmt(_f(r['expected']))} "
-            f"(normal band {_fmt(_f(r['lower']))} .. {_fmt(_f(r['upper']))}, score {_f(r['score']):.1f}) "
-            f"[{r['detector']}]")
+    return _clip(f"{when} {r['series']}: {_fmt(_f(r['value']))} against an expected {_fmt(_f(r['expected']))} "
+                 f"(normal band {_fmt(_f(r['lower']))} .. {_fmt(_f(r['upper']))}, score {_f(r['score']):.1f}) "
+                 f"[{r['detector']}]")
 
 
 def _f(value: Any) -> float:
@@ -324,7 +325,7 @@ def _forecasts(ctx: _Context, routes: list[RouteLatency], buckets: Buckets) -> s
         assert route.p50_series is not None
         band = forecast_band(route.p50_series, horizon)
         if not isinstance(band, ForecastBand):
-            out.append(f'<p class="note">{escape(route.route)}: no band: {escape(band)}.</p>')
+            out.append(f'<p class="note">{escape(_clip(route.route))}: no band: {escape(band)}.</p>')
             continue
         chart = ctx.chart(f"{route.route}: median latency and its {band.label} forecast", "ms",
                           x_end=float(ahead_x[-1] + buckets.width_s / 2), log_y=None)

@@ -51,13 +51,16 @@ def nice_step(span: float, ticks: int = 6) -> float:
     return 10.0 * power
 
 
+TITLE_CHARS = 200  # the most of a plot's title shown
 _TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600,
                43200, 86400)
 
 
-def clock(t_ns: float, with_ms: bool = False) -> str:
-    """UTC wall-clock time of a unix-ns instant, ``HH:MM:SS`` (and ``.mmm``)."""
+def clock(t_ns: float, with_ms: bool = False, days: bool = False) -> str:
+    """UTC wall-clock time of a unix-ns instant, ``HH:MM:SS`` (and ``.mmm``); its date with ``days``."""
     when = datetime.fromtimestamp(t_ns / 1e9, tz=timezone.utc)
+    if days:
+        return when.strftime("%Y-%m-%d")
     return when.strftime("%H:%M:%S.%f")[:-3] if with_ms else when.strftime("%H:%M:%S")
 
 
@@ -93,7 +96,8 @@ class Chart:
     Parameters
     ----------
     title
-        Shown above the plot and read by screen readers.
+        Shown above the plot and read by screen readers (``TITLE_CHARS`` at most: a span name can
+        be megabytes, and every plot of its route shows it).
     x_range
         ``(start, end)`` in seconds from ``t0_ns``: the same for every plot of a run.
     y_label
@@ -110,6 +114,7 @@ class Chart:
                  log_y: bool | None = False, y_floor: float | None = None, y_ceiling: float | None = None,
                  categories: Sequence[str] | None = None) -> None:
         lo, hi = x_range
+        title = title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 1] + "…"
         self.title, self.y_label, self.t0_ns = title, y_label, t0_ns
         self.x_lo, self.x_hi = float(lo), float(hi) if hi > lo else float(lo) + 1.0
         self.log_y, self.y_floor, self.y_ceiling = log_y, y_floor, y_ceiling
@@ -215,11 +220,14 @@ class Chart:
             out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
                        f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{escape(label)}</text>')
         span = self.x_hi - self.x_lo
-        step = next((s for s in _TIME_STEPS if span / s <= 8), _TIME_STEPS[-1])
+        day = _TIME_STEPS[-1]
+        step = next((s for s in _TIME_STEPS if span / s <= 8), None)
+        if step is None:  # more than 8 days (one span off a clock never set): whole days, about 8 ticks
+            step = day * max(1.0, nice_step(span / day, 8))
         t = math.ceil(self.x_lo / step) * step
         while t <= self.x_hi + 1e-9:
             x = float(self._x(np.array([t]))[0])
-            label = clock(self.t0_ns + t * 1e9, with_ms=step < 1)
+            label = clock(self.t0_ns + t * 1e9, with_ms=step < 1, days=step >= day)
             out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
                        f'<text class="tick" x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{label}</text>')
             t += step

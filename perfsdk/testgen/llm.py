@@ -40,7 +40,7 @@ import urllib.request
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk._version import __version__
@@ -801,10 +801,16 @@ def _openapi_routes(spec: Mapping[str, Any]) -> list[_Route]:
 
 def _matches(route: _Route, method: str, template: str) -> bool:
     """Whether a step (method, path template) requests ``route``: a literal segment must match the
-    route's, a segment with a placeholder must fall on a route parameter."""
+    route's, a segment with a placeholder must fall on a route parameter. A dot segment, or a
+    slash or backslash spelled in percent-encoding, is refused wherever it is: a server that
+    normalises the path would serve a route the traffic never showed (``/products/%2e%2e/admin``)."""
     if method != route.method:
         return False
     parts = template.split("?", 1)[0].split("/")[1:]
+    for part in parts:
+        text = unquote(_fill(part)[0])
+        if text in (".", "..") or "/" in text or "\\" in text:
+            return False
     n = len(route.segments)
     if len(parts) != n and not (route.rest and len(parts) > n):
         return False

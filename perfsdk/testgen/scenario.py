@@ -113,7 +113,11 @@ _STEP = {
         "method": {"enum": list(HTTP_METHODS)},
         "path": {**_TEMPLATE, "pattern": "^/"},
         "query": {"type": "object", "maxProperties": MAX_QUERY_PARAMS, "additionalProperties": _TEMPLATE},
-        "headers": {"type": "object", "maxProperties": MAX_QUERY_PARAMS, "additionalProperties": _TEMPLATE},
+        "headers": {"type": "object", "maxProperties": MAX_QUERY_PARAMS,
+                    # a header's name is an HTTP token and its value one line (RFC 9110): the client
+                    # refuses anything else at every request, so the scenario must not validate
+                    "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "maxLength": 200},
+                    "additionalProperties": {**_TEMPLATE, "pattern": "^[^\\r\\n\\x00]*$"}},
         "json": {"description": "A JSON body; its strings are templates."},
         "expect_status": {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599},
                           "description": "Statuses that count as success (default: below 400)."},
