@@ -156,7 +156,8 @@ def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
     assert problems["$.generators.product.values[0]"] == f"'{'a' * 79}... (5,002 characters) is too long"
 
 
-@pytest.mark.parametrize("headers", [{"X-A": "1\r\nHost: evil.example"}, {"X A": "1"}, {"X-A": "a\x00b"}])
+@pytest.mark.parametrize("headers", [{"X-A": "1\r\nHost: evil.example"}, {"X A": "1"}, {"X-A": "a\x00b"},
+                                     {"X-A": "value\n"}, {"X-A\n": "1"}, {"": "1"}])
 def test_a_header_the_http_client_would_refuse_is_refused_naming_it(headers):
     """A header value over two lines, or a name that is no HTTP token, validated and then failed
     every request of the load test (the client refuses it)."""

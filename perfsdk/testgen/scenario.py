@@ -116,8 +116,11 @@ _STEP = {
         "headers": {"type": "object", "maxProperties": MAX_QUERY_PARAMS,
                     # a header's name is an HTTP token and its value one line (RFC 9110): the client
                     # refuses anything else at every request, so the scenario must not validate
-                    "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "maxLength": 200},
-                    "additionalProperties": {**_TEMPLATE, "pattern": "^[^\\r\\n\\x00]*$"}},
+                    # (no character outside the allowed, not a whole-string pattern: "$" also matches
+                    # before a final newline)
+                    "propertyNames": {"not": {"pattern": "[^!#$%&'*+.^_`|~0-9A-Za-z-]"}, "minLength": 1,
+                                      "maxLength": 200},
+                    "additionalProperties": {**_TEMPLATE, "not": {"pattern": "[\\r\\n\\x00]"}}},
         "json": {"description": "A JSON body; its strings are templates."},
         "expect_status": {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599},
                           "description": "Statuses that count as success (default: below 400)."},
