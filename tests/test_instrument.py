@@ -1150,13 +1150,15 @@ def test_the_export_writing_at_shutdown_leaves_the_callbacks_their_time(tmp_path
 
     monkeypatch.setattr(sdk_module, "SHUTDOWN_TIMEOUT_S", 1.0)
     ran = []
+    closed = threading.Event()  # the callbacks run only once the export has closed: in what is left
     sdk = perfsdk.init(service_name="svc", export_dir=tmp_path, sample_resources=False,
-                       on_anomaly=lambda anomaly: (time.sleep(0.2), ran.append(anomaly)))
+                       on_anomaly=lambda anomaly: (closed.wait(10), time.sleep(0.05), ran.append(anomaly)))
     closing = sdk.export.close
 
-    def slow_close(*args, **kwargs):  # a large span queue being written
-        time.sleep(1.5)
+    def slow_close(*args, **kwargs):  # a large span queue being written, past the whole budget
+        time.sleep(1.2)
         closing(*args, **kwargs)
+        closed.set()
 
     sdk.export.close = slow_close
     for i in range(10):

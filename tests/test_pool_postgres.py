@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from perfsdk import AdaptivePool, PoolController
+from threads import wait_until
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -160,24 +161,18 @@ def test_pre_ping_pings_connections_the_pool_opened_ahead_of_time(postgres):
     """SQLAlchemy skips the ping for a record it marked ``fresh`` when it connected; this pool connects
     them in the background, ahead of time: after the server ended their backends, the first request
     got a dead connection despite ``pool_pre_ping=True``."""
-    import time
-
     sqlalchemy = pytest.importorskip("sqlalchemy")
     from perfsdk.adapt.sqlalchemy_pool import AdaptiveSQLAlchemyPool
 
     engine = sqlalchemy.create_engine(postgres.url, poolclass=AdaptiveSQLAlchemyPool, min_size=3, max_size=4,
                                       pool_pre_ping=True, controller=None, meter_provider=False, name="pinged")
     adaptive = engine.pool.adaptive
-    deadline = time.monotonic() + 10.0
-    while adaptive.stats()["idle"] < 3:  # opened in the background, never lent
-        assert time.monotonic() < deadline, "the pool did not open its connections"
-        time.sleep(0.01)
+    wait_until(lambda: adaptive.stats()["idle"] >= 3, timeout=10.0)  # opened in the background, never lent
     pids = [record.conn.dbapi_connection.info.backend_pid for record in adaptive._idle]
     with psycopg.connect(postgres.dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]:
-            assert time.monotonic() < deadline + 10.0, "the backends did not end"
-            time.sleep(0.01)
+        wait_until(lambda: not admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                             (pids,)).fetchone()[0], timeout=10.0)  # the backends ended
     for _ in range(3):
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar() not in pids

@@ -18,7 +18,7 @@ import perfsdk
 from perfsdk import AdaptiveCache, ArimaDetector, CacheController
 from perfsdk._native import layout
 from perfsdk._runtime import Faults, Worker, at_fork, call_user, check_int, check_number
-from threads import in_child
+from threads import in_child, wait_until
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -89,10 +89,7 @@ def test_a_worker_whose_thread_died_starts_another_on_the_next_submit():
 
     worker = Worker("test-dead-thread", faults=Exiting(), max_batch=1)
     assert worker.submit(lambda: 1 / 0)
-    deadline = time.monotonic() + 5.0
-    while worker.alive:
-        assert time.monotonic() < deadline, "the thread did not end"
-        time.sleep(0.005)
+    wait_until(lambda: not worker.alive)  # the thread ended
     handled = threading.Event()
     assert worker.submit(handled.set)
     assert handled.wait(5.0)

@@ -81,8 +81,8 @@ def test_dispose_without_closing_ends_the_old_pools_threads_and_leaves_its_conne
         conn.execute(sqlalchemy.text("SELECT 1"))
     wait_until(lambda: old.stats()["idle"] == 2)
     engine.dispose(close=False)
-    assert not old._ticker.alive and old.stats()["closed"]
-    wait_until(lambda: not old._maker.alive)
+    assert old.stats()["closed"]
+    wait_until(lambda: not old._ticker.alive and not old._maker.alive)
     assert [c.execute("SELECT 1").fetchone() for c in opened] == [(1,), (1,)]  # not closed: let go
     assert not engine.pool.adaptive.closed
     engine.dispose()

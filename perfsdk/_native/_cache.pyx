@@ -24,7 +24,8 @@ moves and evictions at once, and each later operation ``CATCH_UP_STEPS`` more un
 is within its new bounds -- so a decision never stalls the get that made it. Meanwhile the
 cache may hold more than its new ``capacity`` (and the window or protected more than their
 shares), never more than it held when the resize came (at most the old capacity): a put of
-a new key evicts one more than it adds, a get or a removal only lowers the size.
+a new key makes its ``CATCH_UP_STEPS`` too, one eviction at least for itself, so the size only
+falls; a get or a removal only lowers it.
 
 Exceptions: a key's ``__hash__`` or ``__eq__`` may raise; every step that can
 call them runs before the step changes anything, so the exception reaches the

@@ -7,7 +7,7 @@ so what they cost is added to every query. This base class of
 take one back (to the idle stack, or straight to the longest waiter), and
 record what the interval measures (``IntervalRecord``). What is rare stays in
 Python, in the subclass: waiting for a connection (``_wait``), opening and
-closing connections (``_refill``, ``_retire``), the burst limit, the errors,
+closing connections (``_refill``, ``_retire_later``), the burst limit, the errors,
 the controller.
 
 Every change to the pool's books happens under its lock (``_lock``, a
@@ -266,7 +266,7 @@ cdef inline double _timeout_seconds(object timeout) except -1.0:
     return check_number("timeout", timeout, low=0.0)
 
 
-cdef inline bint _set(value):  # a flag that is set: True, or a nonzero int (psycopg2)
+cdef inline bint _flag_is_set(value):  # a flag that is set: True, or a nonzero int (psycopg2)
     return value is True or (type(value) is int and value != 0)
 
 
@@ -382,7 +382,7 @@ cdef class LendingPath:
         """Whether ``conn`` says it is closed or broken (psycopg 3's bool ``closed``/``broken``,
         psycopg2's int ``closed``; a method or other object there says nothing), or cannot say."""
         try:
-            return _set(getattr(conn, "closed", False)) or _set(getattr(conn, "broken", False))
+            return _flag_is_set(getattr(conn, "closed", False)) or _flag_is_set(getattr(conn, "broken", False))
         except Exception:  # its state is unknown: not lent again
             return True
         except BaseException:  # e.g. KeyboardInterrupt in a property: the connection is not lost

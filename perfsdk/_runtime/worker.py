@@ -164,7 +164,7 @@ class Worker(Generic[T]):
         Called from the worker's own thread (an item that shuts perfsdk down), it cannot wait:
         the work it would wait for runs on this thread after the caller returns. It returns at
         once: True if nothing else is queued."""
-        if self._thread is threading.current_thread():
+        if self.on_worker_thread:
             return not self._queue
         deadline = time.monotonic() + timeout_s
         with self._cond:
@@ -232,7 +232,7 @@ class Worker(Generic[T]):
         return thread is not None and thread.is_alive()
 
     @property
-    def current(self) -> bool:
+    def on_worker_thread(self) -> bool:
         """Is the caller running on the worker's thread?"""
         return self._thread is threading.current_thread()
 
@@ -251,7 +251,7 @@ class Worker(Generic[T]):
             self._serve()
         finally:  # left by an exception past the guards (a logging handler's, counting a fault): a new thread
             with self._cond:
-                if self._thread is threading.current_thread():
+                if self.on_worker_thread:
                     self._thread = None  # submit() starts one; a ticking worker or queued work, now
                     if (self._queue or self._ticking) and not (self._shutdown or self._parking):
                         self._ensure_thread()
@@ -264,7 +264,7 @@ class Worker(Generic[T]):
                     self._cond.wait(max(self._linger_until - time.monotonic(), 0.0))
                 while not self._queue:
                     if self._shutdown or self._parking:
-                        self._thread = None if self._thread is threading.current_thread() else self._thread
+                        self._thread = None if self.on_worker_thread else self._thread
                         return
                     if self._ticking and self.tick_interval_s:
                         wait = next_tick - time.monotonic()

@@ -80,7 +80,8 @@ class AdaptivePool(LendingPath):
         Called with a connection when it comes back (e.g. roll back an open
         transaction); if it raises, the connection is retired.
     close_connection
-        Closes a retired connection (default: its ``close()``), on the pool's thread.
+        Closes a retired connection (default: its ``close()``), on the pool's thread (in
+        ``close()``, on its caller's).
     max_lifetime, max_idle
         Connections older than this, or idle longer than this (seconds), are retired
         (idle ones only while the pool has more than ``min_size``).
@@ -126,6 +127,14 @@ class AdaptivePool(LendingPath):
     (1, 0)
     >>> pool.close()
     """
+
+    # the books (``_reset_books``), set anew in a forked child
+    callbacks_dropped: int
+    last_factory_error: BaseException | None
+    _backoff: float
+    _decision_due: float
+    _closing_record: IntervalRecord
+    _last_interval: dict[str, float]
 
     value_name = "size"  # the controller's guardrails: "min_size", "max_size"
 
@@ -178,26 +187,11 @@ class AdaptivePool(LendingPath):
         self.mode = mode
         self.name = name
         self.on_decision = on_decision
-        self.callbacks_dropped = 0
         self._target = size
-        self._lock = threading.Lock()
-        self._idle = []  # most recently returned last
-        self._in_use = {}
-        self._waiters = deque()
-        self._opening = 0  # connections the maintenance thread is making
         self._closed = False
-        self._counts = dict.fromkeys(COUNTS, 0)
-        self._acquired_before = 0  # acquisitions in the intervals before the current one
-        self._controller_cpu = 0.0  # CPU seconds the controller's decisions took (on the pool's thread)
-        self._metrics_cpu = 0.0  # CPU seconds recording the OTel histograms took (on the pool's thread)
-        self._decision_due = 0.0  # a settled pool skips decisions until then, while its load is steady
-        self.last_factory_error: BaseException | None = None
-        self._backoff = 0.0
         self._evidence = PoolEvidence(max_size)
         self._forecast = controller.arrival_forecast() if controller is not None else None
-        self._record = self._new_record(time.monotonic(), 0)
-        self._closing_record = self._record  # the interval the controller is judging
-        self._last_interval: dict[str, float] = {}
+        self._reset_books()
         self._maker: Worker[Callable[[], Any]] = Worker(f"perfsdk-pool-{name}-open", max_queue=max_size + 1,
                                                         faults=self.faults)
         self._ticker: Worker[Callable[[], Any]] = Worker(
@@ -408,7 +402,7 @@ class AdaptivePool(LendingPath):
                 self.faults.record("closing a connection", exc)
                 if not isinstance(exc, Exception):
                     interrupted = interrupted or exc
-        if interrupted is not None and not (self._ticker.current or self._maker.current):
+        if interrupted is not None and not (self._ticker.on_worker_thread or self._maker.on_worker_thread):
             raise interrupted
 
     def _shortage(self, what: str) -> str:  # under the lock
@@ -614,20 +608,26 @@ class AdaptivePool(LendingPath):
         """In a forked child: the parent's connections are the parent's (never reuse a socket
         across a fork); the pool starts empty and opens its own, and its counts and interval are
         its own (``opened == retired`` after its close). What the controller learned is kept."""
+        self._reset_books()
+
+    def _reset_books(self) -> None:
+        """A new pool's connections, queue and counts -- and a forked child's (see ``_after_fork``)."""
         self._lock = threading.Lock()
-        self._idle = []
+        self._idle = []  # most recently returned last
         self._in_use = {}
         self._waiters = deque()
-        self._opening = 0
+        self._opening = 0  # connections the maintenance thread is making
         self._closed_lent = set()
         self._counts = dict.fromkeys(COUNTS, 0)
-        self._acquired_before = 0
-        self._controller_cpu = self._metrics_cpu = 0.0
+        self._acquired_before = 0  # acquisitions in the intervals before the current one
+        self._controller_cpu = 0.0  # CPU seconds the controller's decisions took (on the pool's thread)
+        self._metrics_cpu = 0.0  # CPU seconds recording the OTel histograms took (on the pool's thread)
+        self._decision_due = 0.0  # a settled pool skips decisions until then, while its load is steady
         self.callbacks_dropped = 0
         self.last_factory_error = None
         self._backoff = 0.0
         self._record = self._new_record(time.monotonic(), 0)
-        self._closing_record = self._record
+        self._closing_record = self._record  # the interval the controller is judging
         self._last_interval = {}
 
     def __repr__(self) -> str:

@@ -253,9 +253,9 @@ class AlertPipeline(StreamingDetector, PipelineCore):
             m._checked(snap[lo:hi])
 
     def _load(self, snap: np.ndarray) -> None:
-        """Put a checked snapshot (or one just taken here) in place."""
+        """Put a checked snapshot in place."""
         for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
-            m.restore(snap[lo:hi])  # in place, through the member's own checks and hooks
+            m.restore(snap[lo:hi])  # in place, through the member's hooks (ARIMA's: a new life for its fits)
         self.state[: self._own] = snap[: self._own]
 
     def reset(self) -> None:

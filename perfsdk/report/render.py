@@ -25,7 +25,7 @@ from perfsdk.report.data import (
     COMPARISON, Buckets, Controller, Demo, Fault, RouteLatency, Run, controllers, incidents, load, route_latency,
 )
 from perfsdk.report.forecast import LEVEL, ForecastBand, forecast_band
-from perfsdk.report.svg import PALETTE, Chart, clock
+from perfsdk.report.svg import PALETTE, Chart, clip, clock
 
 __all__ = ["render", "write_report"]
 
@@ -369,7 +369,7 @@ def _decision_tip(t_ns: int, explanation: str | None) -> str:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= TIP_CHARS else text[:TIP_CHARS - 1] + "…"
+    return clip(text, TIP_CHARS)
 
 
 def _value_chart(ctx: _Context, ctl: Controller, t: np.ndarray, title: str, unit: str, label: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["PALETTE", "Chart", "clock", "nice_step"]
+__all__ = ["PALETTE", "Chart", "clip", "clock", "nice_step"]
 
 #: Distinct colours for series (Tableau 10, readable on white and in print).
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
@@ -54,6 +54,15 @@ def nice_step(span: float, ticks: int = 6) -> float:
 TITLE_CHARS = 200  # the most of a plot's title shown
 _TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600,
                43200, 86400)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis its last (a name can be megabytes).
+
+    >>> clip("checkout", 5), clip("cart", 5)
+    ('chec…', 'cart')
+    """
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def clock(t_ns: float, with_ms: bool = False, days: bool = False) -> str:
@@ -114,8 +123,7 @@ class Chart:
                  log_y: bool | None = False, y_floor: float | None = None, y_ceiling: float | None = None,
                  categories: Sequence[str] | None = None) -> None:
         lo, hi = x_range
-        title = title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 1] + "…"
-        self.title, self.y_label, self.t0_ns = title, y_label, t0_ns
+        self.title, self.y_label, self.t0_ns = clip(title, TITLE_CHARS), y_label, t0_ns
         self.x_lo, self.x_hi = float(lo), float(hi) if hi > lo else float(lo) + 1.0
         self.log_y, self.y_floor, self.y_ceiling = log_y, y_floor, y_ceiling
         self.categories = list(categories) if categories is not None else None
