@@ -275,7 +275,7 @@ class StreamingDetector:
     def _rewind(self, snapshot: np.ndarray) -> None:
         """Put back a ``snapshot()`` this detector took moments ago, in this same life (a
         preview's undo): unlike ``restore``, what it has in flight stays its own."""
-        self.state[:] = snapshot
+        self._load(snapshot)
 
     def reset(self) -> None:
         """Forget everything learned; parameters stay."""

@@ -806,16 +806,15 @@ def _matches(route: _Route, method: str, template: str) -> bool:
     normalises the path would serve a route the traffic never showed (``/products/%2e%2e/admin``)."""
     if method != route.method:
         return False
-    parts = template.split("?", 1)[0].split("/")[1:]
-    for part in parts:
-        text = unquote(_fill(part)[0])
+    filled = [_fill(part) for part in template.split("?", 1)[0].split("/")[1:]]
+    for literal, _ in filled:
+        text = unquote(literal)
         if text in (".", "..") or "/" in text or "\\" in text:
             return False
     n = len(route.segments)
-    if len(parts) != n and not (route.rest and len(parts) > n):
+    if len(filled) != n and not (route.rest and len(filled) > n):
         return False
-    for i, part in enumerate(parts[:n]):  # beyond n: taken by the <path:...> parameter
-        literal, templated = _fill(part)
+    for i, (literal, templated) in enumerate(filled[:n]):  # beyond n: taken by the <path:...> parameter
         if templated and not route.params[i]:
             return False
         if not route.segments[i].fullmatch(literal):
