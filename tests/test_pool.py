@@ -1221,6 +1221,35 @@ def test_an_interrupt_anywhere_once_queued_leaves_no_dead_waiter_and_loses_no_co
     pool.close()
 
 
+def test_an_interrupt_while_release_waits_for_the_lock_gives_the_connection_back_first():
+    """An interrupt (Ctrl-C) landing while ``release`` waited for the pool's busy lock left the
+    connection lent for good: now the lock is taken all the same and the interrupt raised after."""
+    pool = fixed(min_size=1, max_size=1)
+    held = pool.acquire()
+    real = pool._lock
+
+    class BusyLock:  # the first acquire is interrupted, as a signal landing while another holds it
+        interrupted = False
+
+        def acquire(self, *args):
+            if not BusyLock.interrupted:
+                BusyLock.interrupted = True
+                raise Interrupt()
+            return real.acquire(*args)
+
+        def release(self):
+            real.release()
+
+    pool._lock = BusyLock()
+    with pytest.raises(Interrupt):
+        pool.release(held)
+    pool._lock = real
+    assert BusyLock.interrupted and pool.stats()["in_use"] == 0 and pool.stats()["idle"] == 1
+    with pool.connection(timeout=1.0) as conn:
+        assert conn is held
+    pool.close()
+
+
 def test_min_size_0_lends_and_only_lets_idle_connections_go():
     """``min_size=0`` made the size 0: a fixed pool never opened a connection, and a controlled one
     opened and retired one per acquisition, then stalled (and its what-ifs divided by the size)."""

@@ -406,14 +406,17 @@ cdef class LendingPath:
             self._lock_release()
         self._give_back(None, False, now, waiter)
 
-    cdef int _lock_steadily(self) except -1:
-        """Take the pool's lock even if an interrupt lands while it is busy (dropped: the caller's goes on)."""
+    cdef object _lock_steadily(self):
+        """Take the pool's lock even if an interrupt lands while it is busy; the first such interrupt
+        is returned (None if none), for the caller to raise once its books are straight, or drop."""
+        interrupted = None
         while True:
             try:
                 self._lock_acquire()
-                return 0
-            except BaseException:
-                pass
+                return interrupted
+            except BaseException as exc:
+                if interrupted is None:
+                    interrupted = exc
 
     cdef Lent _take(self, double timeout, double since=0.0, bint again=False):
         """A connection within ``timeout``; ``again``: a caller whose last one failed its check,
@@ -490,11 +493,8 @@ cdef class LendingPath:
         cdef Lent record, retire = None
         cdef double held
         cdef Py_ssize_t limit = 0, waiting
-        interrupted = None
-        if waiter is None:
-            self._lock_acquire()
-        else:
-            self._lock_steadily()
+        # an interrupt while the lock is busy (a release's) is raised once the connection is back
+        interrupted = self._lock_steadily()
         try:
             if waiter is not None:
                 if waiter.record is None:  # given back already
@@ -512,7 +512,7 @@ cdef class LendingPath:
                 try:
                     limit = self._burst_limit()  # Python code, where an interrupt may land: before the books change
                 except BaseException as exc:  # the connection goes back all the same; raised once it is
-                    limit, interrupted = self._target, exc
+                    limit, interrupted = self._target, interrupted or exc
             self._elapse(now)
             del self._in_use[key]
             held = now - record.taken
