@@ -10,7 +10,7 @@ STAMP := $(VENV)/.perfsdk-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py perfsdk/_native/layout.py $(wildcard perfsdk/_native/*.pyx perfsdk/_native/_cache*.pxi)
+$(STAMP): pyproject.toml setup.py perfsdk/_native/layout.py $(filter-out %/_layout.pxi,$(wildcard perfsdk/_native/*.pyx perfsdk/_native/*.pxd perfsdk/_native/*.pxi))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --prefer-binary -e '.[test]'

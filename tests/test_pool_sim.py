@@ -147,6 +147,32 @@ def test_queuepool_grows_to_overflow_on_demand_and_keeps_pool_size():
     assert limit[P.PL_QP_OPEN] == 5 and limit[P.PL_QP_IDLE] == 5  # overflow closed on return
 
 
+def test_retire_surplus_closes_a_connection_back_beyond_pool_size_as_adaptivepool_does():
+    """``AdaptivePool`` retires a connection that comes back while more than its size are open (a
+    burst's), where a ``QueuePool`` keeps it idle while fewer than ``pool_size`` are idle: the
+    simulated perfsdk pool kept its bursts' connections, counting up to ``pool_size`` too many."""
+    rates = [30_000.0] * 2 + [50.0] * 3  # a burst to 15 in use, then a trickle (rarely two at once)
+    kept = K.pool_limit_queuepool(5, 10)
+    _, _, _, kept_areas = run(kept, rates, capacity=15, timeout=0.1, chunk=0.5)
+    retired = K.pool_limit_queuepool(5, 10, retire_surplus=True)
+    _, done, _, areas = run(retired, rates, capacity=15, timeout=0.1, chunk=0.5)
+    assert done[:, 2].max() == 15 and retired[P.PL_QP_OPEN] == 5  # the burst happened, then was closed
+    assert retired[P.PL_QP_IDLE] <= 5
+    assert areas[2] < kept_areas[2]  # fewer connection-seconds: the surplus went as it came back
+
+
+def test_the_simulated_perfsdk_pool_opens_its_size_and_retires_idle_ones_beyond_it():
+    """As ``AdaptivePool.resize``: a grow opens up to the size at once (its maker thread), a shrink
+    retires idle connections beyond it."""
+    limit = K.pool_limit_fixed(pool_eval.START)
+    pool = pool_eval.SimulatedPool(limit, PoolController(interval_seconds=1.0), size=6)
+    assert limit[P.PL_QP_OPEN] == 6 == limit[P.PL_QP_IDLE]
+    pool.apply(9, None)
+    assert limit[P.PL_QP_OPEN] == 9 == limit[P.PL_QP_IDLE]
+    pool.apply(4, None)
+    assert limit[P.PL_QP_OPEN] == 4 == limit[P.PL_QP_IDLE] and limit[P.PL_QP_POOL_SIZE] == 4
+
+
 def test_a_new_connection_takes_its_opening_time_and_an_idle_one_none():
     """``connect``: a caller with no idle connection waits that long for a new one (the real pool
     opens burst connections on a background thread: 2.2 ms to PostgreSQL on loopback here), unless

@@ -306,9 +306,15 @@ class SimulatedPool:
         size = self._target
         burst = self._evidence.burst_limit(size, self.max_size, BURST)
         if self.limit[kernels_pool.PL_KIND] != kernels_pool.LIMIT_QUEUEPOOL:
-            self.limit[:] = kernels.pool_limit_queuepool(size, burst - size, CONNECT_S)
+            self.limit[:] = kernels.pool_limit_queuepool(size, burst - size, CONNECT_S, retire_surplus=True)
         self.limit[kernels_pool.PL_QP_POOL_SIZE] = size
         self.limit[kernels_pool.PL_LIMIT] = self.limit[kernels_pool.PL_MAX] = burst
+        # as AdaptivePool.resize: opened up to the size at once (its maker thread), idle ones beyond it retired
+        change = size - self.limit[kernels_pool.PL_QP_OPEN]
+        if change < 0:
+            change = -min(-change, self.limit[kernels_pool.PL_QP_IDLE])
+        self.limit[kernels_pool.PL_QP_OPEN] += change
+        self.limit[kernels_pool.PL_QP_IDLE] += change
 
 
 #: Options for every PoolController made here (``--connection-weight`` sets one).

@@ -104,6 +104,7 @@ PL_QP_POOL_SIZE = 10
 PL_QP_OPEN = 11
 PL_QP_IDLE = 12
 PL_QP_CONNECT = 13  # seconds a new connection takes to open: a waiter gets one only after that long
+PL_QP_RETIRE = 14  # 1: a connection returned beyond pool_size is closed (AdaptivePool), not kept idle
 PL_SIZE = 18
 
 LIMIT_FIXED, LIMIT_AIMD, LIMIT_VEGAS, LIMIT_GRADIENT2, LIMIT_QUEUEPOOL = 0.0, 1.0, 2.0, 3.0, 4.0
@@ -183,7 +184,8 @@ def pool_limit_gradient2(initial_limit: int = 20, min_limit: int = 20, max_concu
     return state
 
 
-def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10, connect: float = 0.0) -> np.ndarray:
+def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10, connect: float = 0.0,
+                         retire_surplus: bool = False) -> np.ndarray:
     """SQLAlchemy ``QueuePool``'s defaults: ``pool_size`` kept, up to ``max_overflow`` more on
     demand; connections are made when first needed (none open at the start). ``connect``: the
     seconds opening one takes -- a caller with no idle connection to take waits that long for a
@@ -191,6 +193,7 @@ def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10, connect: fl
     state = _limit(LIMIT_QUEUEPOOL, pool_size + max_overflow, 0, pool_size + max_overflow)
     state[PL_QP_POOL_SIZE] = pool_size
     state[PL_QP_CONNECT] = connect
+    state[PL_QP_RETIRE] = 1.0 if retire_surplus else 0.0
     return state
 
 
@@ -513,9 +516,15 @@ def pool_sim_advance(sim, limit, rates, costs, t_end, done, acquired, pos, areas
             else:
                 pool_limit_sample(limit, max(np.int64(1), np.int64(hold * 1e9)), np.int64(level), False)
             _admit(sim, limit, now, acquired, pos)
-            if limit[PL_KIND] == LIMIT_QUEUEPOOL and limit[PL_QP_IDLE] > limit[PL_QP_POOL_SIZE]:
-                limit[PL_QP_OPEN] -= limit[PL_QP_IDLE] - limit[PL_QP_POOL_SIZE]  # the queue is full: closed
-                limit[PL_QP_IDLE] = limit[PL_QP_POOL_SIZE]
+            if limit[PL_KIND] == LIMIT_QUEUEPOOL:
+                if limit[PL_QP_RETIRE] > 0.0:  # AdaptivePool: one back beyond the size is closed
+                    surplus = min(limit[PL_QP_IDLE], limit[PL_QP_OPEN] - limit[PL_QP_POOL_SIZE])
+                    if surplus > 0.0:
+                        limit[PL_QP_OPEN] -= surplus
+                        limit[PL_QP_IDLE] -= surplus
+                elif limit[PL_QP_IDLE] > limit[PL_QP_POOL_SIZE]:
+                    limit[PL_QP_OPEN] -= limit[PL_QP_IDLE] - limit[PL_QP_POOL_SIZE]  # the queue is full: closed
+                    limit[PL_QP_IDLE] = limit[PL_QP_POOL_SIZE]
         elif waiting > 0 and t_out <= t:
             sim[PS_QUEUE_HEAD] = (np.int64(sim[PS_QUEUE_HEAD]) + 1) % qcap
             sim[PS_QUEUE_LEN] -= 1.0

@@ -51,7 +51,8 @@ __all__ = ["SAMPLES", "IntervalRecord", "PoolEvidence", "erlang_c", "load_steady
 DECAY = 0.8
 STEADY = 1.25  # a settled pool skips decisions while arrivals and use stay within this factor of the last judged
 TAIL_ACQUISITIONS = 1000  # an interval with this many acquisitions is judged on its p99 (ten beyond it)
-BURST_HEADROOM = 4  # the fewest extra connections a burst may open (a small pool's share is too few for a spike)
+BURST_HEADROOM = 8  # the fewest extra connections a burst may open (a small pool's share is too few for a spike)
+MODEL_MARGIN = 0.05  # how much better a grow only the model estimates must promise, where a burst covers the rest
 RETROGRADE = 1.1  # a level above the fitted peak must serve this many times less for the peak to cap the pool
 MEASURED_FOR = 30  # intervals a size's measured tail stands for, under a load like the one it was measured at
 NOISE_PRIOR = 0.1  # how much one interval's tail differs from the last at the same size, until measured
@@ -142,6 +143,8 @@ class PoolEvidence:
         self.new_sum = [0.0] * self.levels  # this interval's share of the sums
         self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
+        self.intervals = 0  # intervals seen (``decay``), and the last at which the ceiling was witnessed
+        self.ceiling_witnessed = 0
         self._fit: tuple[float, float, float] | None = None  # the curve through the levels seen (until they change)
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
         #: size -> (tail ms, averaged; the load then; when it was last measured)
@@ -249,6 +252,7 @@ class PoolEvidence:
         return np.array([self.hold_at(level) for level in range(1, max(1, min(top, len(self.hold_sum) - 1)) + 1)])
 
     def decay(self) -> None:
+        self.intervals += 1
         self.hold_sum = [s * DECAY for s in self.hold_sum]
         self.hold_count = [c * DECAY for c in self.hold_count]
         self._fit = None
@@ -329,6 +333,9 @@ class PoolEvidence:
                     # a move must promise more than the noise (10 % at most: a pool stuck a step off the
                     # best, in noise it cannot see past, costs more than a few moves)
                     estimates[action] *= 1.0 + min(self.noise, MAX_MARGIN)
+                elif other > size and self.burst_ok:  # a grow on the model's word alone: connections cost,
+                    estimates[action] *= 1.0 + MODEL_MARGIN  # and the burst covers a spike (none in a closed loop)
+                    how[action] += f" +{MODEL_MARGIN:.0%}, a grow's margin"
         what_if = {action: reward(tail_ms, candidates[action]) for action, tail_ms in estimates.items()}
         summary = (f"p95 {p95 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms (judged on {tail * 1e3:.2f} ms; wait p95 "
                    f"{features['wait_p95_ms']:.2f} ms, hold p50 "
@@ -362,6 +369,9 @@ class PoolEvidence:
                             f"{floor} connections serve that best")
             else:
                 floor = None
+        lapsed = self.last_ceiling if floor is None and not record.timeouts and self.lapse_ceiling() else None
+        if lapsed is not None:
+            summary += f"; the ceiling at {lapsed} connections lapsed (not seen again in {MEASURED_FOR} intervals)"
         ceiling = self.ceiling(max_size)
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
@@ -435,8 +445,8 @@ class PoolEvidence:
         """The most connections open while callers wait: ``burst`` as a share more than ``size``,
         ``BURST_HEADROOM`` at least, within ``max_size`` and the ceiling -- none in a closed loop.
 
-        >>> PoolEvidence(32).burst_limit(8, 32, 0.5), PoolEvidence(32).burst_limit(2, 32, 0.5)
-        (12, 6)
+        >>> PoolEvidence(32).burst_limit(20, 32, 0.5), PoolEvidence(32).burst_limit(2, 32, 0.5)
+        (30, 10)
         """
         if burst <= 0 or not self.burst_ok:
             return size
@@ -449,7 +459,7 @@ class PoolEvidence:
         measured above the peak really served ``RETROGRADE`` times less than the best level
         at or below it; None before. The last one found stands while that does not hold: in
         a congestion collapse every level is slow at once and the curve flattens -- the
-        moment not to forget the peak.
+        moment not to forget the peak -- until it lapses (``lapse_ceiling``).
 
         The measured fall is what tells a database that serves less from a process whose
         requests share the CPU: there a connection's hold lengthens with the requests in
@@ -475,8 +485,29 @@ class PoolEvidence:
                 served = {n: n / hold for n, hold in measured.items() if hold > 0}
                 best = max((x for n, x in served.items() if n <= peak), default=0.0)
                 if any(x * RETROGRADE <= best for n, x in served.items() if n > peak):
-                    self.last_ceiling = peak
+                    self.last_ceiling, self.ceiling_witnessed = peak, self.intervals
         return self.last_ceiling
+
+    def lapse_ceiling(self) -> bool:
+        """Forget a ceiling not witnessed again for ``MEASURED_FOR`` intervals (whether it did) --
+        asked only while the pool keeps up (in a congestion collapse the peak must stand): capped
+        there, the pool never measures the levels above it that could show it wrong (a noisy
+        level, a query cost since changed).
+
+        >>> evidence = PoolEvidence(64)
+        >>> for level in list(range(1, 13)) * 5:
+        ...     evidence.record_hold(level, 0.001 * (1 + 0.02 * level * (level - 1)))
+        >>> evidence.ceiling(64)
+        8
+        >>> for _ in range(MEASURED_FOR + 1):
+        ...     evidence.decay()          # levels above 8 no longer measured: nothing witnesses it
+        >>> evidence.lapse_ceiling(), evidence.last_ceiling
+        (True, None)
+        """
+        if self.last_ceiling is None or self.intervals - self.ceiling_witnessed <= MEASURED_FOR:
+            return False
+        self.last_ceiling = None
+        return True
 
     def keep_up(self, size: int, max_size: int, arrivals: float, waiting: int, elapsed: float) -> int:
         """Connections that serve ``arrivals`` a second at 85 % utilisation and drain ``waiting``
