@@ -125,16 +125,14 @@ def _json_safe(record: dict) -> dict:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from perfsdk.export.analyze import analyze
+    from perfsdk.export.analyze import analyze, export_root
 
-    path = Path(args.path)
-    # anomalies go beside the spans table, never inside it
-    default_out = path.parent if path.name == "spans" else path if path.is_dir() else path.parent
     try:
-        result = analyze(args.path, out=args.out or default_out, detector=args.detector,
+        # anomalies go beside the spans table, never inside it (analyze refuses an --out there)
+        result = analyze(args.path, out=args.out or export_root(args.path), detector=args.detector,
                          threshold=args.threshold, scheduler=args.scheduler, progress=not args.quiet,
                          confirm=args.confirm)
-    except (FileNotFoundError, ValueError, ImportError, ConnectionError) as exc:
+    except (OSError, ValueError, ImportError) as exc:  # OSError: a missing input, an unwritable --out
         raise InputError(str(exc)) from None
     print(result.summary())
     return 0

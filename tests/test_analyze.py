@@ -274,3 +274,86 @@ def test_a_file_arrow_cannot_cast_is_skipped_and_named(tmp_path):
     anomalies, figures, skipped = analyze_partition([str(path)])
     assert anomalies.num_rows == 0 and figures == {}
     assert len(skipped) == 1 and skipped[0].startswith(str(path)) and "out of bounds" in skipped[0]
+
+
+def export_cart_spans(root, service: str, slow: range = range(0)) -> None:
+    """300 GET /cart spans of about 10 ms (5x slower at ``slow``) into one file under ``root``."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(root))))
+    tracer = provider.get_tracer("t")
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        duration = rng.normal(10.0, 0.5) * (5 if i in slow else 1)
+        span = tracer.start_span("GET /cart", start_time=T0 + i * 10**9)
+        span.end(end_time=T0 + i * 10**9 + int(duration * 1e6))
+    provider.shutdown()
+
+
+def test_services_whose_names_share_a_directory_are_analysed_apart(tmp_path):
+    """"shop api" and "shop/api" both write to service=shop_api: analyze ran their spans of one name as one
+    series and labelled everything with the first service. A series is a (service, name)."""
+    export_cart_spans(tmp_path, "shop api")
+    export_cart_spans(tmp_path, "shop/api", slow=range(200, 210))
+    assert len(span_partitions(tmp_path)) == 1  # one directory for both
+    result = analyze(tmp_path, out=tmp_path / "out", detector="zscore", progress=False)
+    assert {key: f["spans"] for key, f in result.names.items()} == {("shop api", "GET /cart"): 300,
+                                                                    ("shop/api", "GET /cart"): 300}
+    (row,) = result.anomalies.to_pylist()
+    assert (row["service.name"], row["series"]) == ("shop/api", "GET /cart")
+    assert read(tmp_path, service="shop/api").column("span_id").to_pylist().count(row["span_id"]) == 1
+    assert read(tmp_path / "out", table="anomalies").column("service.name").to_pylist() == ["shop/api"]
+
+
+def test_analyzing_one_file_writes_beside_the_spans_table(tmp_path, capsys):
+    """Given one span file, analyze wrote its anomalies inside the spans table (spans/service=.../date=.../
+    anomalies/...), and the spans no longer read."""
+    export_cart_spans(tmp_path, "shop", slow=range(200, 210))
+    (one,) = tmp_path.rglob("part-*.arrow")
+    assert main(["analyze", str(one), "--quiet", "--detector", "zscore"]) == 0
+    assert "1 anomalies" in capsys.readouterr().out
+    assert read(tmp_path).num_rows == 300 and not list((tmp_path / "spans").rglob("anomalies"))
+    assert read(tmp_path, table="anomalies").num_rows == 1  # beside spans/
+
+
+def test_an_out_inside_a_spans_table_or_a_file_is_refused_at_once_in_one_line(dataset, tmp_path, capsys):
+    """``--out`` a file failed with a traceback after the whole analysis, having deleted the earlier
+    output; ``--out`` inside a spans table broke the spans' reading."""
+    import shutil
+
+    root = tmp_path / "export"
+    shutil.copytree(dataset, root)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    inside = root / "spans" / "service=shop" / "anomalies-here"
+    for out, message in ((notes, f"out {notes} is a file"), (inside, f"is inside the spans table {root / 'spans'}")):
+        assert main(["analyze", str(root), "--quiet", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not inside.exists() and read(root).num_rows == 4000
+    with pytest.raises(ValueError, match="is a file"):
+        analyze(root, out=notes, progress=False)  # the API as the command
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ (POSIX)")
+def test_output_that_cannot_be_written_keeps_the_earlier_output_and_says_so_in_one_line(dataset, tmp_path):
+    """The earlier run's anomalies were deleted before the new ones were written: a write that failed
+    (a full disk, here a file-size limit) left none, and a traceback."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    earlier = analyze(dataset, out=out, progress=False, detector="zscore").anomalies
+    files = sorted(out.rglob("part-*"))
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "analyze", str(dataset), "--quiet", "--detector",
+                           "zscore", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=small_disk)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "File too large" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(out.rglob("part-*")) == files and read(out, table="anomalies").to_pylist() == earlier.to_pylist()

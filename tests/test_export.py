@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -184,7 +184,7 @@ def test_files_rotate_by_size_and_by_age(tmp_path):
     assert len(published(tmp_path / "size")) > 3
     assert read(tmp_path / "size").num_rows == 200
 
-    exporter = ArrowSpanExporter(str(tmp_path / "age"), max_age_s=0.05)
+    exporter = ArrowSpanExporter(str(tmp_path / "age"), max_age_s=0.05, timer=False)  # rotated by writes alone
     provider = provider_for(exporter)
     make_spans(provider, 5)
     time.sleep(0.1)
@@ -592,6 +592,8 @@ def test_closing_the_export_keeps_one_deadline_even_with_a_write_stuck(tmp_path)
     release = threading.Event()
 
     class StuckFile:
+        rows_written = 0
+
         def write(self, batch):
             release.wait(60)
 
@@ -616,3 +618,158 @@ def test_closing_the_export_keeps_one_deadline_even_with_a_write_stuck(tmp_path)
     finally:
         release.set()
         sdk.shutdown()
+
+
+def test_exporting_nothing_succeeds_and_counts_nothing(tmp_path):
+    """``export([])`` (an OTel processor may call it) failed on joining no columns and counted a fault."""
+    exporter = ArrowSpanExporter(str(tmp_path))
+    assert exporter.export([]) == SpanExportResult.SUCCESS
+    stats = exporter.stats()
+    assert (stats["spans_exported"], stats["spans_failed"], stats["faults"]) == (0, 0, {})
+
+
+def run_on_a_small_disk(script: str, *args: str) -> dict:
+    """``SMALL_DISK`` and ``script`` in a child process, which sets how large its files may grow
+    (``RLIMIT_FSIZE``: a write beyond fails with EFBIG, as on a full disk); what it prints last, as
+    JSON, and its stderr."""
+    import json
+
+    code = textwrap.dedent(SMALL_DISK) + textwrap.dedent(script)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {**json.loads(done.stdout.splitlines()[-1]), "stderr": done.stderr}
+
+
+SMALL_DISK = """
+    import glob, json, os, resource, signal, sys
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from perfsdk.export import ArrowSpanExporter, read, recover
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
+
+    def limit(size):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    def exporter_at(root, **options):
+        exporter = ArrowSpanExporter(root, timer=False, **options)
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return exporter, provider, provider.get_tracer("t")
+
+    def open_file(root):
+        return (glob.glob(f"{root}/spans/*/*/.part-*.tmp") or [None])[0]
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ (POSIX)")
+def test_a_file_that_cannot_be_published_after_its_write_counts_its_spans_once(tmp_path):
+    """A write whose file then reached ``max_bytes`` and could not be closed (its footer did not fit) was
+    counted failed by the exporter and lost by the writer: -1 spans exported and 4 failed, of 3."""
+    found = run_on_a_small_disk("""
+    exporter, provider, tracer = exporter_at(sys.argv[1] + "/dry")
+    with tracer.start_as_current_span("GET /a"):
+        pass
+    one_span = os.path.getsize(open_file(sys.argv[1] + "/dry"))  # a file of one span, before its footer
+    exporter, provider, tracer = exporter_at(sys.argv[1] + "/full", max_bytes=1)  # published after each write
+    limit(one_span + 8)  # each span's batch fits; its file's footer does not
+    for _ in range(3):
+        with tracer.start_as_current_span("GET /a"):
+            pass
+    limit(resource.RLIM_INFINITY)
+    provider.shutdown()
+    stats = exporter.stats()
+    print(json.dumps({"exported": stats["spans_exported"], "failed": stats["spans_failed"],
+                      "readable": read(sys.argv[1] + "/full").num_rows}))
+    """, str(tmp_path))
+    assert (found["exported"], found["failed"], found["readable"]) == (0, 3, 0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ (POSIX)")
+def test_a_write_error_counts_the_open_files_spans_lost_and_names_the_file_to_recover(tmp_path):
+    """A failed write gives up the open file: its 50 earlier spans were counted exported, never published,
+    and nothing said where they were. Now they are counted failed and the hidden file is named."""
+    found = run_on_a_small_disk("""
+    exporter, provider, tracer = exporter_at(sys.argv[1])
+    for i in range(50):
+        with tracer.start_as_current_span(f"GET /{i}"):
+            pass
+    hidden = open_file(sys.argv[1])
+    limit(os.path.getsize(hidden) + 100)  # the disk fills up: the next batch does not fit
+    with tracer.start_as_current_span("GET /fails"):
+        pass
+    limit(resource.RLIM_INFINITY)  # room again
+    for i in range(5):
+        with tracer.start_as_current_span(f"GET /after{i}"):
+            pass
+    provider.shutdown()
+    stats = exporter.stats()
+    print(json.dumps({"exported": stats["spans_exported"], "failed": stats["spans_failed"], "hidden": hidden,
+                      "readable": read(sys.argv[1]).num_rows, "recovered": recover(hidden).num_rows}))
+    """, str(tmp_path))
+    assert (found["exported"], found["failed"], found["readable"]) == (5, 51, 5)  # 56 spans, each counted once
+    assert found["recovered"] == 50
+    assert "50 rows of the spans table could not be published" in found["stderr"]
+    assert f"perfsdk.export.recover({found['hidden']!r})" in found["stderr"]
+
+
+def wait_for(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_idle_exporters_last_file_is_published_at_its_max_age(tmp_path):
+    """``max_age_s`` was looked at only when the next batch came: an idle service's last spans stayed
+    in a hidden file for as long as it was idle. The exporter's timer publishes it."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    before = set(threading.enumerate())
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(BatchSpanProcessor(ArrowSpanExporter(str(tmp_path), max_age_s=0.5),
+                                                   schedule_delay_millis=50))
+    try:
+        make_spans(provider, 10)
+        assert wait_for(lambda: len(published(tmp_path)) == 1, timeout_s=10)
+        assert read(tmp_path).num_rows == 10 and not list(tmp_path.rglob(".part-*"))
+        assert timers(before)  # the exporter's own
+    finally:
+        provider.shutdown()
+    assert not timers(before)  # ended by shutdown
+
+
+def test_init_publishes_an_idle_services_files_at_their_max_age(tmp_path):
+    """perfsdk.init's export checks its files' age on its writer's tick: no thread of the exporter's own."""
+    before = set(threading.enumerate())
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=tmp_path, sample_resources=False)
+    try:
+        sdk.export.spans.max_age_s = 0.5  # (60 s by default; read as the span file opens)
+        make_spans(provider, 10)
+        assert wait_for(lambda: len(published(tmp_path / "spans")) == 1, timeout_s=10)
+        assert read(tmp_path).num_rows == 10 and not timers(before)
+    finally:
+        sdk.shutdown()
+
+
+def timers(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Span exporters' own timer threads started since ``before``."""
+    return [t for t in threading.enumerate() if t.name == "perfsdk-span-files" and t not in before]
+
+
+def test_read_reads_a_directory_of_arrow_and_parquet_files_both(tmp_path):
+    """An export whose format changed (a restart with format="parquet") holds both kinds: read() took
+    the first file's format for all and called a healthy file of the other kind corrupt."""
+    for fmt, name in (("arrow", "GET /a"), ("parquet", "GET /b"), ("arrow", "GET /c")):
+        provider = provider_for(ArrowSpanExporter(str(tmp_path), format=fmt))
+        make_spans(provider, 3, name=name)
+        provider.shutdown()
+    assert {p.suffix for p in published(tmp_path)} == {".arrow", ".parquet"}
+    spans = read(tmp_path)
+    assert sorted(spans.column("name").to_pylist()) == ["GET /a"] * 3 + ["GET /b"] * 3 + ["GET /c"] * 3
+    assert read(tmp_path / "spans", name="GET /b").num_rows == 3  # the table's directory, filtered
+    assert spans.schema.metadata[b"perfsdk.table"] == b"spans"

@@ -392,6 +392,33 @@ def test_bad_options_are_refused_with_a_clear_error(project, args, message):
     assert message in done.stderr
 
 
+XDIST_OPTION = '''
+def pytest_addoption(parser):  # pytest-xdist's own option, as it declares it ("-n 2" sets it to "load")
+    parser.addoption("--dist", dest="dist", default="no")
+'''
+
+
+def test_the_gate_refuses_to_run_under_xdist_where_nothing_would_be_checked(project):
+    """Under pytest-xdist pytest-benchmark times nothing: the gate blamed --benchmark-disable, checked
+    nothing and passed a 3x slowdown. It refuses to start, saying why (here xdist's option, declared
+    as xdist declares it, is all of xdist it looks at; the next test runs xdist itself where installed)."""
+    (project / "conftest.py").write_text(XDIST_OPTION)
+    for option in ("--perf-gate", "--perf-gate-record"):
+        done = run_pytest(project, "--dist", "load", option, str(project / "history"))
+        assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+        assert f"{option} cannot run under pytest-xdist (-n/--dist)" in done.stderr and "without -n" in done.stderr
+    assert not (project / "history").exists()
+    assert run_pytest(project, "--dist", "no", "--perf-gate", str(project / "history")).returncode == 0
+    assert len(read_history(project / "history")[0]) == 1  # without xdist: checked and recorded
+
+
+def test_the_gate_refuses_to_run_under_real_xdist(project):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed: the test above covers its option")
+    done = run_pytest(project, "-n", "2", "--perf-gate", str(project / "history"))
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert "--perf-gate cannot run under pytest-xdist" in done.stderr
+
+
 def test_a_corrupt_history_file_is_named_and_skipped(project):
     history = project / "history"
     assert run_pytest(project, "--perf-gate-record", str(history)).returncode == 0

@@ -1,9 +1,10 @@
 """``perfsdk analyze``: run the batch detectors over exported spans.
 
 The unit of work is one partition of the spans dataset (one service on one
-day): within it, spans are grouped by name, kept in the order they were
-exported (the order they ended), and each name's durations go through a
-detector's Numba batch kernel. A local run and a Dask run split the work the
+day): within it, spans are grouped by service and name (two services whose
+names map to one directory share a partition, never a series), kept in the
+order they were exported (the order they ended), and each series' durations go
+through a detector's Numba batch kernel. A local run and a Dask run split the work the
 same way, so they produce identical results.
 
 Each name's series is judged exactly as the live processor judges it: the
@@ -35,7 +36,7 @@ from perfsdk.export.reader import read_file
 from perfsdk.export.schema import ANOMALIES, SPANS
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["Analysis", "analyze", "analyze_partition", "span_partitions"]
+__all__ = ["Analysis", "analyze", "analyze_partition", "export_root", "span_partitions"]
 
 SPAN_COLUMNS = ["name", "start_time", "duration_ms", "service.name", "trace_id", "span_id"]
 _SPAN_TYPES = pa.schema([SPANS.field(c).with_nullable(True) for c in SPAN_COLUMNS])  # so every file concatenates
@@ -57,6 +58,36 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
     return [groups[k] for k in sorted(groups)]
 
 
+def export_root(path: str | os.PathLike[str]) -> Path:
+    """The export directory that a spans file or directory belongs to: where ``analyze`` writes
+    its anomalies table by default, beside the spans table, never inside it (a reader of the
+    spans would meet the anomalies' files there).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "spans" / "service=shop" / "date=2026-01-01").mkdir(parents=True)
+    >>> [export_root(root / p) == root for p in ("spans/service=shop/date=2026-01-01/part-1.arrow", "spans", "")]
+    [True, True, True]
+    """
+    path = Path(os.path.abspath(path))
+    directory = path if path.is_dir() else path.parent
+    while directory.name.startswith(("service=", "date=")):  # up through the partitions
+        directory = directory.parent
+    return directory.parent if directory.name == "spans" else directory
+
+
+def _check_out(out: Path) -> None:
+    """``ValueError`` naming ``out`` unless the anomalies can go there: a directory (or none yet),
+    outside every spans table."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file: give a directory (the anomalies table goes under it)")
+    absolute = Path(os.path.abspath(out))
+    for directory in (absolute, *absolute.parents):
+        if directory.name == "spans" and any(directory.glob("service=*")):
+            raise ValueError(f"out {out} is inside the spans table {directory}: give a directory beside it "
+                             f"(such as {directory.parent}), or the spans would no longer read")
+
+
 def analyze_partition(
     files: Sequence[str], detector: str = "default", threshold: float | None = None,
     min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = DEFAULT_CONFIRM,
@@ -75,23 +106,23 @@ def analyze_partition(
     if not tables:
         return ANOMALIES.empty_table(), {}, skipped
     spans = pa.concat_tables(tables)
-    encoded = pc.dictionary_encode(spans.column("name")).combine_chunks()
-    codes = encoded.indices.to_numpy()
-    names = encoded.dictionary.to_pylist()
+    name_codes, names = _codes(spans.column("name"))
+    # a series is a (service, name): the services of a partition are one unless two names
+    # map to one directory ("shop api", "shop/api"), and those are never one series
+    service_codes, services = _codes(spans.column("service.name"))
+    codes = service_codes.astype(np.int64) * len(names) + name_codes
     durations = spans.column("duration_ms").to_numpy()
-    if len(names) <= 2**16:
+    if len(names) * len(services) <= 2**16:
         codes = codes.astype(np.uint16)  # numpy's stable sort is a radix sort for 16-bit keys
-    order = np.argsort(codes, kind="stable")  # by name, keeping export order within a name
+    order = np.argsort(codes, kind="stable")  # by series, keeping export order within one
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    services = spans.column("service.name")
-    service = services[0].as_py() if len(services) else "unknown_service"
     hits: list[np.ndarray] = []
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     figures: dict[tuple[str, str], dict[str, Any]] = {}
     for group in np.split(order, bounds):
         if not len(group):
             continue
-        name = names[codes[group[0]]]
+        service, name = services[service_codes[group[0]]], names[name_codes[group[0]]]
         det = make(name)
         values = durations[group]
         if isinstance(det, AlertPipeline):  # it raises alerts; they are confirmed as the live bank does
@@ -116,7 +147,13 @@ def analyze_partition(
             parts["threshold"].append(bands[starts])
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
             parts["run_end"].append(group[ends])
-    return _anomaly_table(spans, service, hits, parts), figures, skipped
+    return _anomaly_table(spans, hits, parts), figures, skipped
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """Each row's code into the column's distinct values (a null is one of them), and those values."""
+    encoded = pc.dictionary_encode(column, null_encoding="encode").combine_chunks()
+    return encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
 
 
 def _confirmed_alerts(rule: RunRule, alerts: list[Any], values: np.ndarray) -> tuple[
@@ -163,8 +200,7 @@ def _without_returns(rule: RunRule, found: list[tuple[int, int, int]], values: n
     return kept
 
 
-def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
-                   parts: dict[str, list[np.ndarray]]) -> pa.Table:
+def _anomaly_table(spans: pa.Table, hits: list[np.ndarray], parts: dict[str, list[np.ndarray]]) -> pa.Table:
     if not hits:
         return ANOMALIES.empty_table()
     idx = np.concatenate(hits)
@@ -174,7 +210,7 @@ def _anomaly_table(spans: pa.Table, service: str, hits: list[np.ndarray],
     value = taken.column("duration_ms").to_numpy()
     return pa.table({
         "timestamp": taken.column("start_time"),
-        "service.name": pa.array([service] * len(idx), pa.string()),
+        "service.name": taken.column("service.name"),
         "series": taken.column("name"),
         "source": pa.array(["analyze"] * len(idx), pa.string()),
         "metric": pa.array(["duration_ms"] * len(idx), pa.string()),
@@ -236,12 +272,15 @@ def analyze(
     detector: str = "default", threshold: float | None = None, scheduler: str | None = None,
     progress: bool = True, confirm: int = DEFAULT_CONFIRM,
 ) -> Analysis:
-    """Analyse every partition under ``path``; write the anomalies table under ``out``.
+    """Analyse every partition under ``path``; write the anomalies table under ``out`` (a directory,
+    outside the spans table: ``export_root(path)`` is the usual one), replacing an earlier run's.
 
     With ``scheduler`` (a Dask distributed scheduler address, or a ``Client``)
     each partition is a task on the cluster (``pip install perfsdk[dask]``).
     """
     started = time.perf_counter()
+    if out is not None:
+        _check_out(Path(out))  # now, not after the whole analysis
     if threshold is not None and detector == "default":
         raise ValueError("threshold applies to the zscore or arima detector: the default detector alerts on "
                          "a tail probability, not a score threshold")
@@ -275,15 +314,28 @@ def analyze(
             mine["anomalies"] += f["anomalies"]
             mine["max_score"] = max(mine["max_score"], f["max_score"])
     if out is not None:
-        for old in Path(out).glob("anomalies/service=*/date=*/part-*-analyze-*"):
-            old.unlink()  # an earlier run's output: a second run replaces it, never adds a copy
-    if out is not None and anomalies.num_rows:
-        for service in pc.unique(anomalies.column("service.name")).to_pylist():
-            writer = RotatingWriter(out, "anomalies", ANOMALIES, service, tag="analyze")
-            writer.write(anomalies.filter(pc.equal(anomalies.column("service.name"), service)))
-            writer.close()
+        _replace_output(Path(out), anomalies)
     return Analysis(anomalies, names, sum(f["spans"] for f in names.values()), len(partitions),
                     time.perf_counter() - started, skipped)
+
+
+def _replace_output(out: Path, anomalies: pa.Table) -> None:
+    """Write ``anomalies`` under ``out``, then delete an earlier run's output (a second run replaces
+    it, never adds a copy); if writing fails, what was written goes and the earlier output stays."""
+    pattern = "anomalies/service=*/date=*/part-*-analyze-*"
+    earlier = set(out.glob(pattern))
+    try:
+        for seq, service in enumerate(pc.unique(anomalies.column("service.name")).to_pylist()):
+            # (a tag of its own: two services whose names map to one directory must not share file names)
+            writer = RotatingWriter(out, "anomalies", ANOMALIES, service, tag=f"analyze-{seq}")
+            writer.write(anomalies.filter(pc.equal(anomalies.column("service.name"), service)))
+            writer.close()
+    except BaseException:
+        for new in set(out.glob(pattern)) - earlier:
+            new.unlink(missing_ok=True)
+        raise
+    for old in earlier:
+        old.unlink(missing_ok=True)
 
 
 def _progress(done: int, total: int, started: float) -> None:

@@ -38,7 +38,8 @@ def read(
     end``; timezone-aware datetimes) and ``name`` (span name, anomaly series,
     controller or metric) filter rows; the filters are pushed down into the
     scan. A file that is not one of the table's (a column it must have is missing, or one has
-    another type) is a ``ValueError`` naming the file: never rows of nulls.
+    another type) is a ``ValueError`` naming the file: never rows of nulls. A directory may hold
+    both Arrow and Parquet files (an export whose format changed): both are read.
 
     >>> read("no/such/dir")
     Traceback (most recent call last):
@@ -66,22 +67,25 @@ def read(
         raise FileNotFoundError(f"{path}: no such file or directory")
     wanted = columns or list(schema.names)
     filt = _filter(table, service, start, end, name)
-    root = target
-    fmt: str | None = "parquet" if target.suffix == ".parquet" else "arrow"
-    if not target.is_file():
+    import pyarrow.dataset as ds  # here, not at import: it loads pandas
+
+    if target.is_file():
+        datasets = [ds.dataset(str(target), format="parquet" if target.suffix == ".parquet" else "ipc",
+                               partitioning="hive", schema=_with_partitions(schema))]
+    else:
+        root = target
         if (target / table).is_dir():
             root = target / table  # an export directory
         elif any((target / other).is_dir() for other in TABLES):
             return schema.empty_table().select(wanted)  # an export directory without this table
-        fmt = _format_of(root)  # else: the table's own directory
-    if fmt is None:
+        datasets = [ds.dataset(files, format="ipc" if fmt == "arrow" else "parquet", partitioning="hive",
+                               partition_base_dir=str(root), schema=_with_partitions(schema))
+                    for fmt, files in _files_by_format(root).items()]
+    if not datasets:
         return schema.empty_table().select(wanted)
-    import pyarrow.dataset as ds  # here, not at import: it loads pandas
-
-    dataset = ds.dataset(root, format="ipc" if fmt == "arrow" else "parquet",
-                         partitioning="hive", schema=_with_partitions(schema))
-    metadata = _checked_metadata(dataset, table)  # before the scan, which would fill a foreign file with nulls
-    data = dataset.to_table(columns=wanted, filter=filt)
+    metadata = _checked_metadata(datasets, table)  # before the scan, which would fill a foreign file with nulls
+    parts = [dataset.to_table(columns=wanted, filter=filt) for dataset in datasets]
+    data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     return data.replace_schema_metadata(metadata)
 
 
@@ -127,12 +131,12 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return bool(actual == expected or kind(actual) == kind(expected))
 
 
-def _checked_metadata(dataset: Any, table: str) -> dict[bytes, bytes]:
+def _checked_metadata(datasets: list[Any], table: str) -> dict[bytes, bytes]:
     """Every file checked (``check_columns``), and their own schema metadata (perfsdk version,
     schema version, table, service): a key all files agree on keeps its value; one they differ
     on lists every value, but the traced functions, which are merged."""
     values: dict[bytes, set[bytes]] = {}
-    for fragment in dataset.get_fragments():
+    for fragment in (fragment for dataset in datasets for fragment in dataset.get_fragments()):
         physical = fragment.physical_schema
         check_columns(fragment.path, physical, TABLES[table], f"perfsdk {table}")
         for key, value in (physical.metadata or {}).items():
@@ -236,12 +240,20 @@ def read_file(path: str | os.PathLike[str], table: str | None = None) -> pa.Tabl
     return data
 
 
-def _format_of(root: Path) -> str | None:
-    for _, _, files in os.walk(root):
-        for f in files:
-            if not f.startswith(".") and f.endswith((".arrow", ".parquet")):
-                return "arrow" if f.endswith(".arrow") else "parquet"
-    return None
+def _files_by_format(root: Path) -> dict[str, list[str]]:
+    """A table directory's files by format: ``.parquet`` ones, and every other one as Arrow IPC
+    (a foreign file is then named as not one, never skipped); none when no file is either
+    (a directory of something else). Hidden ones are skipped, as ``pyarrow.dataset`` skips them."""
+    found: dict[str, list[str]] = {}
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if not name.startswith((".", "_")):
+                fmt = "parquet" if name.endswith(".parquet") else "arrow"
+                found.setdefault(fmt, []).append(os.path.join(directory, name))
+    if not any(name.endswith((".arrow", ".parquet")) for files in found.values() for name in files):
+        return {}
+    return found
 
 
 def _filter(table: str, service: str | None, start: datetime | None, end: datetime | None,

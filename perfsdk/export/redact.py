@@ -8,11 +8,14 @@ named "email":
   addresses, ...) are dropped, and nothing is written unless the user opts in;
 - URL attributes (``http.target``, ``http.url``, ``url.full``, ``url.query``,
   ``url.original``) keep their path and the *names* of their query parameters
-  -- routes stay analysable -- but every parameter value is replaced
-  (``safe_params`` lists the harmless ones to keep), the user-info
-  (``user:password@``) and the fragment are removed;
-- in every value written in clear, e-mail addresses and card numbers (digit
-  runs that pass the Luhn check) are replaced.
+  -- routes stay analysable -- but every parameter value (and a parameter
+  without one, which may be a key itself) is replaced (``safe_params`` lists the
+  harmless ones to keep), the user-info (``user:password@``), the fragment and
+  the path's ``;parameters`` (``;jsessionid=...``) are removed;
+- in every text written in clear (other attribute values, span names, status
+  messages), each URL is redacted the same way (a referer header, a connection
+  string, an exception's "for url: ..."), and e-mail addresses and card numbers
+  (digit runs that pass the Luhn check) are replaced.
 
 Keys can instead be *hashed* with a keyed hash (HMAC-SHA256), so rows can be
 joined on the value without anyone reading it.
@@ -52,6 +55,12 @@ _MEMO_TYPES = frozenset((str, bool, int, float))
 _SPLIT = re.compile(r"[.\s_\-]+")
 _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")  # a run's start only: linear
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+#: A URL inside free text: ``scheme://...``, or a path (``/reset``, ``api/reset``, ``host.example/x``)
+#: with a query, ``;params`` or a fragment ("GET /reset?token=..."). Each alternative starts only
+#: where a word or a path starts, so a search stays near linear.
+_URL = re.compile(r"(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s<>\"']+"
+                  r"|(?<![\w/.\-])[\w.\-]*/[^\s<>\"'?;#]*[?;#][^\s<>\"']*")
+_PATH_PARAMS = re.compile(r";[^/]*")  # "/cart;jsessionid=..." (a session id in the path)
 
 
 class Redactor:
@@ -60,7 +69,8 @@ class Redactor:
     Parameters
     ----------
     allow
-        If given, only these keys are kept (exact names); everything else is dropped.
+        If given, only these keys are kept (exact names; URL keys among them are still redacted
+        as URLs); everything else is dropped, but for ``hash_keys`` and ``opt_in``.
     deny
         Key fragments to drop (default ``SENSITIVE``); pass ``()`` to drop none.
     hash_keys
@@ -77,7 +87,8 @@ class Redactor:
     safe_params
         Query parameters whose values are harmless and kept (e.g. ``["page", "sort"]``).
     scrub_values
-        Replace e-mail addresses and card numbers inside every value kept in clear.
+        Redact URLs and replace e-mail addresses and card numbers inside every value, span name
+        and status message kept in clear.
 
     Examples
     --------
@@ -87,6 +98,8 @@ class Redactor:
     {'http.route': '/cart', 'enduser.id': 'hmac:ec631a55bb81f5b9dc96aa930a45628d', 'http.target': '/cart?email=REDACTED&page=2'}
     >>> r({"url.full": "https://bob:hunter2@shop.example/pay?card=4111111111111111#token=abc"})
     {'url.full': 'https://shop.example/pay?card=REDACTED'}
+    >>> r({"db.connection_string": "postgresql://app:hunter2@db:5432/shop"})
+    {'db.connection_string': 'postgresql://db:5432/shop'}
     """
 
     def __init__(
@@ -140,10 +153,10 @@ class Redactor:
             return "hash"
         if key in self.opt_in:
             return "clear"  # written as it is: the user said so
+        if self.allow is not None and key not in self.allow:
+            return "drop"  # before the URL keys: "only these keys" means only these
         if key in self.url_keys:
             return "url"
-        if self.allow is not None and key not in self.allow:
-            return "drop"
         lowered = key.lower()
         parts = _SPLIT.split(lowered)
         if any(fragment in lowered.replace("-", "").replace("_", "") for fragment in self.deny):
@@ -187,21 +200,30 @@ class Redactor:
         return self._bounded(text, scrub_it=verdict != "clear")
 
     def message(self, value: Any) -> str:
-        """A span's status description as it may be written: scrubbed and cut as a value kept
-        in clear is (an exception's message often carries what the attributes are kept from).
+        """A span's status description or name as it may be written: scrubbed and cut as a value
+        kept in clear is (an exception's message often carries what the attributes are kept
+        from, and a span named after a raw request target carries its query).
 
         >>> Redactor(max_value_chars=40).message("bad password for alice@example.com " + "x" * 50)
         'bad password for REDACTED xxxxxxxxxxxxxx...'
+        >>> Redactor().message("GET /reset;jsessionid=9F?token=abc&lang")
+        'GET /reset?token=REDACTED&REDACTED'
         """
         return self._bounded(value if isinstance(value, str) else str(value), scrub_it=True)
 
     def _bounded(self, text: str, scrub_it: bool) -> str:
         cut = len(text) > self.max_value_chars
         if self.scrub_values and scrub_it:
-            # what is kept, and enough beyond it that an address or card across the cut is whole
-            text = scrub(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text)
+            # what is kept, and enough beyond it that a URL, address or card across the cut is whole
+            text = scrub(self._urls(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text))
         if cut:
             text = text[: self.max_value_chars] + "..."
+        return text
+
+    def _urls(self, text: str) -> str:
+        """``text`` with each URL in it redacted as a URL attribute is (``url``)."""
+        if "://" in text or "?" in text or ";" in text or "#" in text:  # most texts have none: no regex
+            text = _URL.sub(lambda found: self.url(found.group()), text)
         return text
 
     def url(self, text: str, query_only: bool = False) -> str:
@@ -214,7 +236,8 @@ class Redactor:
         except ValueError:
             return REDACTED  # not a URL we can take apart: keep none of it
         netloc = parts.netloc.rpartition("@")[2]  # user:password@host -> host
-        return urlunsplit((parts.scheme, netloc, parts.path, self._query(parts.query), ""))
+        path = _PATH_PARAMS.sub("", parts.path) if ";" in parts.path else parts.path
+        return urlunsplit((parts.scheme, netloc, path, self._query(parts.query), ""))
 
     def _query(self, query: str) -> str:
         if not query:
@@ -222,7 +245,10 @@ class Redactor:
         pairs = []
         for pair in query.split("&"):
             name, eq, _ = pair.partition("=")
-            pairs.append(pair if name in self.safe_params else (f"{name}={REDACTED}" if eq or name else pair))
+            if name in self.safe_params or not pair:
+                pairs.append(pair)
+            else:  # a parameter without a value ("?sk_live_...") may be the secret itself
+                pairs.append(f"{name}={REDACTED}" if eq else REDACTED)
         return "&".join(pairs)
 
 

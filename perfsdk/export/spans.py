@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from perfsdk._native import KIND_NAMES, STATUS_NAMES, SpanColumns, kept_attributes, take_strings
-from perfsdk._runtime import TRACED_FUNCTIONS, Faults, at_fork
+from perfsdk._runtime import TRACED_FUNCTIONS, Faults, Worker, at_fork
 from perfsdk.export.columns import column, strings, validity
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import FUNCTIONS_KEY, SPANS, STRING_MAP, TS
@@ -31,6 +32,8 @@ from perfsdk.export.writer import RotatingWriter
 __all__ = ["ArrowSpanExporter", "SpanColumns", "columns_to_batch", "spans_to_columns"]
 
 log = logging.getLogger("perfsdk.export")
+
+PUBLISH_CHECK_S = 1.0  # how often open files are checked for max_age_s (a file is published this late at most)
 
 
 def spans_to_columns(spans: Sequence[ReadableSpan]) -> SpanColumns:
@@ -42,7 +45,8 @@ def spans_to_columns(spans: Sequence[ReadableSpan]) -> SpanColumns:
 
 
 def columns_to_batch(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.RecordBatch:
-    """One record batch of the SPANS table from chunks of span columns, attributes redacted.
+    """One record batch of the SPANS table from chunks of span columns, attributes, names and
+    status messages redacted.
 
     Every column but the attributes is built in C: numpy slices of the chunks'
     buffers, hex ids from their bytes, and each string column a ``take`` from the
@@ -60,13 +64,20 @@ def columns_to_batch(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.Re
 
     table_offsets = np.cumsum([0] + [len(chunk.strings) for chunk in chunks[:-1]]).tolist()
     table = [text.encode("utf-8", "replace") for chunk in chunks for text in chunk.strings]
+    # a span named after a raw request target carries its query: names are redacted as free text
+    # (each string a name uses once; the service and scope columns keep theirs as they are)
+    name_codes = joined("name", table_offsets)
+    texts = [text for chunk in chunks for text in chunk.strings]
+    names = list(table)
+    for code in set(name_codes.tolist()) - {-1}:
+        names[code] = redactor.message(texts[code]).encode("utf-8", "replace")
     starts, ends = joined("start"), joined("end")
     has_parent = joined("has_parent").view(bool)
     columns = [
         _hex_ids(joined("trace_hi"), joined("trace_lo")),
         _hex_ids(joined("span_id")),
         _hex_ids(joined("parent_id"), valid=has_parent),
-        _take(table, joined("name", table_offsets)),
+        _take(names, name_codes),
         _take(_KINDS, joined("kind")),
         column(starts, TS),
         column(ends, TS),
@@ -174,7 +185,12 @@ class ArrowSpanExporter(SpanExporter):
     redactor
         Attribute policy; default ``Redactor()`` drops sensitive keys.
     max_bytes, max_age_s
-        Rotate files at this size or age.
+        Rotate files at this size or age. A file reaches its age even when no span comes:
+        ``publish_stale`` publishes it.
+    timer
+        Call ``publish_stale`` every ``PUBLISH_CHECK_S`` from a thread of its own (started by the
+        first write, ended by ``shutdown``). False: the caller calls it, as ``perfsdk.init``'s
+        export does from its writer's thread.
 
     Each file's metadata names the functions ``@monitor`` traces, by span name
     (``perfsdk.functions``: what ``perfsdk testgen --bench-out`` imports).
@@ -201,7 +217,7 @@ class ArrowSpanExporter(SpanExporter):
 
     def __init__(
         self, directory: str, *, format: str = "arrow", redactor: Redactor | None = None,
-        max_bytes: int = 64 * 2**20, max_age_s: float = 60.0, faults: Faults | None = None,
+        max_bytes: int = 64 * 2**20, max_age_s: float = 60.0, faults: Faults | None = None, timer: bool = True,
     ) -> None:
         self.directory = directory
         self.format = format
@@ -218,6 +234,11 @@ class ArrowSpanExporter(SpanExporter):
         self.file_metadata: Callable[[], dict[str, str]] | None = None
         self._functions_version = -1  # the registry's version the open files' metadata names
         check_options(format, max_bytes, max_age_s)
+        self._timer: Worker[None] | None = None
+        if timer:
+            self._timer = Worker("perfsdk-span-files", tick=self.publish_stale, tick_interval_s=PUBLISH_CHECK_S,
+                                 faults=self.faults)
+        self._timer_started = False
         at_fork(self._after_fork)
 
     def _writer(self, service: str) -> RotatingWriter:
@@ -247,11 +268,17 @@ class ArrowSpanExporter(SpanExporter):
         return self.write_columns([spans_to_columns(spans)])
 
     def write_columns(self, chunks: Sequence[SpanColumns]) -> SpanExportResult:
-        """Write chunks of span columns (``SpanColumns``), one batch per service."""
+        """Write chunks of span columns (``SpanColumns``), one batch per service.
+
+        Each span is counted once: exported when a writer took it (taken back into ``spans_failed``
+        by ``stats()`` if its file is then lost: ``rows_lost``), else failed."""
         n = sum(chunk.size for chunk in chunks)
         if self._shutdown:  # (chunks a stuck writer still held when closing gave up on it)
             self.spans_failed += n
             return SpanExportResult.FAILURE
+        if not n:
+            return SpanExportResult.SUCCESS
+        taken = 0  # spans a writer took, even if the same call then failed to publish their file
         try:
             batch = columns_to_batch(chunks, self.redactor)
             # (not np.unique: it imports numpy.ma, 3,000 objects and cyclic garbage, on the writer's first batch)
@@ -264,13 +291,35 @@ class ArrowSpanExporter(SpanExporter):
                         writer.flush()
                 for service in sorted(services):
                     group = batch if len(services) == 1 else _rows_of(batch, service)
-                    self._writer(service).write(group)
-                    self.spans_exported += group.num_rows
+                    writer = self._writer(service)
+                    before = writer.rows_written
+                    try:
+                        writer.write(group)
+                    finally:
+                        took = writer.rows_written - before
+                        taken += took
+                        self.spans_exported += took
+                if self._timer is not None and not self._timer_started:
+                    self._timer_started = True
+                    self._timer.start()
             return SpanExportResult.SUCCESS
         except Exception as exc:
-            self.spans_failed += n
+            self.spans_failed += n - taken
             self.faults.record("arrow span export", exc)
             return SpanExportResult.FAILURE
+
+    def publish_stale(self) -> None:
+        """Publish each open file older than ``max_age_s`` (or of a past day), so an idle
+        service's last spans become readable without waiting for the next span. Never waits:
+        while a write holds the files, it checks their age itself."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            for writer in self._writers.values():
+                with self.faults.guard("arrow span export publish"):  # its rows are counted lost (rows_lost)
+                    writer.publish_stale()
+        finally:
+            self._lock.release()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Publish the open files, so everything exported so far is readable; False (counted) if
@@ -291,8 +340,11 @@ class ArrowSpanExporter(SpanExporter):
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
         if not self._shutdown:
+            deadline = time.monotonic() + max(timeout_millis, 0) / 1000.0
             self.force_flush(timeout_millis)
             self._shutdown = True
+            if self._timer is not None:
+                self._timer.shutdown(max(0.0, deadline - time.monotonic()))
 
     def _after_fork(self) -> None:
         """In a forked child: a fresh lock (each writer leaves the parent's open file alone)."""

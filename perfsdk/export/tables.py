@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from perfsdk.detect import Anomaly
 from perfsdk.export.columns import batch_from_rows
@@ -12,18 +12,30 @@ from perfsdk.export.schema import TABLES
 from perfsdk._runtime import at_fork
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["TableWriter", "anomaly_row", "decision_row"]
+__all__ = ["NAMED_COLUMNS", "TableWriter", "anomaly_row", "decision_row"]
+
+#: The columns of a table that may name a span (an anomaly's series is its span's name): what
+#: ``TableWriter(redact=...)`` redacts (not the trace ids beside them, which a card number's
+#: pattern can match).
+NAMED_COLUMNS = {"anomalies": ("series", "detector", "details")}
 
 
 class TableWriter:
-    """Buffers rows (dicts keyed by column) and writes them ``batch_rows`` at a time."""
+    """Buffers rows (dicts keyed by column) and writes them ``batch_rows`` at a time.
+
+    ``redact``, if given, is applied to the texts of the columns that may name a span
+    (``NAMED_COLUMNS``), as the spans table writes span names (``Redactor.message``).
+    """
 
     def __init__(self, directory: str, table: str, service: str, *, format: str = "arrow",
-                 batch_rows: int = 1024, max_bytes: int = 64 * 2**20, max_age_s: float = 60.0) -> None:
+                 batch_rows: int = 1024, max_bytes: int = 64 * 2**20, max_age_s: float = 60.0,
+                 redact: Callable[[str], str] | None = None) -> None:
         if table not in TABLES:
             raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
         self.schema = TABLES[table]
         self.batch_rows = batch_rows
+        self.redact = redact
+        self._named = NAMED_COLUMNS.get(table, ())
         self._writer = RotatingWriter(directory, table, self.schema, service, format, max_bytes, max_age_s)
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -31,8 +43,13 @@ class TableWriter:
         at_fork(self._after_fork)
 
     def add(self, row: Mapping[str, Any]) -> None:
+        row, redact = dict(row), self.redact
+        if redact is not None:
+            for column in self._named:
+                if column in row:
+                    row[column] = _redacted(row[column], redact)
         with self._lock:
-            self._rows.append(dict(row))
+            self._rows.append(row)
             if len(self._rows) >= self.batch_rows:
                 self._write()
 
@@ -43,6 +60,10 @@ class TableWriter:
             self._writer.flush()
 
     close = flush
+
+    def publish_stale(self) -> None:
+        """Publish the open file once it is ``max_age_s`` old (``RotatingWriter.publish_stale``)."""
+        self._writer.publish_stale()
 
     def _write(self) -> None:
         if not self._rows:
@@ -61,6 +82,15 @@ class TableWriter:
         """In a forked child: the parent's buffered rows are the parent's to write."""
         self._rows = []
         self._lock = threading.Lock()
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` with each text in it (the details' pairs too) through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redacted(item, redact) for item in value)
+    return value
 
 
 _ANOMALY_COLUMNS = {"series", "source", "metric", "onset", "confirmed_at", "trace_id", "span_id"}

@@ -10,11 +10,13 @@ dataset readers skip), one record batch at a time; when it reaches
 ``max_bytes`` or ``max_age_s`` (or the date changes, or on flush/close) it is
 closed, fsynced and renamed into place. A reader therefore never sees a
 half-written file. A crash leaves the open file hidden (readers skip it);
-``perfsdk.export.recover`` reads it back up to its last complete batch.
+``perfsdk.export.recover`` reads it back up to its last complete batch. So does
+a write error: the file's rows are counted in ``rows_lost`` and its path logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +33,8 @@ from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
 __all__ = ["RotatingWriter"]
+
+log = logging.getLogger("perfsdk.export")
 
 _INHERITED: list[Any] = []  # open files a forked child inherited and must leave alone
 
@@ -75,18 +79,16 @@ class RotatingWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Append ``batch`` (raises OSError on disk trouble: the caller counts it)."""
         with self._lock:
-            today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-            if self._writer is not None and (
-                today != self._date or time.monotonic() - self._opened_at > self.max_age_s
-            ):
+            today = _today()
+            if self._writer is not None and self._stale(today):
                 self._publish()
             if self._writer is None:
                 self._open(today)
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             try:
                 self._writer.write_table(table.replace_schema_metadata(self._file_schema.metadata))
-            except BaseException:
-                self._abandon()
+            except BaseException as exc:
+                self._abandon(exc)
                 raise
             self.rows_written += table.num_rows
             self._rows_open += table.num_rows
@@ -100,6 +102,21 @@ class RotatingWriter:
                 self._publish()
 
     close = flush
+
+    def publish_stale(self) -> None:
+        """Publish the open file if ``max_age_s`` has passed since it opened, or its day is over:
+        called periodically, so rows become readable without waiting for the next write. Never
+        waits: a write in progress checks the age itself."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._writer is not None and self._stale(_today()):
+                self._publish()
+        finally:
+            self._lock.release()
+
+    def _stale(self, today: str) -> bool:
+        return today != self._date or time.monotonic() - self._opened_at > self.max_age_s
 
     def _open(self, date: str) -> None:
         directory = self.root / self.table / f"service={_safe(self.service)}" / f"date={date}"
@@ -135,26 +152,36 @@ class RotatingWriter:
             assert tmp is not None and final is not None
             fsync_path(tmp)
             os.replace(tmp, final)  # atomic: readers see the whole file or none of it
-        except BaseException:  # the disk filled, or the directory went away: these rows are not out
-            self.rows_lost += rows
+        except BaseException as exc:  # the disk filled, or the directory went away: these rows are not out
+            self._lost(rows, tmp, exc)
             raise
         fsync_path(final.parent)
         self.files_written += 1
 
-    def _abandon(self) -> None:
+    def _abandon(self, exc: BaseException) -> None:
         """Give up the open file after a failed write, keeping it (hidden) for ``recover``.
 
         Its earlier batches are complete on disk; the failed one may be cut
-        short, and ``recover`` stops there. The next write opens a new file.
+        short, and ``recover`` stops there. They will not be published: lost,
+        counted and named (``_lost``). The next write opens a new file.
         """
-        sink = self._sink
+        sink, tmp, rows = self._sink, self._tmp, self._rows_open
         self.abandoned_files += 1
-        self._rows_open = 0  # (earlier batches stay in the hidden file, for ``recover``)
+        self._rows_open = 0
         self._writer = self._sink = self._tmp = self._final = None
         try:
             sink.close()  # no footer: the writer's close could fail the same way
         except Exception:
             pass  # it is already broken; the caller reports the original error
+        self._lost(rows, tmp, exc)
+
+    def _lost(self, rows: int, tmp: Path | None, exc: BaseException) -> None:
+        """Count the rows of a file that will not be published, and name the file if it is still
+        there: they were exported as far as the caller knew, and only ``recover`` gets them back."""
+        self.rows_lost += rows
+        if rows and tmp is not None and tmp.exists():
+            log.warning("perfsdk: %d rows of the %s table could not be published (%s): counted as lost; "
+                        "perfsdk.export.recover(%r) reads back their complete batches", rows, self.table, exc, str(tmp))
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's open file without touching it.
@@ -166,6 +193,10 @@ class RotatingWriter:
         self._writer = self._sink = self._tmp = self._final = None
         self._rows_open = 0
         self._lock = threading.Lock()
+
+
+def _today() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
 def write_table_atomically(path: str | os.PathLike[str], table: pa.Table) -> Path:

@@ -10,7 +10,8 @@ stores its values in column buffers on the application's thread (no object a
 span for the garbage collector: a queued span would keep a dozen alive) and
 ships each full chunk of 4,096 to a queue bounded in bytes (each chunk's own,
 measured: ``SpanColumns.nbytes``); a background worker writes the chunks as
-Arrow batches, and ships a partial chunk once its first span is a second old.
+Arrow batches, ships a partial chunk once its first span is a second old, and
+publishes each file once it is ``max_age_s`` old, even when no span comes.
 When the queue is full the policy applies: ``"drop"`` (the default) counts the
 span in ``stats()["export"]["spans_dropped"]``, adds it to the
 ``perfsdk.export.spans_dropped`` metric, logs (at most every 10 s) and records
@@ -72,7 +73,8 @@ class ArrowExport:
     def __init__(self, directory: str, service: str, fmt: str, redactor: Any, faults: Faults, *,
                  max_queue_bytes: int = 64 * 2**20, on_full: str = "drop", block_timeout_s: float = 0.1,
                  meter_provider: Any = None) -> None:
-        self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults)
+        self.spans = ArrowSpanExporter(directory, format=fmt, redactor=redactor, faults=faults,
+                                       timer=False)  # its files' age is checked by span_queue's tick
         chunk_spans = min(CHUNK_SPANS, max(1, max_queue_bytes // SPAN_BYTES_ESTIMATE))
         self.max_queue_bytes = max_queue_bytes
         self.queued_bytes = 0  # of the chunks shipped and not yet written
@@ -80,12 +82,14 @@ class ArrowExport:
         self.span_queue: Worker[SpanColumns] = Worker(
             "perfsdk-span-export", self._write_spans, max_queue=1 << 30,  # the bound is in bytes: _ship
             max_batch=4, faults=faults,  # few, large batches (a chunk at least, or a second's spans): see above
-            tick=self._seal_stale_chunk, tick_interval_s=LINGER_S)
+            tick=self._tick, tick_interval_s=LINGER_S)
         #: Where ended spans wait: the chunk being filled, and the full ones in the queue.
         self.collector = SpanCollector(self._ship, chunk_spans, block_timeout_s if on_full == "block" else 0.0)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
         self.spans_written = 0
-        self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64)
+        # an anomaly names its span: redacted as the spans table writes it
+        self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64,
+                                     redact=self.spans.redactor.message)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
         self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
         self.service = service
@@ -142,9 +146,15 @@ class ArrowExport:
             self.spans_written += sum(chunk.size for chunk in chunks)
             self._written(sum(chunk.nbytes for chunk in chunks))
 
-    def _seal_stale_chunk(self) -> None:
-        """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans."""
+    def _tick(self) -> None:
+        """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans,
+        and a file at most its ``max_age_s`` to be published (an idle service's too)."""
         self.collector.seal(older_than_s=LINGER_S)
+        with suppressed():
+            self.spans.publish_stale()
+            for writer in (self.anomalies, self.resources, self.decisions):
+                with self.faults.guard("export publish"):
+                    writer.publish_stale()
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's waiting spans are the parent's (its worker's queue

@@ -39,6 +39,11 @@ def _history_dir(config: pytest.Config) -> tuple[Path, bool] | None:
     if gate is not None and record is not None:
         raise pytest.UsageError(f"{GATE} and {RECORD} are exclusive: {GATE} DIR already records after checking")
     option, directory = (GATE, gate) if gate is not None else (RECORD, record)
+    if config.getoption("dist", "no") != "no" or hasattr(config, "workerinput"):
+        # pytest-benchmark turns itself off under pytest-xdist: the gate would check nothing, and pass
+        raise pytest.UsageError(f"{option} cannot run under pytest-xdist (-n/--dist): pytest-benchmark times "
+                                "nothing in parallel runs, so nothing would be checked; run the benchmarks "
+                                "without -n (or with -n 0, or -p no:xdist)")
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise pytest.UsageError(f"{option} {directory}: not a directory")
