@@ -345,3 +345,22 @@ def test_verbs_refuse_a_wrong_type_naming_it_and_take_a_huge_int_as_inf():
     after = det.snapshot()
     after[K.AR_REJECTED] = before[K.AR_REJECTED]
     assert det.rejected == 4 and np.array_equal(after, before, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"season": 2**62}, "season"),
+        ({"season": 2_500_001}, "season"),  # its default warm-up holds two seasons, within 10**7
+        ({"history": 10**7 + 1}, "history"),
+        ({"warmup": 10**7 + 1}, "warmup"),
+    ],
+)
+def test_arguments_sizing_the_state_have_a_maximum(kwargs, argument):
+    """The state holds the history and the seasonal lags whole: a huge one was allocated (24 GB for
+    season=10**9) or failed with numpy's message instead of naming the argument."""
+    with pytest.raises(ValueError, match=f"^{argument} must be an integer in"):
+        ArimaDetector(order=(1, 0, 0), **kwargs)
+    det = ArimaDetector.from_params((1, 0, 0), ar=[0.5], warmup=5)
+    with pytest.raises(ValueError, match=r"^h must be an integer in \[1, 1e\+07\]"):
+        det.forecast(10**12)

@@ -45,3 +45,11 @@ def test_corrupt_snapshots_are_refused_not_trusted():
     snap[K.AR_HIST_POS] = -3
     with pytest.raises(ValueError, match="history position"):
         arima.restore(snap)
+
+
+def test_check_pickle_compares_a_background_arima_at_rest():
+    """An ArimaDetector as users build one fits in the background; its copy drops a fit in flight by
+    design, so ``check_pickle`` waits for the fits (it failed on every such detector)."""
+    from perfsdk.checks import check_pickle, check_stream
+
+    check_pickle(ArimaDetector(order=(1, 0, 0)), check_stream())

@@ -62,3 +62,10 @@ def test_missing_extension_fails_at_first_use_with_rebuild_hint():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "compiled extensions are missing" in out.stdout
     assert "pip install -e ." in out.stdout
+
+
+@pytest.mark.parametrize("n", [2**62, 2**60])
+def test_a_state_too_large_to_address_is_refused_not_wrapped_around(n):
+    """``8 * n`` overflowed: 2**62 slots made an empty buffer that the engines wrote past."""
+    with pytest.raises(ValueError, match="larger than the address space"):
+        native.state_buffer(n)

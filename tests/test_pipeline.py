@@ -279,3 +279,10 @@ def test_an_int_too_large_for_a_float_is_rejected_by_every_verb(make):
     assert det.rejected == 4 and np.array_equal(after, before, equal_nan=True)
     with pytest.raises(TypeError, match="^x must be a number, got '1'"):
         det.update("1")
+
+
+@pytest.mark.parametrize("season", [2**62, 10**7 + 1])
+def test_a_season_past_the_maximum_is_a_value_error_naming_it(season):
+    """The season's ring lives in the state: 2**62 overflowed its size, 10**12 was a MemoryError."""
+    with pytest.raises(ValueError, match=r"^season must be an integer in \[2, 1e\+07\]"):
+        AlertPipeline(season=season)

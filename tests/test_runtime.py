@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import perfsdk
 from perfsdk import AdaptiveCache, ArimaDetector, CacheController
 from perfsdk._native import layout
-from perfsdk._runtime import Faults, Worker, at_fork, call_user, check_int, check_number
+from perfsdk._runtime import (
+    Faults, Worker, at_fork, call_user, check_int, check_number, long_lived_startup, replace_atomically, write_atomically,
+)
 from threads import in_child, wait_until
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -435,3 +437,119 @@ def test_cached_functions_run_once_per_arguments_while_callers_wait():
     for t in threads:
         t.join()
     assert calls == [("A-1", "USD")] and results == ["A-1:USD"] * 8
+
+
+# -- the fixes of the CLI review ---------------------------------------------------------
+def test_a_number_too_large_for_a_float_is_a_value_error_naming_it():
+    """``float(10**400)`` raised OverflowError out of the public API (neither TypeError nor ValueError)."""
+    from fractions import Fraction
+
+    for huge in (10**400, -(10**400), Fraction(10**400, 3)):
+        with pytest.raises(ValueError, match="^threshold must be a finite number > 0, got a number too large"):
+            check_number("threshold", huge, low=0.0, low_open=True)
+    assert check_number("timeout_s", 10**400, finite=False) == float("inf")  # an infinity where one is allowed
+    with pytest.raises(ValueError, match="^alpha must be"):
+        perfsdk.QLearner(4, 2, alpha=10**400)
+
+
+def test_two_threads_replacing_one_file_each_write_their_own_temporary(tmp_path):
+    """The temporary was named for the process only: two threads shared it, one's rename took the
+    other's file (FileNotFoundError) and readers saw a mix of both writes."""
+    target = tmp_path / "q.json"
+    both_written = threading.Barrier(2, timeout=5)
+    temporaries, errors = [], []
+
+    def replace(payload):
+        def write(tmp):
+            tmp.write_text(payload)
+            temporaries.append(tmp)
+            both_written.wait()  # both temporaries written before either is renamed
+
+        try:
+            replace_atomically(target, write)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replace, args=(payload,)) for payload in ("A" * 1000, "B" * 1000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(temporaries)) == 2
+    assert target.read_text() in ("A" * 1000, "B" * 1000) and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_writes_take_any_legal_name_give_opens_mode_and_clean_up_a_failure(tmp_path):
+    long_name = tmp_path / ("r" * 245 + ".json")  # 250 bytes: legal, but its temporary was longer than 255
+    assert write_atomically(long_name, "{}").read_text() == "{}"
+    plain = tmp_path / "plain"
+    plain.write_text("")  # the mode a new file gets (0o666 less the umask), not mkstemp's 0o600
+    assert long_name.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_atomically(tmp_path / "x.json", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long_name.name, "plain"])
+
+
+@needs_fork
+def test_a_fork_during_another_threads_start_up_leaves_the_childs_collector_on():
+    """The start-up's thread does not exist in the child, so it never ended there: the collector it
+    paused stayed off for good and its depth kept every later start-up from acting."""
+    import gc
+
+    import perfsdk._runtime.startup as startup
+
+    gc.collect()  # start-up pauses the collector only once the process has had a full collection
+    inside, leave = threading.Event(), threading.Event()
+
+    def start_up():
+        with long_lived_startup():
+            inside.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=start_up)
+    thread.start()
+    try:
+        assert inside.wait(5) and not gc.isenabled()  # paused by the other thread's start-up
+
+        def child():
+            with long_lived_startup():
+                pass
+            return gc.isenabled() and startup._depth == 0
+
+        assert in_child(child)
+    finally:
+        leave.set()
+        thread.join()
+    assert gc.isenabled()
+
+
+def test_lazy_names_example_holds_in_a_fresh_process():
+    """Its example used json without importing it (a KeyError where json was not loaded yet)."""
+    import subprocess
+    import sys
+
+    code = "import doctest, perfsdk._runtime.lazy as m; raise SystemExit(doctest.testmod(m).failed)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_worker_submitted_counts_the_batch_being_handled():
+    """``submitted`` counted handled and queued items only: 3, then 0 while they ran, then 3."""
+    started, release = threading.Event(), threading.Event()
+    worker = Worker("test-stats")
+
+    def slow():
+        started.set()
+        release.wait(5)
+
+    for _ in range(3):
+        assert worker.submit(slow)
+    assert started.wait(5)
+    assert worker.stats()["submitted"] == 3 and worker.stats()["handled"] == 0
+    release.set()
+    assert worker.flush(5) and worker.stats() == {"submitted": 3, "handled": 3, "dropped": 0, "queued": 0}
+    worker.shutdown()

@@ -306,3 +306,22 @@ def test_update_takes_any_number_as_the_river_verbs_do():
     assert np.array_equal([one.update(x) for x in points], batch.update_many(np.array(points, dtype=object)),
                           equal_nan=True)
     assert np.array_equal(one.state, batch.state)
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"window": 2**62}, "window"),  # 8 * n overflowed: a header-sized state the ring wrote past
+        ({"window": 10**7 + 1}, "window"),  # past MAX_POINTS: refused, not 80 MB and more allocated
+        ({"alpha": 1}, "alpha"),  # the variance stays 0: every point of noise scored infinite
+        ({"threshold": 10**400}, "threshold"),  # too large for a float: not an OverflowError
+        ({"window": 8, "min_std": 10**400}, "min_std"),
+    ],
+)
+def test_oversized_arguments_are_a_value_error_naming_them(kwargs, argument):
+    with pytest.raises(ValueError, match=f"^{argument} must be"):
+        ZScoreDetector(**kwargs)
+
+
+def test_the_documented_largest_window_is_accepted():
+    assert ZScoreDetector(window=10**7).window == 10**7

@@ -17,15 +17,25 @@ paths and for people; numpy loads the first time it is asked for.
 >>> slots[1] = 2.5
 >>> slots.tolist()
 [0.0, 2.5, 0.0]
+>>> state_buffer(2**62)
+Traceback (most recent call last):
+ValueError: a state of 4611686018427387904 slots is larger than the address space
 """
 
 from array import array
 
+from cpython.pyport cimport PY_SSIZE_T_MAX
+
 
 def state_buffer(Py_ssize_t n):
-    """A new state of ``n`` zeros: a writable memoryview of doubles (no numpy)."""
+    """A new state of ``n`` zeros: a writable memoryview of doubles (no numpy).
+
+    A size whose bytes overflow is refused: ``8 * n`` would wrap around to a small buffer
+    that the engines then write past."""
     if n < 0:
         raise ValueError(f"a state has at least 0 slots, got {n}")
+    if n > PY_SSIZE_T_MAX // 8:
+        raise ValueError(f"a state of {n} slots is larger than the address space")
     return memoryview(array("d", bytes(8 * n)))
 
 

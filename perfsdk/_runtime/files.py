@@ -22,9 +22,9 @@ def fsync_path(path: Path) -> None:
 
 
 def replace_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` a temporary file beside ``path`` (named for this process), sync it, rename
-    it into place: a reader sees the old file or the whole new one, and a failure leaves no
-    temporary file behind.
+    """``write(tmp)`` a temporary file beside ``path`` (its own for this call, created empty), sync
+    it, rename it into place: a reader sees the old file or the whole new one, and a failure leaves
+    no temporary file behind. The file gets the mode ``open`` gives a new file (0o666 less the umask).
 
     >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "a.txt"
@@ -32,15 +32,30 @@ def replace_atomically(path: str | os.PathLike[str], write: Callable[[Path], Non
     'whole'
     """
     final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = _new_temporary(final)
     try:
         write(tmp)
         fsync_path(tmp)
         os.replace(tmp, final)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     fsync_path(final.parent)
     return final
+
+
+def _new_temporary(final: Path) -> Path:
+    """A new empty file beside ``final``, named for this call: two threads writing one path must not
+    share a temporary file (one's rename or cleanup would take the other's). Its name is short
+    whatever ``final``'s (a 250-character name is legal, and so must its temporary be), and it is
+    created as ``open`` creates a file, not with ``mkstemp``'s mode 0o600."""
+    while True:
+        tmp = final.with_name(f".{final.name[:32]}.{os.urandom(4).hex()}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue  # taken by another call: draw again
+        return tmp
 
 
 def write_atomically(path: str | os.PathLike[str], data: str | bytes) -> Path:

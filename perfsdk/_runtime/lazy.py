@@ -21,9 +21,19 @@ __all__ = ["lazy_names"]
 def lazy_names(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: ``homes`` maps each name to its module.
 
-    >>> getattr_, dir_ = lazy_names("json", {"loads": "json.decoder"})
-    >>> "loads" in dir_()
+    A package's ``__init__`` ends with ``__getattr__, __dir__ = lazy_names(__name__, {...})``;
+    here a bare module stands in for one:
+
+    >>> import sys, types
+    >>> sys.modules["shop"] = types.ModuleType("shop")
+    >>> getattr_, dir_ = lazy_names("shop", {"dumps": "json"})
+    >>> "dumps" in dir_()
     True
+    >>> getattr_("dumps")([1, 2])  # json loads now, on first use
+    '[1, 2]'
+    >>> sys.modules["shop"].dumps is sys.modules["json"].dumps  # an ordinary attribute from now on
+    True
+    >>> del sys.modules["shop"]
     """
     def __getattr__(name: str) -> Any:
         home = homes.get(name)

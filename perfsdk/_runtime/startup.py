@@ -25,10 +25,13 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from perfsdk._runtime.forks import at_fork
+
 __all__ = ["long_lived_startup"]
 
 _lock = threading.Lock()
 _depth = 0  # nested start-ups (a lazy import inside init): only the outermost acts
+_paused = False  # the outermost start-up running now disabled the collector
 
 
 @contextmanager
@@ -41,19 +44,36 @@ def long_lived_startup() -> Iterator[None]:
     >>> gc.isenabled()
     True
     """
-    global _depth
+    global _depth, _paused
     with _lock:
         paused = (_depth == 0 and gc.isenabled() and gc.get_freeze_count() == 0
                   and gc.get_stats()[-1]["collections"] > 0)
         if paused:
             gc.disable()
+            _paused = True
         _depth += 1
     try:
         yield
     finally:
         with _lock:
-            _depth -= 1
+            _depth = max(0, _depth - 1)  # (a child forked inside this block started from 0)
             if paused:
+                _paused = False
                 gc.freeze()  # every tracked object to the permanent generation...
                 gc.unfreeze()  # ...and back into the oldest, not counted as promoted
                 gc.enable()
+
+
+def _after_fork() -> None:
+    """In a forked child, a start-up that another thread of the parent was running never ends (the
+    thread is gone): its lock may be held, its depth would stop every later start-up from acting,
+    and a collector it paused would stay off for good."""
+    global _lock, _depth, _paused
+    _lock = threading.Lock()
+    _depth = 0
+    if _paused:
+        _paused = False
+        gc.enable()
+
+
+at_fork(_after_fork)

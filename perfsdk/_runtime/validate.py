@@ -34,10 +34,22 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
                  low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
-    """A real number (not bool, not NaN; finite unless ``finite=False``) within the bounds."""
+    """A real number (not bool, not NaN; finite unless ``finite=False``) within the bounds.
+
+    A number too large for a float (``10**400``) counts as +-inf, so it gets the ValueError
+    an infinity gets, not an OverflowError.
+
+    >>> check_number("threshold", 10**400)
+    Traceback (most recent call last):
+    ValueError: threshold must be a finite number, got a number too large for a float
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    v = float(value)
+    shown = None
+    try:
+        v = float(value)
+    except OverflowError:  # its hundreds of digits would swamp the message
+        v, shown = (-math.inf if value < 0 else math.inf), "a number too large for a float"
     bad = math.isnan(v) or (finite and math.isinf(v))
     if low is not None:
         bad = bad or (v <= low if low_open else v < low)
@@ -46,7 +58,7 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
     if bad:
         kind = "a finite number" if finite else "a number"
         raise ValueError(f"{name} must be {kind} {_range(low, high, low_open, high_open)}".rstrip()
-                         + f", got {value!r}")
+                         + f", got {shown or repr(value)}")
     return v
 
 

@@ -237,8 +237,13 @@ class Worker(Generic[T]):
         return self._thread is threading.current_thread()
 
     def stats(self) -> dict[str, int]:
-        return {"submitted": self.handled + len(self._queue), "handled": self.handled, "dropped": self.dropped,
-                "queued": len(self._queue)}
+        """Counts: ``submitted`` (items accepted: handled, being handled or queued; it never goes
+        down), ``handled``, ``dropped`` (refused), ``queued``. Read under the lock, so an item
+        moving from the queue to the batch being handled is counted once, not zero times."""
+        with self._lock:
+            queued = len(self._queue)
+            return {"submitted": self.handled + self._in_progress + queued, "handled": self.handled,
+                    "dropped": self.dropped, "queued": queued}
 
     # -- the worker's side ----------------------------------------------------------
     def _ensure_thread(self) -> None:  # under self._cond

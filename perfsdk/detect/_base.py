@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
     from perfsdk._native import Slots
 
-__all__ = ["StreamingDetector", "as_point", "as_scalar", "check_slots"]
+__all__ = ["MAX_POINTS", "StreamingDetector", "as_point", "as_scalar", "check_slots"]
+
+#: The longest window, season or history a detector keeps: 10**7 points, 80 MB of doubles. A state
+#: is allocated whole at construction, so a larger one is refused there, naming the argument.
+MAX_POINTS = 10_000_000
 
 
 def as_scalar(x: Any) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 
 from perfsdk._native import ArimaCore, kernels as K
 from perfsdk._runtime import at_fork, check_bool, check_int, check_number, check_str
-from perfsdk.detect._base import StreamingDetector, as_point, check_slots
+from perfsdk.detect._base import MAX_POINTS, StreamingDetector, as_point, check_slots
 from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect._forecast import Forecast, forecast_ahead
 from perfsdk.detect._fitting import (
@@ -24,6 +24,9 @@ from perfsdk.detect._fitting import (
 )
 
 __all__ = ["ArimaDetector", "Forecast"]
+
+#: The longest season: its default warm-up and history hold two of it, within ``MAX_POINTS``.
+MAX_SEASON = MAX_POINTS // 4
 
 log = logging.getLogger("perfsdk.detect")
 #: What a detector knows of its fits besides its state: kept by pickling and copying, cleared by ``reset``.
@@ -66,6 +69,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         for a daily or weekly period of 5-minute samples (288, 2016 points;
         ``_fitting.detect_season``) once the history holds two of them, and
         models it when the series repeats with it (``model.season`` says).
+        At most ``MAX_SEASON`` (2,500,000).
     threshold
         ``abs(score)`` above this is an anomaly. The default, 5, is higher
         than the Z-score detector's 3: one-step errors of real metrics are
@@ -73,7 +77,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     warmup
         Points before the first fit (and the first score).
     history
-        How many recent points refits (and the lag rebuild) use.
+        How many recent points refits (and the lag rebuild) use. It and ``warmup``
+        are at most ``MAX_POINTS`` (10**7): the state holds the history.
     refit_every
         Refit after this many points (0: never).
     shift_run
@@ -149,7 +154,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     ) -> None:
         self.order = _check_order(order)
         self.season: int | str | None = (
-            "auto" if season == "auto" else _check_int("season", season, 2) if season is not None else None)
+            "auto" if season == "auto" else _check_int("season", season, 2, MAX_SEASON) if season is not None else None)
         if isinstance(self.order, tuple):
             p_cap, d_cap, q_cap = self.order
         else:  # "auto": room for the largest order the search may pick
@@ -165,9 +170,10 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         first_m = d_cap + (fixed or 0)
         self._min_fit = first_m + 2 * (p_cap + q_cap) + 10
         min_warmup = self._m + 1 if model is not None else self._min_fit
-        self.warmup = _check_int("warmup", 200 + 2 * first_m if warmup is None else warmup, min_warmup)
+        self.warmup = _check_int("warmup", 200 + 2 * first_m if warmup is None else warmup, min_warmup, MAX_POINTS)
         room = 2 * (most or 0) + 64 if self.season == "auto" else 512
-        self.history = _check_int("history", max(self.warmup, room) if history is None else history, self.warmup)
+        self.history = _check_int("history", max(self.warmup, room) if history is None else history, self.warmup,
+                                  MAX_POINTS)
         self.threshold = _check_positive("threshold", threshold)
         self.refit_every = _check_int("refit_every", refit_every, 0)
         self.shift_run = _check_int("shift_run", shift_run, 0)
@@ -484,13 +490,15 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.fits += 1
         self._sync_model()
 
-    def wait_for_fits(self) -> None:
-        """Block until queued background fits are delivered, then install them.
+    def wait_for_fits(self, timeout_s: float = 30.0) -> bool:
+        """Block until queued background fits are delivered, then install them; False if
+        ``timeout_s`` passed first (the fits queued by every detector are waited for).
 
         For tests, scripts and shutdown; never needed on the hot path.
         """
-        FITS.flush()
+        done = FITS.flush(timeout_s)
         self._install_landed()
+        return done
 
     def _after_fork(self) -> None:
         # A fit in flight ran on the parent's worker thread: it never lands here. Ask again.
@@ -529,7 +537,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         The interval uses the model's innovation variance and its psi-weights
         (as statsmodels' ``get_forecast`` does once its filter has converged).
         """
-        _check_int("h", h, 1)
+        _check_int("h", h, 1, MAX_POINTS)
         level = check_number("level", level, 0.0, 1.0, low_open=True, high_open=True)
         model = self.model
         if model is None:
@@ -603,8 +611,8 @@ def _check_order(order: Any) -> tuple[int, int, int] | str:
     raise ValueError(f"order must be (p, d, q) with p, q in 0..10 and d in 0..2, or 'auto'; got {order!r}")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    return check_int(name, value, minimum=minimum)
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    return check_int(name, value, minimum=minimum, maximum=maximum)
 
 
 def _check_positive(name: str, value: Any, upper: float = math.inf) -> float:

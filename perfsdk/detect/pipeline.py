@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from perfsdk._native import PipelineCore, kernels as K, state_buffer
 from perfsdk._runtime import check_int, check_number, check_str
-from perfsdk.detect._base import StreamingDetector, as_scalar, check_slots
+from perfsdk.detect._base import MAX_POINTS, StreamingDetector, as_scalar, check_slots
 from perfsdk.detect.anomaly import Anomaly
 from perfsdk.detect.zscore import ZScoreDetector
 
@@ -95,8 +95,8 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         point). The pipeline takes it over: its state moves into the
         pipeline's state array.
     season
-        Seasonal period in points (e.g. 288: a day of 5-minute samples), or
-        None. Adds the seasonal channel (see the module docstring).
+        Seasonal period in points (e.g. 288: a day of 5-minute samples; at most
+        ``MAX_POINTS``, 10**7), or None. Adds the seasonal channel (see the module docstring).
     threshold
         Alert when the score reaches it (default 0.5: a tail probability of
         1e-5, HTM's choice).
@@ -162,7 +162,7 @@ class AlertPipeline(StreamingDetector, PipelineCore):
             raise ValueError(f"detector {member.name!r} already belongs to an AlertPipeline: give this one its "
                              "own (detector.clone())")
         if season is not None:
-            check_int("season", season, minimum=2)
+            check_int("season", season, minimum=2, maximum=MAX_POINTS)
         check_number("threshold", threshold, low=0.0, high=1.0, low_open=True)
         check_int("learning", learning, minimum=1)
         if range_tolerance is not None:

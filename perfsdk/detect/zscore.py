@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfsdk._native import ZScoreCore, kernels, state_buffer
 from perfsdk._runtime import check_int, check_number, check_str
-from perfsdk.detect._base import StreamingDetector, check_slots
+from perfsdk.detect._base import MAX_POINTS, StreamingDetector, check_slots
 
 if TYPE_CHECKING:
     from perfsdk._native import Slots
@@ -32,9 +32,10 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
     Parameters
     ----------
     window
-        Length of the rolling window (>= 2; default 256). Not with ``alpha``.
+        Length of the rolling window (2 to ``MAX_POINTS``, 10**7; default 256). Not with ``alpha``.
     alpha
-        EWMA smoothing factor in (0, 1]; selects EWMA mode (not with ``window``).
+        EWMA smoothing factor in (0, 1); selects EWMA mode (not with ``window``). Not 1:
+        the mean would be the last point alone and the variance 0, every change infinite.
     threshold
         ``|z|`` above this is an anomaly (default 3.0).
     warmup
@@ -112,9 +113,9 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
             if window is not None:
                 raise ValueError(f"give window or alpha, not both (window={window!r}, alpha={alpha!r}): "
                                  "a detector keeps a rolling window or an EWMA")
-            check_number("alpha", alpha, low=0.0, high=1.0, low_open=True)
+            check_number("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
         window = 256 if window is None else window
-        check_int("window", window, minimum=2)
+        check_int("window", window, minimum=2, maximum=MAX_POINTS)
         check_number("threshold", threshold, low=0.0, low_open=True)
         if warmup is None:
             warmup = math.ceil(2.0 / alpha) if alpha is not None else int(window)
