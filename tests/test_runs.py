@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfsdk.detect import Onset, RunRule
+from perfsdk.detect._base import MAX_POINTS
 
 
 def stepped_runs(rule, values, scores, expected, std, threshold):
@@ -55,3 +56,10 @@ def test_confirmed_runs_refuses_arrays_of_other_lengths(arrays, message):
 def test_confirmed_runs_refuses_a_threshold_that_is_not_positive(threshold):
     with pytest.raises(ValueError, match="threshold must be"):
         RunRule().confirmed_runs(np.ones(5), np.ones(5), np.ones(5), np.ones(5), threshold=threshold)
+
+
+def test_a_confirm_past_the_maximum_is_a_value_error_naming_it():
+    """``confirm=10**20`` reached the Numba kernels and failed there with a typing error."""
+    assert RunRule(confirm=MAX_POINTS).confirm == MAX_POINTS
+    with pytest.raises(ValueError, match="confirm"):
+        RunRule(confirm=10**20)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfsdk._native import kernels
 from perfsdk._runtime import check_int, check_number
+from perfsdk.detect._base import MAX_POINTS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +75,7 @@ class RunRule:
     Parameters
     ----------
     confirm
-        Points in a run before it is reported.
+        Points in a run before it is reported (``MAX_POINTS`` at most).
     min_delta, min_ratio
         A flagged point must also be a material change:
         ``abs(value - expected) >= max(min_delta, min_ratio * abs(expected))``.
@@ -83,7 +84,7 @@ class RunRule:
     """
 
     def __init__(self, confirm: int = DEFAULT_CONFIRM, min_delta: float = 0.0, min_ratio: float = 0.0) -> None:
-        self.confirm = check_int("confirm", confirm, minimum=1)
+        self.confirm = check_int("confirm", confirm, minimum=1, maximum=MAX_POINTS)  # (the kernels count in int64)
         self.min_delta = check_number("min_delta", min_delta, low=0.0)
         self.min_ratio = check_number("min_ratio", min_ratio, low=0.0)
 
