@@ -1467,3 +1467,215 @@ def test_max_size_is_bounded_saying_so():
             AdaptivePool(Conn, max_size=huge)
     with pytest.raises(ValueError, match="size"):
         AdaptivePool(Conn, min_size=0, size=0)
+
+
+class Sized:
+    """A target of one load feature whose every move costs: growing never pays (``m1``)."""
+
+    name, mode, value_name = "db", "auto", "size"
+
+    def __init__(self, value: int, max_value: int, load: float) -> None:
+        self.value, self.min_value, self.max_value, self.load = value, 1, max_value, load
+
+    def evidence(self, candidates):
+        from perfsdk.adapt.controller import Evidence
+
+        def cost(n: int) -> float:
+            return -(10.0 + 0.5 * abs(n - self.value) + (1.0 if n > self.value else 0.0))
+
+        return Evidence({"load": self.load}, cost(self.value), {a: cost(n) for a, n in candidates.items()}, "sized")
+
+    def apply(self, value, setting):
+        self.value = value
+
+
+def test_a_fleet_does_not_make_a_move_nobody_tried_look_best(tmp_path):
+    """A peer saw state 1 only at its max size (grow never learned, at its starting value -20); two
+    peers never saw it and published zeros. Averaged over all three, grow came out at -6.67, the
+    best, and a new instance grew against every measurement -- and took the move as tried."""
+    from perfsdk.adapt.controller import DECISION_DELIVERY, Controller
+    from perfsdk.adapt.qlearner import Discretizer
+
+    discretizer = Discretizer({"load": [0.3, 0.6]})
+
+    def instance(target: Sized | None) -> Controller:
+        controller = Controller(discretizer, cooldown=0, epsilon=0.0, fleet=tmp_path)
+        controller.bind("db")
+        assert DECISION_DELIVERY.flush(5.0)
+        for _ in range(10 if target else 0):
+            controller.decide(target)
+        controller.fleet.sync(controller)
+        return controller
+
+    instance(Sized(32, 32, load=0.5))  # in state 1, at its max
+    instance(Sized(8, 32, load=0.1))  # in state 0 only
+    instance(Sized(8, 32, load=0.1))
+    newcomer = instance(None)
+    state = discretizer({"load": 0.5})
+    keep, _, grow = newcomer.learner.q[state]
+    assert newcomer.learner.visits[state, Action.GROW] == 0 and grow <= keep  # nobody's zeros averaged in
+    decision = newcomer.decide(Sized(8, 32, load=0.5))
+    assert decision.action is Action.KEEP and decision.value_after == 8, decision
+    assert newcomer.learner.q[state, Action.GROW] < newcomer.learner.q[state, Action.KEEP]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_a_fleet_sync_syncs_and_delivers():
+    """A child forked while a thread of the parent synced (the first sync, started by ``bind``, on a
+    slow shared directory) inherited the fleet's lock held: its syncs, and every delivery queued on
+    perfsdk's worker behind them, waited for ever."""
+    import tempfile
+
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+
+    controller = PoolController(fleet=tempfile.mkdtemp())
+    controller.bind("orders-db")
+    assert DECISION_DELIVERY.flush(5.0)
+    fleet = controller.fleet
+    syncing, finish = threading.Event(), threading.Event()
+    real_sync = fleet._sync
+
+    def slow_sync(ctl, publish):  # a slow network directory
+        syncing.set()
+        finish.wait(10)
+        real_sync(ctl, publish)
+
+    fleet._sync = slow_sync
+    parent_sync = threading.Thread(target=fleet.sync, args=(controller,))
+    parent_sync.start()
+    assert syncing.wait(5)
+
+    def child_syncs() -> bool:
+        fleet._sync = real_sync
+        fresh = fleet.stats()["published"] == 0
+        done = threading.Event()
+        DECISION_DELIVERY.submit(lambda: (controller._sync_fleet(), done.set()))
+        return fresh and done.wait(5) and fleet.stats()["published"] == 1
+
+    try:
+        assert in_child(child_syncs)
+    finally:
+        finish.set()
+        parent_sync.join(10)
+    assert fleet.stats()["published"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_publishes_only_what_it_learns_itself(tmp_path):
+    """A child (a pre-fork server's worker) published the parent's learning, inherited, as its own:
+    the fleet counted it twice, and a new instance adopted twice the visits there were."""
+    from perfsdk.adapt.controller import DECISION_DELIVERY
+    from perfsdk.adapt.qlearner import QLearner
+
+    parent = PoolController(fleet=tmp_path)
+    parent.bind("orders-db")
+    assert DECISION_DELIVERY.flush(5.0)
+    for _ in range(10):
+        parent.learner.learn(0, 0, -1.0, 0, done=True)
+    parent.fleet.sync(parent)
+
+    def child_publishes_its_own() -> bool:
+        inherited_is_not_its_own = not parent.own_table().visits.any()
+        parent.learner.learn(1, 0, -1.0, 1, done=True)
+        parent.fleet.sync(parent)
+        published = QLearner.load(parent.fleet.own_path)
+        return inherited_is_not_its_own and published.visits.sum() == 1 == published.visits[1, 0]
+
+    assert in_child(child_publishes_its_own)
+    tables = [QLearner.load(path) for path in (tmp_path / "orders-db").glob("*.qtable")]
+    assert len(tables) == 2 and sum(table.visits.sum() for table in tables) == 11
+
+
+def test_a_resize_by_hand_while_the_pool_decides_stands():
+    """``resize(20)`` landing while the controller decided was undone: the decision, made at 4,
+    applied 3 -- and said it had moved 4 -> 3."""
+    from dataclasses import replace
+
+    deciding, go = threading.Event(), threading.Event()
+
+    class Paused(AdaptivePool):
+        def evidence(self, candidates):
+            evidence = super().evidence(candidates)
+            deciding.set()
+            assert go.wait(5)  # the decision is under way (a forecast fit, a GIL switch)
+            return replace(evidence, floor=8)  # and wants 8 connections, whatever the interval said
+
+    pool = Paused(Conn, min_size=1, max_size=32, size=4, meter_provider=False,
+                  controller=PoolController(interval_seconds=600_000, min_acquisitions=1))  # the test decides
+    for _ in range(30):
+        with pool.connection():
+            pass
+    decider = threading.Thread(target=pool._decide, args=(time.monotonic() + 1.0,))
+    decider.start()
+    assert deciding.wait(5)
+    pool.resize(20)  # a person sizes the pool
+    go.set()
+    decider.join(5)
+    (decision,) = pool.decisions()
+    assert pool.target == 20
+    assert (decision.value_before, decision.value_after, decision.applied, decision.guardrail) == (4, 8, False,
+                                                                                                   "hand resize")
+    assert "not applied: the size was set to 20 by hand meanwhile" in decision.evidence
+    pool.close()
+
+
+def test_a_pool_that_fails_to_construct_leaves_its_controller_free():
+    """The pool bound its controller, then failed on a meter provider that was none ("'object' object
+    has no attribute 'get_meter'"): the controller was bound for ever ("already drives another target")."""
+    import tempfile
+
+    class Broken:
+        def get_meter(self, *args, **kwargs):
+            raise RuntimeError("no meter today")
+
+    controller = PoolController(fleet=tempfile.mkdtemp())
+    with pytest.raises(TypeError, match="meter_provider must be an OpenTelemetry MeterProvider"):
+        AdaptivePool(Conn, controller=controller, warm=False, meter_provider=object())
+    with pytest.raises(RuntimeError, match="no meter today"):
+        AdaptivePool(Conn, controller=controller, warm=False, meter_provider=Broken())
+    assert not controller.bound
+    pool = AdaptivePool(Conn, controller=controller, warm=False, meter_provider=False)
+    assert controller.bound
+    pool.close()
+
+
+def test_a_successor_keeps_the_moves_tried_and_a_table_of_its_own():
+    """``successor()`` (``engine.dispose()``) shared the old controller's learner (the old pool's thread
+    could still be learning in it) and forgot the one-off trials made: it tried them again."""
+    from perfsdk.adapt.controller import Evidence
+
+    class Cheap:
+        name, mode, value_name, min_value, max_value = "db", "auto", "size", 1, 32
+        value = 8
+
+        def evidence(self, candidates):  # a modelled shrink that costs nothing: worth one trial
+            return Evidence({"utilisation": 0.6, "waited_share": 0.0, "hold_trend": 0.0}, -10.0,
+                            {a: -10.0 for a in candidates}, "p95 10 ms", modelled=True)
+
+        def apply(self, value, setting):
+            self.value = value
+
+    old, target = PoolController(cooldown=0), Cheap()
+    assert "trying shrink once" in old.decide(target).evidence
+    new = old.successor()
+    assert new.learner is not old.learner and np.array_equal(new.learner.state, old.learner.state)
+    target.value = 8
+    assert "trying" not in new.decide(target).evidence
+    assert new.learner.steps > old.learner.steps
+
+
+def test_the_arrival_forecast_announces_no_surge_on_a_flat_rate_with_a_season():
+    """Its forecast's peak was compared with the last interval alone: a flat 50/s (Poisson) with a
+    season of 24 announced a surge in 45 % of its intervals (up to 89/s), 8 % without a season."""
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    rng = np.random.default_rng(1)
+    forecast = ArrivalForecast(horizon=5, season=24, warmup=60)
+    announced = judged = 0
+    for _ in range(700):
+        forecast.update(float(rng.poisson(50)))
+        if forecast.detector.model is not None:
+            judged += 1
+            announced += forecast.expected_surge() is not None
+    assert judged > 600 and announced <= 0.02 * judged
+    assert 45 < forecast.level < 55 and forecast.last != forecast.level  # today's rate: smoothed

@@ -366,3 +366,59 @@ def test_discretizer_names_the_feature_of_a_bad_value_and_refuses_a_state_out_of
     # kept: NaN is the lowest bucket, features it does not know are ignored
     assert d({"hit_ratio": float("nan"), "ghost_ratio": 0.1, "other": 9}) == 1
     assert d.describe(11) == {"hit_ratio": "[0.75, inf)", "ghost_ratio": "[0.2, inf)"}
+
+
+def test_merge_averages_a_cell_over_the_learners_that_learned_it_not_the_zeros_of_the_others():
+    """A peer that never saw a state publishes zeros there; averaged in, they made a move nobody
+    tried (at -20, the starting value of the one peer there) look best at -6.67."""
+    there, away, elsewhere = QLearner(3, 3, alpha=1.0), QLearner(3, 3), QLearner(3, 3, alpha=1.0)
+    there.q[1] = -20.0  # its starting values in state 1, as a controller sets them ...
+    there.learn(1, 0, -20.0, 1, done=True)  # ... then keep and shrink learned; grow never tried
+    there.learn(1, 1, -22.0, 1, done=True)
+    elsewhere.learn(2, 0, -5.0, 2, done=True)
+    merged = away.merge([there, elsewhere])
+    assert merged.q[1].tolist() == [-20.0, -22.0, -20.0]  # grow: the starting value where it was seen
+    assert merged.visits[1].tolist() == [1, 1, 0] and merged.q[2, 0] == -5.0
+    assert merged.q[0].tolist() == [0.0, 0.0, 0.0]  # a state none was in: as before
+    with pytest.raises(TypeError, match="others must be an iterable of QLearners"):
+        away.merge(there)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda q: q.learn(0.5, 0, 1.0, 1), TypeError, "state must be an integer, got 0.5"),
+    (lambda q: q.learn(True, 0, 1.0, 1), TypeError, "state must be an integer, got True"),  # as learn_many
+    (lambda q: q.learn(0, 1.0, 1.0, 1), TypeError, "action must be an integer"),
+    (lambda q: q.learn(0, 0, 1.0, "1"), TypeError, "next_state must be an integer"),
+    (lambda q: q.learn(0, 0, "x", 1), TypeError, "reward must be a number, got 'x'"),
+    (lambda q: q.learn(0, 0, True, 1), TypeError, "reward must be a number, got True"),
+    (lambda q: q.learn(0, 0, 10**400, 1), ValueError, "reward must be a finite number"),
+    (lambda q: q.act(1.0), TypeError, "state must be an integer, got 1.0"),
+    (lambda q: q.act(2**63), ValueError, "state must be in 0..2, got 9223372036854775808"),
+    (lambda q: q.greedy(-(2**70)), ValueError, "state must be in 0..2"),
+    (lambda q: q.explain(1.7), TypeError, "state must be an integer, got 1.7"),
+    (lambda q: q.run_episodes(*chain(3), max_steps=2**63), ValueError, "max_steps"),  # ran no step at all
+    (lambda q: q.run_episodes(*chain(3), max_steps=2**70), ValueError, "max_steps"),  # a Numba TypingError
+])
+def test_a_bad_argument_to_the_per_event_calls_is_named(call, error, message):
+    """Cython's conversions said "'float' object cannot be interpreted as an integer" or "must be
+    real number, not str", naming no argument; a boolean state was taken as 0 or 1."""
+    q = QLearner(3, 2)
+    before = q.state.copy()
+    with pytest.raises(error, match=message):
+        call(q)
+    assert np.array_equal(q.state, before)
+    assert q.act(np.int64(1)) in (0, 1) and q.learn(np.int64(0), 1, np.float32(0.5), 2) is None  # numpy's: kept
+
+
+def test_sizes_and_max_bytes_are_checked_as_python_integers(tmp_path):
+    """numpy's int64 product overflowed past the size check (then "Maximum allowed dimension
+    exceeded"); ``max_bytes="10"`` failed comparing int with str."""
+    with pytest.raises(ValueError, match="n_states \\* n_actions must be at most"):
+        QLearner(np.int64(2**62), np.int64(4))
+    q = QLearner(np.int64(2), np.int64(2))
+    assert type(q.n_states) is int and type(q.n_actions) is int
+    q.save(tmp_path / "q.bin")
+    for bad, error in (("10", TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="max_bytes"):
+            QLearner.load(tmp_path / "q.bin", max_bytes=bad)
+    assert np.array_equal(QLearner.load(tmp_path / "q.bin", max_bytes=q.max_file_bytes()).state, q.state)

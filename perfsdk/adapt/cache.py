@@ -14,6 +14,7 @@ explained.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
@@ -105,6 +106,8 @@ class AdaptiveCache(MutableMapping):
         check_number("window", window, low=0.0, high=1.0, low_open=True)
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))
+        self._resizing = threading.RLock()  # a resize by hand, or the controller's apply_if (a finaliser of
+        # an entry either evicts may resize: reentrant)
         self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
         if controller is not None:  # last: a constructor that refuses an argument leaves it unbound
             controller.bind(name, self.faults)
@@ -150,6 +153,20 @@ class AdaptiveCache(MutableMapping):
         self._core.resize(value, self._core.window_share if setting is None else setting.after, RESIZE_STEPS)
         if self._evidence.popularity.take_ageing():  # the popular keys changed: old counts fade now
             self._core.age_frequencies()
+
+    def apply_if(self, value: int, setting: SettingMove | None, before: int) -> bool:
+        """``apply`` -- unless ``resize`` changed the capacity while the controller decided at
+        ``before``, or is changing it now (False: the person's capacity stands). It runs inside a
+        get: it never waits for a resize by hand."""
+        if not self._resizing.acquire(blocking=False):
+            return False
+        try:
+            if self._core.capacity != before:
+                return False
+            self.apply(value, setting)
+            return True
+        finally:
+            self._resizing.release()
 
     def _on_interval(self) -> None:
         # Runs inside the get that closed the interval: bounded work only (~20-40 us);
@@ -262,7 +279,8 @@ class AdaptiveCache(MutableMapping):
         """Set the capacity by hand (within min/max); evicts to fit before it returns (the
         controller's resizes are gradual: see ``apply``)."""
         check_int("capacity", capacity, minimum=self.min_capacity, maximum=self.max_capacity)
-        self._core.resize(capacity)
+        with self._resizing:
+            self._core.resize(capacity)
 
     def memoize(self, fn: Callable[..., Any], *, alone: bool = False) -> Callable[..., Any]:
         """``fn`` memoized in this cache, keyed on its arguments as ``functools.lru_cache`` keys
@@ -325,6 +343,7 @@ class AdaptiveCache(MutableMapping):
         # afresh (see Controller._after_fork), and the next interval scheduled -- the get that
         # closed the interval unscheduled it for the decision to set it anew.
         self._core._after_fork()
+        self._resizing = threading.RLock()
         if self.controller is not None and not self._core.next_interval_at:
             self._schedule_decision()
 

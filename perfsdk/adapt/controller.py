@@ -8,8 +8,9 @@ a bounded log of explained decisions, and delivering them on background workers
 (to the Arrow export on perfsdk's, to the target's ``on_decision`` on the user
 callbacks' own). A target (``AdaptiveCache``, ``AdaptivePool``) implements ``Target``:
 ``evidence()`` says what the interval looked like, what it earned and what
-each other size would have earned; ``apply()`` resizes. The target decides
-nothing; the controller touches nothing but the target's two methods.
+each other size would have earned; ``apply()`` resizes (``apply_if()``, where the
+target has it, only if no one resized it meanwhile). The target decides nothing; the
+controller touches nothing but those methods.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 import math
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +34,7 @@ from perfsdk.adapt.decision import Action, Decision, SettingMove
 from perfsdk.adapt.fleet import Fleet
 from perfsdk.adapt.qlearner import Discretizer, QLearner
 
-__all__ = ["DECISION_DELIVERY", "MAX_INTERVAL", "USER_CALLBACKS", "Controller", "Evidence", "Target"]
+__all__ = ["DECISION_DELIVERY", "HAND_RESIZE", "MAX_INTERVAL", "USER_CALLBACKS", "Controller", "Evidence", "Target"]
 
 #: A shrink the model says costs at most this share of the reward is worth trying once.
 SHRINK_TOLERANCE = 0.05
@@ -72,7 +74,14 @@ class Evidence:
 
 
 class Target(Protocol):
-    """What a controller sizes (see the module docstring)."""
+    """What a controller sizes (see the module docstring).
+
+    A target a person may also resize (``AdaptivePool.resize``) implements, besides ``apply``,
+    ``apply_if(value, setting, before) -> bool``: apply only if its value is still ``before``,
+    the value the decision was made at, checked under the lock its own resizes take. False: it
+    was resized by hand while the controller decided; the person's size stands, and the
+    decision is recorded as not applied (guardrail ``HAND_RESIZE``).
+    """
 
     name: str
     mode: str  # "auto" or "advisory"
@@ -88,6 +97,8 @@ class Target(Protocol):
     def apply(self, value: int, setting: SettingMove | None) -> None: ...
 
 
+#: The guardrail of a decision not applied because the target was resized by hand meanwhile.
+HAND_RESIZE = "hand resize"
 SETTLED_STRETCH = 16  # a settled target's count interval grows up to this many times (see Controller)
 #: The longest ``interval``, in operations: stretched while settled, it stays far inside the target's
 #: 64-bit operation counter (2**63 is 9.2e18).
@@ -178,6 +189,7 @@ class Controller:
         self._cooling = 0
         self._stretch = 1  # the next interval, in intervals: doubled while settled (see ``interval``)
         self._due_stretch = 1  # the stretch of the interval now running (a target that schedules none: 1)
+        self._deadline: float | None = None  # the unstretched time limit of the count interval now running
         self._last_state: int | None = None
         self._faults = FAULTS  # the bound target's (see ``bind``)
         self._lock = threading.Lock()
@@ -185,8 +197,11 @@ class Controller:
 
     def _after_fork(self) -> None:
         # In a forked child: a thread of the parent deciding (or reading the learner under
-        # ``locked()``) held the lock, and does not exist here to let it go.
+        # ``locked()``) held the lock, and does not exist here to let it go. What the child
+        # inherited is the parent's evidence, which the parent publishes: the child's is what it
+        # learns from here on (else the fleet counted the parent's twice).
         self._lock = threading.Lock()
+        self._adopted = self.learner.visits.copy()
 
     @property
     def decided(self) -> int:
@@ -195,16 +210,18 @@ class Controller:
 
     # -- schedule -------------------------------------------------------------------
     def next_due(self, ops: int, now: float) -> tuple[int, float | None]:
-        """When the next decision is due, given the target's operation count and clock
-        now: at this count, or at this time (None: by count only), whichever comes first."""
+        """When the next decision is due, given the target's operation count and ``now``
+        (``time.monotonic()``): at this count, or at this time (None: by count only), whichever
+        comes first."""
         self._due_stretch = self._stretch
-        return (ops + self.interval * self._stretch,
-                now + self.interval_seconds if self.interval_seconds else None)
+        self._deadline = now + self.interval_seconds if self.interval_seconds else None
+        return ops + self.interval * self._stretch, self._deadline
 
     def next_due_at(self, now: float) -> float:
         """When a target that decides by time alone (a pool) is next due: ``interval_seconds``
         after ``now``, stretched while the target is settled as ``interval`` is."""
         self._due_stretch = self._stretch
+        self._deadline = None  # the time is the stretched interval itself
         return now + (self.interval_seconds or 0.0) * self._stretch
 
     def bind(self, target_name: str, faults: Faults = FAULTS) -> None:
@@ -255,7 +272,11 @@ class Controller:
         """Take the fleet's learned values in the states this controller has not learned in
         itself: those it has not been in, and those it adopted before (they follow the fleet as
         it learns on). Its own evidence stays its own: once it learns in an adopted state, that
-        state is its own, starting from the fleet's values. Returns how many states it adopted anew."""
+        state is its own, starting from the fleet's values. Returns how many states it adopted anew.
+
+        A move the fleet never learned in an adopted state is not taken as tried (its trial is
+        still due here), and takes this instance's starting value when it first gets there (see
+        ``_decide``): a peer's starting value is the worth of staying at the peer's size."""
         with self._lock:
             learner, adopted = self.learner, self._adopted
             own = (learner.visits > adopted).any(axis=1)
@@ -263,9 +284,9 @@ class Controller:
             new = states[~adopted[states].any(axis=1)].tolist()
             learner.q[states] = fleet.q[states]
             learner.visits[states] = adopted[states] = fleet.visits[states]
-            for state in new:  # the fleet has measured its moves there: nothing to try once
-                self._started.add(state)
-                self._taken.update((state, action) for action in Action)
+            self._started.difference_update(states.tolist())
+            rows, actions = np.nonzero(fleet.visits[states])  # the moves the fleet made there
+            self._taken.update(zip(states[rows].tolist(), map(Action, actions.tolist())))
             return len(new)
 
     def own_table(self) -> QLearner:
@@ -300,14 +321,16 @@ class Controller:
             self._last = None
             self._cooling = max(0, self._cooling - 1)
             return self._record(target, evidence, state, Action.KEEP, before, before, False, "no evidence yet")
-        if state not in self._started and not learner.visits[state].any():
-            # Costs make every reward negative: zeros would make each untried action
-            # look best. A new state starts at the value of staying as it is.
+        unlearned = learner.visits[state] == 0
+        if state not in self._started and unlearned.any():
+            # Costs make every reward negative: zeros would make each untried action look best.
+            # A new state's actions -- and those the fleet never learned in a state adopted from
+            # it -- start at the value of staying as it is.
             start = reward / (1.0 - learner.gamma)
             if not math.isfinite(start):
                 raise ValueError(f"the reward {reward} makes a new state's value {start}: the target's costs "
                                  "are too large")
-            learner.q[state] = start
+            learner.q[state, unlearned] = start
         self._started.add(state)
         values = learner.q[state].copy()
         # The next interval's reward, credited to the move that led to it. Where the what-ifs come
@@ -361,15 +384,18 @@ class Controller:
             guardrail = f"{setting.label} limit"
         moved = setting is not None and setting.after != setting.before
         applied = target.mode == "auto" and (after != before or moved)
-        if applied:
-            target.apply(after, setting)
-            if after != before:
-                self._cooling = self.cooldown + 1
-                self._taken.add((state, action))
+        by_hand = applied and not _apply(target, after, setting, before)
+        if by_hand:  # a person's size stands
+            applied, guardrail = False, HAND_RESIZE
+            summary += f"; not applied: the {target.value_name} was set to {target.value} by hand meanwhile"
+        if applied and after != before:
+            self._cooling = self.cooldown + 1
+            self._taken.add((state, action))
         self._cooling = max(0, self._cooling - 1)
         # what the next reward follows from: what really happened (a move held by the cooldown or
-        # a limit, or only advised, left the value as it was: that interval teaches "keep")
-        self._last = (state, action if applied and after != before else Action.KEEP)
+        # a limit, or only advised, left the value as it was: that interval teaches "keep"; a
+        # resize by hand is no move of the learner's)
+        self._last = None if by_hand else (state, action if applied and after != before else Action.KEEP)
         self._last_trial = bool(untried) and applied and after != before
         return self._record(target, evidence, state, action, before, after, applied, guardrail, summary, learned)
 
@@ -377,13 +403,16 @@ class Controller:
         """The learner's epsilon-greedy choice -- for a stretched interval, as often exploring as
         the intervals it stands for would have together (a settled target still explores at the
         same rate per operation, and finds what only a trial shows: a loop just beyond the size).
-        A move the interval's evidence measured far below the best in reach is not explored: the
-        what-ifs teach it every interval, and trying it only pays its price (a plain LRU cache
-        holding a loop that just fits, told by its own hits that a shrink loses all of them,
-        shrank anyway on three of eight seeds, up to three times a run, missing everything for three
-        intervals each time). Nor is a move the limits cut short (not among ``candidates``): the
+        A count interval the time limit closed (the limit is not stretched) stands for one: it held
+        fewer operations (drawn as many times as its stretch, a quiet cache at 500 gets in 30 s
+        explored 40 % of its decisions at epsilon 5 %). A move the interval's evidence measured far
+        below the best in reach is not explored: the what-ifs teach it every interval, and trying
+        it only pays its price (a plain LRU cache holding a loop that just fits, told by its own
+        hits that a shrink loses all of them, shrank anyway on three of eight seeds, up to three
+        times a run, missing everything for three intervals each time). Nor is a move the limits cut short (not among ``candidates``): the
         evidence was not asked what it would earn."""
-        for _ in range(self._due_stretch):
+        timed_out = self._deadline is not None and time.monotonic() >= self._deadline
+        for _ in range(1 if timed_out else self._due_stretch):
             action = Action(self.learner.act(state))
             asked = action is Action.KEEP or action in candidates
             if action is not greedy and asked and _worth_exploring(action, evidence):
@@ -422,6 +451,16 @@ class Controller:
                     functools.partial(call_guarded, callback, decision, faults, "an on_decision callback")):
                 dropped += 1
         return dropped
+
+
+def _apply(target: Target, value: int, setting: SettingMove | None, before: int) -> bool:
+    """Apply a decision made at ``before``; False where the target was resized by hand meanwhile
+    (a target with ``apply_if`` checks it atomically with its own resizes; see ``Target``)."""
+    apply_if = getattr(target, "apply_if", None)
+    if apply_if is None:
+        target.apply(value, setting)
+        return True
+    return bool(apply_if(value, setting, before))
 
 
 def _worth_a_trial(action: Action, evidence: Evidence) -> bool:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfsdk._runtime import check_int, check_number
+from perfsdk._runtime import at_fork, check_int, check_number
 
 if TYPE_CHECKING:
     from perfsdk.adapt.controller import Controller
@@ -59,6 +59,11 @@ class Fleet:
     {'published': 0, 'tables_read': 0, 'tables_rejected': 0, 'states_adopted': 0}
     """
 
+    # set anew in a forked child (``_after_fork``)
+    counts: dict[str, int]
+    last_error: BaseException | None
+    _lock: threading.Lock
+
     def __init__(self, directory: str | os.PathLike[str], *, every: int = 30, max_files: int = 32,
                  max_age_s: float = 7 * 86400.0) -> None:
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
@@ -67,10 +72,17 @@ class Fleet:
         self.every = check_int("every", every, minimum=1)
         self.max_files = check_int("max_files", max_files, minimum=1)
         self.max_age_s = check_number("max_age_s", max_age_s, low=0.0, low_open=True)
-        self.counts = {"published": 0, "tables_read": 0, "tables_rejected": 0, "states_adopted": 0}
-        self.last_error: BaseException | None = None
         self._folder: Path | None = None
         self._pid, self._token = os.getpid(), secrets.token_hex(4)
+        self._after_fork()
+        at_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A new fleet's lock and counts -- and a forked child's: a sync running on a thread of the
+        parent held the lock, and that thread is not here to let it go (the child's syncs, and the
+        work queued behind them on perfsdk's worker, waited for ever); the child is another instance."""
+        self.counts = {"published": 0, "tables_read": 0, "tables_rejected": 0, "states_adopted": 0}
+        self.last_error = None
         self._lock = threading.Lock()  # one sync at a time
 
     def attach(self, target_name: str) -> None:

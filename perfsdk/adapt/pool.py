@@ -92,7 +92,7 @@ class AdaptivePool(LendingPath):
         A connection held longer than this is reported once (logged, counted in
         ``stats()``) with the stack that took it; None: not watched.
     burst
-        While callers wait, the pool opens up to this share more than its size (at least four,
+        While callers wait, the pool opens up to this share more than its size (at least eight,
         within ``max_size`` and the database's fitted best concurrency), and retires the extra
         connections as the queue clears -- a spike is served in milliseconds, not at the next
         decision. 0: never more than the size (the default without a controller: a fixed pool
@@ -167,13 +167,15 @@ class AdaptivePool(LendingPath):
             check_number("leak_timeout", leak_timeout, low=0.0, low_open=True)
         check_choice("mode", mode, ("auto", "advisory"))
         check_str("name", name)
+        if meter_provider is not None and meter_provider is not False and not callable(
+                getattr(meter_provider, "get_meter", None)):
+            raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider (with get_meter), None or "
+                            f"False, got {meter_provider!r}")
         if controller == "default":
             controller = PoolController()
         if controller is not None and not isinstance(controller, PoolController):
             raise TypeError(f"controller must be a PoolController, 'default' or None, got {controller!r}")
         self.faults = Faults()
-        if controller is not None:
-            controller.bind(name, self.faults)
         self.factory = factory
         self.min_size, self.max_size = min_size, max_size
         self.timeout = float(timeout)
@@ -197,8 +199,10 @@ class AdaptivePool(LendingPath):
         self._ticker: Worker[Callable[[], Any]] = Worker(
             f"perfsdk-pool-{name}", tick=self._maintain, faults=self.faults,
             tick_interval_s=controller.interval_seconds if controller is not None else 1.0)
-        self.metrics = PoolMetrics(self, meter_provider or None) if meter_provider is not False else None
+        self.metrics = PoolMetrics(self, meter_provider) if meter_provider is not False else None
         self._started = False
+        if controller is not None:  # last of what may raise: a constructor that fails leaves it unbound
+            controller.bind(name, self.faults)
         if warm:
             self._start()
         at_fork(self._after_fork)
@@ -301,15 +305,20 @@ class AdaptivePool(LendingPath):
         check_int("size", size, minimum=max(1, self.min_size), maximum=self.max_size)
         self._set_target(size)
 
-    def _set_target(self, size: int) -> None:
+    def _set_target(self, size: int, before: int | None = None) -> bool:
+        """Keep ``size`` connections -- if ``before`` is given, only if the target still is
+        ``before`` (False: resized meanwhile; see ``apply_if``)."""
         retire: list[Lent] = []
         with self._lock:
+            if before is not None and self._target != before:
+                return False
             self._target = size
             while self._idle and self._open_count() > size:
                 retire.append(self._idle.pop(0))  # the longest idle first
             self._count_retired(retire)
         self._retire_later(retire)
         self._maker.submit(functools.partial(self._fill, True))
+        return True
 
     def _fill(self, eager: bool = False) -> None:
         """Open connections (on the maker thread), backing off on errors: up to the target when
@@ -507,6 +516,11 @@ class AdaptivePool(LendingPath):
     def apply(self, value: int, setting: SettingMove | None) -> None:
         """Resize to what the controller decided."""
         self._set_target(value)
+
+    def apply_if(self, value: int, setting: SettingMove | None, before: int) -> bool:
+        """Resize to what the controller decided at ``before`` -- unless ``resize`` changed the size
+        while it decided (False: the person's size stands)."""
+        return self._set_target(value, before)
 
     # -- reporting -------------------------------------------------------------------------
     def _interval_summary(self, record: IntervalRecord, now: float) -> dict[str, float]:

@@ -102,16 +102,22 @@ class PoolController(Controller):
 
     def successor(self) -> "PoolController":
         """A controller for the pool that replaces this one's (SQLAlchemy's ``engine.dispose()``):
-        the same settings and the learned table; the fleet's directory is shared anew (a ``Fleet``
-        serves one controller: the successor publishes what it learns from then on)."""
+        the same settings, a copy of the learned table (the old pool's thread may still decide on
+        its own) and the moves already tried (not tried again once each); the fleet's directory
+        is shared anew (a ``Fleet`` serves one controller: the successor publishes what it
+        learns from then on)."""
         fleet = self.fleet
-        return PoolController(
+        with self.locked():
+            learner, started, taken = self.learner.copy(), set(self._started), set(self._taken)
+        successor = PoolController(
             interval_seconds=self.interval_seconds or 1.0, connection_weight=self.connection_weight,
-            min_acquisitions=self.min_acquisitions, step=self.step, cooldown=self.cooldown, learner=self.learner,
+            min_acquisitions=self.min_acquisitions, step=self.step, cooldown=self.cooldown, learner=learner,
             max_decisions=self.decisions.maxlen or 1000, forecast_horizon=self.forecast_horizon,
             forecast_season=self.forecast_season,
             fleet=None if fleet is None else Fleet(fleet.directory, every=fleet.every, max_files=fleet.max_files,
                                                    max_age_s=fleet.max_age_s))
+        successor._started, successor._taken = started, taken
+        return successor
 
     def reward(self, latency_ms: float, size: int, max_size: int) -> float:
         """The reward of an interval with this tail latency (ms) at this size. A latency under

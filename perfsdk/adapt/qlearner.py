@@ -24,6 +24,8 @@ FILE_VERSION = 1
 #: A saved learner's parameters take some 200 bytes; a longer header is not one of ours.
 MAX_HEADER_BYTES = 4096
 MAX_CELLS = 10_000_000  # n_states * n_actions: a table of at most 160 MB (values and visits)
+#: ``run_episodes``' longest episode: the compiled loop counts in 64 bits (2**63 wrapped to no step at all).
+MAX_STEPS = 2**63 - 1
 
 
 class QLearner(QCore):
@@ -61,8 +63,8 @@ class QLearner(QCore):
         self, n_states: int, n_actions: int, *, alpha: float = 0.1, gamma: float = 0.9,
         epsilon: float = 0.1, epsilon_min: float = 0.01, epsilon_decay: float = 1.0, seed: int = 0,
     ) -> None:
-        check_int("n_states", n_states, minimum=1)
-        check_int("n_actions", n_actions, minimum=1)
+        n_states = check_int("n_states", n_states, minimum=1)  # Python ints: numpy's overflow
+        n_actions = check_int("n_actions", n_actions, minimum=1)
         if n_states * n_actions > MAX_CELLS:
             raise ValueError(f"n_states * n_actions must be at most {MAX_CELLS:,}, got {n_states * n_actions}")
         _check_unit("alpha", alpha, low_open=True)
@@ -71,7 +73,7 @@ class QLearner(QCore):
         _check_unit("epsilon_min", epsilon_min)
         _check_unit("epsilon_decay", epsilon_decay, low_open=True)
         check_int("seed", seed, minimum=0)
-        self.n_states, self.n_actions = int(n_states), int(n_actions)
+        self.n_states, self.n_actions = n_states, n_actions
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.epsilon_start, self.epsilon_min, self.epsilon_decay = float(epsilon), float(epsilon_min), float(epsilon_decay)
         self.seed = int(seed)
@@ -162,7 +164,7 @@ class QLearner(QCore):
         term = _array("terminal", terminal, np.bool_, (self.n_states,))
         start = check_int("start", start, minimum=0, maximum=self.n_states - 1)
         episodes = check_int("episodes", episodes, minimum=0, maximum=100_000_000)  # each one's total is kept
-        max_steps = check_int("max_steps", max_steps, minimum=0)
+        max_steps = check_int("max_steps", max_steps, minimum=0, maximum=MAX_STEPS)
         if np.min(t) < 0 or np.max(t) >= self.n_states:
             raise ValueError("transitions must name states in range")
         if not np.isfinite(r).all():
@@ -179,11 +181,16 @@ class QLearner(QCore):
 
         A fleet can pool what each instance learned without sharing raw data:
         each (state, action) takes the average of the instances' estimates,
-        weighted by how often each instance learned it; visits add up. Only learners with
+        weighted by how often each instance learned it; visits add up. A pair no learner
+        learned takes the plain average of the learners that learned in its state (their
+        starting values there), not of all: a learner never in the state holds zeros there,
+        which would make a move nobody tried look best where rewards are costs. Only learners with
         the same ``gamma`` merge: Q-values scale like ``reward / (1 - gamma)``, so another
         gamma's are in other units (``alpha`` and exploration may differ: they change how a
         learner learns, not what its values mean).
         """
+        if isinstance(others, QLearner) or not isinstance(others, Iterable):
+            raise TypeError(f"others must be an iterable of QLearners, got {others!r}")
         learners = [self, *others]
         for other in learners[1:]:
             if not isinstance(other, QLearner):
@@ -195,11 +202,13 @@ class QLearner(QCore):
         visits = np.stack([lr.visits for lr in learners])
         qs = np.stack([lr.q for lr in learners])
         total = visits.sum(axis=0)
-        # weights, not a sum of visits * Q (which overflows for Q near the float limit); never
-        # visited anywhere: the plain mean. A weighted mean lies within its values: the clip
-        # only undoes rounding.
-        weights = np.full_like(visits, 1.0 / len(learners))
-        np.divide(visits, total, out=weights, where=total > 0)
+        # Each learner's weight in each cell: its visits; a cell none visited, 1 for the learners
+        # that were in its state; a state none was in, 1 for all. Weights, not a sum of visits * Q
+        # (which overflows for Q near the float limit); a weighted mean lies within its values:
+        # the clip only undoes rounding.
+        in_state = np.broadcast_to(visits.any(axis=2, keepdims=True), visits.shape)
+        counted = np.where(total > 0, visits, np.where(in_state.any(axis=0), in_state, 1.0))
+        weights = counted / counted.sum(axis=0)
         merged_q = np.clip((weights * qs).sum(axis=0), qs.min(axis=0), qs.max(axis=0))
         merged = QLearner(self.n_states, self.n_actions, **self._params_no_size())
         merged.q[:] = merged_q
@@ -233,7 +242,7 @@ class QLearner(QCore):
         anything but a regular file (a FIFO would block the read) and a file over
         ``max_bytes`` (default: what the largest learner takes), both before reading a byte."""
         largest = _file_bytes(8 * (K.QL_HEADER + 2 * MAX_CELLS))
-        data = _read_regular(path, largest if max_bytes is None else max_bytes)
+        data = _read_regular(path, largest if max_bytes is None else check_int("max_bytes", max_bytes, minimum=0))
         if len(data) < len(FILE_MAGIC) + 8 + 32 or not data.startswith(FILE_MAGIC):
             raise ValueError(f"{path}: not a perfsdk Q-learner file")
         body, checksum = data[:-32], data[-32:]
