@@ -1,11 +1,11 @@
 """The ``perfsdk`` command.
 
-    perfsdk detect FILE.csv [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
+    perfsdk detect FILE.csv|- [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
     perfsdk analyze PATH [--out DIR] [--detector default|zscore|arima] [--threshold T] [--scheduler ADDRESS]
     perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
                     [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
     perfsdk testgen --from DATA_DIR --bench-out FILE.py [--top N]
-    perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run]
+    perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run] [--workdir DIR]
     perfsdk report DIR [--out FILE.html]
     perfsdk demo [--out DIR] [--quick] [--db URL] [--seed N]
 
@@ -30,14 +30,15 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from perfsdk._runtime import write_atomically
+from perfsdk._runtime import check_number, write_atomically
 from perfsdk.detect import DEFAULT_CONFIRM, DETECTOR_KINDS, ZScoreDetector
 
 __all__ = ["build_parser", "main", "read_series"]
@@ -48,48 +49,59 @@ class InputError(Exception):
 
 
 def read_series(path: Path) -> tuple[list[str], np.ndarray]:
-    """Read a ``timestamp,value`` CSV (header optional) into timestamps and values.
+    """Read a ``timestamp,value`` CSV (header optional; ``-`` is standard input) into timestamps and values.
 
-    Empty values and ``nan`` are kept as NaN so the detector counts them as
-    rejected; anything else that is not a number is an error naming the line.
+    Empty values, ``nan`` and ``inf`` are kept so the detector counts them as rejected;
+    anything else that is not a plain number is an error naming the line.
     """
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    stdin = str(path) == "-"
+    name = "<stdin>" if stdin else str(path)
     try:
-        return _read_rows(path)
+        # utf-8-sig: a byte-order mark (Excel's CSVs) is not part of the first timestamp
+        with open(sys.stdin.fileno() if stdin else path, newline="", encoding="utf-8-sig", closefd=not stdin) as f:
+            return _read_rows(name, f)
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read it: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+        raise InputError(f"{name}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start]:#04x}); "
                          f"expected timestamp,value CSV") from None
 
 
 #: A value cell that starts like a number ("12ms", "-3,5", ".5s"): a data row that does not parse,
 #: never a header -- skipping it as one would shift every anomaly's index by one.
 _NUMERIC_LOOKING = re.compile(r"[+-]?\.?\d")
+#: A number as a CSV holds one, or nan/inf spelled out; float() takes more ("1_000", other
+#: scripts' digits), which in a CSV is a malformed cell, not a number.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 
 
-def _read_rows(path: Path) -> tuple[list[str], np.ndarray]:
+def _read_rows(name: str, f: TextIO) -> tuple[list[str], np.ndarray]:
     timestamps: list[str] = []
     values: list[float] = []
     first = True
-    # utf-8-sig: a byte-order mark (Excel's CSVs) is not part of the first timestamp
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
+    rows = csv.reader(f)
+    try:
+        for line_no, row in enumerate(rows, start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < 2:
-                raise InputError(f"{path}:{line_no}: expected 'timestamp,value', got {','.join(row)!r}")
+                raise InputError(f"{name}:{line_no}: expected 'timestamp,value', got {','.join(row)!r}")
             stamp, raw = row[0].strip(), row[1].strip()
             header_allowed, first = first, False  # only the first non-blank row may be a header
-            try:
-                value = float(raw) if raw else math.nan
-            except ValueError:
+            if raw and not _NUMBER.fullmatch(raw):
                 if header_allowed and not _NUMERIC_LOOKING.match(raw):
                     continue  # a header row
-                raise InputError(f"{path}:{line_no}: value {raw!r} is not a number") from None
+                raise InputError(f"{name}:{line_no}: value {raw!r} is not a number")
             timestamps.append(stamp)
-            values.append(value)
+            values.append(float(raw) if raw else math.nan)
+    except csv.Error as exc:  # a cell over csv's size limit, a broken quote
+        raise InputError(f"{name}:{rows.line_num}: not a timestamp,value CSV row: {exc}") from None
     if not values:
-        raise InputError(f"{path}: no data rows")
+        raise InputError(f"{name}: no data rows")
     return timestamps, np.array(values, dtype=np.float64)
 
 
@@ -139,55 +151,88 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _testgen(args: argparse.Namespace) -> int:
+    """Everything is checked and made before a file is written: a failure leaves no file behind."""
     from perfsdk.testgen import Limits
-    from perfsdk.testgen.model import VARIANTS, TrafficModel
+    from perfsdk.testgen.model import COLUMNS, MIN_STAGE_S, VARIANTS, TrafficModel
+    from perfsdk.export import read_readable
 
     if args.out is None and args.bench_out is None:
         raise InputError("say what to write: --out FILE.json (a load-test scenario) "
                          "and/or --bench-out FILE.py (benchmarks of the hottest traced functions)")
     if args.top is not None and args.bench_out is None:
         raise InputError("--top goes with --bench-out (how many functions to benchmark)")
+    if args.top is not None and args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    if args.out is not None and args.bench_out is not None and Path(args.out).resolve() == Path(
+            args.bench_out).resolve():
+        raise InputError("--out and --bench-out name the same file")
     if args.variant not in VARIANTS:
         raise InputError(f"--variant must be one of {', '.join(VARIANTS)}")
-    if args.bench_out is not None:
-        _bench_out(args)
-        if args.out is None:
-            return 0
+    if args.llm_url and args.goal is None:
+        raise InputError("--llm-url needs --goal (what the load test should do, in plain words)")
+    if args.llm_url and not args.llm_model:
+        raise InputError("--llm-url needs --llm-model (the model name the endpoint serves)")
+    if args.duration is not None:
+        try:
+            check_number("--duration", args.duration, low=MIN_STAGE_S, high=Limits.max_duration_s)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     try:
-        model = TrafficModel.from_arrow(args.source)
+        spans, skipped = read_readable(args.source, columns=COLUMNS)
     except (FileNotFoundError, ValueError) as exc:
         raise _source_error(args.source, exc) from None
+    outputs: list[tuple[str, str]] = []  # (path, text), written once all are made
+    if args.bench_out is not None:
+        bench_text, functions = _bench(args, spans)
+        outputs.append((args.bench_out, bench_text))
+    if args.out is not None:
+        try:
+            model = TrafficModel.from_table(spans)
+        except ValueError as exc:
+            raise _source_error(args.source, exc) from None
+        scenario = _scenario(args, model)
+        outputs.append((args.out, scenario.to_json()))
+    written: list[Path] = []
+    for path, text in outputs:
+        try:
+            written.append(write_atomically(path, text))
+        except OSError as exc:
+            for done in written:  # all or nothing
+                done.unlink(missing_ok=True)
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if args.bench_out is not None:
+        _print_bench(args.bench_out, functions)
+    if args.out is not None:
+        print(f"{args.out}: {scenario!r} from {model.requests} requests in {model.sessions} sessions")
+        for note in scenario.metadata.get("notes", []):
+            print(f"  note: {note}")
+    for why in skipped:  # as perfsdk analyze names them
+        print(f"skipped (unreadable): {why}")
+    return 0
+
+
+def _scenario(args: argparse.Namespace, model: Any) -> Any:
+    """The scenario ``args`` ask for, from ``model``: a variant, or what a generator wrote for the goal."""
+    from perfsdk.testgen import Limits
+
     try:
         if args.goal is None:
-            if args.llm_url:
-                raise InputError("--llm-url needs --goal (what the load test should do, in plain words)")
-            scenario = model.generate(args.variant, duration_s=args.duration)
-        elif args.llm_url:
+            return model.generate(args.variant, duration_s=args.duration)
+        if args.llm_url:
             from perfsdk.testgen import LLMError, LLMScenarioGenerator
 
-            if not args.llm_model:
-                raise InputError("--llm-url needs --llm-model (the model name the endpoint serves)")
             hosts = tuple(args.allow_host or ("127.0.0.1", "localhost"))
             generator = LLMScenarioGenerator(args.llm_url, args.llm_model, timeout_s=args.llm_timeout,
                                              limits=Limits(allowed_hosts=hosts))
             try:
-                scenario = generator.generate(model, args.goal)
+                return generator.generate(model, args.goal)
             except LLMError as exc:
                 raise InputError(str(exc)) from None
-        else:
-            from perfsdk.testgen import ModelScenarioGenerator
+        from perfsdk.testgen import ModelScenarioGenerator
 
-            scenario = ModelScenarioGenerator(duration_s=args.duration).generate(model, args.goal)
+        return ModelScenarioGenerator(duration_s=args.duration).generate(model, args.goal)
     except ValueError as exc:  # a bad option's value, or a scenario that does not hold (ScenarioError)
         raise InputError(str(exc)) from None
-    try:
-        scenario.save(args.out)
-    except OSError as exc:
-        raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"{args.out}: {scenario!r} from {model.requests} requests in {model.sessions} sessions")
-    for note in scenario.metadata.get("notes", []):
-        print(f"  note: {note}")
-    return 0
 
 
 def _source_error(source: str, exc: Exception) -> InputError:
@@ -196,19 +241,18 @@ def _source_error(source: str, exc: Exception) -> InputError:
     return InputError(message if source in message else f"{source}: {message}")
 
 
-def _bench_out(args: argparse.Namespace) -> None:
-    from perfsdk.testgen.bench import write_bench_module
+def _bench(args: argparse.Namespace, spans: Any) -> tuple[str, list[Any]]:
+    """The benchmark module's source and the functions in it."""
+    from perfsdk.testgen.bench import bench_module
 
-    top = 10 if args.top is None else args.top
-    if top < 1:
-        raise InputError(f"--top must be at least 1, got {top}")
     try:
-        functions = write_bench_module(args.source, args.bench_out, top=top)
-    except (FileNotFoundError, ValueError) as exc:
+        return bench_module(spans, top=10 if args.top is None else args.top, source=args.source)
+    except ValueError as exc:
         raise _source_error(args.source, exc) from None
-    except OSError as exc:
-        raise InputError(f"cannot write {args.bench_out}: {exc.strerror or exc}") from None
-    print(f"{args.bench_out}: benchmarks of the {len(functions)} hottest traced functions")
+
+
+def _print_bench(path: str, functions: list[Any]) -> None:
+    print(f"{path}: benchmarks of the {len(functions)} hottest traced functions")
     for f in functions:
         where = f.target or f"skipped: {f.skip_reason}"
         print(f"  {f.span_name}: {f.calls} calls, {f.total_s:.3f} s in all, "
@@ -229,9 +273,11 @@ def _loadtest(args: argparse.Namespace) -> int:
     if not args.host:
         raise InputError("--host is required (where to send the requests), unless --dry-run")
     try:
-        result = run_locust(scenario, args.host, duration_s=args.duration)
+        result = run_locust(scenario, args.host, duration_s=args.duration, workdir=args.workdir)
     except (LoadTestError, ValueError) as exc:  # ValueError: --host or --duration
         raise InputError(str(exc)) from None
+    except OSError as exc:  # a --workdir that cannot be made or written
+        raise InputError(f"--workdir {args.workdir}: {exc.strerror or exc}") from None
     outcomes = result.check(scenario)
     if args.json_out:
         try:
@@ -253,13 +299,13 @@ def _demo(args: argparse.Namespace) -> int:
         raise InputError(f"the demo needs {', '.join(missing)}: pip install 'perfsdk[demo]'")
     from perfsdk.demo.run import run_demo
 
-    if args.db != "sqlite://" and not args.db.startswith(("sqlite:", "postgresql")):
-        raise InputError(f"--db must be a SQLAlchemy URL for SQLite or PostgreSQL, got {args.db!r}")
     try:
         demo = run_demo(args.out, quick=args.quick, database_url=args.db, seed=args.seed,
                         progress=lambda line: print(line, flush=True))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: a shop that did not start or failed
         raise InputError(str(exc)) from None
+    except OSError as exc:  # an --out that cannot be made or written
+        raise InputError(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}") from None
     print()
     print(demo.table())
     print(f"\n{demo.seconds:.0f} s; Arrow files, the table and the report in {demo.out}/")
@@ -303,11 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser(
         "detect", help="stream a timestamp,value CSV through the Z-score detector"
     )
-    detect.add_argument("file", help="CSV with timestamp,value rows (a first row whose value does not "
-                        "start like a number is a header)")
+    detect.add_argument("file", help="CSV with timestamp,value rows, - for standard input (a first row whose "
+                        "value does not start like a number is a header)")
     mode = detect.add_mutually_exclusive_group()
     mode.add_argument("--window", type=int, default=None, help="rolling window length (default 256)")
-    mode.add_argument("--alpha", type=float, default=None, help="EWMA smoothing factor instead of a window")
+    mode.add_argument("--alpha", type=float, default=None,
+                      help="EWMA smoothing factor in (0, 1), instead of a window")
     detect.add_argument("--threshold", type=float, default=3.0, help="|z| above this is an anomaly (default 3)")
     detect.add_argument("--warmup", type=int, default=None, help="points before the first score")
     detect.add_argument("--json", action="store_true",
@@ -321,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="default: perfsdk.default_detector(), as perfsdk.init() uses live")
     analyze.add_argument("--threshold", type=float, default=None, help="score threshold")
     analyze.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
-                         help="flagged spans in a row per anomaly (as live)")
+                         help=f"flagged spans in a row per anomaly (default {DEFAULT_CONFIRM}, as live)")
     analyze.add_argument("--scheduler", help="Dask scheduler address: one task per partition")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze.set_defaults(run=_analyze)
@@ -349,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--duration", type=float, default=None, help="cap the run at this many seconds")
     loadtest.add_argument("--json-out", help="write the results here (JSON)")
     loadtest.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    loadtest.add_argument("--workdir", help="keep the locustfile, Locust's log and the results here "
+                                            "(default: a temporary directory, removed)")
     loadtest.set_defaults(run=_loadtest)
     report = commands.add_parser("report", help="write a self-contained HTML report from exported tables")
     report.add_argument("dir", help="an export directory, or the output directory of perfsdk demo")
@@ -359,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "(default perfsdk-demo; an earlier demo there is replaced)")
     demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     demo.add_argument("--db", default="sqlite://",
-                      help="SQLAlchemy URL of the shop's database (default: an embedded SQLite file)")
+                      help="SQLAlchemy URL of the shop's database, SQLite or PostgreSQL (default: an embedded "
+                           "SQLite file)")
     demo.add_argument("--seed", type=int, default=0, help="seeds the shoppers and the load test")
     demo.set_defaults(run=_demo)
     return parser
@@ -368,10 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        status: int = args.run(args)
+        sys.stdout.flush()  # a reader gone away (| head) shows here, not at exit with a traceback
+        return status
     except InputError as exc:
         print(f"perfsdk {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # as the Python docs advise: no more output (nor an error flushing it at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a command a closed pipe ended
 
 
 if __name__ == "__main__":

@@ -115,6 +115,40 @@ def test_demo_refuses_a_database_it_cannot_use(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--db" in done.stderr
 
 
+def run_demo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "perfsdk.cli", "demo", "--quick", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("perfsdk demo: error: ") and "Traceback" not in done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize("db,message", [
+    ("postgresqlnonsense", "--db (database_url) must be a SQLAlchemy URL"),  # passed the prefix check
+    ("sqlite+pysqlite:///shop.db", "is not a directory"),  # a SQLite URL: refused as not one before
+])
+def test_demo_checks_db_as_a_url_then_out_in_one_line(tmp_path: Path, db: str, message: str) -> None:
+    """--out a file was a NotADirectoryError traceback."""
+    (tmp_path / "notdir.txt").write_text("mine")
+    done = run_demo_cli("--out", str(tmp_path / "notdir.txt"), "--db", db)
+    assert message in one_line_error(done)
+    assert (tmp_path / "notdir.txt").read_text() == "mine"
+
+
+def test_a_demo_that_did_not_start_says_why_in_one_line_and_may_run_again_there(tmp_path: Path) -> None:
+    """It was a RuntimeError with the shop's traceback in it, and the directory it left behind
+    (``perfsdk/``) was then refused as "holds no earlier demo run"."""
+    out = tmp_path / "d1"
+    for _ in range(2):
+        err = one_line_error(run_demo_cli("--out", str(out), "--db", "sqlite+nosuchdriver://"))
+        assert "the perfsdk shop did not start: sqlalchemy.exc.NoSuchModuleError: " in err
+        assert f"(its log: {out / 'perfsdk' / 'service.log'})" in err
+        assert "Traceback" in (out / "perfsdk" / "service.log").read_text()
+
+
 # -- scoring rules, on hand-made alerts -------------------------------------------------------
 
 FAULTS = [

@@ -419,6 +419,9 @@ def test_bad_arguments_name_what_was_wrong() -> None:
         run_locust({"name": "x"}, "http://127.0.0.1:9")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="host must be a base URL"):
         run_locust(shop(SHORT), "ftp://127.0.0.1/x")
+    for host, why in [("http://127.0.0.1:99999", "port out of range"), ("http://[::1", "invalid IPv6 URL")]:
+        with pytest.raises(ValueError, match=re.escape(f"got {host!r}: {why}")):  # was Locust's traceback
+            run_locust(shop(SHORT), host)
     with pytest.raises(ValueError, match="duration_s"):
         run_locust(shop(SHORT), "http://127.0.0.1:9", duration_s=0)
     with pytest.raises(TypeError, match="seed"):

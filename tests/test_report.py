@@ -356,6 +356,30 @@ def test_the_cli_writes_where_asked_and_says_where(plain, tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_cut_short_table_file_is_named_and_skipped_as_analyze_does(plain, tmp_path):
+    """One such file made the report refuse the whole directory with pyarrow's own message."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "export"
+    shutil.copytree(plain[0], root)
+    cut = []
+    for table in ("spans", "resources"):
+        first = sorted((root / table).rglob("*.arrow"))[0]
+        cut.append(first.with_name("part-zz-cut.arrow"))
+        cut[-1].write_bytes(first.read_bytes()[:300])
+    done = subprocess.run([sys.executable, "-m", "perfsdk.cli", "report", str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page = (root / "report.html").read_text(encoding="utf-8")
+    for f in cut:
+        assert escape(f"{f}: not a complete Arrow IPC or Parquet file") in page
+    spans = re.search(r"<b>spans</b>: [^<]*", plain[1]).group()
+    assert spans.startswith("<b>spans</b>: 600 in") and spans in page  # every readable span is there
+    assert page.count("skipped (unreadable)") == 1
+
+
 # -- the arithmetic ----------------------------------------------------------------
 def test_grouped_percentiles_match_numpy():
     rng = np.random.default_rng(7)

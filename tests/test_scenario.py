@@ -147,6 +147,22 @@ def test_an_ipv6_host_can_be_allowed():
     assert Scenario.from_dict(data, Limits(allowed_hosts=("::1",))).data["host"] == "http://[::1]:8000"
 
 
+@pytest.mark.parametrize("host,why", [
+    ("http://127.0.0.1:99999", "port out of range 0-65535"),
+    ("http://[::1", "invalid IPv6 URL"),
+    ("http://127.0.0.1:abc", "port could not be cast to integer value as 'abc'"),
+    ("http://:8000", "no host name"),
+])
+@pytest.mark.parametrize("limits", [Limits(), Limits(allowed_hosts=("127.0.0.1", "::1"))])
+def test_a_host_the_pattern_passes_but_no_url_parser_takes_is_a_problem(host, why, limits):
+    """The pattern let these through: Locust then failed on every request with a traceback (and
+    the allowlist's own parse raised a bare ValueError)."""
+    data = valid()
+    data["host"] = host
+    assert problems_of(data, limits) == [
+        ("$.host", f"host must be a base URL like http://127.0.0.1:8000 (no path), got {host!r}: {why}")]
+
+
 def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
     data = valid()
     data["tasks"][0]["name"] = "GET /" + "x" * 995

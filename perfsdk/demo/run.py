@@ -52,6 +52,7 @@ from perfsdk.demo.service import LATENT_KINDS, FaultSpec
 __all__ = ["SURGE", "DemoPlan", "DemoResult", "TableRow", "run_demo"]
 
 SURGE = 5.0  # the surge's arrivals, times the normal rate
+MARK = ".perfsdk-demo"  # in an output directory the demo made, which a later run may replace
 PAPER = {  # the seed paper's Table 1: traditional, AI-driven
     "p50": (200.0, 160.0), "p99": (800.0, 500.0), "cpu": (85.0, 65.0), "recall": (82.0, 95.0),
 }
@@ -137,12 +138,19 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False, database_url: 
              plan: DemoPlan | None = None, progress: Callable[[str], None] = print) -> DemoResult:
     """Run both variants (see the module docstring) into ``out``; the table, the files and the report."""
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
+    _check_database(database_url)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is not a directory: choose an empty or new directory")
     if out.exists() and any(out.iterdir()):
-        if not (out / "comparison.arrow").exists():
+        # comparison.arrow: an output from before the mark
+        if not (out / MARK).exists() and not (out / "comparison.arrow").exists():
             raise ValueError(f"{out} is not empty and holds no earlier demo run: choose an empty or new directory")
         shutil.rmtree(out)  # an earlier demo's output: replaced, never mixed with this one
     out.mkdir(parents=True, exist_ok=True)
+    # first: a run that fails midway leaves a directory the next run may replace
+    (out / MARK).write_text("Written by perfsdk demo: the next run with this --out replaces this directory.\n",
+                            encoding="utf-8")
     started = time.monotonic()
     runs: dict[str, dict[str, Any]] = {}
     uniform = _uniform_load_test(plan)
@@ -174,6 +182,19 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False, database_url: 
     return demo
 
 
+def _check_database(url: str) -> None:
+    """``ValueError`` unless ``url`` is a SQLAlchemy URL of the two databases the shop runs on."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"--db (database_url) must be a SQLAlchemy URL for SQLite or PostgreSQL, got {url!r}")
+
+
 class _Service:
     """The shop in a subprocess (``perfsdk.demo.service``): started, ordered about, stopped."""
 
@@ -186,14 +207,28 @@ class _Service:
         self.summary: dict[str, Any] = {}
 
     def __enter__(self) -> "_Service":
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None and self.process.stderr is not None
+        # its stderr to a file: a pipe nobody reads until the end could fill and stall the shop
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.export_dir / "service.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until READY, or EOF if it died
         if not line.startswith("READY "):
             self.process.kill()
-            raise RuntimeError(f"the {self.variant} shop did not start: {line}{self.process.stderr.read()[-3000:]}")
+            self.process.wait()
+            raise RuntimeError(f"the {self.variant} shop did not start: {self._last_words()}")
         self.url = line.split()[1]
         return self
+
+    def _last_words(self) -> str:
+        """The last line of the shop's log (a traceback's, its exception), and where the rest is."""
+        try:
+            lines = [line for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+                     if line.strip()]
+        except OSError:
+            lines = []
+        return f"{lines[-1].strip() if lines else 'it said nothing'} (its log: {self.log})"
 
     def order(self, what: str) -> None:
         request = urllib.request.Request(f"{self.url}/_demo/{what}", data=b"", method="POST")
@@ -203,13 +238,14 @@ class _Service:
     def __exit__(self, *exc: Any) -> None:
         try:
             self.order("stop")
-            _, errors = self.process.communicate(timeout=60)
+            self.process.communicate(timeout=60)
         except Exception:
             self.process.kill()
             self.process.wait()
             raise
         if self.process.returncode != 0:
-            raise RuntimeError(f"the {self.variant} shop failed (status {self.process.returncode}): {errors[-3000:]}")
+            raise RuntimeError(f"the {self.variant} shop failed (status {self.process.returncode}): "
+                               f"{self._last_words()}")
         self.summary = json.loads((self.export_dir / "run.json").read_text(encoding="utf-8"))
 
 

@@ -165,18 +165,20 @@ def create_app(database_url: str = "sqlite://", *, products: int = 2000, cache_c
 
 def _engine(url: str, adaptive: bool, pool_size: int, max_pool_size: int) -> sqlalchemy.engine.Engine:
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    parsed = sqlalchemy.engine.make_url(url)  # sqlite+pysqlite:// is SQLite too
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        if url in ("sqlite://", "sqlite:///:memory:"):  # a file all connections share, gone with the process
+        if parsed.database in (None, "", ":memory:"):  # a file all connections share, gone with the process
             directory = tempfile.mkdtemp(prefix="perfsdk-demo-")
             atexit.register(shutil.rmtree, directory, True)
-            url = f"sqlite:///{directory}/shop.db"
+            parsed = parsed.set(database=f"{directory}/shop.db")
     if adaptive:
-        engine = sqlalchemy.create_engine(url, poolclass=AdaptiveSQLAlchemyPool, min_size=1, size=pool_size,
+        engine = sqlalchemy.create_engine(parsed, poolclass=AdaptiveSQLAlchemyPool, min_size=1, size=pool_size,
                                           max_size=max_pool_size, name="shop-db", **kwargs)
     else:
-        engine = sqlalchemy.create_engine(url, pool_size=pool_size, max_overflow=0, **kwargs)
-    if url.startswith("sqlite"):
+        engine = sqlalchemy.create_engine(parsed, pool_size=pool_size, max_overflow=0, **kwargs)
+    if sqlite:
         @sqlalchemy.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.execute("PRAGMA journal_mode=WAL")

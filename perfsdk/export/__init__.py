@@ -34,7 +34,7 @@ from perfsdk._runtime import lazy_names
 
 if TYPE_CHECKING:
     from perfsdk.export.options import FORMATS
-    from perfsdk.export.reader import read, recover
+    from perfsdk.export.reader import read, read_readable, recover
     from perfsdk.export.redact import Redactor
     from perfsdk.export.schema import ANOMALIES, DECISIONS, RESOURCES, SPANS
     from perfsdk.export.spans import ArrowSpanExporter, SpanColumns, spans_to_columns
@@ -43,14 +43,15 @@ if TYPE_CHECKING:
 #: name -> the module that defines it. pyarrow is a large import: a process that
 #: never exports (no ``export_dir``) never loads it, so the names load on first use.
 _HOMES = {
-    "FORMATS": "options", "read": "reader", "recover": "reader", "Redactor": "redact",
+    "FORMATS": "options", "read": "reader", "read_readable": "reader", "recover": "reader", "Redactor": "redact",
     "ANOMALIES": "schema", "DECISIONS": "schema", "RESOURCES": "schema", "SPANS": "schema",
     "ArrowSpanExporter": "spans", "SpanColumns": "spans", "spans_to_columns": "spans",
     "TableWriter": "tables", "anomaly_row": "tables", "decision_row": "tables",
 }
 
 __all__ = ["ANOMALIES", "DECISIONS", "FORMATS", "RESOURCES", "SPANS", "ArrowSpanExporter", "Redactor",
-           "SpanColumns", "TableWriter", "anomaly_row", "decision_row", "read", "recover", "spans_to_columns"]
+           "SpanColumns", "TableWriter", "anomaly_row", "decision_row", "read", "read_readable", "recover",
+           "spans_to_columns"]
 
 
 __getattr__, __dir__ = lazy_names(__name__, {name: f"{__name__}.{home}" for name, home in _HOMES.items()})

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Onset, RunRule, span_detectors
-from perfsdk.export.reader import read_file
+from perfsdk.export.reader import UNREADABLE, read_file, unreadable
 from perfsdk.export.schema import ANOMALIES, SPANS
 from perfsdk.export.writer import RotatingWriter
 
@@ -100,9 +100,8 @@ def analyze_partition(
     for f in files:  # a corrupt or foreign file is named and skipped; the rest goes on
         try:
             tables.append(read_file(f, table="spans").select(SPAN_COLUMNS).cast(_SPAN_TYPES))
-        except (ValueError, TypeError, OSError, pa.ArrowException) as exc:  # (a cast Arrow cannot do, too)
-            why = str(exc)
-            skipped.append(why if why.startswith(str(f)) else f"{f}: {why}")  # read_file's name it already
+        except UNREADABLE as exc:  # (a cast Arrow cannot do, too)
+            skipped.append(unreadable(f, exc))
     if not tables:
         return ANOMALIES.empty_table(), {}, skipped
     spans = pa.concat_tables(tables)

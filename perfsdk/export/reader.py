@@ -222,6 +222,51 @@ def _with_partitions(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field("service", pa.string())).append(pa.field("date", pa.string()))
 
 
+#: What reading a file that is not a whole table file raises (``read`` and ``read_file`` name it in most).
+UNREADABLE = (ValueError, TypeError, OSError, pa.ArrowException)
+
+
+def unreadable(path: str | os.PathLike[str], exc: BaseException) -> str:
+    """``"FILE: why"`` for a file that could not be read (the error may name it already)."""
+    why = str(exc)
+    return why if why.startswith(str(path)) else f"{path}: {why}"
+
+
+def read_readable(path: str | os.PathLike[str], *, table: str = "spans",
+                  columns: list[str] | None = None) -> tuple[pa.Table, list[str]]:
+    """``read(path, table=table, columns=columns)`` without the files that cannot be read (cut
+    short by a crash, or of another schema), and those files, each as ``"FILE: why"``
+    (``unreadable``): one bad file does not end the whole directory, as ``perfsdk analyze``
+    reads it. ``ValueError`` naming them all when none reads; a missing ``path`` is ``read``'s
+    ``FileNotFoundError``. ``read`` as it is while every file reads; file by file (each checked
+    with ``read_file``) only to find out which do not."""
+    try:
+        return read(path, table=table, columns=columns), []
+    except FileNotFoundError:
+        raise
+    except UNREADABLE:
+        pass  # some file does not read: which, is found below
+    target = Path(path)
+    root = target / table if (target / table).is_dir() else target
+    files = [str(target)] if target.is_file() else sorted(
+        f for found in _files_by_format(root).values() for f in found)
+    tables, skipped = [], []
+    for file in files:
+        try:
+            read_file(file, table=table)  # as analyze checks a file, and names one that fails
+            tables.append(read(file, table=table, columns=columns))
+        except UNREADABLE as exc:
+            skipped.append(unreadable(file, exc))
+    if not tables:
+        raise ValueError(f"no {table} file under {path} could be read: " + "; ".join(skipped))
+    data = pa.concat_tables(tables)  # the metadata of the first; the traced functions of all
+    documents = {found for t in tables if (found := (t.schema.metadata or {}).get(FUNCTIONS_KEY.encode()))}
+    if documents:
+        data = data.replace_schema_metadata({**(data.schema.metadata or {}), FUNCTIONS_KEY.encode():
+                                             json.dumps(_merged_functions(documents), sort_keys=True).encode()})
+    return data, skipped
+
+
 def read_file(path: str | os.PathLike[str], table: str | None = None) -> pa.Table:
     """One published file (Arrow IPC or Parquet), whole, without its partition columns; with
     ``table``, checked to be one of that table's files (``check_columns``). A file that is not

@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.detect import Anomaly
-from perfsdk.export import read
-from perfsdk.export.reader import check_columns, read_file
+from perfsdk.export.reader import check_columns, read_file, read_readable
 from perfsdk.export.schema import TABLES
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 
@@ -273,7 +272,7 @@ def _ancestors(callers: dict[str, set[str]], name: str) -> set[str]:
 
 def _call_graph(path: Path) -> dict[str, set[str]]:
     """callee -> the span names that called it, from every span's parent link."""
-    spans = read(path, columns=["trace_id", "span_id", "parent_span_id", "name"])
+    spans, _ = read_readable(path, columns=["trace_id", "span_id", "parent_span_id", "name"])  # (Run names them)
     children = spans.filter(pc.is_valid(spans["parent_span_id"])).select(["trace_id", "parent_span_id", "name"])
     if children.num_rows == 0:
         return {}
@@ -300,11 +299,16 @@ class Run:
     t0_ns: int = 0
     t1_ns: int = 0
     services: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files that could not be read, and why
 
     @classmethod
     def read(cls, name: str, path: Path) -> "Run":
-        tables = {t: read(path, table=t, columns=SPAN_COLUMNS if t == "spans" else None) for t in TABLES}
-        run = cls(name, path, tables["spans"], tables["anomalies"], tables["decisions"], tables["resources"])
+        tables, skipped = {}, []
+        for t in TABLES:
+            tables[t], unreadable = read_readable(path, table=t, columns=SPAN_COLUMNS if t == "spans" else None)
+            skipped += unreadable
+        run = cls(name, path, tables["spans"], tables["anomalies"], tables["decisions"], tables["resources"],
+                  skipped=skipped)
         columns = [run.spans["start_time"], run.spans["end_time"], run.anomalies["timestamp"],
                    run.decisions["timestamp"], run.resources["timestamp"]]
         bounds = [pc.min_max(pc.cast(c, pa.int64())).as_py() for c in columns]

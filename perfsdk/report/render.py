@@ -237,6 +237,9 @@ def _summary(run: Run, routes: list[RouteLatency], grouped: list[Incident], buck
     ]
     if ctx.faults:
         facts.append(("injected faults in this run", ", ".join(f"{f.fault} ({f.route})" for f in ctx.faults)))
+    if run.skipped:  # as perfsdk analyze names them
+        facts.append(("skipped (unreadable)", "; ".join(_clip(why) for why in run.skipped[:LIST_ROWS])
+                      + (f" and {len(run.skipped) - LIST_ROWS:,} more" if len(run.skipped) > LIST_ROWS else "")))
     items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in facts)
     return f'<ul class="info">{items}</ul>'
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from perfsdk._runtime import check_int, write_atomically
 from perfsdk.export.reader import read, traced_functions
 
-__all__ = ["HotFunction", "bench_module_source", "hot_functions", "write_bench_module"]
+__all__ = ["HotFunction", "bench_module", "bench_module_source", "hot_functions", "write_bench_module"]
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -102,15 +102,25 @@ def bench_module_source(functions: list[HotFunction], *, source: str = "the trac
                             rows=rows, cases=cases)
 
 
-def write_bench_module(spans: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                       top: int = 10) -> list[HotFunction]:
-    """``bench_module_source`` for the ``top`` hottest functions of an export directory,
-    written to ``out`` whole (beside it, then renamed) or not at all."""
+def bench_module(spans: pa.Table | str | os.PathLike[str], *, top: int = 10,
+                 source: str | None = None) -> tuple[str, list[HotFunction]]:
+    """``bench_module_source`` for the ``top`` hottest functions (``hot_functions``), and those
+    functions; a ``ValueError`` when no span stands for a traced function. ``source`` names
+    where the spans came from (default: ``spans``, a path)."""
+    where = source if source is not None else "the spans" if isinstance(spans, pa.Table) else str(spans)
     functions = hot_functions(spans, top=top)
     if not functions:
-        raise ValueError(f"{spans}: no span of a function traced with @perfsdk.monitor "
+        raise ValueError(f"{where}: no span of a function traced with @perfsdk.monitor "
                          f"(its files name none in their metadata)")
-    write_atomically(out, bench_module_source(functions, source=str(spans)))
+    return bench_module_source(functions, source=where), functions
+
+
+def write_bench_module(spans: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                       top: int = 10) -> list[HotFunction]:
+    """``bench_module`` for an export directory, written to ``out`` whole (beside it, then
+    renamed) or not at all."""
+    text, functions = bench_module(spans, top=top)
+    write_atomically(out, text)
     return functions
 
 

@@ -61,7 +61,6 @@ import json
 import math
 import os
 import random
-import re
 import string
 import subprocess
 import sys
@@ -75,7 +74,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import quote, quote_plus
 
 from perfsdk._runtime import check_int, check_number, check_str
-from perfsdk.testgen.scenario import SCHEMA, Limits, Scenario
+from perfsdk.testgen.scenario import Limits, Scenario, host_problem
 
 __all__ = ["AssertionOutcome", "LoadTestError", "LoadTestResult", "TaskFigures", "dry_run_plan",
            "locustfile_source", "run_locust"]
@@ -84,7 +83,6 @@ RESULTS_ENV = "PERFSDK_LOADTEST_RESULTS"
 INSTALL_HINT = "pip install 'perfsdk[loadtest]'"
 SESSION_HEADER = "X-Session-Id"
 RESULTS_FORMAT = 1
-_HOST = re.compile(SCHEMA["properties"]["host"]["pattern"])
 
 
 class LoadTestError(RuntimeError):
@@ -906,8 +904,9 @@ def run_locust(scenario: Scenario, host: str | None = None, *, duration_s: float
         if host is None:
             raise ValueError("host is needed: the scenario names none (pass one like http://127.0.0.1:8000)")
     host = check_str("host", host)
-    if not _HOST.match(host.rstrip("/")):
-        raise ValueError(f"host must be a base URL like http://127.0.0.1:8000 (no path), got {host!r}")
+    problem = host_problem(host.rstrip("/"))
+    if problem:
+        raise ValueError(problem)
     duration = scenario.duration_s if duration_s is None else min(
         scenario.duration_s, check_number("duration_s", duration_s, low=0.0, low_open=True))
     timeout = duration + 60.0 if timeout_s is None else check_number("timeout_s", timeout_s, low=0.0, low_open=True)
@@ -951,7 +950,7 @@ def run_locust(scenario: Scenario, host: str | None = None, *, duration_s: float
             raise LoadTestError(f"cannot read the load test's results {results}: {exc}") from None
     if data.get("exceptions"):  # the generated code failed: its figures are not the scenario's
         first = data["exceptions"][0]
-        keep = "" if workdir is not None else " (pass workdir= to keep the locustfile)"
+        keep = "" if workdir is not None else " (workdir=, or --workdir DIR on the command line, keeps the locustfile)"
         raise LoadTestError(f"the generated locustfile raised {sum(e['count'] for e in data['exceptions'])} "
                             f"time(s){keep}: {first['message']}\n{first['traceback']}")
     result = LoadTestResult.from_results(data)

@@ -47,7 +47,7 @@ from perfsdk._runtime import write_atomically
 
 __all__ = ["HTTP_METHODS", "MAX_ASSERTIONS", "MAX_GENERATORS", "MAX_NAME_CHARS", "MAX_QUERY_PARAMS", "MAX_TASKS",
            "MAX_VALUE_CHARS", "ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError",
-           "placeholders"]
+           "host_problem", "placeholders"]
 
 SCHEMA_VERSION = 1
 #: The schema's caps, for what writes scenarios (``TrafficModel.generate`` leaves out what exceeds them).
@@ -241,6 +241,29 @@ def placeholders(template: str) -> list[str]:
     return names
 
 
+_HOST = re.compile(SCHEMA["properties"]["host"]["pattern"])
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is no base URL to send requests to, or None. The schema's pattern lets through
+    ports and IPv6 addresses no URL parser takes, and Locust then fails on every request.
+
+    >>> host_problem("http://[::1]:8000") is None, host_problem("http://127.0.0.1:99999").endswith("range 0-65535")
+    (True, True)
+    """
+    why = ""
+    if _HOST.match(host):
+        try:
+            parts = urlsplit(host)
+            if parts.hostname and parts.port != 0:  # .port raises on a port out of range or not a number
+                return None
+            why = "no host name" if not parts.hostname else "port 0"
+        except ValueError as exc:
+            why = str(exc)
+    return (f"host must be a base URL like http://127.0.0.1:8000 (no path), got {host!r}"
+            + (f": {why[:1].lower()}{why[1:]}" if why else ""))
+
+
 class Scenario:
     """A validated scenario (``from_dict``, ``load``); ``data`` is its JSON."""
 
@@ -404,7 +427,10 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
         yield "$.load.stages", f"the stages last {total:g} s, above the cap of {limits.max_duration_s:g} s"
 
     host = data.get("host")
-    if host is not None and limits.allowed_hosts is not None:
+    wrong_host = None if host is None else host_problem(host)
+    if wrong_host:
+        yield "$.host", wrong_host
+    elif host is not None and limits.allowed_hosts is not None:
         bare = (urlsplit(host).hostname or "").lower()
         if bare not in {h.lower() for h in limits.allowed_hosts}:
             yield "$.host", f"host {bare!r} is not on the allowlist ({', '.join(limits.allowed_hosts) or 'empty'})"
