@@ -203,8 +203,13 @@ def test_callback_fault_is_counted_not_raised():
 
 
 def test_processor_fault_is_counted_and_the_span_still_ends():
-    def broken(name):
-        raise RuntimeError("detector factory broke")
+    made = []
+
+    def broken(name):  # the bank calls it once as it is made, to check it; it breaks after that
+        made.append(name)
+        if len(made) > 1:
+            raise RuntimeError("detector factory broke")
+        return ZScoreDetector(name=name)
 
     faults = Faults()
     sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
@@ -1168,3 +1173,287 @@ def test_the_export_writing_at_shutdown_leaves_the_callbacks_their_time(tmp_path
     sdk.shutdown()
     assert len(ran) == 10 and _callback_overruns() == before
     assert [t.name for t in threading.enumerate() if t.name.startswith("perfsdk")] == []
+
+
+def _echo(*args):
+    return args
+
+
+class _Echo:
+    """A callable object, at module level so that it pickles."""
+
+    def __call__(self, *args):
+        return args
+
+
+def test_monitor_on_a_partial_an_object_or_a_builtin_binds_and_pickles_as_the_callable_does(traced):
+    """A closure around them bound ``self`` as a class attribute where they did not, and could
+    not be pickled."""
+    import pickle
+
+    _, exporter, _, _ = traced
+
+    class Plain:
+        h, p, b = _Echo(), functools.partial(_echo, "p"), len
+
+    class Monitored:
+        h, p, b = perfsdk.monitor(_Echo()), perfsdk.monitor(functools.partial(_echo, "p")), perfsdk.monitor(len)
+
+    class Text(str):  # a method descriptor binds: its wrapper too
+        upper = perfsdk.monitor(str.upper)
+
+    assert Monitored().h(1) == Plain().h(1) == (1,) and Monitored().p(1) == Plain().p(1) == ("p", 1)
+    assert Monitored().b([1, 2]) == Plain().b([1, 2]) == 2
+    assert Text("ab").upper() == "AB" and Text.upper("cd") == "CD"
+    partial = perfsdk.monitor("echo", attributes={"tier": "gold"})(functools.partial(_echo, "p"))
+    copy = pickle.loads(pickle.dumps(partial))
+    assert copy(1) == ("p", 1) and copy.__perfsdk_span__ == "echo" and copy.__wrapped__.args == ("p",)
+    assert pickle.loads(pickle.dumps(perfsdk.monitor(_Echo())))(2) == (2,)
+    assert [dict(s.attributes) for s in exporter.get_finished_spans() if s.name == "echo"] == [{"tier": "gold"}]
+
+
+def test_a_partial_or_an_object_is_named_after_what_it_calls_not_its_address(traced):
+    _, exporter, _, _ = traced
+    perfsdk.monitor(functools.partial(functools.partial(_echo, 1), 2))()
+    perfsdk.monitor(_Echo())(3)
+    assert [s.name for s in exporter.get_finished_spans()] == ["_echo", "_Echo"]
+
+
+async def _echo_stream(log):
+    received = None
+    try:
+        while True:
+            try:
+                received = yield received
+            except ValueError as exc:
+                received = f"caught {exc}"
+    finally:
+        log.append("finally")
+
+
+async def _drive(make):
+    """What a caller sees of an async generator driven by asend, athrow and aclose."""
+    log: list = []
+    stream = make(log)
+    seen = [await stream.asend(None), await stream.asend("hello"), await stream.athrow(ValueError("boom"))]
+    await stream.aclose()
+    return seen, log
+
+
+def test_an_async_generator_forwards_asend_athrow_and_aclose_with_or_without_a_tracer():
+    """Before init() the wrapper iterated with ``async for``: what was sent was dropped, a
+    thrown exception did not reach the generator, aclose() did not run its finally."""
+    expected = ([None, "hello", "caught boom"], ["finally"])
+    monitored = perfsdk.monitor(_echo_stream)
+    assert asyncio.run(_drive(_echo_stream)) == expected
+    assert asyncio.run(_drive(monitored)) == expected  # before init()
+    sdk = perfsdk.init(tracer_provider=TracerProvider(), sample_resources=False)
+    try:
+        assert asyncio.run(_drive(monitored)) == expected
+        assert sdk.stats()["spans"] == 1
+    finally:
+        sdk.shutdown()
+
+
+def test_a_fault_in_another_span_processor_is_counted_and_the_call_returns_as_undecorated():
+    """OpenTelemetry's multi-processor does not catch a processor's exceptions: they came out of the
+    wrapper, before the function ran (on_start) or in place of its result or exception (on_end)."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from perfsdk._runtime import FAULTS
+
+    class Flaky(SpanProcessor):
+        def __init__(self, hook):
+            self.hook = hook
+
+        def on_start(self, span, parent_context=None):
+            if self.hook == "on_start":
+                raise RuntimeError("on_start broke")
+
+        def on_end(self, span):
+            if self.hook == "on_end":
+                raise KeyError("on_end broke")
+
+    boom = ValueError("the application's own")
+
+    @perfsdk.monitor
+    def pay(x):
+        return x * 10
+
+    @perfsdk.monitor
+    def fails():
+        raise boom
+
+    @perfsdk.monitor
+    def steps():
+        yield 1
+        return "done"
+
+    @perfsdk.monitor
+    async def later(x):
+        return x
+
+    @perfsdk.monitor
+    async def stream():
+        yield 2
+
+    async def consume():
+        return [item async for item in stream()]
+
+    for hook in ("on_start", "on_end"):
+        provider = TracerProvider()
+        provider.add_span_processor(Flaky(hook))
+        sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+        try:
+            before = FAULTS.snapshot().get(f"@monitor span {hook[3:]}", 0)
+            assert pay(4) == 40 and list(steps()) == [1] and asyncio.run(later(5)) == 5
+            assert asyncio.run(consume()) == [2]
+            with pytest.raises(ValueError) as caught:
+                fails()
+            assert caught.value is boom
+            assert FAULTS.snapshot()[f"@monitor span {hook[3:]}"] - before == 5
+            assert sdk.stats()["faults"][f"@monitor span {hook[3:]}"] >= 5
+        finally:
+            sdk.shutdown()
+
+
+def test_a_generator_whose_close_raises_still_ends_its_span_failed(traced):
+    sdk, exporter, _, _ = traced
+
+    @perfsdk.monitor
+    def cleanup_fails():
+        try:
+            yield 1
+            yield 2
+        finally:
+            raise OSError("cleanup failed")
+
+    @perfsdk.monitor
+    async def async_cleanup_fails():
+        try:
+            yield 1
+            yield 2
+        finally:
+            raise OSError("async cleanup failed")
+
+    async def close_early():
+        stream = async_cleanup_fails()
+        await stream.__anext__()
+        await stream.aclose()
+
+    steps = cleanup_fails()
+    next(steps)
+    with pytest.raises(OSError, match="cleanup failed"):
+        steps.close()
+    with pytest.raises(OSError, match="async cleanup failed"):
+        asyncio.run(close_early())
+    spans = spans_by_name(exporter)
+    for name in ("cleanup_fails", "async_cleanup_fails"):
+        span = next(s for n, s in spans.items() if n.endswith(name))
+        assert span.status.status_code is StatusCode.ERROR and span.events[0].name == "exception"
+    assert len(sdk.processor._open) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_spans_of_a_multiprocessing_child_are_written_though_it_leaves_with_os_exit(tmp_path):
+    """A multiprocessing child ends with os._exit: atexit never runs there, its finalizers do."""
+    import multiprocessing
+
+    sdk = perfsdk.init(service_name="mp", export_dir=tmp_path, sample_resources=False)
+
+    @perfsdk.monitor("work")
+    def work(x):
+        return x
+
+    def child():
+        for i in range(50):
+            work(i)
+
+    try:
+        for i in range(10):
+            work(i)
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(60)
+        assert process.exitcode == 0
+    finally:
+        sdk.shutdown()
+    names = perfsdk.export.read(tmp_path / "spans").column("name").to_pylist()
+    assert names.count("work") == 60
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_first_resource_sample_is_its_own():
+    """The child kept the parent's CPU-time baseline (its own CPU time starts near zero: a hugely
+    negative first sample) and traffic totals (its span bank starts empty)."""
+    from threads import in_child
+
+    started = time.process_time()
+    while time.process_time() - started < 0.05 or time.process_time() < 0.5:  # a parent that has run
+        sum(range(1000))
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    spans = DetectorBank({"z": lambda n: ZScoreDetector(name=n)})
+    for _ in range(100):
+        spans.observe("GET /", 1.0)
+    sampler = resources.ResourceSampler(DetectorBank(resource_detectors(), confirm=2), sink, faults,
+                                        traffic=spans)
+    try:
+        def first_sample_is_the_childs():
+            for i in range(150):
+                spans.observe("GET /", 1.0, error=i % 2 == 1)
+            values = sampler.read()
+            return values[resources.CPU] >= 0.0 and values[resources.SPAN_ERRORS] == 50.0
+
+        assert in_child(first_sample_is_the_childs)
+    finally:
+        sink.close()
+
+
+def test_a_renamed_span_is_its_childrens_caller_under_its_new_name():
+    """``span.update_name()`` (a server span named once its route is known) after the span started."""
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+    tracer = provider.get_tracer("t")
+    try:
+        for _ in range(3):
+            with tracer.start_as_current_span("HTTP GET") as server:
+                server.update_name("GET /checkout")
+                with tracer.start_as_current_span("db.query"):
+                    pass
+        assert sdk.processor.calls.callers["db.query"] == {"GET /checkout"}
+        assert set(sdk.processor.ancestors("db.query")) == {"GET /checkout"}
+    finally:
+        sdk.shutdown()
+
+
+@pytest.mark.parametrize("factories", [
+    {"z": 5}, ["zscore"], {"z": lambda name: "not a detector"}, {"z": lambda: ZScoreDetector()},
+])
+def test_a_bank_refuses_factories_that_make_no_detector(factories):
+    with pytest.raises(TypeError, match="factories"):
+        DetectorBank(factories)
+
+
+def test_monitor_above_classmethod_keeps_it_a_classmethod(traced):
+    _, exporter, _, _ = traced
+
+    class Shop:
+        @perfsdk.monitor
+        @classmethod
+        def make(cls):
+            return cls
+
+        @perfsdk.monitor("open")
+        @classmethod
+        def open(cls, hours):
+            return cls, hours
+
+    assert Shop.make() is Shop and Shop().make() is Shop and Shop.open(8) == (Shop, 8)
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names[-1] == "open" and sum(n.endswith("Shop.make") for n in names) == 2
+
+
+def test_monitor_refuses_an_attribute_key_that_is_not_a_str():
+    with pytest.raises(TypeError, match="attributes"):
+        perfsdk.monitor("charge", attributes={3: "x"})

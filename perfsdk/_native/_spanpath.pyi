@@ -3,7 +3,7 @@
 from typing import Any, Callable
 
 class SpanPath:
-    _open: dict[int, str]
+    _open: dict[int, Any]  # span id -> weakref.ref to the span (or its name)
     _callers: dict[str, set[str]]
     _trace_mask: int
     open_dropped: int

@@ -4,7 +4,7 @@
 OpenTelemetry calls a processor's ``on_start`` and ``on_end`` for every span on
 the application's thread, so what they cost is added to every span. This base
 class of ``perfsdk.instrument.PerfSpanProcessor`` does the common path in C:
-read the span's fields, follow the call graph (names of spans in flight, the
+read the span's fields, follow the call graph (spans in flight, the
 known caller -> callee edges), store the span for the export, and feed its
 duration to the detectors. What is rare stays in Python, in the subclass: a new
 call edge, the anomalies a span completes, a dropped span, a fault.
@@ -13,12 +13,26 @@ Its contract is the processor's: ``on_start``/``on_end`` never raise (a fault is
 counted through ``_fault``), never block on I/O, and keep only bounded state.
 """
 
+from cpython.weakref cimport PyWeakref_NewRef
 from opentelemetry.trace import StatusCode
 
 from perfsdk._native._bankpath cimport BankPath
 from perfsdk._native._pipeline import _bound_own
 
 cdef object _ERROR = StatusCode.ERROR
+
+
+cdef inline object _name_now(object entry):
+    """The current name of a span in flight (``_open``'s entry), None if unknown or gone."""
+    if entry is None or type(entry) is str:
+        return entry
+    span = entry()
+    if span is None:
+        return None
+    try:
+        return span._name  # the SDK's field
+    except AttributeError:
+        return span.name
 
 
 cdef class SpanPath:
@@ -32,7 +46,7 @@ cdef class SpanPath:
     ``_anomalies(anomalies, name, span, start, end)``, ``_dropped_span()`` and ``_fault(where, exc)``.
     """
 
-    cdef public dict _open  # span id -> name, for the spans in flight of followed traces
+    cdef public dict _open  # span id -> a weak reference to the span (or its name), for spans in flight of followed traces
     cdef public dict _callers  # callee name -> set of caller names
     cdef public object _trace_mask  # trace ids with any of these bits set are not followed
     cdef public long long open_dropped
@@ -87,7 +101,12 @@ cdef class SpanPath:
             if context is None or context[0] & self._trace_mask:
                 return
             if len(self._open) < self.max_open_spans:
-                self._open[context[1]] = span.name
+                # the span, not its name: it may be renamed (``update_name``) before a child ends;
+                # weakly: one never ended must not be kept (a span is ~3 KB, its name shared)
+                try:
+                    self._open[context[1]] = PyWeakref_NewRef(span, None)
+                except TypeError:  # a span type without weak references: its name as it starts
+                    self._open[context[1]] = span.name
             else:
                 self.open_dropped += 1
         except Exception as exc:
@@ -122,7 +141,7 @@ cdef class SpanPath:
             if self._open and context is not None:
                 followed = self._open.pop(context[1], None)
                 if followed is not None and parent is not None:
-                    caller = self._open.get(parent[1])
+                    caller = _name_now(self._open.get(parent[1]))
                     if caller is not None:
                         callers = self._callers.get(name)
                         if callers is None or caller not in callers:  # rare: a new edge

@@ -90,6 +90,25 @@ def _about(name: str) -> dict[str, Any]:
     return {"series": name, "overflow": OVERFLOW_NOTE} if name == OVERFLOW else {"series": name}
 
 
+def _checked(factories: Any) -> dict[str, DetectorFactory]:
+    """``factories`` as a dict, each factory called once now: a wrong one is refused here, naming
+    the argument, not a fault on every span it would have watched."""
+    if not isinstance(factories, Mapping):
+        raise TypeError(f"factories must be a mapping of kind -> factory(name), got {factories!r}")
+    if not factories:
+        raise ValueError("factories must name at least one detector")
+    for kind, make in factories.items():
+        if not callable(make):
+            raise TypeError(f"factories[{kind!r}] must be a callable factory(name) -> detector, got {make!r}")
+        try:
+            probe = make("factories probe")
+        except TypeError as exc:
+            raise TypeError(f"factories[{kind!r}] must take the series name: {exc}") from exc
+        if not isinstance(probe, Detector):
+            raise TypeError(f"factories[{kind!r}] must return a detector (perfsdk.detect.Detector), got {probe!r}")
+    return dict(factories)
+
+
 class DetectorBank(BankPath):
     """Per-name detectors, thread-safe, with a cap on the number of names.
 
@@ -130,12 +149,10 @@ class DetectorBank(BankPath):
         self, factories: Mapping[str, DetectorFactory], max_names: int = 1000, confirm: int = DEFAULT_CONFIRM,
         min_delta: float = 0.0, min_ratio: float = 0.0,
     ) -> None:
-        if not factories:
-            raise ValueError("factories must name at least one detector")
+        self.factories = _checked(factories)
         self.max_names = check_int("max_names", max_names, minimum=1)
         self.rule = RunRule(confirm, min_delta, min_ratio)
         self.confirm = self.rule.confirm
-        self.factories = dict(factories)
         self.overflowed = 0  # observations that fell into the overflow series
         self._series: dict[str, Series] = {}
         self._lock = threading.Lock()

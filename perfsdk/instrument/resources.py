@@ -166,8 +166,6 @@ class ResourceSampler:
             elapsed = max(wall - self._last_traffic_wall, 1e-9)
             spans, errors = self.traffic.totals()
             new_spans, new_errors = spans - self._last_totals[0], errors - self._last_totals[1]
-            if new_spans < 0 or new_errors < 0:  # the bank started afresh (a forked child)
-                new_spans, new_errors = spans, errors
             values[SPAN_RATE] = new_spans / elapsed
             values[SPAN_ERRORS] = 100.0 * new_errors / new_spans if new_spans > 0 else 0.0
             self._last_totals, self._last_traffic_wall = (spans, errors), wall
@@ -193,4 +191,10 @@ class ResourceSampler:
         return values
 
     def _after_fork(self) -> None:
-        self._last_pause_ns = self.gc_pauses.total_ns  # the worker restarts its own ticks
+        """In a forked child, every baseline starts afresh (the worker restarts its own ticks): the
+        child's CPU time starts near zero and its span bank empty, so the parent's would make the
+        first sample's CPU hugely negative and its traffic wrong."""
+        self._last_pause_ns = self.gc_pauses.total_ns
+        self._last_cpu = time.process_time()
+        self._last_wall = self._last_traffic_wall = time.monotonic()
+        self._last_totals = (0, 0)

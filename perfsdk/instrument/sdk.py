@@ -141,6 +141,16 @@ def _shutdown_at_exit() -> None:
         handle.shutdown()
 
 
+def _shutdown_at_child_exit(shutdown: Callable[[], None]) -> None:
+    """In a forked ``multiprocessing`` child, as it starts: the child ends with ``os._exit``, past
+    ``atexit``, but runs multiprocessing's finalizers first (``util._exit_function``) -- the exit
+    shutdown goes there too, bounded as ``shutdown()`` is. (Not from perfsdk's own fork hook: the
+    child's start clears the finalizers registered before it, then runs these after-fork hooks.)"""
+    from multiprocessing.util import Finalize
+
+    Finalize(None, shutdown, exitpriority=0)
+
+
 def init(
     service_name: str | None = None,
     *,
@@ -299,6 +309,9 @@ def init(
         global _EXIT_HOOKED
         if not _EXIT_HOOKED:  # a script that ends without shutdown() keeps its spans (before OTel's own hook)
             atexit.register(_shutdown_at_exit)
+            from multiprocessing.util import register_after_fork  # and so does a multiprocessing child
+
+            register_after_fork(_shutdown_at_exit, _shutdown_at_child_exit)
             _EXIT_HOOKED = True
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
