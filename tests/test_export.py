@@ -213,6 +213,7 @@ def test_read_filters_by_service_time_and_name(tmp_path):
         read(tmp_path, start=datetime.now())
     with pytest.raises(ValueError, match="table"):
         read(tmp_path, table="logs")
+    exporter.shutdown()  # its timer thread ends with it (later tests count perfsdk's threads)
 
 
 def test_default_redaction_keeps_secrets_off_disk(tmp_path):

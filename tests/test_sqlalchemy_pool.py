@@ -59,7 +59,9 @@ def test_the_fresh_pool_after_dispose_keeps_the_controllers_settings(tmp_path):
         conn.execute(sqlalchemy.text("SELECT 1"))
     engine.dispose()
     fresh = engine.pool.adaptive.controller
-    assert fresh is not controller and fresh.learner is controller.learner
+    # what it learned goes on, in a table of its own (the old one's tick may still run)
+    assert fresh is not controller and fresh.learner is not controller.learner
+    assert (fresh.learner.q == controller.learner.q).all()
     assert (fresh.forecast_horizon, fresh.forecast_season, fresh.interval_seconds) == (5, 120, 0.5)
     assert fresh.fleet is not None and fresh.fleet.directory == controller.fleet.directory
     engine.dispose()
