@@ -4,6 +4,8 @@ from typing import Any, Callable
 
 LAYOUT: dict[str, int | float]
 STEPS_PER_OPERATION: int
+MARKER_LINKS_PER_GET: int
+COUNTERS_HALVED_PER_GET: int
 
 class CacheCore:
     size: int
@@ -20,6 +22,7 @@ class CacheCore:
     probation_hits: int
     protected_hits: int
     window_deep_hits: int
+    deep_since: int
     shrink_step: float
     rejected: int
     ops: int
@@ -27,6 +30,7 @@ class CacheCore:
     clock_stride: int
     structure_bytes: int
     catching_up: bool
+    counters_to_halve: int
     ghost_keys: int
     next_interval_at: int
     next_interval_time: float

@@ -25,7 +25,9 @@ is within its new bounds -- so a decision never stalls the get that made it. Mea
 cache may hold more than its new ``capacity`` (and the window or protected more than their
 shares), never more than it held when the resize came (at most the old capacity): a put of
 a new key makes its ``CATCH_UP_STEPS`` too, one eviction at least for itself, so the size only
-falls; a get or a removal only lowers it.
+falls; a get or a removal only lowers it. The deep-hit marker's move to a new depth (a resize,
+a new ``shrink_step``) and a halving of the frequency sketch are spread over later gets the same
+way (``MARKER_STEPS`` links, ``AGE_SLICE`` counters a get): no walk of a whole window or sketch.
 
 Exceptions: a key's ``__hash__`` or ``__eq__`` may raise; every step that can
 call them runs before the step changes anything, so the exception reaches the
@@ -64,8 +66,12 @@ include "_cache_sketch.pxi"  # Sketch: access frequencies, for admission
 
 cdef enum: EAGER_SKETCH = 65536  # capacities up to this get their sketch (<= 1 MB) with their first entry
 cdef enum: CATCH_UP_STEPS = 8  # moves and evictions each operation makes while a gradual resize is not done
+cdef enum: MARKER_STEPS = 64  # links the deep-hit marker moves at each get while it is not at its depth
+cdef long long NEVER = 0x7FFFFFFFFFFFFFFF
 cdef Py_ssize_t ALL_STEPS = PY_SSIZE_T_MAX  # a resize done at once
-STEPS_PER_OPERATION = CATCH_UP_STEPS  # (its Python name)
+STEPS_PER_OPERATION = CATCH_UP_STEPS  # (their Python names)
+MARKER_LINKS_PER_GET = MARKER_STEPS
+COUNTERS_HALVED_PER_GET = AGE_SLICE
 include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
 
 cdef object _MISSING = object()
@@ -121,12 +127,17 @@ cdef class CacheCore:
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
     what a window that much smaller would have missed -- with the window the whole cache (plain
-    LRU), exactly what shrinking the cache by that step would lose (LRU's stack property)."""
+    LRU), exactly what shrinking the cache by that step would lose (LRU's stack property).
+    Counted while the marker stands at that position (since ``deep_since``)."""
     cdef long long* _stamp  # per slot: when it last went to the window's head (the window is in stamp order)
     cdef long long _clock  # the last stamp given
     cdef double _shrink_step  # 0: the deep hits are not followed
-    cdef Py_ssize_t _depth  # the window position the marker stands at (0: not followed)
-    cdef Py_ssize_t _marker  # the slot at window position _depth (-1: the window holds no more than _depth)
+    cdef Py_ssize_t _depth  # the window position the marker belongs at (0: not followed)
+    cdef Py_ssize_t _marker_at  # the window position it stands at (moving to _depth: see _move_marker)
+    cdef Py_ssize_t _marker  # the slot at window position _marker_at (-1: the window holds no more than that)
+    cdef readonly long long deep_since
+    """The ``ops`` count since which the marker has stood at its depth, and ``window_deep_hits``
+    counted (2**63 - 1 while it is still moving there: a few thousand gets at most)."""
     cdef long long _ghost_ages[2][GHOST_BANDS]
     cdef Py_ssize_t _ghost_from[2]  # ghost keys evicted from the window, from main
     cdef bint _count_always, _counting  # _counting: the window is not the whole cache, or _count_always
@@ -310,14 +321,16 @@ cdef class CacheCore:
         if self._tail[seg] < 0:
             self._tail[seg] = slot
         self._count_in[seg] += 1
-        if seg == WINDOW and self._depth:
-            # everything moves one position back: the marker's predecessor is now at its position
+        if seg == WINDOW:
+            # always stamped (a store): the window stays in stamp order, so the marker can start
+            # following at any time without restamping it
             self._clock += 1
             self._stamp[slot] = self._clock
-            if self._marker >= 0:
-                self._marker = self._prev[self._marker]
-            elif self._count_in[WINDOW] == self._depth + 1:
-                self._marker = self._tail[WINDOW]
+            if self._depth:  # everything moves one position back: the marker's predecessor is now at its position
+                if self._marker >= 0:
+                    self._marker = self._prev[self._marker]
+                elif self._count_in[WINDOW] == self._marker_at + 1:
+                    self._marker = self._tail[WINDOW]
 
     cdef inline void _touch(self, Py_ssize_t slot, bint hit) noexcept:
         """A use (``hit``: a get, else a put over the key): most recent in its list; from
@@ -333,7 +346,8 @@ cdef class CacheCore:
                 self._unlink(demoted)
                 self._push_front(demoted, PROBATION)
         elif slot != self._head[seg]:
-            if hit and self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker]:
+            if hit and self._marker >= 0 and seg == WINDOW and self._stamp[slot] <= self._stamp[self._marker] \
+                    and self._marker_at == self._depth:  # (not at a depth it passes on its way there)
                 self.window_deep_hits += 1  # a get only: a put over the key is no hit a smaller window loses
             self._unlink(slot)
             self._push_front(slot, seg)
@@ -388,7 +402,12 @@ cdef class CacheCore:
             self._planned_at = min(self._next_at, (self.ops | (self._clock_stride - 1)) + 1)
         else:
             self._planned_at = self._next_at
-        self._check_at = 0 if self._over() else self._planned_at
+        self._check_at = 0 if self._behind() else self._planned_at
+
+    cdef inline bint _behind(self) noexcept:
+        """Work left that every get does a share of (see _tick): a gradual resize, the marker's move
+        to a new depth, a halving of the sketch."""
+        return self._over() or self._marker_at != self._depth or self._sketch.to_halve != 0
 
     cdef inline bint _over(self) noexcept:
         """Over the bounds the last resize set: a gradual resize not done yet (or an eviction an
@@ -418,8 +437,14 @@ cdef class CacheCore:
         cdef bint due
         cdef double now
         cdef list dropped
-        if self._over():
-            self._rebalance(CATCH_UP_STEPS, self.size)
+        if self._behind():
+            if self._over():
+                self._rebalance(CATCH_UP_STEPS, self.size)
+            if self._marker_at != self._depth:
+                self._move_marker(MARKER_STEPS)
+            if self._sketch.to_halve:
+                sketch_halve(&self._sketch)
+            self._plan_check()
             dropped = self._take_dropped()
             if dropped:  # let go of them after the lock (a finaliser may use the cache)
                 self._release()
@@ -460,8 +485,8 @@ cdef class CacheCore:
             slot_obj = self._index.get(key)
             if slot_obj is None:
                 position = self._ghost.get(key)
-                if self._counting:
-                    sketch_count(&self._sketch, <uint64_t> hash(key))
+                if self._counting and sketch_count(&self._sketch, <uint64_t> hash(key)):
+                    self._age()
                 self.misses += 1
                 if position is not None:
                     self.ghost_hits += 1
@@ -474,8 +499,8 @@ cdef class CacheCore:
                 slot = <Py_ssize_t> slot_obj
                 self._touch(slot, True)
                 self.hits += 1
-                if self._counting:
-                    sketch_count(&self._sketch, self._hashes[slot])
+                if self._counting and sketch_count(&self._sketch, self._hashes[slot]):
+                    self._age()
                 value = self._values[slot]
             self.ops += 1
             if self.ops >= self._check_at:
@@ -487,10 +512,10 @@ cdef class CacheCore:
     def get_or_load(self, key, loader):
         """The value for ``key``, or ``loader(key)`` -- called outside the lock, once while
         concurrent callers of the same key wait for it -- stored and returned."""
+        if not callable(loader):  # before the lookup: the same call fails the same way, hit or miss
+            raise TypeError(f"loader must be callable, got {loader!r}")
         cdef object value = self._get(key, _MISSING)
         if value is _MISSING:
-            if not callable(loader):
-                raise TypeError(f"loader must be callable, got {loader!r}")
             return self._load(key, loader, (key,), None)
         return value
 
@@ -498,8 +523,9 @@ cdef class CacheCore:
         """A missed ``key``: load it with ``loader(*args, **kwargs)``, or wait for the load
         already running (see _cache_loading.pxi)."""
         cdef _Loading loading
-        cdef object slot_obj, value
-        cdef bint leader = False
+        cdef object slot_obj, value, greenlet = _current_greenlet()
+        cdef bint leader = False, alone = False
+        cdef list dropped
         self._acquire()
         try:
             slot_obj = self._index.get(key)
@@ -509,10 +535,15 @@ cdef class CacheCore:
             if loading is None:
                 loading = _Loading.__new__(_Loading)
                 loading.owner = THREAD_ID()
+                loading.greenlet = greenlet
                 self._loading[key] = loading
                 leader = True
             elif loading.owner == THREAD_ID():
-                raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
+                if loading.greenlet is greenlet:
+                    raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
+                # another greenlet of this thread leads (gevent, SQLAlchemy's asyncio bridge): waiting
+                # on its gate would block the thread, and the leader with it -- this one loads too
+                alone = True
             elif not loading.gate:
                 loading.gate = PyThread_allocate_lock()
                 if not loading.gate:
@@ -520,14 +551,15 @@ cdef class CacheCore:
                 PyThread_acquire_lock(loading.gate, WAIT_LOCK)  # closed until the load is in
         finally:
             self._release()
+        if alone:
+            return self._call_loader(key, loader, args, kwargs, loading)
         if not leader:
             loading_wait(loading)
             if loading.error is not None:
                 raise loading.error
             return loading.value
         try:
-            value = loader(*args, **kwargs) if kwargs else loader(*args)
-            self._put(key, value, loading)  # unless a write or removal of the key superseded it
+            value = self._call_loader(key, loader, args, kwargs, loading)
             loading.value = value
             return value
         except BaseException as exc:
@@ -536,12 +568,36 @@ cdef class CacheCore:
         finally:
             self._acquire()
             try:
-                if self._loading.get(key) is loading:
-                    del self._loading[key]
+                self._end_load(key, loading)
             finally:
                 if loading.gate:
                     PyThread_release_lock(loading.gate)
+                dropped = self._take_dropped()
                 self._release()
+
+    cdef object _call_loader(self, object key, object loader, tuple args, dict kwargs, _Loading loading):
+        """``loader``'s value, stored unless a write or removal of the key superseded ``loading``."""
+        cdef object value = loader(*args, **kwargs) if kwargs else loader(*args)
+        self._put(key, value, loading)
+        return value
+
+    cdef int _end_load(self, object key, _Loading loading) except -1:
+        """Under the lock: ``loading`` is over; its entry goes -- by identity if its key fails now
+        or was mutated while it loaded (the dict cannot find it): an entry left behind made the
+        key's later callers wait for good, or raise as if called from inside their own loader."""
+        try:
+            if self._loading.get(key) is loading:
+                del self._loading[key]
+                return 0
+        except Exception:
+            pass
+        for other in self._loading.values():  # superseded (gone), or no longer found by its key
+            if other is loading:
+                self._dropped.append(self._loading)  # released after the lock (it holds the keys)
+                self._loading = self._without(self._loading, [(key, loading)])
+                self.key_faults += 1
+                break
+        return 0
 
     def put(self, key, value):
         """Store ``value`` (a new key enters the window); returns True. A load of ``key`` in
@@ -730,8 +786,9 @@ cdef class CacheCore:
         return 0
 
     cdef dict _without(self, dict table, list gone):
-        """``table`` without the entries ``gone`` ((key, value) pairs, the key by identity), as a
-        new dict; a key that fails now is left out too (see ``_keep``)."""
+        """``table`` (the index, the ghosts or the loads in flight) without the entries ``gone``
+        ((key, value) pairs, the key by identity), as a new dict; a key that fails now is left
+        out too (see ``_keep``)."""
         cdef dict rebuilt = {}
         cdef bint ghosts = table is self._ghost
         cdef set leaving = {(id(key), at) for key, at in gone}
@@ -747,7 +804,7 @@ cdef class CacheCore:
             self.key_faults += 1
             if ghosts:
                 self._forget_ghost(<Py_ssize_t> v)
-            else:
+            elif type(v) is not _Loading:  # (a load in flight is no longer waited for: callers load anew)
                 self._orphans.append((v, k))  # no longer cached, once the operation is done
         return 0
 
@@ -849,7 +906,8 @@ cdef class CacheCore:
 
         The share is kept when not given; entries are evicted to fit -- all of them now, or with
         ``steps`` >= 0 at most that many moves and evictions now and ``CATCH_UP_STEPS`` at each
-        later operation until the cache fits (see the module docstring). A resize that fails
+        later operation until the cache fits (see the module docstring); the deep-hit marker moves
+        to its new depth as far as ``steps`` links now, the rest at later gets. A resize that fails
         (MemoryError: a wider frequency sketch) changes nothing.
         """
         if capacity < 1 or capacity > self.max_capacity:
@@ -878,7 +936,7 @@ cdef class CacheCore:
             self._counting = self._count_always or self.window_capacity < capacity
             self._sketch.reset_at = 10 * capacity
             self._rebalance(ALL_STEPS if steps < 0 else steps, max(capacity, self.size))
-            self._place_marker()
+            self._aim_marker(ALL_STEPS if steps < 0 else steps)
         finally:
             dropped = self._take_dropped()
             self._release()
@@ -888,6 +946,12 @@ cdef class CacheCore:
         """Whether a gradual resize is not done yet: the cache holds more than its capacity, or
         the window or protected more than their shares (every operation makes a few steps)."""
         return self._over()
+
+    @property
+    def counters_to_halve(self):
+        """Counters of the frequency sketch a halving under way has still to halve (``AGE_SLICE``
+        a get; 0: none under way)."""
+        return self._sketch.to_halve
 
     @property
     def ghost_keys(self):
@@ -907,27 +971,45 @@ cdef class CacheCore:
         self._acquire()
         try:
             self._shrink_step = step
-            self._place_marker()
+            self._aim_marker(MARKER_STEPS)
         finally:
             self._release()
 
-    cdef void _place_marker(self) noexcept:
-        """Stamp the window afresh in its order and put the marker at its depth (O(window); on a
-        resize or a new step only)."""
-        cdef Py_ssize_t slot, position = 0
-        self._marker = -1
-        self._depth = 0
-        if self._shrink_step == 0.0:
-            return
-        self._depth = max(1, <Py_ssize_t> (self.window_capacity / self._shrink_step))
-        self._clock += self._count_in[WINDOW] + 1
-        slot = self._head[WINDOW]
-        while slot >= 0:
-            self._stamp[slot] = self._clock - position
-            if position == self._depth:
-                self._marker = slot
-            slot = self._next[slot]
-            position += 1
+    cdef void _aim_marker(self, Py_ssize_t links) noexcept:
+        """Set the marker's depth from the window's capacity and the step, and move it ``links``
+        links toward it at most: the rest ``MARKER_STEPS`` a get (see _tick), so a resize or a new
+        step never walks a large window under the lock (a 1M-entry window took 20-70 ms)."""
+        cdef Py_ssize_t depth = 0
+        if self._shrink_step != 0.0:
+            depth = max(1, <Py_ssize_t> (self.window_capacity / self._shrink_step))
+        if depth != self._depth:
+            if not self._depth:  # starting to follow: from the head (the window is in stamp order)
+                self._marker, self._marker_at = self._head[WINDOW], 0
+            self._depth = depth
+            self.deep_since = NEVER
+        self._move_marker(links)
+        self._plan_check()
+
+    cdef void _move_marker(self, Py_ssize_t links) noexcept:
+        """Move the marker toward its depth, ``links`` links at most, from where it stands or from
+        the nearer end of the window, whichever is closer."""
+        cdef Py_ssize_t depth = self._depth, n = self._count_in[WINDOW], at = self._marker_at
+        cdef Py_ssize_t slot = self._marker, here
+        if depth == 0 or n <= depth:  # not followed, or the window ends before the depth: no slot there
+            slot, at = -1, depth
+        else:
+            here = abs(at - depth) if slot >= 0 else PY_SSIZE_T_MAX
+            if depth < here and depth <= n - 1 - depth:
+                slot, at = self._head[WINDOW], 0
+            elif n - 1 - depth < here:
+                slot, at = self._tail[WINDOW], n - 1
+            while at < depth and links > 0:
+                slot, at, links = self._next[slot], at + 1, links - 1
+            while at > depth and links > 0:
+                slot, at, links = self._prev[slot], at - 1, links - 1
+        self._marker, self._marker_at = slot, at
+        if at == depth and self.deep_since == NEVER:
+            self.deep_since = self.ops
 
     @property
     def count_frequencies(self):
@@ -941,13 +1023,18 @@ cdef class CacheCore:
         self._counting = value or self.window_capacity < self.capacity
 
     def age_frequencies(self):
-        """Halve the frequency sketch now, as it halves every ``10 * capacity`` counts: when
-        popularity has moved, the keys the filter turns away stop losing to stale counts."""
+        """Halve the frequency sketch, as it halves every ``10 * capacity`` counts: when popularity
+        has moved, the keys the filter turns away stop losing to stale counts. A small sketch is
+        halved now, a large one ``AGE_SLICE`` counters now and as many at each later get."""
         self._acquire()
         try:
-            sketch_age(&self._sketch)
+            self._age()
         finally:
             self._release()
+
+    cdef void _age(self) noexcept:
+        sketch_age(&self._sketch)
+        self._plan_check()  # the rest of the halving: a slice a get
 
     @property
     def window_share(self):
@@ -958,19 +1045,23 @@ cdef class CacheCore:
     def keys_by_recency(self):
         """Keys (a snapshot): the window's, then protected's, then probation's, each most
         recent first. With the window the whole cache (plain LRU): most to least recent."""
-        return self._snapshot(False, self.size)
+        return self._snapshot(False, -1)
 
     def items_by_recency(self, Py_ssize_t limit=-1):
         """(key, value) pairs in ``keys_by_recency`` order, the first ``limit`` (all: -1);
         a snapshot with no effect on recency."""
-        return self._snapshot(True, self.size if limit < 0 else limit)
+        return self._snapshot(True, limit)
 
     cdef list _snapshot(self, bint with_values, Py_ssize_t limit):
+        """The first ``limit`` entries (all: -1), read under the lock: the size read before it
+        may be another put's old one (a snapshot cut short, missing an entry never removed)."""
         cdef Py_ssize_t slot
         cdef int seg
         out = []
         self._acquire()
         try:
+            if limit < 0:
+                limit = self.size
             for seg in (WINDOW, PROTECTED, PROBATION):
                 slot = self._head[seg]
                 while slot >= 0 and len(out) < limit:
@@ -1043,7 +1134,7 @@ cdef class CacheCore:
 
     def check_invariants(self):
         """Raise AssertionError naming the first broken invariant (for tests; walks everything)."""
-        cdef Py_ssize_t slot, prev, n, seg, total = 0, slots = self._slots, i, position
+        cdef Py_ssize_t slot, prev, n, seg, total = 0, slots = self._slots, i, position, marker
         self._acquire()
         try:
             linked = set()
@@ -1069,12 +1160,15 @@ cdef class CacheCore:
             _expect(self._count_in[WINDOW] <= self.window_capacity or self._check_at == 0, "window over its share")
             _expect(self._count_in[PROTECTED] <= self._protected_capacity or self._check_at == 0,
                     "protected over its share")
-            if self._depth:
-                n, slot, prev = 0, self._head[WINDOW], -1
-                while slot >= 0 and n < self._depth:
-                    _expect(prev < 0 or self._stamp[slot] < self._stamp[prev], "window stamps out of order")
-                    prev, slot, n = slot, self._next[slot], n + 1
-                _expect(self._marker == slot, "the deep-hit marker is not at its depth")
+            n, slot, prev, marker = 0, self._head[WINDOW], -1, -1
+            while slot >= 0:
+                _expect(prev < 0 or self._stamp[slot] < self._stamp[prev], "window stamps out of order")
+                if self._depth and n == self._marker_at:
+                    marker = slot
+                prev, slot, n = slot, self._next[slot], n + 1
+            _expect(self._marker == marker, "the deep-hit marker is not at the position it stands at")
+            _expect(self._marker_at == self._depth or self._check_at == 0, "the deep-hit marker left short of its depth")
+            _expect(self._sketch.to_halve == 0 or self._check_at == 0, "a halving of the sketch left unfinished")
             origins = [0, 0]
             for i in range(self._ring_len):
                 position = (self._ring_head + i) % self._ring_size

@@ -7,7 +7,9 @@
 # failed load caches nothing), as Caffeine's and cachetools' loading caches do.
 # A write or removal of the key while it loads (put, pop, del, clear) supersedes
 # the load: its leader, which read the value before that write, does not store
-# it (its callers still get it), and later callers load anew.
+# it (its callers still get it), and later callers load anew. Greenlets (gevent,
+# SQLAlchemy's asyncio bridge) share a thread: a caller on the leader's thread but
+# in another greenlet loads the key itself, as waiting would block the leader too.
 
 from cpython.exc cimport PyErr_CheckSignals
 
@@ -23,13 +25,30 @@ cdef class _Loading:
 
     cdef object value
     cdef object error
-    cdef size_t owner  # the loading thread (a loader asking for its own key is an error)
+    cdef size_t owner  # the loading thread (a loader asking for its own key is an error)...
+    cdef object greenlet  # ...and greenlet (None: the thread's main one, or no greenlets in use)
     cdef PyThread_type_lock gate  # made and held by the first waiter; the loader lets it go
     cdef bint superseded  # the key was written or removed since the load began: its value is not stored
 
     def __dealloc__(self):
         if self.gate:
             PyThread_free_lock(self.gate)
+
+
+cdef object _getcurrent = None  # greenlet.getcurrent, once a program has imported greenlet
+
+
+cdef object _current_greenlet():
+    """The running greenlet, or None on a thread's main greenlet or where the greenlet module
+    is not imported (it is never imported here: a program without it has no greenlets)."""
+    global _getcurrent
+    if _getcurrent is None:
+        module = sys.modules.get("greenlet")
+        _getcurrent = getattr(module, "getcurrent", None)
+        if _getcurrent is None:
+            return None
+    current = _getcurrent()
+    return None if current.parent is None else current
 
 
 cdef int loading_wait(_Loading loading) except -1:

@@ -189,13 +189,18 @@ class CacheEvidence:
         self.reference = reference  # the capacity the cache was given (the default objective's reference)
         self.filled = False  # whether the cache has been full once (before: its first fill, not judged)
         self._seen: tuple[int, ...] = ()  # the core's counters at the last decision
+        self._seen_ops = 0  # the core's ops then
         self.popularity = PopularityWatch()
 
     def __call__(self, controller: CacheController, min_capacity: int, max_capacity: int,
                  candidates: Mapping[Action, int]) -> Evidence:
         core = self.core
         grown = controller.step - 1.0  # growing adds this share of the capacity
-        deep_followed = core.shrink_step == controller.step  # through the interval just ended
+        ops_now = core.ops
+        # gets of the interval just ended through which the deep hits were counted at this step: since
+        # it began, or since the marker reached its depth (over a few thousand gets after a resize or
+        # a new step)
+        followed = ops_now - max(core.deep_since, self._seen_ops) if core.shrink_step == controller.step else 0
         now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, core.window_deep_hits,
                *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)), core.protected_hits)
         hits, misses, ghost, probation, deep, margin_window, margin_main, near_window, near_main, protected = (
@@ -208,7 +213,7 @@ class CacheEvidence:
             summary = (f"{hits + misses} gets: too little evidence to judge the size "
                        f"({controller.min_operations} needed), kept")
         else:
-            self._seen = now
+            self._seen, self._seen_ops = now, ops_now
             self.filled = self.filled or core.size >= FULL * core.capacity
             if not self.filled:
                 # The first fill: a smaller capacity would drop nothing yet, but it would stop the
@@ -229,16 +234,18 @@ class CacheEvidence:
         # scaled to the share removed, are the estimate. With main (nearly) empty -- plain LRU,
         # only with adapt_window=False -- the core follows the hits at or beyond the smaller
         # capacity's position in the window (``window_deep_hits``): by LRU's stack property,
-        # exactly what the smaller cache would have missed, a loop that just fits included. In
-        # the interval it starts following them: the hit density just outside (the ghost's).
+        # exactly what the smaller cache would have missed, a loop that just fits included, at
+        # the rate measured since its marker reached its depth (after a resize or a new step: a
+        # few thousand gets). Where that is under half the interval: the hit density just outside
+        # (the ghost's).
         capacity = core.capacity
         smaller = capacity / controller.step
         dropped = max(0.0, core.size - smaller)
         main_share = 1.0 - core.window_share
         if main_share > 0.05:
             shrink_loss = probation / ops * (dropped / capacity) / (PROBATION_SHARE * main_share)
-        elif deep_followed:
-            shrink_loss = deep / ops
+        elif 2 * followed >= ops:
+            shrink_loss = deep / followed
         else:
             shrink_loss = grow_gain * dropped / (capacity - smaller)
         follow = controller.step if main_share <= 0.05 else 0.0
