@@ -192,13 +192,17 @@ def _testgen(args: argparse.Namespace) -> int:
             raise _source_error(args.source, exc) from None
         scenario = _scenario(args, model)
         outputs.append((args.out, scenario.to_json()))
-    written: list[Path] = []
+    written: list[tuple[Path, bytes | None]] = []  # each file written, and what it held before
     for path, text in outputs:
         try:
-            written.append(write_atomically(path, text))
+            before = Path(path).read_bytes() if Path(path).is_file() else None
+            written.append((write_atomically(path, text), before))
         except OSError as exc:
-            for done in written:  # all or nothing
-                done.unlink(missing_ok=True)
+            for done, held in written:  # all or nothing: what was there before is put back
+                if held is None:
+                    done.unlink(missing_ok=True)
+                else:
+                    write_atomically(done, held)
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     if args.bench_out is not None:
         _print_bench(args.bench_out, functions)

@@ -260,6 +260,10 @@ def test_testgen_writes_no_file_when_one_cannot_be_written(tmp_path):
     assert "--duration must be" in err and not bench.exists() and not (tmp_path / "s.json").exists()
     done = run_cli("testgen", "--from", str(source), "--bench-out", str(bench), "--out", str(tmp_path / "s.json"))
     assert done.returncode == 0 and bench.exists() and (tmp_path / "s.json").exists()
+    bench.write_text("# edited by hand\n")  # a failure puts back what was there, never deletes it
+    one_line_error(run_cli("testgen", "--from", str(source), "--bench-out", str(bench), "--out", str(directory)),
+                   "testgen")
+    assert bench.read_text() == "# edited by hand\n"
 
 
 def test_testgen_names_and_skips_a_cut_short_span_file(tmp_path):

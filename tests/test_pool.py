@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from perfsdk import AdaptivePool, CacheController, PoolClosed, PoolController, PoolTimeout
 from perfsdk.adapt.decision import Action
-from perfsdk.adapt.pool_policy import MODEL_MARGIN, IntervalRecord, PoolEvidence
+from perfsdk.adapt.pool_policy import MEASURED_FOR, MODEL_MARGIN, IntervalRecord, PoolEvidence
 from threads import in_child, wait_until
 
 
@@ -596,6 +596,18 @@ def test_a_smaller_pool_is_priced_by_the_tail_of_hold_plus_wait_not_the_ratio_of
     # at 7 erlangs 14 hardly wait: 18 gain nothing (and a grow only the model prices must promise a margin)
     assert tail * 0.98 < -result.what_if[Action.GROW] / (1 + MODEL_MARGIN) < tail * 1.02
     assert f"+{MODEL_MARGIN:.0%}, a grow's margin" in result.summary
+
+
+def test_a_ceiling_not_witnessed_for_a_while_lapses_and_the_decision_says_so():
+    """A ceiling no level above it has shown for ``MEASURED_FOR`` intervals lapses while the pool keeps
+    up, and the decision says so (it once read the ceiling after forgetting it, and said nothing)."""
+    evidence = PoolEvidence(48)
+    evidence.last_ceiling, evidence.ceiling_witnessed, evidence.intervals = 8, 0, MEASURED_FOR + 1
+    record = _open_interval(10, 2000, 2.0, np.full(64, 0.001), peak=20)
+    evidence.absorb(record)
+    result = evidence(record, 1.0, 10, 1, 48, lambda ms, size: -ms, {Action.SHRINK: 8, Action.GROW: 12}, 20)
+    assert "the ceiling at 8 connections lapsed" in result.summary
+    assert result.ceiling is None and evidence.last_ceiling is None
 
 
 def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():
@@ -1250,7 +1262,16 @@ def test_an_interrupt_while_release_waits_for_the_lock_gives_the_connection_back
     assert BusyLock.interrupted and pool.stats()["in_use"] == 0 and pool.stats()["idle"] == 1
     with pool.connection(timeout=1.0) as conn:
         assert conn is held
-    pool.close()
+    # a connection close() closed while lent: its release is a no-op, but the interrupt still comes through
+    held = pool.acquire(timeout=1.0)
+    pool.close(timeout=0)
+    BusyLock.interrupted = False
+    pool._lock = BusyLock()
+    with pytest.raises(Interrupt):
+        pool.release(held)
+    pool._lock = real
+    with pytest.raises(ValueError, match="released twice"):  # that release was its one (off the books)
+        pool.release(held)
 
 
 def test_min_size_0_lends_and_only_lets_idle_connections_go():

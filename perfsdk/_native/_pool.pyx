@@ -503,8 +503,11 @@ cdef class LendingPath:
             key = PyLong_FromVoidPtr(<void*> conn)
             record = self._in_use.get(key)  # its record holds it: no other live object has its id
             if record is None:
-                if key in self._closed_lent:  # close() closed it meanwhile: nothing to give back
-                    self._closed_lent.discard(key)
+                closed_meanwhile = key in self._closed_lent  # close() closed it: nothing to give back
+                self._closed_lent.discard(key)
+                if interrupted is not None and waiter is None:  # the caller's interrupt, not lost
+                    raise interrupted
+                if closed_meanwhile:
                     return 0
                 raise ValueError(f"this connection is not lent by pool {self.name!r} (released twice?)")
             waiting = len(self._waiters)

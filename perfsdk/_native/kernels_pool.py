@@ -189,7 +189,9 @@ def pool_limit_queuepool(pool_size: int = 5, max_overflow: int = 10, connect: fl
     """SQLAlchemy ``QueuePool``'s defaults: ``pool_size`` kept, up to ``max_overflow`` more on
     demand; connections are made when first needed (none open at the start). ``connect``: the
     seconds opening one takes -- a caller with no idle connection to take waits that long for a
-    new one, unless a connection comes back first."""
+    new one, unless a connection comes back first. ``retire_surplus``: a connection that comes
+    back while more than ``pool_size`` are open is closed, as ``AdaptivePool`` retires a burst's
+    (a ``QueuePool`` keeps it idle while fewer than ``pool_size`` are idle)."""
     state = _limit(LIMIT_QUEUEPOOL, pool_size + max_overflow, 0, pool_size + max_overflow)
     state[PL_QP_POOL_SIZE] = pool_size
     state[PL_QP_CONNECT] = connect

@@ -200,7 +200,7 @@ class CacheEvidence:
         # gets of the interval just ended through which the deep hits were counted at this step: since
         # it began, or since the marker reached its depth (over a few thousand gets after a resize or
         # a new step)
-        followed = ops_now - max(core.deep_since, self._seen_ops) if core.shrink_step == controller.step else 0
+        followed_gets = ops_now - max(core.deep_since, self._seen_ops) if core.shrink_step == controller.step else 0
         now = (core.hits, core.misses, core.ghost_hits, core.probation_hits, core.window_deep_hits,
                *core.ghost_hits_within(1), *core.ghost_hits_within(round(grown * GHOST_BANDS)), core.protected_hits)
         hits, misses, ghost, probation, deep, margin_window, margin_main, near_window, near_main, protected = (
@@ -244,8 +244,8 @@ class CacheEvidence:
         main_share = 1.0 - core.window_share
         if main_share > 0.05:
             shrink_loss = probation / ops * (dropped / capacity) / (PROBATION_SHARE * main_share)
-        elif 2 * followed >= ops:
-            shrink_loss = deep / followed
+        elif 2 * followed_gets >= ops:
+            shrink_loss = deep / followed_gets
         else:
             shrink_loss = grow_gain * dropped / (capacity - smaller)
         follow = controller.step if main_share <= 0.05 else 0.0

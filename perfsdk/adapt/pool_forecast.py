@@ -11,8 +11,9 @@ The model is ``ArimaDetector(order=(1, 1, 1))`` (a differenced AR with a
 drift: it extrapolates a ramp), with a seasonal difference when the rate has
 a known period (``season``, in intervals), fitted by statsmodels on the
 pool's own thread, never on the application's. A surge is judged against a
-smoothed level (``LEVEL_WEIGHT``), not one interval's rate, and must clear the
-forecast's uncertainty (``SURGE_CONFIDENCE``): the model's own, or the error its
+smoothed level (``LEVEL_WEIGHT``), or the last interval's rate where that is
+higher (never against a low interval alone), and must clear the forecast's
+uncertainty (``SURGE_CONFIDENCE``): the model's own, or the error its
 forecasts have made, whichever is larger (a seasonal model fitted to a rate
 without a season forecast 40 % above it for hundreds of intervals, sure of
 itself). Judged by its mean against the last interval, a flat rate of 50/s
@@ -59,8 +60,8 @@ class ArrivalForecast:
         Intervals before the first fit (no forecast before it); with a ``season``, at least that
         season and 20 intervals more (a seasonal difference needs a season to difference against).
     surge
-        A forecast of this many times today's rate (``level``) or more, beyond the forecast's
-        uncertainty (``SURGE_CONFIDENCE``), is a surge to prepare for.
+        A forecast of this many times today's rate (``level``, or ``last`` where that is higher)
+        or more, beyond the forecast's uncertainty (``SURGE_CONFIDENCE``), is a surge to prepare for.
 
     Attributes
     ----------
@@ -124,7 +125,7 @@ class ArrivalForecast:
 
     def expected_surge(self) -> float | None:
         """The forecast peak if it is a surge (even the low end of its prediction interval is
-        ``surge`` times today's ``level`` or more), else None."""
+        ``surge`` times today's ``level``, or the ``last`` rate where higher, or more), else None."""
         peak, lower = self._peak()
         if not math.isfinite(self.level) or not lower >= self.surge * max(self.level, self.last, 1.0):  # NaN: none
             return None

@@ -143,8 +143,8 @@ class PoolEvidence:
         self.new_sum = [0.0] * self.levels  # this interval's share of the sums
         self.new_count = [0.0] * self.levels
         self.last_ceiling: int | None = None
-        self.intervals = 0  # intervals seen (``decay``), and the last at which the ceiling was witnessed
-        self.ceiling_witnessed = 0
+        self.intervals = 0  # intervals seen (``decay``)
+        self.ceiling_witnessed = 0  # the interval at which ``ceiling`` last found its peak (``lapse_ceiling``)
         self._fit: tuple[float, float, float] | None = None  # the curve through the levels seen (until they change)
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
         #: size -> (tail ms, averaged; the load then; when it was last measured)
@@ -369,8 +369,8 @@ class PoolEvidence:
                             f"{floor} connections serve that best")
             else:
                 floor = None
-        lapsed = self.last_ceiling if floor is None and not record.timeouts and self.lapse_ceiling() else None
-        if lapsed is not None:
+        lapsed = self.last_ceiling  # (read before it is asked to lapse)
+        if floor is None and not record.timeouts and self.lapse_ceiling():
             summary += f"; the ceiling at {lapsed} connections lapsed (not seen again in {MEASURED_FOR} intervals)"
         ceiling = self.ceiling(max_size)
         if ceiling is not None and ceiling < max_size:
@@ -489,10 +489,11 @@ class PoolEvidence:
         return self.last_ceiling
 
     def lapse_ceiling(self) -> bool:
-        """Forget a ceiling not witnessed again for ``MEASURED_FOR`` intervals (whether it did) --
-        asked only while the pool keeps up (in a congestion collapse the peak must stand): capped
-        there, the pool never measures the levels above it that could show it wrong (a noisy
-        level, a query cost since changed).
+        """Forget a ceiling that ``ceiling`` has not found again for ``MEASURED_FOR`` intervals
+        (``decay`` counts them), whether or not it still holds (True: forgotten) -- asked only
+        while the pool keeps up (in a congestion collapse the peak must stand): capped there, the
+        pool never measures the levels above it that could show it wrong (a noisy level, a query
+        cost since changed). A ceiling the levels still show is set again by the next ``ceiling``.
 
         >>> evidence = PoolEvidence(64)
         >>> for level in list(range(1, 13)) * 5:

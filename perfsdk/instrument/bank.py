@@ -90,7 +90,7 @@ def _about(name: str) -> dict[str, Any]:
     return {"series": name, "overflow": OVERFLOW_NOTE} if name == OVERFLOW else {"series": name}
 
 
-def _checked(factories: Any) -> dict[str, DetectorFactory]:
+def _checked_factories(factories: Any) -> dict[str, DetectorFactory]:
     """``factories`` as a dict, each factory called once now: a wrong one is refused here, naming
     the argument, not a fault on every span it would have watched."""
     if not isinstance(factories, Mapping):
@@ -149,7 +149,7 @@ class DetectorBank(BankPath):
         self, factories: Mapping[str, DetectorFactory], max_names: int = 1000, confirm: int = DEFAULT_CONFIRM,
         min_delta: float = 0.0, min_ratio: float = 0.0,
     ) -> None:
-        self.factories = _checked(factories)
+        self.factories = _checked_factories(factories)
         self.max_names = check_int("max_names", max_names, minimum=1)
         self.rule = RunRule(confirm, min_delta, min_ratio)
         self.confirm = self.rule.confirm
