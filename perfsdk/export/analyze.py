@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Onset, RunRule, span_detectors
-from perfsdk.export.reader import UNREADABLE, read_file, unreadable
+from perfsdk.export.reader import UNREADABLE, read_file, table_root, unreadable
 from perfsdk.export.schema import ANOMALIES, SPANS
 from perfsdk.export.writer import RotatingWriter
 
@@ -49,8 +49,7 @@ def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
         raise FileNotFoundError(f"{path}: no such file or directory")
     if root.is_file():
         return [[str(root)]]
-    if (root / "spans").is_dir():
-        root = root / "spans"
+    root = table_root(root, "spans")
     groups: dict[str, list[str]] = defaultdict(list)
     for file in sorted(root.glob("service=*/date=*/part-*")):  # spans partitions only
         if file.suffix in (".arrow", ".parquet"):

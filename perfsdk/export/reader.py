@@ -73,10 +73,8 @@ def read(
         datasets = [ds.dataset(str(target), format="parquet" if target.suffix == ".parquet" else "ipc",
                                partitioning="hive", schema=_with_partitions(schema))]
     else:
-        root = target
-        if (target / table).is_dir():
-            root = target / table  # an export directory
-        elif any((target / other).is_dir() for other in TABLES):
+        root = table_root(target, table)
+        if root == target and any((target / other).is_dir() for other in TABLES):
             return schema.empty_table().select(wanted)  # an export directory without this table
         datasets = [ds.dataset(files, format="ipc" if fmt == "arrow" else "parquet", partitioning="hive",
                                partition_base_dir=str(root), schema=_with_partitions(schema))
@@ -247,7 +245,7 @@ def read_readable(path: str | os.PathLike[str], *, table: str = "spans",
     except UNREADABLE:
         pass  # some file does not read: which, is found below
     target = Path(path)
-    root = target / table if (target / table).is_dir() else target
+    root = table_root(target, table)
     files = [str(target)] if target.is_file() else sorted(
         f for found in _files_by_format(root).values() for f in found)
     tables, skipped = [], []
@@ -265,6 +263,12 @@ def read_readable(path: str | os.PathLike[str], *, table: str = "spans",
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), FUNCTIONS_KEY.encode():
                                              json.dumps(_merged_functions(documents), sort_keys=True).encode()})
     return data, skipped
+
+
+def table_root(path: Path, table: str) -> Path:
+    """Where ``table``'s files are under ``path``: its directory in an export directory, else
+    ``path`` itself (a table directory, or one of its partitions)."""
+    return path / table if (path / table).is_dir() else path
 
 
 def read_file(path: str | os.PathLike[str], table: str | None = None) -> pa.Table:
