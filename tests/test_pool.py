@@ -877,6 +877,25 @@ class Priced(AtTheFloor):
         return Evidence(self.features, self.reward, {Action.GROW: self.grow_earns}, "priced")
 
 
+def test_a_pool_that_turns_round_takes_smaller_steps_and_a_cache_keeps_whole_ones():
+    """Whole steps of a fifth kept a pool moving between 9 and 14 connections after a change of
+    query cost, the best 12: a reversal narrows the pool's next step, a move onward widens it."""
+    pool, cache = PoolController(step=1.25), CacheController(step=1.25)
+    for controller in (pool, cache):
+        controller.moved(16, 20)
+        controller.moved(20, 16)  # turned round
+    assert pool.stepped(16, Action.GROW) == 18 and pool.stepped(16, Action.SHRINK) == 14
+    assert cache.stepped(16, Action.GROW) == 20 and cache.stepped(16, Action.SHRINK) == 13
+    for _ in range(6):
+        pool.moved(16, 15)  # narrowed at most to an eighth of the step: still one connection
+    assert pool.stepped(16, Action.SHRINK) == 13  # going on the same way widened it back
+    pool.moved(15, 16)
+    pool.moved(16, 15)
+    pool.moved(15, 16)
+    pool.moved(16, 15)
+    assert pool.stepped(12, Action.GROW) == 13  # four reversals: one connection at a time
+
+
 def test_a_controller_refuses_gamma_1_and_says_which_value_is_not_finite():
     """gamma=1 was accepted and every decision divided by zero; a NaN what-if was reported as "the
     reward overflowed (-20.0)"; a reward of -1e308 made a new state's starting value -inf."""

@@ -126,6 +126,11 @@ class Controller:
         Also decide once this many seconds have passed since the last decision (a week at most).
     step
         Grow multiplies the value by ``step``, shrink divides by it (always one unit at least).
+        Where ``narrows`` (a class attribute; the pool's), a move that reverses the last one
+        halves the step taken (down to an eighth of it), and a move the same way as the last
+        widens it back by half: a target that turns round is near its best, where a whole step
+        swings it from one side to the other (a pool moving between 11 and 14 connections, the
+        best 12), and one that keeps going soon travels far again.
     cooldown
         Intervals after a change of the value during which it may not change again.
     learner
@@ -142,6 +147,9 @@ class Controller:
 
     #: A settled target's interval grows up to this many times (``interval``).
     settled_stretch = SETTLED_STRETCH
+    #: Whether a reversal narrows the step (see ``step``): off here, where the target's what-ifs
+    #: price a whole step (the cache's).
+    narrows = False
 
     def __init__(
         self, discretizer: Discretizer, *, interval: int = 10_000, interval_seconds: float | None = None,
@@ -171,6 +179,8 @@ class Controller:
         self.interval = int(interval)
         self.interval_seconds = None if interval_seconds is None else float(interval_seconds)
         self.step = float(step)
+        self._pace = self.step  # the step now taken: narrowed by reversals (see ``step``)
+        self._direction = 0  # the last change's: +1 grew, -1 shrank, 0 none yet
         self.cooldown = int(cooldown)
         self.learner = learner or QLearner(discretizer.n_states, n_actions, alpha=alpha, gamma=gamma,
                                            epsilon=epsilon, epsilon_min=epsilon, seed=seed)
@@ -239,14 +249,38 @@ class Controller:
 
     # -- deciding ---------------------------------------------------------------------
     def stepped(self, value: int, action: Action) -> int:
-        """The value one grow or shrink step from ``value`` (always at least one unit away)."""
+        """The value one grow or shrink step from ``value`` (always at least one unit away; the
+        step narrowed by reversals, see ``step``).
+
+        >>> from perfsdk.adapt.qlearner import Discretizer
+        >>> class Narrowing(Controller):
+        ...     narrows = True
+        >>> controller = Narrowing(Discretizer({"x": [0.5]}), step=1.25)
+        >>> controller.stepped(16, Action.GROW), controller.stepped(16, Action.SHRINK)
+        (20, 13)
+        >>> controller.moved(16, 20); controller.moved(20, 16)  # grew, then turned round
+        >>> controller.stepped(16, Action.GROW), controller.stepped(16, Action.SHRINK)
+        (18, 14)
+        """
         if not isinstance(action, Action):
             raise TypeError(f"action must be an Action, got {action!r}")
         if action is Action.GROW:
-            return max(value + 1, round(value * self.step))
+            return max(value + 1, round(value * self._pace))
         if action is Action.SHRINK:
-            return max(1, min(value - 1, round(value / self.step)))
+            return max(1, min(value - 1, round(value / self._pace)))
         return value
+
+    def moved(self, before: int, after: int) -> None:
+        """Note a change of the value the controller applied: a reversal halves the step taken
+        next, a move the same way widens it back by half (see ``step``)."""
+        direction = (after > before) - (after < before)
+        if not direction or not self.narrows:
+            return
+        if direction == -self._direction:
+            self._pace = max(1.0 + (self.step - 1.0) / 8, 1.0 + (self._pace - 1.0) / 2)
+        elif direction == self._direction:
+            self._pace = min(self.step, 1.0 + (self._pace - 1.0) * 1.5)
+        self._direction = direction
 
     def decide(self, target: Target) -> Decision:
         """Learn from the interval that just ended; choose (and in auto mode apply) the next move.
@@ -391,6 +425,7 @@ class Controller:
         if applied and after != before:
             self._cooling = self.cooldown + 1
             self._taken.add((state, action))
+            self.moved(before, after)
         self._cooling = max(0, self._cooling - 1)
         # what the next reward follows from: what really happened (a move held by the cooldown or
         # a limit, or only advised, left the value as it was: that interval teaches "keep"; a

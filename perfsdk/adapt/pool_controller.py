@@ -37,7 +37,8 @@ class PoolController(Controller):
     min_acquisitions
         An interval with fewer acquisitions teaches nothing (the size is kept).
     step
-        Grow multiplies the size by ``step``, shrink divides by it (one connection at least).
+        Grow multiplies the size by ``step``, shrink divides by it (one connection at least); a
+        move that turns round narrows the next (``narrows``).
     cooldown
         Intervals after a change during which the size may not change again.
     learner
@@ -70,6 +71,10 @@ class PoolController(Controller):
     #: decision is about half a millisecond of CPU, a few per cent of a busy pool's own work
     #: when made every 16 s (docs/benchmarks.md).
     settled_stretch = 64
+    #: A reversal narrows the step (``Controller.step``): near its best a pool's tail is flat
+    #: within its noise, and whole steps kept it moving between 9 and 14 connections, the best 12
+    #: (``benches/eval/pool_eval.py``). The what-ifs price whatever step is asked of them.
+    narrows = True
 
     discretizer = Discretizer({
         "utilisation": [0.5, 0.8, 0.95],

@@ -322,8 +322,10 @@ class PoolEvidence:
         estimates: dict[Action, float] = {}  # the tail (ms) at each other size; none where unknown
         how: dict[Action, str] = {}
         measured: set[Action] = set()  # estimated from what was measured (at that size, or either side)
+        # (a closed loop's arrivals are its clients' answers: they follow the size, not drive it)
+        driving = math.inf if closed_loop else arrivals
         model = functools.lru_cache(maxsize=None)(  # the size itself is asked for by both moves
-            lambda n: self.latency(n, in_system, arrivals, queued, elapsed, peak, holds, quantile))
+            lambda n: self.latency(n, in_system, driving, queued, elapsed, peak, holds, quantile))
         for action, other in candidates.items():
             estimate = self.estimate(other, known, model, optimistic=closed_loop and other < size)
             if estimate is not None:
@@ -581,7 +583,8 @@ class PoolEvidence:
         ``arrivals`` a second; NaN where the hold-time relation is unknown.
 
         ``queued`` (a standing queue now: clients in a closed loop, or a backlog): Little's law,
-        ``L * h / n``. Else the arrivals are the load: the hold plus the 95th percentile of an
+        ``L * h / n``, plus -- where ``arrivals`` (finite: open arrivals) keep more than ``size``
+        connections busy -- the backlog growing over the ``interval``. Else the arrivals are the load: the hold plus the 95th percentile of an
         M/M/n queue's wait while the pool keeps up, and a queue growing over the ``interval``
         when it would not -- with ``holds`` (the interval's), the ``quantile`` of hold + wait
         (``sum_quantile``) at the mean hold the queue's busy levels give (``seen_hold``). At
@@ -596,7 +599,11 @@ class PoolEvidence:
         little = max(hold, in_system * hold / size)
         offered = arrivals * hold  # connections the arrivals keep busy
         if queued or not math.isfinite(offered):
-            return hold if size >= peak else little
+            if size >= peak:
+                return hold
+            if math.isfinite(offered) and offered > size:  # a backlog this size cannot drain: it grows
+                return little + interval * (offered - size) / (2 * size)
+            return little
         shaped = None
         if holds is not None and len(holds) >= 20 and hold > 0 and holds.mean() > 0:
             # the hold an arrival meets: the busy connections take the M/M/n queue's levels, capped at
