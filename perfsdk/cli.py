@@ -226,8 +226,10 @@ def _scenario(args: argparse.Namespace, model: Any) -> Any:
             from perfsdk.testgen import LLMError, LLMScenarioGenerator
 
             hosts = tuple(args.allow_host or ("127.0.0.1", "localhost"))
+            limits = Limits(allowed_hosts=hosts) if args.duration is None else Limits(
+                allowed_hosts=hosts, max_duration_s=args.duration)  # the model is told it, and held to it
             generator = LLMScenarioGenerator(args.llm_url, args.llm_model, timeout_s=args.llm_timeout,
-                                             limits=Limits(allowed_hosts=hosts))
+                                             limits=limits)
             try:
                 return generator.generate(model, args.goal)
             except LLMError as exc:
@@ -276,6 +278,11 @@ def _loadtest(args: argparse.Namespace) -> int:
         return 0
     if not args.host:
         raise InputError("--host is required (where to send the requests), unless --dry-run")
+    if args.duration is not None:
+        try:
+            check_number("--duration", args.duration, low=0.0, low_open=True)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     try:
         result = run_locust(scenario, args.host, duration_s=args.duration, workdir=args.workdir)
     except (LoadTestError, ValueError) as exc:  # ValueError: --host or --duration
@@ -385,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 10)")
     testgen.add_argument("--variant", default="replay",
                          help="replay, flash_sale, cold_cache, long_sessions or error_paths (default replay)")
-    testgen.add_argument("--duration", type=float, default=None, help="seconds the scenario lasts")
+    testgen.add_argument("--duration", type=float, default=None,
+                         help="seconds the scenario lasts (with --llm-url: the most it may last)")
     testgen.add_argument("--goal", help="what the load test should do, in plain words")
     testgen.add_argument("--llm-url", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                            "(the key comes from PERFSDK_LLM_API_KEY)")

@@ -153,7 +153,7 @@ def test_testgen_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, 
     (["--host", "http://127.0.0.1:99999"], "got 'http://127.0.0.1:99999': port out of range 0-65535"),
     (["--host", "http://[::1"], "got 'http://[::1': invalid IPv6 URL"),
     (["--host", "http://127.0.0.1:abc"], "got 'http://127.0.0.1:abc': port could not be cast to integer"),
-    (["--host", "http://127.0.0.1:9", "--duration", "-1"], "duration_s must be a finite number > 0, got -1.0"),
+    (["--host", "http://127.0.0.1:9", "--duration", "-1"], "--duration must be a finite number > 0, got -1.0"),
 ])
 def test_loadtest_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, options, message):
     source = _export_with_one_route(tmp_path / "export")

@@ -513,3 +513,25 @@ def test_a_duration_given_outranks_the_goals(model: TrafficModel) -> None:
 def test_both_are_scenario_generators() -> None:
     assert isinstance(ModelScenarioGenerator(), ScenarioGenerator)
     assert isinstance(LLMScenarioGenerator("http://127.0.0.1:1/v1", "m"), ScenarioGenerator)
+
+
+def test_testgen_duration_with_an_llm_is_the_most_the_scenario_may_last(llm_server: LLMServer, tmp_path,
+                                                                        capsys) -> None:
+    """``perfsdk testgen --llm-url ... --duration 30`` ignored --duration: the model was told an hour."""
+    import pyarrow.ipc as ipc
+
+    from perfsdk.cli import main
+
+    folder = tmp_path / "export" / "spans" / "service=shop" / "date=2024-05-01"
+    folder.mkdir(parents=True)
+    with ipc.new_file(str(folder / "part-1.arrow"), SPANS) as f:
+        f.write_table(_spans())
+    short = good(load={"model": "open", "stages": [{"duration_s": 10, "arrival_rate": 2.0},
+                                                   {"duration_s": 20, "arrival_rate": 10.0}]})
+    llm_server.script(answer(GOOD), answer(short))  # 60 s first: refused, and asked again
+    out = tmp_path / "s.json"
+    assert main(["testgen", "--from", str(tmp_path / "export"), "--out", str(out), "--goal", "a flash sale",
+                 "--llm-url", llm_server.base_url, "--llm-model", "m", "--duration", "30"]) == 0, capsys.readouterr()
+    assert Scenario.load(out).duration_s == 30
+    first = llm_server.requests[0].json["messages"][0]["content"]
+    assert "30 s for all stages together" in first
