@@ -271,6 +271,17 @@ def test_hostile_strings_stay_inert_in_a_real_run(service, tmp_path) -> None:
 
 
 @needs_locust
+def test_a_relative_workdir_runs(service, tmp_path, monkeypatch) -> None:
+    """Locust runs inside the work directory: a relative one was looked for inside itself, and
+    `make demo` (`perfsdk demo --out perfsdk-demo`) failed with "Could not find ...locustfile.py"."""
+    monkeypatch.chdir(tmp_path)
+    scenario = shop({"model": "closed", "stages": [{"duration_s": 1, "users": 2, "spawn_rate": 100}]})
+    result = run_locust(scenario, service.url, seed=3, workdir="relative/wd")
+    assert_no_locust_here()
+    assert result.requests > 0 and (tmp_path / "relative" / "wd" / "locustfile.py").exists()
+
+
+@needs_locust
 def test_closed_model_run_follows_the_chain_and_checks_the_assertions(service, tmp_path) -> None:
     scenario = shop({"model": "closed", "stages": [{"duration_s": 2, "users": 3, "spawn_rate": 100},
                                                     {"duration_s": 2, "users": 6, "spawn_rate": 100}]},

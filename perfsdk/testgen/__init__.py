@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         LLMError, LLMScenarioGenerator, ModelScenarioGenerator, ScenarioGenerator, ScenarioRejected,
     )
     from perfsdk.testgen.locust_runner import LoadTestError, LoadTestResult, locustfile_source, run_locust
+    from perfsdk.testgen.model import TrafficModel
     from perfsdk.testgen.scenario import Limits, Scenario, ScenarioError
 
 __getattr__, __dir__ = lazy_names(__name__, {
@@ -26,8 +27,9 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "ScenarioRejected": "perfsdk.testgen.llm",
     "LoadTestError": "perfsdk.testgen.locust_runner", "LoadTestResult": "perfsdk.testgen.locust_runner",
     "locustfile_source": "perfsdk.testgen.locust_runner", "run_locust": "perfsdk.testgen.locust_runner",
+    "TrafficModel": "perfsdk.testgen.model",
 })
 
 __all__ = ["Limits", "Scenario", "ScenarioError",
            "LLMError", "LLMScenarioGenerator", "ModelScenarioGenerator", "ScenarioGenerator", "ScenarioRejected",
-           "LoadTestError", "LoadTestResult", "locustfile_source", "run_locust"]
+           "LoadTestError", "LoadTestResult", "locustfile_source", "run_locust", "TrafficModel"]

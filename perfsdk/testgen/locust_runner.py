@@ -916,7 +916,7 @@ def run_locust(scenario: Scenario, host: str | None = None, *, duration_s: float
 
     where = tempfile.TemporaryDirectory(prefix="perfsdk-loadtest-") if workdir is None else nullcontext(workdir)
     with where as directory:
-        folder = Path(directory)
+        folder = Path(directory).resolve()  # absolute: Locust runs inside it (a relative one would be found twice)
         folder.mkdir(parents=True, exist_ok=True)
         locustfile, results, log = folder / "locustfile.py", folder / "results.json", folder / "locust.log"
         results.unlink(missing_ok=True)  # an older run's results must not pass for this one's
