@@ -1719,3 +1719,226 @@ def test_the_arrival_forecast_announces_no_surge_on_a_flat_rate_with_a_season():
             announced += forecast.expected_surge() is not None
     assert judged > 600 and announced <= 0.02 * judged
     assert 45 < forecast.level < 55 and forecast.last != forecast.level  # today's rate: smoothed
+
+
+# -- found by a hunt ------------------------------------------------------------------------------
+def test_a_release_in_a_garbage_collection_run_under_the_pools_lock_waits_for_nothing():
+    """SQLAlchemy gives a collected connection back from a finalizer, on whatever thread the garbage
+    collector runs -- maybe one holding the pool's lock (any allocation there may collect): the release
+    waited for the lock its own thread held, for ever. It is taken back as that thread releases the lock;
+    a give-back that fails then has nobody to raise to, and is counted."""
+    import gc
+
+    pool = fixed(min_size=1, max_size=1)
+    conn = pool.acquire()
+
+    class Borrower:  # its finalizer gives the connection back, as SQLAlchemy's does
+        def __del__(self) -> None:
+            pool.release(conn)
+
+    lent_while_held: list[bool] = []
+
+    def collect_holding_the_lock() -> None:
+        for _ in range(2):  # the second gives it back twice: the deferred ValueError is counted
+            borrower = Borrower()
+            borrower.cycle = borrower  # only the cyclic collector frees it
+            del borrower
+            with pool._lock:
+                gc.collect()
+                lent_while_held.append(id(conn) in pool._in_use)
+
+    thread = threading.Thread(target=collect_holding_the_lock, daemon=True)
+    thread.start()
+    thread.join(5.0)
+    assert not thread.is_alive(), "release() waited for the lock its own thread held"
+    s = pool.stats()
+    assert lent_while_held == [True, False] and (s["in_use"], s["idle"]) == (0, 1)
+    assert s["faults"] == {"giving back a connection": 1}
+    pool.close()
+
+
+def test_a_connection_reported_as_leaked_is_reported_again_when_a_later_loan_leaks():
+    """The report was once per connection, not per loan: lent again and leaked again, it was never reported."""
+    pool = fixed(min_size=1, max_size=1, leak_timeout=60.0)
+    for loan in (1, 2):
+        conn = pool.acquire()
+        pool._in_use[id(conn)].taken -= 61.0  # held past leak_timeout
+        pool._maintain()
+        assert pool.stats()["leaks_reported"] == loan
+        pool.release(conn)
+    assert pool._idle[0].conn is conn and pool._idle[0].stack is None  # the taker's stack goes with the loan
+    pool.close()
+
+
+def test_only_the_connection_that_passes_its_check_is_counted_as_lent():
+    """Three stale connections and a good one: four acquisitions and four holds were counted (the
+    controller and ``perfsdk.pool.acquisitions`` saw a load that was not there)."""
+    stale = iter(range(3))
+
+    def check(conn) -> None:
+        if next(stale, None) is not None:
+            raise ConnectionError("stale")
+
+    pool = AdaptivePool(Conn, min_size=4, max_size=4, size=4, controller=None, check=check, warm=False)
+    pool._ticker.tick_interval_s = 3600.0  # no interval closes during the test
+    pool.release(pool.acquire(timeout=5.0))
+    s = pool.stats()
+    assert (s["acquisitions"], s["check_failures"]) == (1, 3)
+    record = pool._record
+    assert (record.acquisitions, record.releases, len(record.holds), len(record.waits)) == (1, 1, 1, 1)
+    pool.close()
+
+
+@pytest.mark.parametrize("how", ["broken release", "close's timeout"])
+def test_callers_a_closed_pool_serves_are_told_at_once_when_no_connection_can_come_back(how):
+    """``close(serve_waiting=True)``: when the one connection in use was retired as it came back, or closed
+    by close's timeout, the callers still waiting sat out their whole timeout for a PoolTimeout."""
+    pool = fixed(min_size=1, max_size=1)
+    held = pool.acquire()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pool.acquire(timeout=30.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1)
+    if how == "broken release":
+        pool.close(timeout=None, serve_waiting=True)
+        assert pool.stats()["waiting"] == 1  # a connection in use may still come back for it
+        pool.release(held, broken=True)
+    else:
+        pool.close(timeout=0.0, serve_waiting=True)
+    thread.join(5.0)
+    assert not thread.is_alive() and isinstance(outcome[0], PoolClosed)
+    assert "no connection left to come back" in str(outcome[0]) and pool.stats()["waiting"] == 0
+
+
+def test_callers_a_closed_pool_serves_are_told_when_the_connection_opening_for_them_fails():
+    opening = threading.Event()
+
+    def factory() -> Conn:
+        opening.wait(10.0)
+        raise ConnectionRefusedError("db down")
+
+    pool = AdaptivePool(factory, min_size=0, max_size=1, controller=None)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pool.acquire(timeout=30.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1 and pool.stats()["opening"] == 1)
+    pool.close(timeout=None, serve_waiting=True)
+    assert pool.stats()["waiting"] == 1  # the connection being opened may still serve it
+    opening.set()
+    thread.join(5.0)
+    assert not thread.is_alive() and isinstance(outcome[0], PoolClosed)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_connection_lent_across_a_fork_is_released_quietly_in_the_child_and_left_open():
+    """The child's release (a ``with pool.connection()`` block the fork happened in) raised ValueError."""
+    pool = fixed(min_size=1, max_size=2)
+    held = pool.acquire()
+
+    def child_releases_it() -> bool:
+        pool.release(held)  # the parent's connection: nothing to give back, nothing to close
+        try:
+            pool.release(held)
+        except ValueError:  # that release was its one
+            s = pool.stats()
+            return not held.closed and (s["in_use"], s["retired"], s["faults"]) == (0, 0, {})
+        return False
+
+    assert in_child(child_releases_it)
+    pool.release(held)  # the parent's own release, as ever
+    assert pool.stats()["in_use"] == 0 and not held.closed
+    pool.close()
+
+
+def test_close_ends_the_factorys_back_off_and_opens_nothing_after_it():
+    """The maker slept out its back-off (up to 5 s) after ``close()`` returned, then called the factory:
+    a connection was opened after the pool closed, by a thread close() had given up on."""
+    calls: list[float] = []
+
+    def factory() -> Conn:
+        calls.append(time.monotonic())
+        raise ConnectionRefusedError("db down")
+
+    pool = AdaptivePool(factory, min_size=1, max_size=1, controller=None)
+    wait_until(lambda: len(calls) >= 5)  # backing off 0.8 s now
+    pool.close()
+    made = len(calls)
+    assert not pool._maker.alive and pool.stats()["faults"] == {}
+    assert len(calls) == made  # and no thread is left to call it
+
+
+def test_a_cold_pool_closed_while_its_first_caller_starts_it_ends_its_thread():
+    """The first ``acquire`` of a ``warm=False`` pool (what ``engine.dispose()`` leaves) marked it started,
+    then started its thread: a ``close()`` in between shut down no thread, and the one started next ran
+    for ever."""
+    pool = AdaptivePool(Conn, min_size=1, max_size=2, controller=None, warm=False, name="raced")
+    start = pool._ticker.start
+    closers: list[threading.Thread] = []
+
+    def start_while_closing() -> None:
+        closers.append(threading.Thread(target=pool.close))
+        closers[0].start()
+        closers[0].join(0.3)  # done meanwhile -- or waiting for this start to finish
+        start()
+
+    pool._ticker.start = start_while_closing
+    try:
+        pool.release(pool.acquire(timeout=1.0))
+    except PoolClosed:
+        pass
+    closers[0].join(10.0)
+    assert pool.closed and not pool._ticker.alive
+
+
+def test_every_pool_on_one_meter_provider_is_reported_and_one_closing_leaves_the_others():
+    """The OTel SDK keeps the first instrument of a name and drops the next one's callbacks: the second
+    pool on a provider (or the fresh one ``engine.dispose()`` makes) was never reported, and once the
+    first closed, no pool was."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    a = fixed(min_size=1, max_size=4, name="a", meter_provider=provider)
+    b = fixed(min_size=2, max_size=8, size=2, name="b", meter_provider=provider)
+    held = b.acquire()
+
+    def observed(name: str) -> dict[tuple, int]:
+        return {tuple(sorted(p.attributes.values())): p.value for rm in reader.get_metrics_data().resource_metrics
+                for scope in rm.scope_metrics for metric in scope.metrics if metric.name == name
+                for p in metric.data.data_points}
+
+    assert observed("db.client.connection.count") == {("a", "idle"): 1, ("a", "used"): 0,
+                                                      ("b", "idle"): 1, ("b", "used"): 1}
+    assert observed("db.client.connection.max") == {("a",): 4, ("b",): 8}
+    a.close()
+    assert observed("db.client.connection.count") == {("b", "idle"): 1, ("b", "used"): 1}
+    b.release(held)
+    b.close()
+
+
+def test_resize_after_close_and_a_broken_flag_that_is_not_a_bool_are_refused():
+    pool = fixed(min_size=1, max_size=4)
+    conn = pool.acquire()
+    with pytest.raises(TypeError, match="broken must be True or False, got 'no'"):
+        pool.release(conn, broken="no")  # truthy: it retired the connection
+    assert pool.stats()["in_use"] == 1 and not conn.closed  # refused before anything changed
+    pool.release(conn)
+    pool.close()
+    with pytest.raises(PoolClosed, match="is closed"):
+        pool.resize(3)
+    assert pool.target == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 
@@ -87,5 +88,65 @@ def test_dispose_without_closing_ends_the_old_pools_threads_and_leaves_its_conne
     wait_until(lambda: not old._ticker.alive and not old._maker.alive)
     assert [c.execute("SELECT 1").fetchone() for c in opened] == [(1,), (1,)]  # not closed: let go
     assert not engine.pool.adaptive.closed
+    engine.dispose()
+    engine.pool.adaptive.close()
+
+
+def test_a_connection_collected_inside_acquire_comes_back_to_that_caller_without_a_deadlock():
+    """SQLAlchemy checks a garbage-collected connection back in from a finalizer, on whatever thread the
+    collector runs: here a caller's, inside ``acquire`` holding the pool's lock (it allocated there),
+    waiting for the very connection collected. That check-in waited for the lock its own thread held:
+    the thread hung for good, and every other user of the pool behind it."""
+    engine = engine_on(min_size=1, max_size=1)
+    pool = engine.pool.adaptive
+    wait_until(lambda: pool.stats()["idle"] == 1)
+    got: list = []
+
+    def caller() -> None:
+        gc.disable()
+        try:
+            fairy = engine.raw_connection()  # the pool's only connection...
+            cycle: list = [fairy]
+            cycle.append(cycle)  # ... left in a reference cycle (as an exception's traceback leaves it)
+            del fairy, cycle
+            allocated = [[] for _ in range(2 * gc.get_threshold()[0] + 100)]  # the collector is due
+        finally:
+            gc.enable()
+        got.append(pool.acquire(timeout=5.0))  # it collects at its first allocation, holding the lock
+        pool.release(got[0])
+        del allocated
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert not thread.is_alive(), "the check-in waited for the lock its own thread held"
+    assert len(got) == 1 and pool.stats()["in_use"] == 0 and pool.stats()["faults"] == {}
+    engine.dispose()
+
+
+def test_the_fresh_pool_after_dispose_is_reported_in_the_metrics():
+    """Its instruments had the old pool's names on the same meter: dropped, and the old pool, closed,
+    reported nothing -- after ``engine.dispose()`` the pool's metrics were gone for good."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    engine = sqlalchemy.create_engine("sqlite://", poolclass=AdaptiveSQLAlchemyPool, max_size=4, controller=None,
+                                      meter_provider=MeterProvider(metric_readers=[reader]),
+                                      connect_args={"check_same_thread": False})
+
+    def observed(name: str) -> list:
+        return [p.value for rm in reader.get_metrics_data().resource_metrics for scope in rm.scope_metrics
+                for metric in scope.metrics if metric.name == name for p in metric.data.data_points]
+
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+    assert observed("perfsdk.pool.acquisitions") == [1]
+    engine.dispose()
+    for _ in range(3):
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    assert observed("perfsdk.pool.acquisitions") == [3]  # the fresh pool's own count
+    assert observed("db.client.connection.max") == [4]
     engine.dispose()
     engine.pool.adaptive.close()

@@ -11,12 +11,13 @@ closing connections (``_refill``, ``_retire_later``), the burst limit, the error
 the controller.
 
 Every change to the pool's books happens under its lock (``_lock``, a
-``threading.Lock`` shared with the subclass's slow paths); connections are
+``DeferringLock`` shared with the subclass's slow paths); connections are
 closed and callbacks run only after the lock is released.
 """
 
 cimport cython
 from cpython.long cimport PyLong_FromVoidPtr
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport INFINITY, NAN, ceil
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
@@ -25,7 +26,7 @@ import time
 import traceback
 from _thread import allocate_lock
 
-from perfsdk._runtime import check_number
+from perfsdk._runtime import check_bool, check_number
 
 include "_clock.pxi"  # _monotonic(): time.monotonic() in C
 
@@ -229,6 +230,7 @@ cdef class Lent:
     cdef public Py_ssize_t level  # connections in use when it was taken (the hold-time relation)
     cdef public object stack  # who took it (kept only with a leak_timeout)
     cdef public bint leak_reported
+    cdef public bint checking  # lent to a caller whose ``check`` has not passed it yet: not in the interval's record
 
     def __init__(self, conn, double now):
         self.conn = conn
@@ -237,6 +239,7 @@ cdef class Lent:
         self.level = 0
         self.stack = None
         self.leak_reported = False
+        self.checking = False
 
 
 @cython.final
@@ -246,14 +249,90 @@ cdef class Waiter:
     cdef public double since
     cdef public object ready, record, error
     cdef public object stack  # who waits (kept only with a leak_timeout): the connection's taker
+    cdef public bint checking  # the caller checks what it is handed (``Lent.checking``)
 
-    def __init__(self, double since, stack=None):
+    def __init__(self, double since, stack=None, bint checking=False):
         self.since = since
         self.ready = allocate_lock()
         self.ready.acquire()
         self.record = None
         self.error = None
         self.stack = stack
+        self.checking = checking
+
+
+@cython.final
+@cython.auto_pickle(False)  # a lock is not pickled (as a threading.Lock is not)
+cdef class DeferringLock:
+    """A lock that knows which thread holds it, so that thread never waits for it.
+
+    A garbage collection runs finalizers on whatever thread allocated at that moment -- maybe one
+    holding the lock -- and SQLAlchemy gives a collected connection back from one: taking the lock
+    there would wait for ever. Such work is ``defer``red instead, and runs on that thread as soon as
+    it releases the lock. ``with lock:``, ``acquire`` and ``release`` work as a ``threading.Lock``'s.
+
+    >>> lock, ran = DeferringLock(), []
+    >>> with lock:
+    ...     lock.held_here(), lock.defer(ran.append, ("after",)), ran
+    (True, None, [])
+    >>> ran, lock.held_here(), lock.locked()
+    (['after'], False, False)
+    """
+
+    cdef object _raw, _acquire, _release
+    cdef unsigned long _holder  # the holding thread's id; 0: none
+    cdef list _deferred  # (function, arguments), in the order deferred
+
+    def __init__(self, lock=None):
+        self._raw = allocate_lock() if lock is None else lock
+        self._acquire, self._release = self._raw.acquire, self._raw.release
+        self._holder = 0
+        self._deferred = []
+
+    cdef inline int take(self) except -1:
+        self._acquire()
+        self._holder = PyThread_get_thread_ident()
+        return 0
+
+    cdef inline int give(self) except -1:
+        self._holder = 0
+        self._release()
+        if self._deferred:
+            self._run_deferred()
+        return 0
+
+    cdef int _run_deferred(self) except -1:
+        while self._deferred:  # one at a time: what an interrupt leaves runs at the next release
+            function, arguments = self._deferred.pop(0)
+            function(*arguments)
+        return 0
+
+    cpdef bint held_here(self):
+        """Whether the calling thread holds the lock."""
+        return self._holder == PyThread_get_thread_ident()
+
+    cpdef defer(self, function, tuple arguments):
+        """Call ``function(*arguments)`` once the lock is released (by the thread holding it now)."""
+        self._deferred.append((function, arguments))
+
+    def acquire(self, blocking=True, timeout=-1):
+        got = self._acquire(blocking, timeout)
+        if got:
+            self._holder = PyThread_get_thread_ident()
+        return got
+
+    def release(self):
+        self.give()
+
+    def locked(self):
+        return self._raw.locked()
+
+    def __enter__(self):
+        self.take()
+        return True
+
+    def __exit__(self, *exc_info):
+        self.give()
 
 
 cdef inline double _timeout_seconds(object timeout) except -1.0:
@@ -276,12 +355,13 @@ cdef class LendingPath:
     The subclass sets the books and settings declared here, and defines the rare paths this
     class calls: ``_start()`` (the pool's threads, once), ``_wait(waiter, timeout)`` (a
     caller queued: returns its ``Lent`` or raises; if anything raises once the caller is queued,
-    ``_abandon`` takes it out of the queue), ``_closed_error()`` and ``_shed_error()``
+    ``_abandon`` takes it out of the queue), ``_closed_error(why)`` and ``_shed_error()``
     (the exceptions to raise, built under the lock), ``_check_timeout(timeout, failures, error,
     counted=False)`` (the one to raise when no connection passed ``check`` in time; ``counted``:
     a wait's own timeout ended it, counted already), ``_burst_limit()``, ``_retire_later(records)``
     (has connections closed off the caller's thread, called outside the lock) and ``_refill()``
-    (asks for connections to be opened).
+    (asks for connections to be opened); and ``faults``, where a give-back that failed after it was
+    deferred (see ``DeferringLock``) is counted.
 
     Interrupts (Ctrl-C: a signal handler's exception, raised wherever Python code runs on the main
     thread) lose no connection: under the lock, the Python calls come before the books change.
@@ -296,8 +376,10 @@ cdef class LendingPath:
     cdef public Py_ssize_t _target, _opening, max_waiting
     cdef public double timeout, max_lifetime
     cdef public object check, reset, leak_timeout, name
-    cdef public set _closed_lent  # id(connection) of those close() closed while lent: their release is a no-op
-    cdef object _lock_object, _lock_acquire, _lock_release
+    # id(connection) of those lent when close() closed them, or when the process forked (the parent's):
+    # their release is a no-op
+    cdef public set _closed_lent
+    cdef DeferringLock _books
 
     def __cinit__(self, *args, **kwargs):
         self._idle = []
@@ -305,16 +387,17 @@ cdef class LendingPath:
         self._closed_lent = set()
         self._counts = {}
         self._record = IntervalRecord()
-        self._lock = allocate_lock()
+        self._books = DeferringLock()
 
     @property
     def _lock(self):
-        """The pool's lock: every change to its books is made holding it."""
-        return self._lock_object
+        """The pool's lock: every change to its books is made holding it. Set to a plain lock, it is
+        wrapped in a ``DeferringLock``."""
+        return self._books
 
     @_lock.setter
     def _lock(self, lock):
-        self._lock_object, self._lock_acquire, self._lock_release = lock, lock.acquire, lock.release
+        self._books = lock if isinstance(lock, DeferringLock) else DeferringLock(lock)
 
     # -- lending -------------------------------------------------------------------------------
     def acquire(self, timeout=None):
@@ -323,7 +406,8 @@ cdef class LendingPath:
         ``check`` is retired and another taken, within the same timeout: idle ones gone stale
         (a database restarted) one after the other, and once a connection opened meanwhile
         fails too (the database is down), backing off. Then the ``PoolTimeout`` says how
-        many failed, and the last error."""
+        many failed, and the last error. Only the connection that passes is counted as lent (in
+        ``stats()`` and the interval's measurements); the others only in ``check_failures``."""
         cdef double seconds = self.timeout if timeout is None else _timeout_seconds(timeout)
         if self.check is None:
             return self._take(seconds).conn
@@ -334,14 +418,13 @@ cdef class LendingPath:
         error = None
         while True:
             try:
-                record = self._take(left, started, failures > 0)
+                record = self._take(left, started, failures > 0, True)
             except TimeoutError:  # the pool's PoolTimeout, counted already
                 if error is None:
                     raise
                 raise self._check_timeout(seconds, failures, error, counted=True) from error
             try:
                 self.check(record.conn)
-                return record.conn
             except Exception as exc:
                 self._count("check_failures")
                 self._give_back(record.conn, True, _monotonic())
@@ -356,27 +439,52 @@ cdef class LendingPath:
             except BaseException:  # e.g. KeyboardInterrupt in the check: the connection is not lost
                 self._give_back(record.conn, True, _monotonic())
                 raise
+            else:
+                try:
+                    self._passed_check(record, started, failures)
+                except BaseException:  # an interrupt while the lock was busy: not lent, so it goes back
+                    self._give_back(record.conn, False, _monotonic())
+                    raise
+                return record.conn
 
-    def release(self, conn, *, bint broken=False):
-        """Give ``conn`` back (``broken=True``: it is retired, not lent again). ``ValueError``
-        for a connection this pool has not lent (before ``reset`` touches it); a no-op for
-        one ``close`` closed while it was lent. A connection that says it is ``closed`` or
-        ``broken``, or cannot say (the attribute raises), is retired: the pool always takes it back."""
-        if self.reset is not None and not broken:
+    cdef int _passed_check(self, Lent record, double started, int failures) except -1:
+        """``record`` passed its check: lent now, in the interval's record too. After failed ones, its
+        caller waited from when it came (``started``)."""
+        self._books.take()
+        try:
+            if failures:
+                record.waited = record.taken - started
+            record.checking = False
+            self._record.lent(record.waited)
+        finally:
+            self._books.give()
+        return 0
+
+    def release(self, conn, *, broken=False):
+        """Give ``conn`` back (``broken=True``: it is retired, not lent again; ``TypeError`` for a
+        ``broken`` that is not a bool). ``ValueError`` for a connection this pool has not lent
+        (before ``reset`` touches it); a no-op for one ``close`` closed while it was lent, or lent
+        when the process forked. A connection that says it is ``closed`` or ``broken``, or cannot
+        say (the attribute raises), is retired: the pool always takes it back. Called on a thread
+        that holds the pool's lock (from a finalizer, in a garbage collection), it takes the
+        connection back as that thread releases the lock (``DeferringLock``)."""
+        cdef bint retire = False, reset_failed = False  # C flags: cheaper than objects on this path
+        if broken is not False:
+            retire = check_bool("broken", broken)
+        if self.reset is not None and not retire:
             if PyLong_FromVoidPtr(<void*> conn) not in self._in_use:  # settled before reset touches it:
                 self._give_back(conn, True, _monotonic())  # a no-op if close() closed it, else the error
                 return
             try:
                 self.reset(conn)
             except Exception:
-                self._count("reset_failures")
-                broken = True
+                retire = reset_failed = True
             except BaseException:  # e.g. KeyboardInterrupt in the reset: the connection is not lost
                 self._give_back(conn, True, _monotonic())
                 raise
-        if not broken:
-            broken = self._unusable(conn)  # e.g. a psycopg connection whose server went away
-        self._give_back(conn, broken, _monotonic())
+        if not retire:
+            retire = self._unusable(conn)  # e.g. a psycopg connection whose server went away
+        self._give_back(conn, retire, _monotonic(), None, reset_failed)
 
     cdef int _unusable(self, conn) except -1:
         """Whether ``conn`` says it is closed or broken (psycopg 3's bool ``closed``/``broken``,
@@ -403,7 +511,7 @@ cdef class LendingPath:
                     self._waiters.remove(waiter)
                 return
         finally:
-            self._lock_release()
+            self._books.give()
         self._give_back(None, False, now, waiter)
 
     cdef object _lock_steadily(self):
@@ -412,15 +520,16 @@ cdef class LendingPath:
         interrupted = None
         while True:
             try:
-                self._lock_acquire()
+                self._books.take()
                 return interrupted
             except BaseException as exc:
                 if interrupted is None:
                     interrupted = exc
 
-    cdef Lent _take(self, double timeout, double since=0.0, bint again=False):
+    cdef Lent _take(self, double timeout, double since=0.0, bint again=False, bint checking=False):
         """A connection within ``timeout``; ``again``: a caller whose last one failed its check,
-        queued at the front with its arrival time ``since`` (first come, first served)."""
+        queued at the front with its arrival time ``since`` (first come, first served); ``checking``:
+        one that checks what it gets (``Lent.checking``)."""
         if not self._started and not self._closed:
             self._start()
         cdef object stack = "".join(traceback.format_stack(limit=9)) if self.leak_timeout is not None else None
@@ -429,7 +538,7 @@ cdef class LendingPath:
         cdef Lent record = None
         cdef Waiter waiter = None
         error = None  # the shedding's, raised once the lock is released
-        self._lock_acquire()
+        self._books.take()
         try:
             if self._closed:
                 raise self._closed_error()
@@ -437,7 +546,7 @@ cdef class LendingPath:
             while idle:
                 record = idle.pop()
                 if now - record.created <= self.max_lifetime:
-                    self._lend(record, now, 0.0, stack)
+                    self._lend(record, now, 0.0, stack, checking)
                     break
                 if expired is None:
                     expired = []
@@ -445,19 +554,19 @@ cdef class LendingPath:
                 record = None
             if record is None:
                 if again:
-                    waiter = Waiter(since, stack)
+                    waiter = Waiter(since, stack, checking)
                     self._elapse(now)
                     self._waiters.appendleft(waiter)
                 elif self.max_waiting and len(self._waiters) >= self.max_waiting:
                     error = self._shed_error()
                 else:
-                    waiter = Waiter(now, stack)
+                    waiter = Waiter(now, stack, checking)
                     self._elapse(now)
                     self._waiters.append(waiter)
             if expired is not None:
                 self._counts["retired"] += len(expired)
         finally:
-            self._lock_release()
+            self._books.give()
         if expired is None and record is not None:
             return record
         try:
@@ -475,24 +584,31 @@ cdef class LendingPath:
                 self._give_back(record.conn, False, _monotonic())
             raise
 
-    cdef int _lend(self, Lent record, double now, double waited, object stack) except -1:  # under the lock
-        # ``stack``: the taker's frames, captured on its own thread (a hand-off runs on another)
+    cdef int _lend(self, Lent record, double now, double waited, object stack, bint checking) except -1:
+        # under the lock; ``stack``: the taker's frames, captured on its own thread (a hand-off runs on another)
         self._elapse(now)
         self._in_use[PyLong_FromVoidPtr(<void*> record.conn)] = record
         record.taken = now
         record.waited = waited
         record.level = len(self._in_use)
         record.stack = stack
-        self._record.lent(waited)
+        record.leak_reported = False  # a new loan, reported if it leaks too
+        record.checking = checking
+        if not checking:  # else once it passes (``_passed_check``)
+            self._record.lent(waited)
         return 0
 
-    cdef int _give_back(self, conn, bint broken, double now, Waiter waiter=None) except -1:
+    cdef int _give_back(self, conn, bint broken, double now, Waiter waiter=None, bint reset_failed=False) except -1:
         """Take ``conn`` back: to the longest waiter, the idle stack, or retired. Once the pool is closed,
         callers still waiting (a ``close`` that serves them) get what comes back, and nothing else is kept.
-        ``waiter``: one who stopped waiting gives back what it was handed, if it still holds it."""
+        ``waiter``: one who stopped waiting gives back what it was handed, if it still holds it.
+        ``reset_failed``: its ``reset`` raised (counted with it)."""
         cdef Lent record, retire = None
         cdef double held
         cdef Py_ssize_t limit = 0, waiting
+        if self._books.held_here():  # a finalizer in a garbage collection this thread ran holding the lock
+            self._books.defer(self._give_back_deferred, (conn, broken, now, waiter, reset_failed))
+            return 0
         # an interrupt while the lock is busy (a release's) is raised once the connection is back
         interrupted = self._lock_steadily()
         try:
@@ -518,8 +634,12 @@ cdef class LendingPath:
                     limit, interrupted = self._target, interrupted or exc
             self._elapse(now)
             del self._in_use[key]
-            held = now - record.taken
-            self._record.returned(held, record.waited + held, record.level)
+            record.stack = None
+            if reset_failed:
+                self._counts["reset_failures"] += 1
+            if not record.checking:  # a connection that failed its check was never lent in the record
+                held = now - record.taken
+                self._record.returned(held, record.waited + held, record.level)
             if broken or now - record.created > self.max_lifetime:
                 retire = record
             elif waiting and (self._closed or self._open_now() + 1 <= limit):  # + 1: this one
@@ -531,8 +651,13 @@ cdef class LendingPath:
                 self._idle.append(record)
             if retire is not None:
                 self._counts["retired"] += 1
+                if self._closed:
+                    try:
+                        self._turn_away_stranded()
+                    except BaseException as exc:  # raised once the retired connection is closed
+                        interrupted = interrupted or exc
         finally:
-            self._lock_release()
+            self._books.give()
         if retire is not None:
             self._retire_later([retire])
             if not self._closed:
@@ -541,12 +666,39 @@ cdef class LendingPath:
             raise interrupted
         return 0
 
+    def _give_back_deferred(self, conn, bint broken, double now, Waiter waiter, bint reset_failed):
+        """A give-back deferred until this thread released the lock (see ``DeferringLock``). Its caller
+        (a finalizer) has returned, so nobody is left to raise to: a failure is counted."""
+        try:
+            self._give_back(conn, broken, now, waiter, reset_failed)
+        except Exception as exc:
+            self.faults.record("giving back a connection", exc)
+
     def _hand_off(self, Lent record, double now):
         """Lend ``record`` to the longest waiter (under the lock, with a caller waiting)."""
         cdef Waiter waiter = self._waiters.popleft()
-        self._lend(record, now, max(now - waiter.since, 1e-9), waiter.stack)
+        self._lend(record, now, max(now - waiter.since, 1e-9), waiter.stack, waiter.checking)
         waiter.record = record
         waiter.ready.release()
+
+    cpdef int _turn_away_waiters(self, str why) except -1:
+        """Fail every waiting caller with the pool's ``PoolClosed`` saying ``why`` (under the lock)."""
+        cdef Waiter waiter
+        self._elapse(_monotonic())
+        while self._waiters:
+            error = self._closed_error(why)  # Python code before the books change: an interrupt loses nobody
+            waiter = self._waiters.popleft()
+            waiter.error = error
+            waiter.ready.release()
+        return 0
+
+    cpdef int _turn_away_stranded(self) except -1:
+        """A closed pool serves the callers already waiting (``close(serve_waiting=True)``) with what
+        comes back; once nothing is in use or being opened, nothing will: they are told now, not at
+        their timeouts (under the lock)."""
+        if self._closed and self._waiters and not self._in_use and not self._opening:
+            self._turn_away_waiters("was closed with no connection left to come back to this caller")
+        return 0
 
     # -- the books -----------------------------------------------------------------------------
     cdef inline Py_ssize_t _open_now(self) noexcept:  # under the lock: idle, lent, and being opened
@@ -564,9 +716,9 @@ cdef class LendingPath:
         self._elapse(now)
 
     cdef int _count(self, str what) except -1:
-        self._lock_acquire()
+        self._books.take()
         try:
             self._counts[what] += 1
         finally:
-            self._lock_release()
+            self._books.give()
         return 0

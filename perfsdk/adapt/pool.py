@@ -135,6 +135,7 @@ class AdaptivePool(LendingPath):
     _decision_due: float
     _closing_record: IntervalRecord
     _last_interval: dict[str, float]
+    _closed_event: threading.Event
 
     value_name = "size"  # the controller's guardrails: "min_size", "max_size"
 
@@ -208,12 +209,13 @@ class AdaptivePool(LendingPath):
         at_fork(self._after_fork)
 
     def _start(self) -> None:
-        """The pool's threads, and its first connections opening in the background (once)."""
+        """The pool's threads, and its first connections opening in the background (once; never once
+        it is closed)."""
         with self._lock:
-            if self._started:
+            if self._started or self._closed:
                 return
             self._started = True
-        self._ticker.start()
+            self._ticker.start()  # under the lock: a close() racing the first acquire ends the thread it started
         self._maker.submit(functools.partial(self._fill, True))
 
     # -- the lending path's rare parts (acquire and release are LendingPath's) -------------------
@@ -251,8 +253,8 @@ class AdaptivePool(LendingPath):
                 self._record.timeouts += 1
         return PoolTimeout(message)
 
-    def _closed_error(self) -> PoolClosed:
-        return PoolClosed(f"pool {self.name!r} is closed")
+    def _closed_error(self, why: str = "is closed") -> PoolClosed:
+        return PoolClosed(f"pool {self.name!r} {why}")
 
     def _shed_error(self) -> PoolTimeout:  # under the lock
         self._counts["shed"] += 1
@@ -301,8 +303,10 @@ class AdaptivePool(LendingPath):
 
     def resize(self, size: int) -> None:
         """Keep ``size`` connections (within the limits): growing opens them in the background,
-        shrinking retires idle ones now and busy ones as they come back."""
+        shrinking retires idle ones now and busy ones as they come back. ``PoolClosed`` once closed."""
         check_int("size", size, minimum=max(1, self.min_size), maximum=self.max_size)
+        if self._closed:
+            raise self._closed_error()
         self._set_target(size)
 
     def _set_target(self, size: int, before: int | None = None) -> bool:
@@ -323,16 +327,20 @@ class AdaptivePool(LendingPath):
     def _fill(self, eager: bool = False) -> None:
         """Open connections (on the maker thread), backing off on errors: up to the target when
         ``eager`` (a new size) or while callers wait, else up to ``min_size`` (connections that
-        sat idle past ``max_idle`` come back only when there is demand for them)."""
+        sat idle past ``max_idle`` come back only when there is demand for them). ``close`` cuts a
+        back-off short, and the factory is never called once it has."""
         while True:
+            if self._backoff:
+                self._closed_event.wait(self._backoff)
             with self._lock:
+                if self._closed:
+                    self._turn_away_stranded()  # the open that failed was the last hope of callers it serves
+                    return
                 goal = (self._burst_limit() if self._waiters
                         else self._target if eager else min(self.min_size, self._target))
-                if self._closed or self._open_count() >= goal:
+                if self._open_count() >= goal:
                     return
                 self._opening += 1
-            if self._backoff:
-                time.sleep(self._backoff)
             started = time.monotonic()
             try:
                 conn = self.factory()
@@ -582,12 +590,11 @@ class AdaptivePool(LendingPath):
             self._closed = True
             idle, self._idle = self._idle, []
             self._count_retired(idle)
-            if not serve_waiting:
-                self._count_change(time.monotonic())
-                waiters, self._waiters = list(self._waiters), deque()
-                for waiter in waiters:
-                    waiter.error = PoolClosed(f"pool {self.name!r} was closed while waiting")
-                    waiter.ready.release()
+            if serve_waiting:
+                self._turn_away_stranded()
+            else:
+                self._turn_away_waiters("was closed while waiting")
+        self._closed_event.set()  # a factory's back-off ends: no connection is opened after this
         try:  # interrupted (Ctrl-C, or a close's own BaseException, raised once all are closed): threads end
             if close_idle:
                 self._retire(idle)
@@ -604,6 +611,7 @@ class AdaptivePool(LendingPath):
                     self._closed_lent.add(id(record.conn))  # its borrower's release will be a no-op
                 self._count_retired(stuck)
                 self._counts["closed_in_use"] += len(stuck)
+                self._turn_away_stranded()
             if stuck:
                 log.warning("perfsdk: pool %r closed %d connections still in use after %.1f s",
                             self.name, len(stuck), timeout)
@@ -621,8 +629,12 @@ class AdaptivePool(LendingPath):
     def _after_fork(self) -> None:
         """In a forked child: the parent's connections are the parent's (never reuse a socket
         across a fork); the pool starts empty and opens its own, and its counts and interval are
-        its own (``opened == retired`` after its close). What the controller learned is kept."""
+        its own (``opened == retired`` after its close). What the controller learned is kept. A
+        connection lent across the fork is the parent's: its release in the child is a no-op (and
+        closes nothing: the socket is the parent's too)."""
+        parents = self._closed_lent | set(self._in_use)
         self._reset_books()
+        self._closed_lent = parents
 
     def _reset_books(self) -> None:
         """A new pool's connections, queue and counts -- and a forked child's (see ``_after_fork``)."""
@@ -643,6 +655,9 @@ class AdaptivePool(LendingPath):
         self._record = self._new_record(time.monotonic(), 0)
         self._closing_record = self._record  # the interval the controller is judging
         self._last_interval = {}
+        self._closed_event = threading.Event()  # set by close(): a factory's back-off ends there
+        if self._closed:
+            self._closed_event.set()
 
     def __repr__(self) -> str:
         s = self.stats()

@@ -25,11 +25,16 @@ With no OTel ``MeterProvider`` configured, OTel's API drops them all.
 =========================================  =============  =========================
 
 Every point carries ``db.client.connection.pool.name`` (the pool's ``name``).
+The instruments are made once per ``MeterProvider`` and serve every pool
+reporting there (the OTel SDK keeps the first instrument of a name and drops
+the callbacks of the next): each collection observes every open pool, the
+fresh one ``engine.dispose()`` leaves too.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
@@ -44,18 +49,49 @@ STATE = "db.client.connection.state"
 
 
 class PoolMetrics:
-    """Registers a pool's instruments with ``meter_provider`` (default: OTel's global one).
+    """Reports a pool through ``meter_provider``'s instruments (default: OTel's global provider).
 
-    The callbacks hold the pool weakly: a pool that is closed and dropped stops
-    reporting and can be collected.
+    The instruments hold the pool weakly: a pool that is closed stops reporting, and once
+    dropped it can be collected.
     """
 
     def __init__(self, pool: Any, meter_provider: Any = None) -> None:
         from opentelemetry import metrics  # loaded with the first pool, not with perfsdk
 
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter("perfsdk", __version__)
-        self._pool = weakref.ref(pool)
+        instruments = _Instruments.of(meter_provider or metrics.get_meter_provider())
+        instruments.add(pool)
         self._attrs = {POOL_NAME: pool.name}
+        self.wait_time, self.use_time = instruments.wait_time, instruments.use_time
+        self.create_time = instruments.create_time
+
+    def record_interval(self, waits: Sequence[float], holds: Sequence[float]) -> None:
+        """An interval's wait and use times (on the pool's thread), an even sample of each."""
+        for seconds in _even_sample(waits):
+            self.wait_time.record(seconds, self._attrs)
+        for seconds in _even_sample(holds):
+            self.use_time.record(seconds, self._attrs)
+
+    def record_create(self, seconds: float) -> None:
+        self.create_time.record(seconds, self._attrs)
+
+
+class _Instruments:
+    """One meter provider's pool instruments, made once; each observable one observes every open pool."""
+
+    _lock = threading.Lock()  # the registry, and each provider's pools
+    _by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, meter_provider: Any) -> _Instruments:
+        """``meter_provider``'s instruments, made with its first pool."""
+        with cls._lock:
+            instruments = cls._by_provider.get(meter_provider)
+            if instruments is None:
+                instruments = cls._by_provider[meter_provider] = cls(meter_provider.get_meter("perfsdk", __version__))
+        return instruments
+
+    def __init__(self, meter: Any) -> None:
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         observe = self._observer
         meter.create_observable_up_down_counter(
             "db.client.connection.count", [observe(lambda s: [(s["idle"], "idle"), (s["in_use"], "used")])],
@@ -82,29 +118,26 @@ class PoolMetrics:
         self.create_time = meter.create_histogram(
             "db.client.connection.create_time", unit="s", description="Time to create a connection")
 
+    def add(self, pool: Any) -> None:
+        with self._lock:
+            self._pools.add(pool)
+
     def _observer(self, pick: Callable[[dict[str, Any]], list[tuple[float, str | None]]]) -> Callable[..., Any]:
         from opentelemetry.metrics import Observation
 
         def callback(options: Any) -> Iterable[Any]:
-            pool = self._pool()
-            if pool is None:
-                return []
-            counts = pool.stats()
-            if counts["closed"]:
-                return []
-            return [Observation(value, self._attrs if state is None else {**self._attrs, STATE: state})
-                    for value, state in pick(counts)]
+            with self._lock:
+                pools = list(self._pools)
+            observations = []
+            for pool in pools:
+                counts = pool.stats()
+                if counts["closed"]:
+                    continue
+                attrs = {POOL_NAME: counts["name"]}
+                observations += [Observation(value, attrs if state is None else {**attrs, STATE: state})
+                                 for value, state in pick(counts)]
+            return observations
         return callback
-
-    def record_interval(self, waits: Sequence[float], holds: Sequence[float]) -> None:
-        """An interval's wait and use times (on the pool's thread), an even sample of each."""
-        for seconds in _even_sample(waits):
-            self.wait_time.record(seconds, self._attrs)
-        for seconds in _even_sample(holds):
-            self.use_time.record(seconds, self._attrs)
-
-    def record_create(self, seconds: float) -> None:
-        self.create_time.record(seconds, self._attrs)
 
 
 def _even_sample(samples: Sequence[float]) -> Sequence[float]:
