@@ -139,12 +139,21 @@ def _settle(detector: Any) -> None:
         assert wait(SETTLE_TIMEOUT_S), f"background fits did not land within {SETTLE_TIMEOUT_S:g} s"
 
 
+def _knowledge_beyond_state(detector: Any) -> list[Any]:
+    """What a detector, or each member of an ``AlertPipeline``, knows besides its state
+    (``stats()``: an ``ArimaDetector``'s fit history, which decides how it refits)."""
+    return [m.stats() for m in getattr(detector, "members", [detector]) if hasattr(m, "stats")]
+
+
 def check_pickle(detector: Any, stream: np.ndarray) -> None:
     det = detector.clone()
     det.update_many(stream[:300])
     _settle(det)
     copy = pickle.loads(pickle.dumps(det))
     assert _same(copy.state, det.state), "pickling changed the state"
+    assert _knowledge_beyond_state(copy) == _knowledge_beyond_state(det), (
+        "pickling lost what the detector knows besides its state"
+    )
     assert _same(copy.update_many(stream[300:]), det.update_many(stream[300:])), (
         "an unpickled detector scores differently"
     )

@@ -364,3 +364,45 @@ def test_arguments_sizing_the_state_have_a_maximum(kwargs, argument):
     det = ArimaDetector.from_params((1, 0, 0), ar=[0.5], warmup=5)
     with pytest.raises(ValueError, match=r"^h must be an integer in \[1, 1e\+07\]"):
         det.forecast(10**12)
+
+
+def test_the_residual_scale_has_a_floor():
+    """Exact forecasts drove the running scale to a subnormal (each new error is clipped at a few
+    scales, so it could not grow back): after a flat stretch every ordinary point was flagged, the
+    explanation saying "std 5.5e-206". It stops at a share of the model's innovation std, and grows
+    back within a few hundred points."""
+    det = ArimaDetector.from_params((0, 1, 0), sigma2=1.0, warmup=5)
+    det.update_many(np.full(50_000, 100.0))
+    noise = 100.0 + np.random.default_rng(0).normal(0, 1, 2000)
+    one_by_one = det.clone()
+    one_by_one.restore(det.snapshot())
+    zs = det.update_many(noise)
+    assert np.isfinite(zs).all() and not (np.abs(zs[300:]) > det.threshold).any()
+    assert np.array_equal(zs, [one_by_one.update(x) for x in noise])  # the engines floor it alike
+    assert one_by_one.last_std > 0.5  # grown back
+    anomaly = det.check(130.0)
+    assert anomaly is not None and 0.3 < anomaly.std < 3.0
+
+
+def test_a_scale_of_zero_scores_as_the_z_score_scores_a_constant_series():
+    """With no spread at all (a restored state whose model has none), an exactly forecast point
+    scores 0 and any other +-inf, in both engines, as ``ZScoreDetector`` does: not NaN."""
+    det = ArimaDetector.from_params((0, 1, 0), sigma2=1.0, warmup=3)
+    det.update_many(np.zeros(10))
+    snap = det.snapshot()
+    snap[K.AR_SIGMA2] = snap[K.AR_SCALE] = 0.0
+    for values, scores in (([0.0, 0.0, 2.0], [0.0, 0.0, math.inf]), ([-3.0], [-math.inf])):
+        det.restore(snap)
+        batch = det.clone()
+        batch.restore(snap)
+        assert [det.update(x) for x in values] == scores
+        assert batch.update_many(values).tolist() == scores
+        assert np.array_equal(batch.state, det.state)
+
+
+def test_scale_beta_must_leave_the_scale_a_memory():
+    """At 1 the scale was the last error alone: one exactly forecast point made it 0, and every
+    later point scored NaN or +-inf."""
+    with pytest.raises(ValueError, match=r"^scale_beta must be a finite number in \(0, 1\)"):
+        ArimaDetector(scale_beta=1.0)
+    assert ArimaDetector(scale_beta=0.999).scale_beta == 0.999

@@ -20,6 +20,8 @@ DETECTORS = [
     # alert scores: 0.0 while learning (``warming_score``), not NaN
     default_detector(),
     AlertPipeline(ArimaDetector(order=(1, 0, 0), warmup=100, background=False), season=24, learning=100),
+    # an order searched for: a copy that lost its member's fit history searched it again at its next fit
+    AlertPipeline(ArimaDetector(order="auto", warmup=150, background=False), learning=100),
 ]
 
 CASES = [(d, check) for d in DETECTORS for check in yield_checks(d)]

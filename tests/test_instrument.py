@@ -7,6 +7,7 @@ import functools
 import gc
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -1457,3 +1458,48 @@ def test_monitor_above_classmethod_keeps_it_a_classmethod(traced):
 def test_monitor_refuses_an_attribute_key_that_is_not_a_str():
     with pytest.raises(TypeError, match="attributes"):
         perfsdk.monitor("charge", attributes={3: "x"})
+
+
+@pytest.mark.parametrize("fails_every", [None, 10, 4])
+def test_an_errors_anomaly_is_explained_by_what_decided_it(fails_every):
+    """It said score sqrt((1 - u) / u) against a threshold of 3 (2.99 and 1.73 for names failing one
+    time in ten and in four: at or inside its own band), with a band of error percentages from -80
+    to 100.4, and the index of the span that confirmed the run with the timestamp of its first."""
+    from perfsdk.instrument.bank import ERROR_RUN_CHANCE
+
+    bank = DetectorBank({"zscore": lambda n: ZScoreDetector(window=64, warmup=8, name=n)}, confirm=3)
+    for i in range(1000):
+        bank.observe("POST /pay", 20.0, i, error=fails_every is not None and i % fails_every == 0)
+    anomalies, i = [], 1000
+    while not anomalies:
+        anomalies = [a for a in bank.observe("POST /pay", 20.0, i, error=True) if a.details["metric"] == "errors"]
+        i += 1
+    (a,) = anomalies
+    run = a.details["run"]
+    assert run == i - 1000 and a.index == a.timestamp == a.details["onset"] == 1000  # the run's first failure
+    assert a.threshold == pytest.approx(-math.log10(ERROR_RUN_CHANCE))
+    assert a.score == pytest.approx(-math.log10(a.details["chance"])) and abs(a.score) > a.threshold
+    assert 0.0 < a.lower < a.expected < a.upper < a.value == 100.0
+    assert f"{run} failed spans in a row" in str(a) and "chance" in str(a)
+
+
+def test_a_refused_value_leaves_a_run_where_it_was():
+    """A NaN is refused by the detectors, state unchanged: it also reset the bank's run, so a
+    slowdown with a NaN in every other span was never reported."""
+    def confirmed_at(stream):
+        bank = DetectorBank({"zscore": lambda n: ZScoreDetector(window=64, warmup=8, name=n),
+                             "pipeline": lambda n: perfsdk.AlertPipeline(
+                                 ZScoreDetector(window=64, warmup=8), learning=50, name=n)}, confirm=3)
+        found = {}
+        for i, value in enumerate(stream):
+            for a in bank.observe("GET /", value, i):
+                found.setdefault(a.detector, (i, a.index))
+        return found
+
+    base = [10.0 + (i % 5) * 0.1 for i in range(100)]
+    slow = [50.0, 51.0, 52.0, 53.0, 54.0]
+    plain = confirmed_at(base + slow)
+    assert set(plain) == {"GET / [ZScoreDetector]", "GET / [AlertPipeline]"}
+    holey = confirmed_at(base + [v for s in slow for v in (s, math.nan)])
+    # the same points confirm the same runs, at the same onsets (the NaNs count in the index)
+    assert {k: (i - (i - 100) // 2, index - (index - 100) // 2) for k, (i, index) in holey.items()} == plain

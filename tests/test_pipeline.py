@@ -286,3 +286,27 @@ def test_a_season_past_the_maximum_is_a_value_error_naming_it(season):
     """The season's ring lives in the state: 2**62 overflowed its size, 10**12 was a MemoryError."""
     with pytest.raises(ValueError, match=r"^season must be an integer in \[2, 1e\+07\]"):
         AlertPipeline(season=season)
+
+
+@pytest.mark.parametrize("duplicate", [lambda p: pickle.loads(pickle.dumps(p)), __import__("copy").deepcopy],
+                         ids=["pickle", "deepcopy"])
+def test_a_copied_pipeline_keeps_what_its_arima_knows_of_its_fits(duplicate):
+    """The member was rebuilt as a clone and a snapshot: after a level shift, its refit due took
+    its model for a stand-in and searched the order again (ARIMA(2, 1, 2) for (1, 0, 0)), and the
+    copy scored 143 of the next 470 points differently."""
+    rng = np.random.default_rng(3)
+    y = np.empty(900)
+    y[0] = 50.0
+    for i in range(1, 400):
+        y[i] = 50 + 0.6 * (y[i - 1] - 50) + rng.normal(0, 1)
+    y[400:] = 120 + np.cumsum(rng.normal(0, 3, 500))  # a jump, then a random walk
+    det = AlertPipeline(ArimaDetector(background=False), learning=50)
+    det.update_many(y[:430])
+    arima = det.detector
+    assert arima.level_shifts == 1 and arima.fits == 1
+    copy = duplicate(det)
+    history = ("fits", "level_shifts", "provisional", "fit_failures", "model")
+    assert [getattr(copy.detector, k) for k in history] == [getattr(arima, k) for k in history]
+    assert np.array_equal(copy.state, det.state, equal_nan=True)
+    assert np.array_equal(copy.update_many(y[430:]), det.update_many(y[430:]), equal_nan=True)
+    assert copy.detector.stats() == arima.stats() and np.shares_memory(copy.detector.state, copy.state)

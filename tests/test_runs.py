@@ -9,19 +9,23 @@ from hypothesis import strategies as st
 
 from perfsdk.detect import Onset, RunRule
 from perfsdk.detect._base import MAX_POINTS
+from perfsdk.detect.runs import refused
 
 
 def stepped_runs(rule, values, scores, expected, std, threshold):
-    """The live bank's way: ``step`` at every point."""
-    runs, run, onset = [], 0, None
+    """The live bank's way: ``step`` at every point the detectors accept (a refused value, NaN or
+    inf, moves no run)."""
+    runs, run, onset, last = [], 0, None, -1
     for i, value in enumerate(values):
+        if refused(value):
+            continue
         flagged = Onset(i, value, expected[i], std[i], scores[i]) if abs(scores[i]) > threshold else None
         new_run, new_onset = rule.step(run, onset, value, threshold, flagged)
         if new_run != run + 1 and run >= rule.confirm:
-            runs.append((onset.index, run, i - 1))
-        run, onset = new_run, new_onset
+            runs.append((onset.index, run, last))
+        run, onset, last = new_run, new_onset, i
     if run >= rule.confirm:
-        runs.append((onset.index, run, len(values) - 1))
+        runs.append((onset.index, run, last))
     return runs
 
 
@@ -36,7 +40,9 @@ def test_batch_runs_equal_stepped_runs(seed, confirm, n, min_ratio, burst):
     shifted = rng.random(n) < burst  # runs of slow and fast points
     values[shifted] += rng.choice([-15.0, 15.0, 40.0]) * rng.uniform(0.5, 1.5, shifted.sum())
     scores = (values - expected) / std
-    scores[rng.random(n) < 0.05] = np.nan  # warming up / rejected
+    scores[rng.random(n) < 0.05] = np.nan  # warming up
+    refused = rng.random(n) < 0.05
+    values[refused], scores[refused] = rng.choice([np.nan, np.inf, -1e200], refused.sum()), np.nan
     rule = RunRule(confirm, min_delta=1.0, min_ratio=min_ratio)
     assert rule.confirmed_runs(values, scores, expected, std, 3.0) == stepped_runs(
         rule, values.tolist(), scores.tolist(), expected.tolist(), std.tolist(), 3.0)
@@ -63,3 +69,14 @@ def test_a_confirm_past_the_maximum_is_a_value_error_naming_it():
     assert RunRule(confirm=MAX_POINTS).confirm == MAX_POINTS
     with pytest.raises(ValueError, match="confirm"):
         RunRule(confirm=10**20)
+
+
+def test_a_refused_value_moves_no_run_and_no_alert():
+    """The live bank skips a value its detectors refuse; stepped by hand the rule does the same."""
+    rule = RunRule(confirm=3)
+    onset = Onset(0, 50.0, 10.0, 1.0, 40.0)
+    assert rule.step(2, onset, float("nan"), 3.0, None) == (2, onset)
+    pending, confirmed = rule.confirm_alert(None, 0, 50.0, None, onset, 3.0)
+    for i, value in enumerate([float("nan"), 51.0, float("inf"), 52.0], start=1):
+        pending, confirmed = rule.confirm_alert(pending, i, value, None)
+    assert confirmed is not None and confirmed.index == 0

@@ -325,3 +325,24 @@ def test_oversized_arguments_are_a_value_error_naming_them(kwargs, argument):
 
 def test_the_documented_largest_window_is_accepted():
     assert ZScoreDetector(window=10**7).window == 10**7
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    ({"alpha": 5e-324}, "alpha"),  # its default warm-up, 2 / alpha points, was an OverflowError
+    ({"alpha": 1e-300}, "alpha"),  # ... or a 301-digit warm-up: it never scored
+    ({"alpha": 1e-300, "warmup": 10**7 + 1}, "warmup"),
+    ({"window": 8, "warmup": 10**7 + 1}, "warmup"),
+])
+def test_a_warmup_past_the_maximum_is_a_value_error_naming_what_set_it(kwargs, argument):
+    with pytest.raises(ValueError, match=f"^{argument} must be"):
+        ZScoreDetector(**kwargs)
+    assert ZScoreDetector(alpha=2e-7).warmup == 10**7  # the largest default warm-up
+    assert ZScoreDetector(alpha=1e-300, warmup=50).warmup == 50
+
+
+@pytest.mark.parametrize("bad", [np.array([1.0]), np.array([1.0, 2.0]), np.datetime64("2024-01-01")])
+def test_update_names_x_when_it_refuses_an_array_or_a_date(bad):
+    det = ZScoreDetector(window=4, warmup=2)
+    with pytest.raises(TypeError, match="^x must be a number, got "):
+        det.update(bad)
+    assert det.n_seen == 0

@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 def _check_fresh() -> None:
     here = Path(__file__).parent
     expected = layout.constants()
-    for module in (_zscore, _arima, _qlearn, _cache, _pipeline):
+    for module in (_zscore, _arima, _qlearn, _cache, _pipeline, _bankpath):
         if module.LAYOUT != expected:
             raise ImportError(
                 f"perfsdk's compiled extension {module.__name__} is stale: its state layout "

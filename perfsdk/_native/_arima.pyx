@@ -10,7 +10,7 @@ the subclass's Python hook ``_fit_requested`` (rare), and new coefficients are
 swapped in by its ``_apply_pending`` at the start of the next call.
 """
 
-from libc.math cimport fabs, NAN
+from libc.math cimport copysign, fabs, sqrt, INFINITY, NAN
 
 from perfsdk._native._state cimport StateOwner
 from perfsdk._native._zscore cimport as_point
@@ -36,6 +36,26 @@ cdef inline void _ring_put(double* s, Py_ssize_t ring, Py_ssize_t pos_at, Py_ssi
     if pos == size:
         pos = 0
     s[pos_at] = <double> pos
+
+
+cdef inline double _floored_scale(double* s, double y_hat) noexcept:
+    # kernels_arima._arima_floored_scale: SCALE_FLOOR_OF_* (layout.py) say why
+    cdef double floor = SCALE_FLOOR_OF_SIGMA * sqrt(s[AR_SIGMA2])
+    cdef double level = SCALE_FLOOR_OF_LEVEL * fabs(y_hat)
+    if level > floor:
+        floor = level
+    if s[AR_SCALE] < floor:
+        return floor
+    return s[AR_SCALE]
+
+
+cdef inline double _standardised(double e, double scale) noexcept:
+    # kernels_arima._arima_standardised: with no spread at all, the Z-score's constant-series rule
+    if scale > 0.0:
+        return e / scale
+    if e == 0.0:
+        return 0.0
+    return copysign(INFINITY, e)
 
 
 cdef class ArimaCore(StateOwner):
@@ -151,9 +171,9 @@ cdef class ArimaCore(StateOwner):
         if has_lags:
             y_hat = self._forecast(x, &w)
             e = x - y_hat
-            scale = s[AR_SCALE]
+            scale = _floored_scale(s, y_hat)
             if s[AR_COUNT] >= s[AR_WARMUP]:
-                z = e / scale
+                z = _standardised(e, scale)
                 if fabs(z) > s[AR_THRESHOLD]:
                     s[AR_RUN] += 1.0
                 else:
@@ -181,7 +201,7 @@ cdef class ArimaCore(StateOwner):
                 or self._s[AR_COUNT] < self._s[AR_WARMUP]:
             return NAN
         y_hat = self._forecast(x, &w)
-        return (x - y_hat) / self._s[AR_SCALE]
+        return _standardised(x - y_hat, _floored_scale(self._s, y_hat))
 
     def _learn_one(self, double x):
         """Learn ``x`` without reporting its score (River's learn_one)."""

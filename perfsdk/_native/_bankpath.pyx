@@ -11,9 +11,13 @@ rare stays in Python, in the subclass: a new name, a failure, a run or an alert
 to follow, and any detector whose ``update`` is Python's.
 """
 
+from libc.math cimport fabs
+
 from perfsdk._native._pipeline cimport PipelineCore
 from perfsdk._native._pipeline import _keeps
 from perfsdk._native._zscore cimport ZScoreCore
+
+include "_layout.pxi"  # MAX_MAGNITUDE: what every detector refuses, one definition in layout.py
 
 #: How a detector is updated: through its Python ``update`` (or ``check``), or stepped in C.
 STEP_PYTHON = 0
@@ -66,6 +70,9 @@ cdef class BankPath:
         cdef double z, threshold
         cdef int kind
         cdef list runs, pending
+        # NaN, infinite, too large to square: every detector refuses it (counted, its state unchanged),
+        # so it is no point of any run or alert either -- it neither extends nor ends one
+        cdef bint refused = not fabs(value) <= MAX_MAGNITUDE
         series = self._series.get(name)
         if series is None:
             series = self._series_for(name, timestamp)
@@ -80,6 +87,8 @@ cdef class BankPath:
             runs = series.runs
             for k, det, threshold, kind in series.slots:
                 z = _step(det, kind, value)
+                if refused:
+                    continue
                 if runs[k] or z > threshold or z < -threshold:  # NaN (warming up) is neither
                     emitted = self._advance_run(series, k, det, threshold, name, value, z,
                                                 timestamp, context, emitted)
@@ -91,6 +100,8 @@ cdef class BankPath:
                     z = _step(pipeline, kind, value)
                     # rare: only now pay for the explanation (under the lock: of this point)
                     alert = pipeline.explain_alert(value, z, timestamp) if z >= threshold else None
+                if refused:
+                    continue
                 if alert is not None or pending[k] is not None:
                     emitted = self._advance_alert(series, k, pipeline, name, value, alert, timestamp,
                                                   context, emitted)

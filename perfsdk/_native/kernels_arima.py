@@ -10,8 +10,8 @@ from perfsdk._native.layout import (  # the state's slots: one definition, share
     AR_HISTORY, AR_REFIT_EVERY, AR_SHIFT_RUN, AR_THRESHOLD, AR_SCALE_BETA,
     AR_SCALE_CLIP, AR_COUNT, AR_REJECTED, AR_FITTED, AR_FIT_STATE,
     AR_SINCE_FIT, AR_RUN, AR_SCALE, AR_HIST_POS, AR_YRING_POS,
-    AR_INTERCEPT, AR_RETRY_AT, AR_LAGS, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
-    MAX_MAGNITUDE, MEAN_ABS_TO_STD, arima_layout, arima_offsets,
+    AR_INTERCEPT, AR_SIGMA2, AR_RETRY_AT, AR_LAGS, AR_HEADER, FIT_IDLE, FIT_REQUESTED,
+    MAX_MAGNITUDE, MEAN_ABS_TO_STD, SCALE_FLOOR_OF_LEVEL, SCALE_FLOOR_OF_SIGMA, arima_layout, arima_offsets,
 )
 
 __all__ = ["arima_forecast_one", "arima_layout", "arima_replay", "arima_update_many"]
@@ -52,6 +52,29 @@ def arima_forecast_one(state, x):
             slot += m
         integ += state[tap_coef + k] * state[yring + slot]
     return w_hat - integ, x + integ
+
+
+@kernel
+def _arima_floored_scale(state, y_hat):
+    """The running residual scale, floored (``layout.SCALE_FLOOR_OF_SIGMA``/``_OF_LEVEL`` say why)."""
+    floor = SCALE_FLOOR_OF_SIGMA * np.sqrt(state[AR_SIGMA2])
+    level = SCALE_FLOOR_OF_LEVEL * abs(y_hat)
+    if level > floor:
+        floor = level
+    if state[AR_SCALE] < floor:
+        return floor
+    return state[AR_SCALE]
+
+
+@kernel
+def _arima_standardised(e, scale):
+    """``e / scale``; with no spread at all, the Z-score's constant-series rule: 0 for an exact
+    forecast, +-inf for any other error (never NaN)."""
+    if scale > 0.0:
+        return e / scale
+    if e == 0.0:
+        return 0.0
+    return np.inf if e > 0.0 else -np.inf
 
 
 @kernel
@@ -131,9 +154,9 @@ def arima_update_many(state, xs, start, z_out, expected_out, std_out, details):
         if has_lags:
             y_hat, w = arima_forecast_one(state, x)
             e = x - y_hat
-            scale = state[AR_SCALE]
+            scale = _arima_floored_scale(state, y_hat)
             if state[AR_COUNT] >= state[AR_WARMUP]:
-                z = e / scale
+                z = _arima_standardised(e, scale)
                 if abs(z) > threshold:
                     state[AR_RUN] += 1.0
                 else:

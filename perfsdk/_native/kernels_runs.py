@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfsdk._native.config import kernel
+from perfsdk._native.layout import MAX_MAGNITUDE
 
 __all__ = ["confirmed_runs"]
 
@@ -22,7 +23,9 @@ def confirmed_runs(values, scores, expected, std, threshold, confirm, min_delta,
     A point starts a run when ``|score| > threshold`` and it is a material change
     (``|value - expected| >= max(min_delta, min_ratio * |expected|)``); the run goes
     on while each next value stays beyond the band the onset broke, on its side,
-    materially; the point that breaks it may start the next run.
+    materially; the point that breaks it may start the next run. A value every detector
+    refuses (NaN, inf, beyond ``MAX_MAGNITUDE``) neither extends nor breaks a run, as live:
+    a run's length counts its points, its end is its last.
     """
     n = values.shape[0]
     size = 0
@@ -39,20 +42,27 @@ def confirmed_runs(values, scores, expected, std, threshold, confirm, min_delta,
             i += 1
             continue
         band = threshold * std[i]
+        length = 1
+        last = i
         j = i + 1
         while j < n:
+            if not abs(values[j]) <= MAX_MAGNITUDE:  # refused: no point of the run
+                j += 1
+                continue
             deviation = values[j] - e
             if not (deviation * z > 0.0 and abs(deviation) > band and abs(deviation) >= floor):
                 break
+            length += 1
+            last = j
             j += 1
-        if j - i >= confirm:
+        if length >= confirm:
             if size == found.shape[0]:
                 grown = np.empty((2 * size, 3), dtype=np.int64)
                 grown[:size] = found
                 found = grown
             found[size, 0] = i
-            found[size, 1] = j - i
-            found[size, 2] = j - 1
+            found[size, 1] = length
+            found[size, 2] = last
             size += 1
         i = j
     return found[:size, 0].copy(), found[:size, 1].copy(), found[:size, 2].copy()

@@ -76,6 +76,18 @@ FIT_IN_FLIGHT = 2.0
 
 # sqrt(pi / 2): turns a mean absolute residual into a Gaussian standard deviation
 MEAN_ABS_TO_STD = 1.2533141373155001
+# The running residual scale's floor, the larger of two shares. Exact forecasts (a flat or
+# deterministic stretch) shrink the scale geometrically, and each new error enters it clipped at a
+# few scales: unfloored it reached 0 or a subnormal and could never grow back (every later point
+# scored +-inf, or NaN). Of the fitted innovation std: far below where a real series' scale goes
+# (sigma2 is a variance, inflated by heavy tails: on NAB's series the scale falls to 1e-4 of its
+# root), yet a collapsed scale grows back within ~200 points at the defaults (5.5 % a point). Of the
+# forecast level: an error within some thousands of ulps of it is the forecast's own rounding, not
+# the series (where a fit has a sigma2 that small: on NAB's ec2_disk_write_bytes_1ef3de the scale
+# fell to 3e-16 of the level). Where both are 0 the Z-score's constant-series rule stands: an exact
+# forecast scores 0, any other error +-inf.
+SCALE_FLOOR_OF_SIGMA = 1e-5
+SCALE_FLOOR_OF_LEVEL = 1e-12
 
 # --- Alert pipeline state layout (perfsdk.detect.pipeline) ---------------------
 # Parameters (a snapshot must match them):

@@ -61,6 +61,8 @@ def as_point(x: Any, name: str) -> float:
         return float(x)
     except OverflowError:
         return -math.inf if x < 0 else math.inf
+    except TypeError:  # has __float__ but is no number (an array of one or more, a date): as above
+        raise TypeError(f"{name} must be a number, got {x!r}") from None
 
 
 class StreamingDetector:

@@ -41,7 +41,9 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     Each point is scored by its one-step-ahead forecast error over a robust
     running scale of recent errors, ``score = (y_t - forecast_t) / scale``,
     so scores are comparable across series; ``abs(score) > threshold`` is an
-    anomaly.
+    anomaly. The scale has a floor (``layout.SCALE_FLOOR_OF_SIGMA``, ``_OF_LEVEL``):
+    a flat stretch, forecast exactly, does not shrink it to nothing and leave
+    every later point flagged.
 
     Scores start early: after a few dozen points (``quick_start``) a model in
     closed form (AR(1) by Yule-Walker on the differenced series) is installed
@@ -84,7 +86,7 @@ class ArimaDetector(StreamingDetector, ArimaCore):
     shift_run
         Refit after this many anomalies in a row (0: never).
     scale_beta
-        Weight of each new residual in the running scale (memory ~1/beta).
+        Weight of each new residual in the running scale (memory ~1/beta), in (0, 1).
     scale_clip
         Residuals enter the scale clipped at ``scale_clip`` scales, so one
         outlier cannot inflate it.
@@ -177,7 +179,8 @@ class ArimaDetector(StreamingDetector, ArimaCore):
         self.threshold = _check_positive("threshold", threshold)
         self.refit_every = _check_int("refit_every", refit_every, 0)
         self.shift_run = _check_int("shift_run", shift_run, 0)
-        self.scale_beta = _check_positive("scale_beta", scale_beta, upper=1.0)
+        # below 1: at 1 the scale is the last error alone, and one exact forecast zeroes it
+        self.scale_beta = check_number("scale_beta", scale_beta, 0.0, 1.0, low_open=True, high_open=True)
         self.scale_clip = _check_positive("scale_clip", scale_clip)
         self.background = check_bool("background", background)
         self.quick_start = check_bool("quick_start", quick_start)
@@ -615,8 +618,8 @@ def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) 
     return check_int(name, value, minimum=minimum, maximum=maximum)
 
 
-def _check_positive(name: str, value: Any, upper: float = math.inf) -> float:
-    return check_number(name, value, low=0.0, high=None if math.isinf(upper) else upper, low_open=True)
+def _check_positive(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, low_open=True)
 
 
 def _check_model(model: Any, order: Any, p_cap: int, q_cap: int) -> None:

@@ -252,9 +252,11 @@ class AlertPipeline(StreamingDetector, PipelineCore):
             # each member's part whole (its parameters too): a refused restore loads nothing
             m._checked(snap[lo:hi])
 
-    def _load(self, snap: np.ndarray) -> None:
-        """Put a checked snapshot in place."""
-        for m, lo, hi in zip(self.members, self._bounds[:-1], self._bounds[1:]):
+    def _load(self, snap: np.ndarray, detector_in_place: bool = False) -> None:
+        """Put a checked snapshot in place. ``detector_in_place``: the detector holds its part
+        already, with what its snapshot does not (an unpickled one: see ``__reduce__``)."""
+        first = 1 if detector_in_place else 0
+        for m, lo, hi in zip(self.members[first:], self._bounds[first:-1], self._bounds[first + 1:]):
             m.restore(snap[lo:hi])  # in place, through the member's hooks (ARIMA's: a new life for its fits)
         self.state[: self._own] = snap[: self._own]
 
@@ -280,9 +282,10 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         return params
 
     def __reduce__(self):
-        params = self._params()
-        params["detector"] = self.detector.clone()
-        return (_restore_pipeline, (type(self), params, self.snapshot()))
+        """Pickled and copied whole: the detector as itself, through its own pickling, which keeps
+        what a snapshot does not hold (an ``ArimaDetector``'s fit history: rebuilt from a clone
+        and a snapshot, its next refit searched the order again); then this snapshot."""
+        return (_restore_pipeline, (type(self), self._params(), self.snapshot()))
 
     # -- counters ------------------------------------------------------------
     @property
@@ -474,8 +477,8 @@ def _scatter(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _restore_pipeline(cls: type, params: dict[str, Any], snapshot: np.ndarray) -> AlertPipeline:
-    pipeline = cls(**params)
-    pipeline.restore(snapshot)
+    pipeline = cls(**params)  # takes the unpickled detector over, its state as it was
+    pipeline._load(pipeline._checked(snapshot), detector_in_place=True)
     return pipeline
 
 

@@ -35,7 +35,7 @@ from perfsdk.detect._base import MAX_POINTS
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ALERT_PATIENCE", "DEFAULT_CONFIRM", "Onset", "PendingAlert", "RunRule"]
+__all__ = ["ALERT_PATIENCE", "DEFAULT_CONFIRM", "Onset", "PendingAlert", "RunRule", "refused"]
 
 #: Flagged points in a row before an anomaly is reported, live and offline.
 DEFAULT_CONFIRM = 3
@@ -67,6 +67,12 @@ class PendingAlert:
 #: An unconfirmed alert is forgotten after this many points in a row inside its band (the
 #: alert pipeline's own incidents end after as many quiet points).
 ALERT_PATIENCE = 30
+
+
+def refused(value: float) -> bool:
+    """Is ``value`` one every detector refuses (NaN, inf, beyond ``MAX_MAGNITUDE``: counted, its
+    state unchanged)? Then it is no point of any run either: it neither extends nor ends one."""
+    return not abs(value) <= kernels.MAX_MAGNITUDE
 
 
 class RunRule:
@@ -120,7 +126,9 @@ class RunRule:
              flagged: Onset | None) -> tuple[int, Onset | None]:
         """The run after ``value``: extended, started (``flagged`` is this point's onset
         record if its score was beyond the threshold), or ended. The run is reported when
-        it reaches ``confirm``."""
+        it reaches ``confirm``. A value the detectors refuse leaves it as it was (``refused``)."""
+        if refused(value):
+            return run, onset
         if run and onset is not None and self.continues(onset, value, threshold):
             return run + 1, onset
         if flagged is not None and self.material(value, flagged.expected):
@@ -136,7 +144,8 @@ class RunRule:
         broke; a run that breaks off can start again, beyond the same band, until
         ``ALERT_PATIENCE`` points in a row are inside it. Returns the pending state and, when
         confirmed, the run's first point (its ``expected``/``std`` the alert's). One slow
-        request is never paged for; a fault right after it still is.
+        request is never paged for; a fault right after it still is. A value the detectors
+        refuse moves nothing (``refused``).
 
         >>> rule, pending, out = RunRule(confirm=2), None, []
         >>> for i, x in enumerate([50.0, 10.0, 48.0, 49.0]):
@@ -146,6 +155,8 @@ class RunRule:
         >>> out
         [None, None, None, 2]
         """
+        if refused(value):
+            return pending, None
         if alert is not None:
             if not self.material(value, alert.expected):
                 return pending, None

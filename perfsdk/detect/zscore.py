@@ -40,7 +40,8 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         ``|z|`` above this is an anomaly (default 3.0).
     warmup
         Points to learn before the first score; until then ``update`` returns
-        NaN. Default: ``window`` (a full window), or ``ceil(2 / alpha)``.
+        NaN. Default: ``window`` (a full window), or ``ceil(2 / alpha)``. At most
+        ``MAX_POINTS`` (10**7).
     min_std
         Floor on the standard deviation. Constant-series rule: with a standard
         deviation of 0 (and no floor), a point equal to the mean scores 0 and
@@ -118,8 +119,14 @@ class ZScoreDetector(StreamingDetector, ZScoreCore):
         check_int("window", window, minimum=2, maximum=MAX_POINTS)
         check_number("threshold", threshold, low=0.0, low_open=True)
         if warmup is None:
-            warmup = math.ceil(2.0 / alpha) if alpha is not None else int(window)
-        check_int("warmup", warmup, minimum=2)
+            if alpha is None:
+                warmup = window
+            elif 2.0 / float(alpha) <= MAX_POINTS:
+                warmup = math.ceil(2.0 / float(alpha))
+            else:  # a warm-up that long never ends (2 / 5e-324 is inf: an OverflowError)
+                raise ValueError(f"alpha must be at least {2.0 / MAX_POINTS:g} for its default warmup, 2 / alpha "
+                                 f"points (at most {MAX_POINTS:,}), got {alpha!r}: give a warmup")
+        check_int("warmup", warmup, minimum=2, maximum=MAX_POINTS)
         check_number("min_std", min_std, low=0.0)
         check_number("clip", clip, low=0.0)
         if name is not None:

@@ -20,7 +20,11 @@ A name that starts failing is news at once, however fast its failures are:
 makes less likely than ``ERROR_RUN_CHANCE`` (one in 100,000) emit an
 ``errors`` anomaly (a name that never fails: at its ``confirm``-th failure
 in a row; one failing one time in ten: at its fifth). Then it is quiet until
-``ERROR_RECOVERY`` spans in a row succeed.
+``ERROR_RECOVERY`` spans in a row succeed. The anomaly (an ``ErrorRun``) is
+explained by what decided it: the run, from its first failure, and its chance.
+
+A value the detectors refuse (NaN, inf: counted, their state unchanged) moves
+no run and no alert either: it neither confirms nor breaks one.
 
 A return to normal is not news. Once a fault has lasted long enough for a
 detector to learn its level, the first normal values look anomalous against
@@ -46,14 +50,48 @@ from perfsdk.detect import (
 )
 from perfsdk.detect.runs import PendingAlert
 
-__all__ = ["OVERFLOW", "DetectorBank"]
+__all__ = ["OVERFLOW", "DetectorBank", "ErrorRun"]
 
 OVERFLOW = "(other names)"
 OVERFLOW_NOTE = "the span names past max_span_names share this series: no single name is the anomalous one"
 #: An error run is an anomaly when the name's error rate gives it less chance than this.
 ERROR_RUN_CHANCE = 1e-5
+#: The same, as an ``errors`` anomaly's threshold: its score is ``-log10(chance)``.
+ERROR_RUN_THRESHOLD = -math.log10(ERROR_RUN_CHANCE)
 #: After an errors anomaly, spans in a row that must succeed before another can be raised.
 ERROR_RECOVERY = 30
+
+
+class ErrorRun(Anomaly):
+    """An ``errors`` anomaly: ``run`` failed spans in a row (``value``, 100 % of them) where the
+    name fails ``expected`` % of the time. The run's chance at that rate, ``(expected / 100) ** run``,
+    is what decided it, and the record reads on the log scale that chance lives on:
+    ``score = log10(value / expected) / std = -log10(chance)`` with ``std = 1 / run`` decade (each
+    failure in a row is as much evidence again), ``threshold = -log10(ERROR_RUN_CHANCE)``, and the
+    normal band ``expected * 10 ** (-+threshold * std)`` %: within 0 .. 100 %, below the run's 100 %
+    exactly when its chance is below ``ERROR_RUN_CHANCE``.
+
+    >>> a = ErrorRun("pay [errors]", index=7, value=100.0, expected=10.0, std=1 / 6, score=6.0,
+    ...              threshold=5.0, timestamp=7)
+    >>> print(a)
+    #7 at 7: 6 failed spans in a row where 10 % fail: chance 1e-06, below 1e-05 (score 6.0 = -log10(chance) \
+> 5; normal failure share on that log scale 1.5 .. 68 %) [pay [errors]]
+    """
+
+    @property
+    def lower(self) -> float:
+        return self.expected * 10.0 ** (-self.threshold * self.std)
+
+    @property
+    def upper(self) -> float:
+        return self.expected * 10.0 ** (self.threshold * self.std)
+
+    def __str__(self) -> str:
+        where = f"#{self.index}" if self.timestamp is None else f"#{self.index} at {self.timestamp}"
+        return (f"{where}: {round(1.0 / self.std)} failed spans in a row where {self.expected:.2g} % fail: chance "
+                f"{10.0 ** -self.score:.1g}, below {10.0 ** -self.threshold:.1g} (score {self.score:.1f} = "
+                f"-log10(chance) > {self.threshold:g}; normal failure share on that log scale {self.lower:.2g} .. "
+                f"{self.upper:.2g} %) [{self.detector}]")
 
 
 @dataclass
@@ -227,16 +265,17 @@ class DetectorBank(BankPath):
             if series.error_alerted or run < self.confirm:
                 return ()
             spans, errs = series.outage
-            before = series.count - spans - run + 1  # usual spans before the run (this one not counted yet)
-            usual = (series.errors - errs - run + 1) / (before + 2)  # their error rate, smoothed
-            chance = usual ** run
-            if chance > ERROR_RUN_CHANCE:
+            first = series.count - run + 1  # the run's first failure (this span is not counted yet)
+            before = first - spans  # usual spans before the run
+            usual = (series.errors - errs - run + 1) / (before + 2)  # their error rate, smoothed: in (0, 1)
+            score = -run * math.log10(usual)  # -log10(chance), never an underflow to 0
+            if not score > ERROR_RUN_THRESHOLD:
                 return ()
             series.error_alerted = True
             series.outage = (spans + run - 1, errs + run)  # (this span joins the count after)
             series.anomalies += 1
             onset = series.error_onset
-        std = 100.0 * math.sqrt(usual * (1.0 - usual))
+        chance = usual ** run
         details: dict[str, Any] = {
             **_about(name), "metric": "errors", "run": run, "onset": onset, "confirmed_at": timestamp,
             "usual_error_percent": 100.0 * usual, "chance": chance,
@@ -245,9 +284,9 @@ class DetectorBank(BankPath):
         }
         if context:
             details.update(context)
-        return (Anomaly(detector=f"{name} [errors]", index=series.count, value=100.0, expected=100.0 * usual,
-                        std=std, score=(100.0 - 100.0 * usual) / std, threshold=3.0, timestamp=onset,
-                        details=details),)
+        return (ErrorRun(detector=f"{name} [errors]", index=first, value=100.0, expected=100.0 * usual,
+                         std=1.0 / run, score=score, threshold=ERROR_RUN_THRESHOLD, timestamp=onset,
+                         details=details),)
 
     def _advance_alert(self, series: Series, k: int, det: AlertPipeline, name: str, value: float,
                        alert: Anomaly | None, timestamp: Any, context: Mapping[str, Any] | None,
