@@ -198,19 +198,25 @@ def test_a_held_connection_is_reported_once_with_the_stack_that_took_it(caplog):
     pool.close()
 
 
+def caller_waiting(pool: AdaptivePool) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread acquiring from ``pool`` (30 s at most), and a list that gets what it raised."""
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pool.acquire(timeout=30.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread, outcome
+
+
 def test_close_waits_for_connections_in_use_then_closes_them_and_wakes_waiters():
     pool = fixed(min_size=1, max_size=1, size=1)
     held = pool.acquire()
-    errors: list[BaseException] = []
-
-    def wait():
-        try:
-            pool.acquire(timeout=5)
-        except BaseException as exc:
-            errors.append(exc)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
+    waiter, errors = caller_waiting(pool)
     wait_until(lambda: pool.stats()["waiting"] == 1)
     pool.close(timeout=0.1)
     waiter.join()
@@ -1795,16 +1801,7 @@ def test_callers_a_closed_pool_serves_are_told_at_once_when_no_connection_can_co
     by close's timeout, the callers still waiting sat out their whole timeout for a PoolTimeout."""
     pool = fixed(min_size=1, max_size=1)
     held = pool.acquire()
-    outcome: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            pool.acquire(timeout=30.0)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=wait)
-    thread.start()
+    thread, outcome = caller_waiting(pool)
     wait_until(lambda: pool.stats()["waiting"] == 1)
     if how == "broken release":
         pool.close(timeout=None, serve_waiting=True)
@@ -1825,16 +1822,7 @@ def test_callers_a_closed_pool_serves_are_told_when_the_connection_opening_for_t
         raise ConnectionRefusedError("db down")
 
     pool = AdaptivePool(factory, min_size=0, max_size=1, controller=None)
-    outcome: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            pool.acquire(timeout=30.0)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=wait)
-    thread.start()
+    thread, outcome = caller_waiting(pool)
     wait_until(lambda: pool.stats()["waiting"] == 1 and pool.stats()["opening"] == 1)
     pool.close(timeout=None, serve_waiting=True)
     assert pool.stats()["waiting"] == 1  # the connection being opened may still serve it
