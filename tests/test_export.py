@@ -146,7 +146,7 @@ def test_waiting_spans_are_not_the_collectors_to_scan():
 
     provider = TracerProvider()
     tracer = provider.get_tracer("t")
-    collector = SpanCollector(lambda chunk, timeout: True, 4096)
+    collector = SpanCollector(4096)
     ended = []
     for i in range(2000):
         with tracer.start_as_current_span("GET /cart", attributes={"http.method": "GET", "n": i}) as span:
@@ -774,3 +774,98 @@ def test_read_reads_a_directory_of_arrow_and_parquet_files_both(tmp_path):
     assert sorted(spans.column("name").to_pylist()) == ["GET /a"] * 3 + ["GET /b"] * 3 + ["GET /c"] * 3
     assert read(tmp_path / "spans", name="GET /b").num_rows == 3  # the table's directory, filtered
     assert spans.schema.metadata[b"perfsdk.table"] == b"spans"
+
+
+def test_rows_a_table_cannot_write_are_counted_by_why(tmp_path):
+    """Rows of the anomalies, resources and decisions tables that could not be written were dropped
+    with no count anywhere: now each is counted, by why, and close() counts what it gives up."""
+    root = tmp_path / "export"
+    root.write_text("a file where the export directory should be")  # every write fails
+    writer = TableWriter(str(root), "resources", "shop", batch_rows=4)
+    row = {"timestamp": datetime.now(timezone.utc), "service.name": "shop", "metric": "m", "value": 1.0, "unit": "ms"}
+    failed = 0
+    for _ in range(30):
+        try:
+            writer.add(row)
+        except OSError:
+            failed += 1
+    with pytest.raises(ValueError):
+        writer.add("not a row")  # type: ignore[arg-type]
+    assert failed == 27  # from the 4th row on, each add tries the write again
+    assert writer.stats() == {"rows_written": 0, "rows_buffered": 16, "rows_skipped": 1, "rows_dropped": 14,
+                              "rows_lost": 0, "rows_unwritten": 0}  # the last 4 batches kept for another try
+    with pytest.raises(OSError):
+        writer.close()
+    assert writer.stats()["rows_buffered"] == 0 and writer.stats()["rows_unwritten"] == 16
+
+
+def test_flush_says_false_and_stats_count_the_rows_when_a_table_cannot_be_written(tmp_path):
+    """force_flush() returned True while every write of the other tables failed, and their rows
+    were neither in stats() nor written."""
+    import shutil
+
+    root = tmp_path / "export"
+    sdk = perfsdk.init(service_name="shop", export_dir=root, sample_resources=False)
+    try:
+        shutil.rmtree(root)
+        root.write_text("")  # the export directory is gone, a file in its place
+        sdk.export.resources.add({"timestamp": datetime.now(timezone.utc), "service.name": "shop",
+                                  "metric": "m", "value": 1.0, "unit": "ms"})
+        assert sdk.force_flush(2000) is False
+        assert sdk.stats()["export"]["tables"]["resources"]["rows_buffered"] == 1
+    finally:
+        sdk.shutdown()
+    tables = sdk.stats()["export"]["tables"]
+    assert tables["resources"]["rows_unwritten"] == 1 and tables["anomalies"]["rows_unwritten"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_export_counts_are_its_own(tmp_path):
+    """The child reported the parent's exported spans and files as its own."""
+    from threads import in_child
+
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False)
+
+    @perfsdk.monitor
+    def step(i):
+        return i
+
+    try:
+        for i in range(50):
+            step(i)
+        assert sdk.force_flush(10000) and sdk.stats()["export"]["spans_exported"] == 50
+
+        def counts_its_own():
+            for i in range(3):
+                step(i)
+            flushed = sdk.force_flush(10000)
+            export = sdk.stats()["export"]
+            return flushed and (export["spans_exported"], export["files_written"], export["spans_queued"]) == (3, 1, 0)
+
+        assert in_child(counts_its_own)
+    finally:
+        sdk.shutdown()
+
+
+def test_a_file_that_fails_to_open_leaves_no_hidden_file_and_no_descriptor(tmp_path, monkeypatch):
+    from perfsdk.export import writer as writer_module
+    from perfsdk.export.writer import RotatingWriter
+    from perfsdk.export.schema import RESOURCES
+
+    def no_header(sink, schema):
+        raise OSError("no room for the file's header")
+
+    writer = RotatingWriter(tmp_path, "resources", RESOURCES, "shop")
+    batch = pa.table({"timestamp": [datetime.now(timezone.utc)], "service.name": ["shop"], "metric": ["m"],
+                      "value": [1.0], "unit": ["ms"]}, schema=RESOURCES)
+    descriptors = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    monkeypatch.setattr(writer_module.ipc, "new_file", no_header)
+    with pytest.raises(OSError, match="header"):
+        writer.write(batch)
+    monkeypatch.undo()
+    assert list(tmp_path.rglob(".part-*")) == []
+    if descriptors is not None:
+        assert len(os.listdir("/proc/self/fd")) == descriptors
+    writer.write(batch)  # the next write opens a file of its own
+    writer.close()
+    assert read(tmp_path, table="resources").num_rows == 1

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from types import SimpleNamespace
 
 import pyarrow.ipc as ipc
 import pytest
@@ -10,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import perfsdk
 from perfsdk.export import read
+from threads import wait_until
 
 
 def burst(tracer, threads: int, spans: int) -> None:
@@ -107,3 +114,242 @@ def test_with_a_tiny_queue_every_span_is_on_disk_or_counted(tmp_path, on_full):
         files = sorted(tmp_path.rglob("part-*.arrow"))
         recorded = [int(ipc.open_file(str(f)).schema.metadata[b"perfsdk.spans_dropped"]) for f in files]
         assert recorded == sorted(recorded)  # each file says how many were lost before it opened
+
+
+def span_ids_on_disk(root) -> collections.Counter:
+    ids: collections.Counter = collections.Counter()
+    for path in root.rglob("part-*.arrow"):
+        ids.update(ipc.open_file(str(path)).read_all().column("span_id").to_pylist())
+    return ids
+
+
+def waits_on_a_condition(thread: threading.Thread) -> bool:
+    """Is ``thread`` inside ``threading.Condition.wait`` (waiting for room, or for the writer)?"""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_span_ended_inside_the_collector_on_its_own_thread_is_dropped_and_counted():
+    """A signal handler (or a garbage collection's callback) that runs while the collector stores a
+    span, on that same thread, and ends a span itself: it waited for the lock its own thread held,
+    and the process hung. Now that span is dropped and counted, and the one being stored is kept."""
+    from perfsdk._native import SpanCollector
+
+    provider = TracerProvider()
+    with provider.get_tracer("t").start_as_current_span("GET /a") as span:
+        pass
+    collector = SpanCollector(4)
+    inner: list[bool] = []
+
+    class Interrupted(SimpleNamespace):  # not the SDK's span: its name is read through Python, where a handler runs
+        @property
+        def name(self):
+            inner.append(collector.add(span))
+            return "GET /outer"
+
+    interrupted = Interrupted(**{field: getattr(span, field) for field in (
+        "context", "parent", "start_time", "end_time", "status", "kind", "instrumentation_scope", "resource",
+        "attributes")})
+    outer: list[bool] = []
+    adding = threading.Thread(target=lambda: outer.append(collector.add(interrupted)), daemon=True)
+    adding.start()
+    adding.join(10)
+    assert not adding.is_alive(), "the span ended inside the collector waited for its own thread"
+    assert outer == [True] and inner == [False] and collector.dropped == 1
+    assert collector.current.size == 1 and collector.current.strings[collector.current.name[0]] == "GET /outer"
+
+
+SIGNAL_IN_HAND_OFF = """
+    import faulthandler, json, signal, sys
+    import perfsdk
+    from perfsdk.export import read
+
+    faulthandler.dump_traceback_later(30, exit=True)  # a hang is reported, not waited for
+    sdk = perfsdk.init(service_name="shop", export_dir=sys.argv[1], sample_resources=False,
+                       export_queue_bytes=16 * 1024)  # chunks of 16 spans
+
+    @perfsdk.monitor
+    def on_signal():
+        return None
+
+    @perfsdk.monitor
+    def step(i):
+        return i
+
+    handled = []
+
+    def handler(signum, frame):  # what a SIGTERM handler does: a span of its own, then a flush
+        handled.append(signum)
+        on_signal()
+        sdk.force_flush(5000)
+
+    signal.signal(signal.SIGUSR1, handler)
+    queue = sdk.export.span_queue
+    submit = queue.submit
+
+    def signalled_submit(*args, **kwargs):  # the writer is told of a full chunk: the signal lands here
+        if len(handled) < 3:
+            signal.raise_signal(signal.SIGUSR1)
+        return submit(*args, **kwargs)
+
+    queue.submit = signalled_submit
+    for i in range(100):
+        step(i)
+    queue.submit = submit
+    sdk.shutdown()
+    export = sdk.stats()["export"]
+    print(json.dumps({"handled": len(handled), "rows": read(sys.argv[1]).num_rows,
+                      "dropped": export["spans_dropped"]}))
+"""
+
+
+def test_a_signal_handler_that_ends_a_span_and_flushes_as_a_chunk_is_handed_over_does_not_hang(tmp_path):
+    """The collector handed a full chunk to the writer holding its lock: a signal handler landing in
+    that hand-off that ended a span or flushed (a SIGTERM handler) waited for the lock its own thread
+    held, for ever."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(SIGNAL_IN_HAND_OFF), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["handled"] == 3
+    assert found["rows"] + found["dropped"] == 100 + found["handled"]  # every span on disk or counted
+
+
+def test_an_exception_as_the_writer_is_told_of_a_full_chunk_writes_that_chunk_once(tmp_path):
+    """A KeyboardInterrupt (or a SIGTERM handler's SystemExit) right after the full chunk was queued,
+    before the collector took a fresh one: the chunk was both queued and still being filled, and
+    written twice."""
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False,
+                       export_queue_bytes=2**20)  # chunks of 1,024 spans
+
+    @perfsdk.monitor
+    def step(i):
+        return i
+
+    queue = sdk.export.span_queue
+    submit = queue.submit
+    interrupted: list[int] = []
+
+    def interrupted_submit(*args, **kwargs):
+        queued = submit(*args, **kwargs)
+        if not interrupted:
+            interrupted.append(1)
+            raise KeyboardInterrupt("a signal handler's, right after the hand-off")
+        return queued
+
+    queue.submit = interrupted_submit
+    made = 0
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for i in range(2000):
+                made += 1  # (the span that was ending when the exception came was stored)
+                step(i)
+        queue.submit = submit
+        for i in range(1000):
+            made += 1
+            step(i)
+    finally:
+        queue.submit = submit
+        sdk.shutdown()
+    ids = span_ids_on_disk(tmp_path)
+    assert max(ids.values()) == 1  # none twice
+    assert sum(ids.values()) == made == sdk.stats()["export"]["spans_exported"]
+
+
+def test_a_flush_waiting_for_room_holds_up_no_span_end(tmp_path):
+    """The writer stuck and the queue full: another thread's force_flush() waited for room holding the
+    collector's lock, and every span end of the application waited with it, "drop" policy or not."""
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False,
+                       export_queue_bytes=16 * 1024)
+    go = stall_writer(sdk)
+
+    @perfsdk.monitor("step", attributes={"note": "n" * 300})
+    def step(i):
+        return i
+
+    flushing = threading.Thread(target=sdk.force_flush, args=(5000,), daemon=True)
+    try:
+        for i in range(500):  # the queue fills, then the chunk being filled: spans are dropped at once
+            step(i)
+        assert sdk.export.collector.current.size and sdk.stats()["export"]["spans_dropped"]
+        flushing.start()
+        wait_until(lambda: waits_on_a_condition(flushing))  # for room for the chunk being filled
+        started = time.perf_counter()
+        step(0)
+        took = time.perf_counter() - started
+        assert took < 1.0  # it waited out the flush's 5 s
+    finally:
+        go.set()
+        if flushing.ident is not None:
+            flushing.join(30)
+        sdk.shutdown()
+
+
+def test_block_waits_of_many_threads_overlap_instead_of_adding_up(tmp_path):
+    """export_on_full="block" waits 0.1 s for room: each thread waited holding the collector's lock,
+    so with 16 threads a span end took up to 1.6 s."""
+    sdk = perfsdk.init(service_name="shop", export_dir=tmp_path, sample_resources=False,
+                       export_queue_bytes=16 * 1024, export_on_full="block")
+    go = stall_writer(sdk)
+
+    @perfsdk.monitor
+    def step(i):
+        return i
+
+    worst: list[float] = []
+
+    def spans():
+        slowest = 0.0
+        for i in range(2):
+            started = time.perf_counter()
+            step(i)
+            slowest = max(slowest, time.perf_counter() - started)
+        worst.append(slowest)
+
+    try:
+        while not sdk.stats()["export"]["spans_dropped"]:  # full: the next span waits 0.1 s, then is dropped
+            step(0)
+        threads = [threading.Thread(target=spans) for _ in range(16)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        elapsed = time.perf_counter() - started
+        assert 0.09 < max(worst) < 0.6 and elapsed < 1.2  # (one after the other: 3.2 s)
+        assert sdk.stats()["export"]["spans_dropped"] == 1 + 32
+    finally:
+        go.set()
+        sdk.shutdown()
+
+
+def test_spans_with_large_attributes_wait_within_the_byte_bound(tmp_path):
+    """A 100 KB SQL statement a span, a 1 MiB bound: the chunk being filled was bounded in spans only
+    (1,024 here), so it held 100 MB while queued_bytes read 0. Now it is handed over (or the spans
+    dropped) as its bytes reach the bound, and counted in queued_bytes."""
+    bound = 2**20
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False,
+                       export_queue_bytes=bound)
+    go = stall_writer(sdk)
+    tracer = provider.get_tracer("t")
+    statement = "SELECT " + "x" * 100_000
+    most = 0
+    try:
+        for i in range(100):
+            with tracer.start_as_current_span("db.query", attributes={"db.statement": f"{statement} -- {i}"}):
+                pass
+            most = max(most, sdk.stats()["export"]["queued_bytes"])
+        stats = sdk.stats()["export"]
+        assert bound // 2 < most <= bound + 110_000  # the bound, and one span more at most
+        assert stats["spans_dropped"] > 50 and stats["spans_queued"] * 100_000 <= bound + 110_000
+    finally:
+        go.set()
+        sdk.shutdown()
+    assert read(tmp_path).num_rows + sdk.stats()["export"]["spans_dropped"] == 100

@@ -1503,3 +1503,84 @@ def test_a_refused_value_leaves_a_run_where_it_was():
     holey = confirmed_at(base + [v for s in slow for v in (s, math.nan)])
     # the same points confirm the same runs, at the same onsets (the NaNs count in the index)
     assert {k: (i - (i - 100) // 2, index - (index - 100) // 2) for k, (i, index) in holey.items()} == plain
+
+
+def test_a_log_handler_that_raises_never_reaches_the_application():
+    """perfsdk's first log line of a fault (a failing span processor's, here) ran the application's
+    log handlers unguarded: a handler that raised failed the monitored call. The "init() called again"
+    warning too."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Broken(logging.Handler):
+        def emit(self, record):
+            raise RuntimeError("log sink down")
+
+    class Failing(SpanProcessor):
+        def on_end(self, span):
+            raise ValueError("another processor's bug")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Failing())
+    handler = Broken()
+    logging.getLogger().addHandler(handler)
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+    try:
+        @perfsdk.monitor
+        def checkout():
+            return 42
+
+        assert checkout() == 42
+        assert perfsdk.init(tracer_provider=provider, sample_resources=False) is sdk
+        assert sdk.stats()["faults"]["perfsdk logging"] >= 1
+    finally:
+        logging.getLogger().removeHandler(handler)
+        sdk.shutdown()
+
+
+def test_a_resource_row_that_cannot_be_added_skips_none_of_the_others():
+    """The sampler guarded the whole loop of rows: the first that failed skipped the rest, uncounted."""
+    class FailsOnce:
+        def __init__(self):
+            self.rows = []
+
+        def add(self, row):
+            if not self.rows and not getattr(self, "failed", False):
+                self.failed = True
+                raise OSError("disk full")
+            self.rows.append(row)
+
+    faults = Faults()
+    sink = AnomalySink(IncidentTracker(lambda n: set()), faults)
+    writer = FailsOnce()
+    sampler = resources.ResourceSampler(DetectorBank(resource_detectors(), confirm=2), sink, faults, writer=writer)
+    try:
+        values = sampler.sample()
+        assert len(writer.rows) == len(values) - 1 and faults.snapshot()["resource export"] == 1
+    finally:
+        sink.close()
+
+
+def test_init_from_an_atexit_hook_is_refused_with_a_clear_error(tmp_path):
+    """init() in an atexit hook returned a handle whose spans were never written (its own exit hook,
+    registered then, never ran), or failed deep inside OpenTelemetry."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import atexit, sys
+        import perfsdk
+
+        def late():
+            try:
+                perfsdk.init(service_name="shop", export_dir=sys.argv[1], sample_resources=False)
+            except RuntimeError as exc:
+                print("refused:", exc)
+            else:
+                print("started")
+
+        atexit.register(late)
+    """)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: perfsdk.init() called while the interpreter is exiting" in done.stdout, done.stdout + done.stderr

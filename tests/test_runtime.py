@@ -553,3 +553,58 @@ def test_worker_submitted_counts_the_batch_being_handled():
     release.set()
     assert worker.flush(5) and worker.stats() == {"submitted": 3, "handled": 3, "dropped": 0, "queued": 0}
     worker.shutdown()
+
+
+# -- logging that fails ------------------------------------------------------------------
+def test_a_log_handler_that_raises_costs_a_count_not_the_caller_nor_a_worker_thread(monkeypatch):
+    """perfsdk's first-fault log line ran the application's log handlers unguarded: one that raised
+    sent perfsdk's error into the application's code, and out of a worker into threading.excepthook."""
+    import logging
+
+    class Broken(logging.Handler):
+        def emit(self, record):
+            raise RuntimeError("log sink down")
+
+    hooked = []
+    monkeypatch.setattr(threading, "excepthook", hooked.append)
+    handler = Broken()
+    logging.getLogger("perfsdk").addHandler(handler)
+    worker = Worker("test-broken-log", faults=Faults())
+    try:
+        faults = Faults()
+        faults.record("demo", ValueError("boom"))  # logged (the first of its kind): the handler raises
+        assert faults.snapshot() == {"demo": 1, "perfsdk logging": 1}
+        assert worker.submit(lambda: 1 / 0) and worker.flush(5.0)  # counted, logged: the handler raises
+        assert worker.submit(lambda: None) and worker.flush(5.0)
+        assert worker.stats()["handled"] == 2 and hooked == []
+        assert worker.faults.snapshot() == {"test-broken-log": 1, "perfsdk logging": 1}
+    finally:
+        logging.getLogger("perfsdk").removeHandler(handler)
+        worker.shutdown()
+
+
+@needs_fork
+def test_a_log_handler_that_raises_stops_no_fork_reset():
+    """A reset that fails in a forked child is logged; a log handler that raised there skipped every
+    reset after it (the child kept the parent's held locks)."""
+    import logging
+
+    class Broken(logging.Handler):
+        def emit(self, record):
+            raise RuntimeError("log sink down")
+
+    class FailsToReset:
+        def __init__(self):
+            at_fork(self._after_fork)
+
+        def _after_fork(self):
+            raise ValueError("a broken reset")
+
+    failing, later = FailsToReset(), Resettable()
+    handler = Broken()
+    logging.getLogger("perfsdk").addHandler(handler)
+    try:
+        assert in_child(lambda: later.resets == 1)
+    finally:
+        logging.getLogger("perfsdk").removeHandler(handler)
+        del failing  # (registered weakly: alive until here)

@@ -12,14 +12,19 @@ slices and ``take``s, built in C.
 
 ``SpanColumns`` is one chunk of rows (one thread fills it, or a lock guards
 it). ``SpanCollector`` is what the application's threads call: it fills the
-current chunk under a lock and ships a full one to the writer; when the writer
-has no room it keeps the full chunk and counts each span it cannot take, so
-every span is either written or counted as dropped.
+current chunk under a lock and, once the chunk is full (in rows or in bytes),
+moves it to the writer's queue, a list bounded in bytes that the collector
+keeps itself. Nothing under the lock runs Python code of perfsdk's or the
+writer's (a signal handler that ends a span cannot find the lock held by the
+code it interrupted, nor a chunk half handed over); the writer is woken, and
+callers wait for room, with the lock released. When the queue has no room, the
+full chunk stays and each span that arrives is counted in ``dropped``: every
+span is either written or counted.
 
 >>> from opentelemetry.sdk.trace import TracerProvider
 >>> provider = TracerProvider()
->>> shipped = []
->>> collector = SpanCollector(lambda chunk, timeout: shipped.append(chunk) or True, chunk_rows=2)
+>>> woken = []
+>>> collector = SpanCollector(chunk_rows=2, max_bytes=2**20, wake=lambda: woken.append(1))
 >>> for name in ("GET /a", "GET /b", "GET /a"):
 ...     with provider.get_tracer("t").start_as_current_span(name) as span:
 ...         pass
@@ -27,22 +32,28 @@ every span is either written or counted as dropped.
 True
 True
 True
->>> [chunk.size for chunk in shipped], collector.current.size, collector.dropped
-([2], 1, 0)
->>> [shipped[0].strings[code] for code in shipped[0].name]
+>>> ready = collector.take(4)  # the writer's side
+>>> [chunk.size for chunk in ready], collector.current.size, collector.dropped, len(woken)
+([2], 1, 0, 1)
+>>> [ready[0].strings[code] for code in ready[0].name]
 ['GET /a', 'GET /b']
+>>> collector.done(ready)  # written: its bytes are free again
+>>> collector.queued_bytes
+0
 """
 
 from cpython.long cimport PyLong_AsUnsignedLongLongMask
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
-                               PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
+                               PyThread_free_lock, PyThread_get_thread_ident, PyThread_release_lock,
+                               PyThread_type_lock)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
 import sys
-from collections.abc import Mapping
+import threading
 import time
+from collections.abc import Mapping
 
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -96,6 +107,14 @@ cdef class SpanColumns:
     into ``KIND_NAMES`` and ``STATUS_NAMES``. Row ``i``'s attributes are
     ``keys[attr_ends[i]:attr_ends[i + 1]]`` with their ``values``; ``messages`` holds
     ``(row, status description)`` for the few spans that have one.
+
+    ``nbytes`` is the memory the chunk holds: its column buffers, and its lists and
+    their values (each value counted where it appears, so values shared between spans
+    are counted more than once: a bound on these bytes errs on the side of less
+    memory). Measured rather than assumed, so a bound in bytes holds several times
+    more small spans than large ones; kept up to date as each row is stored, so the
+    collector bounds the chunk being filled too (a span with a 100 KB SQL statement
+    fills a chunk long before 4,096 of them).
     """
 
     cdef readonly Py_ssize_t capacity, size
@@ -119,7 +138,7 @@ cdef class SpanColumns:
     cdef int32_t* _attr_ends
     cdef object _last_resource
     cdef int32_t _last_service
-    cdef Py_ssize_t _nbytes, _nbytes_rows
+    cdef readonly Py_ssize_t nbytes
 
     def __cinit__(self, Py_ssize_t capacity):
         if capacity < 1:
@@ -149,7 +168,11 @@ cdef class SpanColumns:
         self._last_resource = None
         self._last_service = -1
         self.opened = 0.0
-        self._nbytes_rows = -1
+        self.nbytes = CHUNK_OVERHEAD + (self.trace_hi.nbytes + self.trace_lo.nbytes + self.span_id.nbytes
+                                        + self.parent_id.nbytes + self.has_parent.nbytes + self.start.nbytes
+                                        + self.end.nbytes + self.name.nbytes + self.kind.nbytes
+                                        + self.status.nbytes + self.scope.nbytes + self.service.nbytes
+                                        + self.attr_ends.nbytes)
 
     cdef object _ids(self, uint64_t** pointer):
         import numpy as np
@@ -172,44 +195,19 @@ cdef class SpanColumns:
     def __len__(self):
         return self.size
 
-    @property
-    def nbytes(self):
-        """The memory this chunk holds, in bytes: its column buffers, and its lists and their
-        values (each value counted where it appears, so values shared between spans are
-        counted more than once: a bound on these bytes errs on the side of less memory).
-
-        Measured rather than assumed, so a bound in bytes holds several times more small
-        spans than large ones. Computed once the rows stop changing (the collector asks
-        when it ships the chunk; the writer when it has written it).
-        """
-        if self._nbytes_rows != self.size:
-            self._nbytes = self._measure()
-            self._nbytes_rows = self.size
-        return self._nbytes
-
-    cdef Py_ssize_t _measure(self) except -1:
-        cdef Py_ssize_t total = (self.trace_hi.nbytes + self.trace_lo.nbytes + self.span_id.nbytes
-                                 + self.parent_id.nbytes + self.has_parent.nbytes + self.start.nbytes
-                                 + self.end.nbytes + self.name.nbytes + self.kind.nbytes + self.status.nbytes
-                                 + self.scope.nbytes + self.service.nbytes + self.attr_ends.nbytes)
-        total += CHUNK_OVERHEAD + 8 * (len(self.keys) + len(self.values) + len(self.strings))
-        for row_message in self.messages:  # (row, status description): an error storm's texts count
-            total += 64 + _object_bytes(row_message[1])
-        for text in self.strings:
-            total += _object_bytes(text)
-        for value in self.values:  # keys are the instrumentation's constants, shared by every span
-            total += _object_bytes(value)
-        return total
-
     cdef int32_t _code(self, object text) except -2:
         """The code of a name, scope or service in this chunk's table (-1 for None)."""
+        cdef Py_ssize_t size
         if text is None:
             return -1
         code = self._codes.get(text)
         if code is None:
             code = len(self.strings)
-            self.strings.append(text if type(text) is str else str(text))
+            stored = text if type(text) is str else str(text)
+            size = 8 + _object_bytes(stored)
+            self.strings.append(stored)
             self._codes[text] = code  # keyed as given: a name that is not a str is converted once
+            self.nbytes += size
         return <int32_t>code
 
     cdef int32_t _service_code(self, object resource) except -2:
@@ -248,7 +246,7 @@ cdef class SpanColumns:
                     object status) except -1:
         """``_append`` for a span whose first fields its caller has read already (the span
         processor reads them for the detectors): the rest is read here, the same two ways."""
-        cdef Py_ssize_t row = self.size
+        cdef Py_ssize_t row = self.size, i, added = 0
         cdef object attributes
         try:
             kind, scope, resource = span._kind, span._instrumentation_scope, span._resource
@@ -277,11 +275,15 @@ cdef class SpanColumns:
         cdef int32_t name_code = self._code(name)
         cdef int32_t scope_code = self._code(scope_name)
         cdef int32_t service_code = self._service_code(resource)
+        if message is not None:
+            added = 64 + _object_bytes(message)
         cdef Py_ssize_t n_keys = len(self.keys)
         if attributes:
             try:
                 self.keys.extend(attributes)
                 self.values.extend(attributes.values())
+                for i in range(n_keys, len(self.values)):  # keys are the instrumentation's constants,
+                    added += 16 + _object_bytes(self.values[i])  # shared by every span: their pointers
             except BaseException:
                 del self.keys[n_keys:], self.values[n_keys:]
                 raise
@@ -302,112 +304,275 @@ cdef class SpanColumns:
         self._scope[row] = scope_code
         self._service[row] = service_code
         self._attr_ends[row + 1] = <int32_t>len(self.keys)
+        self.nbytes += added
         self.size = row + 1
         return 0
 
 
-cdef class SpanCollector:
-    """The application's side of the span export: ``add`` an ended span, never blocking
-    for longer than ``timeout`` (the ``"block"`` policy's wait; 0 drops at once).
+cdef enum:
+    STORED = 1  # what SpanCollector._try_store did with a span
+    NO_ROOM = 0
+    INSIDE = -1  # not tried: the calling thread is inside the collector already
 
-    ``ship(chunk, timeout)`` hands a chunk to the writer and says whether it took it.
-    A full chunk the writer has no room for stays here; until it is shipped, each
-    span that arrives is dropped and counted in ``dropped``.
+
+cdef class SpanCollector:
+    """The application's side of the span export, and the writer's queue.
+
+    ``add`` stores an ended span in the current chunk; a chunk of ``chunk_rows``
+    spans, or of ``chunk_bytes`` bytes (default: ``max_bytes``), moves to the queue
+    if its bytes fit beside the queued ones (or the queue is empty), and
+    ``wake()`` is called, the collector's lock released, to tell the writer. The
+    writer ``take``s chunks from the queue and gives them back to ``done`` once
+    written. A span is stored only while the queue and the current chunk hold less
+    than ``max_bytes`` (or the queue is empty), so the spans waiting hold at most
+    ``max_bytes`` and one span more; the others are dropped and counted in
+    ``dropped``, after waiting up to ``timeout`` seconds for room (the ``"block"``
+    policy; 0 drops at once). Nobody waits holding the lock: another thread's span
+    waits only for the few microseconds a span takes to store.
+
+    A span ended on a thread that is inside the collector already (a signal handler,
+    or a garbage collection's callback, that ran between two of its steps) is
+    dropped and counted: it cannot wait for the lock its own thread holds.
     """
 
     cdef readonly SpanColumns current
-    cdef readonly Py_ssize_t chunk_rows
-    cdef readonly long long dropped, shipped
+    cdef readonly Py_ssize_t chunk_rows, chunk_bytes, max_bytes
+    cdef readonly Py_ssize_t queued_bytes  # of the chunks in the queue or being written
+    cdef readonly long long dropped, shipped  # spans refused; spans moved to the queue
     cdef public double timeout
-    cdef object _ship
+    cdef list _queue
+    cdef object _wake, _room
+    cdef unsigned long long _freed  # how many times the writer freed room: what a waiter waits on
+    cdef long _holder  # the thread inside, or 0
     cdef PyThread_type_lock _lock
 
-    def __cinit__(self, ship, Py_ssize_t chunk_rows=4096, double timeout=0.0):
-        self._ship = ship
-        self.chunk_rows = chunk_rows
-        self.timeout = timeout
+    def __cinit__(self, Py_ssize_t chunk_rows=4096, Py_ssize_t max_bytes=64 * 2**20, double timeout=0.0,
+                  wake=None, Py_ssize_t chunk_bytes=0):
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
         self.current = SpanColumns(chunk_rows)
-        self.dropped = 0
-        self.shipped = 0
+        self.chunk_rows = chunk_rows
+        self.max_bytes = max_bytes
+        self.chunk_bytes = chunk_bytes if chunk_bytes > 0 else max_bytes
+        self.timeout = timeout
+        self._wake = wake
+        self._start_afresh()
+
+    cdef void _start_afresh(self) except *:
+        """An empty queue, counts from zero, and a lock and room signal of its own."""
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("no lock for the span collector")
+        self._holder = 0
+        self._queue = []
+        self.queued_bytes = 0
+        self.dropped = self.shipped = 0
+        self._freed = 0
+        self._room = threading.Condition(threading.RLock())  # reentrant: a signal handler may wait too
 
     def __dealloc__(self):
         if self._lock != NULL:
             PyThread_free_lock(self._lock)
 
-    cdef inline void _acquire(self):
+    @property
+    def queued_chunks(self):
+        """Chunks in the queue, not yet taken by the writer."""
+        return len(self._queue)
+
+    # -- the lock ------------------------------------------------------------------------
+    cdef inline bint _enter(self, bint wait=True):
+        """Take the lock; False (not taken) if this thread holds it already, or it is busy and
+        ``wait`` is False. Only C of perfsdk's runs while it is held (but a garbage collection's
+        callbacks may run, and a span's own Python -- its resource's attributes, the properties of
+        a span that is not the SDK's: hence the check for the thread inside)."""
+        cdef long me = PyThread_get_thread_ident()
+        if self._holder == me:
+            return False
         if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            if not wait:
+                return False
             with nogil:  # another thread holds it: wait without the GIL
                 PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._holder = me
+        return True
 
+    cdef inline void _leave(self):
+        self._holder = 0
+        PyThread_release_lock(self._lock)
+
+    # -- the application's side ----------------------------------------------------------
     def add(self, span):
         """Store an ended span for the writer: True, or False if it was dropped (counted)."""
-        self._acquire()
-        try:
-            if not self._room():
-                return False
-            self.current._append(span)
-            self._ship_if_full()
-            return True
-        finally:
-            PyThread_release_lock(self._lock)
+        cdef unsigned long long freed = 0
+        cdef int outcome = self._try_store(span, False, None, None, None, None, None, None, &freed)
+        return outcome == STORED or self._refused(outcome, freed, span, False, None, None, None, None, None, None)
 
     def add_read(self, span, name, context, parent, start, end, status):
         """``add`` for a caller that has read these fields of ``span`` already (the span processor)."""
-        self._acquire()
+        cdef unsigned long long freed = 0
+        cdef int outcome = self._try_store(span, True, name, context, parent, start, end, status, &freed)
+        return outcome == STORED or self._refused(outcome, freed, span, True, name, context, parent, start, end,
+                                                  status)
+
+    cdef bint _refused(self, int outcome, unsigned long long freed, object span, bint read, object name,
+                       object context, object parent, object start, object end, object status) except -1:
+        """``add``'s rare path, its first try refused: wait for room and try again (the ``"block"``
+        policy), until stored (True) or the wait is over (False, the span counted as dropped)."""
+        cdef double deadline = 0.0, now
+        while outcome == NO_ROOM and self.timeout > 0.0:
+            now = time.monotonic()
+            if deadline == 0.0:
+                deadline = now + self.timeout
+            if now >= deadline:
+                break
+            try:
+                self._wait_for_room(freed, deadline)
+            except BaseException:  # (a signal handler's KeyboardInterrupt): counted, then raised
+                self.dropped += 1
+                raise
+            outcome = self._try_store(span, read, name, context, parent, start, end, status, &freed)
+            if outcome == STORED:
+                return True
+        self.dropped += 1
+        return False
+
+    cdef int _try_store(self, object span, bint read, object name, object context, object parent, object start,
+                        object end, object status, unsigned long long* freed) except -2:
+        """Store the span if there is room: ``STORED``, ``NO_ROOM`` (with the room signal's count
+        then in ``freed``) or ``INSIDE``."""
+        cdef SpanColumns handed = None
+        cdef int outcome = NO_ROOM
+        cdef bint room
+        if not self._enter():
+            return INSIDE
         try:
-            if not self._room():
-                return False
-            self.current._store(span, name, context, parent, start, end, status)
-            self._ship_if_full()
-            return True
+            room = self._has_room()
+            if not room:  # the chunk may be full: to the writer, if it has room now
+                handed = self._hand_over_if_due()
+                room = handed is not None and self._has_room()
+            if room:
+                if read:
+                    self.current._store(span, name, context, parent, start, end, status)
+                else:
+                    self.current._append(span)
+                outcome = STORED
+                if handed is None:
+                    handed = self._hand_over_if_due()  # full now: to the writer at once if it has room
+            else:
+                freed[0] = self._freed
         finally:
-            PyThread_release_lock(self._lock)
+            self._leave()
+            if handed is not None and self._wake is not None:
+                self._wake()
+        return outcome
 
-    cdef bint _room(self) except -1:  # under the lock
-        """Is there room for a span? If not, it is counted as dropped."""
-        if self.current.size >= self.current.capacity and not self._ship_current(self.timeout):
-            self.dropped += 1
-            return False
-        return True
+    cdef bint _has_room(self):  # under the lock
+        """Room for a span: the chunk is not due, and it and the queue hold less than the bound
+        (so they pass it by one span at most); with the queue empty a span always gets through,
+        however small the bound."""
+        cdef SpanColumns current = self.current
+        if current.size == 0 and self.queued_bytes == 0:
+            return True
+        return (current.size < current.capacity and current.nbytes < self.chunk_bytes
+                and self.queued_bytes + current.nbytes < self.max_bytes)
 
-    cdef int _ship_if_full(self) except -1:  # under the lock
-        if self.current.size >= self.current.capacity:
-            self._ship_current(0.0)  # now, if the writer has room (else on the next span)
+    cdef SpanColumns _hand_over_if_due(self):  # under the lock
+        cdef SpanColumns current = self.current
+        if current.size == 0 or (current.size < current.capacity and current.nbytes < self.chunk_bytes):
+            return None
+        return self._hand_over()
+
+    cdef SpanColumns _hand_over(self):  # under the lock
+        """Move the current chunk to the queue if it fits (or the queue is empty: a chunk larger
+        than the bound is let through alone), a fresh one in its place; None if it does not fit."""
+        cdef SpanColumns chunk = self.current
+        if self.queued_bytes and self.queued_bytes + chunk.nbytes > self.max_bytes:
+            return None
+        fresh = SpanColumns(self.chunk_rows)  # (what can fail comes before anything changes)
+        self._queue.append(chunk)
+        self.queued_bytes += chunk.nbytes
+        self.shipped += chunk.size
+        self.current = fresh
+        return chunk
+
+    cdef int _wait_for_room(self, unsigned long long freed, double deadline) except -1:
+        """Wait, holding nothing of the collector's, until the writer frees room (``done``) or
+        the deadline passes."""
+        cdef double remaining
+        room = self._room
+        with room:
+            while self._freed == freed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.0:
+                    break
+                room.wait(remaining)
         return 0
 
-    cdef bint _ship_current(self, double timeout) except -1:  # under the lock
-        chunk = self.current
-        if not self._ship(chunk, timeout):
-            return False
-        self.shipped += chunk.size
-        self.current = SpanColumns(self.chunk_rows)
-        return True
-
     def seal(self, double timeout=0.0, double older_than_s=0.0):
-        """Ship the current chunk if it has rows (and its first is at least ``older_than_s``
-        old); True if nothing is left behind. With ``older_than_s`` (the writer's periodic
-        call) a busy lock is not waited for."""
-        if older_than_s > 0.0:
-            if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+        """Move the current chunk to the queue if it has rows (and its first is at least
+        ``older_than_s`` old), waiting up to ``timeout`` for room -- with the lock released, so
+        the application's spans are stored (or dropped) meanwhile, never held up. True once every
+        span stored before the call is in the queue. With ``older_than_s`` (the writer's periodic
+        call) a busy lock is not waited for; called on a thread inside the collector already (a
+        signal handler), False at once."""
+        cdef double deadline = time.monotonic() + timeout
+        cdef unsigned long long freed = 0
+        cdef long long target = -1
+        cdef SpanColumns handed
+        while True:
+            handed = None
+            if not self._enter(older_than_s <= 0.0):
                 return False
-        else:
-            self._acquire()
-        try:
-            if self.current.size == 0:
+            try:
+                if target < 0:
+                    target = self.shipped + self.current.size
+                if self.shipped >= target:  # (an application's span filled the chunk meanwhile)
+                    return True
+                if older_than_s > 0.0 and time.monotonic() - self.current.opened < older_than_s:
+                    return False
+                freed = self._freed
+                handed = self._hand_over()
+            finally:
+                self._leave()
+                if handed is not None and self._wake is not None:
+                    self._wake()
+            if handed is not None:
                 return True
-            if older_than_s > 0.0 and time.monotonic() - self.current.opened < older_than_s:
+            if time.monotonic() >= deadline:
                 return False
-            return self._ship_current(timeout)
+            self._wait_for_room(freed, deadline)
+
+    # -- the writer's side ---------------------------------------------------------------
+    def take(self, Py_ssize_t max_chunks):
+        """Up to ``max_chunks`` chunks from the queue, oldest first: the writer's to write, then
+        to give back to ``done`` (their bytes count against the bound until then)."""
+        if not self._enter():
+            return []
+        try:
+            chunks = self._queue[:max_chunks]
+            del self._queue[:max_chunks]
         finally:
-            PyThread_release_lock(self._lock)
+            self._leave()
+        return chunks
+
+    def done(self, chunks):
+        """The writer is done with ``chunks`` (written, or counted as failed): their bytes are
+        free, and whoever waits for room is woken."""
+        cdef Py_ssize_t size = 0
+        cdef SpanColumns chunk
+        for chunk in chunks:
+            size += chunk.nbytes
+        self.queued_bytes -= size  # C, under the GIL: no other thread sees half of it
+        self._freed += 1
+        room = self._room
+        with room:
+            room.notify_all()
 
     def reset(self):
-        """In a forked child: a fresh lock and an empty chunk (the parent's spans are the parent's)."""
-        self._lock = PyThread_allocate_lock()  # the parent's may have been held at the fork
+        """In a forked child: a fresh lock, an empty chunk and queue, and counts from zero (the
+        parent's spans are the parent's; its lock may have been held at the fork)."""
         self.current = SpanColumns(self.chunk_rows)
+        self._start_afresh()
 
 
 def kept_attributes(list keys, list texts, const int32_t[::1] ends, Py_ssize_t rows):

@@ -1,6 +1,7 @@
 """The bottom layer: what every other part of perfsdk shares at run time.
 
-- ``Faults``: one fault counter type; every ``stats()`` reads one.
+- ``Faults``: one fault counter type; every ``stats()`` reads one. ``log_quietly``: how
+  perfsdk logs on the application's path and its workers (a raising log handler is counted).
 - ``Worker``: the one background worker (bounded queue, batches, flush with a
   deadline, drop counter), used by every background job.
 - ``at_fork``: the fork-reset registry every object with threads or locks joins.
@@ -24,7 +25,7 @@ It imports nothing from perfsdk, and every other package may import it.
 """
 
 from perfsdk._runtime.callbacks import call_guarded, call_user, suppressed
-from perfsdk._runtime.faults import FAULTS, Faults
+from perfsdk._runtime.faults import FAULTS, Faults, log_quietly
 from perfsdk._runtime.files import fsync_path, replace_atomically, write_atomically
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, USER_CALLBACKS, Hooks
@@ -39,6 +40,6 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 __all__ = [
     "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "USER_CALLBACKS",
     "Worker", "at_fork", "call_guarded", "call_user", "check_bool", "check_callable", "check_choice", "check_int",
-    "check_number", "check_str", "fsync_path", "lazy_names", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
+    "check_number", "check_str", "fsync_path", "lazy_names", "log_quietly", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
     "write_atomically",
 ]

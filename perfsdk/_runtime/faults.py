@@ -4,7 +4,9 @@ Everything perfsdk runs on the application's path or in the background (span
 processing, callbacks, exports, the resource sampler, controllers, fits) goes
 through ``Faults.guard`` or ``Faults.record``, so a bug in perfsdk or in a
 user's callback costs a counter increment and one log line, not the
-application's request.
+application's request. Its log lines go through ``log_quietly``: a logging
+handler that raises must not turn a counted fault into the application's
+exception (or a worker thread's, reported to ``threading.excepthook``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,39 @@ import logging
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from perfsdk._runtime.forks import at_fork
 
-__all__ = ["FAULTS", "Faults"]
+__all__ = ["FAULTS", "Faults", "log_quietly"]
 
 log = logging.getLogger("perfsdk")
+
+#: The fault kind of a log line that logging itself failed to write (counted, not logged).
+LOGGING_FAILED = "perfsdk logging"
+
+
+def log_quietly(logger: logging.Logger, level: int, message: str, *args: Any, faults: Faults | None = None,
+                **kwargs: Any) -> None:
+    """``logger.log(level, message, *args, **kwargs)``, an exception from logging itself (a
+    handler whose ``emit`` raises, a full disk under a file handler) counted in ``faults``
+    (default: ``FAULTS``) as ``"perfsdk logging"`` instead of raised: perfsdk logs on the
+    application's threads and on its own workers, and a broken log sink must cost neither.
+
+    >>> class Broken(logging.Handler):
+    ...     def emit(self, record):
+    ...         raise RuntimeError("log sink down")
+    >>> demo, broken, faults = logging.getLogger("perfsdk.demo"), Broken(), Faults()
+    >>> demo.addHandler(broken)
+    >>> log_quietly(demo, logging.ERROR, "perfsdk: %s", "lost", faults=faults)  # nothing raised
+    >>> faults.snapshot()
+    {'perfsdk logging': 1}
+    >>> demo.removeHandler(broken)
+    """
+    try:
+        logger.log(level, message, *args, **kwargs)
+    except Exception:
+        (faults or FAULTS).count(LOGGING_FAILED)
 
 
 class Faults:
@@ -44,8 +72,13 @@ class Faults:
             first = kind not in self._logged
             self._logged.add(kind)
         if first:
-            log.error("perfsdk: %s failed (%s); counted in stats()['faults'], logged once",
-                      kind, exc, exc_info=exc)
+            log_quietly(log, logging.ERROR, "perfsdk: %s failed (%s); counted in stats()['faults'], logged once",
+                        kind, exc, exc_info=exc, faults=self)
+
+    def count(self, kind: str) -> None:
+        """Count a fault of ``kind`` without logging it."""
+        with self._lock:
+            self._counts[kind] += 1
 
     @contextmanager
     def guard(self, kind: str) -> Iterator[None]:
@@ -64,8 +97,11 @@ class Faults:
             return sum(self._counts.values())
 
     def _after_fork(self) -> None:
-        # the lock may have been held by a thread that does not exist in the child
+        """In a forked child: counts from zero (every count a child reports is its own), and a
+        fresh lock (the parent's may have been held by a thread the child does not have)."""
         self._lock = threading.Lock()
+        self._counts = Counter()
+        self._logged = set()
 
 
 #: Faults of background work that no handle owns (fits, callbacks of standalone caches).

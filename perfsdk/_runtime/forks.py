@@ -50,7 +50,10 @@ def _in_child() -> None:
         try:
             reset()
         except Exception:  # one broken reset must not stop the others (or the child)
-            log.exception("perfsdk: resetting %r after fork failed", reset)
+            try:
+                log.exception("perfsdk: resetting %r after fork failed", reset)
+            except Exception:  # nor a log handler that raises (faults.log_quietly, which this module is below)
+                pass
 
 
 if hasattr(os, "register_at_fork"):

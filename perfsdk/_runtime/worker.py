@@ -254,7 +254,7 @@ class Worker(Generic[T]):
     def _run(self) -> None:
         try:
             self._serve()
-        finally:  # left by an exception past the guards (a logging handler's, counting a fault): a new thread
+        finally:  # left by an exception past the guards (a faults object's own): a new thread
             with self._cond:
                 if self.on_worker_thread:
                     self._thread = None  # submit() starts one; a ticking worker or queued work, now

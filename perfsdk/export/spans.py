@@ -347,8 +347,11 @@ class ArrowSpanExporter(SpanExporter):
                 self._timer.shutdown(max(0.0, deadline - time.monotonic()))
 
     def _after_fork(self) -> None:
-        """In a forked child: a fresh lock (each writer leaves the parent's open file alone)."""
+        """In a forked child: a fresh lock (each writer leaves the parent's open file alone), and
+        counts from zero: every count a child reports is its own."""
         self._lock = threading.Lock()
+        self.spans_exported = self.spans_failed = 0
+        self.redactor.dropped = 0
 
     def stats(self) -> dict[str, object]:
         lost = sum(w.rows_lost for w in self._writers.values())  # written, then their file not published

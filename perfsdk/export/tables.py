@@ -25,6 +25,10 @@ class TableWriter:
 
     ``redact``, if given, is applied to the texts of the columns that may name a span
     (``NAMED_COLUMNS``), as the spans table writes span names (``Redactor.message``).
+
+    A row that is not written is counted (``stats()``), never lost in silence: while
+    writes fail (a full disk), the last ``4 * batch_rows`` rows are kept for the next
+    attempt and older ones dropped.
     """
 
     def __init__(self, directory: str, table: str, service: str, *, format: str = "arrow",
@@ -39,15 +43,27 @@ class TableWriter:
         self._writer = RotatingWriter(directory, table, self.schema, service, format, max_bytes, max_age_s)
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self.rows_dropped = 0  # rows given up after repeated write errors (bounded buffer)
+        self._reset_counts()
         at_fork(self._after_fork)
 
+    def _reset_counts(self) -> None:
+        self.rows_skipped = 0  # rows add() refused (not a mapping of columns, or their redaction failed)
+        self.rows_dropped = 0  # rows given up after repeated write errors (bounded buffer)
+        self.rows_unwritten = 0  # rows still buffered when the table was closed (its writes failing)
+
     def add(self, row: Mapping[str, Any]) -> None:
-        row, redact = dict(row), self.redact
-        if redact is not None:
-            for column in self._named:
-                if column in row:
-                    row[column] = _redacted(row[column], redact)
+        """Buffer ``row``, and write the buffer once it holds ``batch_rows``: a write that fails
+        raises (the caller counts the fault), its rows kept for the next attempt."""
+        try:
+            row, redact = dict(row), self.redact
+            if redact is not None:
+                for column in self._named:
+                    if column in row:
+                        row[column] = _redacted(row[column], redact)
+        except BaseException:
+            with self._lock:
+                self.rows_skipped += 1
+            raise
         with self._lock:
             self._rows.append(row)
             if len(self._rows) >= self.batch_rows:
@@ -59,7 +75,27 @@ class TableWriter:
             self._write()
             self._writer.flush()
 
-    close = flush
+    def close(self) -> None:
+        """``flush``; the rows that cannot be written even now are given up, counted in
+        ``rows_unwritten``."""
+        with self._lock:
+            try:
+                self._write()
+                self._writer.flush()
+            finally:
+                self.rows_unwritten += len(self._rows)
+                self._rows = []
+
+    def stats(self) -> dict[str, int]:
+        """Rows written, and every row that was not, by why: ``rows_skipped`` (refused by ``add``),
+        ``rows_dropped`` (past the buffer's bound while writes failed), ``rows_lost`` (written into
+        a file that could not be published), ``rows_unwritten`` (still buffered at ``close``); and
+        ``rows_buffered``, waiting for the next write."""
+        writer = self._writer
+        with self._lock:
+            return {"rows_written": writer.rows_written - writer.rows_lost, "rows_buffered": len(self._rows),
+                    "rows_skipped": self.rows_skipped, "rows_dropped": self.rows_dropped,
+                    "rows_lost": writer.rows_lost, "rows_unwritten": self.rows_unwritten}
 
     def publish_stale(self) -> None:
         """Publish the open file once it is ``max_age_s`` old (``RotatingWriter.publish_stale``)."""
@@ -79,9 +115,11 @@ class TableWriter:
             raise
 
     def _after_fork(self) -> None:
-        """In a forked child: the parent's buffered rows are the parent's to write."""
+        """In a forked child: the parent's buffered rows are the parent's to write, and its counts
+        the parent's to report."""
         self._rows = []
         self._lock = threading.Lock()
+        self._reset_counts()
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from perfsdk._runtime import at_fork, fsync_path, replace_atomically
+from perfsdk._runtime import at_fork, fsync_path, log_quietly, replace_atomically
 from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
@@ -61,10 +61,7 @@ class RotatingWriter:
         self.fmt = fmt
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self.files_written = 0
-        self.rows_written = 0
-        self.abandoned_files = 0  # files given up after a write error (hidden, recoverable)
-        self.rows_lost = 0  # rows of files that could not be published (closed or renamed into place)
+        self._reset_counts()
         self._rows_open = 0  # rows in the file now open
         self._lock = threading.Lock()
         self._writer: Any = None
@@ -75,6 +72,12 @@ class RotatingWriter:
         self._date = ""
         self._seq = 0
         at_fork(self._after_fork)
+
+    def _reset_counts(self) -> None:
+        self.files_written = 0
+        self.rows_written = 0
+        self.abandoned_files = 0  # files given up after a write error (hidden, recoverable)
+        self.rows_lost = 0  # rows of files that could not be published (closed or renamed into place)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Append ``batch`` (raises OSError on disk trouble: the caller counts it)."""
@@ -125,18 +128,23 @@ class RotatingWriter:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         # pid and a random tag keep names unique across processes and writers of one partition
         name = f"part-{stamp}-{os.getpid()}-{self.tag or uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
-        self._final = directory / name
-        self._tmp = directory / f".{name}.tmp"
-        self._file_schema = self.schema
+        tmp = directory / f".{name}.tmp"
+        schema = self.schema
         if self.file_metadata is not None:
-            self._file_schema = self.schema.with_metadata({**self.schema.metadata, **self.file_metadata()})
-        self._sink = pa.OSFile(str(self._tmp), "wb")
-        if self.fmt == "arrow":
-            self._writer = ipc.new_file(self._sink, self._file_schema)
-        else:
-            import pyarrow.parquet as pq  # only for Parquet files: it loads pyarrow's compute and file systems
+            schema = self.schema.with_metadata({**self.schema.metadata, **self.file_metadata()})
+        sink = pa.OSFile(str(tmp), "wb")
+        try:
+            if self.fmt == "arrow":
+                writer = ipc.new_file(sink, schema)
+            else:
+                import pyarrow.parquet as pq  # only for Parquet files: it loads pyarrow's compute and file systems
 
-            self._writer = pq.ParquetWriter(self._sink, self._file_schema)
+                writer = pq.ParquetWriter(sink, schema)
+        except BaseException:  # no rows in it yet: neither the descriptor nor an empty hidden file is kept
+            _close_and_remove(sink, tmp)
+            raise
+        self._writer, self._sink, self._tmp, self._final = writer, sink, tmp, directory / name
+        self._file_schema = schema
         self._opened_at = time.monotonic()
         self._date = date
 
@@ -180,11 +188,13 @@ class RotatingWriter:
         there: they were exported as far as the caller knew, and only ``recover`` gets them back."""
         self.rows_lost += rows
         if rows and tmp is not None and tmp.exists():
-            log.warning("perfsdk: %d rows of the %s table could not be published (%s): counted as lost; "
-                        "perfsdk.export.recover(%r) reads back their complete batches", rows, self.table, exc, str(tmp))
+            log_quietly(log, logging.WARNING, "perfsdk: %d rows of the %s table could not be published (%s): "
+                        "counted as lost; perfsdk.export.recover(%r) reads back their complete batches",
+                        rows, self.table, exc, str(tmp))
 
     def _after_fork(self) -> None:
-        """In a forked child: forget the parent's open file without touching it.
+        """In a forked child: forget the parent's open file without touching it, and its counts
+        (every count a child reports is its own).
 
         The child shares the file's descriptor and offset with the parent;
         writing a footer or renaming it would corrupt the parent's file.
@@ -192,7 +202,21 @@ class RotatingWriter:
         _INHERITED.append((self._writer, self._sink))  # never closed here: the parent owns them
         self._writer = self._sink = self._tmp = self._final = None
         self._rows_open = 0
+        self._reset_counts()
         self._lock = threading.Lock()
+
+
+def _close_and_remove(sink: Any, tmp: Path) -> None:
+    """Close a file that failed to open for writing and remove it (best effort: the caller
+    raises the original error)."""
+    try:
+        sink.close()
+    except Exception:
+        pass
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _today() -> str:

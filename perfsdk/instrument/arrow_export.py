@@ -8,18 +8,23 @@ queue drops spans with one log line and nothing counted. perfsdk's span
 processor hands each ended span to this export's ``SpanCollector``, which
 stores its values in column buffers on the application's thread (no object a
 span for the garbage collector: a queued span would keep a dozen alive) and
-ships each full chunk of 4,096 to a queue bounded in bytes (each chunk's own,
-measured: ``SpanColumns.nbytes``); a background worker writes the chunks as
-Arrow batches, ships a partial chunk once its first span is a second old, and
-publishes each file once it is ``max_age_s`` old, even when no span comes.
-When the queue is full the policy applies: ``"drop"`` (the default) counts the
-span in ``stats()["export"]["spans_dropped"]``, adds it to the
+moves each full chunk (4,096 spans, or 4 MiB of them) to a queue bounded in
+bytes: each chunk's own, measured as it fills (``SpanColumns.nbytes``), the
+chunk being filled counted too, so the spans waiting hold at most
+``max_queue_bytes`` (and one span more). A background worker writes the chunks
+as Arrow batches, ships a partial chunk once its first span is a second old,
+and publishes each file once it is ``max_age_s`` old, even when no span comes.
+When the queue is full the policy applies: ``"drop"`` (the default) counts the span in
+``stats()["export"]["spans_dropped"]``, adds it to the
 ``perfsdk.export.spans_dropped`` metric, logs (at most every 10 s) and records
 the running count in the next file's metadata (``perfsdk.spans_dropped``), so
 an analyst sees the gap; ``"block"`` waits up to ``block_timeout_s`` for room
-first. Nothing is lost in silence; ``force_flush()`` and ``shutdown()`` write
-everything queued. Each span file's metadata also names the functions ``@monitor``
-traces (``perfsdk.functions``), for ``perfsdk testgen --bench-out``.
+first. Nothing waits holding the collector's lock (``force_flush`` waiting for
+room holds up no span), and nothing is lost in silence: ``force_flush()`` and
+``shutdown()`` write everything queued, and the rows of the other tables that
+cannot be written are counted per table (``stats()["export"]["tables"]``). Each
+span file's metadata also names the functions ``@monitor`` traces
+(``perfsdk.functions``), for ``perfsdk testgen --bench-out``.
 
 The writer writes large batches (a chunk at least, or a second's spans): each batch
 hands the GIL to pyarrow and back a few dozen times, and every hand-back can
@@ -36,15 +41,16 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, at_fork, suppressed
+from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, at_fork, log_quietly, suppressed
 from perfsdk._version import __version__
-from perfsdk._native import SpanCollector, SpanColumns
+from perfsdk._native import SpanCollector
 from perfsdk.export import ArrowSpanExporter, TableWriter, decision_row
 from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
 __all__ = ["ArrowExport"]
 
 CHUNK_SPANS = 4096  # spans a chunk of columns holds (the writer's unit)
+CHUNKS_PER_BATCH = 4  # chunks written as one batch, at most
 LINGER_S = 1.0  # a partial chunk waits this long for more spans before it is written
 CLOSE_TIMEOUT_S = 30.0  # closing waits this long in all for the queued spans and decisions to be written
 
@@ -57,12 +63,11 @@ class ArrowExport:
     Parameters
     ----------
     max_queue_bytes
-        The span queue's bound, in bytes, as the chunks measure themselves: 64 MiB
-        holds a burst of 350,000 spans of two short attributes (190 bytes each), 75,000
-        with a dozen HTTP attributes (900), 33,000 with a dozen 100-character ones (2 KB),
-        while the writer catches up. One
-        chunk is always let in, however large, so a tiny bound slows the export
-        but never stops it.
+        The span queue's bound, in bytes, as the chunks measure themselves (the one being
+        filled too): 64 MiB holds a burst of 350,000 spans of two short attributes (190 bytes
+        each), 75,000 with a dozen HTTP attributes (900), 33,000 with a dozen 100-character
+        ones (2 KB), while the writer catches up. One chunk is always let in, however large,
+        so a tiny bound slows the export but never stops it.
     on_full, block_timeout_s
         ``"drop"`` (counted, logged, recorded) or ``"block"`` (wait that long for
         room, then drop and count) when the queue is full.
@@ -77,14 +82,12 @@ class ArrowExport:
                                        timer=False)  # its files' age is checked by span_queue's tick
         chunk_spans = min(CHUNK_SPANS, max(1, max_queue_bytes // SPAN_BYTES_ESTIMATE))
         self.max_queue_bytes = max_queue_bytes
-        self.queued_bytes = 0  # of the chunks shipped and not yet written
-        self._room = threading.Condition(threading.Lock())
-        self.span_queue: Worker[SpanColumns] = Worker(
-            "perfsdk-span-export", self._write_spans, max_queue=1 << 30,  # the bound is in bytes: _ship
-            max_batch=4, faults=faults,  # few, large batches (a chunk at least, or a second's spans): see above
+        self.span_queue: Worker[None] = Worker(  # its items only wake the writer: the chunks wait in the collector
+            "perfsdk-span-export", self._write_spans, max_queue=1 << 16, max_batch=1 << 16, faults=faults,
             tick=self._tick, tick_interval_s=LINGER_S)
-        #: Where ended spans wait: the chunk being filled, and the full ones in the queue.
-        self.collector = SpanCollector(self._ship, chunk_spans, block_timeout_s if on_full == "block" else 0.0)
+        #: Where ended spans wait: the chunk being filled, and the full ones queued for the writer.
+        self.collector = SpanCollector(chunk_spans, max_queue_bytes, block_timeout_s if on_full == "block" else 0.0,
+                                       wake=self._wake_writer, chunk_bytes=chunk_spans * SPAN_BYTES_ESTIMATE)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
         self.spans_written = 0
         # an anomaly names its span: redacted as the spans table writes it
@@ -92,6 +95,7 @@ class ArrowExport:
                                      redact=self.spans.redactor.message)
         self.resources = TableWriter(directory, "resources", service, format=fmt, batch_rows=256)
         self.decisions = TableWriter(directory, "decisions", service, format=fmt, batch_rows=64)
+        self.tables = {"anomalies": self.anomalies, "resources": self.resources, "decisions": self.decisions}
         self.service = service
         self.faults = faults
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("perfsdk", __version__)
@@ -114,62 +118,63 @@ class ArrowExport:
                 if due:
                     self._last_drop_log = now
             if due:
-                log.warning("perfsdk: the span export queue is full (%d bytes); %d spans dropped so far, "
-                            "counted in stats()['export']['spans_dropped'] and in the files' metadata",
-                            self.max_queue_bytes, self.collector.dropped)
+                log_quietly(log, logging.WARNING, "perfsdk: the span export queue is full (%d bytes); %d spans "
+                            "dropped so far, counted in stats()['export']['spans_dropped'] and in the files' "
+                            "metadata", self.max_queue_bytes, self.collector.dropped, faults=self.faults)
 
-    def _ship(self, chunk: SpanColumns, timeout_s: float) -> bool:
-        """The collector's hand-off of a chunk: queued if its bytes fit (or the queue is
-        empty), after waiting up to ``timeout_s`` for room; False if not (the collector
-        keeps it and counts the spans it then cannot take)."""
-        size = chunk.nbytes
-        with self._room:
-            if not self._room.wait_for(
-                    lambda: not self.queued_bytes or self.queued_bytes + size <= self.max_queue_bytes, timeout_s):
-                return False
-            self.queued_bytes += size
-        if self.span_queue.submit(chunk):
-            return True
-        self._written(size)  # shut down: not queued after all
-        return False
+    def _wake_writer(self) -> None:
+        """The collector's call when a chunk is queued (or before a flush waits): the writer writes
+        every chunk queued before this call (a wake-up that is lost, the next one or the writer's
+        tick writes it)."""
+        self.span_queue.submit(None)
 
-    def _written(self, size: int) -> None:
-        with self._room:
-            self.queued_bytes -= size
-            self._room.notify_all()
+    def _write_spans(self, wake_ups: list[None]) -> None:
+        self._write_queued()
 
-    def _write_spans(self, chunks: list[SpanColumns]) -> None:
-        try:
-            with suppressed():  # perfsdk's own writes are not the application's work
-                self.spans.write_columns(chunks)
-        finally:
-            self.spans_written += sum(chunk.size for chunk in chunks)
-            self._written(sum(chunk.nbytes for chunk in chunks))
+    def _write_queued(self) -> None:
+        """Write the chunks queued so far, a few at a time (large batches: see above); the ones
+        queued meanwhile have wake-ups of their own, so a writer that cannot keep up still ticks."""
+        collector = self.collector
+        left = collector.queued_chunks
+        while left > 0:
+            chunks = collector.take(min(left, CHUNKS_PER_BATCH))
+            if not chunks:
+                return
+            left -= len(chunks)
+            try:
+                with suppressed():  # perfsdk's own writes are not the application's work
+                    self.spans.write_columns(chunks)
+            finally:
+                self.spans_written += sum(chunk.size for chunk in chunks)
+                collector.done(chunks)
 
     def _tick(self) -> None:
         """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans,
         and a file at most its ``max_age_s`` to be published (an idle service's too)."""
         self.collector.seal(older_than_s=LINGER_S)
+        self._write_queued()
         with suppressed():
             self.spans.publish_stale()
-            for writer in (self.anomalies, self.resources, self.decisions):
+            for writer in self.tables.values():
                 with self.faults.guard("export publish"):
                     writer.publish_stale()
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's waiting spans are the parent's (its worker's queue
-        was emptied too)."""
+        was emptied too), and so are its counts."""
         self.collector.reset()
-        self.spans_written = self.collector.shipped
-        self._room = threading.Condition(threading.Lock())  # the parent's may have been held at the fork
+        self.spans_written = 0
         self._drop_lock = threading.Lock()
-        self.queued_bytes = 0
+        self._last_drop_log = 0.0
 
     def stats(self) -> dict[str, Any]:
         collector = self.collector
+        current = collector.current
         return {**self.spans.stats(), "spans_dropped": collector.dropped,
-                "spans_queued": collector.shipped - self.spans_written + collector.current.size,
-                "queued_bytes": self.queued_bytes, "max_queue_bytes": self.max_queue_bytes}
+                "spans_queued": collector.shipped - self.spans_written + current.size,
+                "queued_bytes": collector.queued_bytes + (current.nbytes if current.size else 0),
+                "max_queue_bytes": self.max_queue_bytes,
+                "tables": {name: writer.stats() for name, writer in self.tables.items()}}
 
     # -- the other tables ---------------------------------------------------------------
     def add_decision(self, decision: Any) -> None:
@@ -180,28 +185,39 @@ class ArrowExport:
     def drain(self, timeout_s: float) -> bool:
         """Wait until every span ended so far is written to the open files (which stay open:
         ``flush`` also publishes them, with an fsync)."""
-        return self.collector.seal(timeout_s) and self.span_queue.flush(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        if not self.collector.seal(timeout_s):
+            return False
+        self._wake_writer()  # handled once everything queued before it is written
+        return self.span_queue.flush(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout_millis: int) -> bool:
+        """``drain`` and publish every file; False if a span or a row could not be written in time."""
         timeout_s = timeout_millis / 1000.0
-        ok = self.drain(timeout_s) and self.spans.force_flush()
-        ok = DECISION_DELIVERY.flush(timeout_s) and ok  # decisions still on their way to the table
+        deadline = time.monotonic() + timeout_s
+        ok = self.drain(timeout_s) and self.spans.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
+        ok = DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic())) and ok  # decisions on their way
         with suppressed():
-            for writer in (self.anomalies, self.resources, self.decisions):
-                with self.faults.guard("export flush"):
+            for writer in self.tables.values():
+                try:
                     writer.flush()
+                except Exception as exc:  # its rows stay buffered for the next attempt (counted if given up)
+                    self.faults.record("export flush", exc)
+                    ok = False
         return ok
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Write what is queued and publish every file, within one deadline for all the waits:
         spans still queued then are left to the writer's daemon thread, counted as a fault
-        ("perfsdk-span-export at shutdown")."""
+        ("perfsdk-span-export at shutdown"); rows of the other tables that cannot be written are
+        counted per table (``rows_unwritten``)."""
         deadline = time.monotonic() + timeout_s
         self.collector.seal(timeout_s)
+        self._wake_writer()
         self.span_queue.shutdown(max(0.0, deadline - time.monotonic()))  # writes every queued span first
         self.spans.shutdown(int(max(0.0, deadline - time.monotonic()) * 1000))  # publishes its files
         DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic()))
         with suppressed():
-            for writer in (self.anomalies, self.resources, self.decisions):
+            for writer in self.tables.values():
                 with self.faults.guard("export close"):
                     writer.close()

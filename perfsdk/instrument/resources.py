@@ -182,8 +182,8 @@ class ResourceSampler:
                 anomaly.details.update(source="resource", metric=metric)  # type: ignore[attr-defined]
                 self.sink.publish(anomaly)
         if self.writer is not None:
-            with self.faults.guard("resource export"):
-                for metric, value in values.items():
+            for metric, value in values.items():  # each row on its own: a failed write skips none of the others
+                with self.faults.guard("resource export"):
                     self.writer.add({"timestamp": now, "service.name": self.service, "metric": metric,
                                      "value": value, "unit": UNITS[metric]})
         self.samples += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from perfsdk._runtime import (
     FAULTS, HOOKS, Faults, check_bool, check_callable, check_choice, check_int, check_number, check_str,
-    long_lived_startup, park_shared_workers,
+    log_quietly, long_lived_startup, park_shared_workers,
 )
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors, traffic_detectors
@@ -131,11 +132,14 @@ class PerfSDK:
 _HANDLE: PerfSDK | None = None
 _INIT_LOCK = threading.Lock()
 _EXIT_HOOKED = False
+_EXITED = False  # perfsdk's exit hook has run: the process is on its way out
 
 
 def _shutdown_at_exit() -> None:
     """At interpreter exit: the running handle, if any, is shut down -- its buffered spans and
     rows written -- as an explicit ``shutdown()`` would."""
+    global _EXITED
+    _EXITED = True
     handle = _HANDLE
     if handle is not None:
         handle.shutdown()
@@ -226,7 +230,9 @@ def init(
         ``stats()["export"]["spans_dropped"]``, a metric, the log and the next
         file's metadata) or ``"block"`` (wait up to 0.1 s for room, then drop).
 
-    A second ``init`` while perfsdk is running returns the running handle.
+    A second ``init`` while perfsdk is running returns the running handle. ``init`` called while
+    the interpreter exits (from an ``atexit`` hook) raises ``RuntimeError``: nothing it recorded
+    could be written any more.
     """
     global _HANDLE
     factories = span_detectors(detectors, threshold)
@@ -255,12 +261,16 @@ def init(
     check_choice("export_on_full", export_on_full, ("drop", "block"))
     if redactor is not None and not isinstance(redactor, Redactor):
         raise TypeError(f"redactor must be a perfsdk.export.Redactor, got {redactor!r}")
+    if _HANDLE is None and _interpreter_exiting():
+        raise RuntimeError("perfsdk.init() called while the interpreter is exiting (from an atexit hook?): "
+                           "its threads would never run and nothing it records would be written; "
+                           "call init() while the application starts")
     if export_dir is not None:
         export_dir = _usable_directory(export_dir)
     # Nothing above changed anything; nothing below is made global until all of it stood up.
     with _INIT_LOCK, long_lived_startup():  # what init makes lives as long as the process
         if _HANDLE is not None:
-            log.warning("perfsdk.init() called again; returning the running handle")
+            log_quietly(log, logging.WARNING, "perfsdk.init() called again; returning the running handle")
             return _HANDLE
         faults = Faults()
         undo: list[Callable[[], Any]] = []  # what stood up so far is taken down if anything after fails
@@ -318,6 +328,16 @@ def init(
         return _HANDLE
 
 
+def _interpreter_exiting() -> bool:
+    """Is the process on its way out: perfsdk's exit hook run, or the interpreter's ``atexit``
+    hooks running on the main thread (marked stopped by then)? An ``init()`` now would start
+    threads nobody joins and register an exit hook that never runs: nothing it records would
+    be written."""
+    main = threading.main_thread()
+    return (_EXITED or sys.is_finalizing()
+            or (threading.current_thread() is main and not main.is_alive()))
+
+
 def _take_down(undo: list[Callable[[], Any]]) -> None:
     """A failed ``init()`` leaves nothing behind: what it stood up (the export's and the sampler's
     threads, the gc callback, a provider it created) is stopped, newest first."""
@@ -325,7 +345,7 @@ def _take_down(undo: list[Callable[[], Any]]) -> None:
         try:
             stop()
         except Exception:  # the error that failed init() is the one to raise
-            log.debug("perfsdk: %r failed while undoing a failed init()", stop, exc_info=True)
+            log_quietly(log, logging.DEBUG, "perfsdk: %r failed while undoing a failed init()", stop, exc_info=True)
 
 
 def _usable_directory(path: Any) -> str:
