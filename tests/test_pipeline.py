@@ -288,8 +288,8 @@ def test_a_season_past_the_maximum_is_a_value_error_naming_it(season):
         AlertPipeline(season=season)
 
 
-@pytest.mark.parametrize("duplicate", [lambda p: pickle.loads(pickle.dumps(p)), __import__("copy").deepcopy],
-                         ids=["pickle", "deepcopy"])
+@pytest.mark.parametrize("duplicate", [lambda p: pickle.loads(pickle.dumps(p)), __import__("copy").deepcopy,
+                                       __import__("copy").copy], ids=["pickle", "deepcopy", "copy"])
 def test_a_copied_pipeline_keeps_what_its_arima_knows_of_its_fits(duplicate):
     """The member was rebuilt as a clone and a snapshot: after a level shift, its refit due took
     its model for a stand-in and searched the order again (ARIMA(2, 1, 2) for (1, 0, 0)), and the

@@ -268,8 +268,8 @@ cdef class DeferringLock:
 
     A garbage collection runs finalizers on whatever thread allocated at that moment -- maybe one
     holding the lock -- and SQLAlchemy gives a collected connection back from one: taking the lock
-    there would wait for ever. Such work is ``defer``red instead, and runs on that thread as soon as
-    it releases the lock. ``with lock:``, ``acquire`` and ``release`` work as a ``threading.Lock``'s.
+    there would wait for ever. Such work is ``defer``red instead, and runs as soon as the lock is
+    released, on the thread that releases it. ``with lock:``, ``acquire`` and ``release`` work as a ``threading.Lock``'s.
 
     >>> lock, ran = DeferringLock(), []
     >>> with lock:

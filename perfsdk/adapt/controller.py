@@ -407,6 +407,8 @@ class Controller:
                 wanted, after = stepped[action], reach[action]
                 if after != wanted or after == before:
                     guardrail = f"{'max' if action is Action.GROW else 'min'}_{target.value_name}"
+                if self._pace < self.step:
+                    summary += f"; a step of {self._pace:.3g}x, narrowed after turning round (whole: {self.step:g}x)"
         if evidence.floor is not None and after < min(evidence.floor, high):  # falling behind, or a surge ahead
             after, action, guardrail = min(evidence.floor, high), Action.GROW, "demand"
         if evidence.ceiling is not None and after > max(before, evidence.ceiling):

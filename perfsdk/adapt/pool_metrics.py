@@ -38,6 +38,7 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
+from perfsdk._runtime.forks import at_fork
 from perfsdk._version import __version__
 
 __all__ = ["PoolMetrics"]
@@ -89,6 +90,11 @@ class _Instruments:
             if instruments is None:
                 instruments = cls._by_provider[meter_provider] = cls(meter_provider.get_meter("perfsdk", __version__))
         return instruments
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        # a thread of the parent making instruments or collecting held it, and does not exist here
+        cls._lock = threading.Lock()
 
     def __init__(self, meter: Any) -> None:
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -152,3 +158,6 @@ def _even_sample(samples: Sequence[float]) -> Sequence[float]:
         return samples
     start = random.randrange(n)  # a random phase: no periodic pattern in the load lines up with the picks
     return [samples[(start + i * n // RECORDED_PER_INTERVAL) % n] for i in range(RECORDED_PER_INTERVAL)]
+
+
+at_fork(_Instruments._after_fork)

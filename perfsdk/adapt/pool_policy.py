@@ -602,7 +602,7 @@ class PoolEvidence:
             if size >= peak:
                 return hold
             if math.isfinite(offered) and offered > size:  # a backlog this size cannot drain: it grows
-                return little + interval * (offered - size) / (2 * size)
+                return little + _backlog_growth(offered, size, interval)
             return little
         shaped = None
         if holds is not None and len(holds) >= 20 and hold > 0 and holds.mean() > 0:
@@ -615,12 +615,18 @@ class PoolEvidence:
         if size >= peak:
             return hold * spread
         if offered >= size:
-            return max(little * spread, hold * spread + interval * (offered - size) / (2 * size))
+            return max(little * spread, hold * spread + _backlog_growth(offered, size, interval))
         waits = erlang_c(size, offered)  # near saturation the M/M/n tail is long: no longer than half an interval
         if shaped is not None:
             return sum_quantile(shaped, waits, (size - offered) / hold, quantile, interval / 2)
         tail = math.log(waits / 0.05) * hold / (size - offered) if waits > 0.05 else 0.0
         return hold + min(tail, interval / 2)
+
+
+def _backlog_growth(offered: float, size: int, interval: float) -> float:
+    """The mean extra wait (s) over an ``interval`` in which arrivals that keep ``offered`` connections
+    busy meet ``size`` (fewer): the queue grows by the difference, half of it on average."""
+    return interval * (offered - size) / (2 * size)
 
 
 def sum_quantile(ordered: np.ndarray, waits: float, rate: float, quantile: float, longest: float) -> float:

@@ -34,6 +34,7 @@ in Numba (``kernels_pipeline``), bit for bit alike.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -286,6 +287,10 @@ class AlertPipeline(StreamingDetector, PipelineCore):
         what a snapshot does not hold (an ``ArimaDetector``'s fit history: rebuilt from a clone
         and a snapshot, its next refit searched the order again); then this snapshot."""
         return (_restore_pipeline, (type(self), self._params(), self.snapshot()))
+
+    def __copy__(self) -> "AlertPipeline":
+        # a shallow copy would hand this pipeline's own detector to the copy (one detector, two pipelines)
+        return copy.deepcopy(self)
 
     # -- counters ------------------------------------------------------------
     @property

@@ -65,7 +65,7 @@ class ArrowExport:
     max_queue_bytes
         The span queue's bound, in bytes, as the chunks measure themselves (the one being
         filled too): 64 MiB holds a burst of 350,000 spans of two short attributes (190 bytes
-        each), 75,000 with a dozen HTTP attributes (900), 33,000 with a dozen 100-character
+        each), 75,000 with a dozen HTTP attributes (900), about 31,500 with a dozen 100-character
         ones (2 KB), while the writer catches up. One chunk is always let in, however large,
         so a tiny bound slows the export but never stops it.
     on_full, block_timeout_s
@@ -118,7 +118,8 @@ class ArrowExport:
                 if due:
                     self._last_drop_log = now
             if due:
-                log_quietly(log, logging.WARNING, "perfsdk: the span export queue is full (%d bytes); %d spans "
+                log_quietly(log, logging.WARNING, "perfsdk: spans dropped: the span export queue is full (%d "
+                            "bytes), or a span ended inside the collector on its own thread (a signal handler); %d spans "
                             "dropped so far, counted in stats()['export']['spans_dropped'] and in the files' "
                             "metadata", self.max_queue_bytes, self.collector.dropped, faults=self.faults)
 
