@@ -1728,6 +1728,24 @@ def test_the_arrival_forecast_announces_no_surge_on_a_flat_rate_with_a_season():
 
 
 # -- found by a hunt ------------------------------------------------------------------------------
+def test_an_interrupt_in_a_deferred_give_back_is_counted_not_raised_from_the_release_of_the_lock():
+    """A give-back deferred under the lock runs as the lock is released, inside another caller's
+    acquire or release: an interrupt raised there came out of that caller's release of the lock,
+    before it had settled its own books (a connection lent and never handed over)."""
+    pool = fixed(min_size=1, max_size=2)
+    conn = pool.acquire()
+
+    def interrupted(records: list) -> None:
+        raise KeyboardInterrupt
+
+    pool._retire_later = interrupted
+    with pool._lock:
+        pool.release(conn, broken=True)  # on the thread holding the lock: deferred
+    assert pool.stats()["faults"]["giving back a connection"] == 1 and pool.stats()["in_use"] == 0
+    del pool._retire_later
+    pool.close()
+
+
 def test_a_release_in_a_garbage_collection_run_under_the_pools_lock_waits_for_nothing():
     """SQLAlchemy gives a collected connection back from a finalizer, on whatever thread the garbage
     collector runs -- maybe one holding the pool's lock (any allocation there may collect): the release

@@ -668,10 +668,12 @@ cdef class LendingPath:
 
     def _give_back_deferred(self, conn, bint broken, double now, Waiter waiter, bint reset_failed):
         """A give-back deferred until this thread released the lock (see ``DeferringLock``). Its caller
-        (a finalizer) has returned, so nobody is left to raise to: a failure is counted."""
+        (a finalizer) has returned, so nobody is left to raise to: a failure is counted -- an interrupt
+        too, as Python ignores one raised in a finalizer. Raised here, it would leave the release that
+        ran this half done (a connection lent and never recorded as given to its caller)."""
         try:
             self._give_back(conn, broken, now, waiter, reset_failed)
-        except Exception as exc:
+        except BaseException as exc:
             self.faults.record("giving back a connection", exc)
 
     def _hand_off(self, Lent record, double now):
