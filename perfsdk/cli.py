@@ -2,7 +2,7 @@
 
     perfsdk detect FILE.csv|- [--window N | --alpha A] [--threshold T] [--warmup W] [--json]
     perfsdk analyze PATH [--out DIR] [--detector default|zscore|arima] [--threshold T] [--scheduler ADDRESS]
-    perfsdk testgen --from DATA_DIR --out FILE.json [--variant V] [--duration S]
+    perfsdk testgen --from DATA_DIR --out FILE.json [--service NAME] [--variant V] [--duration S]
                     [--goal TEXT [--llm-url BASE_URL --llm-model NAME [--llm-timeout S] [--allow-host HOST ...]]]
     perfsdk testgen --from DATA_DIR --bench-out FILE.py [--top N]
     perfsdk loadtest FILE.json --host URL [--duration S] [--json-out RESULTS.json] [--dry-run] [--workdir DIR]
@@ -187,7 +187,7 @@ def _testgen(args: argparse.Namespace) -> int:
         outputs.append((args.bench_out, bench_text))
     if args.out is not None:
         try:
-            model = TrafficModel.from_table(spans)
+            model = TrafficModel.from_table(spans, service=args.service)
         except ValueError as exc:
             raise _source_error(args.source, exc) from None
         scenario = _scenario(args, model)
@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "traced with @perfsdk.monitor")
     testgen.add_argument("--top", type=int, default=None, help="how many functions --bench-out benchmarks "
                          "(default 10)")
+    testgen.add_argument("--service", help="the service whose traffic to model, when the spans hold more than one")
     testgen.add_argument("--variant", default="replay",
                          help="replay, flash_sale, cold_cache, long_sessions or error_paths (default replay)")
     testgen.add_argument("--duration", type=float, default=None,

@@ -106,8 +106,8 @@ def test_missing_file_and_bad_option(tmp_path, capsys):
     assert "window must be an integer" in capsys.readouterr().err
 
 
-def _export_with_one_route(root: Path) -> Path:
-    """An export directory of ten GET /cart server spans."""
+def _export_with_one_route(root: Path, service: str = "shop") -> Path:
+    """An export directory of ten GET /cart server spans (of ``service``)."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -115,13 +115,26 @@ def _export_with_one_route(root: Path) -> Path:
 
     rows = [{"trace_id": f"{i:032x}", "span_id": f"{i:016x}", "name": "GET /cart", "kind": "SERVER",
              "start_time": i * 10**9, "end_time": i * 10**9 + 10**6, "duration_ms": 1.0, "status_code": "UNSET",
-             "service.name": "shop", "attributes": [("http.method", "GET"), ("http.target", "/cart")]}
+             "service.name": service, "attributes": [("http.method", "GET"), ("http.target", "/cart")]}
             for i in range(10)]
-    folder = root / "spans" / "service=shop" / "date=2026-01-01"
+    folder = root / "spans" / f"service={service}" / "date=2026-01-01"
     folder.mkdir(parents=True)
     with ipc.new_file(str(folder / "part-1.arrow"), SPANS) as f:
         f.write_table(pa.Table.from_pylist(rows, schema=SPANS))
     return root
+
+
+def test_testgen_with_spans_of_two_services_asks_for_one(tmp_path, capsys):
+    """A frontend's and its backend's server spans made one user chain of both."""
+    source = _export_with_one_route(tmp_path / "export")
+    _export_with_one_route(source, service="stock")
+    out = tmp_path / "s.json"
+    assert main(["testgen", "--from", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 services (shop (10 requests), stock (10 requests))" in err and "--service NAME" in err
+    assert not out.exists()
+    assert main(["testgen", "--from", str(source), "--out", str(out), "--service", "stock"]) == 0
+    assert json.loads(out.read_text())["metadata"]["source_requests"] == 10
 
 
 @pytest.mark.parametrize("options,message", [

@@ -182,6 +182,8 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
     "NaN rate": (answer(json.dumps(GOOD).replace("10.0", "NaN")), "$", "NaN is not a JSON number"),
     "Infinity users": (answer(json.dumps(GOOD).replace("10.0", "Infinity")), "$", "Infinity"),
     "a number too large": (answer(json.dumps(GOOD).replace("10.0", "1e400")), "$", "too large a number"),
+    "an integer too large for a float": (answer(json.dumps(GOOD).replace("10.0", "1" + "0" * 400)),
+                                         "$.load.stages[1].arrival_rate", "too large a number"),
     "nested a million deep": (answer("[" * 1_000_000), "$", "not JSON"),
     "wrong version": (answer(good(version=2)), "$.version", "1 was expected"),
     "no tasks": (answer({k: v for k, v in GOOD.items() if k != "tasks"}), "$", "'tasks' is a required property"),
@@ -196,6 +198,9 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
     "dots in percent-encoding": (answer(_step("GET", "/products/%2e%2e")), "$.tasks[0].steps[0].path", "not a route"),
     "a slash in percent-encoding": (answer(_step("GET", "/products/..%2F..%2Fadmin")), "$.tasks[0].steps[0].path",
                                     "not a route"),
+    "'..' as a generator value in a path": (answer(good(generators={"pid": {"kind": "choice", "values": ["1", ".."]}},
+                                                         tasks=[GOOD["tasks"][0]], assertions=[])),
+                                             "$.generators.pid.values[1]", "walks out of the route"),
     "a header over two lines": (answer(_step("GET", "/products/{pid}", headers={"X-A": "1\r\nHost: evil.example"})),
                                 "$.tasks[0].steps[0].headers['X-A']", "should not be valid"),
     "a header ending in a newline": (answer(_step("GET", "/products/{pid}", headers={"X-A": "1\n"})),
@@ -226,6 +231,10 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
                       "$.tasks[0].steps[0].headers['Host']", "where or as whom"),
     "an Authorization header": (answer(_step("GET", "/", headers={"authorization": "Bearer x"})),
                                 "$.tasks[0].steps[0].headers['authorization']", "as whom"),
+    **{f"an {header} header": (answer(_step("GET", "/products/{pid}", headers={header: "/admin"})),
+                               f"$.tasks[0].steps[0].headers['{header}']", "where or as whom")
+       for header in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL",
+                      "X-Rewrite-URL", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Server")},
     "Python code as the answer": (answer("__import__('os').system('touch pwned')"), "$", "not JSON"),
 }
 

@@ -186,6 +186,17 @@ def test_generators_draw_data_encoded_for_where_it_goes() -> None:
     assert step.url(*values) == "/a%20b/a%20b%2Fc/%7Bx%7D?q+r=x+a+b%2Fc"
 
 
+def test_a_dot_value_in_a_path_is_encoded_not_a_dot_segment() -> None:
+    """quote() leaves "." and ".." as they are: /users/{uid}/orders with uid ".." asked a normalising
+    server for /orders."""
+    assert [locust_runner._path_segment(v) for v in (".", "..", "...", "a.b")] == ["%2E", "%2E%2E", "...", "a.b"]
+    specs = {"uid": {"kind": "choice", "values": [".."]}}
+    path = locust_runner._generators(specs, locust_runner._path_segment, {})
+    step = locust_runner._Step({"method": "GET", "path": "/users/{uid}/orders"})
+    values = [locust_runner._Values(path, random.Random(0))] * 2
+    assert step.url(*values) == "/users/%2E%2E/orders"
+
+
 def test_a_choice_draws_its_otherwise_share_from_the_range() -> None:
     specs = {"pid": {"kind": "choice", "values": ["7"], "otherwise": {"share": 0.25, "low": 100, "high": 199}}}
     draw = locust_runner._generators(specs, str, {})["pid"]

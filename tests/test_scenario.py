@@ -141,6 +141,17 @@ def test_non_finite_numbers_are_refused_however_they_come():
         Scenario.from_json(text)
 
 
+def test_an_integer_too_large_for_a_float_is_refused_with_its_path():
+    big = "1" + "0" * 400
+    text = json.dumps(valid()).replace('"arrival_rate": 5', f'"arrival_rate": {big}', 1)
+    with pytest.raises(ScenarioError) as info:
+        Scenario.from_json(text)
+    assert info.value.problems == [("$.load.stages[0].arrival_rate", "an integer of 401 digits is too large a number")]
+    data = valid()
+    data["session"] = {"think_time_s": {"kind": "constant", "value": -int(big)}}
+    assert problems_of(data) == [("$.session.think_time_s.value", "an integer of 401 digits is too large a number")]
+
+
 def test_an_ipv6_host_can_be_allowed():
     data = valid()
     data["host"] = "http://[::1]:8000"

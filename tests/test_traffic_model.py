@@ -212,3 +212,95 @@ def test_when_no_route_fits_a_scenario_the_error_says_why():
     with pytest.raises(ValueError, match=r"no route of the recorded traffic fits in a scenario: GET /static/a+\.\.\. "
                                          r"\(262 characters\): left out \(5 requests\), its key is longer"):
         model.generate()
+
+
+def _spans(rows: list[dict], start_s: float = 1.7e9) -> pa.Table:
+    """Server spans from (attributes, and optionally name, start_s, service) rows."""
+    out = []
+    for i, row in enumerate(rows):
+        start = int((start_s + row.get("start_s", i)) * 1e9)
+        out.append({"trace_id": f"{i + 1:032x}", "span_id": f"{i + 1:016x}", "name": row.get("name", "GET"),
+                    "kind": "SERVER", "start_time": start, "end_time": start + 10**6, "duration_ms": 1.0,
+                    "status_code": "UNSET", "service.name": row.get("service", "shop"),
+                    "attributes": list(row["attributes"].items())})
+    return pa.Table.from_pylist(out, schema=SPANS)
+
+
+def test_without_a_target_the_path_comes_from_url_full_or_the_span_name_templated():
+    """The raw span name was the route: every id its own route ("GET GET /orders/100000"), and a
+    token or a query's values in the name reached the LLM prompt."""
+    rows = [{"attributes": {"http.request.method": "GET", "url.full": f"https://shop.example/orders/{100 + k}?x=1",
+                            "session.id": "a"}, "name": "GET"} for k in range(3)]
+    rows += [{"attributes": {"http.request.method": "GET", "session.id": "b"}, "name": f"GET /orders/{200 + k}"}
+             for k in range(3)]
+    rows += [{"attributes": {"http.request.method": "GET", "session.id": "c"},
+              "name": "GET /password-reset/Tk3n9aZq81LmPw2x7"},
+             {"attributes": {"http.request.method": "POST", "http.route": "", "session.id": "c"},
+              "name": "POST /pay?card=4111111111111111&cvv=123"}]
+    model = TrafficModel.from_table(_spans(rows))
+    assert sorted(r.key for r in model.routes) == ["GET /orders/{id}", "GET /password-reset/{token}", "POST /pay"]
+    orders = next(r for r in model.routes if r.key == "GET /orders/{id}")
+    assert orders.count == 6 and set(orders.path_params["id"]) == {"100", "101", "102", "200", "201", "202"}
+    profile = json.dumps(model.profile())
+    assert "Tk3n9aZq81LmPw2x7" not in profile and "cvv=123" not in profile and "4111" not in profile
+
+
+def test_url_query_is_the_query_of_url_path():
+    rows = [{"attributes": {"http.request.method": "GET", "http.route": "/search", "url.path": "/search",
+                            "url.query": f"q=mug{k % 3}", "session.id": f"s{k}"}} for k in range(6)]
+    rows.append({"attributes": {"http.request.method": "GET", "http.route": "/search", "http.target": "/search?q=cup",
+                                "url.query": "q=ignored", "session.id": "t"}})
+    model = TrafficModel.from_table(_spans(rows))
+    assert dict(model.routes[0].query_params["q"]) == {"mug0": 2, "mug1": 2, "mug2": 2, "cup": 1}
+    assert model.generate().tasks[0]["steps"][0]["query"] == {"q": "{q}"}
+
+
+def test_spans_of_two_services_are_refused_naming_them_unless_one_is_chosen():
+    """A frontend and the backend it calls made one user chain of both services' routes."""
+    rows = []
+    for k in range(6):
+        rows.append({"attributes": {"http.request.method": "GET", "http.target": f"/products/{k}",
+                                    "session.id": f"s{k}"}, "service": "frontend", "start_s": k})
+        rows.append({"attributes": {"http.request.method": "GET", "http.target": f"/stock/{k}",
+                                    "session.id": f"s{k}"}, "service": "inventory", "start_s": k + 0.01})
+    table = _spans(rows)
+    with pytest.raises(ValueError, match=re.escape("2 services (frontend (6 requests), inventory (6 requests))")):
+        TrafficModel.from_table(table)
+    model = TrafficModel.from_table(table, service="frontend")
+    assert [r.key for r in model.routes] == ["GET /products/{id}"] and model.service == "frontend"
+    with pytest.raises(ValueError, match="service 'nope'"):
+        TrafficModel.from_table(table, service="nope")
+
+
+def test_requests_no_session_or_client_tells_apart_are_a_session_each_and_noted():
+    """All of them were one session "client:?", which the runner then cut at 1,000 requests."""
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/"}, "start_s": k * 0.1} for k in range(1500)]
+    model = TrafficModel.from_table(_spans(rows))
+    assert model.sessions == 1500
+    notes = model.generate().metadata["notes"]
+    assert any("1,500 requests with no session key" in note and "each trace taken as a session" in note
+               for note in notes)
+
+
+def test_a_session_longer_than_the_runner_sends_is_noted():
+    from perfsdk.testgen import locust_runner
+    from perfsdk.testgen.scenario import MAX_SESSION_REQUESTS
+
+    assert locust_runner._Sessions.MAX_TASKS == MAX_SESSION_REQUESTS
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/", "session.id": "bot"},
+             "start_s": k * 0.01} for k in range(MAX_SESSION_REQUESTS + 5)]
+    notes = TrafficModel.from_table(_spans(rows)).generate().metadata["notes"]
+    assert "1 of 1 sessions longer than the 1000 requests a simulated session sends (the longest 1005): " \
+           "they are cut there" in notes
+
+
+def test_a_span_dated_at_the_epoch_is_left_out_and_noted():
+    """One span of a clock not yet set stretched the window to 54 years and the arrivals to nothing."""
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/", "session.id": f"s{k}"},
+             "start_s": k * 0.5} for k in range(200)]
+    clean = TrafficModel.from_table(_spans(rows))
+    with_epoch = TrafficModel.from_table(pa.concat_tables([_spans(rows), _spans(rows[:1], start_s=0.0)]))
+    assert with_epoch.window_s == clean.window_s and with_epoch.requests == 200
+    assert with_epoch.generate().stages == clean.generate().stages
+    assert "1 request left out, dated before 2000 among 200 later: a clock not yet set" in \
+        with_epoch.generate().metadata["notes"]

@@ -46,8 +46,8 @@ from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk._version import __version__
 from perfsdk.export.redact import REDACTED, scrub
 from perfsdk.testgen.scenario import (
-    HTTP_METHODS, ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, schema_problems,
-    semantic_problems,
+    HTTP_METHODS, ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, placeholders,
+    schema_problems, semantic_problems,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +69,10 @@ DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 FORBIDDEN_HEADERS = frozenset((
     "host", "authorization", "proxy-authorization", "cookie", "connection", "content-length",
     "transfer-encoding", "upgrade", "te", "trailer", "keep-alive", "proxy-connection", "forwarded",
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-forwarded-prefix",
+    "x-forwarded-port", "x-forwarded-server",
+    # a method or path a proxy or framework takes instead of the request's own
+    "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
 ))
 
 
@@ -855,11 +858,30 @@ def _request_problems(data: Mapping[str, Any], routes: Sequence[_Route]) -> list
             if not any(_matches(route, step["method"], step["path"]) for route in routes):
                 problems.append((f"{where}.path", f"{step['method']} {_snippet(step['path'], 120)} is not a route "
                                                   f"of the observed traffic (routes: {known})"))
+            problems += _dot_values(data.get("generators", {}), step["path"], f"{where}.path")
             for header in step.get("headers", {}):
                 if header.strip().lower() in FORBIDDEN_HEADERS:
                     problems.append((f"{where}.headers[{header!r}]",
                                      f"{header} may not be set by a generated scenario: it changes where or "
                                      f"as whom a request goes"))
+    return problems
+
+
+def _dot_values(generators: Mapping[str, Any], path: str, where: str) -> list[tuple[str, str]]:
+    """A generator's "." or ".." drawn into a path: a server that normalises the path would serve
+    a route the traffic never showed, as a literal dot segment would (``_matches`` refuses that)."""
+    try:
+        names = placeholders(path.split("?", 1)[0])
+    except ValueError:  # the schema's check has said so
+        return []
+    problems = []
+    for name in dict.fromkeys(names):
+        gen = generators.get(name, {})
+        for k, value in enumerate(gen.get("values", ()) if gen.get("kind") == "choice" else ()):
+            if value in (".", ".."):
+                problems.append((f"$.generators.{name}.values[{k}]",
+                                 f"{value!r} may not be a value of a generator used in a path ({where}): as a "
+                                 f"path segment it walks out of the route"))
     return problems
 
 

@@ -182,7 +182,10 @@ def _uuid_draw(rng: random.Random) -> str:
 
 
 def _path_segment(text: str) -> str:
-    """A value as one path segment: everything but unreserved characters percent-encoded ('/' too)."""
+    """A value as one path segment: everything but unreserved characters percent-encoded ('/' too),
+    and a value "." or ".." too, or a normalising server would walk the path out of the route."""
+    if text in (".", ".."):  # unreserved, so quote() leaves them be
+        return text.replace(".", "%2E")
     return quote(text, safe="")
 
 
@@ -292,7 +295,7 @@ class _Sessions:
     """
 
     END = -1
-    MAX_TASKS = 1000
+    MAX_TASKS = 1000  # scenario.MAX_SESSION_REQUESTS: a literal, as this class is copied into the locustfile
 
     def __init__(self, scenario: Mapping[str, Any]) -> None:
         tasks = scenario["tasks"]

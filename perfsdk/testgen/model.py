@@ -36,7 +36,8 @@ import pyarrow.compute as pc
 from perfsdk._runtime import check_number
 from perfsdk.export.redact import REDACTED
 from perfsdk.testgen.scenario import (
-    HTTP_METHODS, MAX_ASSERTIONS, MAX_GENERATORS, MAX_NAME_CHARS, MAX_QUERY_PARAMS, MAX_TASKS, MAX_VALUE_CHARS,
+    HTTP_METHODS, MAX_ASSERTIONS, MAX_GENERATORS, MAX_NAME_CHARS, MAX_QUERY_PARAMS, MAX_SESSION_REQUESTS, MAX_TASKS,
+    MAX_VALUE_CHARS,
     ROUTE_PARAMETER, SCHEMA_VERSION, Scenario, shortened,
 )
 
@@ -48,15 +49,19 @@ CLIENT_KEYS = ("client.address", "http.client_ip", "net.peer.ip", "net.sock.peer
 METHOD_KEYS = ("http.request.method", "http.method")
 ROUTE_KEYS = ("http.route",)
 TARGET_KEYS = ("http.target", "url.path")
-QUERY_KEYS = ("url.query",)
+FULL_URL_KEYS = ("url.full", "http.url")
+QUERY_KEY = "url.query"  # with url.path (today's semantic conventions), the query apart
 STATUS_KEYS = ("http.response.status_code", "http.status_code")
-COLUMNS = ["kind", "start_time", "end_time", "duration_ms", "status_code", "service.name", "name", "attributes"]
+COLUMNS = ["trace_id", "kind", "start_time", "end_time", "duration_ms", "status_code", "service.name", "name", "attributes"]
 SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance ~1/512)
 MAX_VALUES = 5_000  # most frequent values kept per parameter (as many as the sample below can hold)
 PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
 VARIANTS = ("replay", "flash_sale", "cold_cache", "long_sessions", "error_paths")
 MIN_STAGE_S = 1.0  # Locust's load shape ticks once a second: a shorter stage would pass unseen
 MAX_DEFAULT_DURATION_S = 600.0
+#: A span that started before this, among spans of later years, had a clock not yet set (the epoch):
+#: kept, it would stretch the arrival window over decades.
+EARLIEST_PLAUSIBLE_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 
 
 
@@ -89,6 +94,7 @@ class TrafficModel:
     sessions: int
     requests: int
     service: str = ""
+    notes: list[str] = field(default_factory=list)  # what learning left out or guessed; in each scenario's notes
 
     # -- learning -----------------------------------------------------------------------------
     @classmethod
@@ -98,19 +104,29 @@ class TrafficModel:
         from perfsdk.export import read
 
         table = read(path, table="spans", service=service, columns=COLUMNS)
-        return cls.from_table(table, idle_gap_s=idle_gap_s)
+        return cls.from_table(table, service=service, idle_gap_s=idle_gap_s)
 
     @classmethod
-    def from_table(cls, table: pa.Table, *, idle_gap_s: float = 1800.0) -> "TrafficModel":
+    def from_table(cls, table: pa.Table, *, service: str | None = None,
+                   idle_gap_s: float = 1800.0) -> "TrafficModel":
+        """Learn from a table of spans; ``service`` picks one service's, and must when the table
+        holds the server spans of more than one (a ``ValueError`` names them)."""
         if not idle_gap_s > 0:
             raise ValueError(f"idle_gap_s must be > 0, got {idle_gap_s!r}")
         table = table.select(COLUMNS)
         server = pc.equal(table["kind"], "SERVER")
+        if service is not None:
+            server = pc.and_(server, pc.equal(table["service.name"], service))
         if not pc.all(server).as_py():
             table = table.filter(server)
         if table.num_rows == 0:
-            raise ValueError("no HTTP server spans to learn from (kind SERVER): was the service instrumented "
-                             "with an OpenTelemetry HTTP server instrumentation and exported?")
+            raise ValueError("no HTTP server spans to learn from (kind SERVER"
+                             + (f", service {service!r}" if service is not None else "")
+                             + "): was the service instrumented with an OpenTelemetry HTTP server "
+                               "instrumentation and exported?")
+        _check_one_service(table)
+        notes: list[str] = []
+        table = _without_unset_clocks(table, notes)
         attrs = _Attributes(table["attributes"].combine_chunks())
         keys, target = _route_keys(table, attrs)
         failed = _failed(attrs, table["status_code"].combine_chunks())
@@ -124,8 +140,13 @@ class TrafficModel:
         session_key = _coalesce(attrs, SESSION_KEYS, default=None)
         who = session_key
         if session_key.null_count:
-            client = _coalesce(attrs, CLIENT_KEYS, default="?")
+            client = _coalesce(attrs, CLIENT_KEYS, default=None)
             who = pc.coalesce(session_key, pc.binary_join_element_wise("client:", client, ""))
+        if who.null_count:  # one "session" of all of them would be cut at the runner's cap: a trace each
+            notes.append(f"{_requests(who.null_count)} with no session key ({', '.join(SESSION_KEYS[:3])}) nor "
+                         f"client address: sessions could not be told apart, each trace taken as a session")
+            who = pc.coalesce(who, pc.binary_join_element_wise(
+                "trace:", pc.cast(table["trace_id"], pa.string()).combine_chunks(), ""))
         _, who_idx = _codes(who)
         order = np.lexsort((start, who_idx))
         s_who, s_start, s_end, s_route = who_idx[order], start[order], end[order], route_idx[order]
@@ -136,6 +157,10 @@ class TrafficModel:
         session_id = np.cumsum(new_session) - 1
         n_sessions = int(session_id[-1]) + 1
         lengths = np.bincount(session_id, minlength=n_sessions)
+        if lengths.max() > MAX_SESSION_REQUESTS:
+            notes.append(f"{int((lengths > MAX_SESSION_REQUESTS).sum())} of {n_sessions} sessions longer than the "
+                         f"{MAX_SESSION_REQUESTS} requests a simulated session sends (the longest "
+                         f"{int(lengths.max())}): they are cut there")
         within = ~new_session[1:]
         n_routes = len(route_names)
         transitions = np.zeros((n_routes, n_routes), dtype=np.int64)
@@ -166,7 +191,7 @@ class TrafficModel:
                    think_times_s=_quantiles(think), session_lengths=_quantiles(lengths.astype(float)),
                    session_starts_s=np.sort(session_starts)[:: max(1, len(session_starts) // 100_000)],
                    window_s=float(window_s), sessions=n_sessions, requests=int(table.num_rows),
-                   service=",".join(str(s) for s in services))
+                   service=",".join(str(s) for s in services), notes=notes)
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -237,7 +262,7 @@ class TrafficModel:
             duration = min(max(self.arrival_window_s, MIN_STAGE_S), MAX_DEFAULT_DURATION_S)
         else:  # one stage at least, of a second at least (MIN_STAGE_S); inf would make NaN stages
             duration = check_number("duration_s", duration_s, low=MIN_STAGE_S)
-        notes: list[str] = []
+        notes = list(self.notes)
         kept = self._routes_that_fit(notes)
         generators: dict[str, dict[str, Any]] = {}
         tasks = {i: self._task(self.routes[i], generators, variant, notes) for i in kept}
@@ -440,18 +465,36 @@ class _Attributes:
         return pc.take(self.values, pa.array(take, mask=take < 0))
 
 
+_METHOD_PREFIX = r"^(?:" + "|".join(HTTP_METHODS) + r") +([^ ])"  # a span name's "GET " before the path
+
+
 def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array]:
     """Each span's route key ("GET /products/<int:pid>": method and route template; the path
     templated where no instrumentation named the route), and its target as requested."""
     method = _coalesce(attrs, METHOD_KEYS, default="GET")
-    target = _coalesce(attrs, TARGET_KEYS, default="")
-    # an absolute-form target (as a proxy sees it: "http://host/x") requests the path /x
-    target = pc.replace_substring_regex(target, r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")
+    target = _target(table, attrs)
     route = _coalesce(attrs, ROUTE_KEYS, default=None)
+    route = pc.if_else(pc.equal(route, ""), pa.scalar(None, pa.string()), route)
     if route.null_count:  # no route template: the path as requested, its values made parameters
         route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
-    route = pc.if_else(pc.equal(route, ""), table["name"].combine_chunks(), route)
     return pc.binary_join_element_wise(method, route, " "), target
+
+
+def _target(table: pa.Table, attrs: _Attributes) -> pa.Array:
+    """Each span's request target (path and query): from ``http.target`` or ``url.path`` and
+    ``url.query``, else the path of ``url.full``, else the span's name ("GET /orders/12", as
+    HTTP server instrumentations name a span) without its method. Never the raw name as a
+    route: its ids would each make a route, and its tokens reach a prompt."""
+    target = _coalesce(attrs, TARGET_KEYS + FULL_URL_KEYS, default="")
+    # an absolute-form target (as a proxy sees it, or url.full: "http://host/x") requests the path /x
+    target = pc.replace_substring_regex(target, r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")
+    query = attrs.get(QUERY_KEY)
+    adds_query = pc.fill_null(pc.and_(pc.invert(pc.match_substring(target, "?")),
+                                      pc.greater(pc.utf8_length(query), 0)), False)
+    if pc.any(adds_query).as_py():
+        target = pc.if_else(adds_query, pc.binary_join_element_wise(target, query, "?"), target)
+    named = pc.replace_substring_regex(table["name"].combine_chunks(), _METHOD_PREFIX, "\\1")
+    return pc.if_else(pc.equal(target, ""), pc.fill_null(named, ""), target)
 
 
 def route_durations(table: pa.Table) -> dict[str, np.ndarray]:
@@ -462,6 +505,30 @@ def route_durations(table: pa.Table) -> dict[str, np.ndarray]:
     names, index = _codes(keys)
     duration = table["duration_ms"].to_numpy()
     return {name: duration[index == i] for i, name in enumerate(names)}
+
+
+def _without_unset_clocks(table: pa.Table, notes: list[str]) -> pa.Table:
+    """``table`` without spans from before 2000 when most are later (noted): a clock not yet set."""
+    start = pc.cast(table["start_time"], pa.int64())
+    early = pc.less(start, EARLIEST_PLAUSIBLE_NS)
+    n_early = pc.sum(early).as_py() or 0
+    if not n_early or 2 * n_early >= table.num_rows:
+        return table
+    notes.append(f"{_requests(n_early)} left out, dated before 2000 among {table.num_rows - n_early:,} later: "
+                 f"a clock not yet set")
+    return table.filter(pc.invert(early))
+
+
+def _check_one_service(table: pa.Table) -> None:
+    """A load test drives one service: the server spans of a frontend and of the backend it calls
+    would make one user's chain of both, and send the backend's calls as the users' requests."""
+    counts = pc.value_counts(table["service.name"].drop_null()).to_pylist()
+    if len(counts) > 1:
+        listed = ", ".join(f"{c['values']} ({_requests(c['counts'])})"
+                           for c in sorted(counts, key=lambda c: -c["counts"])[:10])
+        raise ValueError(f"the server spans come from {len(counts)} services ({listed}): a load test drives "
+                         f"one; choose it with service=NAME (TrafficModel.from_arrow or from_table) or "
+                         f"perfsdk testgen --service NAME")
 
 
 def _coalesce(attrs: _Attributes, keys: Iterable[str], default: str | None) -> pa.Array:

@@ -38,6 +38,7 @@ import math
 import os
 import re
 import string
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -45,7 +46,8 @@ from urllib.parse import urlsplit
 
 from perfsdk._runtime import write_atomically
 
-__all__ = ["HTTP_METHODS", "MAX_ASSERTIONS", "MAX_GENERATORS", "MAX_NAME_CHARS", "MAX_QUERY_PARAMS", "MAX_TASKS",
+__all__ = ["HTTP_METHODS", "MAX_ASSERTIONS", "MAX_GENERATORS", "MAX_NAME_CHARS", "MAX_QUERY_PARAMS", "MAX_SESSION_REQUESTS",
+           "MAX_TASKS",
            "MAX_VALUE_CHARS", "ROUTE_PARAMETER", "SCHEMA", "SCHEMA_VERSION", "Limits", "Scenario", "ScenarioError",
            "host_problem", "placeholders"]
 
@@ -56,6 +58,7 @@ MAX_VALUE_CHARS = 1000  # a choice generator's value
 MAX_QUERY_PARAMS = 50  # a step's query parameters (and headers)
 MAX_GENERATORS = 200
 MAX_TASKS = 500
+MAX_SESSION_REQUESTS = 1000  # requests one simulated session sends at most (the Locust runner's cap)
 MAX_ASSERTIONS = 200
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -274,7 +277,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: Any, limits: Limits = Limits()) -> "Scenario":
         """Validate (schema, then meaning) and wrap; ``ScenarioError`` lists every problem."""
-        problems = list(_non_finite(data, "$")) or schema_problems(data)  # NaN slips past every comparison
+        problems = schema_problems(data)
         if not problems:
             problems = semantic_problems(data, limits)
         if problems:
@@ -361,8 +364,12 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _non_finite(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Numbers no cap compares sensibly with: NaN slips past every comparison, and an integer
+    beyond a float's range (JSON allows ``1`` and 400 zeros) breaks every sum and format."""
     if isinstance(value, float) and not math.isfinite(value):
         yield where, f"{value} is not a finite number"
+    elif isinstance(value, int) and abs(value) > sys.float_info.max:
+        yield where, f"an integer of {len(str(abs(value)))} digits is too large a number"
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _non_finite(item, f"{where}[{i}]")
@@ -379,8 +386,13 @@ def _path(parts: Any) -> str:
 
 
 def schema_problems(data: Any) -> list[tuple[str, str]]:
-    """Every place ``data`` breaks the JSON Schema (the most specific message each)."""
+    """Every place ``data`` breaks the JSON Schema (the most specific message each); first, a
+    number no float holds (NaN, infinity, an integer too large), which the schema cannot see."""
     import jsonschema
+
+    unusable = list(_non_finite(data, "$"))
+    if unusable:
+        return unusable
 
     validator = jsonschema.Draft202012Validator(SCHEMA)
     problems = []
