@@ -670,7 +670,8 @@ cdef class LendingPath:
         """A give-back deferred until this thread released the lock (see ``DeferringLock``). Its caller
         (a finalizer) has returned, so nobody is left to raise to: a failure is counted -- an interrupt
         too, as Python ignores one raised in a finalizer. Raised here, it would leave the release that
-        ran this half done (a connection lent and never recorded as given to its caller)."""
+        ran this half done (a connection lent and never recorded as given to its caller); a Ctrl-C
+        that lands just here is counted, not delivered (press it again)."""
         try:
             self._give_back(conn, broken, now, waiter, reset_failed)
         except BaseException as exc:
