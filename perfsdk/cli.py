@@ -161,6 +161,8 @@ def _testgen(args: argparse.Namespace) -> int:
                          "and/or --bench-out FILE.py (benchmarks of the hottest traced functions)")
     if args.top is not None and args.bench_out is None:
         raise InputError("--top goes with --bench-out (how many functions to benchmark)")
+    if args.service is not None and args.out is None:
+        raise InputError("--service goes with --out (the service whose traffic the scenario models)")
     if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")
     if args.out is not None and args.bench_out is not None and Path(args.out).resolve() == Path(

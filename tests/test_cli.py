@@ -137,6 +137,18 @@ def test_testgen_with_spans_of_two_services_asks_for_one(tmp_path, capsys):
     assert json.loads(out.read_text())["metadata"]["source_requests"] == 10
 
 
+def test_testgen_service_must_be_one_there_and_goes_with_out(tmp_path, capsys):
+    source = _export_with_one_route(tmp_path / "export")
+    _export_with_one_route(source, service="stock")
+    out = tmp_path / "s.json"
+    assert main(["testgen", "--from", str(source), "--out", str(out), "--service", "stok"]) == 2
+    assert "no HTTP server spans of service 'stok' to learn from: the server spans are of 'shop', 'stock'" in \
+        capsys.readouterr().err
+    assert main(["testgen", "--from", str(source), "--bench-out", str(tmp_path / "b.py"), "--service", "shop"]) == 2
+    assert "--service goes with --out" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "b.py").exists()
+
+
 @pytest.mark.parametrize("options,message", [
     (["--duration", "-5"], "--duration must be a finite number in [1, 3600], got -5.0"),
     (["--duration", "0.5"], "--duration must be a finite number in [1, 3600], got 0.5"),  # a stage lasts 1 s at least

@@ -142,6 +142,16 @@ def test_a_correct_answer_becomes_a_scenario_with_provenance(llm_server: LLMServ
     assert '"p95_ms"' in prompt and '"session_rate_per_s"' in prompt
 
 
+def test_the_models_notes_are_in_the_scenario_the_llm_wrote(llm_server: LLMServer, model: TrafficModel) -> None:
+    """The docs promise them in every generated scenario; the LLM's scenarios had none."""
+    noted = TrafficModel.from_table(_spans())
+    noted.notes = ["3 server spans with no HTTP path (e.g. 'process_payment'): left out"]
+    llm_server.script(answer(good(metadata={"notes": ["the LLM's own"]})), answer(GOOD))
+    scenario = generator(llm_server).generate(noted, "a flash sale on checkout")
+    assert scenario.metadata["notes"] == noted.notes  # (the answer's metadata is never taken)
+    assert model.notes == [] and "notes" not in generator(llm_server).generate(model, "a flash sale").metadata
+
+
 def test_a_fenced_json_block_is_accepted(llm_server: LLMServer, model: TrafficModel) -> None:
     llm_server.script(answer("Here is the scenario:\n```json\n" + json.dumps(GOOD, indent=2) + "\n```\nEnjoy."))
     scenario = generator(llm_server).generate(model, "flash sale")
@@ -234,7 +244,8 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
     **{f"an {header} header": (answer(_step("GET", "/products/{pid}", headers={header: "/admin"})),
                                f"$.tasks[0].steps[0].headers['{header}']", "where or as whom")
        for header in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL",
-                      "X-Rewrite-URL", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Server")},
+                      "X-Rewrite-URL", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Server",
+                      "X-Forwarded-Uri", "x-forwarded-ssl")},  # any X-Forwarded-*, as the docs say
     "Python code as the answer": (answer("__import__('os').system('touch pwned')"), "$", "not JSON"),
 }
 

@@ -146,10 +146,20 @@ def test_an_integer_too_large_for_a_float_is_refused_with_its_path():
     text = json.dumps(valid()).replace('"arrival_rate": 5', f'"arrival_rate": {big}', 1)
     with pytest.raises(ScenarioError) as info:
         Scenario.from_json(text)
-    assert info.value.problems == [("$.load.stages[0].arrival_rate", "an integer of 401 digits is too large a number")]
+    assert info.value.problems == [("$.load.stages[0].arrival_rate",
+                                    "an integer of about 401 digits is too large a number")]
     data = valid()
     data["session"] = {"think_time_s": {"kind": "constant", "value": -int(big)}}
-    assert problems_of(data) == [("$.session.think_time_s.value", "an integer of 401 digits is too large a number")]
+    assert problems_of(data) == [("$.session.think_time_s.value",
+                                  "an integer of about 401 digits is too large a number")]
+
+
+def test_an_integer_of_more_digits_than_str_converts_is_refused_not_a_crash():
+    """Counting its digits with str() raised ValueError past 4,300 digits (Python 3.11+)."""
+    data = valid()
+    data["session"] = {"think_time_s": {"kind": "constant", "value": 10**5000}}
+    assert problems_of(data) == [("$.session.think_time_s.value",
+                                  "an integer of about 5,001 digits is too large a number")]
 
 
 def test_an_ipv6_host_can_be_allowed():

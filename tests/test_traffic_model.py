@@ -304,3 +304,76 @@ def test_a_span_dated_at_the_epoch_is_left_out_and_noted():
     assert with_epoch.generate().stages == clean.generate().stages
     assert "1 request left out, dated before 2000 among 200 later: a clock not yet set" in \
         with_epoch.generate().metadata["notes"]
+
+
+def _keys(rows: list[dict]) -> dict[str, int]:
+    return {r.key: r.count for r in TrafficModel.from_table(_spans(rows)).routes}
+
+
+def test_a_query_with_no_path_takes_the_path_from_the_span_name():
+    """The target "?q=1" was not empty, so the name was not used, and the route was "GET " (empty)."""
+    rows = [{"attributes": {"http.request.method": "GET", "url.query": "q=1", "session.id": "a"},
+             "name": "GET /search"},
+            {"attributes": {"http.request.method": "GET", "url.full": "https://shop.example?q=2", "session.id": "a"},
+             "name": "GET /search"},
+            {"attributes": {"http.request.method": "GET", "http.target": "?q=3", "session.id": "a"},
+             "name": "GET /search"}]
+    model = TrafficModel.from_table(_spans(rows))
+    assert [(r.key, r.count) for r in model.routes] == [("GET /search", 3)]
+    assert set(model.routes[0].query_params["q"]) == {"1", "2", "3"}
+
+
+def test_a_span_name_that_is_no_http_path_is_left_out_and_noted():
+    """"GET" (today's name of a span with no route), "process_payment", "SELECT orders" became routes."""
+    names = ["GET", "process_payment", "SELECT orders", "grpc.health.v1.Health/Check", "HTTP GET"]
+    rows = [{"attributes": {"session.id": "a"}, "name": name} for name in names]
+    rows += [{"attributes": {"session.id": "b"}, "name": "get /x/1"},
+             {"attributes": {"session.id": "b", "url.query": "q=1"}, "name": "process_payment"}]
+    model = TrafficModel.from_table(_spans(rows))
+    assert [r.key for r in model.routes] == ["GET /x/{id}"]
+    assert "6 server spans with no HTTP path (e.g. 'GET'): left out" in model.notes
+    assert "6 server spans with no HTTP path" in "\n".join(model.generate().metadata["notes"])
+    with pytest.raises(ValueError, match=r"none of the 5 server spans has an HTTP path .*e\.g\. 'GET'"):
+        TrafficModel.from_table(_spans(rows[:5]))
+
+
+def test_the_method_in_the_span_name_is_the_requests_when_no_attribute_says_it():
+    rows = [{"attributes": {"session.id": "a"}, "name": "POST /orders/5"},
+            {"attributes": {"session.id": "a", "http.target": "/orders/6"}, "name": "delete /orders/6"},
+            {"attributes": {"session.id": "a", "http.request.method": "PUT"}, "name": "POST /orders/7"},
+            {"attributes": {"session.id": "a", "http.target": "/orders/8"}, "name": "orders"}]
+    assert _keys(rows) == {"POST /orders/{id}": 1, "DELETE /orders/{id}": 1, "PUT /orders/{id}": 1,
+                           "GET /orders/{id}": 1}
+
+
+def test_spans_before_2000_kept_when_half_or_more_are_noted():
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/", "session.id": f"s{k}"},
+             "start_s": k * 0.5} for k in range(4)]
+    model = TrafficModel.from_table(pa.concat_tables([_spans(rows[:2]), _spans(rows, start_s=0.0)]))
+    assert model.requests == 6
+    assert "4 requests dated before 2000 among 2 later: kept, being half or more of them (a clock not yet set " \
+           "would stretch the arrival window)" in model.notes
+    assert TrafficModel.from_table(_spans(rows, start_s=0.0)).notes == []  # all of them early: a test clock
+
+
+def test_a_table_without_trace_ids_makes_a_session_of_each_request_and_one_without_a_column_says_which():
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/"}, "start_s": k * 0.1} for k in range(5)]
+    table = _spans(rows).drop_columns(["trace_id"])
+    model = TrafficModel.from_table(table)
+    assert model.sessions == 5
+    assert any("each request taken as a session (no trace_id column)" in note for note in model.notes)
+    assert sorted(route_durations(table)) == ["GET /"]
+    with pytest.raises(ValueError, match="the spans table lacks the column attributes"):
+        TrafficModel.from_table(_spans(rows).drop_columns(["attributes"]))
+
+
+def test_an_empty_service_name_is_no_second_service_and_an_unknown_one_lists_those_there(tmp_path):
+    from perfsdk.export import read
+
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": "/", "session.id": "a"},
+             "service": "shop" if k < 3 else ""} for k in range(4)]
+    table = _spans(rows)
+    assert TrafficModel.from_table(table).requests == 4
+    with pytest.raises(ValueError, match=re.escape("no HTTP server spans of service 'shp' to learn from: "
+                                                   "the server spans are of 'shop'")):
+        TrafficModel.from_table(table, service="shp")

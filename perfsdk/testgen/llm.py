@@ -65,7 +65,8 @@ MAX_ANOMALIES = 20  # the most recent, in the prompt
 MAX_INCIDENTS = 10
 MAX_BACKOFF_S = 30.0
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
-#: Headers a generated step may not set: they change where a request goes, or as whom.
+#: Headers a generated step may not set: they change where a request goes, or as whom. Any
+#: ``X-Forwarded-*`` header too (``FORBIDDEN_HEADER_PREFIX``): proxies read more than these.
 FORBIDDEN_HEADERS = frozenset((
     "host", "authorization", "proxy-authorization", "cookie", "connection", "content-length",
     "transfer-encoding", "upgrade", "te", "trailer", "keep-alive", "proxy-connection", "forwarded",
@@ -74,6 +75,7 @@ FORBIDDEN_HEADERS = frozenset((
     # a method or path a proxy or framework takes instead of the request's own
     "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
 ))
+FORBIDDEN_HEADER_PREFIX = "x-forwarded-"
 
 
 class LLMError(RuntimeError):
@@ -351,7 +353,8 @@ class LLMScenarioGenerator:
             rate=self.limits.max_arrival_rate, users=self.limits.max_users,
             duration=self.limits.max_duration_s,
             hosts=", ".join(self.limits.allowed_hosts or ()) or "(none: leave it out)",
-            headers=", ".join(sorted(FORBIDDEN_HEADERS)), version=SCHEMA_VERSION,
+            headers=", ".join(sorted(FORBIDDEN_HEADERS)) + f", any {FORBIDDEN_HEADER_PREFIX}*",
+            version=SCHEMA_VERSION,
             schema=json.dumps(SCHEMA, separators=(",", ":")))
         context: dict[str, Any] = {"traffic_profile": profile}
         recent = [_anomaly_summary(a) for a in list(anomalies)[-MAX_ANOMALIES:]]
@@ -395,7 +398,8 @@ class LLMScenarioGenerator:
                 llm_host=urlsplit(self.base_url).netloc, prompt_sha256=prompt_sha256,
                 schema_version=SCHEMA_VERSION, attempts=attempt, repairs=attempt - 1, http_retries=retries,
                 routes_from="openapi" if self.openapi_routes is not None else "traffic",
-                goal=clean(goal.strip()))
+                goal=clean(goal.strip()),
+                **({"notes": list(model.notes)} if model.notes else {}))  # what learning left out, as every scenario
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _validate(self, answer: _Answer, routes: Sequence[_Route]) -> Scenario:
@@ -860,7 +864,8 @@ def _request_problems(data: Mapping[str, Any], routes: Sequence[_Route]) -> list
                                                   f"of the observed traffic (routes: {known})"))
             problems += _dot_values(data.get("generators", {}), step["path"], f"{where}.path")
             for header in step.get("headers", {}):
-                if header.strip().lower() in FORBIDDEN_HEADERS:
+                name = header.strip().lower()
+                if name in FORBIDDEN_HEADERS or name.startswith(FORBIDDEN_HEADER_PREFIX):
                     problems.append((f"{where}.headers[{header!r}]",
                                      f"{header} may not be set by a generated scenario: it changes where or "
                                      f"as whom a request goes"))

@@ -53,6 +53,8 @@ FULL_URL_KEYS = ("url.full", "http.url")
 QUERY_KEY = "url.query"  # with url.path (today's semantic conventions), the query apart
 STATUS_KEYS = ("http.response.status_code", "http.status_code")
 COLUMNS = ["trace_id", "kind", "start_time", "end_time", "duration_ms", "status_code", "service.name", "name", "attributes"]
+#: Columns a table of spans may lack: without trace ids, a request nothing tells apart is a session of its own.
+OPTIONAL_COLUMNS = ("trace_id",)
 SAMPLES = 512  # quantiles kept of think times and session lengths (KS distance ~1/512)
 MAX_VALUES = 5_000  # most frequent values kept per parameter (as many as the sample below can hold)
 PARAM_SPANS = 5_000  # spans per route read for parameter values (a sample across the window)
@@ -104,6 +106,8 @@ class TrafficModel:
         from perfsdk.export import read
 
         table = read(path, table="spans", service=service, columns=COLUMNS)
+        if service is not None and table.num_rows == 0:  # which services there are, for the error
+            raise _no_server_spans(service, read(path, table="spans", columns=["kind", "service.name"]))
         return cls.from_table(table, service=service, idle_gap_s=idle_gap_s)
 
     @classmethod
@@ -113,22 +117,17 @@ class TrafficModel:
         holds the server spans of more than one (a ``ValueError`` names them)."""
         if not idle_gap_s > 0:
             raise ValueError(f"idle_gap_s must be > 0, got {idle_gap_s!r}")
-        table = table.select(COLUMNS)
-        server = pc.equal(table["kind"], "SERVER")
+        spans = _learnable(table)
+        server = pc.equal(spans["kind"], "SERVER")
         if service is not None:
-            server = pc.and_(server, pc.equal(table["service.name"], service))
-        if not pc.all(server).as_py():
-            table = table.filter(server)
+            server = pc.and_(server, pc.equal(spans["service.name"], service))
+        table = spans if pc.all(server).as_py() else spans.filter(server)
         if table.num_rows == 0:
-            raise ValueError("no HTTP server spans to learn from (kind SERVER"
-                             + (f", service {service!r}" if service is not None else "")
-                             + "): was the service instrumented with an OpenTelemetry HTTP server "
-                               "instrumentation and exported?")
+            raise _no_server_spans(service, spans)
         _check_one_service(table)
         notes: list[str] = []
         table = _without_unset_clocks(table, notes)
-        attrs = _Attributes(table["attributes"].combine_chunks())
-        keys, target = _route_keys(table, attrs)
+        table, attrs, keys, target = _http_requests(table, notes)
         failed = _failed(attrs, table["status_code"].combine_chunks())
 
         route_names, route_idx = _codes(keys)
@@ -143,10 +142,14 @@ class TrafficModel:
             client = _coalesce(attrs, CLIENT_KEYS, default=None)
             who = pc.coalesce(session_key, pc.binary_join_element_wise("client:", client, ""))
         if who.null_count:  # one "session" of all of them would be cut at the runner's cap: a trace each
+            if "trace_id" in table.column_names:
+                each, apart = "trace", pc.cast(table["trace_id"], pa.string()).combine_chunks()
+            else:
+                each, apart = "request", pa.array(np.arange(table.num_rows).astype(str))
             notes.append(f"{_requests(who.null_count)} with no session key ({', '.join(SESSION_KEYS[:3])}) nor "
-                         f"client address: sessions could not be told apart, each trace taken as a session")
-            who = pc.coalesce(who, pc.binary_join_element_wise(
-                "trace:", pc.cast(table["trace_id"], pa.string()).combine_chunks(), ""))
+                         f"client address: sessions could not be told apart, each {each} taken as a session"
+                         + ("" if each == "trace" else " (no trace_id column)"))
+            who = pc.coalesce(who, pc.binary_join_element_wise(f"{each}:", apart, ""))
         _, who_idx = _codes(who)
         order = np.lexsort((start, who_idx))
         s_who, s_start, s_end, s_route = who_idx[order], start[order], end[order], route_idx[order]
@@ -465,46 +468,88 @@ class _Attributes:
         return pc.take(self.values, pa.array(take, mask=take < 0))
 
 
-_METHOD_PREFIX = r"^(?:" + "|".join(HTTP_METHODS) + r") +([^ ])"  # a span name's "GET " before the path
+#: A span name that names an HTTP request, as HTTP server instrumentations name a span without a
+#: route: an optional method (any case), then the path -- "GET /orders/12", "/health".
+_NAMED_REQUEST = (r"^(?:(?P<method>(?i:" + "|".join(HTTP_METHODS) + r")) +)?"
+                  r"(?P<path>/[^ ?#]*)(?:\?(?P<query>[^ #]*))?")
 
 
-def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array]:
+def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Each span's route key ("GET /products/<int:pid>": method and route template; the path
-    templated where no instrumentation named the route), and its target as requested."""
-    method = _coalesce(attrs, METHOD_KEYS, default="GET")
-    target = _target(table, attrs)
-    route = _coalesce(attrs, ROUTE_KEYS, default=None)
-    route = pc.if_else(pc.equal(route, ""), pa.scalar(None, pa.string()), route)
+    templated where no instrumentation named the route), its target as requested, and whether it
+    has an HTTP path at all (a server span of a job, a query or an RPC has none; its key is null).
+    The method is the attributes', else the span name's, else GET."""
+    named = pc.extract_regex(table["name"].combine_chunks(), _NAMED_REQUEST)  # null where it names no request
+    name_method = pc.utf8_upper(_nonempty(pc.struct_field(named, "method")))
+    method = pc.fill_null(pc.coalesce(_coalesce(attrs, METHOD_KEYS, default=None), name_method), "GET")
+    path, target = _target(attrs, named)
+    route = _nonempty(_coalesce(attrs, ROUTE_KEYS, default=None))
     if route.null_count:  # no route template: the path as requested, its values made parameters
-        route = pc.coalesce(route, _templated(pc.replace_substring_regex(target, r"[?#].*$", "")))
-    return pc.binary_join_element_wise(method, route, " "), target
+        route = pc.coalesce(route, _templated(path))
+    return pc.binary_join_element_wise(method, route, " "), target, pc.is_valid(route)
 
 
-def _target(table: pa.Table, attrs: _Attributes) -> pa.Array:
-    """Each span's request target (path and query): from ``http.target`` or ``url.path`` and
-    ``url.query``, else the path of ``url.full``, else the span's name ("GET /orders/12", as
-    HTTP server instrumentations name a span) without its method. Never the raw name as a
-    route: its ids would each make a route, and its tokens reach a prompt."""
-    target = _coalesce(attrs, TARGET_KEYS + FULL_URL_KEYS, default="")
+def _target(attrs: _Attributes, named: pa.StructArray) -> tuple[pa.Array, pa.Array]:
+    """Each span's path (null where it has none) and request target (path and query): from
+    ``http.target`` or ``url.path`` and ``url.query``, else the path of ``url.full``, else the
+    span's name ("GET /orders/12") without its method. Never a name that is no path as a route:
+    "process_payment" or "SELECT orders" is not a request a load test can send."""
+    raw = _coalesce(attrs, TARGET_KEYS + FULL_URL_KEYS, default="")
     # an absolute-form target (as a proxy sees it, or url.full: "http://host/x") requests the path /x
-    target = pc.replace_substring_regex(target, r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")
-    query = attrs.get(QUERY_KEY)
-    adds_query = pc.fill_null(pc.and_(pc.invert(pc.match_substring(target, "?")),
-                                      pc.greater(pc.utf8_length(query), 0)), False)
-    if pc.any(adds_query).as_py():
-        target = pc.if_else(adds_query, pc.binary_join_element_wise(target, query, "?"), target)
-    named = pc.replace_substring_regex(table["name"].combine_chunks(), _METHOD_PREFIX, "\\1")
-    return pc.if_else(pc.equal(target, ""), pc.fill_null(named, ""), target)
+    raw = pc.replace_substring_regex(raw, r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")
+    path = _nonempty(pc.replace_substring_regex(raw, r"[?#].*$", ""))
+    query = _nonempty(pc.struct_field(pc.extract_regex(raw, r"^[^?#]*\?(?P<query>[^#]*)"), "query"))
+    query = pc.coalesce(query, _nonempty(attrs.get(QUERY_KEY)))
+    from_name = pc.is_null(path)  # "?q=1" alone has no path: the name may say it
+    path = pc.coalesce(path, pc.struct_field(named, "path"))
+    query = pc.if_else(from_name, pc.coalesce(query, _nonempty(pc.struct_field(named, "query"))), query)
+    with_query = pc.binary_join_element_wise(path, query, "?")
+    return path, pc.fill_null(pc.coalesce(with_query, path), "")
+
+
+def _nonempty(values: pa.Array) -> pa.Array:
+    """``values`` with "" as null: an empty attribute says no more than a missing one."""
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+
+
+def _http_requests(table: pa.Table, notes: list[str]) -> tuple[pa.Table, _Attributes, pa.Array, pa.Array]:
+    """The spans with an HTTP path, their attributes, route keys and targets. The others are left
+    out (noted): a load test sends paths; with none left, a ``ValueError`` says why."""
+    attrs = _Attributes(table["attributes"].combine_chunks())
+    keys, target, has_path = _route_keys(table, attrs)
+    if pc.all(has_path).as_py() is not False:
+        return table, attrs, keys, target
+    pathless = pc.invert(has_path)
+    n_pathless = pc.sum(pathless).as_py()
+    example = shortened(str(pc.filter(table["name"].combine_chunks(), pathless)[0].as_py()))
+    if n_pathless == table.num_rows:
+        raise ValueError(f"none of the {n_pathless:,} server spans has an HTTP path (http.route, http.target, "
+                         f"url.path, url.full, or a span name such as 'GET /orders/12'; e.g. {example!r}): "
+                         f"no request a load test could send")
+    notes.append(f"{n_pathless:,} server span{'s' if n_pathless != 1 else ''} with no HTTP path "
+                 f"(e.g. {example!r}): left out")
+    table, keys, target = table.filter(has_path), keys.filter(has_path), target.filter(has_path)
+    return table, _Attributes(table["attributes"].combine_chunks()), keys, target
 
 
 def route_durations(table: pa.Table) -> dict[str, np.ndarray]:
     """Each route's server-span durations (ms), by the route keys ``TrafficModel`` learns: what a
     latency comparison needs beyond the model's p50 and p95 (e.g. a bootstrap interval)."""
-    table = table.select(COLUMNS).filter(pc.equal(table["kind"], "SERVER"))
-    keys, _ = _route_keys(table, _Attributes(table["attributes"].combine_chunks()))
+    table = _learnable(table)
+    table = table.filter(pc.equal(table["kind"], "SERVER"))
+    _, _, keys, _ = _http_requests(table, [])
     names, index = _codes(keys)
     duration = table["duration_ms"].to_numpy()
     return {name: duration[index == i] for i, name in enumerate(names)}
+
+
+def _learnable(table: pa.Table) -> pa.Table:
+    """The columns learning reads; a ``ValueError`` names those missing."""
+    missing = [c for c in COLUMNS if c not in table.column_names and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise ValueError(f"the spans table lacks the column{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} (it has {', '.join(table.column_names)})")
+    return table.select([c for c in COLUMNS if c in table.column_names])
 
 
 def _without_unset_clocks(table: pa.Table, notes: list[str]) -> pa.Table:
@@ -512,7 +557,11 @@ def _without_unset_clocks(table: pa.Table, notes: list[str]) -> pa.Table:
     start = pc.cast(table["start_time"], pa.int64())
     early = pc.less(start, EARLIEST_PLAUSIBLE_NS)
     n_early = pc.sum(early).as_py() or 0
-    if not n_early or 2 * n_early >= table.num_rows:
+    if not n_early or n_early == table.num_rows:
+        return table
+    if 2 * n_early >= table.num_rows:  # too many to be a clock's slip: kept, but the window may span decades
+        notes.append(f"{_requests(n_early)} dated before 2000 among {table.num_rows - n_early:,} later: kept, "
+                     f"being half or more of them (a clock not yet set would stretch the arrival window)")
         return table
     notes.append(f"{_requests(n_early)} left out, dated before 2000 among {table.num_rows - n_early:,} later: "
                  f"a clock not yet set")
@@ -522,13 +571,30 @@ def _without_unset_clocks(table: pa.Table, notes: list[str]) -> pa.Table:
 def _check_one_service(table: pa.Table) -> None:
     """A load test drives one service: the server spans of a frontend and of the backend it calls
     would make one user's chain of both, and send the backend's calls as the users' requests."""
-    counts = pc.value_counts(table["service.name"].drop_null()).to_pylist()
+    counts = _service_counts(table)
     if len(counts) > 1:
-        listed = ", ".join(f"{c['values']} ({_requests(c['counts'])})"
-                           for c in sorted(counts, key=lambda c: -c["counts"])[:10])
+        listed = ", ".join(f"{c['values']} ({_requests(c['counts'])})" for c in counts[:10])
         raise ValueError(f"the server spans come from {len(counts)} services ({listed}): a load test drives "
                          f"one; choose it with service=NAME (TrafficModel.from_arrow or from_table) or "
                          f"perfsdk testgen --service NAME")
+
+
+def _service_counts(table: pa.Table) -> list[dict[str, Any]]:
+    """Each named service's spans (``values``, ``counts``), the most first: "" names none, as null does."""
+    names = table["service.name"].combine_chunks()
+    counts = pc.value_counts(pc.filter(names, pc.fill_null(pc.not_equal(names, ""), False))).to_pylist()
+    return sorted(counts, key=lambda c: -c["counts"])
+
+
+def _no_server_spans(service: str | None, spans: pa.Table) -> ValueError:
+    """The error for no server span (of ``service``) in ``spans``: with the services there are."""
+    if service is None:
+        return ValueError("no HTTP server spans to learn from (kind SERVER): was the service instrumented "
+                          "with an OpenTelemetry HTTP server instrumentation and exported?")
+    present = _service_counts(spans.filter(pc.equal(spans["kind"], "SERVER")))
+    there = (f"the server spans are of {', '.join(repr(c['values']) for c in present[:10])}"
+             + (f" and {len(present) - 10} more" if len(present) > 10 else "")) if present else "there are none"
+    return ValueError(f"no HTTP server spans of service {service!r} to learn from: {there}")
 
 
 def _coalesce(attrs: _Attributes, keys: Iterable[str], default: str | None) -> pa.Array:
