@@ -175,10 +175,7 @@ def _testgen(args: argparse.Namespace) -> int:
     if args.llm_url and not args.llm_model:
         raise InputError("--llm-url needs --llm-model (the model name the endpoint serves)")
     if args.duration is not None:
-        try:
-            check_number("--duration", args.duration, low=MIN_STAGE_S, high=Limits.max_duration_s)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        _check_option("--duration", args.duration, low=MIN_STAGE_S, high=Limits.max_duration_s)
     try:
         spans, skipped = read_readable(args.source, columns=COLUMNS)
     except (FileNotFoundError, ValueError) as exc:
@@ -215,6 +212,14 @@ def _testgen(args: argparse.Namespace) -> int:
     for why in skipped:  # as perfsdk analyze names them
         print(f"skipped (unreadable): {why}")
     return 0
+
+
+def _check_option(option: str, value: float, **bounds: Any) -> None:
+    """``check_number`` for a command-line option: its error is the command's one line."""
+    try:
+        check_number(option, value, **bounds)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _scenario(args: argparse.Namespace, model: Any) -> Any:
@@ -281,10 +286,7 @@ def _loadtest(args: argparse.Namespace) -> int:
     if not args.host:
         raise InputError("--host is required (where to send the requests), unless --dry-run")
     if args.duration is not None:
-        try:
-            check_number("--duration", args.duration, low=0.0, low_open=True)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        _check_option("--duration", args.duration, low=0.0, low_open=True)
     try:
         result = run_locust(scenario, args.host, duration_s=args.duration, workdir=args.workdir)
     except (LoadTestError, ValueError) as exc:  # ValueError: --host or --duration

@@ -76,6 +76,8 @@ FORBIDDEN_HEADERS = frozenset((
     "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
 ))
 FORBIDDEN_HEADER_PREFIX = "x-forwarded-"
+#: Path segments a normalising server resolves (to this route, or its parent): never sent as a route's.
+DOT_SEGMENTS = (".", "..")
 
 
 class LLMError(RuntimeError):
@@ -816,7 +818,7 @@ def _matches(route: _Route, method: str, template: str) -> bool:
     filled = [_fill(part) for part in template.split("?", 1)[0].split("/")[1:]]
     for literal, _ in filled:
         text = unquote(literal)
-        if text in (".", "..") or "/" in text or "\\" in text:
+        if text in DOT_SEGMENTS or "/" in text or "\\" in text:
             return False
     n = len(route.segments)
     if len(filled) != n and not (route.rest and len(filled) > n):
@@ -862,31 +864,34 @@ def _request_problems(data: Mapping[str, Any], routes: Sequence[_Route]) -> list
             if not any(_matches(route, step["method"], step["path"]) for route in routes):
                 problems.append((f"{where}.path", f"{step['method']} {_snippet(step['path'], 120)} is not a route "
                                                   f"of the observed traffic (routes: {known})"))
-            problems += _dot_values(data.get("generators", {}), step["path"], f"{where}.path")
             for header in step.get("headers", {}):
                 name = header.strip().lower()
                 if name in FORBIDDEN_HEADERS or name.startswith(FORBIDDEN_HEADER_PREFIX):
                     problems.append((f"{where}.headers[{header!r}]",
                                      f"{header} may not be set by a generated scenario: it changes where or "
                                      f"as whom a request goes"))
-    return problems
+    paths = [step["path"] for task in data["tasks"] for step in task["steps"]]
+    return problems + _dot_values(data.get("generators", {}), paths)
 
 
-def _dot_values(generators: Mapping[str, Any], path: str, where: str) -> list[tuple[str, str]]:
-    """A generator's "." or ".." drawn into a path: a server that normalises the path would serve
-    a route the traffic never showed, as a literal dot segment would (``_matches`` refuses that)."""
-    try:
-        names = placeholders(path.split("?", 1)[0])
-    except ValueError:  # the schema's check has said so
-        return []
+def _dot_values(generators: Mapping[str, Any], paths: Sequence[str]) -> list[tuple[str, str]]:
+    """A generator's "." or ".." drawn into any of ``paths`` (once a generator, however many steps
+    use it): a server that normalises the path would serve a route the traffic never showed, as a
+    literal dot segment would (``_matches`` refuses that)."""
+    names: dict[str, None] = {}
+    for path in paths:
+        try:
+            names.update(dict.fromkeys(placeholders(path.split("?", 1)[0])))
+        except ValueError:  # the schema's check has said so
+            pass
     problems = []
-    for name in dict.fromkeys(names):
+    for name in names:
         gen = generators.get(name, {})
         for k, value in enumerate(gen.get("values", ()) if gen.get("kind") == "choice" else ()):
-            if value in (".", ".."):
+            if value in DOT_SEGMENTS:
                 problems.append((f"$.generators.{name}.values[{k}]",
-                                 f"{value!r} may not be a value of a generator used in a path ({where}): as a "
-                                 f"path segment it walks out of the route"))
+                                 f"{value!r} may not be a value of a generator used in a path: as a path "
+                                 f"segment it walks out of the route"))
     return problems
 
 
