@@ -1109,6 +1109,33 @@ def test_a_decision_that_shrinks_a_large_cache_evicts_a_bounded_number_in_the_ge
     core.check_invariants()
 
 
+def test_a_resize_by_hand_evicts_to_fit_in_bounded_bursts_with_the_lock_free_between():
+    """A resize by hand evicted to fit in one burst: shrinking a 1M-entry cache to 100 made 999,900
+    evictions holding the GIL for 150 ms -- every thread of the host stalled. Now it still fits on
+    return, in bursts of ``RESIZE_STEPS``: each burst's evicted values are let go with the lock free,
+    so a value's finalizer sees the cache between bursts (its size a multiple of the burst's)."""
+    from perfsdk.adapt.cache import RESIZE_STEPS
+
+    seen: list[int] = []
+
+    class Value:
+        def __del__(self) -> None:
+            seen.append(len(cache))  # the core's lock is free here, or this would deadlock
+
+    held = 20 * RESIZE_STEPS + 7
+    cache = AdaptiveCache(held, min_capacity=10, controller=None)  # plain LRU: the oldest keys go first
+    for k in range(held):
+        cache[k] = Value()
+    cache.resize(10)
+    stats = cache.stats()
+    assert (stats["size"], stats["evictions"], stats["catching_up"]) == (10, held - 10, False)
+    assert len(seen) == held - 10  # every evicted value let go, once
+    bursts = {size: seen.count(size) for size in seen}
+    assert max(bursts.values()) == RESIZE_STEPS and len(bursts) == -(-(held - 10) // RESIZE_STEPS)
+    assert cache.get(held - 1) is not None and cache.get(0) is None  # the newest kept, the oldest gone
+    cache._core.check_invariants()
+
+
 def test_the_ghost_ring_grows_in_place_and_keeps_every_invariant():
     """Caches large enough for their ghost ring to grow, wrapped, as the capacity moves."""
     rng = random.Random(7)

@@ -1937,6 +1937,74 @@ def test_every_pool_on_one_meter_provider_is_reported_and_one_closing_leaves_the
     b.close()
 
 
+def test_the_counters_sum_the_pools_of_a_name_and_keep_the_totals_of_so_many_names_gone(monkeypatch):
+    """A pool's counters are cumulative per name: two pools of one name were two points for one series (OTel
+    kept one), a pool gone took its counts with it, and the totals a provider keeps for names with no pool
+    left are bounded, the name forgotten counted."""
+    import gc
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from perfsdk._runtime import FAULTS
+    from perfsdk.adapt import pool_metrics
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    def acquisitions() -> list[tuple[str, int]]:
+        return sorted((p.attributes["db.client.connection.pool.name"], p.value)
+                      for rm in reader.get_metrics_data().resource_metrics for scope in rm.scope_metrics
+                      for metric in scope.metrics if metric.name == "perfsdk.pool.acquisitions"
+                      for p in metric.data.data_points)
+
+    first, second = (fixed(min_size=1, max_size=2, name="a", meter_provider=provider) for _ in range(2))
+    for pool, times in ((first, 1), (second, 2)):
+        for _ in range(times):
+            pool.release(pool.acquire())
+    assert acquisitions() == [("a", 3)]
+    first.close()
+    del first
+    gc.collect()
+    assert acquisitions() == [("a", 3)]
+    second.close()
+    del second, pool
+    monkeypatch.setattr(pool_metrics, "MAX_RETIRED_NAMES", 1)
+    gc.collect()
+    assert acquisitions() == [("a", 3)]  # gone, the name's total stays: a last export after close has it
+    forgotten = FAULTS.snapshot().get("pool metrics", 0)
+    third = fixed(min_size=1, max_size=2, name="b", meter_provider=provider)
+    third.release(third.acquire())
+    third.close()
+    del third
+    gc.collect()
+    assert acquisitions() == [("b", 1)]  # one name kept: the one gone longest is forgotten, and counted
+    assert FAULTS.snapshot().get("pool metrics", 0) == forgotten + 1
+
+
+def test_closed_pools_are_carried_into_their_names_totals_where_nothing_collects_too():
+    """What a closed pool leaves its counters (a reader of its counts) is carried into its name's totals when
+    the next pool closes as well as when the metrics are collected: else a provider nobody collects
+    from would keep every closed pool's."""
+    import gc
+
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from perfsdk.adapt.pool_metrics import _Instruments
+
+    provider = MeterProvider()  # no reader: nothing ever collects
+    for times in (1, 2, 3):
+        pool = fixed(min_size=1, max_size=2, name="quiet", meter_provider=provider)
+        for _ in range(times):
+            pool.release(pool.acquire())
+        pool.close()
+        del pool
+        gc.collect()
+    instruments = _Instruments.of(provider)
+    assert len(instruments._closed) == 1 and instruments._retired["quiet"]["acquisitions"] == 3
+    assert instruments._lifetime_totals()["quiet"]["acquisitions"] == 6
+
+
 def test_resize_after_close_and_a_broken_flag_that_is_not_a_bool_are_refused():
     pool = fixed(min_size=1, max_size=4)
     conn = pool.acquire()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sqlite3
 import threading
+import weakref
 
 import pytest
 
@@ -146,7 +147,59 @@ def test_the_fresh_pool_after_dispose_is_reported_in_the_metrics():
     for _ in range(3):
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
-    assert observed("perfsdk.pool.acquisitions") == [3]  # the fresh pool's own count
+    assert observed("perfsdk.pool.acquisitions") == [4]  # the fresh pool's count goes on from the old one's
     assert observed("db.client.connection.max") == [4]
+    engine.dispose()
+    engine.pool.adaptive.close()
+
+
+def test_the_pools_counters_go_on_across_dispose_counted_once_and_the_old_pool_is_let_go():
+    """The fresh pool ``engine.dispose()`` makes reported its own counts from zero: the cumulative counters
+    fell from 11 acquisitions and 1 timeout to 0 and 0, which every OTel backend reads as a reset."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    engine = sqlalchemy.create_engine("sqlite://", poolclass=AdaptiveSQLAlchemyPool, min_size=1, max_size=1,
+                                      controller=None, pool_timeout=0.05, name="orders",
+                                      meter_provider=MeterProvider(metric_readers=[reader]),
+                                      connect_args={"check_same_thread": False})
+    seen: list[tuple[int, int]] = []
+
+    def observed() -> tuple[int, int]:
+        counters = ("perfsdk.pool.acquisitions", "db.client.connection.timeouts")
+        values = {(metric.name, p.attributes["db.client.connection.pool.name"]): p.value
+                  for rm in reader.get_metrics_data().resource_metrics for scope in rm.scope_metrics
+                  for metric in scope.metrics if metric.name in counters for p in metric.data.data_points}
+        assert len(values) == 2  # one point each: the old pool and the fresh one are one series
+        seen.append((values[counters[0], "orders"], values[counters[1], "orders"]))
+        return seen[-1]
+
+    def work(times: int) -> None:
+        for _ in range(times):
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        with engine.connect(), pytest.raises(sqlalchemy.exc.TimeoutError):
+            engine.connect()  # the only connection is out: a timeout (and an acquisition)
+
+    work(10)
+    assert observed() == (11, 1)
+    old, held = engine.pool, engine.connect()
+    served: list = []
+    waiter = threading.Thread(target=lambda: served.append(old.connect()))
+    waiter.start()
+    wait_until(lambda: old.adaptive.stats()["waiting"] == 1)
+    engine.dispose()
+    held.close()  # handed to the waiting caller by the closed pool: counted after its close
+    waiter.join(10.0)
+    served.pop().close()
+    gone = weakref.ref(old.adaptive)
+    del old, held
+    gc.collect()
+    assert gone() is None  # the counters keep what it counted, not the pool
+    assert observed() == (13, 1)  # no collection saw the old pool closed: its counts carried once, whole
+    work(2)
+    assert observed() == (16, 2)
+    assert seen == sorted(seen)
     engine.dispose()
     engine.pool.adaptive.close()

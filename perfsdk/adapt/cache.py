@@ -31,8 +31,9 @@ __all__ = ["AdaptiveCache"]
 #: The most entries a capacity may name (about 10**15: more than any machine holds), so that
 #: the default ``max_capacity`` (four times the capacity) stays within the core's integers.
 MAX_ENTRIES = 2**50
-#: Moves and evictions a decision makes at once (tens of microseconds); a resize or window move
-#: needing more finishes a few steps per later operation (``CacheCore.resize``'s ``steps``).
+#: Moves and evictions a resize makes at once (tens of microseconds): a decision's finishes a few
+#: steps per later operation (``CacheCore.resize``'s ``steps``), one by hand in further bursts before
+#: it returns. Shrinking 1M entries at once held the GIL, every thread of the host, for 100-150 ms.
 RESIZE_STEPS = 256
 #: The kind under which ``stats()["faults"]`` counts keys and values ``sys.getsizeof`` failed on.
 SIZING = "sizing a cached key or value (approx_bytes)"
@@ -276,11 +277,14 @@ class AdaptiveCache(MutableMapping):
         return int(self._core.capacity)
 
     def resize(self, capacity: int) -> None:
-        """Set the capacity by hand (within min/max); evicts to fit before it returns (the
-        controller's resizes are gradual: see ``apply``)."""
+        """Set the capacity by hand (within min/max); evicts to fit before it returns, in bursts of
+        ``RESIZE_STEPS`` between which other threads run (the controller's resizes are gradual:
+        see ``apply``)."""
         check_int("capacity", capacity, minimum=self.min_capacity, maximum=self.max_capacity)
         with self._resizing:
-            self._core.resize(capacity)
+            self._core.resize(capacity, -1.0, RESIZE_STEPS)
+            while self._core.catching_up:  # the lock and the GIL are free between bursts
+                self._core.resize(capacity, -1.0, RESIZE_STEPS)
 
     def memoize(self, fn: Callable[..., Any], *, alone: bool = False) -> Callable[..., Any]:
         """``fn`` memoized in this cache, keyed on its arguments as ``functools.lru_cache`` keys
@@ -300,7 +304,8 @@ class AdaptiveCache(MutableMapping):
         return list(self.controller.decisions) if self.controller else []
 
     def stats(self) -> dict[str, Any]:
-        """Hits, misses, evictions, capacity, an approximate size in bytes, faults, and more."""
+        """Hits, misses, evictions, capacity, an approximate size in bytes, faults, and more
+        (``catching_up``: a resize is still evicting to fit, a few entries each operation)."""
         core = self._core
         ops = core.hits + core.misses
         approx_bytes = self._approx_bytes()  # before the faults: it may count one
@@ -310,7 +315,7 @@ class AdaptiveCache(MutableMapping):
             "hit_ratio": core.hits / ops if ops else 0.0,
             "evictions": core.evictions, "ghost_hits": core.ghost_hits, "key_faults": core.key_faults,
             "admission_rejections": core.rejected, "window_share": core.window_share,
-            "size": core.size, "capacity": core.capacity,
+            "size": core.size, "capacity": core.capacity, "catching_up": core.catching_up,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,
             "approx_bytes": approx_bytes, "mode": self.mode,
             "decisions": self.controller.decided if self.controller else 0,

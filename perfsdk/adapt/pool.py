@@ -464,6 +464,8 @@ class AdaptivePool(LendingPath):
     def _decide(self, now: float) -> None:
         controller = self.controller
         with self._lock:
+            if self._closed:  # its record stays put: what ``_lifetime_counts`` read at the close stays exact
+                return
             self._count_change(now)
             record, self._record = self._record, self._new_record(now, len(self._waiters))
             record.waiting_end = len(self._waiters)
@@ -551,8 +553,7 @@ class AdaptivePool(LendingPath):
                 "name": self.name, "size": self._open_count(),
                 "target": self._target, "min_size": self.min_size, "max_size": self.max_size,
                 "idle": len(self._idle), "in_use": len(self._in_use), "waiting": len(self._waiters),
-                "opening": self._opening, "closed": self._closed,
-                "acquisitions": self._acquired_before + self._record.acquisitions, **self._counts,
+                "opening": self._opening, "closed": self._closed, **self._lifetime_counts()(),
             }
         out["last_interval"] = dict(self._last_interval)
         out["decisions"] = self.controller.decided if self.controller is not None else 0
@@ -561,6 +562,13 @@ class AdaptivePool(LendingPath):
         out["metrics_cpu_s"] = self._metrics_cpu
         out["faults"] = self.faults.snapshot()
         return out
+
+    def _lifetime_counts(self) -> Callable[[], dict[str, int]]:  # under the lock
+        """Reads the lifetime counts (``acquisitions`` and ``COUNTS``) from what they are made of, not from
+        the pool. Taken at the close, it stays exact after it (the interval record no longer turns over)
+        and after the pool is gone: the metrics carry a disposed pool's counts forward with it."""
+        acquired_before, record, counts = self._acquired_before, self._record, self._counts
+        return lambda: {"acquisitions": acquired_before + record.acquisitions, **counts}
 
     def decisions(self) -> list[Decision]:
         return list(self.controller.decisions) if self.controller is not None else []
@@ -588,6 +596,7 @@ class AdaptivePool(LendingPath):
             if self._closed:
                 return
             self._closed = True
+            counts = self._lifetime_counts()
             idle, self._idle = self._idle, []
             self._count_retired(idle)
             if serve_waiting:
@@ -595,6 +604,9 @@ class AdaptivePool(LendingPath):
             else:
                 self._turn_away_waiters("was closed while waiting")
         self._closed_event.set()  # a factory's back-off ends: no connection is opened after this
+        if self.metrics is not None:
+            with self.faults.guard("pool metrics"):
+                self.metrics.closed(self, counts)
         try:  # interrupted (Ctrl-C, or a close's own BaseException, raised once all are closed): threads end
             if close_idle:
                 self._retire(idle)

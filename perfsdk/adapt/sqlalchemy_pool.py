@@ -20,7 +20,9 @@ record it lends (SQLAlchemy skips the ping for a record it has just connected,
 which here may have sat idle for minutes). ``engine.dispose()`` serves the
 requests already waiting with the connections that come back, as QueuePool
 does; ``engine.dispose(close=False)`` (in a forked child) ends the old pool's
-threads and lets its connections go unclosed.
+threads and lets its connections go unclosed. Either way the fresh pool has the
+old one's name, and its metrics' counters go on from the old one's counts
+(``perfsdk.adapt.pool_metrics``).
 """
 
 from __future__ import annotations
