@@ -226,6 +226,8 @@ HOSTILE: dict[str, tuple[Reply, str, str]] = {  # name: (reply, the problem's pa
                      "$.load.stages[0].users", "above the cap"),
     "an absurd duration": (answer(good(load={"model": "open", "stages": [{"duration_s": 1e7, "arrival_rate": 1}]})),
                            "$.load.stages", "above the cap"),
+    "task weights whose sum overflows": (answer(good(tasks=[{**task, "weight": 1e308} for task in GOOD["tasks"]])),
+                                         "$.tasks", "the tasks' weights sum beyond the largest number a float holds"),
     "code in a path": (answer(_step("GET", "/products/{pid}; __import__('os').system('rm -rf /')")),
                        "$.tasks[0].steps[0].path", "not a route"),
     "a format-string attack in a path": (answer(_step("GET", "/products/{pid.__class__.__mro__}")),
@@ -439,6 +441,28 @@ def test_no_raw_attribute_value_ever_appears_in_a_prompt(llm_server: LLMServer, 
     assert "GET /users/REDACTED/orders" in prompt and "Bearer REDACTED" in prompt
     assert "recent_anomalies" in prompt and "950.0" in prompt
     assert all(secret not in json.dumps(scenario.metadata) for secret in SECRETS)
+
+
+def test_no_name_in_a_path_nor_bare_query_key_reaches_the_prompt() -> None:
+    """Without route templates, ``/users/alice/orders`` was a route of its own and ``/search?alice`` a
+    query parameter named ``alice``: both went into the prompt as they were recorded."""
+    names = [a + b + "qz" for a in ("al", "bo", "ca", "de", "ed") for b in ("ice", "b", "rol", "ve", "na", "x")]
+    rows = []
+    for k, name in enumerate(names):
+        for target in (f"/users/{name}/orders", f"/search?{name}", f"/api/v1/users/{k}/orders", "/docs?edit"):
+            start = T0 + timedelta(seconds=len(rows))
+            rows.append({"trace_id": f"{len(rows) + 1:032x}", "span_id": f"{len(rows) + 1:016x}", "name": "GET",
+                         "kind": "SERVER", "start_time": start, "end_time": start + timedelta(milliseconds=5),
+                         "duration_ms": 5.0, "status_code": "UNSET", "service.name": "shop",
+                         "attributes": [("http.request.method", "GET"), ("http.target", target), ("session.id", name)]})
+    model = TrafficModel.from_table(pa.Table.from_pylist(rows, schema=SPANS))
+    messages = LLMScenarioGenerator("http://127.0.0.1:9/v1", "m").prompt(model, "a flash sale")
+    prompt = json.dumps(messages)
+    assert not [name for name in names if name in prompt]
+    sent = json.loads(messages[1]["content"].partition("(aggregates only):\n")[2])["traffic_profile"]["routes"]
+    assert {r["route"]: r["query_params"] for r in sent} == {
+        "GET /users/{name}/orders": [], "GET /search": [], "GET /api/v1/users/{id}/orders": [],
+        "GET /docs": ["edit"]}  # a flag's name is no value
 
 
 def test_the_api_key_is_sent_only_when_its_variable_is_set(llm_server: LLMServer, model: TrafficModel,

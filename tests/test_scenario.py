@@ -204,3 +204,34 @@ def test_a_header_the_http_client_would_refuse_is_refused_naming_it(headers):
     assert where.startswith("$.tasks[0].steps[0].headers")
     data["tasks"][0]["steps"][0]["headers"] = {"X-Request-Id": "{term}", "Accept": "text/html; q=0.9"}
     Scenario.from_dict(data)
+
+
+BIG_INT = int(1.7e308)  # within a float's range, as each weight is; two of them are not
+
+
+@pytest.mark.parametrize("where,change", [
+    ("$.tasks", lambda d: [t.update(weight=1e308) for t in d["tasks"]]),
+    ("$.tasks", lambda d: [t.update(weight=BIG_INT) for t in d["tasks"]]),  # an int sum: OverflowError before
+    ("$.generators.product.weights", lambda d: d["generators"]["product"].update(weights=[1e308, 1e308, 1])),
+    ("$.generators.product.weights", lambda d: d["generators"]["product"].update(weights=[BIG_INT, BIG_INT, 1])),
+    ("$.session.length.weights", lambda d: d["session"].update(
+        length={"kind": "empirical", "values": [1, 2], "weights": [1e308, 1e308]})),
+])
+def test_finite_weights_whose_sum_overflows_are_refused_naming_the_field(where, change):
+    """Each weight was finite, so the checks passed; their sum was inf, and every draw then took the
+    last item (a share of an infinite total)."""
+    data = valid()
+    change(data)
+    whose = "the tasks' weights" if where == "$.tasks" else "the weights"
+    assert problems_of(data) == [(where, f"{whose} sum beyond the largest number a float holds (about 1.8e308): "
+                                         f"scale them down")]
+    huge = valid()  # huge weights whose sum a float holds are fine
+    for task in huge["tasks"]:
+        task["weight"] = 5e307
+    Scenario.from_dict(huge)
+
+
+def test_a_chain_row_of_integers_beyond_a_float_is_a_problem_not_an_overflow_error():
+    data = valid()
+    data["session"]["start"] = {"GET /products/<int:pid>": BIG_INT, "GET /search": BIG_INT}
+    assert problems_of(data) == [("$.session.start", "the probabilities sum to inf, not 1")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -377,3 +378,62 @@ def test_an_empty_service_name_is_no_second_service_and_an_unknown_one_lists_tho
     with pytest.raises(ValueError, match=re.escape("no HTTP server spans of service 'shp' to learn from: "
                                                    "the server spans are of 'shop'")):
         TrafficModel.from_table(table, service="shp")
+
+
+#: 30 users' names: lowercase words, as a route's fixed words are (no digit, nothing a pattern sees as a value);
+#: "qz" makes them text no profile holds otherwise
+NAMES = [a + b + "qz" for a in ("al", "bo", "ca", "de", "ed") for b in ("ice", "b", "rol", "ve", "na", "x")]
+
+
+def test_a_path_position_of_many_names_is_a_parameter_and_fixed_route_words_stay():
+    """``/users/alice/orders``: a user's name was a route word, a route of its own, and in the LLM's
+    prompt. A position after one prefix taking many distinct texts is a parameter; a route table's
+    words -- few, or each requested again and again -- stay."""
+    rows = []
+    for k, name in enumerate(NAMES):
+        for path in (f"/users/{name}/orders", f"/users/{name}", f"/api/v1/users/{k}/orders", "/cart",
+                     f"/categories/{('lamps', 'mugs', 'rugs')[k % 3]}"):
+            rows.append({"attributes": {"http.request.method": "GET", "http.target": path, "session.id": name}})
+    resources = [f"{word}s" for word in ("order", "user", "cart", "item", "invoice", "refund", "coupon", "review",
+                                         "address", "payment", "shipment", "store", "brand", "tag", "image",
+                                         "report", "webhook", "token", "plan", "price", "tax", "quote")]
+    for k in range(30):  # 22 resources of an API, each requested 30 times: more requests each than resources
+        rows += [{"attributes": {"http.request.method": "GET", "http.target": f"/api/v2/{r}", "session.id": f"a{k}"}}
+                 for r in resources]
+    model = TrafficModel.from_table(_spans(rows))
+    assert sorted(r.key for r in model.routes) == sorted(
+        ["GET /users/{name}/orders", "GET /users/{name}", "GET /api/v1/users/{id}/orders", "GET /cart",
+         "GET /categories/lamps", "GET /categories/mugs", "GET /categories/rugs"]
+        + [f"GET /api/v2/{r}" for r in resources])
+    orders = next(r for r in model.routes if r.key == "GET /users/{name}/orders")
+    assert orders.path_params["name"] == Counter(NAMES)
+    assert ("path segments taken as values ({name}), too many distinct after the same prefix to be route words: "
+            "after /users/ (30 distinct)") in model.notes
+    scenario = model.generate()
+    step = next(t for t in scenario.tasks if t["name"] == "GET /users/{name}/orders")["steps"][0]
+    assert set(scenario.generators[step["path"].split("/")[2].strip("{}")]["values"]) == set(NAMES)  # replayed
+    assert not any(name in json.dumps(model.profile()) for name in NAMES)
+    assert sorted(route_durations(_spans(rows))) == sorted(r.key for r in model.routes)  # the same keys
+
+
+def test_a_bare_query_key_that_is_a_value_is_left_out_and_noted_and_a_flag_stays():
+    """``/search?alice``: a query key with no value, the key itself the user's data, went into the
+    LLM's prompt as a parameter's name."""
+    rows = [{"attributes": {"http.request.method": "GET", "http.target": f"/search?{name}", "session.id": name}}
+            for name in NAMES]
+    rows += [{"attributes": {"http.request.method": "GET", "http.target": target, "session.id": "b"}}
+             for target in ("/reset?Tk3n9aZq81LmPw2x7", "/reset?lang", "/find?blue+mug", "/find?sort",
+                            "/docs?edit", "/docs?print&page=2", "/docs?page", "/docs?size=l&edit")]
+    model = TrafficModel.from_table(_spans(rows))
+    params = {r.key: sorted(r.query_params) for r in model.routes}
+    assert params == {"GET /search": [], "GET /reset": ["lang"], "GET /find": ["sort"],
+                      "GET /docs": ["edit", "page", "print", "size"]}
+    assert "GET /search: 30 bare query keys (no '=', in 30 requests) left out as values: 30 distinct, too many to " \
+           "be parameter names" in model.notes
+    assert "GET /reset: 1 bare query key (no '=', in 1 request) left out as values: they read as data (ids, keys, " \
+           "tokens, addresses) or are no parameter name" in model.notes
+    assert any(note.startswith("GET /find: 1 bare query key") for note in model.notes)
+    profile = json.dumps(model.profile())
+    assert not any(name in profile for name in NAMES + ["Tk3n9aZq81LmPw2x7", "blue"])
+    docs = next(t for t in model.generate().tasks if t["name"] == "GET /docs")["steps"][0]
+    assert list(docs["query"]) == ["edit", "print", "page", "size"]  # the order they were first sent in

@@ -27,7 +27,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote, unquote_plus
 
 import numpy as np
 import pyarrow as pa
@@ -187,7 +187,7 @@ class TrafficModel:
                 key=key, method=method_i, route=template, count=int(counts[i]),
                 p50_ms=float(np.percentile(durations, 50)), p95_ms=float(np.percentile(durations, 95)),
                 error_rate=float(failed[members].mean()))
-            _learn_params(profile, targets[members[:: max(1, len(members) // PARAM_SPANS)][:PARAM_SPANS]])
+            _learn_params(profile, targets[members[:: max(1, len(members) // PARAM_SPANS)][:PARAM_SPANS]], notes)
             routes.append(profile)
         services = pc.unique(table["service.name"]).to_pylist()
         return cls(routes=routes, start_counts=starts, transitions=transitions,
@@ -474,7 +474,7 @@ _NAMED_REQUEST = (r"^(?:(?P<method>(?i:" + "|".join(HTTP_METHODS) + r")) +)?"
                   r"(?P<path>/[^ ?#]*)(?:\?(?P<query>[^ #]*))?")
 
 
-def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array, pa.Array]:
+def _route_keys(table: pa.Table, attrs: _Attributes, notes: list[str]) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Each span's route key ("GET /products/<int:pid>": method and route template; the path
     templated where no instrumentation named the route), its target as requested, and whether it
     has an HTTP path at all (a server span of a job, a query or an RPC has none; its key is null).
@@ -485,7 +485,8 @@ def _route_keys(table: pa.Table, attrs: _Attributes) -> tuple[pa.Array, pa.Array
     path, target = _target(attrs, named)
     route = _nonempty(_coalesce(attrs, ROUTE_KEYS, default=None))
     if route.null_count:  # no route template: the path as requested, its values made parameters
-        route = pc.coalesce(route, _templated(path))
+        untemplated = pc.if_else(pc.is_valid(route), pa.scalar(None, path.type), path)  # (their values only)
+        route = pc.coalesce(route, _templated(untemplated, notes))
     return pc.binary_join_element_wise(method, route, " "), target, pc.is_valid(route)
 
 
@@ -516,7 +517,7 @@ def _http_requests(table: pa.Table, notes: list[str]) -> tuple[pa.Table, _Attrib
     """The spans with an HTTP path, their attributes, route keys and targets. The others are left
     out (noted): a load test sends paths; with none left, a ``ValueError`` says why."""
     attrs = _Attributes(table["attributes"].combine_chunks())
-    keys, target, has_path = _route_keys(table, attrs)
+    keys, target, has_path = _route_keys(table, attrs, notes)
     if pc.all(has_path).as_py() is not False:
         return table, attrs, keys, target
     pathless = pc.invert(has_path)
@@ -635,20 +636,86 @@ _VALUE_SEGMENTS = (
 )
 
 
-def _templated(paths: pa.Array) -> pa.Array:
-    """Paths with their value segments as parameters (``/orders/12345`` -> ``/orders/{id}``): a
-    service without route templates still gets a route mix, and no value becomes a route's name."""
+#: A position that takes at least this many distinct texts -- and more of them than the requests one
+#: takes on average -- takes values, not fixed words (``_many_values``): a path's segment after one
+#: prefix, a route's bare query key.
+MIN_DISTINCT_VALUES = 20
+#: The parameter a path position of many values becomes: ``/users/alice/orders`` -> ``/users/{name}/orders``.
+NAMED_VALUE = "{name}"
+#: A query parameter's name as services name them: a word, maybe dotted, dashed or bracketed (``filter[size]``).
+_PARAMETER_NAME = re.compile(r"[^\W\d][\w.\[\]-]{0,63}")
+
+
+def _templated(paths: pa.Array, notes: list[str]) -> pa.Array:
+    """Paths with their values as parameters: segments that read as values (``/orders/12345`` ->
+    ``/orders/{id}``), and positions that take many (``/users/alice/orders`` -> ``/users/{name}/orders``,
+    noted): a service without route templates still gets a route mix, and no value becomes a route's
+    name."""
+    paths = _value_segments(paths)
+    encoded = pc.dictionary_encode(paths)  # each distinct path once: the tree is built over these
+    distinct = [str(path) for path in encoded.dictionary.to_pylist()]
+    counts = np.bincount(pc.drop_null(encoded.indices).to_numpy(zero_copy_only=False), minlength=len(distinct))
+    named, positions = _named_positions(distinct, counts)
+    if not positions:
+        return paths
+    listed = ", ".join(f"after {shortened(prefix)} ({d:,} distinct)" for prefix, d in positions[:5])
+    more = f" and {len(positions) - 5} more positions" if len(positions) > 5 else ""
+    notes.append(f"path segments taken as values ({NAMED_VALUE}), too many distinct after the same prefix to be "
+                 f"route words: {listed}{more}")
+    return pc.take(pa.array(named, pa.string()), encoded.indices)
+
+
+def _value_segments(paths: pa.Array) -> pa.Array:
+    """Paths with the segments that read as values (``_VALUE_SEGMENTS``) as parameters."""
     for pattern, replacement in _VALUE_SEGMENTS:
         for _ in range(2):  # adjacent segments: a match consumes the slash the next one starts with
             paths = pc.replace_substring_regex(paths, pattern, replacement)
     return paths
 
 
+def _named_positions(paths: list[str], counts: np.ndarray) -> tuple[list[str], list[tuple[str, int]]]:
+    """``paths`` (distinct, requested ``counts`` times) with each position that takes many values
+    after one prefix (``_many_values``) made ``NAMED_VALUE``; and those positions (prefix, distinct
+    texts). Walked from the root: once ``/users/alice/...`` and ``/users/bob/...`` are one
+    ``/users/{name}/...``, the next position is judged over every user's paths together."""
+    split = [path.split("/") for path in paths]
+    requests = counts.tolist()
+    positions: list[tuple[str, int]] = []
+    stack = [(list(range(len(paths))), 0)]  # (paths sharing a prefix, the position after it)
+    while stack:
+        members, depth = stack.pop()
+        children: dict[str, list[int]] = {}
+        for i in members:
+            if depth < len(split[i]):
+                children.setdefault(split[i][depth], []).append(i)
+        # parameters already (``{id}``) and empty segments (``/users/``) are no words to judge
+        words = [text for text in children if text and not ROUTE_PARAMETER.search(text)] \
+            if len(children) >= MIN_DISTINCT_VALUES else []
+        if words and _many_values([sum(requests[i] for i in children[word]) for word in words]):
+            into = children.setdefault(NAMED_VALUE, [])
+            for word in words:
+                for i in children.pop(word):
+                    split[i][depth] = NAMED_VALUE
+                    into.append(i)
+            positions.append(("/".join(split[into[0]][:depth]) + "/", len(words)))
+        # fewer distinct paths than a position of many values takes: no such position after this prefix
+        stack.extend((group, depth + 1) for group in children.values() if len(group) >= MIN_DISTINCT_VALUES)
+    return ["/".join(parts) for parts in split], sorted(positions)
+
+
+def _many_values(counts: list[int]) -> bool:
+    """Whether the texts one position takes (``counts``: requests each) are values, not fixed words:
+    ``MIN_DISTINCT_VALUES`` at least, and more of them than the requests one takes on average. A
+    route table has a few words, each requested again and again as a recording grows; values
+    (names, slugs, search terms) keep coming."""
+    return len(counts) >= MIN_DISTINCT_VALUES and len(counts) ** 2 >= sum(counts)
+
+
 def _params(template: str) -> list[str]:
     return [m.group("a") or m.group("b") or m.group("c") for m in ROUTE_PARAMETER.finditer(template)]
 
 
-def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
+def _learn_params(profile: RouteProfile, targets: np.ndarray, notes: list[str]) -> None:
     names = _params(profile.route)
     if names:
         pattern = "^" + "".join(
@@ -660,14 +727,46 @@ def _learn_params(profile: RouteProfile, targets: np.ndarray) -> None:
         for g, name in enumerate(names):
             values = found.field(f"g{g}").to_numpy(zero_copy_only=False)[valid]
             profile.path_params[name] = Counter(unquote(v) for v in values if v and v != REDACTED)
+    bare: Counter[str] = Counter()  # keys sent without "=" ("?edit", "?alice"), by requests
+    valued: set[str] = set()
     for target in targets:
         _, mark, query = str(target).partition("?")
         if not mark:
             continue
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            profile.query_params.setdefault(key, Counter())[value] += 1
+        for part in query.split("&"):  # as parse_qsl(keep_blank_values=True) splits, telling "?k" from "?k="
+            if not part:
+                continue
+            key, eq, value = part.partition("=")
+            key = unquote_plus(key)
+            if eq:
+                valued.add(key)
+            else:
+                bare[key] += 1
+            profile.query_params.setdefault(key, Counter())[unquote_plus(value)] += 1
+    values, why = _bare_values(Counter({key: n for key, n in bare.items() if key not in valued}))
+    if values:
+        for key in values:
+            del profile.query_params[key]
+        notes.append(f"{shortened(profile.key)}: {len(values)} bare query key{'s' if len(values) != 1 else ''} "
+                     f"(no '=', in {_requests(sum(bare[key] for key in values))}) left out as values: {why}")
     for key, counter in profile.query_params.items():
         counter.pop(REDACTED, None)
+
+
+def _bare_values(bare: Counter[str]) -> tuple[list[str], str]:
+    """The bare query keys (``?alice``: no "=") that are values, not parameter names, and why: all
+    of them where a route has many (``_many_values``), else those that read as data
+    (``_VALUE_SEGMENTS``: ``?Tk3n9aZq81LmPw2x7``) or are no name (``?blue+mug``). A key's name
+    reaches the LLM's prompt; a value must not."""
+    keys = list(bare)
+    if not keys:
+        return [], ""
+    if _many_values(list(bare.values())):
+        return keys, f"{len(keys):,} distinct, too many to be parameter names"
+    as_paths = pa.array(["/" + key for key in keys], pa.string())
+    data = pc.not_equal(_value_segments(as_paths), as_paths).to_pylist()
+    return ([key for key, is_data in zip(keys, data) if is_data or not _PARAMETER_NAME.fullmatch(key)],
+            "they read as data (ids, keys, tokens, addresses) or are no parameter name")
 
 
 def _split_template(template: str) -> list[str]:

@@ -41,7 +41,7 @@ import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from perfsdk._runtime import write_atomically
@@ -473,8 +473,10 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
                 for field in used:
                     if field not in generators:
                         yield where, f"placeholder {{{field}}} names no generator (generators: {sorted(generators)})"
-    if "session" not in data and not any(task.get("weight", 1) > 0 for task in data["tasks"]):
+    weights = [task.get("weight", 1) for task in data["tasks"]]
+    if "session" not in data and not any(weight > 0 for weight in weights):
         yield "$.tasks", "every task has weight 0: nothing would run"
+    yield from _summable("$.tasks", weights, "the tasks' weights")
 
     session = data.get("session", {})
     known = set(names)
@@ -522,8 +524,23 @@ def _json_strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
 def _weights(where: str, weights: list[float], n: int) -> Iterator[tuple[str, str]]:
     if len(weights) != n:
         yield where, f"{len(weights)} weights for {n} values"
-    elif not sum(weights) > 0:
+    elif not _total(weights) > 0:
         yield where, "the weights sum to 0"
+    else:
+        yield from _summable(where, weights, "the weights")
+
+
+def _summable(where: str, weights: Iterable[float], what: str) -> Iterator[tuple[str, str]]:
+    """Finite weights whose sum is not (two of 1e308) are refused: every draw would be a share
+    of an infinite total, and the last item drawn every time."""
+    if not math.isfinite(_total(weights)):
+        yield where, f"{what} sum beyond the largest number a float holds (about 1.8e308): scale them down"
+
+
+def _total(weights: Iterable[float]) -> float:
+    """The sum as a float: inf where it overflows. (A sum of integers, each within a float's range,
+    can leave it, and then every comparison with a float raises OverflowError.)"""
+    return sum(float(weight) for weight in weights)
 
 
 def _chain_row(where: str, row: Mapping[str, float], known: set[str],
@@ -531,7 +548,7 @@ def _chain_row(where: str, row: Mapping[str, float], known: set[str],
     for name in row:
         if name not in known:
             yield f"{where}[{name!r}]", f"{name!r} is not a task"
-    total = sum(row.values())
+    total = _total(row.values())
     if row and not math.isclose(total, 1.0, abs_tol=1e-3):
         yield where, f"the probabilities sum to {total:.4g}, not 1"
     if not row and not allow_empty:
