@@ -799,6 +799,42 @@ def test_rows_a_table_cannot_write_are_counted_by_why(tmp_path):
     assert writer.stats()["rows_buffered"] == 0 and writer.stats()["rows_unwritten"] == 16
 
 
+def test_a_table_or_the_span_exporter_called_from_inside_its_own_call_waits_for_nothing_and_loses_nothing(tmp_path):
+    """A signal handler runs on the main thread wherever it is: inside a table's flush, or the span
+    exporter's write (under a SimpleSpanProcessor, on the application's thread). A flush from there
+    waited for the lock its own thread held, for ever (the exporter's, for its timeout) -- and with the
+    file half written it could not have written. From inside, a table buffers the row and its flush
+    and close say False; the exporter counts the spans it cannot write and its flush says False.
+    The next flush from outside writes what was buffered."""
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("GET /a"):
+        pass
+    span = memory.get_finished_spans()[0]
+    table = TableWriter(str(tmp_path), "resources", "shop", batch_rows=1)
+    exporter = ArrowSpanExporter(str(tmp_path), timer=False)
+    row = {"timestamp": datetime.now(timezone.utc), "service.name": "shop", "metric": "m", "value": 1.0, "unit": "ms"}
+    found: list = []
+
+    def interrupted():
+        with table._lock:
+            table.add(row)  # batch_rows=1: outside, this add would write
+            found.append((table.flush(), table.close(), table.stats()["rows_buffered"]))
+        with exporter._lock:
+            found.append((exporter.export([span]), exporter.force_flush(1000), exporter.stats()["spans_failed"]))
+
+    thread = threading.Thread(target=interrupted, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "a call from inside a table or the exporter waited for its own thread"
+    assert found == [(False, False, 1), (SpanExportResult.FAILURE, False, 1)]
+    assert exporter.faults.snapshot() == {"arrow span export": 1, "arrow span export flush": 1}
+    assert table.flush() and exporter.export([span]) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert read(tmp_path, table="resources").num_rows == 1 and read(tmp_path).num_rows == 1
+
+
 def test_flush_says_false_and_stats_count_the_rows_when_a_table_cannot_be_written(tmp_path):
     """force_flush() returned True while every write of the other tables failed, and their rows
     were neither in stats() nor written."""

@@ -221,6 +221,77 @@ def test_a_signal_handler_that_ends_a_span_and_flushes_as_a_chunk_is_handed_over
     assert found["rows"] + found["dropped"] == 100 + found["handled"]  # every span on disk or counted
 
 
+HANDLER_INSIDE_PERFSDK = """
+    import faulthandler, json, os, signal, sys
+    import perfsdk
+    from perfsdk._runtime import DECISION_DELIVERY
+
+    faulthandler.dump_traceback_later(30, exit=True)  # a hang is reported, not waited for
+    out, where, action = sys.argv[1:4]
+    sdk = perfsdk.init(service_name="shop", export_dir=out, sample_resources=False)
+
+    @perfsdk.monitor
+    def step(i):
+        return i
+
+    for i in range(50):
+        step(i)
+    sdk.export.decisions.add({"controller": "cache", "service.name": "shop", "mode": "advisory",
+                              "explanation": "a decision"})
+    assert sdk.export.drain(10.0)  # the spans in their file, not published yet
+    seen = {}
+
+    def handler(signum, frame):  # a SIGTERM handler: flush and go on, or shut down and exit
+        if action == "flush":
+            seen["flushed"] = sdk.force_flush(5000)
+        else:
+            sdk.shutdown()
+            sys.exit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+    if where == "worker":  # a decision being queued on the main thread
+        with DECISION_DELIVERY._lock:
+            signal.raise_signal(signal.SIGTERM)
+    else:  # the main thread inside perfsdk's own flush, holding a table's lock or the span files'
+        held = sdk.export.decisions._writer if where == "table" else sdk.export.spans._writers["shop"]
+        publish = held.flush
+
+        def interrupted_publish():
+            if not seen.get("signalled"):
+                seen["signalled"] = True
+                signal.raise_signal(signal.SIGTERM)
+            publish()
+
+        held.flush = interrupted_publish
+        sdk.force_flush(5000)
+    seen["faults"] = sdk.stats()["faults"]
+    seen["done"] = sdk._handed["flush"].wait(20)
+    print(json.dumps(seen))
+    os._exit(0)  # no shutdown: what is on disk is what the flush handed to a thread wrote
+"""
+
+
+@pytest.mark.parametrize("where, action", [("worker", "flush"), ("table", "flush"), ("table", "exit"),
+                                           ("span files", "exit")])
+def test_a_signal_handler_that_flushes_or_shuts_down_inside_perfsdk_does_not_hang_nor_lose_data(
+        tmp_path, where, action):
+    """A SIGTERM handler that flushed or shut perfsdk down, run while the main thread held one of
+    perfsdk's locks -- a worker's queue (a cache's decision being queued), a table's or the span
+    files' (the application flushing perfsdk itself) -- waited for that lock, or for a perfsdk thread
+    waiting for it: the process hung. The work is handed to a thread, which does it once the
+    interrupted code lets go (counted): a flush returns False at once and the files are written all
+    the same; a shutdown followed by ``sys.exit()`` is waited for at exit."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(HANDLER_INSIDE_PERFSDK), str(tmp_path), where,
+                           action], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if action == "flush":
+        seen = json.loads(done.stdout.splitlines()[-1])
+        assert seen["flushed"] is False and seen["done"] and seen["faults"] == {"flush inside perfsdk": 1}
+    assert read(tmp_path).num_rows == 50 and read(tmp_path, table="decisions").num_rows == 1
+
+
 def test_an_exception_as_the_writer_is_told_of_a_full_chunk_writes_that_chunk_once(tmp_path):
     """A KeyboardInterrupt (or a SIGTERM handler's SystemExit) right after the full chunk was queued,
     before the collector took a fresh one: the chunk was both queued and still being filled, and

@@ -28,7 +28,7 @@ def test_import_and_init_load_no_heavy_library():
     # names load on first use: the package itself is its version and the runtime layer
     assert eval(out.stdout) == ["perfsdk", "perfsdk._runtime", "perfsdk._runtime.callbacks", "perfsdk._runtime.faults",
                                 "perfsdk._runtime.files", "perfsdk._runtime.forks", "perfsdk._runtime.hooks",
-                                "perfsdk._runtime.lazy", "perfsdk._runtime.startup", "perfsdk._runtime.traced",
+                                "perfsdk._runtime.lazy", "perfsdk._runtime.locks", "perfsdk._runtime.startup", "perfsdk._runtime.traced",
                                 "perfsdk._runtime.validate", "perfsdk._runtime.worker", "perfsdk._version"]
     assert loaded_after("""
         import perfsdk

@@ -1318,6 +1318,64 @@ def test_a_fault_in_another_span_processor_is_counted_and_the_call_returns_as_un
             sdk.shutdown()
 
 
+def test_an_application_processor_added_before_perfsdks_that_raises_in_on_end_hides_no_span_from_it(tmp_path):
+    """OpenTelemetry's SynchronousMultiSpanProcessor calls a provider's processors in the order they
+    were added and stops at the first that raises: behind the application's processor that raised in
+    on_end, perfsdk's never saw a span -- not detected, not written, not counted. perfsdk's goes first;
+    the application's still raises to whoever ended the span, and the processors behind it, added
+    before perfsdk's or after, are skipped as they were without perfsdk."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Failing(SpanProcessor):
+        def on_end(self, span):
+            raise RuntimeError("the application's processor")
+
+    provider = TracerProvider()
+    before, after = InMemorySpanExporter(), InMemorySpanExporter()
+    provider.add_span_processor(Failing())
+    provider.add_span_processor(SimpleSpanProcessor(before))
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=str(tmp_path), sample_resources=False)
+    try:
+        provider.add_span_processor(SimpleSpanProcessor(after))
+        tracer = provider.get_tracer("app")
+        for _ in range(10):
+            with pytest.raises(RuntimeError, match="the application's processor"):
+                with tracer.start_as_current_span("GET /cart"):
+                    pass
+        assert sdk.stats()["spans"] == 10 and "span processor order" not in sdk.stats()["faults"]
+        assert before.get_finished_spans() == () and after.get_finished_spans() == ()
+    finally:
+        sdk.shutdown()
+    from perfsdk.export import read
+
+    assert read(tmp_path).num_rows == 10
+
+
+def test_a_provider_whose_processors_perfsdk_cannot_reorder_still_gets_it_last_counted():
+    """Putting perfsdk's processor first reaches into OpenTelemetry's multi-processor: where its
+    layout is not the one known (the application's own multi-processor, another OpenTelemetry
+    version), the processor is added as before -- last -- and that is counted, never raised."""
+    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
+
+    class Own(SynchronousMultiSpanProcessor):
+        def on_end(self, span):  # the application's own way of calling them
+            super().on_end(span)
+
+    newer = SynchronousMultiSpanProcessor()
+    newer._span_processors = []  # as a later version might keep them
+    for multi in (Own(), newer):
+        provider = TracerProvider(active_span_processor=multi)
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        sdk = perfsdk.init(tracer_provider=provider, sample_resources=False)
+        try:
+            assert list(multi._span_processors)[-1] is sdk.processor
+            with provider.get_tracer("app").start_as_current_span("GET /cart"):
+                pass
+            assert sdk.stats()["spans"] == 1 and sdk.stats()["faults"]["span processor order"] == 1
+        finally:
+            sdk.shutdown()
+
+
 def test_a_generator_whose_close_raises_still_ends_its_span_failed(traced):
     sdk, exporter, _, _ = traced
 

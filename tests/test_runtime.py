@@ -143,6 +143,55 @@ def test_a_worker_shut_down_while_its_work_blocks_counts_it():
         release.set()
 
 
+def inside_own_lock(lock, calls):
+    """Run ``calls()`` on a thread that holds ``lock``, as a signal handler runs inside the call it
+    interrupted; a call that waits for the lock its own thread holds fails the test, not hangs it."""
+    found: list = []
+
+    def interrupted():
+        with lock:
+            found.append(calls())
+
+    thread = threading.Thread(target=interrupted, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "a call from inside the lock waited for the lock its own thread held"
+    return found[0]
+
+
+def test_a_worker_called_from_inside_its_own_lock_waits_for_nothing_and_loses_nothing():
+    """A signal handler runs on the main thread between two bytecodes, wherever it is: inside a
+    worker's submit, holding its lock. A flush from there (a SIGTERM handler's) waited for that lock
+    for ever. From inside, flush returns at once (False: work is pending), submit queues the item
+    without waking the thread, stats reads the counts as they stand, shutdown stops without waiting
+    (counted); what was queued is handled once the lock is let go."""
+    faults = Faults()
+    release = threading.Event()
+    done: list[int] = []
+    worker = Worker("test-inside", faults=faults)
+    try:
+        assert worker.submit(release.wait)  # the thread busy
+        found = inside_own_lock(worker._lock, lambda: (
+            worker.submit(lambda: done.append(1)), worker.flush(5.0), worker.stats()["queued"], worker.park(5.0)))
+        assert found == (True, False, 1, False)
+        release.set()
+        assert worker.flush(5.0) and done == [1] and worker.stats()["handled"] == 2
+        inside_own_lock(worker._lock, lambda: worker.shutdown(5.0))
+        assert faults.snapshot() == {"test-inside at shutdown": 1}
+        assert not worker.submit(lambda: None)  # shut down
+    finally:
+        release.set()
+
+
+def test_a_fault_counted_from_inside_a_count_is_not_waited_for_nor_lost():
+    """A signal handler that counted a fault (a flush handed to a thread, say) while its thread was
+    inside a count waited for the counts' lock for ever. It is queued, and counted by the next reader."""
+    faults = Faults()
+    seen = inside_own_lock(faults._lock, lambda: (
+        faults.record("handler", RuntimeError("inside")), faults.count("handler"), faults.snapshot())[-1])
+    assert seen == {"handler": 2} and faults.snapshot() == {"handler": 2} and faults.total() == 2
+
+
 # -- the fork registry ------------------------------------------------------------------
 class Resettable:
     def __init__(self):

@@ -5,6 +5,8 @@
 - ``Worker``: the one background worker (bounded queue, batches, flush with a
   deadline, drop counter), used by every background job.
 - ``at_fork``: the fork-reset registry every object with threads or locks joins.
+- ``owned_lock``: the locks perfsdk's flush and shutdown meet, which know their holder, so
+  ``inside_perfsdk()`` tells a call from inside perfsdk (a signal handler) that must not wait.
 - ``HOOKS``: what the running ``perfsdk.init()`` offers the layers below it
   (the tracer ``@monitor`` uses, where decisions go); ``DECISION_DELIVERY``, the
   worker that delivers them (and does the fleet's file work); ``USER_CALLBACKS``, the
@@ -30,6 +32,7 @@ from perfsdk._runtime.files import fsync_path, replace_atomically, write_atomica
 from perfsdk._runtime.forks import at_fork
 from perfsdk._runtime.hooks import DECISION_DELIVERY, HOOKS, USER_CALLBACKS, Hooks
 from perfsdk._runtime.lazy import lazy_names
+from perfsdk._runtime.locks import held_here, inside_perfsdk, owned_lock
 from perfsdk._runtime.startup import long_lived_startup
 from perfsdk._runtime.traced import TRACED_FUNCTIONS, TracedFunctions
 from perfsdk._runtime.validate import (
@@ -40,6 +43,6 @@ from perfsdk._runtime.worker import Worker, park_shared_workers
 __all__ = [
     "DECISION_DELIVERY", "FAULTS", "Faults", "HOOKS", "Hooks", "TRACED_FUNCTIONS", "TracedFunctions", "USER_CALLBACKS",
     "Worker", "at_fork", "call_guarded", "call_user", "check_bool", "check_callable", "check_choice", "check_int",
-    "check_number", "check_str", "fsync_path", "lazy_names", "log_quietly", "long_lived_startup", "park_shared_workers", "replace_atomically", "suppressed",
-    "write_atomically",
+    "check_number", "check_str", "fsync_path", "held_here", "inside_perfsdk", "lazy_names", "log_quietly",
+    "long_lived_startup", "owned_lock", "park_shared_workers", "replace_atomically", "suppressed", "write_atomically",
 ]

@@ -12,12 +12,12 @@ exception (or a worker thread's, reported to ``threading.excepthook``).
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from perfsdk._runtime.forks import at_fork
+from perfsdk._runtime.locks import held_here, owned_lock
 
 __all__ = ["FAULTS", "Faults", "log_quietly"]
 
@@ -63,11 +63,16 @@ class Faults:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._logged: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
+        self._inside: deque[str] = deque()  # kinds counted from inside a count (see ``count``)
         at_fork(self._after_fork)
 
     def record(self, kind: str, exc: BaseException) -> None:
+        if held_here(self._lock):
+            self.count(kind)  # (not logged: the log line this thread is inside may be the first)
+            return
         with self._lock:
+            self._take_inside()
             self._counts[kind] += 1
             first = kind not in self._logged
             self._logged.add(kind)
@@ -76,9 +81,20 @@ class Faults:
                         kind, exc, exc_info=exc, faults=self)
 
     def count(self, kind: str) -> None:
-        """Count a fault of ``kind`` without logging it."""
+        """Count a fault of ``kind`` without logging it. A thread already inside a count (a signal
+        handler that interrupted it) cannot wait for the lock it holds: its kind waits in a queue,
+        counted by the next reader."""
+        if held_here(self._lock):
+            self._inside.append(kind)  # atomic
+            return
         with self._lock:
+            self._take_inside()
             self._counts[kind] += 1
+
+    def _take_inside(self) -> None:  # under self._lock
+        inside = self._inside
+        while inside:
+            self._counts[inside.popleft()] += 1
 
     @contextmanager
     def guard(self, kind: str) -> Iterator[None]:
@@ -89,19 +105,22 @@ class Faults:
             self.record(kind, exc)
 
     def snapshot(self) -> dict[str, int]:
+        if held_here(self._lock):  # (a signal handler inside a count: read as they stand)
+            return dict(self._counts + Counter(self._inside))
         with self._lock:
+            self._take_inside()
             return dict(self._counts)
 
     def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
+        return sum(self.snapshot().values())
 
     def _after_fork(self) -> None:
         """In a forked child: counts from zero (every count a child reports is its own), and a
         fresh lock (the parent's may have been held by a thread the child does not have)."""
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
         self._counts = Counter()
         self._logged = set()
+        self._inside = deque()
 
 
 #: Faults of background work that no handle owns (fits, callbacks of standalone caches).

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import weakref
 from typing import Any, Callable
+
+from perfsdk._runtime.locks import owned_lock
 
 __all__ = ["at_fork"]
 
 log = logging.getLogger("perfsdk")
 
 _resets: list[Callable[[], Any]] = []  # weak references (or plain functions)
-_lock = threading.Lock()
+_lock = owned_lock()  # taken by perfsdk's threads too (a new file's writer): see locks.py
 _PRUNE_AT = 1024
 
 
@@ -40,7 +41,7 @@ def at_fork(reset: Callable[[], Any]) -> None:
 
 def _in_child() -> None:
     global _lock
-    _lock = threading.Lock()
+    _lock = owned_lock()
     live = [r for r in _resets if r() is not None]
     _resets[:] = live
     for ref in live:

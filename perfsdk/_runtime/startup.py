@@ -21,15 +21,15 @@ the pause lasts as long as the start-up, bounded (no I/O waits inside it).
 from __future__ import annotations
 
 import gc
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 from perfsdk._runtime.forks import at_fork
+from perfsdk._runtime.locks import owned_lock
 
 __all__ = ["long_lived_startup"]
 
-_lock = threading.Lock()
+_lock = owned_lock()  # (a lazy import on one of perfsdk's threads takes it too: see locks.py)
 _depth = 0  # nested start-ups (a lazy import inside init): only the outermost acts
 _paused = False  # the outermost start-up running now disabled the collector
 
@@ -69,7 +69,7 @@ def _after_fork() -> None:
     thread is gone): its lock may be held, its depth would stop every later start-up from acting,
     and a collector it paused would stay off for good."""
     global _lock, _depth, _paused
-    _lock = threading.Lock()
+    _lock = owned_lock()
     _depth = 0
     if _paused:
         _paused = False

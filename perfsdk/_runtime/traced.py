@@ -9,10 +9,10 @@ it finds in the files. It lives here, at the bottom, because the decorator
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from perfsdk._runtime.forks import at_fork
+from perfsdk._runtime.locks import owned_lock
 
 __all__ = ["TRACED_FUNCTIONS", "TracedFunctions"]
 
@@ -36,7 +36,7 @@ class TracedFunctions:
         self.unnamed = 0  # functions decorated once a bound was reached: traced, not named
         self.version = 0  # bumped by each function named: the span export then starts new files
         self._targets: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # the span writer reads it: see locks.py
         at_fork(self._after_fork)
 
     def record(self, fn: Any, span_name: str) -> None:
@@ -61,7 +61,7 @@ class TracedFunctions:
             return {name: sorted(targets) for name, targets in self._targets.items()}
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # a parent thread may have held it; it does not exist here
+        self._lock = owned_lock()  # a parent thread may have held it; it does not exist here
 
 
 TRACED_FUNCTIONS = TracedFunctions()

@@ -19,12 +19,14 @@ Items are zero-argument callables unless a ``handle(batch)`` is given.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from perfsdk._runtime.faults import FAULTS, Faults
 from perfsdk._runtime.forks import at_fork
+from perfsdk._runtime.locks import held_here, owned_lock
 
 __all__ = ["Worker", "park_shared_workers"]
 
@@ -94,7 +96,7 @@ class Worker(Generic[T]):
         self.handled = 0
         self.dropped = 0
         self._queue: collections.deque[T] = collections.deque()
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # a call from inside it (a signal handler) must not wait for it
         self._cond = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._in_progress = 0  # items the worker is handling now
@@ -113,19 +115,30 @@ class Worker(Generic[T]):
         if self._thread is not None and len(queue) < self.max_queue and not self._shutdown:
             queue.append(item)  # atomic: no lock on the application's path (the bound may
             queued = len(queue)  # be passed by a few items when threads race: it stays a bound)
+            if not (self._parking or queued == 1 or queued == self.min_batch) or held_here(self._lock):
+                return True  # (from inside the worker's own call -- a signal handler -- no wake-up: the
+                # worker polls, and the next submit or flush starts a thread if it has none)
             if self._parking:  # its thread may be leaving right now, past the item: keep one running
                 with self._lock:
                     self._parking = False
                     self._ensure_thread()
                     self._cond.notify()
-            elif queued == 1 or queued == self.min_batch:  # wake the worker (it also polls)
+            else:  # wake the worker (it also polls)
                 with self._lock:
                     self._cond.notify()
             return True
         return self._submit_locked(item, timeout_s)
 
     def _submit_locked(self, item: T, timeout_s: float) -> bool:
-        """The rare path: no thread yet, a full queue (wait or drop, counted), or shut down."""
+        """The rare path: no thread yet, a full queue (wait or drop, counted), or shut down. From
+        inside the worker's own call (a signal handler) nothing waits and no thread is started: the
+        item is queued if there is room (the next submit or flush starts the thread), else dropped."""
+        if held_here(self._lock):
+            if len(self._queue) < self.max_queue and not self._shutdown:
+                self._queue.append(item)
+                return True
+            self.dropped += 1
+            return False
         with self._lock:
             queue = self._queue
             if len(queue) >= self.max_queue or self._shutdown:
@@ -162,10 +175,13 @@ class Worker(Generic[T]):
         """Wait until everything submitted so far is handled; False if the deadline passed.
 
         Called from the worker's own thread (an item that shuts perfsdk down), it cannot wait:
-        the work it would wait for runs on this thread after the caller returns. It returns at
-        once: True if nothing else is queued."""
+        the work it would wait for runs on this thread after the caller returns. Nor from inside
+        the worker's own call (a signal handler that interrupted a ``submit``): the worker needs the
+        lock that call holds. It returns at once: True if nothing else is queued."""
         if self.on_worker_thread:
             return not self._queue
+        if held_here(self._lock):
+            return not self._queue and not self._in_progress
         deadline = time.monotonic() + timeout_s
         with self._cond:
             target = self._finished + self._in_progress + len(self._queue)
@@ -185,7 +201,12 @@ class Worker(Generic[T]):
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Handle what is queued (within the deadline), then stop the thread. Work still running
-        at the deadline is left to finish on the daemon thread, counted as ``park`` counts it."""
+        at the deadline is left to finish on the daemon thread, counted as ``park`` counts it; so is
+        all of it when called from inside the worker's own call (a signal handler), which cannot wait."""
+        if held_here(self._lock):
+            self._shutdown, self._ticking = True, False  # the thread ends once the queue is handled
+            self._overran(0.0)
+            return
         deadline = time.monotonic() + timeout_s
         if not self.flush(timeout_s):
             self._overran(timeout_s)
@@ -200,8 +221,11 @@ class Worker(Generic[T]):
         For process-wide workers when ``perfsdk`` shuts down: no thread of perfsdk's
         outlives ``shutdown()``, yet a cache used afterwards still works. Work still running
         at the deadline (a blocked callback) is left to finish on the daemon thread, and
-        counted as a fault ("<name> at shutdown").
+        counted as a fault ("<name> at shutdown"). From inside the worker's own call (a signal
+        handler) nothing is done: False.
         """
+        if held_here(self._lock):
+            return False
         deadline = time.monotonic() + timeout_s
         done = self.flush(timeout_s)
         if not done:
@@ -239,8 +263,9 @@ class Worker(Generic[T]):
     def stats(self) -> dict[str, int]:
         """Counts: ``submitted`` (items accepted: handled, being handled or queued; it never goes
         down), ``handled``, ``dropped`` (refused), ``queued``. Read under the lock, so an item
-        moving from the queue to the batch being handled is counted once, not zero times."""
-        with self._lock:
+        moving from the queue to the batch being handled is counted once, not zero times (by a
+        thread already inside it -- a signal handler -- they are read as they stand)."""
+        with contextlib.nullcontext() if held_here(self._lock) else self._lock:
             queued = len(self._queue)
             return {"submitted": self.handled + self._in_progress + queued, "handled": self.handled,
                     "dropped": self.dropped, "queued": queued}

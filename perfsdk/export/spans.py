@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Callable, Sequence
 
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from perfsdk._native import KIND_NAMES, STATUS_NAMES, SpanColumns, kept_attributes, take_strings
-from perfsdk._runtime import TRACED_FUNCTIONS, Faults, Worker, at_fork
+from perfsdk._runtime import TRACED_FUNCTIONS, Faults, Worker, at_fork, held_here, owned_lock
 from perfsdk.export.columns import column, strings, validity
 from perfsdk.export.redact import Redactor
 from perfsdk.export.schema import FUNCTIONS_KEY, SPANS, STRING_MAP, TS
@@ -228,7 +227,7 @@ class ArrowSpanExporter(SpanExporter):
         self.spans_exported = 0
         self.spans_failed = 0
         self._writers: dict[str, RotatingWriter] = {}
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # a call from inside a write (a signal handler) must not wait for it
         self._shutdown = False
         #: More metadata for each new file (perfsdk's export records its drops so far there).
         self.file_metadata: Callable[[], dict[str, str]] | None = None
@@ -278,6 +277,11 @@ class ArrowSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         if not n:
             return SpanExportResult.SUCCESS
+        if held_here(self._lock):  # a span ended inside this thread's own write (a signal handler,
+            self.spans_failed += n  # under a SimpleSpanProcessor): its files are half written
+            self.faults.record("arrow span export", RuntimeError("spans exported from inside the exporter's own "
+                                                                 "write (a signal handler): not written"))
+            return SpanExportResult.FAILURE
         taken = 0  # spans a writer took, even if the same call then failed to publish their file
         try:
             batch = columns_to_batch(chunks, self.redactor)
@@ -312,7 +316,7 @@ class ArrowSpanExporter(SpanExporter):
         """Publish each open file older than ``max_age_s`` (or of a past day), so an idle
         service's last spans become readable without waiting for the next span. Never waits:
         while a write holds the files, it checks their age itself."""
-        if not self._lock.acquire(blocking=False):
+        if held_here(self._lock) or not self._lock.acquire(blocking=False):
             return
         try:
             for writer in self._writers.values():
@@ -323,7 +327,12 @@ class ArrowSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Publish the open files, so everything exported so far is readable; False (counted) if
-        a write still in progress (a stuck disk) holds them past ``timeout_millis``."""
+        a write still in progress (a stuck disk) holds them past ``timeout_millis``, or that write is
+        this thread's own (a signal handler that interrupted it: it cannot wait for itself)."""
+        if held_here(self._lock):
+            self.faults.record("arrow span export flush", RuntimeError(
+                "flushed from inside the exporter's own write (a signal handler): not published"))
+            return False
         if not self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0):
             self.faults.record("arrow span export flush", TimeoutError(
                 f"a write held the span files over {timeout_millis} ms: not published"))
@@ -349,7 +358,7 @@ class ArrowSpanExporter(SpanExporter):
     def _after_fork(self) -> None:
         """In a forked child: a fresh lock (each writer leaves the parent's open file alone), and
         counts from zero: every count a child reports is its own."""
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
         self.spans_exported = self.spans_failed = 0
         self.redactor.dropped = 0
 

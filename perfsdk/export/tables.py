@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from perfsdk.detect import Anomaly
 from perfsdk.export.columns import batch_from_rows
 from perfsdk.export.schema import TABLES
-from perfsdk._runtime import at_fork
+from perfsdk._runtime import at_fork, held_here, owned_lock
 from perfsdk.export.writer import RotatingWriter
 
 __all__ = ["NAMED_COLUMNS", "TableWriter", "anomaly_row", "decision_row"]
@@ -29,6 +28,10 @@ class TableWriter:
     A row that is not written is counted (``stats()``), never lost in silence: while
     writes fail (a full disk), the last ``4 * batch_rows`` rows are kept for the next
     attempt and older ones dropped.
+
+    A call on a thread already inside one of the table's own (a signal handler that interrupted
+    it) waits for nothing and writes nothing -- its file is half written: ``add`` buffers the row
+    for the next write, ``flush`` and ``close`` return False, their rows kept.
     """
 
     def __init__(self, directory: str, table: str, service: str, *, format: str = "arrow",
@@ -42,7 +45,7 @@ class TableWriter:
         self._named = NAMED_COLUMNS.get(table, ())
         self._writer = RotatingWriter(directory, table, self.schema, service, format, max_bytes, max_age_s)
         self._rows: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # see the class docstring, and perfsdk._runtime.locks
         self._reset_counts()
         at_fork(self._after_fork)
 
@@ -64,20 +67,29 @@ class TableWriter:
             with self._lock:
                 self.rows_skipped += 1
             raise
+        if held_here(self._lock):
+            self._rows.append(row)  # (atomic) written by the next add or flush
+            return
         with self._lock:
             self._rows.append(row)
             if len(self._rows) >= self.batch_rows:
                 self._write()
 
-    def flush(self) -> None:
-        """Write buffered rows and publish the open file."""
+    def flush(self) -> bool:
+        """Write buffered rows and publish the open file: True, or False if called inside the
+        table's own call (see the class docstring)."""
+        if held_here(self._lock):
+            return False
         with self._lock:
             self._write()
             self._writer.flush()
+        return True
 
-    def close(self) -> None:
+    def close(self) -> bool:
         """``flush``; the rows that cannot be written even now are given up, counted in
-        ``rows_unwritten``."""
+        ``rows_unwritten``. False, nothing done, if called inside the table's own call."""
+        if held_here(self._lock):
+            return False
         with self._lock:
             try:
                 self._write()
@@ -85,6 +97,7 @@ class TableWriter:
             finally:
                 self.rows_unwritten += len(self._rows)
                 self._rows = []
+        return True
 
     def stats(self) -> dict[str, int]:
         """Rows written, and every row that was not, by why: ``rows_skipped`` (refused by ``add``),
@@ -118,7 +131,7 @@ class TableWriter:
         """In a forked child: the parent's buffered rows are the parent's to write, and its counts
         the parent's to report."""
         self._rows = []
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
         self._reset_counts()
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from perfsdk._runtime import at_fork, fsync_path, log_quietly, replace_atomically
+from perfsdk._runtime import at_fork, fsync_path, held_here, log_quietly, owned_lock, replace_atomically
 from perfsdk.export.options import check_options
 from perfsdk.export.schema import with_metadata
 
@@ -63,7 +62,7 @@ class RotatingWriter:
         self.max_age_s = max_age_s
         self._reset_counts()
         self._rows_open = 0  # rows in the file now open
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # a call from inside its own (a signal handler) must not nest in it
         self._writer: Any = None
         self._sink: Any = None
         self._tmp: Path | None = None
@@ -80,7 +79,10 @@ class RotatingWriter:
         self.rows_lost = 0  # rows of files that could not be published (closed or renamed into place)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Append ``batch`` (raises OSError on disk trouble: the caller counts it)."""
+        """Append ``batch`` (raises OSError on disk trouble: the caller counts it; RuntimeError from
+        inside this writer's own call, a signal handler's, whose file is half written)."""
+        if held_here(self._lock):
+            raise RuntimeError(f"a write to the {self.table} table from inside its own write (a signal handler)")
         with self._lock:
             today = _today()
             if self._writer is not None and self._stale(today):
@@ -99,7 +101,10 @@ class RotatingWriter:
                 self._publish()
 
     def flush(self) -> None:
-        """Publish the open file now (its rows become visible to readers)."""
+        """Publish the open file now (its rows become visible to readers); from inside this writer's
+        own call (a signal handler), nothing: the file is half written."""
+        if held_here(self._lock):
+            return
         with self._lock:
             if self._writer is not None:
                 self._publish()
@@ -110,7 +115,7 @@ class RotatingWriter:
         """Publish the open file if ``max_age_s`` has passed since it opened, or its day is over:
         called periodically, so rows become readable without waiting for the next write. Never
         waits: a write in progress checks the age itself."""
-        if not self._lock.acquire(blocking=False):
+        if held_here(self._lock) or not self._lock.acquire(blocking=False):
             return
         try:
             if self._writer is not None and self._stale(_today()):
@@ -203,7 +208,7 @@ class RotatingWriter:
         self._writer = self._sink = self._tmp = self._final = None
         self._rows_open = 0
         self._reset_counts()
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
 
 
 def _close_and_remove(sink: Any, tmp: Path) -> None:

@@ -201,7 +201,7 @@ class ArrowExport:
         with suppressed():
             for writer in self.tables.values():
                 try:
-                    writer.flush()
+                    ok = writer.flush() and ok
                 except Exception as exc:  # its rows stay buffered for the next attempt (counted if given up)
                     self.faults.record("export flush", exc)
                     ok = False

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from perfsdk._native import BankPath, stepping
-from perfsdk._runtime import at_fork, check_int
+from perfsdk._runtime import at_fork, check_int, owned_lock
 from perfsdk.detect import (
     DEFAULT_CONFIRM, AlertPipeline, Anomaly, Detector, DetectorFactory, Onset, RunRule, ZScoreDetector,
 )
@@ -193,7 +193,7 @@ class DetectorBank(BankPath):
         self.confirm = self.rule.confirm
         self.overflowed = 0  # observations that fell into the overflow series
         self._series: dict[str, Series] = {}
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # the resource sampler reads the totals under it: see perfsdk._runtime.locks
         at_fork(self._after_fork)
 
     def _series_for(self, name: str, timestamp: Any = None) -> Series:
@@ -374,6 +374,6 @@ class DetectorBank(BankPath):
     def _after_fork(self) -> None:
         """In a forked child: forget everything, with a fresh lock (the old one
         may have been held by a thread that does not exist here)."""
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
         self._series = {}
         self.overflowed = 0

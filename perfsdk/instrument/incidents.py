@@ -27,13 +27,12 @@ so it always sees every anomaly added before it was called.
 from __future__ import annotations
 
 import math
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import AbstractSet, Callable, Iterable
 
-from perfsdk._runtime import at_fork
+from perfsdk._runtime import at_fork, owned_lock
 from perfsdk.detect import Anomaly
 
 __all__ = ["Incident", "IncidentTracker", "gc_explains"]
@@ -155,8 +154,8 @@ class IncidentTracker:
         self.dropped_members = 0
         self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
         self._pending: deque[Anomaly] = deque()
-        self._lock = threading.Lock()
-        self._drop_lock = threading.Lock()
+        self._lock = owned_lock()  # taken by the notification thread: see perfsdk._runtime.locks
+        self._drop_lock = owned_lock()
         at_fork(self._after_fork)
 
     def add(self, anomaly: Anomaly) -> None:
@@ -257,8 +256,8 @@ class IncidentTracker:
         return Incident(sorted(members, key=key), {n: c for n, c in callers.items() if c})
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._drop_lock = threading.Lock()
+        self._lock = owned_lock()
+        self._drop_lock = owned_lock()
         self._groups.clear()
         self._pending.clear()
         self.dropped_members = 0

@@ -20,7 +20,6 @@ every span on the application's thread.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -29,7 +28,7 @@ from typing import AbstractSet, Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from perfsdk._native import SpanPath
-from perfsdk._runtime import Faults, at_fork
+from perfsdk._runtime import Faults, at_fork, inside_perfsdk, owned_lock
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import gc_explains
@@ -62,7 +61,7 @@ class CallGraph:
         self._callees: dict[str, set[str]] = {}  # callers reversed
         self._ancestry: dict[str, frozenset[str]] = {}  # name -> its ancestors, until a new edge
         self._edges = 0
-        self._lock = threading.Lock()
+        self._lock = owned_lock()  # the notification thread's incidents read it: see perfsdk._runtime.locks
         at_fork(self._after_fork)
 
     def learn(self, caller: str, callee: str) -> bool:
@@ -103,7 +102,7 @@ class CallGraph:
             return found
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # the graph is structural: the child's code calls the same way
+        self._lock = owned_lock()  # the graph is structural: the child's code calls the same way
 
 
 class PerfSpanProcessor(SpanPath, SpanProcessor):
@@ -177,7 +176,13 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Deliver the queued anomaly notifications. From a thread inside perfsdk (a signal handler
+        calling the provider's ``force_flush``), False at once, counted: the notification thread may
+        need the lock that thread holds, and delivers them anyway."""
         sink = self.sink
+        if sink is not None and inside_perfsdk():
+            self.faults.count("flush inside perfsdk")
+            return False
         return True if sink is None else sink.flush(timeout_millis / 1000.0)
 
     # -- new span names ------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Which OpenTelemetry ``TracerProvider`` perfsdk joins, or the one it creates."""
+"""Which OpenTelemetry ``TracerProvider`` perfsdk joins, or the one it creates, and where its
+processor goes in it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import weakref
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider,
+)
 
 from perfsdk._runtime import Faults
 
 log = logging.getLogger("perfsdk")
 
-__all__ = ["tracer_provider"]
+__all__ = ["add_first", "tracer_provider"]
 
 #: The providers perfsdk made: one found global again is a former ``init()``'s, not the application's.
 _MADE: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
@@ -59,3 +62,45 @@ def tracer_provider(
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     _MADE.add(provider)
     return provider, True
+
+
+def add_first(provider: TracerProvider, processor: SpanProcessor, faults: Faults) -> bool:
+    """Add perfsdk's ``processor`` to ``provider`` ahead of the processors already there: True if
+    it went first.
+
+    OpenTelemetry's ``SynchronousMultiSpanProcessor`` calls a provider's processors one after the
+    other, in the order they were added, and stops at the first that raises: behind an
+    application's processor that raised in ``on_end``, perfsdk's never saw the span -- it vanished
+    from detection and from the Arrow files, without a count. perfsdk's own processor never raises,
+    so running first changes nothing for the ones behind it: an application's processor that
+    raises does so as before, to whoever ended the span, and the processors behind it are skipped
+    as before.
+
+    OpenTelemetry offers no public way to choose the place: the processor is added the public way,
+    then moved to the front of the multi-processor's ``_span_processors`` tuple under its ``_lock``
+    (as ``add_span_processor`` itself changes it). Where that layout is not found (another
+    OpenTelemetry version, a provider of the application's own), it stays where it was added, as
+    before, counted in ``faults`` (``span processor order``) and logged once. (With a
+    ``ConcurrentMultiSpanProcessor`` every processor sees every span: it is left where it was.)
+    """
+    provider.add_span_processor(processor)
+    multi = getattr(provider, "_active_span_processor", None)
+    if isinstance(multi, ConcurrentMultiSpanProcessor):
+        return False
+    try:
+        if not (isinstance(multi, SynchronousMultiSpanProcessor)
+                and type(multi).on_end is SynchronousMultiSpanProcessor.on_end):
+            raise TypeError(f"the provider's span processors are called by {type(multi).__name__}, not "
+                            "OpenTelemetry's SynchronousMultiSpanProcessor")
+        with multi._lock:
+            current = multi._span_processors
+            if not isinstance(current, tuple) or not any(p is processor for p in current):
+                raise TypeError(f"SynchronousMultiSpanProcessor._span_processors is {type(current).__name__}, "
+                                "not the tuple perfsdk's processor was added to")
+            multi._span_processors = (processor, *(p for p in current if p is not processor))
+        return True
+    except Exception as exc:  # (an OpenTelemetry version whose layout differs): added, not first
+        faults.record("span processor order", RuntimeError(
+            f"perfsdk's span processor could not be put first ({exc}): a processor before it that raises in "
+            "on_end hides spans from perfsdk"))
+        return False

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from perfsdk._runtime import (
     FAULTS, HOOKS, Faults, check_bool, check_callable, check_choice, check_int, check_number, check_str,
-    log_quietly, long_lived_startup, park_shared_workers,
+    inside_perfsdk, log_quietly, long_lived_startup, owned_lock, park_shared_workers,
 )
 from perfsdk._version import __version__
 from perfsdk.detect import DEFAULT_CONFIRM, Anomaly, resource_detectors, span_detectors, traffic_detectors
@@ -25,7 +25,7 @@ from perfsdk.export.redact import Redactor
 from perfsdk.instrument.bank import DetectorBank
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 from perfsdk.instrument.processor import CallGraph, PerfSpanProcessor
-from perfsdk.instrument.provider import tracer_provider as tracer_provider_for
+from perfsdk.instrument.provider import add_first, tracer_provider as tracer_provider_for
 from perfsdk.instrument.resources import GcPauses, ResourceSampler
 from perfsdk.instrument.sink import AnomalySink
 
@@ -56,7 +56,8 @@ class PerfSDK:
         self.export = export
         self._owns_provider = owns_provider
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = owned_lock()
+        self._handed: dict[str, threading.Event] = {}  # set once the work a signal handler asked for is done
 
     def anomalies(self) -> list[Anomaly]:
         """The most recent anomalies (bounded; ``stats()['anomalies']`` counts them all)."""
@@ -89,7 +90,19 @@ class PerfSDK:
         }
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Deliver queued anomaly notifications and flush the tracer provider's exporters."""
+        """Deliver queued anomaly notifications, write and publish the Arrow files, and flush the
+        tracer provider's exporters (if perfsdk made it).
+
+        Called on a thread that is inside perfsdk -- a signal handler (a SIGTERM handler) that
+        interrupted it, or a finalizer -- it cannot wait: perfsdk's work may wait for the lock that
+        thread holds. The flush is handed to a thread of its own, which does it as soon as the
+        interrupted code lets go, and False is returned at once (``_hand_over``)."""
+        if inside_perfsdk():
+            self._hand_over("flush", lambda: self._flush(timeout_millis))
+            return False
+        return self._flush(timeout_millis)
+
+    def _flush(self, timeout_millis: int) -> bool:
         ok = self._sink.flush(timeout_millis / 1000.0)
         if self.export is not None:
             ok = self.export.flush(timeout_millis) and ok
@@ -102,7 +115,27 @@ class PerfSDK:
         callback too). Queued notifications and callbacks are waited for ``SHUTDOWN_TIMEOUT_S``
         in all, the Arrow export's queued spans and decisions for its own 30 s
         (``arrow_export.CLOSE_TIMEOUT_S``: they are data); work still running then is left to
-        finish on its daemon thread, counted."""
+        finish on its daemon thread, counted.
+
+        Called on a thread that is inside perfsdk (a signal handler that interrupted it), it is
+        handed to a thread of its own, as ``force_flush`` is, and returns at once; a later
+        ``shutdown()`` -- the one at the interpreter's exit too -- waits for what was handed over."""
+        if inside_perfsdk():
+            self._hand_over("shutdown", self._shut_down)
+            return
+        for handed in list(self._handed.values()):  # (Events: a signal handler's shutdown() inside
+            handed.wait(self._longest_shutdown_s())  # this wait may wait too)
+        self._shut_down()
+
+    def _longest_shutdown_s(self) -> float:
+        """The most a shutdown waits: ``SHUTDOWN_TIMEOUT_S``, and the export's own for its writing."""
+        if self.export is None:
+            return SHUTDOWN_TIMEOUT_S
+        from perfsdk.instrument.arrow_export import CLOSE_TIMEOUT_S  # (loaded with the export)
+
+        return SHUTDOWN_TIMEOUT_S + CLOSE_TIMEOUT_S
+
+    def _shut_down(self) -> None:
         global _HANDLE
         with self._lock:
             if self._closed:
@@ -128,9 +161,30 @@ class PerfSDK:
         with self.faults.guard("shutdown"):  # no thread of perfsdk's outlives shutdown()
             park_shared_workers(max(0.0, deadline - time.monotonic()))
 
+    def _hand_over(self, what: str, work: Callable[[], Any]) -> None:
+        """Run ``work`` (a flush, a shutdown) on a thread of its own: the calling thread holds one of
+        perfsdk's locks (``perfsdk._runtime.locks``), and the work may wait for it. The thread gets it
+        once the code the signal interrupted goes on (or unwinds: a handler's ``sys.exit()``).
+        Counted (``stats()["faults"]["<what> inside perfsdk"]``); one at a time of each kind (a request
+        made while one is pending is left to it)."""
+        self.faults.count(f"{what} inside perfsdk")
+        pending = self._handed.get(what)
+        if pending is not None and not pending.is_set():
+            return
+        done = self._handed[what] = threading.Event()
+        threading.Thread(target=self._run_handed_over, args=(what, work, done), name=f"perfsdk-{what}",
+                         daemon=True).start()  # (an exit waits for a shutdown in its own shutdown())
+
+    def _run_handed_over(self, what: str, work: Callable[[], Any], done: threading.Event) -> None:
+        try:
+            with self.faults.guard(f"{what} handed to a thread"):
+                work()
+        finally:
+            done.set()
+
 
 _HANDLE: PerfSDK | None = None
-_INIT_LOCK = threading.Lock()
+_INIT_LOCK = owned_lock()  # (shutdown takes it: a signal handler's must see it held)
 _EXIT_HOOKED = False
 _EXITED = False  # perfsdk's exit hook has run: the process is on its way out
 
@@ -300,7 +354,7 @@ def init(
             processor = PerfSpanProcessor(span_bank, sink, faults, export=export, gc_pauses=pauses,
                                           incident_window_s=incident_window_s, calls=calls)
             undo.append(processor.shutdown)  # it stays in the provider: shut, it costs nothing
-            provider.add_span_processor(processor)
+            add_first(provider, processor, faults)  # (a processor before it that raised hid spans from it)
             sampler = None
             if sample_resources:
                 resource_bank = DetectorBank(resource_detectors(threshold), max_names=16, confirm=2)

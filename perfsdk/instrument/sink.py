@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections import deque
 from typing import Any, Callable
 
-from perfsdk._runtime import USER_CALLBACKS, Faults, Worker, at_fork, call_guarded, suppressed
+from perfsdk._runtime import USER_CALLBACKS, Faults, Worker, at_fork, call_guarded, owned_lock, suppressed
 from perfsdk._version import __version__
 from perfsdk.detect import Anomaly
 from perfsdk.instrument.incidents import IncidentTracker
@@ -59,7 +58,7 @@ class AnomalySink:
         self.on_anomaly = on_anomaly
         self.total = 0  # anomalies published (anomalies are rare: a lock costs nothing here)
         self.callbacks_dropped = 0  # on_anomaly calls not queued: USER_CALLBACKS was full
-        self._count_lock = threading.Lock()
+        self._count_lock = owned_lock()  # taken by the notification thread too: see perfsdk._runtime.locks
         self._recent: deque[Anomaly] = deque(maxlen=max_anomalies)
         self._worker: Worker[Anomaly] = Worker("perfsdk-anomalies", self._notify_all, max_queue=max_queue,
                                                max_batch=64, faults=faults)
@@ -127,6 +126,6 @@ class AnomalySink:
         self._worker.shutdown(timeout_s)
 
     def _after_fork(self) -> None:
-        self._count_lock = threading.Lock()
+        self._count_lock = owned_lock()
         self._recent.clear()
         self.total = self.callbacks_dropped = 0  # the parent's anomalies are the parent's
