@@ -419,3 +419,129 @@ def test_a_span_off_a_clock_never_set_and_long_names_keep_the_page_small(tmp_pat
     assert len(page) < 1_000_000, len(page)
     assert page.count('class="tick"') < 400 and "1970-01-01" in page  # dates, about 8 a plot
     assert "<b>services</b>: clockless</li>" in page
+
+
+# -- tables written directly (as another writer, or perfsdk analyze, would) ------------
+T0 = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
+
+
+def at(t_ns: int) -> datetime:
+    return datetime.fromtimestamp(t_ns / 1e9, timezone.utc)
+
+
+def write_rows(root: Path, table: str, rows: list[dict], nullable: bool = False) -> None:
+    """``rows`` as one file of ``table`` (``nullable``: every field may be null, as another writer's)."""
+    from perfsdk.export.schema import TABLES
+
+    schema = pa.schema([f.with_nullable(True) for f in TABLES[table]]) if nullable else TABLES[table]
+    folder = root / table
+    folder.mkdir(parents=True, exist_ok=True)
+    write_ipc(folder / f"part-{len(list(folder.iterdir()))}.arrow", pa.Table.from_pylist(rows, schema=schema))
+
+
+def span_row(name: str, start_ns: int, duration_ms: float, i: int) -> dict:
+    end = start_ns + (int(duration_ms * 1e6) if np.isfinite(duration_ms) else 0)
+    return {"trace_id": "t" * 32, "span_id": f"{i:016x}", "name": name, "kind": "SERVER", "start_time": start_ns,
+            "end_time": end, "duration_ms": duration_ms, "status_code": "OK", "service.name": "shop"}
+
+
+def anomaly_row(t_ns: int | None, k: int, source: str = "span", series: str = "GET /a") -> dict:
+    when = None if t_ns is None else at(t_ns)
+    return {"timestamp": when, "service.name": "shop", "series": series, "source": source, "metric": "duration_ms",
+            "detector": "zscore", "index": k, "value": 50.0, "expected": 2.0, "std": 1.0, "score": 9.0,
+            "threshold": 3.0, "lower": 0.0, "upper": 4.0, "onset": when, "confirmed_at": when}
+
+
+def test_every_incident_is_counted_and_the_table_says_what_it_does_not_list(tmp_path):
+    """The report rebuilt incidents with the live tracker's caps (newest 100 incidents, 50 anomalies
+    each): 150 incidents were summarised as "in 100 incidents", the first (120 anomalies) gone."""
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 60 * 10**9, 2.0, i) for i in range(400)])
+    rows = [anomaly_row(T0 + k * 10**7, k) for k in range(120)]  # one incident of 120 in 1.2 s
+    rows += [anomaly_row(T0 + (k + 1) * 120 * 10**9, 1000 + k) for k in range(149)]  # 149 alone, 2 min apart
+    write_rows(tmp_path, "anomalies", rows)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "<b>anomalies</b>: 269, in 150 incidents</li>" in page
+    listed = re.findall(r"<tr><td class=num>\d+</td><td>([^<]*)</td><td>[^<]*</td><td class=num>(\d+)</td>", page)
+    assert len(listed) == 50 and listed[0] == ("2023-11-14 22:13:20.000", "120")
+    assert "100 more incidents not listed." in page
+
+
+def test_anomalies_found_by_analyze_are_not_called_the_live_detectors(tmp_path):
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 10**9, 2.0, i) for i in range(60)])
+    write_rows(tmp_path, "anomalies", [anomaly_row(T0 + 30 * 10**9, 1, source="analyze")])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "anomaly (perfsdk analyze, offline) and its normal band" in page
+    assert "anomaly (live detector)" not in page
+    assert "1 found offline by perfsdk analyze, 0 live" in page
+
+
+def test_the_summary_dates_the_run_and_tables_date_times_across_days(tmp_path):
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 3600 * 10**9, 2.0, i) for i in range(30)])
+    write_rows(tmp_path, "anomalies", [anomaly_row(T0 + 25 * 3600 * 10**9, 1)])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "<b>from</b>: 2023-11-14T22:13:20.000Z to 2023-11-16T03:13:20.002Z (104,400.0 s)" in page
+    assert "<td>2023-11-15 23:13:20.000</td>" in page  # the incident's and the anomaly's time
+
+
+def test_the_forecast_text_names_the_estimator_it_uses(tmp_path):
+    rng = np.random.default_rng(0)
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 10**8, float(d), i)
+                                   for i, d in enumerate(rng.lognormal(1.0, 0.1, 3000))])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    text = page[page.index("<h3>ARIMA forecast bands</h3>"):page.index("<h3>Adaptive caches")]
+    assert "maximum likelihood" not in text and "Hannan-Rissanen" in text and "<svg" in text
+
+
+def test_an_anomaly_with_no_time_is_not_drawn_and_said(tmp_path):
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 10**9, 5.0, i) for i in range(50)])
+    write_rows(tmp_path, "anomalies", [anomaly_row(None, 7)])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert '"nan"' not in page
+    assert "1 of its anomalies have no time and are not marked" in page
+
+
+@pytest.mark.parametrize("table, row, said", [
+    ("anomalies", dict(anomaly_row(T0, 1), series=None), "1 anomalies row with no series"),
+    ("decisions", {"timestamp": at(T0), "service.name": "shop", "controller": None, "mode": "auto", "state": 1,
+                   "action": "keep", "applied": True}, "1 decisions row with no controller"),
+    ("decisions", {"timestamp": None, "service.name": "shop", "controller": "c", "mode": "auto", "state": 1,
+                   "action": "keep", "applied": True}, "1 decisions row with no timestamp"),
+    ("spans", dict(span_row("GET /b", T0, 1.0, 99), name=None), "1 spans row with no name"),
+    ("resources", {"timestamp": at(T0), "service.name": "shop", "metric": None, "value": 1.0},
+     "1 resources row with no metric"),
+])
+def test_rows_missing_a_required_value_are_left_out_and_counted(tmp_path, table, row, said):
+    """Each of these raised (AttributeError, IndexError, TypeError, ...) and no page was written."""
+    write_rows(tmp_path, "spans", [span_row("GET /a", T0 + i * 10**9, 2.0, i) for i in range(10)])
+    write_rows(tmp_path, table, [row], nullable=True)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert f"<b>left out (a required value missing or not a number)</b>: {said}</li>" in page
+
+
+def test_spans_whose_duration_is_not_a_number_are_left_out_and_counted(tmp_path):
+    durations = [1.0, 2.0, 3.0, 4.0] * 25 + [float("nan")] * 30
+    write_rows(tmp_path, "spans", [span_row("GET /n", T0 + i * 10**8, d, i) for i, d in enumerate(durations)])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    row = re.search(r'<table class="routes">.*?</table>', page).group(0)
+    assert re.findall(r"<td class=num>([^<]*)</td>", row) == ["100", "0", "2.5", "4", "4", "4", "0"]
+    assert "30 spans whose duration_ms is not a finite number" in page
+
+
+def test_many_controllers_plot_the_busiest_and_say_how_many_more(tmp_path):
+    """500 caches made 1,001 plots and a 4.5 MB page."""
+    write_rows(tmp_path, "decisions", [
+        {"timestamp": at(T0 + i * 30 * 10**9), "service.name": "shop", "controller": f"cache-{c:03d}", "mode": "auto",
+         "state": 1, "state_features": [("hit_ratio", 0.5)], "action": "grow", "q_values": [1.0], "reward": 0.1,
+         "value_before": 100.0 + i, "value_after": 101.0 + i, "applied": True, "guardrail": None,
+         "explanation": "grew"} for c in range(100) for i in range(5 if c else 6)])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert page.count("<svg") == 13 and len(page) < 300_000
+    assert "94 more caches not plotted" in page and "70 more controllers not drawn" in page
+    assert "cache cache-000: capacity" in page  # the busiest is among those plotted
+
+
+def test_a_directory_of_several_services_says_they_are_pooled(tmp_path):
+    rows = [span_row("GET /health", T0 + i * 10**9, 1.0, i) for i in range(10)]
+    write_rows(tmp_path, "spans", rows + [dict(r, **{"service.name": "batch"}) for r in rows])
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "<b>services</b>: batch, shop</li>" in page and "<li><b>services pooled</b>: the figures below pool" in page

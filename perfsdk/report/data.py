@@ -228,17 +228,42 @@ def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
 
     The live tracker learns which span names call which from the spans it
     sees; here the same call graph is read from the spans' parent links (only
-    when more than one span series has anomalies: it relates them).
+    when more than one span series has anomalies: it relates them). The live
+    tracker's caps (the newest 100 incidents, 50 anomalies each) bound a
+    process's memory; a report shows every anomaly, so its trackers hold all
+    of them, one tracker per stretch of anomalies that no later one can join
+    (a gap longer than the window), which keeps grouping from growing with the
+    square of a long run's anomalies.
     """
     if anomalies.num_rows == 0:
         return []
     members = sorted((_anomaly(row) for row in anomalies.to_pylist()), key=_onset_key)
     span_series = {a.details.get("series") for a in members if a.details.get("source") != "resource"}
     callers = _call_graph(path) if len(span_series) > 1 else {}  # it relates series: read it when it can
-    tracker = IncidentTracker(lambda name: _ancestors(callers, name), window_s=INCIDENT_WINDOW_S)
+    out: list[Incident] = []
+    for stretch in _stretches(members, INCIDENT_WINDOW_S):
+        tracker = IncidentTracker(lambda name: _ancestors(callers, name), window_s=INCIDENT_WINDOW_S,
+                                  max_incidents=len(stretch), max_members=len(stretch))
+        for anomaly in stretch:
+            tracker.add(anomaly)
+        out += tracker.incidents()
+        assert tracker.dropped_members == 0  # no cap it could meet
+    return out
+
+
+def _stretches(members: list[Anomaly], window_s: float) -> list[list[Anomaly]]:
+    """``members`` (in onset order) cut where onsets are more than ``window_s`` apart; those
+    with no time stay with the last stretch (the tracker puts them in its latest incident)."""
+    out: list[list[Anomaly]] = [[]]
+    last = -math.inf
     for anomaly in members:
-        tracker.add(anomaly)
-    return tracker.incidents()
+        key = _onset_key(anomaly)
+        if math.isfinite(key) and key - last > window_s and out[-1]:
+            out.append([])
+        if math.isfinite(key):
+            last = key
+        out[-1].append(anomaly)
+    return out
 
 
 def _anomaly(row: dict[str, Any]) -> Anomaly:
@@ -300,6 +325,7 @@ class Run:
     t1_ns: int = 0
     services: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files that could not be read, and why
+    dropped: list[str] = field(default_factory=list)  # rows left out (a required value missing), how many and why
 
     @classmethod
     def read(cls, name: str, path: Path) -> "Run":
@@ -307,8 +333,11 @@ class Run:
         for t in TABLES:
             tables[t], unreadable = read_readable(path, table=t, columns=SPAN_COLUMNS if t == "spans" else None)
             skipped += unreadable
+        dropped: list[str] = []
+        for t in TABLES:
+            tables[t] = _complete_rows(t, tables[t], dropped)
         run = cls(name, path, tables["spans"], tables["anomalies"], tables["decisions"], tables["resources"],
-                  skipped=skipped)
+                  skipped=skipped, dropped=dropped)
         columns = [run.spans["start_time"], run.spans["end_time"], run.anomalies["timestamp"],
                    run.decisions["timestamp"], run.resources["timestamp"]]
         bounds = [pc.min_max(pc.cast(c, pa.int64())).as_py() for c in columns]
@@ -325,6 +354,25 @@ class Run:
     @property
     def empty(self) -> bool:
         return not any(t.num_rows for t in (self.spans, self.anomalies, self.decisions, self.resources))
+
+
+def _complete_rows(table: str, rows: pa.Table, dropped: list[str]) -> pa.Table:
+    """``rows`` without those missing a value the schema requires (a file from another writer), or
+    with a span duration that is no finite number; each kind left out is told in ``dropped``.
+    Bad data in a stream is rejected and counted, not a reason to lose the whole report."""
+    required = [f.name for f in TABLES[table] if not f.nullable and f.name in rows.column_names]
+    for column in required:
+        missing = rows[column].null_count
+        if missing:
+            rows = rows.filter(pc.is_valid(rows[column]))
+            dropped.append(f"{missing:,} {table} row{'s' if missing > 1 else ''} with no {column}")
+    if table == "spans" and rows.num_rows:
+        finite = pc.is_finite(rows["duration_ms"])
+        bad = rows.num_rows - pc.sum(finite).as_py()
+        if bad:
+            rows = rows.filter(finite)
+            dropped.append(f"{bad:,} span{'s' if bad > 1 else ''} whose duration_ms is not a finite number")
+    return rows
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from perfsdk.report.data import (
     COMPARISON, Buckets, Controller, Demo, Fault, RouteLatency, Run, controllers, incidents, load, route_latency,
 )
 from perfsdk.report.forecast import LEVEL, ForecastBand, forecast_band
-from perfsdk.report.svg import PALETTE, Chart, clip, clock
+from perfsdk.report.svg import ANOMALY, PALETTE, Chart, clip, clock
 
 __all__ = ["render", "write_report"]
 
@@ -34,8 +34,13 @@ FORECAST_ROUTES = 3  # routes with an ARIMA band (the busiest)
 TABLE_ROWS = 200  # decision rows shown at most
 MARKERS = 300  # anomaly markers a plot, decision markers a kind
 LIST_ROWS = 50  # routes, anomalies and incidents listed at most
+CONTROLLER_PLOTS = 6  # caches, and pools, plotted at most (those with the most decisions)
+TIMELINE_LANES = 30  # controllers in the decision timeline at most (those with the most decisions)
+INCIDENT_SPANS = 100  # incidents shaded on every time axis at most (the largest)
 TIP_CHARS = 400
+WORDS_CHARS = 2000  # an incident in words, at most (one of thousands of anomalies would be megabytes)
 GROW, SHRINK, KEEP = "#2ca02c", "#d62728", "#8c8c8c"
+BATCH = "#8c564b"  # anomalies found offline by ``perfsdk analyze`` (the live detectors' are red)
 
 
 def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
@@ -182,6 +187,13 @@ class _Context:
         self.faults = [f for f in faults if (not f.run or f.run == run.name)
                        and f.end_ns >= run.t0_ns and f.start_ns <= run.t1_ns]
         self.incidents = list(grouped)
+        largest = sorted(self.incidents, key=lambda i: len(i.members), reverse=True)[:INCIDENT_SPANS]
+        self.shaded = [i for i in self.incidents if any(i is j for j in largest)]
+        self.dated = clock(run.t0_ns, days=True) != clock(run.t1_ns, days=True)  # spans days: tables say the date
+
+    def time(self, when: Any) -> str:
+        """A table's time: ``HH:MM:SS.mmm``, with the date before it when the run spans more than one day."""
+        return _time(when, self.dated)
 
     def x(self, t_ns: Any) -> np.ndarray:
         return (np.asarray(t_ns, dtype=np.float64) - self.t0_ns) / 1e9
@@ -192,7 +204,7 @@ class _Context:
         for f in self.faults:
             chart.span(float(self.x(f.start_ns)), float(self.x(f.end_ns)), "injected fault", "fault",
                        tip=f"fault: {f.fault} on {f.route}, {clock(f.start_ns)} to {clock(f.end_ns)}")
-        for incident in self.incidents:
+        for incident in self.shaded:
             if incident.started is None or incident.ended is None:
                 continue
             start, end = incident.started.timestamp() * 1e9, incident.ended.timestamp() * 1e9
@@ -204,7 +216,9 @@ class _Context:
 def _run_section(run: Run, faults: Sequence[Fault], anchor: str, heading: str) -> str:
     if run.empty:
         return (f'<section id="{anchor}"><h2>{escape(heading)}</h2><p class="note">No rows in any perfsdk table '
-                f"under <code>{escape(str(run.path))}</code>.</p></section>")
+                f"under <code>{escape(str(run.path))}</code>"
+                + (f" (left out, a required value missing: {escape('; '.join(run.dropped))})" if run.dropped else "")
+                + ".</p></section>")
     buckets = Buckets.over(run.t0_ns, run.t1_ns)
     routes, kind = route_latency(run.spans, buckets, ROUTE_PLOTS)
     grouped = incidents(run.anomalies, run.path)
@@ -218,7 +232,7 @@ def _run_section(run: Run, faults: Sequence[Fault], anchor: str, heading: str) -
              _pools(ctx, [c for c in sized if c.kind != "cache"]),
              _decisions(ctx, sized),
              _incidents(ctx),
-             _anomalies(run.anomalies),
+             _anomalies(ctx, run.anomalies),
              _resources(ctx, run.resources, buckets),
              "</section>"]
     return "".join(parts)
@@ -228,9 +242,9 @@ def _summary(run: Run, routes: list[RouteLatency], grouped: list[Incident], buck
     facts = [
         ("services", ", ".join(_clip(s) for s in run.services[:LIST_ROWS]) + (
             f" and {len(run.services) - LIST_ROWS:,} more" if len(run.services) > LIST_ROWS else "") or "—"),
-        ("from", f"{clock(run.t0_ns, True)} to {clock(run.t1_ns, True)} ({ctx.x_end:,.1f} s)"),
+        ("from", f"{_iso(run.t0_ns)} to {_iso(run.t1_ns)} ({ctx.x_end:,.1f} s)"),
         ("spans", f"{run.spans.num_rows:,} in {len(routes)} routes"),
-        ("anomalies", f"{run.anomalies.num_rows:,}, in {len(grouped)} incidents"),
+        ("anomalies", f"{run.anomalies.num_rows:,}, in {len(grouped):,} incidents" + _by_source(run.anomalies)),
         ("decisions", f"{run.decisions.num_rows:,}"),
         ("resource samples", f"{run.resources.num_rows:,}"),
         ("time bucket", f"{buckets.width_s:g} s"),
@@ -240,8 +254,27 @@ def _summary(run: Run, routes: list[RouteLatency], grouped: list[Incident], buck
     if run.skipped:  # as perfsdk analyze names them
         facts.append(("skipped (unreadable)", "; ".join(_clip(why) for why in run.skipped[:LIST_ROWS])
                       + (f" and {len(run.skipped) - LIST_ROWS:,} more" if len(run.skipped) > LIST_ROWS else "")))
+    if len(run.services) > 1:
+        facts.append(("services pooled", "the figures below pool every service's spans, anomalies, decisions and "
+                      "resource samples: a route or a metric two services share is one line, not one per service "
+                      "(give each service's directory, e.g. spans/service=NAME, for one service's report)"))
+    if run.dropped:
+        facts.append(("left out (a required value missing or not a number)", "; ".join(run.dropped)))
     items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in facts)
     return f'<ul class="info">{items}</ul>'
+
+
+def _iso(t_ns: int) -> str:
+    """A full UTC date and time, ``2023-11-14T22:13:20.000Z``: the summary says when the run was."""
+    return f"{clock(t_ns, days=True)}T{clock(t_ns, True)}Z"
+
+
+def _by_source(anomalies: pa.Table) -> str:
+    """How many anomalies ``perfsdk analyze`` found offline, when it found some (the rest are the live detectors')."""
+    if anomalies.num_rows == 0:
+        return ""
+    batch = pc.sum(pc.fill_null(pc.equal(anomalies["source"], "analyze"), False)).as_py() or 0
+    return f" ({batch:,} found offline by perfsdk analyze, {anomalies.num_rows - batch:,} live)" if batch else ""
 
 
 def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buckets) -> str:
@@ -252,7 +285,8 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
             else "spans by name (no server spans: the service is not an HTTP server, or not instrumented as one)")
     out.append(f"<p>{escape(what)}; p50 and p99 per {buckets.width_s:g} s bucket, the busiest "
                f"{min(ROUTE_PLOTS, len(routes))} plotted. Red marks are anomalies the live detectors confirmed, "
-               "with the normal band they broke as a whisker; orange stretches are incidents; grey, injected "
+               "brown ones anomalies <code>perfsdk analyze</code> found offline (source <code>analyze</code>), "
+               "each with the normal band it broke as a whisker; orange stretches are incidents; grey, injected "
                "faults.</p>")
     anomalies = ctx.run.anomalies
     x = buckets.centers_s
@@ -263,8 +297,11 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
         mine = anomalies.filter(pc.and_(pc.equal(anomalies["series"], route.route),  # latency only: not
                                         pc.fill_null(pc.not_equal(anomalies["metric"], "errors"), True))) \
             if anomalies.num_rows else anomalies  # a failing run, whose value is a percentage
-        _anomaly_points(ctx, chart, mine)
+        timeless = _anomaly_points(ctx, chart, mine)
         out.append(chart.render())
+        if timeless:
+            out.append(f'<p class="note">{timeless:,} of its anomalies have no time and are not marked; '
+                       "they are in the anomalies table.</p>")
     counts = _anomaly_counts(anomalies)
     rows = "".join(
         f"<tr><td>{escape(_clip(r.route))}</td><td class=num>{r.count:,}</td><td class=num>{r.errors:,}</td>"
@@ -285,24 +322,30 @@ def _anomaly_counts(anomalies: pa.Table) -> dict[str, int]:
     return dict(zip(counted["series"].to_pylist(), counted["series_count"].to_pylist()))
 
 
-def _anomaly_points(ctx: _Context, chart: Chart, anomalies: pa.Table) -> None:
+def _anomaly_points(ctx: _Context, chart: Chart, anomalies: pa.Table) -> int:
+    """Mark the anomalies (the ``MARKERS`` strongest), the live detectors' apart from ``perfsdk
+    analyze``'s; returns how many could not be placed, having no time."""
     if anomalies.num_rows == 0:
-        return
+        return 0
     if anomalies.num_rows > MARKERS:  # the strongest
         anomalies = anomalies.take(pc.array_sort_indices(pc.abs(anomalies["score"]), order="descending")[:MARKERS])
-    rows = anomalies.to_pylist()
-    t_ns = [math.nan if t is None else t for t in pc.cast(anomalies["timestamp"], pa.int64()).to_pylist()]
-    tips = [_anomaly_tip(r) for r in rows]
-    chart.points(ctx.x(t_ns), [_f(r["value"]) for r in rows],
-                 "anomaly (live detector) and its normal band", tips=tips,
-                 lower=[_f(r["lower"]) for r in rows], upper=[_f(r["upper"]) for r in rows])
+    batch = pc.fill_null(pc.equal(anomalies["source"], "analyze"), False)
+    for rows, label, color in ((anomalies.filter(pc.invert(batch)), "anomaly (live detector)", ANOMALY),
+                               (anomalies.filter(batch), "anomaly (perfsdk analyze, offline)", BATCH)):
+        if rows.num_rows:
+            listed = rows.to_pylist()
+            t_ns = [math.nan if t is None else t for t in pc.cast(rows["timestamp"], pa.int64()).to_pylist()]
+            chart.points(ctx.x(t_ns), [_f(r["value"]) for r in listed], f"{label} and its normal band",
+                         color, tips=[_anomaly_tip(r) for r in listed],
+                         lower=[_f(r["lower"]) for r in listed], upper=[_f(r["upper"]) for r in listed])
+    return anomalies["timestamp"].null_count
 
 
 def _anomaly_tip(r: dict[str, Any]) -> str:
-    when = r["timestamp"].strftime("%H:%M:%S.%f")[:-3] if r["timestamp"] is not None else "?"
+    when = _time(r["timestamp"], True)
     return _clip(f"{when} {r['series']}: {_fmt(_f(r['value']))} against an expected {_fmt(_f(r['expected']))} "
                  f"(normal band {_fmt(_f(r['lower']))} .. {_fmt(_f(r['upper']))}, score {_f(r['score']):.1f}) "
-                 f"[{r['detector']}]")
+                 f"[{r['detector']}{', perfsdk analyze' if r.get('source') == 'analyze' else ''}]")
 
 
 def _f(value: Any) -> float:
@@ -315,7 +358,8 @@ def _forecasts(ctx: _Context, routes: list[RouteLatency], buckets: Buckets) -> s
     if not chosen:
         return out[0] + '<p class="note">No spans to forecast.</p>'
     horizon = max(3, min(20, buckets.count // 6))
-    out.append(f"<p>For the busiest routes: an ARIMA model fitted (statsmodels, maximum likelihood) to the log of "
+    out.append(f"<p>For the busiest routes: an ARIMA model with its coefficients estimated by statsmodels "
+               f"(Hannan-Rissanen) on the log of "
                f"each {buckets.width_s:g} s bucket's median latency. The line is the model's one-step-ahead "
                f"forecast of each bucket from the buckets before it; the band around it, its {LEVEL:.0%} "
                f"prediction interval: where the next median was expected to fall. Past the run's end, the forecast "
@@ -391,7 +435,17 @@ def _sized_section(title: str, controllers: list[Controller], missing: str, intr
     if not controllers:
         return (f'<h3>{title}</h3><p class="note">No {missing} decisions in this run (no <code>Adaptive'
                 f'{missing.capitalize()}</code> was sized while <code>perfsdk.init(export_dir=...)</code> ran).</p>')
-    return f"<h3>{title}</h3><p>{intro}</p>" + "".join(part for ctl in controllers for part in draw(ctl))
+    shown, more = _busiest(controllers, CONTROLLER_PLOTS)
+    note = (f'<p class="note">{more:,} more {missing}s not plotted (those with the fewest decisions); their '
+            "decisions are in the decisions table.</p>" if more else "")
+    return f"<h3>{title}</h3><p>{intro}</p>" + "".join(part for ctl in shown for part in draw(ctl)) + note
+
+
+def _busiest(controllers: list[Controller], most: int) -> tuple[list[Controller], int]:
+    """The ``most`` controllers with the most decisions, in their order, and how many were left out:
+    a plot each would make the page grow with the controllers."""
+    chosen = {id(c) for c in sorted(controllers, key=lambda c: -c.rows.num_rows)[:most]}
+    return [c for c in controllers if id(c) in chosen], max(0, len(controllers) - most)
 
 
 def _caches(ctx: _Context, caches: list[Controller]) -> str:
@@ -435,9 +489,10 @@ def _decisions(ctx: _Context, sized: list[Controller]) -> str:
     out = ["<h3>Decision timeline</h3>"]
     if not sized:
         return out[0] + '<p class="note">No decisions in this run: nothing adaptive was sized.</p>'
-    names = [c.name for c in sized]
-    chart = ctx.chart("every decision, by controller", "", categories=names)
-    for lane, ctl in enumerate(sized):
+    lanes, more = _busiest(sized, TIMELINE_LANES)
+    title = "every decision, by controller" if not more else f"decisions of the {len(lanes)} busiest controllers"
+    chart = ctx.chart(title, "", categories=[c.name for c in lanes])
+    for lane, ctl in enumerate(lanes):
         actions = np.asarray(ctl.rows["action"].to_pylist(), dtype=object)
         t = ctx.x(ctl.t_ns)
         explanations = ctl.rows["explanation"].to_pylist()
@@ -449,6 +504,9 @@ def _decisions(ctx: _Context, sized: list[Controller]) -> str:
                 chart.points(t[idx], np.full(len(idx), float(lane)), action, color, shape=shape,
                              tips=[_decision_tip(ctl.t_ns[i], explanations[i]) for i in idx.tolist()])
     out.append(chart.render())
+    if more:
+        out.append(f'<p class="note">{more:,} more controllers not drawn (those with the fewest decisions); '
+                   "the table below draws on all of them.</p>")
     table = pa.concat_tables([c.rows for c in sized]).sort_by("timestamp")
     n = table.num_rows
     note = ""
@@ -467,7 +525,7 @@ def _decisions(ctx: _Context, sized: list[Controller]) -> str:
     rows = []
     for r in table.to_pylist():
         applied = "applied" if r["applied"] else ("advisory" if r["mode"] == "advisory" else "not applied")
-        rows.append(f"<tr><td>{r['timestamp'].strftime('%H:%M:%S.%f')[:-3]}</td><td>{escape(r['controller'])}</td>"
+        rows.append(f"<tr><td>{ctx.time(r['timestamp'])}</td><td>{escape(r['controller'])}</td>"
                     f"<td>{escape(r['action'])}</td><td class=num>{_fmt(_f(r['value_before']))} → "
                     f"{_fmt(_f(r['value_after']))}</td><td>{applied}</td><td>{escape(r['guardrail'] or '')}</td>"
                     f"<td class=explanation>{escape(r['explanation'] or '')}</td></tr>")
@@ -482,7 +540,10 @@ def _incidents(ctx: _Context) -> str:
         return out[0] + '<p class="note">No incidents: no anomalies in this run.</p>'
     out.append("<p>Anomalies that started within 30 s of each other, grouped as the live SDK groups them; the "
                "likely origin first: a span called by other anomalous spans (from the spans' parent links) "
-               "before its callers, then the earliest, then the largest deviation.</p>")
+               "before its callers, then the earliest, then the largest deviation. Every anomaly is in "
+               "one (the live SDK keeps only its newest 100 incidents of 50 anomalies; this page has them all)"
+               + (f"; the {INCIDENT_SPANS} largest of the {len(ctx.incidents):,} are shaded on the time axes"
+                  if len(ctx.incidents) > INCIDENT_SPANS else "") + ".</p>")
     show_faults = bool(ctx.faults)
     rows = []
     for n, incident in enumerate(ctx.incidents[:LIST_ROWS], start=1):
@@ -494,10 +555,11 @@ def _incidents(ctx: _Context) -> str:
             hit = [f"{f.fault} ({f.route})" for f in ctx.faults
                    if f.start_ns <= ended.timestamp() * 1e9 and f.end_ns >= started.timestamp() * 1e9]
             matched = f"<td>{escape(', '.join(hit) or 'none')}</td>"
-        rows.append(f"<tr><td class=num>{n}</td><td>{_time(started)}</td><td>{_time(ended)}</td>"
+        rows.append(f"<tr><td class=num>{n}</td><td>{ctx.time(started)}</td><td>{ctx.time(ended)}</td>"
                     f"<td class=num>{len(incident.members)}</td>"
                     f"<td><b>{escape(str(origin.details.get('series', origin.detector)))}</b></td>"
-                    f"<td>{escape(', '.join(series))}</td>{matched}<td class=explanation>{escape(str(incident))}</td></tr>")
+                    f"<td>{escape(_clip(', '.join(series)))}</td>{matched}"
+                    f"<td class=explanation>{escape(clip(str(incident), WORDS_CHARS))}</td></tr>")
     more = (f'<p class="note">{len(ctx.incidents) - LIST_ROWS} more incidents not listed.</p>'
             if len(ctx.incidents) > LIST_ROWS else "")
     fault_head = "<th>injected fault it overlaps</th>" if show_faults else ""
@@ -506,16 +568,20 @@ def _incidents(ctx: _Context) -> str:
     return "".join(out)
 
 
-def _time(when: Any) -> str:
-    return "?" if when is None else when.strftime("%H:%M:%S.%f")[:-3]
+def _time(when: Any, dated: bool = False) -> str:
+    """``HH:MM:SS.mmm`` of a datetime (``?`` for none), the date before it when ``dated``."""
+    if when is None:
+        return "?"
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f" if dated else "%H:%M:%S.%f")[:-3]
 
 
-def _anomalies(anomalies: pa.Table) -> str:
+def _anomalies(ctx: _Context, anomalies: pa.Table) -> str:
     if anomalies.num_rows == 0:
         return ""
     top = anomalies.take(pc.array_sort_indices(pc.abs(anomalies["score"]), order="descending")[:LIST_ROWS])
     rows = "".join(
-        f"<tr><td>{_time(r['timestamp'])}</td><td>{escape(r['series'])}</td><td class=num>{_fmt(_f(r['value']))}</td>"
+        f"<tr><td>{ctx.time(r['timestamp'])}</td><td>{escape(_clip(r['series']))}</td>"
+        f"<td class=num>{_fmt(_f(r['value']))}</td>"
         f"<td class=num>{_fmt(_f(r['expected']))}</td><td class=num>{_fmt(_f(r['lower']))} .. {_fmt(_f(r['upper']))}"
         f"</td><td class=num>{_f(r['score']):.1f}</td><td>{escape(r['source'] or '')}</td>"
         f"<td>{escape(r['detector'])}</td></tr>" for r in top.to_pylist())

@@ -304,7 +304,7 @@ class Chart:
                 f'<title>{escape(m.label)}</title></polygon>')
 
     def _points(self, m: _Mark) -> str:
-        ok = np.isfinite(m.ys)
+        ok = np.isfinite(m.ys) & np.isfinite(m.xs)  # a point with no time is not drawn (the caller says so)
         xs, ys = self._x(m.xs), self._y(m.ys)
         whiskers = len(m.ys_lo) == len(m.ys) and len(m.ys2) == len(m.ys)
         lo = self._y(m.ys_lo) if whiskers else None
