@@ -1,9 +1,10 @@
 """``perfsdk analyze``: run the batch detectors over exported spans.
 
 The unit of work is one partition of the spans dataset (one service on one
-day): within it, spans are grouped by service and name (two services whose
-names map to one directory share a partition, never a series), kept in the
-order they were exported (the order they ended), and each series' durations go
+day): within it, spans are grouped by process (the pid in a file's name: a fleet's
+processes share a partition, and each one's detectors saw only its own spans), service
+and name (two services whose names map to one directory share a partition, never a
+series), kept in the order they were exported (the order they ended), and each series' durations go
 through a detector's Numba batch kernel. A local run and a Dask run split the work the
 same way, so they produce identical results.
 
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,26 +35,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfsdk.detect import DEFAULT_CONFIRM, AlertPipeline, Onset, RunRule, span_detectors
-from perfsdk.export.reader import UNREADABLE, read_file, table_root, unreadable
+from perfsdk.export.reader import UNREADABLE, partition_root, read_file, table_root, unreadable
 from perfsdk.export.schema import ANOMALIES, SPANS
 from perfsdk.export.writer import RotatingWriter
 
-__all__ = ["Analysis", "analyze", "analyze_partition", "export_root", "span_partitions"]
+__all__ = ["Analysis", "analyze", "analyze_partition", "export_root", "process_of", "span_partitions"]
 
 SPAN_COLUMNS = ["name", "start_time", "duration_ms", "service.name", "trace_id", "span_id"]
 _SPAN_TYPES = pa.schema([SPANS.field(c).with_nullable(True) for c in SPAN_COLUMNS])  # so every file concatenates
 
 
 def span_partitions(path: str | os.PathLike[str]) -> list[list[str]]:
-    """Published span files, grouped by partition directory (sorted, so runs are reproducible)."""
+    """Published span files, grouped by partition directory (sorted, so runs are reproducible), under
+    an export directory, its spans table, or one of the table's ``service=``/``date=`` partitions."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if root.is_file():
         return [[str(root)]]
     root = table_root(root, "spans")
+    levels = ["service=*", "date=*", "part-*"]
+    below = levels[len(_partition_names(root)):]  # what is left of the layout below a partition given
     groups: dict[str, list[str]] = defaultdict(list)
-    for file in sorted(root.glob("service=*/date=*/part-*")):  # spans partitions only
+    for file in sorted(root.glob("/".join(below))):  # spans partitions only
         if file.suffix in (".arrow", ".parquet"):
             groups[str(file.parent)].append(str(file))
     return [groups[k] for k in sorted(groups)]
@@ -69,10 +75,29 @@ def export_root(path: str | os.PathLike[str]) -> Path:
     [True, True, True]
     """
     path = Path(os.path.abspath(path))
-    directory = path if path.is_dir() else path.parent
-    while directory.name.startswith(("service=", "date=")):  # up through the partitions
-        directory = directory.parent
+    directory = partition_root(path if path.is_dir() else path.parent)
     return directory.parent if directory.name == "spans" else directory
+
+
+def _partition_names(directory: Path) -> list[str]:
+    """The ``service=``/``date=`` partitions ``directory`` is inside of (itself included), outermost first."""
+    return list(directory.relative_to(partition_root(directory)).parts)
+
+
+#: A span file's name as ``RotatingWriter`` makes it: ``part-<utc time>-<pid>-<tag>-<seq>``. The tag is
+#: drawn afresh for each file, so the pid is what tells whose spans a file holds: one process's, which
+#: its own live detectors judged.
+_FILE_NAME = re.compile(r"part-[^-]+-(\d+)-.+-\d+")
+
+
+def process_of(file: str | os.PathLike[str]) -> str:
+    """The id of the process that wrote a span file, from its name; "" for a name not of that form.
+
+    >>> process_of("spans/service=shop/date=2026-01-01/part-20260101T000000000000-4242-1a2b3c4d-000007.arrow")
+    '4242'
+    """
+    match = _FILE_NAME.fullmatch(Path(file).name.rsplit(".", 1)[0])
+    return match.group(1) if match else ""
 
 
 def _check_out(out: Path) -> None:
@@ -91,14 +116,18 @@ def analyze_partition(
     files: Sequence[str], detector: str = "default", threshold: float | None = None,
     min_delta_ms: float = 1.0, min_ratio: float = 0.2, confirm: int = DEFAULT_CONFIRM,
 ) -> tuple[pa.Table, dict[tuple[str, str], dict[str, Any]], list[str]]:
-    """Anomalies (as an ANOMALIES table), per-(service, name) figures, and the files that
-    could not be read (named, with why), for one partition."""
+    """Anomalies (as an ANOMALIES table), per-(service, name) figures (``Analysis.names``), and the
+    files that could not be read (named, with why), for one partition.
+
+    A series is one process's spans of one (service, name) (``process_of``): a fleet's processes
+    write side by side into one partition, and each one's detector judged its own spans alone, live."""
     make = span_detectors([detector], threshold)[detector]
     rule = RunRule(confirm, min_delta_ms, min_ratio)
-    tables, skipped = [], []
+    tables, skipped, process_of_file = [], [], []
     for f in files:  # a corrupt or foreign file is named and skipped; the rest goes on
         try:
             tables.append(read_file(f, table="spans").select(SPAN_COLUMNS).cast(_SPAN_TYPES))
+            process_of_file.append(process_of(f))
         except UNREADABLE as exc:  # (a cast Arrow cannot do, too)
             skipped.append(unreadable(f, exc))
     if not tables:
@@ -108,9 +137,12 @@ def analyze_partition(
     # a series is a (service, name): the services of a partition are one unless two names
     # map to one directory ("shop api", "shop/api"), and those are never one series
     service_codes, services = _codes(spans.column("service.name"))
-    codes = service_codes.astype(np.int64) * len(names) + name_codes
+    processes = sorted(set(process_of_file))
+    process_codes = np.repeat([processes.index(p) for p in process_of_file], [t.num_rows for t in tables])
+    codes = (service_codes.astype(np.int64) * len(names) + name_codes) * len(processes) + process_codes
     durations = spans.column("duration_ms").to_numpy()
-    if len(names) * len(services) <= 2**16:
+    times_ns = spans.column("start_time").cast(pa.int64()).to_numpy()
+    if len(names) * len(services) * len(processes) <= 2**16:
         codes = codes.astype(np.uint16)  # numpy's stable sort is a radix sort for 16-bit keys
     order = np.argsort(codes, kind="stable")  # by series, keeping export order within one
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -133,19 +165,44 @@ def analyze_partition(
         starts = np.array([start for start, _, _ in found], dtype=np.int64)
         lengths = np.array([length for _, length, _ in found], dtype=np.int64)
         ends = np.array([end for _, _, end in found], dtype=np.int64)
-        figures[(service, name)] = {
-            "spans": len(group), "anomalies": len(starts),
+        _add_figures(figures, (service, name), {
+            "spans": len(group), "anomalies": len(starts), "series": 1,
             "max_score": float(np.nanmax(np.abs(z[starts]))) if len(starts) else 0.0,
-        }
+            # the time range of the anomalies, here where the series is at hand (``summary`` needs no
+            # group_by: Acero warns of every unaligned buffer in the tables gathered from Dask)
+            "first": _utc(times_ns[group[starts]].min()) if len(starts) else None,
+            "last": _utc(times_ns[group[ends]].max()) if len(starts) else None,
+        })
         if len(starts):
             hits.append(group[starts])
             for key, column in (("z", z), ("expected", expected), ("std", std)):
                 parts[key].append(column[starts])
             parts["run"].append(lengths)
+            parts["index"].append(starts)  # in the series, as the live detector counts: not the partition's row
             parts["threshold"].append(bands[starts])
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
+            parts["pid"].append(np.full(len(starts), processes[process_codes[group[0]]], dtype=object))
             parts["run_end"].append(group[ends])
     return _anomaly_table(spans, hits, parts), figures, skipped
+
+
+def _utc(ns: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(ns) // 1000)
+
+
+def _add_figures(into: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str], figures: dict[str, Any]) -> None:
+    """Add one series' (or partition's) figures to ``into[key]``: the one place they are summed, over
+    the processes of a partition and over the partitions of a run."""
+    mine = into.get(key)
+    if mine is None:
+        into[key] = dict(figures)
+        return
+    for count in ("spans", "anomalies", "series"):
+        mine[count] += figures[count]
+    mine["max_score"] = max(mine["max_score"], figures["max_score"])
+    for bound, pick in (("first", min), ("last", max)):
+        known = [t for t in (mine[bound], figures[bound]) if t is not None]
+        mine[bound] = pick(known) if known else None
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
@@ -213,7 +270,7 @@ def _anomaly_table(spans: pa.Table, hits: list[np.ndarray], parts: dict[str, lis
         "source": pa.array(["analyze"] * len(idx), pa.string()),
         "metric": pa.array(["duration_ms"] * len(idx), pa.string()),
         "detector": pa.array(cat["detector"].tolist(), pa.string()),
-        "index": pa.array(idx, pa.int64()),
+        "index": pa.array(cat["index"], pa.int64()),
         "value": value,
         "expected": cat["expected"],
         "std": cat["std"],
@@ -225,11 +282,10 @@ def _anomaly_table(spans: pa.Table, hits: list[np.ndarray], parts: dict[str, lis
         "confirmed_at": ends,
         "trace_id": taken.column("trace_id"),
         "span_id": taken.column("span_id"),
-        "details": pa.MapArray.from_arrays(  # one entry per row: run -> its length
-            pa.array(np.arange(len(idx) + 1, dtype=np.int32)),
-            pa.array(["run"] * len(idx), pa.string()),
-            pa.array(cat["run"].astype(str), pa.string()),
-        ),
+        # run -> its length; pid -> the process whose spans the series is (``process_of``), where the files' names say
+        "details": pa.array([[("run", str(run))] + ([("pid", pid)] if pid else [])
+                             for run, pid in zip(cat["run"].tolist(), cat["pid"].tolist())],
+                            ANOMALIES.field("details").type),
     }, schema=ANOMALIES)
 
 
@@ -238,7 +294,9 @@ class Analysis:
     """What ``analyze`` found: the anomalies table and per-name figures."""
 
     anomalies: pa.Table
-    names: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (service, name)
+    #: (service, name) -> spans, anomalies, series (one a process and partition), max_score, first and last
+    #: (the anomalies' first onset and last confirmation, UTC; None without anomalies)
+    names: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     spans: int = 0
     partitions: int = 0
     seconds: float = 0.0
@@ -252,15 +310,11 @@ class Analysis:
         worst = [(n, f) for n, f in worst if f["anomalies"]][:top]
         if worst:
             lines.append("worst span names:")
-            times = self.anomalies.group_by(["service.name", "series"]).aggregate(
-                [("timestamp", "min"), ("confirmed_at", "max")]).to_pylist()
-            spans_of = {(t["service.name"], t["series"]): (t["timestamp_min"], t["confirmed_at_max"])
-                        for t in times}
             for key, f in worst:
-                first, last = spans_of[key]
+                series = f" ({f['series']} series)" if f["series"] > 1 else ""
                 lines.append(
-                    f"  {key[1]} ({key[0]}): {f['anomalies']} anomalies in {f['spans']:,} spans, max score "
-                    f"{f['max_score']:.1f}, from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S}"
+                    f"  {key[1]} ({key[0]}): {f['anomalies']} anomalies in {f['spans']:,} spans{series}, max score "
+                    f"{f['max_score']:.1f}, from {f['first']:%Y-%m-%d %H:%M:%S} to {f['last']:%Y-%m-%d %H:%M:%S}"
                 )
         return "\n".join(lines)
 
@@ -307,10 +361,7 @@ def analyze(
     for _, figures, unreadable in results:
         skipped += unreadable
         for name, f in figures.items():
-            mine = names.setdefault(name, {"spans": 0, "anomalies": 0, "max_score": 0.0})
-            mine["spans"] += f["spans"]
-            mine["anomalies"] += f["anomalies"]
-            mine["max_score"] = max(mine["max_score"], f["max_score"])
+            _add_figures(names, name, f)
     if out is not None:
         _replace_output(Path(out), anomalies)
     return Analysis(anomalies, names, sum(f["spans"] for f in names.values()), len(partitions),
@@ -322,11 +373,14 @@ def _replace_output(out: Path, anomalies: pa.Table) -> None:
     it, never adds a copy); if writing fails, what was written goes and the earlier output stays."""
     pattern = "anomalies/service=*/date=*/part-*-analyze-*"
     earlier = set(out.glob(pattern))
+    # filed under the day each happened (UTC), as the live export files them, not the day of the run
+    services = anomalies.column("service.name")
+    dates = pc.strftime(anomalies.column("timestamp"), format="%Y-%m-%d")
     try:
-        for seq, service in enumerate(pc.unique(anomalies.column("service.name")).to_pylist()):
+        for seq, (service, date) in enumerate(sorted(set(zip(services.to_pylist(), dates.to_pylist())))):
             # (a tag of its own: two services whose names map to one directory must not share file names)
-            writer = RotatingWriter(out, "anomalies", ANOMALIES, service, tag=f"analyze-{seq}")
-            writer.write(anomalies.filter(pc.equal(anomalies.column("service.name"), service)))
+            writer = RotatingWriter(out, "anomalies", ANOMALIES, service, tag=f"analyze-{seq}", date=date)
+            writer.write(anomalies.filter(pc.and_(pc.equal(services, service), pc.equal(dates, date))))
             writer.close()
     except BaseException:
         for new in set(out.glob(pattern)) - earlier:
@@ -363,7 +417,16 @@ def _on_dask(scheduler: Any, partitions: list[list[str]], options: dict[str, Any
                                   f"({type(exc).__name__})") from None
     try:
         futures = client.map(analyze_partition, partitions, pure=False, **options)
-        return client.gather(futures)
+        return [(_aligned(table), figures, skipped) for table, figures, skipped in client.gather(futures)]
     finally:
         if client is not scheduler:
             client.close()
+
+
+def _aligned(table: pa.Table) -> pa.Table:
+    """``table`` copied into buffers of its own: a table Dask gathered may sit unaligned in the
+    message it came in, and every Acero query of it (``group_by``, joins) warns of each buffer."""
+    sink = pa.BufferOutputStream()  # a buffer of Arrow's allocator; IPC pads each body buffer to 8 bytes
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return pa.ipc.open_stream(sink.getvalue()).read_all()

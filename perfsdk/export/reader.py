@@ -75,12 +75,13 @@ def read(
     else:
         root = table_root(target, table)
         if root == target and any((target / other).is_dir() for other in TABLES):
-            return schema.empty_table().select(wanted)  # an export directory without this table
+            return _with_partitions(schema).empty_table().select(wanted)  # an export directory without this table
+        # the partition columns come from the path below the table directory, also when given one partition
         datasets = [ds.dataset(files, format="ipc" if fmt == "arrow" else "parquet", partitioning="hive",
-                               partition_base_dir=str(root), schema=_with_partitions(schema))
+                               partition_base_dir=str(partition_root(root)), schema=_with_partitions(schema))
                     for fmt, files in _files_by_format(root).items()]
     if not datasets:
-        return schema.empty_table().select(wanted)
+        return _with_partitions(schema).empty_table().select(wanted)
     metadata = _checked_metadata(datasets, table)  # before the scan, which would fill a foreign file with nulls
     parts = [dataset.to_table(columns=wanted, filter=filt) for dataset in datasets]
     data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -269,6 +270,18 @@ def table_root(path: Path, table: str) -> Path:
     """Where ``table``'s files are under ``path``: its directory in an export directory, else
     ``path`` itself (a table directory, or one of its partitions)."""
     return path / table if (path / table).is_dir() else path
+
+
+def partition_root(path: Path) -> Path:
+    """The table directory that ``path`` (a table directory, or one of its ``service=``/``date=``
+    partitions) belongs to: the directory the partition columns are read relative to.
+
+    >>> partition_root(Path("perf-data/spans/service=shop/date=2026-01-01")).as_posix()
+    'perf-data/spans'
+    """
+    while path.name.startswith(("service=", "date=")):  # up through the partitions
+        path = path.parent
+    return path
 
 
 def read_file(path: str | os.PathLike[str], table: str | None = None) -> pa.Table:

@@ -48,9 +48,15 @@ class RotatingWriter:
     def __init__(
         self, root: str | os.PathLike[str], table: str, schema: pa.Schema, service: str,
         fmt: str = "arrow", max_bytes: int = 64 * 2**20, max_age_s: float = 60.0, tag: str | None = None,
+        date: str | None = None,
     ) -> None:
         check_options(fmt, max_bytes, max_age_s)
         self.tag = tag  # names the writer's files (``analyze`` finds its own earlier output by it)
+        if date is not None and (not isinstance(date, str) or _as_date(date) != date):
+            raise ValueError(f"date must be a day as YYYY-MM-DD, got {date!r}")
+        #: The ``date=`` partition (``YYYY-MM-DD``) of every file, whatever the clock says: ``analyze`` files
+        #: anomalies under the day they happened, not the day it ran. None: today's (UTC), rotating at midnight.
+        self.date = date
         #: Called as each file opens: more metadata for it (the span export records its drops so far).
         self.file_metadata: Callable[[], dict[str, str]] | None = None
         self.root = Path(root)
@@ -84,7 +90,7 @@ class RotatingWriter:
         if held_here(self._lock):
             raise RuntimeError(f"a write to the {self.table} table from inside its own write (a signal handler)")
         with self._lock:
-            today = _today()
+            today = self.date or _today()
             if self._writer is not None and self._stale(today):
                 self._publish()
             if self._writer is None:
@@ -118,7 +124,7 @@ class RotatingWriter:
         if held_here(self._lock) or not self._lock.acquire(blocking=False):
             return
         try:
-            if self._writer is not None and self._stale(_today()):
+            if self._writer is not None and self._stale(self.date or _today()):
                 self._publish()
         finally:
             self._lock.release()
@@ -222,6 +228,14 @@ def _close_and_remove(sink: Any, tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def _as_date(text: str) -> str | None:
+    """``text`` as a ``YYYY-MM-DD`` day written back, or None if it is not one."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+    except ValueError:
+        return None
 
 
 def _today() -> str:
