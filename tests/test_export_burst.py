@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import sys
 import textwrap
@@ -424,3 +425,34 @@ def test_spans_with_large_attributes_wait_within_the_byte_bound(tmp_path):
         go.set()
         sdk.shutdown()
     assert read(tmp_path).num_rows + sdk.stats()["export"]["spans_dropped"] == 100
+
+
+FORK_WITH_A_FLUSH_HANDED_OVER = """
+    import os, sys, time
+    import perfsdk
+
+    sdk = perfsdk.init(service_name="shop", export_dir=sys.argv[1], sample_resources=False)
+    table = sdk.export.decisions
+    with table._lock:  # inside perfsdk, as a signal handler finds the main thread
+        handed = sdk.force_flush(2000)  # handed to a thread
+        pid = os.fork()  # a pre-fork server forking its next worker meanwhile
+    if pid == 0:
+        with table._lock:
+            sdk.force_flush(2000)  # the child's own hand-over: its own, not refused as the parent's pending
+        started = time.monotonic()
+        sdk.shutdown()
+        print(handed, sdk.stats()["faults"].get("flush inside perfsdk"), round(time.monotonic() - started), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    sdk.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_flush_handed_over_as_the_process_forks_leaves_the_child_nothing_pending(tmp_path):
+    """The child inherited the parent's pending hand-over (an Event no thread of its would set): its
+    ``shutdown()`` waited 35 s for it, and its own signal-time flushes were refused as pending."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(FORK_WITH_A_FLUSH_HANDED_OVER), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "1", "0"], done.stdout + done.stderr

@@ -1351,6 +1351,38 @@ def test_an_application_processor_added_before_perfsdks_that_raises_in_on_end_hi
     assert read(tmp_path).num_rows == 10
 
 
+def test_first_in_line_perfsdks_processor_leaves_the_applications_most_of_a_provider_flush():
+    """In ``provider.force_flush(timeout)`` the processors share one deadline in turn, and OpenTelemetry
+    skips those behind one that used it up (older releases: one that returned False). First in line,
+    perfsdk's processor waited the whole timeout for a slow ``on_anomaly`` callback: the application's
+    exporters were never flushed. It spends a tenth (``FLUSH_SHARE``) and says True."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from perfsdk._runtime import USER_CALLBACKS
+    from perfsdk.instrument.processor import FLUSH_SHARE
+
+    given: list[int] = []
+
+    class Exporting(SpanProcessor):  # the application's BatchSpanProcessor, say
+        def force_flush(self, timeout_millis=30000):
+            given.append(timeout_millis)
+            return True
+
+    provider = TracerProvider()
+    provider.add_span_processor(Exporting())
+    sdk = perfsdk.init(tracer_provider=provider, sample_resources=False, on_anomaly=lambda anomaly: None)
+    release = threading.Event()
+    try:
+        USER_CALLBACKS.submit(lambda: release.wait(30))  # a callback that holds the notifications up
+        assert provider._active_span_processor._span_processors[0] is sdk.processor
+        assert provider.force_flush(10_000) is True
+        assert FLUSH_SHARE <= 0.1 and len(given) == 1
+        assert given[0] >= 8_000  # 9 s of 10 left to it (and a second for a busy machine)
+    finally:
+        release.set()
+        sdk.shutdown()
+
+
 def test_a_provider_whose_processors_perfsdk_cannot_reorder_still_gets_it_last_counted():
     """Putting perfsdk's processor first reaches into OpenTelemetry's multi-processor: where its
     layout is not the one known (the application's own multi-processor, another OpenTelemetry

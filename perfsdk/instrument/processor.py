@@ -41,6 +41,9 @@ MAX_CALL_EDGES = 10_000
 LEARN_ALL_SPANS = 10_000  # follow every trace for this many spans, then one in 16
 NEW_NAME_MARGIN_NS = 5_000_000_000  # first seen up to this long before its caller's onset: new with it
 NEW_NAME_SHARE = 0.5  # a new callee taking this share of its caller's excess is a suspect
+#: The share of a provider's ``force_flush`` deadline perfsdk's processor (first in line) may spend:
+#: the processors behind it -- the application's exporters -- keep the rest.
+FLUSH_SHARE = 0.1
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -176,14 +179,24 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Deliver the queued anomaly notifications. From a thread inside perfsdk (a signal handler
-        calling the provider's ``force_flush``), False at once, counted: the notification thread may
-        need the lock that thread holds, and delivers them anyway."""
+        """Give the queued anomaly notifications a tenth of ``timeout_millis`` to be delivered; True.
+
+        Called by the provider's ``force_flush``, where perfsdk's processor goes first
+        (``provider.add_first``): OpenTelemetry gives the processors one deadline in turn, and skips
+        those behind one that used it up (and, in releases before the fix of opentelemetry-python
+        #4631, one that returned False). So perfsdk takes a share (``FLUSH_SHARE``) and never says
+        False: its spans need no flushing, and its notifications go on being delivered on its own
+        thread (``PerfSDK.force_flush`` waits for them and says whether they were). From a thread
+        inside perfsdk (a signal handler) it does not wait at all, counted: the notification
+        thread may need the lock that thread holds."""
         sink = self.sink
-        if sink is not None and inside_perfsdk():
+        if sink is None:
+            return True
+        if inside_perfsdk():
             self.faults.count("flush inside perfsdk")
-            return False
-        return True if sink is None else sink.flush(timeout_millis / 1000.0)
+            return True
+        sink.flush(timeout_millis / 1000.0 * FLUSH_SHARE)
+        return True
 
     # -- new span names ------------------------------------------------------
     def _remember_slow(self, name: str, anomaly: Anomaly, start: int) -> None:

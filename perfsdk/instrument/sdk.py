@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from perfsdk._runtime import (
-    FAULTS, HOOKS, Faults, check_bool, check_callable, check_choice, check_int, check_number, check_str,
+    FAULTS, HOOKS, Faults, at_fork, check_bool, check_callable, check_choice, check_int, check_number, check_str,
     inside_perfsdk, log_quietly, long_lived_startup, owned_lock, park_shared_workers,
 )
 from perfsdk._version import __version__
@@ -58,6 +58,7 @@ class PerfSDK:
         self._closed = False
         self._lock = owned_lock()
         self._handed: dict[str, threading.Event] = {}  # set once the work a signal handler asked for is done
+        at_fork(self._after_fork)
 
     def anomalies(self) -> list[Anomaly]:
         """The most recent anomalies (bounded; ``stats()['anomalies']`` counts them all)."""
@@ -160,6 +161,12 @@ class PerfSDK:
                 HOOKS.clear()
         with self.faults.guard("shutdown"):  # no thread of perfsdk's outlives shutdown()
             park_shared_workers(max(0.0, deadline - time.monotonic()))
+
+    def _after_fork(self) -> None:
+        """In a forked child: no work is pending. A hand-over's thread stayed in the parent, and its
+        Event, never set here, would hold the child's shutdown for its whole timeout and refuse the
+        child's own hand-overs as pending."""
+        self._handed = {}
 
     def _hand_over(self, what: str, work: Callable[[], Any]) -> None:
         """Run ``work`` (a flush, a shutdown) on a thread of its own: the calling thread holds one of
