@@ -15,6 +15,12 @@ They are ``threading.RLock``s, whose holder CPython keeps in C, set as it is acq
 acquisition sees it held. Being reentrant is not what they are for: an entry that a call from
 inside could make and that must not nest (a file half written) checks ``held_here`` first.
 
+The adaptive pool's ``DeferringLock`` (``perfsdk/_native/_pool.pyx``) knows its holder too, compiled
+for the lending path (an acquire + release costs 400 ns there): it defers a give-back made on the
+holding thread instead of handing a flush over, and never nests. A flush or shutdown does not
+take it itself (work that does -- a sizing decision -- is waited for with a deadline), so
+``inside_perfsdk`` does not look at it.
+
 >>> lock = owned_lock()
 >>> with lock:
 ...     held_here(lock), inside_perfsdk()
