@@ -540,8 +540,90 @@ def test_many_controllers_plot_the_busiest_and_say_how_many_more(tmp_path):
     assert "cache cache-000: capacity" in page  # the busiest is among those plotted
 
 
-def test_a_directory_of_several_services_says_they_are_pooled(tmp_path):
-    rows = [span_row("GET /health", T0 + i * 10**9, 1.0, i) for i in range(10)]
-    write_rows(tmp_path, "spans", rows + [dict(r, **{"service.name": "batch"}) for r in rows])
-    page = write_report(tmp_path).read_text(encoding="utf-8")
-    assert "<b>services</b>: batch, shop</li>" in page and "<li><b>services pooled</b>: the figures below pool" in page
+def decision_row(t_ns: int, service: str, controller: str, before: float, after: float) -> dict:
+    return {"timestamp": at(t_ns), "service.name": service, "controller": controller, "mode": "auto", "state": 1,
+            "state_features": [("hit_ratio", 0.5)], "action": "grow" if after > before else "keep",
+            "q_values": [1.0], "reward": 0.1, "value_before": before, "value_after": after, "applied": True,
+            "guardrail": None, "explanation": f"{service} {controller}"}
+
+
+def two_services(root: Path, services: tuple[str, ...] = ("web", "batch")) -> str:
+    """``web``: GET /health at 1 ms, 100 MB RSS, cache ``prices`` at 10 -> 20; ``batch``: 100 ms, 1000 MB,
+    ``prices`` at 500 -> 600, and an anomaly on its GET /health. The page, with ``services`` of them."""
+    figures = {"web": (1.0, 100.0, 10.0), "batch": (100.0, 1000.0, 500.0)}
+    for service in services:
+        latency, rss, capacity = figures[service]
+        write_rows(root, "spans", [dict(span_row("GET /health", T0 + i * 10**9, latency, i), **{"service.name": service})
+                                   for i in range(60)])
+        write_rows(root, "resources", [{"timestamp": at(T0 + i * 5 * 10**8), "service.name": service,
+                                        "metric": "process.memory.rss_mb", "value": rss, "unit": "MB"}
+                                       for i in range(120)])  # one a bucket: a line, not dots
+        write_rows(root, "decisions", [decision_row(T0 + i * 10**10, service, "prices", capacity, capacity + 10 * i)
+                                       for i in range(1, 3)])
+    if "batch" in services:
+        write_rows(root, "anomalies", [dict(anomaly_row(T0 + 30 * 10**9, 1, series="GET /health"),
+                                            **{"service.name": "batch", "value": 400.0})])
+    return write_report(root).read_text(encoding="utf-8")
+
+
+LINE_LEGEND = r'<span class="swatch line"[^>]*></span>([^<]*)</span>'
+
+
+def figure(page: str, caption: str) -> str:
+    start = page.index(f"<figcaption>{caption}</figcaption>")
+    return page[start:page.index("</figure>", start)]
+
+
+def test_a_directory_of_several_services_shows_each_services_own_figures(tmp_path):
+    """Two services sharing a directory were one route row (p50 50.5 ms: neither's), one RSS line at
+    550 MB (neither's) and one cache ``prices`` whose plot jumped between the two."""
+    page = two_services(tmp_path)
+    table = re.search(r'<table class="routes">.*?</table>', page).group(0)
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><td.*?</tr>", table)]
+    assert rows == [["batch", "GET /health", "60", "0", "100", "100", "100", "100", "1"],
+                    ["web", "GET /health", "60", "0", "1", "1", "1", "1", "0"]]
+    assert "<th>service</th><th>route</th>" in table
+    assert "50.5" not in page
+    # the latency plots are each service's, the anomaly marked on batch's only
+    assert "anomaly (live detector)" in figure(page, "GET /health (batch): p50 and p99 latency")
+    assert "anomaly (live detector)" not in figure(page, "GET /health (web): p50 and p99 latency")
+    # a resource line per service, at each service's own RSS
+    rss = figure(page, "process.memory.rss_mb")
+    assert re.findall(LINE_LEGEND, rss) == ["batch", "web"]
+    heights = {name: {y for y in re.findall(r"[ML][\d.]+ ([\d.]+)", d)}
+               for d, name in re.findall(r'<path class="series" d="([^"]*)"[^>]*><title>([^<]*)</title>', rss)}
+    assert set(heights) == {"batch", "web"} and all(len(ys) == 1 for ys in heights.values())
+    assert float(heights["batch"].pop()) < float(heights["web"].pop())  # batch's line above web's: 1000 > 100
+    from perfsdk.report.data import Buckets, Run, resource_metrics
+
+    run = Run.read("x", tmp_path)
+    buckets = Buckets.over(run.t0_ns, run.t1_ns)
+    (metric,), more = resource_metrics(run.resources, buckets, 6, 10)
+    assert (metric.metric, metric.unit, metric.services, more) == ("process.memory.rss_mb", "MB", ["batch", "web"], 0)
+    assert set(metric.means[0][np.isfinite(metric.means[0])]) == {1000.0}
+    assert set(metric.means[1][np.isfinite(metric.means[1])]) == {100.0}
+    # a controller per service: its own values, plots and timeline lane
+    assert "cache prices (batch): capacity" in page and "cache prices (web): capacity" in page
+    decisions = re.search(r'<table class="decisions">.*?</table>', page).group(0)
+    assert "<th>time</th><th>service</th><th>controller</th>" in decisions
+    assert "<td>web</td><td>prices</td><td>grow</td><td class=num>10 → 20</td>" in decisions
+    assert "<td>batch</td><td>prices</td><td>grow</td><td class=num>500 → 510</td>" in decisions
+    assert "10 → 510" not in decisions and "500 → 20" not in decisions
+    assert "<b>services</b>: batch, web</li>" in page and "services pooled" not in page  # no longer so
+
+
+def test_one_service_shows_no_service_column(tmp_path):
+    page = two_services(tmp_path, services=("web",))
+    assert "<th>service</th>" not in page and "(web)" not in page
+    assert "GET /health: p50 and p99 latency" in page and "cache prices: capacity" in page
+    rss = figure(page, "process.memory.rss_mb")
+    assert re.findall(LINE_LEGEND, rss) == ["process.memory.rss_mb"]
+
+
+def test_group_keys_key_by_every_column():
+    from perfsdk.report.data import group_keys
+
+    table = pa.table({"service.name": ["web", "batch", "web", "batch"], "name": ["b", "a", "a", "a"]})
+    keys, group = group_keys(table, ["service.name", "name"])
+    assert keys == [("batch", "a"), ("web", "a"), ("web", "b")] and group.tolist() == [2, 0, 1, 0]
+    assert group_keys(table.slice(0, 0), ["name"])[0] == []

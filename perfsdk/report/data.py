@@ -6,6 +6,11 @@ route, with numpy (one sort for all routes' percentiles); controllers' series
 come from the decisions table with ``pyarrow.compute``; incidents are rebuilt
 from the anomalies table with the same ``IncidentTracker`` the live SDK uses,
 the call graph learned from the spans' parent links.
+
+A directory may hold several services (the tables are partitioned by
+``service.name``): routes, controllers and resource metrics are keyed by their
+service too (``group_keys``), so two services' same-named routes are two rows,
+never one blended figure.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,13 +32,14 @@ from perfsdk.export.reader import check_columns, read_file, read_readable
 from perfsdk.export.schema import TABLES
 from perfsdk.instrument.incidents import Incident, IncidentTracker
 
-__all__ = ["COMPARISON", "FAULTS", "MAX_BUCKETS", "RUNS", "Buckets", "Controller", "Demo", "Fault", "Run",
-           "RouteLatency", "controllers", "grouped_percentiles", "incidents", "is_export_dir", "load",
-           "route_latency"]
+__all__ = ["COMPARISON", "FAULTS", "MAX_BUCKETS", "RUNS", "SERVICE", "Buckets", "Controller", "Demo", "Fault",
+           "ResourceMetric", "Run", "RouteLatency", "controllers", "group_keys", "grouped_percentiles", "incidents",
+           "is_export_dir", "load", "resource_metrics", "route_latency"]
 
 MAX_BUCKETS = 120  # points per time series: enough to see a fault, few enough to stay small
 COMPARISON, FAULTS = "comparison.arrow", "faults.arrow"
 RUNS = ("traditional", "perfsdk")  # a demo directory's two runs, in the order the table reads
+SERVICE = "service.name"  # every table's column: what keys a route, a controller, a resource series
 SPAN_COLUMNS = ["name", "kind", "start_time", "end_time", "duration_ms", "status_code", "service.name"]
 #: What the report reads of a demo's tables (``perfsdk.demo`` writes them); non-nullable: must be there.
 _COMPARISON_COLUMNS = pa.schema([
@@ -88,6 +95,36 @@ def grouped_percentiles(groups: np.ndarray, values: np.ndarray, n_groups: int, q
     return out
 
 
+def group_keys(table: pa.Table, columns: Sequence[str]) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+    """The distinct combinations of ``columns`` (sorted) and each row's index into them.
+
+    The one place the report's grouping keys are built: routes, controllers and
+    resource series are all keyed by their service as well as their name, so a
+    directory shared by several services never blends them. The columns must
+    hold no null (``Run.read`` leaves such rows out).
+
+    >>> t = pa.table({"service.name": ["web", "batch", "web"], "name": ["GET /", "GET /", "GET /"]})
+    >>> keys, group = group_keys(t, ["service.name", "name"])
+    >>> keys, group.tolist()
+    ([('batch', 'GET /'), ('web', 'GET /')], [1, 0, 1])
+    """
+    if table.num_rows == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    code = np.zeros(table.num_rows, dtype=np.int64)
+    dictionaries = []
+    for column in columns:  # one integer a row: the combination's position in the product of the dictionaries
+        encoded = pc.dictionary_encode(table[column].combine_chunks())
+        dictionaries.append(encoded.dictionary.to_pylist())
+        code = code * len(dictionaries[-1]) + encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    codes, group = np.unique(code, return_inverse=True)
+    parts = np.unravel_index(codes, [len(d) for d in dictionaries])
+    keys = [tuple(d[i] for d, i in zip(dictionaries, row)) for row in zip(*(p.tolist() for p in parts))]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    return [keys[i] for i in order], rank[group.ravel()]
+
+
 @dataclass(frozen=True)
 class Buckets:
     """Equal time buckets over a run: ``count`` of ``width_s`` seconds from ``t0_ns``."""
@@ -121,9 +158,10 @@ class Buckets:
 
 @dataclass
 class RouteLatency:
-    """One route's spans: overall figures and per-bucket p50/p99 (NaN: no span that bucket)."""
+    """One service's route's spans: overall figures and per-bucket p50/p99 (NaN: no span that bucket)."""
 
     route: str
+    service: str
     count: int
     errors: int
     p50_ms: float
@@ -141,7 +179,8 @@ def route_latency(spans: pa.Table, buckets: Buckets, top: int) -> tuple[list[Rou
     Routes are the server spans' names (OpenTelemetry's HTTP server
     instrumentations name them ``METHOD route-template``, e.g. ``GET
     /products/<int:pid>``); a service with no server spans (only ``@monitor``)
-    is shown by span name. Returns the routes and which kind was used.
+    is shown by span name. A route is one service's: two services' same-named
+    routes are two. Returns the routes and which kind was used.
     """
     if spans.num_rows == 0:
         return [], "SERVER"
@@ -151,9 +190,7 @@ def route_latency(spans: pa.Table, buckets: Buckets, top: int) -> tuple[list[Rou
         spans = spans.filter(server)
     else:
         kind = "any"
-    encoded = pc.dictionary_encode(spans["name"].combine_chunks())
-    names = encoded.dictionary.to_pylist()
-    route = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names, route = group_keys(spans, [SERVICE, "name"])
     duration = spans["duration_ms"].to_numpy()
     errors = pc.equal(spans["status_code"], "ERROR").to_numpy(zero_copy_only=False)
     n = len(names)
@@ -162,7 +199,8 @@ def route_latency(spans: pa.Table, buckets: Buckets, top: int) -> tuple[list[Rou
     error_counts = np.bincount(route, weights=errors.astype(np.float64), minlength=n)
     order = np.argsort(-counts, kind="stable")
     busiest = order[:top]
-    routes = [RouteLatency(names[i], int(counts[i]), int(error_counts[i]), *overall[:, i].tolist()) for i in order]
+    routes = [RouteLatency(names[i][1], names[i][0], int(counts[i]), int(error_counts[i]), *overall[:, i].tolist())
+              for i in order]
     if len(busiest):
         slot = np.full(n, -1, dtype=np.int64)
         slot[busiest] = np.arange(len(busiest))
@@ -183,9 +221,10 @@ def route_latency(spans: pa.Table, buckets: Buckets, top: int) -> tuple[list[Rou
 
 @dataclass
 class Controller:
-    """One adaptive cache's or pool's decisions, as arrays over time."""
+    """One service's adaptive cache's or pool's decisions, as arrays over time."""
 
     name: str
+    service: str
     kind: str  # "cache", "pool" or "controller"
     rows: pa.Table  # its decisions, in time order
 
@@ -210,17 +249,71 @@ class Controller:
 
 
 def controllers(decisions: pa.Table) -> list[Controller]:
-    """The decisions, split by controller; a cache is known by its hit ratio, a pool by its utilisation."""
+    """The decisions, split by service and controller; a cache is known by its hit ratio, a pool by its
+    utilisation."""
     if decisions.num_rows == 0:
         return []
     decisions = decisions.sort_by("timestamp")
+    keys, group = group_keys(decisions, [SERVICE, "controller"])
+    order = np.argsort(group, kind="stable")  # each controller's rows together, still in time order
+    ends = np.cumsum(np.bincount(group, minlength=len(keys)))
     out = []
-    for name in sorted(pc.unique(decisions["controller"]).to_pylist()):
-        rows = decisions.filter(pc.equal(decisions["controller"], name))
-        keys = set(pc.unique(rows["state_features"].combine_chunks().keys).to_pylist())
-        kind = "cache" if "hit_ratio" in keys else "pool" if "utilisation" in keys else "controller"
-        out.append(Controller(name, kind, rows))
+    for (service, name), start, end in zip(keys, np.r_[0, ends[:-1]], ends):
+        rows = decisions.take(pa.array(order[start:end]))
+        features = set(pc.unique(rows["state_features"].combine_chunks().keys).to_pylist())
+        kind = "cache" if "hit_ratio" in features else "pool" if "utilisation" in features else "controller"
+        out.append(Controller(name, service, kind, rows))
     return out
+
+
+@dataclass
+class ResourceMetric:
+    """One resource metric's bucket means, a line per service (``means[k]`` is ``services[k]``'s).
+
+    The resources table has no process id: several processes of one service
+    writing the same metric are one line, the mean of their samples.
+    """
+
+    metric: str
+    unit: str
+    services: list[str]
+    means: np.ndarray  # (len(services), buckets): NaN where a service has no sample
+    more_services: int = 0  # services with this metric left out (those with the fewest samples)
+
+
+def resource_metrics(resources: pa.Table, buckets: Buckets, top_metrics: int,
+                     top_services: int) -> tuple[list[ResourceMetric], int]:
+    """The first ``top_metrics`` metrics (by name), each with the ``top_services`` services that
+    sampled it most; and how many metrics were left out."""
+    keys, group = group_keys(resources, ["metric", SERVICE])
+    metrics = sorted({metric for metric, _ in keys})
+    chosen = metrics[:top_metrics]
+    samples = np.bincount(group, minlength=len(keys))
+    slot = np.full(len(keys), -1, dtype=np.int64)  # a chosen series' row in the sums, or -1
+    picked: list[tuple[str, list[int], int]] = []
+    for metric in chosen:
+        mine = [g for g, (m, _) in enumerate(keys) if m == metric]
+        busiest = sorted(sorted(mine, key=lambda g: -samples[g])[:top_services])  # then by service name
+        slot[busiest] = np.arange(len(busiest)) + sum(len(p[1]) for p in picked)
+        picked.append((metric, busiest, len(mine) - len(busiest)))
+    n_series = sum(len(p[1]) for p in picked)
+    row = slot[group]
+    keep = row >= 0
+    t = pc.cast(resources["timestamp"], pa.int64()).to_numpy(zero_copy_only=False)[keep]
+    values = resources["value"].to_numpy(zero_copy_only=False).astype(np.float64)[keep]
+    cell = row[keep] * buckets.count + buckets.index(t)
+    counts = np.bincount(cell, minlength=n_series * buckets.count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (np.bincount(cell, weights=values, minlength=n_series * buckets.count) / counts)
+    means = means.reshape(n_series, buckets.count)
+    has_unit = pc.is_valid(resources["unit"]).to_numpy(zero_copy_only=False)
+    out = []
+    for metric, busiest, more in picked:
+        rows = slot[busiest]
+        with_unit = np.flatnonzero(has_unit & np.isin(group, busiest))
+        unit = resources["unit"][int(with_unit[0])].as_py() if len(with_unit) else ""
+        out.append(ResourceMetric(metric, unit, [keys[g][1] for g in busiest], means[rows], more))
+    return out, len(metrics) - len(chosen)
 
 
 def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
@@ -233,21 +326,30 @@ def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
     process's memory; a report shows every anomaly, so its trackers hold all
     of them, one tracker per stretch of anomalies that no later one can join
     (a gap longer than the window), which keeps grouping from growing with the
-    square of a long run's anomalies.
+    square of a long run's anomalies. Each service's anomalies are grouped apart,
+    as each service's process groups its own: two services' same-named routes are
+    not one series.
     """
     if anomalies.num_rows == 0:
         return []
-    members = sorted((_anomaly(row) for row in anomalies.to_pylist()), key=_onset_key)
-    span_series = {a.details.get("series") for a in members if a.details.get("source") != "resource"}
-    callers = _call_graph(path) if len(span_series) > 1 else {}  # it relates series: read it when it can
+    services: dict[str, list[Anomaly]] = {}  # each service's own tracker, as each process has its own
+    for anomaly in sorted((_anomaly(row) for row in anomalies.to_pylist()), key=_onset_key):
+        services.setdefault(str(anomaly.details.get(SERVICE, "")), []).append(anomaly)
+    span_series = {(a.details.get(SERVICE), a.details.get("series")) for members in services.values()
+                   for a in members if a.details.get("source") != "resource"}
+    graphs = _call_graph(path) if len(span_series) > 1 else {}  # it relates series: read it when it can
     out: list[Incident] = []
-    for stretch in _stretches(members, INCIDENT_WINDOW_S):
-        tracker = IncidentTracker(lambda name: _ancestors(callers, name), window_s=INCIDENT_WINDOW_S,
-                                  max_incidents=len(stretch), max_members=len(stretch))
-        for anomaly in stretch:
-            tracker.add(anomaly)
-        out += tracker.incidents()
-        assert tracker.dropped_members == 0  # no cap it could meet
+    for service, members in sorted(services.items()):
+        callers = graphs.get(service, {})
+        for stretch in _stretches(members, INCIDENT_WINDOW_S):
+            tracker = IncidentTracker(partial(_ancestors, callers), window_s=INCIDENT_WINDOW_S,
+                                      max_incidents=len(stretch), max_members=len(stretch))
+            for anomaly in stretch:
+                tracker.add(anomaly)
+            out += tracker.incidents()
+            assert tracker.dropped_members == 0  # no cap it could meet
+    if len(services) > 1:
+        out.sort(key=lambda i: i.started.timestamp() if i.started is not None else math.inf)
     return out
 
 
@@ -295,19 +397,24 @@ def _ancestors(callers: dict[str, set[str]], name: str) -> set[str]:
     return seen
 
 
-def _call_graph(path: Path) -> dict[str, set[str]]:
-    """callee -> the span names that called it, from every span's parent link."""
-    spans, _ = read_readable(path, columns=["trace_id", "span_id", "parent_span_id", "name"])  # (Run names them)
-    children = spans.filter(pc.is_valid(spans["parent_span_id"])).select(["trace_id", "parent_span_id", "name"])
+def _call_graph(path: Path) -> dict[str, dict[str, set[str]]]:
+    """service -> callee -> the span names of that service that called it, from every span's parent
+    link (a service's process sees only its own spans' links)."""
+    columns = ["trace_id", "span_id", "parent_span_id", "name", SERVICE]
+    spans, _ = read_readable(path, columns=columns)  # (Run names the unreadable files)
+    children = spans.filter(pc.is_valid(spans["parent_span_id"])).select(["trace_id", "parent_span_id", "name",
+                                                                          SERVICE])
     if children.num_rows == 0:
         return {}
-    parents = spans.select(["trace_id", "span_id", "name"]).rename_columns(["trace_id", "parent_span_id", "caller"])
-    edges = children.join(parents, keys=["trace_id", "parent_span_id"], join_type="inner")
-    pairs = edges.group_by(["caller", "name"]).aggregate([])
-    graph: dict[str, set[str]] = {}
-    for caller, callee in zip(pairs["caller"].to_pylist(), pairs["name"].to_pylist()):
+    parents = spans.select(["trace_id", "span_id", "name", SERVICE]).rename_columns(
+        ["trace_id", "parent_span_id", "caller", SERVICE])
+    edges = children.join(parents, keys=["trace_id", "parent_span_id", SERVICE], join_type="inner")
+    pairs = edges.group_by([SERVICE, "caller", "name"]).aggregate([])
+    graph: dict[str, dict[str, set[str]]] = {}
+    for service, caller, callee in zip(pairs[SERVICE].to_pylist(), pairs["caller"].to_pylist(),
+                                       pairs["name"].to_pylist()):
         if caller != callee:
-            graph.setdefault(callee, set()).add(caller)
+            graph.setdefault(service, {}).setdefault(callee, set()).add(caller)
     return graph
 
 

@@ -22,7 +22,8 @@ from perfsdk._runtime import write_atomically
 from perfsdk._version import __version__
 from perfsdk.instrument.incidents import Incident
 from perfsdk.report.data import (
-    COMPARISON, Buckets, Controller, Demo, Fault, RouteLatency, Run, controllers, incidents, load, route_latency,
+    COMPARISON, SERVICE, Buckets, Controller, Demo, Fault, RouteLatency, Run, controllers, incidents, load,
+    resource_metrics, route_latency,
 )
 from perfsdk.report.forecast import LEVEL, ForecastBand, forecast_band
 from perfsdk.report.svg import ANOMALY, PALETTE, Chart, clip, clock
@@ -36,6 +37,7 @@ MARKERS = 300  # anomaly markers a plot, decision markers a kind
 LIST_ROWS = 50  # routes, anomalies and incidents listed at most
 CONTROLLER_PLOTS = 6  # caches, and pools, plotted at most (those with the most decisions)
 TIMELINE_LANES = 30  # controllers in the decision timeline at most (those with the most decisions)
+SERVICE_LINES = len(PALETTE)  # services drawn on one resource plot at most (a colour each; the most sampled)
 INCIDENT_SPANS = 100  # incidents shaded on every time axis at most (the largest)
 TIP_CHARS = 400
 WORDS_CHARS = 2000  # an incident in words, at most (one of thousands of anomalies would be megabytes)
@@ -190,6 +192,17 @@ class _Context:
         largest = sorted(self.incidents, key=lambda i: len(i.members), reverse=True)[:INCIDENT_SPANS]
         self.shaded = [i for i in self.incidents if any(i is j for j in largest)]
         self.dated = clock(run.t0_ns, days=True) != clock(run.t1_ns, days=True)  # spans days: tables say the date
+        self.several = len(run.services) > 1  # then routes, controllers and resources name their service
+
+    def named(self, name: str, service: Any) -> str:
+        """``name`` as the page shows it: with its service in brackets when the run has several."""
+        return f"{name} ({service})" if self.several else name
+
+    def service_cell(self, service: Any, head: bool = False) -> str:
+        """A table's service column: only when the run has several services (one would repeat on every row)."""
+        if not self.several:
+            return ""
+        return "<th>service</th>" if head else f"<td>{escape(_clip(str(service or '')))}</td>"
 
     def time(self, when: Any) -> str:
         """A table's time: ``HH:MM:SS.mmm``, with the date before it when the run spans more than one day."""
@@ -254,10 +267,6 @@ def _summary(run: Run, routes: list[RouteLatency], grouped: list[Incident], buck
     if run.skipped:  # as perfsdk analyze names them
         facts.append(("skipped (unreadable)", "; ".join(_clip(why) for why in run.skipped[:LIST_ROWS])
                       + (f" and {len(run.skipped) - LIST_ROWS:,} more" if len(run.skipped) > LIST_ROWS else "")))
-    if len(run.services) > 1:
-        facts.append(("services pooled", "the figures below pool every service's spans, anomalies, decisions and "
-                      "resource samples: a route or a metric two services share is one line, not one per service "
-                      "(give each service's directory, e.g. spans/service=NAME, for one service's report)"))
     if run.dropped:
         facts.append(("left out (a required value missing or not a number)", "; ".join(run.dropped)))
     items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in facts)
@@ -291,12 +300,13 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
     anomalies = ctx.run.anomalies
     x = buckets.centers_s
     for route in routes[:ROUTE_PLOTS]:
-        chart = ctx.chart(f"{route.route}: p50 and p99 latency", "ms", log_y=None)
+        chart = ctx.chart(f"{ctx.named(route.route, route.service)}: p50 and p99 latency", "ms", log_y=None)
         chart.line(x, route.p50_series, "p50", PALETTE[0])
         chart.line(x, route.p99_series, "p99", PALETTE[1])
-        mine = anomalies.filter(pc.and_(pc.equal(anomalies["series"], route.route),  # latency only: not
-                                        pc.fill_null(pc.not_equal(anomalies["metric"], "errors"), True))) \
-            if anomalies.num_rows else anomalies  # a failing run, whose value is a percentage
+        mine = anomalies.filter(pc.and_(
+            pc.and_(pc.equal(anomalies["series"], route.route), pc.equal(anomalies[SERVICE], route.service)),
+            pc.fill_null(pc.not_equal(anomalies["metric"], "errors"), True))) \
+            if anomalies.num_rows else anomalies  # latency only: not a failing run, whose value is a percentage
         timeless = _anomaly_points(ctx, chart, mine)
         out.append(chart.render())
         if timeless:
@@ -304,22 +314,26 @@ def _latency(ctx: _Context, routes: list[RouteLatency], kind: str, buckets: Buck
                        "they are in the anomalies table.</p>")
     counts = _anomaly_counts(anomalies)
     rows = "".join(
-        f"<tr><td>{escape(_clip(r.route))}</td><td class=num>{r.count:,}</td><td class=num>{r.errors:,}</td>"
-        f"<td class=num>{_fmt(r.p50_ms)}</td><td class=num>{_fmt(r.p95_ms)}</td><td class=num>{_fmt(r.p99_ms)}</td>"
-        f"<td class=num>{_fmt(r.max_ms)}</td><td class=num>{counts.get(r.route, 0)}</td></tr>"
+        f"<tr>{ctx.service_cell(r.service)}<td>{escape(_clip(r.route))}</td><td class=num>{r.count:,}</td>"
+        f"<td class=num>{r.errors:,}</td><td class=num>{_fmt(r.p50_ms)}</td><td class=num>{_fmt(r.p95_ms)}</td>"
+        f"<td class=num>{_fmt(r.p99_ms)}</td><td class=num>{_fmt(r.max_ms)}</td>"
+        f"<td class=num>{counts.get((r.service, r.route), 0)}</td></tr>"
         for r in routes[:LIST_ROWS])
     more = (f'<p class="note">{len(routes) - LIST_ROWS} more routes not listed.</p>'
             if len(routes) > LIST_ROWS else "")
-    out.append('<table class="routes"><tr><th>route</th><th>spans</th><th>errors</th><th>p50 ms</th><th>p95 ms</th>'
+    out.append(f'<table class="routes"><tr>{ctx.service_cell(None, head=True)}<th>route</th><th>spans</th>'
+               "<th>errors</th><th>p50 ms</th><th>p95 ms</th>"
                f"<th>p99 ms</th><th>max ms</th><th>anomalies</th></tr>{rows}</table>{more}")
     return "".join(out)
 
 
-def _anomaly_counts(anomalies: pa.Table) -> dict[str, int]:
+def _anomaly_counts(anomalies: pa.Table) -> dict[tuple[str, str], int]:
+    """Anomalies per (service, series): a route's are its own service's."""
     if anomalies.num_rows == 0:
         return {}
-    counted = anomalies.group_by("series").aggregate([("series", "count")])
-    return dict(zip(counted["series"].to_pylist(), counted["series_count"].to_pylist()))
+    counted = anomalies.group_by([SERVICE, "series"]).aggregate([("series", "count")])
+    return dict(zip(zip(counted[SERVICE].to_pylist(), counted["series"].to_pylist()),
+                    counted["series_count"].to_pylist()))
 
 
 def _anomaly_points(ctx: _Context, chart: Chart, anomalies: pa.Table) -> int:
@@ -371,10 +385,11 @@ def _forecasts(ctx: _Context, routes: list[RouteLatency], buckets: Buckets) -> s
     for route in chosen:
         assert route.p50_series is not None
         band = forecast_band(route.p50_series, horizon)
+        name = ctx.named(route.route, route.service)
         if not isinstance(band, ForecastBand):
-            out.append(f'<p class="note">{escape(_clip(route.route))}: no band: {escape(band)}.</p>')
+            out.append(f'<p class="note">{escape(_clip(name))}: no band: {escape(band)}.</p>')
             continue
-        chart = ctx.chart(f"{route.route}: median latency and its {band.label} forecast", "ms",
+        chart = ctx.chart(f"{name}: median latency and its {band.label} forecast", "ms",
                           x_end=float(ahead_x[-1] + buckets.width_s / 2), log_y=None)
         chart.band(x, band.lower, band.upper, f"{LEVEL:.0%} one-step-ahead prediction interval", "#9ecae1")
         joined_x = np.r_[x[-1], ahead_x]  # past the end, from the last bucket on: one continuous band
@@ -451,9 +466,10 @@ def _busiest(controllers: list[Controller], most: int) -> tuple[list[Controller]
 def _caches(ctx: _Context, caches: list[Controller]) -> str:
     def draw(ctl: Controller) -> list[str]:
         t = ctx.x(ctl.t_ns)
-        ratio = ctx.chart(f"cache {ctl.name}: hit ratio per interval", "hit ratio", y_floor=0.0, y_ceiling=1.0)
+        name = ctx.named(ctl.name, ctl.service)
+        ratio = ctx.chart(f"cache {name}: hit ratio per interval", "hit ratio", y_floor=0.0, y_ceiling=1.0)
         ratio.line(t, ctl.feature("hit_ratio"), "hit ratio", PALETTE[2])
-        return [_value_chart(ctx, ctl, t, f"cache {ctl.name}: capacity", "entries", "capacity held"), ratio.render()]
+        return [_value_chart(ctx, ctl, t, f"cache {name}: capacity", "entries", "capacity held"), ratio.render()]
 
     return _sized_section(
         "Adaptive caches: capacity and hit ratio", caches, "cache",
@@ -465,15 +481,16 @@ def _caches(ctx: _Context, caches: list[Controller]) -> str:
 def _pools(ctx: _Context, pools: list[Controller]) -> str:
     def draw(ctl: Controller) -> list[str]:
         t = ctx.x(ctl.t_ns)
-        out = [_value_chart(ctx, ctl, t, f"{ctl.kind} {ctl.name}: size",
+        name = ctx.named(ctl.name, ctl.service)
+        out = [_value_chart(ctx, ctl, t, f"{ctl.kind} {name}: size",
                             "connections" if ctl.kind == "pool" else "value", "size held")]
         if ctl.kind != "pool":
             return out
         waits, latencies = ctl.feature("wait_p95_ms"), ctl.feature("p95_ms")
         if not (np.isfinite(waits).any() or np.isfinite(latencies).any()):
-            return out + [f'<p class="note">pool {escape(ctl.name)}: no interval had enough acquisitions '
+            return out + [f'<p class="note">pool {escape(_clip(name))}: no interval had enough acquisitions '
                           "to measure its waits.</p>"]
-        wait = ctx.chart(f"pool {ctl.name}: wait and latency per interval", "ms", log_y=None)
+        wait = ctx.chart(f"pool {name}: wait and latency per interval", "ms", log_y=None)
         wait.line(t, waits, "p95 wait for a connection", PALETTE[3])
         wait.line(t, latencies, "p95 wait and use", PALETTE[4])
         return out + [wait.render()]
@@ -491,7 +508,7 @@ def _decisions(ctx: _Context, sized: list[Controller]) -> str:
         return out[0] + '<p class="note">No decisions in this run: nothing adaptive was sized.</p>'
     lanes, more = _busiest(sized, TIMELINE_LANES)
     title = "every decision, by controller" if not more else f"decisions of the {len(lanes)} busiest controllers"
-    chart = ctx.chart(title, "", categories=[c.name for c in lanes])
+    chart = ctx.chart(title, "", categories=[ctx.named(c.name, c.service) for c in lanes])
     for lane, ctl in enumerate(lanes):
         actions = np.asarray(ctl.rows["action"].to_pylist(), dtype=object)
         t = ctx.x(ctl.t_ns)
@@ -525,11 +542,13 @@ def _decisions(ctx: _Context, sized: list[Controller]) -> str:
     rows = []
     for r in table.to_pylist():
         applied = "applied" if r["applied"] else ("advisory" if r["mode"] == "advisory" else "not applied")
-        rows.append(f"<tr><td>{ctx.time(r['timestamp'])}</td><td>{escape(r['controller'])}</td>"
+        rows.append(f"<tr><td>{ctx.time(r['timestamp'])}</td>{ctx.service_cell(r[SERVICE])}"
+                    f"<td>{escape(r['controller'])}</td>"
                     f"<td>{escape(r['action'])}</td><td class=num>{_fmt(_f(r['value_before']))} → "
                     f"{_fmt(_f(r['value_after']))}</td><td>{applied}</td><td>{escape(r['guardrail'] or '')}</td>"
                     f"<td class=explanation>{escape(r['explanation'] or '')}</td></tr>")
-    out.append(f'{note}<table class="decisions"><tr><th>time</th><th>controller</th><th>action</th><th>value</th>'
+    out.append(f'{note}<table class="decisions"><tr><th>time</th>{ctx.service_cell(None, head=True)}'
+               '<th>controller</th><th>action</th><th>value</th>'
                f'<th></th><th>guardrail</th><th>explanation</th></tr>{"".join(rows)}</table>')
     return "".join(out)
 
@@ -548,7 +567,9 @@ def _incidents(ctx: _Context) -> str:
     rows = []
     for n, incident in enumerate(ctx.incidents[:LIST_ROWS], start=1):
         origin = incident.origin
-        series = list(dict.fromkeys(str(a.details.get("series", a.detector)) for a in incident.members))
+        origin_name = ctx.named(str(origin.details.get("series", origin.detector)), origin.details.get(SERVICE))
+        series = list(dict.fromkeys(ctx.named(str(a.details.get("series", a.detector)), a.details.get(SERVICE))
+                                    for a in incident.members))
         started, ended = incident.started, incident.ended
         matched = ""
         if show_faults and started is not None and ended is not None:
@@ -557,7 +578,7 @@ def _incidents(ctx: _Context) -> str:
             matched = f"<td>{escape(', '.join(hit) or 'none')}</td>"
         rows.append(f"<tr><td class=num>{n}</td><td>{ctx.time(started)}</td><td>{ctx.time(ended)}</td>"
                     f"<td class=num>{len(incident.members)}</td>"
-                    f"<td><b>{escape(str(origin.details.get('series', origin.detector)))}</b></td>"
+                    f"<td><b>{escape(_clip(origin_name))}</b></td>"
                     f"<td>{escape(_clip(', '.join(series)))}</td>{matched}"
                     f"<td class=explanation>{escape(clip(str(incident), WORDS_CHARS))}</td></tr>")
     more = (f'<p class="note">{len(ctx.incidents) - LIST_ROWS} more incidents not listed.</p>'
@@ -580,32 +601,40 @@ def _anomalies(ctx: _Context, anomalies: pa.Table) -> str:
         return ""
     top = anomalies.take(pc.array_sort_indices(pc.abs(anomalies["score"]), order="descending")[:LIST_ROWS])
     rows = "".join(
-        f"<tr><td>{ctx.time(r['timestamp'])}</td><td>{escape(_clip(r['series']))}</td>"
+        f"<tr><td>{ctx.time(r['timestamp'])}</td>{ctx.service_cell(r[SERVICE])}"
+        f"<td>{escape(_clip(r['series']))}</td>"
         f"<td class=num>{_fmt(_f(r['value']))}</td>"
         f"<td class=num>{_fmt(_f(r['expected']))}</td><td class=num>{_fmt(_f(r['lower']))} .. {_fmt(_f(r['upper']))}"
         f"</td><td class=num>{_f(r['score']):.1f}</td><td>{escape(r['source'] or '')}</td>"
         f"<td>{escape(r['detector'])}</td></tr>" for r in top.to_pylist())
     shown = "" if anomalies.num_rows <= LIST_ROWS else f" (the {LIST_ROWS} strongest of {anomalies.num_rows:,})"
-    return (f"<h3>Anomalies{shown}</h3><table class=anomalies><tr><th>time</th><th>series</th><th>value</th>"
+    return (f"<h3>Anomalies{shown}</h3><table class=anomalies><tr><th>time</th>{ctx.service_cell(None, True)}"
+            f"<th>series</th><th>value</th>"
             f"<th>expected</th><th>normal band</th><th>score</th><th>source</th><th>detector</th></tr>{rows}</table>")
 
 
 def _resources(ctx: _Context, resources: pa.Table, buckets: Buckets) -> str:
     if resources.num_rows == 0:
         return ""
-    out = ["<h3>Process resources</h3><p>Mean of the samples in each bucket.</p>"]
-    for metric in sorted(pc.unique(resources["metric"]).to_pylist())[:ROUTE_PLOTS]:
-        rows = resources.filter(pc.equal(resources["metric"], metric))
-        t = pc.cast(rows["timestamp"], pa.int64()).to_numpy(zero_copy_only=False)
-        values = rows["value"].to_numpy(zero_copy_only=False).astype(np.float64)
-        which = buckets.index(t)
-        counts = np.bincount(which, minlength=buckets.count)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(which, weights=values, minlength=buckets.count) / counts
-        unit = next((u for u in rows["unit"].to_pylist() if u), "")
-        chart = ctx.chart(metric, unit)
-        chart.line(buckets.centers_s, mean, metric, PALETTE[5])
+    metrics, more_metrics = resource_metrics(resources, buckets, ROUTE_PLOTS, SERVICE_LINES)
+    each = " a line per service (the legend names it)," if ctx.several else ""
+    out = [f"<h3>Process resources</h3><p>Mean of the samples in each bucket,{each} the samples of a service's "
+           "processes averaged together (the resources table has no process id column).</p>"]
+    x = buckets.centers_s
+    for m in metrics:
+        chart = ctx.chart(m.metric, m.unit)
+        for k, (service, mean) in enumerate(zip(m.services, m.means)):
+            if ctx.several:
+                chart.line(x, mean, service, PALETTE[k % len(PALETTE)])
+            else:
+                chart.line(x, mean, m.metric, PALETTE[5])
         out.append(chart.render())
+        if m.more_services:
+            out.append(f'<p class="note">{escape(_clip(m.metric))}: {m.more_services:,} more services not drawn '
+                       "(those with the fewest samples).</p>")
+    if more_metrics:
+        out.append(f'<p class="note">{more_metrics:,} more metrics not plotted (the first {ROUTE_PLOTS} by name '
+                   "are); their samples are in the resources table.</p>")
     return "".join(out)
 
 
