@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from perfsdk.cli import main
 from perfsdk.export import ArrowSpanExporter, read
-from perfsdk.export.analyze import analyze, span_partitions
+from perfsdk.export.analyze import analyze, process_of, span_partitions
 
 T0 = 1_800_000_000_000_000_000  # ns
 
@@ -42,6 +42,13 @@ def dataset(tmp_path_factory):
     return root
 
 
+def writer_of(root, service: str) -> str:
+    """The one writer (``<pid>-<tag>``) of a service's span files: its tag is drawn once, not for each file."""
+    (writer,) = {process_of(f) for f in (root / "spans" / f"service={service}").rglob("part-*.arrow")}
+    assert writer.startswith(f"{os.getpid()}-")
+    return writer
+
+
 def test_finds_the_slow_run_and_writes_the_anomalies_table(dataset, tmp_path):
     result = analyze(dataset, out=tmp_path, progress=False, detector="zscore")
     assert result.spans == 4000 and result.partitions == 2
@@ -49,7 +56,8 @@ def test_finds_the_slow_run_and_writes_the_anomalies_table(dataset, tmp_path):
     assert [(r["service.name"], r["series"]) for r in rows] == [("shop", "GET /checkout")]
     (row,) = rows
     assert 180 < row["value"] < 220 and 18 < row["expected"] < 22 and row["score"] > row["threshold"]
-    assert dict(row["details"]) == {"run": "5", "pid": str(os.getpid())}  # the five slow requests, one anomaly
+    # the five slow requests, one anomaly, and the process whose spans they are
+    assert dict(row["details"]) == {"run": "5", "pid": str(os.getpid()), "writer": writer_of(dataset, "shop")}
     assert (row["confirmed_at"] - row["onset"]).total_seconds() == 4
     assert read(tmp_path, table="anomalies").to_pylist() == rows
     summary = result.summary()
@@ -65,7 +73,8 @@ def test_the_default_detector_reports_what_the_live_bank_reports(dataset):
 
     rows = analyze(dataset, progress=False).anomalies.to_pylist()
     assert [(r["series"], r["onset"].timestamp() - T0 / 1e9, dict(r["details"])) for r in rows] == [
-        ("GET /checkout", 900.0, {"run": "3", "pid": str(os.getpid())})]  # confirmed by the next two; the lone slow request is not
+        ("GET /checkout", 900.0, {"run": "3", "pid": str(os.getpid()), "writer": writer_of(dataset, "shop")})
+    ]  # confirmed by the next two; the lone slow request is not
     assert 180 < rows[0]["value"] < 220 and 18 < rows[0]["expected"] < 22
     for service, name in (("shop", "GET /checkout"), ("billing", "GET /cart")):
         durations = read(dataset, service=service, name=name, columns=["duration_ms"])["duration_ms"]
@@ -361,8 +370,10 @@ def test_output_that_cannot_be_written_keeps_the_earlier_output_and_says_so_in_o
     assert sorted(out.rglob("part-*")) == files and read(out, table="anomalies").to_pylist() == earlier.to_pylist()
 
 
-def _write_span_file(directory, pid: int, starts_ns, durations_ms, name: str = "GET /a") -> None:
-    """One span file as a process ``pid``'s ``RotatingWriter`` names it (the time in the name is the first span's)."""
+def _write_span_file(directory, pid: int, starts_ns, durations_ms, name: str = "GET /a",
+                     tag: str | None = None) -> None:
+    """One span file as a process ``pid``'s ``RotatingWriter`` names it (the time in the name is the first span's);
+    without ``tag``, as earlier writers did: a tag of 8 hex digits drawn for each file."""
     from perfsdk.export import SPANS
 
     n = len(durations_ms)
@@ -377,27 +388,37 @@ def _write_span_file(directory, pid: int, starts_ns, durations_ms, name: str = "
     table = pa.table(columns, schema=SPANS)
     stamp = np.datetime64(int(starts_ns[0]), "ns").astype("datetime64[us]").item().strftime("%Y%m%dT%H%M%S%f")
     directory.mkdir(parents=True, exist_ok=True)
-    with pa.ipc.new_file(directory / f"part-{stamp}-{pid}-{os.urandom(4).hex()}-000001.arrow", table.schema) as w:
+    tag = tag or os.urandom(4).hex()
+    with pa.ipc.new_file(directory / f"part-{stamp}-{pid}-{tag}-000001.arrow", table.schema) as w:
         w.write_table(table)
 
 
 @pytest.mark.parametrize("detector", ["default", "zscore"])
-def test_each_process_of_a_fleet_is_its_own_series(tmp_path, detector):
+@pytest.mark.parametrize("fast, slow, details", [
+    # earlier writers drew a tag for each file: a process's six files are one series by their pid
+    ((1111, None), (2222, None), {"pid": "2222"}),
+    # containers all running as pid 1 (a fleet's files gathered into one directory): the writer's tag tells
+    ((1, "a1b2c3d4e5f6"), (1, "0f1e2d3c4b5a"), {"pid": "1", "writer": "1-0f1e2d3c4b5a"}),
+], ids=["pids", "writers-of-one-pid"])
+def test_each_process_of_a_fleet_is_its_own_series(tmp_path, detector, fast, slow, details):
     """Two processes of one service write files side by side into one partition; one host is steadily three
     times slower. Read as one series in file-name order, the files alternate and each boundary looked like a
-    level shift (6 anomalies); each process's detector, live, saw only its own spans and found none."""
+    level shift (6 anomalies); each process's detector, live, saw only its own spans and found none. Processes
+    of one pid on different hosts were one series so (the pid was all that told them), and still are for files
+    of earlier writers, whose tags name no writer."""
     partition = tmp_path / "spans" / "service=shop" / "date=2027-01-15"
     rng = np.random.default_rng(2)
     for minute in range(6):
-        for pid, level, offset_s in ((1111, 10.0, 0), (2222, 30.0, 30)):
+        for (pid, tag), level, offset_s in ((fast, 10.0, 0), (slow, 30.0, 30)):
             starts = T0 + (offset_s + 60 * minute) * 10**9 + np.arange(600) * 10**8
             durations = rng.normal(level, level * 0.05, 600)
-            if pid == 2222 and minute == 4:
+            if level == 30.0 and minute == 4:
                 durations[100:110] *= 5  # one incident, on the slow host only
-            _write_span_file(partition, pid, starts, durations)
+            _write_span_file(partition, pid, starts, durations, tag=tag)
     result = analyze(tmp_path, progress=False, detector=detector)
     rows = result.anomalies.to_pylist()
-    assert [(dict(r["details"])["pid"], r["onset"].timestamp() - T0 / 1e9) for r in rows] == [("2222", 30 + 240 + 10)]
+    found = [({k: v for k, v in r["details"] if k != "run"}, r["onset"].timestamp() - T0 / 1e9) for r in rows]
+    assert found == [(details, 30 + 240 + 10)]
     assert rows[0]["index"] == 4 * 600 + 100  # the position in its own process's series, as live
     assert result.names[("shop", "GET /a")]["series"] == 2 and result.names[("shop", "GET /a")]["spans"] == 7200
 

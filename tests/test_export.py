@@ -883,6 +883,39 @@ def test_a_forked_childs_export_counts_are_its_own(tmp_path):
         sdk.shutdown()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_writers_files_share_its_tag_and_a_forked_childs_writer_draws_its_own(tmp_path):
+    """Each file drew a tag of its own, so the tag named no writer and ``analyze`` could tell processes only by
+    pid (one series for containers all running as pid 1). A given tag is kept, in the child too."""
+    from threads import in_child
+
+    from perfsdk.export.analyze import process_of
+    from perfsdk.export.schema import RESOURCES
+    from perfsdk.export.writer import RotatingWriter
+
+    batch = pa.table({"timestamp": [datetime.now(timezone.utc)], "service.name": ["shop"], "metric": ["m"],
+                      "value": [1.0], "unit": ["ms"]}, schema=RESOURCES)
+    drawn = RotatingWriter(tmp_path / "drawn", "resources", RESOURCES, "shop", max_bytes=1)  # a file a write
+    given = RotatingWriter(tmp_path / "given", "resources", RESOURCES, "shop", max_bytes=1, tag="mine")
+    for writer in (drawn, given):
+        writer.write(batch)
+        writer.write(batch)
+    parent_tag = drawn.tag
+
+    def writes_as_its_own_writer():
+        for writer in (drawn, given):
+            writer.write(batch)
+            writer.write(batch)
+        return drawn.tag != parent_tag and given.tag == "mine"
+
+    assert in_child(writes_as_its_own_writer)
+    writers = [process_of(f) for f in published(tmp_path / "drawn")]
+    assert len(writers) == 4 and len(set(writers)) == 2  # two files of the parent's writer, two of the child's
+    assert writers.count(f"{os.getpid()}-{parent_tag}") == 2
+    given_writers = {process_of(f) for f in published(tmp_path / "given")}
+    assert len(given_writers) == 2 and all(w.endswith("-mine") for w in given_writers)
+
+
 def test_a_file_that_fails_to_open_leaves_no_hidden_file_and_no_descriptor(tmp_path, monkeypatch):
     from perfsdk.export import writer as writer_module
     from perfsdk.export.writer import RotatingWriter

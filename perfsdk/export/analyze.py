@@ -1,8 +1,8 @@
 """``perfsdk analyze``: run the batch detectors over exported spans.
 
 The unit of work is one partition of the spans dataset (one service on one
-day): within it, spans are grouped by process (the pid in a file's name: a fleet's
-processes share a partition, and each one's detectors saw only its own spans), service
+day): within it, spans are grouped by process (the writer a file's name names, ``process_of``:
+a fleet's processes share a partition, and each one's detectors saw only its own spans), service
 and name (two services whose names map to one directory share a partition, never a
 series), kept in the order they were exported (the order they ended), and each series' durations go
 through a detector's Numba batch kernel. A local run and a Dask run split the work the
@@ -84,20 +84,37 @@ def _partition_names(directory: Path) -> list[str]:
     return list(directory.relative_to(partition_root(directory)).parts)
 
 
-#: A span file's name as ``RotatingWriter`` makes it: ``part-<utc time>-<pid>-<tag>-<seq>``. The tag is
-#: drawn afresh for each file, so the pid is what tells whose spans a file holds: one process's, which
-#: its own live detectors judged.
-_FILE_NAME = re.compile(r"part-[^-]+-(\d+)-.+-\d+")
+#: A span file's name as ``RotatingWriter`` makes it: ``part-<utc time>-<pid>-<tag>-<seq>``.
+_FILE_NAME = re.compile(r"part-[^-]+-(\d+)-(.+)-\d+")
+#: The tag earlier writers drew afresh for each file (``RotatingWriter`` draws one per writer now, of 12
+#: hex digits): it names no writer, so such files are told apart by their pid alone.
+_PER_FILE_TAG = re.compile(r"[0-9a-f]{8}")
 
 
 def process_of(file: str | os.PathLike[str]) -> str:
-    """The id of the process that wrote a span file, from its name; "" for a name not of that form.
+    """The writer of a span file, from its name: ``<pid>-<tag>``, one process's spans, which its own live
+    detectors judged (the tag tells processes of one pid on different hosts apart); ``<pid>`` for a file
+    of an earlier writer, whose tag was drawn per file; "" for a name not of that form.
 
+    >>> process_of("spans/service=shop/date=2026-01-01/part-20260101T000000000000-1-5e6f7a8b9c0d-000007.arrow")
+    '1-5e6f7a8b9c0d'
     >>> process_of("spans/service=shop/date=2026-01-01/part-20260101T000000000000-4242-1a2b3c4d-000007.arrow")
     '4242'
     """
     match = _FILE_NAME.fullmatch(Path(file).name.rsplit(".", 1)[0])
-    return match.group(1) if match else ""
+    if not match:
+        return ""
+    pid, tag = match.groups()
+    return pid if _PER_FILE_TAG.fullmatch(tag) else f"{pid}-{tag}"
+
+
+def _process_details(process: str) -> list[tuple[str, str]]:
+    """An anomaly's details naming its series' process (``process_of``): the pid, and the writer
+    (``<pid>-<tag>``) where the files' names tell it."""
+    if not process:
+        return []
+    pid, _, tag = process.partition("-")  # a pid has no "-"; a tag given to the writer may
+    return [("pid", pid)] + ([("writer", process)] if tag else [])
 
 
 def _check_out(out: Path) -> None:
@@ -181,7 +198,7 @@ def analyze_partition(
             parts["index"].append(starts)  # in the series, as the live detector counts: not the partition's row
             parts["threshold"].append(bands[starts])
             parts["detector"].append(np.full(len(starts), f"{name} [{type(det).__name__}]", dtype=object))
-            parts["pid"].append(np.full(len(starts), processes[process_codes[group[0]]], dtype=object))
+            parts["process"].append(np.full(len(starts), processes[process_codes[group[0]]], dtype=object))
             parts["run_end"].append(group[ends])
     return _anomaly_table(spans, hits, parts), figures, skipped
 
@@ -282,9 +299,9 @@ def _anomaly_table(spans: pa.Table, hits: list[np.ndarray], parts: dict[str, lis
         "confirmed_at": ends,
         "trace_id": taken.column("trace_id"),
         "span_id": taken.column("span_id"),
-        # run -> its length; pid -> the process whose spans the series is (``process_of``), where the files' names say
-        "details": pa.array([[("run", str(run))] + ([("pid", pid)] if pid else [])
-                             for run, pid in zip(cat["run"].tolist(), cat["pid"].tolist())],
+        # run -> its length; pid and writer -> the process whose spans the series is, where the files' names say
+        "details": pa.array([[("run", str(run))] + _process_details(process)
+                             for run, process in zip(cat["run"].tolist(), cat["process"].tolist())],
                             ANOMALIES.field("details").type),
     }, schema=ANOMALIES)
 

@@ -5,6 +5,11 @@ pandas read directly)::
 
     <root>/<table>/service=<name>/date=<YYYY-MM-DD>/part-<utc time>-<pid>-<tag>-<seq>.arrow
 
+The tag names the writer: drawn once per writer (and afresh in a forked child), so
+``<pid>-<tag>`` tells one process's files from another's even where pids repeat
+(containers that all run as pid 1), and ``perfsdk analyze`` judges each one's spans
+as its own series. ``<seq>`` counts the writer's files and keeps their names unique.
+
 A file is written under a hidden temporary name (``.part-....tmp``, which
 dataset readers skip), one record batch at a time; when it reaches
 ``max_bytes`` or ``max_age_s`` (or the date changes, or on flush/close) it is
@@ -51,7 +56,10 @@ class RotatingWriter:
         date: str | None = None,
     ) -> None:
         check_options(fmt, max_bytes, max_age_s)
-        self.tag = tag  # names the writer's files (``analyze`` finds its own earlier output by it)
+        #: Names every file of this writer: the ``tag`` given (``analyze`` finds its own earlier output by
+        #: it), else one drawn now (``_new_tag``) -- per writer, not per file, so the files tell their writer.
+        self.tag = tag or _new_tag()
+        self._tag_drawn = not tag  # a forked child draws its own; a given tag it keeps
         if date is not None and (not isinstance(date, str) or _as_date(date) != date):
             raise ValueError(f"date must be a day as YYYY-MM-DD, got {date!r}")
         #: The ``date=`` partition (``YYYY-MM-DD``) of every file, whatever the clock says: ``analyze`` files
@@ -137,8 +145,8 @@ class RotatingWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        # pid and a random tag keep names unique across processes and writers of one partition
-        name = f"part-{stamp}-{os.getpid()}-{self.tag or uuid.uuid4().hex[:8]}-{self._seq:06d}.{self.fmt}"
+        # pid and tag name the writer (unique across processes and writers of one partition), seq the file
+        name = f"part-{stamp}-{os.getpid()}-{self.tag}-{self._seq:06d}.{self.fmt}"
         tmp = directory / f".{name}.tmp"
         schema = self.schema
         if self.file_metadata is not None:
@@ -205,16 +213,28 @@ class RotatingWriter:
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's open file without touching it, and its counts
-        (every count a child reports is its own).
+        (every count a child reports is its own); a drawn tag is drawn again (the child's files are its own).
 
         The child shares the file's descriptor and offset with the parent;
         writing a footer or renaming it would corrupt the parent's file.
         """
         _INHERITED.append((self._writer, self._sink))  # never closed here: the parent owns them
         self._writer = self._sink = self._tmp = self._final = None
+        if self._tag_drawn:  # its detectors judge its own spans alone: ``analyze`` must tell its files apart
+            self.tag = _new_tag()
         self._rows_open = 0
         self._reset_counts()
         self._lock = owned_lock()
+
+
+#: Hex digits in a drawn tag: not 8, the form of the tag earlier writers drew for each file, so
+#: ``perfsdk.export.analyze.process_of`` tells their files (one pid, a tag each) from a writer's.
+_TAG_DIGITS = 12
+
+
+def _new_tag() -> str:
+    """A random tag for one writer's files, in a form that no older writer's per-file tag has."""
+    return uuid.uuid4().hex[:_TAG_DIGITS]
 
 
 def _close_and_remove(sink: Any, tmp: Path) -> None:
