@@ -445,11 +445,16 @@ def test_no_raw_attribute_value_ever_appears_in_a_prompt(llm_server: LLMServer, 
 
 def test_no_name_in_a_path_nor_bare_query_key_reaches_the_prompt() -> None:
     """Without route templates, ``/users/alice/orders`` was a route of its own and ``/search?alice`` a
-    query parameter named ``alice``: both went into the prompt as they were recorded."""
+    query parameter named ``alice``: both went into the prompt as they were recorded. A route table's
+    words, each requested again and again, still reach it as routes of their own."""
     names = [a + b + "qz" for a in ("al", "bo", "ca", "de", "ed") for b in ("ice", "b", "rol", "ve", "na", "x")]
+    resources = [f"{word}s" for word in ("order", "user", "cart", "item", "invoice", "refund", "coupon", "review",
+                                         "address", "payment", "shipment", "store", "brand", "tag", "image",
+                                         "report", "webhook", "token", "plan", "price", "tax", "quote")]
     rows = []
     for k, name in enumerate(names):
-        for target in (f"/users/{name}/orders", f"/search?{name}", f"/api/v1/users/{k}/orders", "/docs?edit"):
+        api = [f"/api/v2/{r}" for r in resources] if k < 10 else []  # 22 words, 10 requests each
+        for target in (f"/users/{name}/orders", f"/search?{name}", f"/api/v1/users/{k}/orders", "/docs?edit", *api):
             start = T0 + timedelta(seconds=len(rows))
             rows.append({"trace_id": f"{len(rows) + 1:032x}", "span_id": f"{len(rows) + 1:016x}", "name": "GET",
                          "kind": "SERVER", "start_time": start, "end_time": start + timedelta(milliseconds=5),
@@ -462,7 +467,7 @@ def test_no_name_in_a_path_nor_bare_query_key_reaches_the_prompt() -> None:
     sent = json.loads(messages[1]["content"].partition("(aggregates only):\n")[2])["traffic_profile"]["routes"]
     assert {r["route"]: r["query_params"] for r in sent} == {
         "GET /users/{name}/orders": [], "GET /search": [], "GET /api/v1/users/{id}/orders": [],
-        "GET /docs": ["edit"]}  # a flag's name is no value
+        "GET /docs": ["edit"], **{f"GET /api/v2/{r}": [] for r in resources}}  # a flag's name is no value
 
 
 def test_the_api_key_is_sent_only_when_its_variable_is_set(llm_server: LLMServer, model: TrafficModel,

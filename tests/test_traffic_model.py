@@ -407,13 +407,102 @@ def test_a_path_position_of_many_names_is_a_parameter_and_fixed_route_words_stay
         + [f"GET /api/v2/{r}" for r in resources])
     orders = next(r for r in model.routes if r.key == "GET /users/{name}/orders")
     assert orders.path_params["name"] == Counter(NAMES)
-    assert ("path segments taken as values ({name}), too many distinct after the same prefix to be route words: "
-            "after /users/ (30 distinct)") in model.notes
+    assert "path segments taken as values ({name}): after /users/ (30 distinct, 30 of them requested once or " \
+           "twice)" in model.notes
     scenario = model.generate()
     step = next(t for t in scenario.tasks if t["name"] == "GET /users/{name}/orders")["steps"][0]
     assert set(scenario.generators[step["path"].split("/")[2].strip("{}")]["values"]) == set(NAMES)  # replayed
     assert not any(name in json.dumps(model.profile()) for name in NAMES)
     assert sorted(route_durations(_spans(rows))) == sorted(r.key for r in model.routes)  # the same keys
+
+
+#: 30 resources of an API, no digit in their names
+RESOURCES = [f"{word}s" for word in (
+    "order", "user", "cart", "item", "invoice", "refund", "coupon", "review", "address", "payment", "shipment", "store",
+    "brand", "tag", "image", "report", "webhook", "token", "plan", "price", "tax", "quote", "label", "badge", "bundle",
+    "carrier", "channel", "domain", "event", "feed")]
+#: 150 more names of users, as ``NAMES`` are made
+MORE_NAMES = [a + b + c + "qz" for a in ("al", "bo", "ca", "de", "ed") for b in ("ice", "b", "rol", "ve", "na", "x")
+              for c in ("y", "w", "o", "u", "e")]
+
+
+def _get(target: str, session: str = "s") -> dict:
+    return {"attributes": {"http.request.method": "GET", "http.target": target, "session.id": session}}
+
+
+@pytest.mark.parametrize(("prefix", "words", "requests_each"), [
+    ("/api/v2/", 22, 10), ("/api/v2/", 22, 20), ("/api/v2/", 30, 10), ("/api/v2/", 30, 20), ("/", 20, 15)])
+def test_a_route_table_stays_routes_whatever_the_recording_size(prefix, words, requests_each):
+    """22 endpoints requested 20 times each were one ``GET /api/v2/{name}`` (30 times each: 22 routes):
+    whether a position took values hung on how many requests were recorded. A route table's words
+    each recur, and are kept (noted: names that recur as often look the same)."""
+    rows = [_get(prefix + word, f"s{k}") for k in range(requests_each) for word in RESOURCES[:words]]
+    model = TrafficModel.from_table(_spans(rows))
+    assert sorted(r.key for r in model.routes) == sorted(f"GET {prefix}{word}" for word in RESOURCES[:words])
+    assert not [note for note in model.notes if "taken as values" in note]
+    assert f"path segments kept as route words, though many after one prefix: after {prefix} ({words} distinct): " \
+           "most of them requested 3 times or more" in " ".join(model.notes)
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("a few requests each", "36 distinct, 18 of them requested once or twice"),
+    ("sub-paths", "30 distinct, 30 of them followed by /profile"),
+    ("more than a route table", "150 distinct, more than fixed words would be")])
+def test_users_with_a_few_requests_each_or_one_continuation_or_many_are_a_parameter(case, why):
+    """Values have a long tail (many seen once or twice), siblings with one continuation are one
+    parameter (``/users/alice/orders``, ``/users/bob/orders``, each 4 times), and more texts after one
+    prefix than a route table holds are values however often each was requested."""
+    if case == "a few requests each":
+        names = (NAMES + MORE_NAMES)[:36]
+        rows = [_get(f"/users/{name}", name) for k, name in enumerate(names) for _ in range((1, 2, 3, 5)[k % 4])]
+        expected = {"GET /users/{name}": names}
+    elif case == "sub-paths":
+        names = NAMES
+        rows = [_get(f"/users/{name}/{page}", name) for name in names for page in ("orders", "profile") * 2]
+        expected = {"GET /users/{name}/orders": names, "GET /users/{name}/profile": names}
+    else:
+        names = MORE_NAMES
+        rows = [_get(f"/users/{name}", name) for name in names for _ in range(5)]
+        expected = {"GET /users/{name}": names}
+    model = TrafficModel.from_table(_spans(rows))
+    assert {r.key: sorted(r.path_params["name"]) for r in model.routes} == \
+        {key: sorted(values) for key, values in expected.items()}
+    assert f"path segments taken as values ({{name}}): after /users/ ({why})" in model.notes
+    assert not any(name in json.dumps(model.profile()) for name in names)
+
+
+def test_a_few_names_each_requested_often_at_a_leaf_stay_routes_and_it_is_noted():
+    """The trade-off, pinned: 30 users each requesting ``/users/NAME`` 20 times look just like a route
+    table of 30 words (each recurs, nothing after them); they stay routes, and the note says so."""
+    model = TrafficModel.from_table(_spans([_get(f"/users/{name}", name) for name in NAMES for _ in range(20)]))
+    assert len(model.routes) == 30
+    assert any(note.startswith("path segments kept as route words, though many after one prefix: after /users/ "
+                               "(30 distinct)") and "names requested as often with nothing after them look the same"
+               in note for note in model.notes)
+
+
+def test_two_positions_of_values_in_one_path_keep_their_own_values():
+    """``/users/{name}/repos/{name}`` and ``/orders/{id}/items/{id}``: one parameter name for two
+    positions, the last one's values learned for both, so a replay sent repo names as users. A
+    repeated parameter is numbered, as a scenario numbers generators (``{name_2}``)."""
+    repos = MORE_NAMES[:60]
+    rows = [_get(f"/users/{name}/repos/{repos[2 * k + j]}", name) for k, name in enumerate(NAMES) for j in range(2)]
+    rows += [_get(f"/orders/{100 + k}/items/{k % 3}") for k in range(10)]
+    model = TrafficModel.from_table(_spans(rows))
+    params = {r.key: r.path_params for r in model.routes}
+    assert params == {
+        "GET /users/{name}/repos/{name_2}": {"name": Counter(NAMES * 2), "name_2": Counter(repos)},
+        "GET /orders/{id}/items/{id_2}": {"id": Counter(str(100 + k) for k in range(10)),
+                                          "id_2": Counter(str(k % 3) for k in range(10))}}
+    scenario = model.generate()
+    paths = {t["name"]: t["steps"][0]["path"] for t in scenario.tasks}
+    user, repo = re.fullmatch(r"/users/\{(\w+)\}/repos/\{(\w+)\}", paths["GET /users/{name}/repos/{name_2}"]).groups()
+    assert set(scenario.generators[user]["values"]) == set(NAMES)  # each position replays its own values
+    assert set(scenario.generators[repo]["values"]) == set(repos)
+    order, item = re.fullmatch(r"/orders/\{(\w+)\}/items/\{(\w+)\}", paths["GET /orders/{id}/items/{id_2}"]).groups()
+    assert set(scenario.generators[order]["values"]) == {str(100 + k) for k in range(10)}
+    assert set(scenario.generators[item]["values"]) == {"0", "1", "2"}
+    assert sorted(route_durations(_spans(rows))) == sorted(params)  # the same keys
 
 
 def test_a_bare_query_key_that_is_a_value_is_left_out_and_noted_and_a_flag_stays():
@@ -428,8 +517,8 @@ def test_a_bare_query_key_that_is_a_value_is_left_out_and_noted_and_a_flag_stays
     params = {r.key: sorted(r.query_params) for r in model.routes}
     assert params == {"GET /search": [], "GET /reset": ["lang"], "GET /find": ["sort"],
                       "GET /docs": ["edit", "page", "print", "size"]}
-    assert "GET /search: 30 bare query keys (no '=', in 30 requests) left out as values: 30 distinct, too many to " \
-           "be parameter names" in model.notes
+    assert "GET /search: 30 bare query keys (no '=', in 30 requests) left out as values: 30 distinct, 30 of them " \
+           "requested once or twice" in model.notes
     assert "GET /reset: 1 bare query key (no '=', in 1 request) left out as values: they read as data (ids, keys, " \
            "tokens, addresses) or are no parameter name" in model.notes
     assert any(note.startswith("GET /find: 1 bare query key") for note in model.notes)

@@ -636,33 +636,59 @@ _VALUE_SEGMENTS = (
 )
 
 
-#: A position that takes at least this many distinct texts -- and more of them than the requests one
-#: takes on average -- takes values, not fixed words (``_many_values``): a path's segment after one
-#: prefix, a route's bare query key.
+#: A position takes values, not fixed words, only if it takes at least this many distinct texts: a path's
+#: segment after one prefix, a route's bare query key (``_values_why``). Fewer cannot be told from route words.
 MIN_DISTINCT_VALUES = 20
+#: More distinct texts than this after one prefix are values however often each was requested: more words
+#: than a route table holds under one prefix (a closed set of heavy users does not show a long tail).
+MAX_ROUTE_WORDS = 100
 #: The parameter a path position of many values becomes: ``/users/alice/orders`` -> ``/users/{name}/orders``.
 NAMED_VALUE = "{name}"
 #: A query parameter's name as services name them: a word, maybe dotted, dashed or bracketed (``filter[size]``).
 _PARAMETER_NAME = re.compile(r"[^\W\d][\w.\[\]-]{0,63}")
+#: A parameter our templating wrote, ``{id}`` or ``{name}``: a repeated one is numbered (``_numbered``).
+_TEMPLATED_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 def _templated(paths: pa.Array, notes: list[str]) -> pa.Array:
     """Paths with their values as parameters: segments that read as values (``/orders/12345`` ->
     ``/orders/{id}``), and positions that take many (``/users/alice/orders`` -> ``/users/{name}/orders``,
-    noted): a service without route templates still gets a route mix, and no value becomes a route's
-    name."""
+    noted); a parameter repeated in a path is numbered (``{id}``, ``{id_2}``), so each position keeps
+    its own values. A service without route templates still gets a route mix, and no value becomes a
+    route's name."""
     paths = _value_segments(paths)
     encoded = pc.dictionary_encode(paths)  # each distinct path once: the tree is built over these
     distinct = [str(path) for path in encoded.dictionary.to_pylist()]
     counts = np.bincount(pc.drop_null(encoded.indices).to_numpy(zero_copy_only=False), minlength=len(distinct))
-    named, positions = _named_positions(distinct, counts)
-    if not positions:
-        return paths
-    listed = ", ".join(f"after {shortened(prefix)} ({d:,} distinct)" for prefix, d in positions[:5])
-    more = f" and {len(positions) - 5} more positions" if len(positions) > 5 else ""
-    notes.append(f"path segments taken as values ({NAMED_VALUE}), too many distinct after the same prefix to be "
-                 f"route words: {listed}{more}")
+    named, positions, kept = _named_positions(distinct, counts)
+    if positions:
+        notes.append(f"path segments taken as values ({NAMED_VALUE}): {_listed(positions)}")
+    if kept:
+        notes.append(f"path segments kept as route words, though many after one prefix: {_listed(kept)}: most of "
+                     f"them requested 3 times or more, and no word after half of them, as in a route table; names "
+                     f"requested as often with nothing after them look the same and stay too (a recording with "
+                     f"http.route tells them apart)")
+    named = [_numbered(path) if path.count("{") > 1 else path for path in named]
     return pc.take(pa.array(named, pa.string()), encoded.indices)
+
+
+def _listed(positions: list[tuple[str, str]]) -> str:
+    more = f" and {len(positions) - 5} more positions" if len(positions) > 5 else ""
+    return ", ".join(f"after {shortened(prefix)} ({why})" for prefix, why in positions[:5]) + more
+
+
+def _numbered(path: str) -> str:
+    """``/orders/{id}/items/{id}`` -> ``/orders/{id}/items/{id_2}``, as a scenario numbers generators
+    (``_unique``): a route's parameters are learned by name, and one name for two positions would
+    replay the last one's values in both."""
+    taken: dict[str, None] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = _unique(match.group(1), taken)
+        taken[name] = None
+        return "{" + name + "}"
+
+    return _TEMPLATED_PARAMETER.sub(number, path)
 
 
 def _value_segments(paths: pa.Array) -> pa.Array:
@@ -673,14 +699,19 @@ def _value_segments(paths: pa.Array) -> pa.Array:
     return paths
 
 
-def _named_positions(paths: list[str], counts: np.ndarray) -> tuple[list[str], list[tuple[str, int]]]:
-    """``paths`` (distinct, requested ``counts`` times) with each position that takes many values
-    after one prefix (``_many_values``) made ``NAMED_VALUE``; and those positions (prefix, distinct
-    texts). Walked from the root: once ``/users/alice/...`` and ``/users/bob/...`` are one
-    ``/users/{name}/...``, the next position is judged over every user's paths together."""
+def _named_positions(paths: list[str], counts: np.ndarray
+                     ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """``paths`` (distinct, requested ``counts`` times) with each position that takes values after one
+    prefix made ``NAMED_VALUE``; those positions and those of ``MIN_DISTINCT_VALUES`` texts or more kept
+    as route words, each as (prefix, why). Values: what ``_values_why`` sees in the requests, or most
+    of the texts followed by one same word (``/users/alice/orders``, ``/users/bob/orders``: siblings
+    with one continuation are one parameter; a route table's words lead each to its own sub-routes).
+    Walked from the root: once ``/users/alice/...`` and ``/users/bob/...`` are one ``/users/{name}/...``,
+    the next position is judged over every user's paths together."""
     split = [path.split("/") for path in paths]
     requests = counts.tolist()
-    positions: list[tuple[str, int]] = []
+    positions: list[tuple[str, str]] = []
+    kept: list[tuple[str, str]] = []
     stack = [(list(range(len(paths))), 0)]  # (paths sharing a prefix, the position after it)
     while stack:
         members, depth = stack.pop()
@@ -691,24 +722,51 @@ def _named_positions(paths: list[str], counts: np.ndarray) -> tuple[list[str], l
         # parameters already (``{id}``) and empty segments (``/users/``) are no words to judge
         words = [text for text in children if text and not ROUTE_PARAMETER.search(text)] \
             if len(children) >= MIN_DISTINCT_VALUES else []
-        if words and _many_values([sum(requests[i] for i in children[word]) for word in words]):
-            into = children.setdefault(NAMED_VALUE, [])
-            for word in words:
-                for i in children.pop(word):
-                    split[i][depth] = NAMED_VALUE
-                    into.append(i)
-            positions.append(("/".join(split[into[0]][:depth]) + "/", len(words)))
+        if len(words) >= MIN_DISTINCT_VALUES:
+            prefix = "/".join(split[children[words[0]][0]][:depth]) + "/"
+            why = _values_why([sum(requests[i] for i in children[word]) for word in words]) \
+                or _continued(words, children, split, depth)
+            if not why:
+                kept.append((prefix, f"{len(words):,} distinct"))
+            else:
+                into = children.setdefault(NAMED_VALUE, [])
+                for word in words:
+                    for i in children.pop(word):
+                        split[i][depth] = NAMED_VALUE
+                        into.append(i)
+                positions.append((prefix, why))
         # fewer distinct paths than a position of many values takes: no such position after this prefix
         stack.extend((group, depth + 1) for group in children.values() if len(group) >= MIN_DISTINCT_VALUES)
-    return ["/".join(parts) for parts in split], sorted(positions)
+    return ["/".join(parts) for parts in split], sorted(positions), sorted(kept)
 
 
-def _many_values(counts: list[int]) -> bool:
-    """Whether the texts one position takes (``counts``: requests each) are values, not fixed words:
-    ``MIN_DISTINCT_VALUES`` at least, and more of them than the requests one takes on average. A
-    route table has a few words, each requested again and again as a recording grows; values
-    (names, slugs, search terms) keep coming."""
-    return len(counts) >= MIN_DISTINCT_VALUES and len(counts) ** 2 >= sum(counts)
+def _continued(words: list[str], children: dict[str, list[int]], split: list[list[str]], depth: int) -> str:
+    """Why ``words`` (one position's texts) are values by what follows them: one word after half of them
+    or more (``/users/{name}/orders``), or "" if none is."""
+    after: Counter[str] = Counter()
+    for word in words:
+        after.update({split[i][depth + 1] for i in children[word] if depth + 1 < len(split[i])})
+    shared = [(n, text) for text, n in after.items() if text and not ROUTE_PARAMETER.search(text)]
+    n, text = max(shared, default=(0, ""))
+    if 2 * n < len(words):
+        return ""
+    return f"{len(words):,} distinct, {n:,} of them followed by /{shortened(text)}"
+
+
+def _values_why(counts: list[int]) -> str:
+    """Why the texts one position takes (``counts``: requests each) are values, not fixed words, or ""
+    if the requests don't say: a long tail -- a third of them or more requested once or twice, as names,
+    slugs and search terms are, while a route table's words recur -- or more than a route table holds.
+    Neither depends on how long the recording is, once a route table's words were requested a few times
+    each (``docs/testgen.md`` has the measurements)."""
+    if len(counts) < MIN_DISTINCT_VALUES:
+        return ""
+    if len(counts) > MAX_ROUTE_WORDS:
+        return f"{len(counts):,} distinct, more than fixed words would be"
+    rare = sum(1 for n in counts if n <= 2)
+    if 3 * rare >= len(counts):
+        return f"{len(counts):,} distinct, {rare:,} of them requested once or twice"
+    return ""
 
 
 def _params(template: str) -> list[str]:
@@ -755,14 +813,15 @@ def _learn_params(profile: RouteProfile, targets: np.ndarray, notes: list[str]) 
 
 def _bare_values(bare: Counter[str]) -> tuple[list[str], str]:
     """The bare query keys (``?alice``: no "=") that are values, not parameter names, and why: all
-    of them where a route has many (``_many_values``), else those that read as data
+    of them where a route has many (``_values_why``), else those that read as data
     (``_VALUE_SEGMENTS``: ``?Tk3n9aZq81LmPw2x7``) or are no name (``?blue+mug``). A key's name
     reaches the LLM's prompt; a value must not."""
     keys = list(bare)
     if not keys:
         return [], ""
-    if _many_values(list(bare.values())):
-        return keys, f"{len(keys):,} distinct, too many to be parameter names"
+    why = _values_why(list(bare.values()))
+    if why:
+        return keys, why
     as_paths = pa.array(["/" + key for key in keys], pa.string())
     data = pc.not_equal(_value_segments(as_paths), as_paths).to_pylist()
     return ([key for key, is_data in zip(keys, data) if is_data or not _PARAMETER_NAME.fullmatch(key)],
