@@ -446,19 +446,18 @@ def test_a_route_table_stays_routes_whatever_the_recording_size(prefix, words, r
 
 @pytest.mark.parametrize(("case", "why"), [
     ("a few requests each", "36 distinct, 18 of them requested once or twice"),
-    ("sub-paths", "30 distinct, 30 of them followed by /profile"),
+    ("sub-paths, a few requests each", "30 distinct, 30 of them requested once or twice"),
     ("more than a route table", "150 distinct, more than fixed words would be")])
-def test_users_with_a_few_requests_each_or_one_continuation_or_many_are_a_parameter(case, why):
-    """Values have a long tail (many seen once or twice), siblings with one continuation are one
-    parameter (``/users/alice/orders``, ``/users/bob/orders``, each 4 times), and more texts after one
+def test_users_with_a_few_requests_each_or_many_are_a_parameter(case, why):
+    """Values have a long tail (many seen once or twice), under sub-paths too, and more texts after one
     prefix than a route table holds are values however often each was requested."""
     if case == "a few requests each":
         names = (NAMES + MORE_NAMES)[:36]
         rows = [_get(f"/users/{name}", name) for k, name in enumerate(names) for _ in range((1, 2, 3, 5)[k % 4])]
         expected = {"GET /users/{name}": names}
-    elif case == "sub-paths":
+    elif case.startswith("sub-paths"):
         names = NAMES
-        rows = [_get(f"/users/{name}/{page}", name) for name in names for page in ("orders", "profile") * 2]
+        rows = [_get(f"/users/{name}/{page}", name) for name in names for page in ("orders", "profile")]
         expected = {"GET /users/{name}/orders": names, "GET /users/{name}/profile": names}
     else:
         names = MORE_NAMES
@@ -471,14 +470,26 @@ def test_users_with_a_few_requests_each_or_one_continuation_or_many_are_a_parame
     assert not any(name in json.dumps(model.profile()) for name in names)
 
 
-def test_a_few_names_each_requested_often_at_a_leaf_stay_routes_and_it_is_noted():
-    """The trade-off, pinned: 30 users each requesting ``/users/NAME`` 20 times look just like a route
-    table of 30 words (each recurs, nothing after them); they stay routes, and the note says so."""
-    model = TrafficModel.from_table(_spans([_get(f"/users/{name}", name) for name in NAMES for _ in range(20)]))
-    assert len(model.routes) == 30
-    assert any(note.startswith("path segments kept as route words, though many after one prefix: after /users/ "
-                               "(30 distinct)") and "names requested as often with nothing after them look the same"
-               in note for note in model.notes)
+@pytest.mark.parametrize("shape", ["leaf", "sub-paths", "resources with actions"])
+def test_words_each_requested_often_stay_routes_and_it_is_noted(shape):
+    """The trade-off, pinned. 30 users each requesting ``/users/NAME`` (or its ``/orders`` and
+    ``/profile``) 20 times look just like a route table: each recurs, and what follows them cannot
+    tell -- 22 resources each with ``/new``, ``/edit`` and an id (``/orders/new``, ``/users/new``) have
+    the shape of ``/users/alice/orders``, and a rule that took a shared sub-path for values merged such
+    route tables into ``/{name}/new``. They stay routes, and the note says so."""
+    if shape == "leaf":
+        rows, routes, prefix = [_get(f"/users/{name}", name) for name in NAMES for _ in range(20)], 30, "/users/"
+    elif shape == "sub-paths":
+        rows = [_get(f"/users/{name}/{page}", name) for name in NAMES for page in ("orders", "profile") * 10]
+        routes, prefix = 60, "/users/"
+    else:
+        rows = [_get(f"/{word}{action}", f"s{k}") for k in range(30) for word in RESOURCES[:22]
+                for action in ("", "/new", "/7/edit", f"/{k}")]
+        routes, prefix = 22 * 4, "/"
+    model = TrafficModel.from_table(_spans(rows))
+    assert len(model.routes) == routes and not [note for note in model.notes if "taken as values" in note]
+    assert any(note.startswith(f"path segments kept as route words, though many after one prefix: after {prefix} ")
+               and "names requested as often look the same" in note for note in model.notes)
 
 
 def test_two_positions_of_values_in_one_path_keep_their_own_values():

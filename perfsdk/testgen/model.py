@@ -665,9 +665,8 @@ def _templated(paths: pa.Array, notes: list[str]) -> pa.Array:
         notes.append(f"path segments taken as values ({NAMED_VALUE}): {_listed(positions)}")
     if kept:
         notes.append(f"path segments kept as route words, though many after one prefix: {_listed(kept)}: most of "
-                     f"them requested 3 times or more, and no word after half of them, as in a route table; names "
-                     f"requested as often with nothing after them look the same and stay too (a recording with "
-                     f"http.route tells them apart)")
+                     f"them requested 3 times or more, as in a route table; names requested as often look the same "
+                     f"and stay too (a recording with http.route tells them apart)")
     named = [_numbered(path) if path.count("{") > 1 else path for path in named]
     return pc.take(pa.array(named, pa.string()), encoded.indices)
 
@@ -703,10 +702,9 @@ def _named_positions(paths: list[str], counts: np.ndarray
                      ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     """``paths`` (distinct, requested ``counts`` times) with each position that takes values after one
     prefix made ``NAMED_VALUE``; those positions and those of ``MIN_DISTINCT_VALUES`` texts or more kept
-    as route words, each as (prefix, why). Values: what ``_values_why`` sees in the requests, or most
-    of the texts followed by one same word (``/users/alice/orders``, ``/users/bob/orders``: siblings
-    with one continuation are one parameter; a route table's words lead each to its own sub-routes).
-    Walked from the root: once ``/users/alice/...`` and ``/users/bob/...`` are one ``/users/{name}/...``,
+    as route words, each as (prefix, why). Values: what ``_values_why`` sees in the requests (what
+    follows the texts cannot tell: ``/users/alice/orders`` and ``/users/bob/orders`` have the shape
+    of ``/orders/new`` and ``/users/new``). Walked from the root: once ``/users/alice/...`` and ``/users/bob/...`` are one ``/users/{name}/...``,
     the next position is judged over every user's paths together."""
     split = [path.split("/") for path in paths]
     requests = counts.tolist()
@@ -724,8 +722,7 @@ def _named_positions(paths: list[str], counts: np.ndarray
             if len(children) >= MIN_DISTINCT_VALUES else []
         if len(words) >= MIN_DISTINCT_VALUES:
             prefix = "/".join(split[children[words[0]][0]][:depth]) + "/"
-            why = _values_why([sum(requests[i] for i in children[word]) for word in words]) \
-                or _continued(words, children, split, depth)
+            why = _values_why([sum(requests[i] for i in children[word]) for word in words])
             if not why:
                 kept.append((prefix, f"{len(words):,} distinct"))
             else:
@@ -738,19 +735,6 @@ def _named_positions(paths: list[str], counts: np.ndarray
         # fewer distinct paths than a position of many values takes: no such position after this prefix
         stack.extend((group, depth + 1) for group in children.values() if len(group) >= MIN_DISTINCT_VALUES)
     return ["/".join(parts) for parts in split], sorted(positions), sorted(kept)
-
-
-def _continued(words: list[str], children: dict[str, list[int]], split: list[list[str]], depth: int) -> str:
-    """Why ``words`` (one position's texts) are values by what follows them: one word after half of them
-    or more (``/users/{name}/orders``), or "" if none is."""
-    after: Counter[str] = Counter()
-    for word in words:
-        after.update({split[i][depth + 1] for i in children[word] if depth + 1 < len(split[i])})
-    shared = [(n, text) for text, n in after.items() if text and not ROUTE_PARAMETER.search(text)]
-    n, text = max(shared, default=(0, ""))
-    if 2 * n < len(words):
-        return ""
-    return f"{len(words):,} distinct, {n:,} of them followed by /{shortened(text)}"
 
 
 def _values_why(counts: list[int]) -> str:
