@@ -5,8 +5,8 @@ Run them over a new detector in its tests::
     from perfsdk.checks import check_detector
     check_detector(MyDetector(...))
 
-Each check raises ``AssertionError`` naming what broke. The checks feed the
-detector a deterministic stream with noise, spikes, a level shift and bad
+Each check raises ``AssertionError`` naming what broke, under ``python -O`` too. The checks
+feed the detector a deterministic stream with noise, spikes, a level shift and bad
 values (NaN, +/-inf, and numbers beyond +-1e150, whose squares overflow a variance: since
 2026-12-01 a detector must refuse and count those too), so every code path of the engines
 is exercised.
@@ -14,6 +14,7 @@ is exercised.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import math
 import pickle
@@ -36,23 +37,45 @@ def check_stream(n: int = 600, seed: int = 7) -> np.ndarray:
     return xs
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
+def _same(a: Any, b: Any) -> bool:
     return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+
+
+def _require(condition: Any, message: str) -> None:
+    """``assert``, but kept under ``python -O``, which strips asserts: a check suite that passes
+    everything there would vouch for a broken detector."""
+    if not condition:
+        raise AssertionError(message)
 
 
 def check_repr(detector: Any, stream: np.ndarray) -> None:
     text = repr(detector)
-    assert text.startswith(type(detector).__name__ + "("), f"repr {text!r} should name the class"
+    _require(text.startswith(type(detector).__name__ + "("), f"repr {text!r} should name the class")
     namespace = {**{k: getattr(detect, k) for k in detect.__all__}, type(detector).__name__: type(detector)}
     rebuilt = eval(text, namespace)  # repr is the constructor call
-    assert repr(rebuilt) == text, f"repr does not round-trip: {text!r} -> {rebuilt!r}"
+    _require(repr(rebuilt) == text, f"repr does not round-trip: {text!r} -> {rebuilt!r}")
+
+
+#: Defaults known to be immutable; tuples and frozensets of them too (``_immutable``).
+_IMMUTABLE_DEFAULTS = (type(None), bool, int, float, complex, str, bytes, enum.Enum)
+
+
+def _immutable(value: Any) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_immutable(v) for v in value)
+    return isinstance(value, _IMMUTABLE_DEFAULTS)
 
 
 def check_no_mutable_defaults(detector: Any, stream: np.ndarray) -> None:
+    """Only defaults known to be immutable pass: a list of mutable types misses the ones it does not
+    name (a ``deque``, a user's class), and one default object is shared by every instance."""
     for name, param in inspect.signature(type(detector).__init__).parameters.items():
-        assert not isinstance(param.default, (list, dict, set, np.ndarray)), (
-            f"parameter {name!r} has a mutable default {param.default!r}"
-        )
+        default = param.default
+        _require(default is inspect.Parameter.empty or _immutable(default), (
+            f"parameter {name!r} of {type(detector).__name__} has a default that may be mutable: "
+            f"{default!r} ({type(default).__name__}); a default must be None, a number, str, bytes, "
+            "an enum, or a tuple or frozenset of these (build anything else in __init__)"
+        ))
 
 
 def check_score_before_learn(detector: Any, stream: np.ndarray) -> None:
@@ -61,32 +84,31 @@ def check_score_before_learn(detector: Any, stream: np.ndarray) -> None:
     fresh = detector.clone()
     z = fresh.update(float(stream[0]))
     expected = getattr(detector, "warming_score", math.nan)
-    assert _same(np.array([z]), np.array([expected])), (
-        f"a fresh detector must not score its first point: expected {expected}, got {z}"
-    )
-    assert fresh.score_one(float(stream[1])) == 0.0, "score_one of an unwarmed detector must be 0.0"
+    _require(_same(np.array([z]), np.array([expected])),
+             f"a fresh detector must not score its first point: expected {expected}, got {z}")
+    _require(fresh.score_one(float(stream[1])) == 0.0, "score_one of an unwarmed detector must be 0.0")
 
 
 def check_clone(detector: Any, stream: np.ndarray) -> None:
     warm = detector.clone()
     warm.update_many(stream[:50])
     clone = warm.clone()
-    assert repr(clone) == repr(warm), "clone must keep the parameters"
-    assert _same(clone.state, detector.clone().state), "clone must start unfitted"
-    assert clone.state is not warm.state, "clone must not share state"
+    _require(repr(clone) == repr(warm), "clone must keep the parameters")
+    _require(_same(clone.state, detector.clone().state), "clone must start unfitted")
+    _require(clone.state is not warm.state, "clone must not share state")
 
 
 def check_determinism(detector: Any, stream: np.ndarray) -> None:
     a, b = detector.clone(), detector.clone()
-    assert _same(a.update_many(stream), b.update_many(stream)), "same stream, different scores"
-    assert _same(a.state, b.state), "same stream, different states"
+    _require(_same(a.update_many(stream), b.update_many(stream)), "same stream, different scores")
+    _require(_same(a.state, b.state), "same stream, different states")
 
 
 def check_scalar_equals_batch(detector: Any, stream: np.ndarray) -> None:
     scalar, batch, mixed = detector.clone(), detector.clone(), detector.clone()
     expected = np.array([scalar.update(float(x)) for x in stream])
-    assert _same(batch.update_many(stream), expected), "update_many differs from update"
-    assert _same(batch.state, scalar.state), "update_many leaves a different state"
+    _require(_same(batch.update_many(stream), expected), "update_many differs from update")
+    _require(_same(batch.state, scalar.state), "update_many leaves a different state")
     # interleave the engines mid-stream: ragged chunks, alternating
     out, i, k = [], 0, 0
     for size in _ragged_sizes(len(stream)):
@@ -96,8 +118,27 @@ def check_scalar_equals_batch(detector: Any, stream: np.ndarray) -> None:
         else:
             out.extend(mixed.update(float(x)) for x in chunk)
         i, k = i + size, k + 1
-    assert _same(np.array(out), expected), "interleaving update and update_many changes scores"
-    assert _same(mixed.state, scalar.state), "interleaving leaves a different state"
+    _require(_same(np.array(out), expected), "interleaving update and update_many changes scores")
+    _require(_same(mixed.state, scalar.state), "interleaving leaves a different state")
+
+
+def check_river_verbs(detector: Any, stream: np.ndarray) -> None:
+    """River's evaluation scores each point with ``score_one``, then learns it with ``learn_one``:
+    that must score and learn as ``update`` does, and the score must only read (a verb that learns
+    twice, or not at all, would pass every other check)."""
+    batch, verbs = detector.clone(), detector.clone()
+    expected = batch.update_many(stream)
+    for x, z in zip(stream, expected):
+        before = verbs.snapshot()
+        score = verbs.score_one(float(x))
+        _require(_same(verbs.state, before), f"score_one({x}) changed the state: it must not learn")
+        # River's score is "how anomalous": |z|, 0.0 where update gives no score (warming, refused)
+        _require(_same(score, 0.0 if math.isnan(z) else abs(z)),
+                 f"score_one({x}) gave {score}, but update scores it {z}")
+        verbs.learn_one(float(x))
+    _require(_same(verbs.state, batch.state), "learn_one leaves a different state than update_many")
+    _require(_knowledge_beyond_state(verbs) == _knowledge_beyond_state(batch),
+             "learn_one leaves the detector knowing other things than update_many")
 
 
 def _ragged_sizes(n: int) -> Iterator[int]:
@@ -115,16 +156,17 @@ def check_bad_input_leaves_state(detector: Any, stream: np.ndarray) -> None:
     before = det.snapshot()
     rejected = det.rejected
     for bad in BAD_VALUES:
-        assert math.isnan(det.update(bad)), f"update({bad}) must return NaN"
+        _require(math.isnan(det.update(bad)), f"update({bad}) must return NaN")
         det.learn_one(bad)
-        assert det.score_one(bad) == 0.0, f"score_one({bad}) must be 0.0"
-    assert all(math.isnan(z) for z in det.update_many(np.array(BAD_VALUES)))
+        _require(det.score_one(bad) == 0.0, f"score_one({bad}) must be 0.0")
+    _require(all(math.isnan(z) for z in det.update_many(np.array(BAD_VALUES))),
+             f"update_many({BAD_VALUES}) must return NaN for each")
     after = det.snapshot()
     counters = [det.rejected_slot]
     mask = np.ones(len(before), bool)
     mask[counters] = False
-    assert _same(before[mask], after[mask]), "bad values changed the state"
-    assert det.rejected == rejected + 3 * len(BAD_VALUES), "bad values must be counted"
+    _require(_same(before[mask], after[mask]), "bad values changed the state")
+    _require(det.rejected == rejected + 3 * len(BAD_VALUES), "bad values must be counted")
 
 
 #: How long a check waits for a detector's background work (fits queued behind every clone's).
@@ -136,7 +178,7 @@ def _settle(detector: Any) -> None:
     flight by design, so it is compared with the detector at rest."""
     wait = getattr(detector, "wait_for_fits", None)
     if wait is not None:
-        assert wait(SETTLE_TIMEOUT_S), f"background fits did not land within {SETTLE_TIMEOUT_S:g} s"
+        _require(wait(SETTLE_TIMEOUT_S), f"background fits did not land within {SETTLE_TIMEOUT_S:g} s")
 
 
 def _knowledge_beyond_state(detector: Any) -> list[Any]:
@@ -150,13 +192,11 @@ def check_pickle(detector: Any, stream: np.ndarray) -> None:
     det.update_many(stream[:300])
     _settle(det)
     copy = pickle.loads(pickle.dumps(det))
-    assert _same(copy.state, det.state), "pickling changed the state"
-    assert _knowledge_beyond_state(copy) == _knowledge_beyond_state(det), (
-        "pickling lost what the detector knows besides its state"
-    )
-    assert _same(copy.update_many(stream[300:]), det.update_many(stream[300:])), (
-        "an unpickled detector scores differently"
-    )
+    _require(_same(copy.state, det.state), "pickling changed the state")
+    _require(_knowledge_beyond_state(copy) == _knowledge_beyond_state(det),
+             "pickling lost what the detector knows besides its state")
+    _require(_same(copy.update_many(stream[300:]), det.update_many(stream[300:])),
+             "an unpickled detector scores differently")
 
 
 def check_snapshot_restore(detector: Any, stream: np.ndarray) -> None:
@@ -165,28 +205,28 @@ def check_snapshot_restore(detector: Any, stream: np.ndarray) -> None:
     snap = det.snapshot()
     tail = det.update_many(stream[200:])
     det.restore(snap)
-    assert _same(det.update_many(stream[200:]), tail), "restore did not rewind the stream"
+    _require(_same(det.update_many(stream[200:]), tail), "restore did not rewind the stream")
     other = detector.clone()
     other.restore(snap)
     other_tail = other.update_many(stream[200:])
-    assert _same(other_tail, tail), "a snapshot restored into a clone scores differently"
+    _require(_same(other_tail, tail), "a snapshot restored into a clone scores differently")
     det.reset()
-    assert _same(det.state, detector.clone().state), "reset must return to the fresh state"
+    _require(_same(det.state, detector.clone().state), "reset must return to the fresh state")
 
 
 def check_anomaly_explained(detector: Any, stream: np.ndarray) -> None:
     det = detector.clone()
     anomalies = det.detect_many(stream)
-    assert anomalies, "the check stream has spikes and a level shift; nothing was flagged"
+    _require(anomalies, "the check stream has spikes and a level shift; nothing was flagged")
     for a in anomalies:
-        assert abs(a.score) > a.threshold, f"{a} does not exceed its threshold"
-        assert math.isfinite(a.value) and math.isfinite(a.expected), f"{a} lacks its explanation"
-        assert a.detector == det.name and str(a)
+        _require(abs(a.score) > a.threshold, f"{a} does not exceed its threshold")
+        _require(math.isfinite(a.value) and math.isfinite(a.expected), f"{a} lacks its explanation")
+        _require(a.detector == det.name, f"{a} names detector {a.detector!r}, not {det.name!r}")
+        _require(str(a), f"{a!r} has no text")
     scalar = detector.clone()
     one_by_one = [a for i, x in enumerate(stream) if (a := scalar.check(float(x))) is not None]
-    assert [(a.index, a.score) for a in one_by_one] == [(a.index, a.score) for a in anomalies], (
-        "check() and detect_many() disagree"
-    )
+    _require([(a.index, a.score) for a in one_by_one] == [(a.index, a.score) for a in anomalies],
+             "check() and detect_many() disagree")
 
 
 ALL_CHECKS: tuple[Callable[[Any, np.ndarray], None], ...] = (
@@ -196,6 +236,7 @@ ALL_CHECKS: tuple[Callable[[Any, np.ndarray], None], ...] = (
     check_clone,
     check_determinism,
     check_scalar_equals_batch,
+    check_river_verbs,
     check_bad_input_leaves_state,
     check_pickle,
     check_snapshot_restore,

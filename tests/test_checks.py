@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+import enum
+import math
+import types
+
+import numpy as np
 import pytest
 
 from perfsdk import AlertPipeline, ArimaDetector, ZScoreDetector, default_detector
-from perfsdk.checks import yield_checks
+from perfsdk.checks import check_no_mutable_defaults, check_river_verbs, check_stream, yield_checks
 
 DETECTORS = [
     ZScoreDetector(window=32),
@@ -55,3 +61,104 @@ def test_check_pickle_compares_a_background_arima_at_rest():
     from perfsdk.checks import check_pickle, check_stream
 
     check_pickle(ArimaDetector(order=(1, 0, 0)), check_stream())
+
+
+def test_checks_hold_under_python_O():
+    """``python -O`` strips ``assert``: the suite raised nothing there, and vouched for any detector."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent("""
+        import sys
+        from perfsdk import ZScoreDetector
+        from perfsdk.checks import check_detector
+
+        if not sys.flags.optimize:
+            sys.exit("not run under -O")
+
+        class Misnamed(ZScoreDetector):
+            def __repr__(self):  # round-trips, but to another class
+                return "ZScoreDetector(window=32)"
+
+        check_detector(Misnamed(window=32))
+    """)
+    done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=300)
+    assert done.returncode != 0, "a broken detector passed check_detector under python -O"
+    assert "AssertionError: repr 'ZScoreDetector(window=32)' should name the class" in done.stderr, done.stderr
+
+
+class _LearnsNothing(ZScoreDetector):
+    def learn_one(self, x):
+        if not math.isfinite(float(x)) or abs(float(x)) > 1e150:
+            super().learn_one(x)  # still refuses and counts bad values, as the other checks look at
+
+
+class _ScoreLearns(ZScoreDetector):
+    def score_one(self, x):
+        z = super().score_one(x)
+        super().learn_one(x)
+        return z
+
+
+class _ScoreDoubled(ZScoreDetector):
+    def score_one(self, x):
+        return 2.0 * super().score_one(x)
+
+
+@pytest.mark.parametrize("broken,message", [
+    (_LearnsNothing, "but update scores it"),  # what it never learned shows in the next scores
+    (_ScoreLearns, "changed the state"),
+    (_ScoreDoubled, r"score_one\(.*\) gave"),
+])
+def test_river_verbs_are_checked(broken, message):
+    with pytest.raises(AssertionError, match=message):
+        check_river_verbs(broken(window=32), check_stream())
+
+
+def test_check_river_verbs_compares_states_after_learning():
+    """A ``learn_one`` that drifts only on the last point leaves every score right but the state wrong."""
+    stream = check_stream()
+
+    class LastPointTwice(ZScoreDetector):
+        def learn_one(self, x):
+            super().learn_one(x)
+            if float(x) == float(stream[-1]):
+                super().learn_one(x)
+
+    with pytest.raises(AssertionError, match="learn_one leaves a different state than update_many"):
+        check_river_verbs(LastPointTwice(window=32), stream)
+
+
+class _Kind(enum.Enum):
+    FAST = 1
+
+
+def _detector_with_default(default):
+    class WithDefault(ZScoreDetector):
+        def __init__(self, window=32, extra=default, **kw):
+            super().__init__(window=window, **kw)
+
+    return WithDefault(window=32)
+
+
+class _Box:
+    pass
+
+
+@pytest.mark.parametrize("default", [
+    collections.deque(), bytearray(b"x"), types.SimpleNamespace(), _Box(), (1, []), frozenset({_Box()}), [1], {},
+    np.zeros(2),
+], ids=lambda d: type(d).__name__)
+def test_mutable_defaults_are_flagged_by_name(default):
+    with pytest.raises(AssertionError, match="parameter 'extra' of WithDefault has a default that may be mutable"):
+        check_no_mutable_defaults(_detector_with_default(default), check_stream())
+
+
+@pytest.mark.parametrize("default", [
+    None, True, 3, 2.5, 1j, "auto", b"x", (1, "a", (None,)), frozenset({1, 2}), _Kind.FAST,
+], ids=lambda d: type(d).__name__)
+def test_immutable_defaults_pass(default):
+    check_no_mutable_defaults(_detector_with_default(default), check_stream())
