@@ -88,7 +88,7 @@ def test_mapping_api():
 
 
 def test_ghost_hits_measure_what_a_larger_cache_would_hit():
-    cache = AdaptiveCache(capacity=2, controller=None)
+    cache = AdaptiveCache(capacity=2, mode="advisory", window=1.0)  # (the ghosts are a controller's evidence)
     for k in ("a", "b", "c"):
         cache[k] = k  # "a" is evicted by "c"
     assert cache.get("a") is None and cache.stats()["ghost_hits"] == 1
@@ -210,7 +210,7 @@ def test_deep_window_hits_are_exactly_what_the_smaller_lru_would_miss(seed):
 
 
 def test_ghost_hits_are_counted_by_age_and_origin():
-    cache = AdaptiveCache(capacity=4, controller=None, window=0.25, max_capacity=4)
+    cache = AdaptiveCache(capacity=4, mode="advisory", window=0.25, max_capacity=4)
     for k in "abcd":
         cache[k] = k  # a, b, c admitted to main; d in the window
     for _ in range(3):
@@ -414,18 +414,92 @@ def test_threads_wait_while_a_key_runs_python_code_inside_the_cache():
     assert len(items) == len(cache) <= cache.capacity and all(value == k.k for k, value in items)
 
 
-def test_using_the_cache_from_a_keys_hash_is_an_error_not_a_deadlock():
+def test_using_the_cache_from_inside_its_own_operation_goes_without_it_or_is_an_error_not_a_deadlock():
+    """A key's __hash__ (or a finaliser the collector runs at an allocation mid-operation) runs
+    while the cache's lock is held: a get there misses, a put is skipped, both counted; what the
+    cache cannot do without (a removal) is an error, never a wait for ever."""
     cache = AdaptiveCache(capacity=4, controller=None)
+    cache["other"] = "stored"
+    seen = []
 
     class Meddler:
         def __hash__(self):
-            cache.get("other")
+            seen.append((cache.get("other", "missed"), cache.put("new", 1)))
             return 1
 
+    assert cache.get(Meddler()) is None
+    assert seen and set(seen) == {("missed", None)} and "new" not in cache
+    assert cache.stats()["reentered"] == 2 * len(seen)
+
+    class Remover:
+        def __hash__(self):
+            cache.pop("other")
+            return 2
+
     with pytest.raises(RuntimeError, match="inside one of its own operations"):
-        cache.get(Meddler())
+        cache.get(Remover())
     cache["fine"] = 1  # and the cache is still usable
-    assert cache["fine"] == 1
+    assert cache["fine"] == 1 and cache["other"] == "stored"
+    cache._core.check_invariants()
+
+
+def test_a_memoized_function_called_while_its_cache_is_mid_operation_runs_uncached():
+    """A finaliser the garbage collector runs at an allocation inside the cache's lock (making a
+    load's record, say) may call a memoized function: it runs uncached, counted -- it raised
+    RuntimeError (141,003 of 200,000 finaliser calls at the default collector thresholds)."""
+    calls = []
+
+    @cached(maxsize=4, controller=None)
+    def lookup(x):
+        calls.append(x)
+        return [x]
+
+    seen = []
+
+    class Meddler:  # its hash runs where such a finaliser does: under the cache's lock
+        def __hash__(self):
+            seen.append(lookup(-1))
+            return 1
+
+        def __eq__(self, other):
+            return self is other
+
+    key = Meddler()
+    assert lookup(key) == [key]
+    assert seen and all(value == [-1] for value in seen) and calls.count(-1) == len(seen)
+    assert lookup.cache.stats()["reentered"] == len(seen) and -1 not in lookup.cache
+    assert lookup(-1) == [-1] and calls.count(-1) == len(seen) + 1  # outside: cached as usual
+    assert lookup(-1) == [-1] and calls.count(-1) == len(seen) + 1
+
+
+def test_finalisers_calling_a_memoized_function_never_raise():
+    import gc
+    errors = []
+
+    @cached(maxsize=64, controller=None)
+    def lookup(x):
+        return [x]
+
+    class Conn:
+        def __init__(self):
+            self.cycle = self
+
+        def __del__(self):
+            try:
+                lookup(-1)
+            except Exception as exc:
+                errors.append(exc)
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1)  # a collection at (nearly) every allocation: inside the cache's lock too
+    try:
+        for i in range(3000):
+            Conn()
+            lookup(i % 200)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.collect()
+    assert not errors and lookup.cache.stats()["reentered"] > 0
 
 
 def zipf_trace(n, universe, seed=0, a=1.1):
@@ -690,6 +764,8 @@ def test_cached_decorator():
     ({"max_capacity": 5}, "max_capacity", ValueError), ({"mode": "yolo"}, "mode", ValueError),
     ({"controller": 3}, "controller", TypeError), ({"capacity": 2.5}, "capacity", TypeError),
     ({"window": "wide"}, "window", TypeError), ({"on_decision": 3}, "on_decision", TypeError),
+    ({"load_wait_s": 0}, "load_wait_s", ValueError), ({"load_wait_s": float("inf")}, "load_wait_s", ValueError),
+    ({"load_wait_s": "1"}, "load_wait_s", TypeError),
 ])
 def test_bad_arguments_name_the_argument(kwargs, argument, error):
     """A wrong type is a TypeError, a wrong value a ValueError; both name the argument."""
@@ -1343,7 +1419,7 @@ def test_a_resize_that_cannot_allocate_changes_nothing():
 
 def test_approx_bytes_counts_the_evicted_keys_the_ghost_ring_holds():
     import sys
-    cache = AdaptiveCache(100, controller=None)
+    cache = AdaptiveCache(100, mode="advisory", window=1.0)
     for i in range(500):
         cache[("%06d" % i) * 100] = i  # 600-character keys
     key_bytes = sys.getsizeof("0" * 600)
@@ -1703,3 +1779,204 @@ def test_a_loader_that_is_not_callable_is_refused_on_a_hit_too():
     for key in ("h", "missing"):
         with pytest.raises(TypeError, match="loader"):
             cache.get_or_load(key, None)
+
+
+class Rendezvous:
+    """A key whose equality test runs as a second caller finds the first caller's load of it --
+    under the cache's lock, which the first needs to end its load: once ``compared`` is set, the
+    second caller is committed to wait for that load, whenever the first ends it."""
+
+    def __init__(self, name, compared):
+        self.name, self.compared = name, compared
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __eq__(self, other):
+        self.compared.set()
+        return isinstance(other, Rendezvous) and other.name == self.name
+
+
+def lead_and_wait(cache, loader, finish, waiter_body):
+    """A leader thread loads ``Rendezvous("k")`` with ``loader`` (which must wait for ``finish``);
+    once it loads, a waiter thread runs ``waiter_body(key)`` and is waiting for that load, and
+    ``finish`` is set. Returns the leader's outcome (its value or exception)."""
+    compared, started = threading.Event(), threading.Event()
+    outcome = []
+
+    def lead():
+        def loading(key):
+            started.set()
+            return loader(key)
+        try:
+            outcome.append(cache.get_or_load(Rendezvous("k", compared), loading))
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit too: this thread's alone
+            outcome.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert started.wait(30)
+    waiter = threading.Thread(target=waiter_body, args=(Rendezvous("k", compared),))
+    waiter.start()
+    assert compared.wait(30)
+    finish.set()
+    leader.join(30)
+    waiter.join(30)
+    assert not leader.is_alive() and not waiter.is_alive()
+    return outcome[0]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_load_is_its_callers_alone_and_a_waiter_loads_the_key_anew(interrupt):
+    """Ctrl-C or sys.exit() in the caller loading a key was re-raised in every thread waiting
+    for it: only an Exception is shared, and after any other one waiter loads the key."""
+    cache = AdaptiveCache(10, controller=None)
+    finish = threading.Event()
+    calls, got = [], []
+
+    def loader(key):
+        calls.append(key)
+        if len(calls) == 1:
+            assert finish.wait(30)
+            raise interrupt
+        return "loaded"
+
+    def waiter(key):
+        try:
+            got.append(cache.get_or_load(key, loader))
+        except BaseException as exc:
+            got.append(exc)
+
+    assert isinstance(lead_and_wait(cache, loader, finish, waiter), interrupt)
+    assert got == ["loaded"] and len(calls) == 2 and cache.get(Rendezvous("k", threading.Event())) == "loaded"
+
+
+def test_a_waiter_raises_its_own_copy_of_the_leaders_exception():
+    """The leader's exception object was raised in every waiter as-is: each raise rewrote its
+    traceback and context, so the leader logged another thread's frames and errors. A waiter gets
+    a copy of the same type, raised from the original, which stays as the leader's load left it."""
+    cache = AdaptiveCache(10, controller=None)
+    finish = threading.Event()
+    caught = []
+
+    class Down(ConnectionError):
+        def __init__(self, host, *, port):  # a constructor copy.copy cannot call again
+            super().__init__(f"{host}:{port} down")
+            self.port = port
+
+    def loader(key):
+        assert finish.wait(30)
+        raise Down("db", port=5432)
+
+    def waiter_handling_another_error(key):
+        try:
+            {}["session"]
+        except KeyError:
+            try:
+                cache.get_or_load(key, loader)
+            except ConnectionError as exc:
+                caught.append(exc)
+
+    original = lead_and_wait(cache, loader, finish, waiter_handling_another_error)
+    assert isinstance(original, Down) and len(caught) == 1
+    copy_ = caught[0]
+    assert copy_ is not original and type(copy_) is Down and copy_.args == original.args and copy_.port == 5432
+    assert copy_.__cause__ is original
+    import traceback
+    frames = [frame.name for frame in traceback.extract_tb(original.__traceback__)]
+    assert original.__context__ is None and "waiter_handling_another_error" not in frames and frames[-1] == "loader"
+
+
+def test_a_hung_load_holds_up_its_own_caller_only():
+    """A first caller that never returns (a socket without a timeout) held up every later caller
+    of its key, in every thread, for ever: they wait ``load_wait_s``, then call the function
+    themselves, uncached and counted; the leader's value is stored when it comes."""
+    finish, started = threading.Event(), threading.Event()
+    calls = []
+
+    @cached(maxsize=8, controller=None, load_wait_s=0.05)
+    def fetch(key):
+        calls.append(key)
+        if len(calls) == 1:
+            started.set()
+            assert finish.wait(30)
+            return "the leader's"
+        return "a waiter's"
+
+    leader = threading.Thread(target=fetch, args=("k",))
+    leader.start()
+    try:
+        assert started.wait(30)
+        assert fetch("k") == "a waiter's" and fetch("k") == "a waiter's"
+        stats = fetch.cache.stats()
+        assert stats["load_wait_timeouts"] == 2 and "k" not in fetch.cache  # uncached
+    finally:
+        finish.set()
+        leader.join(30)
+    assert fetch("k") == "the leader's" and len(calls) == 3
+    assert AdaptiveCache(4, controller=None)._core.load_wait_s == 10.0  # the default
+
+
+@pytest.mark.parametrize("memoize", [cached(maxsize=4, controller=None),
+                                     AdaptiveCache(4, controller=None).memoize])
+def test_functions_whose_result_is_used_once_are_refused(memoize):
+    """A coroutine can be awaited once and a generator iterated once: memoized, the second caller
+    got a spent one (RuntimeError, or nothing)."""
+    async def fetch(x):
+        return x
+
+    def rows(n):
+        yield from range(n)
+
+    async def stream(n):
+        yield n
+
+    for fn, what in ((fetch, "async function"), (rows, "generator function"), (stream, "async generator")):
+        with pytest.raises(TypeError, match=f"cannot memoize .*{fn.__name__}: it is an? {what}"):
+            memoize(fn)
+
+
+def test_without_a_controller_an_evicted_entrys_arguments_are_not_kept_alive():
+    """The ghost ring kept up to ``capacity`` evicted keys referenced -- for a memoized function,
+    its arguments and ``self`` -- though only a controller reads it."""
+    import gc
+    import weakref
+
+    class Arg:
+        pass
+
+    @cached(maxsize=2, controller=None)
+    def f(arg):
+        return 1
+
+    args = [Arg() for _ in range(6)]
+    refs = [weakref.ref(arg) for arg in args]
+    for arg in args:
+        f(arg)
+    del args, arg
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == 2 and f.cache._core.ghost_keys == 0
+    adaptive = AdaptiveCache(2)  # a controller reads the ghosts: they are kept
+    for k in range(6):
+        adaptive[k] = k
+    assert adaptive._core.ghost_keys > 0
+    core = CacheCore(2, 4)
+    for k in range(6):
+        core.put(k, k)
+    core.keeps_ghosts = False
+    assert core.ghost_keys == 0 and core.ghost_capacity == 0
+    core.check_invariants()
+
+
+def test_a_memoized_function_calling_itself_with_its_arguments_is_told_so_by_name():
+    @cached(maxsize=8, controller=None)
+    def walk(node, depth=0):
+        return walk(node, depth=depth)
+
+    with pytest.raises(RuntimeError, match=r"^test_.*walk\('a', depth=1\) called itself with the same arguments"):
+        walk("a", depth=1)
+    cache = AdaptiveCache(8, controller=None)
+    again = cache.memoize(lambda x: again(x))
+    with pytest.raises(RuntimeError, match=r"<lambda>\(3\) called itself") as error:
+        again(3)
+    assert "get_or_load" not in str(error.value) and "object at" not in str(error.value)

@@ -19,6 +19,10 @@ class CacheCore:
     evictions: int
     ghost_hits: int
     key_faults: int
+    reentered: int
+    load_wait_timeouts: int
+    load_wait_s: float
+    keeps_ghosts: bool
     probation_hits: int
     protected_hits: int
     window_deep_hits: int

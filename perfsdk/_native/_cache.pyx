@@ -37,15 +37,20 @@ next put).
 Thread safety: every operation runs under the cache's own lock -- with a GIL,
 a flag tested and set under it (two stores when uncontended); on free-threaded
 builds, a real lock. Keys and values leaving the cache are released only
-after the lock is, so a finaliser may use the cache. Using the cache from
-inside one of its own operations (a key's ``__hash__``/``__eq__``) raises
-RuntimeError instead of deadlocking.
+after the lock is, so a finaliser may use the cache. Used from inside one of
+its own operations (a key's ``__hash__``/``__eq__``, a finaliser the garbage
+collector runs at an allocation mid-operation), the cache cannot wait for its
+own lock: a get misses, a put is skipped, a load or memoized function runs
+uncached (each counted in ``reentered``); anything else raises RuntimeError.
 """
 
 cimport cython
+import copy
+import reprlib
 import sys
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
+from libc.math cimport INFINITY
 from libc.stdint cimport uint64_t, uint8_t
 from cpython.pyport cimport PY_SSIZE_T_MAX
 include "_clock.pxi"  # _monotonic(): time.monotonic() in C
@@ -75,6 +80,8 @@ COUNTERS_HALVED_PER_GET = AGE_SLICE
 include "_cache_loading.pxi"  # _Loading: a load in flight, which callers of its key wait for
 
 cdef object _MISSING = object()
+cdef object _short = reprlib.Repr()  # arguments in an error message: long ones cut
+cdef double DEFAULT_LOAD_WAIT_S = 10.0  # how long a caller waits for another's load of its key, by default
 cdef enum:
     INITIAL_SLOTS = 64  # slots (and ghost ring positions) a new cache starts with
 
@@ -123,6 +130,14 @@ cdef class CacheCore:
     cdef Sketch _sketch
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef readonly long long key_faults  # keys whose hash or equality failed, or whose hash changed, when dropped
+    cdef readonly long long reentered
+    """Gets, puts and loads that went without the cache: the calling thread was inside one of the
+    cache's own operations (a finaliser, a key's ``__hash__``), whose lock it cannot wait for."""
+    cdef readonly long long load_wait_timeouts
+    """Callers that waited ``load_wait_s`` for another caller's load of their key, then called
+    the loader themselves (uncached)."""
+    cdef double _load_wait_s
+    cdef bint _keeps_ghosts  # False: no ghost ring (nothing reads it: no controller)
     cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
@@ -173,6 +188,8 @@ cdef class CacheCore:
         self._share = 1.0
         self._protected_capacity = 0
         self.ghost_capacity = capacity
+        self._keeps_ghosts = True
+        self._load_wait_s = DEFAULT_LOAD_WAIT_S
 
     cdef int _grow_slots(self, Py_ssize_t slots) except -1:
         """Room for ``slots`` slots; the new ones go on the free stack (taken lowest first).
@@ -281,7 +298,9 @@ cdef class CacheCore:
 
     # -- locking and the linked list (the lock: _cache_lock.pxi) ----------------------
     cdef inline int _acquire(self) except -1:
-        return lock_acquire(&self._lock)
+        if lock_acquire(&self._lock):  # this thread holds it, mid-operation: see reentry_error
+            reentry_error()
+        return 0
 
     cdef inline void _release(self) noexcept:
         lock_release(&self._lock)
@@ -480,7 +499,9 @@ cdef class CacheCore:
         cdef object slot_obj, value, position
         cdef long long band, code
         cdef Py_ssize_t slot
-        self._acquire()
+        if lock_acquire(&self._lock):  # inside one of this cache's operations (a finaliser): a miss
+            self.reentered += 1
+            return default
         try:
             slot_obj = self._index.get(key)
             if slot_obj is None:
@@ -521,49 +542,69 @@ cdef class CacheCore:
 
     cdef object _load(self, object key, object loader, tuple args, dict kwargs):
         """A missed ``key``: load it with ``loader(*args, **kwargs)``, or wait for the load
-        already running (see _cache_loading.pxi)."""
+        already running -- ``load_wait_s`` at most (see _cache_loading.pxi)."""
         cdef _Loading loading
-        cdef object slot_obj, value, greenlet = _current_greenlet()
-        cdef bint leader = False, alone = False
-        cdef list dropped
-        self._acquire()
-        try:
-            slot_obj = self._index.get(key)
-            if slot_obj is not None:  # loaded and stored since the miss
-                return self._values[<Py_ssize_t> slot_obj]
-            loading = self._loading.get(key)
-            if loading is None:
-                loading = _Loading.__new__(_Loading)
-                loading.owner = THREAD_ID()
-                loading.greenlet = greenlet
-                self._loading[key] = loading
-                leader = True
-            elif loading.owner == THREAD_ID():
-                if loading.greenlet is greenlet:
-                    raise RuntimeError(f"get_or_load({key!r}) called again from inside its own loader")
-                # another greenlet of this thread leads (gevent, SQLAlchemy's asyncio bridge): waiting
-                # on its gate would block the thread, and the leader with it -- this one loads too
-                alone = True
-            elif not loading.gate:
-                loading.gate = PyThread_allocate_lock()
-                if not loading.gate:
-                    raise MemoryError("cannot allocate a lock to wait for a load")
-                PyThread_acquire_lock(loading.gate, WAIT_LOCK)  # closed until the load is in
-        finally:
-            self._release()
-        if alone:
-            return self._call_loader(key, loader, args, kwargs, loading)
-        if not leader:
-            loading_wait(loading)
+        cdef object slot_obj, greenlet = _current_greenlet()
+        cdef bint leader, alone
+        cdef double deadline = 0.0
+        while True:
+            leader = alone = False
+            if lock_acquire(&self._lock):  # inside one of this cache's operations: its miss is counted
+                return _call(loader, args, kwargs)
+            try:
+                slot_obj = self._index.get(key)
+                if slot_obj is not None:  # loaded and stored since the miss
+                    return self._values[<Py_ssize_t> slot_obj]
+                loading = self._loading.get(key)
+                if loading is None:
+                    loading = _Loading.__new__(_Loading)
+                    loading.owner = THREAD_ID()
+                    loading.greenlet = greenlet
+                    self._loading[key] = loading
+                    leader = True
+                elif loading.owner == THREAD_ID():
+                    if loading.greenlet is greenlet:
+                        raise RuntimeError(_calling_itself(key, loader, args, kwargs))
+                    # another greenlet of this thread leads (gevent, SQLAlchemy's asyncio bridge): waiting
+                    # on its gate would block the thread, and the leader with it -- this one loads too
+                    alone = True
+                elif not loading.gate:
+                    loading.gate = PyThread_allocate_lock()
+                    if not loading.gate:
+                        raise MemoryError("cannot allocate a lock to wait for a load")
+                    PyThread_acquire_lock(loading.gate, WAIT_LOCK)  # closed until the load is in
+            finally:
+                self._release()
+            if alone:
+                return self._call_loader(key, loader, args, kwargs, loading)
+            if leader:
+                return self._lead(key, loader, args, kwargs, loading)
+            if deadline == 0.0:
+                deadline = _monotonic() + self._load_wait_s
+            if not loading_wait(loading, deadline):  # the leader is stuck: this caller loads for itself
+                self._acquire()
+                self.load_wait_timeouts += 1
+                self._release()
+                return _call(loader, args, kwargs)
+            if loading.abandoned:
+                continue  # its leader was interrupted: a waiter loads the key anew (and others wait for it)
             if loading.error is not None:
-                raise loading.error
+                _raise_shared(loading.error)
             return loading.value
+
+    cdef object _lead(self, object key, object loader, tuple args, dict kwargs, _Loading loading):
+        """Load ``key`` for ``loading``'s waiters: they get its value or its ``Exception``; any other
+        exception (KeyboardInterrupt, SystemExit) is this caller's alone, and one waiter loads anew."""
+        cdef list dropped
         try:
             value = self._call_loader(key, loader, args, kwargs, loading)
             loading.value = value
             return value
         except BaseException as exc:
-            loading.error = exc
+            if isinstance(exc, Exception):
+                loading.error = exc
+            else:
+                loading.abandoned = True
             raise
         finally:
             self._acquire()
@@ -577,7 +618,7 @@ cdef class CacheCore:
 
     cdef object _call_loader(self, object key, object loader, tuple args, dict kwargs, _Loading loading):
         """``loader``'s value, stored unless a write or removal of the key superseded ``loading``."""
-        cdef object value = loader(*args, **kwargs) if kwargs else loader(*args)
+        cdef object value = _call(loader, args, kwargs)
         self._put(key, value, loading)
         return value
 
@@ -608,7 +649,9 @@ cdef class CacheCore:
         """Store ``value``; ``loading``: the load it comes from, whose leader stores it unless a
         write or removal of the key superseded it (then nothing is stored: returns False)."""
         cdef list dropped  # released when this call returns, after the lock
-        self._acquire()
+        if lock_acquire(&self._lock):  # inside one of this cache's operations (a finaliser): skipped
+            self.reentered += 1
+            return False
         try:
             if loading is not None and loading.superseded:
                 return False
@@ -728,8 +771,8 @@ cdef class CacheCore:
         faults = self.key_faults
         self._drop(slot)
         self.evictions += 1
-        if self.key_faults != faults:  # a key the dict could not find: no ghost of it either
-            return 0
+        if self.key_faults != faults or not self.ghost_capacity:  # a key the dict could not find, or no
+            return 0                                                 # ghosts kept: no ghost of it
         if self._ring_len >= self.ghost_capacity and self._ring_len:
             self._drop_oldest_ghost()
             if self._ring_len >= self.ghost_capacity:  # after a shrink: two out per one in, not all at once
@@ -930,7 +973,7 @@ cdef class CacheCore:
                 window_share = self._share  # kept as a share, so repeated resizes do not drift it
             self._share = window_share
             self.capacity = capacity
-            self.ghost_capacity = capacity
+            self.ghost_capacity = capacity if self._keeps_ghosts else 0
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
             self._counting = self._count_always or self.window_capacity < capacity
@@ -1088,15 +1131,51 @@ cdef class CacheCore:
             self._loading = {}
             self._plan_check()  # a gradual resize's catching up is over
             self._orphans = []  # dropped with the rest
-            self._dropped.append(self._ghost)
-            self._dropped.append(self._ring_keys)
-            self._ghost = {}
-            self._ring_keys = [None] * self._ring_size
-            self._ring_head = self._ring_len = 0
-            self._ghost_from[0] = self._ghost_from[1] = 0
+            self._forget_ghosts()
         finally:
             dropped = self._take_dropped()
             self._release()
+
+    cdef int _forget_ghosts(self) except -1:
+        """Under the lock: empty the ghost ring (its keys are released after the lock)."""
+        self._dropped.append(self._ghost)
+        self._dropped.append(self._ring_keys)
+        self._ghost = {}
+        self._ring_keys = [None] * self._ring_size
+        self._ring_head = self._ring_len = 0
+        self._ghost_from[0] = self._ghost_from[1] = 0
+        return 0
+
+    @property
+    def keeps_ghosts(self):
+        """Whether evicted keys are kept in the ghost ring (``ghost_hits`` and the what-ifs a
+        controller reads). Off, the cache keeps no reference to a key once its entry is gone."""
+        return self._keeps_ghosts
+
+    @keeps_ghosts.setter
+    def keeps_ghosts(self, bint value):
+        cdef list dropped
+        self._acquire()
+        try:
+            self._keeps_ghosts = value
+            self.ghost_capacity = self.capacity if value else 0
+            if not value:
+                self._forget_ghosts()
+        finally:
+            dropped = self._take_dropped()
+            self._release()
+
+    @property
+    def load_wait_s(self):
+        """How long a caller waits for another caller's load of its key (seconds) before it
+        calls the loader itself, uncached (``load_wait_timeouts``): a hung load holds up no one else."""
+        return self._load_wait_s
+
+    @load_wait_s.setter
+    def load_wait_s(self, double seconds):
+        if not 0.0 < seconds < INFINITY:  # NaN too
+            raise ValueError(f"load_wait_s must be a finite number of seconds > 0, got {seconds}")
+        self._load_wait_s = seconds
 
     def _after_fork(self):
         """In a forked child: free the lock another thread of the parent may have held.
@@ -1202,6 +1281,42 @@ cdef class CacheCore:
     def ghost_origins(self):
         """(keys in the ghost list evicted from the window, from main)."""
         return self._ghost_from[0], self._ghost_from[1]
+
+
+cdef inline object _call(object function, tuple args, dict kwargs):
+    return function(*args, **kwargs) if kwargs else function(*args)
+
+
+cdef str _calling_itself(object key, object loader, tuple args, dict kwargs):
+    """The error for a loader asking for its own key: it would wait for its own result for ever."""
+    if kwargs is None:  # get_or_load's
+        return f"get_or_load({_short.repr(key)}) called again from inside its own loader"
+    name = getattr(loader, "__qualname__", None) or repr(loader)
+    arguments = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in kwargs.items()]
+    return (f"{name}({', '.join(arguments)}) called itself with the same arguments: a memoized "
+            f"function cannot wait for its own result")
+
+
+cdef int _raise_shared(object error) except -1:
+    """Raise, in a waiter, a copy of the exception its leader's load raised (``from`` it): raising
+    the object itself rewrote the leader's traceback and context. The same type, so a waiter's
+    ``except`` still matches it; the object itself only if it cannot be copied."""
+    cdef object twin = None
+    cdef type kind = type(error)
+    try:
+        twin = copy.copy(error)
+    except Exception:
+        pass
+    if type(twin) is not kind:
+        try:
+            twin = kind.__new__(kind, *error.args)  # without its __init__, which may want other arguments
+            twin.args = error.args  # (OSError's __new__ leaves them to an overridden __init__)
+            twin.__dict__.update(error.__dict__)
+        except Exception:
+            twin = None
+    if twin is None:
+        raise error
+    raise twin from error
 
 
 cdef inline void _expect(bint condition, str what) except *:

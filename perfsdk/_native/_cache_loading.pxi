@@ -3,8 +3,12 @@
 # ``CacheCore.get_or_load`` (and ``@cached``) register the load of a missing key
 # under the cache's lock; concurrent callers of the same key find it and wait on
 # its gate -- a lock made by the first waiter only, so an uncontended miss costs
-# one small object and a dict entry -- and get its value, or its exception (a
-# failed load caches nothing), as Caffeine's and cachetools' loading caches do.
+# one small object and a dict entry -- and get its value, or a copy of its
+# exception (a failed load caches nothing), as Caffeine's and cachetools' loading
+# caches do. A waiter waits ``load_wait_s`` at most: a hung load holds up its own
+# caller only, the others call the loader themselves (uncached). Only an
+# ``Exception`` is shared: a KeyboardInterrupt or SystemExit is its caller's
+# alone, the load is abandoned, and one waiter loads the key anew.
 # A write or removal of the key while it loads (put, pop, del, clear) supersedes
 # the load: its leader, which read the value before that write, does not store
 # it (its callers still get it), and later callers load anew. Greenlets (gevent,
@@ -29,6 +33,7 @@ cdef class _Loading:
     cdef object greenlet  # ...and greenlet (None: the thread's main one, or no greenlets in use)
     cdef PyThread_type_lock gate  # made and held by the first waiter; the loader lets it go
     cdef bint superseded  # the key was written or removed since the load began: its value is not stored
+    cdef bint abandoned  # its leader was interrupted (not by an Exception): no value, no error to share
 
     def __dealloc__(self):
         if self.gate:
@@ -51,15 +56,22 @@ cdef object _current_greenlet():
     return None if current.parent is None else current
 
 
-cdef int loading_wait(_Loading loading) except -1:
-    """Wait for ``loading``'s leader to let its gate go, in short slices with signals looked at
-    between them (as ``threading.Lock.acquire`` does): Ctrl-C or a signal-based timeout reaches
-    this waiter, raised to it alone, while the load goes on for its leader and other waiters."""
+cdef int loading_wait(_Loading loading, double deadline) except -1:
+    """Wait for ``loading``'s leader to let its gate go, until ``deadline`` (``_monotonic()``);
+    1: it did, 0: the time is up. In short slices with signals looked at between them (as
+    ``threading.Lock.acquire`` does): Ctrl-C or a signal-based timeout reaches this waiter,
+    raised to it alone, while the load goes on for its leader and other waiters."""
     cdef PyLockStatus got
+    cdef double left
+    cdef PY_TIMEOUT_T slice_us
     while True:
+        left = deadline - _monotonic()
+        slice_us = WAIT_SLICE_US if left * 1e6 >= WAIT_SLICE_US else (<PY_TIMEOUT_T> (left * 1e6) if left > 0.0 else 0)
         with nogil:
-            got = PyThread_acquire_lock_timed(loading.gate, WAIT_SLICE_US, 1)
+            got = PyThread_acquire_lock_timed(loading.gate, slice_us, 1)
         if got == PY_LOCK_ACQUIRED:
             PyThread_release_lock(loading.gate)  # the next waiter's turn
-            return 0
+            return 1
         PyErr_CheckSignals()  # a handler's exception propagates from here
+        if left <= 0.0:
+            return 0

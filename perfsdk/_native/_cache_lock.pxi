@@ -5,8 +5,12 @@
 # where a real lock costs ~25 ns a get. The flag stays set while the holder runs
 # Python code (a key's __hash__, a finaliser the garbage collector calls); another
 # thread then waits with the GIL released. Free-threaded builds use a real lock.
-# The holder's identity makes re-entry (the cache used from inside one of its own
-# operations) an error instead of a deadlock.
+# The holder's identity turns re-entry (the cache used from inside one of its own
+# operations: a key's __hash__, a finaliser the garbage collector runs at an allocation
+# mid-operation) into an answer instead of a deadlock: ``lock_acquire`` returns 1 without
+# taking the lock, and the operation goes without the cache (a get misses, a put is skipped,
+# a memoized function runs uncached: ``CacheCore.reentered``) or raises (see ``reentry_error``),
+# as the adaptive pool's ``DeferringLock`` defers what its holder's finalisers give back.
 
 from cpython.pythread cimport (
     PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
@@ -59,6 +63,7 @@ cdef void lock_free(CacheLock* l) noexcept:
 
 
 cdef inline int lock_acquire(CacheLock* l) except -1:
+    """0: taken; 1: the calling thread holds it already (not taken, nothing to release)."""
     if GIL_GUARDED:
         if not l.busy:
             l.busy = True
@@ -74,9 +79,7 @@ cdef int _lock_wait(CacheLock* l) except -1:
     cdef size_t me = THREAD_ID()
     cdef int spins = 0
     if l.owner == me:
-        raise RuntimeError(
-            "the cache was used from inside one of its own operations (a key's __hash__ or "
-            "__eq__, or a finaliser the garbage collector ran mid-operation): not supported")
+        return 1  # waiting would be for ever: the caller goes on without the cache, or raises
     if GIL_GUARDED:
         while l.busy:  # the holder is running Python code; let it finish
             with nogil:
@@ -91,6 +94,13 @@ cdef int _lock_wait(CacheLock* l) except -1:
             PyThread_acquire_lock(l.lock, WAIT_LOCK)
     l.owner = me
     return 0
+
+
+cdef int reentry_error() except -1:
+    raise RuntimeError(
+        "the cache was used from inside one of its own operations (a key's __hash__ or __eq__, "
+        "or a finaliser the garbage collector ran mid-operation): only get, put, get_or_load and "
+        "memoized functions work there (they go without the cache)")
 
 
 cdef inline void lock_release(CacheLock* l) noexcept:

@@ -13,6 +13,7 @@ explained.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from collections.abc import Mapping, MutableMapping
@@ -41,6 +42,18 @@ SIZING = "sizing a cached key or value (approx_bytes)"
 _MISSING = object()
 
 
+def check_memoizable(fn: Any) -> None:
+    """Refuse what memoizing would break: a coroutine can be awaited once, a generator iterated
+    once, so a cached one is spent for every later caller."""
+    for test, what in ((inspect.iscoroutinefunction, "an async function"),
+                       (inspect.isasyncgenfunction, "an async generator function"),
+                       (inspect.isgeneratorfunction, "a generator function")):
+        if test(fn):
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+            raise TypeError(f"cannot memoize {name}: it is {what}, whose result can be used only once "
+                            f"(memoize a function that returns the finished value)")
+
+
 class AdaptiveCache(MutableMapping):
     """A thread-safe, dict-like LRU cache that sizes itself within limits a person sets.
 
@@ -66,6 +79,11 @@ class AdaptiveCache(MutableMapping):
         Called with every ``Decision``, on a background thread: a slow
         callback never holds up a get. (While ``perfsdk.init(export_dir=...)``
         runs, decisions also go to its Arrow ``decisions`` table.)
+    load_wait_s
+        How long a caller of ``get_or_load`` (or a memoized function) waits for
+        another caller's load of the same key, in seconds (default: 10), before it
+        calls the loader itself, uncached (``stats()["load_wait_timeouts"]``): a
+        hung load holds up its own caller only.
 
     Examples
     --------
@@ -86,7 +104,7 @@ class AdaptiveCache(MutableMapping):
         self, capacity: int = 1024, *, min_capacity: int | None = None, max_capacity: int | None = None,
         controller: CacheController | str | None = "default", mode: str = "auto",
         window: float | None = None, name: str = "cache",
-        on_decision: Callable[[Decision], Any] | None = None,
+        on_decision: Callable[[Decision], Any] | None = None, load_wait_s: float | None = None,
     ) -> None:
         check_int("capacity", capacity, minimum=1, maximum=MAX_ENTRIES)
         min_capacity = max(1, capacity // 4) if min_capacity is None else min_capacity
@@ -105,8 +123,15 @@ class AdaptiveCache(MutableMapping):
         if window is None:
             window = 1.0 if controller is None else MIN_WINDOW
         check_number("window", window, low=0.0, high=1.0, low_open=True)
+        if load_wait_s is not None:
+            check_number("load_wait_s", load_wait_s, low=0.0, low_open=True)
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))
+        if load_wait_s is not None:
+            self._core.load_wait_s = float(load_wait_s)
+        # the ghost ring (evicted keys) is the controller's evidence: without one, nothing reads it,
+        # and it kept evicted keys -- a memoized function's arguments, `self` -- alive
+        self._core.keeps_ghosts = controller is not None
         self._resizing = threading.RLock()  # a resize by hand, or the controller's apply_if (a finaliser of
         # an entry either evicts may resize: reentrant)
         self.faults = Faults()  # the controller's and the callbacks' faults, in stats()
@@ -298,6 +323,7 @@ class AdaptiveCache(MutableMapping):
         (9, 27, 2)
         """
         check_bool("alone", alone)
+        check_memoizable(fn)
         return CachedFunction(fn, self._core, None if alone else object())
 
     def decisions(self) -> list[Decision]:
@@ -314,6 +340,7 @@ class AdaptiveCache(MutableMapping):
             "hits": core.hits, "misses": core.misses,
             "hit_ratio": core.hits / ops if ops else 0.0,
             "evictions": core.evictions, "ghost_hits": core.ghost_hits, "key_faults": core.key_faults,
+            "reentered": core.reentered, "load_wait_timeouts": core.load_wait_timeouts,
             "admission_rejections": core.rejected, "window_share": core.window_share,
             "size": core.size, "capacity": core.capacity, "catching_up": core.catching_up,
             "min_capacity": self.min_capacity, "max_capacity": self.max_capacity,

@@ -7,7 +7,7 @@ from collections import namedtuple
 from typing import Any, Callable, TypeVar
 
 from perfsdk._runtime import check_bool, check_int
-from perfsdk.adapt.cache import MAX_ENTRIES, AdaptiveCache
+from perfsdk.adapt.cache import MAX_ENTRIES, AdaptiveCache, check_memoizable
 
 __all__ = ["CacheInfo", "cached"]
 
@@ -23,7 +23,8 @@ def cached(fn: Any = _UNSET, /, typed: bool = False, *, maxsize: Any = _UNSET, *
     ``cached(fn, maxsize=..., **options)``: ``maxsize`` is the starting capacity (the controller may
     move it within ``min_capacity`` / ``max_capacity``); other options go to ``AdaptiveCache`` (its
     ``name``, in decisions, is the function's ``__qualname__`` unless given). Keys as
-    lru_cache makes them (``typed=True`` is not supported). The wrapper has
+    lru_cache makes them (``typed=True`` is not supported); async and generator functions are
+    refused (their result can be used once). The wrapper has
     ``cache_info()`` (lru_cache's named tuple: hits, misses, maxsize — the
     current capacity — and currsize), ``cache_clear()`` (which, as lru_cache's,
     also starts the hits and misses it reports from zero), and ``cache`` (the
@@ -52,6 +53,7 @@ def cached(fn: Any = _UNSET, /, typed: bool = False, *, maxsize: Any = _UNSET, *
         raise ValueError("typed=True is not supported: wrap the function in functools.lru_cache for that")
 
     def decorate(function: F) -> F:
+        check_memoizable(function)  # before the cache is made (and a controller given bound to it)
         options = {"name": getattr(function, "__qualname__", None) or "cache", **cache_options}
         cache = AdaptiveCache(maxsize, **options)
         wrapper = cache.memoize(function, alone=True)  # compiled: a hit never runs Python code
