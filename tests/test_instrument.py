@@ -887,6 +887,42 @@ def test_grouping_asks_for_each_names_ancestors_once_not_once_per_member():
     assert len(tracker.incidents()) == 100
 
 
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_grouping_weighs_the_open_incidents_not_every_member_ever(monkeypatch, distinct):
+    """Without caps (the report's tracker) grouping walked every incident kept and every member of
+    each, closed ones too, for each new anomaly: quadratic in a long run. Counted per anomaly: the
+    incidents open within the window (3, one anomaly every 10 s) and the one that just closed; two
+    onset reads (its own, and when it joins), however many members the incidents hold."""
+    from perfsdk.instrument import incidents as tracking
+
+    examined: list[object] = []
+    read: list[object] = []
+    closed_at, onset = tracking._Group.closed_at, tracking._onset
+    monkeypatch.setattr(tracking._Group, "closed_at", lambda g, when, w: examined.append(g) or closed_at(g, when, w))
+    monkeypatch.setattr(tracking, "_onset", lambda a: read.append(a) or onset(a))
+    k = 1000
+    tracker = IncidentTracker(lambda name: set(), window_s=30.0, max_incidents=k, max_members=k)
+    most_examined = most_read = 0
+    for i in range(k):
+        tracker.add(_anomaly_at(f"route{i}" if distinct else "route", 50.0, 10.0, i * 10.0))
+        examined.clear()
+        read.clear()
+        tracker.group_pending()
+        most_examined, most_read = max(most_examined, len(examined)), max(most_read, len(read))
+    assert (most_examined, most_read) == ((4, 2) if distinct else (1, 2))  # it was up to k of each
+    assert [len(i.members) for i in tracker.incidents()] == ([1] * k if distinct else [k])
+
+
+def test_an_anomaly_added_late_still_joins_and_reopens_a_closed_incident():
+    """Live, anomalies reach the tracker out of onset order: one earlier than an anomaly already
+    grouped may join an incident closed for that anomaly, and keeps it open for the next."""
+    tracker = IncidentTracker(lambda name: set(), window_s=30.0)
+    for series, at_s in (("GET /a", 0.0), ("GET /b", 40.0), ("GET /a", 20.0), ("GET /a", 45.0)):
+        tracker.add(_anomaly_at(series, 50.0, 10.0, at_s))
+        tracker.group_pending()  # one at a time, as the sink's worker may
+    assert [[a.timestamp.second for a in i.members] for i in tracker.incidents()] == [[0, 20, 45], [40]]
+
 def test_the_call_graph_is_walked_once_until_a_new_edge():
     faults = Faults()
     sink = AnomalySink(IncidentTracker(lambda n: set()), faults)

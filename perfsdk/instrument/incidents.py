@@ -27,6 +27,7 @@ so it always sees every anomaly added before it was called.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,6 +121,43 @@ class Incident:
         return text + "."
 
 
+class _Group:
+    """An incident's members and what grouping asks of them (latest onset, onsets, series), kept as
+    they join: weighing a new anomaly looks at each open incident once, not at every member."""
+
+    __slots__ = ("members", "latest", "onsets", "resource_onsets", "series", "scanned")
+
+    def __init__(self) -> None:
+        self.members: list[Anomaly] = []
+        self.latest: datetime | None = None
+        self.onsets: list[datetime] = []  # sorted
+        self.resource_onsets: list[datetime] = []  # the process metrics' alone, sorted
+        self.series: dict[str, None] = {}  # in order of first arrival, as the members name them
+        self.scanned = True  # in the tracker's scanned set
+
+    def append(self, anomaly: Anomaly) -> None:
+        self.members.append(anomaly)
+        self.series.setdefault(_series(anomaly), None)
+        onset = _onset(anomaly)
+        if onset is not None:
+            if self.latest is None or onset > self.latest:
+                self.latest = onset
+            insort(self.onsets, onset)
+            if anomaly.details.get("source") == "resource":
+                insort(self.resource_onsets, onset)
+
+    def closed_at(self, when: datetime, window_s: float) -> bool:
+        """No member began within ``window_s`` before ``when`` (a group with no onset never opens)."""
+        return self.latest is None or (when - self.latest).total_seconds() > window_s
+
+    def coincides(self, when: datetime, coincide_s: float, process_wide: bool) -> bool:
+        """Some onset (a process metric's, unless ``process_wide``) is within ``coincide_s`` of
+        ``when``: the nearest one each side decides."""
+        onsets = self.onsets if process_wide else self.resource_onsets
+        i = bisect_left(onsets, when)
+        return any(abs((when - t).total_seconds()) <= coincide_s for t in onsets[max(i - 1, 0):i + 1])
+
+
 class IncidentTracker:
     """Groups anomalies into incidents (bounded: the newest ``max_incidents``).
 
@@ -139,6 +177,13 @@ class IncidentTracker:
     the order the anomalies were added. At most ``max_pending`` wait (default: no bound, for a
     caller that groups a batch itself, as the report does); beyond that an anomaly is dropped
     and counted in ``dropped_members``, as one past ``max_members`` is.
+
+    Grouping an anomaly weighs the incidents still open, not their members: each incident keeps
+    its latest onset and its series as members join. While anomalies come in onset order (the
+    report's batch; mostly, live) an incident closed for one is closed for every later one, so it
+    leaves the scanned set; one that comes earlier than an anomaly already grouped weighs every
+    incident kept, as any anomaly did. Without a cap (the report's), the work is the anomalies
+    times the incidents open at once, not the square of a long run's anomalies.
     """
 
     def __init__(
@@ -152,7 +197,9 @@ class IncidentTracker:
         self.max_members = max_members
         self.max_pending = math.inf if max_pending is None else max_pending
         self.dropped_members = 0
-        self._groups: deque[list[Anomaly]] = deque(maxlen=max_incidents)
+        self._groups: deque[_Group] = deque(maxlen=max_incidents)
+        self._scanned: list[_Group] = []  # the incidents of _groups maybe still open, oldest first
+        self._swept_to: datetime | None = None  # every incident out of _scanned is closed from here on
         self._pending: deque[Anomaly] = deque()
         self._lock = owned_lock()  # taken by the notification thread: see perfsdk._runtime.locks
         self._drop_lock = owned_lock()
@@ -175,14 +222,25 @@ class IncidentTracker:
                 anomaly = pending.popleft()
                 group = self._home(anomaly, ancestry)
                 if group is None:
-                    self._groups.append([anomaly])
-                elif len(group) < self.max_members:
+                    self._new_incident(anomaly)
+                elif len(group.members) < self.max_members:
                     group.append(anomaly)
+                    if not group.scanned and _onset(anomaly) is not None:  # an earlier anomaly reopened it
+                        group.scanned = True
+                        self._scanned = [g for g in self._groups if g.scanned]
                 else:
                     with self._drop_lock:
                         self.dropped_members += 1
 
-    def _home(self, anomaly: Anomaly, ancestry: dict[str, AbstractSet[str]]) -> list[Anomaly] | None:
+    def _new_incident(self, anomaly: Anomaly) -> None:
+        if len(self._groups) == self._groups.maxlen and self._groups[0].scanned:
+            del self._scanned[0]  # the oldest incident, about to be dropped from _groups
+        group = _Group()
+        group.append(anomaly)
+        self._groups.append(group)
+        self._scanned.append(group)
+
+    def _home(self, anomaly: Anomaly, ancestry: dict[str, AbstractSet[str]]) -> _Group | None:
         """The incident ``anomaly`` belongs to, or None for a new one (under the lock); ``ancestry``
         keeps the ancestors asked for."""
         if not self._groups:
@@ -207,13 +265,19 @@ class IncidentTracker:
                 known = related[other] = other in callers or name in ancestors(other)
             return known
 
-        for group in reversed(self._groups):
-            dated = [(t, a) for a in group if (t := _onset(a)) is not None]
-            if not dated or (when - max(t for t, _ in dated)).total_seconds() > self.window_s:
-                continue  # closed
-            coincides = any(abs((when - t).total_seconds()) <= self.coincide_s for t, a in dated
-                            if process_wide or a.details.get("source") == "resource")
-            if coincides or (not process_wide and any(relates(_series(a)) for a in group)):
+        in_order = self._swept_to is None or when >= self._swept_to
+        if in_order:
+            self._swept_to = when
+        scan = self._scanned if in_order else list(self._groups)
+        for i in range(len(scan) - 1, -1, -1):  # the latest incident first
+            group = scan[i]
+            if group.closed_at(when, self.window_s):
+                if in_order:  # no later anomaly (onset >= when) can open it again
+                    group.scanned = False
+                    del scan[i]
+                continue
+            if (group.coincides(when, self.coincide_s, process_wide)
+                    or (not process_wide and any(relates(s) for s in group.series))):
                 return group
         return None
 
@@ -221,7 +285,7 @@ class IncidentTracker:
         """Every anomaly added so far, grouped (what the worker has not grouped yet is, now)."""
         self.group_pending()
         with self._lock:
-            groups = [list(g) for g in self._groups]
+            groups = [list(g.members) for g in self._groups]
         return [self._rank(group) for group in groups]
 
     def _rank(self, members: Iterable[Anomaly]) -> Incident:
@@ -259,5 +323,7 @@ class IncidentTracker:
         self._lock = owned_lock()
         self._drop_lock = owned_lock()
         self._groups.clear()
+        self._scanned.clear()
+        self._swept_to = None
         self._pending.clear()
         self.dropped_members = 0

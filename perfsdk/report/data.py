@@ -323,12 +323,12 @@ def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
     sees; here the same call graph is read from the spans' parent links (only
     when more than one span series has anomalies: it relates them). The live
     tracker's caps (the newest 100 incidents, 50 anomalies each) bound a
-    process's memory; a report shows every anomaly, so its trackers hold all
-    of them, one tracker per stretch of anomalies that no later one can join
-    (a gap longer than the window), which keeps grouping from growing with the
-    square of a long run's anomalies. Each service's anomalies are grouped apart,
-    as each service's process groups its own: two services' same-named routes are
-    not one series.
+    process's memory; a report shows every anomaly, so its tracker holds all
+    of them. It is given them in onset order, so it weighs each against the
+    incidents still open only: the work grows with the anomalies times the
+    incidents open at once, not with the square of a long run's anomalies.
+    Each service's anomalies are grouped apart, as each service's process
+    groups its own: two services' same-named routes are not one series.
     """
     if anomalies.num_rows == 0:
         return []
@@ -341,30 +341,14 @@ def incidents(anomalies: pa.Table, path: Path) -> list[Incident]:
     out: list[Incident] = []
     for service, members in sorted(services.items()):
         callers = graphs.get(service, {})
-        for stretch in _stretches(members, INCIDENT_WINDOW_S):
-            tracker = IncidentTracker(partial(_ancestors, callers), window_s=INCIDENT_WINDOW_S,
-                                      max_incidents=len(stretch), max_members=len(stretch))
-            for anomaly in stretch:
-                tracker.add(anomaly)
-            out += tracker.incidents()
-            assert tracker.dropped_members == 0  # no cap it could meet
+        tracker = IncidentTracker(partial(_ancestors, callers), window_s=INCIDENT_WINDOW_S,
+                                  max_incidents=len(members), max_members=len(members))
+        for anomaly in members:  # in onset order: those with no time last, in the latest incident
+            tracker.add(anomaly)
+        out += tracker.incidents()
+        assert tracker.dropped_members == 0  # no cap it could meet
     if len(services) > 1:
         out.sort(key=lambda i: i.started.timestamp() if i.started is not None else math.inf)
-    return out
-
-
-def _stretches(members: list[Anomaly], window_s: float) -> list[list[Anomaly]]:
-    """``members`` (in onset order) cut where onsets are more than ``window_s`` apart; those
-    with no time stay with the last stretch (the tracker puts them in its latest incident)."""
-    out: list[list[Anomaly]] = [[]]
-    last = -math.inf
-    for anomaly in members:
-        key = _onset_key(anomaly)
-        if math.isfinite(key) and key - last > window_s and out[-1]:
-            out.append([])
-        if math.isfinite(key):
-            last = key
-        out[-1].append(anomaly)
     return out
 
 
