@@ -14,10 +14,13 @@ is exercised.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import inspect
 import math
+import numbers
 import pickle
+import types
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -56,13 +59,23 @@ def check_repr(detector: Any, stream: np.ndarray) -> None:
     _require(repr(rebuilt) == text, f"repr does not round-trip: {text!r} -> {rebuilt!r}")
 
 
-#: Defaults known to be immutable; tuples and frozensets of them too (``_immutable``).
-_IMMUTABLE_DEFAULTS = (type(None), bool, int, float, complex, str, bytes, enum.Enum)
+#: Defaults known to be immutable; tuples and frozensets of them too (``_immutable``): numbers
+#: (numpy's scalars too), strings, enums, classes, datetime's values, ranges, and functions.
+_IMMUTABLE_DEFAULTS = (type(None), bool, numbers.Number, np.generic, str, bytes, enum.Enum, type,
+                       datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, range,
+                       types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 
 
 def _immutable(value: Any) -> bool:
     if isinstance(value, (tuple, frozenset)):
         return all(_immutable(v) for v in value)
+    if isinstance(value, np.void):  # a structured scalar may be a view: writing it writes its array
+        return False
+    if isinstance(value, datetime.tzinfo):  # a user's tzinfo subclass may hold anything
+        return type(value) is datetime.timezone
+    if isinstance(value, (types.MethodType, types.BuiltinFunctionType)):  # bound: shares its __self__
+        owner = value.__self__  # (a builtin function's is its module: time.monotonic)
+        return owner is None or isinstance(owner, types.ModuleType) or _immutable(owner)
     return isinstance(value, _IMMUTABLE_DEFAULTS)
 
 
@@ -73,8 +86,9 @@ def check_no_mutable_defaults(detector: Any, stream: np.ndarray) -> None:
         default = param.default
         _require(default is inspect.Parameter.empty or _immutable(default), (
             f"parameter {name!r} of {type(detector).__name__} has a default that may be mutable: "
-            f"{default!r} ({type(default).__name__}); a default must be None, a number, str, bytes, "
-            "an enum, or a tuple or frozenset of these (build anything else in __init__)"
+            f"{default!r} ({type(default).__name__}); a default must be None, a number (numpy's too), "
+            "str, bytes, an enum, a class, a function, a date, time or timedelta, a range, or a tuple or "
+            "frozenset of these (build anything else in __init__)"
         ))
 
 

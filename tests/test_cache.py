@@ -1887,10 +1887,116 @@ def test_a_waiter_raises_its_own_copy_of_the_leaders_exception():
     assert original.__context__ is None and "waiter_handling_another_error" not in frames and frames[-1] == "loader"
 
 
+class _RefusedOSError(OSError):
+    def __init__(self, code, message, *, host):  # copy.copy's OSError(code, message) fails
+        super().__init__(code, message)
+        self.host = host
+
+
+class _Slotted(Exception):
+    __slots__ = ("code", "__private")
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+        self.__private = code * 2
+
+
+class _PoolError(Exception):  # as urllib3's MaxRetryError: its __reduce__ drops the pool
+    def __init__(self, pool, url):
+        self.pool, self.url = pool, url
+        super().__init__(f"{pool}: retries exceeded for {url}")
+
+    def __reduce__(self):
+        return type(self), (None, self.url)
+
+
+def _noted():
+    error = ValueError("bad")
+    error.add_note("the leader's note")
+    return error
+
+
+def _state(error):
+    slots = {name: getattr(error, name, "<unset>") for name in ("code", "_Slotted__private")}
+    fields = {name: getattr(error, name) for name in ("errno", "strerror", "filename", "filename2")} \
+        if isinstance(error, OSError) else {}
+    return type(error), error.args, str(error), dict(vars(error)), slots, fields
+
+
+@pytest.mark.parametrize("make", [
+    lambda: OSError(2, "No such file", "/x"), lambda: _RefusedOSError(111, "refused", host="db"),
+    lambda: _Slotted("boom", 21), lambda: _PoolError("pool-1", "/u"), _noted,
+], ids=["OSError", "OSError-needing-a-keyword", "slots", "reduce-losing-state", "notes"])
+def test_a_waiters_copy_of_the_leaders_exception_is_whole(make):
+    """The copies waiters raised lost what ``copy.copy`` or ``__new__`` did not carry: errno and
+    strerror of an OSError whose constructor wants a keyword, ``__slots__`` attributes, what a
+    ``__reduce__`` drops (urllib3's MaxRetryError, its pool); and shared the original's notes."""
+    cache = AdaptiveCache(10, controller=None)
+    finish = threading.Event()
+    caught = []
+
+    def loader(key):
+        assert finish.wait(30)
+        raise make()
+
+    def waiter(key):
+        try:
+            cache.get_or_load(key, loader)
+        except Exception as exc:
+            caught.append(exc)
+
+    original = lead_and_wait(cache, loader, finish, waiter)
+    copy_ = caught[0]
+    assert copy_ is not original and copy_.__cause__ is original and _state(copy_) == _state(original)
+    copy_.add_note("a waiter's note")
+    assert getattr(original, "__notes__", ["the leader's note"]) == ["the leader's note"]
+
+
+class _Unequal(Exception):
+    def __str__(self):  # no copy can say the same
+        return f"error {id(self)}"
+
+
+class _Uncopyable(Exception):
+    def __new__(cls, *args, required):
+        return super().__new__(cls, *args)
+
+    def __init__(self, message, *, required):
+        super().__init__(message)
+
+    def __reduce__(self):
+        raise TypeError("no")
+
+
+@pytest.mark.parametrize("make", [lambda: _Unequal("x"), lambda: _Uncopyable("x", required=1)],
+                         ids=["a-copy-would-differ", "cannot-be-copied"])
+def test_where_no_whole_copy_can_be_made_a_waiter_raises_the_original(make):
+    cache = AdaptiveCache(10, controller=None)
+    finish = threading.Event()
+    caught = []
+
+    def loader(key):
+        assert finish.wait(30)
+        raise make()
+
+    def waiter(key):
+        try:
+            cache.get_or_load(key, loader)
+        except Exception as exc:
+            caught.append(exc)
+
+    original = lead_and_wait(cache, loader, finish, waiter)
+    assert caught == [original] and caught[0] is original
+
+
 def test_a_hung_load_holds_up_its_own_caller_only():
     """A first caller that never returns (a socket without a timeout) held up every later caller
-    of its key, in every thread, for ever: they wait ``load_wait_s``, then call the function
-    themselves, uncached and counted; the leader's value is stored when it comes."""
+    of its key, in every thread, for ever. Then (after a first fix) each later caller waited
+    ``load_wait_s`` and loaded the key itself, uncached, for as long as the first load hung, and the
+    first load, when it returned, stored the value it read before theirs. The first caller to wait
+    ``load_wait_s`` gives the load up and loads the key anew, stored; what the load given up
+    returns later is its caller's only."""
     finish, started = threading.Event(), threading.Event()
     calls = []
 
@@ -1903,18 +2009,144 @@ def test_a_hung_load_holds_up_its_own_caller_only():
             return "the leader's"
         return "a waiter's"
 
-    leader = threading.Thread(target=fetch, args=("k",))
+    got = []
+    leader = threading.Thread(target=lambda: got.append(fetch("k")))
     leader.start()
     try:
         assert started.wait(30)
-        assert fetch("k") == "a waiter's" and fetch("k") == "a waiter's"
-        stats = fetch.cache.stats()
-        assert stats["load_wait_timeouts"] == 2 and "k" not in fetch.cache  # uncached
+        assert fetch("k") == "a waiter's" and "k" in fetch.cache  # stored
+        assert fetch("k") == "a waiter's" and len(calls) == 2  # a hit: no wait, no load
+        assert fetch.cache.stats()["load_wait_timeouts"] == 1
     finally:
         finish.set()
         leader.join(30)
-    assert fetch("k") == "the leader's" and len(calls) == 3
+    assert got == ["the leader's"]  # its caller gets it...
+    assert fetch("k") == "a waiter's" and len(calls) == 2  # ...but the cache does not go back in time
+    fetch.cache._core.check_invariants()
     assert AdaptiveCache(4, controller=None)._core.load_wait_s == 10.0  # the default
+
+
+class Probe:
+    """A key whose equality test calls ``on_compare`` -- when it is the key a load in flight was
+    registered under, each time a caller looks that load up (under the cache's lock)."""
+
+    def __init__(self, on_compare=lambda: None):
+        self.on_compare = on_compare
+
+    def __hash__(self):
+        return 1
+
+    def __eq__(self, other):
+        self.on_compare()
+        return isinstance(other, Probe)
+
+
+def test_a_load_given_up_lets_its_waiters_through_to_the_load_that_replaces_it():
+    """The other callers waiting for a load given up wait for the load that replaces it -- neither
+    for the one given up (never stored) nor each loading the key for itself."""
+    cache = AdaptiveCache(8, controller=None, load_wait_s=60)
+    started, finish, both_waiting = threading.Event(), threading.Event(), threading.Event()
+    lookups, calls, got = [], [], {}
+    counting = threading.Lock()
+
+    def on_compare():  # the hung load looked up: by whom
+        lookups.append(threading.current_thread().name)
+        if "w2" in lookups and "w3" in lookups:
+            both_waiting.set()
+        if lookups.count("MainThread") == 2:  # the main thread again: its wait timed out
+            cache._core.load_wait_s = 60  # no wait from here on times out (deterministic)
+
+    def loader(key):
+        with counting:
+            calls.append(threading.current_thread().name)
+            first = len(calls) == 1
+        if first:
+            started.set()
+            assert finish.wait(30)
+            return "old"
+        return "new"
+
+    def call(name, key):
+        got[name] = cache.get_or_load(key, loader)
+
+    leader = threading.Thread(target=call, args=("leader", Probe(on_compare)), name="leader")
+    leader.start()
+    assert started.wait(30)
+    waiters = [threading.Thread(target=call, args=(name, Probe()), name=name) for name in ("w2", "w3")]
+    for waiter in waiters:
+        waiter.start()
+    try:
+        assert both_waiting.wait(30)
+        cache._core.load_wait_s = 0.05  # for the main thread's wait only (see on_compare)
+        assert cache.get_or_load(Probe(), loader) == "new"
+        for waiter in waiters:
+            waiter.join(30)
+            assert not waiter.is_alive()
+        assert got == {"w2": "new", "w3": "new"} and calls == ["leader", "MainThread"]
+        assert cache.stats()["load_wait_timeouts"] == 1
+    finally:
+        finish.set()
+        leader.join(30)
+    assert got["leader"] == "old" and cache.get(Probe()) == "new" and len(cache) == 1
+    cache._core.check_invariants()
+
+
+def test_after_an_interrupted_load_its_waiters_wait_afresh():
+    """After a load was abandoned (its caller interrupted), its remaining waiters kept the deadline
+    of their first wait: the load that replaced it had only what was left, and they loaded the key
+    each for itself. Their wait for the new load starts then (with ``load_wait_s`` as it is then:
+    set short here, so that the waiter gives up the new load, which hangs, and loads for itself)."""
+    cache = AdaptiveCache(8, controller=None, load_wait_s=60)
+    started, interrupt, both_waiting, finish, third = (threading.Event() for _ in range(5))
+    lookups, calls, got = [], [], {}
+    counting = threading.Lock()
+
+    def on_compare():
+        lookups.append(threading.current_thread().name)
+        if "a" in lookups and "b" in lookups:
+            both_waiting.set()
+
+    def loader(key):
+        with counting:
+            calls.append(threading.current_thread().name)
+            n = len(calls)
+        if n == 1:
+            started.set()
+            assert interrupt.wait(30)
+            raise KeyboardInterrupt
+        if n == 2:  # the new load: hangs until the end
+            assert finish.wait(30)
+            return "second"
+        return "third"
+
+    def call(name, key):
+        try:
+            got[name] = cache.get_or_load(key, loader)
+        except BaseException as exc:
+            got[name] = type(exc)
+        if got[name] == "third":
+            third.set()
+
+    leader = threading.Thread(target=call, args=("leader", Probe(on_compare)), name="leader")
+    leader.start()
+    assert started.wait(30)
+    waiters = [threading.Thread(target=call, args=(name, Probe()), name=name) for name in ("a", "b")]
+    for waiter in waiters:
+        waiter.start()
+    try:
+        assert both_waiting.wait(30)
+        cache._core.load_wait_s = 0.05  # the waits to come: a deadline kept from the first wait is 60 s off
+        interrupt.set()
+        leader.join(30)
+        assert got["leader"] is KeyboardInterrupt
+        assert third.wait(30)  # a waiter gave the hanging new load up and loaded the key itself
+        assert len(calls) == 3 and cache.stats()["load_wait_timeouts"] == 1
+    finally:
+        finish.set()
+        for waiter in waiters:
+            waiter.join(30)
+    assert sorted(got.values(), key=str) == sorted([KeyboardInterrupt, "second", "third"], key=str)
+    assert cache.get(Probe()) == "third"  # the load given up stored nothing
 
 
 @pytest.mark.parametrize("memoize", [cached(maxsize=4, controller=None),
@@ -1934,6 +2166,19 @@ def test_functions_whose_result_is_used_once_are_refused(memoize):
     for fn, what in ((fetch, "async function"), (rows, "generator function"), (stream, "async generator")):
         with pytest.raises(TypeError, match=f"cannot memoize .*{fn.__name__}: it is an? {what}"):
             memoize(fn)
+
+    class Fetcher:  # an object whose __call__ is one (it was memoized, one coroutine for every caller)
+        async def __call__(self, x):
+            return x
+
+    class Rows:
+        def __call__(self, n):
+            yield from range(n)
+
+    for fn, what in ((Fetcher(), "async function"), (Rows(), "generator function")):
+        with pytest.raises(TypeError, match=f"cannot memoize .*{type(fn).__name__}.*: its __call__ is an? {what}"):
+            memoize(fn)
+    memoize(functools.partial(lambda x, y: x + y, 1))  # a partial of a plain function: accepted
 
 
 def test_without_a_controller_an_evicted_entrys_arguments_are_not_kept_alive():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import collections
+import datetime
+import decimal
 import enum
+import fractions
 import math
+import time
 import types
 
 import numpy as np
@@ -148,9 +152,14 @@ class _Box:
     pass
 
 
+class _Zone(datetime.tzinfo):  # a tzinfo of one's own may hold anything
+    def __init__(self):
+        self.offsets = []
+
+
 @pytest.mark.parametrize("default", [
     collections.deque(), bytearray(b"x"), types.SimpleNamespace(), _Box(), (1, []), frozenset({_Box()}), [1], {},
-    np.zeros(2),
+    np.zeros(2), np.zeros(1, dtype=[("a", "f8")])[0], [].append, _Box().__init__, _Zone(),
 ], ids=lambda d: type(d).__name__)
 def test_mutable_defaults_are_flagged_by_name(default):
     with pytest.raises(AssertionError, match="parameter 'extra' of WithDefault has a default that may be mutable"):
@@ -159,6 +168,10 @@ def test_mutable_defaults_are_flagged_by_name(default):
 
 @pytest.mark.parametrize("default", [
     None, True, 3, 2.5, 1j, "auto", b"x", (1, "a", (None,)), frozenset({1, 2}), _Kind.FAST,
+    np.float64, np.float32(3.0), np.int64(5), np.bool_(True), fractions.Fraction(1, 3), decimal.Decimal("0.1"),
+    datetime.timedelta(seconds=5), datetime.date(2026, 1, 1), datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+    datetime.time(12), datetime.timezone.utc, range(3), time.monotonic, math.sqrt, _detector_with_default, _Box,
+    (np.float64, range(2)), dict.fromkeys,
 ], ids=lambda d: type(d).__name__)
 def test_immutable_defaults_pass(default):
     check_no_mutable_defaults(_detector_with_default(default), check_stream())

@@ -134,8 +134,8 @@ cdef class CacheCore:
     """Gets, puts and loads that went without the cache: the calling thread was inside one of the
     cache's own operations (a finaliser, a key's ``__hash__``), whose lock it cannot wait for."""
     cdef readonly long long load_wait_timeouts
-    """Callers that waited ``load_wait_s`` for another caller's load of their key, then called
-    the loader themselves (uncached)."""
+    """Loads given up: a caller waited ``load_wait_s`` for another caller's load of its key, then
+    loaded the key anew (stored); what the given-up load returns later is not stored."""
     cdef double _load_wait_s
     cdef bint _keeps_ghosts  # False: no ghost ring (nothing reads it: no controller)
     cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
@@ -542,8 +542,9 @@ cdef class CacheCore:
 
     cdef object _load(self, object key, object loader, tuple args, dict kwargs):
         """A missed ``key``: load it with ``loader(*args, **kwargs)``, or wait for the load
-        already running -- ``load_wait_s`` at most (see _cache_loading.pxi)."""
-        cdef _Loading loading
+        already running -- ``load_wait_s`` at most, then give that load up and load the key
+        anew (see _cache_loading.pxi)."""
+        cdef _Loading loading, late = None  # late: a load this caller waited load_wait_s for
         cdef object slot_obj, greenlet = _current_greenlet()
         cdef bint leader, alone
         cdef double deadline = 0.0
@@ -556,6 +557,9 @@ cdef class CacheCore:
                 if slot_obj is not None:  # loaded and stored since the miss
                     return self._values[<Py_ssize_t> slot_obj]
                 loading = self._loading.get(key)
+                if loading is not None and loading is late:  # still running: given up, this caller leads
+                    self._give_up(key, loading)
+                    loading = None
                 if loading is None:
                     loading = _Loading.__new__(_Loading)
                     loading.owner = THREAD_ID()
@@ -581,16 +585,27 @@ cdef class CacheCore:
                 return self._lead(key, loader, args, kwargs, loading)
             if deadline == 0.0:
                 deadline = _monotonic() + self._load_wait_s
-            if not loading_wait(loading, deadline):  # the leader is stuck: this caller loads for itself
-                self._acquire()
-                self.load_wait_timeouts += 1
-                self._release()
-                return _call(loader, args, kwargs)
-            if loading.abandoned:
-                continue  # its leader was interrupted: a waiter loads the key anew (and others wait for it)
+            if not loading_wait(loading, deadline):  # still running: given up next time round
+                late = loading                       # (unless it ended, or another waiter gave it up)
+                deadline = 0.0
+                continue
+            if loading.abandoned or loading.given_up:
+                deadline = 0.0  # a new load of the key (or this caller's own): a new wait
+                continue  # its leader was interrupted, or it was given up: loaded anew, one caller at a time
             if loading.error is not None:
                 _raise_shared(loading.error)
             return loading.value
+
+    cdef int _give_up(self, object key, _Loading loading) except -1:
+        """Under the lock: a caller waited ``load_wait_s`` for ``loading``, the key's load in flight:
+        superseded (whatever it returns is not stored: it read the data before the load that replaces
+        it), counted, and its other waiters let through -- to the load that replaces it, not to load
+        the key each for itself."""
+        self._supersede(key)
+        loading.given_up = True
+        self.load_wait_timeouts += 1
+        loading_open(loading)
+        return 0
 
     cdef object _lead(self, object key, object loader, tuple args, dict kwargs, _Loading loading):
         """Load ``key`` for ``loading``'s waiters: they get its value or its ``Exception``; any other
@@ -611,8 +626,7 @@ cdef class CacheCore:
             try:
                 self._end_load(key, loading)
             finally:
-                if loading.gate:
-                    PyThread_release_lock(loading.gate)
+                loading_open(loading)
                 dropped = self._take_dropped()
                 self._release()
 
@@ -1167,8 +1181,9 @@ cdef class CacheCore:
 
     @property
     def load_wait_s(self):
-        """How long a caller waits for another caller's load of its key (seconds) before it
-        calls the loader itself, uncached (``load_wait_timeouts``): a hung load holds up no one else."""
+        """How long a caller waits for another caller's load of its key (seconds) before it gives
+        that load up and loads the key anew, stored (``load_wait_timeouts``): what the load given
+        up returns later is not stored, and the key's later callers wait for the new load."""
         return self._load_wait_s
 
     @load_wait_s.setter
@@ -1300,23 +1315,96 @@ cdef str _calling_itself(object key, object loader, tuple args, dict kwargs):
 cdef int _raise_shared(object error) except -1:
     """Raise, in a waiter, a copy of the exception its leader's load raised (``from`` it): raising
     the object itself rewrote the leader's traceback and context. The same type, so a waiter's
-    ``except`` still matches it; the object itself only if it cannot be copied."""
-    cdef object twin = None
-    cdef type kind = type(error)
-    try:
-        twin = copy.copy(error)
-    except Exception:
-        pass
-    if type(twin) is not kind:
-        try:
-            twin = kind.__new__(kind, *error.args)  # without its __init__, which may want other arguments
-            twin.args = error.args  # (OSError's __new__ leaves them to an overridden __init__)
-            twin.__dict__.update(error.__dict__)
-        except Exception:
-            twin = None
+    ``except`` still matches it; the object itself where no copy equal to it can be made."""
+    cdef object twin = _exception_copy(error)
     if twin is None:
         raise error
     raise twin from error
+
+
+cdef type _MemberDescriptor = type(OSError.__dict__["errno"])  # a slot's (types.MemberDescriptorType)
+cdef tuple _OSERROR_FIELDS = ("errno", "strerror", "filename", "filename2", "characters_written")
+
+
+cdef object _exception_copy(object error):
+    """A copy of ``error`` -- its type, ``args``, ``__dict__`` (with a ``__notes__`` list of its own),
+    slots along the MRO and OSError's fields -- checked against it: the same type, ``args``,
+    ``str()`` and attributes; None if it cannot be made or is not the same."""
+    cdef type kind = type(error)
+    cdef list state
+    try:
+        twin = copy.copy(error)  # by its __reduce__ (a class may know what a copy needs)...
+    except Exception:
+        twin = None
+    try:
+        if type(twin) is not kind:  # ...or without its __init__, which may want other arguments
+            twin = kind.__new__(kind, *error.args)
+        # what a __reduce__ may not rebuild (MaxRetryError's drops its pool and remakes its message),
+        # or __new__ not set (an OSError subclass with its own __init__ leaves errno and strerror None)
+        twin.args = error.args
+        state = _exception_state(error)
+        for descriptor, name, value in state:
+            if descriptor is None:
+                twin.__dict__[name] = value
+            elif _field(descriptor, twin) is not value:  # (OSError's filename2 set to None shows in str())
+                descriptor.__set__(twin, value)
+        notes = twin.__dict__.get("__notes__") if hasattr(twin, "__dict__") else None
+        if type(notes) is list:
+            twin.__notes__ = list(notes)  # its own: a note a waiter adds is not the leader's
+        if type(twin) is not kind or not _same(twin.args, error.args) or str(twin) != str(error):
+            return None
+        for descriptor, name, value in state:
+            if not _same(twin.__dict__.get(name, _MISSING) if descriptor is None else _field(descriptor, twin), value):
+                return None
+        return twin
+    except Exception:  # a class that refuses any of it: no copy
+        return None
+
+
+cdef list _exception_state(object error):
+    """(descriptor, name, value) for what an exception holds beside its ``args``: its ``__dict__``
+    items (descriptor None), the slots set along its class's MRO, and OSError's fields."""
+    cdef list state = []
+    cdef object members = getattr(error, "__dict__", None)
+    if members:
+        for name, value in members.items():
+            state.append((None, name, value))
+    for klass in type(error).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in ((slots,) if isinstance(slots, str) else slots):
+            if name in ("__dict__", "__weakref__"):
+                continue  # the dict is copied item by item
+            if name.startswith("__") and not name.endswith("__") and klass.__name__.lstrip("_"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # as Python mangles a private slot
+            descriptor = klass.__dict__.get(name)
+            if type(descriptor) is _MemberDescriptor:
+                _add_field(state, descriptor, name, error)
+    if isinstance(error, OSError):
+        for name in _OSERROR_FIELDS:
+            _add_field(state, OSError.__dict__.get(name), name, error)
+    return state
+
+
+cdef int _add_field(list state, object descriptor, str name, object error) except -1:
+    """``error``'s value of the slot or field ``descriptor``, to ``state`` -- if it has one."""
+    cdef object value
+    if descriptor is not None:
+        value = _field(descriptor, error)
+        if value is not _MISSING:  # an empty slot stays empty
+            state.append((descriptor, name, value))
+    return 0
+
+
+cdef object _field(object descriptor, object error):
+    """``error``'s value of the slot or field ``descriptor``, or _MISSING where it is empty."""
+    try:
+        return descriptor.__get__(error, type(error))
+    except AttributeError:
+        return _MISSING
+
+
+cdef bint _same(object a, object b) except -1:
+    return a is b or (type(a) is type(b) and bool(a == b))
 
 
 cdef inline void _expect(bint condition, str what) except *:

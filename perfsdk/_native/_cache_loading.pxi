@@ -5,10 +5,14 @@
 # its gate -- a lock made by the first waiter only, so an uncontended miss costs
 # one small object and a dict entry -- and get its value, or a copy of its
 # exception (a failed load caches nothing), as Caffeine's and cachetools' loading
-# caches do. A waiter waits ``load_wait_s`` at most: a hung load holds up its own
-# caller only, the others call the loader themselves (uncached). Only an
-# ``Exception`` is shared: a KeyboardInterrupt or SystemExit is its caller's
-# alone, the load is abandoned, and one waiter loads the key anew.
+# caches do. A waiter waits ``load_wait_s`` at most for one load: a load still
+# running then (hung, or slow) is given up -- superseded, so whatever it returns
+# later is not stored (it read the data before the newer load did), and out of
+# the way, so that the waiter loads the key anew, stored, while the load's other
+# waiters and later callers wait for that load (a hung load holds up its own caller
+# only, after the first ``load_wait_s``). Only an ``Exception`` is shared: a
+# KeyboardInterrupt or SystemExit is its caller's alone, the load is abandoned,
+# and one waiter loads the key anew (each waiter's wait starts afresh).
 # A write or removal of the key while it loads (put, pop, del, clear) supersedes
 # the load: its leader, which read the value before that write, does not store
 # it (its callers still get it), and later callers load anew. Greenlets (gevent,
@@ -31,9 +35,11 @@ cdef class _Loading:
     cdef object error
     cdef size_t owner  # the loading thread (a loader asking for its own key is an error)...
     cdef object greenlet  # ...and greenlet (None: the thread's main one, or no greenlets in use)
-    cdef PyThread_type_lock gate  # made and held by the first waiter; the loader lets it go
+    cdef PyThread_type_lock gate  # made and held by the first waiter; let go once (loading_open)
+    cdef bint opened  # its gate was let go: by its leader as the load ended, or as it was given up
     cdef bint superseded  # the key was written or removed since the load began: its value is not stored
     cdef bint abandoned  # its leader was interrupted (not by an Exception): no value, no error to share
+    cdef bint given_up  # a waiter waited load_wait_s for it: superseded, its waiters let through to load anew
 
     def __dealloc__(self):
         if self.gate:
@@ -54,6 +60,14 @@ cdef object _current_greenlet():
             return None
     current = _getcurrent()
     return None if current.parent is None else current
+
+
+cdef void loading_open(_Loading loading) noexcept:
+    """Under the cache's lock: let ``loading``'s waiters through -- once, whether its leader ends
+    the load or a waiter gives it up first (a second release would let two waiters hold the gate)."""
+    if loading.gate and not loading.opened:
+        loading.opened = True
+        PyThread_release_lock(loading.gate)
 
 
 cdef int loading_wait(_Loading loading, double deadline) except -1:

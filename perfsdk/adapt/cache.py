@@ -13,6 +13,7 @@ explained.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import threading
@@ -44,14 +45,19 @@ _MISSING = object()
 
 def check_memoizable(fn: Any) -> None:
     """Refuse what memoizing would break: a coroutine can be awaited once, a generator iterated
-    once, so a cached one is spent for every later caller."""
+    once, so a cached one is spent for every later caller. An object that is not a function, a
+    method or a ``functools.partial`` is judged by its class's ``__call__`` too."""
+    calls = [(fn, "it is")]
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial)):
+        calls.append((getattr(type(fn), "__call__", None), "its __call__ is"))  # an instance of a class
     for test, what in ((inspect.iscoroutinefunction, "an async function"),
                        (inspect.isasyncgenfunction, "an async generator function"),
                        (inspect.isgeneratorfunction, "a generator function")):
-        if test(fn):
-            name = getattr(fn, "__qualname__", None) or repr(fn)
-            raise TypeError(f"cannot memoize {name}: it is {what}, whose result can be used only once "
-                            f"(memoize a function that returns the finished value)")
+        for call, it_is in calls:
+            if test(call):
+                name = getattr(fn, "__qualname__", None) or repr(fn)
+                raise TypeError(f"cannot memoize {name}: {it_is} {what}, whose result can be used only once "
+                                f"(memoize a function that returns the finished value)")
 
 
 class AdaptiveCache(MutableMapping):
@@ -82,8 +88,10 @@ class AdaptiveCache(MutableMapping):
     load_wait_s
         How long a caller of ``get_or_load`` (or a memoized function) waits for
         another caller's load of the same key, in seconds (default: 10), before it
-        calls the loader itself, uncached (``stats()["load_wait_timeouts"]``): a
-        hung load holds up its own caller only.
+        gives that load up and loads the key anew, stored, while the key's other
+        callers wait for its load (``stats()["load_wait_timeouts"]`` counts the loads
+        given up; what one returns later is not stored): a hung load holds up its
+        own caller, and the others for ``load_wait_s`` once.
 
     Examples
     --------

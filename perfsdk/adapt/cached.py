@@ -23,8 +23,8 @@ def cached(fn: Any = _UNSET, /, typed: bool = False, *, maxsize: Any = _UNSET, *
     ``cached(fn, maxsize=..., **options)``: ``maxsize`` is the starting capacity (the controller may
     move it within ``min_capacity`` / ``max_capacity``); other options go to ``AdaptiveCache`` (its
     ``name``, in decisions, is the function's ``__qualname__`` unless given). Keys as
-    lru_cache makes them (``typed=True`` is not supported); async and generator functions are
-    refused (their result can be used once). The wrapper has
+    lru_cache makes them (``typed=True`` is not supported); async and generator functions, and
+    objects whose ``__call__`` is one, are refused (their result can be used once). The wrapper has
     ``cache_info()`` (lru_cache's named tuple: hits, misses, maxsize — the
     current capacity — and currsize), ``cache_clear()`` (which, as lru_cache's,
     also starts the hits and misses it reports from zero), and ``cache`` (the
