@@ -21,7 +21,8 @@ with ``--bench-out`` a pytest-benchmark module for the hottest traced functions;
 ``loadtest`` runs a scenario with Locust and checks its assertions. ``report``
 writes one self-contained HTML page from an export directory or a demo's output
 (see ``perfsdk.report``). On any
-failure: a message on stderr, a non-zero status, and no output file.
+failure: a message on stderr, a non-zero status, and no output file. Ctrl-C: one line,
+``perfsdk COMMAND: interrupted`` (and what was left behind), and status 130.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ __all__ = ["build_parser", "main", "read_series"]
 
 class InputError(Exception):
     """A problem with the user's input file, reported without a traceback."""
+
+
+class Interrupted(Exception):
+    """The user's Ctrl-C, and what the command leaves behind (the message; may be empty)."""
+
+
+def interrupted_line(command: str, exc: BaseException) -> str:
+    """The one line a command ended by Ctrl-C prints: ``perfsdk COMMAND: interrupted``, and what
+    it left behind when the command said (an ``Interrupted``'s message)."""
+    kept = str(exc) if isinstance(exc, Interrupted) else ""
+    return f"perfsdk {command}: interrupted" + (f"; {kept}" if kept else "")
 
 
 def read_series(path: Path) -> tuple[list[str], np.ndarray]:
@@ -312,11 +324,15 @@ def _demo(args: argparse.Namespace) -> int:
     missing = _missing(DEMO_NEEDS)
     if missing:
         raise InputError(f"the demo needs {', '.join(missing)}: pip install 'perfsdk[demo]'")
-    from perfsdk.demo.run import run_demo
+    from perfsdk.demo.run import MARK, run_demo
 
     try:
         demo = run_demo(args.out, quick=args.quick, database_url=args.db, seed=args.seed,
                         progress=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # the demo has stopped its shop and load generators by now
+        out = Path(args.out)
+        raise Interrupted(f"{out}/ holds an incomplete run, which the next demo there replaces"
+                          if (out / MARK).exists() else "") from None
     except (ValueError, RuntimeError) as exc:  # RuntimeError: a shop that did not start or failed
         raise InputError(str(exc)) from None
     except OSError as exc:  # an --out that cannot be made or written
@@ -441,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"perfsdk {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(interrupted_line(args.command, exc), file=sys.stderr)
+        return 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C ended
     except BrokenPipeError:
         # as the Python docs advise: no more output (nor an error flushing it at exit)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

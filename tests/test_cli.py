@@ -323,3 +323,54 @@ def _trace_one_function(root: Path) -> None:
     folder = next((root / "spans").glob("service=*/date=*"))
     with ipc.new_file(str(folder / "part-0.arrow"), schema) as f:
         f.write_table(pa.Table.from_pylist(rows, schema=schema))
+
+
+# -- Ctrl-C: one line, status 130 -------------------------------------------------------------------
+
+
+def test_the_interrupted_line_names_the_command_and_what_was_left() -> None:
+    from perfsdk.cli import Interrupted, interrupted_line
+
+    assert interrupted_line("demo", KeyboardInterrupt()) == "perfsdk demo: interrupted"
+    assert interrupted_line("demo", Interrupted("out/ holds an incomplete run")) == (
+        "perfsdk demo: interrupted; out/ holds an incomplete run")
+    assert interrupted_line("loadtest", Interrupted("")) == "perfsdk loadtest: interrupted"
+
+
+def test_an_interrupted_command_says_so_in_one_line_with_status_130(tmp_path, monkeypatch, capsys) -> None:
+    """It was a raw traceback ending in KeyboardInterrupt, and Python's status 1 (or -2)."""
+    from perfsdk import cli
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "read_series", interrupted)
+    assert main(["detect", str(SAMPLE)]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "perfsdk detect: interrupted\n" and captured.out == ""
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_an_interrupted_demo_says_so_and_whether_it_left_an_incomplete_run(tmp_path, monkeypatch, capsys,
+                                                                           started) -> None:
+    """A Ctrl-C was reported as the shop failing (status -2), as 'cannot write', or as a traceback."""
+    from perfsdk import cli
+    from perfsdk.demo import run
+
+    out = tmp_path / "d"
+
+    def run_demo(path, **kwargs):
+        if started:  # as run_demo does first
+            Path(path).mkdir()
+            (Path(path) / run.MARK).write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "DEMO_NEEDS", ())
+    monkeypatch.setattr(run, "run_demo", run_demo)
+    assert main(["demo", "--quick", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    if started:
+        assert err == (f"perfsdk demo: interrupted; {out}/ holds an incomplete run, "
+                       "which the next demo there replaces\n")
+    else:
+        assert err == "perfsdk demo: interrupted\n" and not out.exists()

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -49,10 +50,13 @@ from perfsdk.demo.scoring import (SECOND, StaticThresholds, anomaly_alerts, merg
                                   server_spans, surfaced_after)
 from perfsdk.demo.service import LATENT_KINDS, FaultSpec
 
-__all__ = ["SURGE", "DemoPlan", "DemoResult", "TableRow", "run_demo"]
+__all__ = ["CTRL_C_STATUSES", "MARK", "SURGE", "DemoPlan", "DemoResult", "TableRow", "run_demo"]
 
 SURGE = 5.0  # the surge's arrivals, times the normal rate
 MARK = ".perfsdk-demo"  # in an output directory the demo made, which a later run may replace
+#: How a child ends when Ctrl-C reached it: killed by SIGINT, or exiting 130 (128 + SIGINT) as the shop does.
+#: The user stopped the demo: never reported as the child failing.
+CTRL_C_STATUSES = (-signal.SIGINT, 128 + signal.SIGINT)
 PAPER = {  # the seed paper's Table 1: traditional, AI-driven
     "p50": (200.0, 160.0), "p99": (800.0, 500.0), "cpu": (85.0, 65.0), "recall": (82.0, 95.0),
 }
@@ -126,11 +130,13 @@ class DemoResult:
 
     def table(self) -> str:
         """The table as text, a row per figure, saying who won it."""
-        lines = [f"{'':38} {'traditional':>12} {'perfsdk':>12}  {'winner':<11} paper (trad. -> AI)"]
-        for r in self.rows:
+        labels = [f"{r.row} ({r.unit})" for r in self.rows]
+        width = max(map(len, labels), default=0)  # the longest label: a new row never shifts its figures
+        lines = [f"{'':{width}} {'traditional':>12} {'perfsdk':>12}  {'winner':<11} paper (trad. -> AI)"]
+        for label, r in zip(labels, self.rows):
             paper = f"{r.paper_traditional:g} -> {r.paper_ai:g}" if r.paper_traditional is not None else ""
-            lines.append(f"{r.row + ' (' + r.unit + ')':38} {_fmt(r.traditional):>12} {_fmt(r.perfsdk):>12}  "
-                         f"{r.winner or '-':<11} {paper}")
+            lines.append(f"{label:{width}} {_fmt(r.traditional):>12} {_fmt(r.perfsdk):>12}  "
+                         f"{r.winner or '-':<11} {paper}".rstrip())
         return "\n".join(lines)
 
 
@@ -213,13 +219,24 @@ class _Service:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # blocks until READY, or EOF if it died
+        try:
+            line = self.process.stdout.readline()  # blocks until READY, or EOF if it died
+        except BaseException:  # Ctrl-C while it starts: __exit__ will not run, so it is stopped here
+            self.process.kill()
+            self.process.wait()
+            raise
         if not line.startswith("READY "):
             self.process.kill()
             self.process.wait()
+            self._raise_if_interrupted()
             raise RuntimeError(f"the {self.variant} shop did not start: {self._last_words()}")
         self.url = line.split()[1]
         return self
+
+    def _raise_if_interrupted(self) -> None:
+        """``KeyboardInterrupt`` when the shop ended by Ctrl-C: the user stopped the demo, the shop did not fail."""
+        if self.process.returncode in CTRL_C_STATUSES:
+            raise KeyboardInterrupt from None
 
     def _last_words(self) -> str:
         """The last line of the shop's log (a traceback's, its exception), and where the rest is."""
@@ -235,14 +252,23 @@ class _Service:
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        # Ctrl-C under way: the shop is stopped (or found dead of the same Ctrl-C) and the interrupt
+        # is what the caller reports, not how the shop ended
+        interrupted = exc_type is not None and not issubclass(exc_type, Exception)
         try:
             self.order("stop")
             self.process.communicate(timeout=60)
-        except Exception:
+        except BaseException:
             self.process.kill()
             self.process.wait()
+            if interrupted:
+                return
+            self._raise_if_interrupted()
             raise
+        if interrupted:
+            return
+        self._raise_if_interrupted()
         if self.process.returncode != 0:
             raise RuntimeError(f"the {self.variant} shop failed (status {self.process.returncode}): "
                                f"{self._last_words()}")
@@ -251,7 +277,9 @@ class _Service:
 
 def _shoppers(url: str, plan: DemoPlan, seed: int) -> None:
     """Simulated shoppers in their own process (no GIL shared with anything measured)."""
-    code = (f"from perfsdk.demo.users import Shoppers; Shoppers({url!r}, rate={plan.sessions_per_s}, "
+    # SIGINT's default action: Ctrl-C ends it at once and quietly (the demo says it was interrupted)
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            f"from perfsdk.demo.users import Shoppers; Shoppers({url!r}, rate={plan.sessions_per_s}, "
             f"seconds={plan.warm_up_s}, think_median_s=0.3, products={plan.products}, seed={seed}, workers=32).run()")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -307,26 +335,33 @@ def _locust(scenario: Any, url: str, seconds: float, seed: int, workdir: Path) -
 
 
 def _with_progress(work: Callable[[], Any], expected_s: float, tick: Callable[[float], None]) -> Any:
-    """Run ``work`` in a thread, ticking every tenth of ``expected_s`` (at least every 5 s)."""
-    box: dict[str, Any] = {}
+    """Run ``work``, ticking from a thread every tenth of ``expected_s`` (at least every 5 s).
 
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="perfsdk-demo-load", daemon=True)
+    The work runs in the caller's thread, where Ctrl-C lands: it stops what it started (Locust)
+    before the interrupt goes on. A tick's error (stdout gone: ``BrokenPipeError``) is raised
+    once the work is done."""
+    done = threading.Event()
+    failed: list[BaseException] = []
     began = time.monotonic()
-    thread.start()
     step = min(5.0, max(1.0, expected_s / 10))
-    while thread.is_alive():
-        thread.join(step)
-        if thread.is_alive():
-            tick(time.monotonic() - began)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+
+    def ticker() -> None:
+        try:
+            while not done.wait(step):
+                tick(time.monotonic() - began)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=ticker, name="perfsdk-demo-progress", daemon=True)
+    thread.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        thread.join()
+    if failed:
+        raise failed[0]
+    return result
 
 
 def _rows(out: Path, runs: dict[str, dict[str, Any]], plan: DemoPlan) -> list[TableRow]:

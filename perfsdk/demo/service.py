@@ -19,7 +19,8 @@ request that is not an order), ``latent`` (the faults a load test can find -- ev
 one but the surge and the leak -- switched on together and left on, as defects
 waiting in a release), ``flush`` (spans written so far reach the files) and ``stop``. On ``stop`` it writes ``run.json`` into the export directory: the faults as
 they were really applied (wall-clock nanoseconds), the CPU time and peak memory of
-the loaded phase, and a sample of the pool and cache every quarter second.
+the loaded phase, and a sample of the pool and cache every quarter second. Ctrl-C
+(SIGINT) ends it with status 130 and one line on stderr, writing no ``run.json``.
 """
 
 from __future__ import annotations
@@ -328,9 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     faults = [FaultSpec(**f) for f in json.loads(args.faults)]
-    serve(args.variant, args.export, database_url=args.db, products=args.products,
-          cache_capacity=args.cache_capacity, faults=faults, seed=args.seed,
-          announce=lambda line: print(line, flush=True))
+    try:
+        serve(args.variant, args.export, database_url=args.db, products=args.products,
+              cache_capacity=args.cache_capacity, faults=faults, seed=args.seed,
+              announce=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # Ctrl-C to the demo's process group: a line in the log, not a traceback
+        print("interrupted (Ctrl-C): stopped without writing run.json", file=sys.stderr)
+        return 130  # 128 + SIGINT: the demo reads it as the user's interrupt, not as the shop failing
     return 0
 
 

@@ -67,6 +67,12 @@ class Anomaly:
     def direction(self) -> str:
         return "above" if self.score > 0 else "below"
 
+    @property
+    def size(self) -> str:
+        """How far out, in words: ``"3.2 std"``, or ``"infinitely many std"`` off a series with no
+        spread (a new span name measured against an expected 0)."""
+        return "infinitely many std" if math.isinf(self.score) else f"{abs(self.score):.1f} std"
+
     def as_dict(self) -> dict[str, Any]:
         """Flat dict of every field plus the band, e.g. for JSON or Arrow."""
         return {
@@ -93,8 +99,7 @@ class Anomaly:
 |score| <= 3); the last 10 points together are what is unlikely (tail probability 2e-06) [pipeline]
         """
         where = f"#{self.index}" if self.timestamp is None else f"#{self.index} at {self.timestamp}"
-        size = "infinitely many std" if math.isinf(self.score) else f"{abs(self.score):.1f} std"
-        text = (f"{where}: value {self.value:.5g} is {size} {self.direction} the expected "
+        text = (f"{where}: value {self.value:.5g} is {self.size} {self.direction} the expected "
                 f"{self.expected:.5g} (std {self.std:.3g}, normal band {self.lower:.5g} .. "
                 f"{self.upper:.5g} at |score| <= {self.threshold:g})")
         tail = self.details.get("tail_probability")

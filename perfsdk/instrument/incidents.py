@@ -74,7 +74,7 @@ def _describe(a: Anomaly) -> str:
     cause = a.details.get("likely_cause")
     return (
         f"{a.details.get('series', a.detector)!r} at {a.value:.4g}{unit} against an expected "
-        f"{a.expected:.4g}{unit} ({abs(a.score):.1f} std {a.direction}), from {_clock(_onset(a))}"
+        f"{a.expected:.4g}{unit} ({a.size} {a.direction}), from {_clock(_onset(a))}"
         + (f" -- likely cause: {cause}" if cause else "")
     )
 
