@@ -29,3 +29,17 @@ def _process_faults_stay_with_their_test():
     with FAULTS._lock:
         FAULTS._counts.clear()
         FAULTS._counts.update(before)
+
+
+@pytest.fixture
+def grouping_work(monkeypatch):
+    """The incident tracker's work, counted (not timed): the incidents weighed (``_Group.closed_at``)
+    and the onsets read (``_onset``), as two lists the test clears and reads."""
+    from perfsdk.instrument import incidents as tracking
+
+    examined: list[object] = []
+    read: list[object] = []
+    closed_at, onset = tracking._Group.closed_at, tracking._onset
+    monkeypatch.setattr(tracking._Group, "closed_at", lambda g, when, w: examined.append(g) or closed_at(g, when, w))
+    monkeypatch.setattr(tracking, "_onset", lambda a: read.append(a) or onset(a))
+    return examined, read

@@ -1924,14 +1924,8 @@ def _state(error):
     return type(error), error.args, str(error), dict(vars(error)), slots, fields
 
 
-@pytest.mark.parametrize("make", [
-    lambda: OSError(2, "No such file", "/x"), lambda: _RefusedOSError(111, "refused", host="db"),
-    lambda: _Slotted("boom", 21), lambda: _PoolError("pool-1", "/u"), _noted,
-], ids=["OSError", "OSError-needing-a-keyword", "slots", "reduce-losing-state", "notes"])
-def test_a_waiters_copy_of_the_leaders_exception_is_whole(make):
-    """The copies waiters raised lost what ``copy.copy`` or ``__new__`` did not carry: errno and
-    strerror of an OSError whose constructor wants a keyword, ``__slots__`` attributes, what a
-    ``__reduce__`` drops (urllib3's MaxRetryError, its pool); and shared the original's notes."""
+def _leaders_and_waiters_errors(make):
+    """The exception a load raises (``make()``) as its caller got it, and as its waiter got it."""
     cache = AdaptiveCache(10, controller=None)
     finish = threading.Event()
     caught = []
@@ -1946,7 +1940,18 @@ def test_a_waiters_copy_of_the_leaders_exception_is_whole(make):
         except Exception as exc:
             caught.append(exc)
 
-    original = lead_and_wait(cache, loader, finish, waiter)
+    return lead_and_wait(cache, loader, finish, waiter), caught
+
+
+@pytest.mark.parametrize("make", [
+    lambda: OSError(2, "No such file", "/x"), lambda: _RefusedOSError(111, "refused", host="db"),
+    lambda: _Slotted("boom", 21), lambda: _PoolError("pool-1", "/u"), _noted,
+], ids=["OSError", "OSError-needing-a-keyword", "slots", "reduce-losing-state", "notes"])
+def test_a_waiters_copy_of_the_leaders_exception_is_whole(make):
+    """The copies waiters raised lost what ``copy.copy`` or ``__new__`` did not carry: errno and
+    strerror of an OSError whose constructor wants a keyword, ``__slots__`` attributes, what a
+    ``__reduce__`` drops (urllib3's MaxRetryError, its pool); and shared the original's notes."""
+    original, caught = _leaders_and_waiters_errors(make)
     copy_ = caught[0]
     assert copy_ is not original and copy_.__cause__ is original and _state(copy_) == _state(original)
     copy_.add_note("a waiter's note")
@@ -1972,21 +1977,7 @@ class _Uncopyable(Exception):
 @pytest.mark.parametrize("make", [lambda: _Unequal("x"), lambda: _Uncopyable("x", required=1)],
                          ids=["a-copy-would-differ", "cannot-be-copied"])
 def test_where_no_whole_copy_can_be_made_a_waiter_raises_the_original(make):
-    cache = AdaptiveCache(10, controller=None)
-    finish = threading.Event()
-    caught = []
-
-    def loader(key):
-        assert finish.wait(30)
-        raise make()
-
-    def waiter(key):
-        try:
-            cache.get_or_load(key, loader)
-        except Exception as exc:
-            caught.append(exc)
-
-    original = lead_and_wait(cache, loader, finish, waiter)
+    original, caught = _leaders_and_waiters_errors(make)
     assert caught == [original] and caught[0] is original
 
 

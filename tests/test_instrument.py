@@ -889,18 +889,12 @@ def test_grouping_asks_for_each_names_ancestors_once_not_once_per_member():
 
 
 @pytest.mark.parametrize("distinct", [False, True])
-def test_grouping_weighs_the_open_incidents_not_every_member_ever(monkeypatch, distinct):
+def test_grouping_weighs_the_open_incidents_not_every_member_ever(grouping_work, distinct):
     """Without caps (the report's tracker) grouping walked every incident kept and every member of
     each, closed ones too, for each new anomaly: quadratic in a long run. Counted per anomaly: the
     incidents open within the window (3, one anomaly every 10 s) and the one that just closed; two
     onset reads (its own, and when it joins), however many members the incidents hold."""
-    from perfsdk.instrument import incidents as tracking
-
-    examined: list[object] = []
-    read: list[object] = []
-    closed_at, onset = tracking._Group.closed_at, tracking._onset
-    monkeypatch.setattr(tracking._Group, "closed_at", lambda g, when, w: examined.append(g) or closed_at(g, when, w))
-    monkeypatch.setattr(tracking, "_onset", lambda a: read.append(a) or onset(a))
+    examined, read = grouping_work
     k = 1000
     tracker = IncidentTracker(lambda name: set(), window_s=30.0, max_incidents=k, max_members=k)
     most_examined = most_read = 0

@@ -468,20 +468,15 @@ def test_every_incident_is_counted_and_the_table_says_what_it_does_not_list(tmp_
 
 
 @pytest.mark.parametrize("distinct", [False, True])
-def test_grouping_a_long_steady_run_weighs_only_the_open_incidents(tmp_path, monkeypatch, distinct):
+def test_grouping_a_long_steady_run_weighs_only_the_open_incidents(tmp_path, grouping_work, distinct):
     """One anomaly every 10 s never leaves a 30 s gap: the report's tracker weighed each against every
     incident and every member of each, closed ones too (16,000 anomalies: 64 s on one series, 210 s
     on distinct ones). Counted, not timed: each anomaly weighs the 3 incidents still open and the one
     that just closed, and each member's onset is read a fixed number of times."""
     from perfsdk.export.schema import TABLES
-    from perfsdk.instrument import incidents as tracking
     from perfsdk.report.data import incidents
 
-    examined: list[object] = []
-    read: list[object] = []
-    closed_at, onset = tracking._Group.closed_at, tracking._onset
-    monkeypatch.setattr(tracking._Group, "closed_at", lambda g, when, w: examined.append(g) or closed_at(g, when, w))
-    monkeypatch.setattr(tracking, "_onset", lambda a: read.append(a) or onset(a))
+    examined, read = grouping_work
     k = 3000
     rows = [anomaly_row(T0 + i * 10 * 10**9, i, series=f"GET /r{i}" if distinct else "GET /a") for i in range(k)]
     grouped = incidents(pa.Table.from_pylist(rows, schema=TABLES["anomalies"]), tmp_path)
