@@ -335,6 +335,8 @@ def _demo(args: argparse.Namespace) -> int:
                           if (out / MARK).exists() else "") from None
     except (ValueError, RuntimeError) as exc:  # RuntimeError: a shop that did not start or failed
         raise InputError(str(exc)) from None
+    except BrokenPipeError:  # `perfsdk demo | head`: main() ends it quietly, as for every command
+        raise
     except OSError as exc:  # an --out that cannot be made or written
         raise InputError(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}") from None
     print()

@@ -1958,6 +1958,30 @@ def test_a_waiters_copy_of_the_leaders_exception_is_whole(make):
     assert getattr(original, "__notes__", ["the leader's note"]) == ["the leader's note"]
 
 
+class _TbError(Exception):
+    """Copied by tblib's reducer (installed for this class only in the test below)."""
+
+
+def test_a_waiters_copy_is_its_own_where_a_reducer_hands_the_originals_dict_over():
+    """tblib's exception reducer, which Dask's distributed installs for every exception class, hands
+    the original's ``__dict__`` (and traceback) to the copy: a note a waiter added to its copy was
+    added to the leader's exception -- in the full suite, after the Dask tests, not alone."""
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    pickling_support.install(_TbError)
+
+    def make():
+        error = _TbError("boom")
+        error.detail = "kept"
+        return error
+
+    original, caught = _leaders_and_waiters_errors(make)
+    copy_ = caught[0]
+    assert copy_ is not original and copy_.detail == "kept" and copy_.__dict__ is not original.__dict__
+    copy_.add_note("a waiter's note")
+    copy_.detail = "the waiter's"
+    assert not hasattr(original, "__notes__") and original.detail == "kept"
+
+
 class _Unequal(Exception):
     def __str__(self):  # no copy can say the same
         return f"error {id(self)}"
@@ -2015,6 +2039,48 @@ def test_a_hung_load_holds_up_its_own_caller_only():
     assert fetch("k") == "a waiter's" and len(calls) == 2  # ...but the cache does not go back in time
     fetch.cache._core.check_invariants()
     assert AdaptiveCache(4, controller=None)._core.load_wait_s == 10.0  # the default
+
+
+def test_the_load_that_replaces_one_given_up_is_not_given_up_in_turn():
+    """With a backend slower than ``load_wait_s``, each waiter gave up the load before it -- the
+    replacement too -- so no load was ever stored, every caller loaded, and the k-th waited k times
+    ``load_wait_s`` (60 callers: 60 loads, 11 s for the last). The replacement is not given up: a
+    caller that waits it out loads for itself, uncached, and the replacement is stored when it ends."""
+    first, second = threading.Event(), threading.Event()
+    replacing = threading.Event()
+    calls = []
+
+    @cached(maxsize=8, controller=None, load_wait_s=0.05)
+    def fetch(key):
+        calls.append(key)
+        if len(calls) == 1:  # the first load: hangs until let go
+            assert first.wait(30)
+            return "given up"
+        if len(calls) == 2:  # the load replacing it: slow too
+            replacing.set()
+            assert second.wait(30)
+            return "the replacement's"
+        return "its own"
+
+    got: dict[str, str] = {}
+    threads = [threading.Thread(target=lambda: got.setdefault("first", fetch("k")))]
+    threads[0].start()
+    while not calls:  # the first load is in flight
+        time.sleep(0.001)
+    threads.append(threading.Thread(target=lambda: got.setdefault("replacing", fetch("k"))))
+    threads[1].start()
+    try:
+        assert replacing.wait(30)  # the second caller gave the first load up and leads its replacement
+        assert fetch("k") == "its own" and "k" not in fetch.cache  # waited the replacement out: uncached
+        assert fetch.cache.stats()["load_wait_timeouts"] == 2 and len(calls) == 3
+    finally:
+        second.set()
+        threads[1].join(30)
+        first.set()
+        threads[0].join(30)
+    assert got == {"first": "given up", "replacing": "the replacement's"}
+    assert fetch("k") == "the replacement's" and len(calls) == 3  # stored, and not overwritten by the first
+    fetch.cache._core.check_invariants()
 
 
 class Probe:

@@ -374,3 +374,13 @@ def test_an_interrupted_demo_says_so_and_whether_it_left_an_incomplete_run(tmp_p
                        "which the next demo there replaces\n")
     else:
         assert err == "perfsdk demo: interrupted\n" and not out.exists()
+
+
+def test_a_demo_piped_into_head_ends_quietly(tmp_path) -> None:
+    """``perfsdk demo | head -1`` said "cannot write OUT: Broken pipe" (status 2): the demo's OSError
+    clause took the closed pipe for its output directory. It ends as every command does: 141, silent."""
+    code = ("import sys; from perfsdk import cli; from perfsdk.demo import run; cli.DEMO_NEEDS = ()\n"
+            "def run_demo(path, **kwargs):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            f"run.run_demo = run_demo; sys.exit(cli.main(['demo', '--quick', '--out', {str(tmp_path / 'd')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 141 and done.stderr == ""

@@ -347,6 +347,8 @@ KILLED_BY_CTRL_C = "os.kill(os.getpid(), signal.SIGINT); signal.pause()"  # stat
     ("sys.exit(130)", True, KeyboardInterrupt),  # the shop's own exit on Ctrl-C
     ("sys.exit(130)", False, KeyboardInterrupt),
     ("sys.exit(3)", True, RuntimeError),  # a real failure is still one
+    ("sys.exit(3)", False, RuntimeError),  # ...its refused stop order was "cannot write DIR: Connection refused"
+    ("os.kill(os.getpid(), signal.SIGKILL)", False, RuntimeError),  # a crash: status -9
 ])
 def test_a_shop_ended_by_ctrl_c_is_an_interrupt_not_a_failure(tmp_path: Path, ending: str, answered: bool,
                                                               reported: type) -> None:
@@ -362,7 +364,8 @@ def test_a_shop_ended_by_ctrl_c_is_an_interrupt_not_a_failure(tmp_path: Path, en
             if answered:
                 service.order = lambda what: None  # type: ignore[method-assign]
     if reported is RuntimeError:
-        assert "the perfsdk shop failed (status 3)" in str(caught.value)
+        status = -9 if "SIGKILL" in ending else 3
+        assert f"the perfsdk shop failed (status {status})" in str(caught.value)
 
 
 def test_an_interrupt_under_way_is_not_replaced_by_the_shops_stop_failing(tmp_path: Path) -> None:

@@ -134,8 +134,9 @@ cdef class CacheCore:
     """Gets, puts and loads that went without the cache: the calling thread was inside one of the
     cache's own operations (a finaliser, a key's ``__hash__``), whose lock it cannot wait for."""
     cdef readonly long long load_wait_timeouts
-    """Loads given up: a caller waited ``load_wait_s`` for another caller's load of its key, then
-    loaded the key anew (stored); what the given-up load returns later is not stored."""
+    """Waits of ``load_wait_s`` that ran out: for a key's first load, given up (the waiter loads the
+    key anew, stored; what the given-up load returns later is not stored); for the load that replaced
+    one, not given up again (the waiter loads for itself, uncached)."""
     cdef double _load_wait_s
     cdef bint _keeps_ghosts  # False: no ghost ring (nothing reads it: no controller)
     cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
@@ -546,7 +547,7 @@ cdef class CacheCore:
         anew (see _cache_loading.pxi)."""
         cdef _Loading loading, late = None  # late: a load this caller waited load_wait_s for
         cdef object slot_obj, greenlet = _current_greenlet()
-        cdef bint leader, alone
+        cdef bint leader, alone, replacing
         cdef double deadline = 0.0
         while True:
             leader = alone = False
@@ -557,13 +558,15 @@ cdef class CacheCore:
                 if slot_obj is not None:  # loaded and stored since the miss
                     return self._values[<Py_ssize_t> slot_obj]
                 loading = self._loading.get(key)
-                if loading is not None and loading is late:  # still running: given up, this caller leads
+                replacing = loading is not None and loading is late
+                if replacing:  # still running: given up, this caller leads the load that replaces it
                     self._give_up(key, loading)
                     loading = None
                 if loading is None:
                     loading = _Loading.__new__(_Loading)
                     loading.owner = THREAD_ID()
                     loading.greenlet = greenlet
+                    loading.replacement = replacing
                     self._loading[key] = loading
                     leader = True
                 elif loading.owner == THREAD_ID():
@@ -585,9 +588,16 @@ cdef class CacheCore:
                 return self._lead(key, loader, args, kwargs, loading)
             if deadline == 0.0:
                 deadline = _monotonic() + self._load_wait_s
-            if not loading_wait(loading, deadline):  # still running: given up next time round
-                late = loading                       # (unless it ended, or another waiter gave it up)
-                deadline = 0.0
+            if not loading_wait(loading, deadline):
+                if loading.replacement:  # a replacement is not given up (loads of a backend slower than
+                    # load_wait_s would replace each other and none be stored): this caller loads for
+                    # itself, uncached, and the replacement is stored when it ends
+                    self._acquire()
+                    self.load_wait_timeouts += 1
+                    self._release()
+                    return _call(loader, args, kwargs)
+                late = loading  # still running: given up next time round (unless it ended, or
+                deadline = 0.0  # another waiter gave it up)
                 continue
             if loading.abandoned or loading.given_up:
                 deadline = 0.0  # a new load of the key (or this caller's own): a new wait
@@ -1183,7 +1193,8 @@ cdef class CacheCore:
     def load_wait_s(self):
         """How long a caller waits for another caller's load of its key (seconds) before it gives
         that load up and loads the key anew, stored (``load_wait_timeouts``): what the load given
-        up returns later is not stored, and the key's later callers wait for the new load."""
+        up returns later is not stored, and the key's later callers wait for the new load. The new
+        load is not given up in turn: a caller that waits it out loads for itself, uncached."""
         return self._load_wait_s
 
     @load_wait_s.setter
@@ -1339,6 +1350,11 @@ cdef object _exception_copy(object error):
     try:
         if type(twin) is not kind:  # ...or without its __init__, which may want other arguments
             twin = kind.__new__(kind, *error.args)
+        elif getattr(twin, "__dict__", None) is getattr(error, "__dict__", twin):
+            # a reducer that hands the original's __dict__ over (tblib's, which Dask's distributed
+            # installs for every exception): a note or attribute set on the copy was set on the original
+            twin.__dict__ = dict(error.__dict__)
+        twin.__traceback__ = None  # (such a reducer hands the original's traceback over too)
         # what a __reduce__ may not rebuild (MaxRetryError's drops its pool and remakes its message),
         # or __new__ not set (an OSError subclass with its own __init__ leaves errno and strerror None)
         twin.args = error.args

@@ -40,6 +40,7 @@ cdef class _Loading:
     cdef bint superseded  # the key was written or removed since the load began: its value is not stored
     cdef bint abandoned  # its leader was interrupted (not by an Exception): no value, no error to share
     cdef bint given_up  # a waiter waited load_wait_s for it: superseded, its waiters let through to load anew
+    cdef bint replacement  # it replaces a load given up: never given up itself (a slow backend would chain them)
 
     def __dealloc__(self):
         if self.gate:

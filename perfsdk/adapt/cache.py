@@ -89,9 +89,10 @@ class AdaptiveCache(MutableMapping):
         How long a caller of ``get_or_load`` (or a memoized function) waits for
         another caller's load of the same key, in seconds (default: 10), before it
         gives that load up and loads the key anew, stored, while the key's other
-        callers wait for its load (``stats()["load_wait_timeouts"]`` counts the loads
-        given up; what one returns later is not stored): a hung load holds up its
-        own caller, and the others for ``load_wait_s`` once.
+        callers wait for its load (what the load given up returns later is not
+        stored); that load is not given up in turn -- a caller that waits it out loads
+        for itself, uncached (``stats()["load_wait_timeouts"]`` counts both): a hung
+        load holds up its own caller, and the others for ``load_wait_s``, twice at most.
 
     Examples
     --------

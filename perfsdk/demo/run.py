@@ -259,13 +259,20 @@ class _Service:
         try:
             self.order("stop")
             self.process.communicate(timeout=60)
-        except BaseException:
+        except BaseException as exc:
+            died = self.process.poll()  # ended before its stop order: it crashed (or was killed)
             self.process.kill()
             self.process.wait()
             if interrupted:
                 return
             self._raise_if_interrupted()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            # how the shop ended, not the refused order (an OSError: "cannot write DIR: Connection refused")
+            if died is not None:
+                raise RuntimeError(f"the {self.variant} shop failed (status {died}): {self._last_words()}") from exc
+            raise RuntimeError(f"the {self.variant} shop did not stop when told ({exc}), and was killed: "
+                               f"{self._last_words()}") from exc
         if interrupted:
             return
         self._raise_if_interrupted()
