@@ -60,10 +60,10 @@ def check_repr(detector: Any, stream: np.ndarray) -> None:
 
 
 #: Defaults known to be immutable; tuples and frozensets of them too (``_immutable``): numbers
-#: (numpy's scalars too), strings, enums, classes, datetime's values, ranges, and functions.
+#: (numpy's scalars too), strings, enums, classes, datetime's values, ranges, and functions (a tzinfo
+#: and a bound method or builtin are judged in ``_immutable``).
 _IMMUTABLE_DEFAULTS = (type(None), bool, numbers.Number, np.generic, str, bytes, enum.Enum, type,
-                       datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, range,
-                       types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+                       datetime.date, datetime.time, datetime.timedelta, range, types.FunctionType)
 
 
 def _immutable(value: Any) -> bool:

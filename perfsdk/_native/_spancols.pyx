@@ -473,12 +473,15 @@ cdef class SpanCollector:
         cdef SpanColumns current = self.current
         if current.size == 0 and self.queued_bytes == 0:
             return True
-        return (current.size < current.capacity and current.nbytes < self.chunk_bytes
-                and self.queued_bytes + current.nbytes < self.max_bytes)
+        return self._filling(current) and self.queued_bytes + current.nbytes < self.max_bytes
+
+    cdef inline bint _filling(self, SpanColumns current):
+        """The chunk is below both its bounds, rows and bytes: not due for the writer."""
+        return current.size < current.capacity and current.nbytes < self.chunk_bytes
 
     cdef SpanColumns _hand_over_if_due(self):  # under the lock
         cdef SpanColumns current = self.current
-        if current.size == 0 or (current.size < current.capacity and current.nbytes < self.chunk_bytes):
+        if current.size == 0 or self._filling(current):
             return None
         return self._hand_over()
 

@@ -19,7 +19,6 @@ Items are zero-argument callables unless a ``handle(batch)`` is given.
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import time
 from typing import Any, Callable, Generic, Sequence, TypeVar
@@ -264,8 +263,8 @@ class Worker(Generic[T]):
         """Counts: ``submitted`` (items accepted: handled, being handled or queued; it never goes
         down), ``handled``, ``dropped`` (refused), ``queued``. Read under the lock, so an item
         moving from the queue to the batch being handled is counted once, not zero times (by a
-        thread already inside it -- a signal handler -- they are read as they stand)."""
-        with contextlib.nullcontext() if held_here(self._lock) else self._lock:
+        thread already inside it -- a signal handler -- too: the owned lock lets its holder in)."""
+        with self._lock:
             queued = len(self._queue)
             return {"submitted": self.handled + self._in_progress + queued, "handled": self.handled,
                     "dropped": self.dropped, "queued": queued}

@@ -132,12 +132,11 @@ class AdaptiveCache(MutableMapping):
         if window is None:
             window = 1.0 if controller is None else MIN_WINDOW
         check_number("window", window, low=0.0, high=1.0, low_open=True)
-        if load_wait_s is not None:
-            check_number("load_wait_s", load_wait_s, low=0.0, low_open=True)
+        wait_s = None if load_wait_s is None else check_number("load_wait_s", load_wait_s, low=0.0, low_open=True)
         self._core = CacheCore(capacity, max_capacity)
         self._core.resize(capacity, float(window))
-        if load_wait_s is not None:
-            self._core.load_wait_s = float(load_wait_s)
+        if wait_s is not None:
+            self._core.load_wait_s = wait_s
         # the ghost ring (evicted keys) is the controller's evidence: without one, nothing reads it,
         # and it kept evicted keys -- a memoized function's arguments, `self` -- alive
         self._core.keeps_ghosts = controller is not None

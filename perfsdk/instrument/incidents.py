@@ -125,12 +125,11 @@ class _Group:
     """An incident's members and what grouping asks of them (latest onset, onsets, series), kept as
     they join: weighing a new anomaly looks at each open incident once, not at every member."""
 
-    __slots__ = ("members", "latest", "onsets", "resource_onsets", "series", "scanned")
+    __slots__ = ("members", "onsets", "resource_onsets", "series", "scanned")
 
     def __init__(self) -> None:
         self.members: list[Anomaly] = []
-        self.latest: datetime | None = None
-        self.onsets: list[datetime] = []  # sorted
+        self.onsets: list[datetime] = []  # sorted: the latest onset last
         self.resource_onsets: list[datetime] = []  # the process metrics' alone, sorted
         self.series: dict[str, None] = {}  # in order of first arrival, as the members name them
         self.scanned = True  # in the tracker's scanned set
@@ -140,15 +139,13 @@ class _Group:
         self.series.setdefault(_series(anomaly), None)
         onset = _onset(anomaly)
         if onset is not None:
-            if self.latest is None or onset > self.latest:
-                self.latest = onset
             insort(self.onsets, onset)
             if anomaly.details.get("source") == "resource":
                 insort(self.resource_onsets, onset)
 
     def closed_at(self, when: datetime, window_s: float) -> bool:
         """No member began within ``window_s`` before ``when`` (a group with no onset never opens)."""
-        return self.latest is None or (when - self.latest).total_seconds() > window_s
+        return not self.onsets or (when - self.onsets[-1]).total_seconds() > window_s
 
     def coincides(self, when: datetime, coincide_s: float, process_wide: bool) -> bool:
         """Some onset (a process metric's, unless ``process_wide``) is within ``coincide_s`` of

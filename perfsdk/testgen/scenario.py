@@ -476,7 +476,7 @@ def _semantic(data: Mapping[str, Any], limits: Limits) -> Iterator[tuple[str, st
     weights = [task.get("weight", 1) for task in data["tasks"]]
     if "session" not in data and not any(weight > 0 for weight in weights):
         yield "$.tasks", "every task has weight 0: nothing would run"
-    yield from _summable("$.tasks", weights, "the tasks' weights")
+    yield from _summable("$.tasks", _total(weights), "the tasks' weights")
 
     session = data.get("session", {})
     known = set(names)
@@ -524,16 +524,18 @@ def _json_strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
 def _weights(where: str, weights: list[float], n: int) -> Iterator[tuple[str, str]]:
     if len(weights) != n:
         yield where, f"{len(weights)} weights for {n} values"
-    elif not _total(weights) > 0:
-        yield where, "the weights sum to 0"
     else:
-        yield from _summable(where, weights, "the weights")
+        total = _total(weights)
+        if not total > 0:
+            yield where, "the weights sum to 0"
+        else:
+            yield from _summable(where, total, "the weights")
 
 
-def _summable(where: str, weights: Iterable[float], what: str) -> Iterator[tuple[str, str]]:
-    """Finite weights whose sum is not (two of 1e308) are refused: every draw would be a share
-    of an infinite total, and the last item drawn every time."""
-    if not math.isfinite(_total(weights)):
+def _summable(where: str, total: float, what: str) -> Iterator[tuple[str, str]]:
+    """Finite weights whose sum (``total``, by ``_total``) is not (two of 1e308) are refused: every
+    draw would be a share of an infinite total, and the last item drawn every time."""
+    if not math.isfinite(total):
         yield where, f"{what} sum beyond the largest number a float holds (about 1.8e308): scale them down"
 
 
