@@ -616,6 +616,43 @@ def test_a_ceiling_not_witnessed_for_a_while_lapses_and_the_decision_says_so():
     assert result.ceiling is None and evidence.last_ceiling is None
 
 
+def _contended(samples: int) -> PoolEvidence:
+    """Holds that serve most at 7-8 connections (``hold(n) = 1 + 0.02 n (n - 1)`` ms, 12 serving 14 %
+    less), each level measured ``samples`` times with a database's spread (log-normal, sd 1)."""
+    rng = np.random.default_rng(3)
+    evidence = PoolEvidence(48)
+    for level in range(1, 13):
+        mean = 0.001 * (1 + 0.02 * level * (level - 1))
+        for hold in mean * np.exp(rng.normal(-0.5, 1.0, samples)):
+            evidence.record_hold(level, float(hold))
+    return evidence
+
+
+def test_a_ceiling_on_a_fall_within_the_noise_is_doubtful_and_probed_while_callers_wait_at_it():
+    """The same fall beyond the peak, on 8 samples a level, is within the noise of the means (a
+    ceiling fitted on such levels once held a pool at 7 connections for 15 s after a query grew
+    dearer, 76-96 % of callers waiting); on 5,000 a level it is sure. A doubtful ceiling the pool
+    sits at, most callers waiting, is raised by one to measure -- a sure one stands."""
+    doubtful, sure = _contended(8), _contended(5000)
+    assert doubtful.ceiling(48) is not None and not doubtful.ceiling_sure
+    assert sure.ceiling(48) == 8 and sure.ceiling_sure
+    for evidence in (doubtful, sure):
+        ceiling = evidence.last_ceiling
+        record = IntervalRecord(started=0.0, last_change=0.0, levels=50)
+        for _ in range(400):
+            record.lent(0.002)  # every caller waited
+            record.returned(0.002, 0.004, level=ceiling)
+        record.elapse(1.0, in_use=ceiling, waiting=0)
+        record.busy_area, record.peak = float(ceiling), 3 * ceiling
+        result = evidence(record, 1.0, ceiling, 1, 48, lambda ms, size: -ms,
+                          {Action.SHRINK: ceiling - 1, Action.GROW: ceiling + 1}, 20)
+        if evidence is doubtful:
+            assert result.ceiling == ceiling + 1
+            assert f"the ceiling at {ceiling} connections rests on a fall within the noise" in result.summary
+        else:
+            assert result.ceiling == ceiling and "rests on a fall" not in result.summary
+
+
 def test_a_burst_kept_busy_over_the_size_is_falling_behind_and_sets_a_floor():
     """Callers that keep the burst's extra connections busy all interval (utilisation over 1) queue
     behind a pool too small for its load, even when the queue did not grow in that interval."""

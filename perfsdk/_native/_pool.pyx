@@ -71,14 +71,15 @@ cdef class IntervalRecord:
     Counts; the time integrals of connections in use and of callers waiting
     (``busy_area``, ``queue_area``: Little's law's L); rings of the last SAMPLES
     waits, holds and latencies (wait + hold); the most requests in the system at
-    once (``peak``); and, with ``levels``, hold times summed per concurrency level
-    (connections in use when one was taken; the last level takes every level above):
-    what ``PoolEvidence.absorb`` learns the database's contention from.
+    once (``peak``); and, with ``levels``, hold times summed (and their squares) per
+    concurrency level (connections in use when one was taken; the last level takes every
+    level above): what ``PoolEvidence.absorb`` learns the database's contention from, and
+    how far to trust it.
 
     >>> record = IntervalRecord(started=0.0, levels=4)
     >>> record.lent(0.0); record.returned(0.002, 0.002, level=2)
     >>> record.acquisitions, record.holds, record.level_holds()
-    (1, [0.002], ([0.0, 0.0, 0.002, 0.0], [0.0, 0.0, 1.0, 0.0]))
+    (1, [0.002], ([0.0, 0.0, 0.002, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 4e-06, 0.0]))
     >>> record.elapse(1.0, in_use=3, waiting=1); record.busy_area, record.queue_area, record.peak
     (3.0, 1.0, 4)
     """
@@ -90,6 +91,7 @@ cdef class IntervalRecord:
     cdef double* _rings  # waits, holds, latencies: RING each
     cdef double* _level_sum
     cdef double* _level_count
+    cdef double* _level_squares
 
     def __cinit__(self, *args, **kwargs):
         self._rings = <double*> malloc(3 * RING * sizeof(double))
@@ -97,6 +99,7 @@ cdef class IntervalRecord:
             raise MemoryError("cannot allocate an interval record")
         self._level_sum = NULL
         self._level_count = NULL
+        self._level_squares = NULL
 
     def __init__(self, double started=0.0, *, double last_change=0.0, long long waiting_start=0,
                  long long waiting_end=0, double busy_area=0.0, double queue_area=0.0, long long peak=0,
@@ -106,11 +109,13 @@ cdef class IntervalRecord:
         if self._level_sum != NULL:  # __init__ called again
             free(self._level_sum)
             free(self._level_count)
-            self._level_sum = self._level_count = NULL
+            free(self._level_squares)
+            self._level_sum = self._level_count = self._level_squares = NULL
         if levels:
             self._level_sum = <double*> calloc(levels, sizeof(double))
             self._level_count = <double*> calloc(levels, sizeof(double))
-            if self._level_sum == NULL or self._level_count == NULL:
+            self._level_squares = <double*> calloc(levels, sizeof(double))
+            if self._level_sum == NULL or self._level_count == NULL or self._level_squares == NULL:
                 raise MemoryError("cannot allocate an interval record's levels")
         self.levels = levels
         self.started, self.last_change = started, last_change
@@ -123,6 +128,7 @@ cdef class IntervalRecord:
         free(self._rings)
         free(self._level_sum)
         free(self._level_count)
+        free(self._level_squares)
 
     def arrival_rate(self, double now):
         """Requests that arrived a second: those served, plus those that timed out, were shed or
@@ -160,6 +166,7 @@ cdef class IntervalRecord:
                 level = self.levels - 1
             self._level_sum[level] += held
             self._level_count[level] += 1.0
+            self._level_squares[level] += held * held
 
     @property
     def waits(self):
@@ -216,9 +223,11 @@ cdef class IntervalRecord:
         return out
 
     def level_holds(self):
-        """(sums, counts): hold seconds and connections returned, per concurrency level."""
+        """(sums, counts, squares): hold seconds, connections returned and squared hold seconds,
+        per concurrency level."""
         return ([self._level_sum[i] for i in range(self.levels)],
-                [self._level_count[i] for i in range(self.levels)])
+                [self._level_count[i] for i in range(self.levels)],
+                [self._level_squares[i] for i in range(self.levels)])
 
 
 @cython.final

@@ -57,6 +57,8 @@ RETROGRADE = 1.1  # a level above the fitted peak must serve this many times les
 MEASURED_FOR = 30  # intervals a size's measured tail stands for, under a load like the one it was measured at
 NOISE_PRIOR = 0.1  # how much one interval's tail differs from the last at the same size, until measured
 MAX_MARGIN = 0.1  # the most better a measured size must promise to be moved to
+FALL_Z = 3.0  # standard errors by which a level beyond the fitted peak must serve less for its ceiling to be sure
+PROBE_WAITED = 0.5  # the share of acquisitions waiting at a doubtful ceiling that raises it by one to measure
 
 
 def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
@@ -132,7 +134,8 @@ class PoolEvidence:
     """Turns a pool's interval into ``Evidence`` (see the module docstring).
 
     ``hold_sum``/``hold_count`` keep, per concurrency level (connections in use when
-    one was taken), a decayed sum and count of hold times: weighted by ``DECAY`` at every
+    one was taken), a decayed sum and count of hold times (``hold_squares``, of their
+    squares: how far each level's mean can be trusted), weighted by ``DECAY`` at every
     interval, so the relation follows a database whose cost changes.
     """
 
@@ -140,11 +143,15 @@ class PoolEvidence:
         self.levels = max_size + 2  # concurrency levels kept (an interval's record keeps as many)
         self.hold_sum = [0.0] * self.levels
         self.hold_count = [0.0] * self.levels
+        self.hold_squares = [0.0] * self.levels
         self.new_sum = [0.0] * self.levels  # this interval's share of the sums
         self.new_count = [0.0] * self.levels
+        self.new_squares = [0.0] * self.levels
         self.last_ceiling: int | None = None
         self.intervals = 0  # intervals seen (``decay``)
         self.ceiling_witnessed = 0  # the interval at which ``ceiling`` last found its peak (``lapse_ceiling``)
+        self.ceiling_sure = False  # whether its fall lay beyond the noise of the levels' means (``probe_ceiling``)
+        self.probed = 0  # the level probing raised a doubtful ceiling to (0: none)
         self._fit: tuple[float, float, float] | None = None  # the curve through the levels seen (until they change)
         self.burst_ok = True  # whether the pool may open more than its size while callers wait
         #: size -> (tail ms, averaged; the load then; when it was last measured)
@@ -156,20 +163,22 @@ class PoolEvidence:
 
     def record_hold(self, level: int, seconds: float) -> None:
         """One connection back after ``seconds``, taken with ``level`` connections in use."""
-        self._add(level, seconds, 1.0)
+        self._add(level, seconds, 1.0, seconds * seconds)
 
     def absorb(self, record: IntervalRecord) -> None:
         """An interval's hold times per level, as the pool recorded them (``IntervalRecord.level_holds``)."""
-        for level, (seconds, count) in enumerate(zip(*record.level_holds())):
+        for level, (seconds, count, squares) in enumerate(zip(*record.level_holds())):
             if count:
-                self._add(level, seconds, count)
+                self._add(level, seconds, count, squares)
 
-    def _add(self, level: int, seconds: float, count: float) -> None:
+    def _add(self, level: int, seconds: float, count: float, squares: float) -> None:
         level = min(level, len(self.hold_sum) - 1)
         self.hold_sum[level] += seconds
         self.hold_count[level] += count
+        self.hold_squares[level] += squares
         self.new_sum[level] += seconds
         self.new_count[level] += count
+        self.new_squares[level] += squares
         self._fit = None
 
     def follow_cost(self) -> float:
@@ -193,6 +202,8 @@ class PoolEvidence:
                 ratio = ratios[i]
                 break
         self.hold_sum = [(total - new) * ratio + new for total, new in zip(self.hold_sum, self.new_sum)]
+        self.hold_squares = [(total - new) * ratio * ratio + new
+                             for total, new in zip(self.hold_squares, self.new_squares)]
         self._fit = None
         return ratio
 
@@ -255,9 +266,11 @@ class PoolEvidence:
         self.intervals += 1
         self.hold_sum = [s * DECAY for s in self.hold_sum]
         self.hold_count = [c * DECAY for c in self.hold_count]
+        self.hold_squares = [s * DECAY for s in self.hold_squares]
         self._fit = None
         self.new_sum = [0.0] * len(self.new_sum)
         self.new_count = [0.0] * len(self.new_count)
+        self.new_squares = [0.0] * len(self.new_squares)
 
     def __call__(self, record: IntervalRecord, now: float, size: int, min_size: int, max_size: int,
                  reward: Callable[[float, int], float], candidates: Mapping[Action, int],
@@ -352,14 +365,21 @@ class PoolEvidence:
                 f"{candidates[action]} connections {tail_ms:.2f} ms ({how[action]})"
                 for action, tail_ms in estimates.items())
         floor = None
-        if growth > max(2, 0.05 * record.acquisitions) or (utilisation > 1.0 and not closed_loop):
+        behind = growth > max(2, 0.05 * record.acquisitions) or (utilisation > 1.0 and not closed_loop)
+        if not closed_loop and (behind or features["waited_share"] >= PROBE_WAITED):
+            doubted = self.last_ceiling
+            if self.probe_ceiling(size, max_size):
+                summary += (f"; the ceiling at {doubted} connections rests on a fall within the noise of its "
+                            f"levels' means and {features['waited_share']:.0%} waited at it: raised to "
+                            f"{self.last_ceiling} to measure")
+        if behind:
             # falling behind (the queue grew, or callers kept a burst over the size busy -- not a closed
             # loop's clients taking turns, who keep any size busy): keep up now
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
             if floor > size:
-                behind = (f"the queue grew by {growth}" if growth > max(2, 0.05 * record.acquisitions)
-                          else f"{utilisation:.0%} of the size busy (its burst in use)")
-                summary += (f"; {behind} (arrivals {arrivals:.0f}/s, served "
+                why = (f"the queue grew by {growth}" if growth > max(2, 0.05 * record.acquisitions)
+                       else f"{utilisation:.0%} of the size busy (its burst in use)")
+                summary += (f"; {why} (arrivals {arrivals:.0f}/s, served "
                             f"{record.acquisitions / elapsed:.0f}/s): {floor} connections keep up")
             else:
                 floor = None
@@ -459,9 +479,11 @@ class PoolEvidence:
         """The concurrency that serves most by the fitted USL curve (``n / hold(n)`` peaks at
         ``sqrt((a - b) / c)``), once three levels are measured, the curve bends, and a level
         measured above the peak really served ``RETROGRADE`` times less than the best level
-        at or below it; None before. The last one found stands while that does not hold: in
-        a congestion collapse every level is slow at once and the curve flattens -- the
-        moment not to forget the peak -- until it lapses (``lapse_ceiling``).
+        at or below it; None before. It is sure (``ceiling_sure``) where that fall exceeds
+        ``FALL_Z`` standard errors of the two means, else doubtful (``probe_ceiling``). The last
+        one found stands while that does not hold: in a congestion collapse every level is slow
+        at once and the curve flattens -- the moment not to forget the peak -- until it lapses
+        (``lapse_ceiling``).
 
         The measured fall is what tells a database that serves less from a process whose
         requests share the CPU: there a connection's hold lengthens with the requests in
@@ -485,10 +507,66 @@ class PoolEvidence:
             if c > 0 and a > b:
                 peak = min(max_size, math.ceil(math.sqrt((a - b) / c)))
                 served = {n: n / hold for n, hold in measured.items() if hold > 0}
-                best = max((x for n, x in served.items() if n <= peak), default=0.0)
-                if any(x * RETROGRADE <= best for n, x in served.items() if n > peak):
-                    self.last_ceiling, self.ceiling_witnessed = peak, self.intervals
+                below = [n for n in served if n <= peak]
+                top = max(below, key=served.__getitem__, default=None)
+                spread = self.spread(measured)
+                falls = [] if top is None else [self._fall(n, served[n], top, served[top], spread)
+                                                for n in served if n > peak and served[n] * RETROGRADE <= served[top]]
+                if falls:
+                    self.ceiling_sure = max(falls) > FALL_Z
+                    if self.ceiling_sure:
+                        self.probed = 0
+                    self.last_ceiling = max(peak, self.probed)
+                    self.ceiling_witnessed = self.intervals
         return self.last_ceiling
+
+    def _fall(self, level: int, served: float, best_level: int, best: float, spread: float) -> float:
+        """How many standard errors of the two levels' mean holds ``level`` served less than
+        ``best_level``, holds varying by ``spread`` (their coefficient of variation) and the decayed
+        counts taken as the samples (fewer than the weights' effective number: cautious). A level
+        reached only in bursts holds few samples, and where holds vary as widely as a database's
+        do, its mean alone is no fall."""
+        error = spread * math.hypot(served / math.sqrt(self.hold_count[level]),
+                                    best / math.sqrt(self.hold_count[best_level]))
+        return (best - served) / error if error > 0 else math.inf
+
+    def spread(self, levels: Mapping[int, float]) -> float:
+        """The holds' coefficient of variation within a level, pooled over ``levels`` (level -> mean
+        hold): one level's few samples say little of their own spread, and a database's holds
+        vary about their mean alike at every level.
+
+        >>> evidence = PoolEvidence(8)
+        >>> for level, hold in [(1, 1.0), (1, 3.0), (2, 2.0), (2, 6.0)]:
+        ...     evidence.record_hold(level, hold)
+        >>> evidence.spread({1: 2.0, 2: 4.0})
+        0.5
+        """
+        squared = count = 0.0
+        for level, mean in levels.items():
+            k = self.hold_count[level]
+            squared += max(0.0, self.hold_squares[level] / k / (mean * mean) - 1.0) * k
+            count += k
+        return math.sqrt(squared / count) if count else 0.0
+
+    def probe_ceiling(self, size: int, max_size: int) -> bool:
+        """Raise a doubtful ceiling (its fall within the noise: ``ceiling_sure`` false) by one
+        connection, the pool at it and its callers waiting (True: raised). A ceiling fitted on a few
+        samples at levels reached in bursts is often wrong, and it binds only once the load grows
+        or the queries dear: the level above fills with samples, and the next ``ceiling`` finds
+        the fall sure, or the peak higher (a probe stands until it does).
+
+        >>> evidence = PoolEvidence(32)
+        >>> evidence.last_ceiling = 7
+        >>> evidence.probe_ceiling(7, 32), evidence.last_ceiling, evidence.probe_ceiling(6, 32)
+        (True, 8, False)
+        >>> evidence.ceiling_sure = True
+        >>> evidence.probe_ceiling(8, 32)
+        False
+        """
+        if self.last_ceiling is None or self.ceiling_sure or size < self.last_ceiling or self.last_ceiling >= max_size:
+            return False
+        self.last_ceiling = self.probed = self.last_ceiling + 1
+        return True
 
     def lapse_ceiling(self) -> bool:
         """Forget a ceiling that ``ceiling`` has not found again for ``MEASURED_FOR`` intervals
@@ -509,7 +587,7 @@ class PoolEvidence:
         """
         if self.last_ceiling is None or self.intervals - self.ceiling_witnessed <= MEASURED_FOR:
             return False
-        self.last_ceiling = None
+        self.last_ceiling, self.probed = None, 0
         return True
 
     def keep_up(self, size: int, max_size: int, arrivals: float, waiting: int, elapsed: float) -> int:
