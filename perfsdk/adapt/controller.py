@@ -36,7 +36,8 @@ from perfsdk.adapt.qlearner import Discretizer, QLearner
 
 __all__ = ["DECISION_DELIVERY", "HAND_RESIZE", "MAX_INTERVAL", "USER_CALLBACKS", "Controller", "Evidence", "Target"]
 
-#: A shrink the model says costs at most this share of the reward is worth trying once.
+#: A shrink the model says costs at most this share of the reward is worth trying once (where it
+#: frees something: ``Evidence.shrink_frees``).
 SHRINK_TOLERANCE = 0.05
 #: Exploration tries a move the evidence measured only if it measured it within this share of
 #: the best reward in reach (see ``Controller._act``).
@@ -67,6 +68,9 @@ class Evidence:
     measured: frozenset[Action] = frozenset()  # ... but these actions' what-ifs were measured (no trial needed)
     floor: int | None = None  # the least value the target needs next (a forecast surge; the summary says why)
     ceiling: int | None = None  # the most it should hold (beyond it the target serves less; the summary says why)
+    #: Whether a shrink frees what nobody waits for: only then is one tried on a model's word that it does
+    #: nearly as well (``SHRINK_TOLERANCE``). A pool most of whose callers waited is not one.
+    shrink_frees: bool = True
 
     def measured_what_if(self, action: Action) -> bool:
         """Whether ``action``'s what-if is evidence, not a model's guess (see the class docstring)."""
@@ -506,7 +510,7 @@ def _worth_a_trial(action: Action, evidence: Evidence) -> bool:
         return True  # nothing estimates it: unknown is not "as staying put"
     if evidence.measured_what_if(action):
         return False  # evidence already says what it would earn
-    slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK else 0.0
+    slack = SHRINK_TOLERANCE * abs(evidence.reward) if action is Action.SHRINK and evidence.shrink_frees else 0.0
     return evidence.what_if[action] > evidence.reward - slack
 
 

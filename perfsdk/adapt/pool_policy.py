@@ -58,7 +58,11 @@ MEASURED_FOR = 30  # intervals a size's measured tail stands for, under a load l
 NOISE_PRIOR = 0.1  # how much one interval's tail differs from the last at the same size, until measured
 MAX_MARGIN = 0.1  # the most better a measured size must promise to be moved to
 FALL_Z = 3.0  # standard errors by which a level beyond the fitted peak must serve less for its ceiling to be sure
-PROBE_WAITED = 0.5  # the share of acquisitions waiting at a doubtful ceiling that raises it by one to measure
+#: The share of acquisitions that waited from which most callers wait: with open arrivals, a doubtful
+#: ceiling the pool sits at is raised by one to measure, and a shrink is not tried on the model's
+#: "nearly as well" (the connection it frees would go to a waiting caller; in a closed loop the
+#: clients take turns at any size, and trying smaller sizes is how the pool finds its best).
+MOST_WAITED = 0.5
 
 
 def usl_fit(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
@@ -366,7 +370,8 @@ class PoolEvidence:
                 for action, tail_ms in estimates.items())
         floor = None
         behind = growth > max(2, 0.05 * record.acquisitions) or (utilisation > 1.0 and not closed_loop)
-        if not closed_loop and (behind or features["waited_share"] >= PROBE_WAITED):
+        most_waited = features["waited_share"] >= MOST_WAITED
+        if not closed_loop and (behind or most_waited):
             doubted = self.last_ceiling
             if self.probe_ceiling(size, max_size):
                 summary += (f"; the ceiling at {doubted} connections rests on a fall within the noise of its "
@@ -398,7 +403,7 @@ class PoolEvidence:
         if ceiling is not None and ceiling < max_size:
             summary += f"; beyond {ceiling} connections the database serves less (its fitted USL curve)"
         return Evidence(features, earned, what_if, summary, modelled=True, measured=frozenset(measured),
-                        floor=floor, ceiling=ceiling)
+                        floor=floor, ceiling=ceiling, shrink_frees=closed_loop or not most_waited)
 
     def remember(self, size: int, tail_ms: float, load: float, now: float, horizon_s: float,
                  keep: bool = True) -> dict[int, float]:
