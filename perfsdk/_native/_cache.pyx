@@ -126,7 +126,7 @@ cdef class CacheCore:
     cdef uint64_t* _hashes  # per slot: hash(key), for the frequency sketch (admission calls no Python)
     cdef list _dropped  # keys and values released after the lock (finalisers may use the cache)
     cdef list _orphans  # (slot, key) whose key failed as the index was rebuilt: freed as the operation ends
-    cdef readonly Py_ssize_t ghost_capacity
+    cdef readonly Py_ssize_t ghost_capacity  # capacity, or 0: no ghost ring (keeps_ghosts off)
     cdef Sketch _sketch
     cdef readonly long long hits, misses, evictions, ghost_hits, rejected, ops
     cdef readonly long long key_faults  # keys whose hash or equality failed, or whose hash changed, when dropped
@@ -138,7 +138,6 @@ cdef class CacheCore:
     key anew, stored; what the given-up load returns later is not stored); for the load that replaced
     one, not given up again (the waiter loads for itself, uncached)."""
     cdef double _load_wait_s
-    cdef bint _keeps_ghosts  # False: no ghost ring (nothing reads it: no controller)
     cdef long long _hits_in[3]  # gets that hit each segment (probation_hits, protected_hits)
     cdef readonly long long window_deep_hits
     """Hits on window entries at or beyond the window's position ``window_capacity / shrink_step``:
@@ -189,7 +188,6 @@ cdef class CacheCore:
         self._share = 1.0
         self._protected_capacity = 0
         self.ghost_capacity = capacity
-        self._keeps_ghosts = True
         self._load_wait_s = DEFAULT_LOAD_WAIT_S
 
     cdef int _grow_slots(self, Py_ssize_t slots) except -1:
@@ -997,7 +995,7 @@ cdef class CacheCore:
                 window_share = self._share  # kept as a share, so repeated resizes do not drift it
             self._share = window_share
             self.capacity = capacity
-            self.ghost_capacity = capacity if self._keeps_ghosts else 0
+            self.ghost_capacity = capacity if self.ghost_capacity else 0  # stays 0 while ghosts are not kept
             self.window_capacity = max(1, min(capacity, <Py_ssize_t> (window_share * capacity + 0.5)))
             self._protected_capacity = <Py_ssize_t> (PROTECTED_SHARE * (capacity - self.window_capacity))
             self._counting = self._count_always or self.window_capacity < capacity
@@ -1174,14 +1172,13 @@ cdef class CacheCore:
     def keeps_ghosts(self):
         """Whether evicted keys are kept in the ghost ring (``ghost_hits`` and the what-ifs a
         controller reads). Off, the cache keeps no reference to a key once its entry is gone."""
-        return self._keeps_ghosts
+        return self.ghost_capacity != 0  # (capacity is at least 1)
 
     @keeps_ghosts.setter
     def keeps_ghosts(self, bint value):
         cdef list dropped
         self._acquire()
         try:
-            self._keeps_ghosts = value
             self.ghost_capacity = self.capacity if value else 0
             if not value:
                 self._forget_ghosts()

@@ -43,6 +43,7 @@ True
 """
 
 from cpython.long cimport PyLong_AsUnsignedLongLongMask
+from cpython.object cimport PyObject
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
                                PyThread_free_lock, PyThread_get_thread_ident, PyThread_release_lock,
                                PyThread_type_lock)
@@ -309,6 +310,15 @@ cdef class SpanColumns:
         return 0
 
 
+cdef struct ReadFields:  # a span's fields that add_read's caller read already (borrowed from its arguments)
+    PyObject* name
+    PyObject* context
+    PyObject* parent
+    PyObject* start
+    PyObject* end
+    PyObject* status
+
+
 cdef enum:
     STORED = 1  # what SpanCollector._try_store did with a span
     NO_ROOM = 0
@@ -403,19 +413,22 @@ cdef class SpanCollector:
     # -- the application's side ----------------------------------------------------------
     def add(self, span):
         """Store an ended span for the writer: True, or False if it was dropped (counted)."""
-        cdef unsigned long long freed = 0
-        cdef int outcome = self._try_store(span, False, None, None, None, None, None, None, &freed)
-        return outcome == STORED or self._refused(outcome, freed, span, False, None, None, None, None, None, None)
+        return self._add(span, NULL)
 
     def add_read(self, span, name, context, parent, start, end, status):
         """``add`` for a caller that has read these fields of ``span`` already (the span processor)."""
-        cdef unsigned long long freed = 0
-        cdef int outcome = self._try_store(span, True, name, context, parent, start, end, status, &freed)
-        return outcome == STORED or self._refused(outcome, freed, span, True, name, context, parent, start, end,
-                                                  status)
+        cdef ReadFields read = ReadFields(name=<PyObject*>name, context=<PyObject*>context,
+                                          parent=<PyObject*>parent, start=<PyObject*>start, end=<PyObject*>end,
+                                          status=<PyObject*>status)
+        return self._add(span, &read)
 
-    cdef bint _refused(self, int outcome, unsigned long long freed, object span, bint read, object name,
-                       object context, object parent, object start, object end, object status) except -1:
+    cdef bint _add(self, object span, const ReadFields* read) except -1:
+        """``add`` and ``add_read``: ``read`` is what the caller read of ``span`` already, or NULL."""
+        cdef unsigned long long freed = 0
+        cdef int outcome = self._try_store(span, read, &freed)
+        return outcome == STORED or self._refused(outcome, freed, span, read)
+
+    cdef bint _refused(self, int outcome, unsigned long long freed, object span, const ReadFields* read) except -1:
         """``add``'s rare path, its first try refused: wait for room and try again (the ``"block"``
         policy), until stored (True) or the wait is over (False, the span counted as dropped)."""
         cdef double deadline = 0.0, now
@@ -430,14 +443,13 @@ cdef class SpanCollector:
             except BaseException:  # (a signal handler's KeyboardInterrupt): counted, then raised
                 self.dropped += 1
                 raise
-            outcome = self._try_store(span, read, name, context, parent, start, end, status, &freed)
+            outcome = self._try_store(span, read, &freed)
             if outcome == STORED:
                 return True
         self.dropped += 1
         return False
 
-    cdef int _try_store(self, object span, bint read, object name, object context, object parent, object start,
-                        object end, object status, unsigned long long* freed) except -2:
+    cdef int _try_store(self, object span, const ReadFields* read, unsigned long long* freed) except -2:
         """Store the span if there is room: ``STORED``, ``NO_ROOM`` (with the room signal's count
         then in ``freed``) or ``INSIDE``."""
         cdef SpanColumns handed = None
@@ -451,10 +463,11 @@ cdef class SpanCollector:
                 handed = self._hand_over_if_due()
                 room = handed is not None and self._has_room()
             if room:
-                if read:
-                    self.current._store(span, name, context, parent, start, end, status)
-                else:
+                if read == NULL:
                     self.current._append(span)
+                else:
+                    self.current._store(span, <object>read.name, <object>read.context, <object>read.parent,
+                                        <object>read.start, <object>read.end, <object>read.status)
                 outcome = STORED
                 if handed is None:
                     handed = self._hand_over_if_due()  # full now: to the writer at once if it has room

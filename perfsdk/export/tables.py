@@ -81,8 +81,7 @@ class TableWriter:
         if held_here(self._lock):
             return False
         with self._lock:
-            self._write()
-            self._writer.flush()
+            self._write_and_publish()
         return True
 
     def close(self) -> bool:
@@ -92,8 +91,7 @@ class TableWriter:
             return False
         with self._lock:
             try:
-                self._write()
-                self._writer.flush()
+                self._write_and_publish()
             finally:
                 self.rows_unwritten += len(self._rows)
                 self._rows = []
@@ -113,6 +111,12 @@ class TableWriter:
     def publish_stale(self) -> None:
         """Publish the open file once it is ``max_age_s`` old (``RotatingWriter.publish_stale``)."""
         self._writer.publish_stale()
+
+    def _write_and_publish(self) -> None:
+        """``flush``'s work, under the lock its caller holds: ``close`` gives up what is left
+        within the same hold, so no row added meanwhile is counted unwritten."""
+        self._write()
+        self._writer.flush()
 
     def _write(self) -> None:
         if not self._rows:
