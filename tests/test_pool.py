@@ -868,7 +868,8 @@ def test_a_fleet_rejects_tables_of_another_gamma_fifos_and_oversized_files(tmp_p
     controller = PoolController(fleet=tmp_path)  # gamma 0.5
     controller.bind("orders-db")
     assert DECISION_DELIVERY.flush(5.0)
-    assert controller.fleet.stats() == {"published": 0, "tables_read": 0, "tables_rejected": 3, "states_adopted": 0}
+    assert controller.fleet.stats() == {"published": 0, "tables_read": 0, "tables_rejected": 3, "states_adopted": 0,
+                                        "tables_removed": 0}
     assert not controller.learner.visits.any()
 
 

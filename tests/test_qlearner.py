@@ -261,6 +261,31 @@ def test_merge_refuses_another_gamma_and_never_overflows():
     assert unvisited.q[0, 0] == 0.0 and unvisited.visits[0, 0] == 0
 
 
+def test_merge_caps_summed_visits_and_refuses_a_learner_no_file_could_hold(tmp_path):
+    """Visits of 1e308 in two learners summed to inf, and inf / inf made every merged Q-value of
+    the cell NaN (a fleet then wrote NaN into each instance's live learner)."""
+    from perfsdk.adapt.qlearner import MAX_VISITS
+
+    a, b = QLearner(2, 2), QLearner(2, 2)
+    a.q[0, 0], b.q[0, 0] = -1.0, -3.0
+    a.visits[0, 0], b.visits[0, 0] = MAX_VISITS, MAX_VISITS // 2  # the most learning counts to, and half
+    merged = a.merge([b])
+    assert merged.visits[0, 0] == MAX_VISITS and merged.q[0, 0] == pytest.approx(-5 / 3)  # weighed as counted
+    merged.save(tmp_path / "merged.bin")
+    assert QLearner.load(tmp_path / "merged.bin").visits[0, 0] == MAX_VISITS  # a merge loads again
+    for value, shown in ((np.inf, "inf"), (1e308, "1e\\+308")):
+        b.visits[0, 0] = value
+        before = a.state.copy()
+        with pytest.raises(ValueError, match=f"learner 1 .* holds a visit or step count of {shown}"):
+            a.merge([b])
+        with pytest.raises(ValueError, match=f"learner 0 .* holds a visit or step count of {shown}"):
+            b.merge([a])
+        assert np.array_equal(a.state, before)
+    b.visits[0, 0], b.q[1, 1] = 1, np.nan
+    with pytest.raises(ValueError, match="learner 1 .* Q-value that is not finite"):
+        a.merge([b])
+
+
 def test_run_episodes_refuses_rewards_that_are_not_finite():
     transitions, rewards, terminal = chain(3)
     q = QLearner(3, 2)
@@ -304,7 +329,12 @@ def test_load_refuses_a_table_no_learner_holds(tmp_path):
     size = 3 * 2
     for slot, value, problem in [
         (K.QL_HEADER + 1, np.inf, "Q-value that is not finite"),
+        (K.QL_HEADER + 1, np.nan, r"Q-value that is not finite \(nan\)"),
         (K.QL_HEADER + size + 1, -5.0, "visit or step count"),
+        (K.QL_HEADER + size + 1, np.inf, "visit or step count of inf"),  # passed: inf >= 0, inf == floor(inf)
+        (K.QL_HEADER + size + 1, 1e308, r"visit or step count of 1e\+308"),  # two such summed to inf
+        (K.QL_HEADER + size + 1, float(2**53 + 2), "visit or step count of 9007199254740994.0"),
+        (K.QL_STEPS, np.nan, "visit or step count of nan"),
         (K.QL_HEADER + size, 0.5, "visit or step count"),
         (K.QL_STEPS, -3.5, "visit or step count"),
         (K.QL_EPSILON, 5.0, "epsilon 5.0 outside"),

@@ -11,13 +11,19 @@ and an instance's own evidence is never overwritten by the fleet's
 with every instance and outweigh the one that has the evidence. Files and I/O
 happen on perfsdk's background worker, never on the application's path;
 unreadable or foreign files -- another table size or gamma, anything but a
-regular file, a file larger than a table takes -- are skipped and counted.
+regular file, a file larger than a table takes, a table no learner holds
+(inf visits) -- are skipped and counted. A table's age is how far its
+modification time lies from now either way (a clock a year ahead is no
+fresher than one a year behind); tables older than ``EXPIRE_FACTOR`` times
+``max_age_s`` are removed (each restart or forked worker publishes under a
+new name: kept, they piled up and every sync listed them all).
 
     PoolController(fleet="/shared/perfsdk-fleet")   # or CacheController(fleet=...)
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import secrets
 import socket
@@ -30,10 +36,14 @@ from perfsdk._runtime import at_fork, check_int, check_number
 
 if TYPE_CHECKING:
     from perfsdk.adapt.controller import Controller
+    from perfsdk.adapt.qlearner import QLearner
 
 __all__ = ["Fleet"]
 
 SUFFIX = ".qtable"
+#: Tables this many times ``max_age_s`` old are removed, not just ignored: a margin for instances
+#: whose clocks differ (instances sharing a directory should share ``max_age_s``).
+EXPIRE_FACTOR = 2.0
 
 
 class Fleet:
@@ -48,7 +58,9 @@ class Fleet:
     max_files
         The newest this many tables are read (bounded work however many instances came and went).
     max_age_s
-        Tables older than this are ignored (instances long gone, a service since changed).
+        Tables older than this are ignored (instances long gone, a service since changed), and
+        removed at ``EXPIRE_FACTOR`` times it (counted in ``tables_removed``). Age is the distance
+        of a table's modification time from now, either way (a clock skewed ahead ages too).
 
     Examples
     --------
@@ -56,7 +68,7 @@ class Fleet:
     >>> from perfsdk import PoolController
     >>> directory = tempfile.mkdtemp()
     >>> PoolController(fleet=directory).fleet.stats()
-    {'published': 0, 'tables_read': 0, 'tables_rejected': 0, 'states_adopted': 0}
+    {'published': 0, 'tables_read': 0, 'tables_rejected': 0, 'states_adopted': 0, 'tables_removed': 0}
     """
 
     # set anew in a forked child (``_after_fork``)
@@ -81,7 +93,8 @@ class Fleet:
         """A new fleet's lock and counts -- and a forked child's: a sync running on a thread of the
         parent held the lock, and that thread is not here to let it go (the child's syncs, and the
         work queued behind them on perfsdk's worker, waited for ever); the child is another instance."""
-        self.counts = {"published": 0, "tables_read": 0, "tables_rejected": 0, "states_adopted": 0}
+        self.counts = {"published": 0, "tables_read": 0, "tables_rejected": 0, "states_adopted": 0,
+                       "tables_removed": 0}
         self.last_error = None
         self._lock = threading.Lock()  # one sync at a time
 
@@ -110,7 +123,8 @@ class Fleet:
     def sync(self, controller: "Controller", publish: bool = True) -> None:
         """Publish this instance's table (unless ``publish`` is false: a new instance has learned
         nothing yet), then adopt the fleet's in the states not seen here (on the background
-        worker; faults are counted and the next sync tries again)."""
+        worker; faults are counted and the next sync tries again). Each goes on when the other
+        fails: a read-only or full share still lets this instance read its peers."""
         with self._lock:
             try:
                 self._sync(controller, publish)
@@ -120,25 +134,37 @@ class Fleet:
                 raise
 
     def _sync(self, controller: "Controller", publish: bool) -> None:
-        from perfsdk.adapt.qlearner import QLearner
-
         own = self.own_path
         mine = controller.own_table()
-        if publish:
-            own.parent.mkdir(parents=True, exist_ok=True)
-            mine.save(own)
-            self.counts["published"] += 1
-        others = []
+        try:
+            if publish:
+                own.parent.mkdir(parents=True, exist_ok=True)
+                mine.save(own)
+                self.counts["published"] += 1
+        finally:  # a failed publish still raises (and is counted) after the read; both: chained
+            self._read(controller, mine, own)
+
+    def _read(self, controller: "Controller", mine: "QLearner", own: Path) -> None:
+        """Merge the newest tables (at most ``max_files``, younger than ``max_age_s``) into the
+        controller; remove those past ``EXPIRE_FACTOR * max_age_s`` (never this instance's own)."""
+        from perfsdk.adapt.qlearner import QLearner
+
         now = time.time()
         files = []
         for path in own.parent.glob(f"*{SUFFIX}") if own.parent.is_dir() else ():
+            if path == own:
+                continue
             try:
-                mtime = path.stat().st_mtime
-            except OSError:
-                continue  # removed meanwhile
-            if path != own and now - mtime <= self.max_age_s:
-                files.append((mtime, path))
-        for _, path in sorted(files, reverse=True)[: self.max_files]:
+                age = abs(now - path.stat().st_mtime)
+                if age > EXPIRE_FACTOR * self.max_age_s:  # (an owner alive republishes at its next sync)
+                    path.unlink()
+                    self.counts["tables_removed"] += 1
+            except OSError:  # removed meanwhile (another instance expired it too); a read-only share's
+                continue
+            if age <= self.max_age_s:
+                files.append((age, path))
+        others = []
+        for _, path in heapq.nsmallest(self.max_files, files):
             try:  # a FIFO, a huge file: refused before reading (a read would block or fill the memory)
                 table = QLearner.load(path, max_bytes=mine.max_file_bytes())
                 if (table.n_states, table.n_actions) != (mine.n_states, mine.n_actions):

@@ -26,6 +26,10 @@ MAX_HEADER_BYTES = 4096
 MAX_CELLS = 10_000_000  # n_states * n_actions: a table of at most 160 MB (values and visits)
 #: ``run_episodes``' longest episode: the compiled loop counts in 64 bits (2**63 wrapped to no step at all).
 MAX_STEPS = 2**63 - 1
+#: The most a visit or step count reaches: float64 counts whole numbers exactly up to 2**53, and
+#: learning's ``+ 1`` rounds back to it there. A file holding more (inf, 1e308) is not a learner's,
+#: and a merge's sum is capped here (peers' 1e308 + 1e308 made inf, inf / inf NaN Q-values).
+MAX_VISITS = 2**53
 
 
 class QLearner(QCore):
@@ -187,18 +191,23 @@ class QLearner(QCore):
         which would make a move nobody tried look best where rewards are costs. Only learners with
         the same ``gamma`` merge: Q-values scale like ``reward / (1 - gamma)``, so another
         gamma's are in other units (``alpha`` and exploration may differ: they change how a
-        learner learns, not what its values mean).
+        learner learns, not what its values mean). A learner holding what ``load`` refuses (a
+        Q-value not finite, a count beyond ``MAX_VISITS``) raises ValueError, as would a merged
+        table that is not finite; summed visits stop at ``MAX_VISITS``.
         """
         if isinstance(others, QLearner) or not isinstance(others, Iterable):
             raise TypeError(f"others must be an iterable of QLearners, got {others!r}")
         learners = [self, *others]
-        for other in learners[1:]:
+        for i, other in enumerate(learners):
             if not isinstance(other, QLearner):
                 raise TypeError(f"merge needs QLearners, got {other!r}")
             if (other.n_states, other.n_actions) != (self.n_states, self.n_actions):
                 raise ValueError("merge needs QLearners with the same n_states and n_actions")
             if other.gamma != self.gamma:
                 raise ValueError(f"merge needs QLearners with the same gamma, got {other.gamma} and {self.gamma}")
+            problem = _impossible(other.state, other)  # a table written in place: inf visits made NaN weights
+            if problem:
+                raise ValueError(f"merge refused: learner {i} (0 is self) holds {problem}")
         visits = np.stack([lr.visits for lr in learners])
         qs = np.stack([lr.q for lr in learners])
         total = visits.sum(axis=0)
@@ -212,7 +221,10 @@ class QLearner(QCore):
         merged_q = np.clip((weights * qs).sum(axis=0), qs.min(axis=0), qs.max(axis=0))
         merged = QLearner(self.n_states, self.n_actions, **self._params_no_size())
         merged.q[:] = merged_q
-        merged.visits[:] = total
+        merged.visits[:] = np.minimum(total, MAX_VISITS)  # what one learner could hold (and load)
+        problem = _impossible(merged.state, merged)  # checked inputs make none; never hand one on
+        if problem:
+            raise ValueError(f"merge refused: the merged table would hold {problem}")
         return merged
 
     def copy(self) -> "QLearner":
@@ -238,7 +250,8 @@ class QLearner(QCore):
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> "QLearner":
         """Read a file written by ``save``; a corrupt or foreign file, or a table no learner
-        could hold (a Q-value not finite, a negative visit count), raises ValueError. So does
+        could hold (a Q-value not finite, a visit count not a whole number in 0..``MAX_VISITS``:
+        a peer's inf visits poisoned a fleet's merge), raises ValueError naming it. So does
         anything but a regular file (a FIFO would block the read) and a file over
         ``max_bytes`` (default: what the largest learner takes), both before reading a byte."""
         largest = _file_bytes(8 * (K.QL_HEADER + 2 * MAX_CELLS))
@@ -336,10 +349,12 @@ def _impossible(table: np.ndarray, learner: QLearner) -> str | None:
     words = table[[K.QL_RNG_HI, K.QL_RNG_LO]]
     low = min(learner.epsilon_min, learner.epsilon_start)
     high = max(learner.epsilon_min, learner.epsilon_start)
-    if not np.isfinite(table[K.QL_HEADER : K.QL_HEADER + size]).all():
-        return "a Q-value that is not finite"
-    if not ((counts >= 0) & (counts == np.floor(counts))).all():
-        return "a visit or step count that is not a whole number >= 0"
+    q = table[K.QL_HEADER : K.QL_HEADER + size]
+    if not np.isfinite(q).all():
+        return f"a Q-value that is not finite ({float(q[~np.isfinite(q)][0])!r})"
+    bad = counts[~((counts >= 0) & (counts <= MAX_VISITS) & (counts == np.floor(counts)))]  # NaN: all False
+    if bad.size:
+        return f"a visit or step count of {float(bad[0])!r}, not a whole number in 0..2**53"
     if not low <= table[K.QL_EPSILON] <= high:
         return f"epsilon {table[K.QL_EPSILON]} outside [{low}, {high}]"
     if not ((words >= 0) & (words < 2**32) & (words == np.floor(words))).all() or not words.any():
