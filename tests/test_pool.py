@@ -1806,6 +1806,123 @@ def test_the_arrival_forecast_announces_no_surge_on_a_flat_rate_with_a_season():
     assert 45 < forecast.level < 55 and forecast.last != forecast.level  # today's rate: smoothed
 
 
+def _arrivals(forecast, rates, seed: int) -> None:
+    """Feed ``forecast`` Poisson arrivals at ``rates`` (seeded)."""
+    rng = np.random.default_rng(seed)
+    for rate in rates:
+        forecast.update(float(rng.poisson(rate)))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_arrival_forecast_follows_a_step_between_its_fits(seed):
+    """On arrivals at random the fit's MA landed at -1 and the forecast stayed on the first interval
+    of the fit's window (45, 39 for a rate of 50/s); after a step to 100/s it stayed at ~47/s until
+    the next fit, 39 intervals on. Now it starts from the latest intervals."""
+    from perfsdk.adapt.pool_forecast import LEVEL_WEIGHT, ArrivalForecast
+
+    forecast = ArrivalForecast(horizon=5)
+    _arrivals(forecast, [50.0] * 200, seed)
+    assert 42 < forecast.peak() < 58
+    fits = forecast.detector.fits
+    assert forecast.detector.held >= 1 and f"held at {LEVEL_WEIGHT:.2f}" in forecast.detector.fit_note
+    _arrivals(forecast, [100.0] * 6, seed + 100)
+    assert forecast.detector.fits == fits  # no fit in between: the forecast moved with the data
+    assert 85 < forecast.peak() < 135
+
+
+def test_the_arrival_forecast_extrapolates_a_noisy_ramp():
+    """Its doc promised a ramp extrapolated; with no drift and the MA at -1 it forecast a rate 3/s
+    higher each interval flat (0.0-1.3 more over 5 intervals, where the ramp adds 12)."""
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    for seed in (1, 2, 3):
+        forecast = ArrivalForecast(horizon=5)
+        _arrivals(forecast, [50.0] * 200 + [50.0 + 3.0 * t for t in range(100)], seed)
+        mean = forecast.detector.forecast(5).mean
+        assert abs(mean[0] - 350.0) < 15 and 5 < mean[4] - mean[0] < 25
+    forecast = ArrivalForecast(horizon=5)
+    rng = np.random.default_rng(1)
+    for t in range(400):
+        forecast.update(100.0 + 2.0 * t + rng.normal(0, 5))
+    assert 5 < np.ptp(forecast.detector.forecast(5).mean) < 12  # 2 an interval: 8 over the five
+
+
+def test_a_seasonal_arrival_forecast_follows_a_day_busier_than_the_last():
+    """The seasonal fit's MA at -1 too: the offset from the last season stayed where the window
+    began, and a day 1.5x busier was forecast at the old level (one-step error 68-81/s, 40 intervals
+    after; 42-45 now)."""
+    from perfsdk.adapt.pool_forecast import ArrivalForecast
+
+    season = 40
+    for seed in (1, 2, 3):
+        forecast = ArrivalForecast(horizon=5, season=season)
+        rng = np.random.default_rng(seed)
+        errors = []
+        for t in range(5 * season):
+            rate = (400.0 if 20 <= t % season < 30 else 100.0) * (1.5 if t >= 3 * season else 1.0)
+            if t >= 3 * season + 10:
+                errors.append(forecast.detector.forecast(1).mean[0] - rate)
+            forecast.update(float(rng.poisson(rate)))
+        assert np.sqrt(np.mean(np.square(errors))) < 55 and abs(np.mean(errors)) < 10
+
+
+def test_the_arrival_forecast_rejects_bad_rates_counts_them_and_never_raises():
+    """NaN, inf and negative rates were dropped uncounted; 1e200 set the level to 2e199, then the
+    error's square overflowed (OverflowError out of ``update``, half of it done)."""
+    import math
+
+    from perfsdk.adapt.pool_forecast import MAX_RATE, ArrivalForecast
+
+    forecast = ArrivalForecast(horizon=5, warmup=40)
+    _arrivals(forecast, [100.0] * 80, 1)
+    forecast.peak()  # the one-step forecast, as the pool's evidence makes it each interval
+    detector = forecast.detector
+
+    def state():
+        return (forecast.level, forecast.last, forecast.error, forecast._ahead, detector.n_seen, detector.rejected,
+                detector.state.tobytes())
+
+    before = state()
+    bad = [math.nan, math.inf, -math.inf, -5.0, 1e200, 2 * MAX_RATE, 10**400, "50", None, True, np.nan]
+    for rate in bad:
+        forecast.update(rate)
+    assert forecast.rejected == len(bad) and state() == before
+    forecast.update(MAX_RATE)  # the bound itself is a rate
+    assert forecast.rejected == len(bad) and forecast.last == MAX_RATE and math.isfinite(forecast.error)
+
+
+def test_the_arrival_forecast_checks_its_warmup_by_its_own_name():
+    """Above 5,000,000 the error named ``history``, which the caller never passed."""
+    from perfsdk.adapt.pool_forecast import MAX_WARMUP, MIN_WARMUP, ArrivalForecast
+
+    for warmup in (6_000_000, MAX_WARMUP + 1, MIN_WARMUP - 1, 5):
+        with pytest.raises(ValueError, match=rf"^warmup must be an integer in \[{MIN_WARMUP}, {MAX_WARMUP}\]"):
+            ArrivalForecast(warmup=warmup)
+    assert ArrivalForecast(warmup=MAX_WARMUP).detector.warmup == MAX_WARMUP
+
+
+def test_a_failed_arrival_fit_is_counted_and_the_least_following_model_forecasts(monkeypatch):
+    import copy
+    import pickle
+
+    import perfsdk.detect.arima as arima
+    from perfsdk.adapt.pool_forecast import LEVEL_WEIGHT, SLOPE_WEIGHT, ArrivalForecast
+    from perfsdk.detect._fitting import FitError
+
+    def fail(*args, **kwargs):
+        raise FitError("ARIMA(0, 2, 2) did not converge: no")
+
+    monkeypatch.setattr(arima, "fit_arima", fail)
+    forecast = ArrivalForecast(horizon=5)
+    _arrivals(forecast, [50.0] * 60, 1)
+    detector = forecast.detector
+    assert detector.fit_failures == 1 and "did not converge" in detector.last_fit_error
+    assert detector.model.ma == pytest.approx((LEVEL_WEIGHT + SLOPE_WEIGHT - 2.0, 1.0 - LEVEL_WEIGHT))
+    assert "fit failed; held at" in detector.fit_note and 40 < forecast.peak() < 60
+    for twin in (copy.deepcopy(forecast), pickle.loads(pickle.dumps(forecast))):
+        assert twin.peak() == forecast.peak() and type(twin.detector) is type(detector)
+
+
 # -- found by a hunt ------------------------------------------------------------------------------
 def test_an_interrupt_in_a_deferred_give_back_is_counted_not_raised_from_the_release_of_the_lock():
     """A give-back deferred under the lock runs as the lock is released, inside another caller's

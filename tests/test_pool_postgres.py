@@ -227,6 +227,71 @@ def test_the_flask_example_serves_real_http_through_the_adaptive_pool(postgres):
         app.extensions["engine"].dispose()
 
 
+def _flask_example():
+    """``examples/flask_pool.py``, loaded as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "flask_pool.py"
+    spec = importlib.util.spec_from_file_location("flask_pool_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+def _close(app) -> None:
+    """The example's engine disposed, and the pool the dispose started closed with the first."""
+    engine = app.extensions["engine"]
+    first = engine.pool.adaptive
+    engine.dispose()
+    engine.pool.adaptive.close()
+    first.close()
+
+
+def test_the_flask_example_answers_a_bad_order_400_naming_the_field(tmp_path):
+    """``int("x")`` on a customer, or a missing total, was a 500."""
+    app = _flask_example().create_app(f"sqlite:///{tmp_path / 'shop.db'}")
+    client = app.test_client()
+    try:
+        for body, field in (({"customer": "x", "total": 1}, "customer"), ({"customer": 1}, "total is missing"),
+                            ({"customer": 1, "total": 2**40}, "total"), ({"customer": True, "total": 1}, "customer"),
+                            ({"customer": 1, "total": 2.5}, "total"), ([1, 2], "JSON object")):
+            response = client.post("/orders", json=body)
+            assert response.status_code == 400 and field in response.get_json()["error"], body
+        assert client.post("/orders", data="not json").status_code == 400
+        assert "customer" in client.get("/orders?customer=abc").get_json()["error"]
+        assert client.get("/orders?customer=99999999999").status_code == 400  # beyond the int column
+        assert client.post("/orders", json={"customer": "7", "total": 3}).status_code == 200
+        assert [order["total"] for order in client.get("/orders?customer=7").get_json()] == [3]
+    finally:
+        _close(app)
+
+
+def test_the_flask_example_shows_a_quiet_interval_as_null_not_nan(tmp_path):
+    """A quiet interval's percentiles are NaN in ``stats()``: ``GET /pool`` wrote a bare NaN, not JSON."""
+    import json
+    import math
+    import time
+
+    app = _flask_example().create_app(f"sqlite:///{tmp_path / 'shop.db'}")
+    adaptive = app.extensions["engine"].pool.adaptive
+    adaptive._ticker.shutdown(1.0)  # the test closes the intervals
+    try:
+        adaptive._decide(time.monotonic() + 1.0)
+        adaptive._decide(time.monotonic() + 2.0)  # nothing lent in it
+        assert math.isnan(adaptive.stats()["last_interval"]["wait_p99_ms"])
+
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"{constant} is not JSON")
+
+        body = json.loads(app.test_client().get("/pool").get_data(as_text=True), parse_constant=refuse)
+        assert body["stats"]["last_interval"]["wait_p99_ms"] is None
+        assert body["stats"]["last_interval"]["acquisitions"] == 0 and body["stats"]["name"] == "shop-db"
+    finally:
+        _close(app)
+
+
 def test_rounds_are_pooled_by_their_transactions_not_by_averaging_their_percentiles():
     from pool_postgres import pooled, summary, verdict
 

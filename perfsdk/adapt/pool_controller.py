@@ -51,8 +51,8 @@ class PoolController(Controller):
         before a surge rather than after the queue forms (5 is a good start; 1,000 at most); 0,
         the default: no forecasting. Off by default: its fits load statsmodels, which added about 240 MB
         to the demo shop's resident memory. On a simulated rush at the same hour every day
-        (with ``forecast_season``) it cut the waits around the rush by 38 % on average, in
-        simulation (32-47 % by seed; ``benches/eval/pool_eval.py --forecast``).
+        (with ``forecast_season``) it cut the waits around the rush by 36 % on average, in
+        simulation (25-45 % by seed; ``benches/eval/pool_eval.py --forecast``).
     forecast_season
         The arrival rate's period in intervals, if it has one (86400 for a daily cycle at 1 s;
         604,800, a week at 1 s, at most).
