@@ -4,7 +4,12 @@ Each file holds one row per sample (``run_id``, ``timestamp``, ``benchmark``,
 ``sample``, ``seconds``) and the run's metadata in the schema (machine, python,
 git commit, the comparability key). A file is written to a temporary name and
 renamed into place, so a reader never sees half a run; files that are torn,
-foreign or left over from an interrupted write are skipped and named.
+foreign, of a newer format, hold a time that is not finite and >= 0, or are left
+over from an interrupted write are skipped and named.
+
+Bounded: a check reads only the newest ``HISTORY_RUNS`` run files (chosen by name,
+which starts with the run's UTC time), and ``prune_history`` removes the oldest
+beyond the ``KEEP_RUNS`` kept.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import uuid
@@ -23,12 +29,23 @@ from typing import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["FORMAT", "Run", "read_history", "run_metadata", "write_run"]
+from perfsdk.perfgate.stats import checked_times
+
+__all__ = ["FORMAT", "HISTORY_RUNS", "KEEP_RUNS", "Run", "prune_history", "read_history", "run_metadata",
+           "write_run"]
 
 #: Schema metadata key (and value) that marks a file as one of ours.
 FORMAT = ("perfsdk.perfgate", "1")
 SUFFIX = ".arrow"
 PARTIAL_SUFFIX = ".partial"
+#: The newest run files a check reads: the baseline is the last 10 runs, the drift test wants a
+#: segment of 20, so 50 leave room for a change point, runs of other machines and bad files.
+HISTORY_RUNS = 50
+#: The run files kept by default (``prune_history``): more than a check reads, so a run that
+#: prunes never removes a file another run is reading.
+KEEP_RUNS = 200
+#: A run file's name: ``run-<UTC time>-<run id>.arrow``; sorted by name, oldest first.
+RUN_NAME = re.compile(r"run-\d{8}T\d{12}Z-[0-9a-f]+" + re.escape(SUFFIX))
 
 SCHEMA = pa.schema([
     ("run_id", pa.string()),
@@ -79,13 +96,17 @@ def run_metadata(source_dir: Path | str = ".") -> dict[str, str]:
 
 def write_run(directory: Path | str, samples: Mapping[str, Sequence[float] | np.ndarray], *,
               metadata: Mapping[str, str] | None = None, timestamp: datetime | None = None) -> Run:
-    """Add one run to ``directory`` (made if missing), atomically; returns what was written."""
+    """Add one run to ``directory`` (made if missing), atomically; returns what was written. A
+    benchmark with no samples, or a time that is not finite and >= 0, is refused (``ValueError``),
+    not stored for every later check to trip on. The directory grows by a file a run:
+    ``prune_history`` bounds it."""
+    checked = {name: checked_times(values, f"benchmark {name!r}") for name, values in samples.items()}
+    if not checked:
+        raise ValueError("no benchmarks to record")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     timestamp = timestamp or datetime.now(timezone.utc)
-    run = Run(run_id=uuid.uuid4().hex[:12], timestamp=timestamp,
-              samples={name: np.asarray(values, dtype=np.float64) for name, values in samples.items()},
-              metadata=dict(metadata or {}))
+    run = Run(run_id=uuid.uuid4().hex[:12], timestamp=timestamp, samples=checked, metadata=dict(metadata or {}))
     names = [name for name, values in run.samples.items() for _ in range(values.size)]
     table = pa.table({
         "run_id": pa.array([run.run_id] * len(names), pa.string()),
@@ -105,41 +126,91 @@ def write_run(directory: Path | str, samples: Mapping[str, Sequence[float] | np.
     return run
 
 
+class _NotARun(ValueError):
+    """A file that reads but is not a run this version can use: skipped with this as its reason."""
+
+
 def _read_run(path: Path) -> Run:
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
     metadata = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
-    if metadata.pop(FORMAT[0], None) != FORMAT[1]:
-        raise ValueError("not a perf-gate run (no format mark)")
+    version = metadata.pop(FORMAT[0], None)
+    if version is None:
+        raise _NotARun("not a perf-gate run (no format mark)")
+    if version != FORMAT[1]:
+        newer = version.isdigit() and int(version) > int(FORMAT[1])
+        raise _NotARun(f"format version {version}, {'newer than' if newer else 'not'} the version {FORMAT[1]} "
+                       f"this perfsdk reads{' (written by a newer perfsdk)' if newer else ''}")
     if not table.schema.equals(SCHEMA):
-        raise ValueError(f"unexpected columns {table.schema.names}")
+        raise _NotARun(f"unexpected columns {table.schema.names}")
     if table.num_rows == 0:
-        raise ValueError("no samples")
+        raise _NotARun("no samples")
+    missing = [name for name in table.column_names if table.column(name).null_count]
+    if missing:
+        raise _NotARun(f"missing values in column {missing[0]!r}")
     run_ids = set(table.column("run_id").to_pylist())
     if len(run_ids) != 1:
-        raise ValueError(f"{len(run_ids)} run ids in one file")
-    benchmarks = np.asarray(table.column("benchmark").to_pylist(), dtype=object)
-    order = np.argsort(table.column("sample").to_numpy(), kind="stable")
-    seconds = table.column("seconds").to_numpy()[order]
-    benchmarks = benchmarks[order]
-    samples = {str(name): seconds[benchmarks == name] for name in dict.fromkeys(benchmarks)}
+        raise _NotARun(f"{len(run_ids)} run ids in one file")
+    names = table.column("benchmark").combine_chunks().dictionary_encode()  # codes in order of first row
+    codes = names.indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((table.column("sample").to_numpy(), codes))  # by benchmark, then round
+    runs = np.split(table.column("seconds").to_numpy()[order], np.cumsum(np.bincount(codes))[:-1])
+    try:
+        samples = {str(name): checked_times(seconds, f"benchmark {name!r}")
+                   for name, seconds in zip(names.dictionary.to_pylist(), runs)}
+    except ValueError as exc:
+        raise _NotARun(str(exc)) from None
     timestamp = table.column("timestamp")[0].as_py()
     return Run(run_id=run_ids.pop(), timestamp=timestamp, samples=samples, metadata=metadata)
 
 
-def read_history(directory: Path | str) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """Every run in ``directory``, oldest first, and the files skipped with the reason for each."""
+def _files(directory: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The run files in ``directory``, oldest first (by name), and the other files with why each is not one."""
+    runs, others = [], []
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        if RUN_NAME.fullmatch(path.name):
+            runs.append(path)
+        elif path.name.endswith(PARTIAL_SUFFIX):
+            others.append((path, "being written by another run, or left over from an interrupted write"))
+        else:
+            others.append((path, "not named as a run file (run-<UTC time>-<run id>.arrow)"))
+    return runs, others
+
+
+def read_history(directory: Path | str, limit: int = HISTORY_RUNS) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The newest ``limit`` run files in ``directory`` (by name: no older file is opened, so a
+    check costs the same however long the history), as runs oldest first, and the files skipped
+    with the reason for each: those among them that cannot be used, and the directory's other files."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit!r}")
     directory = Path(directory)
     if not directory.exists():
         return [], []
-    runs, skipped = [], []
-    for path in sorted(p for p in directory.iterdir() if p.is_file()):
-        if path.name.endswith(PARTIAL_SUFFIX):
-            skipped.append((path, "being written by another run, or left over from an interrupted write"))
-            continue
+    paths, skipped = _files(directory)
+    runs = []
+    for path in paths[-limit:]:
         try:
             runs.append(_read_run(path))
+        except _NotARun as exc:
+            skipped.append((path, str(exc)))
+        except FileNotFoundError:
+            skipped.append((path, "removed while being read (pruned by another run)"))
         except (OSError, ValueError, pa.ArrowException) as exc:
             skipped.append((path, f"unreadable: {exc}"))
     runs.sort(key=lambda run: run.timestamp)
-    return runs, skipped
+    return runs, sorted(skipped)
+
+
+def prune_history(directory: Path | str, keep: int = KEEP_RUNS) -> list[Path]:
+    """Remove the oldest run files of ``directory`` beyond the newest ``keep`` (other files are
+    never touched), and return them, oldest first, so the caller can say what went."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep!r}")
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    paths, _ = _files(directory)
+    removed = paths[:-keep]
+    for path in removed:
+        path.unlink(missing_ok=True)  # another run pruning at once may have removed it first
+    return removed

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 GATE, RECORD = "--perf-gate", "--perf-gate-record"
+#: ``perfsdk.perfgate.history.HISTORY_RUNS``, which a test holds equal (importing it would load pyarrow).
+READ_RUNS = 50
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--perf-gate-reruns", metavar="N", dest="perf_gate_reruns", type=int, default=2,
                     help="times a benchmark that regressed is run again, each re-run having to regress "
                          "too, before it fails the gate (default 2; 0: the first verdict stands)")
+    group.addoption("--perf-gate-keep", metavar="N", dest="perf_gate_keep", type=int, default=None,
+                    help="run files DIR keeps: the oldest beyond the newest N are removed after a run is "
+                         "added (default 200; at least 50, the newest runs a check reads)")
 
 
 def _history_dir(config: pytest.Config) -> tuple[Path, bool] | None:
@@ -53,6 +58,9 @@ def _history_dir(config: pytest.Config) -> tuple[Path, bool] | None:
             raise pytest.UsageError(f"{name} must be in (0, 1), got {value}")
     if config.getoption("perf_gate_reruns") < 0:
         raise pytest.UsageError(f"--perf-gate-reruns must be >= 0, got {config.getoption('perf_gate_reruns')}")
+    keep = config.getoption("perf_gate_keep")
+    if keep is not None and keep < READ_RUNS:  # (the defaults live in history: the plugin imports nothing heavy)
+        raise pytest.UsageError(f"--perf-gate-keep must be >= {READ_RUNS} (the runs a check reads), got {keep}")
     return path, gate is not None
 
 

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 
 from perfsdk.perfgate.gate import ALPHA, Verdict, judge_confirmed
-from perfsdk.perfgate.history import read_history, run_metadata, write_run
+from perfsdk.perfgate.history import KEEP_RUNS, prune_history, read_history, run_metadata, write_run
 from perfsdk.perfgate.stats import run_samples
 
-__all__ = ["GateSession", "RERUN_PAUSE_S"]
+__all__ = ["GateSession", "NAMED_SKIPS", "RERUN_PAUSE_S"]
 
 #: Seconds waited before each round of re-runs: a shared machine's slow moments last about a
 #: second or two, and a re-run straight after a slow run often shares its moment (measured:
 #: false alarms 1.4 % with re-runs timed at once, 0.0-0.6 % with them seconds later).
 RERUN_PAUSE_S = 2.0
+#: History files skipped that are named one a line; the rest are counted.
+NAMED_SKIPS = 10
 
 
 class GateSession:
@@ -36,6 +38,7 @@ class GateSession:
         self.verdicts: list[Verdict] = []
         self.samples: dict[str, np.ndarray] | None = None
         self.unjudged = False  # checking raised: the run fails (at the session's end, where the status is set)
+        self.unusable = False  # a benchmark's samples could not be used: so too
 
     def _samples(self) -> dict[str, np.ndarray] | None:
         """Seconds per round of each benchmark that ran, or None (with a line saying why) when none can."""
@@ -47,10 +50,18 @@ class GateSession:
             self.lines.append("perf-gate: benchmarks are disabled (--benchmark-disable); run with "
                               "--benchmark-enable to check or record. Nothing done.")
             return None
-        samples = {bench.fullname: run_samples(bench.stats.data)
-                   for bench in benchmarks.benchmarks if bench}
+        samples = {}
+        for bench in benchmarks.benchmarks:
+            if not bench:
+                continue
+            try:
+                samples[bench.fullname] = run_samples(bench.stats.data, f"benchmark {bench.fullname!r}")
+            except ValueError as exc:  # a timer that ran backwards, or read NaN: named, and the run fails
+                self.lines.append(f"perf-gate: FAILED: {exc}; neither checked nor recorded")
+                self.unusable = True
         if not samples:
-            self.lines.append("perf-gate: no benchmark ran; nothing checked or recorded")
+            if not self.unusable:
+                self.lines.append("perf-gate: no benchmark ran; nothing checked or recorded")
             return None
         return samples
 
@@ -89,7 +100,10 @@ class GateSession:
         """The verdicts on ``samples`` against the history, re-runs included."""
         metadata = run_metadata(self.config.rootpath)
         runs, skipped = read_history(self.directory)
-        self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped]
+        self.lines += [f"perf-gate: skipped {path.name}: {reason}" for path, reason in skipped[:NAMED_SKIPS]]
+        if len(skipped) > NAMED_SKIPS:
+            self.lines.append(f"perf-gate: skipped {len(skipped) - NAMED_SKIPS} more file(s) of {self.directory} "
+                              f"(the first {NAMED_SKIPS} named above)")
         comparable = [run.samples for run in runs if run.comparable_key == metadata["comparable"]]
         if len(comparable) < len(runs):
             self.lines.append(f"perf-gate: {len(runs) - len(comparable)} of {len(runs)} runs in the history "
@@ -140,21 +154,34 @@ class GateSession:
                 self.lines.append(f"perf-gate: {name}: judged on the runs it has")
                 broken.add(name)
                 continue
-            again[name] = run_samples(found[-1].stats.data)
+            again[name] = run_samples(found[-1].stats.data, f"benchmark {name!r} on its re-run")
         return again
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.unusable:
+            self._fail(session)
         if self.samples is None:
             return
         samples, metadata = self.samples, run_metadata(self.config.rootpath)
+        keep = self.config.getoption("perf_gate_keep") or KEEP_RUNS
         try:
             run = write_run(self.directory, samples, metadata=metadata)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self.lines.append(f"perf-gate: FAILED to record this run in {self.directory}: {exc}")
             self._fail(session)
             return
         self.lines.append(f"perf-gate: recorded run {run.run_id} ({len(samples)} benchmarks) in {self.directory}")
+        try:
+            removed = prune_history(self.directory, keep)
+        except OSError as exc:  # the run is recorded and judged: the history is only not bounded this time
+            self.lines.append(f"perf-gate: could not remove the oldest runs beyond the newest {keep} "
+                              f"(--perf-gate-keep) from {self.directory}: {exc}")
+            removed = []
+        if removed:
+            span = removed[0].name if len(removed) == 1 else f"{removed[0].name} ... {removed[-1].name}"
+            self.lines.append(f"perf-gate: removed the {len(removed)} oldest run(s), beyond the newest {keep} kept "
+                              f"(--perf-gate-keep): {span}")
         regressed = [verdict.benchmark for verdict in self.verdicts if verdict.verdict == "regressed"]
         if self.unjudged:
             self._fail(session)

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_SAMPLES", "Shift", "benjamini_hochberg", "change_points", "mann_whitney_p", "run_samples",
-           "shift_ratio", "thinned"]
+__all__ = ["MAX_SAMPLES", "Shift", "benjamini_hochberg", "change_points", "checked_times", "mann_whitney_p",
+           "run_samples", "shift_ratio", "thinned"]
 
 #: The most samples a run of one benchmark keeps (pytest-benchmark takes ~150,000 rounds of a fast
 #: function): more add nothing the rank tests can use, and the Hodges-Lehmann shift compares every
@@ -53,14 +53,33 @@ def thinned(values: Sequence[float] | np.ndarray, limit: int = MAX_SAMPLES) -> n
     return np.sort(array)[np.round(np.linspace(0, array.size - 1, limit)).astype(np.intp)]
 
 
-def run_samples(seconds: Sequence[float] | np.ndarray) -> np.ndarray:
-    """A benchmark run's times as the gate keeps them: at most ``MAX_SAMPLES`` (``thinned``), none
-    below ``TIME_FLOOR_S`` (a coarse timer reads 0 s for a fast round).
+def checked_times(seconds: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """``seconds`` as a flat float array, refused (``name`` says whose) unless there is one at least
+    and each is finite and >= 0: a time the gate would have to drop or alter to use is an error, not
+    a sample.
+
+    >>> checked_times([0.5, -1e-6], "benchmark 'b'")
+    Traceback (most recent call last):
+    ValueError: benchmark 'b': sample 1 is -1e-06 s; times must be finite and >= 0
+    """
+    array = np.asarray(seconds, dtype=np.float64).ravel()
+    if array.size == 0:
+        raise ValueError(f"{name}: no samples")
+    bad = np.flatnonzero(~np.isfinite(array) | (array < 0))
+    if bad.size:
+        more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+        raise ValueError(f"{name}: sample {bad[0]} is {float(array[bad[0]])!r} s{more}; times must be finite and >= 0")
+    return array
+
+
+def run_samples(seconds: Sequence[float] | np.ndarray, name: str = "samples") -> np.ndarray:
+    """A benchmark run's times as the gate keeps them (``checked_times``; ``name`` says whose): at most
+    ``MAX_SAMPLES`` (``thinned``), none below ``TIME_FLOOR_S`` (a coarse timer reads 0 s for a fast round).
 
     >>> run_samples([0.0, 2e-9, 1e-9]).tolist()
     [1e-09, 2e-09, 1e-09]
     """
-    return np.maximum(thinned(seconds), TIME_FLOOR_S)
+    return np.maximum(thinned(checked_times(seconds, name)), TIME_FLOOR_S)
 
 
 def mann_whitney_p(current: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray,
