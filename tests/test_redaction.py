@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from perfsdk.export import ArrowSpanExporter, Redactor, read
+from perfsdk.export.redact import REDACTED
 
 PII = {
     "e-mail": "alice.smith+shop@example.co.uk",
@@ -156,3 +157,190 @@ def test_an_anomaly_names_its_span_as_the_spans_table_does(tmp_path):
     assert set(anomalies.column("series").to_pylist()) == set(spans.column("name").to_pylist()) == {
         "GET /reset?token=REDACTED"}
     assert set(anomalies.column("trace_id").to_pylist()) <= set(spans.column("trace_id").to_pylist())  # joinable
+
+
+def written_back(tmp_path, spans: dict[str, dict[str, object]], status: str | None = None) -> list[dict]:
+    """``spans`` (name -> attributes) through the default ``ArrowSpanExporter``, read back from disk."""
+    from opentelemetry.trace import Status, StatusCode
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(ArrowSpanExporter(str(tmp_path))))
+    tracer = provider.get_tracer("t")
+    for name, attributes in spans.items():
+        with tracer.start_as_current_span(name, attributes=attributes) as span:
+            if status is not None:
+                span.set_status(Status(StatusCode.ERROR, status))
+    provider.shutdown()
+    return read(tmp_path).to_pylist()
+
+
+USER_INFO = {  # a password with an unencoded "#", "/", "?" or "@" -> what is written
+    "postgresql://app:hunter2#x@db.internal:5432/shop": "postgresql://db.internal:5432/shop",
+    "postgresql://app:hunter2/x@db.internal:5432/shop": "postgresql://db.internal:5432/shop",
+    "postgresql://app:hunter2?x@db.internal:5432/shop?sslmode=require":
+        "postgresql://db.internal:5432/shop?sslmode=REDACTED",
+    "https://bob:hunter2#x@api.example/v1?page=2": "https://api.example/v1?page=REDACTED",
+    "mongodb+srv://app:hun/ter2@cluster0.example.net/db": "mongodb+srv://cluster0.example.net/db",
+    # more than one "@" could end the user-info: nothing tells which, nothing of it is kept
+    "postgresql://app:hun@ter2/x@db.internal:5432/shop": REDACTED,
+    "postgresql://app:1234/hunter2@db.internal:5432/shop": REDACTED,  # "app:1234" reads as a host and port
+    "https://bob:hunter2@api.example/u?mail=a@b.example": REDACTED,
+}
+
+
+@pytest.mark.parametrize("key", ["url.full", "db.connection_string"])
+def test_user_info_with_an_unencoded_delimiter_never_leaks(tmp_path, key):
+    """urlsplit ended the authority at the password's first "#", "/" or "?": "app:hunter2" was taken for
+    the host and written ('postgresql://app:hunter2', 'postgresql://app:hunter2/REDACTED:5432/shop')."""
+    rows = written_back(tmp_path, {f"s{i}": {key: url} for i, url in enumerate(USER_INFO)})
+    assert [dict(row["attributes"])[key] for row in rows] == list(USER_INFO.values())
+    for secret in ("hunter2", "hun", "ter2", "1234", "bob", "app:"):
+        assert secret not in repr(rows)
+
+
+def test_a_url_without_user_info_keeps_its_at_signs_where_they_are_harmless():
+    redactor = Redactor()
+    assert redactor.url("https://social.example/@alice/posts") == "https://social.example/@alice/posts"
+    assert redactor.url("https://shop.example/u?mail=a@b.example") == "https://shop.example/u?mail=REDACTED"
+    assert redactor.url("redis://:hunter2@cache:6379/0") == "redis://cache:6379/0"
+    assert redactor.url("postgresql://app:pw@db1:5432,db2:5433/shop") == "postgresql://db1:5432,db2:5433/shop"
+
+
+HOST_PARAMETERS = {  # ";parameters" in the authority -> what is written
+    "jdbc:sqlserver://db.internal:1433;databaseName=shop;user=app;password=hunter2":
+        "jdbc:sqlserver://db.internal:1433;databaseName=shop;user=app;password=REDACTED",
+    "https://api.example;sid=hunter2/v1": "https://api.example;sid=REDACTED/v1",
+    "jdbc:sqlserver://db:1433;integratedSecurity=false;accessToken=hunter2;encrypt=true":
+        "jdbc:sqlserver://db:1433;integratedSecurity=false;accessToken=REDACTED;encrypt=true",
+}
+
+
+@pytest.mark.parametrize("key", ["http.url", "db.connection_string"])
+def test_secret_parameters_of_a_host_are_redacted(tmp_path, key):
+    """Only the path's ";parameters" were stripped: the host's were written as they were."""
+    rows = written_back(tmp_path, {f"s{i}": {key: url} for i, url in enumerate(HOST_PARAMETERS)})
+    assert [dict(row["attributes"])[key] for row in rows] == list(HOST_PARAMETERS.values())
+    assert "hunter2" not in repr(rows)
+
+
+CONNECTION_STRINGS = {  # not URLs: key=value pairs -> what is written
+    "Server=db.internal;Database=shop;User Id=app;Password=hunter2;":
+        "Server=db.internal;Database=shop;User Id=app;Password=REDACTED;",
+    "host=db.internal port=5432 dbname=shop user=app password=hunter2":
+        "host=db.internal port=5432 dbname=shop user=app password=REDACTED",
+    "host=db password='hunter2 with spaces' sslmode=require": "host=db password=REDACTED sslmode=require",
+    "Server=db;Pwd=hunter2 with spaces;Encrypt=yes": "Server=db;Pwd=REDACTED;Encrypt=yes",
+    "Driver={ODBC};Server=db;PWD={hunter2;x};": "Driver={ODBC};Server=db;PWD=REDACTED;",
+    "AccountName=shop;AccountKey=hunter2+x==;EndpointSuffix=core.windows.net":
+        "AccountName=shop;AccountKey=REDACTED;EndpointSuffix=core.windows.net",
+    "AccountName=shop;AccountKey=hunter2+x/y==;EndpointSuffix=core.windows.net":  # "x/y==;..." reads as a path
+        "AccountName=shop;AccountKey=REDACTED",
+}
+
+
+def test_connection_strings_that_are_not_urls_lose_their_secrets(tmp_path):
+    """ADO.NET's and libpq's key=value connection strings were written in clear."""
+    rows = written_back(tmp_path, {f"s{i}": {"db.connection_string": text}
+                                   for i, text in enumerate(CONNECTION_STRINGS)})
+    assert [dict(row["attributes"])["db.connection_string"] for row in rows] == list(CONNECTION_STRINGS.values())
+    assert "hunter2" not in repr(rows)
+
+
+STATEMENTS = {  # a statement with literals -> what is written
+    "UPDATE users SET password = 'hunter2' WHERE id = 7": "UPDATE users SET password = ? WHERE id = ?",
+    "SELECT * FROM sessions WHERE api_token = 'hun''ter2' AND n IN (1, 2.5, 0x1F)":
+        "SELECT * FROM sessions WHERE api_token = ? AND n IN (?, ?, ?)",
+    "SELECT t2.c3 FROM t2 WHERE email = $1 AND note = $$hunter2$$ LIMIT 10":
+        "SELECT t2.c3 FROM t2 WHERE email = $1 AND note = ? LIMIT ?",
+    'INSERT INTO logins VALUES ("bob", "hunter2': "INSERT INTO logins VALUES (?, ?",  # cut short: to the end
+}
+
+
+@pytest.mark.parametrize("key", ["db.statement", "db.query.text"])
+def test_statement_literals_are_replaced(tmp_path, key):
+    """OpenTelemetry's conventions recommend sanitizing literals; they were written in clear."""
+    rows = written_back(tmp_path, {f"s{i}": {key: text} for i, text in enumerate(STATEMENTS)})
+    assert [dict(row["attributes"])[key] for row in rows] == list(STATEMENTS.values())
+    assert "hunter2" not in repr(rows)
+    assert Redactor(statement_keys=())({key: "SELECT 1"}) == {key: "SELECT 1"}  # the user may keep them
+
+
+def test_pairs_and_bearer_tokens_in_messages_are_redacted(tmp_path):
+    """A status message or an exception.message attribute carried 'password=...' and 'Bearer ...' in clear."""
+    rows = written_back(tmp_path, {"login": {
+        "exception.message": "login failed: user=bob password=hunter2",
+        "app.error": "rejected {'user': 'bob', \"api_key\": \"hunter2\"} with X-Api-Key: hunter2 (bearer hunter2)",
+    }}, status="401: header Authorization: Bearer hunter2 rejected")
+    (row,) = rows
+    assert dict(row["attributes"]) == {
+        "exception.message": "login failed: user=bob password=REDACTED",
+        "app.error": "rejected {'user': 'bob', \"api_key\": REDACTED} with X-Api-Key: REDACTED (bearer REDACTED)"}
+    assert row["status_message"] == "401: header Authorization: Bearer REDACTED rejected"
+
+
+def test_free_text_is_scanned_for_pairs_only_and_keeps_harmless_ones():
+    redactor = Redactor()
+    for text in ("KeyError: 'token'", "TokenExpiredError: Signature has expired", "retry=3 timeout=30s; a=b",
+                 "password = ?", "host=db user=app"):
+        assert redactor.message(text) == text
+    assert redactor.message("the password is hunter2") == "the password is hunter2"  # prose: not recognised
+
+
+SECRET_KEYS = ["rpc.request.metadata.x-jwt-assertion", "http.request.header.x-amz-signature",
+               "http.request.header.x-amz-security-token", "http.request.header.x-hub-signature-256",
+               "app.accessKeyId", "app.sid", "app.passphrase", "http.request.header.x-csrf-token",
+               "messaging.rocketmq.message.keys"]
+HARMLESS_KEYS = ["http.request.method", "http.route", "book.author", "app.monkey", "http.request.header.:authority",
+                 "server.address", "db.operation.name", "process.pid", "code.function", "inside.count"]
+
+
+def test_keys_naming_a_secret_are_dropped_and_harmless_ones_kept():
+    """'x-jwt-assertion' and 'x-amz-signature' were written in clear."""
+    redactor = Redactor()
+    written = redactor({key: "hunter2" for key in SECRET_KEYS + HARMLESS_KEYS})
+    assert written == {key: "hunter2" for key in HARMLESS_KEYS}
+
+
+@pytest.mark.parametrize("exported", [True, False])
+def test_an_anomaly_is_logged_and_counted_under_its_redacted_name(tmp_path, caplog, exported):
+    """The sink logged the raw span name and put it into the 'perfsdk.series' metric attribute."""
+    import logging
+
+    import numpy as np
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    import perfsdk
+
+    reader = InMemoryMetricReader()
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    durations = 10 + np.random.default_rng(0).normal(0, 0.5, 600)
+    durations[500:510] = 100.0  # an incident
+    with caplog.at_level(logging.WARNING, logger="perfsdk.anomaly"):
+        sdk = perfsdk.init(tracer_provider=provider, sample_resources=False,
+                           export_dir=tmp_path if exported else None,
+                           meter_provider=MeterProvider(metric_readers=[reader]))
+        try:
+            tracer = provider.get_tracer("t")
+            for i, duration in enumerate(durations):
+                span = tracer.start_span("GET /reset?token=abc123", start_time=10**18 + i * 10**9)
+                span.end(end_time=10**18 + i * 10**9 + int(duration * 1e6))
+            sdk.force_flush()
+        finally:
+            sdk.shutdown()
+    series = {p.attributes["perfsdk.series"] for rm in reader.get_metrics_data().resource_metrics
+              for sm in rm.scope_metrics for m in sm.metrics if m.name == "perfsdk.anomalies"
+              for p in m.data.data_points}
+    assert series == {"GET /reset?token=REDACTED"}
+    assert "perfsdk anomaly" in caplog.text and "GET /reset?token=REDACTED" in caplog.text
+    assert "abc123" not in caplog.text
+
+
+def test_the_sink_redacts_span_names_as_the_export_does_or_by_default():
+    """Without an export the log line and the metric still carried the raw span name."""
+    from perfsdk.instrument.sink import _span_name_redaction
+
+    assert _span_name_redaction(None)("GET /login?password=hunter2") == "GET /login?password=REDACTED"
+    kept = Redactor(scrub_values=False)
+    writer = type("Writer", (), {"redact": staticmethod(kept.message)})()
+    assert _span_name_redaction(writer)("GET /login?password=hunter2") == "GET /login?password=hunter2"  # the user's

@@ -3,19 +3,32 @@
 The default is safe, because personal data travels in more places than keys
 named "email":
 
-- keys that commonly carry secrets or personal data (authorization headers,
-  cookies, passwords, tokens, keys, e-mail addresses, forwarded client
-  addresses, ...) are dropped, and nothing is written unless the user opts in;
+- keys that name secrets or personal data are dropped, and nothing is written unless the user
+  opts in: a key containing ``authorization``, ``cookie``, ``password``, ``token``, ``secret``,
+  ``signature``, ``assertion``, ``session``, ``email``, ... (``SENSITIVE``, dashes and
+  underscores ignored), or with ``auth``, ``key``, ``pwd``, ``sid``, ``jwt``, ... as a whole part
+  (``WHOLE_PARTS``; split on dots, dashes, underscores, spaces and camelCase, a plural ``s``
+  ignored) -- one rule, ``Redactor.names_secret``, also used for the keys of ``key=value``
+  pairs inside texts;
 - URL attributes (``http.target``, ``http.url``, ``url.full``, ``url.query``,
   ``url.original``) keep their path and the *names* of their query parameters
   -- routes stay analysable -- but every parameter value (and a parameter
   without one, which may be a key itself) is replaced (``safe_params`` lists the
-  harmless ones to keep), the user-info (``user:password@``), the fragment and
-  the path's ``;parameters`` (``;jsessionid=...``) are removed;
+  harmless ones to keep), the user-info (``user:password@``, to its last ``@``, see
+  ``Redactor.url``), the fragment and the path's ``;parameters`` (``;jsessionid=...``) are
+  removed, and the host's ``;parameters`` (``jdbc:sqlserver://db;password=...``) lose their
+  secret values;
+- SQL statements (``db.statement``, ``db.query.text``) have their literals (quoted strings,
+  numbers) replaced with ``?``, as OpenTelemetry's conventions recommend;
 - in every text written in clear (other attribute values, span names, status
   messages), each URL is redacted the same way (a referer header, a connection
-  string, an exception's "for url: ..."), and e-mail addresses and card numbers
-  (digit runs that pass the Luhn check) are replaced.
+  string, an exception's "for url: ..."), the value of each ``key=value`` (or ``key: value``,
+  ``"key": "value"``) pair whose key names a secret is replaced (``password=...`` in a libpq
+  or ADO.NET connection string or an exception's message), and so is every ``Bearer`` token;
+  e-mail addresses and card numbers (digit runs that pass the Luhn check) are replaced.
+
+Free text is scanned for these forms only: a secret in prose ("the password is hunter2") or in
+a key named for nothing secret is written as it is.
 
 Keys can instead be *hashed* with a keyed hash (HMAC-SHA256), so rows can be
 joined on the value without anyone reading it.
@@ -28,31 +41,36 @@ import hmac
 import os
 import re
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from perfsdk._native import redact_texts
 from perfsdk._runtime import check_bool, check_int
 
-__all__ = ["REDACTED", "SENSITIVE", "URL_KEYS", "WHOLE_PARTS", "Redactor", "scrub"]
+__all__ = ["REDACTED", "SENSITIVE", "STATEMENT_KEYS", "URL_KEYS", "WHOLE_PARTS", "Redactor", "sanitize_sql",
+           "scrub"]
 
 #: Key fragments that mark a value as sensitive, matched case-insensitively
-#: anywhere inside the key's parts (split on dots, dashes, underscores and spaces).
+#: anywhere inside the key (dashes and underscores ignored: ``api-key`` is ``apikey``).
 SENSITIVE = (
-    "authorization", "cookie", "password", "passwd", "secret", "token", "apikey", "session",
+    "authorization", "cookie", "password", "passwd", "passphrase", "secret", "token", "apikey", "session",
+    "signature", "assertion", "csrf", "xsrf",
     "email", "credit", "card", "ssn", "private", "credential", "forwarded", "realip", "phone",
 )
 #: Attributes holding a URL (or its query): redacted part by part, not dropped.
 URL_KEYS = ("http.target", "http.url", "url.full", "url.query", "url.original")
+#: Attributes holding a database statement: its literals are replaced with ``?``.
+STATEMENT_KEYS = ("db.statement", "db.query.text")
 #: What a redacted query value, e-mail address or card number becomes.
 REDACTED = "REDACTED"
 SCRUB_MARGIN = 256  # characters scrubbed past a value's cut, so an address across it is still found
-#: Fragments too short to match inside a longer word ("author", "ssnapshot"):
-#: they must be a whole part of the key ("x-auth", "db_pwd", "api-key").
-WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv")
+#: Fragments too short to match inside a longer word ("author", "monkey", "inside"): they must be
+#: a whole part of the key, or that part with a plural "s" ("x-auth", "db_pwd", "api-key",
+#: "accessKeyId", "app.sid", "cache.keys").
+WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv", "sid", "jwt", "otp")
 
 MEMO_ENTRIES = 4096  # (key, value) outcomes remembered per value type; short scalar values only
 _MEMO_TYPES = frozenset((str, bool, int, float))
 _SPLIT = re.compile(r"[.\s_\-]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # "accessKeyId" -> "access Key Id"
 _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")  # a run's start only: linear
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 #: A URL inside free text: ``scheme://...``, or a path (``/reset``, ``api/reset``, ``host.example/x``)
@@ -61,6 +79,33 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 _URL = re.compile(r"(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s<>\"']+"
                   r"|(?<![\w/.\-])[\w.\-]*/[^\s<>\"'?;#]*[?;#][^\s<>\"']*")
 _PATH_PARAMS = re.compile(r";[^/]*")  # "/cart;jsessionid=..." (a session id in the path)
+#: Where a URL's authority starts: after ``scheme://`` (``jdbc:sqlserver://`` too) or a leading ``//``.
+_AUTHORITY = re.compile(r"(?:[A-Za-z][\w+.\-]*:)*//")
+_AUTHORITY_END = re.compile(r"[/?#]")
+_HOST = r"(?:\[[^\]\s/?#@]*\]|[^\s:\[\]/?#@,;]*)(?::\d*)?"  # a name, IPv4 or [IPv6], and a port
+_HOSTS = re.compile(rf"{_HOST}(?:,{_HOST})*")  # libpq lists hosts: "db1:5432,db2:5433"
+_HOSTS_ENDING = re.compile(rf"{_HOST}(?:,{_HOST})*(?=[/?#;]|\Z)")  # ... where the authority ends
+#: A ``key=value`` (``key: value``, ``"key": "value"``) pair's key and separator, found in the
+#: *reversed* text: a search for the separator, which C does fast, instead of one at every word.
+_PAIR_KEY = re.compile(r"""(?P<sep>[=:])[ \t]*(?P<q>["']?)(?P<name>[\w.\-]+)(?P=q)(?![\w.\-])""")
+#: A pair's value, after its separator: quoted, or running to a space, ``;`` or ``&`` -- or, followed
+#: by ``;``, over spaces (ADO.NET's ``Password=two words;``); after an authorization scheme
+#: ("Bearer"), one word.
+_PAIR_VALUE = re.compile(
+    r"""[ \t]*(?:(?P<scheme>(?i:bearer|basic|digest|negotiate|ntlm|token))[ \t]+(?P<credentials>[^\s;&,"']+)"""
+    r"""|(?P<value>"[^"]*"?|'[^']*'?|\{[^}]*\}?"""
+    r"""|[^\s;&"'{][^\s;&]*(?:[ \t]+[^\s;&=]+)*(?=[ \t]*;)|[^\s;&"'{][^\s;&]*))""")
+_PLACEHOLDER = re.compile(r"\?\d*|\$\d+|%s")  # a statement's parameter, not a value
+_BEARER = re.compile(r"(?<![\w\-])[Bb]earer[ \t]+(?P<credentials>[\w\-.~+/]+=*)")
+#: ``X: y`` where X names an exception type ("KeyError: 'token'") is a message, not a pair.
+_EXCEPTION_NAMES = ("error", "exception", "warning")
+_SQL_LITERAL = re.compile(  # each branch starts with a character from one set, which C scans for
+    r"""['"$.\d]"""
+    r"""(?:(?<=')(?:[^'\\]|\\.|'')*'?"""  # 'text', 'it''s', 'it\'s' (an unclosed one runs to the end)
+    r"""|(?<=")(?:[^"\\]|\\.|"")*"?"""  # "text": MySQL's strings (and standard SQL's quoted names)
+    r"""|(?<=\$)(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?(?:\$(?P=tag)\$|\Z)"""  # PostgreSQL's $$text$$, $tag$text$tag$
+    r"""|(?<![\w$.@:?].)(?:(?<=0)[xX][0-9A-Fa-f]+|(?<=\d)\d*\.?\d*|(?<=\.)\d+)(?:[eE][-+]?\d+)?(?![\w$]))""",
+    re.S)  # 42, 1.5e3, .5, 0xff -- not t2, $1, @p1 or :v1
 
 
 class Redactor:
@@ -69,10 +114,11 @@ class Redactor:
     Parameters
     ----------
     allow
-        If given, only these keys are kept (exact names; URL keys among them are still redacted
-        as URLs); everything else is dropped, but for ``hash_keys`` and ``opt_in``.
+        If given, only these keys are kept (exact names; URL and statement keys among them are
+        still redacted as such); everything else is dropped, but for ``hash_keys`` and ``opt_in``.
     deny
-        Key fragments to drop (default ``SENSITIVE``); pass ``()`` to drop none.
+        Key fragments to drop (default ``SENSITIVE``, and ``WHOLE_PARTS`` as whole parts); pass
+        ``()`` to drop none. The same rule picks the ``key=value`` pairs redacted inside texts.
     hash_keys
         Keys whose values are replaced by a keyed hash instead of being dropped.
     opt_in
@@ -84,11 +130,14 @@ class Redactor:
         Longer values are cut (and marked with a trailing ``...``).
     url_keys
         Attributes holding URLs, redacted part by part (default ``URL_KEYS``).
+    statement_keys
+        Attributes holding database statements, whose literals are replaced with ``?``
+        (default ``STATEMENT_KEYS``).
     safe_params
         Query parameters whose values are harmless and kept (e.g. ``["page", "sort"]``).
     scrub_values
-        Redact URLs and replace e-mail addresses and card numbers inside every value, span name
-        and status message kept in clear.
+        Redact URLs, secret ``key=value`` pairs and bearer tokens, and replace e-mail addresses
+        and card numbers, inside every value, span name and status message kept in clear.
 
     Examples
     --------
@@ -100,6 +149,10 @@ class Redactor:
     {'url.full': 'https://shop.example/pay?card=REDACTED'}
     >>> r({"db.connection_string": "postgresql://app:hunter2@db:5432/shop"})
     {'db.connection_string': 'postgresql://db:5432/shop'}
+    >>> r({"db.connection_string": "Server=db;User Id=app;Password=hunter2;"})
+    {'db.connection_string': 'Server=db;User Id=app;Password=REDACTED;'}
+    >>> r({"db.statement": "SELECT * FROM users WHERE email = 'a@b.example' AND id = 7"})
+    {'db.statement': 'SELECT * FROM users WHERE email = ? AND id = ?'}
     """
 
     def __init__(
@@ -113,15 +166,18 @@ class Redactor:
         url_keys: Iterable[str] = URL_KEYS,
         safe_params: Iterable[str] = (),
         scrub_values: bool = True,
+        statement_keys: Iterable[str] = STATEMENT_KEYS,
     ) -> None:
         for name, value in (("allow", allow), ("deny", deny), ("hash_keys", hash_keys), ("opt_in", opt_in),
-                            ("url_keys", url_keys), ("safe_params", safe_params)):
+                            ("url_keys", url_keys), ("safe_params", safe_params),
+                            ("statement_keys", statement_keys)):
             if isinstance(value, (str, bytes)):
                 raise TypeError(f"{name} must be a collection of strings, not one string: got {value!r}")
         if hash_key is not None and not isinstance(hash_key, bytes):
             raise TypeError(f"hash_key must be bytes, got {hash_key!r}")
         check_int("max_value_chars", max_value_chars, minimum=1)
         self.url_keys = frozenset(url_keys)
+        self.statement_keys = frozenset(statement_keys)
         self.safe_params = frozenset(safe_params)
         self.scrub_values = check_bool("scrub_values", scrub_values)
         self.allow = None if allow is None else frozenset(allow)
@@ -133,6 +189,7 @@ class Redactor:
         self._hash_key = hash_key or (env_key.encode() if env_key else os.urandom(32))
         self.max_value_chars = max_value_chars
         self._verdicts: dict[str, str] = {}  # key -> keep / hash / drop (keys repeat a lot)
+        self._secret_names: dict[str, bool] = {}  # a pair's key in a text -> names_secret (they repeat too)
         # per value type (1, 1.0 and True are equal keys but are written differently): (key, value)
         # -> what is written. A (key, value) tuple of plain values is untracked by the collector at
         # its first collection; one with the type in it would stay tracked, and reach the oldest
@@ -157,13 +214,31 @@ class Redactor:
             return "drop"  # before the URL keys: "only these keys" means only these
         if key in self.url_keys:
             return "url"
-        lowered = key.lower()
-        parts = _SPLIT.split(lowered)
-        if any(fragment in lowered.replace("-", "").replace("_", "") for fragment in self.deny):
-            return "drop"
-        if any(part in self.deny_whole for part in parts):
-            return "drop"
-        return "keep"
+        if key in self.statement_keys:
+            return "sql"
+        return "drop" if self.names_secret(key) else "keep"
+
+    def names_secret(self, name: str) -> bool:
+        """Whether ``name`` (an attribute's key, or a key inside a text) names something secret: a
+        ``deny`` fragment anywhere in it, or a ``WHOLE_PARTS`` one as a whole part -- short ones
+        ("key") would match inside harmless words ("monkey"), long ones are safe to look for anywhere.
+
+        >>> r = Redactor()
+        >>> [r.names_secret(k) for k in ("x-jwt-assertion", "x-amz-signature", "accessKeyId", "app.sid")]
+        [True, True, True, True]
+        >>> [r.names_secret(k) for k in ("http.request.method", "book.author", "app.monkey", "inside")]
+        [False, False, False, False]
+        """
+        lowered = name.lower()
+        squashed = lowered.replace("-", "").replace("_", "")
+        if any(fragment in squashed for fragment in self.deny):
+            return True
+        if self.deny_whole:
+            whole = self.deny_whole
+            for part in _SPLIT.split(_CAMEL.sub(" ", name).lower()):
+                if part in whole or (part[-1:] == "s" and part[:-1] in whole):
+                    return True
+        return False
 
     def hash(self, value: str) -> str:
         return "hmac:" + hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
@@ -197,6 +272,9 @@ class Redactor:
             return self.hash(text)
         if verdict == "url":
             text = self.url(text, query_only=key == "url.query")
+        elif verdict == "sql":
+            limit = self.max_value_chars + SCRUB_MARGIN  # a literal across the cut runs to the end: gone
+            return self._bounded(sanitize_sql(text[:limit]), scrub_it=True, cut=len(text) > limit)
         return self._bounded(text, scrub_it=verdict != "clear")
 
     def message(self, value: Any) -> str:
@@ -208,36 +286,140 @@ class Redactor:
         'bad password for REDACTED xxxxxxxxxxxxxx...'
         >>> Redactor().message("GET /reset;jsessionid=9F?token=abc&lang")
         'GET /reset?token=REDACTED&REDACTED'
+        >>> Redactor().message("401: Authorization: Bearer abc.def rejected; login user=bob password=hunter2")
+        '401: Authorization: Bearer REDACTED rejected; login user=bob password=REDACTED'
         """
         return self._bounded(value if isinstance(value, str) else str(value), scrub_it=True)
 
-    def _bounded(self, text: str, scrub_it: bool) -> str:
-        cut = len(text) > self.max_value_chars
+    def _bounded(self, text: str, scrub_it: bool, cut: bool = False) -> str:
+        cut = cut or len(text) > self.max_value_chars
         if self.scrub_values and scrub_it:
             # what is kept, and enough beyond it that a URL, address or card across the cut is whole
-            text = scrub(self._urls(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text))
+            text = self._scrub(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text)
         if cut:
             text = text[: self.max_value_chars] + "..."
         return text
 
-    def _urls(self, text: str) -> str:
-        """``text`` with each URL in it redacted as a URL attribute is (``url``)."""
-        if "://" in text or "?" in text or ";" in text or "#" in text:  # most texts have none: no regex
+    def _scrub(self, text: str) -> str:
+        """A text written in clear, with its URLs, secret pairs, bearer tokens, e-mail addresses and
+        card numbers redacted. Each step first asks whether its mark is in the text at all: most
+        texts carry none, and cost a few substring tests. URLs go first, so that a pair's value
+        ends where the URL's part does ("...;sid=x/v1"): what a URL keeps, the pairs then scan."""
+        if "://" in text or "/" in text and ("?" in text or ";" in text or "#" in text):  # a URL's marks
             text = _URL.sub(lambda found: self.url(found.group()), text)
+        if "=" in text or ":" in text or "earer" in text:  # a pair's, a bearer token's
+            text = self.pairs(text)
+        return scrub(text)
+
+    def pairs(self, text: str) -> str:
+        """``text`` with the value of each ``key=value`` (``key: value``, ``"key": "value"``) pair
+        whose key names a secret (``names_secret``), and each bearer token, replaced.
+
+        >>> Redactor().pairs("host=db user=app password='hunter 2' sslmode=require")
+        'host=db user=app password=REDACTED sslmode=require'
+        >>> Redactor().pairs('KeyError: token in {"api_key": "s3cr3t", "page": 2}')
+        'KeyError: token in {"api_key": REDACTED, "page": 2}'
+        """
+        if "=" in text or ":" in text:
+            spans = self._secret_values(text)
+            if spans:
+                pieces: list[str] = []
+                last = 0
+                for start, end in sorted(spans):
+                    if start >= last:
+                        pieces += (text[last:start], REDACTED)
+                    last = max(last, end)  # a span inside another (a quoted value holding a pair): gone with it
+                text = "".join(pieces) + text[last:]
+        if "earer" in text:
+            text = _BEARER.sub(lambda found: found.group()[: found.start("credentials") - found.start()] + REDACTED,
+                               text)
         return text
+
+    def _secret_values(self, text: str) -> list[tuple[int, int]]:
+        """Where the values of ``text``'s secret pairs are (start, end), the last pair first."""
+        spans, n = [], len(text)
+        for key in _PAIR_KEY.finditer(text[::-1]):
+            name = key.group("name")[::-1]
+            secret = self._secret_names.get(name)
+            if secret is None:
+                secret = self.names_secret(name)
+                if len(self._secret_names) < 10_000:
+                    self._secret_names[name] = secret
+            if not secret or (key.group("sep") == ":" and not key.group("q")
+                              and name.lower().endswith(_EXCEPTION_NAMES)):
+                continue  # "KeyError: 'token'" is an exception's message, not a pair
+            found = _PAIR_VALUE.match(text, n - key.start())
+            if found is None:
+                continue
+            group = "credentials" if found.group("scheme") else "value"
+            if found.group(group).startswith(REDACTED) or _PLACEHOLDER.fullmatch(found.group(group)):
+                continue  # done already (a URL's), or a placeholder ("password = ?", "email = $1")
+            if group == "credentials" and "auth" not in name.lower():
+                group = "scheme"  # "password: basic words": no scheme there, all of it secret
+            spans.append((found.start(group), found.end()))
+        return spans
 
     def url(self, text: str, query_only: bool = False) -> str:
         """``text`` (a URL, a request target, or with ``query_only`` a query string) with
-        its query values, user-info and fragment removed; path and parameter names stay."""
+        its query values, user-info and fragment removed; path and parameter names stay.
+
+        The user-info runs to the last ``@`` before the host. A password with an unencoded
+        ``/``, ``?``, ``#`` or ``@`` moves where the authority seems to end: where what is left
+        after the user-info is not a host (``app:hunter2`` of ``app:hunter2/x@db``), the user-info
+        runs to the one ``@`` a host follows; where more than one ``@`` could end it (a
+        user-info or a port, and another ``@`` later on), nothing tells which: the URL is written
+        as ``REDACTED``.
+
+        >>> r = Redactor()
+        >>> r.url("postgresql://app:hunter2/x#y@db:5432,db2/shop?sslmode=require")
+        'postgresql://db:5432,db2/shop?sslmode=REDACTED'
+        >>> r.url("jdbc:sqlserver://db:1433;databaseName=shop;user=app;password=hunter2")
+        'jdbc:sqlserver://db:1433;databaseName=shop;user=app;password=REDACTED'
+        >>> r.url("https://bob:p@ss@shop.example/u/@bob"), r.url("https://social.example/@bob")
+        ('REDACTED', 'https://social.example/@bob')
+        """
         if query_only:
             return self._query(text)
-        try:
-            parts = urlsplit(text)
-        except ValueError:
-            return REDACTED  # not a URL we can take apart: keep none of it
-        netloc = parts.netloc.rpartition("@")[2]  # user:password@host -> host
-        path = _PATH_PARAMS.sub("", parts.path) if ";" in parts.path else parts.path
-        return urlunsplit((parts.scheme, netloc, path, self._query(parts.query), ""))
+        head = _AUTHORITY.match(text)
+        if head is None:  # a request target: "/cart?x=1"
+            authority, rest = "", text
+        else:
+            split = self._authority(text, head.end())
+            if split is None:
+                return REDACTED  # not a URL we can take apart: keep none of it
+            authority, rest = split
+            authority = head.group() + authority
+        path, _, query = rest.partition("#")[0].partition("?")
+        if ";" in path:
+            path = _PATH_PARAMS.sub("", path)
+        query = self._query(query)
+        return authority + path + ("?" + query if query else "")
+
+    def _authority(self, text: str, start: int) -> tuple[str, str] | None:
+        """The host part of the authority starting at ``start`` (without its user-info, with its
+        ``;parameters``' secrets redacted) and the text after it; None where the user-info's end
+        is ambiguous (see ``url``)."""
+        found = _AUTHORITY_END.search(text, start)
+        end = found.start() if found else len(text)
+        at = text.rfind("@", start, end)
+        host = text[at + 1 if at >= 0 else start:end].partition(";")[0]
+        if _HOSTS.fullmatch(host):
+            if text.find("@", end) >= 0 and (at >= 0 or ":" in host.rpartition("]")[2]):
+                return None  # "bob:p@ss/x@db", "app:1234/x@db": a password, or a port and a path's "@"
+        else:  # "app:hunter2" of "app:hunter2/x@db": a password cut by a "/", "?" or "#"
+            ends: list[int] = []
+            i = text.find("@", start)
+            while i >= 0 and len(ends) < 2:  # the "@"s a host follows: one, or it is ambiguous
+                if _HOSTS_ENDING.match(text, i + 1):
+                    ends.append(i)
+                i = text.find("@", i + 1)
+            if len(ends) != 1:
+                return None
+            at = ends[0]
+            found = _AUTHORITY_END.search(text, at + 1)
+            end = found.start() if found else len(text)
+        host, semi, params = text[at + 1 if at >= 0 else start:end].partition(";")
+        return host + semi + (self.pairs(params) if params else ""), text[end:]
 
     def _query(self, query: str) -> str:
         if not query:
@@ -250,6 +432,17 @@ class Redactor:
             else:  # a parameter without a value ("?sk_live_...") may be the secret itself
                 pairs.append(f"{name}={REDACTED}" if eq else REDACTED)
         return "&".join(pairs)
+
+
+def sanitize_sql(statement: str) -> str:
+    """``statement`` with its literals -- quoted strings (a double-quoted name too: in MySQL it is a
+    string), dollar-quoted strings, numbers -- replaced with ``?``; names, keywords, placeholders
+    stay. A string left open (a statement cut short) is replaced to the end.
+
+    >>> sanitize_sql("UPDATE users SET password = 'hunter2', tries = 0 WHERE id = $1 AND t2.x IN (1, 2.5e3)")
+    'UPDATE users SET password = ?, tries = ? WHERE id = $1 AND t2.x IN (?, ?)'
+    """
+    return _SQL_LITERAL.sub("?", statement)
 
 
 def scrub(text: str) -> str:

@@ -282,8 +282,10 @@ def init(
     export_dir, export_format, redactor
         Write spans, anomalies and resource samples to Arrow (or Parquet)
         files under ``export_dir`` (see ``perfsdk.export``); span attributes
-        pass through ``redactor`` (default: sensitive keys, URL query values,
-        e-mail addresses and card numbers removed).
+        pass through ``redactor`` (default: values under secret-naming keys and headers dropped;
+        URL credentials and query values, secret ``key=value`` pairs and bearer tokens in text,
+        SQL literals, e-mail addresses and card numbers redacted: docs/production.md says
+        exactly what is and is not).
     export_queue_bytes, export_on_full
         The span export's queue bound (64 MiB, each chunk of spans at its measured size:
         75,000 spans of a dozen HTTP attributes, 350,000 small ones) and what

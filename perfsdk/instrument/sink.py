@@ -90,11 +90,15 @@ class AnomalySink:
                 self._notify(anomaly)
 
     def _notify(self, anomaly: Anomaly) -> None:
+        # an anomaly names its span: the log line and the metric name it as the files do (a span
+        # named after a raw request target carries its query)
+        redact = _span_name_redaction(self.writer)
         with self.faults.guard("anomaly logging"):
-            anomaly_log.warning("perfsdk anomaly: %s", anomaly)
+            if anomaly_log.isEnabledFor(logging.WARNING):
+                anomaly_log.warning("perfsdk anomaly: %s", redact(str(anomaly)))
         with self.faults.guard("anomaly metric"):
             self._counter.add(1, {
-                "perfsdk.series": str(anomaly.details.get("series", "")),
+                "perfsdk.series": redact(str(anomaly.details.get("series", ""))),
                 "perfsdk.detector": anomaly.detector.rsplit("[", 1)[-1].rstrip("]"),
                 "perfsdk.source": str(anomaly.details.get("source", "")),
             })
@@ -129,3 +133,21 @@ class AnomalySink:
         self._count_lock = owned_lock()
         self._recent.clear()
         self.total = self.callbacks_dropped = 0  # the parent's anomalies are the parent's
+
+
+def _span_name_redaction(writer: Any) -> Callable[[str], str]:
+    """How span names are redacted: as the export's anomalies table redacts them (the user's
+    ``redactor``), else -- nothing exported -- as the default ``Redactor`` would.
+
+    >>> _span_name_redaction(None)("GET /reset?token=abc")
+    'GET /reset?token=REDACTED'
+    """
+    redact = getattr(writer, "redact", None)
+    return redact if redact is not None else _default_redaction()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_redaction() -> Callable[[str], str]:
+    from perfsdk.export.redact import Redactor
+
+    return Redactor().message
