@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import threading
 import time
 
@@ -1825,6 +1826,8 @@ def test_the_arrival_forecast_follows_a_step_between_its_fits(seed):
     assert 42 < forecast.peak() < 58
     fits = forecast.detector.fits
     assert forecast.detector.held >= 1 and f"held at {LEVEL_WEIGHT:.2f}" in forecast.detector.fit_note
+    twin = pickle.loads(pickle.dumps(forecast))  # the held fits' count and note travel with it
+    assert (twin.detector.held, twin.detector.fit_note) == (forecast.detector.held, forecast.detector.fit_note)
     _arrivals(forecast, [100.0] * 6, seed + 100)
     assert forecast.detector.fits == fits  # no fit in between: the forecast moved with the data
     assert 85 < forecast.peak() < 135

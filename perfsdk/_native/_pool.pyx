@@ -111,6 +111,7 @@ cdef class IntervalRecord:
             free(self._level_count)
             free(self._level_squares)
             self._level_sum = self._level_count = self._level_squares = NULL
+        self.levels = 0  # (none until allocated: a failed allocation leaves no level to write through)
         if levels:
             self._level_sum = <double*> calloc(levels, sizeof(double))
             self._level_count = <double*> calloc(levels, sizeof(double))

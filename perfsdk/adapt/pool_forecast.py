@@ -195,19 +195,24 @@ def _arrival_model() -> type:
             model stands in: a forecaster is never left without a forecast for a warm-up more."""
             result = super()._fit(ys)
             fit = result if isinstance(result, ArimaFit) else None
-            if fit is None:
+            try:
+                held, note = _held(fit, robust_sample(ys), self.order, self.season)  # type: ignore[arg-type]
+            except Exception as exc:  # numerical trouble in the residuals: a failed fit (``_install`` counts it)
+                return FitError(f"holding the fit failed: {type(exc).__name__}: {exc}")
+            if fit is None:  # counted here: what is installed is the stand-in, not the failure
                 if self.last_fit_error is None:
                     log.warning("perfsdk: %s: %s (the least-following model stands in)", self.name, result)
                 self.fit_failures += 1
                 self.last_fit_error = str(result)
-            try:
-                held, note = _held(fit, robust_sample(ys), self.order, self.season)  # type: ignore[arg-type]
-            except Exception as exc:  # numerical trouble in the residuals: a failed fit, counted
-                return FitError(f"holding the fit failed: {type(exc).__name__}: {exc}")
             if note is not None:
                 self.held += 1
                 self.fit_note = note
             return held
+
+        def __reduce__(self) -> Any:
+            """Pickled with its held fits' count and note, as the detector is with its fit history."""
+            restore, (rebuild, args, history) = super().__reduce__()
+            return restore, (rebuild, args, {**history, "held": self.held, "fit_note": self.fit_note})
 
     _ArrivalModel.__module__, _ArrivalModel.__qualname__ = __name__, "_ArrivalModel"  # pickled by name
     globals()["_ArrivalModel"] = _ArrivalModel

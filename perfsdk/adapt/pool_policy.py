@@ -59,7 +59,7 @@ NOISE_PRIOR = 0.1  # how much one interval's tail differs from the last at the s
 MAX_MARGIN = 0.1  # the most better a measured size must promise to be moved to
 FALL_Z = 3.0  # standard errors by which a level beyond the fitted peak must serve less for its ceiling to be sure
 #: The share of acquisitions that waited from which most callers wait: with open arrivals, a doubtful
-#: ceiling the pool sits at is raised by one to measure, and a shrink is not tried on the model's
+#: ceiling the pool sits at is raised by one to measure (as when it falls behind), and a shrink is not tried on the model's
 #: "nearly as well" (the connection it frees would go to a waiting caller; in a closed loop the
 #: clients take turns at any size, and trying smaller sizes is how the pool finds its best).
 MOST_WAITED = 0.5
@@ -374,9 +374,10 @@ class PoolEvidence:
         if not closed_loop and (behind or most_waited):
             doubted = self.last_ceiling
             if self.probe_ceiling(size, max_size):
+                why = (f"{features['waited_share']:.0%} waited at it" if most_waited
+                       else "the pool fell behind at it")
                 summary += (f"; the ceiling at {doubted} connections rests on a fall within the noise of its "
-                            f"levels' means and {features['waited_share']:.0%} waited at it: raised to "
-                            f"{self.last_ceiling} to measure")
+                            f"levels' means and {why}: raised to {self.last_ceiling} to measure")
         if behind:
             # falling behind (the queue grew, or callers kept a burst over the size busy -- not a closed
             # loop's clients taking turns, who keep any size busy): keep up now
@@ -555,7 +556,7 @@ class PoolEvidence:
 
     def probe_ceiling(self, size: int, max_size: int) -> bool:
         """Raise a doubtful ceiling (its fall within the noise: ``ceiling_sure`` false) by one
-        connection, the pool at it and its callers waiting (True: raised). A ceiling fitted on a few
+        connection, the pool at it and most of its callers waiting, or the pool falling behind (True: raised). A ceiling fitted on a few
         samples at levels reached in bursts is often wrong, and it binds only once the load grows
         or the queries dear: the level above fills with samples, and the next ``ceiling`` finds
         the fall sure, or the peak higher (a probe stands until it does).

@@ -154,7 +154,12 @@ class GateSession:
                 self.lines.append(f"perf-gate: {name}: judged on the runs it has")
                 broken.add(name)
                 continue
-            again[name] = run_samples(found[-1].stats.data, f"benchmark {name!r} on its re-run")
+            try:
+                again[name] = run_samples(found[-1].stats.data, f"benchmark {name!r} on its re-run")
+            except ValueError as exc:  # a time it cannot use: this benchmark alone, as a failed re-run
+                self.lines.append(f"perf-gate: re-running {name} gave times it cannot use ({exc}); "
+                                  "judged on the runs it has")
+                broken.add(name)
         return again
 
     @pytest.hookimpl(trylast=True)
