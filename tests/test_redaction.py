@@ -344,3 +344,91 @@ def test_the_sink_redacts_span_names_as_the_export_does_or_by_default():
     kept = Redactor(scrub_values=False)
     writer = type("Writer", (), {"redact": staticmethod(kept.message)})()
     assert _span_name_redaction(writer)("GET /login?password=hunter2") == "GET /login?password=hunter2"  # the user's
+
+
+ADVERSARIAL_UNITS = ["=", ":", "@", "'", '"', "a;", "pwd:", "password=", "://", "password={", "(/", "[,", "a=b "]
+TIMED_KEYS = ["url.full", "http.target", "db.statement", "exception.message", "app.note"]
+
+
+def _redaction_time(redactor, key, text):
+    import time
+
+    best = float("inf")
+    for _ in range(2):
+        redactor._memo = {kind: {} for kind in redactor._memo}
+        started = time.perf_counter()
+        redactor({key: text})
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("max_value_chars", [1024, 100_000])
+def test_adversarial_values_are_redacted_in_linear_time(max_value_chars):
+    """A URL was parsed whole before its cut, and each secret pair's value scanned to the end of the
+    text: '//x;' + 'pwd:' * N took 1.4 s at 16 KB, 'jdbc:sqlserver://db;' + 'password=' * N 24 s at
+    100 KB (the regex engine holds the GIL: the host's threads stalled)."""
+    redactor = Redactor(max_value_chars=max_value_chars)
+    for unit in ADVERSARIAL_UNITS:
+        for prefix in ("", "//x;", "jdbc:sqlserver://db;"):
+            for key in TIMED_KEYS:
+                small = prefix + (unit * (10_000 // len(unit) + 1))[:10_000]
+                big = prefix + (unit * (100_000 // len(unit) + 1))[:100_000]
+                t_small, t_big = _redaction_time(redactor, key, small), _redaction_time(redactor, key, big)
+                assert t_big < 0.5, (key, prefix, unit, t_big)
+                assert t_big < 20 * t_small + 0.05, (key, prefix, unit, t_small, t_big)
+        assert len(redactor.message(unit * 100_000)) <= max_value_chars + 3
+
+
+PORTED_URLS = {  # a host with a port, and an "@" later on -> what is written
+    "http://localhost:8000/api/users?email=alice@example.com": "http://localhost:8000/api/users?email=REDACTED",
+    "http://orders-svc:8080/v1/users/bob@shop.example": "http://orders-svc:8080/v1/users/REDACTED",
+    "https://social.example:443/@bob": "https://social.example:443/@bob",
+    "http://10.0.0.5:9200/_search?q=user:alice@x.y": "http://10.0.0.5:9200/_search?q=REDACTED",
+    # a password with an unencoded "/": still never written
+    "postgresql://app:hunter2/x@db:5432/shop": "postgresql://db:5432/shop",
+    "postgresql://app:1234/hunter2@db:5432/shop": REDACTED,
+    "postgresql://app:/hunter2@db:5432/shop": REDACTED,
+}
+
+
+def test_a_host_with_a_port_keeps_its_route_when_an_at_sign_follows():
+    """'host:8000/...@...' was read as a user-info that might run to the later '@': written 'REDACTED'."""
+    redactor = Redactor()
+    assert {url: redactor({"url.full": url})["url.full"] for url in PORTED_URLS} == PORTED_URLS
+
+
+SQL_KEPT = {  # a statement -> what is written: literals go, nothing else changes
+    "SELECT price/100 AS p FROM t WHERE id = ?": "SELECT price/? AS p FROM t WHERE id = ?",
+    "SELECT a/2, a%3 FROM t": "SELECT a/?, a%? FROM t",
+    "SELECT * FROM t WHERE id = %s /*controller='users',framework='django',traceparent='00-ab-cd-01'*/":
+        "SELECT * FROM t WHERE id = %s /*controller=?,framework=?,traceparent=?*/",
+    "SELECT id FROM users WHERE email = :email AND pwd = :pwd AND token = @token":
+        "SELECT id FROM users WHERE email = :email AND pwd = :pwd AND token = @token",
+    "SELECT 1 /* alice@example.com */": "SELECT ? /* REDACTED */",
+}
+
+
+@pytest.mark.parametrize("key", ["db.statement", "db.query.text"])
+def test_statements_lose_their_literals_only(key):
+    """The statement was scrubbed again as free text: 'price/100' became 'price/', a sqlcommenter
+    comment was cut, ':email' became REDACTED."""
+    redactor = Redactor()
+    assert {sql: redactor({key: sql})[key] for sql in SQL_KEPT} == SQL_KEPT
+
+
+def test_bearer_tokens_in_capitals_and_escaped_quotes_are_redacted():
+    redactor = Redactor()
+    assert redactor.message("Authorization: BEARER abc.def") == "Authorization: BEARER REDACTED"
+    assert redactor.message("token rejected: BEARER abc.def") == "token rejected: BEARER REDACTED"
+    assert redactor.message('{"password":"hun\\"ter2", "page": 2}') == '{"password":REDACTED, "page": 2}'
+    assert redactor.message('Server=db;Password="hun""ter2";Encrypt=yes') == "Server=db;Password=REDACTED;Encrypt=yes"
+
+
+def test_the_anomaly_log_line_keeps_its_closing_brackets():
+    from perfsdk.detect import Anomaly
+    from perfsdk.instrument.sink import _redacted_line, _span_name_redaction
+
+    anomaly = Anomaly("zscore[GET /reset?token=abc]", index=9, value=101.2, expected=100.2, std=1.1, score=3.9,
+                      threshold=3.0)
+    line = _redacted_line(anomaly, _span_name_redaction(None))
+    assert line.endswith(" [zscore[GET /reset?token=REDACTED]]") and "abc" not in line

@@ -28,7 +28,9 @@ named "email":
   e-mail addresses and card numbers (digit runs that pass the Luhn check) are replaced.
 
 Free text is scanned for these forms only: a secret in prose ("the password is hunter2") or in
-a key named for nothing secret is written as it is.
+a key named for nothing secret is written as it is. Every value is cut to ``max_value_chars``
+before it is read, and every scan is linear in what is left (an adversarial 100 KB URL took 24 s,
+the GIL held, when the cut came after the URL pass).
 
 Keys can instead be *hashed* with a keyed hash (HMAC-SHA256), so rows can be
 joined on the value without anyone reading it.
@@ -61,6 +63,9 @@ URL_KEYS = ("http.target", "http.url", "url.full", "url.query", "url.original")
 STATEMENT_KEYS = ("db.statement", "db.query.text")
 #: What a redacted query value, e-mail address or card number becomes.
 REDACTED = "REDACTED"
+#: The longest pair value looked at: one running past it is replaced to the next secret's or the text's
+#: end (a bound keeps each value's scan, and so a text with many pairs, linear).
+PAIR_VALUE_CHARS = 1024
 SCRUB_MARGIN = 256  # characters scrubbed past a value's cut, so an address across it is still found
 #: Fragments too short to match inside a longer word ("author", "monkey", "inside"): they must be
 #: a whole part of the key, or that part with a plural "s" ("x-auth", "db_pwd", "api-key",
@@ -76,15 +81,22 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 #: A URL inside free text: ``scheme://...``, or a path (``/reset``, ``api/reset``, ``host.example/x``)
 #: with a query, ``;params`` or a fragment ("GET /reset?token=..."). Each alternative starts only
 #: where a word or a path starts, so a search stays near linear.
-_URL = re.compile(r"(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s<>\"']+"
-                  r"|(?<![\w/.\-])[\w.\-]*/[^\s<>\"'?;#]*[?;#][^\s<>\"']*")
+#: Both run to the end of their token (a run without a space, ``<``, ``>`` or a quote), which is
+#: searched for them on its own (``_urls``): a failed try costs no more than its token once.
+_URL_SCHEME = re.compile(r"(?<![\w+.\-])[A-Za-z][\w+.\-]*://")
+_URL_PATH = re.compile(r"(?<![\w/.\-])[\w.\-]*/[^?;#]*[?;#]")
+_TOKEN = re.compile(r"[^\s<>\"']+")
 _PATH_PARAMS = re.compile(r";[^/]*")  # "/cart;jsessionid=..." (a session id in the path)
 #: Where a URL's authority starts: after ``scheme://`` (``jdbc:sqlserver://`` too) or a leading ``//``.
 _AUTHORITY = re.compile(r"(?:[A-Za-z][\w+.\-]*:)*//")
 _AUTHORITY_END = re.compile(r"[/?#]")
-_HOST = r"(?:\[[^\]\s/?#@]*\]|[^\s:\[\]/?#@,;]*)(?::\d*)?"  # a name, IPv4 or [IPv6], and a port
+_QUERY_START = re.compile(r"[?#]")
+_HOST = r"(?:\[[\w:.%\-]*\]|[^\s:\[\]/?#@,;]*)(?::\d*)?"  # a name, IPv4 or [IPv6], and a port
 _HOSTS = re.compile(rf"{_HOST}(?:,{_HOST})*")  # libpq lists hosts: "db1:5432,db2:5433"
 _HOSTS_ENDING = re.compile(rf"{_HOST}(?:,{_HOST})*(?=[/?#;]|\Z)")  # ... where the authority ends
+#: A host with a port, after an "@" in the path: "app:1234/x@db:5432/shop" (a password with a "/").
+_PORTED_HOST = re.compile(r"(?:\[[\w:.%\-]*\]|[^\s:\[\]/?#@,;]*):\d+(?:,[^\s/?#@;]*)*(?=[/?#;]|\Z)")
+_EMPTY_PORT = re.compile(r":(?:,|\Z)")  # "app:/x@db": a user without a password, or a host without a port
 #: A ``key=value`` (``key: value``, ``"key": "value"``) pair's key and separator, found in the
 #: *reversed* text: a search for the separator, which C does fast, instead of one at every word.
 _PAIR_KEY = re.compile(r"""(?P<sep>[=:])[ \t]*(?P<q>["']?)(?P<name>[\w.\-]+)(?P=q)(?![\w.\-])""")
@@ -93,10 +105,10 @@ _PAIR_KEY = re.compile(r"""(?P<sep>[=:])[ \t]*(?P<q>["']?)(?P<name>[\w.\-]+)(?P=
 #: ("Bearer"), one word.
 _PAIR_VALUE = re.compile(
     r"""[ \t]*(?:(?P<scheme>(?i:bearer|basic|digest|negotiate|ntlm|token))[ \t]+(?P<credentials>[^\s;&,"']+)"""
-    r"""|(?P<value>"[^"]*"?|'[^']*'?|\{[^}]*\}?"""
+    r"""|(?P<value>"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{[^}]*\}?"""
     r"""|[^\s;&"'{][^\s;&]*(?:[ \t]+[^\s;&=]+)*(?=[ \t]*;)|[^\s;&"'{][^\s;&]*))""")
 _PLACEHOLDER = re.compile(r"\?\d*|\$\d+|%s")  # a statement's parameter, not a value
-_BEARER = re.compile(r"(?<![\w\-])[Bb]earer[ \t]+(?P<credentials>[\w\-.~+/]+=*)")
+_BEARER = re.compile(r"(?<![\w\-])(?i:bearer)[ \t]+(?P<credentials>[\w\-.~+/]+=*)")
 #: ``X: y`` where X names an exception type ("KeyError: 'token'") is a message, not a pair.
 _EXCEPTION_NAMES = ("error", "exception", "warning")
 _SQL_LITERAL = re.compile(  # each branch starts with a character from one set, which C scans for
@@ -270,12 +282,19 @@ class Redactor:
         text = value if isinstance(value, str) else _text(value)
         if verdict == "hash":
             return self.hash(text)
+        # cut before any parsing: no value costs more than its bound (and a margin) to redact
+        cut = len(text) > self.max_value_chars
+        text = text[: self.max_value_chars + SCRUB_MARGIN]
         if verdict == "url":
             text = self.url(text, query_only=key == "url.query")
-        elif verdict == "sql":
-            limit = self.max_value_chars + SCRUB_MARGIN  # a literal across the cut runs to the end: gone
-            return self._bounded(sanitize_sql(text[:limit]), scrub_it=True, cut=len(text) > limit)
-        return self._bounded(text, scrub_it=verdict != "clear")
+        elif verdict == "sql":  # a literal across the cut runs to the end: gone
+            # literals only: a statement is not free text ("price/100", a sqlcommenter comment,
+            # ":email" stay); e-mail addresses and card numbers outside literals still go
+            text = sanitize_sql(text)
+            if self.scrub_values:
+                text = scrub(text)
+            return self._bounded(text, scrub_it=False, cut=cut)
+        return self._bounded(text, scrub_it=verdict != "clear", cut=cut)
 
     def message(self, value: Any) -> str:
         """A span's status description or name as it may be written: scrubbed and cut as a value
@@ -289,7 +308,9 @@ class Redactor:
         >>> Redactor().message("401: Authorization: Bearer abc.def rejected; login user=bob password=hunter2")
         '401: Authorization: Bearer REDACTED rejected; login user=bob password=REDACTED'
         """
-        return self._bounded(value if isinstance(value, str) else str(value), scrub_it=True)
+        text = value if isinstance(value, str) else str(value)
+        cut = len(text) > self.max_value_chars
+        return self._bounded(text[: self.max_value_chars + SCRUB_MARGIN], scrub_it=True, cut=cut)
 
     def _bounded(self, text: str, scrub_it: bool, cut: bool = False) -> str:
         cut = cut or len(text) > self.max_value_chars
@@ -306,10 +327,36 @@ class Redactor:
         texts carry none, and cost a few substring tests. URLs go first, so that a pair's value
         ends where the URL's part does ("...;sid=x/v1"): what a URL keeps, the pairs then scan."""
         if "://" in text or "/" in text and ("?" in text or ";" in text or "#" in text):  # a URL's marks
-            text = _URL.sub(lambda found: self.url(found.group()), text)
-        if "=" in text or ":" in text or "earer" in text:  # a pair's, a bearer token's
+            text = self._urls(text)
+        if "=" in text or ":" in text or "earer" in text or "EARER" in text:  # a pair's, a bearer token's
             text = self.pairs(text)
         return scrub(text)
+
+    def _urls(self, text: str) -> str:
+        """``text`` with each URL in it (``scheme://...``, or a path with a query, ``;params`` or a
+        fragment) redacted by ``url``. A URL runs to the end of its token; each token is searched
+        on its own, a path only up to the token's last ``?``, ``;`` or ``#`` (past it, no path
+        can have one): every search ends within its token, and the whole stays linear."""
+        pieces: list[str] = []
+        last = 0
+        for token in _TOKEN.finditer(text):
+            word = token.group()
+            if "/" not in word:
+                continue
+            starts = []
+            found = _URL_SCHEME.search(word) if "://" in word else None
+            if found is not None:
+                starts.append(found.start())
+            end = max(word.rfind("?"), word.rfind(";"), word.rfind("#"))
+            if end >= 0:
+                found = _URL_PATH.search(word, 0, end + 1)
+                if found is not None:
+                    starts.append(found.start())
+            if starts:
+                start = token.start() + min(starts)
+                pieces += (text[last:start], self.url(text[start:token.end()]))
+                last = token.end()
+        return "".join(pieces) + text[last:] if pieces else text
 
     def pairs(self, text: str) -> str:
         """``text`` with the value of each ``key=value`` (``key: value``, ``"key": "value"``) pair
@@ -326,18 +373,20 @@ class Redactor:
                 pieces: list[str] = []
                 last = 0
                 for start, end in sorted(spans):
-                    if start >= last:
+                    if start > last or start == last and not pieces:  # one REDACTED for values that meet
                         pieces += (text[last:start], REDACTED)
                     last = max(last, end)  # a span inside another (a quoted value holding a pair): gone with it
                 text = "".join(pieces) + text[last:]
-        if "earer" in text:
+        if "earer" in text or "EARER" in text:
             text = _BEARER.sub(lambda found: found.group()[: found.start("credentials") - found.start()] + REDACTED,
                                text)
         return text
 
     def _secret_values(self, text: str) -> list[tuple[int, int]]:
         """Where the values of ``text``'s secret pairs are (start, end), the last pair first."""
-        spans, n = [], len(text)
+        spans: list[tuple[int, int]] = []
+        n = len(text)
+        bound = n  # where the value found last (the next pair's) starts: no value is scanned past it
         for key in _PAIR_KEY.finditer(text[::-1]):
             name = key.group("name")[::-1]
             secret = self._secret_names.get(name)
@@ -348,7 +397,11 @@ class Redactor:
             if not secret or (key.group("sep") == ":" and not key.group("q")
                               and name.lower().endswith(_EXCEPTION_NAMES)):
                 continue  # "KeyError: 'token'" is an exception's message, not a pair
-            found = _PAIR_VALUE.match(text, n - key.start())
+            start = n - key.start()
+            if start > bound:
+                continue  # inside a secret value already
+            limit = min(bound, start + PAIR_VALUE_CHARS)
+            found = _PAIR_VALUE.match(text, start, limit)
             if found is None:
                 continue
             group = "credentials" if found.group("scheme") else "value"
@@ -356,7 +409,11 @@ class Redactor:
                 continue  # done already (a URL's), or a placeholder ("password = ?", "email = $1")
             if group == "credentials" and "auth" not in name.lower():
                 group = "scheme"  # "password: basic words": no scheme there, all of it secret
-            spans.append((found.start(group), found.end()))
+            end = found.end()
+            if end == limit and limit < n:
+                end = bound  # a value longer than looked at: replaced to the next secret's, or the end
+            spans.append((found.start(group), end))
+            bound = found.start(group)
         return spans
 
     def url(self, text: str, query_only: bool = False) -> str:
@@ -404,8 +461,12 @@ class Redactor:
         at = text.rfind("@", start, end)
         host = text[at + 1 if at >= 0 else start:end].partition(";")[0]
         if _HOSTS.fullmatch(host):
-            if text.find("@", end) >= 0 and (at >= 0 or ":" in host.rpartition("]")[2]):
-                return None  # "bob:p@ss/x@db", "app:1234/x@db": a password, or a port and a path's "@"
+            later = text.find("@", end)
+            if later >= 0 and (at >= 0 or ":" in host.rpartition("]")[2] and (
+                    _EMPTY_PORT.search(host.rpartition("]")[2]) or _PORTED_HOST.match(text, later + 1)
+                    and not _QUERY_START.search(text, end, later))):
+                return None  # "bob:p@ss/x@db", "app:/x@db", "app:1234/x@db:5432": a password cut short
+            # "host:8080/u/@bob": a port (a user-info's "/" would be percent-encoded, RFC 3986)
         else:  # "app:hunter2" of "app:hunter2/x@db": a password cut by a "/", "?" or "#"
             ends: list[int] = []
             i = text.find("@", start)

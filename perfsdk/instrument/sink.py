@@ -95,7 +95,7 @@ class AnomalySink:
         redact = _span_name_redaction(self.writer)
         with self.faults.guard("anomaly logging"):
             if anomaly_log.isEnabledFor(logging.WARNING):
-                anomaly_log.warning("perfsdk anomaly: %s", redact(str(anomaly)))
+                anomaly_log.warning("perfsdk anomaly: %s", _redacted_line(anomaly, redact))
         with self.faults.guard("anomaly metric"):
             self._counter.add(1, {
                 "perfsdk.series": redact(str(anomaly.details.get("series", ""))),
@@ -144,6 +144,18 @@ def _span_name_redaction(writer: Any) -> Callable[[str], str]:
     """
     redact = getattr(writer, "redact", None)
     return redact if redact is not None else _default_redaction()
+
+
+def _redacted_line(anomaly: Anomaly, redact: Callable[[str], str]) -> str:
+    """``str(anomaly)`` with the span's name in its detector (``zscore[GET /reset?token=abc]``)
+    redacted on its own: redacting the whole line would let a URL in the name run on over the
+    closing brackets."""
+    text, detector = str(anomaly), anomaly.detector
+    tail = f" [{detector}]"
+    if not text.endswith(tail):
+        return redact(text)
+    name = detector.rstrip("]")  # "zscore[GET /reset?token=abc]", "GET /reset?token=abc [AlertPipeline]"
+    return redact(text[: -len(tail)]) + f" [{redact(name)}{detector[len(name):]}]"
 
 
 @functools.lru_cache(maxsize=1)
