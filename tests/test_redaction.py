@@ -374,8 +374,9 @@ def test_adversarial_values_are_redacted_in_linear_time(max_value_chars):
                 small = prefix + (unit * (10_000 // len(unit) + 1))[:10_000]
                 big = prefix + (unit * (100_000 // len(unit) + 1))[:100_000]
                 t_small, t_big = _redaction_time(redactor, key, small), _redaction_time(redactor, key, big)
-                assert t_big < 0.5, (key, prefix, unit, t_big)
-                assert t_big < 20 * t_small + 0.05, (key, prefix, unit, t_small, t_big)
+                # linear: ten times the text, about ten times the time (quadratic: a hundred); a ratio, not a
+                # timing -- the slack absorbs a shared machine's pauses
+                assert t_big < 20 * t_small + 0.1, (key, prefix, unit, t_small, t_big)
         assert len(redactor.message(unit * 100_000)) <= max_value_chars + 3
 
 
