@@ -30,6 +30,7 @@ intervals, sure of itself). Judged by its mean against the last interval, a flat
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
@@ -119,7 +120,7 @@ class ArrivalForecast:
         self.surge = check_number("surge", surge, low=1.0)
         warmup = check_int("warmup", warmup, minimum=MIN_WARMUP, maximum=MAX_WARMUP)
         if season is not None:
-            warmup = max(warmup, check_int("season", season, minimum=2, maximum=MAX_SEASON) + 20)
+            warmup = max(warmup, check_int("season", season, minimum=2, maximum=MAX_SEASON) + MIN_WARMUP)
         self.detector: Any = _arrival_model()(
             order=(0, 2, 2) if season is None else (1, 1, 1), season=season, warmup=warmup,
             history=max(512, 2 * warmup), refit_every=max(60, warmup), quick_start=False, background=False,
@@ -176,13 +177,11 @@ def _weighted(mean: float, value: float) -> float:
     return value if math.isnan(mean) else mean + LEVEL_WEIGHT * (value - mean)
 
 
+@functools.cache
 def _arrival_model() -> type:
     """The detector's class, with its fits held (``_held``). Made with the first forecaster, not
     with perfsdk: the detector brings its compiled kernels, its fits statsmodels."""
-    cls = globals().get("_ArrivalModel")
-    if cls is not None:
-        return cls
-    from perfsdk.detect import ArimaDetector, ArimaFit, FitError, robust_sample
+    from perfsdk.detect import ArimaDetector, ArimaFit, FitError
 
     class _ArrivalModel(ArimaDetector):
         """An ``ArimaDetector`` whose fits are held where its forecasts follow the rate."""
@@ -190,13 +189,14 @@ def _arrival_model() -> type:
         held = 0  # fits held (``_held``)
         fit_note: str | None = None  # the last held fit: by how much, and why
 
-        def _fit(self, ys: Any) -> Any:
-            """statsmodels' fit, held (``_held``). One that fails is counted and the least-following
-            model stands in: a forecaster is never left without a forecast for a warm-up more."""
-            result = super()._fit(ys)
+        def _fit_sample(self, ys: Any) -> Any:
+            """statsmodels' fit, held (``_held``) on the same robust sample. One that fails is counted
+            and the least-following model stands in: a forecaster is never left without a forecast
+            for a warm-up more."""
+            result = super()._fit_sample(ys)
             fit = result if isinstance(result, ArimaFit) else None
             try:
-                held, note = _held(fit, robust_sample(ys), self.order, self.season)  # type: ignore[arg-type]
+                held, note = _held(fit, ys, self.order, self.season)  # type: ignore[arg-type]
             except Exception as exc:  # numerical trouble in the residuals: a failed fit (``_install`` counts it)
                 return FitError(f"holding the fit failed: {type(exc).__name__}: {exc}")
             if fit is None:  # counted here: what is installed is the stand-in, not the failure
@@ -215,7 +215,6 @@ def _arrival_model() -> type:
             return restore, (rebuild, args, {**history, "held": self.held, "fit_note": self.fit_note})
 
     _ArrivalModel.__module__, _ArrivalModel.__qualname__ = __name__, "_ArrivalModel"  # pickled by name
-    globals()["_ArrivalModel"] = _ArrivalModel
     return _ArrivalModel
 
 

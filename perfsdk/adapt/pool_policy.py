@@ -369,7 +369,8 @@ class PoolEvidence:
                 f"{candidates[action]} connections {tail_ms:.2f} ms ({how[action]})"
                 for action, tail_ms in estimates.items())
         floor = None
-        behind = growth > max(2, 0.05 * record.acquisitions) or (utilisation > 1.0 and not closed_loop)
+        queue_grew = growth > max(2, 0.05 * record.acquisitions)
+        behind = queue_grew or (utilisation > 1.0 and not closed_loop)
         most_waited = features["waited_share"] >= MOST_WAITED
         if not closed_loop and (behind or most_waited):
             doubted = self.last_ceiling
@@ -383,7 +384,7 @@ class PoolEvidence:
             # loop's clients taking turns, who keep any size busy): keep up now
             floor = self.keep_up(size, max_size, arrivals, record.waiting_end, elapsed)
             if floor > size:
-                why = (f"the queue grew by {growth}" if growth > max(2, 0.05 * record.acquisitions)
+                why = (f"the queue grew by {growth}" if queue_grew
                        else f"{utilisation:.0%} of the size busy (its burst in use)")
                 summary += (f"; {why} (arrivals {arrivals:.0f}/s, served "
                             f"{record.acquisitions / elapsed:.0f}/s): {floor} connections keep up")
@@ -513,12 +514,11 @@ class PoolEvidence:
             if c > 0 and a > b:
                 peak = min(max_size, math.ceil(math.sqrt((a - b) / c)))
                 served = {n: n / hold for n, hold in measured.items() if hold > 0}
-                below = [n for n in served if n <= peak]
-                top = max(below, key=served.__getitem__, default=None)
-                spread = self.spread(measured)
-                falls = [] if top is None else [self._fall(n, served[n], top, served[top], spread)
-                                                for n in served if n > peak and served[n] * RETROGRADE <= served[top]]
-                if falls:
+                top = max((n for n in served if n <= peak), key=served.__getitem__, default=None)
+                fell = [] if top is None else [n for n in served if n > peak and served[n] * RETROGRADE <= served[top]]
+                if fell and top is not None:  # (the holds' spread is asked only then)
+                    spread = self.spread(measured)
+                    falls = [self._fall(n, served[n], top, served[top], spread) for n in fell]
                     self.ceiling_sure = max(falls) > FALL_Z
                     if self.ceiling_sure:
                         self.probed = 0

@@ -192,8 +192,8 @@ class QLearner(QCore):
         the same ``gamma`` merge: Q-values scale like ``reward / (1 - gamma)``, so another
         gamma's are in other units (``alpha`` and exploration may differ: they change how a
         learner learns, not what its values mean). A learner holding what ``load`` refuses (a
-        Q-value not finite, a count beyond ``MAX_VISITS``) raises ValueError, as would a merged
-        table that is not finite; summed visits stop at ``MAX_VISITS``.
+        Q-value not finite, a count beyond ``MAX_VISITS``) raises ValueError; summed visits stop
+        at ``MAX_VISITS``.
         """
         if isinstance(others, QLearner) or not isinstance(others, Iterable):
             raise TypeError(f"others must be an iterable of QLearners, got {others!r}")
@@ -222,10 +222,7 @@ class QLearner(QCore):
         merged = QLearner(self.n_states, self.n_actions, **self._params_no_size())
         merged.q[:] = merged_q
         merged.visits[:] = np.minimum(total, MAX_VISITS)  # what one learner could hold (and load)
-        problem = _impossible(merged.state, merged)  # checked inputs make none; never hand one on
-        if problem:
-            raise ValueError(f"merge refused: the merged table would hold {problem}")
-        return merged
+        return merged  # (finite: finite inputs, weights summing to 1, each value clipped between theirs)
 
     def copy(self) -> "QLearner":
         """An independent learner with the same parameters and table."""

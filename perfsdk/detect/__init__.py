@@ -16,15 +16,14 @@ from perfsdk.detect.runs import DEFAULT_CONFIRM, Onset, RunRule
 from perfsdk.detect.zscore import ZScoreDetector
 
 if TYPE_CHECKING:
-    from perfsdk.detect._fitting import ArimaFit, FitError, robust_sample
+    from perfsdk.detect._fitting import ArimaFit, FitError
     from perfsdk.detect.arima import ArimaDetector, Forecast
 
 __getattr__, __dir__ = lazy_names(__name__, {"ArimaFit": "perfsdk.detect._fitting", "FitError": "perfsdk.detect._fitting",
-                                             "robust_sample": "perfsdk.detect._fitting",
                                              "ArimaDetector": "perfsdk.detect.arima", "Forecast": "perfsdk.detect.arima"})
 
 __all__ = [
     "DEFAULT_CONFIRM", "DETECTOR_KINDS", "AlertPipeline", "Anomaly", "ArimaDetector", "ArimaFit", "Detector",
     "DetectorFactory", "FitError", "Forecast", "Onset", "RunRule", "ZScoreDetector", "default_detector",
-    "resource_detectors", "robust_sample", "span_detectors", "traffic_detectors",
+    "resource_detectors", "span_detectors", "traffic_detectors",
 ]

@@ -371,9 +371,12 @@ class ArimaDetector(StreamingDetector, ArimaCore):
 
     # -- fitting -------------------------------------------------------------
     def _fit(self, ys: np.ndarray) -> ArimaFit | FitError | _StandIn:
-        """A fit on the robust sample of ``ys``; with no fitted model yet, never an error:
-        the closed-form model stands in (and the error is still counted)."""
-        ys = robust_sample(ys)
+        """A fit on the robust sample of ``ys`` (``_fit_sample``)."""
+        return self._fit_sample(robust_sample(ys))
+
+    def _fit_sample(self, ys: np.ndarray) -> ArimaFit | FitError | _StandIn:
+        """A fit on ``ys``, a robust sample; with no fitted model yet, never an error: the
+        closed-form model stands in (and the error is still counted)."""
         season = detect_season(ys) if self.season == "auto" else self.season
         unfitted = self.model is None or self.provisional or self.model.season != season
         try:

@@ -42,7 +42,7 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from perfsdk._native import redact_texts
 from perfsdk._runtime import check_bool, check_int
@@ -67,6 +67,7 @@ REDACTED = "REDACTED"
 #: end (a bound keeps each value's scan, and so a text with many pairs, linear).
 PAIR_VALUE_CHARS = 1024
 SCRUB_MARGIN = 256  # characters scrubbed past a value's cut, so an address across it is still found
+NAMES_KEPT = 10_000  # attribute keys and pair names whose verdicts are remembered (they repeat a lot)
 #: Fragments too short to match inside a longer word ("author", "monkey", "inside"): they must be
 #: a whole part of the key, or that part with a plural "s" ("x-auth", "db_pwd", "api-key",
 #: "accessKeyId", "app.sid", "cache.keys").
@@ -210,12 +211,7 @@ class Redactor:
         self.dropped = 0
 
     def verdict(self, key: str) -> str:
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = self._decide(key)
-            if len(self._verdicts) < 10_000:
-                self._verdicts[key] = verdict
-        return verdict
+        return _remembered(self._verdicts, key, self._decide)
 
     def _decide(self, key: str) -> str:
         if key in self.hash_keys:
@@ -282,19 +278,14 @@ class Redactor:
         text = value if isinstance(value, str) else _text(value)
         if verdict == "hash":
             return self.hash(text)
-        # cut before any parsing: no value costs more than its bound (and a margin) to redact
-        cut = len(text) > self.max_value_chars
-        text = text[: self.max_value_chars + SCRUB_MARGIN]
-        if verdict == "url":
-            text = self.url(text, query_only=key == "url.query")
-        elif verdict == "sql":  # a literal across the cut runs to the end: gone
+        text, cut = self._cut(text)
+        if verdict == "url":  # then scrubbed as any text is: URLs within what it kept go too
+            return self._bounded(self.url(text, query_only=key == "url.query"), self._scrub, cut)
+        if verdict == "sql":  # a literal across the cut runs to the end: gone
             # literals only: a statement is not free text ("price/100", a sqlcommenter comment,
             # ":email" stay); e-mail addresses and card numbers outside literals still go
-            text = sanitize_sql(text)
-            if self.scrub_values:
-                text = scrub(text)
-            return self._bounded(text, scrub_it=False, cut=cut)
-        return self._bounded(text, scrub_it=verdict != "clear", cut=cut)
+            return self._bounded(sanitize_sql(text), scrub, cut)
+        return self._bounded(text, None if verdict == "clear" else self._scrub, cut)
 
     def message(self, value: Any) -> str:
         """A span's status description or name as it may be written: scrubbed and cut as a value
@@ -308,15 +299,20 @@ class Redactor:
         >>> Redactor().message("401: Authorization: Bearer abc.def rejected; login user=bob password=hunter2")
         '401: Authorization: Bearer REDACTED rejected; login user=bob password=REDACTED'
         """
-        text = value if isinstance(value, str) else str(value)
-        cut = len(text) > self.max_value_chars
-        return self._bounded(text[: self.max_value_chars + SCRUB_MARGIN], scrub_it=True, cut=cut)
+        text, cut = self._cut(value if isinstance(value, str) else str(value))
+        return self._bounded(text, self._scrub, cut)
 
-    def _bounded(self, text: str, scrub_it: bool, cut: bool = False) -> str:
+    def _cut(self, text: str) -> tuple[str, bool]:
+        """``text`` cut before any parsing -- what is kept, and enough beyond it that a URL, address
+        or card across the cut is whole -- and whether it was longer: no value costs more than its
+        bound (and a margin) to redact."""
+        return text[: self.max_value_chars + SCRUB_MARGIN], len(text) > self.max_value_chars
+
+    def _bounded(self, text: str, scrubbed: Callable[[str], str] | None, cut: bool) -> str:
+        """``text`` through ``scrubbed`` (unless values are not scrubbed), cut to its bound."""
         cut = cut or len(text) > self.max_value_chars
-        if self.scrub_values and scrub_it:
-            # what is kept, and enough beyond it that a URL, address or card across the cut is whole
-            text = self._scrub(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text)
+        if self.scrub_values and scrubbed is not None:
+            text = scrubbed(text[: self.max_value_chars + SCRUB_MARGIN] if cut else text)
         if cut:
             text = text[: self.max_value_chars] + "..."
         return text
@@ -389,11 +385,7 @@ class Redactor:
         bound = n  # where the value found last (the next pair's) starts: no value is scanned past it
         for key in _PAIR_KEY.finditer(text[::-1]):
             name = key.group("name")[::-1]
-            secret = self._secret_names.get(name)
-            if secret is None:
-                secret = self.names_secret(name)
-                if len(self._secret_names) < 10_000:
-                    self._secret_names[name] = secret
+            secret = _remembered(self._secret_names, name, self.names_secret)
             if not secret or (key.group("sep") == ":" and not key.group("q")
                               and name.lower().endswith(_EXCEPTION_NAMES)):
                 continue  # "KeyError: 'token'" is an exception's message, not a pair
@@ -529,3 +521,13 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def _remembered(cache: dict[str, Any], name: str, decide: Callable[[str], Any]) -> Any:
+    """``decide(name)``, remembered in ``cache`` for the first ``NAMES_KEPT`` names."""
+    value = cache.get(name)
+    if value is None:
+        value = decide(name)
+        if len(cache) < NAMES_KEPT:
+            cache[name] = value
+    return value
