@@ -28,23 +28,23 @@ _pipeline_offsets = kernel(pipeline_offsets)  # the one definition, in layout.py
 
 
 @kernel
-def _channel_score(state, block, r, average, inv_average, learn, squash, alpha, min_var, min_mean):
-    """Learn raw score ``r`` into one channel; return its score (0 while learning).
+def _channel_score(state, ring, average, pos, total, n, mean, var, r, inv_average, learn, squash, alpha, min_var,
+                   min_mean):
+    """Learn raw score ``r`` (not NaN) into one channel; return its score (0 while learning) and the
+    channel's new ``(pos, total, n, mean, var)``.
 
     The score is HTM's log-likelihood: the Gaussian tail probability of the
     short average of squashed scores against their long-run mean and
-    variance, mapped by log(p) / log(1e-10) into [0, 1].
+    variance, mapped by log(p) / log(1e-10) into [0, 1]. The channel's
+    figures travel in locals (the ring of squashed scores stays in ``state``):
+    kept in registers across a batch, not stored and reloaded at every point.
     """
-    if math.isnan(r):
-        return 0.0  # the detector is still warming up: nothing to learn
     r = abs(r)
     if math.isinf(r):
         u = 1.0
     else:
         u = r / (r + squash)
-    ring = block + PL_CH_HEADER
-    pos = np.int64(state[block + PL_CH_POS])
-    total = state[block + PL_CH_SUM] + (u - state[ring + pos])
+    total = total + (u - state[ring + pos])
     state[ring + pos] = u
     pos += 1
     if pos == average:
@@ -52,22 +52,19 @@ def _channel_score(state, block, r, average, inv_average, learn, squash, alpha, 
         total = 0.0
         for k in range(average):  # exact once a lap: rounding never accumulates
             total += state[ring + k]
-    state[block + PL_CH_POS] = pos
-    state[block + PL_CH_SUM] = total
-    n = state[block + PL_CH_COUNT]
     if n + 1.0 >= average:
         avg = total * inv_average
     else:
         avg = total / (n + 1.0)
     score = 0.0
     if n >= learn:
-        var = state[block + PL_CH_VAR]
-        if var < min_var:
-            var = min_var
-        mean = state[block + PL_CH_MEAN]
-        if mean < min_mean:
-            mean = min_mean
-        zz = (avg - mean) / math.sqrt(var)
+        v = var
+        if v < min_var:
+            v = min_var
+        m = mean
+        if m < min_mean:
+            m = min_mean
+        zz = (avg - m) / math.sqrt(v)
         if zz > 0.0:
             p = 0.5 * math.erfc(zz * 0.7071067811865476)
             score = math.log(p + TAIL_FLOOR) * INV_LOG_TAIL_FLOOR
@@ -76,24 +73,20 @@ def _channel_score(state, block, r, average, inv_average, learn, squash, alpha, 
             elif score < 0.0:
                 score = 0.0
     if n == 0.0:
-        state[block + PL_CH_MEAN] = avg
-        state[block + PL_CH_VAR] = 0.0
+        mean = avg
+        var = 0.0
     else:
         a = alpha
         if n * alpha < 1.0:  # 1 / (n + 1) until the memory is full
             a = 1.0 / (n + 1.0)
             if a < alpha:
                 a = alpha
-        mean = state[block + PL_CH_MEAN]
         d = avg - mean
-        state[block + PL_CH_MEAN] = mean + a * d
-        var = (1.0 - a) * (state[block + PL_CH_VAR] + a * d * d)
+        mean = mean + a * d
+        var = (1.0 - a) * (var + a * d * d)
         if var < 1e-200:  # a flat series decays it towards subnormals, which are ~50x slower
             var = 0.0
-        state[block + PL_CH_VAR] = var
-    state[block + PL_CH_COUNT] = n + 1.0
-    state[block + PL_CH_LAST] = score
-    return score
+    return score, pos, total, n + 1.0, mean, var
 
 
 @kernel
@@ -174,19 +167,42 @@ def pipeline_step_many(state, xs, r0, r1, gate, out, channel_out, lo_hi_out):
     threshold = state[PL_THRESHOLD]
     release = state[PL_RELEASE]
     quiet = state[PL_QUIET]
+    # the state's scalars live in locals for the batch (written back once, below): the same
+    # operations in the same order as the per-event engine, without a store and reload a point
+    second = first + stride
+    ring0, ring1 = first + PL_CH_HEADER, second + PL_CH_HEADER
+    pos0, total0, n0 = np.int64(state[first + PL_CH_POS]), state[first + PL_CH_SUM], state[first + PL_CH_COUNT]
+    mean0, var0, last0 = state[first + PL_CH_MEAN], state[first + PL_CH_VAR], state[first + PL_CH_LAST]
+    pos1, total1, n1, mean1, var1, last1 = pos0, total0, n0, mean0, var0, last0
+    if channels > 1:
+        pos1, total1, n1 = np.int64(state[second + PL_CH_POS]), state[second + PL_CH_SUM], state[second + PL_CH_COUNT]
+        mean1, var1, last1 = state[second + PL_CH_MEAN], state[second + PL_CH_VAR], state[second + PL_CH_LAST]
+    count = state[PL_COUNT]
+    lo = state[PL_LO]
+    hi = state[PL_HI]
+    incident = state[PL_INCIDENT]
+    quiet_run = state[PL_QUIET_RUN]
+    suppressed = state[PL_SUPPRESSED]
+    alerts = state[PL_ALERTS]
+    channel = state[PL_LAST_CHANNEL]
+    best = state[PL_LAST_LIKELIHOOD]
     for i in range(xs.shape[0]):
         x = xs[i]
-        count = state[PL_COUNT]
-        best = _channel_score(state, first, r0[i], average, inv_average, learn, squash, alpha, min_var, min_mean)
+        best = 0.0
+        if not math.isnan(r0[i]):  # NaN: the detector is still warming up, nothing to learn
+            best, pos0, total0, n0, mean0, var0 = _channel_score(
+                state, ring0, average, pos0, total0, n0, mean0, var0, r0[i], inv_average, learn, squash, alpha,
+                min_var, min_mean)
+            last0 = best
         channel = 0.0
-        if channels > 1:
-            s1 = _channel_score(state, first + stride, r1[i], average, inv_average, learn, squash, alpha,
-                                min_var, min_mean)
+        if channels > 1 and not math.isnan(r1[i]):
+            s1, pos1, total1, n1, mean1, var1 = _channel_score(
+                state, ring1, average, pos1, total1, n1, mean1, var1, r1[i], inv_average, learn, squash, alpha,
+                min_var, min_mean)
+            last1 = s1
             if gate[i] != 0.0 and s1 > best:
                 best = s1
                 channel = 1.0
-        lo = state[PL_LO]
-        hi = state[PL_HI]
         if tol >= 0.0 and count >= learn:
             span = hi - lo
             if span > 0.0 and (x > hi + tol * span or x < lo - tol * span):
@@ -196,21 +212,21 @@ def pipeline_step_many(state, xs, r0, r1, gate, out, channel_out, lo_hi_out):
                     lo_hi_out[i, 0] = lo
                     lo_hi_out[i, 1] = hi
         score = best
-        if state[PL_INCIDENT] != 0.0:
+        if incident != 0.0:
             if best >= threshold:
-                state[PL_SUPPRESSED] += 1.0
+                suppressed += 1.0
             if score > release:
                 score = release
             if best < release:
-                state[PL_QUIET_RUN] += 1.0
-                if state[PL_QUIET_RUN] >= quiet:
-                    state[PL_INCIDENT] = 0.0
+                quiet_run += 1.0
+                if quiet_run >= quiet:
+                    incident = 0.0
             else:
-                state[PL_QUIET_RUN] = 0.0
+                quiet_run = 0.0
         elif best >= threshold:
-            state[PL_INCIDENT] = 1.0
-            state[PL_QUIET_RUN] = 0.0
-            state[PL_ALERTS] += 1.0
+            incident = 1.0
+            quiet_run = 0.0
+            alerts += 1.0
         if count == 0.0:
             lo = x
             hi = x
@@ -219,10 +235,21 @@ def pipeline_step_many(state, xs, r0, r1, gate, out, channel_out, lo_hi_out):
                 lo = x
             if x > hi:
                 hi = x
-        state[PL_LO] = lo
-        state[PL_HI] = hi
-        state[PL_COUNT] = count + 1.0
-        state[PL_LAST_CHANNEL] = channel
-        state[PL_LAST_LIKELIHOOD] = best
+        count += 1.0
         out[i] = score
         channel_out[i] = channel
+    state[first + PL_CH_POS], state[first + PL_CH_SUM], state[first + PL_CH_COUNT] = pos0, total0, n0
+    state[first + PL_CH_MEAN], state[first + PL_CH_VAR], state[first + PL_CH_LAST] = mean0, var0, last0
+    if channels > 1:
+        state[second + PL_CH_POS], state[second + PL_CH_SUM], state[second + PL_CH_COUNT] = pos1, total1, n1
+        state[second + PL_CH_MEAN], state[second + PL_CH_VAR], state[second + PL_CH_LAST] = mean1, var1, last1
+    state[PL_COUNT] = count
+    state[PL_LO] = lo
+    state[PL_HI] = hi
+    state[PL_INCIDENT] = incident
+    state[PL_QUIET_RUN] = quiet_run
+    state[PL_SUPPRESSED] = suppressed
+    state[PL_ALERTS] = alerts
+    if xs.shape[0]:
+        state[PL_LAST_CHANNEL] = channel
+        state[PL_LAST_LIKELIHOOD] = best
