@@ -268,6 +268,71 @@ def test_write_run_refuses_times_it_would_have_to_alter(tmp_path, samples, messa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_run_files_sort_in_true_time_order_whatever_the_timezone(tmp_path):
+    """A timestamp given in another timezone was named by its wall-clock time with a "Z" (10:00+02:00
+    as 10:00Z, two hours late), so the newest runs read and the oldest pruned were chosen wrongly."""
+    from datetime import datetime, timedelta, timezone
+
+    from perfsdk.perfgate.history import prune_history
+
+    paris, new_york = timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))
+    first = write_run(tmp_path, {"b": [1e-3]}, timestamp=datetime(2026, 1, 1, 10, 0, tzinfo=paris))  # 08:00Z
+    second = write_run(tmp_path, {"b": [1e-3]}, timestamp=datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc))
+    third = write_run(tmp_path, {"b": [1e-3]}, timestamp=datetime(2026, 1, 1, 5, 0, tzinfo=new_york))  # 10:00Z
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"run-20260101T080000000000Z-{first.run_id}.arrow", f"run-20260101T090000000000Z-{second.run_id}.arrow",
+        f"run-20260101T100000000000Z-{third.run_id}.arrow"]
+    assert first.timestamp == datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
+    assert first.timestamp.utcoffset() == timedelta(0)  # returned as stored: in UTC
+    assert [run.run_id for run in read_history(tmp_path, limit=2)[0]] == [second.run_id, third.run_id]
+    assert [path.name.split("-")[-1] for path in prune_history(tmp_path, keep=1)] == [
+        f"{first.run_id}.arrow", f"{second.run_id}.arrow"]
+    early = write_run(tmp_path / "early", {"b": [1e-3]}, timestamp=datetime(5, 1, 2, tzinfo=timezone.utc))
+    assert [run.run_id for run in read_history(tmp_path / "early")[0]] == [early.run_id]  # a 4-digit year
+
+
+@pytest.mark.parametrize(("timestamp", "error", "message"), [
+    ("naive", ValueError, "timestamp must be timezone-aware, got 2026-01-01 10:00:00 (naive)"),
+    ("2026-01-01T10:00:00Z", TypeError, "timestamp must be a datetime, got str"),
+    (1767261600.0, TypeError, "timestamp must be a datetime, got float"),
+])
+def test_write_run_refuses_a_timestamp_it_cannot_place_in_time(tmp_path, timestamp, error, message):
+    """A naive time was written as if UTC: ``datetime.now()`` on a machine at UTC+2 put the run two hours
+    late among the plugin's own (UTC) runs. Local or UTC is a guess either way: refused, naming it."""
+    from datetime import datetime
+
+    when = datetime(2026, 1, 1, 10, 0) if timestamp == "naive" else timestamp
+    with pytest.raises(error, match=re.escape(message)):
+        write_run(tmp_path, {"b": [1e-3]}, timestamp=when)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_histories_of_earlier_versions_are_read_and_pruned_in_time_order(tmp_path):
+    """Files an earlier perfsdk wrote (UTC timestamps: the plugin's own, named the same way) interleave
+    with new ones by time; one it named by a non-UTC wall clock is still read in its true place."""
+    from datetime import datetime, timedelta, timezone
+
+    from perfsdk.perfgate.history import prune_history
+
+    def old_file(when: datetime, name_time: str, run_id: str) -> None:
+        path = raw_run_file(tmp_path, [1e-3, 1.1e-3], timestamp=when, run_id=run_id)
+        path.rename(tmp_path / f"run-{name_time}-{run_id}.arrow")
+
+    utc = timezone.utc
+    old_file(datetime(2026, 1, 1, 6, tzinfo=utc), "20260101T060000000000Z", "0000000000a1")
+    new = write_run(tmp_path, {"b": [1e-3]}, timestamp=datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=2))))
+    old_file(datetime(2026, 1, 1, 8, tzinfo=utc), "20260101T080000000000Z", "0000000000a2")
+    # an earlier perfsdk named 10:30+02:00 (08:30Z) by its wall clock: its name says 10:30
+    old_file(datetime(2026, 1, 1, 8, 30, tzinfo=utc), "20260101T103000000000Z", "0000000000a3")
+    latest = write_run(tmp_path, {"b": [1e-3]}, timestamp=datetime(2026, 1, 1, 9, tzinfo=utc))
+    runs, skipped = read_history(tmp_path)
+    assert skipped == []
+    assert [run.run_id for run in runs] == ["0000000000a1", new.run_id, "0000000000a2", "0000000000a3", latest.run_id]
+    assert [run.timestamp for run in runs] == sorted(run.timestamp for run in runs)
+    assert [path.name.split("-")[-1] for path in prune_history(tmp_path, keep=3)] == [
+        "0000000000a1.arrow", f"{new.run_id}.arrow"]
+
+
 def test_history_files_with_bad_values_or_a_newer_format_are_skipped_and_named(tmp_path):
     """Such a file made every later check fail ("series must be finite", no file named), a missing
     timestamp broke reading the history (TypeError), and a negative time was quietly read as 1 ns."""
@@ -290,6 +355,18 @@ def test_history_files_with_bad_values_or_a_newer_format_are_skipped_and_named(t
     assert verdict.verdict == "unchanged"
 
 
+def test_a_history_file_with_a_time_python_cannot_hold_is_skipped_and_named(tmp_path):
+    """A timestamp beyond year 9999 (another writer's, or a bug's) raised OverflowError out of
+    read_history: every check failed, naming no file."""
+    good = write_run(tmp_path, {"b": [1e-3]})
+    far = raw_run_file(tmp_path, [1e-3], timestamp=pa.scalar(2**62, pa.timestamp("us", tz="UTC")),
+                       run_id="00000000000f")
+    runs, skipped = read_history(tmp_path)
+    assert [run.run_id for run in runs] == [good.run_id]
+    [(path, reason)] = skipped
+    assert path == far and "timestamp" in reason and "out of range" in reason
+
+
 def test_reading_the_history_is_bounded_to_its_newest_runs(tmp_path, monkeypatch):
     """Every check read every run ever recorded (600 runs of 30 benchmarks: 877 MB, 8 s) to use the
     last 10-20 of them: it reads the newest HISTORY_RUNS files, chosen by name, and no other."""
@@ -306,8 +383,6 @@ def test_reading_the_history_is_bounded_to_its_newest_runs(tmp_path, monkeypatch
     runs, skipped = history.read_history(tmp_path)
     assert [run.run_id for run in runs] == written[5:] and skipped == []
     assert len(opened) == history.HISTORY_RUNS
-    from perfsdk.perfgate.plugin import READ_RUNS
-    assert READ_RUNS == history.HISTORY_RUNS  # (the plugin, which loads nothing heavy, keeps its own copy)
 
 
 def test_pruning_keeps_the_newest_runs_and_names_what_it_removed(tmp_path):
@@ -327,6 +402,20 @@ def test_pruning_keeps_the_newest_runs_and_names_what_it_removed(tmp_path):
     with pytest.raises(ValueError, match="keep must be >= 1, got 0"):
         prune_history(tmp_path, keep=0)
 
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda d: read_history(d, limit=2.5), TypeError, "limit must be an int, got float"),
+    (lambda d: read_history(d, limit=True), TypeError, "limit must be an int, got bool"),
+    (lambda d: read_history(d, limit=0), ValueError, "limit must be >= 1, got 0"),
+    (lambda d: __import__("perfsdk.perfgate.history").perfgate.history.prune_history(d, keep=100.0), TypeError,
+     "keep must be an int, got float"),
+])
+def test_history_bounds_of_the_wrong_type_are_refused_naming_them(tmp_path, call, error, message):
+    """A float bound failed inside the slice ("slice indices must be integers"), naming nothing; True read 1 file."""
+    write_run(tmp_path, {"b": [1e-3]})
+    with pytest.raises(error, match=re.escape(message)):
+        call(tmp_path)
 
 def test_run_metadata_names_machine_python_and_commit():
     meta = run_metadata(Path(__file__).parent)
@@ -544,6 +633,8 @@ def test_a_gate_that_cannot_judge_says_so_and_fails_without_breaking_pytest(proj
     (["--perf-gate", "h", "--perf-gate-min-change", "5"], "--perf-gate-min-change must be in (0, 1)"),
     (["--perf-gate", "h", "--perf-gate-reruns", "-1"], "--perf-gate-reruns must be >= 0, got -1"),
     (["--perf-gate", "h", "--perf-gate-keep", "49"], "--perf-gate-keep must be >= 50 (the runs a check reads)"),
+    (["--perf-gate", ""], "--perf-gate needs a directory, got ''"),  # (an unset variable: "--perf-gate $DIR")
+    (["--perf-gate-record", " "], "--perf-gate-record needs a directory, got ' '"),
 ])
 def test_bad_options_are_refused_with_a_clear_error(project, args, message):
     done = run_pytest(project, *args)
@@ -654,6 +745,48 @@ def test_the_history_is_pruned_to_the_runs_kept_and_says_so(project):
             f"{oldest[0].name} ... {oldest[1].name}") in gate_lines(done)
 
 
+def test_the_gate_numbers_live_in_one_module_that_loads_nothing_heavy():
+    """The plugin (which must load nothing heavy) kept its own copy of the runs a check reads
+    (READ_RUNS = 50, held equal by a test) and wrote the other defaults into its help text by hand:
+    each number now has one home, ``perfsdk.perfgate.defaults``, and everyone imports it from there."""
+    import ast
+
+    import perfsdk.perfgate.defaults as defaults
+    import perfsdk.perfgate.gate as gate
+    import perfsdk.perfgate.history as history
+    import perfsdk.perfgate.plugin as plugin
+
+    assert (history.HISTORY_RUNS, history.KEEP_RUNS, gate.ALPHA) == (
+        defaults.HISTORY_RUNS, defaults.KEEP_RUNS, defaults.ALPHA)  # the public names stay where they were
+    for module in (plugin, history, gate):
+        tree = ast.parse(Path(module.__file__).read_text())
+        copies = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                  and isinstance(node.value, ast.Constant) and isinstance(node.value.value, (int, float))
+                  and any(getattr(target, "id", None) in defaults.__all__
+                          for target in getattr(node, "targets", [getattr(node, "target", None)]))]
+        copies += [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and any(getattr(target, "id", None) == "READ_RUNS" for target in node.targets)]
+        assert copies == [], module.__name__
+    source = Path(plugin.__file__).read_text()
+    assert re.findall(r"\b(?:50|200|0\.05|0\.01)\b", source) == []  # no number written out by hand
+    code = ("import sys, perfsdk.perfgate.plugin, perfsdk.perfgate.defaults; "
+            f"print([m for m in sys.modules if m.split('.')[0] in {HEAVY!r}])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_help_shows_the_defaults_the_gate_uses(tmp_path):
+    from perfsdk.perfgate.defaults import ALPHA, HISTORY_RUNS, KEEP_RUNS, MIN_CHANGE, RERUNS
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    text = " ".join(done.stdout.split())
+    assert f"(default {KEEP_RUNS}; at least {HISTORY_RUNS}, the newest runs a check reads)" in text
+    assert f"(default {MIN_CHANGE:g}: {MIN_CHANGE:.0%})" in text and f"(default {ALPHA:g})" in text
+    assert f"(default {RERUNS}; 0: the first verdict stands)" in text
+
+
 def test_the_plugin_is_registered_and_inert_without_its_options(tmp_path):
     """Loaded as the entry point, the plugin imports nothing heavy unless asked."""
     from importlib.metadata import entry_points
@@ -675,6 +808,34 @@ def test_the_plugin_is_registered_and_inert_without_its_options(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "perfsdk_gate",
                            "test_inert.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+CHDIR = '''
+import os
+
+def test_aaa_moves_away(tmp_path_factory):  # a test that changes directory and never comes back
+    os.chdir(tmp_path_factory.mktemp("elsewhere"))
+'''
+
+
+def test_a_relative_history_dir_is_where_pytest_was_started_whatever_the_tests_do(project):
+    """The history's path was resolved when the run was recorded: a test that changed directory
+    sent the run to another history (which, being empty, judged every benchmark "new")."""
+    (project / "test_aaa.py").write_text(CHDIR)
+    for _ in range(2):
+        done = run_pytest(project, "test_aaa.py", "--perf-gate", "history")
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert len(read_history(project / "history")[0]) == 2
+    assert sum("unchanged" in line for line in gate_lines(done)) == 2, gate_lines(done)
+
+
+def test_a_history_dir_the_run_cannot_create_fails_the_run_saying_so(project):
+    """(An unwritable directory takes the same path: write_run's OSError; root, which these tests may
+    run as, can write anywhere, so a directory under a file stands in for it.)"""
+    done = run_pytest(project, "--perf-gate", "pytest.ini/history")
+    assert done.returncode == 1 and "3 passed" in done.stdout and "Traceback" not in done.stdout, done.stdout
+    [line] = [line for line in gate_lines(done) if "FAILED" in line]
+    assert line.startswith(f"perf-gate: FAILED to record this run in {project / 'pytest.ini' / 'history'}: ")
 
 
 # ---- the evaluation ---------------------------------------------------------------------------------

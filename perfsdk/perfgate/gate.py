@@ -54,14 +54,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from perfsdk.perfgate.defaults import ALPHA, MIN_CHANGE, RERUNS
 from perfsdk.perfgate.stats import Shift, benjamini_hochberg, change_points, mann_whitney_p, run_samples, shift_ratio
 
 __all__ = ["ALPHA", "MIN_SAMPLES", "Verdict", "confirm", "judge", "judge_confirmed", "stage_alpha"]
 
 #: Fewer samples than this in a run and its samples are not tested, only its level (``_kind``).
 MIN_SAMPLES = 3
-#: The false-alarm rate a check aims at: a benchmark's run and its re-runs together (``stage_alpha``).
-ALPHA = 0.01
 #: The share of a history's successive differences, the smallest, its run-to-run spread is taken from.
 TRIMMED_SHARE = 0.8
 #: Fewer successive differences than this and all of them are used: trimming so few gave a spread
@@ -220,7 +219,8 @@ def _tests(current: np.ndarray, history: Sequence[np.ndarray], baseline_runs: in
 
 
 def judge(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]], *,
-          min_change: float = 0.05, alpha: float = ALPHA, baseline_runs: int = 10, seed: int = 0) -> list[Verdict]:
+          min_change: float = MIN_CHANGE, alpha: float = ALPHA, baseline_runs: int = 10,
+          seed: int = 0) -> list[Verdict]:
     """Verdicts for this run's benchmarks (``current``: name -> seconds per round) against
     ``history`` (earlier runs, oldest first, each name -> seconds), in ``current``'s order.
 
@@ -318,7 +318,7 @@ def confirm(first: Sequence[Verdict], again: Mapping[str, Samples], history: Seq
 
 
 def judge_confirmed(current: Mapping[str, Samples], history: Sequence[Mapping[str, Samples]],
-                    rerun: Callable[[int, list[str]], Mapping[str, Samples]], *, reruns: int = 2,
+                    rerun: Callable[[int, list[str]], Mapping[str, Samples]], *, reruns: int = RERUNS,
                     alpha: float = ALPHA, **settings: Any) -> list[Verdict]:
     """``judge``, then up to ``reruns`` rounds of ``confirm``: round ``k`` asks ``rerun(k, names)``
     for new samples of the benchmarks still regressed (a name it leaves out keeps its verdict).

@@ -9,12 +9,13 @@ over from an interrupted write are skipped and named.
 
 Bounded: a check reads only the newest ``HISTORY_RUNS`` run files (chosen by name,
 which starts with the run's UTC time), and ``prune_history`` removes the oldest
-beyond the ``KEEP_RUNS`` kept.
+beyond the ``KEEP_RUNS`` kept (both in ``perfsdk.perfgate.defaults``).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import platform
 import re
@@ -29,6 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from perfsdk.perfgate.defaults import HISTORY_RUNS, KEEP_RUNS
 from perfsdk.perfgate.stats import checked_times
 
 __all__ = ["FORMAT", "HISTORY_RUNS", "KEEP_RUNS", "Run", "prune_history", "read_history", "run_metadata",
@@ -38,13 +40,7 @@ __all__ = ["FORMAT", "HISTORY_RUNS", "KEEP_RUNS", "Run", "prune_history", "read_
 FORMAT = ("perfsdk.perfgate", "1")
 SUFFIX = ".arrow"
 PARTIAL_SUFFIX = ".partial"
-#: The newest run files a check reads: the baseline is the last 10 runs, the drift test wants a
-#: segment of 20, so 50 leave room for a change point, runs of other machines and bad files.
-HISTORY_RUNS = 50
-#: The run files kept by default (``prune_history``): more than a check reads, so a run that
-#: prunes never removes a file another run is reading.
-KEEP_RUNS = 200
-#: A run file's name: ``run-<UTC time>-<run id>.arrow``; sorted by name, oldest first.
+#: A run file's name: ``run-<UTC time>-<run id>.arrow``; sorted by name, oldest first (``_name_time``).
 RUN_NAME = re.compile(r"run-\d{8}T\d{12}Z-[0-9a-f]+" + re.escape(SUFFIX))
 
 SCHEMA = pa.schema([
@@ -94,28 +90,55 @@ def run_metadata(source_dir: Path | str = ".") -> dict[str, str]:
     }
 
 
+def _utc(timestamp: datetime) -> datetime:
+    """``timestamp`` in UTC, refused unless it is an aware ``datetime`` that UTC can hold."""
+    if not isinstance(timestamp, datetime):
+        raise TypeError(f"timestamp must be a datetime, got {type(timestamp).__name__}")
+    if timestamp.utcoffset() is None:
+        raise ValueError(f"timestamp must be timezone-aware, got {timestamp} (naive): a naive time could be "
+                         "local or UTC, and a wrong guess puts the run hours out of place in the history; "
+                         "pass e.g. datetime.now(timezone.utc), or attach its tzinfo")
+    try:
+        return timestamp.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"timestamp {timestamp} is out of range in UTC") from None
+
+
+def _name_time(utc: datetime) -> str:
+    """A UTC time as a run file's name spells it: fixed width (a 4-digit year too), so names sort as times."""
+    return (f"{utc.year:04d}{utc.month:02d}{utc.day:02d}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}"
+            f"{utc.microsecond:06d}Z")
+
+
 def write_run(directory: Path | str, samples: Mapping[str, Sequence[float] | np.ndarray], *,
               metadata: Mapping[str, str] | None = None, timestamp: datetime | None = None) -> Run:
     """Add one run to ``directory`` (made if missing), atomically; returns what was written. A
     benchmark with no samples, or a time that is not finite and >= 0, is refused (``ValueError``),
     not stored for every later check to trip on. The directory grows by a file a run:
-    ``prune_history`` bounds it."""
+    ``prune_history`` bounds it.
+
+    ``timestamp`` (default: now) is when the run was made, a timezone-aware ``datetime`` in any
+    zone: it is stored, named and returned in UTC, so file names sort in true time order
+    whatever zone each writer was in. A naive one is refused (``ValueError``) rather than
+    guessed at: ``datetime.now()`` gives local time and ``datetime.utcnow()`` UTC, both naive,
+    and either guess would silently place the other's runs hours off among the plugin's own.
+    """
+    utc = datetime.now(timezone.utc) if timestamp is None else _utc(timestamp)
     checked = {name: checked_times(values, f"benchmark {name!r}") for name, values in samples.items()}
     if not checked:
         raise ValueError("no benchmarks to record")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    timestamp = timestamp or datetime.now(timezone.utc)
-    run = Run(run_id=uuid.uuid4().hex[:12], timestamp=timestamp, samples=checked, metadata=dict(metadata or {}))
+    run = Run(run_id=uuid.uuid4().hex[:12], timestamp=utc, samples=checked, metadata=dict(metadata or {}))
     names = [name for name, values in run.samples.items() for _ in range(values.size)]
     table = pa.table({
         "run_id": pa.array([run.run_id] * len(names), pa.string()),
-        "timestamp": pa.array([timestamp] * len(names), pa.timestamp("us", tz="UTC")),
+        "timestamp": pa.array([utc] * len(names), pa.timestamp("us", tz="UTC")),
         "benchmark": pa.array(names, pa.string()),
         "sample": pa.array([i for values in run.samples.values() for i in range(values.size)], pa.int32()),
         "seconds": pa.array(np.concatenate([*run.samples.values(), np.empty(0)]), pa.float64()),
     }, schema=SCHEMA.with_metadata({**run.metadata, FORMAT[0]: FORMAT[1]}))
-    final = directory / f"run-{timestamp.strftime('%Y%m%dT%H%M%S%fZ')}-{run.run_id}{SUFFIX}"
+    final = directory / f"run-{_name_time(utc)}-{run.run_id}{SUFFIX}"
     partial = directory / f".{final.name}{PARTIAL_SUFFIX}"
     try:
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -160,7 +183,10 @@ def _read_run(path: Path) -> Run:
                    for name, seconds in zip(names.dictionary.to_pylist(), runs)}
     except ValueError as exc:
         raise _NotARun(str(exc)) from None
-    timestamp = table.column("timestamp")[0].as_py()
+    try:
+        timestamp = table.column("timestamp")[0].as_py()
+    except OverflowError:  # stored as microseconds since 1970, it can lie beyond a datetime's years 1-9999
+        raise _NotARun(f"timestamp out of range ({table.column('timestamp')[0].value} us since 1970)") from None
     return Run(run_id=run_ids.pop(), timestamp=timestamp, samples=samples, metadata=metadata)
 
 
@@ -177,12 +203,25 @@ def _files(directory: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return runs, others
 
 
+def _count(value: int, name: str) -> int:
+    """A number of run files: an integer (not a ``bool``) of 1 or more, or an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
 def read_history(directory: Path | str, limit: int = HISTORY_RUNS) -> tuple[list[Run], list[tuple[Path, str]]]:
     """The newest ``limit`` run files in ``directory`` (by name: no older file is opened, so a
     check costs the same however long the history), as runs oldest first, and the files skipped
-    with the reason for each: those among them that cannot be used, and the directory's other files."""
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit!r}")
+    with the reason for each: those among them that cannot be used, and the directory's other files.
+
+    The runs are ordered by the time stored in them, not by name: earlier versions named a run
+    given a non-UTC ``timestamp`` by its wall-clock time, so such a file's name can be off by its
+    UTC offset (which can only move it across the edge of the ``limit`` newest, or of those
+    ``prune_history`` keeps)."""
+    limit = _count(limit, "limit")
     directory = Path(directory)
     if not directory.exists():
         return [], []
@@ -204,8 +243,7 @@ def read_history(directory: Path | str, limit: int = HISTORY_RUNS) -> tuple[list
 def prune_history(directory: Path | str, keep: int = KEEP_RUNS) -> list[Path]:
     """Remove the oldest run files of ``directory`` beyond the newest ``keep`` (other files are
     never touched), and return them, oldest first, so the caller can say what went."""
-    if keep < 1:
-        raise ValueError(f"keep must be >= 1, got {keep!r}")
+    keep = _count(keep, "keep")
     directory = Path(directory)
     if not directory.exists():
         return []

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfsdk.perfgate.gate import ALPHA, Verdict, judge_confirmed
-from perfsdk.perfgate.history import KEEP_RUNS, prune_history, read_history, run_metadata, write_run
+from perfsdk.perfgate.gate import Verdict, judge_confirmed
+from perfsdk.perfgate.history import prune_history, read_history, run_metadata, write_run
 from perfsdk.perfgate.stats import run_samples
 
 __all__ = ["GateSession", "NAMED_SKIPS", "RERUN_PAUSE_S"]
@@ -110,8 +110,6 @@ class GateSession:
                               f"are from another kind of machine or Python ({metadata['comparable']}); ignored")
         alpha = self.config.getoption("perf_gate_alpha")
         reruns = self.config.getoption("perf_gate_reruns")
-        if alpha is None:  # the option's default lives in gate (the plugin imports nothing heavy)
-            alpha = ALPHA
         broken: set[str] = set()  # a test whose re-run failed is not run again: judged on what it has
 
         def rerun(_: int, names: list[str]) -> dict[str, np.ndarray]:
@@ -169,7 +167,7 @@ class GateSession:
         if self.samples is None:
             return
         samples, metadata = self.samples, run_metadata(self.config.rootpath)
-        keep = self.config.getoption("perf_gate_keep") or KEEP_RUNS
+        keep = self.config.getoption("perf_gate_keep")
         try:
             run = write_run(self.directory, samples, metadata=metadata)
         except (OSError, ValueError) as exc:
