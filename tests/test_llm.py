@@ -584,3 +584,50 @@ def test_testgen_duration_with_an_llm_is_the_most_the_scenario_may_last(llm_serv
     assert Scenario.load(out).duration_s == 30
     first = llm_server.requests[0].json["messages"][0]["content"]
     assert "30 s for all stages together" in first
+
+
+# -- one redaction for spans and prompts --------------------------------------------------------
+PROMPT_SECRETS = [  # what the span export's redaction catches and the prompt's own filter did not
+    "db at postgresql://app:hunter2@db.internal:5432/shop",
+    "jdbc:sqlserver://db:1433;user=app;password=hunter2",
+    "Server=db;User Id=app;Pwd=hunter2 with spaces;Encrypt=yes",
+    "GET /reset;jsessionid=hunter2?code=hunter2",
+    "connect scott/hunter2@//db.example:1521/ORCL",
+    "run mytool --password hunter2 --db-token hunter2",
+    "SAS sv=2020&sig=hunter2%3D",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEhunter2\n-----END RSA PRIVATE KEY-----",
+    '{"x-api-key": "hunter2"}',
+]
+OLD_FILTER_CAUGHT = {  # what the prompt's own filter caught, and the span export's does not by default
+    f"reset link for {JWT}": "reset link for REDACTED",
+    f"key {API_TOKEN} in use": "key REDACTED in use",
+    "trace 0af7651916cd43dd8448eb211c80319c": "trace REDACTED",
+    "send token abc123def": "send token REDACTED",
+    "header basic dXNlcjpodW50ZXIy": "header basic REDACTED",
+    "a basic checkout flow": "a basic REDACTED flow",  # as before: a word after "basic" goes in a prompt
+}
+
+
+def test_a_prompt_is_redacted_as_span_text_is_and_more() -> None:
+    """``clean`` had a filter of its own, narrower than the span export's: a URL's user-info, a connection
+    string's password, a ;jsessionid reached the LLM. It is now the export's free-text redaction, with long
+    opaque tokens (which spans keep: trace ids) -- and it still catches what its own filter did."""
+    from perfsdk.export.redact import Redactor
+    from perfsdk.testgen.llm import clean
+
+    for text in PROMPT_SECRETS:
+        assert "hunter2" in Redactor(scrub_values=False).message(text)  # (a secret to lose)
+        assert "hunter2" not in clean(text), text
+        assert "hunter2" not in Redactor().message(text), text
+    assert {text: clean(text) for text in OLD_FILTER_CAUGHT} == OLD_FILTER_CAUGHT
+    assert Redactor().message("trace 0af7651916cd43dd8448eb211c80319c") == "trace 0af7651916cd43dd8448eb211c80319c"
+
+
+def test_no_secret_of_a_goal_reaches_the_prompt_and_a_long_text_is_not_cut(model: TrafficModel) -> None:
+    from perfsdk.testgen.llm import clean
+
+    goal = "flash sale; " + "; ".join(PROMPT_SECRETS)
+    messages = LLMScenarioGenerator("http://127.0.0.1:9/v1", "m").prompt(model, goal)
+    assert "hunter2" not in json.dumps(messages) and "flash sale" in messages[1]["content"]
+    long = "problem: " + "x " * 30_000 + "answer again"
+    assert clean(long) == long  # a repair request is never cut (a span's value would be, at 1024)

@@ -346,7 +346,11 @@ def test_the_sink_redacts_span_names_as_the_export_does_or_by_default():
     assert _span_name_redaction(writer)("GET /login?password=hunter2") == "GET /login?password=hunter2"  # the user's
 
 
-ADVERSARIAL_UNITS = ["=", ":", "@", "'", '"', "a;", "pwd:", "password=", "://", "password={", "(/", "[,", "a=b "]
+ADVERSARIAL_UNITS = ["=", ":", "@", "'", '"', "a;", "pwd:", "password=", "://", "password={", "(/", "[,", "a=b ",
+                     # the command-line, connect-string, scheme, JWT, private-key, comment and opaque-token scans
+                     "--password ", "--key,", "a/b@", "=a/", "eyJaaaa.", "-----BEGIN PRIVATE KEY-----", "token 1",
+                     "basic ", "/*", "-- ", "a1", "password:\n",
+                     "-eyJ"]  # each "eyJ" after a "-" was tried to the run's end: 7 s at 100 KB
 TIMED_KEYS = ["url.full", "http.target", "db.statement", "exception.message", "app.note"]
 
 
@@ -362,12 +366,13 @@ def _redaction_time(redactor, key, text):
     return best
 
 
+@pytest.mark.parametrize("opaque_tokens", [False, True])
 @pytest.mark.parametrize("max_value_chars", [1024, 100_000])
-def test_adversarial_values_are_redacted_in_linear_time(max_value_chars):
+def test_adversarial_values_are_redacted_in_linear_time(max_value_chars, opaque_tokens):
     """A URL was parsed whole before its cut, and each secret pair's value scanned to the end of the
     text: '//x;' + 'pwd:' * N took 1.4 s at 16 KB, 'jdbc:sqlserver://db;' + 'password=' * N 24 s at
     100 KB (the regex engine holds the GIL: the host's threads stalled)."""
-    redactor = Redactor(max_value_chars=max_value_chars)
+    redactor = Redactor(max_value_chars=max_value_chars, opaque_tokens=opaque_tokens)
     for unit in ADVERSARIAL_UNITS:
         for prefix in ("", "//x;", "jdbc:sqlserver://db;"):
             for key in TIMED_KEYS:
@@ -433,3 +438,234 @@ def test_the_anomaly_log_line_keeps_its_closing_brackets():
                       threshold=3.0)
     line = _redacted_line(anomaly, _span_name_redaction(None))
     assert line.endswith(" [zscore[GET /reset?token=REDACTED]]") and "abc" not in line
+
+
+# -- free-text forms that reached disk in clear (each checked to leak before the fix) -----------------
+PRIVATE_KEYS = {  # a PEM private key in a text -> what is written: its body never is
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAhunter2\n-----END RSA PRIVATE KEY-----":
+        "-----BEGIN RSA PRIVATE KEY-----REDACTED-----END RSA PRIVATE KEY-----",
+    "cfg: -----BEGIN EC PRIVATE KEY-----\\nMHcCAQEEIhunter2\\n-----END EC PRIVATE KEY----- loaded":
+        "cfg: -----BEGIN EC PRIVATE KEY-----REDACTED-----END EC PRIVATE KEY----- loaded",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEhunter2\n-----END OPENSSH PRIVATE KEY-----":
+        "-----BEGIN OPENSSH PRIVATE KEY-----REDACTED-----END OPENSSH PRIVATE KEY-----",
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0whunter2":  # cut short: to the end
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----REDACTED",
+    "-----BEGIN CERTIFICATE-----\nMIIBhunter2\n-----END CERTIFICATE-----":  # public: kept
+        "-----BEGIN CERTIFICATE-----\nMIIBhunter2\n-----END CERTIFICATE-----",
+}
+
+
+def test_a_private_keys_body_never_reaches_disk(tmp_path):
+    """A PEM private key in an attribute or a status message was written whole."""
+    rows = written_back(tmp_path, {f"s{i}": {"app.config": text} for i, text in enumerate(PRIVATE_KEYS)},
+                        status=next(iter(PRIVATE_KEYS)))
+    assert [dict(row["attributes"])["app.config"] for row in rows] == list(PRIVATE_KEYS.values())
+    assert all(row["status_message"] == next(iter(PRIVATE_KEYS.values())) for row in rows)
+    assert repr(rows).count("hunter2") == 1  # the certificate's, kept, and nothing else
+
+
+SECRETS_IN_FREE_TEXT = {  # a text -> what is written
+    # an Azure SAS signature, outside a URL ("sig" names a secret, as "signature" does)
+    "SAS sv=2020-08-04&sr=b&sig=hunter2%3D expired": "SAS sv=2020-08-04&sr=b&sig=REDACTED expired",
+    # Oracle-style connect strings: the password between "/" and "@"
+    "connect scott/hunter2@//db.example:1521/ORCL failed": "connect scott/REDACTED@//db.example:1521/ORCL failed",
+    "ORA-01017 for scott/hunter2@orcl": "ORA-01017 for scott/REDACTED@orcl",
+    "jdbc:oracle:thin:scott/hunter2@db:1521:ORCL": "jdbc:oracle:thin:scott/REDACTED@db:1521:ORCL",
+    "dsn='app/hunter2@10.0.0.5:1521/svc'": "dsn='app/REDACTED:1521/svc'",  # (then read as an e-mail address)
+    # command lines: an option naming a secret, its value after a space (after "=": a pair already)
+    "exec mytool --password hunter2 --verbose": "exec mytool --password REDACTED --verbose",
+    "exec mytool --api-key hunter2 --token 'hun ter2' --user bob":
+        "exec mytool --api-key REDACTED --token REDACTED --user bob",
+    "exec mytool --password=hunter2": "exec mytool --password=REDACTED",
+    "exec mytool --password --verbose": "exec mytool --password --verbose",  # no value: the next option
+    "exec mysql -p hunter2": "exec mysql -p hunter2",  # "-p" means too many things: not read
+    # credentials after an authorization scheme, and JSON Web Tokens anywhere
+    "auth Basic dXNlcjpodW50ZXIy rejected": "auth Basic REDACTED rejected",
+    "invalid token 5f2ahunter2": "invalid token REDACTED",
+    "reset link /password-reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJodW50ZXIyIn0.c2ln":
+        "reset link /password-reset/REDACTED",
+    "cookie jwt-eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJodW50ZXIyIn0.c2ln set": "cookie jwt-REDACTED set",  # after a "-"
+    # a line break after the separator
+    "config password:\n  hunter2": "config password:\n  REDACTED",
+}
+
+
+def test_secrets_in_free_text_are_redacted(tmp_path):
+    """Each of these was written in clear: a SAS signature, an Oracle connect string's password, a command
+    line's --password, a Basic credential, a token after "token", a JWT in a path, a YAML-style value."""
+    rows = written_back(tmp_path, {f"s{i}": {"exception.message": text}
+                                   for i, text in enumerate(SECRETS_IN_FREE_TEXT)})
+    assert [dict(row["attributes"])["exception.message"] for row in rows] == list(SECRETS_IN_FREE_TEXT.values())
+    kept = repr([value for text, value in SECRETS_IN_FREE_TEXT.items() if text == value])
+    assert repr(rows).count("hunter2") == kept.count("hunter2")
+
+
+def _regex_operators(parsed):
+    """The operators of a parsed pattern, nested ones too."""
+    for op, av in parsed:
+        yield str(op)
+        for item in av if isinstance(av, (tuple, list)) else (av,):
+            for sub in item if isinstance(item, (tuple, list)) else (item,):
+                if hasattr(sub, "data"):  # a SubPattern
+                    yield from _regex_operators(sub)
+
+
+def test_the_patterns_compile_on_python_3_10():
+    """perfsdk supports Python 3.10, whose re has no possessive quantifiers ("a*+") or atomic groups
+    ("(?>a)"): a pattern with one made importing perfsdk.export.redact raise re.error there."""
+    import importlib
+    import re
+
+    from perfsdk.export import redact
+
+    parser = getattr(re, "_parser", None) or importlib.import_module("sre_parse")
+    patterns = {name: value for name, value in vars(redact).items() if isinstance(value, re.Pattern)}
+    assert len(patterns) > 20
+    for name, pattern in patterns.items():
+        operators = set(_regex_operators(parser.parse(pattern.pattern, pattern.flags)))
+        assert not operators & {"POSSESSIVE_REPEAT", "ATOMIC_GROUP"}, name
+
+
+def test_a_command_lines_arguments_lose_their_secrets():
+    """process.command_args is a list: its items are joined with commas, and an option's value follows one."""
+    redactor = Redactor()
+    written = redactor({"process.command_args": ("mytool", "--password", "hunter2", "--verbose", "out.txt"),
+                        "process.command_line": "mytool --db-password \"hun ter2\" out.txt"})
+    assert written == {"process.command_args": "mytool,--password,REDACTED,--verbose,out.txt",
+                       "process.command_line": "mytool --db-password REDACTED out.txt"}
+
+
+ORDINARY_TEXTS = [  # no secret: written as they are
+    "GET /a/b@c", "/users/@me/settings", "https://social.example/@bob/posts", "http://registry:4873/@babel/core",
+    "uses: actions/checkout@v4", "image library/nginx@sha256:0d17b565c37b", "pkg/fp@v2",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)", "a basic checkout flow",
+    "token expired", "the token bucket refilled 10 tokens", "Basic auth failed", "negotiate terms",
+    "SAS token sv=2020&sr=b", "retry --timeout 30 --verbose", "Digest auth required", "with digest sha256:0d17b5",
+    "trace 0af7651916cd43dd8448eb211c80319c span b7ad6b7169203331",
+    "-----BEGIN PUBLIC KEY-----x-----END PUBLIC KEY-----",
+]
+
+
+def test_ordinary_texts_are_not_taken_for_secrets():
+    """What the new forms must not eat: paths with an "@" (a path starts with "/"; a package or an action at a
+    version or digest), English after a scheme's name, options naming nothing secret, trace ids."""
+    redactor = Redactor()
+    assert {text: redactor.message(text) for text in ORDINARY_TEXTS} == {text: text for text in ORDINARY_TEXTS}
+
+
+SQL_COMMENTS = {  # a statement -> what is written: its comments are free text
+    "SELECT 1 /* password=hunter2 */": "SELECT ? /* password=REDACTED */",
+    "SELECT a FROM t -- login user=bob token: hunter2\nWHERE b = $1":
+        "SELECT a FROM t -- login user=bob token: REDACTED\nWHERE b = $1",
+    "SELECT a FROM t /*app=shop,password=hunter2": "SELECT a FROM t /*app=shop,password=REDACTED",  # unclosed
+    "SELECT * FROM t /*user='bob',password='hunter2'*/": "SELECT * FROM t /*user=?,password=?*/",  # literals: ?
+    "SELECT a FROM t /* see https://x.example/r?key=hunter2 */":
+        "SELECT a FROM t /* see https://x.example/r?key=REDACTED */",
+    "SELECT /*+ INDEX(t idx) */ a FROM t -- route=/users/{id}":
+        "SELECT /*+ INDEX(t idx) */ a FROM t -- route=/users/{id}",
+}
+
+
+def test_secrets_in_a_statements_comments_are_redacted():
+    """A statement kept everything but its literals: an unquoted 'password=...' in a comment was written."""
+    redactor = Redactor()
+    assert {sql: redactor({"db.statement": sql})["db.statement"] for sql in SQL_COMMENTS} == SQL_COMMENTS
+
+
+def test_a_database_urls_password_with_a_slash_after_a_numeric_user_never_leaks():
+    """'app:1234' reads as a host and port: 'postgresql://app:1234/x@db' was written as it was (the password
+    '1234/x'). A database's path has no "@"; a web URL's often does, and keeps its route."""
+    redactor = Redactor()
+    for url in ("postgresql://app:1234/hunter2@db", "mysql://app:99/hunter2@db/shop"):
+        assert redactor({"db.connection_string": url}) == {"db.connection_string": REDACTED}
+        assert redactor.message(f"connect to {url} failed") == "connect to REDACTED failed"
+    assert redactor.message("jdbc:mysql://u:1/hunter2@db") == "jdbc:REDACTED"
+    for url in ("http://registry:4873/pkg/lodash@4.17.21", "https://social.example:443/u/bob@home"):
+        assert redactor.url(url) == url
+
+
+def test_opaque_tokens_are_an_explicit_option():
+    """Long opaque tokens (with letters and digits) go only when asked: span attributes are joined on trace
+    ids and hashes, which look the same."""
+    text = "trace 0af7651916cd43dd8448eb211c80319c key sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0 basic checkout"
+    assert Redactor().message(text) == text
+    assert Redactor(opaque_tokens=True).message(text) == "trace REDACTED key REDACTED basic REDACTED"
+    with pytest.raises(TypeError, match="opaque_tokens"):
+        Redactor(opaque_tokens="yes")
+
+
+class _BrokenStr(str):
+    def __str__(self):
+        raise RuntimeError("broken __str__")
+
+    def __getitem__(self, index):
+        raise RuntimeError("broken __getitem__")
+
+
+class _BrokenInt(int):
+    def __str__(self):
+        raise RuntimeError("broken __str__")
+
+    __repr__ = __str__
+
+
+class _BrokenKey(str):
+    def lower(self):
+        raise RuntimeError("broken lower")
+
+
+def test_one_unreadable_value_costs_only_itself(tmp_path):
+    """A value whose redaction raised (an int too long for str(), a broken __str__, a broken key) failed the
+    whole batch: every span in it was lost. It is now dropped and counted; everything else is written."""
+    import warnings
+
+    from opentelemetry.trace import Status, StatusCode
+
+    exporter = ArrowSpanExporter(str(tmp_path))
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    bad = {"huge": 10**5000, "int": _BrokenInt(7), "items": (_BrokenInt(1), 2), _BrokenKey("odd"): "v"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # OpenTelemetry's own, about attribute types
+        with tracer.start_as_current_span("before", attributes={"a": "1"}):
+            pass
+        attributes = {**bad, "ok": "fine", "text": _BrokenStr("kept")}
+        with tracer.start_as_current_span("GET /x", attributes=attributes) as span:
+            span.set_status(Status(StatusCode.ERROR, _BrokenStr("boom")))
+        with tracer.start_as_current_span("after", attributes={"a": "2", "lone": "a\ud800b"}):
+            pass
+    provider.shutdown()
+    rows = read(tmp_path).to_pylist()
+    assert [row["name"] for row in rows] == ["before", "GET /x", "after"]
+    assert dict(rows[1]["attributes"]) == {"ok": "fine", "text": "kept"}
+    assert rows[1]["status_message"] == "boom"  # a str subclass is read as the str it is
+    assert dict(rows[2]["attributes"]) == {"a": "2", "lone": "a?b"}
+    stats = exporter.stats()
+    assert stats["spans_exported"] == 3 and stats["spans_failed"] == 0
+    assert stats["values_rejected"] == len(bad) and stats["attributes_redacted"] >= len(bad)
+
+
+def test_unreadable_names_and_messages_are_written_redacted():
+    redactor = Redactor(hash_keys=["enduser.id"], hash_key=b"k")
+    assert redactor.message(_BrokenInt(3)) == REDACTED and redactor.rejected == 1
+    assert redactor({"enduser.id": "a\ud800"})["enduser.id"].startswith("hmac:")  # hashed, not lost
+
+
+def test_a_span_that_cannot_be_stored_costs_only_itself(tmp_path):
+    """A span named by a str subclass whose __str__ raises made the column store raise: the exporter lost its
+    whole batch (every span a BatchSpanProcessor handed it). It is counted failed; the others are written."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = ArrowSpanExporter(str(tmp_path), timer=False)
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    tracer = provider.get_tracer("t")
+    for name in ("before", _BrokenStr("GET /x"), "after"):
+        with tracer.start_as_current_span(name):
+            pass
+    provider.shutdown()  # one batch of three
+    assert [row["name"] for row in read(tmp_path).to_pylist()] == ["before", "after"]
+    stats = exporter.stats()
+    assert (stats["spans_exported"], stats["spans_failed"]) == (2, 1)
+    assert stats["faults"] == {"arrow span export: unreadable span": 1}

@@ -24,8 +24,16 @@ named "email":
   messages), each URL is redacted the same way (a referer header, a connection
   string, an exception's "for url: ..."), the value of each ``key=value`` (or ``key: value``,
   ``"key": "value"``) pair whose key names a secret is replaced (``password=...`` in a libpq
-  or ADO.NET connection string or an exception's message), and so is every ``Bearer`` token;
-  e-mail addresses and card numbers (digit runs that pass the Luhn check) are replaced.
+  or ADO.NET connection string or an exception's message), and so is the value of each command-line
+  option naming one (``--password hunter2``, ``--api-key=...``), every ``Bearer`` token and every
+  ``Basic``, ``Digest``, ``Token``, ``Negotiate`` or ``NTLM`` credential that looks like one (a digit,
+  ``+/=`` or a lower-case letter before a capital in it), the password of an Oracle-style connect
+  string (``scott/tiger@//db:1521/orcl``, ``scott/tiger@orcl``), every JSON Web Token (``eyJ...``) and
+  the body of every PEM private key; e-mail addresses and card numbers (digit runs that pass the Luhn
+  check) are replaced. A statement's comments (``/* ... */``, ``-- ...``) are free text too.
+- with ``opaque_tokens`` (off for spans, on for what goes to an LLM), long opaque tokens (32 or more
+  letters and digits, with both) are replaced as well: API keys and session ids, but also the trace
+  ids, span ids and hashes that make span attributes joinable.
 
 Free text is scanned for these forms only: a secret in prose ("the password is hunter2") or in
 a key named for nothing secret is written as it is. Every value is cut to ``max_value_chars``
@@ -70,8 +78,8 @@ SCRUB_MARGIN = 256  # characters scrubbed past a value's cut, so an address acro
 NAMES_KEPT = 10_000  # attribute keys and pair names whose verdicts are remembered (they repeat a lot)
 #: Fragments too short to match inside a longer word ("author", "monkey", "inside"): they must be
 #: a whole part of the key, or that part with a plural "s" ("x-auth", "db_pwd", "api-key",
-#: "accessKeyId", "app.sid", "cache.keys").
-WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv", "sid", "jwt", "otp")
+#: "accessKeyId", "app.sid", "cache.keys", an Azure SAS URL's "sig").
+WHOLE_PARTS = ("auth", "pwd", "key", "pin", "cvv", "sid", "jwt", "otp", "sig")
 
 MEMO_ENTRIES = 4096  # (key, value) outcomes remembered per value type; short scalar values only
 _MEMO_TYPES = frozenset((str, bool, int, float))
@@ -103,13 +111,49 @@ _EMPTY_PORT = re.compile(r":(?:,|\Z)")  # "app:/x@db": a user without a password
 _PAIR_KEY = re.compile(r"""(?P<sep>[=:])[ \t]*(?P<q>["']?)(?P<name>[\w.\-]+)(?P=q)(?![\w.\-])""")
 #: A pair's value, after its separator: quoted, or running to a space, ``;`` or ``&`` -- or, followed
 #: by ``;``, over spaces (ADO.NET's ``Password=two words;``); after an authorization scheme
-#: ("Bearer"), one word.
+#: ("Bearer"), one word. (No pattern here has a possessive quantifier or an atomic group: Python 3.10
+#: has neither. ``(?=(X))\1`` is X taken atomically: the blanks are not given back one by one.)
 _PAIR_VALUE = re.compile(
-    r"""[ \t]*(?:(?P<scheme>(?i:bearer|basic|digest|negotiate|ntlm|token))[ \t]+(?P<credentials>[^\s;&,"']+)"""
+    r"""(?=([ \t]*(?:\r?\n[ \t]*)?))\1(?:(?P<scheme>(?i:bearer|basic|digest|negotiate|ntlm|token))[ \t]+"""
+    r"""(?P<credentials>[^\s;&,"']+)"""
     r"""|(?P<value>"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{[^}]*\}?"""
     r"""|[^\s;&"'{][^\s;&]*(?:[ \t]+[^\s;&=]+)*(?=[ \t]*;)|[^\s;&"'{][^\s;&]*))""")
 _PLACEHOLDER = re.compile(r"\?\d*|\$\d+|%s")  # a statement's parameter, not a value
-_BEARER = re.compile(r"(?<![\w\-])(?i:bearer)[ \t]+(?P<credentials>[\w\-.~+/]+=*)")
+#: An authorization scheme and its credentials in free text ("Bearer abc", "Basic dXNlcjpw"): a bearer
+#: token always goes, the others when they look like a credential (``_CREDENTIAL``, 6 characters or
+#: more, "=" only as base64's padding): "basic checkout", "token expired", "negotiate terms" are words,
+#: "token sv=2020&sig=..." a pair.
+_SCHEME = re.compile(r"(?<![\w\-])(?P<scheme>(?i:bearer|basic|digest|token|negotiate|ntlm))[ \t\r\n]+"
+                     r"(?P<credentials>[\w\-.~+/=]+)")
+_CREDENTIAL = re.compile(r"[\d+/=]|[a-z][A-Z]")  # a digit, base64's "+/=", or a capital after a lower-case letter
+_LOOSE_SCHEMES = ("basic", "digest")  # with opaque_tokens: any word of 6 or more characters after them
+#: A command-line option naming a secret and its value, after a space ("--password hunter2") or, in a
+#: list joined with commas (``process.command_args``), after a comma; never "-p x" (too many meanings).
+#: A value starting with "-" is the next option.
+_QUOTED = r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?"""
+_OPTION = re.compile(rf"""(?<![^\s,])--(?P<name>[A-Za-z][\w.\-]*)"""
+                     rf"""(?:[ \t]+(?P<value>{_QUOTED}|[^\s"'\-]\S*)|,(?P<item>{_QUOTED}|[^\s,"'\-][^\s,]*))""")
+#: An Oracle-style connect string's password: ``user/password@host`` (``@//host:1521/service``,
+#: ``@host:1521/service``, ``@tnsalias``), the user where a word starts (a path's "/a/b@c" is none).
+#: What follows the "@" may not be a version or a digest: "actions/checkout@v4", "lodash/fp@4.17",
+#: "library/nginx@sha256:..." are references, not logins.
+_CONNECT = re.compile(r"""(?<![^\s"'=(,:])[A-Za-z_][\w$#.\-]*/(?P<password>[^\s/@"']+)@(?=//|[\w\[])"""
+                      r"""(?!v?\d+(?:\.\d+){0,2}(?![\w.:@])|sha\d+:)""")
+#: A JSON Web Token (JWS, and JWE's five parts): base64url of '{"' is "eyJ", where a word starts or after
+#: a "-". Only a run's first such "eyJ" is tried (``before`` runs to it, taken atomically): a later one
+#: in the run ends where it does, and fails too -- '-eyJ' * N tried each, to the run's end, in 7 s at 100 KB.
+_JWT = re.compile(r"(?<![\w\-])(?=(?P<before>(?:[\w\-]*?-)??)eyJ)(?P=before)"
+                  r"eyJ[\w\-]{4,}\.[\w\-]{4,}\.[\w\-]*(?:\.[\w\-]*)*")
+#: A PEM private key's header; its body runs to the "-----END" after it (or the text's end).
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+#: With ``opaque_tokens``: a run of 32 or more letters, digits, "_" and "-", with a letter and a digit.
+_OPAQUE = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*?[0-9])(?=[A-Za-z0-9_\-]*?[A-Za-z])"
+                     r"[A-Za-z0-9_\-]{32,}")
+#: A statement's comments: their bodies are free text (an unclosed one runs to the end).
+_SQL_COMMENT = re.compile(r"/\*(?P<block>.*?)(?:\*/|\Z)|--(?P<line>[^\n]*)", re.S)
+#: URL schemes whose paths often hold an "@" ("/@scope/pkg", "/u/bob@x", "/pkg@1.2"): after a host
+#: with a port, a later "@" is read as the path's (see ``Redactor.url``).
+_WEB_SCHEMES = frozenset(("http", "https", "ws", "wss", "ftp", "ftps", ""))
 #: ``X: y`` where X names an exception type ("KeyError: 'token'") is a message, not a pair.
 _EXCEPTION_NAMES = ("error", "exception", "warning")
 _SQL_LITERAL = re.compile(  # each branch starts with a character from one set, which C scans for
@@ -149,8 +193,24 @@ class Redactor:
     safe_params
         Query parameters whose values are harmless and kept (e.g. ``["page", "sort"]``).
     scrub_values
-        Redact URLs, secret ``key=value`` pairs and bearer tokens, and replace e-mail addresses
+        Redact URLs, secret ``key=value`` pairs and command-line options, authorization credentials,
+        connect strings' passwords, JSON Web Tokens and PEM private keys, and replace e-mail addresses
         and card numbers, inside every value, span name and status message kept in clear.
+    opaque_tokens
+        Also replace, in those texts, every run of 32 or more letters and digits (with both): API
+        keys and session ids with no name beside them -- but also trace ids, span ids and hashes,
+        which is why it is off by default (span attributes are joined on them). For text that leaves
+        the process for good (a prompt to an LLM).
+
+    Attributes
+    ----------
+    dropped
+        Attribute values not written: dropped by the policy, or unreadable (``rejected``).
+    rejected
+        Values that could not be read at all (a ``__str__`` that raises, an integer too long for
+        ``str``, ...): each is dropped (a span's name or status message is written ``REDACTED``) and
+        counted here, and nothing else of its span or batch is lost. A short value that repeats is
+        remembered, and counted in ``dropped`` only after its first time.
 
     Examples
     --------
@@ -180,6 +240,7 @@ class Redactor:
         safe_params: Iterable[str] = (),
         scrub_values: bool = True,
         statement_keys: Iterable[str] = STATEMENT_KEYS,
+        opaque_tokens: bool = False,
     ) -> None:
         for name, value in (("allow", allow), ("deny", deny), ("hash_keys", hash_keys), ("opt_in", opt_in),
                             ("url_keys", url_keys), ("safe_params", safe_params),
@@ -193,6 +254,7 @@ class Redactor:
         self.statement_keys = frozenset(statement_keys)
         self.safe_params = frozenset(safe_params)
         self.scrub_values = check_bool("scrub_values", scrub_values)
+        self.opaque_tokens = check_bool("opaque_tokens", opaque_tokens)
         self.allow = None if allow is None else frozenset(allow)
         self.deny = tuple(d.lower() for d in deny)
         self.deny_whole = WHOLE_PARTS if deny is SENSITIVE else ()
@@ -209,6 +271,7 @@ class Redactor:
         # generation (a new entry a span when a value never repeats, such as a client's port).
         self._memo: dict[type, dict[tuple[str, Any], str | None]] = {kind: {} for kind in _MEMO_TYPES}
         self.dropped = 0
+        self.rejected = 0
 
     def verdict(self, key: str) -> str:
         return _remembered(self._verdicts, key, self._decide)
@@ -249,7 +312,9 @@ class Redactor:
         return False
 
     def hash(self, value: str) -> str:
-        return "hmac:" + hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        # (a lone surrogate is hashed as it is: "strict" raised, and lost the value's whole batch)
+        return "hmac:" + hmac.new(self._hash_key, value.encode("utf-8", "surrogatepass"),
+                                  hashlib.sha256).hexdigest()[:32]
 
     def __call__(self, attributes: Mapping[str, Any] | None) -> dict[str, str]:
         """The attributes that may be written, as strings.
@@ -271,21 +336,27 @@ class Redactor:
         return texts
 
     def _redact(self, key: str, value: Any) -> str | None:
-        """One attribute as it may be written, or None to drop it."""
-        verdict = self.verdict(key)
-        if verdict == "drop":
+        """One attribute as it may be written, or None to drop it -- also where it cannot be read
+        (counted in ``rejected``): one bad value must not cost its batch (``redact_texts`` would
+        raise for all of it)."""
+        try:
+            verdict = self.verdict(key)
+            if verdict == "drop":
+                return None
+            text = value if type(value) is str else _text(value)
+            if verdict == "hash":
+                return self.hash(text)
+            text, cut = self._cut(text)
+            if verdict == "url":  # then scrubbed as any text is: URLs within what it kept go too
+                return self._bounded(self.url(text, query_only=key == "url.query"), self._scrub, cut)
+            if verdict == "sql":  # a literal across the cut runs to the end: gone
+                # literals only: a statement is not free text ("price/100", a sqlcommenter comment's
+                # names, ":email" stay); its comments are, and e-mail addresses and card numbers go anywhere
+                return self._bounded(sanitize_sql(text), self._statement, cut)
+            return self._bounded(text, None if verdict == "clear" else self._scrub, cut)
+        except Exception:
+            self.rejected += 1
             return None
-        text = value if isinstance(value, str) else _text(value)
-        if verdict == "hash":
-            return self.hash(text)
-        text, cut = self._cut(text)
-        if verdict == "url":  # then scrubbed as any text is: URLs within what it kept go too
-            return self._bounded(self.url(text, query_only=key == "url.query"), self._scrub, cut)
-        if verdict == "sql":  # a literal across the cut runs to the end: gone
-            # literals only: a statement is not free text ("price/100", a sqlcommenter comment,
-            # ":email" stay); e-mail addresses and card numbers outside literals still go
-            return self._bounded(sanitize_sql(text), scrub, cut)
-        return self._bounded(text, None if verdict == "clear" else self._scrub, cut)
 
     def message(self, value: Any) -> str:
         """A span's status description or name as it may be written: scrubbed and cut as a value
@@ -298,9 +369,17 @@ class Redactor:
         'GET /reset?token=REDACTED&REDACTED'
         >>> Redactor().message("401: Authorization: Bearer abc.def rejected; login user=bob password=hunter2")
         '401: Authorization: Bearer REDACTED rejected; login user=bob password=REDACTED'
+        >>> Redactor().message("sqlplus scott/tiger@//db:1521/orcl --password hunter2 sig=AbC%3D")
+        'sqlplus scott/REDACTED@//db:1521/orcl --password REDACTED sig=REDACTED'
+
+        A value that cannot be read at all is written ``REDACTED`` (and counted in ``rejected``).
         """
-        text, cut = self._cut(value if isinstance(value, str) else str(value))
-        return self._bounded(text, self._scrub, cut)
+        try:
+            text, cut = self._cut(value if type(value) is str else _plain(value))
+            return self._bounded(text, self._scrub, cut)
+        except Exception:
+            self.rejected += 1
+            return REDACTED
 
     def _cut(self, text: str) -> tuple[str, bool]:
         """``text`` cut before any parsing -- what is kept, and enough beyond it that a URL, address
@@ -318,15 +397,39 @@ class Redactor:
         return text
 
     def _scrub(self, text: str) -> str:
-        """A text written in clear, with its URLs, secret pairs, bearer tokens, e-mail addresses and
-        card numbers redacted. Each step first asks whether its mark is in the text at all: most
-        texts carry none, and cost a few substring tests. URLs go first, so that a pair's value
-        ends where the URL's part does ("...;sid=x/v1"): what a URL keeps, the pairs then scan."""
+        """A text written in clear, with its private keys, URLs, secret pairs and options, credentials,
+        connect strings' passwords, JSON Web Tokens, e-mail addresses and card numbers (and with
+        ``opaque_tokens``, long opaque tokens) redacted. Each step first asks whether its mark is in
+        the text at all: most texts carry none, and cost a few substring tests. A private key goes
+        first (its body would read as words and pairs); URLs next, so that a pair's value ends where the
+        URL's part does ("...;sid=x/v1"): what a URL keeps, the later steps then scan."""
+        if "PRIVATE KEY" in text:
+            text = _private_keys(text)
         if "://" in text or "/" in text and ("?" in text or ";" in text or "#" in text):  # a URL's marks
             text = self._urls(text)
-        if "=" in text or ":" in text or "earer" in text or "EARER" in text:  # a pair's, a bearer token's
-            text = self.pairs(text)
-        return scrub(text)
+        text = self.pairs(text)
+        if "@" in text and "/" in text:
+            text = _CONNECT.sub(_password_redacted, text)
+        if "eyJ" in text:
+            text = _JWT.sub(r"\g<before>" + REDACTED, text)
+        text = scrub(text)
+        if self.opaque_tokens:
+            text = _OPAQUE.sub(REDACTED, text)
+        return text
+
+    def _statement(self, statement: str) -> str:
+        """A statement whose literals are gone (``sanitize_sql``), with its comments' bodies scrubbed
+        as free text (a sqlcommenter tag or a note may carry ``password=...``, unquoted), and its
+        e-mail addresses and card numbers replaced."""
+        if "/*" in statement or "--" in statement:
+            statement = _SQL_COMMENT.sub(self._comment, statement)
+        return scrub(statement)
+
+    def _comment(self, found: re.Match[str]) -> str:
+        body = found.group("block")
+        if body is None:
+            return "--" + self._scrub(found.group("line"))
+        return "/*" + self._scrub(body) + found.group()[2 + len(body):]
 
     def _urls(self, text: str) -> str:
         """``text`` with each URL in it (``scheme://...``, or a path with a query, ``;params`` or a
@@ -356,15 +459,22 @@ class Redactor:
 
     def pairs(self, text: str) -> str:
         """``text`` with the value of each ``key=value`` (``key: value``, ``"key": "value"``) pair
-        whose key names a secret (``names_secret``), and each bearer token, replaced.
+        and each command-line option (``--key value``) whose key names a secret (``names_secret``),
+        and each authorization scheme's credentials (``_SCHEME``), replaced.
 
         >>> Redactor().pairs("host=db user=app password='hunter 2' sslmode=require")
         'host=db user=app password=REDACTED sslmode=require'
         >>> Redactor().pairs('KeyError: token in {"api_key": "s3cr3t", "page": 2}')
         'KeyError: token in {"api_key": REDACTED, "page": 2}'
+        >>> Redactor().pairs("deploy --user bob --api-key sk_live_1 --verbose; got Basic dXNlcjpwYXNz")
+        'deploy --user bob --api-key REDACTED --verbose; got Basic REDACTED'
         """
-        if "=" in text or ":" in text:
-            spans = self._secret_values(text)
+        pair = "=" in text or ":" in text
+        option = "--" in text
+        if pair or option:
+            spans = self._secret_values(text) if pair else []
+            if option:
+                spans += self._option_values(text)
             if spans:
                 pieces: list[str] = []
                 last = 0
@@ -373,10 +483,34 @@ class Redactor:
                         pieces += (text[last:start], REDACTED)
                     last = max(last, end)  # a span inside another (a quoted value holding a pair): gone with it
                 text = "".join(pieces) + text[last:]
-        if "earer" in text or "EARER" in text:
-            text = _BEARER.sub(lambda found: found.group()[: found.start("credentials") - found.start()] + REDACTED,
-                               text)
+        if " " in text or "\t" in text or "\n" in text or "\r" in text:  # a scheme's credentials follow one
+            lowered = text.lower()  # (its names asked one by one: a generator cost more than the rest)
+            if ("token" in lowered or "bearer" in lowered or "basic" in lowered or "digest" in lowered
+                    or "negotiate" in lowered or "ntlm" in lowered):
+                text = _SCHEME.sub(self._credentials_redacted, text)
         return text
+
+    def _credentials_redacted(self, found: re.Match[str]) -> str:
+        """A scheme's credentials replaced where they look like some: a bearer token always; another
+        scheme's if ``_CREDENTIAL`` finds a mark in them, and they are no pair ("sv=2020") nor a label
+        ("digest sha256:...") -- with ``opaque_tokens``, pairs and labels too, and any word after
+        "basic" or "digest" (6 characters or more, always)."""
+        scheme, credentials = found.group("scheme").lower(), found.group("credentials")
+        if scheme != "bearer" and (len(credentials) < 6 or not (
+                self.opaque_tokens and (scheme in _LOOSE_SCHEMES or _CREDENTIAL.search(credentials))
+                or "=" not in credentials.rstrip("=") and found.string[found.end():found.end() + 1] != ":"
+                and _CREDENTIAL.search(credentials))):
+            return found.group()
+        return found.group()[: found.start("credentials") - found.start()] + REDACTED
+
+    def _option_values(self, text: str) -> list[tuple[int, int]]:
+        """Where the values of ``text``'s command-line options naming a secret are (start, end)."""
+        spans = []
+        for found in _OPTION.finditer(text):
+            if _remembered(self._secret_names, found.group("name"), self.names_secret):
+                group = "value" if found.group("value") is not None else "item"
+                spans.append((found.start(group), found.end(group)))
+        return spans
 
     def _secret_values(self, text: str) -> list[tuple[int, int]]:
         """Where the values of ``text``'s secret pairs are (start, end), the last pair first."""
@@ -417,7 +551,9 @@ class Redactor:
         after the user-info is not a host (``app:hunter2`` of ``app:hunter2/x@db``), the user-info
         runs to the one ``@`` a host follows; where more than one ``@`` could end it (a
         user-info or a port, and another ``@`` later on), nothing tells which: the URL is written
-        as ``REDACTED``.
+        as ``REDACTED``. After a host with a port, a web URL's (``http``, ``https``, ``ws``, ``ftp``)
+        later ``@`` is its path's ("/@scope/pkg", "/pkg@1.2") unless a host with a port follows it;
+        any other scheme's (``postgresql://app:1234/x@db``) is a password's.
 
         >>> r = Redactor()
         >>> r.url("postgresql://app:hunter2/x#y@db:5432,db2/shop?sslmode=require")
@@ -433,7 +569,8 @@ class Redactor:
         if head is None:  # a request target: "/cart?x=1"
             authority, rest = "", text
         else:
-            split = self._authority(text, head.end())
+            scheme = head.group()[:-2].rstrip(":").rpartition(":")[2].lower()
+            split = self._authority(text, head.end(), scheme in _WEB_SCHEMES)
             if split is None:
                 return REDACTED  # not a URL we can take apart: keep none of it
             authority, rest = split
@@ -444,10 +581,10 @@ class Redactor:
         query = self._query(query)
         return authority + path + ("?" + query if query else "")
 
-    def _authority(self, text: str, start: int) -> tuple[str, str] | None:
+    def _authority(self, text: str, start: int, web: bool = True) -> tuple[str, str] | None:
         """The host part of the authority starting at ``start`` (without its user-info, with its
         ``;parameters``' secrets redacted) and the text after it; None where the user-info's end
-        is ambiguous (see ``url``)."""
+        is ambiguous (see ``url``). ``web``: a scheme whose paths often hold an "@"."""
         found = _AUTHORITY_END.search(text, start)
         end = found.start() if found else len(text)
         at = text.rfind("@", start, end)
@@ -455,10 +592,12 @@ class Redactor:
         if _HOSTS.fullmatch(host):
             later = text.find("@", end)
             if later >= 0 and (at >= 0 or ":" in host.rpartition("]")[2] and (
-                    _EMPTY_PORT.search(host.rpartition("]")[2]) or _PORTED_HOST.match(text, later + 1)
+                    _EMPTY_PORT.search(host.rpartition("]")[2])
+                    or (_PORTED_HOST if web else _HOSTS_ENDING).match(text, later + 1)
                     and not _QUERY_START.search(text, end, later))):
                 return None  # "bob:p@ss/x@db", "app:/x@db", "app:1234/x@db:5432": a password cut short
-            # "host:8080/u/@bob": a port (a user-info's "/" would be percent-encoded, RFC 3986)
+            # "host:8080/u/@bob": a port (a user-info's "/" would be percent-encoded, RFC 3986) -- in
+            # a web URL; a database's path has no "@": "postgresql://app:1234/x@db" is a password's
         else:  # "app:hunter2" of "app:hunter2/x@db": a password cut by a "/", "?" or "#"
             ends: list[int] = []
             i = text.find("@", start)
@@ -518,9 +657,32 @@ def _luhn(candidate: str) -> bool:
 
 
 def _text(value: Any) -> str:
+    """An attribute value as a plain ``str`` (a subclass's own ``__str__`` or slicing is not asked)."""
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        return ",".join(map(_plain, value))
+    return _plain(value)
+
+
+def _plain(value: Any) -> str:
+    return str.__str__(value) if isinstance(value, str) else str(value)
+
+
+def _password_redacted(found: re.Match[str]) -> str:
+    return found.group()[: found.start("password") - found.start()] + REDACTED + "@"
+
+
+def _private_keys(text: str) -> str:
+    """``text`` with each PEM private key's body (to its ``-----END ...-----``, or the text's end)
+    replaced; the header and footer stay, so a reader sees what was there."""
+    pieces: list[str] = []
+    last = 0
+    for header in _PEM_BEGIN.finditer(text):
+        if header.start() < last:
+            continue  # inside a key already replaced
+        footer = text.find("-----END", header.end())
+        pieces += (text[last:header.end()], REDACTED)
+        last = len(text) if footer < 0 else footer
+    return "".join(pieces) + text[last:] if pieces else text
 
 
 def _remembered(cache: dict[str, Any], name: str, decide: Callable[[str], Any]) -> Any:

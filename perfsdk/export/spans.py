@@ -35,11 +35,19 @@ log = logging.getLogger("perfsdk.export")
 PUBLISH_CHECK_S = 1.0  # how often open files are checked for max_age_s (a file is published this late at most)
 
 
-def spans_to_columns(spans: Sequence[ReadableSpan]) -> SpanColumns:
-    """Ended spans as one chunk of columns (what ``columns_to_batch`` writes)."""
+def spans_to_columns(spans: Sequence[ReadableSpan],
+                     unreadable: Callable[[ReadableSpan, Exception], None] | None = None) -> SpanColumns:
+    """Ended spans as one chunk of columns (what ``columns_to_batch`` writes). A span that cannot be
+    stored (a name whose ``__str__`` raises) raises, unless ``unreadable`` is given: it is then told,
+    and the span left out (a span that cannot be stored leaves no trace in the chunk)."""
     chunk = SpanColumns(max(1, len(spans)))
     for span in spans:
-        chunk.append(span)
+        try:
+            chunk.append(span)
+        except Exception as exc:
+            if unreadable is None:
+                raise
+            unreadable(span, exc)
     return chunk
 
 
@@ -120,7 +128,7 @@ def _attributes_column(chunks: Sequence[SpanColumns], redactor: Redactor) -> pa.
     the redactor in one call, and the rows' ends are mended where it dropped any."""
     keys: list[str] = []
     texts: list[str] = []
-    ends = [np.zeros(1, dtype=np.int32)]
+    ends: list[np.ndarray] = [np.zeros(1, dtype=np.int32)]
     own_call = type(redactor).__call__ is Redactor.__call__  # a subclass's __call__ is respected
     for chunk in chunks:
         if own_call:
@@ -264,7 +272,12 @@ class ArrowSpanExporter(SpanExporter):
         return metadata
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.write_columns([spans_to_columns(spans)])
+        """Write ``spans``; one that cannot be read is counted failed (and a fault), not its batch."""
+        return self.write_columns([spans_to_columns(spans, self._unreadable)])
+
+    def _unreadable(self, span: ReadableSpan, exc: Exception) -> None:
+        self.spans_failed += 1
+        self.faults.record("arrow span export: unreadable span", exc)
 
     def write_columns(self, chunks: Sequence[SpanColumns]) -> SpanExportResult:
         """Write chunks of span columns (``SpanColumns``), one batch per service.
@@ -360,7 +373,7 @@ class ArrowSpanExporter(SpanExporter):
         counts from zero: every count a child reports is its own."""
         self._lock = owned_lock()
         self.spans_exported = self.spans_failed = 0
-        self.redactor.dropped = 0
+        self.redactor.dropped = self.redactor.rejected = 0
 
     def stats(self) -> dict[str, object]:
         lost = sum(w.rows_lost for w in self._writers.values())  # written, then their file not published
@@ -369,5 +382,6 @@ class ArrowSpanExporter(SpanExporter):
             "spans_failed": self.spans_failed + lost,
             "files_written": sum(w.files_written for w in self._writers.values()),
             "attributes_redacted": self.redactor.dropped,
+            "values_rejected": self.redactor.rejected,  # unreadable: dropped (names, messages: REDACTED), counted
             "faults": self.faults.snapshot(),
         }

@@ -8,7 +8,8 @@ as untrusted input:
 
 - what leaves the process is aggregates only (``TrafficModel.profile()``, a summary
   of recent anomalies and incidents) and the goal, every string passed through the
-  redaction scrubber first (e-mail addresses, card numbers, tokens and keys);
+  span export's redaction of free text first (``Redactor.message``: URLs' secrets, secret pairs,
+  credentials, e-mail addresses, card numbers, ...), long opaque tokens included;
 - the answer is parsed as JSON (never evaluated), checked against the JSON Schema and
   the caps (``Limits``), its host against an allowlist, and every step against the
   routes seen in the traffic (or an OpenAPI spec); task and scenario names must be
@@ -44,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 
 from perfsdk._runtime import check_int, check_number, check_str
 from perfsdk._version import __version__
-from perfsdk.export.redact import REDACTED, scrub
+from perfsdk.export.redact import Redactor
 from perfsdk.testgen.scenario import (
     HTTP_METHODS, ROUTE_PARAMETER, SCHEMA, SCHEMA_VERSION, Limits, Scenario, ScenarioError, placeholders,
     schema_problems, semantic_problems,
@@ -112,30 +113,24 @@ class ScenarioGenerator(Protocol):
 
 
 # -- redaction of what leaves the process -------------------------------------------------------
-# ``scrub`` knows e-mail addresses and card numbers; a prompt must not carry credentials either.
-_SECRETS = (
-    (re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)\b(token)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)\b(api[_-]?key|access[_-]?token|refresh[_-]?token|secret|password|passwd|token)"
-                r"(\s*[:=]\s*)[^\s,;&]+"), r"\1\2" + REDACTED),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),  # a JWT
-    # long opaque runs with letters and digits: API keys, session ids, hashes
-    (re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{32,}"
-                r"(?![A-Za-z0-9_-])"), REDACTED),
-)
+MAX_PROMPT_TEXT_CHARS = 1_000_000  # one text of a prompt: never reached but by a hostile one, whose cost it bounds
+#: The span export's free-text redaction, and more: a prompt joins nothing on trace ids, so long opaque
+#: tokens (API keys, session ids, hashes) go too, and any word after "basic" or "digest".
+_PROMPT_REDACTION = Redactor(opaque_tokens=True, max_value_chars=MAX_PROMPT_TEXT_CHARS)
 
 
 def clean(text: str) -> str:
-    """``text`` as it may leave the process: ``scrub`` (e-mail addresses, card numbers) and
-    credentials (authorization schemes, ``key=value`` secrets, JWTs, long opaque tokens).
+    """``text`` as it may leave the process: what the span export redacts in free text
+    (``Redactor.message``: URLs' secrets, secret ``key=value`` pairs and options, authorization
+    credentials, connect strings' passwords, JWTs, PEM private keys, e-mail addresses, card numbers),
+    and long opaque tokens.
 
     >>> clean("ask alice@example.com; Authorization: Bearer abc.def-123456 api_key=s3cr3t")
     'ask REDACTED; Authorization: Bearer REDACTED api_key=REDACTED'
+    >>> clean("replay /reset?code=8f2a91 with session 3f9c2d18e7b4c6f9e0d1a2b3c4d5e6f7a8b9")
+    'replay /reset?code=REDACTED with session REDACTED'
     """
-    text = scrub(text)
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
+    return _PROMPT_REDACTION.message(text)
 
 
 def _clean_all(value: Any) -> Any:
