@@ -167,7 +167,7 @@ def test_objects_the_host_collector_scans():
     """A full collection's time follows the objects it tracks (timing it here would be noise)."""
     otel = tracked_objects("otel")
     assert tracked_objects("init") <= 1.25 * otel  # 1.11x: no numpy (detector state is a buffer of doubles)
-    assert tracked_objects("export") <= 1.75 * otel  # + pyarrow; no pandas, no pyarrow.compute
+    assert tracked_objects("export") <= 1.80 * otel  # + pyarrow; no pandas, no pyarrow.compute
 
 
 def test_start_up_objects_go_to_the_oldest_generation_without_bringing_on_a_full_collection():

@@ -57,6 +57,8 @@ def as_point(x: Any, name: str) -> float:
     """
     if isinstance(x, (str, bytes)) or not (hasattr(type(x), "__float__") or hasattr(type(x), "__index__")):
         raise TypeError(f"{name} must be a number, got {x!r}")
+    if getattr(x, "ndim", 0):  # numpy < 2.4 converts a one-item array, with a DeprecationWarning
+        raise TypeError(f"{name} must be a number, got {x!r}")
     try:
         return float(x)
     except OverflowError:

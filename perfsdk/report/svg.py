@@ -193,14 +193,14 @@ class Chart:
         positive = data[data > 0]
         log = self.log_y
         if log is None:  # latencies: a log axis once the data span more than a decade and a half
-            log = bool(len(positive) == len(data) and len(data) and positive.max() / positive.min() > 30)
+            log = bool(len(positive) == len(data) and len(data) and np.max(positive) / np.min(positive) > 30)
         self._log = bool(log and len(positive))
         if self._log:
-            lo, hi = float(positive.min()), float(positive.max())
+            lo, hi = float(np.min(positive)), float(np.max(positive))
             self.y_lo, self.y_hi = math.log10(lo) - 0.05, math.log10(hi) + 0.05
             return
-        lo = float(data.min()) if len(data) else 0.0
-        hi = float(data.max()) if len(data) else 1.0
+        lo = float(np.min(data)) if len(data) else 0.0
+        hi = float(np.max(data)) if len(data) else 1.0
         lo = min(lo, 0.0) if lo >= 0 else lo  # quantities: from zero
         if self.y_floor is not None:
             lo = self.y_floor

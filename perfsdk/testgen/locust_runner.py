@@ -464,6 +464,21 @@ COUNTERS = {}
 DRAWS = _generators(GENERATORS, str, COUNTERS)
 PATH_DRAWS = _generators(GENERATORS, _path_segment, COUNTERS)
 QUERY_DRAWS = _generators(GENERATORS, quote_plus, COUNTERS)
+
+
+def _sends_path_params():
+    """Whether the HTTP client sends a path's ";params" as given: geventhttpclient before 2.6 (the
+    newest on Python 3.10) rebuilds the path with urlparse, which drops the last segment's
+    ("/cart;sid=1" went as "/cart"). With it, ";" goes escaped: a WSGI server decodes %3B back."""
+    from importlib.metadata import version
+    try:
+        return tuple(int(part) for part in version("geventhttpclient").split(".")[:2]) >= (2, 6)
+    except Exception:  # a version it cannot read: a newer scheme, so a newer client
+        return True
+
+
+if not _sends_path_params():
+    _Step.PATH_SAFE = _Step.PATH_SAFE.replace(";", "")
 TASKS = [(t["name"], [_Step(step) for step in t["steps"]]) for t in SCENARIO["tasks"]]
 ARRIVALS = _Arrivals(RATES, END_S, random.Random(BASE_SEED)) if OPEN else None
 ESTIMATE = SESSIONS.estimate(seed=BASE_SEED) if OPEN else None
@@ -516,9 +531,9 @@ def _send(client, name, step, values, path_values, query_values, session_headers
     headers = step.headers_for(values, session_headers)
     body = step.body_for(values)
     if step.expect is None:  # below 400 (ScenarioUser.on_start) is a success
-        response = client.request(step.method, url, name=name, headers=headers, json=body)
+        response = client.request(step.method, url, name=name, headers=headers, json=body, data=b"")
     else:
-        with client.request(step.method, url, name=name, headers=headers, json=body,
+        with client.request(step.method, url, name=name, headers=headers, json=body, data=b"",
                             catch_response=True) as response:
             if response.status_code in step.expect:
                 response.success()
