@@ -323,6 +323,7 @@ cdef enum:
     STORED = 1  # what SpanCollector._try_store did with a span
     NO_ROOM = 0
     INSIDE = -1  # not tried: the calling thread is inside the collector already
+    CLOSED = 2  # not stored: the collector is closed (its export shut down)
 
 
 cdef class SpanCollector:
@@ -342,13 +343,16 @@ cdef class SpanCollector:
 
     A span ended on a thread that is inside the collector already (a signal handler,
     or a garbage collection's callback, that ran between two of its steps) is
-    dropped and counted: it cannot wait for the lock its own thread holds.
+    dropped and counted: it cannot wait for the lock its own thread holds. So is
+    every span that arrives once the collector is ``close``d (its export shut
+    down): no writer would take it.
     """
 
     cdef readonly SpanColumns current
     cdef readonly Py_ssize_t chunk_rows, chunk_bytes, max_bytes
     cdef readonly Py_ssize_t queued_bytes  # of the chunks in the queue or being written
     cdef readonly long long dropped, shipped  # spans refused; spans moved to the queue
+    cdef readonly bint closed  # no span is stored any more: each is dropped, counted
     cdef public double timeout
     cdef list _queue
     cdef object _wake, _room
@@ -366,6 +370,7 @@ cdef class SpanCollector:
         self.chunk_bytes = chunk_bytes if chunk_bytes > 0 else max_bytes
         self.timeout = timeout
         self._wake = wake
+        self.closed = False
         self._start_afresh()
 
     cdef void _start_afresh(self) except *:
@@ -388,6 +393,19 @@ cdef class SpanCollector:
     def queued_chunks(self):
         """Chunks in the queue, not yet taken by the writer."""
         return len(self._queue)
+
+    def close(self):
+        """Store no more spans: each that arrives from now on is dropped and counted. Every span
+        stored before this call is still sealed and taken as before (``seal``, ``take``). Taken
+        under the lock, so a span being stored on another thread right now is stored whole first;
+        on a thread inside the collector already (a signal handler), set at once."""
+        if not self._enter():
+            self.closed = True
+            return
+        try:
+            self.closed = True
+        finally:
+            self._leave()
 
     # -- the lock ------------------------------------------------------------------------
     cdef inline bint _enter(self, bint wait=True):
@@ -451,13 +469,15 @@ cdef class SpanCollector:
 
     cdef int _try_store(self, object span, const ReadFields* read, unsigned long long* freed) except -2:
         """Store the span if there is room: ``STORED``, ``NO_ROOM`` (with the room signal's count
-        then in ``freed``) or ``INSIDE``."""
+        then in ``freed``), ``INSIDE`` or ``CLOSED``."""
         cdef SpanColumns handed = None
         cdef int outcome = NO_ROOM
         cdef bint room
         if not self._enter():
             return INSIDE
         try:
+            if self.closed:
+                return CLOSED
             room = self._has_room()
             if not room:  # the chunk may be full: to the writer, if it has room now
                 handed = self._hand_over_if_due()

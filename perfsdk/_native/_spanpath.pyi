@@ -11,6 +11,7 @@ class SpanPath:
     spans_invalid: int
     _shutdown: bool
     _in_flight: int
+    spans_after_shutdown: int
     observe: Callable[..., Any]  # a property: a DetectorBank's own observe is called in C
     store_span: Callable[..., bool] | None
     max_open_spans: int

@@ -54,6 +54,7 @@ cdef class SpanPath:
     cdef public long long spans_invalid  # ended before they started (a wall clock stepped back): not judged
     cdef public bint _shutdown
     cdef public long long _in_flight  # spans inside on_end now: shutdown lets go of its state only at 0
+    cdef public long long spans_after_shutdown  # spans that ended once shut down: not judged, not stored
     cdef object _observe
     cdef BankPath _bank  # when ``observe`` is a detector bank's own: called in C
     cdef public object store_span
@@ -69,6 +70,7 @@ cdef class SpanPath:
         self.spans_invalid = 0
         self._shutdown = False
         self._in_flight = 0
+        self.spans_after_shutdown = 0
         self._observe = None
         self._bank = None
         self.store_span = None
@@ -121,6 +123,8 @@ cdef class SpanPath:
         try:
             if not self._shutdown:
                 self._on_end(span)
+            else:
+                self.spans_after_shutdown += 1  # (the shut processor stays in the provider: counted, not lost)
         finally:
             self._in_flight -= 1
 

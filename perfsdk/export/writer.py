@@ -16,7 +16,11 @@ dataset readers skip), one record batch at a time; when it reaches
 closed, fsynced and renamed into place. A reader therefore never sees a
 half-written file. A crash leaves the open file hidden (readers skip it);
 ``perfsdk.export.recover`` reads it back up to its last complete batch. So does
-a write error: the file's rows are counted in ``rows_lost`` and its path logged.
+a write error: the file's rows are counted in ``rows_lost`` and its path logged
+(and the file in ``abandoned_files``). A file that holds no complete batch when
+its write fails (a full disk takes the first one) is removed: there is nothing in
+it to recover, and a disk that stays full would otherwise gather one empty hidden
+file per attempt.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class RotatingWriter:
     def _reset_counts(self) -> None:
         self.files_written = 0
         self.rows_written = 0
-        self.abandoned_files = 0  # files given up after a write error (hidden, recoverable)
+        self.abandoned_files = 0  # files given up after a write error, kept (hidden) for ``recover``
         self.rows_lost = 0  # rows of files that could not be published (closed or renamed into place)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -186,14 +190,14 @@ class RotatingWriter:
         self.files_written += 1
 
     def _abandon(self, exc: BaseException) -> None:
-        """Give up the open file after a failed write, keeping it (hidden) for ``recover``.
+        """Give up the open file after a failed write, keeping it (hidden) for ``recover`` if it
+        holds a complete batch (counted in ``abandoned_files``), else removing it.
 
         Its earlier batches are complete on disk; the failed one may be cut
         short, and ``recover`` stops there. They will not be published: lost,
         counted and named (``_lost``). The next write opens a new file.
         """
         sink, tmp, rows = self._sink, self._tmp, self._rows_open
-        self.abandoned_files += 1
         self._rows_open = 0
         self._writer = self._sink = self._tmp = self._final = None
         try:
@@ -204,9 +208,23 @@ class RotatingWriter:
 
     def _lost(self, rows: int, tmp: Path | None, exc: BaseException) -> None:
         """Count the rows of a file that will not be published, and name the file if it is still
-        there: they were exported as far as the caller knew, and only ``recover`` gets them back."""
+        there: they were exported as far as the caller knew, and only ``recover`` gets them back.
+        A file without a row in it is removed (best effort): nothing in it can be recovered."""
         self.rows_lost += rows
-        if rows and tmp is not None and tmp.exists():
+        if tmp is None:
+            return
+        if not rows:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # (the caller reports the original error)
+            return
+        try:
+            kept = tmp.exists()
+        except OSError:
+            kept = False
+        if kept:
+            self.abandoned_files += 1
             log_quietly(log, logging.WARNING, "perfsdk: %d rows of the %s table could not be published (%s): "
                         "counted as lost; perfsdk.export.recover(%r) reads back their complete batches",
                         rows, self.table, exc, str(tmp))

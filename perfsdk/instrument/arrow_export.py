@@ -22,9 +22,16 @@ an analyst sees the gap; ``"block"`` waits up to ``block_timeout_s`` for room
 first. Nothing waits holding the collector's lock (``force_flush`` waiting for
 room holds up no span), and nothing is lost in silence: ``force_flush()`` and
 ``shutdown()`` write everything queued, and the rows of the other tables that
-cannot be written are counted per table (``stats()["export"]["tables"]``). Each
-span file's metadata also names the functions ``@monitor`` traces
-(``perfsdk.functions``), for ``perfsdk testgen --bench-out``.
+cannot be written are counted per table (``stats()["export"]["tables"]``); a span
+that ends after the export closed (it was inside the processor as shutdown began)
+is dropped and counted. Each span file's metadata also names the functions
+``@monitor`` traces (``perfsdk.functions``), for ``perfsdk testgen --bench-out``.
+
+The files' own work in ``flush`` and ``close`` (publishing: a footer, an fsync, a
+rename; the other tables' last rows) runs on a thread of its own, waited for until
+the caller's deadline: a disk that hangs (a stale NFS mount, a frozen file system)
+holds up that thread, never the caller's, and what it had not done by then is
+counted (a fault, and the tables' rows as ``rows_unwritten``).
 
 The writer writes large batches (a chunk at least, or a second's spans): each batch
 hands the GIL to pyarrow and back a few dozen times, and every hand-back can
@@ -37,7 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import metrics
 
@@ -104,6 +111,7 @@ class ArrowExport:
             description="Spans perfsdk's Arrow export dropped because its queue was full")
         self._last_drop_log = 0.0
         self._drop_lock = threading.Lock()
+        self._file_work: threading.Thread | None = None  # the last flush's file work (one at a time)
         self.span_queue.start()  # last: a constructor that fails leaves no thread behind
         at_fork(self._after_fork)
 
@@ -119,9 +127,10 @@ class ArrowExport:
                     self._last_drop_log = now
             if due:
                 log_quietly(log, logging.WARNING, "perfsdk: spans dropped: the span export queue is full (%d "
-                            "bytes), or a span ended inside the collector on its own thread (a signal handler); %d spans "
-                            "dropped so far, counted in stats()['export']['spans_dropped'] and in the files' "
-                            "metadata", self.max_queue_bytes, self.collector.dropped, faults=self.faults)
+                            "bytes), or a span ended inside the collector on its own thread (a signal handler), or "
+                            "after the export closed; %d spans dropped so far, counted in "
+                            "stats()['export']['spans_dropped'] and in the files' metadata",
+                            self.max_queue_bytes, self.collector.dropped, faults=self.faults)
 
     def _wake_writer(self) -> None:
         """The collector's call when a chunk is queued (or before a flush waits): the writer writes
@@ -167,15 +176,22 @@ class ArrowExport:
         self.spans_written = 0
         self._drop_lock = threading.Lock()
         self._last_drop_log = 0.0
+        self._file_work = None  # (the parent's thread is not the child's)
 
     def stats(self) -> dict[str, Any]:
+        """Counts, read without waiting for any write (a hung disk holds up no ``stats()``)."""
         collector = self.collector
         current = collector.current
-        return {**self.spans.stats(), "spans_dropped": collector.dropped,
-                "spans_queued": collector.shipped - self.spans_written + current.size,
-                "queued_bytes": collector.queued_bytes + (current.nbytes if current.size else 0),
-                "max_queue_bytes": self.max_queue_bytes,
-                "tables": {name: writer.stats() for name, writer in self.tables.items()}}
+        stats = {**self.spans.stats(), "spans_dropped": collector.dropped,
+                 "spans_queued": collector.shipped - self.spans_written + current.size,
+                 "queued_bytes": collector.queued_bytes + (current.nbytes if current.size else 0),
+                 "max_queue_bytes": self.max_queue_bytes,
+                 "tables": {name: writer.stats() for name, writer in self.tables.items()}}
+        # span files given up after a write error, kept (hidden) for perfsdk.export.recover
+        # (the exporter's own stats() does not say yet: read from its writers, which count them)
+        writers = getattr(self.spans, "_writers", {})
+        stats.setdefault("abandoned_files", sum(getattr(w, "abandoned_files", 0) for w in list(writers.values())))
+        return stats
 
     # -- the other tables ---------------------------------------------------------------
     def add_decision(self, decision: Any) -> None:
@@ -193,32 +209,86 @@ class ArrowExport:
         return self.span_queue.flush(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout_millis: int) -> bool:
-        """``drain`` and publish every file; False if a span or a row could not be written in time."""
+        """``drain`` and publish every file; False if a span or a row could not be written in time.
+        The files' work runs off the caller's thread (``_off_thread``): a hung disk costs the caller
+        its deadline, no more."""
         timeout_s = timeout_millis / 1000.0
         deadline = time.monotonic() + timeout_s
-        ok = self.drain(timeout_s) and self.spans.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
-        ok = DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic())) and ok  # decisions on their way
-        with suppressed():
+        drained = self.drain(timeout_s)
+        ok = DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic())) and drained  # decisions on their way
+
+        def publish() -> bool:
+            done = True
+            if drained:
+                done = self.spans.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
             for writer in self.tables.values():
                 try:
-                    ok = writer.flush() and ok
+                    done = writer.flush(max(0.0, deadline - time.monotonic())) and done
                 except Exception as exc:  # its rows stay buffered for the next attempt (counted if given up)
                     self.faults.record("export flush", exc)
-                    ok = False
-        return ok
+                    done = False
+            return done
 
-    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        return self._off_thread("export flush", publish, deadline, exclusive=True) and ok
+
+    def close(self, timeout_s: float | None = None) -> None:
         """Write what is queued and publish every file, within one deadline for all the waits:
         spans still queued then are left to the writer's daemon thread, counted as a fault
         ("perfsdk-span-export at shutdown"); rows of the other tables that cannot be written are
-        counted per table (``rows_unwritten``)."""
+        counted per table (``rows_unwritten``) -- those of a table whose file is still busy at the
+        deadline (a hung disk) too, counted as a fault ("export close"). Spans that end from now on
+        are dropped and counted (``spans_dropped``). ``timeout_s``: default ``CLOSE_TIMEOUT_S``."""
+        timeout_s = CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
+        self.collector.close()  # every span stored before this is sealed below; later ones are counted
         self.collector.seal(timeout_s)
         self._wake_writer()
         self.span_queue.shutdown(max(0.0, deadline - time.monotonic()))  # writes every queued span first
-        self.spans.shutdown(int(max(0.0, deadline - time.monotonic()) * 1000))  # publishes its files
         DECISION_DELIVERY.flush(max(0.0, deadline - time.monotonic()))
-        with suppressed():
+
+        def publish() -> bool:
+            self.spans.shutdown(int(max(0.0, deadline - time.monotonic()) * 1000))  # publishes its files
             for writer in self.tables.values():
                 with self.faults.guard("export close"):
-                    writer.close()
+                    writer.close(max(0.0, deadline - time.monotonic()))
+            return True
+
+        if not self._off_thread("export close", publish, deadline):
+            for writer in self.tables.values():  # counted now: the process may end before that thread does
+                writer.give_up()
+
+    def _off_thread(self, what: str, work: Callable[[], bool], deadline: float, exclusive: bool = False) -> bool:
+        """``work()`` (the files' part of a flush or close, which may wait on the disk) on a daemon
+        thread of its own, waited for until ``deadline``: its result, or False -- counted as a fault
+        (``what``) -- if it is still running then (it is left to finish), or failed. ``exclusive``
+        (a flush): an earlier one still running is waited for first, until the same deadline, and
+        if it is still running then (a hung disk) none is started (False, counted): repeated
+        flushes do not pile up threads."""
+        busy = self._file_work
+        if exclusive and busy is not None and busy is not threading.current_thread():
+            busy.join(max(0.0, deadline - time.monotonic()))
+            if busy.is_alive():
+                self.faults.record(what, TimeoutError(
+                    "the export's files are still busy with an earlier flush (a hung disk?): not flushed"))
+                return False
+        result: list[bool] = []
+
+        def run() -> None:
+            with suppressed(), self.faults.guard(what):  # perfsdk's own writes are not the application's work
+                result.append(bool(work()))
+
+        thread = threading.Thread(target=run, name="perfsdk-export-files", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no new thread now (the interpreter finalizing): done here, as before
+            run()
+            return bool(result and result[0])
+        if exclusive:
+            self._file_work = thread
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            self.faults.record(what, TimeoutError(
+                "the export's files were still being written at the deadline (a hung disk?): left to its daemon "
+                "thread; the rows not written by then are counted"))
+            return False
+        return bool(result and result[0])

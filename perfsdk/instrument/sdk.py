@@ -36,6 +36,10 @@ log = logging.getLogger("perfsdk")
 #: The most ``shutdown()`` waits for perfsdk's queued work, all of it (the span export's own
 #: writing aside); the user's callbacks get one second of it (``USER_CALLBACKS``).
 SHUTDOWN_TIMEOUT_S = 5.0
+#: Of it, the most ``shutdown()`` waits for a span that was inside the processor's ``on_end`` as it
+#: shut (another thread's): it stores and judges the span in microseconds, unless its export waits
+#: for room (``export_on_full="block"``, 0.1 s). One still inside then is dropped, counted.
+IN_FLIGHT_WAIT_S = 1.0
 
 
 class PerfSDK:
@@ -76,6 +80,7 @@ class PerfSDK:
             "spans": spans,
             "span_errors": errors,
             "spans_invalid": self.processor.spans_invalid,  # ended before they started: not judged
+            "spans_after_shutdown": self.processor.spans_after_shutdown,  # ended once shut down: not recorded
             "span_names": len(bank.names()),
             "max_span_names": bank.max_names,
             "overflowed_spans": bank.overflowed,
@@ -120,7 +125,12 @@ class PerfSDK:
 
         Called on a thread that is inside perfsdk (a signal handler that interrupted it), it is
         handed to a thread of its own, as ``force_flush`` is, and returns at once; a later
-        ``shutdown()`` -- the one at the interpreter's exit too -- waits for what was handed over."""
+        ``shutdown()`` -- the one at the interpreter's exit too -- waits for what was handed over.
+
+        From its start the handle is no longer the running one: an ``init()`` meanwhile (on another
+        thread) starts perfsdk afresh instead of returning it. A span that was inside the processor
+        on another thread as it shut is waited for (``IN_FLIGHT_WAIT_S``), then written; spans that
+        end later are counted (``stats()["spans_after_shutdown"]``), not recorded."""
         if inside_perfsdk():
             self._hand_over("shutdown", self._shut_down)
             return
@@ -137,16 +147,24 @@ class PerfSDK:
         return SHUTDOWN_TIMEOUT_S + CLOSE_TIMEOUT_S
 
     def _shut_down(self) -> None:
-        global _HANDLE
+        global _HANDLE, _CLOSING
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        with _INIT_LOCK:  # from here on init() starts afresh: it never returns a handle shutting down
+            if _HANDLE is self:
+                _HANDLE = None
+                _CLOSING = self  # (the exit hook still finds it, and waits for a shutdown handed over)
+                HOOKS.clear()
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
         with self.faults.guard("shutdown"):
             if self.sampler is not None:
                 self.sampler.stop()
             self.processor.shutdown()  # no span publishes an anomaly after this
+            # a span inside on_end on another thread as it shut is let finish: its anomalies reach the
+            # sink before it closes, its row the export before it closes (one later still is counted there)
+            self.processor.wait_in_flight(min(IN_FLIGHT_WAIT_S, max(0.0, deadline - time.monotonic())))
             self._sink.close(max(0.0, deadline - time.monotonic()))
             self.processor.release()  # (if a span was still in on_end at shutdown: it has ended now)
             if self.export is not None:
@@ -154,13 +172,27 @@ class PerfSDK:
                 self.export.close()
                 deadline += time.monotonic() - writing  # the export's writing has its own deadline
             if self._owns_provider:
-                self.tracer_provider.shutdown()
+                self._shut_provider()
         with _INIT_LOCK:
-            if _HANDLE is self:
-                _HANDLE = None
-                HOOKS.clear()
-        with self.faults.guard("shutdown"):  # no thread of perfsdk's outlives shutdown()
-            park_shared_workers(max(0.0, deadline - time.monotonic()))
+            if _CLOSING is self:
+                _CLOSING = None
+            successor = _HANDLE is not None
+        if not successor:  # (a handle started meanwhile uses the shared workers: they stay)
+            with self.faults.guard("shutdown"):  # no thread of perfsdk's outlives shutdown()
+                park_shared_workers(max(0.0, deadline - time.monotonic()))
+
+    def _shut_provider(self) -> None:
+        """Shut down the provider perfsdk made -- unless an ``init()`` made while this shutdown ran
+        joined it (OpenTelemetry sets the global provider once, so a new ``init()`` finds this one):
+        shutting it would shut the new handle's processor with it, and nothing would be recorded.
+        The new handle owns the provider then, and shuts it down in its turn. Decided and done under
+        the init lock, so that no ``init()`` joins the provider between the two."""
+        with _INIT_LOCK:
+            successor = _HANDLE
+            if successor is not None and successor.tracer_provider is self.tracer_provider:
+                successor._owns_provider = True
+                return
+            self.tracer_provider.shutdown()
 
     def _after_fork(self) -> None:
         """In a forked child: no work is pending. A hand-over's thread stayed in the parent, and its
@@ -190,7 +222,8 @@ class PerfSDK:
             done.set()
 
 
-_HANDLE: PerfSDK | None = None
+_HANDLE: PerfSDK | None = None  # the running handle (None from the moment its shutdown begins)
+_CLOSING: PerfSDK | None = None  # a handle whose shutdown is under way
 _INIT_LOCK = owned_lock()  # (shutdown takes it: a signal handler's must see it held)
 _EXIT_HOOKED = False
 _EXITED = False  # perfsdk's exit hook has run: the process is on its way out
@@ -201,7 +234,7 @@ def _shutdown_at_exit() -> None:
     rows written -- as an explicit ``shutdown()`` would."""
     global _EXITED
     _EXITED = True
-    handle = _HANDLE
+    handle = _HANDLE if _HANDLE is not None else _CLOSING  # (one shutting down: a shutdown handed over is waited for)
     if handle is not None:
         handle.shutdown()
 
@@ -293,9 +326,10 @@ def init(
         ``stats()["export"]["spans_dropped"]``, a metric, the log and the next
         file's metadata) or ``"block"`` (wait up to 0.1 s for room, then drop).
 
-    A second ``init`` while perfsdk is running returns the running handle. ``init`` called while
-    the interpreter exits (from an ``atexit`` hook) raises ``RuntimeError``: nothing it recorded
-    could be written any more.
+    A second ``init`` while perfsdk is running returns the running handle; one called while the
+    running handle's ``shutdown()`` is under way on another thread starts perfsdk afresh (the handle
+    shutting down records nothing more). ``init`` called while the interpreter exits (from an
+    ``atexit`` hook) raises ``RuntimeError``: nothing it recorded could be written any more.
     """
     global _HANDLE
     factories = span_detectors(detectors, threshold)
