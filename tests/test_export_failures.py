@@ -305,9 +305,29 @@ def test_a_close_past_its_deadline_counts_the_buffered_rows_unwritten(tmp_path, 
     writer.join(SLACK_S)
     stats = table.stats()
     assert (stats["rows_written"], stats["rows_unwritten"], stats["rows_buffered"]) == (2, 1, 0)
+    # the hung write, ended after the table gave up, published its file: not left hidden, counted written
+    assert len(list(tmp_path.rglob("part-*.arrow"))) == 1 and not list(tmp_path.rglob(".part-*"))
 
 
 # -- F4: a span inside on_end as shutdown() begins ---------------------------------------------
+def test_a_shutdown_inside_the_span_paths_own_python_code_does_not_wait_for_itself():
+    """A signal handler's ``shutdown()`` that interrupted the span path's Python part (the processor's
+    module) cannot wait for that span: it would stall the host's handler for ``IN_FLIGHT_WAIT_S``."""
+    from perfsdk.instrument import processor as processor_module
+    sdk = perfsdk.init(service_name="shop", sample_resources=False)
+    try:
+        processor = sdk.processor
+        processor._in_flight = 1  # a span inside on_end: this thread's (below) or another's
+        on_the_span_path = compile("result = processor.wait_in_flight(60.0)", processor_module.__file__, "exec")
+        scope = {"processor": processor}
+        exec(on_the_span_path, scope)  # as from a frame of the processor's own code: returns at once
+        assert scope["result"] is False
+        assert processor.wait_in_flight(0.01) is False  # from elsewhere it waits (here, its 0.01 s)
+        processor._in_flight = 0
+    finally:
+        sdk.shutdown()
+
+
 def _span_held_in_on_end(sdk, provider) -> tuple[threading.Thread, threading.Event, threading.Event]:
     """A span that another thread is ending, held inside the processor's ``on_end`` just before it
     stores the span for the export (past the check that the processor is not shut down)."""

@@ -537,7 +537,8 @@ def test_a_command_lines_arguments_lose_their_secrets():
 
 ORDINARY_TEXTS = [  # no secret: written as they are
     "GET /a/b@c", "/users/@me/settings", "https://social.example/@bob/posts", "http://registry:4873/@babel/core",
-    "uses: actions/checkout@v4", "image library/nginx@sha256:0d17b565c37b", "pkg/fp@v2",
+    "uses: actions/checkout@v4", "uses actions/setup-python@main", "Cannot find module lodash/fp@latest",
+    "git checkout origin/feature@HEAD", "redis key user/42@session", "image library/nginx@sha256:0d17b565c37b", "pkg/fp@v2",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)", "a basic checkout flow",
     "token expired", "the token bucket refilled 10 tokens", "Basic auth failed", "negotiate terms",
     "SAS token sv=2020&sr=b", "retry --timeout 30 --verbose", "Digest auth required", "with digest sha256:0d17b5",

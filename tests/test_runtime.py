@@ -170,7 +170,10 @@ def test_a_worker_called_from_inside_its_own_lock_waits_for_nothing_and_loses_no
     done: list[int] = []
     worker = Worker("test-inside", faults=faults)
     try:
-        assert worker.submit(release.wait)  # the thread busy
+        assert worker.submit(release.wait)  # the thread busy -- once it has taken the item (a loaded
+        deadline = time.monotonic() + 10  # machine can leave it queued a while: then two were counted)
+        while worker.stats()["queued"] and time.monotonic() < deadline:
+            time.sleep(0.001)
         found = inside_own_lock(worker._lock, lambda: (
             worker.submit(lambda: done.append(1)), worker.flush(5.0), worker.stats()["queued"], worker.park(5.0)))
         assert found == (True, False, 1, False)

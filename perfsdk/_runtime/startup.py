@@ -21,6 +21,7 @@ the pause lasts as long as the start-up, bounded (no I/O waits inside it).
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -33,8 +34,10 @@ _lock = owned_lock()  # (a lazy import on one of perfsdk's threads takes it too:
 _depth = 0  # nested start-ups (a lazy import inside init): only the outermost acts
 _paused = False  # the outermost start-up running now disabled the collector
 # CPython 3.12 itself keeps objects in the permanent generation from start-up (the static types' base and
-# MRO tuples: 375 in a bare 3.12.1): only more than those is a host's own gc.freeze()
-_INTERPRETER_FROZEN = gc.get_freeze_count()
+# MRO tuples: 375 in a bare 3.12.1): only more than those is a host's own gc.freeze(). Taken as the
+# interpreter's only where it plausibly is (3.12+, a few hundred): a host that froze its own before importing
+# perfsdk must not have them unfrozen by the start-up's pause.
+_INTERPRETER_FROZEN = gc.get_freeze_count() if sys.version_info >= (3, 12) and gc.get_freeze_count() <= 1000 else 0
 
 
 @contextmanager

@@ -135,10 +135,12 @@ _OPTION = re.compile(rf"""(?<![^\s,])--(?P<name>[A-Za-z][\w.\-]*)"""
                      rf"""(?:[ \t]+(?P<value>{_QUOTED}|[^\s"'\-]\S*)|,(?P<item>{_QUOTED}|[^\s,"'\-][^\s,]*))""")
 #: An Oracle-style connect string's password: ``user/password@host`` (``@//host:1521/service``,
 #: ``@host:1521/service``, ``@tnsalias``), the user where a word starts (a path's "/a/b@c" is none).
-#: What follows the "@" may not be a version or a digest: "actions/checkout@v4", "lodash/fp@4.17",
-#: "library/nginx@sha256:..." are references, not logins.
-_CONNECT = re.compile(r"""(?<![^\s"'=(,:])[A-Za-z_][\w$#.\-]*/(?P<password>[^\s/@"']+)@(?=//|[\w\[])"""
-                      r"""(?!v?\d+(?:\.\d+){0,2}(?![\w.:@])|sha\d+:)""")
+#: What follows the "@" may not be a version, a digest or a branch or tag word: "actions/checkout@v4",
+#: "lodash/fp@4.17", "library/nginx@sha256:...", "actions/setup-python@main", "origin/feature@HEAD" are
+#: references, not logins; nor is a password all digits ("user/42@session": Oracle's start with a letter).
+_CONNECT = re.compile(r"""(?<![^\s"'=(,:])[A-Za-z_][\w$#.\-]*/(?!\d+@)(?P<password>[^\s/@"']+)@(?=//|[\w\[])"""
+                      r"""(?!v?\d+(?:\.\d+){0,2}(?![\w.:@])|sha\d+:"""
+                      r"""|(?i:main|master|latest|head|next|stable|canary|beta|alpha|dev|edge)(?![\w.:@]))""")
 #: A JSON Web Token (JWS, and JWE's five parts): base64url of '{"' is "eyJ", where a word starts or after
 #: a "-". Only a run's first such "eyJ" is tried (``before`` runs to it, taken atomically): a later one
 #: in the run ends where it does, and fails too -- '-eyJ' * N tried each, to the run's end, in 7 s at 100 KB.

@@ -226,6 +226,9 @@ class TableWriter:
             self._writing = 0
             self._failures = 0
             self._retry_at = 0.0
+            given_up = self.closed
+        if given_up:  # the table closed (past its deadline) while this write hung: its file is published
+            writer.flush()  # now, or its rows would sit in a hidden file counted written (a failure: rows_lost)
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's buffered rows are the parent's to write, and its counts

@@ -20,6 +20,8 @@ every span on the application's thread.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -169,7 +171,11 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         passes through: one that was inside as shutdown began finishes storing and judging it): True
         if none is. ``PerfSDK.shutdown`` waits so before it closes the export and the sink, so that
         span is written, not left behind them (one still inside then is dropped and counted by the
-        closed export). Polls: the span path takes no lock to be waited on."""
+        closed export). Polls: the span path takes no lock to be waited on. Called on a thread that
+        is itself inside ``on_end`` (a signal handler's ``shutdown()`` that interrupted the span's
+        Python part), it does not wait: that span cannot finish before it returns."""
+        if _inside_on_end(sys._getframe(1)):
+            return self._in_flight == 0
         deadline = time.monotonic() + timeout_s
         pause = 0.0002
         while self._in_flight > 0:
@@ -323,3 +329,18 @@ class PerfSpanProcessor(SpanPath, SpanProcessor):
         self._trace_mask = 0
         self._slow = {}
         self._suspects = set()
+
+
+_INSTRUMENT_DIR = os.path.dirname(os.path.abspath(__file__))
+_OUTSIDE_ON_END = {os.path.join(_INSTRUMENT_DIR, name) for name in ("sdk.py", "decorator.py")}
+
+
+def _inside_on_end(frame: Any) -> bool:
+    """Whether a frame below ``frame`` is the span path's Python part (this package's modules but the
+    handle's and the decorator's: ``on_end``'s own is compiled, the code it calls is here)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_INSTRUMENT_DIR) and name not in _OUTSIDE_ON_END:
+            return True
+        frame = frame.f_back
+    return False
