@@ -21,6 +21,7 @@ the export starts (pyarrow imports it too).
 
 from __future__ import annotations
 
+import importlib.machinery
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,8 @@ def _older_than_sources(here: Path) -> str | None:
     # the included and cimported sources (.pxi, .pxd) may change any extension; _layout.pxi is layout.py's
     included = [p for p in [*here.glob("*.pxi"), *here.glob("*.pxd")] if p.name != "_layout.pxi"]
     # layout.py is checked by content above (a new function there rebuilds nothing)
-    built = [p for p in here.glob("_*.*") if p.suffix in (".so", ".pyd")]
+    # this interpreter's builds only: another Python's, built beside them later, makes no stale one fresh
+    built = [p for p in here.glob("_*.*") if p.name.endswith(importlib.machinery.EXTENSION_SUFFIXES[0])]
     for source in sorted([*here.glob("*.pyx"), *included]):  # every extension's source
         compiled = [p for p in built if p.name.startswith(source.stem + ".")] if source.suffix == ".pyx" else built
         if compiled and source.stat().st_mtime > max(p.stat().st_mtime for p in compiled) + 1:

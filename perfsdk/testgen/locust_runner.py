@@ -470,11 +470,13 @@ def _sends_path_params():
     """Whether the HTTP client sends a path's ";params" as given: geventhttpclient before 2.6 (the
     newest on Python 3.10) rebuilds the path with urlparse, which drops the last segment's
     ("/cart;sid=1" went as "/cart"). With it, ";" goes escaped: a WSGI server decodes %3B back."""
+    import re
     from importlib.metadata import version
     try:
-        return tuple(int(part) for part in version("geventhttpclient").split(".")[:2]) >= (2, 6)
-    except Exception:  # a version it cannot read: a newer scheme, so a newer client
+        found = re.match(r"(\d+)\.(\d+)", version("geventhttpclient"))
+    except Exception:  # not installed where this runs: Locust's own client then, whatever it is
         return True
+    return found is None or (int(found.group(1)), int(found.group(2))) >= (2, 6)
 
 
 if not _sends_path_params():

@@ -285,7 +285,7 @@ class TrafficModel:
             duration = min(max(self.arrival_window_s, MIN_STAGE_S), MAX_DEFAULT_DURATION_S)
         else:  # one stage at least, of a second at least (MIN_STAGE_S); inf would make NaN stages
             duration = check_number("duration_s", duration_s, low=MIN_STAGE_S)
-        allowance = check_number("client_allowance_ms", client_allowance_ms, low=0.0)
+        allowance = check_number("client_allowance_ms", client_allowance_ms, low=0.0, high=3_600_000.0)  # <= 1 h
         notes = list(self.notes)
         kept = self._routes_that_fit(notes)
         generators: dict[str, dict[str, Any]] = {}
@@ -567,7 +567,11 @@ def p95_limit(server_p95_ms: float, client_allowance_ms: float = CLIENT_ALLOWANC
     >>> p95_limit(0.65), p95_limit(100.0), p95_limit(0.0, client_allowance_ms=0.0)
     (21.3, 220.0, 1.0)
     """
-    return max(1.0, math.ceil(round((P95_FACTOR * server_p95_ms + client_allowance_ms) * 10.0, 6)) / 10.0)
+    limit = P95_FACTOR * server_p95_ms + client_allowance_ms
+    if not math.isfinite(limit) or limit < 0.0:
+        raise ValueError(f"p95_limit needs a finite server_p95_ms and client_allowance_ms >= 0, got {server_p95_ms!r} "
+                         f"and {client_allowance_ms!r}")
+    return max(1.0, math.ceil(round(limit * 10.0, 6)) / 10.0)
 
 
 def route_durations(table: pa.Table) -> dict[str, np.ndarray]:
