@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import shutil
 import subprocess
@@ -99,13 +100,17 @@ def test_a_source_checkout_is_told_from_an_installed_copy(tmp_path):
 
 
 def test_an_extension_older_than_its_sources_is_named(tmp_path):
-    built = tmp_path / "_zscore.cpython-311-x86_64-linux-gnu.so"
+    built = tmp_path / f"_zscore{importlib.machinery.EXTENSION_SUFFIXES[0]}"  # this interpreter's build
     for name in ("_zscore.pyx", "_zscore.pxd", "_clock.pxi", "_layout.pxi", built.name):
         (tmp_path / name).write_text("")
     assert native._older_than_sources(tmp_path) is None
     os.utime(tmp_path / "_layout.pxi", (time.time() + 60, time.time() + 60))  # layout.py's: checked by content
     assert native._older_than_sources(tmp_path) is None
     os.utime(tmp_path / "_clock.pxi", (time.time() + 60, time.time() + 60))
+    assert native._older_than_sources(tmp_path) == f"perfsdk's compiled extension {built.name} is older than _clock.pxi."
+    other = tmp_path / "_zscore.cpython-399-x86_64-linux-gnu.so"  # another Python's build, newer: no excuse
+    other.write_text("")
+    os.utime(other, (time.time() + 120, time.time() + 120))
     assert native._older_than_sources(tmp_path) == f"perfsdk's compiled extension {built.name} is older than _clock.pxi."
 
 

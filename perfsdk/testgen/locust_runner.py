@@ -473,7 +473,7 @@ def _sends_path_params():
     import re
     from importlib.metadata import version
     try:
-        found = re.match(r"(\d+)\.(\d+)", version("geventhttpclient"))
+        found = re.match(r"(\\d+)\\.(\\d+)", version("geventhttpclient"))
     except Exception:  # not installed where this runs: Locust's own client then, whatever it is
         return True
     return found is None or (int(found.group(1)), int(found.group(2))) >= (2, 6)
