@@ -487,6 +487,14 @@ SECRETS_IN_FREE_TEXT = {  # a text -> what is written
     "cookie jwt-eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJodW50ZXIyIn0.c2ln set": "cookie jwt-REDACTED set",  # after a "-"
     # a line break after the separator
     "config password:\n  hunter2": "config password:\n  REDACTED",
+    # a login without a scheme (the password may hold a "/"); an image's digest is no login
+    "connecting to app:hunter2@db:5432/shop": "connecting to app:REDACTED@db:5432/shop",
+    "redis-cli -u app:1234/hunter2@cache": "redis-cli -u app:REDACTED@cache",
+    "pull nginx:1.25@sha256:0a1b2c": "pull nginx:1.25@sha256:0a1b2c",
+    # a Digest authorization: the response (a hash of the password) and the user go, the challenge stays
+    'Authorization: Digest username="bob", realm="shop", nonce="dcd98b71", uri="/cart", '
+    'response="6629fae49393a05397450978507c4ef1hunter2"':
+        'Authorization: Digest username=REDACTED, realm="shop", nonce=REDACTED, uri="/cart", response=REDACTED',
 }
 
 
@@ -564,6 +572,9 @@ SQL_COMMENTS = {  # a statement -> what is written: its comments are free text
         "SELECT a FROM t /* see https://x.example/r?key=REDACTED */",
     "SELECT /*+ INDEX(t idx) */ a FROM t -- route=/users/{id}":
         "SELECT /*+ INDEX(t idx) */ a FROM t -- route=/users/{id}",
+    "SELECT a FROM t # login password=hunter2\nWHERE b = 1":  # MySQL's comment
+        "SELECT a FROM t # login password=REDACTED\nWHERE b = ?",
+    "SELECT data #> '{a,b}', x # 5 FROM t": "SELECT data #> ?, x # ? FROM t",  # PostgreSQL's operators
 }
 
 

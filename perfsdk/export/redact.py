@@ -27,10 +27,12 @@ named "email":
   or ADO.NET connection string or an exception's message), and so is the value of each command-line
   option naming one (``--password hunter2``, ``--api-key=...``), every ``Bearer`` token and every
   ``Basic``, ``Digest``, ``Token``, ``Negotiate`` or ``NTLM`` credential that looks like one (a digit,
-  ``+/=`` or a lower-case letter before a capital in it), the password of an Oracle-style connect
-  string (``scott/tiger@//db:1521/orcl``, ``scott/tiger@orcl``), every JSON Web Token (``eyJ...``) and
+  ``+/=`` or a lower-case letter before a capital in it), a Digest authorization's parameters (but the
+  challenge's: ``realm``, ``uri``, ...), the password of an Oracle-style connect string
+  (``scott/tiger@//db:1521/orcl``, ``scott/tiger@orcl``) and of a login without a scheme
+  (``app:hunter2@db:5432``), every JSON Web Token (``eyJ...``) and
   the body of every PEM private key; e-mail addresses and card numbers (digit runs that pass the Luhn
-  check) are replaced. A statement's comments (``/* ... */``, ``-- ...``) are free text too.
+  check) are replaced. A statement's comments (``/* ... */``, ``-- ...``, MySQL's ``# ...``) are free text too.
 - with ``opaque_tokens`` (off for spans, on for what goes to an LLM), long opaque tokens (32 or more
   letters and digits, with both) are replaced as well: API keys and session ids, but also the trace
   ids, span ids and hashes that make span attributes joinable.
@@ -125,6 +127,14 @@ _PLACEHOLDER = re.compile(r"\?\d*|\$\d+|%s")  # a statement's parameter, not a v
 #: "token sv=2020&sig=..." a pair.
 _SCHEME = re.compile(r"(?<![\w\-])(?P<scheme>(?i:bearer|basic|digest|token|negotiate|ntlm))[ \t\r\n]+"
                      r"(?P<credentials>[\w\-.~+/=]+)")
+#: A Digest authorization's parameters (RFC 7616: ``Digest username="bob", realm="x", response="6629..."``):
+#: each value goes but for those naming the server's challenge (``_DIGEST_KEPT``) -- the response is a
+#: hash of the password, open to a dictionary attack, and the user is personal data.
+_DIGEST = re.compile(r"(?<![\w\-])(?i:digest)[ \t]+(?=[A-Za-z][\w\-]*\*?[ \t]*=)")
+_AUTH_PARAM = re.compile(r"""[ \t]*(?P<name>[A-Za-z][\w\-]*\*?)[ \t]*=[ \t]*"""
+                         r"""(?P<value>"(?:[^"\\]|\\.)*"?|[^\s,"]*)""")
+_PARAM_COMMA = re.compile(r"[ \t]*,")
+_DIGEST_KEPT = frozenset(("realm", "uri", "algorithm", "qop", "nc", "stale", "domain", "charset", "userhash"))
 _CREDENTIAL = re.compile(r"[\d+/=]|[a-z][A-Z]")  # a digit, base64's "+/=", or a capital after a lower-case letter
 _LOOSE_SCHEMES = ("basic", "digest")  # with opaque_tokens: any word of 6 or more characters after them
 #: A command-line option naming a secret and its value, after a space ("--password hunter2") or, in a
@@ -138,9 +148,16 @@ _OPTION = re.compile(rf"""(?<![^\s,])--(?P<name>[A-Za-z][\w.\-]*)"""
 #: What follows the "@" may not be a version, a digest or a branch or tag word: "actions/checkout@v4",
 #: "lodash/fp@4.17", "library/nginx@sha256:...", "actions/setup-python@main", "origin/feature@HEAD" are
 #: references, not logins; nor is a password all digits ("user/42@session": Oracle's start with a letter).
+_REFERENCE = (r"""(?!v?\d+(?:\.\d+){0,2}(?![\w.:@])|sha\d+:"""
+              r"""|(?i:main|master|latest|head|next|stable|canary|beta|alpha|dev|edge)(?![\w.:@]))""")
 _CONNECT = re.compile(r"""(?<![^\s"'=(,:])[A-Za-z_][\w$#.\-]*/(?!\d+@)(?P<password>[^\s/@"']+)@(?=//|[\w\[])"""
-                      r"""(?!v?\d+(?:\.\d+){0,2}(?![\w.:@])|sha\d+:"""
-                      r"""|(?i:main|master|latest|head|next|stable|canary|beta|alpha|dev|edge)(?![\w.:@]))""")
+                      + _REFERENCE)
+#: A login without a scheme: ``app:hunter2@db:5432/shop`` (redis-cli's, a log's "connecting to ..."), the
+#: user where a word starts; the password may hold a "/" but not start with one (a URL's "//") nor hold a
+#: ":" ("jdbc:oracle:thin:scott/...@db", a logger's "WARNING:app:bob@x" are none), and what follows the
+#: "@" is no reference ("nginx:1.25@sha256:...").
+_LOGIN = re.compile(r"""(?<![^\s"'=(,])[A-Za-z_][\w$.\-]*:(?P<password>[^\s/@"':][^\s@"':]*)@(?=[\w\[])"""
+                    + _REFERENCE)
 #: A JSON Web Token (JWS, and JWE's five parts): base64url of '{"' is "eyJ", where a word starts or after
 #: a "-". Only a run's first such "eyJ" is tried (``before`` runs to it, taken atomically): a later one
 #: in the run ends where it does, and fails too -- '-eyJ' * N tried each, to the run's end, in 7 s at 100 KB.
@@ -151,8 +168,10 @@ _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 #: With ``opaque_tokens``: a run of 32 or more letters, digits, "_" and "-", with a letter and a digit.
 _OPAQUE = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*?[0-9])(?=[A-Za-z0-9_\-]*?[A-Za-z])"
                      r"[A-Za-z0-9_\-]{32,}")
-#: A statement's comments: their bodies are free text (an unclosed one runs to the end).
-_SQL_COMMENT = re.compile(r"/\*(?P<block>.*?)(?:\*/|\Z)|--(?P<line>[^\n]*)", re.S)
+#: A statement's comments: their bodies are free text (an unclosed one runs to the end). MySQL's "#" starts
+#: one too; elsewhere it is an operator (PostgreSQL's "a # b", "#>"), whose operands, literals already
+#: replaced, lose nothing by being scanned as text.
+_SQL_COMMENT = re.compile(r"/\*(?P<block>.*?)(?:\*/|\Z)|(?P<dashes>--|#)(?P<line>[^\n]*)", re.S)
 #: URL schemes whose paths often hold an "@" ("/@scope/pkg", "/u/bob@x", "/pkg@1.2"): after a host
 #: with a port, a later "@" is read as the path's (see ``Redactor.url``).
 _WEB_SCHEMES = frozenset(("http", "https", "ws", "wss", "ftp", "ftps", ""))
@@ -410,8 +429,11 @@ class Redactor:
         if "://" in text or "/" in text and ("?" in text or ";" in text or "#" in text):  # a URL's marks
             text = self._urls(text)
         text = self.pairs(text)
-        if "@" in text and "/" in text:
-            text = _CONNECT.sub(_password_redacted, text)
+        if "@" in text:
+            if "/" in text:
+                text = _CONNECT.sub(_password_redacted, text)
+            if ":" in text:
+                text = _LOGIN.sub(_password_redacted, text)
         if "eyJ" in text:
             text = _JWT.sub(r"\g<before>" + REDACTED, text)
         text = scrub(text)
@@ -423,14 +445,14 @@ class Redactor:
         """A statement whose literals are gone (``sanitize_sql``), with its comments' bodies scrubbed
         as free text (a sqlcommenter tag or a note may carry ``password=...``, unquoted), and its
         e-mail addresses and card numbers replaced."""
-        if "/*" in statement or "--" in statement:
+        if "/*" in statement or "--" in statement or "#" in statement:
             statement = _SQL_COMMENT.sub(self._comment, statement)
         return scrub(statement)
 
     def _comment(self, found: re.Match[str]) -> str:
         body = found.group("block")
         if body is None:
-            return "--" + self._scrub(found.group("line"))
+            return found.group("dashes") + self._scrub(found.group("line"))
         return "/*" + self._scrub(body) + found.group()[2 + len(body):]
 
     def _urls(self, text: str) -> str:
@@ -473,6 +495,8 @@ class Redactor:
         """
         pair = "=" in text or ":" in text
         option = "--" in text
+        if pair and ("igest" in text or "IGEST" in text):  # Digest's parameters first: they are pairs too
+            text = _digest_params_redacted(text)
         if pair or option:
             spans = self._secret_values(text) if pair else []
             if option:
@@ -498,6 +522,8 @@ class Redactor:
         ("digest sha256:...") -- with ``opaque_tokens``, pairs and labels too, and any word after
         "basic" or "digest" (6 characters or more, always)."""
         scheme, credentials = found.group("scheme").lower(), found.group("credentials")
+        if scheme == "digest" and _AUTH_PARAM.match(credentials):
+            return found.group()  # a parameter list: its values are redacted already (``_digest_params_redacted``)
         if scheme != "bearer" and (len(credentials) < 6 or not (
                 self.opaque_tokens and (scheme in _LOOSE_SCHEMES or _CREDENTIAL.search(credentials))
                 or "=" not in credentials.rstrip("=") and found.string[found.end():found.end() + 1] != ":"
@@ -533,6 +559,8 @@ class Redactor:
             if found is None:
                 continue
             group = "credentials" if found.group("scheme") else "value"
+            if group == "credentials" and _AUTH_PARAM.match(found.group(group)):
+                continue  # Digest's parameters: redacted one by one already
             if found.group(group).startswith(REDACTED) or _PLACEHOLDER.fullmatch(found.group(group)):
                 continue  # done already (a URL's), or a placeholder ("password = ?", "email = $1")
             if group == "credentials" and "auth" not in name.lower():
@@ -667,6 +695,30 @@ def _text(value: Any) -> str:
 
 def _plain(value: Any) -> str:
     return str.__str__(value) if isinstance(value, str) else str(value)
+
+
+def _digest_params_redacted(text: str) -> str:
+    """``text`` with the values of each Digest authorization's parameters replaced, but the challenge's
+    (``_DIGEST_KEPT``).
+
+    >>> _digest_params_redacted('Authorization: Digest username="bob", realm="shop", response="6629fae4"')
+    'Authorization: Digest username=REDACTED, realm="shop", response=REDACTED'
+    """
+    pieces: list[str] = []
+    last = 0
+    for found in _DIGEST.finditer(text):
+        if found.start() < last:
+            continue  # inside the list just read
+        position = found.end()
+        while (param := _AUTH_PARAM.match(text, position)) is not None:
+            if param.group("name").rstrip("*").lower() not in _DIGEST_KEPT:
+                pieces += (text[last:param.start("value")], REDACTED)
+                last = param.end("value")
+            comma = _PARAM_COMMA.match(text, param.end())
+            if comma is None:
+                break  # the list ends
+            position = comma.end()
+    return "".join(pieces) + text[last:] if pieces else text
 
 
 def _password_redacted(found: re.Match[str]) -> str:
