@@ -452,3 +452,33 @@ def test_init_during_another_threads_shutdown_starts_afresh_and_keeps_the_provid
     finally:
         new.shutdown()
     assert new.processor._shutdown and sdk_module._HANDLE is None and sdk_module._CLOSING is None
+
+
+def test_a_row_in_a_write_that_hangs_after_counting_is_counted_once(tmp_path, monkeypatch):
+    """A write that counted its rows written and then hung publishing its file (a full file is closed
+    and renamed inside the write) showed them as written *and* buffered: ``stats()`` added up to more
+    rows than were given."""
+    table = TableWriter(str(tmp_path), "resources", "shop", batch_rows=2, max_bytes=1)  # publish each write
+    entered, release = threading.Event(), threading.Event()
+    publish = RotatingWriter._publish
+
+    def hanging_publish(self):
+        entered.set()
+        release.wait(SLACK_S * 3)
+        publish(self)
+
+    monkeypatch.setattr(RotatingWriter, "_publish", hanging_publish)
+    writer = threading.Thread(target=lambda: [table.add(resource_row()) for _ in range(2)], daemon=True)
+    writer.start()
+    try:
+        assert entered.wait(SLACK_S)  # counted written, now hung publishing
+        stats = table.stats()
+        assert (stats["rows_written"], stats["rows_buffered"]) == (2, 0)
+        table.add(resource_row())  # a newer row: buffered beside it
+        stats = table.stats()
+        assert (stats["rows_written"], stats["rows_buffered"]) == (2, 1)
+    finally:
+        release.set()
+    writer.join(SLACK_S)
+    table.close()
+    assert table.stats()["rows_written"] == 3 and read(tmp_path, table="resources").num_rows == 3

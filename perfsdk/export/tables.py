@@ -69,6 +69,7 @@ class TableWriter:
         self._lock = owned_lock()  # the buffer and the counts: never held for I/O (see the class docstring)
         self._io_lock = owned_lock()  # the file: one write or publish at a time
         self._writing = 0  # rows in the write in progress
+        self._written_before = 0  # the writer's rows_written when it began (it counts them as it goes)
         self._failures = 0  # failed writes in a row
         self._retry_at = 0.0  # add() tries no write before this (time.monotonic())
         self.closed = False
@@ -170,8 +171,10 @@ class TableWriter:
         ``perfsdk.export.recover``. Never waits for the disk: read while a write may be going on."""
         writer = self._writer
         with self._lock:
-            return {"rows_written": writer.rows_written - writer.rows_lost,
-                    "rows_buffered": len(self._rows) + self._writing,
+            written = writer.rows_written
+            writing = max(0, self._writing - (written - self._written_before)) if self._writing else 0
+            return {"rows_written": written - writer.rows_lost,
+                    "rows_buffered": len(self._rows) + writing,  # a row in one count, never both
                     "rows_skipped": self.rows_skipped, "rows_dropped": self.rows_dropped,
                     "rows_lost": writer.rows_lost, "rows_unwritten": self.rows_unwritten,
                     "abandoned_files": writer.abandoned_files}
@@ -205,9 +208,9 @@ class TableWriter:
                 return
             rows = list(self._rows)
             self._rows.clear()
+            writer = self._writer
             self._writing = len(rows)
-        writer = self._writer
-        before = writer.rows_written
+            self._written_before = before = writer.rows_written
         try:
             writer.write(batch_from_rows(rows, self.schema))
         except BaseException:
