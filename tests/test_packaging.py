@@ -129,6 +129,11 @@ def test_the_generated_c_is_left_out_of_wheel_and_sdist():
     assert "exclude perfsdk/_native/*.c" in (ROOT / "MANIFEST.in").read_text().splitlines()
 
 
+def test_the_sdist_ships_no_half_a_test_suite():
+    # setuptools' default took tests/test_*.py without conftest.py, the helpers or the benches
+    assert "prune tests" in (ROOT / "MANIFEST.in").read_text().splitlines()
+
+
 @pytest.mark.skipif(os.environ.get("PERFSDK_WHEEL_TEST") != "1",
                     reason="builds the extensions (a minute or more): set PERFSDK_WHEEL_TEST=1")
 def test_the_wheel_holds_what_an_install_needs_and_no_c(tmp_path):
