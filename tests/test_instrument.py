@@ -1704,3 +1704,25 @@ def test_init_from_an_atexit_hook_is_refused_with_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused: perfsdk.init() called while the interpreter is exiting" in done.stdout, done.stdout + done.stderr
+
+
+class _Unreadable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def test_a_span_named_with_a_non_string_is_judged_under_its_text_or_counted_invalid(tmp_path):
+    """OTel's SDK takes any object as a span's name: a non-str one was a fault a span (the detectors
+    refused it), and one whose __str__ raised was lost from the export as a fault, not counted as a span."""
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, service_name=None, export_dir=tmp_path, sample_resources=False)
+    tracer = provider.get_tracer("t")
+    for name in (42, ("a", "b"), _Unreadable(), "ok"):
+        with tracer.start_as_current_span(name):
+            pass
+    sdk.shutdown()
+    stats = sdk.stats()
+    assert stats["faults"] == {} and stats["spans_invalid"] == 1
+    assert set(stats["per_span"]) == {"42", "('a', 'b')", "ok"}
+    names = perfsdk.export.read(tmp_path).column("name").to_pylist()
+    assert sorted(names) == sorted(["42", "('a', 'b')", "REDACTED", "ok"])

@@ -35,6 +35,15 @@ cdef inline object _name_now(object entry):
         return span.name
 
 
+cdef tuple _name_text(object name):
+    """A span name that is not a ``str`` as the text it stands for (``42`` is "42"), and whether it
+    could not be read at all (a ``__str__`` that raises): then ``REDACTED``, as the export writes it."""
+    try:
+        return str(name), False
+    except Exception:
+        return "REDACTED", True
+
+
 cdef class SpanPath:
     """The common path of a span processor (see the module docstring).
 
@@ -51,7 +60,7 @@ cdef class SpanPath:
     cdef public object _trace_mask  # trace ids with any of these bits set are not followed
     cdef public long long open_dropped
     cdef public long long spans_ended
-    cdef public long long spans_invalid  # ended before they started (a wall clock stepped back): not judged
+    cdef public long long spans_invalid  # ended before they started (the clock stepped back), or unnamed: not judged
     cdef public bint _shutdown
     cdef public long long _in_flight  # spans inside on_end now: shutdown lets go of its state only at 0
     cdef public long long spans_after_shutdown  # spans that ended once shut down: not judged, not stored
@@ -141,6 +150,9 @@ cdef class SpanPath:
                 name, context, parent = span.name, span.context, span.parent
                 start, end, status = span.start_time, span.end_time, span.status
                 error = status.status_code is _ERROR
+            unreadable = False
+            if type(name) is not str:  # OTel's API asks for a str; nothing in the SDK checks it
+                name, unreadable = _name_text(name)
             judge_under = None  # a slow caller this span's name is new under
             if self._open and context is not None:
                 followed = self._open.pop(context[1], None)
@@ -156,9 +168,9 @@ cdef class SpanPath:
             if start is None or end is None:
                 return
             first, last = start, end
-            if last < first:  # OTel stamps spans by the wall clock: one stepped back during the span
-                self.spans_invalid += 1  # (its row is written as it came; the detectors never see it)
-                return
+            if last < first or unreadable:  # OTel stamps spans by the wall clock: one stepped back during
+                self.spans_invalid += 1  # the span; or a name that cannot be read (its row is written as it
+                return  # came, the name REDACTED; the detectors never see it)
             self.spans_ended += 1  # atomic: no Python code runs between the read and the write
             if self.spans_ended == self.learn_all_spans:
                 self._trace_mask = 0xF

@@ -79,7 +79,7 @@ class PerfSDK:
         return {
             "spans": spans,
             "span_errors": errors,
-            "spans_invalid": self.processor.spans_invalid,  # ended before they started: not judged
+            "spans_invalid": self.processor.spans_invalid,  # ended before they started, or unreadably named
             "spans_after_shutdown": self.processor.spans_after_shutdown,  # ended once shut down: not recorded
             "span_names": len(bank.names()),
             "max_span_names": bank.max_names,
