@@ -84,7 +84,7 @@ def stall_writer(sdk) -> threading.Event:
 
     def stalled_writer(chunks):
         go.wait(60)
-        write_columns(chunks)
+        return write_columns(chunks)
 
     sdk.export.spans.write_columns = stalled_writer
     return go

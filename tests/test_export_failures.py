@@ -205,15 +205,15 @@ def test_the_export_stats_say_how_many_files_were_abandoned(tmp_path, disk):
     sdk = perfsdk.init(tracer_provider=provider, export_dir=tmp_path, sample_resources=False)
     tracer = provider.get_tracer("t")
     try:
-        def spans(n: int) -> None:
+        def spans(n: int, written: bool = True) -> None:
             for _ in range(n):
                 tracer.start_span("op").end()
-            assert sdk.export.drain(SLACK_S)
+            assert sdk.export.drain(SLACK_S) is written  # a failed write fails the flush
 
         spans(5)  # written into the open file
         disk.full = True
-        spans(5)  # its next batch fails: the file (5 rows) is kept
-        spans(5)  # a new file, its first batch failed: removed
+        spans(5, written=False)  # its next batch fails: the file (5 rows) is kept
+        spans(5, written=False)  # a new file, its first batch failed: removed (a flush tries, backing off or not)
         stats = sdk.stats()["export"]
         assert stats["abandoned_files"] == 1 and len(hidden_files(tmp_path)) == 1
         assert stats["tables"]["resources"]["abandoned_files"] == 0
@@ -224,6 +224,52 @@ def test_the_export_stats_say_how_many_files_were_abandoned(tmp_path, disk):
     finally:
         sdk.shutdown()
     assert read(tmp_path).num_rows == 5 and recover(hidden_files(tmp_path)[0]).num_rows == 5
+
+
+def test_the_span_writer_backs_off_after_a_failed_write_and_counts_every_span(tmp_path, disk, monkeypatch):
+    """On a full disk every queued chunk was redacted, built into a batch and tried (a file opened and
+    abandoned each time). The span writer now backs off as the tables do; the chunks wait in the
+    bounded queue, a flush tries at once, and every span is written, failed or dropped -- counted."""
+    clock = [1000.0]
+    monkeypatch.setattr(arrow_export, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=tmp_path, sample_resources=False)
+    export, tracer = sdk.export, provider.get_tracer("t")
+
+    def spans(n: int) -> None:
+        for _ in range(n):
+            tracer.start_span("op").end()
+
+    def writer_runs() -> None:  # what a full chunk or the writer's tick does: no flush's "try now"
+        assert export.collector.seal(SLACK_S)
+        export._wake_writer()
+        assert export.span_queue.flush(SLACK_S)
+
+    try:
+        spans(5)
+        assert export.drain(SLACK_S)
+        disk.full = True
+        spans(5)
+        writer_runs()
+        assert disk.attempts == 2 and export.stats()["spans_failed"] == 10  # with the 5 of its abandoned file
+        for _ in range(3):  # backing off: the spans wait, untried
+            spans(5)
+            writer_runs()
+        assert disk.attempts == 2 and export.stats()["spans_queued"] == 15
+        clock[0] += arrow_export.RETRY_MIN_S
+        writer_runs()  # one try when the wait is over (a batch of queued chunks), failed: a longer wait
+        assert disk.attempts == 3
+        clock[0] += arrow_export.RETRY_MIN_S
+        writer_runs()
+        assert disk.attempts == 3  # the second wait is twice the first
+        disk.full = False
+        assert sdk.force_flush(int(SLACK_S * 1000))  # a flush tries now, whatever the wait
+        spans(5)
+    finally:
+        sdk.shutdown()
+    stats = sdk.stats()["export"]
+    assert stats["spans_exported"] + stats["spans_failed"] + stats["spans_dropped"] == 5 + 5 + 15 + 5
+    assert stats["spans_queued"] == 0 and read(tmp_path).num_rows == stats["spans_exported"]
 
 
 # -- F2: a hung disk: stats() and force_flush() ------------------------------------------------

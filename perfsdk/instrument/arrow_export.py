@@ -33,6 +33,11 @@ the caller's deadline: a disk that hangs (a stale NFS mount, a frozen file syste
 holds up that thread, never the caller's, and what it had not done by then is
 counted (a fault, and the tables' rows as ``rows_unwritten``).
 
+After a failed span write (a full disk) the writer backs off as the tables do (``RETRY_MIN_S``, doubling
+up to ``RETRY_MAX_S``): the chunks wait in the bounded queue meanwhile -- those past its bound dropped and
+counted -- instead of each being redacted and built into a batch only to fail; a flush or close tries
+at once.
+
 The writer writes large batches (a chunk at least, or a second's spans): each batch
 hands the GIL to pyarrow and back a few dozen times, and every hand-back can
 make the application's threads wait (CPython's convoy effect), so fewer,
@@ -47,11 +52,13 @@ import time
 from typing import Any, Callable
 
 from opentelemetry import metrics
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from perfsdk._runtime import DECISION_DELIVERY, Faults, Worker, at_fork, log_quietly, suppressed
 from perfsdk._version import __version__
 from perfsdk._native import SpanCollector
 from perfsdk.export import ArrowSpanExporter, TableWriter, decision_row
+from perfsdk.export.tables import RETRY_MAX_S, RETRY_MIN_S
 from perfsdk.export.options import SPAN_BYTES_ESTIMATE
 
 __all__ = ["ArrowExport"]
@@ -97,6 +104,9 @@ class ArrowExport:
                                        wake=self._wake_writer, chunk_bytes=chunk_spans * SPAN_BYTES_ESTIMATE)
         self.spans.file_metadata = lambda: {"perfsdk.spans_dropped": str(self.collector.dropped)}
         self.spans_written = 0
+        self._failures = 0  # span writes failed in a row
+        self._failed_writes = 0  # span writes failed in all (a flush fails if one does meanwhile)
+        self._retry_at = 0.0  # the writer tries no span write before this (time.monotonic()), but to close
         # an anomaly names its span: redacted as the spans table writes it
         self.anomalies = TableWriter(directory, "anomalies", service, format=fmt, batch_rows=64,
                                      redact=self.spans.redactor.message)
@@ -147,16 +157,26 @@ class ArrowExport:
         collector = self.collector
         left = collector.queued_chunks
         while left > 0:
+            if time.monotonic() < self._retry_at and not collector.closed:
+                return  # backing off after a failed write: the chunks wait (bounded; a flush tries now)
             chunks = collector.take(min(left, CHUNKS_PER_BATCH))
             if not chunks:
                 return
             left -= len(chunks)
+            written = False
             try:
                 with suppressed():  # perfsdk's own writes are not the application's work
-                    self.spans.write_columns(chunks)
+                    written = self.spans.write_columns(chunks) is not SpanExportResult.FAILURE
             finally:
                 self.spans_written += sum(chunk.size for chunk in chunks)
                 collector.done(chunks)
+                if written:
+                    self._failures, self._retry_at = 0, 0.0
+                else:
+                    self._failures += 1
+                    self._failed_writes += 1
+                    self._retry_at = time.monotonic() + min(RETRY_MAX_S,
+                                                            RETRY_MIN_S * 2 ** min(self._failures - 1, 16))
 
     def _tick(self) -> None:
         """The writer's periodic call: a partial chunk waits at most ``LINGER_S`` for more spans,
@@ -174,6 +194,7 @@ class ArrowExport:
         was emptied too), and so are its counts."""
         self.collector.reset()
         self.spans_written = 0
+        self._failures, self._failed_writes, self._retry_at = 0, 0, 0.0
         self._drop_lock = threading.Lock()
         self._last_drop_log = 0.0
         self._file_work = None  # (the parent's thread is not the child's)
@@ -205,8 +226,11 @@ class ArrowExport:
         deadline = time.monotonic() + timeout_s
         if not self.collector.seal(timeout_s):
             return False
+        failed_writes = self._failed_writes
+        self._retry_at = 0.0  # a flush tries now, backing off or not
         self._wake_writer()  # handled once everything queued before it is written
-        return self.span_queue.flush(max(0.0, deadline - time.monotonic()))
+        flushed = self.span_queue.flush(max(0.0, deadline - time.monotonic()))
+        return flushed and self._failed_writes == failed_writes  # (one failed: spans lost, or left backing off)
 
     def flush(self, timeout_millis: int) -> bool:
         """``drain`` and publish every file; False if a span or a row could not be written in time.
