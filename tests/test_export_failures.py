@@ -333,6 +333,25 @@ def test_shutdown_returns_by_its_deadline_while_a_tables_last_write_hangs(tmp_pa
     assert read(tmp_path, table="resources").num_rows == 1
 
 
+def test_a_span_write_that_hangs_past_shutdown_publishes_its_file_when_it_ends(tmp_path, disk, monkeypatch):
+    """A span write hung on the disk past ``shutdown()``'s deadline, then completed: its spans sat in a
+    hidden file, counted exported, never published (a reader saw none of them)."""
+    monkeypatch.setattr(arrow_export, "CLOSE_TIMEOUT_S", 0.3)
+    provider = TracerProvider()
+    sdk = perfsdk.init(tracer_provider=provider, export_dir=tmp_path, sample_resources=False)
+    for _ in range(5):
+        provider.get_tracer("t").start_span("op").end()
+    disk.freeze()
+    try:
+        returned, _ = returns_within(sdk.shutdown)
+        assert returned and disk.blocked.is_set()  # shutdown gave up; the span write still hangs
+    finally:
+        disk.thaw()
+    assert wait_for(lambda: sdk.stats()["export"]["files_written"] == 1)
+    assert read(tmp_path).num_rows == sdk.stats()["export"]["spans_exported"] == 5
+    assert not list(tmp_path.rglob(".part-*"))
+
+
 def test_a_close_past_its_deadline_counts_the_buffered_rows_unwritten(tmp_path, disk):
     """Rows still buffered (not in the write that hangs) when a table's close gives up are counted
     unwritten at once -- the process may end before the hung write does -- and never twice."""

@@ -316,7 +316,10 @@ class ArrowSpanExporter(SpanExporter):
                         took = writer.rows_written - before
                         taken += took
                         self.spans_exported += took
-                if self._timer is not None and not self._timer_started:
+                if self._shutdown:  # shut down (past its deadline) while this write hung: its files are
+                    for writer in self._writers.values():  # published now, or they would stay hidden
+                        writer.flush()
+                elif self._timer is not None and not self._timer_started:
                     self._timer_started = True
                     self._timer.start()
             return SpanExportResult.SUCCESS
