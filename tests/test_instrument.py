@@ -1504,6 +1504,73 @@ def test_spans_of_a_multiprocessing_child_are_written_though_it_leaves_with_os_e
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_multiprocessing_child_that_starts_perfsdk_itself_writes_its_spans(tmp_path, method):
+    """``init()`` inside a pool's initializer or a process's target, perfsdk not running when the child
+    forked: the child left with os._exit and wrote nothing (0 of 300 spans). A fresh interpreter: one
+    that ever ran ``init()`` hooks every later child at fork, which hid it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import multiprocessing, perfsdk
+
+        @perfsdk.monitor("task")
+        def task(i):
+            return i
+
+        def child(n):
+            perfsdk.init(service_name="child", export_dir={str(tmp_path)!r}, sample_resources=False)
+            for i in range(n):
+                task(i)
+
+        if __name__ == "__main__":
+            processes = [multiprocessing.get_context({method!r}).Process(target=child, args=(100,))
+                         for _ in range(3)]
+            for p in processes:
+                p.start()
+            for p in processes:
+                p.join(60)
+            assert [p.exitcode for p in processes] == [0, 0, 0]
+    """)
+    (tmp_path / "main.py").write_text(script)
+    from perfsdk.export import read
+
+    subprocess.run([sys.executable, str(tmp_path / "main.py")], check=True, timeout=120, cwd=tmp_path)
+    assert read(tmp_path / "spans").column("name").to_pylist().count("task") == 300
+
+
+def test_a_relative_export_dir_stays_where_it_was_after_a_chdir(tmp_path, monkeypatch):
+    """A daemon changes directory after start-up: with ``export_dir="perf-data"`` the open file was
+    renamed relative to the new one (failed, its 500 spans counted failed and left hidden, no recover
+    hint) and later spans went to another directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    sdk = perfsdk.init(service_name="cwd", export_dir="perf-data", sample_resources=False)
+
+    @perfsdk.monitor("f")
+    def f(i):
+        return i
+
+    try:
+        for i in range(50):
+            f(i)
+        assert sdk.export.drain(10.0)  # in the open file
+        os.chdir(tmp_path / "elsewhere")
+        for i in range(50):
+            f(i)
+        assert sdk.force_flush()
+    finally:
+        sdk.shutdown()
+    from perfsdk.export import read
+
+    assert sdk.stats()["export"]["spans_failed"] == 0
+    assert read(tmp_path / "perf-data").num_rows == 100
+    assert not (tmp_path / "elsewhere" / "perf-data").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_childs_first_resource_sample_is_its_own():
     """The child kept the parent's CPU-time baseline (its own CPU time starts near zero: a hugely
     negative first sample) and traffic totals (its span bank starts empty)."""

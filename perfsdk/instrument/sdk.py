@@ -227,6 +227,7 @@ _CLOSING: PerfSDK | None = None  # a handle whose shutdown is under way
 _INIT_LOCK = owned_lock()  # (shutdown takes it: a signal handler's must see it held)
 _EXIT_HOOKED = False
 _EXITED = False  # perfsdk's exit hook has run: the process is on its way out
+_FINALIZED_PID = 0  # the multiprocessing child whose exit shutdown is registered with its finalizers
 
 
 def _shutdown_at_exit() -> None:
@@ -244,9 +245,21 @@ def _shutdown_at_child_exit(shutdown: Callable[[], None]) -> None:
     ``atexit``, but runs multiprocessing's finalizers first (``util._exit_function``) -- the exit
     shutdown goes there too, bounded as ``shutdown()`` is. (Not from perfsdk's own fork hook: the
     child's start clears the finalizers registered before it, then runs these after-fork hooks.)"""
+    global _FINALIZED_PID
     from multiprocessing.util import Finalize
 
     Finalize(None, shutdown, exitpriority=0)
+    _FINALIZED_PID = os.getpid()
+
+
+def _hook_child_exit() -> None:
+    """An ``init()`` inside a ``multiprocessing`` child (a pool's initializer, a process's target) whose
+    exit shutdown no after-fork hook registered -- perfsdk was not running when it forked -- registers
+    it now: a fork or forkserver child ends with ``os._exit``, past ``atexit`` (it wrote nothing)."""
+    import multiprocessing
+
+    if _FINALIZED_PID != os.getpid() and multiprocessing.parent_process() is not None:
+        _shutdown_at_child_exit(_shutdown_at_exit)
 
 
 def init(
@@ -314,7 +327,8 @@ def init(
         within this many seconds of each other form one incident.
     export_dir, export_format, redactor
         Write spans, anomalies and resource samples to Arrow (or Parquet)
-        files under ``export_dir`` (see ``perfsdk.export``); span attributes
+        files under ``export_dir`` (a relative one is resolved now: a later ``os.chdir``, a
+        daemon's, moves nothing; see ``perfsdk.export``); span attributes
         pass through ``redactor`` (default: values under secret-naming keys and headers dropped;
         URL credentials and query values, secret ``key=value`` pairs and bearer tokens in text,
         SQL literals, e-mail addresses and card numbers redacted: docs/production.md says
@@ -420,6 +434,7 @@ def init(
 
             register_after_fork(_shutdown_at_exit, _shutdown_at_child_exit)
             _EXIT_HOOKED = True
+        _hook_child_exit()
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
@@ -450,7 +465,7 @@ def _usable_directory(path: Any) -> str:
     -- not a fault on every export later."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"export_dir must be a path (str or os.PathLike), got {path!r}")
-    directory = os.fspath(path)
+    directory = os.path.abspath(os.fspath(path))  # a later os.chdir (a daemon's) moves no file
     try:
         os.makedirs(directory, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".perfsdk-probe-")
