@@ -1438,6 +1438,51 @@ def test_a_provider_whose_processors_perfsdk_cannot_reorder_still_gets_it_last_c
             sdk.shutdown()
 
 
+def test_a_generators_clean_up_on_close_runs_under_its_own_span(traced):
+    """A generator's span is the current one while its own code runs: a ``finally:`` run by
+    ``close()``/``aclose()`` is its code, but its spans were parented to the caller's."""
+    sdk, exporter, _, _ = traced
+
+    @perfsdk.monitor("cleanup")
+    def cleanup():
+        pass
+
+    @perfsdk.monitor("steps")
+    def steps():
+        try:
+            yield 1
+            yield 2
+        finally:
+            cleanup()
+
+    @perfsdk.monitor("async_steps")
+    async def async_steps():
+        try:
+            yield 1
+            yield 2
+        finally:
+            cleanup()
+
+    @perfsdk.monitor("caller")
+    def caller():
+        for _ in steps():
+            break  # leaves the loop: the generator is closed
+
+    @perfsdk.monitor("async_caller")
+    async def async_caller():
+        stream = async_steps()
+        async for _ in stream:
+            break
+        await stream.aclose()
+
+    caller()
+    asyncio.run(async_caller())
+    finished = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span.name for span in finished}
+    parents = sorted(by_id[span.parent.span_id] for span in finished if span.name == "cleanup")
+    assert parents == ["async_steps", "steps"]
+
+
 def test_a_generator_whose_close_raises_still_ends_its_span_failed(traced):
     sdk, exporter, _, _ = traced
 

@@ -263,12 +263,15 @@ def _wrap_generator(fn: Any, name: str, attrs: dict[str, Any] | None) -> Any:
                 otel_context.detach(token)
             try:
                 sent, thrown = (yield item), None
-            except GeneratorExit:
+            except GeneratorExit:  # closed: its clean-up (a finally:) is its own code, under its span
+                token = otel_context.attach(trace.set_span_in_context(span))
                 try:
                     gen.close()
                 except BaseException as exc:  # its clean-up failed: the span says so, and ends
                     _end(span, exc)
                     raise
+                finally:
+                    otel_context.detach(token)
                 _end(span)
                 raise
             except BaseException as exc:  # thrown in by the caller: pass it on
@@ -306,11 +309,15 @@ def _wrap_async_generator(fn: Any, name: str, attrs: dict[str, Any] | None) -> A
             try:
                 sent, thrown = (yield item), None
             except GeneratorExit:
+                token = None if span is None else otel_context.attach(trace.set_span_in_context(span))
                 try:
                     await agen.aclose()
                 except BaseException as exc:
                     _end(span, exc)
                     raise
+                finally:
+                    if token is not None:
+                        otel_context.detach(token)
                 _end(span)
                 raise
             except BaseException as exc:
