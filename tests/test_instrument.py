@@ -1586,6 +1586,84 @@ def test_a_multiprocessing_child_that_starts_perfsdk_itself_writes_its_spans(tmp
     assert read(tmp_path / "spans").column("name").to_pylist().count("task") == 300
 
 
+_SIGTERMED_APP = """
+import signal, sys, time
+import perfsdk
+
+sdk = perfsdk.init(service_name="sig", export_dir=sys.argv[1], sample_resources=False)
+if sys.argv[2] == "uvicorn":  # as uvicorn does: its own handler, then the original restored and re-raised
+    original, caught = signal.getsignal(signal.SIGTERM), []
+    signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+
+
+@perfsdk.monitor("work")
+def work(i):
+    return i
+
+
+for i in range(500):
+    work(i)
+print("ready", flush=True)
+if sys.argv[2] == "uvicorn":
+    while not caught:
+        time.sleep(0.01)
+    signal.signal(signal.SIGTERM, original)
+    signal.raise_signal(signal.SIGTERM)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.parametrize("server", ["plain", "uvicorn"])
+def test_a_process_stopped_by_sigterm_writes_its_spans_and_still_dies_by_it(tmp_path, server):
+    """SIGTERM's default action kills the process past ``atexit``: a container's stop, or uvicorn's
+    exit (it re-raises the signal it caught), lost the last spans and left the open file hidden (0
+    published files). perfsdk's handler, where the default was, shuts down, then dies by SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    from perfsdk.export import read
+
+    (tmp_path / "app.py").write_text(_SIGTERMED_APP)
+    out = tmp_path / "out"
+    app = subprocess.Popen([sys.executable, str(tmp_path / "app.py"), str(out), server], stdout=subprocess.PIPE,
+                           text=True)
+    try:
+        assert app.stdout.readline().strip() == "ready"
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(60) == -signal.SIGTERM  # died by it, as it would have
+    finally:
+        app.kill()
+        app.stdout.close()
+    assert read(out).num_rows == 500 and not list(out.rglob(".part-*"))
+
+
+def test_sigterm_is_handled_only_where_its_default_was_and_given_back(tmp_path):
+    import signal
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    sdk = perfsdk.init(service_name="sig", export_dir=tmp_path, sample_resources=False)
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    sdk.shutdown()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+
+    def own(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, own)
+    try:
+        perfsdk.init(service_name="sig", export_dir=tmp_path, sample_resources=False).shutdown()
+        assert signal.getsignal(signal.SIGTERM) is own  # the application's: never replaced
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sdk = perfsdk.init(service_name="sig", export_dir=tmp_path, sample_resources=False, shutdown_on_sigterm=False)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    sdk.shutdown()
+    with pytest.raises(TypeError, match="shutdown_on_sigterm"):
+        perfsdk.init(shutdown_on_sigterm="yes")
+
+
 def test_a_relative_export_dir_stays_where_it_was_after_a_chdir(tmp_path, monkeypatch):
     """A daemon changes directory after start-up: with ``export_dir="perf-data"`` the open file was
     renamed relative to the new one (failed, its 500 spans counted failed and left hidden, no recover

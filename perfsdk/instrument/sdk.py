@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -157,6 +158,7 @@ class PerfSDK:
                 _HANDLE = None
                 _CLOSING = self  # (the exit hook still finds it, and waits for a shutdown handed over)
                 HOOKS.clear()
+                _unhook_sigterm()
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
         with self.faults.guard("shutdown"):
             if self.sampler is not None:
@@ -252,6 +254,48 @@ def _shutdown_at_child_exit(shutdown: Callable[[], None]) -> None:
     _FINALIZED_PID = os.getpid()
 
 
+def _hook_sigterm() -> None:
+    """``_on_sigterm`` as SIGTERM's handler, where SIGTERM would kill the process as it is (its
+    default action) and a handler can be set (the main thread)."""
+    try:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here, or not the main interpreter
+        pass
+
+
+def _unhook_sigterm() -> None:
+    """SIGTERM's default action back, if perfsdk's handler is still the one set."""
+    try:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError, AttributeError):
+        pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM, its default action perfsdk's: perfsdk shut down (its spans written, its files
+    published), then the process dies by SIGTERM, as it would have. The main thread interrupted
+    inside perfsdk (holding what a shutdown needs) cannot shut down here: a thread does, and sends
+    the signal when done -- the application runs on meanwhile, as briefly as the shutdown takes."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+
+    def shut_down_then_die() -> None:
+        try:
+            _shutdown_at_exit()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if inside_perfsdk():
+        threading.Thread(target=shut_down_then_die, name="perfsdk-sigterm", daemon=True).start()
+        return
+    try:
+        _shutdown_at_exit()
+    finally:
+        signal.raise_signal(signal.SIGTERM)
+
+
 def _hook_child_exit() -> None:
     """An ``init()`` inside a ``multiprocessing`` child (a pool's initializer, a process's target) whose
     exit shutdown no after-fork hook registered -- perfsdk was not running when it forked -- registers
@@ -284,6 +328,7 @@ def init(
     export_queue_bytes: int = 64 * 2**20,
     export_on_full: str = "drop",
     redactor: Any = None,
+    shutdown_on_sigterm: bool = True,
 ) -> PerfSDK:
     """Start perfsdk in this process and return its handle.
 
@@ -339,6 +384,12 @@ def init(
         happens when it is full: ``"drop"`` (counted in
         ``stats()["export"]["spans_dropped"]``, a metric, the log and the next
         file's metadata) or ``"block"`` (wait up to 0.1 s for room, then drop).
+    shutdown_on_sigterm
+        Where SIGTERM still has its default action (it kills the process past ``atexit``: a
+        container's stop, uvicorn's exit, which re-raises it, lost the last spans and left the open
+        files hidden), perfsdk's handler shuts perfsdk down, then dies by SIGTERM as the default would.
+        Installed from the main thread only, never over a handler the application set; an
+        explicit ``shutdown()`` puts the default back.
 
     A second ``init`` while perfsdk is running returns the running handle; one called while the
     running handle's ``shutdown()`` is under way on another thread starts perfsdk afresh (the handle
@@ -367,6 +418,7 @@ def init(
     if otlp_endpoint is not None:
         check_str("otlp_endpoint", otlp_endpoint)
     check_bool("sample_resources", sample_resources)
+    check_bool("shutdown_on_sigterm", shutdown_on_sigterm)
     check_choice("export_format", export_format, FORMATS)
     check_int("export_queue_bytes", export_queue_bytes, minimum=SPAN_BYTES_ESTIMATE)
     check_choice("export_on_full", export_on_full, ("drop", "block"))
@@ -435,6 +487,8 @@ def init(
             register_after_fork(_shutdown_at_exit, _shutdown_at_child_exit)
             _EXIT_HOOKED = True
         _hook_child_exit()
+        if shutdown_on_sigterm:
+            _hook_sigterm()
         HOOKS.tracer = provider.get_tracer("perfsdk", __version__)
         HOOKS.decisions = export.add_decision if export is not None else None
         return _HANDLE
