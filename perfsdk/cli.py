@@ -287,18 +287,23 @@ def _print_bench(path: str, functions: list[Any]) -> None:
 def _loadtest(args: argparse.Namespace) -> int:
     from perfsdk.testgen import LoadTestError, Scenario, ScenarioError
     from perfsdk.testgen.locust_runner import dry_run_plan, run_locust
+    from perfsdk.testgen.scenario import host_problem
 
     try:
         scenario = Scenario.load(args.scenario)
     except ScenarioError as exc:
         raise InputError(f"{args.scenario}: {exc}") from None
+    if args.host:  # checked in a dry run too: a command line it passes must not fail for real
+        problem = host_problem(args.host.rstrip("/"))
+        if problem:
+            raise InputError(f"--host: {problem}")
+    if args.duration is not None:
+        _check_option("--duration", args.duration, low=0.0, low_open=True)
     if args.dry_run:
         print(dry_run_plan(scenario))
         return 0
     if not args.host:
         raise InputError("--host is required (where to send the requests), unless --dry-run")
-    if args.duration is not None:
-        _check_option("--duration", args.duration, low=0.0, low_open=True)
     try:
         result = run_locust(scenario, args.host, duration_s=args.duration, workdir=args.workdir)
     except (LoadTestError, ValueError) as exc:  # ValueError: --host or --duration

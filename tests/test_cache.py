@@ -2291,3 +2291,15 @@ def test_a_memoized_function_calling_itself_with_its_arguments_is_told_so_by_nam
     with pytest.raises(RuntimeError, match=r"<lambda>\(3\) called itself") as error:
         again(3)
     assert "get_or_load" not in str(error.value) and "object at" not in str(error.value)
+
+
+def test_a_hand_resize_outside_the_limits_says_which_limits():
+    """The docs' own 'resize(100) of a 1M-entry cache' raised 'capacity must be an integer in
+    [250000, 4e+06]': limits a user never set, not named."""
+    cache = AdaptiveCache(1000, controller=None)
+    with pytest.raises(ValueError, match=r"resize\(100\) is outside this cache's limits, min_capacity=250 "
+                                         r"and max_capacity=4000"):
+        cache.resize(100)
+    with pytest.raises(TypeError):
+        cache.resize("100")
+    AdaptiveCache(1000, min_capacity=100, controller=None).resize(100)

@@ -180,12 +180,13 @@ def test_testgen_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, 
     (["--host", "http://127.0.0.1:abc"], "got 'http://127.0.0.1:abc': port could not be cast to integer"),
     (["--host", "http://127.0.0.1:9", "--duration", "-1"], "--duration must be a finite number > 0, got -1.0"),
 ])
-def test_loadtest_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, options, message):
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])  # a dry run passed them all, and the real run failed
+def test_loadtest_says_in_one_line_which_option_value_is_wrong(tmp_path, capsys, options, message, dry_run):
     source = _export_with_one_route(tmp_path / "export")
     scenario = tmp_path / "s.json"
     assert main(["testgen", "--from", str(source), "--out", str(scenario)]) == 0
     capsys.readouterr()
-    assert main(["loadtest", str(scenario), *options]) == 2
+    assert main(["loadtest", str(scenario), *options, *dry_run]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("perfsdk loadtest: error: ") and message in err
 

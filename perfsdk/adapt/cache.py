@@ -313,7 +313,12 @@ class AdaptiveCache(MutableMapping):
         """Set the capacity by hand (within min/max); evicts to fit before it returns, in bursts of
         ``RESIZE_STEPS`` between which other threads run (the controller's resizes are gradual:
         see ``apply``)."""
-        check_int("capacity", capacity, minimum=self.min_capacity, maximum=self.max_capacity)
+        check_int("capacity", capacity, minimum=1, maximum=MAX_ENTRIES)
+        if not self.min_capacity <= capacity <= self.max_capacity:
+            raise ValueError(f"resize({capacity}) is outside this cache's limits, min_capacity={self.min_capacity} "
+                             f"and max_capacity={self.max_capacity} (by default a quarter and four times the "
+                             f"capacity it was made with): they bound a hand resize as they bound the controller; "
+                             f"set them when the cache is made")
         with self._resizing:
             self._core.resize(capacity, -1.0, RESIZE_STEPS)
             while self._core.catching_up:  # the lock and the GIL are free between bursts
